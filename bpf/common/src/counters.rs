@@ -1,0 +1,87 @@
+//! Per-CPU counters of the XDP program, indexed by `Counter`.
+//! Userspace sums them over CPUs and exports them under `Counter::name`.
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Every frame the program saw.
+    Received = 0,
+    /// DHCP requests to port 67 that parsed completely.
+    Dhcp,
+    Offer,
+    Ack,
+    Nak,
+    /// Passed up: a DHCP request from a MAC without a reservation.
+    PassUnknownMac,
+    /// Passed up: a reservation, but the request came from another network.
+    PassWrongNetwork,
+    /// Passed up: other DHCP message types (RELEASE, DECLINE, INFORM, ...)
+    /// or REQUEST forms the rules leave to userspace.
+    PassOtherDhcp,
+    /// Passed up: not IPv4/UDP to port 67 at all (the tax on other traffic).
+    PassNotDhcp,
+    /// Passed up: something the program does not handle (IP options,
+    /// fragments, option 82 too long for the reply, non-Ethernet chaddr).
+    PassUnsupported,
+    /// Passed up: looked like DHCP but was truncated or inconsistent.
+    Malformed,
+    /// Dropped: a REQUEST that selected another server.
+    DropOtherServer,
+    /// A reply could not be built (tail adjustment or store failed); passed.
+    TxError,
+    /// ACK events lost because the ring buffer was full.
+    EventLost,
+}
+
+impl Counter {
+    pub const COUNT: u32 = Counter::EventLost as u32 + 1;
+
+    pub const ALL: [Counter; Counter::COUNT as usize] = [
+        Counter::Received,
+        Counter::Dhcp,
+        Counter::Offer,
+        Counter::Ack,
+        Counter::Nak,
+        Counter::PassUnknownMac,
+        Counter::PassWrongNetwork,
+        Counter::PassOtherDhcp,
+        Counter::PassNotDhcp,
+        Counter::PassUnsupported,
+        Counter::Malformed,
+        Counter::DropOtherServer,
+        Counter::TxError,
+        Counter::EventLost,
+    ];
+
+    /// Stable snake_case name, used by `stormboot stats` and in metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Received => "received",
+            Counter::Dhcp => "dhcp",
+            Counter::Offer => "offer",
+            Counter::Ack => "ack",
+            Counter::Nak => "nak",
+            Counter::PassUnknownMac => "pass_unknown_mac",
+            Counter::PassWrongNetwork => "pass_wrong_network",
+            Counter::PassOtherDhcp => "pass_other_dhcp",
+            Counter::PassNotDhcp => "pass_not_dhcp",
+            Counter::PassUnsupported => "pass_unsupported",
+            Counter::Malformed => "malformed",
+            Counter::DropOtherServer => "drop_other_server",
+            Counter::TxError => "tx_error",
+            Counter::EventLost => "event_lost",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}

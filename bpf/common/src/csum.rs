@@ -1,0 +1,108 @@
+//! One's-complement arithmetic for the IPv4 and UDP checksums (RFC 1071).
+//!
+//! Sums are kept unfolded in a u32 over big-endian 16-bit words; a byte at an
+//! even offset from the start of the checksummed data is a word's high byte.
+//! The XDP program adds per-transaction fields to a partial sum rendered in
+//! userspace; both use these functions so the arithmetic is the same.
+
+/// Adds a 16-bit word.
+#[inline(always)]
+pub const fn add16(sum: u32, word: u16) -> u32 {
+    sum + word as u32
+}
+
+/// Adds a 32-bit value that starts at an even offset (an address, an xid).
+#[inline(always)]
+pub const fn add32(sum: u32, value: u32) -> u32 {
+    sum + (value >> 16) + (value & 0xffff)
+}
+
+/// Adds one byte at the given offset from the start of the checksummed data.
+#[inline(always)]
+pub const fn add_byte(sum: u32, byte: u8, offset: usize) -> u32 {
+    if offset % 2 == 0 {
+        sum + ((byte as u32) << 8)
+    } else {
+        sum + byte as u32
+    }
+}
+
+/// Folds the carries back in: the 16-bit one's-complement sum.
+#[inline(always)]
+pub const fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// The checksum field value for an IPv4 header.
+#[inline(always)]
+pub const fn finish_ip(sum: u32) -> u16 {
+    !fold(sum)
+}
+
+/// The checksum field value for UDP: zero means "no checksum", so a computed
+/// zero is sent as 0xffff (RFC 768).
+#[inline(always)]
+pub const fn finish_udp(sum: u32) -> u16 {
+    let c = !fold(sum);
+    if c == 0 {
+        0xffff
+    } else {
+        c
+    }
+}
+
+/// Sum of a byte slice that starts at an even offset. For userspace and
+/// tests; the program never loops over a whole reply.
+pub fn sum_bytes(bytes: &[u8]) -> u32 {
+    let mut sum = 0u32;
+    let mut chunks = bytes.chunks_exact(2);
+    for w in &mut chunks {
+        sum = add16(sum, u16::from_be_bytes([w[0], w[1]]));
+        // Folding as we go keeps any length from overflowing the u32.
+        if sum > 0xffff_0000 {
+            sum = fold(sum) as u32;
+        }
+    }
+    if let [last] = chunks.remainder() {
+        sum = add16(sum, (*last as u16) << 8);
+    }
+    sum
+}
+
+/// The UDP pseudo-header share of the sum (RFC 768).
+pub const fn pseudo_header(src: u32, dst: u32, udp_len: u16) -> u32 {
+    add16(add32(add32(0, src), dst), crate::layout::IPPROTO_UDP as u16 + udp_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3's example: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
+        let s = sum_bytes(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]);
+        assert_eq!(fold(s), 0xddf2);
+    }
+
+    #[test]
+    fn incremental_equals_whole() {
+        let mut data = [0u8; 64];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i * 37 + 11) as u8;
+        }
+        let whole = fold(sum_bytes(&data));
+        let mut partial = data;
+        partial[7] = 0; // odd offset
+        partial[8] = 0; // even offset
+        let s = add_byte(add_byte(sum_bytes(&partial), data[7], 7), data[8], 8);
+        assert_eq!(fold(s), whole);
+    }
+
+    #[test]
+    fn udp_zero_is_sent_as_ffff() {
+        assert_eq!(finish_udp(0xffff), 0xffff);
+    }
+}

@@ -1,0 +1,137 @@
+//! Map keys and values. Addresses are stored as they appear on the wire
+//! (network byte order, `[u8; 4]`), so neither side converts them.
+
+use crate::layout::BLOCK_LEN;
+
+/// Names of the maps in the object file; the daemon looks them up by these.
+pub mod names {
+    pub const RESERVATIONS: &str = "RESERVATIONS";
+    pub const SUBNETS: &str = "SUBNETS";
+    pub const IFACES: &str = "IFACES";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const EVENTS: &str = "EVENTS";
+    pub const SCRATCH: &str = "SCRATCH";
+}
+
+/// Name of the XDP program that answers DHCP.
+pub const PROGRAM_DHCP: &str = "stormboot";
+/// Name of the XDP program that only returns XDP_PASS. Attached to the peer
+/// of a veth so that frames sent there with XDP_TX are delivered at all.
+pub const PROGRAM_PASS: &str = "stormboot_pass";
+
+/// Key of the reservation map: the client's hardware address and the boot
+/// variant its request asks for (0: plain DHCP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReservationKey {
+    pub mac: [u8; 6],
+    /// A `variant` value; u16 so the key has no padding.
+    pub variant: u16,
+}
+
+/// Boot variants a reservation can have a rendered reply for.
+pub mod variant {
+    pub const PLAIN: u16 = 0;
+}
+
+/// A rendered reply: the UDP payload with every per-transaction field zero.
+///
+/// Zero in the block (and so excluded from `csum`): xid, flags, ciaddr,
+/// giaddr, chaddr, the value byte of option 53 at `type_off`, and the END
+/// byte at `end_off`. The program writes them and adds their share.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Block {
+    pub bytes: [u8; BLOCK_LEN],
+    /// One's-complement sum of `bytes` as big-endian 16-bit words, unfolded.
+    pub csum: u32,
+    /// Offset in `bytes` of the message-type value byte.
+    pub type_off: u16,
+    /// Offset in `bytes` where the END option goes (an echoed option 82 is
+    /// written here first and END after it, as RFC 3046 asks: last).
+    pub end_off: u16,
+}
+
+impl Block {
+    pub const fn zeroed() -> Self {
+        Self { bytes: [0; BLOCK_LEN], csum: 0, type_off: 0, end_off: 0 }
+    }
+}
+
+/// Value of the reservation map.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Reservation {
+    /// The reserved address (yiaddr of OFFER and ACK).
+    pub ip: [u8; 4],
+    /// Our server identifier (option 54), also the source address of replies.
+    pub server_id: [u8; 4],
+    /// The reservation's subnet, to check that the request came from there.
+    pub net: [u8; 4],
+    pub mask: [u8; 4],
+    /// Index into SUBNETS, whose NAK block answers a wrong request.
+    pub subnet: u32,
+    /// Reserved for flags; zero today.
+    pub flags: u32,
+    /// OFFER and ACK share this block; only the type byte differs.
+    pub reply: Block,
+}
+
+/// Value of the subnet array map.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Subnet {
+    pub net: [u8; 4],
+    pub mask: [u8; 4],
+    pub server_id: [u8; 4],
+    /// 1 when this slot holds a subnet.
+    pub valid: u32,
+    pub nak: Block,
+}
+
+/// Value of the interface map (key: ifindex as u32): what the program needs
+/// to know about the interface a request arrived on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Iface {
+    /// The interface's IPv4 address: a non-relayed request is only answered
+    /// when this address lies in the reservation's subnet.
+    pub ip: [u8; 4],
+    /// Source MAC of replies sent out of this interface.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Per-CPU scratch space for copying option 82 out of the request before
+/// the reply overwrites it. Four spare bytes stay zero for the checksum.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Scratch {
+    pub bytes: [u8; crate::layout::MAX_ECHO_LEN + 4],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, and have no padding bytes
+    // (checked by the size assertions in the tests below).
+    unsafe impl aya::Pod for super::ReservationKey {}
+    unsafe impl aya::Pod for super::Reservation {}
+    unsafe impl aya::Pod for super::Subnet {}
+    unsafe impl aya::Pod for super::Iface {}
+    unsafe impl aya::Pod for super::Scratch {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn no_implicit_padding() {
+        assert_eq!(size_of::<ReservationKey>(), 8);
+        assert_eq!(size_of::<Block>(), BLOCK_LEN + 8);
+        assert_eq!(size_of::<Reservation>(), 24 + size_of::<Block>());
+        assert_eq!(size_of::<Subnet>(), 16 + size_of::<Block>());
+        assert_eq!(size_of::<Iface>(), 12);
+    }
+}
