@@ -102,12 +102,38 @@ pub struct Iface {
     pub _pad: [u8; 2],
 }
 
-/// Per-CPU scratch space for copying option 82 out of the request before
-/// the reply overwrites it. Four spare bytes stay zero for the checksum.
+/// Per-CPU scratch space of the program.
+///
+/// `options` holds what the option walk found. It lives in a map value, not
+/// in registers, because the verifier does not track map contents: every
+/// path through the walk then ends in one verifier state instead of one per
+/// combination of options seen.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Scratch {
+    pub options: FoundOptions,
+    /// Option 82 copied out of the request before the reply overwrites it;
+    /// four spare bytes stay zero for the checksum.
     pub bytes: [u8; crate::layout::MAX_ECHO_LEN + 4],
+}
+
+/// The options the fast path reads; zero when absent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoundOptions {
+    pub msg_type: u32,
+    /// Option 50, host order.
+    pub requested_ip: u32,
+    /// Option 54, host order.
+    pub server_id: u32,
+    /// Offset of option 82 in the frame and its length with code and length bytes.
+    pub relay_off: u32,
+    pub relay_len: u32,
+    /// Where the walk is: kept here for the same reason, so the verifier
+    /// sees one bounded unknown offset at each step instead of one state
+    /// per distinct sum of option lengths.
+    pub cursor: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]

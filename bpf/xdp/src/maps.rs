@@ -1,0 +1,39 @@
+//! The program's maps. Their key and value types are the contract in
+//! stormboot-common; sizes here are defaults that userspace overrides at
+//! load time (`EbpfLoader::set_max_entries`).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+use stormboot_common::{
+    counters::Counter,
+    maps::{Iface, Reservation, ReservationKey, Scratch, Subnet},
+};
+
+#[map(name = "RESERVATIONS")]
+pub static RESERVATIONS: HashMap<ReservationKey, Reservation> = HashMap::with_max_entries(1024, 0);
+
+#[map(name = "SUBNETS")]
+pub static SUBNETS: Array<Subnet> = Array::with_max_entries(256, 0);
+
+/// Keyed by ingress ifindex.
+#[map(name = "IFACES")]
+pub static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(64, 0);
+
+#[map(name = "COUNTERS")]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+#[map(name = "SCRATCH")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count(c: Counter) {
+    if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
+        // SAFETY: per-CPU slot, and XDP does not nest on one CPU.
+        unsafe { *p += 1 };
+    }
+}

@@ -1,0 +1,181 @@
+//! Parses a frame down to the DHCP fields the fast path needs: Ethernet
+//! (one 802.1Q tag), IPv4 without options, UDP to port 67, the BOOTP
+//! header, the cookie, and a bounded walk of the options.
+
+use aya_ebpf::programs::XdpContext;
+use stormboot_common::{
+    counters::Counter,
+    layout::{
+        opt, BOOTP_LEN, COOKIE, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN, OFF_CHADDR,
+        OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_HLEN, OFF_HTYPE, OFF_OP, OFF_XID, OPTIONS_OFF,
+        SERVER_PORT, UDP_LEN, VLAN_LEN,
+    },
+    rules,
+};
+
+use stormboot_common::maps::FoundOptions;
+
+use crate::maps::SCRATCH;
+use crate::packet::{load, load_be16, load_be32, MAX_OFFSET};
+
+/// Options walked before giving up; real clients send 8 to 20.
+const MAX_OPTIONS: u32 = 64;
+
+/// A DHCP request, as far as the fast path reads it.
+pub struct Request {
+    /// Offset of the IPv4 header: 14, or 18 behind an 802.1Q tag.
+    pub l3: usize,
+    pub eth_src: [u8; 6],
+    pub xid: u32,
+    pub flags: u16,
+    pub giaddr: u32,
+    pub chaddr: [u8; 6],
+    pub fields: rules::Request,
+    /// Offset and total length (code and length bytes included) of option
+    /// 82, or zero length when absent.
+    pub relay_off: usize,
+    pub relay_len: usize,
+}
+
+pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
+    let not_dhcp = |_| Counter::PassNotDhcp;
+    let mut l3 = ETH_LEN;
+    let mut ethertype = load_be16(ctx, 12).map_err(not_dhcp)?;
+    if ethertype == ETH_P_8021Q {
+        ethertype = load_be16(ctx, 16).map_err(not_dhcp)?;
+        l3 += VLAN_LEN;
+    }
+    if ethertype != ETH_P_IP {
+        return Err(Counter::PassNotDhcp);
+    }
+    let ver_ihl: u8 = load(ctx, l3).map_err(not_dhcp)?;
+    let proto: u8 = load(ctx, l3 + 9).map_err(not_dhcp)?;
+    if proto != IPPROTO_UDP || ver_ihl >> 4 != 4 {
+        return Err(Counter::PassNotDhcp);
+    }
+    if ver_ihl != 0x45 {
+        // IP options: rare for DHCP, left to the full stack.
+        return Err(Counter::PassUnsupported);
+    }
+    let udp = l3 + IP_LEN;
+    if load_be16(ctx, udp + 2).map_err(not_dhcp)? != SERVER_PORT {
+        return Err(Counter::PassNotDhcp);
+    }
+    if load_be16(ctx, l3 + 6)? & 0x3fff != 0 {
+        // A fragment (offset or more-fragments set): reassembly is the stack's job.
+        return Err(Counter::PassUnsupported);
+    }
+    // The options end where the UDP datagram ends, not at the frame's end:
+    // Ethernet padding is not an option. A datagram longer than the frame
+    // fails the bounds check of the first load past the frame's end. (No
+    // pointer comparison with a variable offset here: LLVM would use it to
+    // drop the constant-offset checks below, which the verifier needs.)
+    let udp_len = load_be16(ctx, udp + 4)? as usize;
+    let bootp = udp + UDP_LEN;
+    let opts_end = udp + udp_len;
+    if udp_len < UDP_LEN + OPTIONS_OFF {
+        return Err(Counter::Malformed);
+    }
+    if load::<u8>(ctx, bootp + OFF_OP)? != 1 {
+        // A BOOTREPLY to port 67: another server or a relay's business.
+        return Err(Counter::PassOtherDhcp);
+    }
+    if load::<u8>(ctx, bootp + OFF_HTYPE)? != 1 || load::<u8>(ctx, bootp + OFF_HLEN)? != 6 {
+        return Err(Counter::PassUnsupported);
+    }
+    if load::<[u8; 4]>(ctx, bootp + BOOTP_LEN)? != COOKIE {
+        // Plain BOOTP: the userspace server decides.
+        return Err(Counter::PassUnsupported);
+    }
+
+    let found = walk_options(ctx, bootp + OPTIONS_OFF, opts_end)?;
+    let mut fields = rules::Request {
+        msg_type: found.msg_type as u8,
+        ciaddr: 0,
+        requested_ip: found.requested_ip,
+        server_id: found.server_id,
+    };
+    let (relay_off, relay_len) = (found.relay_off as usize, found.relay_len as usize);
+    if fields.msg_type == 0 {
+        return Err(Counter::Malformed);
+    }
+    fields.ciaddr = load_be32(ctx, bootp + OFF_CIADDR)?;
+    Ok(Request {
+        l3,
+        eth_src: load(ctx, 6)?,
+        xid: load_be32(ctx, bootp + OFF_XID)?,
+        flags: load_be16(ctx, bootp + OFF_FLAGS)?,
+        giaddr: load_be32(ctx, bootp + OFF_GIADDR)?,
+        chaddr: load(ctx, bootp + OFF_CHADDR)?,
+        fields,
+        relay_off,
+        relay_len,
+    })
+}
+
+/// Walks the options from `off` to `end` and returns the ones the fast path
+/// reads. Results go through the SCRATCH map with volatile accesses so the
+/// verifier sees one state after the loop (see `FoundOptions`).
+#[inline(always)]
+fn walk_options(ctx: &XdpContext, start: usize, end: usize) -> Result<FoundOptions, Counter> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
+    // SAFETY (every access below): the per-CPU map value; XDP does not nest
+    // on one CPU.
+    let found = unsafe { core::ptr::addr_of_mut!((*scratch).options) };
+    let cursor = unsafe { core::ptr::addr_of_mut!((*found).cursor) };
+    unsafe {
+        found.write_volatile(FoundOptions::default());
+        cursor.write_volatile(start as u32);
+    }
+    let mut i = 0;
+    while i < MAX_OPTIONS {
+        i += 1;
+        let off = unsafe { cursor.read_volatile() } as usize;
+        if off > MAX_OFFSET {
+            return Err(Counter::Malformed);
+        }
+        // Every option but PAD and END needs two bytes, so a last lone
+        // byte ends the walk as well as END does.
+        if off + 2 > end {
+            return Ok(unsafe { found.read_volatile() });
+        }
+        let [code, len] = load::<[u8; 2]>(ctx, off)?;
+        if code == opt::END {
+            return Ok(unsafe { found.read_volatile() });
+        }
+        if code == opt::PAD {
+            unsafe { cursor.write_volatile(off as u32 + 1) };
+            continue;
+        }
+        let len = len as usize;
+        let val = off + 2;
+        if val + len > end {
+            return Err(Counter::Malformed);
+        }
+        unsafe {
+            match (code, len) {
+                (opt::MESSAGE_TYPE, 1) => {
+                    let v: u8 = load(ctx, val)?;
+                    core::ptr::addr_of_mut!((*found).msg_type).write_volatile(v as u32);
+                }
+                (opt::REQUESTED_IP, 4) => {
+                    let v = load_be32(ctx, val)?;
+                    core::ptr::addr_of_mut!((*found).requested_ip).write_volatile(v);
+                }
+                (opt::SERVER_ID, 4) => {
+                    let v = load_be32(ctx, val)?;
+                    core::ptr::addr_of_mut!((*found).server_id).write_volatile(v);
+                }
+                (opt::RELAY_AGENT_INFO, _) => {
+                    core::ptr::addr_of_mut!((*found).relay_off).write_volatile(off as u32);
+                    core::ptr::addr_of_mut!((*found).relay_len).write_volatile(len as u32 + 2);
+                }
+                _ => {}
+            }
+            cursor.write_volatile((val + len) as u32);
+        }
+    }
+    // Did not see the end of the options: one that matters may come later,
+    // so do not answer.
+    Err(Counter::PassUnsupported)
+}

@@ -1,0 +1,242 @@
+//! Turns a parsed request into its reply in place: decides by the shared
+//! rules, copies the rendered block, patches the per-transaction fields,
+//! addresses the frame and finishes both checksums from partial sums.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::{
+        bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use aya_log_ebpf::debug;
+use core::ffi::c_void;
+use stormboot_common::{
+    counters::Counter,
+    csum,
+    events::ReplyEvent,
+    layout::{
+        msg, opt, BLOCK_LEN, IPPROTO_UDP, IP_LEN, MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR,
+        OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_IP_LEN, REPLY_TTL, REPLY_UDP_LEN, SERVER_PORT,
+        UDP_LEN,
+    },
+    maps::{variant, Block, ReservationKey},
+    rules::{self, EthDest, Verdict},
+};
+
+use crate::{
+    maps::{count, EVENTS, IFACES, RESERVATIONS, SCRATCH, SUBNETS},
+    packet::{store, store_byte},
+    parse::Request,
+};
+
+pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
+    count(Counter::Dhcp);
+    let key = ReservationKey { mac: req.chaddr, variant: variant::PLAIN };
+    // SAFETY: the value is only read; userspace replaces whole entries.
+    let res = unsafe { &*RESERVATIONS.get_ptr(&key).ok_or(Counter::PassUnknownMac)? };
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: read-only use of a map value.
+    let iface = unsafe { &*IFACES.get_ptr(&ifindex).ok_or(Counter::PassWrongNetwork)? };
+
+    // Answer only on the reservation's own network: the relay's for a
+    // relayed request, the receiving interface's otherwise.
+    let net = u32::from_be_bytes(res.net);
+    let mask = u32::from_be_bytes(res.mask);
+    let on_link = if req.giaddr != 0 { req.giaddr } else { u32::from_be_bytes(iface.ip) };
+    if on_link & mask != net {
+        return Err(Counter::PassWrongNetwork);
+    }
+
+    let reserved = u32::from_be_bytes(res.ip);
+    let ours = u32::from_be_bytes(res.server_id);
+    let (reply_type, block): (u8, &Block) = match rules::verdict(&req.fields, reserved, ours) {
+        Verdict::Offer => (msg::OFFER, &res.reply),
+        Verdict::Ack => (msg::ACK, &res.reply),
+        Verdict::Nak => {
+            let subnet = SUBNETS.get(res.subnet).ok_or(Counter::PassUnsupported)?;
+            if subnet.valid != 1 {
+                return Err(Counter::PassUnsupported);
+            }
+            (msg::NAK, &subnet.nak)
+        }
+        Verdict::DropOtherServer => {
+            count(Counter::DropOtherServer);
+            return Ok(xdp_action::XDP_DROP);
+        }
+        Verdict::Pass => return Err(Counter::PassOtherDhcp),
+    };
+    let yiaddr = if reply_type == msg::NAK { 0 } else { reserved };
+    let dest = rules::destination(reply_type, req.giaddr, req.fields.ciaddr, req.flags, yiaddr);
+
+    let type_off = block.type_off as usize;
+    let end_off = block.end_off as usize;
+    if type_off >= BLOCK_LEN || end_off >= BLOCK_LEN {
+        return Err(Counter::TxError);
+    }
+
+    // Option 82 is copied out before the reply overwrites the request.
+    let echo_len = req.relay_len;
+    let mut echo_sum = 0u32;
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
+    if echo_len != 0 {
+        if echo_len > MAX_ECHO_LEN || end_off + echo_len + 1 > BLOCK_LEN {
+            return Err(Counter::PassUnsupported);
+        }
+        // SAFETY: scratch is a per-CPU map value of MAX_ECHO_LEN + 4 bytes.
+        unsafe {
+            let buf = (*scratch).bytes.as_mut_ptr();
+            if bpf_xdp_load_bytes(ctx.ctx, req.relay_off as u32, buf as *mut c_void, echo_len as u32) != 0 {
+                return Err(Counter::Malformed);
+            }
+            // bpf_csum_diff sums whole 32-bit words: pad with zeros.
+            *buf.add(echo_len) = 0;
+            *buf.add(echo_len + 1) = 0;
+            *buf.add(echo_len + 2) = 0;
+            let padded = (echo_len + 3) & !3;
+            let sum = bpf_csum_diff(core::ptr::null_mut(), 0, buf as *mut u32, padded as u32, 0);
+            // The helper sums native (little-endian) words; our sums are
+            // big-endian words, the same sum byte-swapped, unless the data
+            // starts at an odd offset, which swaps it back.
+            let folded = csum::fold(sum as u32);
+            echo_sum = if end_off % 2 == 0 { folded.swap_bytes() } else { folded } as u32;
+        }
+    }
+    let end_pos = end_off + echo_len;
+
+    // Resize to the one reply length, then write. If resizing fails the
+    // request is intact and can still be passed up.
+    let target = req.l3 + REPLY_IP_LEN;
+    let delta = target as i64 - (ctx.data_end() - ctx.data()) as i64;
+    // SAFETY: plain helper call on our own context.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
+        return Err(Counter::TxError);
+    }
+    // From here the request is gone: a failure drops the frame.
+    match write(ctx, req, block, reply_type, &dest, yiaddr, iface.mac, ours, echo_len, end_pos, echo_sum, scratch) {
+        Ok(()) => {}
+        Err(_) => {
+            count(Counter::TxError);
+            return Ok(xdp_action::XDP_DROP);
+        }
+    }
+
+    count(match reply_type {
+        msg::OFFER => Counter::Offer,
+        msg::ACK => Counter::Ack,
+        _ => Counter::Nak,
+    });
+    let event = ReplyEvent {
+        // SAFETY: plain helper call.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        mac: req.chaddr,
+        msg_type: reply_type,
+        _pad: 0,
+        ip: yiaddr.to_be_bytes(),
+        xid: req.xid.to_be_bytes(),
+        ifindex,
+        _pad2: 0,
+    };
+    if EVENTS.output::<ReplyEvent>(&event, 0).is_err() {
+        count(Counter::EventLost);
+    }
+    debug!(ctx, "stormboot: sent type {} for {:mac}", reply_type, req.chaddr);
+    Ok(xdp_action::XDP_TX)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn write(
+    ctx: &XdpContext,
+    req: &Request,
+    block: &Block,
+    reply_type: u8,
+    dest: &rules::Destination,
+    yiaddr: u32,
+    src_mac: [u8; 6],
+    ours: u32,
+    echo_len: usize,
+    end_pos: usize,
+    echo_sum: u32,
+    scratch: *mut stormboot_common::maps::Scratch,
+) -> Result<(), Counter> {
+    let _ = yiaddr;
+    let udp = req.l3 + IP_LEN;
+    let payload = udp + UDP_LEN;
+    // SAFETY: helpers check offset and length against the frame; the
+    // sources are map values of at least the given length.
+    unsafe {
+        if bpf_xdp_store_bytes(ctx.ctx, payload as u32, block.bytes.as_ptr() as *mut c_void, BLOCK_LEN as u32) != 0 {
+            return Err(Counter::TxError);
+        }
+        if echo_len != 0 {
+            let buf = (*scratch).bytes.as_mut_ptr() as *mut c_void;
+            if bpf_xdp_store_bytes(ctx.ctx, (payload + block.end_off as usize) as u32, buf, echo_len as u32) != 0 {
+                return Err(Counter::TxError);
+            }
+        }
+    }
+    let type_off = block.type_off as usize;
+    store_byte(ctx, payload + type_off, reply_type)?;
+    store_byte(ctx, payload + end_pos, opt::END)?;
+
+    let ciaddr = rules::reply_ciaddr(reply_type, req.fields.ciaddr);
+    store(ctx, payload + OFF_XID, req.xid.to_be_bytes())?;
+    store(ctx, payload + OFF_FLAGS, dest.flags.to_be_bytes())?;
+    store(ctx, payload + OFF_CIADDR, ciaddr.to_be_bytes())?;
+    store(ctx, payload + OFF_GIADDR, req.giaddr.to_be_bytes())?;
+    store(ctx, payload + OFF_CHADDR, req.chaddr)?;
+
+    let eth_dst = match dest.eth {
+        EthDest::Broadcast => [0xff; 6],
+        EthDest::Chaddr => req.chaddr,
+        EthDest::RequestSource => req.eth_src,
+    };
+    store(ctx, 0, eth_dst)?;
+    store(ctx, 6, src_mac)?;
+
+    let ip_sum = csum::add32(
+        csum::add32(
+            csum::add16(
+                csum::add16(0x4500, REPLY_IP_LEN as u16),
+                ((REPLY_TTL as u16) << 8) | IPPROTO_UDP as u16,
+            ),
+            ours,
+        ),
+        dest.ip,
+    );
+    let ip_csum = csum::finish_ip(ip_sum);
+    let [l0, l1] = (REPLY_IP_LEN as u16).to_be_bytes();
+    let [c0, c1] = ip_csum.to_be_bytes();
+    let [s0, s1, s2, s3] = ours.to_be_bytes();
+    let [d0, d1, d2, d3] = dest.ip.to_be_bytes();
+    let ip: [u8; IP_LEN] = [
+        0x45, 0, l0, l1, 0, 0, 0, 0, REPLY_TTL, IPPROTO_UDP, c0, c1, s0, s1, s2, s3, d0, d1, d2, d3,
+    ];
+    store(ctx, req.l3, ip)?;
+
+    let [m0, m1, m2, m3, m4, m5] = req.chaddr;
+    let mut sum = block.csum;
+    sum = csum::add32(sum, req.xid);
+    sum = csum::add16(sum, dest.flags);
+    sum = csum::add32(sum, ciaddr);
+    sum = csum::add32(sum, req.giaddr);
+    sum = csum::add16(sum, u16::from_be_bytes([m0, m1]));
+    sum = csum::add16(sum, u16::from_be_bytes([m2, m3]));
+    sum = csum::add16(sum, u16::from_be_bytes([m4, m5]));
+    sum = csum::add_byte(sum, reply_type, type_off);
+    sum = csum::add_byte(sum, opt::END, end_pos);
+    sum += echo_sum;
+    sum += csum::pseudo_header(ours, dest.ip, REPLY_UDP_LEN as u16);
+    sum = csum::add16(sum, SERVER_PORT);
+    sum = csum::add16(sum, dest.port);
+    sum = csum::add16(sum, REPLY_UDP_LEN as u16);
+    let udp_csum = csum::finish_udp(sum);
+    let [p0, p1] = SERVER_PORT.to_be_bytes();
+    let [q0, q1] = dest.port.to_be_bytes();
+    let [u0, u1] = (REPLY_UDP_LEN as u16).to_be_bytes();
+    let [k0, k1] = udp_csum.to_be_bytes();
+    store(ctx, udp, [p0, p1, q0, q1, u0, u1, k0, k1])?;
+    Ok(())
+}
