@@ -66,10 +66,7 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         return Err(Counter::PassUnsupported);
     }
     // The options end where the UDP datagram ends, not at the frame's end:
-    // Ethernet padding is not an option. A datagram longer than the frame
-    // fails the bounds check of the first load past the frame's end. (No
-    // pointer comparison with a variable offset here: LLVM would use it to
-    // drop the constant-offset checks below, which the verifier needs.)
+    // Ethernet padding is not an option.
     let udp_len = load_be16(ctx, udp + 4)? as usize;
     let bootp = udp + UDP_LEN;
     let opts_end = udp + udp_len;
@@ -100,7 +97,7 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         return Err(Counter::Malformed);
     }
     fields.ciaddr = load_be32(ctx, bootp + OFF_CIADDR)?;
-    Ok(Request {
+    let req = Request {
         l3,
         eth_src: load(ctx, 6)?,
         xid: load_be32(ctx, bootp + OFF_XID)?,
@@ -110,7 +107,14 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         fields,
         relay_off,
         relay_len,
-    })
+    };
+    // The whole datagram must be in the frame, or the request was cut
+    // short. Checked last, after every load: placed earlier, LLVM would
+    // use it to drop the constant-offset checks the verifier relies on.
+    if ctx.data() + opts_end > ctx.data_end() {
+        return Err(Counter::Malformed);
+    }
+    Ok(req)
 }
 
 /// Walks the options from `off` to `end` and returns the ones the fast path

@@ -89,7 +89,7 @@ impl Dataplane {
     pub fn load(opts: LoadOptions) -> Result<Self, DataplaneError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
-            .set_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
+            .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
             .load(EBPF_OBJECT)?;
         let prog: &mut Xdp = program(&mut ebpf, PROGRAM_DHCP)?;
         prog.load().map_err(|source| DataplaneError::Verify { name: PROGRAM_DHCP, source })?;

@@ -1,0 +1,561 @@
+//! BPF_PROG_TEST_RUN fixtures: each case runs one frame through the loaded
+//! XDP program and checks the verdict and, for XDP_TX, the reply decoded
+//! field by field. Every reply must also equal, byte for byte, what the
+//! userspace renderer produces for the same request.
+//!
+//! Privileged: loading BPF needs root (CI is root). Without it these fail.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use stormboot::config::Config;
+use stormboot::dataplane::{tables, Dataplane, LoadOptions};
+use stormboot::frame::{self, Addressing, BROADCAST_MAC};
+use stormboot::render::{self, Transaction};
+use stormboot_common::counters::Counter;
+use stormboot_common::layout::msg;
+use stormboot_common::maps::Iface;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
+const SERVER_MAC: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 1];
+const NODE1: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
+const NODE1_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 11);
+const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 1, 0x01];
+const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 21);
+const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
+const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
+const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
+
+const CONFIG: &str = r#"
+[server]
+interface = "lo"
+address = "10.50.0.1"
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+routers = ["10.50.0.1"]
+dns = ["10.50.0.1", "10.50.0.2"]
+domain = "rack1.example"
+lease_time = "1h"
+
+[[subnet]]
+cidr = "10.51.0.0/24"
+routers = ["10.51.0.1"]
+lease_time = "2h"
+
+[[reservation]]
+mac = "52:54:00:00:00:01"
+ip = "10.50.0.11"
+hostname = "node1"
+
+[[reservation]]
+mac = "52:54:00:00:01:01"
+ip = "10.51.0.21"
+hostname = "remote1"
+"#;
+
+struct Fixture {
+    cfg: Config,
+    dp: Dataplane,
+}
+
+fn fixture() -> Fixture {
+    stormboot_testbed::require_root();
+    let cfg = Config::from_str(CONFIG, Path::new("fixture.toml")).expect("fixture config is valid");
+    let mut dp = Dataplane::load(LoadOptions { reservations_capacity: 64, log_level: 0 })
+        .expect("the XDP program loads and passes the verifier");
+    dp.install(&cfg).expect("maps accept the tables");
+    // BPF_PROG_TEST_RUN runs the program as if received on loopback (ifindex 1).
+    dp.set_iface(1, Iface { ip: SERVER.octets(), mac: SERVER_MAC, _pad: [0; 2] }).unwrap();
+    Fixture { cfg, dp }
+}
+
+/// A client request; tweak it before `frame`.
+fn request(mac: [u8; 6], t: MessageType) -> Message {
+    let z = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(0x1234_5678, z, z, z, z, &mac);
+    m.set_opcode(Opcode::BootRequest);
+    m.opts_mut().insert(DhcpOption::MessageType(t));
+    m.opts_mut().insert(DhcpOption::ClientIdentifier([&[1u8][..], &mac].concat()));
+    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+        OptionCode::SubnetMask,
+        OptionCode::Router,
+        OptionCode::DomainNameServer,
+        OptionCode::Hostname,
+        OptionCode::DomainName,
+    ]));
+    m
+}
+
+fn encode(m: &Message) -> Vec<u8> {
+    let mut b = Vec::new();
+    m.encode(&mut Encoder::new(&mut b)).unwrap();
+    b
+}
+
+/// Frames `m` as a client on the link sends it: broadcast from 0.0.0.0.
+fn broadcast_frame(m: &Message) -> Vec<u8> {
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&m.chaddr()[..6]);
+    frame::build(
+        &Addressing {
+            eth_dst: BROADCAST_MAC,
+            eth_src: mac,
+            vlan: None,
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        &encode(m),
+    )
+}
+
+/// What the reply must be: built by the userspace renderer, independently
+/// of the program, from the request and the expected addressing.
+fn expected_reply(
+    f: &Fixture,
+    mac: [u8; 6],
+    t: &Transaction<'_>,
+    addr: Addressing,
+) -> Vec<u8> {
+    let block = if t.msg_type == msg::NAK {
+        tables::subnet_entries(&f.cfg).unwrap()[0].nak
+    } else {
+        let r = f.cfg.reservations.iter().find(|r| r.mac == mac).unwrap();
+        tables::reservation_entry(&f.cfg, r).unwrap().1.reply
+    };
+    frame::build(&addr, &render::complete(&block, t).unwrap())
+}
+
+fn run(f: &Fixture, input: &[u8]) -> (u32, Vec<u8>) {
+    f.dp.test_run(input).expect("BPF_PROG_TEST_RUN works")
+}
+
+/// Runs `input`, expects XDP_TX, and returns the decoded reply and its
+/// addressing (checksums verified by frame::parse).
+fn reply(f: &Fixture, input: &[u8]) -> (Message, Addressing, Vec<u8>) {
+    let (action, out) = run(f, input);
+    assert_eq!(action, XDP_TX, "expected XDP_TX");
+    let parsed = frame::parse(&out).expect("reply frame parses with valid IPv4 and UDP checksums");
+    assert!(!parsed.udp_csum_absent, "UDP checksum must be filled in");
+    assert_eq!(parsed.ttl, 64);
+    let m = Message::decode(&mut Decoder::new(parsed.payload)).expect("reply decodes with dhcproto");
+    let addr = parsed.addr;
+    (m, addr, out)
+}
+
+fn counter(f: &Fixture, c: Counter) -> u64 {
+    f.dp.counters().unwrap()[c as usize]
+}
+
+fn opt<'a>(m: &'a Message, code: OptionCode) -> Option<&'a DhcpOption> {
+    m.opts().get(code)
+}
+
+#[test]
+fn discover_gets_offer_unicast_to_chaddr() {
+    let f = fixture();
+    let req = request(NODE1, MessageType::Discover);
+    let (m, a, out) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opcode(), Opcode::BootReply);
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(m.xid(), 0x1234_5678);
+    assert_eq!(m.yiaddr(), NODE1_IP);
+    assert_eq!(m.ciaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(m.giaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(&m.chaddr()[..6], &NODE1);
+    assert!(!m.flags().broadcast());
+    // RFC 2131 4.1: no broadcast bit, no giaddr, no ciaddr: unicast to
+    // yiaddr at chaddr.
+    assert_eq!((a.eth_dst, a.eth_src), (NODE1, SERVER_MAC));
+    assert_eq!((a.ip_src, a.ip_dst, a.sport, a.dport), (SERVER, NODE1_IP, 67, 68));
+    assert!(matches!(opt(&m, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(s)) if *s == SERVER));
+    assert!(matches!(opt(&m, OptionCode::AddressLeaseTime), Some(DhcpOption::AddressLeaseTime(3600))));
+    assert!(matches!(opt(&m, OptionCode::Renewal), Some(DhcpOption::Renewal(1800))));
+    assert!(matches!(opt(&m, OptionCode::Rebinding), Some(DhcpOption::Rebinding(3150))));
+    assert!(matches!(opt(&m, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(s)) if *s == Ipv4Addr::new(255, 255, 255, 0)));
+    assert!(matches!(opt(&m, OptionCode::Router), Some(DhcpOption::Router(r)) if r == &[SERVER]));
+    assert!(matches!(opt(&m, OptionCode::DomainNameServer), Some(DhcpOption::DomainNameServer(d)) if d == &[SERVER, Ipv4Addr::new(10, 50, 0, 2)]));
+    assert!(matches!(opt(&m, OptionCode::Hostname), Some(DhcpOption::Hostname(h)) if h == "node1"));
+    assert!(matches!(opt(&m, OptionCode::DomainName), Some(DhcpOption::DomainName(d)) if d == "rack1.example"));
+    let t = Transaction {
+        msg_type: msg::OFFER,
+        xid: 0x1234_5678,
+        flags: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr: NODE1,
+        relay_info: &[],
+    };
+    assert_eq!(out, expected_reply(&f, NODE1, &t, a), "XDP and userspace renderings differ");
+    assert_eq!(counter(&f, Counter::Offer), 1);
+}
+
+#[test]
+fn broadcast_flag_gets_broadcast_reply() {
+    let f = fixture();
+    let mut req = request(NODE1, MessageType::Discover);
+    req.set_flags(Flags::default().set_broadcast());
+    let (m, a, out) = reply(&f, &broadcast_frame(&req));
+    assert!(m.flags().broadcast());
+    assert_eq!((a.eth_dst, a.ip_dst, a.dport), (BROADCAST_MAC, Ipv4Addr::BROADCAST, 68));
+    let t = Transaction {
+        msg_type: msg::OFFER,
+        xid: 0x1234_5678,
+        flags: 0x8000,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr: NODE1,
+        relay_info: &[],
+    };
+    assert_eq!(out, expected_reply(&f, NODE1, &t, a));
+}
+
+#[test]
+fn request_selecting_gets_ack() {
+    let f = fixture();
+    let mut req = request(NODE1, MessageType::Request);
+    req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+    req.opts_mut().insert(DhcpOption::RequestedIpAddress(NODE1_IP));
+    let (m, a, out) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(m.yiaddr(), NODE1_IP);
+    assert_eq!((a.eth_dst, a.ip_dst), (NODE1, NODE1_IP));
+    let t = Transaction {
+        msg_type: msg::ACK,
+        xid: 0x1234_5678,
+        flags: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr: NODE1,
+        relay_info: &[],
+    };
+    assert_eq!(out, expected_reply(&f, NODE1, &t, a));
+    assert_eq!(counter(&f, Counter::Ack), 1);
+}
+
+#[test]
+fn request_init_reboot_gets_ack() {
+    let f = fixture();
+    let mut req = request(NODE1, MessageType::Request);
+    req.opts_mut().insert(DhcpOption::RequestedIpAddress(NODE1_IP));
+    let (m, _, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(m.yiaddr(), NODE1_IP);
+}
+
+#[test]
+fn request_renewing_gets_unicast_ack_with_ciaddr() {
+    let f = fixture();
+    let mut req = request(NODE1, MessageType::Request);
+    req.set_ciaddr(NODE1_IP);
+    let input = frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: NODE1_IP,
+            ip_dst: SERVER,
+            sport: 68,
+            dport: 67,
+        },
+        &encode(&req),
+    );
+    let (m, a, out) = reply(&f, &input);
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(m.ciaddr(), NODE1_IP, "ACK repeats ciaddr (RFC 2131 table 3)");
+    assert_eq!((a.eth_dst, a.ip_dst, a.dport), (NODE1, NODE1_IP, 68));
+    let t = Transaction {
+        msg_type: msg::ACK,
+        xid: 0x1234_5678,
+        flags: 0,
+        ciaddr: NODE1_IP,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr: NODE1,
+        relay_info: &[],
+    };
+    assert_eq!(out, expected_reply(&f, NODE1, &t, a));
+}
+
+#[test]
+fn wrong_requested_address_gets_broadcast_nak() {
+    let f = fixture();
+    let mut req = request(NODE1, MessageType::Request);
+    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 99)));
+    let (m, a, out) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Nak));
+    assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert!(matches!(opt(&m, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(s)) if *s == SERVER));
+    assert!(opt(&m, OptionCode::AddressLeaseTime).is_none(), "a NAK carries no lease (RFC 2131 table 3)");
+    assert_eq!((a.eth_dst, a.ip_dst), (BROADCAST_MAC, Ipv4Addr::BROADCAST));
+    let t = Transaction {
+        msg_type: msg::NAK,
+        xid: 0x1234_5678,
+        flags: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr: NODE1,
+        relay_info: &[],
+    };
+    assert_eq!(out, expected_reply(&f, NODE1, &t, a));
+    assert_eq!(counter(&f, Counter::Nak), 1);
+}
+
+#[test]
+fn request_for_another_server_gets_no_reply() {
+    let f = fixture();
+    let mut req = request(NODE1, MessageType::Request);
+    req.opts_mut().insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 50, 0, 254)));
+    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 77)));
+    let (action, _) = run(&f, &broadcast_frame(&req));
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(counter(&f, Counter::DropOtherServer), 1);
+}
+
+/// A relay agent's frame: from the relay's MAC and address, to the server.
+fn relayed_frame(m: &Message) -> Vec<u8> {
+    frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: RELAY_MAC,
+            vlan: None,
+            ip_src: RELAY,
+            ip_dst: SERVER,
+            sport: 67,
+            dport: 67,
+        },
+        &encode(m),
+    )
+}
+
+const OPTION_82: [u8; 18] = [
+    82, 16, // relay agent information
+    1, 6, b'e', b't', b'h', b'0', b'/', b'7', // circuit id
+    2, 6, 0x02, 0x77, 0, 0, 0, 9, // remote id
+];
+
+#[test]
+fn relayed_discover_goes_back_to_the_relay_with_option_82() {
+    let f = fixture();
+    let mut req = request(REMOTE, MessageType::Discover);
+    req.set_giaddr(RELAY);
+    req.set_hops(1);
+    let mut bytes = encode(&req);
+    // Insert option 82 raw, as a relay appends it, last before END.
+    let end = bytes.len() - 1;
+    assert_eq!(bytes[end], 255);
+    bytes.splice(end..end, OPTION_82);
+    let input = frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: RELAY_MAC,
+            vlan: None,
+            ip_src: RELAY,
+            ip_dst: SERVER,
+            sport: 67,
+            dport: 67,
+        },
+        &bytes,
+    );
+    let (m, a, out) = reply(&f, &input);
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(m.yiaddr(), REMOTE_IP);
+    assert_eq!(m.giaddr(), RELAY);
+    assert_eq!((a.eth_dst, a.ip_dst, a.dport), (RELAY_MAC, RELAY, 67), "relayed: back to the relay's port 67");
+    assert!(opt(&m, OptionCode::RelayAgentInformation).is_some(), "option 82 echoed (RFC 3046)");
+    assert!(matches!(opt(&m, OptionCode::Router), Some(DhcpOption::Router(r)) if r == &[RELAY]), "options of the relay's subnet");
+    let payload = frame::parse(&out).unwrap().payload.to_vec();
+    let at = payload.windows(OPTION_82.len()).position(|w| w == OPTION_82).expect("option 82 bytes echoed unchanged");
+    assert_eq!(payload[at + OPTION_82.len()], 255, "option 82 is the last option");
+    let t = Transaction {
+        msg_type: msg::OFFER,
+        xid: 0x1234_5678,
+        flags: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: RELAY,
+        chaddr: REMOTE,
+        relay_info: &OPTION_82,
+    };
+    assert_eq!(out, expected_reply(&f, REMOTE, &t, a));
+}
+
+#[test]
+fn relayed_nak_sets_the_broadcast_bit() {
+    let f = fixture();
+    let mut req = request(REMOTE, MessageType::Request);
+    req.set_giaddr(RELAY);
+    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 51, 0, 200)));
+    let (m, a, _) = reply(&f, &relayed_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Nak));
+    assert!(m.flags().broadcast(), "RFC 2131 4.1: a relayed NAK asks the relay to broadcast");
+    assert_eq!((a.ip_dst, a.dport), (RELAY, 67));
+}
+
+#[test]
+fn vlan_tag_is_kept() {
+    let f = fixture();
+    let req = request(NODE1, MessageType::Discover);
+    let input = frame::build(
+        &Addressing {
+            eth_dst: BROADCAST_MAC,
+            eth_src: NODE1,
+            vlan: Some(42),
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        &encode(&req),
+    );
+    let (m, a, _) = reply(&f, &input);
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(a.vlan, Some(42));
+}
+
+/// Runs `input`, expects XDP_PASS with the frame unchanged and `why` counted.
+fn passes(f: &Fixture, input: &[u8], why: Counter) {
+    let before = counter(f, why);
+    let (action, out) = run(f, input);
+    assert_eq!(action, XDP_PASS, "expected XDP_PASS ({why:?})");
+    assert_eq!(out, input, "a passed frame must be unchanged");
+    assert_eq!(counter(f, why), before + 1, "{why:?} counted");
+}
+
+#[test]
+fn unknown_mac_is_passed_up() {
+    let f = fixture();
+    passes(&f, &broadcast_frame(&request(UNKNOWN, MessageType::Discover)), Counter::PassUnknownMac);
+}
+
+#[test]
+fn other_message_types_are_passed_up() {
+    let f = fixture();
+    for t in [MessageType::Inform, MessageType::Release, MessageType::Decline] {
+        let mut req = request(NODE1, t);
+        req.set_ciaddr(NODE1_IP);
+        passes(&f, &broadcast_frame(&req), Counter::PassOtherDhcp);
+    }
+}
+
+#[test]
+fn reservation_on_another_network_is_passed_up() {
+    let f = fixture();
+    // REMOTE's reservation is in 10.51.0.0/24, but this request arrived
+    // unrelayed on the 10.50.0.0/24 interface.
+    passes(&f, &broadcast_frame(&request(REMOTE, MessageType::Discover)), Counter::PassWrongNetwork);
+}
+
+#[test]
+fn non_dhcp_frames_are_passed_up() {
+    let f = fixture();
+    let dns = frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: NODE1_IP,
+            ip_dst: SERVER,
+            sport: 5353,
+            dport: 53,
+        },
+        b"not dhcp at all",
+    );
+    passes(&f, &dns, Counter::PassNotDhcp);
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&NODE1);
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0u8; 28]);
+    passes(&f, &arp, Counter::PassNotDhcp);
+}
+
+#[test]
+fn truncated_and_garbage_frames_never_get_a_reply() {
+    let f = fixture();
+    let whole = broadcast_frame(&request(NODE1, MessageType::Discover));
+    for cut in [14, 34, 42, 100, 250, 281, 283, 290] {
+        let (action, out) = run(&f, &whole[..cut]);
+        assert_ne!(action, XDP_TX, "truncated at {cut}: no reply");
+        assert_eq!(out, &whole[..cut]);
+    }
+    // A datagram that claims more bytes than the frame has.
+    let mut lying = whole.clone();
+    lying.truncate(300);
+    let (action, _) = run(&f, &lying);
+    assert_ne!(action, XDP_TX);
+    // An option whose length runs past the end.
+    let mut req = encode(&request(NODE1, MessageType::Discover));
+    let end = req.len() - 1;
+    req[end] = 61;
+    req.push(200);
+    let bad = frame::build(
+        &Addressing {
+            eth_dst: BROADCAST_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        &req,
+    );
+    passes(&f, &bad, Counter::Malformed);
+    // Pseudo-random garbage, with and without a DHCP-looking prefix.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..200 {
+        // The kernel hands XDP nothing shorter than an Ethernet header
+        // (and BPF_PROG_TEST_RUN refuses it).
+        let len = 14 + (i * 7) % 700;
+        let mut g: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        if i % 2 == 0 && g.len() > 300 {
+            g[..42].copy_from_slice(&whole[..42]);
+        }
+        let (action, out) = run(&f, &g);
+        assert_ne!(action, XDP_TX, "garbage #{i} must not be answered");
+        assert_eq!(out, g);
+    }
+}
+
+#[test]
+fn many_options_are_walked_and_too_many_are_passed_up() {
+    let f = fixture();
+    // 40 options before the message type: a real client never sends that
+    // many, but the walk must still find option 53 behind them.
+    let mut req = request(NODE1, MessageType::Discover);
+    for code in 224..=254u8 {
+        req.opts_mut().insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(code.into(), vec![code])));
+    }
+    let (m, _, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    // Over the walk's bound (64): passed up, not guessed at.
+    let mut bytes = encode(&request(NODE1, MessageType::Discover));
+    let end = bytes.len() - 1;
+    bytes.splice(end..end, std::iter::repeat_n([0xe0u8, 0], 70).flatten());
+    let input = frame::build(
+        &Addressing {
+            eth_dst: BROADCAST_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        &bytes,
+    );
+    passes(&f, &input, Counter::PassUnsupported);
+}
