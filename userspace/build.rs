@@ -16,13 +16,19 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("stormboot-ebpf");
-    for p in ["bpf/xdp/src", "bpf/xdp/Cargo.toml", "bpf/xdp/Cargo.lock", "bpf/common/src"] {
+    for p in [
+        "bpf/xdp/src",
+        "bpf/xdp/Cargo.toml",
+        "bpf/xdp/Cargo.lock",
+        "bpf/common/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=STORMBOOT_EBPF_OBJ");
 
     if let Ok(prebuilt) = env::var("STORMBOOT_EBPF_OBJ") {
-        std::fs::copy(&prebuilt, &out).unwrap_or_else(|e| panic!("STORMBOOT_EBPF_OBJ={prebuilt}: {e}"));
+        std::fs::copy(&prebuilt, &out)
+            .unwrap_or_else(|e| panic!("STORMBOOT_EBPF_OBJ={prebuilt}: {e}"));
         return;
     }
 
@@ -30,7 +36,14 @@ fn main() {
     let target_dir = root.join("target/ebpf");
     let mut cmd = toolchain_command();
     cmd.current_dir(&crate_dir)
-        .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     // The outer cargo's settings describe the host build, not this one.
@@ -47,9 +60,11 @@ fn main() {
         cmd.env("RUSTC_BOOTSTRAP", "1").env("RUSTC", rustc);
     }
     // bpf-linker is installed by `cargo install`, which puts it here.
-    let home = env::var("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cargo")
-    });
+    let home = env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cargo")
+        });
     let path = env::var("PATH").unwrap_or_default();
     cmd.env("PATH", format!("{}:{path}", home.join("bin").display()));
 

@@ -100,7 +100,10 @@ pub fn build(addr: &Addressing, payload: &[u8]) -> Vec<u8> {
 pub fn parse(f: &[u8]) -> Result<Parsed<'_>, FrameError> {
     let short = || FrameError::Short(f.len());
     let be16 = |i: usize| -> Result<u16, FrameError> {
-        Ok(u16::from_be_bytes([*f.get(i).ok_or_else(short)?, *f.get(i + 1).ok_or_else(short)?]))
+        Ok(u16::from_be_bytes([
+            *f.get(i).ok_or_else(short)?,
+            *f.get(i + 1).ok_or_else(short)?,
+        ]))
     };
     let mut eth_dst = [0; 6];
     let mut eth_src = [0; 6];

@@ -1,4 +1,14 @@
 //! stormboot: a DHCP and network-boot server whose known machines are
 //! answered by an XDP program, with a complete userspace server behind it.
 
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod events;
 pub mod frame;
+pub mod http;
+pub mod render;
+pub mod serve;
+pub mod slowpath;
+pub mod stats;
+pub mod storm;

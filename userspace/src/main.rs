@@ -1,1 +1,112 @@
-fn main() {}
+//! The `stormboot` binary: a thin front over the library.
+
+use anyhow::Context;
+use clap::Parser;
+use stormboot::cli::{Cli, Command};
+use stormboot::config::Config;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stormboot: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    // aya-log writes to the `log` facade; init() bridges it into tracing.
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Cancels the token on SIGTERM or SIGINT.
+async fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    token.cancel();
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, xdp_mode } => {
+            let cfg = Config::load(&config)?;
+            let opts = stormboot::serve::ServeOptions {
+                xdp_mode: xdp_mode.map(Into::into),
+            };
+            runtime()?.block_on(async move {
+                let token = CancellationToken::new();
+                tokio::spawn(on_signal(token.clone()));
+                stormboot::serve::serve(cfg, opts, token).await
+            })
+        }
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            println!(
+                "{}: ok: interface {}, server {}, {} subnet(s), {} reservation(s)",
+                config.display(),
+                cfg.server.interface,
+                cfg.server.address,
+                cfg.subnets.len(),
+                cfg.reservations.len()
+            );
+            Ok(())
+        }
+        Command::Stats { config, api, json } => {
+            let addr = match api {
+                Some(a) => a,
+                None => {
+                    Config::load(&config)
+                        .with_context(|| "finding the daemon's API (or pass --api)")?
+                        .api
+                        .listen
+                }
+            };
+            let body = stormboot::http::fetch(addr, "/api/v1/stats")?;
+            if json {
+                println!("{body}");
+            } else {
+                let snap: stormboot::stats::Snapshot =
+                    serde_json::from_str(&body).context("decoding the daemon's stats")?;
+                print!("{}", snap.table());
+            }
+            Ok(())
+        }
+        Command::Storm(args) => {
+            let report = stormboot::storm::run(&args)?;
+            stormboot::storm::print_report(&report, args.json);
+            Ok(())
+        }
+        Command::XdpPass { interface, mode } => {
+            let _attached = stormboot::dataplane::attach_pass(&interface, mode.into())?;
+            tracing::info!(%interface, "pass-only XDP program attached");
+            runtime()?.block_on(async {
+                let token = CancellationToken::new();
+                on_signal(token.clone()).await?;
+                anyhow::Ok(())
+            })?;
+            tracing::info!(%interface, "pass-only XDP program detached");
+            Ok(())
+        }
+    }
+}

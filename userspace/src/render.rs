@@ -12,7 +12,8 @@ use dhcproto::{Encodable, Encoder};
 use stormboot_common::{
     csum,
     layout::{
-        msg, opt, BLOCK_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, OPTIONS_OFF,
+        msg, opt, reply_len, BLOCK_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID,
+        OPTIONS_OFF,
     },
     maps::Block,
 };
@@ -76,7 +77,8 @@ pub fn reply_block(spec: &ReplySpec<'_>) -> Result<Block, RenderError> {
 /// identifier (and a message) beside the type.
 pub fn nak_block(server_id: Ipv4Addr) -> Result<Block, RenderError> {
     let mut m = skeleton(Ipv4Addr::UNSPECIFIED);
-    m.opts_mut().insert(DhcpOption::MessageType(MessageType::Nak));
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Nak));
     m.opts_mut().insert(DhcpOption::ServerIdentifier(server_id));
     block_of(&m)
 }
@@ -92,7 +94,8 @@ fn skeleton(yiaddr: Ipv4Addr) -> Message {
 /// their offsets recorded, and the partial checksum of the rest.
 fn block_of(m: &Message) -> Result<Block, RenderError> {
     let mut bytes = Vec::with_capacity(BLOCK_LEN);
-    m.encode(&mut Encoder::new(&mut bytes)).map_err(|e| RenderError::Encode(e.to_string()))?;
+    m.encode(&mut Encoder::new(&mut bytes))
+        .map_err(|e| RenderError::Encode(e.to_string()))?;
     if bytes.len() > BLOCK_LEN {
         return Err(RenderError::TooLong(bytes.len()));
     }
@@ -116,7 +119,9 @@ fn block_of(m: &Message) -> Result<Block, RenderError> {
         }
     }
     let (Some(type_off), Some(end_off)) = (type_off, end_off) else {
-        return Err(RenderError::Encode("encoder left out option 53 or END".into()));
+        return Err(RenderError::Encode(
+            "encoder left out option 53 or END".into(),
+        ));
     };
     b.bytes[type_off] = 0;
     b.bytes[end_off] = 0;
@@ -139,14 +144,14 @@ pub struct Transaction<'a> {
     pub relay_info: &'a [u8],
 }
 
-/// The UDP payload of a reply: the block completed exactly as the XDP
-/// program completes it.
-pub fn complete(block: &Block, t: &Transaction<'_>) -> Result<[u8; BLOCK_LEN], RenderError> {
+/// The UDP payload of a reply: the block completed, and cut to length,
+/// exactly as the XDP program does it.
+pub fn complete(block: &Block, t: &Transaction<'_>) -> Result<Vec<u8>, RenderError> {
     let end = block.end_off as usize + t.relay_info.len();
     if end >= BLOCK_LEN {
         return Err(RenderError::TooLong(end + 1));
     }
-    let mut p = block.bytes;
+    let mut p = block.bytes[..reply_len(end)].to_vec();
     p[OFF_XID..OFF_XID + 4].copy_from_slice(&t.xid.to_be_bytes());
     p[OFF_FLAGS..OFF_FLAGS + 2].copy_from_slice(&t.flags.to_be_bytes());
     p[OFF_CIADDR..OFF_CIADDR + 4].copy_from_slice(&t.ciaddr.octets());
@@ -195,6 +200,32 @@ mod tests {
     }
 
     #[test]
+    fn replies_end_after_end_but_not_below_the_bootp_minimum() {
+        let b = nak_block(Ipv4Addr::new(10, 50, 0, 1)).unwrap();
+        let t = Transaction {
+            msg_type: msg::NAK,
+            xid: 1,
+            flags: 0,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: Ipv4Addr::UNSPECIFIED,
+            chaddr: [2, 0, 0, 0, 0, 1],
+            relay_info: &[],
+        };
+        assert_eq!(complete(&b, &t).unwrap().len(), 300);
+        let relay = [82u8, 100]
+            .into_iter()
+            .chain(std::iter::repeat_n(7, 100))
+            .collect::<Vec<_>>();
+        let t = Transaction {
+            relay_info: &relay,
+            ..t
+        };
+        let p = complete(&b, &t).unwrap();
+        assert_eq!(p.len(), b.end_off as usize + relay.len() + 1);
+        assert_eq!(*p.last().unwrap(), opt::END);
+    }
+
+    #[test]
     fn completed_block_decodes_to_the_reply() {
         let r = [Ipv4Addr::new(10, 50, 0, 1)];
         let b = reply_block(&spec(&r, &r)).unwrap();
@@ -218,9 +249,16 @@ mod tests {
         assert_eq!(m.chaddr(), &[0x52, 0x54, 0, 0, 0, 1]);
         assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
         let o = m.opts();
-        assert!(matches!(o.get(dhcproto::v4::OptionCode::Hostname), Some(DhcpOption::Hostname(h)) if h == "node1"));
-        assert!(matches!(o.get(dhcproto::v4::OptionCode::AddressLeaseTime), Some(DhcpOption::AddressLeaseTime(3600))));
-        assert!(o.get(dhcproto::v4::OptionCode::RelayAgentInformation).is_some());
+        assert!(
+            matches!(o.get(dhcproto::v4::OptionCode::Hostname), Some(DhcpOption::Hostname(h)) if h == "node1")
+        );
+        assert!(matches!(
+            o.get(dhcproto::v4::OptionCode::AddressLeaseTime),
+            Some(DhcpOption::AddressLeaseTime(3600))
+        ));
+        assert!(o
+            .get(dhcproto::v4::OptionCode::RelayAgentInformation)
+            .is_some());
         // The option 82 echo is last before END (RFC 3046 2.2).
         assert_eq!(p[b.end_off as usize], 82);
         assert_eq!(p[b.end_off as usize + relay.len()], opt::END);
@@ -238,6 +276,9 @@ mod tests {
     #[test]
     fn oversized_reply_is_refused() {
         let many: Vec<Ipv4Addr> = (0..70).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
-        assert!(matches!(reply_block(&spec(&many, &many)), Err(RenderError::TooLong(_))));
+        assert!(matches!(
+            reply_block(&spec(&many, &many)),
+            Err(RenderError::TooLong(_))
+        ));
     }
 }

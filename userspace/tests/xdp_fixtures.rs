@@ -68,11 +68,22 @@ struct Fixture {
 fn fixture() -> Fixture {
     stormboot_testbed::require_root();
     let cfg = Config::from_str(CONFIG, Path::new("fixture.toml")).expect("fixture config is valid");
-    let mut dp = Dataplane::load(LoadOptions { reservations_capacity: 64, log_level: 0 })
-        .expect("the XDP program loads and passes the verifier");
+    let mut dp = Dataplane::load(LoadOptions {
+        reservations_capacity: 64,
+        log_level: 0,
+    })
+    .expect("the XDP program loads and passes the verifier");
     dp.install(&cfg).expect("maps accept the tables");
     // BPF_PROG_TEST_RUN runs the program as if received on loopback (ifindex 1).
-    dp.set_iface(1, Iface { ip: SERVER.octets(), mac: SERVER_MAC, _pad: [0; 2] }).unwrap();
+    dp.set_iface(
+        1,
+        Iface {
+            ip: SERVER.octets(),
+            mac: SERVER_MAC,
+            _pad: [0; 2],
+        },
+    )
+    .unwrap();
     Fixture { cfg, dp }
 }
 
@@ -82,7 +93,8 @@ fn request(mac: [u8; 6], t: MessageType) -> Message {
     let mut m = Message::new_with_id(0x1234_5678, z, z, z, z, &mac);
     m.set_opcode(Opcode::BootRequest);
     m.opts_mut().insert(DhcpOption::MessageType(t));
-    m.opts_mut().insert(DhcpOption::ClientIdentifier([&[1u8][..], &mac].concat()));
+    m.opts_mut()
+        .insert(DhcpOption::ClientIdentifier([&[1u8][..], &mac].concat()));
     m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
         OptionCode::SubnetMask,
         OptionCode::Router,
@@ -119,12 +131,7 @@ fn broadcast_frame(m: &Message) -> Vec<u8> {
 
 /// What the reply must be: built by the userspace renderer, independently
 /// of the program, from the request and the expected addressing.
-fn expected_reply(
-    f: &Fixture,
-    mac: [u8; 6],
-    t: &Transaction<'_>,
-    addr: Addressing,
-) -> Vec<u8> {
+fn expected_reply(f: &Fixture, mac: [u8; 6], t: &Transaction<'_>, addr: Addressing) -> Vec<u8> {
     let block = if t.msg_type == msg::NAK {
         tables::subnet_entries(&f.cfg).unwrap()[0].nak
     } else {
@@ -146,7 +153,8 @@ fn reply(f: &Fixture, input: &[u8]) -> (Message, Addressing, Vec<u8>) {
     let parsed = frame::parse(&out).expect("reply frame parses with valid IPv4 and UDP checksums");
     assert!(!parsed.udp_csum_absent, "UDP checksum must be filled in");
     assert_eq!(parsed.ttl, 64);
-    let m = Message::decode(&mut Decoder::new(parsed.payload)).expect("reply decodes with dhcproto");
+    let m =
+        Message::decode(&mut Decoder::new(parsed.payload)).expect("reply decodes with dhcproto");
     let addr = parsed.addr;
     (m, addr, out)
 }
@@ -155,7 +163,7 @@ fn counter(f: &Fixture, c: Counter) -> u64 {
     f.dp.counters().unwrap()[c as usize]
 }
 
-fn opt<'a>(m: &'a Message, code: OptionCode) -> Option<&'a DhcpOption> {
+fn opt(m: &Message, code: OptionCode) -> Option<&DhcpOption> {
     m.opts().get(code)
 }
 
@@ -175,16 +183,36 @@ fn discover_gets_offer_unicast_to_chaddr() {
     // RFC 2131 4.1: no broadcast bit, no giaddr, no ciaddr: unicast to
     // yiaddr at chaddr.
     assert_eq!((a.eth_dst, a.eth_src), (NODE1, SERVER_MAC));
-    assert_eq!((a.ip_src, a.ip_dst, a.sport, a.dport), (SERVER, NODE1_IP, 67, 68));
-    assert!(matches!(opt(&m, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(s)) if *s == SERVER));
-    assert!(matches!(opt(&m, OptionCode::AddressLeaseTime), Some(DhcpOption::AddressLeaseTime(3600))));
-    assert!(matches!(opt(&m, OptionCode::Renewal), Some(DhcpOption::Renewal(1800))));
-    assert!(matches!(opt(&m, OptionCode::Rebinding), Some(DhcpOption::Rebinding(3150))));
-    assert!(matches!(opt(&m, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(s)) if *s == Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(
+        (a.ip_src, a.ip_dst, a.sport, a.dport),
+        (SERVER, NODE1_IP, 67, 68)
+    );
+    assert!(
+        matches!(opt(&m, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(s)) if *s == SERVER)
+    );
+    assert!(matches!(
+        opt(&m, OptionCode::AddressLeaseTime),
+        Some(DhcpOption::AddressLeaseTime(3600))
+    ));
+    assert!(matches!(
+        opt(&m, OptionCode::Renewal),
+        Some(DhcpOption::Renewal(1800))
+    ));
+    assert!(matches!(
+        opt(&m, OptionCode::Rebinding),
+        Some(DhcpOption::Rebinding(3150))
+    ));
+    assert!(
+        matches!(opt(&m, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(s)) if *s == Ipv4Addr::new(255, 255, 255, 0))
+    );
     assert!(matches!(opt(&m, OptionCode::Router), Some(DhcpOption::Router(r)) if r == &[SERVER]));
-    assert!(matches!(opt(&m, OptionCode::DomainNameServer), Some(DhcpOption::DomainNameServer(d)) if d == &[SERVER, Ipv4Addr::new(10, 50, 0, 2)]));
+    assert!(
+        matches!(opt(&m, OptionCode::DomainNameServer), Some(DhcpOption::DomainNameServer(d)) if d == &[SERVER, Ipv4Addr::new(10, 50, 0, 2)])
+    );
     assert!(matches!(opt(&m, OptionCode::Hostname), Some(DhcpOption::Hostname(h)) if h == "node1"));
-    assert!(matches!(opt(&m, OptionCode::DomainName), Some(DhcpOption::DomainName(d)) if d == "rack1.example"));
+    assert!(
+        matches!(opt(&m, OptionCode::DomainName), Some(DhcpOption::DomainName(d)) if d == "rack1.example")
+    );
     let t = Transaction {
         msg_type: msg::OFFER,
         xid: 0x1234_5678,
@@ -194,7 +222,11 @@ fn discover_gets_offer_unicast_to_chaddr() {
         chaddr: NODE1,
         relay_info: &[],
     };
-    assert_eq!(out, expected_reply(&f, NODE1, &t, a), "XDP and userspace renderings differ");
+    assert_eq!(
+        out,
+        expected_reply(&f, NODE1, &t, a),
+        "XDP and userspace renderings differ"
+    );
     assert_eq!(counter(&f, Counter::Offer), 1);
 }
 
@@ -205,7 +237,10 @@ fn broadcast_flag_gets_broadcast_reply() {
     req.set_flags(Flags::default().set_broadcast());
     let (m, a, out) = reply(&f, &broadcast_frame(&req));
     assert!(m.flags().broadcast());
-    assert_eq!((a.eth_dst, a.ip_dst, a.dport), (BROADCAST_MAC, Ipv4Addr::BROADCAST, 68));
+    assert_eq!(
+        (a.eth_dst, a.ip_dst, a.dport),
+        (BROADCAST_MAC, Ipv4Addr::BROADCAST, 68)
+    );
     let t = Transaction {
         msg_type: msg::OFFER,
         xid: 0x1234_5678,
@@ -223,7 +258,8 @@ fn request_selecting_gets_ack() {
     let f = fixture();
     let mut req = request(NODE1, MessageType::Request);
     req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(NODE1_IP));
+    req.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(NODE1_IP));
     let (m, a, out) = reply(&f, &broadcast_frame(&req));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
     assert_eq!(m.yiaddr(), NODE1_IP);
@@ -245,7 +281,8 @@ fn request_selecting_gets_ack() {
 fn request_init_reboot_gets_ack() {
     let f = fixture();
     let mut req = request(NODE1, MessageType::Request);
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(NODE1_IP));
+    req.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(NODE1_IP));
     let (m, _, _) = reply(&f, &broadcast_frame(&req));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
     assert_eq!(m.yiaddr(), NODE1_IP);
@@ -270,7 +307,11 @@ fn request_renewing_gets_unicast_ack_with_ciaddr() {
     );
     let (m, a, out) = reply(&f, &input);
     assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
-    assert_eq!(m.ciaddr(), NODE1_IP, "ACK repeats ciaddr (RFC 2131 table 3)");
+    assert_eq!(
+        m.ciaddr(),
+        NODE1_IP,
+        "ACK repeats ciaddr (RFC 2131 table 3)"
+    );
     assert_eq!((a.eth_dst, a.ip_dst, a.dport), (NODE1, NODE1_IP, 68));
     let t = Transaction {
         msg_type: msg::ACK,
@@ -288,12 +329,18 @@ fn request_renewing_gets_unicast_ack_with_ciaddr() {
 fn wrong_requested_address_gets_broadcast_nak() {
     let f = fixture();
     let mut req = request(NODE1, MessageType::Request);
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 99)));
+    req.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 99)));
     let (m, a, out) = reply(&f, &broadcast_frame(&req));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Nak));
     assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
-    assert!(matches!(opt(&m, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(s)) if *s == SERVER));
-    assert!(opt(&m, OptionCode::AddressLeaseTime).is_none(), "a NAK carries no lease (RFC 2131 table 3)");
+    assert!(
+        matches!(opt(&m, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(s)) if *s == SERVER)
+    );
+    assert!(
+        opt(&m, OptionCode::AddressLeaseTime).is_none(),
+        "a NAK carries no lease (RFC 2131 table 3)"
+    );
     assert_eq!((a.eth_dst, a.ip_dst), (BROADCAST_MAC, Ipv4Addr::BROADCAST));
     let t = Transaction {
         msg_type: msg::NAK,
@@ -312,8 +359,10 @@ fn wrong_requested_address_gets_broadcast_nak() {
 fn request_for_another_server_gets_no_reply() {
     let f = fixture();
     let mut req = request(NODE1, MessageType::Request);
-    req.opts_mut().insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 50, 0, 254)));
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 77)));
+    req.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 50, 0, 254)));
+    req.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 77)));
     let (action, _) = run(&f, &broadcast_frame(&req));
     assert_eq!(action, XDP_DROP);
     assert_eq!(counter(&f, Counter::DropOtherServer), 1);
@@ -368,12 +417,29 @@ fn relayed_discover_goes_back_to_the_relay_with_option_82() {
     assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
     assert_eq!(m.yiaddr(), REMOTE_IP);
     assert_eq!(m.giaddr(), RELAY);
-    assert_eq!((a.eth_dst, a.ip_dst, a.dport), (RELAY_MAC, RELAY, 67), "relayed: back to the relay's port 67");
-    assert!(opt(&m, OptionCode::RelayAgentInformation).is_some(), "option 82 echoed (RFC 3046)");
-    assert!(matches!(opt(&m, OptionCode::Router), Some(DhcpOption::Router(r)) if r == &[RELAY]), "options of the relay's subnet");
+    assert_eq!(
+        (a.eth_dst, a.ip_dst, a.dport),
+        (RELAY_MAC, RELAY, 67),
+        "relayed: back to the relay's port 67"
+    );
+    assert!(
+        opt(&m, OptionCode::RelayAgentInformation).is_some(),
+        "option 82 echoed (RFC 3046)"
+    );
+    assert!(
+        matches!(opt(&m, OptionCode::Router), Some(DhcpOption::Router(r)) if r == &[RELAY]),
+        "options of the relay's subnet"
+    );
     let payload = frame::parse(&out).unwrap().payload.to_vec();
-    let at = payload.windows(OPTION_82.len()).position(|w| w == OPTION_82).expect("option 82 bytes echoed unchanged");
-    assert_eq!(payload[at + OPTION_82.len()], 255, "option 82 is the last option");
+    let at = payload
+        .windows(OPTION_82.len())
+        .position(|w| w == OPTION_82)
+        .expect("option 82 bytes echoed unchanged");
+    assert_eq!(
+        payload[at + OPTION_82.len()],
+        255,
+        "option 82 is the last option"
+    );
     let t = Transaction {
         msg_type: msg::OFFER,
         xid: 0x1234_5678,
@@ -391,10 +457,16 @@ fn relayed_nak_sets_the_broadcast_bit() {
     let f = fixture();
     let mut req = request(REMOTE, MessageType::Request);
     req.set_giaddr(RELAY);
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 51, 0, 200)));
+    req.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+            10, 51, 0, 200,
+        )));
     let (m, a, _) = reply(&f, &relayed_frame(&req));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Nak));
-    assert!(m.flags().broadcast(), "RFC 2131 4.1: a relayed NAK asks the relay to broadcast");
+    assert!(
+        m.flags().broadcast(),
+        "RFC 2131 4.1: a relayed NAK asks the relay to broadcast"
+    );
     assert_eq!((a.ip_dst, a.dport), (RELAY, 67));
 }
 
@@ -431,13 +503,21 @@ fn passes(f: &Fixture, input: &[u8], why: Counter) {
 #[test]
 fn unknown_mac_is_passed_up() {
     let f = fixture();
-    passes(&f, &broadcast_frame(&request(UNKNOWN, MessageType::Discover)), Counter::PassUnknownMac);
+    passes(
+        &f,
+        &broadcast_frame(&request(UNKNOWN, MessageType::Discover)),
+        Counter::PassUnknownMac,
+    );
 }
 
 #[test]
 fn other_message_types_are_passed_up() {
     let f = fixture();
-    for t in [MessageType::Inform, MessageType::Release, MessageType::Decline] {
+    for t in [
+        MessageType::Inform,
+        MessageType::Release,
+        MessageType::Decline,
+    ] {
         let mut req = request(NODE1, t);
         req.set_ciaddr(NODE1_IP);
         passes(&f, &broadcast_frame(&req), Counter::PassOtherDhcp);
@@ -449,7 +529,11 @@ fn reservation_on_another_network_is_passed_up() {
     let f = fixture();
     // REMOTE's reservation is in 10.51.0.0/24, but this request arrived
     // unrelayed on the 10.50.0.0/24 interface.
-    passes(&f, &broadcast_frame(&request(REMOTE, MessageType::Discover)), Counter::PassWrongNetwork);
+    passes(
+        &f,
+        &broadcast_frame(&request(REMOTE, MessageType::Discover)),
+        Counter::PassWrongNetwork,
+    );
 }
 
 #[test]
@@ -537,7 +621,11 @@ fn many_options_are_walked_and_too_many_are_passed_up() {
     // many, but the walk must still find option 53 behind them.
     let mut req = request(NODE1, MessageType::Discover);
     for code in 224..=254u8 {
-        req.opts_mut().insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(code.into(), vec![code])));
+        req.opts_mut()
+            .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+                code.into(),
+                vec![code],
+            )));
     }
     let (m, _, _) = reply(&f, &broadcast_frame(&req));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));

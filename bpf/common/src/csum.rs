@@ -20,7 +20,7 @@ pub const fn add32(sum: u32, value: u32) -> u32 {
 /// Adds one byte at the given offset from the start of the checksummed data.
 #[inline(always)]
 pub const fn add_byte(sum: u32, byte: u8, offset: usize) -> u32 {
-    if offset % 2 == 0 {
+    if offset.is_multiple_of(2) {
         sum + ((byte as u32) << 8)
     } else {
         sum + byte as u32
@@ -73,7 +73,10 @@ pub fn sum_bytes(bytes: &[u8]) -> u32 {
 
 /// The UDP pseudo-header share of the sum (RFC 768).
 pub const fn pseudo_header(src: u32, dst: u32, udp_len: u16) -> u32 {
-    add16(add32(add32(0, src), dst), crate::layout::IPPROTO_UDP as u16 + udp_len)
+    add16(
+        add32(add32(0, src), dst),
+        crate::layout::IPPROTO_UDP as u16 + udp_len,
+    )
 }
 
 #[cfg(test)]

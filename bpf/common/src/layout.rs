@@ -45,12 +45,23 @@ pub const FLAG_BROADCAST: u16 = 0x8000;
 /// length 312 octets"), so a reply of this size reaches every client.
 pub const BLOCK_LEN: usize = 548;
 
-/// UDP length of every reply.
-pub const REPLY_UDP_LEN: usize = UDP_LEN + BLOCK_LEN;
-/// IPv4 total length of every reply.
-pub const REPLY_IP_LEN: usize = IP_LEN + REPLY_UDP_LEN;
-/// Frame length of every untagged reply (a tagged one is `VLAN_LEN` longer).
-pub const REPLY_FRAME_LEN: usize = ETH_LEN + REPLY_IP_LEN;
+/// The shortest BOOTP message (RFC 1542 section 2.1): replies are padded to
+/// this for old clients that drop anything shorter.
+pub const MIN_REPLY_LEN: usize = 300;
+
+/// Length of a reply's UDP payload whose END option is at `end_pos`: it ends
+/// right after END, padded to `MIN_REPLY_LEN`. Cutting the trailing PADs
+/// keeps most replies no longer than their requests, so the program shrinks
+/// the frame, which always works, instead of growing it, which fails on
+/// buffers without tailroom (a veth's, for one).
+#[inline(always)]
+pub const fn reply_len(end_pos: usize) -> usize {
+    if end_pos + 1 > MIN_REPLY_LEN {
+        end_pos + 1
+    } else {
+        MIN_REPLY_LEN
+    }
+}
 
 /// TTL of replies; RFC 1700's default, as the userspace stack would send.
 pub const REPLY_TTL: u8 = 64;

@@ -54,7 +54,12 @@ pub struct Block {
 
 impl Block {
     pub const fn zeroed() -> Self {
-        Self { bytes: [0; BLOCK_LEN], csum: 0, type_off: 0, end_off: 0 }
+        Self {
+            bytes: [0; BLOCK_LEN],
+            csum: 0,
+            type_off: 0,
+            end_off: 0,
+        }
     }
 }
 

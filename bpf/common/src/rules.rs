@@ -43,7 +43,11 @@ pub fn verdict(req: &Request, reserved: u32, ours: u32) -> Verdict {
                     return Verdict::DropOtherServer;
                 }
                 // Some old clients put the address in ciaddr instead of 50.
-                let asked = if req.requested_ip != 0 { req.requested_ip } else { req.ciaddr };
+                let asked = if req.requested_ip != 0 {
+                    req.requested_ip
+                } else {
+                    req.ciaddr
+                };
                 if asked == reserved {
                     Verdict::Ack
                 } else {
@@ -100,23 +104,58 @@ pub const BROADCAST_IP: u32 = 0xffff_ffff;
 /// Addressing of a reply of type `reply_type` to a request with these
 /// giaddr, ciaddr and flags; `yiaddr` is the address being offered.
 #[inline(always)]
-pub fn destination(reply_type: u8, giaddr: u32, ciaddr: u32, flags: u16, yiaddr: u32) -> Destination {
+pub fn destination(
+    reply_type: u8,
+    giaddr: u32,
+    ciaddr: u32,
+    flags: u16,
+    yiaddr: u32,
+) -> Destination {
     if giaddr != 0 {
         // Relayed: back to the relay's server port. A NAK gets the
         // broadcast bit so the relay broadcasts it on the client's link.
-        let flags = if reply_type == msg::NAK { flags | FLAG_BROADCAST } else { flags };
-        return Destination { ip: giaddr, port: SERVER_PORT, eth: EthDest::RequestSource, flags };
+        let flags = if reply_type == msg::NAK {
+            flags | FLAG_BROADCAST
+        } else {
+            flags
+        };
+        return Destination {
+            ip: giaddr,
+            port: SERVER_PORT,
+            eth: EthDest::RequestSource,
+            flags,
+        };
     }
     if reply_type == msg::NAK {
-        return Destination { ip: BROADCAST_IP, port: CLIENT_PORT, eth: EthDest::Broadcast, flags };
+        return Destination {
+            ip: BROADCAST_IP,
+            port: CLIENT_PORT,
+            eth: EthDest::Broadcast,
+            flags,
+        };
     }
     if ciaddr != 0 {
-        return Destination { ip: ciaddr, port: CLIENT_PORT, eth: EthDest::RequestSource, flags };
+        return Destination {
+            ip: ciaddr,
+            port: CLIENT_PORT,
+            eth: EthDest::RequestSource,
+            flags,
+        };
     }
     if flags & FLAG_BROADCAST != 0 {
-        return Destination { ip: BROADCAST_IP, port: CLIENT_PORT, eth: EthDest::Broadcast, flags };
+        return Destination {
+            ip: BROADCAST_IP,
+            port: CLIENT_PORT,
+            eth: EthDest::Broadcast,
+            flags,
+        };
     }
-    Destination { ip: yiaddr, port: CLIENT_PORT, eth: EthDest::Chaddr, flags }
+    Destination {
+        ip: yiaddr,
+        port: CLIENT_PORT,
+        eth: EthDest::Chaddr,
+        flags,
+    }
 }
 
 /// ciaddr of a reply (RFC 2131 table 3): an ACK repeats the request's,
@@ -138,30 +177,74 @@ mod tests {
     const OURS: u32 = 0x0a32_0001;
 
     fn req(msg_type: u8, ciaddr: u32, requested_ip: u32, server_id: u32) -> Request {
-        Request { msg_type, ciaddr, requested_ip, server_id }
+        Request {
+            msg_type,
+            ciaddr,
+            requested_ip,
+            server_id,
+        }
     }
 
     #[test]
     fn request_states() {
-        assert_eq!(verdict(&req(msg::DISCOVER, 0, 0, 0), RES, OURS), Verdict::Offer);
-        assert_eq!(verdict(&req(msg::REQUEST, 0, RES, OURS), RES, OURS), Verdict::Ack);
-        assert_eq!(verdict(&req(msg::REQUEST, 0, RES + 1, OURS), RES, OURS), Verdict::Nak);
-        assert_eq!(verdict(&req(msg::REQUEST, 0, RES, OURS + 1), RES, OURS), Verdict::DropOtherServer);
-        assert_eq!(verdict(&req(msg::REQUEST, 0, RES, 0), RES, OURS), Verdict::Ack);
-        assert_eq!(verdict(&req(msg::REQUEST, 0, RES + 1, 0), RES, OURS), Verdict::Nak);
-        assert_eq!(verdict(&req(msg::REQUEST, RES, RES, 0), RES, OURS), Verdict::Pass);
-        assert_eq!(verdict(&req(msg::REQUEST, RES, 0, 0), RES, OURS), Verdict::Ack);
-        assert_eq!(verdict(&req(msg::REQUEST, RES + 1, 0, 0), RES, OURS), Verdict::Nak);
-        assert_eq!(verdict(&req(msg::REQUEST, 0, 0, 0), RES, OURS), Verdict::Pass);
-        assert_eq!(verdict(&req(msg::RELEASE, RES, 0, OURS), RES, OURS), Verdict::Pass);
-        assert_eq!(verdict(&req(msg::INFORM, RES, 0, 0), RES, OURS), Verdict::Pass);
+        assert_eq!(
+            verdict(&req(msg::DISCOVER, 0, 0, 0), RES, OURS),
+            Verdict::Offer
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, 0, RES, OURS), RES, OURS),
+            Verdict::Ack
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, 0, RES + 1, OURS), RES, OURS),
+            Verdict::Nak
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, 0, RES, OURS + 1), RES, OURS),
+            Verdict::DropOtherServer
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, 0, RES, 0), RES, OURS),
+            Verdict::Ack
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, 0, RES + 1, 0), RES, OURS),
+            Verdict::Nak
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, RES, RES, 0), RES, OURS),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, RES, 0, 0), RES, OURS),
+            Verdict::Ack
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, RES + 1, 0, 0), RES, OURS),
+            Verdict::Nak
+        );
+        assert_eq!(
+            verdict(&req(msg::REQUEST, 0, 0, 0), RES, OURS),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(&req(msg::RELEASE, RES, 0, OURS), RES, OURS),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(&req(msg::INFORM, RES, 0, 0), RES, OURS),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn addressing_follows_rfc2131_4_1() {
         let relay = 0x0a33_0001;
         let d = destination(msg::OFFER, relay, 0, 0, RES);
-        assert_eq!((d.ip, d.port, d.eth, d.flags), (relay, 67, EthDest::RequestSource, 0));
+        assert_eq!(
+            (d.ip, d.port, d.eth, d.flags),
+            (relay, 67, EthDest::RequestSource, 0)
+        );
         let d = destination(msg::NAK, relay, 0, 0, 0);
         assert_eq!(d.flags, FLAG_BROADCAST);
         let d = destination(msg::NAK, 0, RES, 0, 0);

@@ -17,9 +17,8 @@ use stormboot_common::{
     csum,
     events::ReplyEvent,
     layout::{
-        msg, opt, BLOCK_LEN, IPPROTO_UDP, IP_LEN, MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR,
-        OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_IP_LEN, REPLY_TTL, REPLY_UDP_LEN, SERVER_PORT,
-        UDP_LEN,
+        msg, opt, reply_len, BLOCK_LEN, IPPROTO_UDP, IP_LEN, MAX_ECHO_LEN, OFF_CHADDR,
+        OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_TTL, SERVER_PORT, UDP_LEN,
     },
     maps::{variant, Block, ReservationKey},
     rules::{self, EthDest, Verdict},
@@ -104,17 +103,24 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
         }
     }
     let end_pos = end_off + echo_len;
+    // Masked so the verifier sees the bound it already has from the checks
+    // above: end_pos < BLOCK_LEN.
+    let len = reply_len(end_pos) & 0x3ff;
+    if len > BLOCK_LEN {
+        return Err(Counter::TxError);
+    }
 
-    // Resize to the one reply length, then write. If resizing fails the
+    // Resize to the reply's length, then write. If resizing fails the
     // request is intact and can still be passed up.
-    let target = req.l3 + REPLY_IP_LEN;
+    let target = req.l3 + IP_LEN + UDP_LEN + len;
     let delta = target as i64 - (ctx.data_end() - ctx.data()) as i64;
     // SAFETY: plain helper call on our own context.
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
         return Err(Counter::TxError);
     }
     // From here the request is gone: a failure drops the frame.
-    match write(ctx, req, block, reply_type, &dest, yiaddr, iface.mac, ours, echo_len, end_pos, echo_sum, scratch) {
+    let tail = Tail { echo_len, end_pos, echo_sum, len, scratch };
+    match write(ctx, req, block, reply_type, &dest, iface.mac, ours, &tail) {
         Ok(()) => {}
         Err(_) => {
             count(Counter::TxError);
@@ -145,29 +151,38 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     Ok(xdp_action::XDP_TX)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The part of a reply after the rendered options: the echoed option 82,
+/// END, and the reply's length.
+struct Tail {
+    echo_len: usize,
+    end_pos: usize,
+    echo_sum: u32,
+    /// UDP payload length.
+    len: usize,
+    scratch: *mut stormboot_common::maps::Scratch,
+}
+
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn write(
     ctx: &XdpContext,
     req: &Request,
     block: &Block,
     reply_type: u8,
     dest: &rules::Destination,
-    yiaddr: u32,
     src_mac: [u8; 6],
     ours: u32,
-    echo_len: usize,
-    end_pos: usize,
-    echo_sum: u32,
-    scratch: *mut stormboot_common::maps::Scratch,
+    tail: &Tail,
 ) -> Result<(), Counter> {
-    let _ = yiaddr;
+    let Tail { echo_len, end_pos, echo_sum, len, scratch } = *tail;
     let udp = req.l3 + IP_LEN;
+    let ip_len = (IP_LEN + UDP_LEN + len) as u16;
+    let udp_len = (UDP_LEN + len) as u16;
     let payload = udp + UDP_LEN;
     // SAFETY: helpers check offset and length against the frame; the
     // sources are map values of at least the given length.
     unsafe {
-        if bpf_xdp_store_bytes(ctx.ctx, payload as u32, block.bytes.as_ptr() as *mut c_void, BLOCK_LEN as u32) != 0 {
+        if bpf_xdp_store_bytes(ctx.ctx, payload as u32, block.bytes.as_ptr() as *mut c_void, len as u32) != 0 {
             return Err(Counter::TxError);
         }
         if echo_len != 0 {
@@ -199,7 +214,7 @@ fn write(
     let ip_sum = csum::add32(
         csum::add32(
             csum::add16(
-                csum::add16(0x4500, REPLY_IP_LEN as u16),
+                csum::add16(0x4500, ip_len),
                 ((REPLY_TTL as u16) << 8) | IPPROTO_UDP as u16,
             ),
             ours,
@@ -207,7 +222,7 @@ fn write(
         dest.ip,
     );
     let ip_csum = csum::finish_ip(ip_sum);
-    let [l0, l1] = (REPLY_IP_LEN as u16).to_be_bytes();
+    let [l0, l1] = ip_len.to_be_bytes();
     let [c0, c1] = ip_csum.to_be_bytes();
     let [s0, s1, s2, s3] = ours.to_be_bytes();
     let [d0, d1, d2, d3] = dest.ip.to_be_bytes();
@@ -228,14 +243,14 @@ fn write(
     sum = csum::add_byte(sum, reply_type, type_off);
     sum = csum::add_byte(sum, opt::END, end_pos);
     sum += echo_sum;
-    sum += csum::pseudo_header(ours, dest.ip, REPLY_UDP_LEN as u16);
+    sum += csum::pseudo_header(ours, dest.ip, udp_len);
     sum = csum::add16(sum, SERVER_PORT);
     sum = csum::add16(sum, dest.port);
-    sum = csum::add16(sum, REPLY_UDP_LEN as u16);
+    sum = csum::add16(sum, udp_len);
     let udp_csum = csum::finish_udp(sum);
     let [p0, p1] = SERVER_PORT.to_be_bytes();
     let [q0, q1] = dest.port.to_be_bytes();
-    let [u0, u1] = (REPLY_UDP_LEN as u16).to_be_bytes();
+    let [u0, u1] = udp_len.to_be_bytes();
     let [k0, k1] = udp_csum.to_be_bytes();
     store(ctx, udp, [p0, p1, q0, q1, u0, u1, k0, k1])?;
     Ok(())

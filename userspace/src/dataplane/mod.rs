@@ -14,9 +14,9 @@ use stormboot_common::{
     maps::{names, Iface, Reservation, ReservationKey, Subnet, PROGRAM_DHCP, PROGRAM_PASS},
 };
 
-
 /// The XDP program, built by build.rs from bpf/xdp.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/stormboot-ebpf"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/stormboot-ebpf"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -25,37 +25,40 @@ pub enum DataplaneError {
     #[error("the eBPF object has no program or map named {0}")]
     Missing(&'static str),
     #[error("loading program {name} into the kernel: {source}")]
-    Verify { name: &'static str, source: ProgramError },
+    Verify {
+        name: &'static str,
+        source: ProgramError,
+    },
     #[error("attaching XDP in {mode} mode to {interface}: {source}")]
-    Attach { mode: &'static str, interface: String, source: ProgramError },
+    Attach {
+        mode: &'static str,
+        interface: String,
+        source: ProgramError,
+    },
     #[error("map {map}: {source}")]
-    Map { map: &'static str, source: aya::maps::MapError },
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error(transparent)]
     Render(#[from] tables::TablesError),
     #[error("test run: {0}")]
     TestRun(ProgramError),
 }
 
-/// How to attach: native driver mode, or generic (skb) mode for drivers
-/// without XDP support.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachMode {
-    Driver,
-    Skb,
+use crate::config::XdpMode as AttachMode;
+
+fn mode_name(mode: AttachMode) -> &'static str {
+    match mode {
+        AttachMode::Driver => "driver",
+        AttachMode::Skb => "skb",
+    }
 }
 
-impl AttachMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            AttachMode::Driver => "driver",
-            AttachMode::Skb => "skb",
-        }
-    }
-    fn aya(self) -> XdpMode {
-        match self {
-            AttachMode::Driver => XdpMode::Driver,
-            AttachMode::Skb => XdpMode::Skb,
-        }
+fn aya_mode(mode: AttachMode) -> XdpMode {
+    match mode {
+        AttachMode::Driver => XdpMode::Driver,
+        AttachMode::Skb => XdpMode::Skb,
     }
 }
 
@@ -92,47 +95,74 @@ impl Dataplane {
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
             .load(EBPF_OBJECT)?;
         let prog: &mut Xdp = program(&mut ebpf, PROGRAM_DHCP)?;
-        prog.load().map_err(|source| DataplaneError::Verify { name: PROGRAM_DHCP, source })?;
-        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
-        let reservations = HashMap::try_from(take(names::RESERVATIONS)?).map_err(map_err(names::RESERVATIONS))?;
+        prog.load().map_err(|source| DataplaneError::Verify {
+            name: PROGRAM_DHCP,
+            source,
+        })?;
+        let mut take =
+            |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
+        let reservations =
+            HashMap::try_from(take(names::RESERVATIONS)?).map_err(map_err(names::RESERVATIONS))?;
         let subnets = Array::try_from(take(names::SUBNETS)?).map_err(map_err(names::SUBNETS))?;
         let ifaces = HashMap::try_from(take(names::IFACES)?).map_err(map_err(names::IFACES))?;
-        let counters = PerCpuArray::try_from(take(names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
-        Ok(Self { ebpf, reservations, subnets, ifaces, counters, link: None })
+        let counters =
+            PerCpuArray::try_from(take(names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
+        Ok(Self {
+            ebpf,
+            reservations,
+            subnets,
+            ifaces,
+            counters,
+            link: None,
+        })
     }
 
     /// Writes the subnets and reservations of `cfg` into the maps and
     /// removes reservations it no longer has.
     pub fn install(&mut self, cfg: &crate::config::Config) -> Result<(), DataplaneError> {
         for (i, s) in tables::subnet_entries(cfg)?.iter().enumerate() {
-            self.subnets.set(i as u32, s, 0).map_err(map_err(names::SUBNETS))?;
+            self.subnets
+                .set(i as u32, s, 0)
+                .map_err(map_err(names::SUBNETS))?;
         }
         let mut keep = std::collections::HashSet::with_capacity(cfg.reservations.len());
         for r in &cfg.reservations {
             let (k, v) = tables::reservation_entry(cfg, r)?;
-            self.reservations.insert(k, v, 0).map_err(map_err(names::RESERVATIONS))?;
+            self.reservations
+                .insert(k, v, 0)
+                .map_err(map_err(names::RESERVATIONS))?;
             keep.insert(k);
         }
-        let stale: Vec<ReservationKey> =
-            self.reservations.keys().filter_map(Result::ok).filter(|k| !keep.contains(k)).collect();
+        let stale: Vec<ReservationKey> = self
+            .reservations
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep.contains(k))
+            .collect();
         for k in stale {
-            self.reservations.remove(&k).map_err(map_err(names::RESERVATIONS))?;
+            self.reservations
+                .remove(&k)
+                .map_err(map_err(names::RESERVATIONS))?;
         }
         Ok(())
     }
 
     /// Tells the program about an interface it receives on.
     pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<(), DataplaneError> {
-        self.ifaces.insert(ifindex, iface, 0).map_err(map_err(names::IFACES))
+        self.ifaces
+            .insert(ifindex, iface, 0)
+            .map_err(map_err(names::IFACES))
     }
 
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
         let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
-        let id = prog.attach(interface, mode.aya()).map_err(|source| DataplaneError::Attach {
-            mode: mode.name(),
-            interface: interface.to_string(),
-            source,
-        })?;
+        let id =
+            prog.attach(interface, aya_mode(mode))
+                .map_err(|source| DataplaneError::Attach {
+                    mode: mode_name(mode),
+                    interface: interface.to_string(),
+                    source,
+                })?;
         self.link = Some(id);
         Ok(())
     }
@@ -142,7 +172,10 @@ impl Dataplane {
     pub fn detach(&mut self) -> Result<(), DataplaneError> {
         if let Some(id) = self.link.take() {
             let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
-            prog.detach(id).map_err(|source| DataplaneError::Verify { name: PROGRAM_DHCP, source })?;
+            prog.detach(id).map_err(|source| DataplaneError::Verify {
+                name: PROGRAM_DHCP,
+                source,
+            })?;
         }
         Ok(())
     }
@@ -151,7 +184,10 @@ impl Dataplane {
     pub fn counters(&self) -> Result<[u64; Counter::COUNT as usize], DataplaneError> {
         let mut out = [0u64; Counter::COUNT as usize];
         for c in Counter::ALL {
-            let per_cpu = self.counters.get(&(c as u32), 0).map_err(map_err(names::COUNTERS))?;
+            let per_cpu = self
+                .counters
+                .get(&(c as u32), 0)
+                .map_err(map_err(names::COUNTERS))?;
             out[c as usize] = per_cpu.iter().sum();
         }
         Ok(out)
@@ -159,7 +195,10 @@ impl Dataplane {
 
     /// The reply-event ring buffer; can be taken once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, DataplaneError> {
-        let map = self.ebpf.take_map(names::EVENTS).ok_or(DataplaneError::Missing(names::EVENTS))?;
+        let map = self
+            .ebpf
+            .take_map(names::EVENTS)
+            .ok_or(DataplaneError::Missing(names::EVENTS))?;
         RingBuf::try_from(map).map_err(map_err(names::EVENTS))
     }
 
@@ -179,7 +218,11 @@ impl Dataplane {
             .try_into()
             .map_err(|_| DataplaneError::Missing(PROGRAM_DHCP))?;
         let r = prog
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
             .map_err(DataplaneError::TestRun)?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
@@ -213,11 +256,15 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, Da
 pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneError> {
     let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
     let prog: &mut Xdp = program(&mut ebpf, PROGRAM_PASS)?;
-    prog.load().map_err(|source| DataplaneError::Verify { name: PROGRAM_PASS, source })?;
-    prog.attach(interface, mode.aya()).map_err(|source| DataplaneError::Attach {
-        mode: mode.name(),
-        interface: interface.to_string(),
+    prog.load().map_err(|source| DataplaneError::Verify {
+        name: PROGRAM_PASS,
         source,
     })?;
+    prog.attach(interface, aya_mode(mode))
+        .map_err(|source| DataplaneError::Attach {
+            mode: mode_name(mode),
+            interface: interface.to_string(),
+            source,
+        })?;
     Ok(ebpf)
 }

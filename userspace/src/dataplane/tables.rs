@@ -68,7 +68,10 @@ pub fn reservation_entry(
     })?;
     let s = &cfg.subnets[r.subnet];
     Ok((
-        ReservationKey { mac: r.mac, variant: variant::PLAIN },
+        ReservationKey {
+            mac: r.mac,
+            variant: variant::PLAIN,
+        },
         Reservation {
             ip: r.ip.octets(),
             server_id: cfg.server.address.octets(),

@@ -1,0 +1,90 @@
+//! Command-line interface: the clap definitions of every subcommand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stormboot",
+    version,
+    about = "DHCP and network-boot server; known machines are answered by XDP"
+)]
+pub struct Cli {
+    /// Log filter (tracing/RUST_LOG syntax), e.g. "info" or "stormboot=debug".
+    #[arg(long, env = "STORMBOOT_LOG", default_value = "info", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    Driver,
+    Skb,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon.
+    Serve {
+        #[arg(
+            long,
+            short,
+            env = "STORMBOOT_CONFIG",
+            default_value = "/etc/stormboot/stormboot.toml"
+        )]
+        config: PathBuf,
+        /// XDP attach mode; overrides server.xdp_mode.
+        #[arg(long, env = "STORMBOOT_XDP_MODE")]
+        xdp_mode: Option<ModeArg>,
+    },
+    /// Validate a configuration file and print what it holds.
+    CheckConfig {
+        #[arg(
+            long,
+            short,
+            env = "STORMBOOT_CONFIG",
+            default_value = "/etc/stormboot/stormboot.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Show the counters of a running daemon.
+    Stats {
+        /// The daemon's configuration (its api.listen is used).
+        #[arg(
+            long,
+            short,
+            env = "STORMBOOT_CONFIG",
+            default_value = "/etc/stormboot/stormboot.toml"
+        )]
+        config: PathBuf,
+        /// Address of the daemon's API; overrides the configuration.
+        #[arg(long, env = "STORMBOOT_API")]
+        api: Option<SocketAddr>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Simulate a boot storm: N machines doing DHCP from one interface.
+    Storm(crate::storm::StormArgs),
+    /// Attach the pass-only XDP program to an interface until interrupted.
+    /// A veth delivers XDP_TX frames only to a peer that runs XDP, so the
+    /// client end of a lab link needs this.
+    XdpPass {
+        #[arg(long)]
+        interface: String,
+        #[arg(long, value_enum, default_value = "driver")]
+        mode: ModeArg,
+    },
+}
+
+impl From<ModeArg> for crate::config::XdpMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Driver => crate::config::XdpMode::Driver,
+            ModeArg::Skb => crate::config::XdpMode::Skb,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The daemon's configuration: one TOML file (plus an optional CSV of
+//! reservations) read into a serde wire struct, then validated into the
+//! runtime [`Config`] with errors of the form `file:line: key: message`.
+
+mod csv;
+mod duration;
+mod location;
+mod validate;
+mod wire;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use location::Source;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub server: Server,
+    pub api: Api,
+    pub subnets: Vec<Subnet>,
+    /// Inline reservations in file order, then those of `reservations_file`.
+    pub reservations: Vec<Reservation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// The interface the XDP program attaches to and DHCP is served on.
+    pub interface: String,
+    /// Server identifier (option 54) and source address of replies.
+    pub address: Ipv4Addr,
+    /// Already resolved against the config file's directory.
+    pub reservations_file: Option<PathBuf>,
+    pub xdp_mode: XdpMode,
+    /// The most verbose level the XDP program logs at.
+    pub xdp_log_level: LogLevel,
+    /// Where program, maps and link are pinned, so a restart adopts them.
+    pub bpffs_dir: PathBuf,
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (native XDP): the fast path, the default.
+    Driver,
+    /// Generic XDP, for drivers without native support (and veth tests).
+    Skb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The value given to the XDP program as a load-time global; it logs a
+    /// line when the line's level is at most this.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            LogLevel::Off => 0,
+            LogLevel::Error => 1,
+            LogLevel::Warn => 2,
+            LogLevel::Info => 3,
+            LogLevel::Debug => 4,
+            LogLevel::Trace => 5,
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "off" => LogLevel::Off,
+            "error" => LogLevel::Error,
+            "warn" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    /// The HTTP API's address; loopback by default because it is unauthenticated.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    /// A network address (host bits zero) with a prefix of 1..=30.
+    pub net: ipnet::Ipv4Net,
+    pub routers: Vec<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    /// Whole seconds, at least 60, below 0xffffffff (DHCP's "infinite").
+    pub lease_time: Duration,
+    /// T1, less than `rebind_time`.
+    pub renew_time: Duration,
+    /// T2, less than `lease_time`.
+    pub rebind_time: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub hostname: Option<String>,
+    /// Index into [`Config::subnets`] of the subnet containing `ip`.
+    pub subnet: usize,
+    /// "stormboot.toml:20" or "hosts.csv:3" (the line of the MAC), so later
+    /// messages about this reservation can point at where it was written.
+    pub origin: String,
+}
+
+/// A file and, when the problem has one, a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file),
+            None => f.write_str(&self.file),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file itself could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax, unknown keys and wrong types, as reported by the toml crate;
+    /// `key` is absent for syntax errors, where there is no key to name.
+    #[error("{at}: {}{message}", key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
+    Toml {
+        at: Location,
+        key: Option<String>,
+        message: String,
+    },
+    /// A value that is well-formed TOML but not acceptable.
+    #[error("{at}: {key}: {message}")]
+    Invalid {
+        at: Location,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Toml { at, .. } | ConfigError::Invalid { at, .. } => Some(at),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file and its reservations file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_str(&text, path)
+    }
+
+    /// Validates `text` as if read from `path`, which names the file in
+    /// messages and anchors a relative `reservations_file` (which is read).
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse(text, path, &mut |p| std::fs::read_to_string(p))
+    }
+
+    fn parse(text: &str, path: &Path, read: validate::ReadFile) -> Result<Config, ConfigError> {
+        let src = Source::new(text, path);
+        let wire: wire::File = toml::from_str(text).map_err(|e| src.toml_error(e))?;
+        validate::validate(wire, &src, read)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,669 @@
+//! Tests of the whole path from TOML text to [`Config`], one or more per
+//! validation rule, each checking the key and line the error names.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+const EXAMPLE: &str = r#"[server]
+interface = "sb0"
+address = "10.50.0.1"
+reservations_file = "hosts.csv"
+xdp_mode = "driver"
+xdp_log_level = "warn"
+bpffs_dir = "/sys/fs/bpf/stormboot"
+
+[api]
+listen = "127.0.0.1:8067"
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+routers = ["10.50.0.1"]
+dns = ["10.50.0.1"]
+domain = "rack1.example"
+lease_time = "1h"
+renew_time = "30m"
+rebind_time = "52m30s"
+
+[[reservation]]
+mac = "52:54:00:00:00:01"
+ip = "10.50.0.11"
+hostname = "node1"
+"#;
+
+const MINIMAL: &str = r#"[server]
+interface = "sb0"
+address = "10.50.0.1"
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+"#;
+
+/// Parses with an in-memory reservations file.
+fn parse_with(text: &str, csv: Option<&str>) -> Result<Config, ConfigError> {
+    let mut read = |p: &Path| {
+        assert_eq!(
+            p,
+            Path::new("hosts.csv"),
+            "resolved against the config's directory"
+        );
+        csv.map(str::to_owned)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+    };
+    Config::parse(text, Path::new("stormboot.toml"), &mut read)
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_with(text, None)
+}
+
+fn err_with(text: &str, csv: Option<&str>) -> String {
+    match parse_with(text, csv) {
+        Ok(c) => panic!("expected an error, got {c:#?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn err(text: &str) -> String {
+    err_with(text, None)
+}
+
+/// Asserts the error starts with `stormboot.toml:{line}: {key}: ` and
+/// contains `needle`.
+#[track_caller]
+fn assert_err(text: &str, line: usize, key: &str, needle: &str) {
+    let e = err(text);
+    let prefix = format!("stormboot.toml:{line}: {key}: ");
+    assert!(e.starts_with(&prefix), "want prefix {prefix:?}, got {e:?}");
+    assert!(e.contains(needle), "want {needle:?} in {e:?}");
+}
+
+/// MINIMAL with `extra` appended.
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+/// MINIMAL's subnet with extra keys in it (they land on line 7 onwards).
+fn subnet_with(keys: &str) -> String {
+    format!("{MINIMAL}{keys}\n")
+}
+
+#[test]
+fn example_parses() {
+    let c = parse_with(EXAMPLE, Some("")).unwrap();
+    let want = Config {
+        server: Server {
+            interface: "sb0".into(),
+            address: Ipv4Addr::new(10, 50, 0, 1),
+            reservations_file: Some(PathBuf::from("hosts.csv")),
+            xdp_mode: XdpMode::Driver,
+            xdp_log_level: LogLevel::Warn,
+            bpffs_dir: PathBuf::from("/sys/fs/bpf/stormboot"),
+        },
+        api: Api {
+            listen: "127.0.0.1:8067".parse().unwrap(),
+        },
+        subnets: vec![Subnet {
+            net: "10.50.0.0/24".parse().unwrap(),
+            routers: vec![Ipv4Addr::new(10, 50, 0, 1)],
+            dns: vec![Ipv4Addr::new(10, 50, 0, 1)],
+            domain: Some("rack1.example".into()),
+            lease_time: Duration::from_secs(3600),
+            renew_time: Duration::from_secs(1800),
+            rebind_time: Duration::from_secs(3150),
+        }],
+        reservations: vec![Reservation {
+            mac: [0x52, 0x54, 0, 0, 0, 1],
+            ip: Ipv4Addr::new(10, 50, 0, 11),
+            hostname: Some("node1".into()),
+            subnet: 0,
+            origin: "stormboot.toml:22".into(),
+        }],
+    };
+    assert_eq!(c, want);
+}
+
+#[test]
+fn defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.server.reservations_file, None);
+    assert_eq!(c.server.xdp_mode, XdpMode::Driver);
+    assert_eq!(c.server.xdp_log_level, LogLevel::Warn);
+    assert_eq!(c.server.bpffs_dir, PathBuf::from("/sys/fs/bpf/stormboot"));
+    assert_eq!(c.api.listen, "127.0.0.1:8067".parse().unwrap());
+    let s = &c.subnets[0];
+    assert!(s.routers.is_empty() && s.dns.is_empty() && s.domain.is_none());
+    assert_eq!(s.lease_time, Duration::from_secs(3600));
+    assert_eq!(s.renew_time, Duration::from_secs(1800));
+    assert_eq!(s.rebind_time, Duration::from_secs(3150));
+    assert!(c.reservations.is_empty());
+}
+
+#[test]
+fn xdp_mode_and_log_levels() {
+    let t = MINIMAL.replace(
+        "address = \"10.50.0.1\"\n",
+        "address = \"10.50.0.1\"\nxdp_mode = \"skb\"\nxdp_log_level = \"trace\"\n",
+    );
+    let c = parse(&t).unwrap();
+    assert_eq!(c.server.xdp_mode, XdpMode::Skb);
+    assert_eq!(c.server.xdp_log_level, LogLevel::Trace);
+    let levels = ["off", "error", "warn", "info", "debug", "trace"];
+    for (n, name) in levels.into_iter().enumerate() {
+        assert_eq!(LogLevel::from_name(name).unwrap().as_u8() as usize, n);
+    }
+
+    let t = MINIMAL.replace("\n\n[[subnet]]", "\nxdp_mode = \"native\"\n\n[[subnet]]");
+    assert_err(&t, 4, "server.xdp_mode", "\"native\"");
+    let t = MINIMAL.replace("\n\n[[subnet]]", "\nxdp_log_level = \"loud\"\n\n[[subnet]]");
+    assert_err(&t, 4, "server.xdp_log_level", "\"loud\"");
+}
+
+#[test]
+fn durations_in_subnet() {
+    let t = subnet_with("lease_time = 7200\nrenew_time = \"1h\"\nrebind_time = \"1h45m\"");
+    let s = &parse(&t).unwrap().subnets[0];
+    assert_eq!(s.lease_time, Duration::from_secs(7200));
+    assert_eq!(s.renew_time, Duration::from_secs(3600));
+    assert_eq!(s.rebind_time, Duration::from_secs(6300));
+
+    let t = subnet_with("lease_time = \"2d\"");
+    let s = &parse(&t).unwrap().subnets[0];
+    assert_eq!(s.renew_time, Duration::from_secs(86_400));
+    assert_eq!(s.rebind_time, Duration::from_secs(151_200));
+
+    assert_err(
+        &subnet_with("lease_time = \"1 hour\""),
+        7,
+        "subnet[0].lease_time",
+        "not a duration",
+    );
+    assert_err(
+        &subnet_with("lease_time = -5"),
+        7,
+        "subnet[0].lease_time",
+        "negative",
+    );
+    assert_err(
+        &subnet_with("renew_time = \"0s\""),
+        7,
+        "subnet[0].renew_time",
+        "positive",
+    );
+    // A float is neither a string nor an integer: toml's own error.
+    assert_err(
+        &subnet_with("lease_time = 1.5"),
+        7,
+        "subnet[0].lease_time",
+        "expected a duration",
+    );
+}
+
+#[test]
+fn lease_time_minimum_and_maximum() {
+    assert_err(
+        &subnet_with("lease_time = \"59s\""),
+        7,
+        "subnet[0].lease_time",
+        "59s is outside 1m..=",
+    );
+    assert_err(
+        &subnet_with("lease_time = 4294967295"),
+        7,
+        "subnet[0].lease_time",
+        "outside",
+    );
+    parse(&subnet_with("lease_time = 60")).unwrap();
+}
+
+#[test]
+fn renew_rebind_lease_order() {
+    let t = subnet_with("renew_time = \"55m\"");
+    assert_err(
+        &t,
+        7,
+        "subnet[0].renew_time",
+        "renew_time 55m must be less than rebind_time 52m30s (default)",
+    );
+    let t = subnet_with("lease_time = \"1h\"\nrenew_time = \"40m\"\nrebind_time = \"40m\"");
+    assert_err(
+        &t,
+        8,
+        "subnet[0].renew_time",
+        "must be less than rebind_time 40m",
+    );
+    let t = subnet_with("rebind_time = \"1h\"");
+    assert_err(
+        &t,
+        7,
+        "subnet[0].rebind_time",
+        "rebind_time 1h must be less than lease_time 1h (default)",
+    );
+    let t = subnet_with("rebind_time = \"20m\"");
+    assert_err(
+        &t,
+        7,
+        "subnet[0].rebind_time",
+        "renew_time 30m (default) must be less than rebind_time 20m",
+    );
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_line() {
+    assert_err(
+        &with("\n[api]\nlisten = \"127.0.0.1:1\"\nport = 1\n"),
+        10,
+        "api.port",
+        "unknown field `port`",
+    );
+    assert_err(
+        &subnet_with("gateway = \"10.50.0.1\""),
+        7,
+        "subnet[0].gateway",
+        "unknown field `gateway`",
+    );
+    let e = err(&with("\n[bogus]\n"));
+    assert!(
+        e.starts_with("stormboot.toml:8: bogus: unknown field `bogus`"),
+        "{e}"
+    );
+    let t =
+        with("\n[[reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.50.0.11\"\nname = \"x\"\n");
+    assert_err(&t, 11, "reservation[0].name", "unknown field `name`");
+}
+
+#[test]
+fn toml_type_and_syntax_errors() {
+    let t = MINIMAL.replace("interface = \"sb0\"", "interface = 5");
+    assert_err(
+        &t,
+        2,
+        "server.interface",
+        "invalid type: integer `5`, expected a string",
+    );
+    let t = subnet_with("routers = [\"10.50.0.1\",\n  7]");
+    assert_err(&t, 8, "subnet[0].routers[1]", "invalid type: integer `7`");
+    let e = err("[server]\ninterface = \"sb0\naddress = \"10.50.0.1\"\n");
+    assert!(e.starts_with("stormboot.toml:2: "), "{e}");
+    let e = err("[server]\naddress = \"10.50.0.1\"\n");
+    assert!(
+        e.starts_with("stormboot.toml:1: server: missing field `interface`"),
+        "{e}"
+    );
+    let e = err("");
+    assert!(
+        e.starts_with("stormboot.toml:1: missing field `server`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn interface_name() {
+    let t = MINIMAL.replace("\"sb0\"", "\"a-very-long-interface\"");
+    assert_err(&t, 2, "server.interface", "not a valid interface name");
+    let t = MINIMAL.replace("\"sb0\"", "\"\"");
+    assert_err(&t, 2, "server.interface", "not a valid interface name");
+}
+
+#[test]
+fn server_address() {
+    let t = MINIMAL.replace("\"10.50.0.1\"", "\"10.50.0\"");
+    assert_err(
+        &t,
+        3,
+        "server.address",
+        "\"10.50.0\" is not an IPv4 address",
+    );
+    for bad in ["0.0.0.0", "255.255.255.255", "224.0.0.1"] {
+        let t = MINIMAL.replace("10.50.0.1", bad);
+        assert_err(&t, 3, "server.address", "is not a unicast address");
+    }
+}
+
+#[test]
+fn api_listen() {
+    assert_err(
+        &with("[api]\nlisten = \"localhost\"\n"),
+        8,
+        "api.listen",
+        "not an address:port",
+    );
+    let c = parse(&with("[api]\nlisten = \"0.0.0.0:9000\"\n")).unwrap();
+    assert_eq!(c.api.listen, "0.0.0.0:9000".parse().unwrap());
+    // An empty [api] table keeps the default.
+    let c = parse(&with("[api]\n")).unwrap();
+    assert_eq!(c.api.listen, "127.0.0.1:8067".parse().unwrap());
+}
+
+#[test]
+fn bpffs_dir_must_be_absolute() {
+    let t = MINIMAL.replace("\n\n[[subnet]]", "\nbpffs_dir = \"bpf\"\n\n[[subnet]]");
+    assert_err(&t, 4, "server.bpffs_dir", "absolute");
+}
+
+#[test]
+fn at_least_one_subnet() {
+    let e = err("[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\n");
+    assert_eq!(
+        e,
+        "stormboot.toml: subnet: at least one [[subnet]] is required"
+    );
+}
+
+#[test]
+fn cidr_rules() {
+    let t = MINIMAL.replace("10.50.0.0/24", "10.50.0.0");
+    assert_err(&t, 6, "subnet[0].cidr", "not an IPv4 CIDR");
+    let t = MINIMAL.replace("10.50.0.0/24", "10.50.0.7/24");
+    assert_err(
+        &t,
+        6,
+        "subnet[0].cidr",
+        "host bits set (did you mean 10.50.0.0/24?)",
+    );
+    for bad in ["10.50.0.0/31", "10.50.0.1/32", "0.0.0.0/0"] {
+        let t = MINIMAL.replace("10.50.0.0/24", bad);
+        assert_err(&t, 6, "subnet[0].cidr", "prefix length must be 1..=30");
+    }
+    parse(&MINIMAL.replace("10.50.0.0/24", "10.50.0.0/30")).unwrap();
+}
+
+#[test]
+fn overlapping_subnets() {
+    let t =
+        with("\n[[subnet]]\ncidr = \"10.60.0.0/24\"\n\n[[subnet]]\ncidr = \"10.50.0.128/25\"\n");
+    assert_err(
+        &t,
+        12,
+        "subnet[2].cidr",
+        "10.50.0.128/25 overlaps subnet[0].cidr 10.50.0.0/24 (stormboot.toml:6)",
+    );
+    let t = with("\n[[subnet]]\ncidr = \"10.0.0.0/8\"\n");
+    assert_err(&t, 9, "subnet[1].cidr", "overlaps subnet[0].cidr");
+}
+
+#[test]
+fn routers_and_dns() {
+    assert_err(
+        &subnet_with("routers = [\"10.50.0.1\", \"10.60.0.1\"]"),
+        7,
+        "subnet[0].routers[1]",
+        "10.60.0.1 is not a host address of 10.50.0.0/24",
+    );
+    assert_err(
+        &subnet_with("routers = [\"10.50.0.255\"]"),
+        7,
+        "subnet[0].routers[0]",
+        "not a host address",
+    );
+    assert_err(
+        &subnet_with("routers = [\"router\"]"),
+        7,
+        "subnet[0].routers[0]",
+        "not an IPv4 address",
+    );
+    assert_err(
+        &subnet_with("dns = [\"8.8.8.8\", \"x\"]"),
+        7,
+        "subnet[0].dns[1]",
+        "not an IPv4 address",
+    );
+    assert_err(
+        &subnet_with("dns = [\"0.0.0.0\"]"),
+        7,
+        "subnet[0].dns[0]",
+        "not a unicast address",
+    );
+    let c = parse(&subnet_with("dns = [\"8.8.8.8\"]")).unwrap();
+    assert_eq!(c.subnets[0].dns, [Ipv4Addr::new(8, 8, 8, 8)]);
+}
+
+#[test]
+fn domain_rules() {
+    for bad in [
+        "rack_1.example",
+        "rack1..example",
+        "-rack.example",
+        "rack1.example.",
+    ] {
+        let t = subnet_with(&format!("domain = \"{bad}\""));
+        assert_err(&t, 7, "subnet[0].domain", "not a valid DNS name");
+    }
+    let long_label = "a".repeat(64);
+    assert_err(
+        &subnet_with(&format!("domain = \"{long_label}.example\"")),
+        7,
+        "subnet[0].domain",
+        "63",
+    );
+    let long_name = vec!["a".repeat(63); 4].join(".");
+    assert_err(
+        &subnet_with(&format!("domain = \"{long_name}\"")),
+        7,
+        "subnet[0].domain",
+        "253",
+    );
+}
+
+fn reservation(mac: &str, ip: &str, hostname: Option<&str>) -> String {
+    let host = hostname
+        .map(|h| format!("hostname = \"{h}\"\n"))
+        .unwrap_or_default();
+    format!("\n[[reservation]]\nmac = \"{mac}\"\nip = \"{ip}\"\n{host}")
+}
+
+#[test]
+fn reservation_values() {
+    let ok = reservation("52:54:00:00:00:01", "10.50.0.11", None);
+    // The first reservation's keys are on lines 9 (mac), 10 (ip), 11 (hostname).
+    let t = with(&reservation("52:54:00:00:00", "10.50.0.11", None));
+    assert_err(&t, 9, "reservation[0].mac", "not a MAC address");
+    let t = with(&reservation("01:00:5e:00:00:01", "10.50.0.11", None));
+    assert_err(&t, 9, "reservation[0].mac", "not a unicast MAC");
+    let t = with(&format!(
+        "{ok}{}",
+        reservation("52:54:00:00:00:02", "10.50.0.x", None)
+    ));
+    assert_err(
+        &t,
+        14,
+        "reservation[1].ip",
+        "\"10.50.0.x\" is not an IPv4 address",
+    );
+    let t = with(&reservation(
+        "52:54:00:00:00:01",
+        "10.50.0.11",
+        Some("node_1"),
+    ));
+    assert_err(&t, 11, "reservation[0].hostname", "not a valid DNS name");
+    let t = with(&reservation(
+        "52:54:00:00:00:01",
+        "10.50.0.11",
+        Some(&"n".repeat(64)),
+    ));
+    assert_err(&t, 11, "reservation[0].hostname", "63");
+    let c = parse(&with(&reservation(
+        "52-54-00-00-00-01",
+        "10.50.0.11",
+        Some("node1.rack1"),
+    )))
+    .unwrap();
+    assert_eq!(c.reservations[0].mac, [0x52, 0x54, 0, 0, 0, 1]);
+    assert_eq!(c.reservations[0].hostname.as_deref(), Some("node1.rack1"));
+}
+
+#[test]
+fn reservation_outside_every_subnet() {
+    let t = with(&format!(
+        "{}{}",
+        reservation("52:54:00:00:00:01", "10.50.0.11", None),
+        reservation("52:54:00:00:00:02", "10.60.0.5", None)
+    ));
+    let e = err(&t);
+    assert_eq!(
+        e,
+        "stormboot.toml:14: reservation[1].ip: 10.60.0.5 is outside every subnet"
+    );
+}
+
+#[test]
+fn reservation_network_broadcast_server_router() {
+    let t = with(&reservation("52:54:00:00:00:01", "10.50.0.0", None));
+    assert_err(
+        &t,
+        10,
+        "reservation[0].ip",
+        "network address of 10.50.0.0/24",
+    );
+    let t = with(&reservation("52:54:00:00:00:01", "10.50.0.255", None));
+    assert_err(
+        &t,
+        10,
+        "reservation[0].ip",
+        "broadcast address of 10.50.0.0/24",
+    );
+    let t = with(&reservation("52:54:00:00:00:01", "10.50.0.1", None));
+    assert_err(&t, 10, "reservation[0].ip", "server.address");
+    let t = format!(
+        "{}{}",
+        subnet_with("routers = [\"10.50.0.254\"]"),
+        reservation("52:54:00:00:00:01", "10.50.0.254", None)
+    );
+    assert_err(&t, 11, "reservation[0].ip", "is a router of 10.50.0.0/24");
+}
+
+#[test]
+fn reservation_subnet_index() {
+    let t = with(&format!(
+        "\n[[subnet]]\ncidr = \"10.60.0.0/16\"\n{}{}",
+        reservation("52:54:00:00:00:01", "10.60.3.4", None),
+        reservation("52:54:00:00:00:02", "10.50.0.4", None)
+    ));
+    let c = parse(&t).unwrap();
+    assert_eq!(c.reservations[0].subnet, 1);
+    assert_eq!(c.reservations[1].subnet, 0);
+}
+
+#[test]
+fn duplicate_inline_reservations() {
+    let t = with(&format!(
+        "{}{}",
+        reservation("52:54:00:00:00:01", "10.50.0.11", None),
+        reservation("52-54-00-00-00-01", "10.50.0.12", None)
+    ));
+    assert_eq!(
+        err(&t),
+        "stormboot.toml:13: reservation[1].mac: duplicate MAC 52:54:00:00:00:01 (also stormboot.toml:9)"
+    );
+    let t = with(&format!(
+        "{}{}",
+        reservation("52:54:00:00:00:01", "10.50.0.11", None),
+        reservation("52:54:00:00:00:02", "10.50.0.11", None)
+    ));
+    assert_eq!(
+        err(&t),
+        "stormboot.toml:14: reservation[1].ip: duplicate IP 10.50.0.11 (also stormboot.toml:9)"
+    );
+}
+
+const WITH_CSV: &str = "[server]
+interface = \"sb0\"
+address = \"10.50.0.1\"
+reservations_file = \"hosts.csv\"
+
+[[subnet]]
+cidr = \"10.50.0.0/24\"
+
+[[reservation]]
+mac = \"52:54:00:00:00:01\"
+ip = \"10.50.0.11\"
+";
+
+#[test]
+fn csv_reservations_follow_inline_ones() {
+    let csv = "mac,ip,hostname\n# spare\n\n52:54:00:00:00:02,10.50.0.12,node2\n";
+    let c = parse_with(WITH_CSV, Some(csv)).unwrap();
+    let origins: Vec<_> = c.reservations.iter().map(|r| r.origin.as_str()).collect();
+    assert_eq!(origins, ["stormboot.toml:10", "hosts.csv:4"]);
+    assert_eq!(c.reservations[1].hostname.as_deref(), Some("node2"));
+}
+
+#[test]
+fn duplicate_between_inline_and_csv_names_both() {
+    let csv = "mac,ip,hostname\n\n52:54:00:00:00:01,10.50.0.12\n";
+    assert_eq!(
+        err_with(WITH_CSV, Some(csv)),
+        "hosts.csv:3: mac: duplicate MAC 52:54:00:00:00:01 (also stormboot.toml:10)"
+    );
+    let csv = "52:54:00:00:00:02,10.50.0.11\n";
+    assert_eq!(
+        err_with(WITH_CSV, Some(csv)),
+        "hosts.csv:1: ip: duplicate IP 10.50.0.11 (also stormboot.toml:10)"
+    );
+}
+
+#[test]
+fn csv_bad_values_name_file_and_line() {
+    let e = err_with(WITH_CSV, Some("# x\n52:54:00:00:00:02,10.60.0.5\n"));
+    assert_eq!(e, "hosts.csv:2: ip: 10.60.0.5 is outside every subnet");
+    let e = err_with(WITH_CSV, Some("52:54:00:00:00:02;10.50.0.12\n"));
+    assert!(e.starts_with("hosts.csv:1: record: "), "{e}");
+}
+
+#[test]
+fn missing_csv_names_the_key() {
+    let e = err(WITH_CSV);
+    assert!(
+        e.starts_with("stormboot.toml:4: server.reservations_file: cannot read hosts.csv"),
+        "{e}"
+    );
+}
+
+#[test]
+fn load_reads_files_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stormboot.toml");
+    std::fs::write(&config, WITH_CSV).unwrap();
+    std::fs::write(
+        dir.path().join("hosts.csv"),
+        "52:54:00:00:00:02,10.50.0.12,node2\n",
+    )
+    .unwrap();
+    let c = Config::load(&config).unwrap();
+    assert_eq!(
+        c.server.reservations_file,
+        Some(dir.path().join("hosts.csv"))
+    );
+    assert_eq!(c.reservations.len(), 2);
+    assert_eq!(c.reservations[0].origin, format!("{}:10", config.display()));
+    assert_eq!(
+        c.reservations[1].origin,
+        format!("{}:1", dir.path().join("hosts.csv").display())
+    );
+
+    // An absolute reservations_file is used as written.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let csv = elsewhere.path().join("h.csv");
+    std::fs::write(&csv, "52:54:00:00:00:03,10.50.0.13\n").unwrap();
+    let text = WITH_CSV.replace("\"hosts.csv\"", &format!("{:?}", csv.display().to_string()));
+    let c = Config::from_str(&text, &config).unwrap();
+    assert_eq!(c.reservations[1].ip, Ipv4Addr::new(10, 50, 0, 13));
+
+    let e = Config::load(&dir.path().join("missing.toml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+}
+
+#[test]
+fn error_location_accessor() {
+    let e = parse_with(WITH_CSV, Some("52:54:00:00:00:02,10.60.0.5\n")).unwrap_err();
+    assert_eq!(
+        e.location(),
+        Some(&Location {
+            file: "hosts.csv".into(),
+            line: Some(1)
+        })
+    );
+}

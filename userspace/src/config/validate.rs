@@ -1,0 +1,575 @@
+//! Turns the wire structs into the runtime [`Config`], checking every
+//! value and cross-reference, and naming key and line when one is wrong.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde_spanned::Spanned;
+
+use super::location::Source;
+use super::{
+    csv, duration, wire, Api, Config, ConfigError, Location, LogLevel, Reservation, Server, Subnet,
+    XdpMode,
+};
+use crate::frame::{format_mac, parse_mac};
+
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/stormboot";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8067";
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3_600);
+/// Shorter leases make clients renew faster than is worth the traffic.
+pub const MIN_LEASE: Duration = Duration::from_secs(60);
+/// DHCP carries lease times as u32 seconds and 0xffffffff means "infinite".
+pub const MAX_LEASE: Duration = Duration::from_secs(u32::MAX as u64 - 1);
+/// Linux IFNAMSIZ, less the terminating NUL.
+const MAX_IFNAME: usize = 15;
+
+/// Reads the reservations file; a parameter so tests need no files.
+pub type ReadFile<'r> = &'r mut dyn FnMut(&Path) -> std::io::Result<String>;
+
+pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, ConfigError> {
+    let server = server(&w.server, src)?;
+    let api = api(w.api.as_ref(), src)?;
+    let subnets = subnets(&w.subnet, src)?;
+
+    let mut set = ReservationSet::new(&subnets, server.address);
+    for (i, r) in w.reservation.iter().enumerate() {
+        let prefix = format!("reservation[{i}].");
+        let line = |s: &Spanned<String>| src.line(s.span().start);
+        let place = Place {
+            file: &src.file,
+            key_prefix: &prefix,
+            mac_line: line(&r.mac),
+            ip_line: line(&r.ip),
+            hostname_line: r.hostname.as_ref().map_or(0, line),
+        };
+        let hostname = r.hostname.as_ref().map(|h| h.get_ref().as_str());
+        set.add(r.mac.get_ref(), r.ip.get_ref(), hostname, &place)?;
+    }
+
+    if let (Some(path), Some(spanned)) = (&server.reservations_file, &w.server.reservations_file) {
+        let text = read(path).map_err(|e| {
+            src.invalid(
+                &spanned.span(),
+                "server.reservations_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        csv::parse(&text, &path.display().to_string(), &mut set)?;
+    }
+
+    let reservations = set.list;
+    Ok(Config {
+        server,
+        api,
+        subnets,
+        reservations,
+    })
+}
+
+fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
+    let interface = w.interface.get_ref();
+    // The rules of the kernel's dev_valid_name(), so a bad name fails here
+    // rather than at attach time with a bare ENODEV.
+    if interface.is_empty()
+        || interface.len() > MAX_IFNAME
+        || interface == "."
+        || interface == ".."
+        || interface
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(src.invalid(
+            &w.interface.span(),
+            "server.interface",
+            format!("{interface:?} is not a valid interface name (1..={MAX_IFNAME} bytes, no '/', ':' or spaces)"),
+        ));
+    }
+
+    let address = ipv4(&w.address, "server.address", src)?;
+    unicast(address, &w.address.span(), "server.address", src)?;
+
+    // Relative to the config file, so the daemon's working directory does
+    // not change which file is read.
+    let reservations_file = w.reservations_file.as_ref().map(|f| {
+        let p = Path::new(f.get_ref());
+        match src.path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    });
+
+    let xdp_mode = match &w.xdp_mode {
+        None => XdpMode::Driver,
+        Some(s) => match s.get_ref().as_str() {
+            "driver" => XdpMode::Driver,
+            "skb" => XdpMode::Skb,
+            other => {
+                return Err(src.invalid(
+                    &s.span(),
+                    "server.xdp_mode",
+                    format!("{other:?} is not one of \"driver\", \"skb\""),
+                ))
+            }
+        },
+    };
+
+    let xdp_log_level = match &w.xdp_log_level {
+        None => LogLevel::Warn,
+        Some(s) => LogLevel::from_name(s.get_ref()).ok_or_else(|| {
+            src.invalid(
+                &s.span(),
+                "server.xdp_log_level",
+                format!(
+                    "{:?} is not one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
+                    s.get_ref()
+                ),
+            )
+        })?,
+    };
+
+    let bpffs_dir = match &w.bpffs_dir {
+        None => PathBuf::from(DEFAULT_BPFFS_DIR),
+        Some(s) => {
+            let p = PathBuf::from(s.get_ref());
+            if !p.is_absolute() {
+                return Err(src.invalid(
+                    &s.span(),
+                    "server.bpffs_dir",
+                    format!("{:?} must be an absolute path", s.get_ref()),
+                ));
+            }
+            p
+        }
+    };
+
+    Ok(Server {
+        interface: interface.clone(),
+        address,
+        reservations_file,
+        xdp_mode,
+        xdp_log_level,
+        bpffs_dir,
+    })
+}
+
+fn api(w: Option<&wire::Api>, src: &Source) -> Result<Api, ConfigError> {
+    let listen = match w.and_then(|a| a.listen.as_ref()) {
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address parses"),
+        Some(s) => s.get_ref().parse::<SocketAddr>().map_err(|_| {
+            src.invalid(
+                &s.span(),
+                "api.listen",
+                format!("{:?} is not an address:port", s.get_ref()),
+            )
+        })?,
+    };
+    Ok(Api { listen })
+}
+
+fn subnets(w: &[wire::Subnet], src: &Source) -> Result<Vec<Subnet>, ConfigError> {
+    if w.is_empty() {
+        return Err(ConfigError::Invalid {
+            at: Location {
+                file: src.file.clone(),
+                line: None,
+            },
+            key: "subnet".into(),
+            message: "at least one [[subnet]] is required".into(),
+        });
+    }
+    let mut out: Vec<Subnet> = Vec::with_capacity(w.len());
+    for (i, s) in w.iter().enumerate() {
+        let key = |field: &str| format!("subnet[{i}].{field}");
+        let net = cidr(&s.cidr, &key("cidr"), src)?;
+        for (j, earlier) in out.iter().enumerate() {
+            if earlier.net.contains(&net.network()) || net.contains(&earlier.net.network()) {
+                return Err(src.invalid(
+                    &s.cidr.span(),
+                    key("cidr"),
+                    format!(
+                        "{net} overlaps subnet[{j}].cidr {} ({}:{})",
+                        earlier.net,
+                        src.file,
+                        src.line(w[j].cidr.span().start)
+                    ),
+                ));
+            }
+        }
+
+        let mut routers = Vec::with_capacity(s.routers.len());
+        for (j, r) in s.routers.iter().enumerate() {
+            let k = key(&format!("routers[{j}]"));
+            let ip = ipv4(r, &k, src)?;
+            if !net.contains(&ip) || ip == net.network() || ip == net.broadcast() {
+                return Err(src.invalid(
+                    &r.span(),
+                    k,
+                    format!("{ip} is not a host address of {net}"),
+                ));
+            }
+            routers.push(ip);
+        }
+
+        let mut dns = Vec::with_capacity(s.dns.len());
+        for (j, d) in s.dns.iter().enumerate() {
+            let k = key(&format!("dns[{j}]"));
+            let ip = ipv4(d, &k, src)?;
+            unicast(ip, &d.span(), &k, src)?;
+            dns.push(ip);
+        }
+
+        let domain = match &s.domain {
+            None => None,
+            Some(d) => {
+                dns_name(d.get_ref()).map_err(|m| src.invalid(&d.span(), key("domain"), m))?;
+                Some(d.get_ref().clone())
+            }
+        };
+
+        let (lease_time, renew_time, rebind_time) = times(s, &key, src)?;
+
+        out.push(Subnet {
+            net,
+            routers,
+            dns,
+            domain,
+            lease_time,
+            renew_time,
+            rebind_time,
+        });
+    }
+    Ok(out)
+}
+
+fn cidr(s: &Spanned<String>, key: &str, src: &Source) -> Result<Ipv4Net, ConfigError> {
+    let text = s.get_ref();
+    let bad = |m: String| src.invalid(&s.span(), key, m);
+    let net: Ipv4Net = text.parse().map_err(|_| {
+        bad(format!(
+            "{text:?} is not an IPv4 CIDR (expected a.b.c.d/len)"
+        ))
+    })?;
+    // /31 and /32 leave no host addresses for clients once network and
+    // broadcast are excluded; /0 would claim every address.
+    if !(1..=30).contains(&net.prefix_len()) {
+        return Err(bad(format!(
+            "{net}: prefix length must be 1..=30, got /{}",
+            net.prefix_len()
+        )));
+    }
+    if net.addr() != net.network() {
+        return Err(bad(format!(
+            "{net} has host bits set (did you mean {}?)",
+            net.trunc()
+        )));
+    }
+    Ok(net)
+}
+
+/// Lease, T1 and T2, with T1 and T2 defaulting to the RFC 2131 fractions
+/// (0.5 and 0.875) of the lease in whole seconds, as DHCP carries them.
+fn times(
+    s: &wire::Subnet,
+    key: &dyn Fn(&str) -> String,
+    src: &Source,
+) -> Result<(Duration, Duration, Duration), ConfigError> {
+    let lease = match &s.lease_time {
+        None => DEFAULT_LEASE,
+        Some(d) => {
+            let lease = duration_value(d, &key("lease_time"), src)?;
+            if lease < MIN_LEASE || lease > MAX_LEASE {
+                return Err(src.invalid(
+                    &d.span(),
+                    key("lease_time"),
+                    format!(
+                        "{} is outside {}..={}",
+                        duration::format(lease),
+                        duration::format(MIN_LEASE),
+                        duration::format(MAX_LEASE)
+                    ),
+                ));
+            }
+            lease
+        }
+    };
+    let secs = lease.as_secs();
+    let renew = match &s.renew_time {
+        None => Duration::from_secs(secs / 2),
+        Some(d) => duration_value(d, &key("renew_time"), src)?,
+    };
+    let rebind = match &s.rebind_time {
+        None => Duration::from_secs(secs * 7 / 8),
+        Some(d) => duration_value(d, &key("rebind_time"), src)?,
+    };
+
+    let explicit = |name: &str, v: &Option<Spanned<wire::Duration>>, d: Duration| {
+        let shown = duration::format(d);
+        match v {
+            Some(_) => format!("{name} {shown}"),
+            None => format!("{name} {shown} (default)"),
+        }
+    };
+    // Blame a key the user wrote: the defaults are consistent among
+    // themselves, so at least one of the pair is explicit.
+    if renew >= rebind {
+        let (blame, name) = match &s.renew_time {
+            Some(d) => (d.span(), "renew_time"),
+            None => (span_of(&s.rebind_time), "rebind_time"),
+        };
+        return Err(src.invalid(
+            &blame,
+            key(name),
+            format!(
+                "{} must be less than {}",
+                explicit("renew_time", &s.renew_time, renew),
+                explicit("rebind_time", &s.rebind_time, rebind)
+            ),
+        ));
+    }
+    if rebind >= lease {
+        let (blame, name) = match &s.rebind_time {
+            Some(d) => (d.span(), "rebind_time"),
+            None => (span_of(&s.lease_time), "lease_time"),
+        };
+        return Err(src.invalid(
+            &blame,
+            key(name),
+            format!(
+                "{} must be less than {}",
+                explicit("rebind_time", &s.rebind_time, rebind),
+                explicit("lease_time", &s.lease_time, lease)
+            ),
+        ));
+    }
+    Ok((lease, renew, rebind))
+}
+
+fn span_of<T>(v: &Option<Spanned<T>>) -> Range<usize> {
+    v.as_ref().map_or(0..0, Spanned::span)
+}
+
+fn duration_value(
+    d: &Spanned<wire::Duration>,
+    key: &str,
+    src: &Source,
+) -> Result<Duration, ConfigError> {
+    let value = match d.get_ref() {
+        wire::Duration::Seconds(n) => u64::try_from(*n)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{n} is not a duration (seconds must not be negative)")),
+        wire::Duration::Text(t) => duration::parse(t),
+    }
+    .map_err(|m| src.invalid(&d.span(), key, m))?;
+    if value.is_zero() {
+        return Err(src.invalid(&d.span(), key, "duration must be positive"));
+    }
+    Ok(value)
+}
+
+fn ipv4(s: &Spanned<String>, key: &str, src: &Source) -> Result<Ipv4Addr, ConfigError> {
+    s.get_ref().parse().map_err(|_| {
+        src.invalid(
+            &s.span(),
+            key,
+            format!("{:?} is not an IPv4 address", s.get_ref()),
+        )
+    })
+}
+
+fn unicast(ip: Ipv4Addr, span: &Range<usize>, key: &str, src: &Source) -> Result<(), ConfigError> {
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(src.invalid(span, key, format!("{ip} is not a unicast address")));
+    }
+    Ok(())
+}
+
+/// Checks a host or domain name as RFC 1123 letters-digits-hyphen labels.
+/// Each label is at most 63 bytes, which is also what keeps a host name's
+/// first label usable in option 12.
+pub fn dns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("name is empty".into());
+    }
+    if name.len() > 253 {
+        return Err(format!("{name:?} is longer than 253 bytes"));
+    }
+    for label in name.split('.') {
+        let bad = |why: &str| Err(format!("{name:?} is not a valid DNS name: {why}"));
+        if label.is_empty() {
+            return bad("empty label");
+        }
+        if label.len() > 63 {
+            return bad("label longer than 63 bytes");
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return bad(&format!("{c:?} is not a letter, digit or hyphen"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("label starts or ends with a hyphen");
+        }
+    }
+    Ok(())
+}
+
+/// Where one reservation's fields were written: a line per field for the
+/// TOML file, the same line for all of them in a CSV file.
+pub struct Place<'a> {
+    pub file: &'a str,
+    /// "reservation[3]." for inline entries, "" for CSV columns.
+    pub key_prefix: &'a str,
+    pub mac_line: usize,
+    pub ip_line: usize,
+    pub hostname_line: usize,
+}
+
+impl Place<'_> {
+    fn err(&self, line: usize, field: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            at: Location {
+                file: self.file.to_owned(),
+                line: Some(line),
+            },
+            key: format!("{}{field}", self.key_prefix),
+            message,
+        }
+    }
+}
+
+/// Collects inline and file reservations, indexed so that a million-line
+/// reservations file is checked for duplicates in linear time.
+pub struct ReservationSet<'a> {
+    subnets: &'a [Subnet],
+    /// (first, last, index into `subnets`) sorted by first; subnets do not
+    /// overlap, so a binary search finds the one containing an address.
+    ranges: Vec<(u32, u32, usize)>,
+    server: Ipv4Addr,
+    by_mac: HashMap<[u8; 6], usize>,
+    by_ip: HashMap<Ipv4Addr, usize>,
+    pub list: Vec<Reservation>,
+}
+
+impl<'a> ReservationSet<'a> {
+    pub fn new(subnets: &'a [Subnet], server: Ipv4Addr) -> Self {
+        let mut ranges: Vec<_> = subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (u32::from(s.net.network()), u32::from(s.net.broadcast()), i))
+            .collect();
+        ranges.sort_unstable();
+        ReservationSet {
+            subnets,
+            ranges,
+            server,
+            by_mac: HashMap::new(),
+            by_ip: HashMap::new(),
+            list: Vec::new(),
+        }
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.by_mac.reserve(n);
+        self.by_ip.reserve(n);
+        self.list.reserve(n);
+    }
+
+    fn subnet_of(&self, ip: Ipv4Addr) -> Option<usize> {
+        let ip = u32::from(ip);
+        let i = self.ranges.partition_point(|&(first, _, _)| first <= ip);
+        let &(_, last, index) = self.ranges.get(i.checked_sub(1)?)?;
+        (ip <= last).then_some(index)
+    }
+
+    pub fn add(
+        &mut self,
+        mac_text: &str,
+        ip_text: &str,
+        hostname: Option<&str>,
+        place: &Place,
+    ) -> Result<(), ConfigError> {
+        let mac = parse_mac(mac_text).ok_or_else(|| {
+            place.err(
+                place.mac_line,
+                "mac",
+                format!(
+                    "{mac_text:?} is not a MAC address (six hex octets separated by ':' or '-')"
+                ),
+            )
+        })?;
+        // A group address can never be a client's source MAC, so such a
+        // reservation could never match.
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return Err(place.err(
+                place.mac_line,
+                "mac",
+                format!("{} is not a unicast MAC address", format_mac(&mac)),
+            ));
+        }
+
+        let ip: Ipv4Addr = ip_text.parse().map_err(|_| {
+            place.err(
+                place.ip_line,
+                "ip",
+                format!("{ip_text:?} is not an IPv4 address"),
+            )
+        })?;
+        let ip_err = |m: String| place.err(place.ip_line, "ip", m);
+        let subnet = self
+            .subnet_of(ip)
+            .ok_or_else(|| ip_err(format!("{ip} is outside every subnet")))?;
+        let net = self.subnets[subnet].net;
+        if ip == net.network() {
+            return Err(ip_err(format!("{ip} is the network address of {net}")));
+        }
+        if ip == net.broadcast() {
+            return Err(ip_err(format!("{ip} is the broadcast address of {net}")));
+        }
+        if ip == self.server {
+            return Err(ip_err(format!("{ip} is server.address")));
+        }
+        if self.subnets[subnet].routers.contains(&ip) {
+            return Err(ip_err(format!("{ip} is a router of {net}")));
+        }
+
+        if let Some(h) = hostname {
+            dns_name(h).map_err(|m| place.err(place.hostname_line, "hostname", m))?;
+        }
+
+        if let Some(&other) = self.by_mac.get(&mac) {
+            return Err(place.err(
+                place.mac_line,
+                "mac",
+                format!(
+                    "duplicate MAC {} (also {})",
+                    format_mac(&mac),
+                    self.list[other].origin
+                ),
+            ));
+        }
+        if let Some(&other) = self.by_ip.get(&ip) {
+            return Err(ip_err(format!(
+                "duplicate IP {ip} (also {})",
+                self.list[other].origin
+            )));
+        }
+        let index = self.list.len();
+        self.by_mac.insert(mac, index);
+        self.by_ip.insert(ip, index);
+        self.list.push(Reservation {
+            mac,
+            ip,
+            hostname: hostname.map(str::to_owned),
+            subnet,
+            origin: format!("{}:{}", place.file, place.mac_line),
+        });
+        Ok(())
+    }
+}

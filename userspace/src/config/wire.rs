@@ -1,0 +1,95 @@
+//! The config file exactly as written: serde structs that reject unknown
+//! keys and keep each value's byte span, so validation can name the line.
+//!
+//! Addresses, CIDRs and MACs stay strings here; parsing them in `validate`
+//! lets the error name the key, which serde's own messages would not.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub server: Server,
+    pub api: Option<Api>,
+    #[serde(default)]
+    pub subnet: Vec<Subnet>,
+    #[serde(default)]
+    pub reservation: Vec<Reservation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub interface: S<String>,
+    pub address: S<String>,
+    pub reservations_file: Option<S<String>>,
+    pub xdp_mode: Option<S<String>>,
+    pub xdp_log_level: Option<S<String>>,
+    pub bpffs_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub listen: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subnet {
+    pub cidr: S<String>,
+    #[serde(default)]
+    pub routers: Vec<S<String>>,
+    #[serde(default)]
+    pub dns: Vec<S<String>>,
+    pub domain: Option<S<String>>,
+    pub lease_time: Option<S<Duration>>,
+    pub renew_time: Option<S<Duration>>,
+    pub rebind_time: Option<S<Duration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reservation {
+    pub mac: S<String>,
+    pub ip: S<String>,
+    pub hostname: Option<S<String>>,
+}
+
+/// A duration as written: TOML allows both `lease_time = 3600` and
+/// `lease_time = "1h"`, so accept either and parse the text later.
+#[derive(Debug)]
+pub enum Duration {
+    Seconds(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"90s\", \"1h30m\" or an integer number of seconds")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                Ok(Duration::Seconds(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                i64::try_from(v)
+                    .map(Duration::Seconds)
+                    .map_err(|_| E::custom("duration is too long"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                Ok(Duration::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,88 @@
+//! Reads the XDP program's ring buffers: reply events, so the daemon logs
+//! every lease the kernel handed out without being in its way, and aya-log
+//! lines, which go to tracing.
+
+use std::sync::Arc;
+
+use aya::maps::{MapData, RingBuf};
+use stormboot_common::{events::ReplyEvent, layout::msg};
+use tokio::io::unix::AsyncFd;
+use tokio_util::sync::CancellationToken;
+
+use crate::frame::format_mac;
+use crate::stats::UserCounters;
+
+/// Decodes one ring-buffer record; None if it has the wrong size.
+pub fn decode(bytes: &[u8]) -> Option<ReplyEvent> {
+    (bytes.len() == size_of::<ReplyEvent>())
+        // SAFETY: size checked; ReplyEvent is plain old data.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const ReplyEvent) })
+}
+
+pub async fn run(
+    ring: RingBuf<MapData>,
+    counters: Arc<UserCounters>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut fd = register(ring)?;
+    loop {
+        let mut guard = tokio::select! {
+            g = fd.readable_mut() => g?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            let Some(ev) = decode(&item) else {
+                tracing::warn!(len = item.len(), "reply event of unexpected size");
+                continue;
+            };
+            UserCounters::bump(&counters.xdp_replies, ev.msg_type);
+            let mac = format_mac(&ev.mac);
+            let ip = std::net::Ipv4Addr::from(ev.ip);
+            let xid = u32::from_be_bytes(ev.xid);
+            let kind = crate::render::type_name(ev.msg_type);
+            match ev.msg_type {
+                msg::OFFER => {
+                    tracing::debug!(%mac, %ip, xid = format_args!("{xid:#010x}"), path = "xdp", "{kind}")
+                }
+                _ => {
+                    tracing::info!(%mac, %ip, xid = format_args!("{xid:#010x}"), path = "xdp", "{kind}")
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+/// Registers a ring buffer with the reactor.
+fn register<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: the AsyncFd owns `inner`, so its descriptor stays open for as
+    // long as it is registered.
+    unsafe { AsyncFd::register(inner) }.map_err(|e| e.into())
+}
+
+/// Forwards the program's aya-log lines into tracing (through `log`).
+pub async fn forward_logs(
+    logger: aya_log::EbpfLogger<&'static dyn log::Log>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut fd = register(logger)?;
+    loop {
+        let mut guard = tokio::select! {
+            g = fd.readable_mut() => g?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decodes_only_whole_events() {
+        assert!(super::decode(&[0u8; 31]).is_none());
+        let e = super::decode(&[0u8; 32]).unwrap();
+        assert_eq!(e.msg_type, 0);
+    }
+}

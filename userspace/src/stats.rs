@@ -1,0 +1,153 @@
+//! One snapshot of everything the daemon counts, as JSON for `stormboot
+//! stats` and as Prometheus text for `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use stormboot_common::counters::Counter;
+
+/// Counts of the userspace side: packets the XDP program passed up, and
+/// reply events it reported.
+#[derive(Default)]
+pub struct UserCounters {
+    /// DHCP packets received on the slow-path socket, by message type (index
+    /// = option 53 value; 0 = unparseable).
+    pub slow_path: [AtomicU64; 9],
+    /// Replies the XDP program reported, by message type.
+    pub xdp_replies: [AtomicU64; 9],
+}
+
+impl UserCounters {
+    pub fn bump(slots: &[AtomicU64; 9], msg_type: u8) {
+        let i = if (msg_type as usize) < slots.len() {
+            msg_type as usize
+        } else {
+            0
+        };
+        slots[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// XDP program counters, by `Counter::name`.
+    pub xdp: BTreeMap<String, u64>,
+    /// Requests that reached the userspace socket, by message type name.
+    pub slow_path: BTreeMap<String, u64>,
+    /// Replies reported by the XDP program on the ring buffer, by type name.
+    pub xdp_replies: BTreeMap<String, u64>,
+    pub reservations: u64,
+    pub interface: String,
+    pub dataplane: String,
+}
+
+fn by_type(slots: &[AtomicU64; 9]) -> BTreeMap<String, u64> {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(t, v)| {
+            let name = if t == 0 {
+                "malformed".to_string()
+            } else {
+                crate::render::type_name(t as u8).to_lowercase()
+            };
+            (name, v.load(Ordering::Relaxed))
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+impl Snapshot {
+    pub fn new(
+        xdp: &[u64; Counter::COUNT as usize],
+        user: &UserCounters,
+        reservations: u64,
+        interface: &str,
+        dataplane: &str,
+    ) -> Self {
+        Snapshot {
+            xdp: Counter::ALL
+                .iter()
+                .map(|c| (c.name().to_string(), xdp[*c as usize]))
+                .collect(),
+            slow_path: by_type(&user.slow_path),
+            xdp_replies: by_type(&user.xdp_replies),
+            reservations,
+            interface: interface.to_string(),
+            dataplane: dataplane.to_string(),
+        }
+    }
+
+    /// Total requests that reached userspace.
+    pub fn slow_path_total(&self) -> u64 {
+        self.slow_path.values().sum()
+    }
+
+    /// Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut s = String::new();
+        s.push_str(
+            "# HELP stormboot_xdp_packets_total Frames seen by the XDP program, by outcome.\n",
+        );
+        s.push_str("# TYPE stormboot_xdp_packets_total counter\n");
+        for (k, v) in &self.xdp {
+            let _ = writeln!(s, "stormboot_xdp_packets_total{{outcome=\"{k}\"}} {v}");
+        }
+        s.push_str("# HELP stormboot_slow_path_requests_total DHCP requests that reached the userspace server, by message type.\n");
+        s.push_str("# TYPE stormboot_slow_path_requests_total counter\n");
+        for (k, v) in &self.slow_path {
+            let _ = writeln!(s, "stormboot_slow_path_requests_total{{type=\"{k}\"}} {v}");
+        }
+        s.push_str("# HELP stormboot_reservations Reservations loaded into the dataplane.\n");
+        s.push_str("# TYPE stormboot_reservations gauge\n");
+        let _ = writeln!(s, "stormboot_reservations {}", self.reservations);
+        s
+    }
+
+    /// The table `stormboot stats` prints.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "interface {}  dataplane {}  reservations {}",
+            self.interface, self.dataplane, self.reservations
+        );
+        let _ = writeln!(s, "\nXDP program");
+        for (k, v) in &self.xdp {
+            let _ = writeln!(s, "  {k:<22} {v:>12}");
+        }
+        let _ = writeln!(s, "\nPassed up to userspace");
+        if self.slow_path.is_empty() {
+            let _ = writeln!(s, "  {:<22} {:>12}", "(none)", 0);
+        }
+        for (k, v) in &self.slow_path {
+            let _ = writeln!(s, "  {k:<22} {v:>12}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_names_and_values() {
+        let mut xdp = [0u64; Counter::COUNT as usize];
+        xdp[Counter::Ack as usize] = 7;
+        let user = UserCounters::default();
+        UserCounters::bump(&user.slow_path, 1);
+        UserCounters::bump(&user.slow_path, 200);
+        let snap = Snapshot::new(&xdp, &user, 3, "sb0", "xdp");
+        let text = snap.prometheus();
+        assert!(text.contains("stormboot_xdp_packets_total{outcome=\"ack\"} 7\n"));
+        assert!(text.contains("stormboot_slow_path_requests_total{type=\"dhcpdiscover\"} 1\n"));
+        assert!(text.contains("stormboot_slow_path_requests_total{type=\"malformed\"} 1\n"));
+        assert!(text.contains("stormboot_reservations 3\n"));
+        assert_eq!(snap.slow_path_total(), 2);
+        let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+        assert_eq!(back, snap);
+    }
+}

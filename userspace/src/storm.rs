@@ -1,0 +1,1190 @@
+//! Boot-storm client: simulates many machines doing full DHCP DORA exchanges
+//! at once from one raw socket, to measure a server the way a rack powering
+//! on would load it.
+//!
+//! Single-threaded on purpose: one nonblocking AF_PACKET socket, a timer heap
+//! and a map from xid to machine keep the cost per frame O(log n), so one core
+//! can drive tens of thousands of exchanges per second and the measurement is
+//! not skewed by the client's own scheduling.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ffi::CString;
+use std::io;
+use std::mem::size_of;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use rand::Rng;
+use stormboot_common::layout::{
+    CLIENT_PORT, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, SERVER_PORT, VLAN_LEN,
+};
+
+use crate::frame::{self, Addressing, FrameError, BROADCAST_MAC};
+
+/// Options every request asks for: subnet mask, router, DNS, host name,
+/// domain name, lease time, server id, T1, T2 (what PXE firmware asks for).
+const PARAMS: [u8; 9] = [1, 3, 6, 12, 15, 51, 54, 58, 59];
+/// Largest DHCP message we claim to accept (option 57).
+const MAX_MESSAGE_SIZE: u16 = 1500;
+/// BOOTP's minimum message length (RFC 1542 section 2.1); some relays and
+/// servers drop shorter requests, and real firmware pads to at least this.
+const MIN_PAYLOAD: usize = 300;
+/// Frames drained per wakeup before timers are looked at again, so a flood
+/// of replies cannot starve retransmissions.
+const RECV_BATCH: usize = 512;
+/// Large enough for any frame on a 9000-byte MTU; longer frames are not DHCP.
+const RECV_BUF: usize = 9216;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct StormArgs {
+    /// Interface to send on (e.g. sbc0)
+    #[arg(long)]
+    pub interface: String,
+    /// Number of simulated machines
+    #[arg(long, default_value_t = 1000)]
+    pub count: u32,
+    /// MAC of machine 0; machine i has this MAC + i (as a 48-bit integer)
+    #[arg(long, default_value = "02:00:00:00:00:00")]
+    pub first_mac: String,
+    /// Expected address of machine 0; machine i must get this + i. If absent, any address counts.
+    #[arg(long)]
+    pub expect_first_ip: Option<Ipv4Addr>,
+    /// Machines in flight at once (DISCOVERs are sent as fast as this window allows)
+    #[arg(long, default_value_t = 256)]
+    pub window: u32,
+    /// Retransmission timeout in ms for the first try; doubles each retry (RFC 2131 uses 4000 with +-1s jitter)
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+    /// Tries per message before the machine counts as lost
+    #[arg(long, default_value_t = 4)]
+    pub tries: u32,
+    /// Broadcast flag in requests: always | never | mixed (even machines set it)
+    #[arg(long, default_value = "mixed")]
+    pub broadcast: String,
+    /// Print the report as JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Outcome of a storm. `bound + lost == machines`; `wrong_address` counts
+/// bound machines whose ACK carried another address than expected.
+#[derive(serde::Serialize, Debug, Clone)]
+pub struct StormReport {
+    pub machines: u32,
+    pub bound: u32,
+    pub lost: u32,
+    pub naks: u32,
+    pub wrong_address: u32,
+    /// Replies to port 68 refused for a bad IPv4 or UDP checksum; the machine
+    /// they were for did not progress on them.
+    pub bad_checksum: u64,
+    /// Messages sent again after a timeout, plus DISCOVERs restarted by a NAK.
+    pub retransmits: u64,
+    /// First send to last ACK (to the end of the run when nothing was bound).
+    pub elapsed_ms: f64,
+    /// Bound machines per second of `elapsed_ms`.
+    pub exchanges_per_sec: f64,
+    /// Per bound machine: first DISCOVER to ACK.
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+}
+
+/// How the BOOTP broadcast flag is set in the requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BroadcastMode {
+    Always,
+    Never,
+    /// Even machines set it, so one storm exercises both reply paths.
+    Mixed,
+}
+
+impl BroadcastMode {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            "mixed" => Ok(Self::Mixed),
+            _ => bail!("--broadcast must be always, never or mixed, not {s:?}"),
+        }
+    }
+
+    fn for_machine(self, i: u32) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Mixed => i & 1 == 0,
+        }
+    }
+}
+
+/// `base + i` with the MAC read as a 48-bit big-endian integer; None past
+/// ff:ff:ff:ff:ff:ff.
+fn mac_add(base: [u8; 6], i: u32) -> Option<[u8; 6]> {
+    let mut wide = [0u8; 8];
+    wide[2..].copy_from_slice(&base);
+    let n = u64::from_be_bytes(wide).checked_add(u64::from(i))?;
+    if n >> 48 != 0 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&n.to_be_bytes()[2..]);
+    Some(mac)
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of an ascending slice; 0 when empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The options and flags shared by DISCOVER and REQUEST.
+fn request_base(kind: MessageType, mac: [u8; 6], xid: u32, broadcast: bool) -> Message {
+    let u = Ipv4Addr::UNSPECIFIED;
+    let mut msg = Message::new_with_id(xid, u, u, u, u, &mac);
+    msg.set_opcode(Opcode::BootRequest);
+    if broadcast {
+        msg.set_flags(Flags::default().set_broadcast());
+    }
+    let opts = msg.opts_mut();
+    opts.insert(DhcpOption::MessageType(kind));
+    opts.insert(DhcpOption::ParameterRequestList(
+        PARAMS.iter().map(|&c| OptionCode::from(c)).collect(),
+    ));
+    opts.insert(DhcpOption::MaxMessageSize(MAX_MESSAGE_SIZE));
+    let mut client_id = Vec::with_capacity(7);
+    client_id.push(1); // htype Ethernet, as RFC 2132 section 9.14 suggests
+    client_id.extend_from_slice(&mac);
+    opts.insert(DhcpOption::ClientIdentifier(client_id));
+    msg
+}
+
+fn discover(mac: [u8; 6], xid: u32, broadcast: bool) -> Message {
+    request_base(MessageType::Discover, mac, xid, broadcast)
+}
+
+/// A REQUEST in SELECTING state (RFC 2131 section 4.3.2): ciaddr zero, the
+/// offered address in option 50 and the chosen server in option 54.
+fn request(
+    mac: [u8; 6],
+    xid: u32,
+    broadcast: bool,
+    offered: Ipv4Addr,
+    server_id: Ipv4Addr,
+) -> Message {
+    let mut msg = request_base(MessageType::Request, mac, xid, broadcast);
+    msg.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(offered));
+    msg.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(server_id));
+    msg
+}
+
+/// Encodes `msg` into the broadcast frame a client without an address sends.
+fn request_frame(mac: [u8; 6], msg: &Message) -> anyhow::Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(MIN_PAYLOAD);
+    msg.encode(&mut Encoder::new(&mut payload))
+        .context("encoding a DHCP request")?;
+    if payload.len() < MIN_PAYLOAD {
+        payload.resize(MIN_PAYLOAD, 0); // pad options after END
+    }
+    let addr = Addressing {
+        eth_dst: BROADCAST_MAC,
+        eth_src: mac,
+        vlan: None,
+        ip_src: Ipv4Addr::UNSPECIFIED,
+        ip_dst: Ipv4Addr::BROADCAST,
+        sport: CLIENT_PORT,
+        dport: SERVER_PORT,
+    };
+    Ok(frame::build(&addr, &payload))
+}
+
+/// Offset of the IPv4 header when `f` is UDP/IPv4 to the client port, so the
+/// checksum check (and its counter) only applies to frames meant for us.
+fn client_port_ip_offset(f: &[u8]) -> Option<usize> {
+    let be16 = |i: usize| Some(u16::from_be_bytes([*f.get(i)?, *f.get(i + 1)?]));
+    let mut off = ETH_LEN - 2;
+    let mut ethertype = be16(off)?;
+    if ethertype == ETH_P_8021Q {
+        off += VLAN_LEN;
+        ethertype = be16(off)?;
+    }
+    let ip = off + 2;
+    if ethertype != ETH_P_IP || *f.get(ip + 9)? != IPPROTO_UDP {
+        return None;
+    }
+    let udp = ip + usize::from(*f.get(ip)? & 0x0f) * 4;
+    (be16(udp + 2)? == CLIENT_PORT).then_some(ip)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    NotStarted,
+    Selecting,
+    Requesting,
+    Bound,
+    Lost,
+}
+
+struct Machine {
+    mac: [u8; 6],
+    broadcast: bool,
+    expected: Option<Ipv4Addr>,
+    xid: u32,
+    phase: Phase,
+    /// Sends of the current message so far (1 after the first send).
+    tries: u32,
+    naks: u32,
+    /// Bumped whenever the pending timer becomes stale, so timer heap entries
+    /// need not be removed (lazy deletion keeps the heap O(log n)).
+    timer_gen: u32,
+    started: Option<Instant>,
+    /// The frame to send again on timeout; dropped when the machine is done.
+    last_frame: Vec<u8>,
+}
+
+/// A nonblocking AF_PACKET socket bound to one interface.
+struct RawSocket {
+    fd: OwnedFd,
+    ifname: CString,
+}
+
+/// One received frame's metadata.
+struct RecvMeta {
+    len: usize,
+    pkttype: u8,
+    /// The kernel has not filled in the transport checksum yet (a locally
+    /// generated frame crossing a veth keeps CHECKSUM_PARTIAL), so the UDP
+    /// checksum field holds only the pseudo-header sum and cannot be checked.
+    csum_not_ready: bool,
+}
+
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live T of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl RawSocket {
+    fn open(interface: &str) -> anyhow::Result<Self> {
+        let name = CString::new(interface).context("interface name contains NUL")?;
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            bail!("interface {interface}: {}", io::Error::last_os_error());
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::c_int::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error()).context("AF_PACKET socket (needs CAP_NET_RAW)");
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        // A storm answers in bursts of the whole window; a small buffer would
+        // drop replies and show up as retransmits that are the client's fault.
+        // The FORCE variants ignore rmem_max but need CAP_NET_ADMIN.
+        let rcvbuf: libc::c_int = 16 << 20;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf).context("SO_RCVBUF")?;
+        }
+        let sndbuf: libc::c_int = 4 << 20;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &sndbuf).is_err() {
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf).context("SO_SNDBUF")?;
+        }
+        let on: libc::c_int = 1;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &on).context("PACKET_AUXDATA")?;
+
+        // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as libc::c_int;
+        // SAFETY: `sll` is a sockaddr_ll of the length given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error()).with_context(|| format!("bind to {interface}"));
+        }
+
+        // Unicast replies go to the simulated MACs, which a real NIC filters
+        // out unless promiscuous. The membership ends with the socket.
+        // SAFETY: all-zero is a valid packet_mreq.
+        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+        mreq.mr_ifindex = ifindex as libc::c_int;
+        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+            .context("PACKET_ADD_MEMBERSHIP promiscuous")?;
+
+        let sock = Self { fd, ifname: name };
+        ensure!(sock.is_up()?, "interface {interface} is down");
+        // Before bind the socket saw every interface; drop what it queued.
+        let mut buf = vec![0u8; RECV_BUF];
+        while sock.recv(&mut buf)?.is_some() {}
+        Ok(sock)
+    }
+
+    fn is_up(&self) -> anyhow::Result<bool> {
+        // SAFETY: all-zero is a valid ifreq.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        let name = self.ifname.as_bytes_with_nul();
+        ensure!(name.len() <= ifr.ifr_name.len(), "interface name too long");
+        for (dst, &src) in ifr.ifr_name.iter_mut().zip(name) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the
+        // flags member of this ifreq.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) } != 0 {
+            return Err(io::Error::last_os_error()).context("SIOCGIFFLAGS");
+        }
+        // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
+        let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+        Ok(i32::from(flags) & libc::IFF_UP != 0)
+    }
+
+    /// Ok(false) when the kernel has no room right now; the caller queues.
+    fn send(&self, frame: &[u8]) -> anyhow::Result<bool> {
+        // SAFETY: `frame` is a live buffer of the length given.
+        let rc = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if rc >= 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN | libc::ENOBUFS) => Ok(false),
+            // A device without a queue that finds its peer full (a veth whose
+            // peer runs XDP) refuses the frame; a wire would have lost it, and
+            // the retransmission timer treats it the same way.
+            Some(libc::ENETDOWN) if self.is_up()? => Ok(true),
+            Some(libc::EINTR) => self.send(frame),
+            _ => Err(err).context("send on AF_PACKET socket"),
+        }
+    }
+
+    /// None when nothing is queued.
+    fn recv(&self, buf: &mut [u8]) -> anyhow::Result<Option<RecvMeta>> {
+        // SAFETY: all-zero is valid for these plain C structs.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // u64 storage keeps the control buffer aligned for cmsghdr.
+        let mut control = [0u64; 8];
+        // SAFETY: all-zero is a valid msghdr; the pointers are set below.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+        hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.as_mut_ptr().cast();
+        hdr.msg_controllen = size_of_val(&control);
+        // SAFETY: every pointer in `hdr` refers to a live buffer of the stated length.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_TRUNC) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+                _ => Err(err).context("recvmsg on AF_PACKET socket"),
+            };
+        }
+        let mut csum_not_ready = false;
+        // SAFETY: the CMSG_* helpers walk the control buffer the kernel just
+        // filled, within msg_controllen; the auxdata payload is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_PACKET
+                    && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
+                {
+                    let aux: libc::tpacket_auxdata =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    csum_not_ready = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                }
+                cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
+            }
+        }
+        Ok(Some(RecvMeta {
+            len: n as usize,
+            pkttype: sll.sll_pkttype,
+            csum_not_ready,
+        }))
+    }
+
+    /// Waits until readable or `timeout` passes.
+    fn poll(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Round up so a timer due in 0.3 ms does not turn into a busy loop.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err).context("poll");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Timer heap entry: (deadline, machine index, generation).
+type Timer = Reverse<(Instant, u32, u32)>;
+
+struct Storm {
+    sock: RawSocket,
+    machines: Vec<Machine>,
+    /// In-flight machines by xid: every reply is routed in O(1).
+    by_xid: HashMap<u32, u32>,
+    timers: BinaryHeap<Timer>,
+    /// Frames the kernel refused for lack of buffer space, sent before
+    /// anything new.
+    backlog: VecDeque<Vec<u8>>,
+    timeout: Duration,
+    tries: u32,
+    window: u32,
+    next: u32,
+    in_flight: u32,
+    done: u32,
+    first_send: Option<Instant>,
+    last_ack: Option<Instant>,
+    latencies_ms: Vec<f64>,
+    bound: u32,
+    lost: u32,
+    naks: u32,
+    wrong_address: u32,
+    bad_checksum: u64,
+    retransmits: u64,
+}
+
+impl Storm {
+    fn transmit(&mut self, frame: Vec<u8>) -> anyhow::Result<()> {
+        if !self.backlog.is_empty() || !self.sock.send(&frame)? {
+            self.backlog.push_back(frame);
+        }
+        Ok(())
+    }
+
+    fn flush_backlog(&mut self) -> anyhow::Result<()> {
+        while let Some(frame) = self.backlog.front() {
+            if !self.sock.send(frame)? {
+                break;
+            }
+            self.backlog.pop_front();
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self, idx: u32, now: Instant) {
+        let m = &mut self.machines[idx as usize];
+        m.timer_gen = m.timer_gen.wrapping_add(1);
+        let factor = 1u32 << (m.tries - 1).min(16);
+        self.timers
+            .push(Reverse((now + self.timeout * factor, idx, m.timer_gen)));
+    }
+
+    fn fresh_xid(&mut self, idx: u32) -> u32 {
+        let mut rng = rand::thread_rng();
+        loop {
+            let xid = rng.gen();
+            if let std::collections::hash_map::Entry::Vacant(e) = self.by_xid.entry(xid) {
+                e.insert(idx);
+                return xid;
+            }
+        }
+    }
+
+    /// Sends a (new) DISCOVER for machine `idx` under a fresh xid.
+    fn send_discover(&mut self, idx: u32, now: Instant) -> anyhow::Result<()> {
+        let xid = self.fresh_xid(idx);
+        let m = &mut self.machines[idx as usize];
+        m.xid = xid;
+        m.phase = Phase::Selecting;
+        m.tries = 1;
+        m.started.get_or_insert(now);
+        let frame = request_frame(m.mac, &discover(m.mac, xid, m.broadcast))?;
+        m.last_frame.clone_from(&frame);
+        self.first_send.get_or_insert(now);
+        self.transmit(frame)?;
+        self.arm(idx, now);
+        Ok(())
+    }
+
+    fn launch(&mut self, now: Instant) -> anyhow::Result<()> {
+        while self.in_flight < self.window && self.next < self.machines.len() as u32 {
+            let idx = self.next;
+            self.next += 1;
+            self.in_flight += 1;
+            self.send_discover(idx, now)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, idx: u32, phase: Phase) {
+        let m = &mut self.machines[idx as usize];
+        self.by_xid.remove(&m.xid);
+        m.phase = phase;
+        m.timer_gen = m.timer_gen.wrapping_add(1);
+        m.last_frame = Vec::new();
+        self.in_flight -= 1;
+        self.done += 1;
+        match phase {
+            Phase::Bound => self.bound += 1,
+            _ => self.lost += 1,
+        }
+    }
+
+    fn expire_timers(&mut self, now: Instant) -> anyhow::Result<()> {
+        while let Some(&Reverse((deadline, idx, generation))) = self.timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let m = &mut self.machines[idx as usize];
+            if m.timer_gen != generation || !matches!(m.phase, Phase::Selecting | Phase::Requesting)
+            {
+                continue;
+            }
+            if m.tries >= self.tries {
+                self.finish(idx, Phase::Lost);
+                continue;
+            }
+            m.tries += 1;
+            let frame = m.last_frame.clone();
+            self.retransmits += 1;
+            self.transmit(frame)?;
+            self.arm(idx, now);
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, buf: &mut [u8], meta: &RecvMeta, now: Instant) -> anyhow::Result<()> {
+        if meta.pkttype == libc::PACKET_OUTGOING || meta.len > buf.len() {
+            return Ok(());
+        }
+        let f = &mut buf[..meta.len];
+        let Some(ip) = client_port_ip_offset(f) else {
+            return Ok(());
+        };
+        if meta.csum_not_ready {
+            // Zero means "no checksum" to the parser, which is the truth here.
+            let udp_csum = ip + usize::from(f[ip] & 0x0f) * 4 + 6;
+            if let Some(c) = f.get_mut(udp_csum..udp_csum + 2) {
+                c.fill(0);
+            }
+        }
+        let parsed = match frame::parse(f) {
+            Ok(p) => p,
+            Err(FrameError::IpChecksum | FrameError::UdpChecksum) => {
+                self.bad_checksum += 1;
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
+        let Ok(msg) = Message::decode(&mut Decoder::new(parsed.payload)) else {
+            return Ok(());
+        };
+        if msg.opcode() != Opcode::BootReply {
+            return Ok(());
+        }
+        let Some(&idx) = self.by_xid.get(&msg.xid()) else {
+            return Ok(());
+        };
+        let m = &mut self.machines[idx as usize];
+        if msg.chaddr().get(..6) != Some(&m.mac[..]) {
+            return Ok(());
+        }
+        match (msg.opts().msg_type(), m.phase) {
+            (Some(MessageType::Offer), Phase::Selecting) => {
+                let offered = msg.yiaddr();
+                if offered.is_unspecified() {
+                    return Ok(());
+                }
+                let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
+                    Some(DhcpOption::ServerIdentifier(id)) => *id,
+                    // RFC 2131 requires option 54; the source address is the
+                    // best guess when a server forgets it.
+                    _ => parsed.addr.ip_src,
+                };
+                let frame = request_frame(
+                    m.mac,
+                    &request(m.mac, m.xid, m.broadcast, offered, server_id),
+                )?;
+                m.phase = Phase::Requesting;
+                m.tries = 1;
+                m.last_frame.clone_from(&frame);
+                self.transmit(frame)?;
+                self.arm(idx, now);
+            }
+            (Some(MessageType::Ack), Phase::Requesting) => {
+                if m.expected.is_some_and(|e| e != msg.yiaddr()) {
+                    self.wrong_address += 1;
+                }
+                if let Some(t0) = m.started {
+                    self.latencies_ms
+                        .push(now.duration_since(t0).as_secs_f64() * 1e3);
+                }
+                self.last_ack = Some(now);
+                self.finish(idx, Phase::Bound);
+            }
+            (Some(MessageType::Nak), Phase::Requesting) => {
+                self.naks += 1;
+                m.naks += 1;
+                // A server that NAKs every time must not keep the run alive.
+                if m.naks >= self.tries {
+                    self.finish(idx, Phase::Lost);
+                } else {
+                    self.retransmits += 1;
+                    let old = m.xid;
+                    self.by_xid.remove(&old);
+                    self.send_discover(idx, now)?;
+                }
+            }
+            // Duplicate OFFERs (answers to retransmits, or a second server)
+            // and late replies are ignored, as a client in that state would.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, end: Instant) -> StormReport {
+        self.latencies_ms.sort_by(f64::total_cmp);
+        let elapsed = match (self.first_send, self.last_ack.or(Some(end))) {
+            (Some(a), Some(b)) => b.duration_since(a),
+            _ => Duration::ZERO,
+        };
+        let secs = elapsed.as_secs_f64();
+        StormReport {
+            machines: self.machines.len() as u32,
+            bound: self.bound,
+            lost: self.lost,
+            naks: self.naks,
+            wrong_address: self.wrong_address,
+            bad_checksum: self.bad_checksum,
+            retransmits: self.retransmits,
+            elapsed_ms: secs * 1e3,
+            exchanges_per_sec: if secs > 0.0 {
+                f64::from(self.bound) / secs
+            } else {
+                0.0
+            },
+            latency_p50_ms: percentile(&self.latencies_ms, 50.0),
+            latency_p99_ms: percentile(&self.latencies_ms, 99.0),
+            latency_max_ms: self.latencies_ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Runs the storm to completion: every machine ends bound or lost.
+pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
+    ensure!(args.window > 0, "--window must be at least 1");
+    ensure!(args.tries > 0, "--tries must be at least 1");
+    ensure!(args.timeout_ms > 0, "--timeout-ms must be at least 1");
+    let mode = BroadcastMode::parse(&args.broadcast)?;
+    let first_mac = frame::parse_mac(&args.first_mac)
+        .with_context(|| format!("--first-mac {:?} is not a MAC address", args.first_mac))?;
+    if args.count > 0 {
+        ensure!(
+            mac_add(first_mac, args.count - 1).is_some(),
+            "--first-mac {} + {} machines passes ff:ff:ff:ff:ff:ff",
+            args.first_mac,
+            args.count
+        );
+        if let Some(ip) = args.expect_first_ip {
+            ensure!(
+                u32::from(ip).checked_add(args.count - 1).is_some(),
+                "--expect-first-ip {ip} + {} machines passes 255.255.255.255",
+                args.count
+            );
+        }
+    }
+    let machines = (0..args.count)
+        .map(|i| Machine {
+            mac: mac_add(first_mac, i).expect("range checked above"),
+            broadcast: mode.for_machine(i),
+            expected: args
+                .expect_first_ip
+                .map(|ip| Ipv4Addr::from(u32::from(ip) + i)),
+            xid: 0,
+            phase: Phase::NotStarted,
+            tries: 0,
+            naks: 0,
+            timer_gen: 0,
+            started: None,
+            last_frame: Vec::new(),
+        })
+        .collect();
+    let mut storm = Storm {
+        sock: RawSocket::open(&args.interface)?,
+        machines,
+        by_xid: HashMap::with_capacity(args.window.min(args.count) as usize * 2),
+        timers: BinaryHeap::new(),
+        backlog: VecDeque::new(),
+        timeout: Duration::from_millis(args.timeout_ms),
+        tries: args.tries,
+        window: args.window,
+        next: 0,
+        in_flight: 0,
+        done: 0,
+        first_send: None,
+        last_ack: None,
+        latencies_ms: Vec::with_capacity(args.count as usize),
+        bound: 0,
+        lost: 0,
+        naks: 0,
+        wrong_address: 0,
+        bad_checksum: 0,
+        retransmits: 0,
+    };
+
+    let mut buf = vec![0u8; RECV_BUF];
+    while storm.done < args.count {
+        let now = Instant::now();
+        storm.flush_backlog()?;
+        storm.expire_timers(now)?;
+        storm.launch(now)?;
+        if storm.done == args.count {
+            break;
+        }
+        let wait = if storm.backlog.is_empty() {
+            storm
+                .timers
+                .peek()
+                .map_or(Duration::from_millis(100), |Reverse((t, ..))| {
+                    t.saturating_duration_since(now)
+                })
+        } else {
+            // Buffer space comes back as the peer drains; there is no
+            // readiness event for ENOBUFS, so retry soon.
+            Duration::from_millis(1)
+        };
+        storm.sock.poll(wait)?;
+        for _ in 0..RECV_BATCH {
+            let Some(meta) = storm.sock.recv(&mut buf)? else {
+                break;
+            };
+            storm.on_frame(&mut buf, &meta, Instant::now())?;
+        }
+    }
+    Ok(storm.report(Instant::now()))
+}
+
+/// Prints the report on stdout, as an aligned table or as JSON.
+pub fn print_report(report: &StormReport, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("cannot render report as JSON: {e}"),
+        }
+        return;
+    }
+    let r = report;
+    let rows: [(&str, String); 12] = [
+        ("machines", r.machines.to_string()),
+        ("bound", r.bound.to_string()),
+        ("lost", r.lost.to_string()),
+        ("naks", r.naks.to_string()),
+        ("wrong address", r.wrong_address.to_string()),
+        ("bad checksum", r.bad_checksum.to_string()),
+        ("retransmits", r.retransmits.to_string()),
+        ("elapsed", format!("{:.1} ms", r.elapsed_ms)),
+        ("exchanges/s", format!("{:.0}", r.exchanges_per_sec)),
+        ("latency p50", format!("{:.2} ms", r.latency_p50_ms)),
+        ("latency p99", format!("{:.2} ms", r.latency_p99_ms)),
+        ("latency max", format!("{:.2} ms", r.latency_max_ms)),
+    ];
+    for (name, value) in rows {
+        println!("{name:<14} {value:>12}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(frame: &[u8]) -> (Addressing, Message) {
+        let p = frame::parse(frame).expect("valid frame");
+        let msg = Message::decode(&mut Decoder::new(p.payload)).expect("valid DHCP");
+        assert!(p.payload.len() >= MIN_PAYLOAD);
+        (p.addr, msg)
+    }
+
+    fn common_checks(addr: &Addressing, msg: &Message, mac: [u8; 6], xid: u32) {
+        assert_eq!(addr.eth_dst, BROADCAST_MAC);
+        assert_eq!(addr.eth_src, mac);
+        assert_eq!(
+            (addr.ip_src, addr.ip_dst),
+            (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST)
+        );
+        assert_eq!((addr.sport, addr.dport), (68, 67));
+        assert_eq!(msg.opcode(), Opcode::BootRequest);
+        assert_eq!(msg.xid(), xid);
+        assert_eq!(msg.chaddr(), &mac[..]);
+        assert_eq!(msg.ciaddr(), Ipv4Addr::UNSPECIFIED);
+        let o = msg.opts();
+        let prl: Vec<u8> = match o.get(OptionCode::ParameterRequestList) {
+            Some(DhcpOption::ParameterRequestList(v)) => v.iter().map(|&c| u8::from(c)).collect(),
+            other => panic!("option 55: {other:?}"),
+        };
+        assert_eq!(prl, PARAMS);
+        assert_eq!(
+            o.get(OptionCode::MaxMessageSize),
+            Some(&DhcpOption::MaxMessageSize(1500))
+        );
+        let mut cid = vec![1];
+        cid.extend_from_slice(&mac);
+        assert_eq!(
+            o.get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(cid))
+        );
+    }
+
+    #[test]
+    fn discover_decodes_with_its_options() {
+        let mac = [2, 0, 0, 0, 0x12, 0x34];
+        for broadcast in [true, false] {
+            let (addr, msg) =
+                decode(&request_frame(mac, &discover(mac, 0xdead_beef, broadcast)).unwrap());
+            common_checks(&addr, &msg, mac, 0xdead_beef);
+            assert_eq!(msg.flags().broadcast(), broadcast);
+            assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
+            assert!(msg.opts().get(OptionCode::RequestedIpAddress).is_none());
+            assert!(msg.opts().get(OptionCode::ServerIdentifier).is_none());
+        }
+    }
+
+    #[test]
+    fn request_decodes_in_selecting_state() {
+        let mac = [2, 0, 0, 0, 0, 7];
+        let offered = Ipv4Addr::new(10, 50, 0, 100);
+        let server = Ipv4Addr::new(10, 50, 0, 1);
+        for broadcast in [true, false] {
+            let msg = request(mac, 42, broadcast, offered, server);
+            let (addr, msg) = decode(&request_frame(mac, &msg).unwrap());
+            common_checks(&addr, &msg, mac, 42);
+            assert_eq!(msg.flags().broadcast(), broadcast);
+            assert_eq!(msg.opts().msg_type(), Some(MessageType::Request));
+            assert_eq!(
+                msg.opts().get(OptionCode::RequestedIpAddress),
+                Some(&DhcpOption::RequestedIpAddress(offered))
+            );
+            assert_eq!(
+                msg.opts().get(OptionCode::ServerIdentifier),
+                Some(&DhcpOption::ServerIdentifier(server))
+            );
+        }
+    }
+
+    #[test]
+    fn broadcast_modes() {
+        let mixed = BroadcastMode::parse("mixed").unwrap();
+        assert!(mixed.for_machine(0) && !mixed.for_machine(1) && mixed.for_machine(2));
+        assert!(BroadcastMode::parse("always").unwrap().for_machine(1));
+        assert!(!BroadcastMode::parse("never").unwrap().for_machine(0));
+        assert!(BroadcastMode::parse("sometimes").is_err());
+    }
+
+    #[test]
+    fn mac_arithmetic_carries_across_bytes() {
+        let base = [2, 0, 0, 0, 0, 0];
+        assert_eq!(mac_add(base, 0), Some(base));
+        assert_eq!(mac_add(base, 1), Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(mac_add(base, 256), Some([2, 0, 0, 0, 1, 0]));
+        assert_eq!(
+            mac_add([2, 0, 0, 0, 0xff, 0xff], 1),
+            Some([2, 0, 0, 1, 0, 0])
+        );
+        assert_eq!(
+            mac_add([2, 0, 0xff, 0xff, 0xff, 0xff], u32::MAX),
+            Some([2, 1, 0xff, 0xff, 0xff, 0xfe])
+        );
+        assert_eq!(mac_add([0xff; 6], 0), Some([0xff; 6]));
+        assert_eq!(mac_add([0xff; 6], 1), None);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 50.0), 2.0);
+    }
+
+    #[test]
+    fn only_udp_to_port_68_is_looked_at() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        let own = request_frame(mac, &discover(mac, 1, true)).unwrap();
+        assert_eq!(
+            client_port_ip_offset(&own),
+            None,
+            "our own requests go to port 67"
+        );
+        let mut reply = own.clone();
+        reply[ETH_LEN + 20 + 3] = 68;
+        assert_eq!(client_port_ip_offset(&reply), Some(ETH_LEN));
+        assert_eq!(client_port_ip_offset(&reply[..20]), None);
+    }
+
+    /// Tests that need a network namespace. Each runs in a thread of its own
+    /// that unshares its network namespace: the namespace and its veth pair
+    /// vanish when the thread ends, even after a panic, and nothing is
+    /// visible to (or clashes with) the host or other tests.
+    mod privileged {
+        use std::net::UdpSocket;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        use super::*;
+
+        const CLIENT_IF: &str = "stc0";
+        const SERVER_IF: &str = "sts0";
+        const SERVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+        const FIRST_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 100);
+
+        fn ip(args: &[&str]) {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("run ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        /// Runs `f` in a fresh network namespace holding the veth pair
+        /// stc0 (client) <-> sts0 (server, 10.9.0.1/24).
+        fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+            std::thread::spawn(move || {
+                // SAFETY: unshare(2) with CLONE_NEWNET only moves this thread.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    panic!(
+                        "privileged test: run as root (CI does): unshare(CLONE_NEWNET): {}",
+                        io::Error::last_os_error()
+                    );
+                }
+                ip(&[
+                    "link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF,
+                ]);
+                ip(&["addr", "add", "10.9.0.1/24", "dev", SERVER_IF]);
+                ip(&["link", "set", CLIENT_IF, "up"]);
+                ip(&["link", "set", SERVER_IF, "up"]);
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        }
+
+        fn args(count: u32, tries: u32, timeout_ms: u64) -> StormArgs {
+            StormArgs {
+                interface: CLIENT_IF.into(),
+                count,
+                first_mac: "02:00:00:00:00:00".into(),
+                expect_first_ip: None,
+                window: 2,
+                timeout_ms,
+                tries,
+                broadcast: "mixed".into(),
+                json: false,
+            }
+        }
+
+        #[test]
+        fn nobody_answering_loses_every_machine() {
+            let report = in_private_netns(|| run(&args(4, 2, 100)).expect("storm runs"));
+            assert_eq!(
+                (report.machines, report.bound, report.lost),
+                (4, 0, 4),
+                "{report:?}"
+            );
+            // Each machine: DISCOVER, timeout, one retransmission, timeout.
+            assert_eq!(report.retransmits, 4, "{report:?}");
+            assert_eq!((report.naks, report.bad_checksum), (0, 0));
+            // Two windows of 100 + 200 ms.
+            assert!(report.elapsed_ms >= 600.0, "{report:?}");
+        }
+
+        #[test]
+        fn a_down_interface_is_refused() {
+            let err = in_private_netns(|| {
+                ip(&["link", "set", CLIENT_IF, "down"]);
+                run(&args(1, 1, 100)).map(|_| ()).unwrap_err().to_string()
+            });
+            assert!(err.contains("stc0 is down"), "{err}");
+        }
+
+        fn reply(req: &Message, kind: MessageType, yiaddr: Ipv4Addr) -> Vec<u8> {
+            let u = Ipv4Addr::UNSPECIFIED;
+            let mut msg = Message::new_with_id(req.xid(), u, yiaddr, u, u, req.chaddr());
+            msg.set_opcode(Opcode::BootReply);
+            msg.set_flags(req.flags());
+            msg.opts_mut().insert(DhcpOption::MessageType(kind));
+            msg.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+            msg.opts_mut().insert(DhcpOption::AddressLeaseTime(3600));
+            let mut out = Vec::new();
+            msg.encode(&mut Encoder::new(&mut out)).unwrap();
+            out
+        }
+
+        /// A toy server on sts0. OFFERs leave as raw frames (broadcast or
+        /// unicast per the flag); ACKs and NAKs leave through a kernel UDP
+        /// socket, whose frames cross the veth with the UDP checksum not yet
+        /// filled in. Machine 1's first REQUEST is NAKed, machine 2's first
+        /// OFFER is preceded by one with a broken checksum, machine 3 is
+        /// acknowledged with the wrong address.
+        fn responder(stop: Arc<AtomicBool>) {
+            let sock = RawSocket::open(SERVER_IF).unwrap();
+            let server_mac = mac_of(SERVER_IF);
+            let udp = UdpSocket::bind((SERVER, 67)).unwrap();
+            udp.set_broadcast(true).unwrap();
+            let (mut nak_sent, mut corrupt_sent) = (false, false);
+            let mut buf = vec![0u8; RECV_BUF];
+            while !stop.load(Ordering::Relaxed) {
+                sock.poll(Duration::from_millis(10)).unwrap();
+                while let Some(meta) = sock.recv(&mut buf).unwrap() {
+                    if meta.pkttype == libc::PACKET_OUTGOING {
+                        continue;
+                    }
+                    let Ok(p) = frame::parse(&buf[..meta.len]) else {
+                        continue;
+                    };
+                    if p.addr.dport != 67 {
+                        continue;
+                    }
+                    let req = Message::decode(&mut Decoder::new(p.payload)).unwrap();
+                    let i = u32::from(req.chaddr()[5]);
+                    let ip = Ipv4Addr::from(u32::from(FIRST_IP) + i);
+                    match req.opts().msg_type() {
+                        Some(MessageType::Discover) => {
+                            let (eth_dst, ip_dst) = if req.flags().broadcast() {
+                                (BROADCAST_MAC, Ipv4Addr::BROADCAST)
+                            } else {
+                                (p.addr.eth_src, ip)
+                            };
+                            let addr = Addressing {
+                                eth_dst,
+                                eth_src: server_mac,
+                                vlan: None,
+                                ip_src: SERVER,
+                                ip_dst,
+                                sport: 67,
+                                dport: 68,
+                            };
+                            let offer = frame::build(&addr, &reply(&req, MessageType::Offer, ip));
+                            if i == 2 && !corrupt_sent {
+                                corrupt_sent = true;
+                                let mut bad = offer.clone();
+                                *bad.last_mut().unwrap() ^= 1;
+                                sock.send(&bad).unwrap();
+                            }
+                            sock.send(&offer).unwrap();
+                        }
+                        Some(MessageType::Request) => {
+                            let msg = if i == 1 && !nak_sent {
+                                nak_sent = true;
+                                reply(&req, MessageType::Nak, Ipv4Addr::UNSPECIFIED)
+                            } else if i == 3 {
+                                reply(&req, MessageType::Ack, Ipv4Addr::new(10, 9, 0, 250))
+                            } else {
+                                reply(&req, MessageType::Ack, ip)
+                            };
+                            udp.send_to(&msg, (Ipv4Addr::BROADCAST, 68)).unwrap();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        /// Asks `ip`, because /sys shows the namespace it was mounted in,
+        /// not this thread's.
+        fn mac_of(ifname: &str) -> [u8; 6] {
+            let out = std::process::Command::new("ip")
+                .args(["-br", "link", "show", ifname])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let word = text
+                .split_whitespace()
+                .nth(2)
+                .expect("ip -br link prints the MAC third");
+            frame::parse_mac(word).expect("a MAC")
+        }
+
+        #[test]
+        fn full_exchanges_against_a_toy_server() {
+            let report = in_private_netns(|| {
+                let stop = Arc::new(AtomicBool::new(false));
+                let server = std::thread::spawn({
+                    let stop = stop.clone();
+                    move || responder(stop)
+                });
+                // Let the responder open its sockets before the first DISCOVER.
+                std::thread::sleep(Duration::from_millis(200));
+                let mut a = args(6, 3, 500);
+                a.expect_first_ip = Some(FIRST_IP);
+                let report = run(&a);
+                stop.store(true, Ordering::Relaxed);
+                server
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                report.expect("storm runs")
+            });
+            assert_eq!(
+                (report.machines, report.bound, report.lost),
+                (6, 6, 0),
+                "{report:?}"
+            );
+            assert_eq!(report.naks, 1, "{report:?}");
+            assert_eq!(report.wrong_address, 1, "{report:?}");
+            assert_eq!(report.bad_checksum, 1, "{report:?}");
+            assert!(
+                report.retransmits >= 1,
+                "the NAK restart counts: {report:?}"
+            );
+            assert!(report.latency_p50_ms > 0.0 && report.latency_max_ms >= report.latency_p99_ms);
+            assert!(report.exchanges_per_sec > 0.0);
+        }
+    }
+}
