@@ -319,11 +319,19 @@ pub fn binary(name: &str) -> PathBuf {
         .map_or(debug, |(_, p)| p)
 }
 
-/// Panics unless running as root with CAP_NET_ADMIN, CAP_BPF and
-/// CAP_SYS_ADMIN (namespaces need the last). Privileged tests call this
+/// Fails unless running as root with CAP_NET_ADMIN, CAP_BPF and
+/// CAP_SYS_ADMIN (namespaces need the last).
+pub fn check_privileges() -> anyhow::Result<()> {
+    match missing_privileges(&[CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN]) {
+        Some(why) => bail!("{why}"),
+        None => Ok(()),
+    }
+}
+
+/// Panics unless `check_privileges` passes. Privileged tests call this
 /// first so that they fail, never skip, where they cannot run.
 pub fn require_root() {
-    if let Some(why) = missing_privileges(&[CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN]) {
+    if let Err(why) = check_privileges() {
         panic!("privileged test: run as root (CI does): {why}");
     }
 }

@@ -1,0 +1,295 @@
+//! `cargo xtask lab`: a small rack in network namespaces. stormboot runs
+//! with XDP on the server side; N simulated machines with reservations boot
+//! at once from the client side, then one real dhclient; a table says who
+//! answered, what was lost and how fast it went.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use stormboot_testbed::{binary, wait_for, Side, Testbed, CLIENT_IF};
+
+/// The real client's MAC and its reserved address.
+const DHCLIENT_MAC: &str = "52:54:00:00:00:01";
+const DHCLIENT_IP: &str = "10.50.0.11";
+/// Machine i of the storm has this MAC + i and address FIRST_IP + i.
+const FIRST_MAC: &str = "02:00:00:00:00:00";
+const FIRST_IP: [u8; 4] = [10, 50, 4, 0];
+
+#[derive(clap::Args)]
+pub struct LabArgs {
+    /// Simulated machines in the storm (each has a reservation).
+    #[arg(long, default_value_t = 1000)]
+    machines: u32,
+    /// XDP attach mode of the server: driver or skb.
+    #[arg(long, default_value = "driver")]
+    xdp_mode: String,
+    /// Keep the lab's files (config, logs) in this directory.
+    #[arg(long, default_value = "target/lab")]
+    dir: PathBuf,
+}
+
+pub fn run(args: &LabArgs) -> Result<()> {
+    crate::setup::require_root("the lab creates network namespaces and attaches XDP")?;
+    if args.machines == 0 || args.machines > 60_000 {
+        bail!("--machines must be 1..=60000 (their addresses come from 10.50.4.0/16)");
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // The storm and dhclient get the terminal's SIGINT themselves; we
+        // only have to stop waiting and let the testbed's drop clean up.
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let dir = crate::sh::root().join(&args.dir);
+    std::fs::create_dir_all(&dir)?;
+    let bin = binary("stormboot")
+        .canonicalize()
+        .context("the stormboot binary is not built")?;
+    eprintln!("lab: binary {}", bin.display());
+
+    let mut bed = Testbed::new("lab", Some(DHCLIENT_MAC))?;
+    let config = write_config(&dir, args.machines)?;
+    let log = std::fs::File::create(dir.join("stormboot.log"))?;
+    let mut serve = std::process::Command::new(&bin);
+    serve
+        .args(["serve", "--xdp-mode", &args.xdp_mode, "--config"])
+        .arg(&config)
+        .stderr(log);
+    let daemon = bed.spawn(Side::Server, serve)?;
+    let stats = |bed: &Testbed| -> Option<serde_json::Value> {
+        let mut c = std::process::Command::new(&bin);
+        c.args(["stats", "--json", "--config"]).arg(&config);
+        let out = bed.run(Side::Server, c).ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let up = wait_for(Duration::from_secs(15), || {
+        if interrupted.load(Ordering::SeqCst) {
+            return Some(false);
+        }
+        stats(&bed).map(|_| true)
+    });
+    check(&interrupted)?;
+    if up.is_none() {
+        let log = std::fs::read_to_string(dir.join("stormboot.log")).unwrap_or_default();
+        bail!("stormboot did not come up:\n{log}");
+    }
+    let mut pass = std::process::Command::new(&bin);
+    pass.args(["xdp-pass", "--interface", CLIENT_IF]);
+    bed.spawn(Side::Client, pass)?;
+    // Let the pass program attach before the first reply is due.
+    std::thread::sleep(Duration::from_millis(300));
+    check(&interrupted)?;
+
+    eprintln!("lab: storm of {} machines", args.machines);
+    let mut storm = std::process::Command::new(&bin);
+    storm.args([
+        "storm",
+        "--json",
+        "--interface",
+        CLIENT_IF,
+        "--first-mac",
+        FIRST_MAC,
+    ]);
+    storm.args([
+        "--count",
+        &args.machines.to_string(),
+        "--expect-first-ip",
+        &ip_string(FIRST_IP),
+    ]);
+    let out = bed
+        .run(Side::Client, storm)
+        .context("the storm client failed")?;
+    check(&interrupted)?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("decoding the storm report")?;
+
+    eprintln!("lab: one real dhclient");
+    let started = Instant::now();
+    let leases = dir.join("dhclient.leases");
+    let _ = std::fs::remove_file(&leases);
+    let mut dh = std::process::Command::new("dhclient");
+    dh.args(["-1", "-v", "-sf", "/bin/true", "-lf"])
+        .arg(&leases);
+    dh.arg("-pf").arg(dir.join("dhclient.pid")).arg(CLIENT_IF);
+    let dh_result = bed.run(Side::Client, dh);
+    let dh_time = started.elapsed();
+    // dhclient daemonizes once bound; stop it by its pid file.
+    if let Ok(pid) = std::fs::read_to_string(dir.join("dhclient.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: kill(2) on a pid we just read from our own pid file.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+    check(&interrupted)?;
+    let lease = std::fs::read_to_string(&leases).unwrap_or_default();
+    let dh_bound = dh_result.is_ok() && lease.contains(&format!("fixed-address {DHCLIENT_IP};"));
+
+    let s = stats(&bed).context("reading the daemon's counters")?;
+    let status = bed.stop(daemon)?;
+    drop(bed);
+    let table = table(args, &report, &s, dh_bound, dh_time);
+    println!("{table}");
+    std::fs::write(dir.join("report.txt"), &table)?;
+    eprintln!(
+        "lab: config, daemon log and report are in {}",
+        dir.display()
+    );
+    if !status.success() {
+        bail!("stormboot exited with {status}");
+    }
+    let bound = report["bound"].as_u64().unwrap_or(0);
+    if bound != u64::from(args.machines) || !dh_bound {
+        bail!(
+            "not every machine was bound: see the table above and {}",
+            dir.join("stormboot.log").display()
+        );
+    }
+    Ok(())
+}
+
+fn check(interrupted: &AtomicBool) -> Result<()> {
+    if interrupted.load(Ordering::SeqCst) {
+        bail!("interrupted; the lab's namespaces and processes are cleaned up");
+    }
+    Ok(())
+}
+
+fn ip_string(ip: [u8; 4]) -> String {
+    format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
+}
+
+/// The lab's configuration: a /16 so thousands of reservations fit, the
+/// storm's machines in a CSV file, dhclient's inline.
+fn write_config(dir: &Path, machines: u32) -> Result<PathBuf> {
+    let mut csv = String::from("mac,ip,hostname\n");
+    let base = u32::from_be_bytes(FIRST_IP);
+    for i in 0..machines {
+        let m = (i as u64).to_be_bytes();
+        let ip = (base + i).to_be_bytes();
+        let _ = writeln!(
+            csv,
+            "02:00:{:02x}:{:02x}:{:02x}:{:02x},{},lab-{i:05}",
+            m[4],
+            m[5],
+            m[6],
+            m[7],
+            ip_string(ip)
+        );
+    }
+    std::fs::write(dir.join("hosts.csv"), csv)?;
+    let config = dir.join("stormboot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Written by `cargo xtask lab`.
+[server]
+interface = "sb0"
+address = "10.50.0.1"
+reservations_file = "hosts.csv"
+
+[[subnet]]
+cidr = "10.50.0.0/16"
+routers = ["10.50.0.1"]
+dns = ["10.50.0.1"]
+domain = "lab.example"
+lease_time = "1h"
+
+[[reservation]]
+mac = "{DHCLIENT_MAC}"
+ip = "{DHCLIENT_IP}"
+hostname = "dhclient"
+"#
+        ),
+    )?;
+    Ok(config)
+}
+
+fn table(
+    args: &LabArgs,
+    r: &serde_json::Value,
+    s: &serde_json::Value,
+    dh_bound: bool,
+    dh_time: Duration,
+) -> String {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let xdp = &s["xdp"];
+    let passed: u64 = [
+        "pass_unknown_mac",
+        "pass_wrong_network",
+        "pass_other_dhcp",
+        "pass_unsupported",
+        "malformed",
+        "tx_error",
+    ]
+    .iter()
+    .map(|k| n(&xdp[*k]))
+    .sum();
+    let slow: u64 = s["slow_path"]
+        .as_object()
+        .map(|o| o.values().map(n).sum())
+        .unwrap_or(0);
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\nstormboot lab: {} simulated machines + 1 dhclient, XDP in {} mode on veth",
+        args.machines, args.xdp_mode
+    );
+    let _ = writeln!(
+        t,
+        "  {:<34} {:>12}",
+        "machines bound",
+        format!("{} / {}", n(&r["bound"]), n(&r["machines"]))
+    );
+    let _ = writeln!(t, "  {:<34} {:>12}", "lost", n(&r["lost"]));
+    let _ = writeln!(t, "  {:<34} {:>12}", "retransmits", n(&r["retransmits"]));
+    let _ = writeln!(
+        t,
+        "  {:<34} {:>12}",
+        "answered by XDP (offers + acks)",
+        n(&xdp["offer"]) + n(&xdp["ack"])
+    );
+    let _ = writeln!(t, "  {:<34} {:>12}", "NAKs from XDP", n(&xdp["nak"]));
+    let _ = writeln!(t, "  {:<34} {:>12}", "DHCP passed up by XDP", passed);
+    let _ = writeln!(t, "  {:<34} {:>12}", "received by userspace", slow);
+    let _ = writeln!(
+        t,
+        "  {:<34} {:>12}",
+        "bad checksums seen by clients",
+        n(&r["bad_checksum"])
+    );
+    let _ = writeln!(
+        t,
+        "  {:<34} {:>12.1}",
+        "storm elapsed (ms)",
+        f(&r["elapsed_ms"])
+    );
+    let _ = writeln!(
+        t,
+        "  {:<34} {:>12.0}",
+        "exchanges per second",
+        f(&r["exchanges_per_sec"])
+    );
+    let _ = writeln!(
+        t,
+        "  {:<34} {:>12}",
+        "latency p50 / p99 (ms)",
+        format!(
+            "{:.2} / {:.2}",
+            f(&r["latency_p50_ms"]),
+            f(&r["latency_p99_ms"])
+        )
+    );
+    let dh = if dh_bound {
+        format!("bound {DHCLIENT_IP} in {:.2} s", dh_time.as_secs_f64())
+    } else {
+        "NOT bound".into()
+    };
+    let _ = writeln!(t, "  {:<34} {:>12}", "dhclient", dh);
+    t
+}

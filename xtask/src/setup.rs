@@ -1,0 +1,151 @@
+//! `cargo xtask setup`: installs, idempotently, what building and testing
+//! need on Debian 12, and says which eBPF toolchain it will use.
+//!
+//! The eBPF crate needs a compiler with nightly features, the exact source
+//! of its `core`, and bpf-linker built against the same LLVM major. Debian
+//! ships the matching pair (rustc-web + rust-web-src, LLVM 22), which works
+//! without network access to rustup; a rustup nightly with rust-src is
+//! used where Debian's is absent.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::sh;
+
+/// Debian packages: the eBPF toolchain, then the programs the tests run.
+const PACKAGES: &[&str] = &[
+    // eBPF toolchain (see build.rs)
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libxml2-dev",
+    // real DHCP clients and the tools the tests and the lab drive
+    "isc-dhcp-client",
+    "udhcpc",
+    "busybox",
+    "iproute2",
+    "util-linux",
+    "iputils-ping",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn require_root(why: &str) -> Result<()> {
+    stormboot_testbed::check_privileges()
+        .map_err(|e| anyhow::anyhow!("{why}: {e}; run as root (CI does)"))
+}
+
+pub fn run() -> Result<()> {
+    if Path::new("/usr/bin/apt-get").exists() {
+        install_packages()?;
+    } else {
+        eprintln!("setup: no apt-get here; checking for the tools instead");
+    }
+    install_bpf_linker()?;
+    report_toolchain()
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn install_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("setup: Debian packages present");
+        return Ok(());
+    }
+    require_root(&format!("installing {}", missing.join(" ")))?;
+    sh::run(Command::new("apt-get").args(["update", "-q"]))?;
+    sh::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn cargo_bin(name: &str) -> std::path::PathBuf {
+    let home = std::env::var("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cargo")
+        });
+    home.join("bin").join(name)
+}
+
+fn install_bpf_linker() -> Result<()> {
+    let bin = cargo_bin("bpf-linker");
+    if let Ok(v) = sh::output(Command::new(&bin).arg("--version")) {
+        if v.contains(BPF_LINKER_VERSION) {
+            eprintln!("setup: {}", v.trim());
+            return Ok(());
+        }
+    }
+    let llvm = Path::new("/usr/lib/llvm-22/bin");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args([
+        "install",
+        "bpf-linker",
+        "--version",
+        BPF_LINKER_VERSION,
+        "--locked",
+    ]);
+    if llvm.exists() {
+        // Without LLVM 22 first in PATH its build looks in /usr and fails
+        // with "unable to find library -lLLVM".
+        cmd.args(["--no-default-features", "--features", "llvm-22"]);
+        cmd.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                llvm.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    }
+    sh::run(&mut cmd)
+}
+
+fn report_toolchain() -> Result<()> {
+    let debian = Path::new("/usr/bin/rustc").exists()
+        && Path::new("/usr/lib/rustlib/src/rust/library/core").exists();
+    if debian {
+        let v = sh::output(Command::new("/usr/bin/rustc").arg("--version"))?;
+        eprintln!(
+            "setup: eBPF toolchain: Debian {} with rust-web-src (RUSTC_BOOTSTRAP)",
+            v.trim()
+        );
+        return Ok(());
+    }
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match nightly {
+        Some(sysroot)
+            if Path::new(&sysroot)
+                .join("lib/rustlib/src/rust/library/core")
+                .exists() =>
+        {
+            eprintln!("setup: eBPF toolchain: rustup nightly with rust-src ({sysroot})");
+            Ok(())
+        }
+        _ => bail!(
+            "no eBPF toolchain: need Debian's rustc-web + rust-web-src, or a rustup nightly \
+             with the rust-src component (`rustup toolchain install nightly --component rust-src`)"
+        ),
+    }
+}
