@@ -17,8 +17,8 @@ use stormboot_common::{
     csum,
     events::ReplyEvent,
     layout::{
-        msg, opt, reply_len, BLOCK_LEN, IPPROTO_UDP, IP_LEN, MAX_ECHO_LEN, OFF_CHADDR,
-        OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_TTL, SERVER_PORT, UDP_LEN,
+        msg, opt, reply_len, BLOCK_LEN, IPPROTO_UDP, IP_LEN, MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR,
+        OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_TTL, SERVER_PORT, UDP_LEN,
     },
     maps::{variant, Block, ReservationKey},
     rules::{self, EthDest, Verdict},
@@ -32,18 +32,25 @@ use crate::{
 
 pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     count(Counter::Dhcp);
-    let key = ReservationKey { mac: req.chaddr, variant: variant::PLAIN };
+    let key = ReservationKey {
+        mac: req.chaddr,
+        variant: variant::PLAIN,
+    };
     // SAFETY: the value is only read; userspace replaces whole entries.
-    let res = unsafe { &*RESERVATIONS.get_ptr(&key).ok_or(Counter::PassUnknownMac)? };
+    let res = unsafe { &*RESERVATIONS.get_ptr(key).ok_or(Counter::PassUnknownMac)? };
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: read-only use of a map value.
-    let iface = unsafe { &*IFACES.get_ptr(&ifindex).ok_or(Counter::PassWrongNetwork)? };
+    let iface = unsafe { &*IFACES.get_ptr(ifindex).ok_or(Counter::PassWrongNetwork)? };
 
     // Answer only on the reservation's own network: the relay's for a
     // relayed request, the receiving interface's otherwise.
     let net = u32::from_be_bytes(res.net);
     let mask = u32::from_be_bytes(res.mask);
-    let on_link = if req.giaddr != 0 { req.giaddr } else { u32::from_be_bytes(iface.ip) };
+    let on_link = if req.giaddr != 0 {
+        req.giaddr
+    } else {
+        u32::from_be_bytes(iface.ip)
+    };
     if on_link & mask != net {
         return Err(Counter::PassWrongNetwork);
     }
@@ -86,7 +93,13 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
         // SAFETY: scratch is a per-CPU map value of MAX_ECHO_LEN + 4 bytes.
         unsafe {
             let buf = (*scratch).bytes.as_mut_ptr();
-            if bpf_xdp_load_bytes(ctx.ctx, req.relay_off as u32, buf as *mut c_void, echo_len as u32) != 0 {
+            if bpf_xdp_load_bytes(
+                ctx.ctx,
+                req.relay_off as u32,
+                buf as *mut c_void,
+                echo_len as u32,
+            ) != 0
+            {
                 return Err(Counter::Malformed);
             }
             // bpf_csum_diff sums whole 32-bit words: pad with zeros.
@@ -99,7 +112,11 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
             // big-endian words, the same sum byte-swapped, unless the data
             // starts at an odd offset, which swaps it back.
             let folded = csum::fold(sum as u32);
-            echo_sum = if end_off % 2 == 0 { folded.swap_bytes() } else { folded } as u32;
+            echo_sum = if end_off.is_multiple_of(2) {
+                folded.swap_bytes()
+            } else {
+                folded
+            } as u32;
         }
     }
     let end_pos = end_off + echo_len;
@@ -119,7 +136,13 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
         return Err(Counter::TxError);
     }
     // From here the request is gone: a failure drops the frame.
-    let tail = Tail { echo_len, end_pos, echo_sum, len, scratch };
+    let tail = Tail {
+        echo_len,
+        end_pos,
+        echo_sum,
+        len,
+        scratch,
+    };
     match write(ctx, req, block, reply_type, &dest, iface.mac, ours, &tail) {
         Ok(()) => {}
         Err(_) => {
@@ -147,7 +170,10 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     if EVENTS.output::<ReplyEvent>(&event, 0).is_err() {
         count(Counter::EventLost);
     }
-    debug!(ctx, "stormboot: sent type {} for {:mac}", reply_type, req.chaddr);
+    debug!(
+        ctx,
+        "stormboot: sent type {} for {:mac}", reply_type, req.chaddr
+    );
     Ok(xdp_action::XDP_TX)
 }
 
@@ -174,7 +200,13 @@ fn write(
     ours: u32,
     tail: &Tail,
 ) -> Result<(), Counter> {
-    let Tail { echo_len, end_pos, echo_sum, len, scratch } = *tail;
+    let Tail {
+        echo_len,
+        end_pos,
+        echo_sum,
+        len,
+        scratch,
+    } = *tail;
     let udp = req.l3 + IP_LEN;
     let ip_len = (IP_LEN + UDP_LEN + len) as u16;
     let udp_len = (UDP_LEN + len) as u16;
@@ -182,12 +214,24 @@ fn write(
     // SAFETY: helpers check offset and length against the frame; the
     // sources are map values of at least the given length.
     unsafe {
-        if bpf_xdp_store_bytes(ctx.ctx, payload as u32, block.bytes.as_ptr() as *mut c_void, len as u32) != 0 {
+        if bpf_xdp_store_bytes(
+            ctx.ctx,
+            payload as u32,
+            block.bytes.as_ptr() as *mut c_void,
+            len as u32,
+        ) != 0
+        {
             return Err(Counter::TxError);
         }
         if echo_len != 0 {
             let buf = (*scratch).bytes.as_mut_ptr() as *mut c_void;
-            if bpf_xdp_store_bytes(ctx.ctx, (payload + block.end_off as usize) as u32, buf, echo_len as u32) != 0 {
+            if bpf_xdp_store_bytes(
+                ctx.ctx,
+                (payload + block.end_off as usize) as u32,
+                buf,
+                echo_len as u32,
+            ) != 0
+            {
                 return Err(Counter::TxError);
             }
         }
@@ -227,7 +271,26 @@ fn write(
     let [s0, s1, s2, s3] = ours.to_be_bytes();
     let [d0, d1, d2, d3] = dest.ip.to_be_bytes();
     let ip: [u8; IP_LEN] = [
-        0x45, 0, l0, l1, 0, 0, 0, 0, REPLY_TTL, IPPROTO_UDP, c0, c1, s0, s1, s2, s3, d0, d1, d2, d3,
+        0x45,
+        0,
+        l0,
+        l1,
+        0,
+        0,
+        0,
+        0,
+        REPLY_TTL,
+        IPPROTO_UDP,
+        c0,
+        c1,
+        s0,
+        s1,
+        s2,
+        s3,
+        d0,
+        d1,
+        d2,
+        d3,
     ];
     store(ctx, req.l3, ip)?;
 
