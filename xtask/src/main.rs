@@ -70,7 +70,11 @@ fn test() -> Result<()> {
 /// host's clippy: the same source, the same lints.
 fn lint_ebpf() -> Result<()> {
     let dir = sh::root().join("bpf/xdp");
-    sh::run(std::process::Command::new("cargo").current_dir(&dir).args(["fmt", "--", "--check"]))?;
+    sh::run(
+        std::process::Command::new("cargo")
+            .current_dir(&dir)
+            .args(["fmt", "--", "--check"]),
+    )?;
     sh::run(std::process::Command::new("cargo").current_dir(&dir).args([
         "clippy",
         "--target",
