@@ -119,7 +119,11 @@ pub async fn serve(
         .detach();
     match detached {
         Ok(()) => tracing::info!(interface = %iface_name, "XDP detached"),
-        Err(e) => tracing::error!(interface = %iface_name, error = %e, "detaching XDP failed"),
+        // Exit non-zero: a supervisor must learn the interface may still
+        // hold the program.
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!("detaching XDP from {iface_name}")))
+        }
     }
     result
 }

@@ -59,8 +59,10 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     lint_ebpf()?;
-    // The end-to-end tests run the binary, so build it first.
+    // The end-to-end tests run the binary: build it, and name it, so they
+    // never pick up an older release build.
     sh::cargo(&["build", "-p", "stormboot"])?;
+    std::env::set_var("STORMBOOT_BIN", sh::root().join("target/debug/stormboot"));
     sh::cargo(&["test", "--workspace", "--no-fail-fast"])
 }
 
