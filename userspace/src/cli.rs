@@ -69,6 +69,15 @@ pub enum Command {
     },
     /// Simulate a boot storm: N machines doing DHCP from one interface.
     Storm(crate::storm::StormArgs),
+    /// Measure the XDP program's cost per packet (BPF_PROG_TEST_RUN; root).
+    BenchXdp {
+        /// Measured runs per case.
+        #[arg(long, default_value_t = 20_000)]
+        runs: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Attach the pass-only XDP program to an interface until interrupted.
     /// A veth delivers XDP_TX frames only to a peer that runs XDP, so the
     /// client end of a lab link needs this.

@@ -12,3 +12,4 @@ pub mod serve;
 pub mod slowpath;
 pub mod stats;
 pub mod storm;
+pub mod xdpbench;

@@ -100,6 +100,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stormboot::storm::print_report(&report, args.json);
             Ok(())
         }
+        Command::BenchXdp { runs, json } => {
+            let cases = stormboot::xdpbench::run(&stormboot::xdpbench::Options { runs })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cases)?);
+            } else {
+                stormboot::xdpbench::print(&cases);
+            }
+            Ok(())
+        }
         Command::XdpPass { interface, mode } => {
             let _attached = stormboot::dataplane::attach_pass(&interface, mode.into())?;
             tracing::info!(%interface, "pass-only XDP program attached");
