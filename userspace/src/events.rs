@@ -19,38 +19,49 @@ pub fn decode(bytes: &[u8]) -> Option<ReplyEvent> {
         .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const ReplyEvent) })
 }
 
+/// How often the reply ring is drained. The program sends its events
+/// without waking us, so the daemon's wakeups do not grow with the storm;
+/// 10 ms keeps logs and leases current.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub async fn run(
-    ring: RingBuf<MapData>,
+    mut ring: RingBuf<MapData>,
     counters: Arc<UserCounters>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut fd = register(ring)?;
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = tokio::select! {
-            g = fd.readable_mut() => g?,
-            _ = shutdown.cancelled() => return Ok(()),
-        };
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            let Some(ev) = decode(&item) else {
-                tracing::warn!(len = item.len(), "reply event of unexpected size");
-                continue;
-            };
-            UserCounters::bump(&counters.xdp_replies, ev.msg_type);
-            let mac = format_mac(&ev.mac);
-            let ip = std::net::Ipv4Addr::from(ev.ip);
-            let xid = u32::from_be_bytes(ev.xid);
-            let kind = crate::render::type_name(ev.msg_type);
-            match ev.msg_type {
-                msg::OFFER => {
-                    tracing::debug!(%mac, %ip, xid = format_args!("{xid:#010x}"), path = "xdp", "{kind}")
-                }
-                _ => {
-                    tracing::info!(%mac, %ip, xid = format_args!("{xid:#010x}"), path = "xdp", "{kind}")
-                }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => {
+                drain(&mut ring, &counters);
+                return Ok(());
             }
         }
-        guard.clear_ready();
+        drain(&mut ring, &counters);
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, counters: &UserCounters) {
+    while let Some(item) = ring.next() {
+        let Some(ev) = decode(&item) else {
+            tracing::warn!(len = item.len(), "reply event of unexpected size");
+            continue;
+        };
+        UserCounters::bump(&counters.xdp_replies, ev.msg_type);
+        let mac = format_mac(&ev.mac);
+        let ip = std::net::Ipv4Addr::from(ev.ip);
+        let xid = u32::from_be_bytes(ev.xid);
+        let kind = crate::render::type_name(ev.msg_type);
+        match ev.msg_type {
+            msg::OFFER => {
+                tracing::debug!(%mac, %ip, xid = format_args!("{xid:#010x}"), path = "xdp", "{kind}")
+            }
+            _ => {
+                tracing::info!(%mac, %ip, xid = format_args!("{xid:#010x}"), path = "xdp", "{kind}")
+            }
+        }
     }
 }
 
