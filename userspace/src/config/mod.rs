@@ -137,11 +137,12 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file itself could not be read.
-    #[error("{}: {source}", path.display())]
+    /// The io::Error is the message, not a source, so that error chains
+    /// (anyhow's `{:#}`) do not print it twice.
+    #[error("{}: {error}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Syntax, unknown keys and wrong types, as reported by the toml crate;
     /// `key` is absent for syntax errors, where there is no key to name.
@@ -172,9 +173,9 @@ impl ConfigError {
 impl Config {
     /// Reads and validates the config file and its reservations file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::from_str(&text, path)
     }
