@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod events;
 pub mod frame;
 pub mod http;
+pub mod leases;
 pub mod render;
 pub mod serve;
 pub mod slowpath;

@@ -1,0 +1,93 @@
+//! Leases: what the server has promised to whom, the changes the DHCP logic
+//! makes to them, and the store that makes those changes durable.
+//!
+//! The DHCP logic (`crate::dhcp`) is pure: it returns `LeaseChange`s, and
+//! the daemon sends a reply only after the store has made them durable.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::pin::Pin;
+
+/// Seconds since the Unix epoch; leases outlive processes, so wall time.
+pub type UnixTime = u64;
+
+/// Where a lease is in its life (RFC 2131 section 4.3 and 4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LeaseState {
+    /// Offered, held for the client until `expires` (a short hold).
+    Offered,
+    /// Acknowledged: the client may use the address until `expires`.
+    Bound,
+    /// Declined by a client (the address is in use by someone else):
+    /// quarantined until `expires`.
+    Declined,
+}
+
+impl LeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Offered => "offered",
+            LeaseState::Bound => "bound",
+            LeaseState::Declined => "declined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "offered" => Some(LeaseState::Offered),
+            "bound" => Some(LeaseState::Bound),
+            "declined" => Some(LeaseState::Declined),
+            _ => None,
+        }
+    }
+}
+
+/// One address's lease. The address is the key: at most one lease per
+/// address, so no address is ever held by two clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    /// The client's identity: option 61 when it sent one, else 0x01 + chaddr
+    /// (the same form RFC 2132 gives option 61 for Ethernet).
+    pub client_id: Vec<u8>,
+    pub mac: [u8; 6],
+    pub state: LeaseState,
+    /// When the lease (or hold, or quarantine) ends.
+    pub expires: UnixTime,
+    /// When it was last changed, for auditing and the API.
+    pub updated: UnixTime,
+    /// Host name the client sent (option 12), if any.
+    pub hostname: Option<String>,
+}
+
+/// A change the DHCP logic made; the store applies them in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseChange {
+    /// Insert or replace the lease of `lease.ip`.
+    Upsert(Lease),
+    /// The address is free again (released or expired).
+    Remove(Ipv4Addr),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("lease store {path}: {message}")]
+    Backend { path: String, message: String },
+    #[error("lease store is closed")]
+    Closed,
+}
+
+pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// Where leases are made durable. Implementations batch concurrent commits
+/// into one transaction and one sync (group commit), so durability does not
+/// cap throughput; `commit` resolves only once its changes are durable.
+///
+/// The trait is the seam for a shared store (PostgreSQL, several nodes):
+/// callers see the same two operations whatever is behind them.
+pub trait LeaseStore: Send + Sync {
+    /// Every lease in the store, at start-up.
+    fn load(&self) -> Result<Vec<Lease>, StoreError>;
+    /// Makes `changes` durable; resolves when they are.
+    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture<'_>;
+}
