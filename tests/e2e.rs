@@ -139,7 +139,14 @@ impl Lab {
 
     /// `start`, with the daemon's log filter set to `filter`.
     fn start_logging(&mut self, config: &str, filter: &str) {
-        self.scratch.write("stormboot.toml", config);
+        // Each test keeps its leases in its own scratch directory (a path
+        // relative to the config file), never in the system's default.
+        let config = if config.contains("lease_db") {
+            config.to_string()
+        } else {
+            config.replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1)
+        };
+        self.scratch.write("stormboot.toml", &config);
         let mut serve = self.stormboot(Side::Server);
         serve
             .env("STORMBOOT_LOG", filter)

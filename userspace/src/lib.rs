@@ -4,13 +4,16 @@
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod dhcp;
 pub mod events;
 pub mod frame;
 pub mod http;
 pub mod leases;
+pub mod rawsock;
 pub mod render;
 pub mod serve;
 pub mod slowpath;
 pub mod stats;
+pub mod store;
 pub mod storm;
 pub mod xdpbench;

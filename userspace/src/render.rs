@@ -32,6 +32,8 @@ pub struct ReplySpec<'a> {
     pub lease_time: Duration,
     pub renew_time: Duration,
     pub rebind_time: Duration,
+    /// Further options (26, 42, 119, 121, custom), already encoded.
+    pub extra: Vec<crate::config::CustomOption>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,6 +71,9 @@ pub fn reply_block(spec: &ReplySpec<'_>) -> Result<Block, RenderError> {
     }
     if let Some(d) = spec.domain {
         o.insert(DhcpOption::DomainName(d.to_string()));
+    }
+    for x in &spec.extra {
+        o.insert(x.to_dhcproto());
     }
     block_of(&m)
 }
@@ -196,6 +201,7 @@ mod tests {
             lease_time: Duration::from_secs(3600),
             renew_time: Duration::from_secs(1800),
             rebind_time: Duration::from_secs(3150),
+            extra: Vec::new(),
         }
     }
 

@@ -1,25 +1,71 @@
-//! The daemon: renders the configuration into the XDP program's maps,
-//! attaches it, and runs the userspace side around it until shut down.
+//! The daemon: renders the configuration into the XDP program's maps and
+//! attaches it (unless told to stay in userspace, or the kernel cannot),
+//! and runs the userspace server, the lease store and the API around it
+//! until shut down.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use aya::maps::{MapData, RingBuf};
 use stormboot_common::counters::Counter;
 use stormboot_common::maps::Iface;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, XdpMode};
-use crate::dataplane::{ifaces, tables, Dataplane, LoadOptions};
+use crate::config::{Config, Dataplane as DataplaneKind, XdpMode};
+use crate::dataplane::{ifaces, tables, Dataplane, DataplaneError, LoadOptions};
+use crate::dhcp::{self, Ingress};
+use crate::leases::LeaseStore;
+use crate::slowpath::{self, Endpoint, Queue, SlowPath};
 use crate::stats::{Snapshot, UserCounters};
-use crate::{events, http, slowpath};
+use crate::store::SqliteStore;
+use crate::{events, http};
+
+/// Requests the slow path holds before it drops the oldest.
+const QUEUE_CAPACITY: usize = 4096;
 
 /// Settings given on the command line rather than in the file.
 #[derive(Clone, Debug, Default)]
 pub struct ServeOptions {
     /// Overrides `server.xdp_mode`.
     pub xdp_mode: Option<XdpMode>,
+}
+
+/// The attached XDP dataplane and what the daemon reads from it.
+struct Xdp {
+    dp: Dataplane,
+    ring: RingBuf<MapData>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+fn start_xdp(
+    cfg: &Config,
+    info: &ifaces::IfaceInfo,
+    iface_ip: Ipv4Addr,
+    mode: XdpMode,
+) -> Result<Xdp, DataplaneError> {
+    let n = cfg.reservations.len();
+    let capacity = u32::try_from(n + n / 4 + 1024).unwrap_or(u32::MAX);
+    let mut dp = Dataplane::load(LoadOptions {
+        reservations_capacity: capacity,
+        log_level: cfg.server.xdp_log_level.as_u8(),
+    })?;
+    dp.install(cfg)?;
+    dp.set_iface(
+        info.index,
+        Iface {
+            ip: iface_ip.octets(),
+            mac: info.mac,
+            _pad: [0; 2],
+        },
+    )?;
+    let logger = dp.logger().ok();
+    let ring = dp.take_events()?;
+    // Attach last: by now every map is filled, so the first frame already
+    // meets the whole configuration.
+    dp.attach(&cfg.server.interface, mode)?;
+    Ok(Xdp { dp, ring, logger })
 }
 
 /// Runs the daemon until `shutdown` is cancelled; the XDP program is
@@ -29,78 +75,111 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
     let iface_name = cfg.server.interface.clone();
     let mode = opts.xdp_mode.unwrap_or(cfg.server.xdp_mode);
     let info = ifaces::lookup(&iface_name)?;
-    let capacity = u32::try_from(cfg.reservations.len() + cfg.reservations.len() / 4 + 1024)
-        .unwrap_or(u32::MAX);
-    let mut dp = Dataplane::load(LoadOptions {
-        reservations_capacity: capacity,
-        log_level: cfg.server.xdp_log_level.as_u8(),
-    })
-    .context("loading the XDP program")?;
-    dp.install(&cfg)?;
-    let ip = tables::pick_iface_address(&cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
-    if ip.is_unspecified() {
+    let iface_ip = tables::pick_iface_address(&cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    if iface_ip.is_unspecified() {
         tracing::warn!(interface = %iface_name, "interface has no IPv4 address: only relayed requests can be answered");
     }
-    dp.set_iface(
-        info.index,
-        Iface {
-            ip: ip.octets(),
-            mac: info.mac,
-            _pad: [0; 2],
-        },
-    )?;
 
-    let counters = Arc::new(UserCounters::default());
-    let logger = dp.logger().ok();
-    let ring = dp.take_events()?;
-    let sock = slowpath::bind(&iface_name)
-        .with_context(|| format!("binding UDP port 67 on {iface_name}"))?;
+    let store = Arc::new(SqliteStore::open(&cfg.server.lease_db)?);
+    let leases = store.load()?;
+    tracing::info!(path = %cfg.server.lease_db.display(), leases = leases.len(), "lease store opened");
+    let server = dhcp::Server::new(cfg.clone(), leases, slowpath::unix_now());
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
 
-    // Attach last: by now every map is filled, so the first frame already
-    // meets the whole configuration.
-    dp.attach(&iface_name, mode)?;
-    let mode_name = match mode {
-        XdpMode::Driver => "driver",
-        XdpMode::Skb => "skb",
+    let xdp = match cfg.server.dataplane {
+        DataplaneKind::Userspace => {
+            // Installing the maps renders every reply; without them, render
+            // here, so a reply too long to send is refused at start, naming
+            // its reservation, and not discovered by a booting machine.
+            tables::subnet_entries(&cfg)?;
+            for r in &cfg.reservations {
+                tables::reservation_entry(&cfg, r)?;
+            }
+            None
+        }
+        DataplaneKind::Xdp => match start_xdp(&cfg, &info, iface_ip, mode) {
+            Ok(x) => Some(x),
+            // A reply that cannot be rendered is the configuration's fault,
+            // not the kernel's: refuse to start.
+            Err(DataplaneError::Render(e)) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, interface = %iface_name, "XDP unavailable: every request is answered in userspace");
+                None
+            }
+        },
     };
+    let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
     tracing::info!(
         interface = %iface_name,
-        mode = mode_name,
+        dataplane,
+        mode = if xdp.is_some() { mode_name(mode) } else { "-" },
         reservations = cfg.reservations.len(),
         subnets = cfg.subnets.len(),
         api = %cfg.api.listen,
-        "XDP attached; answering known machines in the kernel"
+        "serving"
     );
 
-    let dp = Arc::new(Mutex::new(dp));
+    let counters = Arc::new(UserCounters::default());
+    let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
+    let mut tasks = tokio::task::JoinSet::new();
+    let dp = match xdp {
+        Some(Xdp { dp, ring, logger }) => {
+            tasks.spawn(events::run(ring, counters.clone(), shutdown.clone()));
+            if let Some(logger) = logger {
+                tasks.spawn(events::forward_logs(logger, shutdown.clone()));
+            }
+            Some(Arc::new(Mutex::new(dp)))
+        }
+        None => None,
+    };
+
     let reservations = cfg.reservations.len() as u64;
     let snapshot: http::SnapshotFn = {
         let dp = dp.clone();
         let counters = counters.clone();
+        let queue = queue.clone();
+        let store = store.clone();
         let iface = iface_name.clone();
         Arc::new(move || {
             let xdp = dp
-                .lock()
-                .map(|d| d.counters().unwrap_or_default())
+                .as_ref()
+                .and_then(|d| d.lock().ok().and_then(|d| d.counters().ok()))
                 .unwrap_or_default();
-            Snapshot::new(&xdp, &counters, reservations, &iface, "xdp")
+            let mut s = Snapshot::new(&xdp, &counters, reservations, &iface, dataplane);
+            s.queue_dropped = queue.dropped.load(std::sync::atomic::Ordering::Relaxed);
+            let st = store.stats();
+            (s.store_transactions, s.store_commits, s.store_changes) =
+                (st.transactions, st.commits, st.changes);
+            s
         })
     };
-
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(events::run(ring, counters.clone(), shutdown.clone()));
-    tasks.spawn(slowpath::run(sock, counters.clone(), shutdown.clone()));
     tasks.spawn(http::serve(listener, snapshot.clone(), shutdown.clone()));
-    if let Some(logger) = logger {
-        tasks.spawn(events::forward_logs(logger, shutdown.clone()));
-    }
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
+
+    let endpoint = Endpoint {
+        ingress: Ingress {
+            ifindex: info.index,
+            iface_name: iface_name.clone(),
+            iface_addr: iface_ip,
+        },
+        mac: info.mac,
+        server_ip: cfg.server.address,
+    };
+    let slow = SlowPath {
+        endpoint,
+        server,
+        store: store.clone(),
+        counters: counters.clone(),
+        queue,
+    };
+    let slow_token = shutdown.clone();
+    let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
 
     // A task that fails takes the daemon down with it (after detaching).
     let result = tokio::select! {
@@ -112,20 +191,35 @@ pub async fn serve(
         },
     };
     shutdown.cancel();
+    let slow_result = slow_task.await;
     while tasks.join_next().await.is_some() {}
-    let detached = dp
-        .lock()
-        .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?
-        .detach();
-    match detached {
-        Ok(()) => tracing::info!(interface = %iface_name, "XDP detached"),
-        // Exit non-zero: a supervisor must learn the interface may still
-        // hold the program.
-        Err(e) => {
-            return Err(anyhow::Error::from(e).context(format!("detaching XDP from {iface_name}")))
+    if let Some(dp) = dp {
+        let detached = dp
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?
+            .detach();
+        match detached {
+            Ok(()) => tracing::info!(interface = %iface_name, "XDP detached"),
+            // Exit non-zero: a supervisor must learn the interface may still
+            // hold the program.
+            Err(e) => {
+                return Err(
+                    anyhow::Error::from(e).context(format!("detaching XDP from {iface_name}"))
+                )
+            }
         }
     }
-    result
+    result?;
+    slow_result
+        .context("the userspace dataplane panicked")?
+        .context("the userspace dataplane failed")
+}
+
+fn mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Driver => "driver",
+        XdpMode::Skb => "skb",
+    }
 }
 
 /// Logs the counters every ten seconds while they change, so a journal
@@ -154,6 +248,7 @@ async fn log_counters(
             passed_unknown = get(Counter::PassUnknownMac),
             malformed = get(Counter::Malformed),
             slow_path = s.slow_path_total(),
+            queue_dropped = s.queue_dropped,
             "counters"
         );
         last = Some(s);

@@ -1,22 +1,171 @@
-//! The userspace socket on port 67: what the XDP program passes up arrives
-//! here. It is counted and logged; answering it is the userspace server's.
+//! The userspace dataplane: every DHCP frame the XDP program passes up (or
+//! every frame, with `dataplane = "userspace"`) is read whole from a packet
+//! socket, handled by the DHCP logic, made durable, and answered with a
+//! frame built the way the XDP program builds it.
+//!
+//! A packet socket, not a UDP socket: replies must reach clients that have
+//! no address yet (unicast to chaddr, RFC 2131 4.1), relays and renewing
+//! clients are answered at the MAC their request came from, and the frames
+//! must equal the XDP program's byte for byte.
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{FromRawFd, IntoRawFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dhcproto::v4::Message;
+use dhcproto::v4::{Message, Opcode};
 use dhcproto::{Decodable, Decoder};
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-use tokio::net::UdpSocket;
+use stormboot_common::layout::{opt, COOKIE, OPTIONS_OFF, SERVER_PORT};
+use stormboot_common::rules::EthDest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::format_mac;
+use crate::dhcp::{self, Ingress};
+use crate::frame::{self, format_mac, Addressing, BROADCAST_MAC};
+use crate::leases::LeaseStore;
+use crate::rawsock::{self, RawSocket, MAX_FRAME};
 use crate::stats::UserCounters;
 
-/// Binds 0.0.0.0:67 on `interface` only, so several daemons (or tests) can
-/// serve different interfaces of one host.
-pub fn bind(interface: &str) -> std::io::Result<UdpSocket> {
+/// The interface the slow path serves and who we are on it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub ingress: Ingress,
+    pub mac: [u8; 6],
+    /// Source address of replies: the server identifier.
+    pub server_ip: Ipv4Addr,
+}
+
+/// A DHCP request as it came off the wire.
+#[derive(Debug)]
+pub struct Received {
+    pub addr: Addressing,
+    pub msg: Message,
+    /// Option 82 as sent (code and length included), echoed verbatim.
+    pub relay_info: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    #[error("not a DHCP request to port 67")]
+    NotRequest,
+    #[error("malformed DHCP message: {0}")]
+    Dhcp(String),
+}
+
+/// Decodes a received frame into a request; frames that are not DHCP
+/// requests are errors the caller counts.
+pub fn decode(f: &[u8]) -> Result<Received, DecodeError> {
+    let p = frame::parse(f)?;
+    if p.addr.dport != SERVER_PORT {
+        return Err(DecodeError::NotRequest);
+    }
+    let msg = Message::decode(&mut Decoder::new(p.payload))
+        .map_err(|e| DecodeError::Dhcp(e.to_string()))?;
+    if msg.opcode() != Opcode::BootRequest {
+        return Err(DecodeError::NotRequest);
+    }
+    Ok(Received {
+        addr: p.addr,
+        relay_info: raw_option(p.payload, opt::RELAY_AGENT_INFO).map(<[u8]>::to_vec),
+        msg,
+    })
+}
+
+/// The bytes of option `code` (code and length included) in a BOOTP
+/// payload, as sent: dhcproto re-encodes what it decodes, and option 82
+/// must go back exactly as the relay wrote it.
+pub fn raw_option(payload: &[u8], code: u8) -> Option<&[u8]> {
+    if payload.get(OPTIONS_OFF - 4..OPTIONS_OFF)? != COOKIE {
+        return None;
+    }
+    let mut i = OPTIONS_OFF;
+    while let Some(&c) = payload.get(i) {
+        match c {
+            opt::END => return None,
+            opt::PAD => i += 1,
+            _ => {
+                let len = *payload.get(i + 1)? as usize;
+                let end = i + 2 + len;
+                if c == code {
+                    return payload.get(i..end);
+                }
+                i = end;
+            }
+        }
+    }
+    None
+}
+
+/// The frame that carries `reply`, addressed as the XDP program addresses
+/// it: same header fields, same MACs, the request's VLAN tag kept.
+pub fn reply_frame(
+    reply: &dhcp::Reply,
+    request: &Addressing,
+    ep: &Endpoint,
+    chaddr: [u8; 6],
+) -> Vec<u8> {
+    let eth_dst = match reply.dest.eth {
+        EthDest::Broadcast => BROADCAST_MAC,
+        EthDest::Chaddr => chaddr,
+        EthDest::RequestSource => request.eth_src,
+    };
+    frame::build(
+        &Addressing {
+            eth_dst,
+            eth_src: ep.mac,
+            vlan: request.vlan,
+            ip_src: ep.server_ip,
+            ip_dst: Ipv4Addr::from(reply.dest.ip),
+            sport: SERVER_PORT,
+            dport: reply.dest.port,
+        },
+        &reply.payload,
+    )
+}
+
+/// The whole userspace answer to one frame, without I/O: what the slow
+/// path sends and what it must make durable first.
+pub fn respond(
+    server: &mut dhcp::Server,
+    rx: &Received,
+    ep: &Endpoint,
+    now: u64,
+) -> (Option<Vec<u8>>, dhcp::Outcome) {
+    let req = dhcp::Request {
+        msg: &rx.msg,
+        relay_info: rx.relay_info.as_deref(),
+        ingress: &ep.ingress,
+    };
+    let outcome = server.handle(&req, now);
+    let mut chaddr = [0u8; 6];
+    if let Some(c) = rx.msg.chaddr().get(..6) {
+        chaddr.copy_from_slice(c);
+    }
+    let frame = outcome
+        .reply
+        .as_ref()
+        .map(|r| reply_frame(r, &rx.addr, ep, chaddr));
+    (frame, outcome)
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Binds 0.0.0.0:67 on the interface. Requests are read from the packet
+/// socket; this socket only keeps the kernel from answering unicast
+/// requests with ICMP port-unreachable. Bound to the interface, so several
+/// daemons (or tests) can serve different interfaces of one host.
+pub fn bind_udp(interface: &str) -> std::io::Result<tokio::net::UdpSocket> {
     let fd = socket::socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -24,7 +173,6 @@ pub fn bind(interface: &str) -> std::io::Result<UdpSocket> {
         None,
     )?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    socket::setsockopt(&fd, sockopt::Broadcast, &true)?;
     socket::setsockopt(
         &fd,
         sockopt::BindToDevice,
@@ -36,39 +184,259 @@ pub fn bind(interface: &str) -> std::io::Result<UdpSocket> {
     )?;
     // SAFETY: we own the descriptor and hand it over.
     let std = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
-    UdpSocket::from_std(std)
+    tokio::net::UdpSocket::from_std(std)
 }
 
-pub async fn run(
-    sock: UdpSocket,
+/// Requests waiting for the handler. Bounded; when full the oldest is
+/// dropped (and counted): its client has likely retransmitted already, and
+/// a late answer to a stale request only confuses it.
+pub struct Queue {
+    items: Mutex<VecDeque<Received>>,
+    cap: usize,
+    ready: Notify,
+    pub dropped: AtomicU64,
+}
+
+impl Queue {
+    pub fn new(cap: usize) -> Self {
+        Queue {
+            items: Mutex::new(VecDeque::with_capacity(cap)),
+            cap: cap.max(1),
+            ready: Notify::new(),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn push(&self, r: Received) {
+        let mut q = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.cap {
+            q.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(r);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Everything queued now, oldest first.
+    pub fn take(&self) -> Vec<Received> {
+        let mut q = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        q.drain(..).collect()
+    }
+}
+
+/// Reads frames from the packet socket into the queue.
+async fn receive(
+    sock: Arc<AsyncFd<RawSocket>>,
+    queue: Arc<Queue>,
     counters: Arc<UserCounters>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; MAX_FRAME];
     loop {
-        let (n, from) = tokio::select! {
-            r = sock.recv_from(&mut buf) => r?,
+        let mut guard = tokio::select! {
+            g = sock.readable() => g?,
             _ = shutdown.cancelled() => return Ok(()),
         };
-        match Message::decode(&mut Decoder::new(&buf[..n])) {
-            Ok(m) => {
-                let t = m.opts().msg_type().map(u8::from).unwrap_or(0);
-                UserCounters::bump(&counters.slow_path, t);
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(&m.chaddr()[..6.min(m.chaddr().len())]);
-                tracing::info!(
-                    mac = %format_mac(&mac),
-                    %from,
-                    xid = format_args!("{:#010x}", m.xid()),
-                    path = "userspace",
-                    "{} passed up by XDP: no reservation matches, not answered",
-                    crate::render::type_name(t)
-                );
+        loop {
+            let meta = match guard.get_inner().recv(&mut buf) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => return Err(std::io::Error::other(e)),
+            };
+            if meta.pkttype == libc::PACKET_OUTGOING || meta.len > buf.len() {
+                continue;
             }
-            Err(e) => {
-                UserCounters::bump(&counters.slow_path, 0);
-                tracing::warn!(%from, len = n, error = %e, "malformed DHCP packet dropped");
+            let f = &mut buf[..meta.len];
+            rawsock::clear_partial_checksum(f, &meta);
+            match decode(f) {
+                Ok(rx) => {
+                    let t = rx.msg.opts().msg_type().map(u8::from).unwrap_or(0);
+                    UserCounters::bump(&counters.slow_path, t);
+                    queue.push(rx);
+                }
+                Err(DecodeError::NotRequest) => {}
+                Err(e) => {
+                    UserCounters::bump(&counters.slow_path, 0);
+                    tracing::debug!(error = %e, "malformed frame on the DHCP port dropped");
+                }
             }
         }
+        guard.clear_ready();
+    }
+}
+
+/// Everything the slow path needs to run.
+pub struct SlowPath {
+    pub endpoint: Endpoint,
+    pub server: dhcp::Server,
+    pub store: Arc<dyn LeaseStore>,
+    pub counters: Arc<UserCounters>,
+    pub queue: Arc<Queue>,
+}
+
+impl SlowPath {
+    /// Runs until `shutdown`: receive, handle, commit, send; and expire
+    /// leases once a second.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let raw = RawSocket::open(
+            &self.endpoint.ingress.iface_name,
+            libc::ETH_P_IP as u16,
+            false,
+        )?;
+        raw.filter_udp_port(SERVER_PORT)?;
+        // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
+        // while registered.
+        let sock = Arc::new(
+            unsafe { AsyncFd::register(raw) }
+                .map_err(|e| anyhow::anyhow!("registering the packet socket: {e}"))?,
+        );
+        let udp = bind_udp(&self.endpoint.ingress.iface_name)?;
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(receive(
+            sock.clone(),
+            self.queue.clone(),
+            self.counters.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(drain_udp(udp, shutdown.clone()));
+        let mut expiry = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.queue.ready.notified() => {}
+                _ = expiry.tick() => {
+                    let changes = self.server.expire(unix_now());
+                    if !changes.is_empty() {
+                        let store = self.store.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = store.commit(changes).await {
+                                tracing::error!(error = %e, "storing expired leases failed");
+                            }
+                        });
+                    }
+                }
+                Some(r) = tasks.join_next() => {
+                    r??;
+                }
+            }
+            for rx in self.queue.take() {
+                self.handle(&rx, &sock);
+            }
+        }
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    fn handle(&mut self, rx: &Received, sock: &Arc<AsyncFd<RawSocket>>) {
+        let (frame, outcome) = respond(&mut self.server, rx, &self.endpoint, unix_now());
+        let mac = rx.msg.chaddr().get(..6).map(|c| {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(c);
+            format_mac(&m)
+        });
+        let mac = mac.unwrap_or_default();
+        let kind = outcome
+            .reply
+            .as_ref()
+            .map(|r| crate::render::type_name(r.msg_type))
+            .unwrap_or("no reply");
+        let ip = outcome
+            .reply
+            .as_ref()
+            .map(|r| r.yiaddr)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if let Some(r) = &outcome.reply {
+            UserCounters::bump(&self.counters.slow_path_replies, r.msg_type);
+        }
+        tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
+        let store = self.store.clone();
+        let sock = sock.clone();
+        let changes = outcome.changes;
+        // Commit and send off the handler's path, so concurrent requests
+        // share one transaction (group commit) instead of waiting in line.
+        tokio::spawn(async move {
+            if !changes.is_empty() {
+                if let Err(e) = store.commit(changes).await {
+                    // No reply without a durable lease: the client retries.
+                    tracing::error!(error = %e, %mac, "lease not stored; reply withheld");
+                    return;
+                }
+            }
+            if let Some(f) = frame {
+                send(&sock, &f).await;
+            }
+        });
+    }
+}
+
+async fn send(sock: &AsyncFd<RawSocket>, f: &[u8]) {
+    for _ in 0..3 {
+        match sock.get_ref().send(f) {
+            Ok(true) => return,
+            // The kernel's queue is full: give it a moment.
+            Ok(false) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "sending a reply failed");
+                return;
+            }
+        }
+    }
+    tracing::warn!("reply dropped: the interface's send queue stayed full");
+}
+
+async fn drain_udp(
+    sock: tokio::net::UdpSocket,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut buf = [0u8; 2048];
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => { r?; }
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_option_finds_option_82_as_sent() {
+        let mut p = vec![0u8; 236];
+        p.extend_from_slice(&COOKIE);
+        p.extend_from_slice(&[53, 1, 1, 0, 82, 4, 1, 2, b'a', b'b', 255]);
+        assert_eq!(raw_option(&p, 82), Some(&[82, 4, 1, 2, b'a', b'b'][..]));
+        assert_eq!(raw_option(&p, 61), None);
+        // Truncated option: not found, no panic.
+        let cut = &p[..p.len() - 3];
+        assert_eq!(raw_option(cut, 82), None);
+    }
+
+    #[test]
+    fn queue_drops_the_oldest_when_full() {
+        let q = Queue::new(2);
+        for xid in 1..=3u32 {
+            let mut m = Message::default();
+            m.set_xid(xid);
+            q.push(Received {
+                addr: Addressing {
+                    eth_dst: BROADCAST_MAC,
+                    eth_src: [0; 6],
+                    vlan: None,
+                    ip_src: Ipv4Addr::UNSPECIFIED,
+                    ip_dst: Ipv4Addr::BROADCAST,
+                    sport: 68,
+                    dport: 67,
+                },
+                msg: m,
+                relay_info: None,
+            });
+        }
+        let xids: Vec<u32> = q.take().iter().map(|r| r.msg.xid()).collect();
+        assert_eq!(xids, vec![2, 3]);
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 1);
     }
 }

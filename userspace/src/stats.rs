@@ -17,6 +17,8 @@ pub struct UserCounters {
     pub slow_path: [AtomicU64; 9],
     /// Replies the XDP program reported, by message type.
     pub xdp_replies: [AtomicU64; 9],
+    /// Replies the userspace dataplane sent, by message type.
+    pub slow_path_replies: [AtomicU64; 9],
 }
 
 impl UserCounters {
@@ -38,6 +40,20 @@ pub struct Snapshot {
     pub slow_path: BTreeMap<String, u64>,
     /// Replies reported by the XDP program on the ring buffer, by type name.
     pub xdp_replies: BTreeMap<String, u64>,
+    /// Replies the userspace dataplane sent, by type name.
+    #[serde(default)]
+    pub slow_path_replies: BTreeMap<String, u64>,
+    /// Requests dropped from the full slow-path queue (the oldest first).
+    #[serde(default)]
+    pub queue_dropped: u64,
+    /// Lease store work: transactions made durable, commits and lease
+    /// changes in them (commits per transaction is the group-commit factor).
+    #[serde(default)]
+    pub store_transactions: u64,
+    #[serde(default)]
+    pub store_commits: u64,
+    #[serde(default)]
+    pub store_changes: u64,
     pub reservations: u64,
     pub interface: String,
     pub dataplane: String,
@@ -74,6 +90,11 @@ impl Snapshot {
                 .collect(),
             slow_path: by_type(&user.slow_path),
             xdp_replies: by_type(&user.xdp_replies),
+            slow_path_replies: by_type(&user.slow_path_replies),
+            queue_dropped: 0,
+            store_transactions: 0,
+            store_commits: 0,
+            store_changes: 0,
             reservations,
             interface: interface.to_string(),
             dataplane: dataplane.to_string(),
@@ -100,6 +121,32 @@ impl Snapshot {
         for (k, v) in &self.slow_path {
             let _ = writeln!(s, "stormboot_slow_path_requests_total{{type=\"{k}\"}} {v}");
         }
+        s.push_str("# HELP stormboot_slow_path_replies_total Replies sent by the userspace dataplane, by message type.\n");
+        s.push_str("# TYPE stormboot_slow_path_replies_total counter\n");
+        for (k, v) in &self.slow_path_replies {
+            let _ = writeln!(s, "stormboot_slow_path_replies_total{{type=\"{k}\"}} {v}");
+        }
+        s.push_str("# HELP stormboot_slow_path_queue_dropped_total Requests dropped from the full slow-path queue.\n");
+        s.push_str("# TYPE stormboot_slow_path_queue_dropped_total counter\n");
+        let _ = writeln!(
+            s,
+            "stormboot_slow_path_queue_dropped_total {}",
+            self.queue_dropped
+        );
+        s.push_str("# HELP stormboot_lease_store_transactions_total Lease store transactions made durable.\n");
+        s.push_str("# TYPE stormboot_lease_store_transactions_total counter\n");
+        let _ = writeln!(
+            s,
+            "stormboot_lease_store_transactions_total {}",
+            self.store_transactions
+        );
+        s.push_str("# HELP stormboot_lease_store_commits_total Lease commits made durable (group commit shares transactions).\n");
+        s.push_str("# TYPE stormboot_lease_store_commits_total counter\n");
+        let _ = writeln!(
+            s,
+            "stormboot_lease_store_commits_total {}",
+            self.store_commits
+        );
         s.push_str("# HELP stormboot_reservations Reservations loaded into the dataplane.\n");
         s.push_str("# TYPE stormboot_reservations gauge\n");
         let _ = writeln!(s, "stormboot_reservations {}", self.reservations);
@@ -125,6 +172,19 @@ impl Snapshot {
         for (k, v) in &self.slow_path {
             let _ = writeln!(s, "  {k:<22} {v:>12}");
         }
+        let _ = writeln!(s, "\nAnswered in userspace");
+        if self.slow_path_replies.is_empty() {
+            let _ = writeln!(s, "  {:<22} {:>12}", "(none)", 0);
+        }
+        for (k, v) in &self.slow_path_replies {
+            let _ = writeln!(s, "  {k:<22} {v:>12}");
+        }
+        let _ = writeln!(s, "  {:<22} {:>12}", "queue dropped", self.queue_dropped);
+        let _ = writeln!(
+            s,
+            "\nLease store: {} commits in {} transactions ({} changes)",
+            self.store_commits, self.store_transactions, self.store_changes
+        );
         s
     }
 }

@@ -9,11 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::ffi::CString;
-use std::io;
-use std::mem::size_of;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
@@ -25,6 +21,7 @@ use stormboot_common::layout::{
 };
 
 use crate::frame::{self, Addressing, FrameError, BROADCAST_MAC};
+use crate::rawsock::{self, RawSocket, RecvMeta, MAX_FRAME};
 
 /// Options every request asks for: subnet mask, router, DNS, host name,
 /// domain name, lease time, server id, T1, T2 (what PXE firmware asks for).
@@ -38,7 +35,6 @@ const MIN_PAYLOAD: usize = 300;
 /// of replies cannot starve retransmissions.
 const RECV_BATCH: usize = 512;
 /// Large enough for any frame on a 9000-byte MTU; longer frames are not DHCP.
-const RECV_BUF: usize = 9216;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StormArgs {
@@ -252,218 +248,6 @@ struct Machine {
     last_frame: Vec<u8>,
 }
 
-/// A nonblocking AF_PACKET socket bound to one interface.
-struct RawSocket {
-    fd: OwnedFd,
-    ifname: CString,
-}
-
-/// One received frame's metadata.
-struct RecvMeta {
-    len: usize,
-    pkttype: u8,
-    /// The kernel has not filled in the transport checksum yet (a locally
-    /// generated frame crossing a veth keeps CHECKSUM_PARTIAL), so the UDP
-    /// checksum field holds only the pseudo-header sum and cannot be checked.
-    csum_not_ready: bool,
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live T of the length given.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-impl RawSocket {
-    fn open(interface: &str) -> anyhow::Result<Self> {
-        let name = CString::new(interface).context("interface name contains NUL")?;
-        // SAFETY: `name` is a valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            bail!("interface {interface}: {}", io::Error::last_os_error());
-        }
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2); the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::c_int::from(proto),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error()).context("AF_PACKET socket (needs CAP_NET_RAW)");
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
-        // A storm answers in bursts of the whole window; a small buffer would
-        // drop replies and show up as retransmits that are the client's fault.
-        // The FORCE variants ignore rmem_max but need CAP_NET_ADMIN.
-        let rcvbuf: libc::c_int = 16 << 20;
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
-            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf).context("SO_RCVBUF")?;
-        }
-        let sndbuf: libc::c_int = 4 << 20;
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &sndbuf).is_err() {
-            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf).context("SO_SNDBUF")?;
-        }
-        let on: libc::c_int = 1;
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &on).context("PACKET_AUXDATA")?;
-
-        // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as libc::c_int;
-        // SAFETY: `sll` is a sockaddr_ll of the length given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error()).with_context(|| format!("bind to {interface}"));
-        }
-
-        // Unicast replies go to the simulated MACs, which a real NIC filters
-        // out unless promiscuous. The membership ends with the socket.
-        // SAFETY: all-zero is a valid packet_mreq.
-        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mreq.mr_ifindex = ifindex as libc::c_int;
-        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
-            .context("PACKET_ADD_MEMBERSHIP promiscuous")?;
-
-        let sock = Self { fd, ifname: name };
-        ensure!(sock.is_up()?, "interface {interface} is down");
-        // Before bind the socket saw every interface; drop what it queued.
-        let mut buf = vec![0u8; RECV_BUF];
-        while sock.recv(&mut buf)?.is_some() {}
-        Ok(sock)
-    }
-
-    fn is_up(&self) -> anyhow::Result<bool> {
-        // SAFETY: all-zero is a valid ifreq.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        let name = self.ifname.as_bytes_with_nul();
-        ensure!(name.len() <= ifr.ifr_name.len(), "interface name too long");
-        for (dst, &src) in ifr.ifr_name.iter_mut().zip(name) {
-            *dst = src as libc::c_char;
-        }
-        // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the
-        // flags member of this ifreq.
-        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) } != 0 {
-            return Err(io::Error::last_os_error()).context("SIOCGIFFLAGS");
-        }
-        // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
-        let flags = unsafe { ifr.ifr_ifru.ifru_flags };
-        Ok(i32::from(flags) & libc::IFF_UP != 0)
-    }
-
-    /// Ok(false) when the kernel has no room right now; the caller queues.
-    fn send(&self, frame: &[u8]) -> anyhow::Result<bool> {
-        // SAFETY: `frame` is a live buffer of the length given.
-        let rc = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if rc >= 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN | libc::ENOBUFS) => Ok(false),
-            // A device without a queue that finds its peer full (a veth whose
-            // peer runs XDP) refuses the frame; a wire would have lost it, and
-            // the retransmission timer treats it the same way.
-            Some(libc::ENETDOWN) if self.is_up()? => Ok(true),
-            Some(libc::EINTR) => self.send(frame),
-            _ => Err(err).context("send on AF_PACKET socket"),
-        }
-    }
-
-    /// None when nothing is queued.
-    fn recv(&self, buf: &mut [u8]) -> anyhow::Result<Option<RecvMeta>> {
-        // SAFETY: all-zero is valid for these plain C structs.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // u64 storage keeps the control buffer aligned for cmsghdr.
-        let mut control = [0u64; 8];
-        // SAFETY: all-zero is a valid msghdr; the pointers are set below.
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
-        hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = control.as_mut_ptr().cast();
-        hdr.msg_controllen = size_of_val(&control);
-        // SAFETY: every pointer in `hdr` refers to a live buffer of the stated length.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_TRUNC) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR) => Ok(None),
-                _ => Err(err).context("recvmsg on AF_PACKET socket"),
-            };
-        }
-        let mut csum_not_ready = false;
-        // SAFETY: the CMSG_* helpers walk the control buffer the kernel just
-        // filled, within msg_controllen; the auxdata payload is read unaligned.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_PACKET
-                    && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
-                {
-                    let aux: libc::tpacket_auxdata =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                    csum_not_ready = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
-                }
-                cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
-            }
-        }
-        Ok(Some(RecvMeta {
-            len: n as usize,
-            pkttype: sll.sll_pkttype,
-            csum_not_ready,
-        }))
-    }
-
-    /// Waits until readable or `timeout` passes.
-    fn poll(&self, timeout: Duration) -> anyhow::Result<()> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Round up so a timer due in 0.3 ms does not turn into a busy loop.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(err).context("poll");
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Timer heap entry: (deadline, machine index, generation).
 type Timer = Reverse<(Instant, u32, u32)>;
 
@@ -599,16 +383,10 @@ impl Storm {
             return Ok(());
         }
         let f = &mut buf[..meta.len];
-        let Some(ip) = client_port_ip_offset(f) else {
+        if client_port_ip_offset(f).is_none() {
             return Ok(());
-        };
-        if meta.csum_not_ready {
-            // Zero means "no checksum" to the parser, which is the truth here.
-            let udp_csum = ip + usize::from(f[ip] & 0x0f) * 4 + 6;
-            if let Some(c) = f.get_mut(udp_csum..udp_csum + 2) {
-                c.fill(0);
-            }
         }
+        rawsock::clear_partial_checksum(f, meta);
         let parsed = match frame::parse(f) {
             Ok(p) => p,
             Err(FrameError::IpChecksum | FrameError::UdpChecksum) => {
@@ -751,7 +529,7 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         })
         .collect();
     let mut storm = Storm {
-        sock: RawSocket::open(&args.interface)?,
+        sock: RawSocket::open(&args.interface, libc::ETH_P_ALL as u16, true)?,
         machines,
         by_xid: HashMap::with_capacity(args.window.min(args.count) as usize * 2),
         timers: BinaryHeap::new(),
@@ -773,7 +551,7 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         retransmits: 0,
     };
 
-    let mut buf = vec![0u8; RECV_BUF];
+    let mut buf = vec![0u8; MAX_FRAME];
     while storm.done < args.count {
         let now = Instant::now();
         storm.flush_backlog()?;
@@ -1001,7 +779,7 @@ mod tests {
                 if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
                     panic!(
                         "privileged test: run as root (CI does): unshare(CLONE_NEWNET): {}",
-                        io::Error::last_os_error()
+                        std::io::Error::last_os_error()
                     );
                 }
                 ip(&[
@@ -1074,12 +852,12 @@ mod tests {
         /// OFFER is preceded by one with a broken checksum, machine 3 is
         /// acknowledged with the wrong address.
         fn responder(stop: Arc<AtomicBool>) {
-            let sock = RawSocket::open(SERVER_IF).unwrap();
+            let sock = RawSocket::open(SERVER_IF, libc::ETH_P_ALL as u16, true).unwrap();
             let server_mac = mac_of(SERVER_IF);
             let udp = UdpSocket::bind((SERVER, 67)).unwrap();
             udp.set_broadcast(true).unwrap();
             let (mut nak_sent, mut corrupt_sent) = (false, false);
-            let mut buf = vec![0u8; RECV_BUF];
+            let mut buf = vec![0u8; MAX_FRAME];
             while !stop.load(Ordering::Relaxed) {
                 sock.poll(Duration::from_millis(10)).unwrap();
                 while let Some(meta) = sock.recv(&mut buf).unwrap() {

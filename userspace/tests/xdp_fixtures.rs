@@ -1,7 +1,10 @@
 //! BPF_PROG_TEST_RUN fixtures: each case runs one frame through the loaded
 //! XDP program and checks the verdict and, for XDP_TX, the reply decoded
 //! field by field. Every reply must also equal, byte for byte, what the
-//! userspace renderer produces for the same request.
+//! userspace renderer produces for the same request, and what the userspace
+//! dataplane (`dataplane = "userspace"`) sends for the same frame; where the
+//! program sends nothing, neither does the userspace dataplane for a
+//! reserved machine.
 //!
 //! Privileged: loading BPF needs root (CI is root). Without it these fail.
 
@@ -10,10 +13,14 @@ use std::path::Path;
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use std::sync::Arc;
+
 use stormboot::config::Config;
 use stormboot::dataplane::{tables, Dataplane, LoadOptions};
+use stormboot::dhcp::{self, Ingress};
 use stormboot::frame::{self, Addressing, BROADCAST_MAC};
 use stormboot::render::{self, Transaction};
+use stormboot::slowpath::{self, Endpoint};
 use stormboot_common::counters::Counter;
 use stormboot_common::layout::msg;
 use stormboot_common::maps::Iface;
@@ -145,11 +152,33 @@ fn run(f: &Fixture, input: &[u8]) -> (u32, Vec<u8>) {
     f.dp.test_run(input).expect("BPF_PROG_TEST_RUN works")
 }
 
+/// What the userspace dataplane sends for `input`, received on the same
+/// interface as the program's test runs, by a server with no leases.
+fn userspace(f: &Fixture, input: &[u8]) -> Option<Vec<u8>> {
+    let rx = slowpath::decode(input).ok()?;
+    let mut server = dhcp::Server::new(Arc::new(f.cfg.clone()), Vec::new(), 1_700_000_000);
+    let ep = Endpoint {
+        ingress: Ingress {
+            ifindex: 1,
+            iface_name: "lo".into(),
+            iface_addr: SERVER,
+        },
+        mac: SERVER_MAC,
+        server_ip: SERVER,
+    };
+    slowpath::respond(&mut server, &rx, &ep, 1_700_000_000).0
+}
+
 /// Runs `input`, expects XDP_TX, and returns the decoded reply and its
 /// addressing (checksums verified by frame::parse).
 fn reply(f: &Fixture, input: &[u8]) -> (Message, Addressing, Vec<u8>) {
     let (action, out) = run(f, input);
     assert_eq!(action, XDP_TX, "expected XDP_TX");
+    assert_eq!(
+        userspace(f, input).as_deref(),
+        Some(&out[..]),
+        "the userspace dataplane's frame differs from the XDP program's"
+    );
     let parsed = frame::parse(&out).expect("reply frame parses with valid IPv4 and UDP checksums");
     assert!(!parsed.udp_csum_absent, "UDP checksum must be filled in");
     assert_eq!(parsed.ttl, 64);
@@ -365,6 +394,11 @@ fn request_for_another_server_gets_no_reply() {
         .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 77)));
     let (action, _) = run(&f, &broadcast_frame(&req));
     assert_eq!(action, XDP_DROP);
+    assert_eq!(
+        userspace(&f, &broadcast_frame(&req)),
+        None,
+        "userspace must not answer either"
+    );
     assert_eq!(counter(&f, Counter::DropOtherServer), 1);
 }
 

@@ -47,6 +47,8 @@ pub fn run(args: &LabArgs) -> Result<()> {
     }
     let dir = crate::sh::root().join(&args.dir);
     std::fs::create_dir_all(&dir)?;
+    // Each run starts from no leases.
+    let _ = std::fs::remove_file(dir.join("leases.db"));
     // The release build, named outright: the storm client is the lab's
     // bottleneck, and a debug build of it would measure itself.
     let bin = crate::sh::root().join("target/release/stormboot");
@@ -191,6 +193,7 @@ fn write_config(dir: &Path, machines: u32) -> Result<PathBuf> {
 interface = "sb0"
 address = "10.50.0.1"
 reservations_file = "hosts.csv"
+lease_db = "leases.db"
 
 [[subnet]]
 cidr = "10.50.0.0/16"

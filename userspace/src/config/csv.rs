@@ -39,7 +39,7 @@ pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), Con
             ip_line: line,
             hostname_line: line,
         };
-        set.add(mac, ip, hostname, &place)?;
+        set.add(mac, ip, hostname, Vec::new(), &place)?;
     }
     Ok(())
 }
@@ -80,6 +80,15 @@ mod tests {
             lease_time: Duration::from_secs(3600),
             renew_time: Duration::from_secs(1800),
             rebind_time: Duration::from_secs(3150),
+            pools: vec![],
+            exclude: vec![],
+            authoritative: true,
+            interface: None,
+            ntp: vec![],
+            mtu: None,
+            domain_search: vec![],
+            routes: vec![],
+            options: vec![],
         }]
     }
 

@@ -5,6 +5,7 @@
 mod csv;
 mod duration;
 mod location;
+mod options;
 mod validate;
 mod wire;
 
@@ -37,6 +38,27 @@ pub struct Server {
     pub xdp_log_level: LogLevel,
     /// Where program, maps and link are pinned, so a restart adopts them.
     pub bpffs_dir: PathBuf,
+    /// Who answers reserved machines: the XDP program, or (for kernels and
+    /// drivers that cannot attach it) the userspace server alone.
+    pub dataplane: Dataplane,
+    /// The SQLite lease database; already resolved against the config
+    /// file's directory.
+    pub lease_db: PathBuf,
+    /// How long an offered address is held for the client that was
+    /// offered it, waiting for its REQUEST.
+    pub offer_hold: Duration,
+    /// How long an address a client DECLINEd (someone else uses it) is
+    /// kept out of the pools.
+    pub decline_quarantine: Duration,
+}
+
+/// Which dataplane answers reservations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataplane {
+    /// The XDP program, in the kernel; the default.
+    Xdp,
+    /// The userspace server, with frames byte-identical to the program's.
+    Userspace,
 }
 
 /// How the XDP program is attached.
@@ -104,6 +126,101 @@ pub struct Subnet {
     pub renew_time: Duration,
     /// T2, less than `lease_time`.
     pub rebind_time: Duration,
+    /// Inclusive ranges handed out dynamically, sorted and disjoint, inside
+    /// `net` and free of its network, broadcast, router and server
+    /// addresses. Reserved addresses may lie inside; the pool skips them.
+    pub pools: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Inclusive ranges inside `net` never handed out dynamically, sorted.
+    pub exclude: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// When false, requests for addresses the server knows nothing about
+    /// are ignored rather than NAKed, so another server can answer them.
+    pub authoritative: bool,
+    /// The interface whose non-relayed requests this subnet serves; when
+    /// absent, the subnet containing the interface's address is served.
+    pub interface: Option<String>,
+    /// Option 42.
+    pub ntp: Vec<Ipv4Addr>,
+    /// Option 26.
+    pub mtu: Option<u16>,
+    /// Option 119 (RFC 3397), as written; each a valid DNS name.
+    pub domain_search: Vec<String>,
+    /// Option 121 (RFC 3442).
+    pub routes: Vec<Route>,
+    /// Custom options, encoded, sorted by code; none of them is a code the
+    /// server sets itself or one that a key above sets.
+    pub options: Vec<CustomOption>,
+}
+
+/// A classless static route (RFC 3442).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Host bits zero; 0.0.0.0/0 is the default route.
+    pub destination: ipnet::Ipv4Net,
+    pub gateway: Ipv4Addr,
+}
+
+/// An option sent as is: its code and its encoded value (at most 255
+/// bytes, so it never needs RFC 3396 splitting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomOption {
+    pub code: u8,
+    pub data: Vec<u8>,
+}
+
+impl CustomOption {
+    /// The option as dhcproto encodes it; dhcproto writes options in code
+    /// order, so both dataplanes place it the same way.
+    pub fn to_dhcproto(&self) -> dhcproto::v4::DhcpOption {
+        dhcproto::v4::DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+            self.code.into(),
+            self.data.clone(),
+        ))
+    }
+}
+
+impl Subnet {
+    /// The options of this subnet's replies beyond the ones every reply
+    /// has (53, 54, 51, 58, 59, 1, 28, 3, 6, 12, 15): 26, 42, 119 and 121
+    /// from their keys, then the custom options, with the reservation's
+    /// custom options replacing any of the same code. Sorted by code.
+    ///
+    /// Both dataplanes add exactly these to an OFFER/ACK (the renderer for
+    /// the XDP program's blocks, `crate::dhcp` for the userspace server's
+    /// replies), so they cannot disagree.
+    pub fn extra_options(&self, reservation: Option<&Reservation>) -> Vec<CustomOption> {
+        let mut out: Vec<CustomOption> = Vec::with_capacity(4 + self.options.len());
+        if let Some(mtu) = self.mtu {
+            out.push(CustomOption {
+                code: options::MTU,
+                data: mtu.to_be_bytes().to_vec(),
+            });
+        }
+        if !self.ntp.is_empty() {
+            out.push(CustomOption {
+                code: options::NTP,
+                data: self.ntp.iter().flat_map(|a| a.octets()).collect(),
+            });
+        }
+        if !self.domain_search.is_empty() {
+            out.push(CustomOption {
+                code: options::DOMAIN_SEARCH,
+                data: options::domain_search(&self.domain_search),
+            });
+        }
+        if !self.routes.is_empty() {
+            out.push(CustomOption {
+                code: options::CLASSLESS_ROUTES,
+                data: options::classless_routes(&self.routes),
+            });
+        }
+        out.extend(self.options.iter().cloned());
+        if let Some(r) = reservation {
+            out.retain(|o| !r.options.iter().any(|ro| ro.code == o.code));
+            out.extend(r.options.iter().cloned());
+        }
+        out.sort_by_key(|o| o.code);
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +233,9 @@ pub struct Reservation {
     /// "stormboot.toml:20" or "hosts.csv:3" (the line of the MAC), so later
     /// messages about this reservation can point at where it was written.
     pub origin: String,
+    /// Custom options of this machine, sorted by code; they win over the
+    /// subnet's options (and its 26/42/119/121 keys) of the same code.
+    pub options: Vec<CustomOption>,
 }
 
 /// A file and, when the problem has one, a line.

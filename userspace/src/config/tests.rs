@@ -102,6 +102,10 @@ fn example_parses() {
             xdp_mode: XdpMode::Driver,
             xdp_log_level: LogLevel::Warn,
             bpffs_dir: PathBuf::from("/sys/fs/bpf/stormboot"),
+            dataplane: Dataplane::Xdp,
+            lease_db: PathBuf::from("/var/lib/stormboot/leases.db"),
+            offer_hold: Duration::from_secs(30),
+            decline_quarantine: Duration::from_secs(600),
         },
         api: Api {
             listen: "127.0.0.1:8067".parse().unwrap(),
@@ -114,6 +118,15 @@ fn example_parses() {
             lease_time: Duration::from_secs(3600),
             renew_time: Duration::from_secs(1800),
             rebind_time: Duration::from_secs(3150),
+            pools: vec![],
+            exclude: vec![],
+            authoritative: true,
+            interface: None,
+            ntp: vec![],
+            mtu: None,
+            domain_search: vec![],
+            routes: vec![],
+            options: vec![],
         }],
         reservations: vec![Reservation {
             mac: [0x52, 0x54, 0, 0, 0, 1],
@@ -121,6 +134,7 @@ fn example_parses() {
             hostname: Some("node1".into()),
             subnet: 0,
             origin: "stormboot.toml:22".into(),
+            options: vec![],
         }],
     };
     assert_eq!(c, want);
@@ -666,4 +680,478 @@ fn error_location_accessor() {
             line: Some(1)
         })
     );
+}
+
+/// MINIMAL with `keys` added to [server] (they land on line 4 onwards).
+fn server_with(keys: &str) -> String {
+    MINIMAL.replace("\n\n[[subnet]]", &format!("\n{keys}\n\n[[subnet]]"))
+}
+
+#[test]
+fn server_dataplane_lease_db_and_times() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.server.dataplane, Dataplane::Xdp);
+    assert_eq!(
+        c.server.lease_db,
+        PathBuf::from("/var/lib/stormboot/leases.db")
+    );
+    assert_eq!(c.server.offer_hold, Duration::from_secs(30));
+    assert_eq!(c.server.decline_quarantine, Duration::from_secs(600));
+
+    let t = server_with(
+        "dataplane = \"userspace\"\nlease_db = \"state/leases.db\"\n\
+         offer_hold = \"45s\"\ndecline_quarantine = 3600",
+    );
+    let c = Config::parse(
+        &t,
+        Path::new("/etc/stormboot/stormboot.toml"),
+        &mut |_| unreachable!(),
+    )
+    .unwrap();
+    assert_eq!(c.server.dataplane, Dataplane::Userspace);
+    assert_eq!(
+        c.server.lease_db,
+        PathBuf::from("/etc/stormboot/state/leases.db"),
+        "relative to the config file"
+    );
+    assert_eq!(c.server.offer_hold, Duration::from_secs(45));
+    assert_eq!(c.server.decline_quarantine, Duration::from_secs(3600));
+    let c = parse(&server_with("lease_db = \"/srv/l.db\"")).unwrap();
+    assert_eq!(c.server.lease_db, PathBuf::from("/srv/l.db"));
+
+    assert_err(
+        &server_with("dataplane = \"ebpf\""),
+        4,
+        "server.dataplane",
+        "\"ebpf\" is not one of \"xdp\", \"userspace\"",
+    );
+    assert_err(
+        &server_with("lease_db = \" \""),
+        4,
+        "server.lease_db",
+        "empty",
+    );
+    assert_err(
+        &server_with("offer_hold = \"0s\""),
+        4,
+        "server.offer_hold",
+        "positive",
+    );
+    assert_err(
+        &server_with("\ndecline_quarantine = \"soon\""),
+        5,
+        "server.decline_quarantine",
+        "not a duration",
+    );
+}
+
+#[test]
+fn pools_and_excludes() {
+    let t = subnet_with(
+        "routers = [\"10.50.0.1\"]\npool = [\"10.50.0.200-10.50.0.250\", \"10.50.0.100 - 10.50.0.199\", \"10.50.0.20\"]\n\
+         exclude = [\"10.50.0.150\", \"10.50.0.160-10.50.0.165\"]",
+    );
+    let s = &parse(&t).unwrap().subnets[0];
+    let ip = |d| Ipv4Addr::new(10, 50, 0, d);
+    assert_eq!(
+        s.pools,
+        [(ip(20), ip(20)), (ip(100), ip(199)), (ip(200), ip(250))],
+        "sorted"
+    );
+    assert_eq!(s.exclude, [(ip(150), ip(150)), (ip(160), ip(165))]);
+
+    let cases = [
+        (
+            "pool = [\"10.50.0.10-\"]",
+            "subnet[0].pool[0]",
+            "not an address range",
+        ),
+        (
+            "pool = [\"10.50.0.10..10.50.0.20\"]",
+            "subnet[0].pool[0]",
+            "not an address range",
+        ),
+        (
+            "pool = [\"10.50.0.20-10.50.0.10\"]",
+            "subnet[0].pool[0]",
+            "10.50.0.20 is after 10.50.0.10",
+        ),
+        (
+            "pool = [\"10.50.0.100-10.50.1.10\"]",
+            "subnet[0].pool[0]",
+            "10.50.1.10 is outside 10.50.0.0/24",
+        ),
+        (
+            "pool = [\"10.50.0.0-10.50.0.10\"]",
+            "subnet[0].pool[0]",
+            "contains 10.50.0.0, the network address",
+        ),
+        (
+            "pool = [\"10.50.0.200-10.50.0.255\"]",
+            "subnet[0].pool[0]",
+            "the broadcast address",
+        ),
+        (
+            "pool = [\"10.50.0.1-10.50.0.10\"]",
+            "subnet[0].pool[0]",
+            "server.address",
+        ),
+        (
+            "routers = [\"10.50.0.254\"]\npool = [\"10.50.0.200-10.50.0.254\"]",
+            "subnet[0].pool[0]",
+            "contains 10.50.0.254, a router",
+        ),
+        (
+            "exclude = [\"10.60.0.1\"]",
+            "subnet[0].exclude[0]",
+            "outside 10.50.0.0/24",
+        ),
+        (
+            "exclude = [\"x\"]",
+            "subnet[0].exclude[0]",
+            "not an address range",
+        ),
+    ];
+    for (keys, key, needle) in cases {
+        let line = 7 + keys.matches('\n').count();
+        assert_err(&subnet_with(keys), line, key, needle);
+    }
+    assert_err(
+        &subnet_with("pool = [\"10.50.0.10-10.50.0.20\",\n  \"10.50.0.20-10.50.0.30\"]"),
+        8,
+        "subnet[0].pool[1]",
+        "10.50.0.20-10.50.0.30 overlaps subnet[0].pool[0] 10.50.0.10-10.50.0.20 (stormboot.toml:7)",
+    );
+}
+
+#[test]
+fn reservations_may_lie_inside_pools() {
+    let t = format!(
+        "{}{}",
+        subnet_with("pool = [\"10.50.0.10-10.50.0.20\"]"),
+        reservation("52:54:00:00:00:01", "10.50.0.15", None)
+    );
+    let c = parse(&t).unwrap();
+    assert_eq!(c.reservations[0].ip, Ipv4Addr::new(10, 50, 0, 15));
+}
+
+#[test]
+fn authoritative_and_interface() {
+    let s = &parse(MINIMAL).unwrap().subnets[0];
+    assert!(s.authoritative);
+    assert_eq!(s.interface, None);
+    let t = subnet_with("authoritative = false\ninterface = \"sb1\"");
+    let s = &parse(&t).unwrap().subnets[0];
+    assert!(!s.authoritative);
+    assert_eq!(s.interface.as_deref(), Some("sb1"));
+
+    assert_err(
+        &subnet_with("authoritative = \"no\""),
+        7,
+        "subnet[0].authoritative",
+        "invalid type",
+    );
+    assert_err(
+        &subnet_with("interface = \"a/b\""),
+        7,
+        "subnet[0].interface",
+        "not a valid interface name",
+    );
+    let t =
+        with("interface = \"sb1\"\n\n[[subnet]]\ncidr = \"10.60.0.0/24\"\ninterface = \"sb1\"\n");
+    assert_err(
+        &t,
+        11,
+        "subnet[1].interface",
+        "\"sb1\" is also subnet[0].interface (stormboot.toml:7)",
+    );
+}
+
+#[test]
+fn ntp_mtu_domain_search_routes() {
+    let t = subnet_with(
+        "ntp = [\"10.50.0.2\", \"10.50.0.3\"]\nmtu = 9000\n\
+         domain_search = [\"rack1.example\", \"example\"]\n\
+         routes = [{ destination = \"10.60.0.0/16\", gateway = \"10.50.0.1\" },\n\
+         { destination = \"0.0.0.0/0\", gateway = \"10.50.0.254\" }]",
+    );
+    let s = &parse(&t).unwrap().subnets[0];
+    assert_eq!(
+        s.ntp,
+        [Ipv4Addr::new(10, 50, 0, 2), Ipv4Addr::new(10, 50, 0, 3)]
+    );
+    assert_eq!(s.mtu, Some(9000));
+    assert_eq!(s.domain_search, ["rack1.example", "example"]);
+    assert_eq!(
+        s.routes,
+        [
+            Route {
+                destination: "10.60.0.0/16".parse().unwrap(),
+                gateway: Ipv4Addr::new(10, 50, 0, 1)
+            },
+            Route {
+                destination: "0.0.0.0/0".parse().unwrap(),
+                gateway: Ipv4Addr::new(10, 50, 0, 254)
+            }
+        ]
+    );
+    let extra = s.extra_options(None);
+    let codes: Vec<u8> = extra.iter().map(|o| o.code).collect();
+    assert_eq!(codes, [26, 42, 119, 121]);
+    assert_eq!(extra[0].data, [0x23, 0x28]);
+    assert_eq!(extra[1].data, [10, 50, 0, 2, 10, 50, 0, 3]);
+    assert_eq!(extra[3].data, [16, 10, 60, 10, 50, 0, 1, 0, 10, 50, 0, 254]);
+
+    let cases = [
+        (
+            "ntp = [\"ntp.example\"]",
+            "subnet[0].ntp[0]",
+            "not an IPv4 address",
+        ),
+        (
+            "ntp = [\"0.0.0.0\"]",
+            "subnet[0].ntp[0]",
+            "not a unicast address",
+        ),
+        ("mtu = 67", "subnet[0].mtu", "67 is outside 68..=65535"),
+        ("mtu = 65536", "subnet[0].mtu", "outside"),
+        ("mtu = \"1500\"", "subnet[0].mtu", "invalid type"),
+        (
+            "domain_search = [\"ok.example\", \"bad_name\"]",
+            "subnet[0].domain_search[1]",
+            "not a valid DNS name",
+        ),
+        (
+            "routes = [{ destination = \"10.60.0.1/16\", gateway = \"10.50.0.1\" }]",
+            "subnet[0].routes[0].destination",
+            "host bits set (did you mean 10.60.0.0/16?)",
+        ),
+        (
+            "routes = [{ destination = \"10.60.0.0\", gateway = \"10.50.0.1\" }]",
+            "subnet[0].routes[0].destination",
+            "not an IPv4 CIDR",
+        ),
+        (
+            "routes = [{ destination = \"10.60.0.0/16\", gateway = \"gw\" }]",
+            "subnet[0].routes[0].gateway",
+            "not an IPv4 address",
+        ),
+        (
+            "routes = [{ destination = \"10.60.0.0/16\", gateway = \"224.0.0.1\" }]",
+            "subnet[0].routes[0].gateway",
+            "not a unicast address",
+        ),
+        (
+            "routes = [{ destination = \"10.60.0.0/16\" }]",
+            "subnet[0].routes[0]",
+            "missing field `gateway`",
+        ),
+        (
+            "routes = [{ destination = \"10.60.0.0/16\", gateway = \"10.50.0.1\", via = 1 }]",
+            "subnet[0].routes[0].via",
+            "unknown field `via`",
+        ),
+    ];
+    for (keys, key, needle) in cases {
+        assert_err(&subnet_with(keys), 7, key, needle);
+    }
+}
+
+/// A `[[subnet.option]]` (or `[[reservation.option]]`) table; its code is
+/// on the line after the header.
+fn option(table: &str, code: &str, kind: &str, value: &str) -> String {
+    format!("\n[[{table}.option]]\ncode = {code}\ntype = \"{kind}\"\nvalue = {value}\n")
+}
+
+#[test]
+fn custom_options_by_type() {
+    let cases: [(&str, &str, &[u8]); 8] = [
+        (
+            "ipv4-list",
+            "\"10.0.0.1, 10.0.0.2\"",
+            &[10, 0, 0, 1, 10, 0, 0, 2],
+        ),
+        ("ipv4", "\"10.0.0.1\"", &[10, 0, 0, 1]),
+        ("u8", "\"200\"", &[200]),
+        ("u16", "\"1500\"", &[0x05, 0xdc]),
+        ("u32", "\"86400\"", &[0, 1, 0x51, 0x80]),
+        ("bool", "\"true\"", &[1]),
+        ("string", "\"http://boot/x.ipxe\"", b"http://boot/x.ipxe"),
+        ("hex", "\"de:ad:be:ef\"", &[0xde, 0xad, 0xbe, 0xef]),
+    ];
+    for (kind, value, want) in cases {
+        let t = subnet_with(&option("subnet", "150", kind, value));
+        let s = &parse(&t).unwrap().subnets[0];
+        assert_eq!(
+            s.options,
+            [CustomOption {
+                code: 150,
+                data: want.to_vec()
+            }],
+            "{kind}"
+        );
+    }
+    // Sorted by code; the dhcproto option is the same bytes.
+    let t = subnet_with(&format!(
+        "{}{}",
+        option("subnet", "224", "u8", "\"1\""),
+        option("subnet", "66", "string", "\"tftp\"")
+    ));
+    let s = &parse(&t).unwrap().subnets[0];
+    let codes: Vec<u8> = s.options.iter().map(|o| o.code).collect();
+    assert_eq!(codes, [66, 224]);
+    let mut bytes = Vec::new();
+    dhcproto::Encodable::encode(
+        &s.options[0].to_dhcproto(),
+        &mut dhcproto::Encoder::new(&mut bytes),
+    )
+    .unwrap();
+    assert_eq!(bytes, [66, 4, b't', b'f', b't', b'p']);
+}
+
+#[test]
+fn custom_option_errors() {
+    // The option table starts on line 8: code 9, type 10, value 11.
+    let e = |code: &str, kind: &str, value: &str| subnet_with(&option("subnet", code, kind, value));
+    assert_err(
+        &e("3", "ipv4", "\"10.0.0.1\""),
+        9,
+        "subnet[0].option[0].code",
+        "option 3 (routers, from subnet.routers) is set by the server",
+    );
+    for code in [
+        "1", "6", "12", "15", "28", "51", "53", "54", "55", "58", "59", "61", "82",
+    ] {
+        assert_err(
+            &e(code, "u8", "\"1\""),
+            9,
+            "subnet[0].option[0].code",
+            "is set by the server",
+        );
+    }
+    for code in ["0", "255", "256", "-1"] {
+        assert_err(
+            &e(code, "u8", "\"1\""),
+            9,
+            "subnet[0].option[0].code",
+            "not an option code (1..=254)",
+        );
+    }
+    assert_err(
+        &e("150", "int", "\"1\""),
+        10,
+        "subnet[0].option[0].type",
+        "\"int\" is not one of \"ipv4-list\"",
+    );
+    assert_err(
+        &e("150", "u8", "\"300\""),
+        11,
+        "subnet[0].option[0].value",
+        "more than 255",
+    );
+    assert_err(
+        &e("150", "ipv4", "\"10.0.0\""),
+        11,
+        "subnet[0].option[0].value",
+        "not an IPv4 address",
+    );
+    assert_err(
+        &e("150", "hex", "\"xyz\""),
+        11,
+        "subnet[0].option[0].value",
+        "not hex bytes",
+    );
+    assert_err(
+        &e("150", "u8", "1"),
+        11,
+        "subnet[0].option[0].value",
+        "invalid type: integer `1`, expected a string",
+    );
+    assert_err(
+        &e("\"150\"", "u8", "\"1\""),
+        9,
+        "subnet[0].option[0].code",
+        "invalid type",
+    );
+    let t = subnet_with(&format!(
+        "{}{}",
+        option("subnet", "150", "u8", "\"1\""),
+        option("subnet", "150", "u8", "\"2\"")
+    ));
+    assert_err(
+        &t,
+        14,
+        "subnet[0].option[1].code",
+        "duplicate option 150 (also subnet[0].option[0] at stormboot.toml:9)",
+    );
+    // A code a key sets, when that key is set.
+    let t = subnet_with(&format!(
+        "mtu = 1500\n{}",
+        option("subnet", "26", "u16", "\"9000\"")
+    ));
+    assert_err(
+        &t,
+        10,
+        "subnet[0].option[0].code",
+        "option 26 is already set by subnet[0].mtu",
+    );
+    parse(&subnet_with(&option("subnet", "26", "u16", "\"9000\""))).unwrap();
+    let t = subnet_with(&option("subnet", "150", "u8", "\"1\"").replace("value", "data"));
+    assert_err(&t, 11, "subnet[0].option[0].data", "unknown field `data`");
+}
+
+#[test]
+fn reservation_options() {
+    let res = reservation("52:54:00:00:00:01", "10.50.0.11", None);
+    let t = format!(
+        "{}{res}{}{}",
+        subnet_with("mtu = 9000"),
+        option("reservation", "26", "u16", "\"1500\""),
+        option("reservation", "150", "ipv4", "\"10.50.0.4\"")
+    );
+    let c = parse(&t).unwrap();
+    let r = &c.reservations[0];
+    assert_eq!(
+        r.options,
+        [
+            CustomOption {
+                code: 26,
+                data: vec![0x05, 0xdc]
+            },
+            CustomOption {
+                code: 150,
+                data: vec![10, 50, 0, 4]
+            }
+        ]
+    );
+    let extra = c.subnets[0].extra_options(Some(r));
+    assert_eq!(extra, r.options, "the reservation's 26 replaces mtu");
+    assert_eq!(c.subnets[0].extra_options(None)[0].data, [0x23, 0x28]);
+
+    // The reservation's keys: mac on 10, then its option table on 13..16.
+    let t = format!(
+        "{}{res}{}",
+        subnet_with("mtu = 9000"),
+        option("reservation", "54", "ipv4", "\"10.50.0.4\"")
+    );
+    assert_err(
+        &t,
+        14,
+        "reservation[0].option[0].code",
+        "is set by the server",
+    );
+    let t = format!(
+        "{}{res}{}",
+        subnet_with("mtu = 9000"),
+        option("reservation", "150", "ipv4", "\"x\"")
+    );
+    assert_err(
+        &t,
+        16,
+        "reservation[0].option[0].value",
+        "not an IPv4 address",
+    );
+    // CSV reservations have none.
+    let c = parse_with(WITH_CSV, Some("52:54:00:00:00:02,10.50.0.12\n")).unwrap();
+    assert!(c.reservations[1].options.is_empty());
 }

@@ -12,13 +12,18 @@ use serde_spanned::Spanned;
 
 use super::location::Source;
 use super::{
-    csv, duration, wire, Api, Config, ConfigError, Location, LogLevel, Reservation, Server, Subnet,
-    XdpMode,
+    csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
+    LogLevel, Reservation, Route, Server, Subnet, XdpMode,
 };
 use crate::frame::{format_mac, parse_mac};
 
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/stormboot";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8067";
+pub const DEFAULT_LEASE_DB: &str = "/var/lib/stormboot/leases.db";
+pub const DEFAULT_OFFER_HOLD: Duration = Duration::from_secs(30);
+pub const DEFAULT_DECLINE_QUARANTINE: Duration = Duration::from_secs(600);
+/// RFC 2132 9.x: the smallest MTU option 26 may carry.
+const MIN_MTU: i64 = 68;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(3_600);
 /// Shorter leases make clients renew faster than is worth the traffic.
 pub const MIN_LEASE: Duration = Duration::from_secs(60);
@@ -33,7 +38,7 @@ pub type ReadFile<'r> = &'r mut dyn FnMut(&Path) -> std::io::Result<String>;
 pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, ConfigError> {
     let server = server(&w.server, src)?;
     let api = api(w.api.as_ref(), src)?;
-    let subnets = subnets(&w.subnet, src)?;
+    let subnets = subnets(&w.subnet, src, server.address)?;
 
     let mut set = ReservationSet::new(&subnets, server.address);
     for (i, r) in w.reservation.iter().enumerate() {
@@ -47,7 +52,8 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
             hostname_line: r.hostname.as_ref().map_or(0, line),
         };
         let hostname = r.hostname.as_ref().map(|h| h.get_ref().as_str());
-        set.add(r.mac.get_ref(), r.ip.get_ref(), hostname, &place)?;
+        let opts = custom_options(&r.option, &|f: &str| format!("{prefix}{f}"), None, src)?;
+        set.add(r.mac.get_ref(), r.ip.get_ref(), hostname, opts, &place)?;
     }
 
     if let (Some(path), Some(spanned)) = (&server.reservations_file, &w.server.reservations_file) {
@@ -71,23 +77,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
 }
 
 fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
-    let interface = w.interface.get_ref();
-    // The rules of the kernel's dev_valid_name(), so a bad name fails here
-    // rather than at attach time with a bare ENODEV.
-    if interface.is_empty()
-        || interface.len() > MAX_IFNAME
-        || interface == "."
-        || interface == ".."
-        || interface
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(src.invalid(
-            &w.interface.span(),
-            "server.interface",
-            format!("{interface:?} is not a valid interface name (1..={MAX_IFNAME} bytes, no '/', ':' or spaces)"),
-        ));
-    }
+    let interface = ifname(&w.interface, "server.interface", src)?;
 
     let address = ipv4(&w.address, "server.address", src)?;
     unicast(address, &w.address.span(), "server.address", src)?;
@@ -146,14 +136,79 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         }
     };
 
+    let dataplane = match &w.dataplane {
+        None => Dataplane::Xdp,
+        Some(s) => match s.get_ref().as_str() {
+            "xdp" => Dataplane::Xdp,
+            "userspace" => Dataplane::Userspace,
+            other => {
+                return Err(src.invalid(
+                    &s.span(),
+                    "server.dataplane",
+                    format!("{other:?} is not one of \"xdp\", \"userspace\""),
+                ))
+            }
+        },
+    };
+
+    let lease_db = match &w.lease_db {
+        None => PathBuf::from(DEFAULT_LEASE_DB),
+        Some(s) if s.get_ref().trim().is_empty() => {
+            return Err(src.invalid(&s.span(), "server.lease_db", "path is empty"))
+        }
+        // Relative to the config file, like reservations_file; a URL (a
+        // shared store's) is kept as written.
+        Some(s) => {
+            let p = Path::new(s.get_ref());
+            match src.path.parent() {
+                Some(dir) if p.is_relative() && !s.get_ref().contains("://") => dir.join(p),
+                _ => p.to_path_buf(),
+            }
+        }
+    };
+
+    let offer_hold = match &w.offer_hold {
+        None => DEFAULT_OFFER_HOLD,
+        Some(d) => duration_value(d, "server.offer_hold", src)?,
+    };
+    let decline_quarantine = match &w.decline_quarantine {
+        None => DEFAULT_DECLINE_QUARANTINE,
+        Some(d) => duration_value(d, "server.decline_quarantine", src)?,
+    };
+
     Ok(Server {
-        interface: interface.clone(),
+        interface,
         address,
         reservations_file,
         xdp_mode,
         xdp_log_level,
         bpffs_dir,
+        dataplane,
+        lease_db,
+        offer_hold,
+        decline_quarantine,
     })
+}
+
+/// The rules of the kernel's dev_valid_name(), so a bad name fails here
+/// rather than at attach time with a bare ENODEV.
+fn ifname(s: &Spanned<String>, key: &str, src: &Source) -> Result<String, ConfigError> {
+    let name = s.get_ref();
+    if name.is_empty()
+        || name.len() > MAX_IFNAME
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(src.invalid(
+            &s.span(),
+            key,
+            format!("{name:?} is not a valid interface name (1..={MAX_IFNAME} bytes, no '/', ':' or spaces)"),
+        ));
+    }
+    Ok(name.clone())
 }
 
 fn api(w: Option<&wire::Api>, src: &Source) -> Result<Api, ConfigError> {
@@ -172,7 +227,7 @@ fn api(w: Option<&wire::Api>, src: &Source) -> Result<Api, ConfigError> {
     Ok(Api { listen })
 }
 
-fn subnets(w: &[wire::Subnet], src: &Source) -> Result<Vec<Subnet>, ConfigError> {
+fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Subnet>, ConfigError> {
     if w.is_empty() {
         return Err(ConfigError::Invalid {
             at: Location {
@@ -234,6 +289,134 @@ fn subnets(w: &[wire::Subnet], src: &Source) -> Result<Vec<Subnet>, ConfigError>
 
         let (lease_time, renew_time, rebind_time) = times(s, &key, src)?;
 
+        let mut pools: Vec<((u32, u32), usize)> = Vec::with_capacity(s.pool.len());
+        for (j, p) in s.pool.iter().enumerate() {
+            let k = key(&format!("pool[{j}]"));
+            let (first, last) = range(p, &k, net, src)?;
+            let forbidden = [
+                (net.network(), "the network address"),
+                (net.broadcast(), "the broadcast address"),
+                (server, "server.address"),
+            ]
+            .into_iter()
+            .chain(routers.iter().map(|&r| (r, "a router")));
+            for (addr, what) in forbidden {
+                if (first..=last).contains(&u32::from(addr)) {
+                    return Err(src.invalid(
+                        &p.span(),
+                        k,
+                        format!("{} contains {addr}, {what} of {net}", p.get_ref()),
+                    ));
+                }
+            }
+            if let Some(&(_, other)) = pools.iter().find(|((a, b), _)| first <= *b && *a <= last) {
+                return Err(src.invalid(
+                    &p.span(),
+                    k,
+                    format!(
+                        "{} overlaps subnet[{i}].pool[{other}] {} ({}:{})",
+                        p.get_ref(),
+                        s.pool[other].get_ref(),
+                        src.file,
+                        src.line(s.pool[other].span().start)
+                    ),
+                ));
+            }
+            pools.push(((first, last), j));
+        }
+        let mut pools: Vec<(u32, u32)> = pools.into_iter().map(|(r, _)| r).collect();
+        pools.sort_unstable();
+
+        let mut exclude = Vec::with_capacity(s.exclude.len());
+        for (j, e) in s.exclude.iter().enumerate() {
+            exclude.push(range(e, &key(&format!("exclude[{j}]")), net, src)?);
+        }
+        exclude.sort_unstable();
+
+        let authoritative = s.authoritative.as_ref().is_none_or(|a| *a.get_ref());
+
+        let interface = match &s.interface {
+            None => None,
+            Some(n) => {
+                let name = ifname(n, &key("interface"), src)?;
+                if let Some((j, _)) = out
+                    .iter()
+                    .enumerate()
+                    .find(|(_, o)| o.interface.as_deref() == Some(name.as_str()))
+                {
+                    let other = w[j].interface.as_ref().map_or(0, |o| o.span().start);
+                    return Err(src.invalid(
+                        &n.span(),
+                        key("interface"),
+                        format!(
+                            "{name:?} is also subnet[{j}].interface ({}:{}); an interface serves one subnet",
+                            src.file,
+                            src.line(other)
+                        ),
+                    ));
+                }
+                Some(name)
+            }
+        };
+
+        let mut ntp = Vec::with_capacity(s.ntp.len());
+        for (j, a) in s.ntp.iter().enumerate() {
+            let k = key(&format!("ntp[{j}]"));
+            let ip = ipv4(a, &k, src)?;
+            unicast(ip, &a.span(), &k, src)?;
+            ntp.push(ip);
+        }
+
+        let mtu = match &s.mtu {
+            None => None,
+            Some(m) => {
+                let v = *m.get_ref();
+                if !(MIN_MTU..=i64::from(u16::MAX)).contains(&v) {
+                    return Err(src.invalid(
+                        &m.span(),
+                        key("mtu"),
+                        format!("{v} is outside {MIN_MTU}..=65535"),
+                    ));
+                }
+                Some(v as u16)
+            }
+        };
+
+        let mut domain_search = Vec::with_capacity(s.domain_search.len());
+        for (j, d) in s.domain_search.iter().enumerate() {
+            dns_name(d.get_ref())
+                .map_err(|m| src.invalid(&d.span(), key(&format!("domain_search[{j}]")), m))?;
+            domain_search.push(d.get_ref().clone());
+        }
+
+        let mut routes = Vec::with_capacity(s.routes.len());
+        for (j, r) in s.routes.iter().enumerate() {
+            let k = |f: &str| key(&format!("routes[{j}].{f}"));
+            let destination = route_destination(&r.destination, &k("destination"), src)?;
+            let gateway = ipv4(&r.gateway, &k("gateway"), src)?;
+            if gateway.is_broadcast() || gateway.is_multicast() {
+                return Err(src.invalid(
+                    &r.gateway.span(),
+                    k("gateway"),
+                    format!("{gateway} is not a unicast address"),
+                ));
+            }
+            routes.push(Route {
+                destination,
+                gateway,
+            });
+        }
+
+        let keyed = |code: u8| match code {
+            options::MTU => mtu.is_some(),
+            options::NTP => !ntp.is_empty(),
+            options::DOMAIN_SEARCH => !domain_search.is_empty(),
+            options::CLASSLESS_ROUTES => !routes.is_empty(),
+            _ => false,
+        };
+        let options = custom_options(&s.option, &key, Some(&keyed as &dyn Fn(u8) -> bool), src)?;
+
+        let addr = |(a, b): (u32, u32)| (Ipv4Addr::from(a), Ipv4Addr::from(b));
         out.push(Subnet {
             net,
             routers,
@@ -242,8 +425,142 @@ fn subnets(w: &[wire::Subnet], src: &Source) -> Result<Vec<Subnet>, ConfigError>
             lease_time,
             renew_time,
             rebind_time,
+            pools: pools.into_iter().map(addr).collect(),
+            exclude: exclude.into_iter().map(addr).collect(),
+            authoritative,
+            interface,
+            ntp,
+            mtu,
+            domain_search,
+            routes,
+            options,
         });
     }
+    Ok(out)
+}
+
+/// "first-last" (spaces allowed around the '-') or a single address, inside
+/// `net`, as host-order bounds.
+fn range(
+    s: &Spanned<String>,
+    key: &str,
+    net: Ipv4Net,
+    src: &Source,
+) -> Result<(u32, u32), ConfigError> {
+    let text = s.get_ref();
+    let bad = |m: String| src.invalid(&s.span(), key, m);
+    let parse = |t: &str| {
+        t.trim().parse::<Ipv4Addr>().map_err(|_| {
+            bad(format!(
+                "{text:?} is not an address range (expected \"a.b.c.d-a.b.c.e\" or one address)"
+            ))
+        })
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let a = parse(text)?;
+            (a, a)
+        }
+    };
+    if first > last {
+        return Err(bad(format!("{text:?}: {first} is after {last}")));
+    }
+    for a in [first, last] {
+        if !net.contains(&a) {
+            return Err(bad(format!("{a} is outside {net}")));
+        }
+    }
+    Ok((u32::from(first), u32::from(last)))
+}
+
+fn route_destination(s: &Spanned<String>, key: &str, src: &Source) -> Result<Ipv4Net, ConfigError> {
+    let text = s.get_ref();
+    let bad = |m: String| src.invalid(&s.span(), key, m);
+    let net: Ipv4Net = text.parse().map_err(|_| {
+        bad(format!(
+            "{text:?} is not an IPv4 CIDR (expected a.b.c.d/len, 0.0.0.0/0 for the default route)"
+        ))
+    })?;
+    // RFC 3442 sends only the significant octets: host bits would be lost.
+    if net.addr() != net.network() {
+        return Err(bad(format!(
+            "{net} has host bits set (did you mean {}?)",
+            net.trunc()
+        )));
+    }
+    Ok(net)
+}
+
+/// The `[[...option]]` list of a subnet or reservation: codes in range,
+/// not set by the server, not repeated, not set by a subnet key as well
+/// (`keyed`, for subnets; a reservation's options override those).
+fn custom_options(
+    w: &[wire::OptionData],
+    key: &dyn Fn(&str) -> String,
+    keyed: Option<&dyn Fn(u8) -> bool>,
+    src: &Source,
+) -> Result<Vec<CustomOption>, ConfigError> {
+    let mut out: Vec<(CustomOption, usize)> = Vec::with_capacity(w.len());
+    for (j, o) in w.iter().enumerate() {
+        let k = |f: &str| key(&format!("option[{j}].{f}"));
+        let code = *o.code.get_ref();
+        let code = match u8::try_from(code) {
+            Ok(c) if c != 0 && c != 255 => c,
+            _ => {
+                return Err(src.invalid(
+                    &o.code.span(),
+                    k("code"),
+                    format!("{code} is not an option code (1..=254)"),
+                ))
+            }
+        };
+        if let Some((_, what)) = options::SERVER_SET.iter().find(|(c, _)| *c == code) {
+            return Err(src.invalid(
+                &o.code.span(),
+                k("code"),
+                format!("option {code} ({what}) is set by the server and cannot be configured"),
+            ));
+        }
+        if let Some((_, name)) = options::KEYED
+            .iter()
+            .find(|(c, _)| *c == code && keyed.is_some_and(|f| f(code)))
+        {
+            return Err(src.invalid(
+                &o.code.span(),
+                k("code"),
+                format!("option {code} is already set by {}", key(name)),
+            ));
+        }
+        if let Some((_, other)) = out.iter().find(|(c, _)| c.code == code) {
+            return Err(src.invalid(
+                &o.code.span(),
+                k("code"),
+                format!(
+                    "duplicate option {code} (also {} at {}:{})",
+                    key(&format!("option[{other}]")),
+                    src.file,
+                    src.line(w[*other].code.span().start)
+                ),
+            ));
+        }
+        let kind = o.kind.get_ref();
+        if !matches!(
+            kind.as_str(),
+            "ipv4-list" | "ipv4" | "u8" | "u16" | "u32" | "bool" | "string" | "hex"
+        ) {
+            return Err(src.invalid(
+                &o.kind.span(),
+                k("type"),
+                format!("{kind:?} is not one of {}", options::TYPES),
+            ));
+        }
+        let data = options::custom(kind, o.value.get_ref())
+            .map_err(|m| src.invalid(&o.value.span(), k("value"), m))?;
+        out.push((CustomOption { code, data }, j));
+    }
+    let mut out: Vec<CustomOption> = out.into_iter().map(|(o, _)| o).collect();
+    out.sort_by_key(|o| o.code);
     Ok(out)
 }
 
@@ -493,6 +810,7 @@ impl<'a> ReservationSet<'a> {
         mac_text: &str,
         ip_text: &str,
         hostname: Option<&str>,
+        options: Vec<CustomOption>,
         place: &Place,
     ) -> Result<(), ConfigError> {
         let mac = parse_mac(mac_text).ok_or_else(|| {
@@ -569,6 +887,7 @@ impl<'a> ReservationSet<'a> {
             hostname: hostname.map(str::to_owned),
             subnet,
             origin: format!("{}:{}", place.file, place.mac_line),
+            options,
         });
         Ok(())
     }

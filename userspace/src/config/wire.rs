@@ -32,6 +32,10 @@ pub struct Server {
     pub xdp_mode: Option<S<String>>,
     pub xdp_log_level: Option<S<String>>,
     pub bpffs_dir: Option<S<String>>,
+    pub dataplane: Option<S<String>>,
+    pub lease_db: Option<S<String>>,
+    pub offer_hold: Option<S<Duration>>,
+    pub decline_quarantine: Option<S<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +56,42 @@ pub struct Subnet {
     pub lease_time: Option<S<Duration>>,
     pub renew_time: Option<S<Duration>>,
     pub rebind_time: Option<S<Duration>>,
+    /// "first-last" ranges (or single addresses) handed out dynamically.
+    #[serde(default)]
+    pub pool: Vec<S<String>>,
+    /// Addresses or "first-last" ranges inside the pools never handed out.
+    #[serde(default)]
+    pub exclude: Vec<S<String>>,
+    pub authoritative: Option<S<bool>>,
+    pub interface: Option<S<String>>,
+    #[serde(default)]
+    pub ntp: Vec<S<String>>,
+    pub mtu: Option<S<i64>>,
+    #[serde(default)]
+    pub domain_search: Vec<S<String>>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub option: Vec<OptionData>,
+}
+
+/// One classless static route (option 121).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub destination: S<String>,
+    pub gateway: S<String>,
+}
+
+/// A custom option, typed like Kea's option-data: the value is always a
+/// string, parsed according to `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionData {
+    pub code: S<i64>,
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    pub value: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +100,8 @@ pub struct Reservation {
     pub mac: S<String>,
     pub ip: S<String>,
     pub hostname: Option<S<String>>,
+    #[serde(default)]
+    pub option: Vec<OptionData>,
 }
 
 /// A duration as written: TOML allows both `lease_time = 3600` and

@@ -34,6 +34,7 @@ pub fn reply_spec<'a>(cfg: &'a Config, r: &'a config::Reservation) -> ReplySpec<
         lease_time: s.lease_time,
         renew_time: s.renew_time,
         rebind_time: s.rebind_time,
+        extra: s.extra_options(Some(r)),
     }
 }
 

@@ -1,0 +1,759 @@
+//! The userspace DHCPv4 server (RFC 2131/2132) as pure functions: a
+//! decoded request and the server's state in, a reply and lease changes
+//! out. No sockets, no clock (`now` is a parameter), no I/O: the daemon
+//! makes the changes durable, then sends the reply.
+//!
+//! Reserved machines are answered exactly as the XDP program answers them
+//! (`reserved`); everyone else from the pools (`pool`), with leases kept
+//! in `table`, the subnet chosen by `select` and the options built by
+//! `options`.
+//!
+//! Choices where RFC 2131 leaves room, and why:
+//! - A REQUEST in INIT-REBOOT, RENEWING or REBINDING for an address that
+//!   is free and in the subnet's pools is acknowledged even without a
+//!   lease for it (as Kea does): after a lost lease database, clients keep
+//!   their addresses instead of all being NAKed at once.
+//! - A client known to hold another address in the subnet is NAKed, and so
+//!   is one asking for an address leased to someone else or reserved for
+//!   another machine, whether or not the subnet is authoritative: the
+//!   server knows these answers. `authoritative = false` only silences
+//!   NAKs about addresses (and networks) it knows nothing about.
+//! - Reserved machines follow the XDP program's rules, which NAK a wrong
+//!   address whatever `authoritative` says, so both dataplanes agree.
+//! - A reservation applies on its own subnet only: on another network
+//!   (where the program does not answer either) the machine is a pool
+//!   client like any other.
+//! - DECLINE and RELEASE are honoured only from the client holding the
+//!   address, so that no client can take addresses out of the pools.
+//! - Each `handle` first expires what is due, so replies never depend on
+//!   how often the daemon calls `expire`; the removals are among its
+//!   changes.
+
+mod options;
+mod pool;
+mod reserved;
+mod select;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
+use stormboot_common::layout::{msg, FLAG_BROADCAST};
+use stormboot_common::maps::Block;
+use stormboot_common::rules::{self, Destination, Verdict};
+
+use crate::config::{Config, Reservation, Subnet};
+use crate::dataplane::tables;
+use crate::leases::{Lease, LeaseChange, LeaseState};
+use crate::render::{self, Transaction};
+
+/// The interface a request arrived on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingress {
+    pub ifindex: u32,
+    pub iface_name: String,
+    /// Its IPv4 address (the one in a configured subnet, if several).
+    pub iface_addr: Ipv4Addr,
+}
+
+/// One decoded request and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub msg: &'a Message,
+    /// Option 82 as received (code and length bytes included): used for
+    /// link selection and echoed verbatim, last, in the reply. The decoded
+    /// message's own option 82 is not looked at.
+    pub relay_info: Option<&'a [u8]>,
+    pub ingress: &'a Ingress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The UDP payload (BOOTP), ending after END, at least 300 bytes.
+    pub payload: Vec<u8>,
+    /// Where it goes (RFC 2131 4.1), and the flags it carries.
+    pub dest: Destination,
+    pub msg_type: u8,
+    /// The address given (0 for NAKs and ACKs to INFORM).
+    pub yiaddr: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub reply: Option<Reply>,
+    /// To make durable, in order, before the reply is sent.
+    pub changes: Vec<LeaseChange>,
+    /// Why, for logs and counters; one of [`NOTES`].
+    pub note: &'static str,
+}
+
+/// Every `Outcome::note`.
+pub const NOTES: [&str; 19] = [
+    "offer",
+    "ack",
+    "inform",
+    "released",
+    "declined",
+    "nak-wrong-address",
+    "nak-wrong-subnet",
+    "nak-address-in-use",
+    "no-free-address",
+    "other-server",
+    "ignored-not-authoritative",
+    "ignored-not-ours",
+    "ignored-no-subnet",
+    "ignored-not-request",
+    "ignored-bootp",
+    "ignored-message-type",
+    "ignored-malformed",
+    "reply-too-long",
+    "render-error",
+];
+
+/// The server's state: configuration, leases and pools.
+pub struct Server {
+    cfg: Arc<Config>,
+    table: table::Table,
+    pools: pool::Pools,
+    /// Reservation index by MAC.
+    reservations: HashMap<[u8; 6], usize>,
+    /// The NAK block of each subnet, index for index with the config's:
+    /// the same blocks the XDP program's subnet map holds.
+    naks: Vec<Block>,
+    /// Changes made while loading (stale leases expired), handed out with
+    /// the next `handle` or `expire`.
+    pending: Vec<LeaseChange>,
+}
+
+/// What the handler reads from a request.
+struct Ctx<'r> {
+    msg: &'r Message,
+    msg_type: u8,
+    mac: [u8; 6],
+    client_id: Vec<u8>,
+    requested: Option<Ipv4Addr>,
+    server_id: Option<Ipv4Addr>,
+    ciaddr: Ipv4Addr,
+    giaddr: Ipv4Addr,
+    flags: u16,
+    hostname: Option<String>,
+    max_size: Option<u16>,
+    relay_info: &'r [u8],
+    /// `None` when no configured subnet matches (fatal for DISCOVER,
+    /// REQUEST and INFORM, not for DECLINE and RELEASE).
+    subnet: Option<usize>,
+}
+
+type Answer = (Option<Reply>, &'static str);
+
+fn nonzero(ip: Ipv4Addr) -> Option<Ipv4Addr> {
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+fn after(now: u64, d: Duration) -> u64 {
+    now.saturating_add(d.as_secs())
+}
+
+impl Server {
+    /// A server for `cfg` with the leases of the store. Leases whose time
+    /// has passed are expired at once; their removals come with the next
+    /// `handle` or `expire`.
+    pub fn new(cfg: Arc<Config>, leases: Vec<Lease>, now: u64) -> Server {
+        let mut pools = pool::Pools::new(&cfg);
+        let table = table::Table::load(leases);
+        for l in table.iter() {
+            pools.take(l.ip);
+        }
+        let reservations = cfg
+            .reservations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.mac, i))
+            .collect();
+        // Rendering a NAK (two options) cannot fail; if it did, NAKs are
+        // not sent ("render-error") rather than the server not starting.
+        let naks = tables::subnet_entries(&cfg)
+            .map(|v| v.into_iter().map(|s| s.nak).collect())
+            .unwrap_or_default();
+        let mut server = Server {
+            cfg,
+            table,
+            pools,
+            reservations,
+            naks,
+            pending: Vec::new(),
+        };
+        server.pending = server.expire(now);
+        server
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// Answers one request (RFC 2131 section 4.3).
+    pub fn handle(&mut self, req: &Request<'_>, now: u64) -> Outcome {
+        let mut changes = self.expire(now);
+        let (reply, note) = match self.context(req) {
+            Ok(c) => self.dispatch(&c, now, &mut changes),
+            Err(note) => (None, note),
+        };
+        Outcome {
+            reply,
+            changes,
+            note,
+        }
+    }
+
+    /// Expires offers, leases and quarantines whose time has come.
+    pub fn expire(&mut self, now: u64) -> Vec<LeaseChange> {
+        let mut changes = std::mem::take(&mut self.pending);
+        while let Some(l) = self.table.pop_expired(now) {
+            self.pools.put(l.ip);
+            changes.push(LeaseChange::Remove(l.ip));
+        }
+        changes
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.table.iter()
+    }
+
+    /// (subnet, addresses held, addresses the pools can give) per subnet;
+    /// reserved and excluded addresses are not counted in either.
+    pub fn pool_usage(&self) -> Vec<(ipnet::Ipv4Net, usize, usize)> {
+        self.cfg
+            .subnets
+            .iter()
+            .zip(self.pools.usage())
+            .map(|(s, (used, size))| (s.net, used, size))
+            .collect()
+    }
+
+    fn context<'r>(&self, req: &Request<'r>) -> Result<Ctx<'r>, &'static str> {
+        let m = req.msg;
+        if m.opcode() != Opcode::BootRequest {
+            return Err("ignored-not-request");
+        }
+        if m.hlen() > 16 {
+            return Err("ignored-malformed");
+        }
+        let o = m.opts();
+        let msg_type = o.msg_type().ok_or("ignored-bootp")?;
+        let chaddr = m.chaddr();
+        let mut mac = [0u8; 6];
+        let n = chaddr.len().min(6);
+        mac[..n].copy_from_slice(&chaddr[..n]);
+        let client_id = match o.get(OptionCode::ClientIdentifier) {
+            Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => id.clone(),
+            _ => std::iter::once(u8::from(m.htype()))
+                .chain(chaddr.iter().copied())
+                .collect(),
+        };
+        let requested = match o.get(OptionCode::RequestedIpAddress) {
+            Some(DhcpOption::RequestedIpAddress(ip)) => nonzero(*ip),
+            _ => None,
+        };
+        let server_id = match o.get(OptionCode::ServerIdentifier) {
+            Some(DhcpOption::ServerIdentifier(ip)) => nonzero(*ip),
+            _ => None,
+        };
+        let hostname = match o.get(OptionCode::Hostname) {
+            Some(DhcpOption::Hostname(h)) if !h.is_empty() && h.len() <= 255 => Some(h.clone()),
+            _ => None,
+        };
+        let max_size = match o.get(OptionCode::MaxMessageSize) {
+            Some(DhcpOption::MaxMessageSize(n)) => Some(*n),
+            _ => None,
+        };
+        let selection = match o.get(OptionCode::SubnetSelection) {
+            Some(DhcpOption::SubnetSelection(ip)) => nonzero(*ip),
+            _ => None,
+        };
+        let subnet = select::subnet(
+            self.pools.index(),
+            m.giaddr(),
+            req.relay_info,
+            selection,
+            req.ingress,
+        )
+        .map(|(s, _)| s);
+        Ok(Ctx {
+            msg: m,
+            msg_type: u8::from(msg_type),
+            mac,
+            client_id,
+            requested,
+            server_id,
+            ciaddr: m.ciaddr(),
+            giaddr: m.giaddr(),
+            flags: m.flags().into(),
+            hostname,
+            max_size,
+            relay_info: req.relay_info.unwrap_or(&[]),
+            subnet,
+        })
+    }
+
+    fn dispatch(&mut self, c: &Ctx<'_>, now: u64, changes: &mut Vec<LeaseChange>) -> Answer {
+        match c.msg_type {
+            msg::DISCOVER | msg::REQUEST | msg::INFORM => {
+                let Some(subnet) = c.subnet else {
+                    return (None, "ignored-no-subnet");
+                };
+                if c.msg_type == msg::INFORM {
+                    return self.inform(c, subnet);
+                }
+                if let Some(r) = self.reservation(c.mac, subnet) {
+                    return self.reserved(c, r, now, changes);
+                }
+                if c.msg_type == msg::DISCOVER {
+                    self.discover(c, subnet, now, changes)
+                } else {
+                    self.request(c, subnet, now, changes)
+                }
+            }
+            msg::DECLINE => self.decline(c, now, changes),
+            msg::RELEASE => self.release(c, changes),
+            _ => (None, "ignored-message-type"),
+        }
+    }
+
+    /// The reservation of `mac` if it is on `subnet`.
+    fn reservation(&self, mac: [u8; 6], subnet: usize) -> Option<usize> {
+        self.reservations
+            .get(&mac)
+            .copied()
+            .filter(|&i| self.cfg.reservations[i].subnet == subnet)
+    }
+
+    fn ours(&self) -> Ipv4Addr {
+        self.cfg.server.address
+    }
+
+    /// The client's offered or bound lease, if it is on `subnet`.
+    fn current(&self, c: &Ctx<'_>, subnet: usize) -> Option<&Lease> {
+        self.table
+            .of_client(&c.client_id)
+            .filter(|l| self.pools.index().containing(l.ip) == Some(subnet))
+    }
+
+    /// Whether `ip`'s lease is this client's (offered or bound).
+    fn holds(&self, c: &Ctx<'_>, ip: Ipv4Addr) -> bool {
+        self.table
+            .get(ip)
+            .is_some_and(|l| l.client_id == c.client_id && l.state != LeaseState::Declined)
+    }
+
+    /// Records `ip` as the client's, displacing its lease of any other
+    /// address.
+    fn bind(
+        &mut self,
+        c: &Ctx<'_>,
+        ip: Ipv4Addr,
+        state: LeaseState,
+        expires: u64,
+        now: u64,
+        changes: &mut Vec<LeaseChange>,
+    ) {
+        let hostname = c.hostname.clone().or_else(|| {
+            self.table
+                .get(ip)
+                .filter(|l| l.client_id == c.client_id)
+                .and_then(|l| l.hostname.clone())
+        });
+        let lease = Lease {
+            ip,
+            client_id: c.client_id.clone(),
+            mac: c.mac,
+            state,
+            expires,
+            updated: now,
+            hostname,
+        };
+        for old in self.table.insert(lease.clone()) {
+            self.pools.put(old.ip);
+            changes.push(LeaseChange::Remove(old.ip));
+        }
+        self.pools.take(ip);
+        changes.push(LeaseChange::Upsert(lease));
+    }
+
+    /// Drops the client's offer: it chose another server (RFC 2131 4.3.2).
+    fn drop_offer(&mut self, c: &Ctx<'_>, changes: &mut Vec<LeaseChange>) {
+        let offered = self
+            .table
+            .of_client(&c.client_id)
+            .filter(|l| l.state == LeaseState::Offered)
+            .map(|l| l.ip);
+        if let Some(ip) = offered {
+            self.table.remove(ip);
+            self.pools.put(ip);
+            changes.push(LeaseChange::Remove(ip));
+        }
+    }
+
+    fn reserved(
+        &mut self,
+        c: &Ctx<'_>,
+        index: usize,
+        now: u64,
+        changes: &mut Vec<LeaseChange>,
+    ) -> Answer {
+        let cfg = Arc::clone(&self.cfg);
+        let r = &cfg.reservations[index];
+        let f = reserved::Fields {
+            msg_type: c.msg_type,
+            xid: c.msg.xid(),
+            flags: c.flags,
+            ciaddr: c.ciaddr,
+            giaddr: c.giaddr,
+            requested_ip: c.requested,
+            server_id: c.server_id,
+            chaddr: c.mac,
+            relay_info: c.relay_info,
+        };
+        let (reply_type, note) = match reserved::verdict(&f, r.ip, cfg.server.address) {
+            Verdict::Offer => (msg::OFFER, "offer"),
+            Verdict::Ack => (msg::ACK, "ack"),
+            Verdict::Nak => (msg::NAK, "nak-wrong-address"),
+            Verdict::DropOtherServer => {
+                self.drop_offer(c, changes);
+                return (None, "other-server");
+            }
+            Verdict::Pass => return (None, "ignored-malformed"),
+        };
+        let Ok(reply) = reserved::reply(&cfg, r, self.naks.get(r.subnet), &f, reply_type) else {
+            return (None, "render-error");
+        };
+        if reply_type == msg::ACK {
+            let lease_time = cfg.subnets[r.subnet].lease_time;
+            let c = Ctx {
+                hostname: c.hostname.clone().or_else(|| r.hostname.clone()),
+                client_id: c.client_id.clone(),
+                relay_info: c.relay_info,
+                ..*c
+            };
+            self.bind(
+                &c,
+                r.ip,
+                LeaseState::Bound,
+                after(now, lease_time),
+                now,
+                changes,
+            );
+        }
+        (Some(reply), note)
+    }
+
+    fn discover(
+        &mut self,
+        c: &Ctx<'_>,
+        subnet: usize,
+        now: u64,
+        changes: &mut Vec<LeaseChange>,
+    ) -> Answer {
+        // RFC 2131 4.3.1: the client's current address, its previous one,
+        // the one it asks for, or a new one. A current address that the
+        // pools may no longer give (reserved or excluded since) is not
+        // offered again; binding the new one ends its lease.
+        let current = self
+            .current(c, subnet)
+            .filter(|l| self.pools.allocatable(subnet, l.ip))
+            .map(|l| (l.ip, l.state == LeaseState::Bound));
+        let chosen = current.or_else(|| {
+            [self.table.previous(&c.client_id), c.requested]
+                .into_iter()
+                .flatten()
+                .find(|&ip| self.pools.is_free(subnet, ip))
+                .or_else(|| self.pools.lowest_free(subnet))
+                .map(|ip| (ip, false))
+        });
+        let Some((ip, bound)) = chosen else {
+            return (None, "no-free-address");
+        };
+        let cfg = Arc::clone(&self.cfg);
+        let reply = match self.pool_reply(c, &cfg.subnets[subnet], msg::OFFER, ip) {
+            Ok(r) => r,
+            Err(note) => return (None, note),
+        };
+        // A bound lease stays bound (and its time) until the REQUEST.
+        if !bound {
+            let hold = after(now, cfg.server.offer_hold);
+            self.bind(c, ip, LeaseState::Offered, hold, now, changes);
+        }
+        (Some(reply), "offer")
+    }
+
+    fn request(
+        &mut self,
+        c: &Ctx<'_>,
+        subnet: usize,
+        now: u64,
+        changes: &mut Vec<LeaseChange>,
+    ) -> Answer {
+        if let Some(sid) = c.server_id {
+            // SELECTING.
+            if sid != self.ours() {
+                self.drop_offer(c, changes);
+                return (None, "other-server");
+            }
+            // Some old clients put the address in ciaddr instead of 50.
+            let Some(ip) = c.requested.or(nonzero(c.ciaddr)) else {
+                return (None, "ignored-malformed");
+            };
+            let on_subnet = self.pools.index().containing(ip) == Some(subnet);
+            let reserved = self.pools.is_reserved(ip);
+            if on_subnet && !reserved && (self.holds(c, ip) || self.pools.is_free(subnet, ip)) {
+                return self.ack(c, subnet, ip, now, changes);
+            }
+            return self.nak(c, subnet, "nak-wrong-address");
+        }
+        match (nonzero(c.ciaddr), c.requested) {
+            // RENEWING (unicast) or REBINDING (broadcast); option 50 there
+            // breaks a MUST NOT but is seen, and ciaddr is what is in use.
+            (Some(ciaddr), _) => self.confirm(c, subnet, ciaddr, now, changes),
+            // INIT-REBOOT.
+            (None, Some(requested)) => self.confirm(c, subnet, requested, now, changes),
+            (None, None) => (None, "ignored-malformed"),
+        }
+    }
+
+    /// INIT-REBOOT, RENEWING and REBINDING: is `ip` right for the client?
+    fn confirm(
+        &mut self,
+        c: &Ctx<'_>,
+        subnet: usize,
+        ip: Ipv4Addr,
+        now: u64,
+        changes: &mut Vec<LeaseChange>,
+    ) -> Answer {
+        let cfg = Arc::clone(&self.cfg);
+        let s = &cfg.subnets[subnet];
+        if !s.net.contains(&ip) {
+            return self.refuse(c, subnet, "nak-wrong-subnet");
+        }
+        // Reserved for another machine (this one's own reservation on this
+        // subnet never reaches the pools' path), even if leased before the
+        // reservation was made.
+        if self.pools.is_reserved(ip) {
+            return self.nak(c, subnet, "nak-address-in-use");
+        }
+        if let Some(l) = self.table.get(ip) {
+            if l.client_id == c.client_id && l.state != LeaseState::Declined {
+                return self.ack(c, subnet, ip, now, changes);
+            }
+            return self.nak(c, subnet, "nak-address-in-use");
+        }
+        if self.current(c, subnet).is_some() {
+            return self.nak(c, subnet, "nak-wrong-address");
+        }
+        if self.pools.is_free(subnet, ip) {
+            return self.ack(c, subnet, ip, now, changes);
+        }
+        self.refuse(c, subnet, "nak-wrong-address")
+    }
+
+    /// A NAK about an address the server knows nothing about: sent only
+    /// when the subnet is authoritative.
+    fn refuse(&self, c: &Ctx<'_>, subnet: usize, note: &'static str) -> Answer {
+        if self.cfg.subnets[subnet].authoritative {
+            self.nak(c, subnet, note)
+        } else {
+            (None, "ignored-not-authoritative")
+        }
+    }
+
+    fn ack(
+        &mut self,
+        c: &Ctx<'_>,
+        subnet: usize,
+        ip: Ipv4Addr,
+        now: u64,
+        changes: &mut Vec<LeaseChange>,
+    ) -> Answer {
+        let cfg = Arc::clone(&self.cfg);
+        let s = &cfg.subnets[subnet];
+        match self.pool_reply(c, s, msg::ACK, ip) {
+            Ok(reply) => {
+                self.bind(
+                    c,
+                    ip,
+                    LeaseState::Bound,
+                    after(now, s.lease_time),
+                    now,
+                    changes,
+                );
+                (Some(reply), "ack")
+            }
+            Err(note) => (None, note),
+        }
+    }
+
+    /// A NAK from the subnet's rendered block, as the program sends it.
+    fn nak(&self, c: &Ctx<'_>, subnet: usize, note: &'static str) -> Answer {
+        let Some(block) = self.naks.get(subnet) else {
+            return (None, "render-error");
+        };
+        let dest = rules::destination(msg::NAK, c.giaddr.into(), c.ciaddr.into(), c.flags, 0);
+        let t = Transaction {
+            msg_type: msg::NAK,
+            xid: c.msg.xid(),
+            flags: dest.flags,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: c.giaddr,
+            chaddr: c.mac,
+            relay_info: c.relay_info,
+        };
+        match render::complete(block, &t) {
+            Ok(payload) => (
+                Some(Reply {
+                    payload,
+                    dest,
+                    msg_type: msg::NAK,
+                    yiaddr: Ipv4Addr::UNSPECIFIED,
+                }),
+                note,
+            ),
+            Err(render::RenderError::TooLong(_)) => (None, "reply-too-long"),
+            Err(_) => (None, "render-error"),
+        }
+    }
+
+    /// An OFFER or ACK of `yiaddr` from the pools.
+    fn pool_reply(
+        &self,
+        c: &Ctx<'_>,
+        s: &Subnet,
+        reply_type: u8,
+        yiaddr: Ipv4Addr,
+    ) -> Result<Reply, &'static str> {
+        let spec = options::Spec {
+            cfg: &self.cfg,
+            subnet: s,
+            reservation: None,
+            msg_type: MessageType::from(reply_type),
+            hostname: c.hostname.as_deref(),
+            lease: true,
+        };
+        self.encode(c, &spec, reply_type, yiaddr, c.flags)
+    }
+
+    fn encode(
+        &self,
+        c: &Ctx<'_>,
+        spec: &options::Spec<'_>,
+        reply_type: u8,
+        yiaddr: Ipv4Addr,
+        flags: u16,
+    ) -> Result<Reply, &'static str> {
+        let dest = rules::destination(
+            reply_type,
+            c.giaddr.into(),
+            c.ciaddr.into(),
+            flags,
+            yiaddr.into(),
+        );
+        let header = options::Header {
+            xid: c.msg.xid(),
+            flags: dest.flags,
+            ciaddr: Ipv4Addr::from(rules::reply_ciaddr(reply_type, c.ciaddr.into())),
+            yiaddr,
+            giaddr: c.giaddr,
+            htype: c.msg.htype(),
+            chaddr: c.msg.chaddr(),
+            relay_info: c.relay_info,
+            max_size: c.max_size,
+        };
+        match options::encode(&header, options::build(spec)) {
+            Ok(payload) => Ok(Reply {
+                payload,
+                dest,
+                msg_type: reply_type,
+                yiaddr,
+            }),
+            Err(options::EncodeError::TooLong(_)) => Err("reply-too-long"),
+            Err(options::EncodeError::Encoder) => Err("render-error"),
+        }
+    }
+
+    /// RFC 2131 4.3.5: configuration without a lease, to ciaddr.
+    fn inform(&self, c: &Ctx<'_>, subnet: usize) -> Answer {
+        let cfg = Arc::clone(&self.cfg);
+        let reservation: Option<&Reservation> = self
+            .reservation(c.mac, subnet)
+            .map(|i| &cfg.reservations[i]);
+        let spec = options::Spec {
+            cfg: &cfg,
+            subnet: &cfg.subnets[subnet],
+            reservation,
+            msg_type: MessageType::Ack,
+            hostname: reservation.and_then(|r| r.hostname.as_deref()),
+            lease: false,
+        };
+        // Without ciaddr (a broken client) there is nowhere to unicast to.
+        let flags = if c.ciaddr.is_unspecified() {
+            c.flags | FLAG_BROADCAST
+        } else {
+            c.flags
+        };
+        match self.encode(c, &spec, msg::ACK, Ipv4Addr::UNSPECIFIED, flags) {
+            Ok(reply) => (Some(reply), "inform"),
+            Err(note) => (None, note),
+        }
+    }
+
+    /// RFC 2131 4.3.3: the address is in use elsewhere; keep it out of the
+    /// pools for `decline_quarantine`.
+    fn decline(&mut self, c: &Ctx<'_>, now: u64, changes: &mut Vec<LeaseChange>) -> Answer {
+        if c.server_id.is_some_and(|s| s != self.ours()) {
+            return (None, "other-server");
+        }
+        let Some(ip) = c.requested else {
+            return (None, "ignored-malformed");
+        };
+        let reserved_to_it = self
+            .reservations
+            .get(&c.mac)
+            .is_some_and(|&i| self.cfg.reservations[i].ip == ip);
+        if !(self.holds(c, ip) || reserved_to_it) {
+            return (None, "ignored-not-ours");
+        }
+        let lease = Lease {
+            ip,
+            client_id: c.client_id.clone(),
+            mac: c.mac,
+            state: LeaseState::Declined,
+            expires: after(now, self.cfg.server.decline_quarantine),
+            updated: now,
+            hostname: None,
+        };
+        self.table.insert(lease.clone());
+        self.pools.take(ip);
+        changes.push(LeaseChange::Upsert(lease));
+        (None, "declined")
+    }
+
+    /// RFC 2131 4.3.4: the client gives its address back.
+    fn release(&mut self, c: &Ctx<'_>, changes: &mut Vec<LeaseChange>) -> Answer {
+        if c.server_id.is_some_and(|s| s != self.ours()) {
+            return (None, "other-server");
+        }
+        let Some(ip) = nonzero(c.ciaddr) else {
+            return (None, "ignored-malformed");
+        };
+        if !self.holds(c, ip) {
+            return (None, "ignored-not-ours");
+        }
+        self.table.remove(ip);
+        self.pools.put(ip);
+        changes.push(LeaseChange::Remove(ip));
+        (None, "released")
+    }
+}

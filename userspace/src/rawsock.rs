@@ -1,0 +1,289 @@
+//! A nonblocking AF_PACKET socket on one interface: whole Ethernet frames
+//! in and out. The storm client simulates machines with it; the userspace
+//! dataplane answers clients that have no address yet with it, and sends
+//! frames byte-identical to the XDP program's.
+
+use std::ffi::CString;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+
+/// Receive buffer size: a jumbo frame.
+pub const MAX_FRAME: usize = 9216;
+
+/// A nonblocking AF_PACKET socket bound to one interface.
+pub struct RawSocket {
+    fd: OwnedFd,
+    ifname: CString,
+}
+
+/// One received frame's metadata.
+pub struct RecvMeta {
+    pub len: usize,
+    pub pkttype: u8,
+    /// The kernel has not filled in the transport checksum yet (a locally
+    /// generated frame crossing a veth keeps CHECKSUM_PARTIAL), so the UDP
+    /// checksum field holds only the pseudo-header sum and cannot be checked.
+    pub csum_not_ready: bool,
+}
+
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live T of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl RawSocket {
+    /// Opens a socket on `interface` for `proto` (an ETH_P_* value).
+    /// `promiscuous`: also see unicast frames to other MACs (a client
+    /// simulating many machines needs it; a server does not).
+    pub fn open(interface: &str, proto: u16, promiscuous: bool) -> anyhow::Result<Self> {
+        let name = CString::new(interface).context("interface name contains NUL")?;
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            bail!("interface {interface}: {}", io::Error::last_os_error());
+        }
+        let proto = proto.to_be();
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::c_int::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error()).context("AF_PACKET socket (needs CAP_NET_RAW)");
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        // A storm answers in bursts of the whole window; a small buffer would
+        // drop replies and show up as retransmits that are the client's fault.
+        // The FORCE variants ignore rmem_max but need CAP_NET_ADMIN.
+        let rcvbuf: libc::c_int = 16 << 20;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf).context("SO_RCVBUF")?;
+        }
+        let sndbuf: libc::c_int = 4 << 20;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &sndbuf).is_err() {
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf).context("SO_SNDBUF")?;
+        }
+        let on: libc::c_int = 1;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &on).context("PACKET_AUXDATA")?;
+
+        // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as libc::c_int;
+        // SAFETY: `sll` is a sockaddr_ll of the length given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error()).with_context(|| format!("bind to {interface}"));
+        }
+
+        if promiscuous {
+            // The membership ends with the socket.
+            // SAFETY: all-zero is a valid packet_mreq.
+            let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+            mreq.mr_ifindex = ifindex as libc::c_int;
+            mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+            setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+                .context("PACKET_ADD_MEMBERSHIP promiscuous")?;
+        }
+
+        let sock = Self { fd, ifname: name };
+        ensure!(sock.is_up()?, "interface {interface} is down");
+        // Before bind the socket saw every interface; drop what it queued.
+        let mut buf = vec![0u8; MAX_FRAME];
+        while sock.recv(&mut buf)?.is_some() {}
+        Ok(sock)
+    }
+
+    pub fn is_up(&self) -> anyhow::Result<bool> {
+        // SAFETY: all-zero is a valid ifreq.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        let name = self.ifname.as_bytes_with_nul();
+        ensure!(name.len() <= ifr.ifr_name.len(), "interface name too long");
+        for (dst, &src) in ifr.ifr_name.iter_mut().zip(name) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the
+        // flags member of this ifreq.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) } != 0 {
+            return Err(io::Error::last_os_error()).context("SIOCGIFFLAGS");
+        }
+        // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
+        let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+        Ok(i32::from(flags) & libc::IFF_UP != 0)
+    }
+
+    /// Ok(false) when the kernel has no room right now; the caller queues.
+    pub fn send(&self, frame: &[u8]) -> anyhow::Result<bool> {
+        // SAFETY: `frame` is a live buffer of the length given.
+        let rc = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if rc >= 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN | libc::ENOBUFS) => Ok(false),
+            // A device without a queue that finds its peer full (a veth whose
+            // peer runs XDP) refuses the frame; a wire would have lost it, and
+            // the retransmission timer treats it the same way.
+            Some(libc::ENETDOWN) if self.is_up()? => Ok(true),
+            Some(libc::EINTR) => self.send(frame),
+            _ => Err(err).context("send on AF_PACKET socket"),
+        }
+    }
+
+    /// None when nothing is queued.
+    pub fn recv(&self, buf: &mut [u8]) -> anyhow::Result<Option<RecvMeta>> {
+        // SAFETY: all-zero is valid for these plain C structs.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // u64 storage keeps the control buffer aligned for cmsghdr.
+        let mut control = [0u64; 8];
+        // SAFETY: all-zero is a valid msghdr; the pointers are set below.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+        hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.as_mut_ptr().cast();
+        hdr.msg_controllen = size_of_val(&control);
+        // SAFETY: every pointer in `hdr` refers to a live buffer of the stated length.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_TRUNC) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+                _ => Err(err).context("recvmsg on AF_PACKET socket"),
+            };
+        }
+        let mut csum_not_ready = false;
+        // SAFETY: the CMSG_* helpers walk the control buffer the kernel just
+        // filled, within msg_controllen; the auxdata payload is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_PACKET
+                    && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
+                {
+                    let aux: libc::tpacket_auxdata =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    csum_not_ready = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                }
+                cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
+            }
+        }
+        Ok(Some(RecvMeta {
+            len: n as usize,
+            pkttype: sll.sll_pkttype,
+            csum_not_ready,
+        }))
+    }
+
+    /// Waits until readable or `timeout` passes.
+    pub fn poll(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Round up so a timer due in 0.3 ms does not turn into a busy loop.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err).context("poll");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RawSocket {
+    /// Keeps only IPv4 UDP datagrams to `port` (not fragments), in the
+    /// kernel: a boot server's interface also carries TFTP and HTTP, which
+    /// the DHCP socket should never have to look at.
+    pub fn filter_udp_port(&self, port: u16) -> anyhow::Result<()> {
+        let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+        // Classic BPF; the frame is seen without VLAN tag (the kernel strips
+        // it into metadata before packet sockets see it).
+        let prog = [
+            ins(0x28, 0, 0, 12),              // ldh [12]          ethertype
+            ins(0x15, 0, 8, 0x0800),          // jne #IPv4, drop
+            ins(0x30, 0, 0, 23),              // ldb [23]          protocol
+            ins(0x15, 0, 6, 17),              // jne #UDP, drop
+            ins(0x28, 0, 0, 20),              // ldh [20]          fragment
+            ins(0x45, 4, 0, 0x1fff),          // jset #offset, drop
+            ins(0xb1, 0, 0, 14),              // ldxb 4*([14]&0xf) IP header length
+            ins(0x48, 0, 0, 16),              // ldh [x + 16]      UDP destination port
+            ins(0x15, 0, 1, u32::from(port)), // jne #port, drop
+            ins(0x06, 0, 0, 0x0004_0000),     // ret whole frame
+            ins(0x06, 0, 0, 0),               // drop: ret 0
+        ];
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        };
+        setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+            .context("SO_ATTACH_FILTER")?;
+        // Frames queued before the filter was attached are not filtered.
+        let mut buf = vec![0u8; MAX_FRAME];
+        while self.recv(&mut buf)?.is_some() {}
+        Ok(())
+    }
+}
+
+impl AsRawFd for RawSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Makes a received frame checkable: a locally generated frame crossing a
+/// veth may carry only a partial UDP checksum (`csum_not_ready`); zero means
+/// "no checksum" to `frame::parse`, which is the truth for such a frame.
+pub fn clear_partial_checksum(f: &mut [u8], meta: &RecvMeta) {
+    if !meta.csum_not_ready {
+        return;
+    }
+    let mut ip = 14;
+    if f.get(12..14) == Some(&[0x81, 0x00]) {
+        ip += 4;
+    }
+    let Some(&ver_ihl) = f.get(ip) else { return };
+    let udp_csum = ip + usize::from(ver_ihl & 0x0f) * 4 + 6;
+    if let Some(c) = f.get_mut(udp_csum..udp_csum + 2) {
+        c.fill(0);
+    }
+}
