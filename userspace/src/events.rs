@@ -27,6 +27,7 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 pub async fn run(
     mut ring: RingBuf<MapData>,
     counters: Arc<UserCounters>,
+    acks: tokio::sync::mpsc::Sender<ReplyEvent>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tick = tokio::time::interval(DRAIN_EVERY);
@@ -35,21 +36,33 @@ pub async fn run(
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => {
-                drain(&mut ring, &counters);
+                drain(&mut ring, &counters, &acks);
                 return Ok(());
             }
         }
-        drain(&mut ring, &counters);
+        drain(&mut ring, &counters, &acks);
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, counters: &UserCounters) {
+/// Logs and counts every queued event, and hands ACKs to the slow path,
+/// which records them as leases.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    counters: &UserCounters,
+    acks: &tokio::sync::mpsc::Sender<ReplyEvent>,
+) {
     while let Some(item) = ring.next() {
         let Some(ev) = decode(&item) else {
             tracing::warn!(len = item.len(), "reply event of unexpected size");
             continue;
         };
         UserCounters::bump(&counters.xdp_replies, ev.msg_type);
+        if ev.msg_type == msg::ACK && acks.try_send(ev).is_err() {
+            // The lease table catches up at the machine's next renewal.
+            counters
+                .fast_acks_unrecorded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mac = format_mac(&ev.mac);
         let ip = std::net::Ipv4Addr::from(ev.ip);
         let xid = u32::from_be_bytes(ev.xid);

@@ -128,9 +128,15 @@ pub async fn serve(
     let counters = Arc::new(UserCounters::default());
     let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
     let mut tasks = tokio::task::JoinSet::new();
+    let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
     let dp = match xdp {
         Some(Xdp { dp, ring, logger }) => {
-            tasks.spawn(events::run(ring, counters.clone(), shutdown.clone()));
+            tasks.spawn(events::run(
+                ring,
+                counters.clone(),
+                ack_tx,
+                shutdown.clone(),
+            ));
             if let Some(logger) = logger {
                 tasks.spawn(events::forward_logs(logger, shutdown.clone()));
             }
@@ -177,6 +183,7 @@ pub async fn serve(
         store: store.clone(),
         counters: counters.clone(),
         queue,
+        fast_acks: dp.is_some().then_some(ack_rx),
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });

@@ -273,6 +273,8 @@ pub struct SlowPath {
     pub store: Arc<dyn LeaseStore>,
     pub counters: Arc<UserCounters>,
     pub queue: Arc<Queue>,
+    /// ACKs the XDP program sent, to be recorded as leases.
+    pub fast_acks: Option<tokio::sync::mpsc::Receiver<stormboot_common::events::ReplyEvent>>,
 }
 
 impl SlowPath {
@@ -301,20 +303,18 @@ impl SlowPath {
         ));
         tasks.spawn(drain_udp(udp, shutdown.clone()));
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
+        let mut fast_acks = self.fast_acks.take();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.queue.ready.notified() => {}
+                Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    let changes = self.server.record_fast_path_ack(ev.mac, Ipv4Addr::from(ev.ip), unix_now());
+                    self.commit_in_background(changes);
+                }
                 _ = expiry.tick() => {
                     let changes = self.server.expire(unix_now());
-                    if !changes.is_empty() {
-                        let store = self.store.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = store.commit(changes).await {
-                                tracing::error!(error = %e, "storing expired leases failed");
-                            }
-                        });
-                    }
+                    self.commit_in_background(changes);
                 }
                 Some(r) = tasks.join_next() => {
                     r??;
@@ -327,6 +327,20 @@ impl SlowPath {
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// Stores changes nobody waits for (expiries, the fast path's ACKs,
+    /// which were already sent).
+    fn commit_in_background(&self, changes: Vec<crate::leases::LeaseChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.commit(changes).await {
+                tracing::error!(error = %e, "storing lease changes failed");
+            }
+        });
     }
 
     fn handle(&mut self, rx: &Received, sock: &Arc<AsyncFd<RawSocket>>) {

@@ -19,6 +19,8 @@ pub struct UserCounters {
     pub xdp_replies: [AtomicU64; 9],
     /// Replies the userspace dataplane sent, by message type.
     pub slow_path_replies: [AtomicU64; 9],
+    /// XDP ACKs not recorded as leases because the slow path was behind.
+    pub fast_acks_unrecorded: AtomicU64,
 }
 
 impl UserCounters {

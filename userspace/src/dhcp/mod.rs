@@ -221,6 +221,50 @@ impl Server {
         changes
     }
 
+    /// Records an ACK the XDP program sent for a reservation, so the lease
+    /// table (and, through the returned changes, the store) knows the
+    /// machine holds its address, as if userspace had answered it. An event
+    /// that matches no reservation (removed since) changes nothing.
+    pub fn record_fast_path_ack(
+        &mut self,
+        mac: [u8; 6],
+        ip: Ipv4Addr,
+        now: u64,
+    ) -> Vec<LeaseChange> {
+        let mut changes = Vec::new();
+        let Some(&index) = self.reservations.get(&mac) else {
+            return changes;
+        };
+        let cfg = Arc::clone(&self.cfg);
+        let r = &cfg.reservations[index];
+        if r.ip != ip {
+            return changes;
+        }
+        // The program does not read option 61; keep the identity a
+        // userspace exchange recorded for this machine, else derive it.
+        let known = self.table.get(ip).filter(|l| l.mac == mac).cloned();
+        let lease = Lease {
+            ip,
+            client_id: known
+                .as_ref()
+                .map_or_else(|| [&[1u8][..], &mac].concat(), |l| l.client_id.clone()),
+            mac,
+            state: LeaseState::Bound,
+            expires: after(now, cfg.subnets[r.subnet].lease_time),
+            updated: now,
+            hostname: known
+                .and_then(|l| l.hostname)
+                .or_else(|| r.hostname.clone()),
+        };
+        for old in self.table.insert(lease.clone()) {
+            self.pools.put(old.ip);
+            changes.push(LeaseChange::Remove(old.ip));
+        }
+        self.pools.take(ip);
+        changes.push(LeaseChange::Upsert(lease));
+        changes
+    }
+
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.table.iter()
     }

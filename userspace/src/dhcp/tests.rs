@@ -1216,3 +1216,46 @@ fn a_lease_on_an_address_reserved_since_ends() {
     let o = handle(&mut s, &select(RESERVED_IN_POOL, stale.ip, OURS), T0);
     assert_eq!(o.note, "ack");
 }
+
+#[test]
+fn fast_path_acks_become_bound_leases() {
+    let mut s = server();
+    let changes = s.record_fast_path_ack(RESERVED_IN_POOL, ip(10, 50, 0, 120), T0);
+    let [LeaseChange::Upsert(l)] = changes.as_slice() else {
+        panic!("one upsert expected: {changes:?}");
+    };
+    assert_eq!(
+        (l.ip, l.mac, l.state),
+        (ip(10, 50, 0, 120), RESERVED_IN_POOL, LeaseState::Bound)
+    );
+    assert_eq!(l.client_id, [&[1u8][..], &RESERVED_IN_POOL].concat());
+    assert!(l.expires > T0);
+    assert!(s
+        .leases()
+        .any(|x| x.ip == ip(10, 50, 0, 120) && x.state == LeaseState::Bound));
+    // A reserved address inside a pool stays out of the pool while bound.
+    for n in 0..150 {
+        let out = s.handle(
+            &Request {
+                msg: &discover(mac(9000 + n)),
+                relay_info: None,
+                ingress: &sb0(),
+            },
+            T0,
+        );
+        if let Some(r) = out.reply {
+            assert_ne!(
+                r.yiaddr,
+                ip(10, 50, 0, 120),
+                "a bound reserved address was offered to another client"
+            );
+        }
+    }
+    // Events that match no reservation, or another address, change nothing.
+    assert!(s
+        .record_fast_path_ack(mac(77), ip(10, 50, 0, 150), T0)
+        .is_empty());
+    assert!(s
+        .record_fast_path_ack(RESERVED, ip(10, 50, 0, 12), T0)
+        .is_empty());
+}
