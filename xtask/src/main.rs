@@ -2,6 +2,7 @@
 //! the tests need, `test` runs every test, `lab` runs a boot storm in
 //! network namespaces, `build` builds the release binary.
 
+mod bench;
 mod lab;
 mod setup;
 mod sh;
@@ -28,6 +29,8 @@ enum Cmd {
     /// Set up, build, and run a boot storm against stormboot in network
     /// namespaces.
     Lab(lab::LabArgs),
+    /// Set up, build, and measure stormboot beside Kea on the same lab.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -42,6 +45,11 @@ fn main() -> Result<()> {
             setup::run()?;
             sh::cargo(&["build", "--release", "-p", "stormboot"])?;
             lab::run(&args)
+        }
+        Cmd::Bench(args) => {
+            setup::run()?;
+            sh::cargo(&["build", "--release", "-p", "stormboot"])?;
+            bench::run(&args)
         }
     }
 }

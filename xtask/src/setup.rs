@@ -31,6 +31,10 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "iputils-ping",
+    // the peers `cargo xtask bench` measures stormboot beside, and its load
+    // generator (perfdhcp comes with kea-admin)
+    "kea-dhcp4-server",
+    "kea-admin",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
