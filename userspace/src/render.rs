@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+use dhcproto::v4::{DhcpOption, DhcpOptions, Message, MessageType, Opcode};
 use dhcproto::{Encodable, Encoder};
 use stormboot_common::{
     csum,
@@ -48,16 +48,46 @@ fn secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
-/// The OFFER/ACK block for one reservation.
-pub fn reply_block(spec: &ReplySpec<'_>) -> Result<Block, RenderError> {
-    let mut m = skeleton(spec.yiaddr);
-    let o = m.opts_mut();
-    // The type is patched per reply; Offer is a placeholder.
-    o.insert(DhcpOption::MessageType(MessageType::Offer));
+impl<'a> ReplySpec<'a> {
+    /// What a reply from `subnet` says to a client with address `yiaddr`
+    /// and host name `hostname`; a reservation's own options win over the
+    /// subnet's.
+    pub fn new(
+        cfg: &'a crate::config::Config,
+        subnet: &'a crate::config::Subnet,
+        reservation: Option<&crate::config::Reservation>,
+        yiaddr: Ipv4Addr,
+        hostname: Option<&'a str>,
+    ) -> Self {
+        ReplySpec {
+            server_id: cfg.server.address,
+            yiaddr,
+            subnet_mask: subnet.net.netmask(),
+            broadcast: subnet.net.broadcast(),
+            routers: &subnet.routers,
+            dns: &subnet.dns,
+            hostname,
+            domain: subnet.domain.as_deref(),
+            lease_time: subnet.lease_time,
+            renew_time: subnet.renew_time,
+            rebind_time: subnet.rebind_time,
+            extra: subnet.extra_options(reservation),
+        }
+    }
+}
+
+/// The options of an OFFER or ACK, without option 82 and END: the one list
+/// both dataplanes send. `lease` is false for an ACK to an INFORM, which
+/// carries no lease times (RFC 2131 section 4.3.5).
+pub fn reply_options(spec: &ReplySpec<'_>, msg_type: MessageType, lease: bool) -> DhcpOptions {
+    let mut o = DhcpOptions::new();
+    o.insert(DhcpOption::MessageType(msg_type));
     o.insert(DhcpOption::ServerIdentifier(spec.server_id));
-    o.insert(DhcpOption::AddressLeaseTime(secs(spec.lease_time)));
-    o.insert(DhcpOption::Renewal(secs(spec.renew_time)));
-    o.insert(DhcpOption::Rebinding(secs(spec.rebind_time)));
+    if lease {
+        o.insert(DhcpOption::AddressLeaseTime(secs(spec.lease_time)));
+        o.insert(DhcpOption::Renewal(secs(spec.renew_time)));
+        o.insert(DhcpOption::Rebinding(secs(spec.rebind_time)));
+    }
     o.insert(DhcpOption::SubnetMask(spec.subnet_mask));
     o.insert(DhcpOption::BroadcastAddr(spec.broadcast));
     if !spec.routers.is_empty() {
@@ -75,6 +105,14 @@ pub fn reply_block(spec: &ReplySpec<'_>) -> Result<Block, RenderError> {
     for x in &spec.extra {
         o.insert(x.to_dhcproto());
     }
+    o
+}
+
+/// The OFFER/ACK block for one reservation.
+pub fn reply_block(spec: &ReplySpec<'_>) -> Result<Block, RenderError> {
+    let mut m = skeleton(spec.yiaddr);
+    // The type is patched per reply; Offer is a placeholder.
+    m.set_opts(reply_options(spec, MessageType::Offer, true));
     block_of(&m)
 }
 

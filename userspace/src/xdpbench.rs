@@ -78,9 +78,9 @@ impl Default for Options {
     }
 }
 
-/// The fixed configuration the benchmark loads: one reservation on the
-/// link, one behind a relay (the same as the BPF_PROG_TEST_RUN fixtures).
-const CONFIG: &str = r#"
+/// The fixed configuration the benchmark and the BPF_PROG_TEST_RUN
+/// fixtures load: one reservation on the link, one behind a relay.
+pub const CONFIG: &str = r#"
 [server]
 interface = "lo"
 address = "10.50.0.1"

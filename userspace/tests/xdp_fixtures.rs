@@ -39,33 +39,8 @@ const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
 const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
 const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
 
-const CONFIG: &str = r#"
-[server]
-interface = "lo"
-address = "10.50.0.1"
-
-[[subnet]]
-cidr = "10.50.0.0/24"
-routers = ["10.50.0.1"]
-dns = ["10.50.0.1", "10.50.0.2"]
-domain = "rack1.example"
-lease_time = "1h"
-
-[[subnet]]
-cidr = "10.51.0.0/24"
-routers = ["10.51.0.1"]
-lease_time = "2h"
-
-[[reservation]]
-mac = "52:54:00:00:00:01"
-ip = "10.50.0.11"
-hostname = "node1"
-
-[[reservation]]
-mac = "52:54:00:00:01:01"
-ip = "10.51.0.21"
-hostname = "remote1"
-"#;
+/// One reservation on the link, one behind a relay.
+use stormboot::xdpbench::CONFIG;
 
 struct Fixture {
     cfg: Config,

@@ -21,21 +21,13 @@ pub struct TablesError {
 
 /// What the reply to this reservation says.
 pub fn reply_spec<'a>(cfg: &'a Config, r: &'a config::Reservation) -> ReplySpec<'a> {
-    let s = &cfg.subnets[r.subnet];
-    ReplySpec {
-        server_id: cfg.server.address,
-        yiaddr: r.ip,
-        subnet_mask: s.net.netmask(),
-        broadcast: s.net.broadcast(),
-        routers: &s.routers,
-        dns: &s.dns,
-        hostname: r.hostname.as_deref(),
-        domain: s.domain.as_deref(),
-        lease_time: s.lease_time,
-        renew_time: s.renew_time,
-        rebind_time: s.rebind_time,
-        extra: s.extra_options(Some(r)),
-    }
+    ReplySpec::new(
+        cfg,
+        &cfg.subnets[r.subnet],
+        Some(r),
+        r.ip,
+        r.hostname.as_deref(),
+    )
 }
 
 /// The subnet array, index for index with `cfg.subnets`.

@@ -1,28 +1,24 @@
 //! The options and bytes of the replies the pools answer (reservations
 //! are rendered by `crate::render`, as for the XDP program).
 //!
-//! The option set mirrors `render::reply_block`: 53, 54, 51, 58, 59, 1,
-//! 28, 3, 6, 12, 15 and the subnet's extra options, in dhcproto's code
-//! order, then the echoed option 82 and END, padded to the BOOTP minimum
-//! exactly as `render::complete` pads, so a pool reply and a reserved
-//! reply are laid out alike. Option 55 does not reorder or filter them.
+//! The option list is `render::reply_options`, the same the reservation
+//! blocks are rendered from; then the echoed option 82 and END, padded to
+//! the BOOTP minimum exactly as `render::complete` pads, so a pool reply
+//! and a reserved reply are laid out alike. Option 55 does not reorder or
+//! filter them.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
-use dhcproto::v4::{DhcpOption, DhcpOptions, Flags, HType, Message, MessageType, Opcode};
+use dhcproto::v4::{DhcpOptions, Flags, HType, Message, MessageType, Opcode};
 use dhcproto::{Encodable, Encoder};
 use stormboot_common::layout::{opt, reply_len, BLOCK_LEN, OPTIONS_OFF};
 
 use crate::config::{Config, Reservation, Subnet};
+use crate::render;
 
 /// Replies longer than this are never sent: the largest Ethernet payload
 /// less the IPv4 and UDP headers.
 const MAX_LEN: usize = 1500 - 28;
-
-fn secs(d: Duration) -> u32 {
-    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
-}
 
 /// What an OFFER or ACK from a pool, or an ACK to an INFORM, says.
 pub struct Spec<'a> {
@@ -40,33 +36,14 @@ pub struct Spec<'a> {
 }
 
 pub fn build(spec: &Spec<'_>) -> DhcpOptions {
-    let s = spec.subnet;
-    let mut o = DhcpOptions::new();
-    o.insert(DhcpOption::MessageType(spec.msg_type));
-    o.insert(DhcpOption::ServerIdentifier(spec.cfg.server.address));
-    if spec.lease {
-        o.insert(DhcpOption::AddressLeaseTime(secs(s.lease_time)));
-        o.insert(DhcpOption::Renewal(secs(s.renew_time)));
-        o.insert(DhcpOption::Rebinding(secs(s.rebind_time)));
-    }
-    o.insert(DhcpOption::SubnetMask(s.net.netmask()));
-    o.insert(DhcpOption::BroadcastAddr(s.net.broadcast()));
-    if !s.routers.is_empty() {
-        o.insert(DhcpOption::Router(s.routers.clone()));
-    }
-    if !s.dns.is_empty() {
-        o.insert(DhcpOption::DomainNameServer(s.dns.clone()));
-    }
-    if let Some(h) = spec.hostname {
-        o.insert(DhcpOption::Hostname(h.to_string()));
-    }
-    if let Some(d) = &s.domain {
-        o.insert(DhcpOption::DomainName(d.clone()));
-    }
-    for extra in s.extra_options(spec.reservation) {
-        o.insert(extra.to_dhcproto());
-    }
-    o
+    let rs = render::ReplySpec::new(
+        spec.cfg,
+        spec.subnet,
+        spec.reservation,
+        Ipv4Addr::UNSPECIFIED,
+        spec.hostname,
+    );
+    render::reply_options(&rs, spec.msg_type, spec.lease)
 }
 
 /// The per-transaction fields of a reply.
@@ -136,6 +113,7 @@ fn end_offset(bytes: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dhcproto::v4::DhcpOption;
     use dhcproto::{Decodable, Decoder};
 
     fn header<'a>(relay: &'a [u8], max_size: Option<u16>) -> Header<'a> {
