@@ -1,13 +1,17 @@
 //! The network-namespace testbed shared by `cargo xtask lab` and the
 //! end-to-end tests: a server and a client namespace joined by one veth pair,
 //! and the processes started in them, all torn down on drop.
+//! [`Testbed::with_relay`] puts a third namespace between the two, a router
+//! for tests of DHCP relays.
 //!
 //! It shells out to iproute2 and util-linux rather than speaking netlink so
 //! that every step can be replayed by hand from a failing test's message.
 
-use std::fs::File;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
@@ -350,6 +354,382 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+// The three-namespace topology of relayed tests, and helpers the pool
+// tests share: a scratch directory, lease-file parsing, and more control
+// over the processes a testbed holds.
+
+/// The relay's interface toward the server, in the relay namespace.
+pub const RELAY_UPSTREAM_IF: &str = "sbr0";
+/// The relay's interface toward the client, in the relay namespace.
+pub const RELAY_DOWNSTREAM_IF: &str = "sbr1";
+/// The relay's address on the server's link (`SUBNET`).
+pub const RELAY_UPSTREAM_ADDR: &str = "10.50.0.2";
+/// The relay's address on the client's link: the giaddr it writes.
+pub const RELAY_DOWNSTREAM_ADDR: &str = "10.60.0.1";
+/// The client's link behind the relay.
+pub const RELAYED_SUBNET: &str = "10.60.0.0/24";
+
+/// A third namespace, `sb-<name>-rly`, routing between a testbed's server
+/// and client namespaces, and the children spawned in it; made by
+/// [`Testbed::with_relay`], torn down on drop.
+pub struct Relay {
+    pub name: String,
+    pub ns: String,
+    children: Vec<Child>,
+}
+
+impl Testbed {
+    /// A testbed whose client is one hop away from the server:
+    ///
+    /// ```text
+    /// sb-<name>-cli          sb-<name>-rly                     sb-<name>-srv
+    ///   sbc0 ----------- sbr1 10.60.0.1/24
+    ///                         sbr0 10.50.0.2/24 ------------ sb0 10.50.0.1/24
+    /// ```
+    ///
+    /// The relay namespace forwards IPv4, and the server namespace routes
+    /// 10.60.0.0/24 through it; sbc0 has no address. Nothing relays DHCP
+    /// until the caller starts a relay agent there ([`Relay::command`]).
+    /// The `Relay` must be kept alive as long as the testbed.
+    pub fn with_relay(name: &str) -> anyhow::Result<(Testbed, Relay)> {
+        let bed = Testbed::new(name, None)?;
+        let relay = Relay {
+            name: name.to_owned(),
+            ns: format!("sb-{name}-rly"),
+            children: Vec::new(),
+        };
+        relay.delete_namespace();
+        let (srv, cli, rly) = (
+            bed.server_ns.as_str(),
+            bed.client_ns.as_str(),
+            relay.ns.as_str(),
+        );
+        ip(&["netns", "add", rly])?;
+        // Testbed::new joined sb0 and sbc0 directly: deleting one end of
+        // the pair deletes both, and the relay goes in between.
+        ip(&["-n", srv, "link", "del", SERVER_IF])?;
+        ip(&[
+            "link",
+            "add",
+            SERVER_IF,
+            "netns",
+            srv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            RELAY_UPSTREAM_IF,
+            "netns",
+            rly,
+        ])?;
+        ip(&[
+            "link",
+            "add",
+            RELAY_DOWNSTREAM_IF,
+            "netns",
+            rly,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            CLIENT_IF,
+            "netns",
+            cli,
+        ])?;
+        let prefix = |addr: &str, len: u8| format!("{addr}/{len}");
+        ip(&[
+            "-n",
+            srv,
+            "addr",
+            "add",
+            &prefix(SERVER_ADDR, PREFIX_LEN),
+            "dev",
+            SERVER_IF,
+        ])?;
+        ip(&[
+            "-n",
+            rly,
+            "addr",
+            "add",
+            &prefix(RELAY_UPSTREAM_ADDR, PREFIX_LEN),
+            "dev",
+            RELAY_UPSTREAM_IF,
+        ])?;
+        ip(&[
+            "-n",
+            rly,
+            "addr",
+            "add",
+            &prefix(RELAY_DOWNSTREAM_ADDR, 24),
+            "dev",
+            RELAY_DOWNSTREAM_IF,
+        ])?;
+        for (ns, ifname) in [
+            (srv, SERVER_IF),
+            (rly, "lo"),
+            (rly, RELAY_UPSTREAM_IF),
+            (rly, RELAY_DOWNSTREAM_IF),
+            (cli, CLIENT_IF),
+        ] {
+            ip(&["-n", ns, "link", "set", ifname, "up"])?;
+        }
+        ip(&[
+            "-n",
+            srv,
+            "route",
+            "add",
+            RELAYED_SUBNET,
+            "via",
+            RELAY_UPSTREAM_ADDR,
+        ])?;
+        // /proc/sys/net shows the namespace of the process reading it.
+        let mut forward = relay.command("sh");
+        forward.args(["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+        relay.run(forward)?;
+        Ok((bed, relay))
+    }
+
+    /// Sets sbc0's MAC (taking the link down and up around the change), so
+    /// that one client namespace can play several machines in turn.
+    pub fn set_client_mac(&self, mac: &str) -> anyhow::Result<()> {
+        let cli = self.client_ns.as_str();
+        ip(&["-n", cli, "link", "set", CLIENT_IF, "down"])?;
+        ip(&["-n", cli, "link", "set", CLIENT_IF, "address", mac])?;
+        ip(&["-n", cli, "link", "set", CLIENT_IF, "up"])?;
+        Ok(())
+    }
+
+    /// Kills a child started by [`Testbed::spawn`] with SIGKILL, at once,
+    /// and reaps it: a crash, where [`Testbed::stop`] is a shutdown.
+    pub fn kill(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {
+        let pos = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| format!("pid {pid} is not a child of testbed {}", self.name))?;
+        let mut child = self.children.swap_remove(pos);
+        // Reaped whatever kill says: the child is no longer the testbed's.
+        let killed = child.kill();
+        let status = child.wait().with_context(|| format!("reaping pid {pid}"))?;
+        killed.with_context(|| format!("killing pid {pid}"))?;
+        Ok(status)
+    }
+
+    /// Waits up to `timeout` for a child started by [`Testbed::spawn`] to
+    /// exit by itself. Its status once it has (the testbed forgets it);
+    /// None if it is still running (the testbed keeps it).
+    pub fn wait(&mut self, pid: u32, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let pos = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| format!("pid {pid} is not a child of testbed {}", self.name))?;
+        let exited = wait_for(timeout, || match self.children[pos].try_wait() {
+            Ok(None) => None,
+            Ok(Some(_)) => Some(Ok(())),
+            Err(e) => Some(Err(e)),
+        });
+        match exited {
+            None => Ok(None),
+            Some(polled) => {
+                polled.with_context(|| format!("waiting for pid {pid}"))?;
+                let mut child = self.children.swap_remove(pos);
+                // It has exited: wait returns its status at once.
+                let status = child.wait().with_context(|| format!("reaping pid {pid}"))?;
+                Ok(Some(status))
+            }
+        }
+    }
+}
+
+impl Relay {
+    /// The bind mount `ip netns add` made for the relay namespace.
+    pub fn ns_path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.ns)
+    }
+
+    /// A Command that runs `program` inside the relay namespace, as
+    /// [`Testbed::command`] does for the other two.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.ns_path().display()))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
+    /// Spawns `cmd` in the relay namespace; the relay keeps the child and
+    /// kills it by PID on drop. Returns the PID.
+    pub fn spawn(&mut self, mut cmd: Command) -> anyhow::Result<u32> {
+        let _ns = setns_on_exec(&self.ns_path(), &mut cmd)?;
+        let child = cmd.spawn().with_context(|| spawn_failure(&cmd))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Runs `cmd` to completion in the relay namespace; an error carrying
+    /// stdout and stderr when it exits non-zero.
+    pub fn run(&self, mut cmd: Command) -> anyhow::Result<Output> {
+        let _ns = setns_on_exec(&self.ns_path(), &mut cmd)?;
+        let out = cmd.output().with_context(|| spawn_failure(&cmd))?;
+        if !out.status.success() {
+            bail!(
+                "{cmd:?} in {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+                self.ns,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(out)
+    }
+
+    /// Stops a child started by [`Relay::spawn`]: SIGTERM, up to 5 s to
+    /// exit, then SIGKILL.
+    pub fn stop(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {
+        let pos = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| format!("pid {pid} is not a child of relay {}", self.ns))?;
+        let mut child = self.children.swap_remove(pos);
+        terminate(&mut child, STOP_GRACE).with_context(|| format!("stopping pid {pid}"))
+    }
+
+    fn delete_namespace(&self) {
+        if self.ns_path().exists() {
+            if let Err(e) = ip(&["netns", "del", &self.ns]) {
+                eprintln!("relay {}: {e:#}", self.name);
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for mut child in self.children.drain(..) {
+            if let Err(e) = terminate(&mut child, DROP_GRACE) {
+                eprintln!("relay {}: stopping pid {}: {e}", self.name, child.id());
+            }
+        }
+        self.delete_namespace();
+    }
+}
+
+/// Arranges for `cmd` to join the network namespace at `path` between fork
+/// and exec. The returned file must stay open until the child is spawned.
+fn setns_on_exec(path: &Path, cmd: &mut Command) -> anyhow::Result<File> {
+    let ns = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let fd = ns.as_raw_fd();
+    // SAFETY: as in Testbed::enter_on_exec: setns(2) and errno only, and
+    // `fd` outlives the spawn (the caller holds the File).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+    Ok(ns)
+}
+
+/// A directory under the system temp dir for one test's files (configs,
+/// logs, lease databases), removed on drop.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// `$TMPDIR/stormboot-<name>-<pid>`, emptied first: a crashed earlier
+    /// run with the same PID may have left it behind.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("stormboot-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        Scratch(dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    pub fn write(&self, file: &str, contents: &str) -> PathBuf {
+        let path = self.path(file);
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+
+    /// `write`, made executable: for the scripts DHCP clients run.
+    pub fn write_script(&self, file: &str, contents: &str) -> PathBuf {
+        let path = self.write(file, contents);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        path
+    }
+
+    /// An empty file that a child process writes its output into.
+    pub fn log_file(&self, file: &str) -> File {
+        let path = self.path(file);
+        File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
+    }
+
+    /// A file a child process appends its output to, created if missing:
+    /// for a daemon restarted onto the same log.
+    pub fn append_file(&self, file: &str) -> File {
+        let path = self.path(file);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+    }
+
+    /// The contents of `file`, or a note saying why there are none.
+    pub fn read(&self, file: &str) -> String {
+        let path = self.path(file);
+        fs::read_to_string(&path)
+            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A dhclient lease file's last lease as "fixed-address" / "option NAME"
+/// to value, with the trailing `;` and any quotes removed.
+pub fn parse_dhclient_lease(text: &str) -> BTreeMap<String, String> {
+    let block = text
+        .rsplit("lease {")
+        .next()
+        .and_then(|b| b.split('}').next())
+        .unwrap_or("");
+    block
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim().strip_suffix(';')?;
+            let (key, value) = match line.strip_prefix("option ") {
+                Some(opt) => {
+                    let (name, value) = opt.split_once(' ')?;
+                    (format!("option {name}"), value)
+                }
+                None => {
+                    let (key, value) = line.split_once(' ')?;
+                    (key.to_owned(), value)
+                }
+            };
+            Some((key, value.trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;
@@ -442,6 +822,82 @@ mod tests {
         std::mem::forget(first);
         let bed = Testbed::new("selftest-again", None).unwrap();
         assert!(bed.client_mac().is_ok());
+    }
+
+    #[test]
+    fn relay_namespace_routes_between_client_and_server() {
+        require_root();
+        let (bed, relay) = Testbed::with_relay("selftest-relay").unwrap();
+        let rly = relay.ns.clone();
+        assert!(netns_listed(&rly));
+        // Give the client an address behind the relay and a route through
+        // it: the server must answer across the relay's forwarding.
+        for args in [
+            vec!["addr", "add", "10.60.0.2/24", "dev", CLIENT_IF],
+            vec!["route", "add", "default", "via", RELAY_DOWNSTREAM_ADDR],
+        ] {
+            let mut cmd = bed.command(Side::Client, "ip");
+            cmd.args(args);
+            bed.run(Side::Client, cmd).unwrap();
+        }
+        let mut ping = bed.command(Side::Client, "ping");
+        ping.args(["-c1", "-W2", SERVER_ADDR]);
+        bed.run(Side::Client, ping).unwrap();
+        let mut ping = relay.command("ping");
+        ping.args(["-c1", "-W2", SERVER_ADDR]);
+        relay.run(ping).unwrap();
+        drop(relay);
+        drop(bed);
+        assert!(!netns_listed(&rly), "{rly} left behind");
+    }
+
+    #[test]
+    fn client_mac_changes_and_children_are_killed_or_awaited() {
+        require_root();
+        let mut bed = Testbed::new("selftest-mac", Some("02:50:00:00:00:2b")).unwrap();
+        bed.set_client_mac("02:50:00:00:00:2c").unwrap();
+        assert_eq!(bed.client_mac().unwrap(), "02:50:00:00:00:2c");
+
+        let mut sleep = bed.command(Side::Client, "sleep");
+        sleep.arg("30");
+        let pid = bed.spawn(Side::Client, sleep).unwrap();
+        assert_eq!(bed.wait(pid, Duration::from_millis(100)).unwrap(), None);
+        let status = bed.kill(pid).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(bed.kill(pid).is_err(), "a killed child is forgotten");
+
+        let mut quick = bed.command(Side::Client, "true");
+        quick.arg("quick");
+        let pid = bed.spawn(Side::Client, quick).unwrap();
+        let status = bed.wait(pid, Duration::from_secs(5)).unwrap();
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        assert!(
+            bed.wait(pid, Duration::ZERO).is_err(),
+            "an awaited child is forgotten"
+        );
+    }
+
+    #[test]
+    fn scratch_files_and_dhclient_leases() {
+        let scratch = Scratch::new("selftest-scratch");
+        let script = scratch.write_script("s.sh", "#!/bin/sh\n");
+        let mode = std::fs::metadata(&script).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        use std::io::Write as _;
+        writeln!(scratch.append_file("log"), "one").unwrap();
+        writeln!(scratch.append_file("log"), "two").unwrap();
+        assert_eq!(scratch.read("log"), "one\ntwo\n");
+        assert!(scratch.read("missing").starts_with("<cannot read"));
+        let dir = scratch.dir().to_path_buf();
+        drop(scratch);
+        assert!(!dir.exists());
+
+        let text = "lease {\n  fixed-address 10.50.0.100;\n}\nlease {\n  interface \"sbc0\";\n  \
+                    fixed-address 10.50.0.101;\n  option domain-name \"a.example\";\n}\n";
+        let lease = parse_dhclient_lease(text);
+        assert_eq!(lease["fixed-address"], "10.50.0.101");
+        assert_eq!(lease["option domain-name"], "a.example");
+        assert_eq!(lease["interface"], "sbc0");
     }
 
     #[test]

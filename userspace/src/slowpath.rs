@@ -335,9 +335,10 @@ impl SlowPath {
         if changes.is_empty() {
             return;
         }
-        let store = self.store.clone();
+        // Queued here, in decision order; only the wait is left to the task.
+        let durable = self.store.commit(changes);
         tokio::spawn(async move {
-            if let Err(e) = store.commit(changes).await {
+            if let Err(e) = durable.await {
                 tracing::error!(error = %e, "storing lease changes failed");
             }
         });
@@ -365,14 +366,16 @@ impl SlowPath {
             UserCounters::bump(&self.counters.slow_path_replies, r.msg_type);
         }
         tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
-        let store = self.store.clone();
         let sock = sock.clone();
-        let changes = outcome.changes;
-        // Commit and send off the handler's path, so concurrent requests
+        // The changes are queued now, in the order the decisions were made
+        // (a RELEASE and the next REQUEST for the same address must reach
+        // the store in that order); waiting for them to be durable and
+        // sending happen off the handler's path, so concurrent requests
         // share one transaction (group commit) instead of waiting in line.
+        let durable = (!outcome.changes.is_empty()).then(|| self.store.commit(outcome.changes));
         tokio::spawn(async move {
-            if !changes.is_empty() {
-                if let Err(e) = store.commit(changes).await {
+            if let Some(durable) = durable {
+                if let Err(e) = durable.await {
                     // No reply without a durable lease: the client retries.
                     tracing::error!(error = %e, %mac, "lease not stored; reply withheld");
                     return;

@@ -35,6 +35,13 @@ const PACKAGES: &[&str] = &[
     // generator (perfdhcp comes with kea-admin)
     "kea-dhcp4-server",
     "kea-admin",
+    // the pool tests: another client, a relay agent, the lease database's
+    // shell, a packet capture, and the DECLINE/INFORM probe's interpreter
+    "dhcpcd-base",
+    "isc-dhcp-relay",
+    "sqlite3",
+    "tcpdump",
+    "python3",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

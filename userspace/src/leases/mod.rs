@@ -77,7 +77,9 @@ pub enum StoreError {
     Closed,
 }
 
-pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+/// Resolves when a commit is durable. It borrows nothing, so it can be
+/// awaited on another task while the caller goes on.
+pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
 
 /// Where leases are made durable. Implementations batch concurrent commits
 /// into one transaction and one sync (group commit), so durability does not
@@ -88,6 +90,10 @@ pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> 
 pub trait LeaseStore: Send + Sync {
     /// Every lease in the store, at start-up.
     fn load(&self) -> Result<Vec<Lease>, StoreError>;
-    /// Makes `changes` durable; resolves when they are.
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture<'_>;
+    /// Queues `changes`, in call order, and returns a future that resolves
+    /// when they are durable. The queueing happens in this call, not when
+    /// the future is first polled: two changes to one address reach the
+    /// store in the order the DHCP logic made them, whichever is awaited
+    /// first.
+    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture;
 }

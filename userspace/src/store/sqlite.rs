@@ -249,7 +249,7 @@ impl LeaseStore for SqliteStore {
         read_all(&self.path).map_err(|message| self.backend(message))
     }
 
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture<'_> {
+    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
         let ops = match encode(changes) {
             Ok(ops) => ops,
             Err(message) => return Box::pin(std::future::ready(Err(self.backend(message)))),
@@ -259,13 +259,15 @@ impl LeaseStore for SqliteStore {
             Some(queue) => queue.send(Job { ops, done }).is_ok(),
             None => return Box::pin(std::future::ready(Err(StoreError::Closed))),
         };
+        // The future owns what it needs, so the caller can await it on
+        // another task (see `LeaseStore::commit`).
+        let lost_error =
+            self.backend("the writer thread stopped before this commit was durable".into());
         Box::pin(async move {
             // A failed send or a dropped completion both mean the writer
             // thread died (it only stops on close, which first takes the
             // queue), so this commit is not known to be durable.
-            let lost = || {
-                Err(self.backend("the writer thread stopped before this commit was durable".into()))
-            };
+            let lost = || Err(lost_error);
             if !queued {
                 return lost();
             }
