@@ -759,3 +759,65 @@ fn program_log_level_off_keeps_the_program_quiet() {
         lab.log()
     );
 }
+
+#[test]
+fn without_native_xdp_the_daemon_falls_back_to_userspace() {
+    require_root();
+    let mut lab = Lab::new("e2e-fallback", None);
+    // A bridge has no native XDP: with sb0 enslaved to it, the daemon serves
+    // the same link from an interface where driver-mode attach fails.
+    for args in [
+        &["link", "add", "br0", "type", "bridge"][..],
+        &["addr", "del", "10.50.0.1/24", "dev", SERVER_IF],
+        &["link", "set", SERVER_IF, "master", "br0"],
+        &["addr", "add", "10.50.0.1/24", "dev", "br0"],
+        &["link", "set", "br0", "up"],
+    ] {
+        let mut ip = Command::new("ip");
+        ip.args(args);
+        lab.bed
+            .run(Side::Server, ip)
+            .unwrap_or_else(|e| panic!("ip {args:?}: {e:#}"));
+    }
+    let config =
+        "[server]\ninterface = \"br0\"\naddress = \"10.50.0.1\"\nlease_db = \"leases.db\"\n\n\
+                  [[subnet]]\ncidr = \"10.50.0.0/24\"\nrouters = [\"10.50.0.1\"]\n\
+                  pool = [\"10.50.0.100-10.50.0.110\"]\nlease_time = \"1h\"\n";
+    lab.scratch.write("stormboot.toml", config);
+    let mut serve = lab.stormboot(Side::Server);
+    serve
+        .arg("serve")
+        .arg("--config")
+        .arg(&lab.config)
+        .stdout(Stdio::null())
+        .stderr(lab.scratch.log_file("daemon.log"));
+    lab.daemon = Some(
+        lab.bed
+            .spawn(Side::Server, serve)
+            .expect("spawning stormboot serve"),
+    );
+    let stats = wait_for(DAEMON_START, || lab.try_stats())
+        .unwrap_or_else(|| panic!("the daemon did not come up{}", lab.log()));
+    assert_eq!(stats["dataplane"], "userspace", "{stats}{}", lab.log());
+    assert!(
+        lab.log()
+            .contains("XDP unavailable: every request is answered in userspace"),
+        "the fallback must be logged as a warning{}",
+        lab.log()
+    );
+    // And it really answers: a client on the bridged link gets a pool address.
+    let lease = lab
+        .run_udhcpc(&["-t", "3", "-T", "1"])
+        .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
+    let ip: std::net::Ipv4Addr = lease
+        .get("ip")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {lease:?}"));
+    assert!(
+        (100..=110).contains(&ip.octets()[3]) && ip.octets()[..3] == [10, 50, 0],
+        "pool address expected, got {ip}{}",
+        lab.log()
+    );
+    let stats = lab.stats();
+    assert!(slow_path_total(&stats) >= 2, "{stats}");
+}
