@@ -224,7 +224,16 @@ impl Lab {
     /// background without a lease, `-q`: quit once bound) and returns the
     /// variables its script was given on `bound`, or why there are none.
     fn run_udhcpc(&self, extra: &[&str]) -> Result<BTreeMap<String, String>, String> {
-        let out = self.scratch.path("udhcpc.env");
+        self.run_udhcpc_on(CLIENT_IF, extra)
+    }
+
+    /// `run_udhcpc` on another client-side interface.
+    fn run_udhcpc_on(
+        &self,
+        iface: &str,
+        extra: &[&str],
+    ) -> Result<BTreeMap<String, String>, String> {
+        let out = self.scratch.path(&format!("udhcpc-{iface}.env"));
         // udhcpc passes the lease in environment variables; the script calls
         // come as deconfig first, and only bound carries a lease.
         let mut script = String::from("#!/bin/sh\n[ \"$1\" = bound ] || exit 0\n{\n");
@@ -234,11 +243,11 @@ impl Lab {
             script += &format!("printf '{var}=%s\\n' \"${var}\"\n");
         }
         script += &format!("}} > '{}'\n", out.display());
-        let script = self.scratch.write("udhcpc.sh", &script);
+        let script = self.scratch.write(&format!("udhcpc-{iface}.sh"), &script);
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod udhcpc.sh");
         let mut udhcpc = self.bed.command(Side::Client, "busybox");
         udhcpc
-            .args(["udhcpc", "-i", CLIENT_IF, "-n", "-q", "-f", "-s"])
+            .args(["udhcpc", "-i", iface, "-n", "-q", "-f", "-s"])
             .arg(&script)
             .args(extra);
         self.bed
@@ -820,4 +829,88 @@ fn without_native_xdp_the_daemon_falls_back_to_userspace() {
     );
     let stats = lab.stats();
     assert!(slow_path_total(&stats) >= 2, "{stats}");
+}
+
+#[test]
+fn each_interface_serves_its_own_subnet() {
+    require_root();
+    let mut lab = Lab::new("e2e-2if", None);
+    // A second link between the same namespaces, created straight into them.
+    let mut ip = Command::new("ip");
+    ip.args([
+        "link",
+        "add",
+        "sb1",
+        "netns",
+        &lab.bed.server_ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "sbc1",
+        "netns",
+        &lab.bed.client_ns,
+    ]);
+    let out = ip.output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip link add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (side, args) in [
+        (
+            Side::Server,
+            &["addr", "add", "10.52.0.1/24", "dev", "sb1"][..],
+        ),
+        (Side::Server, &["link", "set", "sb1", "up"]),
+        (Side::Client, &["link", "set", "sbc1", "up"]),
+    ] {
+        let mut ip = Command::new("ip");
+        ip.args(args);
+        lab.bed
+            .run(side, ip)
+            .unwrap_or_else(|e| panic!("ip {args:?}: {e:#}"));
+    }
+    lab.start(
+        "[server]\ninterface = [\"sb0\", \"sb1\"]\naddress = \"10.50.0.1\"\n\n\
+         [[subnet]]\ncidr = \"10.50.0.0/24\"\nrouters = [\"10.50.0.1\"]\npool = [\"10.50.0.100-10.50.0.110\"]\n\n\
+         [[subnet]]\ncidr = \"10.52.0.0/24\"\nrouters = [\"10.52.0.1\"]\npool = [\"10.52.0.100-10.52.0.110\"]\n",
+    );
+    // The program is attached to both interfaces.
+    let mut show = Command::new("ip");
+    show.args(["-j", "link", "show", "sb1"]);
+    let out = lab.bed.run(Side::Server, show).expect("ip link show sb1");
+    let links: Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    assert!(
+        links[0].get("xdp").is_some(),
+        "no XDP on sb1: {links}{}",
+        lab.log()
+    );
+    for (iface, net, router) in [
+        (CLIENT_IF, [10, 50, 0], "10.50.0.1"),
+        ("sbc1", [10, 52, 0], "10.52.0.1"),
+    ] {
+        let lease = lab
+            .run_udhcpc_on(iface, &["-t", "3", "-T", "1"])
+            .unwrap_or_else(|e| panic!("udhcpc on {iface} got no lease: {e}{}", lab.log()));
+        let ip: std::net::Ipv4Addr = lease
+            .get("ip")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {lease:?}"));
+        assert_eq!(
+            ip.octets()[..3],
+            net,
+            "{iface} must get an address of its own link's subnet, got {ip}{}",
+            lab.log()
+        );
+        assert!(
+            (100..=110).contains(&ip.octets()[3]),
+            "{ip} is not in the pool"
+        );
+        assert_eq!(
+            lease.get("router").map(String::as_str),
+            Some(router),
+            "{lease:?}"
+        );
+    }
 }

@@ -68,7 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{}: ok: interface {}, server {}, {} subnet(s), {} reservation(s)",
                 config.display(),
-                cfg.server.interface,
+                cfg.server.interfaces.join(","),
                 cfg.server.address,
                 cfg.subnets.len(),
                 cfg.reservations.len()

@@ -39,12 +39,7 @@ struct Xdp {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
-fn start_xdp(
-    cfg: &Config,
-    info: &ifaces::IfaceInfo,
-    iface_ip: Ipv4Addr,
-    mode: XdpMode,
-) -> Result<Xdp, DataplaneError> {
+fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
     let n = cfg.reservations.len();
     let capacity = u32::try_from(n + n / 4 + 1024).unwrap_or(u32::MAX);
     let mut dp = Dataplane::load(LoadOptions {
@@ -52,20 +47,46 @@ fn start_xdp(
         log_level: cfg.server.xdp_log_level.as_u8(),
     })?;
     dp.install(cfg)?;
-    dp.set_iface(
-        info.index,
-        Iface {
-            ip: iface_ip.octets(),
-            mac: info.mac,
-            _pad: [0; 2],
-        },
-    )?;
+    for ep in endpoints {
+        dp.set_iface(
+            ep.ingress.ifindex,
+            Iface {
+                ip: ep.ingress.iface_addr.octets(),
+                mac: ep.mac,
+                _pad: [0; 2],
+            },
+        )?;
+    }
     let logger = dp.logger().ok();
     let ring = dp.take_events()?;
     // Attach last: by now every map is filled, so the first frame already
     // meets the whole configuration.
-    dp.attach(&cfg.server.interface, mode)?;
+    for ep in endpoints {
+        dp.attach(&ep.ingress.iface_name, mode)?;
+    }
     Ok(Xdp { dp, ring, logger })
+}
+
+/// What the daemon is on each interface it serves.
+fn endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
+    let mut eps = Vec::with_capacity(cfg.server.interfaces.len());
+    for name in &cfg.server.interfaces {
+        let info = ifaces::lookup(name)?;
+        let ip = tables::pick_iface_address(cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if ip.is_unspecified() {
+            tracing::warn!(interface = %name, "interface has no IPv4 address: only relayed requests can be answered");
+        }
+        eps.push(Endpoint {
+            ingress: Ingress {
+                ifindex: info.index,
+                iface_name: name.clone(),
+                iface_addr: ip,
+            },
+            mac: info.mac,
+            server_ip: cfg.server.address,
+        });
+    }
+    Ok(eps)
 }
 
 /// Runs the daemon until `shutdown` is cancelled; the XDP program is
@@ -76,13 +97,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
-    let iface_name = cfg.server.interface.clone();
+    let iface_name = cfg.server.interfaces.join(",");
     let mode = opts.xdp_mode.unwrap_or(cfg.server.xdp_mode);
-    let info = ifaces::lookup(&iface_name)?;
-    let iface_ip = tables::pick_iface_address(&cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
-    if iface_ip.is_unspecified() {
-        tracing::warn!(interface = %iface_name, "interface has no IPv4 address: only relayed requests can be answered");
-    }
+    let endpoints = endpoints(&cfg)?;
 
     let store = Arc::new(SqliteStore::open(&cfg.server.lease_db)?);
     let leases = store.load()?;
@@ -103,7 +120,7 @@ pub async fn serve(
             }
             None
         }
-        DataplaneKind::Xdp => match start_xdp(&cfg, &info, iface_ip, mode) {
+        DataplaneKind::Xdp => match start_xdp(&cfg, &endpoints, mode) {
             Ok(x) => Some(x),
             // A reply that cannot be rendered is the configuration's fault,
             // not the kernel's: refuse to start.
@@ -168,17 +185,8 @@ pub async fn serve(
     tasks.spawn(http::serve(listener, snapshot.clone(), shutdown.clone()));
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
 
-    let endpoint = Endpoint {
-        ingress: Ingress {
-            ifindex: info.index,
-            iface_name: iface_name.clone(),
-            iface_addr: iface_ip,
-        },
-        mac: info.mac,
-        server_ip: cfg.server.address,
-    };
     let slow = SlowPath {
-        endpoint,
+        endpoints,
         server,
         store: store.clone(),
         counters: counters.clone(),

@@ -42,6 +42,8 @@ pub struct Endpoint {
 /// A DHCP request as it came off the wire.
 #[derive(Debug)]
 pub struct Received {
+    /// Which of the slow path's endpoints it arrived on.
+    pub via: usize,
     pub addr: Addressing,
     pub msg: Message,
     /// Option 82 as sent (code and length included), echoed verbatim.
@@ -71,6 +73,7 @@ pub fn decode(f: &[u8]) -> Result<Received, DecodeError> {
         return Err(DecodeError::NotRequest);
     }
     Ok(Received {
+        via: 0,
         addr: p.addr,
         relay_info: raw_option(p.payload, opt::RELAY_AGENT_INFO).map(<[u8]>::to_vec),
         msg,
@@ -225,8 +228,9 @@ impl Queue {
     }
 }
 
-/// Reads frames from the packet socket into the queue.
+/// Reads frames from one interface's packet socket into the queue.
 async fn receive(
+    via: usize,
     sock: Arc<AsyncFd<RawSocket>>,
     queue: Arc<Queue>,
     counters: Arc<UserCounters>,
@@ -250,7 +254,8 @@ async fn receive(
             let f = &mut buf[..meta.len];
             rawsock::clear_partial_checksum(f, &meta);
             match decode(f) {
-                Ok(rx) => {
+                Ok(mut rx) => {
+                    rx.via = via;
                     let t = rx.msg.opts().msg_type().map(u8::from).unwrap_or(0);
                     UserCounters::bump(&counters.slow_path, t);
                     queue.push(rx);
@@ -268,7 +273,9 @@ async fn receive(
 
 /// Everything the slow path needs to run.
 pub struct SlowPath {
-    pub endpoint: Endpoint,
+    /// One per interface served; a request is answered out of the one it
+    /// came in on.
+    pub endpoints: Vec<Endpoint>,
     pub server: dhcp::Server,
     pub store: Arc<dyn LeaseStore>,
     pub counters: Arc<UserCounters>,
@@ -281,27 +288,30 @@ impl SlowPath {
     /// Runs until `shutdown`: receive, handle, commit, send; and expire
     /// leases once a second.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let raw = RawSocket::open(
-            &self.endpoint.ingress.iface_name,
-            libc::ETH_P_IP as u16,
-            false,
-        )?;
-        raw.filter_udp_port(SERVER_PORT)?;
-        // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
-        // while registered.
-        let sock = Arc::new(
-            unsafe { AsyncFd::register(raw) }
-                .map_err(|e| anyhow::anyhow!("registering the packet socket: {e}"))?,
-        );
-        let udp = bind_udp(&self.endpoint.ingress.iface_name)?;
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(receive(
-            sock.clone(),
-            self.queue.clone(),
-            self.counters.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(drain_udp(udp, shutdown.clone()));
+        let mut socks = Vec::with_capacity(self.endpoints.len());
+        for (via, ep) in self.endpoints.iter().enumerate() {
+            let name = &ep.ingress.iface_name;
+            let raw = RawSocket::open(name, libc::ETH_P_IP as u16, false)?;
+            raw.filter_udp_port(SERVER_PORT)?;
+            // SAFETY: the AsyncFd owns the socket, so the descriptor stays
+            // open while registered.
+            let sock =
+                Arc::new(unsafe { AsyncFd::register(raw) }.map_err(|e| {
+                    anyhow::anyhow!("registering the packet socket on {name}: {e}")
+                })?);
+            let udp = bind_udp(name)
+                .map_err(|e| anyhow::anyhow!("binding UDP port 67 on {name}: {e}"))?;
+            tasks.spawn(receive(
+                via,
+                sock.clone(),
+                self.queue.clone(),
+                self.counters.clone(),
+                shutdown.clone(),
+            ));
+            tasks.spawn(drain_udp(udp, shutdown.clone()));
+            socks.push(sock);
+        }
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         let mut fast_acks = self.fast_acks.take();
         loop {
@@ -321,7 +331,8 @@ impl SlowPath {
                 }
             }
             for rx in self.queue.take() {
-                self.handle(&rx, &sock);
+                let sock = socks[rx.via].clone();
+                self.handle(&rx, sock);
             }
         }
         shutdown.cancel();
@@ -344,8 +355,8 @@ impl SlowPath {
         });
     }
 
-    fn handle(&mut self, rx: &Received, sock: &Arc<AsyncFd<RawSocket>>) {
-        let (frame, outcome) = respond(&mut self.server, rx, &self.endpoint, unix_now());
+    fn handle(&mut self, rx: &Received, sock: Arc<AsyncFd<RawSocket>>) {
+        let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
         let mac = rx.msg.chaddr().get(..6).map(|c| {
             let mut m = [0u8; 6];
             m.copy_from_slice(c);
@@ -366,7 +377,6 @@ impl SlowPath {
             UserCounters::bump(&self.counters.slow_path_replies, r.msg_type);
         }
         tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
-        let sock = sock.clone();
         // The changes are queued now, in the order the decisions were made
         // (a RELEASE and the next REQUEST for the same address must reach
         // the store in that order); waiting for them to be durable and
@@ -439,6 +449,7 @@ mod tests {
             let mut m = Message::default();
             m.set_xid(xid);
             q.push(Received {
+                via: 0,
                 addr: Addressing {
                     eth_dst: BROADCAST_MAC,
                     eth_src: [0; 6],

@@ -27,8 +27,9 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
-    /// The interface the XDP program attaches to and DHCP is served on.
-    pub interface: String,
+    /// The interfaces DHCP is served on (and the XDP program attached
+    /// to); `interface = "sb0"` or `interface = ["sb0", "sb1"]`.
+    pub interfaces: Vec<String>,
     /// Server identifier (option 54) and source address of replies.
     pub address: Ipv4Addr,
     /// Already resolved against the config file's directory.

@@ -96,7 +96,7 @@ fn example_parses() {
     let c = parse_with(EXAMPLE, Some("")).unwrap();
     let want = Config {
         server: Server {
-            interface: "sb0".into(),
+            interfaces: vec!["sb0".into()],
             address: Ipv4Addr::new(10, 50, 0, 1),
             reservations_file: Some(PathBuf::from("hosts.csv")),
             xdp_mode: XdpMode::Driver,
@@ -296,7 +296,7 @@ fn toml_type_and_syntax_errors() {
         &t,
         2,
         "server.interface",
-        "invalid type: integer `5`, expected a string",
+        "invalid type: integer `5`, expected an interface name or a list of them",
     );
     let t = subnet_with("routers = [\"10.50.0.1\",\n  7]");
     assert_err(&t, 8, "subnet[0].routers[1]", "invalid type: integer `7`");
@@ -312,6 +312,23 @@ fn toml_type_and_syntax_errors() {
         e.starts_with("stormboot.toml:1: missing field `server`"),
         "{e}"
     );
+}
+
+#[test]
+fn several_interfaces() {
+    let t = MINIMAL.replace("interface = \"sb0\"", "interface = [\"sb0\", \"vlan42\"]");
+    let cfg =
+        Config::from_str(&t, Path::new("stormboot.toml")).expect("a list of interfaces is valid");
+    assert_eq!(
+        cfg.server.interfaces,
+        vec!["sb0".to_string(), "vlan42".to_string()]
+    );
+    let t = MINIMAL.replace("interface = \"sb0\"", "interface = [\"sb0\", \"sb0\"]");
+    assert_err(&t, 2, "server.interface[1]", "listed twice");
+    let t = MINIMAL.replace("interface = \"sb0\"", "interface = []");
+    assert_err(&t, 2, "server.interface", "names no interface");
+    let t = MINIMAL.replace("interface = \"sb0\"", "interface = [\"sb0\", \"bad/name\"]");
+    assert_err(&t, 2, "server.interface[1]", "not a valid interface name");
 }
 
 #[test]

@@ -77,7 +77,32 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
 }
 
 fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
-    let interface = ifname(&w.interface, "server.interface", src)?;
+    let names = &w.interface.get_ref().0;
+    if names.is_empty() {
+        return Err(src.invalid(
+            &w.interface.span(),
+            "server.interface",
+            "names no interface",
+        ));
+    }
+    let mut interfaces = Vec::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let key = if names.len() == 1 {
+            "server.interface".to_string()
+        } else {
+            format!("server.interface[{i}]")
+        };
+        // The list's span: toml gives no span per element of a plain array.
+        let name = ifname(&Spanned::new(w.interface.span(), n.clone()), &key, src)?;
+        if interfaces.contains(&name) {
+            return Err(src.invalid(
+                &w.interface.span(),
+                &key,
+                format!("{name:?} is listed twice"),
+            ));
+        }
+        interfaces.push(name);
+    }
 
     let address = ipv4(&w.address, "server.address", src)?;
     unicast(address, &w.address.span(), "server.address", src)?;
@@ -177,7 +202,7 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
     };
 
     Ok(Server {
-        interface,
+        interfaces,
         address,
         reservations_file,
         xdp_mode,

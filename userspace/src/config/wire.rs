@@ -26,7 +26,7 @@ pub struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
-    pub interface: S<String>,
+    pub interface: S<Names>,
     pub address: S<String>,
     pub reservations_file: Option<S<String>>,
     pub xdp_mode: Option<S<String>>,
@@ -130,6 +130,34 @@ impl<'de> Deserialize<'de> for Duration {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
                 Ok(Duration::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `interface = "sb0"` or `interface = ["sb0", "sb1"]`: one name or several.
+/// A visitor rather than an untagged enum, which would lose the span.
+#[derive(Debug)]
+pub struct Names(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an interface name or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names(vec![v.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    names.push(n);
+                }
+                Ok(Names(names))
             }
         }
         d.deserialize_any(V)

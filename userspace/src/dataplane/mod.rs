@@ -83,7 +83,7 @@ pub struct Dataplane {
     subnets: Array<MapData, Subnet>,
     ifaces: HashMap<MapData, u32, Iface>,
     counters: PerCpuArray<MapData, u64>,
-    link: Option<XdpLinkId>,
+    links: Vec<XdpLinkId>,
 }
 
 impl Dataplane {
@@ -113,7 +113,7 @@ impl Dataplane {
             subnets,
             ifaces,
             counters,
-            link: None,
+            links: Vec::new(),
         })
     }
 
@@ -154,6 +154,8 @@ impl Dataplane {
             .map_err(map_err(names::IFACES))
     }
 
+    /// Attaches to one more interface; the program serves all it is
+    /// attached to.
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
         let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
         let id =
@@ -163,15 +165,15 @@ impl Dataplane {
                     interface: interface.to_string(),
                     source,
                 })?;
-        self.link = Some(id);
+        self.links.push(id);
         Ok(())
     }
 
-    /// Detaches from the interface; known machines are then answered by
+    /// Detaches from every interface; known machines are then answered by
     /// nobody until the next attach.
     pub fn detach(&mut self) -> Result<(), DataplaneError> {
-        if let Some(id) = self.link.take() {
-            let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
+        let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
+        for id in self.links.drain(..) {
             prog.detach(id).map_err(|source| DataplaneError::Verify {
                 name: PROGRAM_DHCP,
                 source,
