@@ -73,6 +73,7 @@ mod tests {
 
     fn subnets(cidr: &str) -> Vec<Subnet> {
         vec![Subnet {
+            profile: None,
             net: cidr.parse().unwrap(),
             routers: vec![],
             dns: vec![],

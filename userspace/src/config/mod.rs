@@ -2,6 +2,7 @@
 //! reservations) read into a serde wire struct, then validated into the
 //! runtime [`Config`] with errors of the form `file:line: key: message`.
 
+mod boot;
 mod csv;
 mod duration;
 mod location;
@@ -23,6 +24,37 @@ pub struct Config {
     pub subnets: Vec<Subnet>,
     /// Inline reservations in file order, then those of `reservations_file`.
     pub reservations: Vec<Reservation>,
+    pub boot: Boot,
+    pub profiles: Vec<Profile>,
+}
+
+/// `[boot]`: what the boot services serve and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    /// The iPXE binaries, served over TFTP and HTTP.
+    pub tftp_root: PathBuf,
+    /// Kernels and initrds, served over HTTP under /artifacts/.
+    pub artifacts_dir: PathBuf,
+    pub http_port: u16,
+    pub tftp_port: u16,
+    pub syslog_port: u16,
+    /// User class (option 77) that marks iPXE's own requests: they get the
+    /// script URL, not a binary, which ends the chainload loop.
+    pub ipxe_user_class: String,
+    /// Index into `Config::profiles` for machines without one of their own.
+    pub default_profile: Option<usize>,
+}
+
+/// `[[profile]]`: what a machine boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// Relative names are served from `boot.artifacts_dir`.
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub cmdline: String,
+    /// A custom iPXE script template; machine variables are filled in.
+    pub script: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +182,8 @@ pub struct Subnet {
     /// Custom options, encoded, sorted by code; none of them is a code the
     /// server sets itself or one that a key above sets.
     pub options: Vec<CustomOption>,
+    /// Index into [`Config::profiles`]: what this subnet's pool clients boot.
+    pub profile: Option<usize>,
 }
 
 /// A classless static route (RFC 3442).
@@ -237,6 +271,8 @@ pub struct Reservation {
     /// Custom options of this machine, sorted by code; they win over the
     /// subnet's options (and its 26/42/119/121 keys) of the same code.
     pub options: Vec<CustomOption>,
+    /// Index into [`Config::profiles`]: what this machine boots.
+    pub profile: Option<usize>,
 }
 
 /// A file and, when the problem has one, a line.

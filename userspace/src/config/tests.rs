@@ -127,6 +127,7 @@ fn example_parses() {
             domain_search: vec![],
             routes: vec![],
             options: vec![],
+            profile: None,
         }],
         reservations: vec![Reservation {
             mac: [0x52, 0x54, 0, 0, 0, 1],
@@ -135,7 +136,18 @@ fn example_parses() {
             subnet: 0,
             origin: "stormboot.toml:22".into(),
             options: vec![],
+            profile: None,
         }],
+        boot: Boot {
+            tftp_root: PathBuf::from("/usr/lib/ipxe"),
+            artifacts_dir: PathBuf::from("/srv/stormboot"),
+            http_port: 80,
+            tftp_port: 69,
+            syslog_port: 514,
+            ipxe_user_class: "iPXE".into(),
+            default_profile: None,
+        },
+        profiles: vec![],
     };
     assert_eq!(c, want);
 }
@@ -1171,4 +1183,72 @@ fn reservation_options() {
     // CSV reservations have none.
     let c = parse_with(WITH_CSV, Some("52:54:00:00:00:02,10.50.0.12\n")).unwrap();
     assert!(c.reservations[1].options.is_empty());
+}
+
+const BOOT: &str = r##"[server]
+interface = "sb0"
+address = "10.50.0.1"
+
+[boot]
+tftp_root = "/usr/lib/ipxe"
+artifacts_dir = "artifacts"
+http_port = 8080
+ipxe_user_class = "Tinkerbell"
+default_profile = "rescue"
+
+[[profile]]
+name = "debian"
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0,115200n8"
+
+[[profile]]
+name = "rescue"
+kernel = "http://mirror.invalid/rescue/vmlinuz"
+script = """#!ipxe
+echo rescue for ${mac}
+"""
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+pool = ["10.50.0.100-10.50.0.110"]
+profile = "rescue"
+
+[[reservation]]
+mac = "52:54:00:00:00:01"
+ip = "10.50.0.11"
+profile = "debian"
+"##;
+
+#[test]
+fn boot_and_profiles() {
+    let c = Config::from_str(BOOT, Path::new("/etc/stormboot/stormboot.toml")).expect("valid boot config");
+    assert_eq!(c.boot.artifacts_dir, PathBuf::from("/etc/stormboot/artifacts"), "relative to the config file");
+    assert_eq!(c.boot.tftp_root, PathBuf::from("/usr/lib/ipxe"));
+    assert_eq!((c.boot.http_port, c.boot.tftp_port, c.boot.syslog_port), (8080, 69, 514));
+    assert_eq!(c.boot.ipxe_user_class, "Tinkerbell");
+    assert_eq!(c.profiles.len(), 2);
+    assert_eq!(c.profiles[0].initrd.as_deref(), Some("initrd.img"));
+    assert!(c.profiles[1].script.as_deref().unwrap().contains("${mac}"));
+    assert_eq!(c.boot.default_profile, Some(1));
+    assert_eq!(c.subnets[0].profile, Some(1));
+    assert_eq!(c.reservations[0].profile, Some(0));
+}
+
+#[test]
+fn boot_errors_name_key_and_line() {
+    let bad = BOOT.replacen("profile = \"debian\"", "profile = \"centos\"", 1);
+    assert_err(&bad, 33, "reservation[0].profile", "no [[profile]] is named \"centos\"");
+    let bad = BOOT.replacen("profile = \"rescue\"\n\n[[reservation]]", "profile = \"nope\"\n\n[[reservation]]", 1);
+    assert_err(&bad, 28, "subnet[0].profile", "no [[profile]] is named \"nope\"");
+    let bad = BOOT.replace("default_profile = \"rescue\"", "default_profile = \"gone\"");
+    assert_err(&bad, 10, "boot.default_profile", "no [[profile]] is named");
+    let bad = BOOT.replace("http_port = 8080", "http_port = 70000");
+    assert_err(&bad, 8, "boot.http_port", "not a port");
+    let bad = BOOT.replace("name = \"rescue\"", "name = \"debian\"");
+    assert_err(&bad, 19, "profile[1].name", "also profile[0].name");
+    let bad = BOOT.replace("kernel = \"vmlinuz\"", "kernel = \"\"");
+    assert_err(&bad, 14, "profile[0].kernel", "is empty");
+    let bad = BOOT.replace("[boot]\n", "[boot]\ntftp_rot = \"x\"\n");
+    assert_err(&bad, 6, "boot.tftp_rot", "unknown field");
 }

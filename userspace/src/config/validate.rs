@@ -10,6 +10,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde_spanned::Spanned;
 
+use super::boot;
 use super::location::Source;
 use super::{
     csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
@@ -67,12 +68,28 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         csv::parse(&text, &path.display().to_string(), &mut set)?;
     }
 
-    let reservations = set.list;
+    let mut reservations = set.list;
+    let profiles = boot::profiles(&w.profile, src)?;
+    let boot = boot::boot(w.boot.as_ref(), &profiles, src)?;
+    // Inline reservations come first in the list, in file order.
+    for (i, r) in w.reservation.iter().enumerate() {
+        if let Some(name) = &r.profile {
+            reservations[i].profile = Some(boot::profile_ref(name, &format!("reservation[{i}].profile"), &profiles, src)?);
+        }
+    }
+    let mut subnets = subnets;
+    for (i, s) in w.subnet.iter().enumerate() {
+        if let Some(name) = &s.profile {
+            subnets[i].profile = Some(boot::profile_ref(name, &format!("subnet[{i}].profile"), &profiles, src)?);
+        }
+    }
     Ok(Config {
         server,
         api,
         subnets,
         reservations,
+        boot,
+        profiles,
     })
 }
 
@@ -443,6 +460,7 @@ fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Sub
 
         let addr = |(a, b): (u32, u32)| (Ipv4Addr::from(a), Ipv4Addr::from(b));
         out.push(Subnet {
+            profile: None,
             net,
             routers,
             dns,
@@ -907,6 +925,7 @@ impl<'a> ReservationSet<'a> {
         self.by_mac.insert(mac, index);
         self.by_ip.insert(ip, index);
         self.list.push(Reservation {
+            profile: None,
             mac,
             ip,
             hostname: hostname.map(str::to_owned),

@@ -17,6 +17,9 @@ type S<T> = Spanned<T>;
 pub struct File {
     pub server: Server,
     pub api: Option<Api>,
+    pub boot: Option<Boot>,
+    #[serde(default)]
+    pub profile: Vec<Profile>,
     #[serde(default)]
     pub subnet: Vec<Subnet>,
     #[serde(default)]
@@ -73,6 +76,8 @@ pub struct Subnet {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub option: Vec<OptionData>,
+    /// The boot profile of this subnet's pool clients.
+    pub profile: Option<S<String>>,
 }
 
 /// One classless static route (option 121).
@@ -102,6 +107,29 @@ pub struct Reservation {
     pub hostname: Option<S<String>>,
     #[serde(default)]
     pub option: Vec<OptionData>,
+    pub profile: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    pub tftp_root: Option<S<String>>,
+    pub artifacts_dir: Option<S<String>>,
+    pub http_port: Option<S<i64>>,
+    pub tftp_port: Option<S<i64>>,
+    pub syslog_port: Option<S<i64>>,
+    pub ipxe_user_class: Option<S<String>>,
+    pub default_profile: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: S<String>,
+    pub kernel: S<String>,
+    pub initrd: Option<S<String>>,
+    pub cmdline: Option<S<String>>,
+    pub script: Option<S<String>>,
 }
 
 /// A duration as written: TOML allows both `lease_time = 3600` and

@@ -1,0 +1,98 @@
+//! The network-boot part of the configuration: `[boot]` (where the iPXE
+//! binaries and the artifacts are, the service ports, the iPXE marker) and
+//! `[[profile]]` (what a machine boots), and the `profile` names that
+//! reservations and subnets refer to.
+
+use std::path::PathBuf;
+
+use serde_spanned::Spanned;
+
+use super::location::Source;
+use super::{wire, Boot, ConfigError, Profile};
+
+/// Debian's ipxe package puts undionly.kpxe, ipxe.efi and snponly.efi here.
+pub const DEFAULT_TFTP_ROOT: &str = "/usr/lib/ipxe";
+pub const DEFAULT_ARTIFACTS_DIR: &str = "/srv/stormboot";
+
+pub fn profiles(w: &[wire::Profile], src: &Source) -> Result<Vec<Profile>, ConfigError> {
+    let mut out: Vec<Profile> = Vec::with_capacity(w.len());
+    for (i, p) in w.iter().enumerate() {
+        let key = |f: &str| format!("profile[{i}].{f}");
+        let name = p.name.get_ref().trim();
+        if name.is_empty() {
+            return Err(src.invalid(&p.name.span(), key("name"), "is empty"));
+        }
+        if let Some(j) = out.iter().position(|o| o.name == name) {
+            return Err(src.invalid(&p.name.span(), key("name"), format!("{name:?} is also profile[{j}].name")));
+        }
+        if p.kernel.get_ref().trim().is_empty() {
+            return Err(src.invalid(&p.kernel.span(), key("kernel"), "is empty"));
+        }
+        out.push(Profile {
+            name: name.to_string(),
+            kernel: p.kernel.get_ref().clone(),
+            initrd: p.initrd.as_ref().map(|s| s.get_ref().clone()),
+            cmdline: p.cmdline.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default(),
+            script: p.script.as_ref().map(|s| s.get_ref().clone()),
+        });
+    }
+    Ok(out)
+}
+
+/// The index of the profile `name` refers to, or an error at `name`.
+pub fn profile_ref(name: &Spanned<String>, key: &str, profiles: &[Profile], src: &Source) -> Result<usize, ConfigError> {
+    profiles.iter().position(|p| &p.name == name.get_ref()).ok_or_else(|| {
+        src.invalid(&name.span(), key, format!("no [[profile]] is named {:?}", name.get_ref()))
+    })
+}
+
+pub fn boot(w: Option<&wire::Boot>, profiles: &[Profile], src: &Source) -> Result<Boot, ConfigError> {
+    // Relative directories are taken from the config file's directory, so
+    // the daemon's working directory does not matter.
+    let dir = |s: &Option<Spanned<String>>, default: &str| -> PathBuf {
+        let p = PathBuf::from(s.as_ref().map_or(default, |s| s.get_ref().as_str()));
+        match src.path.parent() {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        }
+    };
+    let port = |s: &Option<Spanned<i64>>, key: &str, default: u16| -> Result<u16, ConfigError> {
+        match s {
+            None => Ok(default),
+            Some(v) => u16::try_from(*v.get_ref())
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| src.invalid(&v.span(), key, format!("{} is not a port (1..=65535)", v.get_ref()))),
+        }
+    };
+    let Some(w) = w else {
+        return Ok(Boot {
+            tftp_root: PathBuf::from(DEFAULT_TFTP_ROOT),
+            artifacts_dir: PathBuf::from(DEFAULT_ARTIFACTS_DIR),
+            http_port: 80,
+            tftp_port: 69,
+            syslog_port: 514,
+            ipxe_user_class: "iPXE".into(),
+            default_profile: None,
+        });
+    };
+    let marker = w.ipxe_user_class.as_ref().map_or("iPXE", |s| s.get_ref().as_str());
+    if let Some(s) = &w.ipxe_user_class {
+        if marker.is_empty() || marker.len() > 255 {
+            return Err(src.invalid(&s.span(), "boot.ipxe_user_class", "must be 1 to 255 bytes"));
+        }
+    }
+    let default_profile = match &w.default_profile {
+        None => None,
+        Some(name) => Some(profile_ref(name, "boot.default_profile", profiles, src)?),
+    };
+    Ok(Boot {
+        tftp_root: dir(&w.tftp_root, DEFAULT_TFTP_ROOT),
+        artifacts_dir: dir(&w.artifacts_dir, DEFAULT_ARTIFACTS_DIR),
+        http_port: port(&w.http_port, "boot.http_port", 80)?,
+        tftp_port: port(&w.tftp_port, "boot.tftp_port", 69)?,
+        syslog_port: port(&w.syslog_port, "boot.syslog_port", 514)?,
+        ipxe_user_class: marker.to_string(),
+        default_profile,
+    })
+}
