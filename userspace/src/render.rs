@@ -34,6 +34,8 @@ pub struct ReplySpec<'a> {
     pub rebind_time: Duration,
     /// Further options (26, 42, 119, 121, custom), already encoded.
     pub extra: Vec<crate::config::CustomOption>,
+    /// Boot file and options, for a machine with a boot profile.
+    pub boot: Option<crate::bootfile::BootSpec>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,7 +74,14 @@ impl<'a> ReplySpec<'a> {
             renew_time: subnet.renew_time,
             rebind_time: subnet.rebind_time,
             extra: subnet.extra_options(reservation),
+            boot: None,
         }
+    }
+
+    /// The same with the boot part of `boot`.
+    pub fn with_boot(mut self, boot: Option<crate::bootfile::BootSpec>) -> Self {
+        self.boot = boot;
+        self
     }
 }
 
@@ -105,12 +114,21 @@ pub fn reply_options(spec: &ReplySpec<'_>, msg_type: MessageType, lease: bool) -
     for x in &spec.extra {
         o.insert(x.to_dhcproto());
     }
+    if let Some(b) = &spec.boot {
+        for x in crate::bootfile::options(b) {
+            o.insert(x);
+        }
+    }
     o
 }
 
 /// The OFFER/ACK block for one reservation.
 pub fn reply_block(spec: &ReplySpec<'_>) -> Result<Block, RenderError> {
     let mut m = skeleton(spec.yiaddr);
+    if let Some(b) = &spec.boot {
+        m.set_siaddr(b.next_server);
+        m.set_fname_str(&b.file);
+    }
     // The type is patched per reply; Offer is a placeholder.
     m.set_opts(reply_options(spec, MessageType::Offer, true));
     block_of(&m)
@@ -240,6 +258,7 @@ mod tests {
             renew_time: Duration::from_secs(1800),
             rebind_time: Duration::from_secs(3150),
             extra: Vec::new(),
+            boot: None,
         }
     }
 

@@ -85,6 +85,15 @@ pub const CONFIG: &str = r#"
 interface = "lo"
 address = "10.50.0.1"
 
+[boot]
+http_port = 8080
+
+[[profile]]
+name = "debian"
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0,115200n8"
+
 [[subnet]]
 cidr = "10.50.0.0/24"
 routers = ["10.50.0.1"]
@@ -101,6 +110,7 @@ lease_time = "2h"
 mac = "52:54:00:00:00:01"
 ip = "10.50.0.11"
 hostname = "node1"
+profile = "debian"
 
 [[reservation]]
 mac = "52:54:00:00:01:01"

@@ -656,3 +656,172 @@ fn many_options_are_walked_and_too_many_are_passed_up() {
     );
     passes(&f, &input, Counter::PassUnsupported);
 }
+
+/// A firmware request: `request` with options 60, 93 and (for iPXE) 77.
+fn firmware(
+    mac: [u8; 6],
+    t: MessageType,
+    vendor: &[u8],
+    arch: u16,
+    user_class: Option<&[u8]>,
+) -> Message {
+    let mut m = request(mac, t);
+    m.opts_mut()
+        .insert(DhcpOption::ClassIdentifier(vendor.to_vec()));
+    m.opts_mut()
+        .insert(DhcpOption::ClientSystemArchitecture(arch.into()));
+    if let Some(u) = user_class {
+        m.opts_mut().insert(DhcpOption::UserClass(u.to_vec()));
+    }
+    m
+}
+
+fn bytes_opt(m: &Message, code: OptionCode) -> Option<Vec<u8>> {
+    match m.opts().get(code)? {
+        DhcpOption::ClassIdentifier(v)
+        | DhcpOption::TFTPServerName(v)
+        | DhcpOption::BootfileName(v) => Some(v.clone()),
+        DhcpOption::VendorExtensions(v) => Some(v.clone()),
+        DhcpOption::Unknown(u) => Some(u.data().to_vec()),
+        _ => None,
+    }
+}
+
+fn file_of(m: &Message) -> String {
+    String::from_utf8_lossy(m.fname().unwrap_or_default())
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+#[test]
+fn pxe_bios_gets_undionly_over_tftp() {
+    let f = fixture();
+    let req = firmware(
+        NODE1,
+        MessageType::Discover,
+        b"PXEClient:Arch:00000:UNDI:002001",
+        0,
+        None,
+    );
+    let (m, _, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(m.siaddr(), SERVER, "next server");
+    assert_eq!(file_of(&m), "undionly.kpxe");
+    assert_eq!(
+        bytes_opt(&m, OptionCode::BootfileName).as_deref(),
+        Some(&b"undionly.kpxe"[..])
+    );
+    assert_eq!(
+        bytes_opt(&m, OptionCode::TFTPServerName).as_deref(),
+        Some(&b"10.50.0.1"[..])
+    );
+    assert_eq!(
+        bytes_opt(&m, OptionCode::ClassIdentifier).as_deref(),
+        Some(&b"PXEClient"[..]),
+        "option 60 echoed"
+    );
+    assert_eq!(
+        bytes_opt(&m, OptionCode::VendorExtensions).as_deref(),
+        Some(&[6u8, 1, 8, 255][..]),
+        "PXE discovery control 8"
+    );
+    assert_eq!(m.yiaddr(), NODE1_IP);
+}
+
+#[test]
+fn uefi_pxe_gets_ipxe_efi() {
+    let f = fixture();
+    let mut req = firmware(
+        NODE1,
+        MessageType::Discover,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        None,
+    );
+    req.set_flags(Flags::default().set_broadcast());
+    let (m, a, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(file_of(&m), "ipxe.efi");
+    assert_eq!(a.ip_dst, Ipv4Addr::BROADCAST, "EDK2 sets the broadcast bit");
+}
+
+#[test]
+fn ipxe_gets_its_script_url_and_no_proxydhcp_wait() {
+    let f = fixture();
+    // The bare string, as iPXE sends it, and an RFC 3004 instance.
+    for user_class in [&b"iPXE"[..], &b"\x04iPXE"[..]] {
+        let req = firmware(
+            NODE1,
+            MessageType::Request,
+            b"PXEClient:Arch:00000:UNDI:002001",
+            0,
+            Some(user_class),
+        );
+        let mut req = req;
+        req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        req.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(NODE1_IP));
+        let (m, _, _) = reply(&f, &broadcast_frame(&req));
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
+        let url = "http://10.50.0.1:8080/52:54:00:00:00:01/auto.ipxe";
+        assert_eq!(
+            file_of(&m),
+            url,
+            "the script, never a binary: that ends the chainload loop"
+        );
+        assert_eq!(
+            bytes_opt(&m, OptionCode::BootfileName).as_deref(),
+            Some(url.as_bytes())
+        );
+        assert_eq!(
+            bytes_opt(&m, OptionCode::Unknown(175)).as_deref(),
+            Some(&[176u8, 1, 1][..])
+        );
+        assert_eq!(bytes_opt(&m, OptionCode::ClassIdentifier), None);
+    }
+}
+
+#[test]
+fn uefi_http_boot_gets_a_url_and_httpclient() {
+    let f = fixture();
+    let req = firmware(
+        NODE1,
+        MessageType::Discover,
+        b"HTTPClient:Arch:00016:UNDI:003001",
+        16,
+        None,
+    );
+    let (m, _, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(file_of(&m), "http://10.50.0.1:8080/ipxe.efi");
+    assert_eq!(
+        bytes_opt(&m, OptionCode::ClassIdentifier).as_deref(),
+        Some(&b"HTTPClient"[..])
+    );
+}
+
+#[test]
+fn unknown_architecture_and_machines_without_profile_get_plain_dhcp() {
+    let f = fixture();
+    let req = firmware(
+        NODE1,
+        MessageType::Discover,
+        b"PXEClient:Arch:00042:UNDI:003000",
+        42,
+        None,
+    );
+    let (m, _, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(file_of(&m), "", "no boot file for an unknown architecture");
+    assert_eq!(bytes_opt(&m, OptionCode::BootfileName), None);
+    // remote1 has no profile: a PXE request gets plain DHCP.
+    let mut req = firmware(
+        REMOTE,
+        MessageType::Discover,
+        b"PXEClient:Arch:00000:UNDI:002001",
+        0,
+        None,
+    );
+    req.set_giaddr(RELAY);
+    let (m, _, _) = reply(&f, &relayed_frame(&req));
+    assert_eq!(m.yiaddr(), REMOTE_IP);
+    assert_eq!(bytes_opt(&m, OptionCode::BootfileName), None);
+}

@@ -88,6 +88,9 @@ pub mod opt {
     pub const REQUESTED_IP: u8 = 50;
     pub const MESSAGE_TYPE: u8 = 53;
     pub const SERVER_ID: u8 = 54;
+    pub const VENDOR_CLASS: u8 = 60;
+    pub const USER_CLASS: u8 = 77;
+    pub const CLIENT_ARCH: u8 = 93;
     pub const RELAY_AGENT_INFO: u8 = 82;
     pub const END: u8 = 255;
 }

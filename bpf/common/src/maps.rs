@@ -11,6 +11,7 @@ pub mod names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const EVENTS: &str = "EVENTS";
     pub const SCRATCH: &str = "SCRATCH";
+    pub const BOOT_MARKER: &str = "BOOT_MARKER";
 }
 
 /// Name of the XDP program that answers DHCP.
@@ -29,9 +30,32 @@ pub struct ReservationKey {
     pub variant: u16,
 }
 
-/// Boot variants a reservation can have a rendered reply for.
+/// Boot variants a reservation can have a rendered reply for; the request
+/// picks one by `rules::boot_variant`. A machine with no reply rendered for
+/// its variant is answered from its PLAIN one: plain DHCP, no boot options.
 pub mod variant {
     pub const PLAIN: u16 = 0;
+    /// PXE firmware on BIOS (client architecture 0): undionly.kpxe.
+    pub const PXE_BIOS: u16 = 1;
+    /// PXE firmware on UEFI x86 / x64 (architectures 6, 7, 9): ipxe.efi.
+    pub const PXE_EFI_X64: u16 = 2;
+    /// PXE firmware on UEFI arm64 (architecture 11).
+    pub const PXE_EFI_ARM64: u16 = 3;
+    /// UEFI HTTP boot, x64 (architecture 16, vendor class HTTPClient).
+    pub const HTTP_EFI_X64: u16 = 4;
+    /// UEFI HTTP boot, arm64 (architecture 19).
+    pub const HTTP_EFI_ARM64: u16 = 5;
+    /// iPXE itself (user class marker): the machine's script URL.
+    pub const IPXE: u16 = 6;
+    pub const ALL: [u16; 7] = [
+        PLAIN,
+        PXE_BIOS,
+        PXE_EFI_X64,
+        PXE_EFI_ARM64,
+        HTTP_EFI_X64,
+        HTTP_EFI_ARM64,
+        IPXE,
+    ];
 }
 
 /// A rendered reply: the UDP payload with every per-transaction field zero.
@@ -134,11 +158,45 @@ pub struct FoundOptions {
     /// Offset of option 82 in the frame and its length with code and length bytes.
     pub relay_off: u32,
     pub relay_len: u32,
+    /// Offsets of the values of options 60 (vendor class), 77 (user class)
+    /// and 93 (client architecture) in the frame, and their lengths; zero
+    /// length when absent. Classified after the walk (`rules::boot_variant`).
+    pub vendor_off: u32,
+    pub vendor_len: u32,
+    pub user_class_off: u32,
+    pub user_class_len: u32,
+    pub arch_off: u32,
+    pub arch_len: u32,
     /// Where the walk is: kept here for the same reason, so the verifier
     /// sees one bounded unknown offset at each step instead of one state
     /// per distinct sum of option lengths.
     pub cursor: u32,
     pub _pad: u32,
+}
+
+/// The user-class marker that identifies iPXE's requests (option 77): the
+/// single entry of the BOOT_MARKER map, written before the program is
+/// attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pub len: u32,
+    pub bytes: [u8; MARKER_MAX],
+}
+
+pub const MARKER_MAX: usize = 32;
+
+impl Marker {
+    /// The marker for `text`, cut to `MARKER_MAX` bytes.
+    pub fn new(text: &[u8]) -> Self {
+        let mut bytes = [0u8; MARKER_MAX];
+        let n = text.len().min(MARKER_MAX);
+        bytes[..n].copy_from_slice(&text[..n]);
+        Marker {
+            len: n as u32,
+            bytes,
+        }
+    }
 }
 
 #[cfg(feature = "user")]
@@ -150,6 +208,7 @@ mod pod {
     unsafe impl aya::Pod for super::Subnet {}
     unsafe impl aya::Pod for super::Iface {}
     unsafe impl aya::Pod for super::Scratch {}
+    unsafe impl aya::Pod for super::Marker {}
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Addresses are host-order u32 values of the wire bytes; 0 means absent.
 
 use crate::layout::{msg, CLIENT_PORT, FLAG_BROADCAST, SERVER_PORT};
+use crate::maps::variant;
 
 /// What to do with a request from a MAC that has a reservation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,9 +170,106 @@ pub const fn reply_ciaddr(reply_type: u8, req_ciaddr: u32) -> u32 {
     }
 }
 
+/// What option 60 says the client is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    /// No vendor class, or another one.
+    Other,
+    /// "PXEClient...": PXE firmware.
+    Pxe,
+    /// "HTTPClient...": UEFI HTTP boot.
+    Http,
+}
+
+/// Classifies option 60 by its prefix.
+#[inline(always)]
+pub fn vendor_of(value: &[u8]) -> Vendor {
+    if value.len() >= 9 && matches!(value.get(..9), Some(b"PXEClient")) {
+        Vendor::Pxe
+    } else if value.len() >= 10 && matches!(value.get(..10), Some(b"HTTPClient")) {
+        Vendor::Http
+    } else {
+        Vendor::Other
+    }
+}
+
+/// Which rendered reply a boot request gets (RFC 4578 and the IANA
+/// processor architecture registry for option 93). `arch` is None when
+/// option 93 is absent; `ipxe` is true when option 77 carries the iPXE
+/// marker. iPXE always gets its script, whatever it runs on: the BIOS ROM's
+/// iPXE and a chainloaded undionly.kpxe send the same request, and only the
+/// script ends the chainload loop.
+#[inline(always)]
+pub fn boot_variant(arch: Option<u16>, vendor: Vendor, ipxe: bool) -> u16 {
+    if ipxe {
+        return variant::IPXE;
+    }
+    match (vendor, arch) {
+        (Vendor::Pxe, Some(0)) => variant::PXE_BIOS,
+        (Vendor::Pxe, Some(6 | 7 | 9)) => variant::PXE_EFI_X64,
+        (Vendor::Pxe, Some(11)) => variant::PXE_EFI_ARM64,
+        (Vendor::Http, Some(16)) => variant::HTTP_EFI_X64,
+        (Vendor::Http, Some(19)) => variant::HTTP_EFI_ARM64,
+        // Unknown architectures and plain clients get plain DHCP.
+        _ => variant::PLAIN,
+    }
+}
+
+/// Whether option 77's value carries `marker`: iPXE sends the bare string
+/// ("iPXE"), RFC 3004 clients length-prefixed instances.
+pub fn has_user_class(value: &[u8], marker: &[u8]) -> bool {
+    if value == marker {
+        return true;
+    }
+    let mut rest = value;
+    while let [len, tail @ ..] = rest {
+        let len = *len as usize;
+        let Some((instance, more)) = (len <= tail.len()).then(|| tail.split_at(len)) else {
+            return false;
+        };
+        if instance == marker {
+            return true;
+        }
+        rest = more;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_variants() {
+        assert_eq!(vendor_of(b"PXEClient:Arch:00007:UNDI:003000"), Vendor::Pxe);
+        assert_eq!(
+            vendor_of(b"HTTPClient:Arch:00016:UNDI:003001"),
+            Vendor::Http
+        );
+        assert_eq!(vendor_of(b"MSFT 5.0"), Vendor::Other);
+        assert_eq!(vendor_of(b"PXE"), Vendor::Other);
+        assert_eq!(boot_variant(Some(0), Vendor::Pxe, false), variant::PXE_BIOS);
+        assert_eq!(
+            boot_variant(Some(7), Vendor::Pxe, false),
+            variant::PXE_EFI_X64
+        );
+        assert_eq!(
+            boot_variant(Some(11), Vendor::Pxe, false),
+            variant::PXE_EFI_ARM64
+        );
+        assert_eq!(
+            boot_variant(Some(16), Vendor::Http, false),
+            variant::HTTP_EFI_X64
+        );
+        assert_eq!(boot_variant(Some(0), Vendor::Pxe, true), variant::IPXE);
+        assert_eq!(boot_variant(Some(42), Vendor::Pxe, false), variant::PLAIN);
+        assert_eq!(boot_variant(None, Vendor::Other, false), variant::PLAIN);
+        assert!(has_user_class(b"iPXE", b"iPXE"));
+        assert!(has_user_class(b"\x04iPXE", b"iPXE"));
+        assert!(has_user_class(b"\x03abc\x0aTinkerbell", b"Tinkerbell"));
+        assert!(!has_user_class(b"\x09iPXE", b"iPXE"));
+        assert!(!has_user_class(b"xiPXE", b"iPXE"));
+    }
 
     const RES: u32 = 0x0a32_000b;
     const OURS: u32 = 0x0a32_0001;

@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod boot;
 mod maps;
 mod packet;
 mod parse;

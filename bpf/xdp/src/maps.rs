@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use stormboot_common::{
     counters::Counter,
-    maps::{Iface, Reservation, ReservationKey, Scratch, Subnet},
+    maps::{Iface, Marker, Reservation, ReservationKey, Scratch, Subnet},
 };
 
 #[map(name = "RESERVATIONS")]
@@ -26,6 +26,10 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::C
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// One entry: the user-class marker of iPXE requests.
+#[map(name = "BOOT_MARKER")]
+pub static BOOT_MARKER: Array<Marker> = Array::with_max_entries(1, 0);
 
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

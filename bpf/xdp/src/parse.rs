@@ -35,7 +35,18 @@ pub struct Request {
     /// 82, or zero length when absent.
     pub relay_off: usize,
     pub relay_len: usize,
+    /// Which rendered reply the request asks for (`maps::variant`).
+    pub variant: u16,
 }
+
+/// Reads one field of the `FoundOptions` in the SCRATCH map.
+macro_rules! read {
+    ($found:expr, $field:ident) => {
+        // SAFETY: a per-CPU map value; XDP does not nest on one CPU.
+        unsafe { core::ptr::addr_of!((*$found).$field).read_volatile() }
+    };
+}
+pub(crate) use read;
 
 pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     let not_dhcp = |_| Counter::PassNotDhcp;
@@ -87,12 +98,15 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
 
     let found = walk_options(ctx, bootp + OPTIONS_OFF, opts_end)?;
     let mut fields = rules::Request {
-        msg_type: found.msg_type as u8,
+        msg_type: read!(found, msg_type) as u8,
         ciaddr: 0,
-        requested_ip: found.requested_ip,
-        server_id: found.server_id,
+        requested_ip: read!(found, requested_ip),
+        server_id: read!(found, server_id),
     };
-    let (relay_off, relay_len) = (found.relay_off as usize, found.relay_len as usize);
+    let (relay_off, relay_len) = (
+        read!(found, relay_off) as usize,
+        read!(found, relay_len) as usize,
+    );
     if fields.msg_type == 0 {
         return Err(Counter::Malformed);
     }
@@ -107,6 +121,7 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         fields,
         relay_off,
         relay_len,
+        variant: crate::boot::variant(ctx, found)?,
     };
     // The whole datagram must be in the frame, or the request was cut
     // short. Checked last, after every load: placed earlier, LLVM would
@@ -117,11 +132,16 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     Ok(req)
 }
 
-/// Walks the options from `off` to `end` and returns the ones the fast path
-/// reads. Results go through the SCRATCH map with volatile accesses so the
-/// verifier sees one state after the loop (see `FoundOptions`).
+/// Walks the options from `off` to `end` and returns where it left the ones
+/// the fast path reads: in the SCRATCH map, written with volatile accesses
+/// so the verifier sees one state after the loop (see `FoundOptions`), and
+/// read in place (`read!`) so they never take stack space.
 #[inline(always)]
-fn walk_options(ctx: &XdpContext, start: usize, end: usize) -> Result<FoundOptions, Counter> {
+fn walk_options(
+    ctx: &XdpContext,
+    start: usize,
+    end: usize,
+) -> Result<*const FoundOptions, Counter> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
     // SAFETY (every access below): the per-CPU map value; XDP does not nest
     // on one CPU.
@@ -141,11 +161,11 @@ fn walk_options(ctx: &XdpContext, start: usize, end: usize) -> Result<FoundOptio
         // Every option but PAD and END needs two bytes, so a last lone
         // byte ends the walk as well as END does.
         if off + 2 > end {
-            return Ok(unsafe { found.read_volatile() });
+            return Ok(found);
         }
         let [code, len] = load::<[u8; 2]>(ctx, off)?;
         if code == opt::END {
-            return Ok(unsafe { found.read_volatile() });
+            return Ok(found);
         }
         if code == opt::PAD {
             unsafe { cursor.write_volatile(off as u32 + 1) };
@@ -169,6 +189,18 @@ fn walk_options(ctx: &XdpContext, start: usize, end: usize) -> Result<FoundOptio
                 (opt::SERVER_ID, 4) => {
                     let v = load_be32(ctx, val)?;
                     core::ptr::addr_of_mut!((*found).server_id).write_volatile(v);
+                }
+                (opt::VENDOR_CLASS, _) => {
+                    core::ptr::addr_of_mut!((*found).vendor_off).write_volatile(val as u32);
+                    core::ptr::addr_of_mut!((*found).vendor_len).write_volatile(len as u32);
+                }
+                (opt::USER_CLASS, _) => {
+                    core::ptr::addr_of_mut!((*found).user_class_off).write_volatile(val as u32);
+                    core::ptr::addr_of_mut!((*found).user_class_len).write_volatile(len as u32);
+                }
+                (opt::CLIENT_ARCH, _) => {
+                    core::ptr::addr_of_mut!((*found).arch_off).write_volatile(val as u32);
+                    core::ptr::addr_of_mut!((*found).arch_len).write_volatile(len as u32);
                 }
                 (opt::RELAY_AGENT_INFO, _) => {
                     core::ptr::addr_of_mut!((*found).relay_off).write_volatile(off as u32);

@@ -35,12 +35,22 @@ use crate::{
 
 pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     count(Counter::Dhcp);
-    let key = ReservationKey {
+    // The reply rendered for the boot variant the request asks for, else
+    // the machine's plain one (no profile, or an architecture it has no
+    // boot file for: plain DHCP).
+    let wanted = ReservationKey {
+        mac: req.chaddr,
+        variant: req.variant,
+    };
+    let plain = ReservationKey {
         mac: req.chaddr,
         variant: variant::PLAIN,
     };
+    let found = RESERVATIONS
+        .get_ptr(wanted)
+        .or_else(|| RESERVATIONS.get_ptr(plain));
     // SAFETY: the value is only read; userspace replaces whole entries.
-    let res = unsafe { &*RESERVATIONS.get_ptr(key).ok_or(Counter::PassUnknownMac)? };
+    let res = unsafe { &*found.ok_or(Counter::PassUnknownMac)? };
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: read-only use of a map value.
     let iface = unsafe { &*IFACES.get_ptr(ifindex).ok_or(Counter::PassWrongNetwork)? };

@@ -13,6 +13,10 @@ use super::{wire, Boot, ConfigError, Profile};
 /// Debian's ipxe package puts undionly.kpxe, ipxe.efi and snponly.efi here.
 pub const DEFAULT_TFTP_ROOT: &str = "/usr/lib/ipxe";
 pub const DEFAULT_ARTIFACTS_DIR: &str = "/srv/stormboot";
+pub const DEFAULT_BIOS_FILE: &str = "undionly.kpxe";
+pub const DEFAULT_EFI_X64_FILE: &str = "ipxe.efi";
+/// Debian ships no arm64 iPXE; the name operators usually give their build.
+pub const DEFAULT_EFI_ARM64_FILE: &str = "ipxe-arm64.efi";
 
 pub fn profiles(w: &[wire::Profile], src: &Source) -> Result<Vec<Profile>, ConfigError> {
     let mut out: Vec<Profile> = Vec::with_capacity(w.len());
@@ -23,7 +27,11 @@ pub fn profiles(w: &[wire::Profile], src: &Source) -> Result<Vec<Profile>, Confi
             return Err(src.invalid(&p.name.span(), key("name"), "is empty"));
         }
         if let Some(j) = out.iter().position(|o| o.name == name) {
-            return Err(src.invalid(&p.name.span(), key("name"), format!("{name:?} is also profile[{j}].name")));
+            return Err(src.invalid(
+                &p.name.span(),
+                key("name"),
+                format!("{name:?} is also profile[{j}].name"),
+            ));
         }
         if p.kernel.get_ref().trim().is_empty() {
             return Err(src.invalid(&p.kernel.span(), key("kernel"), "is empty"));
@@ -32,7 +40,11 @@ pub fn profiles(w: &[wire::Profile], src: &Source) -> Result<Vec<Profile>, Confi
             name: name.to_string(),
             kernel: p.kernel.get_ref().clone(),
             initrd: p.initrd.as_ref().map(|s| s.get_ref().clone()),
-            cmdline: p.cmdline.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default(),
+            cmdline: p
+                .cmdline
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_default(),
             script: p.script.as_ref().map(|s| s.get_ref().clone()),
         });
     }
@@ -40,13 +52,29 @@ pub fn profiles(w: &[wire::Profile], src: &Source) -> Result<Vec<Profile>, Confi
 }
 
 /// The index of the profile `name` refers to, or an error at `name`.
-pub fn profile_ref(name: &Spanned<String>, key: &str, profiles: &[Profile], src: &Source) -> Result<usize, ConfigError> {
-    profiles.iter().position(|p| &p.name == name.get_ref()).ok_or_else(|| {
-        src.invalid(&name.span(), key, format!("no [[profile]] is named {:?}", name.get_ref()))
-    })
+pub fn profile_ref(
+    name: &Spanned<String>,
+    key: &str,
+    profiles: &[Profile],
+    src: &Source,
+) -> Result<usize, ConfigError> {
+    profiles
+        .iter()
+        .position(|p| &p.name == name.get_ref())
+        .ok_or_else(|| {
+            src.invalid(
+                &name.span(),
+                key,
+                format!("no [[profile]] is named {:?}", name.get_ref()),
+            )
+        })
 }
 
-pub fn boot(w: Option<&wire::Boot>, profiles: &[Profile], src: &Source) -> Result<Boot, ConfigError> {
+pub fn boot(
+    w: Option<&wire::Boot>,
+    profiles: &[Profile],
+    src: &Source,
+) -> Result<Boot, ConfigError> {
     // Relative directories are taken from the config file's directory, so
     // the daemon's working directory does not matter.
     let dir = |s: &Option<Spanned<String>>, default: &str| -> PathBuf {
@@ -62,7 +90,13 @@ pub fn boot(w: Option<&wire::Boot>, profiles: &[Profile], src: &Source) -> Resul
             Some(v) => u16::try_from(*v.get_ref())
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| src.invalid(&v.span(), key, format!("{} is not a port (1..=65535)", v.get_ref()))),
+                .ok_or_else(|| {
+                    src.invalid(
+                        &v.span(),
+                        key,
+                        format!("{} is not a port (1..=65535)", v.get_ref()),
+                    )
+                }),
         }
     };
     let Some(w) = w else {
@@ -74,9 +108,30 @@ pub fn boot(w: Option<&wire::Boot>, profiles: &[Profile], src: &Source) -> Resul
             syslog_port: 514,
             ipxe_user_class: "iPXE".into(),
             default_profile: None,
+            bios_file: DEFAULT_BIOS_FILE.into(),
+            efi_x64_file: DEFAULT_EFI_X64_FILE.into(),
+            efi_arm64_file: DEFAULT_EFI_ARM64_FILE.into(),
         });
     };
-    let marker = w.ipxe_user_class.as_ref().map_or("iPXE", |s| s.get_ref().as_str());
+    let file =
+        |s: &Option<Spanned<String>>, key: &str, default: &str| -> Result<String, ConfigError> {
+            match s {
+                None => Ok(default.to_string()),
+                // Sent in the 128-byte BOOTP file field, NUL-terminated.
+                Some(v)
+                    if v.get_ref().is_empty()
+                        || v.get_ref().len() > 127
+                        || v.get_ref().contains("..") =>
+                {
+                    Err(src.invalid(&v.span(), key, "must be 1 to 127 bytes, without \"..\""))
+                }
+                Some(v) => Ok(v.get_ref().clone()),
+            }
+        };
+    let marker = w
+        .ipxe_user_class
+        .as_ref()
+        .map_or("iPXE", |s| s.get_ref().as_str());
     if let Some(s) = &w.ipxe_user_class {
         if marker.is_empty() || marker.len() > 255 {
             return Err(src.invalid(&s.span(), "boot.ipxe_user_class", "must be 1 to 255 bytes"));
@@ -94,5 +149,12 @@ pub fn boot(w: Option<&wire::Boot>, profiles: &[Profile], src: &Source) -> Resul
         syslog_port: port(&w.syslog_port, "boot.syslog_port", 514)?,
         ipxe_user_class: marker.to_string(),
         default_profile,
+        bios_file: file(&w.bios_file, "boot.bios_file", DEFAULT_BIOS_FILE)?,
+        efi_x64_file: file(&w.efi_x64_file, "boot.efi_x64_file", DEFAULT_EFI_X64_FILE)?,
+        efi_arm64_file: file(
+            &w.efi_arm64_file,
+            "boot.efi_arm64_file",
+            DEFAULT_EFI_ARM64_FILE,
+        )?,
     })
 }

@@ -43,6 +43,11 @@ pub struct Boot {
     pub ipxe_user_class: String,
     /// Index into `Config::profiles` for machines without one of their own.
     pub default_profile: Option<usize>,
+    /// Boot files by firmware, in `tftp_root`: BIOS PXE, UEFI x64, UEFI
+    /// arm64 (UEFI HTTP boot gets the same names as http:// URLs).
+    pub bios_file: String,
+    pub efi_x64_file: String,
+    pub efi_arm64_file: String,
 }
 
 /// `[[profile]]`: what a machine boots.

@@ -146,6 +146,9 @@ fn example_parses() {
             syslog_port: 514,
             ipxe_user_class: "iPXE".into(),
             default_profile: None,
+            bios_file: "undionly.kpxe".into(),
+            efi_x64_file: "ipxe.efi".into(),
+            efi_arm64_file: "ipxe-arm64.efi".into(),
         },
         profiles: vec![],
     };
@@ -1222,10 +1225,18 @@ profile = "debian"
 
 #[test]
 fn boot_and_profiles() {
-    let c = Config::from_str(BOOT, Path::new("/etc/stormboot/stormboot.toml")).expect("valid boot config");
-    assert_eq!(c.boot.artifacts_dir, PathBuf::from("/etc/stormboot/artifacts"), "relative to the config file");
+    let c = Config::from_str(BOOT, Path::new("/etc/stormboot/stormboot.toml"))
+        .expect("valid boot config");
+    assert_eq!(
+        c.boot.artifacts_dir,
+        PathBuf::from("/etc/stormboot/artifacts"),
+        "relative to the config file"
+    );
     assert_eq!(c.boot.tftp_root, PathBuf::from("/usr/lib/ipxe"));
-    assert_eq!((c.boot.http_port, c.boot.tftp_port, c.boot.syslog_port), (8080, 69, 514));
+    assert_eq!(
+        (c.boot.http_port, c.boot.tftp_port, c.boot.syslog_port),
+        (8080, 69, 514)
+    );
     assert_eq!(c.boot.ipxe_user_class, "Tinkerbell");
     assert_eq!(c.profiles.len(), 2);
     assert_eq!(c.profiles[0].initrd.as_deref(), Some("initrd.img"));
@@ -1238,9 +1249,23 @@ fn boot_and_profiles() {
 #[test]
 fn boot_errors_name_key_and_line() {
     let bad = BOOT.replacen("profile = \"debian\"", "profile = \"centos\"", 1);
-    assert_err(&bad, 33, "reservation[0].profile", "no [[profile]] is named \"centos\"");
-    let bad = BOOT.replacen("profile = \"rescue\"\n\n[[reservation]]", "profile = \"nope\"\n\n[[reservation]]", 1);
-    assert_err(&bad, 28, "subnet[0].profile", "no [[profile]] is named \"nope\"");
+    assert_err(
+        &bad,
+        33,
+        "reservation[0].profile",
+        "no [[profile]] is named \"centos\"",
+    );
+    let bad = BOOT.replacen(
+        "profile = \"rescue\"\n\n[[reservation]]",
+        "profile = \"nope\"\n\n[[reservation]]",
+        1,
+    );
+    assert_err(
+        &bad,
+        28,
+        "subnet[0].profile",
+        "no [[profile]] is named \"nope\"",
+    );
     let bad = BOOT.replace("default_profile = \"rescue\"", "default_profile = \"gone\"");
     assert_err(&bad, 10, "boot.default_profile", "no [[profile]] is named");
     let bad = BOOT.replace("http_port = 8080", "http_port = 70000");

@@ -74,13 +74,23 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
     // Inline reservations come first in the list, in file order.
     for (i, r) in w.reservation.iter().enumerate() {
         if let Some(name) = &r.profile {
-            reservations[i].profile = Some(boot::profile_ref(name, &format!("reservation[{i}].profile"), &profiles, src)?);
+            reservations[i].profile = Some(boot::profile_ref(
+                name,
+                &format!("reservation[{i}].profile"),
+                &profiles,
+                src,
+            )?);
         }
     }
     let mut subnets = subnets;
     for (i, s) in w.subnet.iter().enumerate() {
         if let Some(name) = &s.profile {
-            subnets[i].profile = Some(boot::profile_ref(name, &format!("subnet[{i}].profile"), &profiles, src)?);
+            subnets[i].profile = Some(boot::profile_ref(
+                name,
+                &format!("subnet[{i}].profile"),
+                &profiles,
+                src,
+            )?);
         }
     }
     Ok(Config {

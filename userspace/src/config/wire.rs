@@ -120,6 +120,9 @@ pub struct Boot {
     pub syslog_port: Option<S<i64>>,
     pub ipxe_user_class: Option<S<String>>,
     pub default_profile: Option<S<String>>,
+    pub bios_file: Option<S<String>>,
+    pub efi_x64_file: Option<S<String>>,
+    pub efi_arm64_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

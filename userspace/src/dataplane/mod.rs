@@ -11,7 +11,7 @@ use aya::{
 };
 use stormboot_common::{
     counters::Counter,
-    maps::{names, Iface, Reservation, ReservationKey, Subnet, PROGRAM_DHCP, PROGRAM_PASS},
+    maps::{names, Iface, Marker, Reservation, ReservationKey, Subnet, PROGRAM_DHCP, PROGRAM_PASS},
 };
 
 /// The XDP program, built by build.rs from bpf/xdp.
@@ -83,6 +83,7 @@ pub struct Dataplane {
     subnets: Array<MapData, Subnet>,
     ifaces: HashMap<MapData, u32, Iface>,
     counters: PerCpuArray<MapData, u64>,
+    boot_marker: Array<MapData, Marker>,
     links: Vec<XdpLinkId>,
 }
 
@@ -107,18 +108,22 @@ impl Dataplane {
         let ifaces = HashMap::try_from(take(names::IFACES)?).map_err(map_err(names::IFACES))?;
         let counters =
             PerCpuArray::try_from(take(names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
+        let boot_marker =
+            Array::try_from(take(names::BOOT_MARKER)?).map_err(map_err(names::BOOT_MARKER))?;
         Ok(Self {
             ebpf,
             reservations,
             subnets,
             ifaces,
             counters,
+            boot_marker,
             links: Vec::new(),
         })
     }
 
-    /// Writes the subnets and reservations of `cfg` into the maps and
-    /// removes reservations it no longer has.
+    /// Writes the subnets, the reservations (a reply per boot variant) and
+    /// the iPXE marker of `cfg` into the maps, and removes reservations it
+    /// no longer has.
     pub fn install(&mut self, cfg: &crate::config::Config) -> Result<(), DataplaneError> {
         for (i, s) in tables::subnet_entries(cfg)?.iter().enumerate() {
             self.subnets
@@ -127,12 +132,17 @@ impl Dataplane {
         }
         let mut keep = std::collections::HashSet::with_capacity(cfg.reservations.len());
         for r in &cfg.reservations {
-            let (k, v) = tables::reservation_entry(cfg, r)?;
-            self.reservations
-                .insert(k, v, 0)
-                .map_err(map_err(names::RESERVATIONS))?;
-            keep.insert(k);
+            for (k, v) in tables::reservation_entries(cfg, r)? {
+                self.reservations
+                    .insert(k, v, 0)
+                    .map_err(map_err(names::RESERVATIONS))?;
+                keep.insert(k);
+            }
         }
+        let marker = Marker::new(cfg.boot.ipxe_user_class.as_bytes());
+        self.boot_marker
+            .set(0, marker, 0)
+            .map_err(map_err(names::BOOT_MARKER))?;
         let stale: Vec<ReservationKey> = self
             .reservations
             .keys()

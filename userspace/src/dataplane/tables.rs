@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use stormboot_common::maps::{variant, Block, Reservation, ReservationKey, Subnet};
 
+use crate::bootfile;
 use crate::config::{self, Config};
 use crate::render::{self, RenderError, ReplySpec};
 
@@ -54,16 +55,38 @@ pub fn reservation_entry(
     cfg: &Config,
     r: &config::Reservation,
 ) -> Result<(ReservationKey, Reservation), TablesError> {
-    let block: Block = render::reply_block(&reply_spec(cfg, r)).map_err(|source| TablesError {
-        origin: r.origin.clone(),
-        what: format!("reservation {}", crate::frame::format_mac(&r.mac)),
-        source,
-    })?;
+    reservation_variant(cfg, r, variant::PLAIN)
+        .map(|e| e.expect("every reservation has a plain reply"))
+}
+
+/// The entry for boot variant `v`: None when the machine has no profile or
+/// no boot file for `v` (it is then answered from its plain entry).
+pub fn reservation_variant(
+    cfg: &Config,
+    r: &config::Reservation,
+    v: u16,
+) -> Result<Option<(ReservationKey, Reservation)>, TablesError> {
+    let boot = match bootfile::reservation_profile(cfg, r) {
+        Some(_) => bootfile::boot_spec(cfg, v, r.mac),
+        None => None,
+    };
+    if v != variant::PLAIN && boot.is_none() {
+        return Ok(None);
+    }
+    let block: Block =
+        render::reply_block(&reply_spec(cfg, r).with_boot(boot)).map_err(|source| TablesError {
+            origin: r.origin.clone(),
+            what: format!(
+                "reservation {} (boot variant {v})",
+                crate::frame::format_mac(&r.mac)
+            ),
+            source,
+        })?;
     let s = &cfg.subnets[r.subnet];
-    Ok((
+    Ok(Some((
         ReservationKey {
             mac: r.mac,
-            variant: variant::PLAIN,
+            variant: v,
         },
         Reservation {
             ip: r.ip.octets(),
@@ -74,7 +97,21 @@ pub fn reservation_entry(
             flags: 0,
             reply: block,
         },
-    ))
+    )))
+}
+
+/// Every entry of a reservation: the plain one and one per boot variant.
+pub fn reservation_entries(
+    cfg: &Config,
+    r: &config::Reservation,
+) -> Result<Vec<(ReservationKey, Reservation)>, TablesError> {
+    let mut out = Vec::new();
+    for v in variant::ALL {
+        if let Some(e) = reservation_variant(cfg, r, v)? {
+            out.push(e);
+        }
+    }
+    Ok(out)
 }
 
 /// The address the program checks non-relayed requests against: the

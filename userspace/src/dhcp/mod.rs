@@ -462,6 +462,7 @@ impl Server {
             server_id: c.server_id,
             chaddr: c.mac,
             relay_info: c.relay_info,
+            variant: crate::bootfile::variant_of(c.msg, &cfg.boot.ipxe_user_class),
         };
         let (reply_type, note) = match reserved::verdict(&f, r.ip, cfg.server.address) {
             Verdict::Offer => (msg::OFFER, "offer"),
@@ -678,6 +679,11 @@ impl Server {
         reply_type: u8,
         yiaddr: Ipv4Addr,
     ) -> Result<Reply, &'static str> {
+        // Pool clients boot by their subnet's profile (else the default).
+        let boot = crate::bootfile::pool_profile(&self.cfg, s).and_then(|_| {
+            let v = crate::bootfile::variant_of(c.msg, &self.cfg.boot.ipxe_user_class);
+            crate::bootfile::boot_spec(&self.cfg, v, c.mac)
+        });
         let spec = options::Spec {
             cfg: &self.cfg,
             subnet: s,
@@ -685,6 +691,7 @@ impl Server {
             msg_type: MessageType::from(reply_type),
             hostname: c.hostname.as_deref(),
             lease: true,
+            boot,
         };
         self.encode(c, &spec, reply_type, yiaddr, c.flags)
     }
@@ -714,6 +721,7 @@ impl Server {
             chaddr: c.msg.chaddr(),
             relay_info: c.relay_info,
             max_size: c.max_size,
+            boot: spec.boot.as_ref(),
         };
         match options::encode(&header, options::build(spec)) {
             Ok(payload) => Ok(Reply {
@@ -740,6 +748,7 @@ impl Server {
             msg_type: MessageType::Ack,
             hostname: reservation.and_then(|r| r.hostname.as_deref()),
             lease: false,
+            boot: None,
         };
         // Without ciaddr (a broken client) there is nowhere to unicast to.
         let flags = if c.ciaddr.is_unspecified() {

@@ -33,6 +33,8 @@ pub struct Spec<'a> {
     /// Include 51, 58 and 59; false for an ACK to an INFORM (RFC 2131
     /// 4.3.5: no lease time).
     pub lease: bool,
+    /// What the client boots, when its subnet (or the default) has a profile.
+    pub boot: Option<crate::bootfile::BootSpec>,
 }
 
 pub fn build(spec: &Spec<'_>) -> DhcpOptions {
@@ -42,7 +44,8 @@ pub fn build(spec: &Spec<'_>) -> DhcpOptions {
         spec.reservation,
         Ipv4Addr::UNSPECIFIED,
         spec.hostname,
-    );
+    )
+    .with_boot(spec.boot.clone());
     render::reply_options(&rs, spec.msg_type, spec.lease)
 }
 
@@ -59,6 +62,8 @@ pub struct Header<'a> {
     pub relay_info: &'a [u8],
     /// Option 57 of the request, if any.
     pub max_size: Option<u16>,
+    /// Next server and file name for the BOOTP header.
+    pub boot: Option<&'a crate::bootfile::BootSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +82,10 @@ pub fn encode(h: &Header<'_>, opts: DhcpOptions) -> Result<Vec<u8>, EncodeError>
     m.set_opcode(Opcode::BootReply);
     m.set_htype(h.htype);
     m.set_flags(Flags::new(h.flags));
+    if let Some(b) = h.boot {
+        m.set_siaddr(b.next_server);
+        m.set_fname_str(&b.file);
+    }
     m.set_opts(opts);
     let mut bytes = Vec::with_capacity(BLOCK_LEN);
     m.encode(&mut Encoder::new(&mut bytes))
@@ -127,6 +136,7 @@ mod tests {
             chaddr: &[2, 0, 0, 0, 0, 1],
             relay_info: relay,
             max_size,
+            boot: None,
         }
     }
 

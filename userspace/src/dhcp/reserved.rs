@@ -27,6 +27,8 @@ pub struct Fields<'a> {
     pub server_id: Option<Ipv4Addr>,
     pub chaddr: [u8; 6],
     pub relay_info: &'a [u8],
+    /// The boot variant the request asks for (`bootfile::variant_of`).
+    pub variant: u16,
 }
 
 /// The verdict for a reserved client. `Pass` (the program leaves these to
@@ -87,7 +89,16 @@ pub fn reply(
         let block = nak.ok_or("no NAK block")?;
         render::complete(block, &t)
     } else {
-        let (_, entry) = tables::reservation_entry(cfg, r).map_err(|e| e.to_string())?;
+        // The variant's reply, else the plain one: the program's lookup.
+        let entry =
+            match tables::reservation_variant(cfg, r, f.variant).map_err(|e| e.to_string())? {
+                Some((_, e)) => e,
+                None => {
+                    tables::reservation_entry(cfg, r)
+                        .map_err(|e| e.to_string())?
+                        .1
+                }
+            };
         render::complete(&entry.reply, &t)
     }
     .map_err(|e| e.to_string())?;
