@@ -1,6 +1,7 @@
 //! stormboot: a DHCP and network-boot server whose known machines are
 //! answered by an XDP program, with a complete userspace server behind it.
 
+pub mod boot;
 pub mod bootfile;
 pub mod cli;
 pub mod config;
