@@ -238,7 +238,15 @@ impl Lab {
         // come as deconfig first, and only bound carries a lease.
         let mut script = String::from("#!/bin/sh\n[ \"$1\" = bound ] || exit 0\n{\n");
         for var in [
-            "ip", "subnet", "router", "dns", "lease", "hostname", "domain",
+            "ip",
+            "subnet",
+            "router",
+            "dns",
+            "lease",
+            "hostname",
+            "domain",
+            "boot_file",
+            "siaddr",
         ] {
             script += &format!("printf '{var}=%s\\n' \"${var}\"\n");
         }
@@ -913,4 +921,159 @@ fn each_interface_serves_its_own_subnet() {
             "{lease:?}"
         );
     }
+}
+
+#[test]
+fn a_booting_machine_gets_its_script_files_and_timeline() {
+    require_root();
+    let mut lab = Lab::new("e2e-boot", Some(RESERVED_MAC));
+    let tftp_root = lab.scratch.path("ipxe");
+    let artifacts = lab.scratch.path("artifacts");
+    fs::create_dir_all(&tftp_root).unwrap();
+    fs::create_dir_all(&artifacts).unwrap();
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(tftp_root.join("undionly.kpxe"), &binary).unwrap();
+    fs::write(artifacts.join("vmlinuz"), b"kernel").unwrap();
+    let config = SMALL_CONFIG.replace(
+        "hostname = \"node1\"\n",
+        "hostname = \"node1\"\nprofile = \"debian\"\n",
+    ) + &format!(
+        "\n[boot]\ntftp_root = \"{}\"\nartifacts_dir = \"{}\"\n\n\
+         [[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\ninitrd = \"initrd.img\"\ncmdline = \"console=ttyS0,115200n8\"\n",
+        tftp_root.display(),
+        artifacts.display()
+    );
+    lab.start(&config);
+
+    // What iPXE sends (NETBOOT.md): user class "iPXE" bare, PXEClient, arch 0.
+    let lease = lab
+        .run_udhcpc(&[
+            "-V",
+            "PXEClient:Arch:00000:UNDI:002001",
+            "-x",
+            "0x4d:69505845",
+            "-x",
+            "0x5d:0000",
+        ])
+        .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
+    let script_url = format!("http://10.50.0.1/{RESERVED_MAC}/auto.ipxe");
+    assert_eq!(
+        lease.get("boot_file").map(String::as_str),
+        Some(script_url.as_str()),
+        "{lease:?}{}",
+        lab.log()
+    );
+    assert_eq!(
+        lease.get("siaddr").map(String::as_str),
+        Some("10.50.0.1"),
+        "{lease:?}"
+    );
+    let stats = lab.stats();
+    assert_eq!(
+        slow_path_total(&stats),
+        0,
+        "the boot reply came from XDP: {stats}"
+    );
+
+    let mut ip = Command::new("ip");
+    ip.args([
+        "addr",
+        "add",
+        &format!("{RESERVED_IP}/24"),
+        "dev",
+        CLIENT_IF,
+    ]);
+    lab.bed.run(Side::Client, ip).expect("address the client");
+    let curl = |args: &[&str]| {
+        let mut c = Command::new("curl");
+        c.arg("-sS").args(args);
+        lab.bed.run(Side::Client, c)
+    };
+    let script = curl(&[&script_url]).unwrap_or_else(|e| panic!("script: {e:#}{}", lab.log()));
+    let script = String::from_utf8_lossy(&script.stdout).to_string();
+    assert!(script.starts_with("#!ipxe"), "{script}");
+    assert!(
+        script.contains(
+            "kernel http://10.50.0.1/artifacts/vmlinuz initrd=initrd.img console=ttyS0,115200n8"
+        ),
+        "{script}"
+    );
+    assert!(
+        script.contains("initrd http://10.50.0.1/artifacts/initrd.img"),
+        "{script}"
+    );
+
+    let out = lab.scratch.path("undionly.kpxe");
+    curl(&[
+        "--tftp-blksize",
+        "1468",
+        "-o",
+        &out.to_string_lossy(),
+        "tftp://10.50.0.1/undionly.kpxe",
+    ])
+    .unwrap_or_else(|e| panic!("tftp: {e:#}{}", lab.log()));
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        binary,
+        "TFTP delivered the file intact"
+    );
+    assert!(
+        curl(&[
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "tftp://10.50.0.1/../../etc/passwd"
+        ])
+        .is_err(),
+        "a path out of the TFTP root must be refused"
+    );
+
+    let mut logger = Command::new("logger");
+    logger.args([
+        "--server",
+        "10.50.0.1",
+        "--udp",
+        "--port",
+        "514",
+        "--rfc3164",
+        "-t",
+        "init",
+        "node1 reached userspace",
+    ]);
+    lab.bed.run(Side::Client, logger).expect("logger");
+
+    // Every phase lands in the machine's timeline.
+    let timeline = wait_for(Duration::from_secs(5), || {
+        let mut c = lab.stormboot(Side::Server);
+        c.args(["machine", RESERVED_MAC, "--json", "--config"])
+            .arg(&lab.config);
+        let out = lab.bed.run(Side::Server, c).ok()?;
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let phases: Vec<String> = v["events"]
+            .as_array()?
+            .iter()
+            .map(|e| e["phase"].as_str().unwrap_or("").to_string())
+            .collect();
+        ["offer", "ack", "script", "tftp", "syslog"]
+            .iter()
+            .all(|p| phases.iter().any(|x| x == p))
+            .then_some(v)
+    })
+    .unwrap_or_else(|| panic!("the timeline lacks a phase{}", lab.log()));
+    let events = timeline["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["phase"] == "ack" && e["path"] == "xdp"),
+        "{timeline}"
+    );
+    assert!(
+        events.iter().any(|e| e["phase"] == "syslog"
+            && e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("node1 reached userspace")),
+        "{timeline}"
+    );
+    assert_eq!(timeline["phase"], "syslog", "the furthest phase reached");
 }

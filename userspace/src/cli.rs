@@ -67,6 +67,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the machines the daemon has seen, with their last boot phase.
+    Machines {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one machine's boot timeline.
+    Machine {
+        /// The machine's MAC address.
+        mac: String,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate a boot storm: N machines doing DHCP from one interface.
     Storm(crate::storm::StormArgs),
     /// Measure the XDP program's cost per packet (BPF_PROG_TEST_RUN; root).
@@ -94,6 +112,34 @@ impl From<ModeArg> for crate::config::XdpMode {
         match m {
             ModeArg::Driver => crate::config::XdpMode::Driver,
             ModeArg::Skb => crate::config::XdpMode::Skb,
+        }
+    }
+}
+
+/// How the CLI finds a running daemon.
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    /// The daemon's configuration (its api.listen is used).
+    #[arg(
+        long,
+        short,
+        env = "STORMBOOT_CONFIG",
+        default_value = "/etc/stormboot/stormboot.toml"
+    )]
+    pub config: PathBuf,
+    /// Address of the daemon's API; overrides the configuration.
+    #[arg(long, env = "STORMBOOT_API")]
+    pub api: Option<SocketAddr>,
+}
+
+impl DaemonArgs {
+    pub fn addr(&self) -> anyhow::Result<SocketAddr> {
+        match self.api {
+            Some(a) => Ok(a),
+            None => Ok(crate::config::Config::load(&self.config)
+                .map_err(|e| anyhow::anyhow!("finding the daemon's API (or pass --api): {e}"))?
+                .api
+                .listen),
         }
     }
 }

@@ -28,6 +28,7 @@ pub async fn run(
     mut ring: RingBuf<MapData>,
     counters: Arc<UserCounters>,
     acks: tokio::sync::mpsc::Sender<ReplyEvent>,
+    timeline: Arc<crate::timeline::Timeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tick = tokio::time::interval(DRAIN_EVERY);
@@ -36,11 +37,11 @@ pub async fn run(
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => {
-                drain(&mut ring, &counters, &acks);
+                drain(&mut ring, &counters, &acks, &timeline);
                 return Ok(());
             }
         }
-        drain(&mut ring, &counters, &acks);
+        drain(&mut ring, &counters, &acks, &timeline);
     }
 }
 
@@ -50,6 +51,7 @@ fn drain(
     ring: &mut RingBuf<MapData>,
     counters: &UserCounters,
     acks: &tokio::sync::mpsc::Sender<ReplyEvent>,
+    timeline: &crate::timeline::Timeline,
 ) {
     while let Some(item) = ring.next() {
         let Some(ev) = decode(&item) else {
@@ -57,6 +59,17 @@ fn drain(
             continue;
         };
         UserCounters::bump(&counters.xdp_replies, ev.msg_type);
+        let phase = match ev.msg_type {
+            msg::OFFER => crate::timeline::Phase::Offer,
+            msg::NAK => crate::timeline::Phase::Nak,
+            _ => crate::timeline::Phase::Ack,
+        };
+        timeline.record(
+            ev.mac,
+            phase,
+            "xdp",
+            std::net::Ipv4Addr::from(ev.ip).to_string(),
+        );
         if ev.msg_type == msg::ACK && acks.try_send(ev).is_err() {
             // The lease table catches up at the machine's next renewal.
             counters

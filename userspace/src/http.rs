@@ -1,41 +1,78 @@
-//! The daemon's HTTP endpoint: `/healthz`, `/metrics` (Prometheus) and
-//! `/api/v1/stats` (JSON, read by `stormboot stats`).
+//! The daemon's HTTP endpoint: `/healthz`, `/metrics` (Prometheus),
+//! `/api/v1/stats` (JSON, read by `stormboot stats`) and the boot timeline,
+//! `/api/v1/machines` and `/api/v1/machines/{mac}`.
 
 use std::sync::Arc;
 
-use axum::{extract::State, response::IntoResponse, routing::get, Json, Router};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::get,
+    Json, Router,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::Snapshot;
+use crate::timeline::{Machine, Timeline};
 
 /// Produces a fresh snapshot on demand.
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
-pub fn router(snapshot: SnapshotFn) -> Router {
+#[derive(Clone)]
+struct Api {
+    snapshot: SnapshotFn,
+    timeline: Arc<Timeline>,
+}
+
+pub fn router(snapshot: SnapshotFn, timeline: Arc<Timeline>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/stats", get(stats))
-        .with_state(snapshot)
+        .route("/api/v1/machines", get(machines))
+        .route("/api/v1/machines/{mac}", get(machine))
+        .with_state(Api { snapshot, timeline })
 }
 
-async fn metrics(State(s): State<SnapshotFn>) -> impl IntoResponse {
+async fn metrics(State(a): State<Api>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        s().prometheus(),
+        (a.snapshot)().prometheus(),
     )
 }
 
-async fn stats(State(s): State<SnapshotFn>) -> Json<Snapshot> {
-    Json(s())
+async fn stats(State(a): State<Api>) -> Json<Snapshot> {
+    Json((a.snapshot)())
+}
+
+async fn machines(State(a): State<Api>) -> Json<Vec<Machine>> {
+    Json(a.timeline.machines())
+}
+
+async fn machine(
+    State(a): State<Api>,
+    Path(mac): Path<String>,
+) -> Result<Json<Machine>, (StatusCode, String)> {
+    let m = crate::frame::parse_mac(&mac).ok_or_else(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("{mac:?} is not a MAC address\n"),
+        )
+    })?;
+    a.timeline
+        .machine(m)
+        .map(Json)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no events for {mac}\n")))
 }
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
     snapshot: SnapshotFn,
+    timeline: Arc<Timeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(snapshot))
+    axum::serve(listener, router(snapshot, timeline))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -95,6 +95,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Machines { daemon, json } => {
+            let body = stormboot::http::fetch(daemon.addr()?, "/api/v1/machines")?;
+            if json {
+                println!("{body}");
+                return Ok(());
+            }
+            let machines: Vec<stormboot::timeline::Machine> =
+                serde_json::from_str(&body).context("decoding the daemon's machines")?;
+            println!("{:<18} {:<10} {:>8}", "MAC", "PHASE", "AGE (s)");
+            let now = stormboot::timeline::now_ms();
+            for m in machines {
+                let phase = m
+                    .phase
+                    .map(|p| format!("{p:?}").to_lowercase())
+                    .unwrap_or_default();
+                println!(
+                    "{:<18} {:<10} {:>8}",
+                    m.mac,
+                    phase,
+                    now.saturating_sub(m.last_ms) / 1000
+                );
+            }
+            Ok(())
+        }
+        Command::Machine { mac, daemon, json } => {
+            let body = stormboot::http::fetch(daemon.addr()?, &format!("/api/v1/machines/{mac}"))?;
+            if json {
+                println!("{body}");
+                return Ok(());
+            }
+            let m: stormboot::timeline::Machine =
+                serde_json::from_str(&body).context("decoding the machine's timeline")?;
+            println!("{}", m.mac);
+            for e in m.events {
+                let t = e.at_ms.saturating_sub(m.first_ms);
+                println!(
+                    "  +{:>7.3}s  {:<9} {:<10} {}",
+                    t as f64 / 1000.0,
+                    format!("{:?}", e.phase).to_lowercase(),
+                    e.path,
+                    e.detail
+                );
+            }
+            Ok(())
+        }
         Command::Storm(args) => {
             let report = stormboot::storm::run(&args)?;
             stormboot::storm::print_report(&report, args.json);

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Dataplane as DataplaneKind, XdpMode};
 use crate::dataplane::{ifaces, tables, Dataplane, DataplaneError, LoadOptions};
 use crate::dhcp::{self, Ingress};
-use crate::leases::LeaseStore;
+use crate::leases::{Index, LeaseChange, LeaseStore};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
 use crate::stats::{Snapshot, UserCounters};
 use crate::store::SqliteStore;
-use crate::{events, http};
+use crate::timeline::Timeline;
+use crate::{events, http, services};
 
 /// Requests the slow path holds before it drops the oldest.
 const QUEUE_CAPACITY: usize = 4096;
@@ -104,6 +105,15 @@ pub async fn serve(
     let store = Arc::new(SqliteStore::open(&cfg.server.lease_db)?);
     let leases = store.load()?;
     tracing::info!(path = %cfg.server.lease_db.display(), leases = leases.len(), "lease store opened");
+    let index = Arc::new(Index::default());
+    index.apply(
+        &leases
+            .iter()
+            .cloned()
+            .map(LeaseChange::Upsert)
+            .collect::<Vec<_>>(),
+    );
+    let timeline = Arc::new(Timeline::default());
     let server = dhcp::Server::new(cfg.clone(), leases, slowpath::unix_now());
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
@@ -152,6 +162,7 @@ pub async fn serve(
                 ring,
                 counters.clone(),
                 ack_tx,
+                timeline.clone(),
                 shutdown.clone(),
             ));
             if let Some(logger) = logger {
@@ -182,8 +193,24 @@ pub async fn serve(
             s
         })
     };
-    tasks.spawn(http::serve(listener, snapshot.clone(), shutdown.clone()));
+    tasks.spawn(http::serve(
+        listener,
+        snapshot.clone(),
+        timeline.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
+    if cfg.boot.enabled {
+        let machines = services::Machines::new(cfg.clone(), index.clone());
+        services::start(
+            cfg.clone(),
+            machines,
+            timeline.clone(),
+            &mut tasks,
+            shutdown.clone(),
+        )
+        .await?;
+    }
 
     let slow = SlowPath {
         endpoints,
@@ -192,6 +219,8 @@ pub async fn serve(
         counters: counters.clone(),
         queue,
         fast_acks: dp.is_some().then_some(ack_rx),
+        index,
+        timeline,
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });

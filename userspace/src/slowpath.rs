@@ -282,6 +282,9 @@ pub struct SlowPath {
     pub queue: Arc<Queue>,
     /// ACKs the XDP program sent, to be recorded as leases.
     pub fast_acks: Option<tokio::sync::mpsc::Receiver<stormboot_common::events::ReplyEvent>>,
+    /// Who holds which address, for the boot services.
+    pub index: Arc<crate::leases::Index>,
+    pub timeline: Arc<crate::timeline::Timeline>,
 }
 
 impl SlowPath {
@@ -346,6 +349,7 @@ impl SlowPath {
         if changes.is_empty() {
             return;
         }
+        self.index.apply(&changes);
         // Queued here, in decision order; only the wait is left to the task.
         let durable = self.store.commit(changes);
         tokio::spawn(async move {
@@ -355,14 +359,40 @@ impl SlowPath {
         });
     }
 
+    /// The request and its answer, in the machine's boot timeline.
+    fn record(&self, mac: [u8; 6], rx: &Received, outcome: &dhcp::Outcome) {
+        use crate::timeline::Phase;
+        if rx.msg.opts().msg_type() == Some(dhcproto::v4::MessageType::Discover) {
+            self.timeline.record(
+                mac,
+                Phase::Discover,
+                "userspace",
+                self.endpoints[rx.via].ingress.iface_name.clone(),
+            );
+        }
+        if let Some(r) = &outcome.reply {
+            let phase = match r.msg_type {
+                stormboot_common::layout::msg::OFFER => Phase::Offer,
+                stormboot_common::layout::msg::NAK => Phase::Nak,
+                _ => Phase::Ack,
+            };
+            self.timeline.record(
+                mac,
+                phase,
+                "userspace",
+                format!("{} ({})", r.yiaddr, outcome.note),
+            );
+        }
+    }
+
     fn handle(&mut self, rx: &Received, sock: Arc<AsyncFd<RawSocket>>) {
         let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
-        let mac = rx.msg.chaddr().get(..6).map(|c| {
-            let mut m = [0u8; 6];
-            m.copy_from_slice(c);
-            format_mac(&m)
-        });
-        let mac = mac.unwrap_or_default();
+        let mut chaddr = [0u8; 6];
+        if let Some(c) = rx.msg.chaddr().get(..6) {
+            chaddr.copy_from_slice(c);
+        }
+        let mac = format_mac(&chaddr);
+        self.record(chaddr, rx, &outcome);
         let kind = outcome
             .reply
             .as_ref()
@@ -377,6 +407,7 @@ impl SlowPath {
             UserCounters::bump(&self.counters.slow_path_replies, r.msg_type);
         }
         tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
+        self.index.apply(&outcome.changes);
         // The changes are queued now, in the order the decisions were made
         // (a RELEASE and the next REQUEST for the same address must reach
         // the store in that order); waiting for them to be durable and

@@ -31,10 +31,13 @@ pub enum Counter {
     TxError,
     /// ACK events lost because the ring buffer was full.
     EventLost,
+    /// Passed up: the reply is longer than the request and the buffer had
+    /// room at neither end to grow into.
+    PassNoRoom,
 }
 
 impl Counter {
-    pub const COUNT: u32 = Counter::EventLost as u32 + 1;
+    pub const COUNT: u32 = Counter::PassNoRoom as u32 + 1;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::Received,
@@ -51,6 +54,7 @@ impl Counter {
         Counter::DropOtherServer,
         Counter::TxError,
         Counter::EventLost,
+        Counter::PassNoRoom,
     ];
 
     /// Stable snake_case name, used by `stormboot stats` and in metrics.
@@ -70,6 +74,7 @@ impl Counter {
             Counter::DropOtherServer => "drop_other_server",
             Counter::TxError => "tx_error",
             Counter::EventLost => "event_lost",
+            Counter::PassNoRoom => "pass_no_room",
         }
     }
 }

@@ -25,6 +25,8 @@ const MAX_OPTIONS: u32 = 64;
 pub struct Request {
     /// Offset of the IPv4 header: 14, or 18 behind an 802.1Q tag.
     pub l3: usize,
+    /// The 802.1Q tag's TCI, when `l3` says there is one.
+    pub vlan_tci: u16,
     pub eth_src: [u8; 6],
     pub xid: u32,
     pub flags: u16,
@@ -51,8 +53,10 @@ pub(crate) use read;
 pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     let not_dhcp = |_| Counter::PassNotDhcp;
     let mut l3 = ETH_LEN;
+    let mut vlan_tci = 0;
     let mut ethertype = load_be16(ctx, 12).map_err(not_dhcp)?;
     if ethertype == ETH_P_8021Q {
+        vlan_tci = load_be16(ctx, 14).map_err(not_dhcp)?;
         ethertype = load_be16(ctx, 16).map_err(not_dhcp)?;
         l3 += VLAN_LEN;
     }
@@ -113,6 +117,7 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     fields.ciaddr = load_be32(ctx, bootp + OFF_CIADDR)?;
     let req = Request {
         l3,
+        vlan_tci,
         eth_src: load(ctx, 6)?,
         xid: load_be32(ctx, bootp + OFF_XID)?,
         flags: load_be16(ctx, bootp + OFF_FLAGS)?,

@@ -5,8 +5,8 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::{
-        bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
-        bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -20,8 +20,9 @@ use stormboot_common::{
     csum,
     events::ReplyEvent,
     layout::{
-        msg, opt, reply_len, BLOCK_LEN, IPPROTO_UDP, IP_LEN, MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR,
-        OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_TTL, SERVER_PORT, UDP_LEN,
+        msg, opt, reply_len, BLOCK_LEN, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN,
+        MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_TTL,
+        SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
     maps::{variant, Block, ReservationKey},
     rules::{self, EthDest, Verdict},
@@ -144,9 +145,16 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     // request is intact and can still be passed up.
     let target = req.l3 + IP_LEN + UDP_LEN + len;
     let delta = target as i64 - (ctx.data_end() - ctx.data()) as i64;
-    // SAFETY: plain helper call on our own context.
-    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
-        return Err(Counter::TxError);
+    // A longer reply grows at the tail where the buffer has room, else at
+    // the head: every driver leaves XDP 256 bytes of headroom, but a veth's
+    // copy of a locally sent frame has no tailroom. The whole frame is
+    // rewritten below, so where it starts does not matter.
+    // SAFETY: plain helper calls on our own context.
+    let resized = delta == 0
+        || unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } == 0
+        || (delta > 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) } == 0);
+    if !resized {
+        return Err(Counter::PassNoRoom);
     }
     // From here the request is gone: a failure drops the frame.
     let tail = Tail {
@@ -273,6 +281,12 @@ fn write(
     };
     store(ctx, 0, eth_dst)?;
     store(ctx, 6, src_mac)?;
+    // The frame may have moved (grown at the head): the type fields too.
+    if req.l3 == ETH_LEN + VLAN_LEN {
+        store(ctx, 12, ETH_P_8021Q.to_be_bytes())?;
+        store(ctx, 14, req.vlan_tci.to_be_bytes())?;
+    }
+    store(ctx, req.l3 - 2, ETH_P_IP.to_be_bytes())?;
 
     let ip_sum = csum::add32(
         csum::add32(

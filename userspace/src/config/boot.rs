@@ -101,6 +101,7 @@ pub fn boot(
     };
     let Some(w) = w else {
         return Ok(Boot {
+            enabled: false,
             tftp_root: PathBuf::from(DEFAULT_TFTP_ROOT),
             artifacts_dir: PathBuf::from(DEFAULT_ARTIFACTS_DIR),
             http_port: 80,
@@ -142,6 +143,7 @@ pub fn boot(
         Some(name) => Some(profile_ref(name, "boot.default_profile", profiles, src)?),
     };
     Ok(Boot {
+        enabled: true,
         tftp_root: dir(&w.tftp_root, DEFAULT_TFTP_ROOT),
         artifacts_dir: dir(&w.artifacts_dir, DEFAULT_ARTIFACTS_DIR),
         http_port: port(&w.http_port, "boot.http_port", 80)?,

@@ -31,6 +31,9 @@ pub struct Config {
 /// `[boot]`: what the boot services serve and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boot {
+    /// The config has a `[boot]` section: the daemon runs TFTP, the boot
+    /// HTTP service and the syslog receiver.
+    pub enabled: bool,
     /// The iPXE binaries, served over TFTP and HTTP.
     pub tftp_root: PathBuf,
     /// Kernels and initrds, served over HTTP under /artifacts/.

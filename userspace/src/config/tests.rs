@@ -139,6 +139,7 @@ fn example_parses() {
             profile: None,
         }],
         boot: Boot {
+            enabled: false,
             tftp_root: PathBuf::from("/usr/lib/ipxe"),
             artifacts_dir: PathBuf::from("/srv/stormboot"),
             http_port: 80,

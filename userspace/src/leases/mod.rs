@@ -97,3 +97,115 @@ pub trait LeaseStore: Send + Sync {
     /// first.
     fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture;
 }
+
+/// Who holds which address, for readers outside the DHCP logic (the boot
+/// HTTP service finds a machine by the address it connects from). The slow
+/// path applies every change it makes; readers take a read lock briefly.
+#[derive(Default)]
+pub struct Index {
+    inner: std::sync::RwLock<IndexMaps>,
+}
+
+#[derive(Default)]
+struct IndexMaps {
+    by_ip: std::collections::HashMap<Ipv4Addr, [u8; 6]>,
+    by_mac: std::collections::HashMap<[u8; 6], Ipv4Addr>,
+}
+
+impl Index {
+    pub fn apply(&self, changes: &[LeaseChange]) {
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        for c in changes {
+            match c {
+                LeaseChange::Upsert(l) if l.state == LeaseState::Declined => {
+                    if let Some(mac) = m.by_ip.remove(&l.ip) {
+                        m.by_mac.remove(&mac);
+                    }
+                }
+                LeaseChange::Upsert(l) => {
+                    if let Some(old) = m.by_ip.insert(l.ip, l.mac) {
+                        if old != l.mac {
+                            m.by_mac.remove(&old);
+                        }
+                    }
+                    m.by_mac.insert(l.mac, l.ip);
+                }
+                LeaseChange::Remove(ip) => {
+                    if let Some(mac) = m.by_ip.remove(ip) {
+                        if m.by_mac.get(&mac) == Some(ip) {
+                            m.by_mac.remove(&mac);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn mac_of(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_ip
+            .get(&ip)
+            .copied()
+    }
+
+    pub fn ip_of(&self, mac: [u8; 6]) -> Option<Ipv4Addr> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_mac
+            .get(&mac)
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(ip: [u8; 4], mac: u8, state: LeaseState) -> Lease {
+        Lease {
+            ip: Ipv4Addr::from(ip),
+            client_id: vec![1, 2, 0, 0, 0, 0, mac],
+            mac: [2, 0, 0, 0, 0, mac],
+            state,
+            expires: 10,
+            updated: 0,
+            hostname: None,
+        }
+    }
+
+    #[test]
+    fn index_follows_the_changes() {
+        let i = Index::default();
+        i.apply(&[LeaseChange::Upsert(lease(
+            [10, 0, 0, 5],
+            1,
+            LeaseState::Bound,
+        ))]);
+        assert_eq!(
+            i.mac_of(Ipv4Addr::new(10, 0, 0, 5)),
+            Some([2, 0, 0, 0, 0, 1])
+        );
+        assert_eq!(
+            i.ip_of([2, 0, 0, 0, 0, 1]),
+            Some(Ipv4Addr::new(10, 0, 0, 5))
+        );
+        // The address moves to another machine.
+        i.apply(&[LeaseChange::Upsert(lease(
+            [10, 0, 0, 5],
+            2,
+            LeaseState::Offered,
+        ))]);
+        assert_eq!(i.ip_of([2, 0, 0, 0, 0, 1]), None);
+        i.apply(&[LeaseChange::Remove(Ipv4Addr::new(10, 0, 0, 5))]);
+        assert_eq!(i.mac_of(Ipv4Addr::new(10, 0, 0, 5)), None);
+        i.apply(&[LeaseChange::Upsert(lease(
+            [10, 0, 0, 6],
+            3,
+            LeaseState::Declined,
+        ))]);
+        assert_eq!(i.mac_of(Ipv4Addr::new(10, 0, 0, 6)), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! The boot services around the DHCP server: TFTP for the iPXE binaries,
+//! HTTP for the per-machine iPXE script and the artifacts, and the syslog
+//! receiver. Started when the configuration has a `[boot]` section; each
+//! reports what it served into the machine's boot timeline.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::boot::{self, syslog, web};
+use crate::bootfile;
+use crate::config::Config;
+use crate::frame::format_mac;
+use crate::leases::Index;
+use crate::tftp;
+use crate::timeline::{Phase, Timeline};
+
+/// Events from the services waiting for the timeline; a full queue drops
+/// (the services never wait for it).
+const EVENT_QUEUE: usize = 4096;
+
+/// Finds machines for the services: by MAC, or by the address they come
+/// from (a lease, else a reservation's address).
+#[derive(Clone)]
+pub struct Machines {
+    cfg: Arc<Config>,
+    index: Arc<Index>,
+    profiles: Vec<Arc<boot::Profile>>,
+}
+
+impl Machines {
+    pub fn new(cfg: Arc<Config>, index: Arc<Index>) -> Self {
+        let profiles = cfg
+            .profiles
+            .iter()
+            .map(|p| {
+                Arc::new(boot::Profile {
+                    name: p.name.clone(),
+                    kernel: p.kernel.clone(),
+                    initrd: p.initrd.clone(),
+                    cmdline: p.cmdline.clone(),
+                    script: p.script.clone(),
+                })
+            })
+            .collect();
+        Machines {
+            cfg,
+            index,
+            profiles,
+        }
+    }
+
+    pub fn default_profile(&self) -> Option<Arc<boot::Profile>> {
+        self.cfg
+            .boot
+            .default_profile
+            .map(|i| self.profiles[i].clone())
+    }
+
+    pub fn mac_of(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
+        self.index.mac_of(ip).or_else(|| {
+            self.cfg
+                .reservations
+                .iter()
+                .find(|r| r.ip == ip)
+                .map(|r| r.mac)
+        })
+    }
+
+    pub fn lookup(&self, l: web::Lookup) -> Option<boot::MachineInfo> {
+        let mac = match l {
+            web::Lookup::Mac(m) => m,
+            web::Lookup::Ip(ip) => self.mac_of(ip)?,
+        };
+        if let Some(r) = self.cfg.reservations.iter().find(|r| r.mac == mac) {
+            return Some(boot::MachineInfo {
+                mac,
+                ip: Some(r.ip),
+                hostname: r.hostname.clone(),
+                profile: bootfile::reservation_profile(&self.cfg, r)
+                    .map(|i| self.profiles[i].clone()),
+            });
+        }
+        // A pool client: the profile of the subnet its lease is in.
+        let ip = self.index.ip_of(mac)?;
+        let subnet = self.cfg.subnets.iter().find(|s| s.net.contains(&ip))?;
+        Some(boot::MachineInfo {
+            mac,
+            ip: Some(ip),
+            hostname: None,
+            profile: bootfile::pool_profile(&self.cfg, subnet).map(|i| self.profiles[i].clone()),
+        })
+    }
+}
+
+fn peer_ip(a: SocketAddr) -> Option<Ipv4Addr> {
+    match a.ip() {
+        std::net::IpAddr::V4(v4) => Some(v4),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    }
+}
+
+/// Binds the services' sockets (so a port in use fails the start, naming
+/// it) and returns the tasks to run.
+pub async fn start(
+    cfg: Arc<Config>,
+    machines: Machines,
+    timeline: Arc<Timeline>,
+    tasks: &mut tokio::task::JoinSet<std::io::Result<()>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let any = Ipv4Addr::UNSPECIFIED;
+    let b = &cfg.boot;
+    let tftp_sock = std::net::UdpSocket::bind((any, b.tftp_port))
+        .with_context(|| format!("boot.tftp_port: cannot bind UDP {}", b.tftp_port))?;
+    let http = tokio::net::TcpListener::bind((any, b.http_port))
+        .await
+        .with_context(|| format!("boot.http_port: cannot bind TCP {}", b.http_port))?;
+    let syslog_sock = tokio::net::UdpSocket::bind((any, b.syslog_port))
+        .await
+        .with_context(|| format!("boot.syslog_port: cannot bind UDP {}", b.syslog_port))?;
+
+    let (tftp_tx, mut tftp_rx) = mpsc::channel::<tftp::Transfer>(EVENT_QUEUE);
+    let (web_tx, mut web_rx) = mpsc::channel::<web::WebEvent>(EVENT_QUEUE);
+    let (log_tx, mut log_rx) = mpsc::channel::<syslog::LogLine>(EVENT_QUEUE);
+
+    let opts = tftp::TftpOptions {
+        root: b.tftp_root.clone(),
+        ..tftp::TftpOptions::default()
+    };
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        tftp::serve(tftp_sock, opts, tftp_tx, token)
+            .await
+            .map_err(std::io::Error::other)
+    });
+
+    let lookup_machines = machines.clone();
+    let state = Arc::new(web::WebState {
+        artifacts_dir: b.artifacts_dir.clone(),
+        binaries_dir: b.tftp_root.clone(),
+        base_url: bootfile::http_base(&cfg),
+        lookup: Arc::new(move |l| lookup_machines.lookup(l)),
+        default_profile: machines.default_profile(),
+        events: web_tx,
+    });
+    tasks.spawn(web::serve(http, state, shutdown.clone()));
+    tasks.spawn(syslog::serve(syslog_sock, log_tx, shutdown.clone()));
+
+    // One task turns the services' events into timeline entries and logs.
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(t) = tftp_rx.recv() => {
+                    let mac = peer_ip(t.peer).and_then(|ip| machines.mac_of(ip));
+                    let result = match &t.outcome { Ok(()) => "ok".to_string(), Err(e) => e.clone() };
+                    tracing::info!(peer = %t.peer, file = %t.file, bytes = t.bytes, ms = t.duration.as_millis() as u64, result = %result, "TFTP");
+                    if let Some(mac) = mac {
+                        timeline.record(mac, Phase::Tftp, "tftp", format!("{} {} bytes in {} ms: {result}", t.file, t.bytes, t.duration.as_millis()));
+                    }
+                }
+                Some(w) = web_rx.recv() => {
+                    tracing::info!(peer = %w.peer, path = %w.path, status = w.status, bytes = w.bytes, "HTTP");
+                    let mac = w.mac.or_else(|| peer_ip(w.peer).and_then(|ip| machines.mac_of(ip)));
+                    if let Some(mac) = mac {
+                        let phase = if w.path.ends_with("auto.ipxe") { Phase::Script } else { Phase::Artifact };
+                        timeline.record(mac, phase, "http", format!("{} {} ({} bytes)", w.path, w.status, w.bytes));
+                    }
+                }
+                Some(l) = log_rx.recv() => {
+                    let mac = peer_ip(l.from).and_then(|ip| machines.mac_of(ip));
+                    tracing::info!(from = %l.from, mac = %mac.map(|m| format_mac(&m)).unwrap_or_default(), host = %l.host.as_deref().unwrap_or(""), "syslog: {}", l.text);
+                    if let Some(mac) = mac {
+                        timeline.record(mac, Phase::Syslog, "syslog", l.text);
+                    }
+                }
+            }
+        }
+    });
+    tracing::info!(
+        tftp = b.tftp_port,
+        http = b.http_port,
+        syslog = b.syslog_port,
+        tftp_root = %b.tftp_root.display(),
+        artifacts = %b.artifacts_dir.display(),
+        "boot services up"
+    );
+    Ok(())
+}

@@ -1,0 +1,659 @@
+//! The server in-process on 127.0.0.1:0 against curl and a hand-built
+//! client that sends what OVMF and iPXE send (see NETBOOT.md).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// Deterministic bytes that differ per file, so a misplaced block shows.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct Server {
+    addr: SocketAddr,
+    root: tempfile::TempDir,
+    events: mpsc::Receiver<Transfer>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(files: &[(&str, usize)], max_block_size: u16, capacity: usize) -> Server {
+        let root = tempfile::tempdir().unwrap();
+        for (i, (name, len)) in files.iter().enumerate() {
+            let path = root.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content(*len, i as u64 + 1)).unwrap();
+        }
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let (tx, events) = mpsc::channel(capacity);
+        let shutdown = CancellationToken::new();
+        let opts = TftpOptions {
+            root: root.path().to_owned(),
+            max_block_size,
+        };
+        let task = tokio::spawn(serve(socket, opts, tx, shutdown.clone()));
+        Server {
+            addr,
+            root,
+            events,
+            shutdown,
+            task,
+        }
+    }
+
+    fn file(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.root.path().join(name)).unwrap()
+    }
+
+    async fn event(&mut self) -> Transfer {
+        tokio::time::timeout(Duration::from_secs(15), self.events.recv())
+            .await
+            .expect("no transfer event within 15 s")
+            .expect("event channel closed")
+    }
+
+    /// Next event for `file`, skipping others (e.g. a stalled probe's).
+    async fn event_for(&mut self, file: &str) -> Transfer {
+        loop {
+            let e = self.event().await;
+            if e.file == file {
+                return e;
+            }
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("serve did not stop within 5 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// curl's exit status for `tftp://addr/<url_path>`, with the output file.
+async fn curl(addr: SocketAddr, url_path: &str, extra: &[&str], out: &Path) -> Option<i32> {
+    let status = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "60"])
+        .args(extra)
+        .arg(format!("tftp://{addr}/{url_path}"))
+        .arg("-o")
+        .arg(out)
+        .status()
+        .await
+        .expect("curl runs");
+    status.code()
+}
+
+fn request(op: u16, file: &str, options: &[(&str, &str)]) -> Vec<u8> {
+    let mut p = op.to_be_bytes().to_vec();
+    for field in [file, "octet"]
+        .into_iter()
+        .chain(options.iter().flat_map(|(n, v)| [*n, *v]))
+    {
+        p.extend_from_slice(field.as_bytes());
+        p.push(0);
+    }
+    p
+}
+
+fn ack(block: u16) -> Vec<u8> {
+    [ACK.to_be_bytes(), block.to_be_bytes()].concat()
+}
+
+async fn client() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+async fn recv(sock: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 70000];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("no packet from the server within 5 s")
+        .unwrap();
+    buf.truncate(n);
+    (buf, from)
+}
+
+fn opcode(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[0], p[1]])
+}
+
+fn oack_options(p: &[u8]) -> HashMap<String, String> {
+    assert_eq!(opcode(p), OACK, "expected an OACK, got {p:?}");
+    let fields: Vec<String> = p[2..p.len() - 1]
+        .split(|&b| b == 0)
+        .map(|f| String::from_utf8(f.to_vec()).unwrap())
+        .collect();
+    fields
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect()
+}
+
+/// Sends `op file` and returns the ERROR code the server answers with.
+async fn refused_with(addr: SocketAddr, op: u16, file: &str) -> u16 {
+    let sock = client().await;
+    sock.send_to(&request(op, file, &[]), addr).await.unwrap();
+    let (p, from) = recv(&sock).await;
+    assert_ne!(from, addr, "answers come from a transfer port, not :69");
+    assert_eq!(
+        opcode(&p),
+        ERROR,
+        "expected an ERROR for {file:?}, got {p:?}"
+    );
+    u16::from_be_bytes([p[2], p[3]])
+}
+
+/// A windowed download as OVMF does it: ACK 0 after the OACK, then one ACK
+/// per window (or at the last block). `lose` drops the first arrival of that
+/// block, so the client acknowledges the last in-order block as RFC 7440
+/// says and the server must resume from there.
+async fn fetch_windowed(
+    addr: SocketAddr,
+    file: &str,
+    blksize: u16,
+    window: u16,
+    lose: Option<u16>,
+) -> Vec<u8> {
+    let sock = client().await;
+    let (bs, w) = (blksize.to_string(), window.to_string());
+    let opts = [("blksize", bs.as_str()), ("windowsize", w.as_str())];
+    sock.send_to(&request(RRQ, file, &opts), addr)
+        .await
+        .unwrap();
+    let (oack, tid) = recv(&sock).await;
+    let agreed = oack_options(&oack);
+    let bs: usize = agreed["blksize"].parse().unwrap();
+    let w: u16 = agreed["windowsize"].parse().unwrap();
+    sock.send_to(&ack(0), tid).await.unwrap();
+    let mut data = Vec::new();
+    let mut expected: u16 = 1;
+    let mut since_ack = 0;
+    let mut lost = false;
+    loop {
+        let (p, from) = recv(&sock).await;
+        assert_eq!(from, tid);
+        assert_eq!(opcode(&p), DATA);
+        let block = u16::from_be_bytes([p[2], p[3]]);
+        if Some(block) == lose && !lost {
+            lost = true;
+            continue;
+        }
+        if block == expected {
+            data.extend_from_slice(&p[4..]);
+            expected = expected.wrapping_add(1);
+            since_ack += 1;
+            if p.len() - 4 < bs {
+                sock.send_to(&ack(block), tid).await.unwrap();
+                return data;
+            }
+            if since_ack == w {
+                sock.send_to(&ack(block), tid).await.unwrap();
+                since_ack = 0;
+            }
+        } else {
+            sock.send_to(&ack(expected.wrapping_sub(1)), tid)
+                .await
+                .unwrap();
+            since_ack = 0;
+        }
+    }
+}
+
+// ---- pure parts ----
+
+#[test]
+fn parses_ovmf_probe_request() {
+    let p = request(
+        RRQ,
+        "ipxe.efi",
+        &[("tsize", "0"), ("blksize", "1468"), ("windowsize", "4")],
+    );
+    let r = parse_request(&p).unwrap();
+    assert_eq!(
+        r,
+        Request {
+            write: false,
+            file: "ipxe.efi".into(),
+            mode: "octet".into(),
+            options: vec![
+                ("tsize".into(), "0".into()),
+                ("blksize".into(), "1468".into()),
+                ("windowsize".into(), "4".into()),
+            ],
+        }
+    );
+    assert_eq!(parse_request(&ack(3)), Err(ParseError::NotRequest(ACK)));
+    assert_eq!(
+        parse_request(b"\0\x01ipxe.efi\0oct"),
+        Err(ParseError::Unterminated)
+    );
+    assert_eq!(parse_request(b"\0\x01x\0"), Err(ParseError::Short));
+    // Option names are case-insensitive (RFC 2347); a dangling name is ignored.
+    let r = parse_request(b"\0\x01f\0OCTET\0BlkSize\0800\0tsize\0").unwrap();
+    assert_eq!(r.mode, "octet");
+    assert_eq!(r.options, vec![("blksize".into(), "800".into())]);
+}
+
+#[test]
+fn negotiates_caps_and_skips_invalid_options() {
+    let opts = |o: &[(&str, &str)]| -> Vec<(String, String)> {
+        o.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    // iPXE.
+    let n = negotiate(&opts(&[("blksize", "1432"), ("tsize", "0")]), 74213, 1468);
+    assert_eq!(n.block_size, 1432);
+    assert_eq!(n.window, 1);
+    assert_eq!(
+        n.oack,
+        vec![("blksize", "1432".into()), ("tsize", "74213".into())]
+    );
+    // OVMF against a smaller cap.
+    let ovmf = opts(&[("tsize", "0"), ("blksize", "1468"), ("windowsize", "4")]);
+    let n = negotiate(&ovmf, 850528, 1024);
+    assert_eq!((n.block_size, n.window), (1024, 4));
+    assert_eq!(
+        n.oack,
+        vec![
+            ("tsize", "850528".into()),
+            ("blksize", "1024".into()),
+            ("windowsize", "4".into())
+        ]
+    );
+    // Out of range or garbage: left out, defaults kept.
+    let bad = opts(&[
+        ("blksize", "4"),
+        ("windowsize", "0"),
+        ("timeout", "0"),
+        ("tsize", "x"),
+        ("multicast", ""),
+    ]);
+    let n = negotiate(&bad, 10, 1468);
+    assert_eq!(
+        (n.block_size, n.window, n.timeout),
+        (512, 1, DEFAULT_TIMEOUT)
+    );
+    assert!(n.oack.is_empty());
+    let n = negotiate(&opts(&[("tsize", "0")]), 0, 1468);
+    assert!(n.oack.is_empty(), "no tsize 0 (curl refuses it)");
+    // Above u16 or above the caps: capped, not refused.
+    let big = opts(&[
+        ("blksize", "100000"),
+        ("windowsize", "999"),
+        ("timeout", "3"),
+    ]);
+    let n = negotiate(&big, 10, u16::MAX);
+    assert_eq!(n.block_size, 65464);
+    assert_eq!(n.window, MAX_WINDOW);
+    assert_eq!(n.timeout, Duration::from_secs(3));
+}
+
+#[test]
+fn ack_numbers_map_across_block_wrap() {
+    // Blocks 65535..=65538 in flight: wire numbers 65535, 0, 1, 2.
+    assert_eq!(ack_to_block(65535, 65534, 65538), Some(65535));
+    assert_eq!(ack_to_block(0, 65534, 65538), Some(65536));
+    assert_eq!(ack_to_block(2, 65534, 65538), Some(65538));
+    assert_eq!(ack_to_block(3, 65534, 65538), None, "not sent yet");
+    assert_eq!(ack_to_block(65534, 65534, 65538), None, "duplicate");
+    // Second wrap.
+    assert_eq!(ack_to_block(1, 131071, 131073), Some(131073));
+    assert_eq!(ack_to_block(0, 0, 1), None, "ACK 0 is the OACK's");
+}
+
+#[tokio::test]
+async fn data_block_numbers_wrap_to_zero() {
+    let data = [7u8; 10];
+    let p = read_block(&mut &data[..], 65536, 512).await.unwrap();
+    assert_eq!(&p[..4], &[0, 3, 0, 0]);
+    assert_eq!(p.len(), 14);
+    let p = read_block(&mut &data[..], 65535 + 65536 + 2, 4)
+        .await
+        .unwrap();
+    assert_eq!(&p[..], &[0, 3, 0, 1, 7, 7, 7, 7]);
+}
+
+#[test]
+fn names_resolve_inside_the_root() {
+    let ok = |s: &str| relative_path(s).unwrap();
+    assert_eq!(ok("ipxe.efi"), Path::new("ipxe.efi"));
+    assert_eq!(ok("/ipxe.efi"), Path::new("ipxe.efi"));
+    assert_eq!(ok("//a/./b"), Path::new("a/b"));
+    assert_eq!(
+        ok("boot\\x64\\wdsnbp.com"),
+        Path::new("boot/x64/wdsnbp.com")
+    );
+    for bad in [
+        "../etc/passwd",
+        "/../../etc/passwd",
+        "a/../b",
+        "..",
+        "a\\..\\..\\b",
+    ] {
+        assert!(
+            matches!(relative_path(bad), Err(TransferError::AccessViolation(_))),
+            "{bad:?} accepted"
+        );
+    }
+    for empty in ["", "/", "./"] {
+        assert!(matches!(relative_path(empty), Err(TransferError::NotFound)));
+    }
+}
+
+// ---- against curl ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn curl_downloads_match_the_source() {
+    let files = [
+        ("small.bin", 1000),
+        ("exact512.bin", 512 * 4),
+        ("exact1468.bin", 1468 * 3),
+        ("empty.bin", 0),
+        ("undionly.kpxe", 74213),
+        ("sub/dir/ipxe.efi", 850528),
+    ];
+    let mut server = Server::start(&files, 1468, 64).await;
+    let out = tempfile::tempdir().unwrap();
+    for (name, len) in files {
+        for extra in [&[][..], &["--tftp-blksize", "1468"][..]] {
+            let dest = out.path().join("out");
+            let code = curl(server.addr, name, extra, &dest).await;
+            assert_eq!(code, Some(0), "curl {name} {extra:?}");
+            assert!(
+                std::fs::read(&dest).unwrap() == server.file(name),
+                "{name} {extra:?} differs"
+            );
+            let e = server.event().await;
+            assert_eq!(
+                (e.file.as_str(), e.bytes, &e.outcome),
+                (name, len as u64, &Ok(()))
+            );
+            assert_eq!(e.peer.ip(), server.addr.ip());
+        }
+    }
+    // A leading '/' (as PXE clients send) names the root: URL "//x" sends "/x".
+    let dest = out.path().join("slash");
+    assert_eq!(
+        curl(server.addr, "/undionly.kpxe", &[], &dest).await,
+        Some(0)
+    );
+    assert!(std::fs::read(&dest).unwrap() == server.file("undionly.kpxe"));
+    assert_eq!(server.event().await.file, "/undionly.kpxe");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn curl_large_files_and_block_number_wrap() {
+    // 40 MiB at 1468 (28,572 blocks), and 33 MiB at 512: 67,584 blocks, so
+    // the block number wraps past 65535 back to 0.
+    let files = [("big.bin", 40 << 20), ("wrap.bin", 33 << 20)];
+    let mut server = Server::start(&files, 1468, 64).await;
+    let out = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("big.bin", &["--tftp-blksize", "1468"][..]),
+        ("wrap.bin", &["--tftp-blksize", "512"][..]),
+    ] {
+        let dest = out.path().join(name);
+        let start = Instant::now();
+        assert_eq!(
+            curl(server.addr, name, extra, &dest).await,
+            Some(0),
+            "{name}"
+        );
+        eprintln!("{name}: {:?}", start.elapsed());
+        assert!(
+            std::fs::read(&dest).unwrap() == server.file(name),
+            "{name} differs"
+        );
+        let e = server.event().await;
+        assert_eq!(e.outcome, Ok(()));
+        assert_eq!(e.bytes, server.file(name).len() as u64);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn traversal_and_missing_files_are_refused() {
+    let mut server = Server::start(&[("ipxe.efi", 5000)], 1468, 64).await;
+    std::os::unix::fs::symlink("/etc", server.root.path().join("etc")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", server.root.path().join("pw")).unwrap();
+    // A symlink that stays inside the root is fine.
+    std::os::unix::fs::symlink("ipxe.efi", server.root.path().join("link.efi")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let passwd = std::fs::read("/etc/passwd").unwrap();
+
+    // curl: TFTP error 2 is exit 69, error 1 is exit 68.
+    for (url_path, code) in [
+        ("../etc/passwd", 69),
+        ("/../../etc/passwd", 69),
+        ("etc/passwd", 69),
+        ("pw", 69),
+        ("missing.efi", 68),
+        ("ipxe.efi/x", 68),
+    ] {
+        let dest = out.path().join("out");
+        let got = curl(server.addr, url_path, &["--path-as-is"], &dest).await;
+        assert_eq!(got, Some(code), "curl {url_path}");
+        assert!(std::fs::read(&dest).map_or(true, |d| d != passwd));
+        let e = server.event().await;
+        assert_eq!(e.bytes, 0);
+        let want = if code == 68 {
+            "file not found"
+        } else {
+            "access violation"
+        };
+        assert!(
+            e.outcome.as_ref().unwrap_err().starts_with(want),
+            "{url_path}: {e:?}"
+        );
+    }
+    let dest = out.path().join("link");
+    assert_eq!(curl(server.addr, "link.efi", &[], &dest).await, Some(0));
+    assert!(std::fs::read(&dest).unwrap() == server.file("ipxe.efi"));
+    assert_eq!(server.event().await.outcome, Ok(()));
+
+    // On the wire: the exact codes, from a transfer port.
+    for (file, code) in [
+        ("../etc/passwd", 2),
+        ("/../../etc/passwd", 2),
+        ("etc/passwd", 2),
+        ("etc", 2),
+        ("", 1),
+        ("nothing", 1),
+    ] {
+        assert_eq!(refused_with(server.addr, RRQ, file).await, code, "{file:?}");
+        assert_eq!(server.event().await.file, file);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_requests_are_refused() {
+    let mut server = Server::start(&[("ipxe.efi", 100)], 1468, 64).await;
+    assert_eq!(refused_with(server.addr, WRQ, "new.efi").await, 2);
+    let e = server.event().await;
+    assert_eq!(e.file, "new.efi");
+    assert_eq!(
+        e.outcome,
+        Err("write request refused: read-only server".into())
+    );
+    // And with curl's upload.
+    let src = server.root.path().join("ipxe.efi");
+    let status = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "20", "-T"])
+        .arg(&src)
+        .arg(format!("tftp://{}/upload.efi", server.addr))
+        .status()
+        .await
+        .unwrap();
+    assert!(!status.success());
+    assert!(!server.root.path().join("upload.efi").exists());
+    server.stop().await;
+}
+
+// ---- what the firmware sends ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ovmf_size_probe_then_windowed_download() {
+    let size = 850528;
+    let mut server = Server::start(&[("ipxe.efi", size)], 1468, 64).await;
+    let probe = [("tsize", "0"), ("blksize", "1468"), ("windowsize", "4")];
+
+    // Probe aborted with an ERROR, as OVMF does.
+    let sock = client().await;
+    sock.send_to(&request(RRQ, "ipxe.efi", &probe), server.addr)
+        .await
+        .unwrap();
+    let (p, tid) = recv(&sock).await;
+    assert_ne!(tid, server.addr);
+    let agreed = oack_options(&p);
+    assert_eq!(agreed["tsize"], size.to_string());
+    assert_eq!(agreed["blksize"], "1468");
+    assert_eq!(agreed["windowsize"], "4");
+    let abort = [&ERROR.to_be_bytes()[..], &[0, 8], b"size probe\0"].concat();
+    sock.send_to(&abort, tid).await.unwrap();
+    let e = server.event().await;
+    assert_eq!(e.file, "ipxe.efi");
+    assert_eq!(e.bytes, 0);
+    assert_eq!(e.outcome, Err(SIZE_PROBE.into()));
+
+    // Probe simply abandoned: the server keeps resending the OACK to that
+    // client but serves everyone else meanwhile.
+    let silent = client().await;
+    silent
+        .send_to(&request(RRQ, "ipxe.efi", &probe), server.addr)
+        .await
+        .unwrap();
+    assert_eq!(opcode(&recv(&silent).await.0), OACK);
+
+    let start = Instant::now();
+    let data = fetch_windowed(server.addr, "ipxe.efi", 1468, 4, None).await;
+    eprintln!("windowed 850528 B: {:?}", start.elapsed());
+    assert!(data == server.file("ipxe.efi"));
+    let e = server.event_for("ipxe.efi").await;
+    assert_eq!((e.bytes, e.outcome), (size as u64, Ok(())));
+
+    // A lost block: the client ACKs the last in-order block, the server
+    // resumes there (RFC 7440) and stale duplicate ACKs do not derail it.
+    let data = fetch_windowed(server.addr, "ipxe.efi", 1468, 4, Some(6)).await;
+    assert!(data == server.file("ipxe.efi"));
+
+    // The abandoned probe gives up after its tries and is reported.
+    let e = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let e = server.event().await;
+            if e.outcome.is_err() {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        e.outcome,
+        Err(format!("no answer from the client after {MAX_TRIES} tries"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ipxe_request_and_block_size_cap() {
+    let mut server = Server::start(&[("undionly.kpxe", 74213)], 1024, 64).await;
+    let sock = client().await;
+    let req = request(
+        RRQ,
+        "/undionly.kpxe",
+        &[("blksize", "1432"), ("tsize", "0")],
+    );
+    sock.send_to(&req, server.addr).await.unwrap();
+    let (p, tid) = recv(&sock).await;
+    let agreed = oack_options(&p);
+    assert_eq!(agreed["blksize"], "1024", "capped by max_block_size");
+    assert_eq!(agreed["tsize"], "74213");
+    assert!(!agreed.contains_key("windowsize"), "not asked, not offered");
+    // Lock-step, one ACK per block.
+    sock.send_to(&ack(0), tid).await.unwrap();
+    let mut data = Vec::new();
+    loop {
+        let (p, _) = recv(&sock).await;
+        assert_eq!(opcode(&p), DATA);
+        assert!(p.len() - 4 <= 1024);
+        data.extend_from_slice(&p[4..]);
+        let block = u16::from_be_bytes([p[2], p[3]]);
+        sock.send_to(&ack(block), tid).await.unwrap();
+        if p.len() - 4 < 1024 {
+            break;
+        }
+    }
+    assert!(data == server.file("undionly.kpxe"));
+    let e = server.event().await;
+    assert_eq!(
+        (e.file.as_str(), e.bytes, e.outcome),
+        ("/undionly.kpxe", 74213, Ok(()))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_ends_transfers_in_flight() {
+    let mut server = Server::start(&[("ipxe.efi", 100_000)], 1468, 64).await;
+    let sock = client().await;
+    sock.send_to(&request(RRQ, "ipxe.efi", &[]), server.addr)
+        .await
+        .unwrap();
+    let (p, tid) = recv(&sock).await;
+    assert_eq!(opcode(&p), DATA, "no options, so no OACK");
+    // Never ACK; stop the server.
+    server.shutdown.cancel();
+    let stopped = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), &mut server.task)
+        .await
+        .expect("serve returns promptly")
+        .unwrap()
+        .unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(1));
+    // The client is told, and the transfer is reported.
+    loop {
+        let (p, from) = recv(&sock).await;
+        assert_eq!(from, tid);
+        if opcode(&p) == ERROR {
+            break;
+        }
+    }
+    let e = server.event().await;
+    assert_eq!(e.outcome, Err("server shutting down".into()));
+    assert_eq!(e.bytes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_event_channel_drops_and_counts() {
+    let mut server = Server::start(&[], 1468, 1).await;
+    let before = dropped_events();
+    for name in ["a", "b", "c"] {
+        assert_eq!(refused_with(server.addr, RRQ, name).await, 1);
+    }
+    // Refusals are reported after the ERROR is sent: give them a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(dropped_events() >= before + 2);
+    assert_eq!(server.event().await.file, "a");
+    server.stop().await;
+}

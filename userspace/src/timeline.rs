@@ -1,0 +1,154 @@
+//! The boot timeline: every event about a machine (DHCP exchanges and the
+//! path that answered, files served over TFTP and HTTP, syslog lines), kept
+//! per MAC so an operator can ask which machines are stuck, and where.
+//!
+//! Bounded: at most `MAX_EVENTS` per machine (the first ones are kept, as
+//! they show how the boot began, and the latest ones replace the rest) and
+//! at most `MAX_MACHINES` machines (the least recently heard from go).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::format_mac;
+
+pub const MAX_EVENTS: usize = 64;
+pub const MAX_MACHINES: usize = 100_000;
+/// Events kept from the start of a machine's boot before later ones rotate.
+const KEEP_FIRST: usize = 16;
+
+/// The phases of a network boot, in the order a boot goes through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Discover,
+    Offer,
+    Ack,
+    Nak,
+    Tftp,
+    Script,
+    Artifact,
+    Syslog,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub phase: Phase,
+    /// "xdp", "userspace", "tftp", "http", "syslog".
+    pub path: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub mac: String,
+    /// The furthest phase reached.
+    pub phase: Option<Phase>,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub events: Vec<Event>,
+}
+
+#[derive(Default)]
+struct Entry {
+    events: VecDeque<Event>,
+    furthest: Option<Phase>,
+    first_ms: u64,
+    last_ms: u64,
+}
+
+#[derive(Default)]
+pub struct Timeline {
+    machines: Mutex<HashMap<[u8; 6], Entry>>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Timeline {
+    pub fn record(&self, mac: [u8; 6], phase: Phase, path: &str, detail: String) {
+        self.record_at(mac, phase, path, detail, now_ms());
+    }
+
+    pub fn record_at(&self, mac: [u8; 6], phase: Phase, path: &str, detail: String, at_ms: u64) {
+        let mut m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        if !m.contains_key(&mac) && m.len() >= MAX_MACHINES {
+            // Forget the machine heard from least recently.
+            if let Some(oldest) = m.iter().min_by_key(|(_, e)| e.last_ms).map(|(k, _)| *k) {
+                m.remove(&oldest);
+            }
+        }
+        let e = m.entry(mac).or_default();
+        if e.events.is_empty() {
+            e.first_ms = at_ms;
+        }
+        e.last_ms = at_ms;
+        e.furthest = e.furthest.max(Some(phase));
+        if e.events.len() >= MAX_EVENTS {
+            e.events.remove(KEEP_FIRST);
+        }
+        e.events.push_back(Event {
+            at_ms,
+            phase,
+            path: path.to_string(),
+            detail,
+        });
+    }
+
+    pub fn machine(&self, mac: [u8; 6]) -> Option<Machine> {
+        let m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&mac).map(|e| summary(mac, e, true))
+    }
+
+    /// Every machine, without events, most recently heard from first.
+    pub fn machines(&self) -> Vec<Machine> {
+        let m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Machine> = m.iter().map(|(mac, e)| summary(*mac, e, false)).collect();
+        v.sort_by_key(|m| std::cmp::Reverse(m.last_ms));
+        v
+    }
+}
+
+fn summary(mac: [u8; 6], e: &Entry, events: bool) -> Machine {
+    Machine {
+        mac: format_mac(&mac),
+        phase: e.furthest,
+        first_ms: e.first_ms,
+        last_ms: e.last_ms,
+        events: if events {
+            e.events.iter().cloned().collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_start_and_the_latest_events() {
+        let t = Timeline::default();
+        let mac = [2, 0, 0, 0, 0, 1];
+        for i in 0..200u64 {
+            t.record_at(mac, Phase::Syslog, "syslog", format!("line {i}"), 1000 + i);
+        }
+        t.record_at(mac, Phase::Ack, "xdp", "10.50.0.11".into(), 5000);
+        let m = t.machine(mac).unwrap();
+        assert_eq!(m.events.len(), MAX_EVENTS);
+        assert_eq!(m.events[0].detail, "line 0");
+        assert_eq!(m.events.last().unwrap().detail, "10.50.0.11");
+        assert_eq!(m.phase, Some(Phase::Syslog), "the furthest phase reached");
+        assert_eq!((m.first_ms, m.last_ms), (1000, 5000));
+        assert_eq!(t.machines()[0].events.len(), 0);
+    }
+}
