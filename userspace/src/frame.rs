@@ -174,7 +174,8 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut parts = s.split([':', '-']);
     for b in &mut mac {
         let p = parts.next()?;
-        if p.len() != 2 {
+        // from_str_radix alone would take "+a".
+        if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *b = u8::from_str_radix(p, 16).ok()?;
@@ -235,5 +236,19 @@ mod tests {
         assert_eq!(parse_mac("52:54:00:ab:cd"), None);
         assert_eq!(parse_mac("52:54:00:ab:cd:01:02"), None);
         assert_eq!(parse_mac("zz:54:00:ab:cd:01"), None);
+        assert_eq!(parse_mac("+a:54:00:ab:cd:01"), None);
+        for bad in [
+            "",
+            "525400abcd01",
+            "52:54:00:ab:cd:1",
+            "52:54:00:ab:cd:zz",
+            "+2:54:00:ab:cd:01",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_mac("52-54-00-AB-CD-01"),
+            Some([0x52, 0x54, 0, 0xab, 0xcd, 1])
+        );
     }
 }

@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use super::{format_mac, MachineInfo, Profile};
+use super::{MachineInfo, Profile};
+use crate::frame::format_mac;
 
 /// The variables a custom template may use. Anything else in `${...}` is an
 /// iPXE setting (`${net0/mac}`, `${buildarch}`, ...) and must survive as is.

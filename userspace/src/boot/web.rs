@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeFile;
 
 use super::script::{render_known, Known};
-use super::{format_mac, parse_mac, MachineInfo, Profile};
+use super::{MachineInfo, Profile};
+use crate::frame::{format_mac, parse_mac};
 
 pub struct WebState {
     /// Kernels and initrds, served under `/artifacts/`.
