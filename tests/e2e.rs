@@ -1077,3 +1077,135 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
     );
     assert_eq!(timeline["phase"], "syslog", "the furthest phase reached");
 }
+
+#[test]
+fn boot_only_beside_dnsmasq_configured_by_print_config() {
+    require_root();
+    let mut lab = Lab::new("e2e-bootonly", Some(RESERVED_MAC));
+    let tftp_root = lab.scratch.path("ipxe");
+    fs::create_dir_all(&tftp_root).unwrap();
+    fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    let config = SMALL_CONFIG
+        .replace("address = \"10.50.0.1\"\n", "address = \"10.50.0.1\"\nmode = \"boot-only\"\n")
+        .replace("hostname = \"node1\"\n", "hostname = \"node1\"\nprofile = \"debian\"\n")
+        + &format!(
+            "\n[boot]\ntftp_root = \"{}\"\n\n[[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\n",
+            tftp_root.display()
+        );
+    lab.scratch.write("stormboot.toml", &config);
+
+    // dnsmasq gives the addresses, with exactly what print-config says.
+    let mut print = lab.stormboot(Side::Server);
+    print
+        .args(["print-config", "--for", "dnsmasq", "--config"])
+        .arg(&lab.config);
+    let snippet = lab.bed.run(Side::Server, print).expect("print-config");
+    let snippet = String::from_utf8_lossy(&snippet.stdout).to_string();
+    let conf = lab.scratch.write(
+        "dnsmasq.conf",
+        &format!(
+            // no-ping: dnsmasq would probe each address for 3 s before offering it.
+            "port=0\nno-ping\ninterface={SERVER_IF}\nbind-interfaces\ndhcp-range=10.50.0.100,10.50.0.150,1h\n\
+             dhcp-leasefile={}\n{snippet}",
+            lab.scratch.path("dnsmasq.leases").display()
+        ),
+    );
+    let mut dnsmasq = Command::new("dnsmasq");
+    dnsmasq
+        // --conf-file takes an optional argument: it must be joined by '='.
+        .args(["--no-daemon", "--user=root"])
+        .arg(format!("--conf-file={}", conf.display()))
+        .stderr(lab.scratch.log_file("dnsmasq.log"));
+    lab.bed
+        .spawn(Side::Server, dnsmasq)
+        .expect("spawning dnsmasq");
+
+    let mut serve = lab.stormboot(Side::Server);
+    serve
+        .arg("serve")
+        .arg("--config")
+        .arg(&lab.config)
+        .stdout(Stdio::null())
+        .stderr(lab.scratch.log_file("daemon.log"));
+    lab.daemon = Some(
+        lab.bed
+            .spawn(Side::Server, serve)
+            .expect("spawning stormboot"),
+    );
+    let stats = wait_for(DAEMON_START, || lab.try_stats())
+        .unwrap_or_else(|| panic!("stormboot did not come up{}", lab.log()));
+    assert!(
+        stats["dataplane"]
+            .as_str()
+            .unwrap_or("")
+            .contains("boot-only"),
+        "{stats}"
+    );
+    assert!(!lab.xdp_attached(Side::Server), "boot-only attaches no XDP");
+
+    let dnsmasq_log = || format!("\n--- dnsmasq ---\n{}", lab.scratch.read("dnsmasq.log"));
+    // PXE firmware (no option 175): the BIOS binary from stormboot's TFTP.
+    let pxe = lab
+        .run_udhcpc(&[
+            "-V",
+            "PXEClient:Arch:00000:UNDI:002001",
+            "-x",
+            "0x5d:0000",
+            "-t",
+            "5",
+            "-T",
+            "1",
+        ])
+        .unwrap_or_else(|e| panic!("PXE request got no lease: {e}{}", dnsmasq_log()));
+    assert_eq!(
+        pxe.get("boot_file").map(String::as_str),
+        Some("undionly.kpxe"),
+        "{pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("siaddr").map(String::as_str),
+        Some("10.50.0.1"),
+        "{pxe:?}"
+    );
+    // iPXE (option 175 present): the script URL, expanded by iPXE itself.
+    let ipxe = lab
+        .run_udhcpc(&[
+            "-V",
+            "PXEClient:Arch:00000:UNDI:002001",
+            "-x",
+            "0x5d:0000",
+            "-x",
+            "0xaf:b00101",
+            "-t",
+            "5",
+            "-T",
+            "1",
+        ])
+        .unwrap_or_else(|e| panic!("iPXE request got no lease: {e}{}", dnsmasq_log()));
+    let url = ipxe.get("boot_file").cloned().unwrap_or_default();
+    assert_eq!(url, "http://10.50.0.1/${net0/mac}/auto.ipxe", "{ipxe:?}");
+
+    // The files come from stormboot: the script for this MAC, and TFTP.
+    let ip = ipxe.get("ip").cloned().expect("an address from dnsmasq");
+    let mut add = Command::new("ip");
+    add.args(["addr", "add", &format!("{ip}/24"), "dev", CLIENT_IF]);
+    lab.bed.run(Side::Client, add).expect("address the client");
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", &url.replace("${net0/mac}", RESERVED_MAC)]);
+    let script = lab
+        .bed
+        .run(Side::Client, curl)
+        .unwrap_or_else(|e| panic!("script: {e:#}{}", lab.log()));
+    let script = String::from_utf8_lossy(&script.stdout).to_string();
+    assert!(
+        script.contains("kernel http://10.50.0.1/artifacts/vmlinuz"),
+        "{script}"
+    );
+    let mut tftp = Command::new("curl");
+    tftp.args(["-sS", "tftp://10.50.0.1/undionly.kpxe"]);
+    let out = lab
+        .bed
+        .run(Side::Client, tftp)
+        .unwrap_or_else(|e| panic!("tftp: {e:#}{}", lab.log()));
+    assert_eq!(out.stdout, b"not really iPXE");
+}

@@ -67,6 +67,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the configuration another DHCP server needs to send its
+    /// machines' boot here (stormboot in `mode = "boot-only"`).
+    PrintConfig {
+        #[arg(long = "for", value_enum)]
+        peer: crate::peerconfig::Peer,
+        #[arg(
+            long,
+            short,
+            env = "STORMBOOT_CONFIG",
+            default_value = "/etc/stormboot/stormboot.toml"
+        )]
+        config: PathBuf,
+    },
     /// List the machines the daemon has seen, with their last boot phase.
     Machines {
         #[command(flatten)]

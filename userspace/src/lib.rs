@@ -11,6 +11,7 @@ pub mod events;
 pub mod frame;
 pub mod http;
 pub mod leases;
+pub mod peerconfig;
 pub mod rawsock;
 pub mod render;
 pub mod serve;

@@ -95,6 +95,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::PrintConfig { peer, config } => {
+            let cfg = Config::load(&config)?;
+            print!("{}", stormboot::peerconfig::render(&cfg, peer));
+            Ok(())
+        }
         Command::Machines { daemon, json } => {
             let body = stormboot::http::fetch(daemon.addr()?, "/api/v1/machines")?;
             if json {

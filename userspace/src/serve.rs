@@ -13,7 +13,7 @@ use stormboot_common::counters::Counter;
 use stormboot_common::maps::Iface;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Dataplane as DataplaneKind, XdpMode};
+use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
 use crate::dataplane::{ifaces, tables, Dataplane, DataplaneError, LoadOptions};
 use crate::dhcp::{self, Ingress};
 use crate::leases::{Index, LeaseChange, LeaseStore};
@@ -98,6 +98,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
+    if cfg.server.mode == Mode::BootOnly {
+        return serve_boot_only(cfg, shutdown).await;
+    }
     let iface_name = cfg.server.interfaces.join(",");
     let mode = opts.xdp_mode.unwrap_or(cfg.server.xdp_mode);
     let endpoints = endpoints(&cfg)?;
@@ -257,6 +260,60 @@ pub async fn serve(
     slow_result
         .context("the userspace dataplane panicked")?
         .context("the userspace dataplane failed")
+}
+
+/// `mode = "boot-only"`: another DHCP server gives the addresses; this
+/// daemon serves TFTP, HTTP and syslog, and keeps the boot timeline.
+async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if !cfg.boot.enabled {
+        anyhow::bail!(
+            "server.mode = \"boot-only\" serves only the boot services: add a [boot] section"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
+    let timeline = Arc::new(Timeline::default());
+    let counters = Arc::new(UserCounters::default());
+    let reservations = cfg.reservations.len() as u64;
+    let iface = cfg.server.interfaces.join(",");
+    let snapshot: http::SnapshotFn = Arc::new(move || {
+        Snapshot::new(
+            &Default::default(),
+            &counters,
+            reservations,
+            &iface,
+            "none (boot-only)",
+        )
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(http::serve(
+        listener,
+        snapshot,
+        timeline.clone(),
+        shutdown.clone(),
+    ));
+    let machines = services::Machines::new(cfg.clone(), Arc::new(Index::default()));
+    services::start(
+        cfg.clone(),
+        machines,
+        timeline,
+        &mut tasks,
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!("boot-only: no DHCP is answered here");
+    let result = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        Some(r) = tasks.join_next() => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("boot service failed")),
+            Err(e) => Err(anyhow::Error::from(e).context("boot service panicked")),
+        },
+    };
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    result
 }
 
 fn mode_name(mode: XdpMode) -> &'static str {

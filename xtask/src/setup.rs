@@ -35,6 +35,8 @@ const PACKAGES: &[&str] = &[
     // generator (perfdhcp comes with kea-admin)
     "kea-dhcp4-server",
     "kea-admin",
+    // the DHCP server boot-only mode is tested beside
+    "dnsmasq-base",
     // the pool tests: another client, a relay agent, the lease database's
     // shell, a packet capture, and the DECLINE/INFORM probe's interpreter
     "dhcpcd-base",

@@ -82,6 +82,8 @@ pub struct Server {
     /// Who answers reserved machines: the XDP program, or (for kernels and
     /// drivers that cannot attach it) the userspace server alone.
     pub dataplane: Dataplane,
+    /// What the daemon answers (`server.mode`).
+    pub mode: Mode,
     /// The SQLite lease database; already resolved against the config
     /// file's directory.
     pub lease_db: PathBuf,
@@ -91,6 +93,16 @@ pub struct Server {
     /// How long an address a client DECLINEd (someone else uses it) is
     /// kept out of the pools.
     pub decline_quarantine: Duration,
+}
+
+/// What the daemon is on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Addresses and boot information: a complete DHCP server.
+    Authoritative,
+    /// No DHCP at all: TFTP, HTTP and syslog for machines another DHCP
+    /// server points here (`stormboot print-config` writes its snippet).
+    BootOnly,
 }
 
 /// Which dataplane answers reservations.

@@ -103,6 +103,7 @@ fn example_parses() {
             xdp_log_level: LogLevel::Warn,
             bpffs_dir: PathBuf::from("/sys/fs/bpf/stormboot"),
             dataplane: Dataplane::Xdp,
+            mode: Mode::Authoritative,
             lease_db: PathBuf::from("/var/lib/stormboot/leases.db"),
             offer_hold: Duration::from_secs(30),
             decline_quarantine: Duration::from_secs(600),
@@ -1277,4 +1278,18 @@ fn boot_errors_name_key_and_line() {
     assert_err(&bad, 14, "profile[0].kernel", "is empty");
     let bad = BOOT.replace("[boot]\n", "[boot]\ntftp_rot = \"x\"\n");
     assert_err(&bad, 6, "boot.tftp_rot", "unknown field");
+}
+
+#[test]
+fn modes() {
+    let t = MINIMAL.replace(
+        "address = \"10.50.0.1\"",
+        "address = \"10.50.0.1\"\nmode = \"boot-only\"",
+    );
+    assert_eq!(parse(&t).unwrap().server.mode, Mode::BootOnly);
+    let t = MINIMAL.replace(
+        "address = \"10.50.0.1\"",
+        "address = \"10.50.0.1\"\nmode = \"relay\"",
+    );
+    assert_err(&t, 4, "server.mode", "not one of");
 }

@@ -14,7 +14,7 @@ use super::boot;
 use super::location::Source;
 use super::{
     csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
-    LogLevel, Reservation, Route, Server, Subnet, XdpMode,
+    LogLevel, Mode, Reservation, Route, Server, Subnet, XdpMode,
 };
 use crate::frame::{format_mac, parse_mac};
 
@@ -188,6 +188,21 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         }
     };
 
+    let mode = match &w.mode {
+        None => Mode::Authoritative,
+        Some(s) => match s.get_ref().as_str() {
+            "authoritative" => Mode::Authoritative,
+            "boot-only" => Mode::BootOnly,
+            other => {
+                return Err(src.invalid(
+                    &s.span(),
+                    "server.mode",
+                    format!("{other:?} is not one of \"authoritative\", \"boot-only\""),
+                ))
+            }
+        },
+    };
+
     let dataplane = match &w.dataplane {
         None => Dataplane::Xdp,
         Some(s) => match s.get_ref().as_str() {
@@ -236,6 +251,7 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         xdp_log_level,
         bpffs_dir,
         dataplane,
+        mode,
         lease_db,
         offer_hold,
         decline_quarantine,

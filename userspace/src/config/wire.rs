@@ -36,6 +36,7 @@ pub struct Server {
     pub xdp_log_level: Option<S<String>>,
     pub bpffs_dir: Option<S<String>>,
     pub dataplane: Option<S<String>>,
+    pub mode: Option<S<String>>,
     pub lease_db: Option<S<String>>,
     pub offer_hold: Option<S<Duration>>,
     pub decline_quarantine: Option<S<Duration>>,
