@@ -231,25 +231,28 @@ impl RawSocket {
 }
 
 impl RawSocket {
-    /// Keeps only IPv4 UDP datagrams to `port` (not fragments), in the
-    /// kernel: a boot server's interface also carries TFTP and HTTP, which
-    /// the DHCP socket should never have to look at.
-    pub fn filter_udp_port(&self, port: u16) -> anyhow::Result<()> {
+    /// Keeps only IPv4 UDP datagrams to `port` or `also` (not fragments),
+    /// in the kernel: a boot server's interface also carries TFTP and HTTP,
+    /// which the DHCP socket should never have to look at. (`also` is the
+    /// PXE boot-server port 4011 in proxy mode, else `port` again.)
+    pub fn filter_udp_ports(&self, port: u16, also: u16) -> anyhow::Result<()> {
         let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
         // Classic BPF; the frame is seen without VLAN tag (the kernel strips
-        // it into metadata before packet sockets see it).
+        // it into metadata before packet sockets see it). Jumps count the
+        // instructions they skip: accept is at 10, drop at 11.
         let prog = [
-            ins(0x28, 0, 0, 12),              // ldh [12]          ethertype
-            ins(0x15, 0, 8, 0x0800),          // jne #IPv4, drop
-            ins(0x30, 0, 0, 23),              // ldb [23]          protocol
-            ins(0x15, 0, 6, 17),              // jne #UDP, drop
-            ins(0x28, 0, 0, 20),              // ldh [20]          fragment
-            ins(0x45, 4, 0, 0x1fff),          // jset #offset, drop
-            ins(0xb1, 0, 0, 14),              // ldxb 4*([14]&0xf) IP header length
-            ins(0x48, 0, 0, 16),              // ldh [x + 16]      UDP destination port
-            ins(0x15, 0, 1, u32::from(port)), // jne #port, drop
-            ins(0x06, 0, 0, 0x0004_0000),     // ret whole frame
-            ins(0x06, 0, 0, 0),               // drop: ret 0
+            ins(0x28, 0, 0, 12),              // 0: ldh [12]          ethertype
+            ins(0x15, 0, 9, 0x0800),          // 1: jne #IPv4, drop
+            ins(0x30, 0, 0, 23),              // 2: ldb [23]          protocol
+            ins(0x15, 0, 7, 17),              // 3: jne #UDP, drop
+            ins(0x28, 0, 0, 20),              // 4: ldh [20]          fragment
+            ins(0x45, 5, 0, 0x1fff),          // 5: jset #offset, drop
+            ins(0xb1, 0, 0, 14),              // 6: ldxb 4*([14]&0xf) IP header length
+            ins(0x48, 0, 0, 16),              // 7: ldh [x + 16]      UDP destination port
+            ins(0x15, 1, 0, u32::from(port)), // 8: jeq #port, accept
+            ins(0x15, 0, 1, u32::from(also)), // 9: jne #also, drop
+            ins(0x06, 0, 0, 0x0004_0000),     // 10: accept: ret whole frame
+            ins(0x06, 0, 0, 0),               // 11: drop: ret 0
         ];
         let fprog = libc::sock_fprog {
             len: prog.len() as u16,

@@ -122,8 +122,11 @@ pub async fn serve(
         .await
         .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
 
-    let xdp = match cfg.server.dataplane {
-        DataplaneKind::Userspace => {
+    // proxyDHCP runs in userspace for now: the program has no proxy blocks.
+    let userspace_only =
+        cfg.server.dataplane == DataplaneKind::Userspace || cfg.server.mode == Mode::Proxy;
+    let xdp = match userspace_only {
+        true => {
             // Installing the maps renders every reply; without them, render
             // here, so a reply too long to send is refused at start, naming
             // its reservation, and not discovered by a booting machine.
@@ -133,7 +136,7 @@ pub async fn serve(
             }
             None
         }
-        DataplaneKind::Xdp => match start_xdp(&cfg, &endpoints, mode) {
+        false => match start_xdp(&cfg, &endpoints, mode) {
             Ok(x) => Some(x),
             // A reply that cannot be rendered is the configuration's fault,
             // not the kernel's: refuse to start.

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dhcproto::v4::{Message, Opcode};
 use dhcproto::{Decodable, Decoder};
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-use stormboot_common::layout::{opt, COOKIE, OPTIONS_OFF, SERVER_PORT};
+use stormboot_common::layout::{opt, COOKIE, OPTIONS_OFF, PXE_BOOT_PORT, SERVER_PORT};
 use stormboot_common::rules::EthDest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
@@ -64,7 +64,7 @@ pub enum DecodeError {
 /// requests are errors the caller counts.
 pub fn decode(f: &[u8]) -> Result<Received, DecodeError> {
     let p = frame::parse(f)?;
-    if p.addr.dport != SERVER_PORT {
+    if p.addr.dport != SERVER_PORT && p.addr.dport != PXE_BOOT_PORT {
         return Err(DecodeError::NotRequest);
     }
     let msg = Message::decode(&mut Decoder::new(p.payload))
@@ -140,16 +140,37 @@ pub fn respond(
     ep: &Endpoint,
     now: u64,
 ) -> (Option<Vec<u8>>, dhcp::Outcome) {
+    let mut chaddr = [0u8; 6];
+    if let Some(c) = rx.msg.chaddr().get(..6) {
+        chaddr.copy_from_slice(c);
+    }
+    if server.config().server.mode == crate::config::Mode::Proxy {
+        let (reply, note) = dhcp::proxy::answer(
+            server.config(),
+            &dhcp::proxy::ProxyRequest {
+                msg: &rx.msg,
+                mac: chaddr,
+                to_boot_port: rx.addr.dport == PXE_BOOT_PORT,
+                src_ip: rx.addr.ip_src,
+                src_port: rx.addr.sport,
+            },
+        );
+        let frame = reply.as_ref().map(|r| reply_frame(r, &rx.addr, ep, chaddr));
+        return (
+            frame,
+            dhcp::Outcome {
+                reply,
+                changes: Vec::new(),
+                note,
+            },
+        );
+    }
     let req = dhcp::Request {
         msg: &rx.msg,
         relay_info: rx.relay_info.as_deref(),
         ingress: &ep.ingress,
     };
     let outcome = server.handle(&req, now);
-    let mut chaddr = [0u8; 6];
-    if let Some(c) = rx.msg.chaddr().get(..6) {
-        chaddr.copy_from_slice(c);
-    }
     let frame = outcome
         .reply
         .as_ref()
@@ -169,6 +190,11 @@ pub fn unix_now() -> u64 {
 /// requests with ICMP port-unreachable. Bound to the interface, so several
 /// daemons (or tests) can serve different interfaces of one host.
 pub fn bind_udp(interface: &str) -> std::io::Result<tokio::net::UdpSocket> {
+    bind_udp_port(interface, SERVER_PORT)
+}
+
+/// `bind_udp` on another port (4011 in proxy mode).
+pub fn bind_udp_port(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
     let fd = socket::socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -183,7 +209,7 @@ pub fn bind_udp(interface: &str) -> std::io::Result<tokio::net::UdpSocket> {
     )?;
     socket::bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67)),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
     )?;
     // SAFETY: we own the descriptor and hand it over.
     let std = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
@@ -293,10 +319,13 @@ impl SlowPath {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         let mut socks = Vec::with_capacity(self.endpoints.len());
+        let proxy = self.server.config().server.mode == crate::config::Mode::Proxy;
+        // In proxy mode PXE firmware also asks the boot-server port.
+        let also_port = if proxy { PXE_BOOT_PORT } else { SERVER_PORT };
         for (via, ep) in self.endpoints.iter().enumerate() {
             let name = &ep.ingress.iface_name;
             let raw = RawSocket::open(name, libc::ETH_P_IP as u16, false)?;
-            raw.filter_udp_port(SERVER_PORT)?;
+            raw.filter_udp_ports(SERVER_PORT, also_port)?;
             // SAFETY: the AsyncFd owns the socket, so the descriptor stays
             // open while registered.
             let sock =
@@ -313,6 +342,11 @@ impl SlowPath {
                 shutdown.clone(),
             ));
             tasks.spawn(drain_udp(udp, shutdown.clone()));
+            if proxy {
+                let boot = bind_udp_port(name, PXE_BOOT_PORT)
+                    .map_err(|e| anyhow::anyhow!("binding UDP port 4011 on {name}: {e}"))?;
+                tasks.spawn(drain_udp(boot, shutdown.clone()));
+            }
             socks.push(sock);
         }
         let mut expiry = tokio::time::interval(Duration::from_secs(1));

@@ -15,6 +15,8 @@ pub const UDP_LEN: usize = 8;
 pub const IPPROTO_UDP: u8 = 17;
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
+/// The PXE boot-server port, where proxyDHCP gets firmware's REQUEST.
+pub const PXE_BOOT_PORT: u16 = 4011;
 
 /// BOOTP fixed header (RFC 2131 figure 1), up to and excluding the cookie.
 pub const BOOTP_LEN: usize = 236;

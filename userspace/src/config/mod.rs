@@ -100,6 +100,9 @@ pub struct Server {
 pub enum Mode {
     /// Addresses and boot information: a complete DHCP server.
     Authoritative,
+    /// proxyDHCP beside another DHCP server: boot information to PXE and
+    /// iPXE clients (ports 67 and 4011), never an address.
+    Proxy,
     /// No DHCP at all: TFTP, HTTP and syslog for machines another DHCP
     /// server points here (`stormboot print-config` writes its snippet).
     BootOnly,

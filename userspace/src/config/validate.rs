@@ -193,11 +193,12 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         Some(s) => match s.get_ref().as_str() {
             "authoritative" => Mode::Authoritative,
             "boot-only" => Mode::BootOnly,
+            "proxy" => Mode::Proxy,
             other => {
                 return Err(src.invalid(
                     &s.span(),
                     "server.mode",
-                    format!("{other:?} is not one of \"authoritative\", \"boot-only\""),
+                    format!("{other:?} is not one of \"authoritative\", \"proxy\", \"boot-only\""),
                 ))
             }
         },

@@ -31,6 +31,7 @@
 
 mod options;
 mod pool;
+pub mod proxy;
 mod reserved;
 mod select;
 mod table;
@@ -94,7 +95,7 @@ pub struct Outcome {
 }
 
 /// Every `Outcome::note`.
-pub const NOTES: [&str; 19] = [
+pub const NOTES: [&str; 23] = [
     "offer",
     "ack",
     "inform",
@@ -114,6 +115,10 @@ pub const NOTES: [&str; 19] = [
     "ignored-malformed",
     "reply-too-long",
     "render-error",
+    "proxy-offer",
+    "proxy-ack",
+    "proxy-not-booting",
+    "proxy-no-profile",
 ];
 
 /// The server's state: configuration, leases and pools.
