@@ -636,6 +636,50 @@ fn setns_on_exec(path: &Path, cmd: &mut Command) -> anyhow::Result<File> {
     Ok(ns)
 }
 
+/// The bridge [`Testbed::bridge_client_tap`] makes in the client namespace.
+pub const CLIENT_BRIDGE: &str = "sbbr0";
+
+impl Testbed {
+    /// Creates a tap device `tap` and a bridge `sbbr0` in the client
+    /// namespace and enslaves both `tap` and sbc0 to it, so that a virtual
+    /// machine whose NIC is `tap` (QEMU `-netdev tap,ifname=<tap>`, run in
+    /// the client namespace) shares one L2 segment with the server's sb0:
+    ///
+    /// ```text
+    /// sb-<name>-cli                                  sb-<name>-srv
+    ///   tap ---- sbbr0 ---- sbc0 ----------------------- sb0 10.50.0.1/24
+    /// ```
+    ///
+    /// The bridge runs without STP, so its ports forward as soon as they are
+    /// up. Frames the server's XDP program sends with XDP_TX arrive at sbc0
+    /// only when sbc0 runs an XDP program itself (`stormboot xdp-pass`); its
+    /// XDP_PASS hands them to the stack, where the bridge forwards them.
+    pub fn bridge_client_tap(&self, tap: &str) -> anyhow::Result<()> {
+        let cli = self.client_ns.as_str();
+        ip(&[
+            "-n",
+            cli,
+            "link",
+            "add",
+            CLIENT_BRIDGE,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        ip(&["-n", cli, "tuntap", "add", "dev", tap, "mode", "tap"])?;
+        for port in [CLIENT_IF, tap] {
+            ip(&["-n", cli, "link", "set", port, "master", CLIENT_BRIDGE])?;
+        }
+        for ifname in [CLIENT_BRIDGE, tap, CLIENT_IF] {
+            ip(&["-n", cli, "link", "set", ifname, "up"])?;
+        }
+        Ok(())
+    }
+}
+
 /// A directory under the system temp dir for one test's files (configs,
 /// logs, lease databases), removed on drop.
 pub struct Scratch(PathBuf);

@@ -44,6 +44,14 @@ const PACKAGES: &[&str] = &[
     "sqlite3",
     "tcpdump",
     "python3",
+    // tests/qemu.rs: real firmware (SeaBIOS, OVMF, iPXE's NIC ROMs and
+    // binaries) under QEMU. Its kernel and busybox-static are fetched with
+    // `apt-get download`, not installed: busybox-static conflicts with the
+    // busybox above.
+    "qemu-system-x86",
+    "ipxe-qemu",
+    "ovmf",
+    "ipxe",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

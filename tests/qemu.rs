@@ -1,0 +1,741 @@
+//! Real firmware booting through stormboot: QEMU (TCG) with SeaBIOS and the
+//! iPXE option ROM, or OVMF's EDK2 PXE, on a tap device bridged to the
+//! testbed's client end, boots a Debian kernel and a busybox initrd served by
+//! the daemon, and the initrd's /init prints a marker on the serial console.
+//!
+//! What only real firmware shows: that the replies (from XDP and from
+//! userspace) are ones firmware accepts, that EDK2 fetches ipxe.efi over
+//! TFTP and iPXE then takes the script URL, that iPXE can load the script
+//! and both artifacts over HTTP, and how long each phase of a boot takes
+//! (printed from the machine's timeline).
+//!
+//! Needs root, `cargo build -p stormboot`, QEMU, OVMF and Debian's ipxe
+//! packages (`cargo xtask setup`). The kernel and busybox-static are
+//! fetched with `apt-get download` on the first run and kept, with the
+//! initrd built from them, under `target/boot-image/`. A boot takes 10 to
+//! 40 s of emulated CPU, so the tests boot one machine at a time.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use stormboot_testbed::{
+    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF, SERVER_IF,
+};
+
+/// What the initrd's /init (tests/boot-image/init) prints once it runs.
+const MARKER: &str = "STORMBOOT-BOOTED-OK";
+/// Serial console lines that mean the firmware gave up on the network (the
+/// UEFI shell is OVMF's last boot option; SeaBIOS says this when all
+/// failed): the test fails at once rather than at the timeout.
+const GAVE_UP: &[&str] = &["UEFI Interactive Shell", "No bootable device"];
+/// From QEMU's start to the marker: NETBOOT.md measured 9-23 s (BIOS) and
+/// 20-40 s (UEFI) under TCG; the rest is headroom for a loaded CI machine.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the daemon may take from spawn to answering its API.
+const DAEMON_START: Duration = Duration::from_secs(10);
+/// The tap device QEMU's NIC is attached to, in the client namespace.
+const TAP: &str = "tap0";
+/// Debian's iPXE binaries (package ipxe), copied into each test's TFTP
+/// root. Not served from here: /usr/lib/ipxe/ipxe.efi is a symlink to
+/// /boot/ipxe.efi, and the daemon refuses, by design, any file that
+/// resolves outside its tftp_root.
+const IPXE_DIR: &str = "/usr/lib/ipxe";
+const IPXE_FILES: &[&str] = &["ipxe.efi", "undionly.kpxe"];
+/// QEMU's e1000 option ROM from Debian's ipxe-qemu: iPXE itself.
+const E1000_ROM: &str = "/usr/lib/ipxe/qemu/efi-e1000.rom";
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Serializes the boots: each keeps a CPU busy for tens of seconds, and
+/// two at once would only make both slower and their timings meaningless.
+static ONE_BOOT_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_boot_at_a_time() -> MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next one may still run.
+    ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// The boot image: a Debian cloud kernel and a busybox initrd.
+
+/// The directory holding `vmlinuz` and `initrd.img`, built on first use.
+fn artifacts_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        build_boot_image().unwrap_or_else(|e| panic!("building the boot image: {e:#}"))
+    })
+}
+
+/// `target/boot-image/`: the downloaded packages, what was taken from them,
+/// and `artifacts/` (the daemon's artifacts_dir).
+fn build_boot_image() -> anyhow::Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("boot-image");
+    let artifacts = root.join("artifacts");
+    fs::create_dir_all(&artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
+
+    let kernel = artifacts.join("vmlinuz");
+    if !kernel.exists() {
+        // linux-image-cloud-amd64 is a metapackage: the kernel is in the
+        // package it depends on.
+        let meta = "linux-image-cloud-amd64";
+        let out = run(Command::new("apt-cache").args(["depends", meta]))?;
+        let pkg = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Depends: "))
+            .filter(|p| p.starts_with("linux-image-"))
+            .with_context(|| format!("no linux-image dependency of {meta} in:\n{out}"))?
+            .to_owned();
+        let tree = unpack(&root, &pkg)?;
+        let boot = tree.join("boot");
+        let vmlinuz = fs::read_dir(&boot)
+            .with_context(|| format!("reading {}", boot.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+            })
+            .with_context(|| format!("no vmlinuz-* in {}", boot.display()))?;
+        install(&fs::read(&vmlinuz)?, &kernel)?;
+        // The modules are most of the package's 140 MB and of no use here.
+        let _ = fs::remove_dir_all(&tree);
+    }
+
+    // busybox-static is unpacked, not installed: it conflicts with the
+    // dynamic busybox the other tests use (udhcpc).
+    let busybox = root.join("busybox");
+    if !busybox.exists() {
+        let tree = unpack(&root, "busybox-static")?;
+        install(&fs::read(tree.join("bin").join("busybox"))?, &busybox)?;
+        let _ = fs::remove_dir_all(&tree);
+    }
+    // Rebuilt on every run (it takes milliseconds), so that an edit to
+    // boot-image/init always reaches the machines.
+    let init = include_str!("boot-image/init");
+    let initrd = initrd(&fs::read(&busybox)?, init.as_bytes());
+    install(&initrd, &artifacts.join("initrd.img"))?;
+    Ok(artifacts)
+}
+
+/// `apt-get download`s `pkg` into `<root>/debs` (unless a .deb of it is
+/// there already) and `dpkg -x`es it into `<root>/<pkg>`.
+fn unpack(root: &Path, pkg: &str) -> anyhow::Result<PathBuf> {
+    let debs = root.join("debs");
+    fs::create_dir_all(&debs)?;
+    let find = || -> anyhow::Result<Option<PathBuf>> {
+        Ok(fs::read_dir(&debs)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb")
+                })
+            }))
+    };
+    let deb = match find()? {
+        Some(deb) => deb,
+        None => {
+            run(Command::new("apt-get")
+                .args(["download", "-q", pkg])
+                .current_dir(&debs))?;
+            find()?.with_context(|| format!("apt-get download {pkg} left no .deb"))?
+        }
+    };
+    let tree = root.join(pkg);
+    let _ = fs::remove_dir_all(&tree);
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree))?;
+    Ok(tree)
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so
+/// that an interrupted run never leaves a truncated file that looks cached.
+fn install(contents: &[u8], path: &Path) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// Runs `cmd`; its stdout, or an error with its output.
+fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// An initramfs (uncompressed newc cpio) holding a static busybox, the
+/// applet links /init uses, /dev/console (the kernel opens it for init's
+/// stdio before anything could mount devtmpfs) and `init`.
+fn initrd(busybox: &[u8], init: &[u8]) -> Vec<u8> {
+    const DIR: u32 = 0o040_755;
+    const FILE: u32 = 0o100_755;
+    const LINK: u32 = 0o120_777;
+    const CHAR: u32 = 0o020_600;
+    let mut cpio = Vec::new();
+    let mut ino = 0;
+    let mut entry = |name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
+        ino += 1;
+        newc_entry(&mut cpio, ino, name, mode, rdev, data);
+    };
+    for dir in ["bin", "dev", "proc", "sys"] {
+        entry(dir, DIR, (0, 0), b"");
+    }
+    entry("dev/console", CHAR, (5, 1), b"");
+    entry("bin/busybox", FILE, (0, 0), busybox);
+    for applet in ["sh", "mount", "echo", "poweroff"] {
+        entry(&format!("bin/{applet}"), LINK, (0, 0), b"busybox");
+    }
+    entry("init", FILE, (0, 0), init);
+    newc_entry(&mut cpio, 0, "TRAILER!!!", 0, (0, 0), b"");
+    cpio
+}
+
+/// One cpio "newc" record: the 110-byte ASCII header, the NUL-terminated
+/// name and the data, each padded to 4 bytes.
+fn newc_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+    let nlink = if mode & 0o170_000 == 0o040_000 { 2 } else { 1 };
+    let fields = [
+        ino,
+        mode,
+        0, // uid
+        0, // gid
+        nlink,
+        0, // mtime
+        u32::try_from(data.len()).expect("initrd file under 4 GiB"),
+        0, // devmajor
+        0, // devminor
+        rdev.0,
+        rdev.1,
+        u32::try_from(name.len() + 1).expect("short name"),
+        0, // check
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+// ---------------------------------------------------------------------------
+// The lab: a testbed whose client end is bridged to QEMU's tap, the daemon.
+
+/// The firmware a virtual machine starts with.
+#[derive(Clone, Copy, Debug)]
+enum Firmware {
+    /// SeaBIOS and QEMU's e1000 ROM, which is iPXE: one stage.
+    Bios,
+    /// OVMF with a virtio NIC and no option ROM: EDK2 PXE fetches ipxe.efi
+    /// over TFTP, and that iPXE fetches the script: two stages.
+    Uefi,
+}
+
+/// One testbed with QEMU's tap bridged to sbc0, its scratch directory and
+/// the daemon.
+struct Lab {
+    // Declared first so it drops first: QEMU and the daemon hold files in
+    // the scratch directory open.
+    bed: Testbed,
+    scratch: Scratch,
+    config: PathBuf,
+}
+
+/// What a boot left behind.
+struct Boot {
+    /// When QEMU was started and when the marker was seen, ms since the epoch.
+    started_ms: u64,
+    marker_ms: u64,
+}
+
+impl Lab {
+    fn new(name: &str) -> Lab {
+        let stormboot = binary("stormboot");
+        assert!(
+            stormboot.exists(),
+            "{} is missing: run `cargo build -p stormboot` first",
+            stormboot.display()
+        );
+        let bed =
+            Testbed::new(name, None).unwrap_or_else(|e| panic!("creating testbed {name}: {e:#}"));
+        bed.bridge_client_tap(TAP)
+            .unwrap_or_else(|e| panic!("bridging {TAP} to {CLIENT_IF}: {e:#}"));
+        let scratch = Scratch::new(&format!("qemu-{name}"));
+        let config = scratch.path("stormboot.toml");
+        Lab {
+            bed,
+            scratch,
+            config,
+        }
+    }
+
+    /// A `stormboot` command run inside the namespace at `side`.
+    fn stormboot(&self, side: Side) -> Command {
+        let mut cmd = self
+            .bed
+            .command(side, &binary("stormboot").to_string_lossy());
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// A TFTP root in the scratch directory holding Debian's iPXE binaries.
+    fn tftp_root(&self) -> PathBuf {
+        let root = self.scratch.path("tftp");
+        fs::create_dir_all(&root).expect("creating the TFTP root");
+        for file in IPXE_FILES {
+            let from = Path::new(IPXE_DIR).join(file);
+            // fs::copy follows the symlink, so the copy is the binary.
+            fs::copy(&from, root.join(file)).unwrap_or_else(|e| {
+                panic!(
+                    "copying {}: {e} (package ipxe: run `cargo xtask setup`)",
+                    from.display()
+                )
+            });
+        }
+        root
+    }
+
+    /// Starts `stormboot serve` on `config` (leases kept in the scratch
+    /// directory) and waits for its API; then attaches the pass-only
+    /// program to sbc0, without which a veth drops the XDP_TX replies.
+    fn start(&mut self, config: &str) {
+        let config = config.replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1);
+        self.scratch.write("stormboot.toml", &config);
+        let mut serve = self.stormboot(Side::Server);
+        serve
+            .env("STORMBOOT_LOG", "info")
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(self.scratch.log_file("daemon.log"));
+        let pid = self
+            .bed
+            .spawn(Side::Server, serve)
+            .expect("spawning stormboot serve");
+        if wait_for(DAEMON_START, || self.try_stats()).is_none() {
+            panic!(
+                "stormboot serve (pid {pid}) did not answer `stats` within {DAEMON_START:?}{}",
+                self.log()
+            );
+        }
+        let mut pass = self.stormboot(Side::Client);
+        pass.args(["xdp-pass", "--interface", CLIENT_IF])
+            .stdout(Stdio::null())
+            .stderr(self.scratch.log_file("xdp-pass.log"));
+        self.bed
+            .spawn(Side::Client, pass)
+            .expect("spawning stormboot xdp-pass");
+        if wait_for(Duration::from_secs(5), || {
+            self.xdp_attached(Side::Client).then_some(())
+        })
+        .is_none()
+        {
+            panic!(
+                "xdp-pass did not attach to {CLIENT_IF}:\n{}",
+                self.scratch.read("xdp-pass.log")
+            );
+        }
+    }
+
+    fn xdp_attached(&self, side: Side) -> bool {
+        let ifname = match side {
+            Side::Server => SERVER_IF,
+            Side::Client => CLIENT_IF,
+        };
+        let out = Command::new("ip")
+            .args(["-j", "-n", self.bed.ns(side), "link", "show", ifname])
+            .output()
+            .expect("running ip link show");
+        let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        links[0].get("xdp").is_some()
+    }
+
+    /// The daemon's log and the serial console, for panic messages.
+    fn log(&self) -> String {
+        format!(
+            "\n--- daemon log ({}) ---\n{}\n--- serial console ---\n{}",
+            binary("stormboot").display(),
+            self.scratch.read("daemon.log"),
+            self.scratch.read("serial.log")
+        )
+    }
+
+    fn try_stats(&self) -> Option<Value> {
+        let mut cmd = self.stormboot(Side::Server);
+        cmd.args(["stats", "--json", "--config"]).arg(&self.config);
+        let out = self.bed.run(Side::Server, cmd).ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn stats(&self) -> Value {
+        self.try_stats()
+            .unwrap_or_else(|| panic!("`stormboot stats --json` failed{}", self.log()))
+    }
+
+    /// `stormboot machine <mac> --json`: the machine's boot timeline.
+    fn timeline(&self, mac: &str) -> Value {
+        let mut cmd = self.stormboot(Side::Server);
+        cmd.args(["machine", mac, "--json", "--config"])
+            .arg(&self.config);
+        let out = self
+            .bed
+            .run(Side::Server, cmd)
+            .unwrap_or_else(|e| panic!("stormboot machine {mac}: {e:#}{}", self.log()));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stormboot machine {mac} --json: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Boots a virtual machine with `firmware` and NIC `mac` on the tap,
+    /// until /init's marker appears on its serial console (then QEMU, which
+    /// runs with -no-reboot, exits as the guest powers off) or the timeout
+    /// passes (then it is killed and the test fails with both logs).
+    fn boot(&mut self, firmware: Firmware, mac: &str) -> Boot {
+        for path in [E1000_ROM, OVMF_CODE, OVMF_VARS] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} is missing: run `cargo xtask setup` (packages ipxe, ipxe-qemu, ovmf)"
+            );
+        }
+        let mut qemu = Command::new("qemu-system-x86_64");
+        // -nographic: SeaBIOS, iPXE and the kernel all write to the serial
+        // port, which goes to stdout.
+        qemu.args(["-nographic", "-m", "512", "-boot", "n", "-no-reboot"])
+            .arg("-netdev")
+            .arg(format!("tap,id=n0,ifname={TAP},script=no,downscript=no"));
+        match firmware {
+            Firmware::Bios => {
+                qemu.args(["-machine", "pc,accel=tcg", "-device"])
+                    .arg(format!("e1000,netdev=n0,mac={mac},romfile={E1000_ROM}"));
+            }
+            Firmware::Uefi => {
+                let vars = self.scratch.path("OVMF_VARS.fd");
+                fs::copy(OVMF_VARS, &vars).expect("copying the OVMF variable store");
+                qemu.args(["-machine", "q35,accel=tcg", "-drive"])
+                    .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+                    .arg("-drive")
+                    .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+                    // No option ROM: OVMF's own PXE is the first stage.
+                    .arg("-device")
+                    .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="))
+                    .args(["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]);
+            }
+        }
+        qemu.stdin(Stdio::null())
+            .stdout(self.scratch.log_file("serial.log"))
+            .stderr(self.scratch.log_file("qemu.log"));
+        let started_ms = now_ms();
+        let pid = self
+            .bed
+            .spawn(Side::Client, qemu)
+            .expect("spawning qemu-system-x86_64 (package qemu-system-x86)");
+        let marker = wait_for(BOOT_TIMEOUT, || {
+            let serial = self.scratch.read("serial.log");
+            if serial.contains(MARKER) {
+                return Some(Ok(now_ms()));
+            }
+            if let Some(line) = GAVE_UP.iter().find(|l| serial.contains(*l)) {
+                return Some(Err(format!(
+                    "the firmware gave up ({line:?} on its console)"
+                )));
+            }
+            match self.bed.wait(pid, Duration::ZERO) {
+                Ok(None) => None,
+                Ok(Some(status)) => Some(Err(format!("QEMU exited ({status}) before the marker"))),
+                Err(e) => Some(Err(format!("{e:#}"))),
+            }
+        });
+        let marker_ms = match marker {
+            Some(Ok(ms)) => ms,
+            Some(Err(why)) => {
+                let _ = self.bed.kill(pid);
+                panic!(
+                    "{firmware:?} boot of {mac}: {why}\n--- qemu stderr ---\n{}{}",
+                    self.scratch.read("qemu.log"),
+                    self.log()
+                )
+            }
+            None => {
+                let _ = self.bed.kill(pid);
+                panic!(
+                    "{firmware:?} boot of {mac}: no {MARKER:?} within {BOOT_TIMEOUT:?}\n\
+                     --- qemu stderr ---\n{}{}",
+                    self.scratch.read("qemu.log"),
+                    self.log()
+                );
+            }
+        };
+        // /init powers off right after the marker: QEMU exits by itself.
+        if !matches!(self.bed.wait(pid, Duration::from_secs(10)), Ok(Some(_))) {
+            let _ = self.bed.kill(pid);
+        }
+        Boot {
+            started_ms,
+            marker_ms,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The configuration every test starts from: the server, a subnet, the
+/// boot services (TFTP from Debian's iPXE, HTTP from the boot image) and
+/// one profile, "tiny", that boots the image with its console on ttyS0.
+/// `panic=-1`: a kernel that cannot run /init reboots at once, and QEMU
+/// exits, rather than hanging until the timeout.
+fn config(tftp_root: &Path, dataplane: &str, subnet_extra: &str, reservation: &str) -> String {
+    format!(
+        r#"[server]
+interface = "sb0"
+address = "10.50.0.1"
+dataplane = "{dataplane}"
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+routers = ["10.50.0.1"]
+dns = ["10.50.0.1"]
+lease_time = "1h"
+{subnet_extra}
+{reservation}
+[boot]
+tftp_root = "{tftp_root}"
+artifacts_dir = "{artifacts}"
+
+[[profile]]
+name = "tiny"
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0 panic=-1"
+"#,
+        tftp_root = tftp_root.display(),
+        artifacts = artifacts_dir().display()
+    )
+}
+
+fn reservation(mac: &str, ip: &str) -> String {
+    format!("[[reservation]]\nmac = \"{mac}\"\nip = \"{ip}\"\nprofile = \"tiny\"\n")
+}
+
+/// The timeline's events as (phase, path, detail, at_ms).
+fn events(timeline: &Value) -> Vec<(String, String, String, u64)> {
+    timeline["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events in {timeline}"))
+        .iter()
+        .map(|e| {
+            (
+                e["phase"].as_str().unwrap_or("").to_owned(),
+                e["path"].as_str().unwrap_or("").to_owned(),
+                e["detail"].as_str().unwrap_or("").to_owned(),
+                e["at_ms"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// When the first event of `phase` (whose detail contains `detail`)
+/// happened.
+fn first(events: &[(String, String, String, u64)], phase: &str, detail: &str) -> Option<u64> {
+    events
+        .iter()
+        .find(|(p, _, d, _)| p == phase && d.contains(detail))
+        .map(|e| e.3)
+}
+
+/// Prints the time of every phase of a boot, from QEMU's start, and the
+/// step from the phase before: the numbers a slow boot is judged by.
+fn print_phases(name: &str, boot: &Boot, timeline: &Value) {
+    let ev = events(timeline);
+    let last_artifact = ev.iter().filter(|e| e.0 == "artifact").map(|e| e.3).max();
+    let phases = [
+        ("first offer", first(&ev, "offer", "")),
+        ("first ack", first(&ev, "ack", "")),
+        ("tftp", first(&ev, "tftp", "")),
+        ("script", first(&ev, "script", "")),
+        ("last artifact", last_artifact),
+        ("marker", Some(boot.marker_ms)),
+    ];
+    let mut text = format!("{name}: phases from QEMU start (step from the previous phase)\n");
+    let mut prev = boot.started_ms;
+    for (phase, at) in phases {
+        match at {
+            Some(at) => {
+                let secs = |ms: u64| ms as f64 / 1000.0;
+                text += &format!(
+                    "  {phase:<14} +{:>7.3} s  (+{:.3} s)\n",
+                    secs(at.saturating_sub(boot.started_ms)),
+                    secs(at.saturating_sub(prev))
+                );
+                prev = at;
+            }
+            None => text += &format!("  {phase:<14}        -\n"),
+        }
+    }
+    text += "  timeline:\n";
+    let t0 = timeline["first_ms"].as_u64().unwrap_or(0);
+    for (phase, path, detail, at) in &ev {
+        text += &format!(
+            "    +{:>7.3} s {phase:<9} {path:<10} {detail}\n",
+            at.saturating_sub(t0) as f64 / 1000.0
+        );
+    }
+    // One write, so that the lines of one boot stay together in the log.
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+fn xdp_counter(stats: &Value, counter: &str) -> u64 {
+    stats["xdp"][counter]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no xdp.{counter} in {stats}"))
+}
+
+#[test]
+fn bios_ipxe_boots_through_xdp() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:01";
+    let mut lab = Lab::new("qemu-bios");
+    let tftp = lab.tftp_root();
+    lab.start(&config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.11")));
+    assert!(
+        lab.xdp_attached(Side::Server),
+        "no XDP on {SERVER_IF}{}",
+        lab.log()
+    );
+    let boot = lab.boot(Firmware::Bios, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases("bios_ipxe_boots_through_xdp", &boot, &timeline);
+
+    let ev = events(&timeline);
+    let has = |phase: &str, path: &str, detail: &str| {
+        ev.iter()
+            .any(|(p, pa, d, _)| p == phase && pa == path && d.contains(detail))
+    };
+    for phase in ["offer", "ack"] {
+        assert!(
+            has(phase, "xdp", ""),
+            "no {phase} from XDP: {timeline}{}",
+            lab.log()
+        );
+    }
+    assert!(
+        has("script", "http", "auto.ipxe"),
+        "{timeline}{}",
+        lab.log()
+    );
+    for file in ["/artifacts/vmlinuz", "/artifacts/initrd.img"] {
+        assert!(
+            has("artifact", "http", file),
+            "{file} not fetched: {timeline}{}",
+            lab.log()
+        );
+    }
+    // The ROM is iPXE: its first request already gets the script, no binary.
+    assert!(
+        !ev.iter().any(|e| e.0 == "tftp"),
+        "a single-stage boot fetched over TFTP: {timeline}"
+    );
+    let stats = lab.stats();
+    assert!(xdp_counter(&stats, "ack") >= 1, "{stats}");
+}
+
+#[test]
+fn uefi_two_stage_boots_through_xdp() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:02";
+    let mut lab = Lab::new("qemu-uefi");
+    let tftp = lab.tftp_root();
+    lab.start(&config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.12")));
+    let boot = lab.boot(Firmware::Uefi, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases("uefi_two_stage_boots_through_xdp", &boot, &timeline);
+
+    let ev = events(&timeline);
+    let at = |phase: &str, detail: &str| {
+        first(&ev, phase, detail)
+            .unwrap_or_else(|| panic!("no {phase} ({detail:?}) in {timeline}{}", lab.log()))
+    };
+    let tftp = at("tftp", "ipxe.efi");
+    let script = at("script", "auto.ipxe");
+    let kernel = at("artifact", "/artifacts/vmlinuz");
+    let initrd = at("artifact", "/artifacts/initrd.img");
+    assert!(
+        at("ack", "") <= tftp && tftp <= script && script <= kernel.min(initrd),
+        "phases out of order: {timeline}"
+    );
+    // Both stages (EDK2, then iPXE) were answered from the kernel.
+    let xdp_acks = ev.iter().filter(|e| e.0 == "ack" && e.1 == "xdp").count();
+    assert!(xdp_acks >= 2, "{timeline}{}", lab.log());
+    let stats = lab.stats();
+    assert!(xdp_counter(&stats, "ack") >= 2, "{stats}");
+}
+
+#[test]
+fn bios_boots_from_a_pool_with_the_userspace_dataplane() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:03";
+    let mut lab = Lab::new("qemu-pool");
+    let tftp = lab.tftp_root();
+    lab.start(&config(
+        &tftp,
+        "userspace",
+        "pool = [\"10.50.0.100-10.50.0.199\"]\nprofile = \"tiny\"\n",
+        "",
+    ));
+    let boot = lab.boot(Firmware::Bios, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases(
+        "bios_boots_from_a_pool_with_the_userspace_dataplane",
+        &boot,
+        &timeline,
+    );
+    let ev = events(&timeline);
+    let has = |phase: &str, path: &str, detail: &str| {
+        ev.iter()
+            .any(|(p, pa, d, _)| p == phase && pa == path && d.contains(detail))
+    };
+    for phase in ["offer", "ack"] {
+        assert!(
+            has(phase, "userspace", ""),
+            "no {phase} from userspace: {timeline}{}",
+            lab.log()
+        );
+    }
+    assert!(has("script", "http", "auto.ipxe"), "{timeline}");
+    for file in ["/artifacts/vmlinuz", "/artifacts/initrd.img"] {
+        assert!(
+            has("artifact", "http", file),
+            "{file} not fetched: {timeline}"
+        );
+    }
+}
