@@ -1076,6 +1076,13 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
         "{timeline}"
     );
     assert_eq!(timeline["phase"], "syslog", "the furthest phase reached");
+    // The root has no ipxe.efi: the daemon said so when it started.
+    assert!(
+        lab.log().contains("boot file missing from boot.tftp_root")
+            && lab.log().contains("ipxe.efi"),
+        "{}",
+        lab.log()
+    );
 }
 
 #[test]

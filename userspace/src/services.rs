@@ -181,6 +181,7 @@ pub async fn start(
             }
         }
     });
+    warn_about_boot_files(&cfg);
     tracing::info!(
         tftp = b.tftp_port,
         http = b.http_port,
@@ -190,4 +191,32 @@ pub async fn start(
         "boot services up"
     );
     Ok(())
+}
+
+/// Says at start which boot files TFTP will refuse: missing ones, and ones
+/// that resolve outside the root. Debian's /usr/lib/ipxe/ipxe.efi is a
+/// symlink into /boot, which no path may escape to; copies work.
+pub fn warn_about_boot_files(cfg: &Config) {
+    let b = &cfg.boot;
+    let Ok(root) = std::fs::canonicalize(&b.tftp_root) else {
+        tracing::warn!(tftp_root = %b.tftp_root.display(), "boot.tftp_root does not exist: TFTP will serve nothing");
+        return;
+    };
+    for (key, name) in [
+        ("bios_file", &b.bios_file),
+        ("efi_x64_file", &b.efi_x64_file),
+        ("efi_arm64_file", &b.efi_arm64_file),
+    ] {
+        match std::fs::canonicalize(root.join(name)) {
+            Err(_) => {
+                tracing::warn!(file = %name, key, "boot file missing from boot.tftp_root: machines of that kind cannot boot")
+            }
+            Ok(p) if !p.starts_with(&root) => tracing::warn!(
+                file = %name,
+                resolves_to = %p.display(),
+                "boot file is a link out of boot.tftp_root and will be refused: copy it into the root"
+            ),
+            Ok(_) => {}
+        }
+    }
 }
