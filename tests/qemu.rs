@@ -739,3 +739,32 @@ fn bios_boots_from_a_pool_with_the_userspace_dataplane() {
         );
     }
 }
+
+/// The same BIOS boot with `ipv6_ra = true`: the printed phase times, set
+/// beside `bios_ipxe_boots_through_xdp`'s, show what the advertisement saves
+/// (iPXE stops waiting for an IPv6 router). No timing is asserted.
+#[test]
+fn bios_boot_with_router_advertisement() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:03";
+    let mut lab = Lab::new("qemu-ra");
+    let tftp = lab.tftp_root();
+    let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.13"))
+        .replace("[boot]\n", "[boot]\nipv6_ra = true\n");
+    lab.start(&cfg);
+    let boot = lab.boot(Firmware::Bios, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases("bios_boot_with_router_advertisement", &boot, &timeline);
+    assert!(
+        lab.log().contains("sending IPv6 router advertisements"),
+        "{}",
+        lab.log()
+    );
+    let ev = events(&timeline);
+    assert!(
+        ev.iter().any(|e| e.0 == "script"),
+        "{timeline}{}",
+        lab.log()
+    );
+}

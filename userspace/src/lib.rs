@@ -12,6 +12,7 @@ pub mod frame;
 pub mod http;
 pub mod leases;
 pub mod peerconfig;
+pub mod ra;
 pub mod rawsock;
 pub mod render;
 pub mod serve;

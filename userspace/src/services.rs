@@ -150,6 +150,11 @@ pub async fn start(
     tasks.spawn(web::serve(http, state, shutdown.clone()));
     tasks.spawn(syslog::serve(syslog_sock, log_tx, shutdown.clone()));
 
+    if b.ipv6_ra {
+        for name in &cfg.server.interfaces {
+            tasks.spawn(crate::ra::run(name.clone(), shutdown.clone()));
+        }
+    }
     // One task turns the services' events into timeline entries and logs.
     tasks.spawn(async move {
         loop {

@@ -112,6 +112,7 @@ pub fn boot(
             bios_file: DEFAULT_BIOS_FILE.into(),
             efi_x64_file: DEFAULT_EFI_X64_FILE.into(),
             efi_arm64_file: DEFAULT_EFI_ARM64_FILE.into(),
+            ipv6_ra: false,
         });
     };
     let file =
@@ -158,5 +159,6 @@ pub fn boot(
             "boot.efi_arm64_file",
             DEFAULT_EFI_ARM64_FILE,
         )?,
+        ipv6_ra: w.ipv6_ra.as_ref().is_some_and(|v| *v.get_ref()),
     })
 }

@@ -51,6 +51,8 @@ pub struct Boot {
     pub bios_file: String,
     pub efi_x64_file: String,
     pub efi_arm64_file: String,
+    /// Send IPv6 router advertisements that end iPXE's wait for a router.
+    pub ipv6_ra: bool,
 }
 
 /// `[[profile]]`: what a machine boots.

@@ -151,6 +151,7 @@ fn example_parses() {
             bios_file: "undionly.kpxe".into(),
             efi_x64_file: "ipxe.efi".into(),
             efi_arm64_file: "ipxe-arm64.efi".into(),
+            ipv6_ra: false,
         },
         profiles: vec![],
     };

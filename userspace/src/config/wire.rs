@@ -124,6 +124,7 @@ pub struct Boot {
     pub bios_file: Option<S<String>>,
     pub efi_x64_file: Option<S<String>>,
     pub efi_arm64_file: Option<S<String>>,
+    pub ipv6_ra: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
