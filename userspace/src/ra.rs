@@ -43,7 +43,7 @@ pub async fn run(interface: String, shutdown: CancellationToken) -> std::io::Res
     socket::setsockopt(&fd, sockopt::Ipv6MulticastHops, &255)?;
     let ifindex =
         nix::net::if_::if_nametoindex(interface.as_str()).map_err(std::io::Error::from)?;
-    let std_sock: std::net::UdpSocket = std::os::fd::OwnedFd::from(fd).into();
+    let std_sock: std::net::UdpSocket = fd.into();
     // A raw socket, driven through tokio's UdpSocket for readiness only.
     let sock = tokio::net::UdpSocket::from_std(std_sock)?;
     let all_nodes = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, ifindex);
