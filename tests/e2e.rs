@@ -12,14 +12,17 @@
 //! owns its testbed and scratch directory, so they run in parallel.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stormboot_testbed::{binary, require_root, wait_for, Side, Testbed, CLIENT_IF, SERVER_IF};
+use stormboot_testbed::{
+    binary, parse_dhclient_lease, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF,
+    SERVER_IF,
+};
 
 /// MAC and address of the one machine the small configuration reserves.
 const RESERVED_MAC: &str = "52:54:00:00:00:01";
@@ -46,48 +49,6 @@ hostname = "node1"
 
 /// How long the daemon may take from spawn to answering its API.
 const DAEMON_START: Duration = Duration::from_secs(10);
-
-/// A directory under the system temp dir, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("stormboot-e2e-{name}-{}", std::process::id()));
-        // A crashed earlier run with the same PID may have left it behind.
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        Scratch(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-
-    fn write(&self, file: &str, contents: &str) -> PathBuf {
-        let path = self.path(file);
-        fs::write(&path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        path
-    }
-
-    /// An empty file that a child process writes its output into.
-    fn log_file(&self, file: &str) -> File {
-        let path = self.path(file);
-        File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
-    }
-
-    /// The contents of `file`, or a note saying why there are none.
-    fn read(&self, file: &str) -> String {
-        let path = self.path(file);
-        fs::read_to_string(&path)
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One testbed, its scratch directory and the daemon running in it.
 struct Lab {
@@ -334,33 +295,6 @@ fn assert_answered_by_xdp(lab: &Lab, min_acks: u64) {
         "userspace received packets XDP should have answered: {stats}{}",
         lab.log()
     );
-}
-
-/// A dhclient lease file's last lease as "fixed-address" / "option NAME"
-/// to value, with the trailing `;` and any quotes removed.
-fn parse_dhclient_lease(text: &str) -> BTreeMap<String, String> {
-    let block = text
-        .rsplit("lease {")
-        .next()
-        .and_then(|b| b.split('}').next())
-        .unwrap_or("");
-    block
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim().strip_suffix(';')?;
-            let (key, value) = match line.strip_prefix("option ") {
-                Some(opt) => {
-                    let (name, value) = opt.split_once(' ')?;
-                    (format!("option {name}"), value)
-                }
-                None => {
-                    let (key, value) = line.split_once(' ')?;
-                    (key.to_owned(), value)
-                }
-            };
-            Some((key, value.trim_matches('"').to_owned()))
-        })
-        .collect()
 }
 
 /// 1-based number of the first line of `text` containing `needle`.
