@@ -658,6 +658,9 @@ async fn full_event_channel_drops_and_counts() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(dropped_events() >= before + 2);
-    assert_eq!(server.event().await.file, "a");
+    // Each transfer reports from its own task, so which one found the
+    // single slot free is up to the scheduler: one is kept, the rest counted.
+    let kept = server.event().await.file;
+    assert!(["a", "b", "c"].contains(&kept.as_str()), "{kept}");
     server.stop().await;
 }
