@@ -126,7 +126,8 @@ const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 1, 0x01];
 const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 21);
 const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
 const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
-const XID: u32 = 0x1234_5678;
+/// The transaction id of every request built here (and by the fixtures).
+pub const XID: u32 = 0x1234_5678;
 /// Relay agent information as a relay appends it: circuit id and remote id.
 const OPTION_82: [u8; 18] = [
     82, 16, 1, 6, b'e', b't', b'h', b'0', b'/', b'7', 2, 6, 0x02, 0x77, 0, 0, 0, 9,
@@ -563,8 +564,9 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// A client's request as the fixtures build it.
-fn request(mac: [u8; 6], t: MessageType) -> Message {
+/// A client's request, as the benchmark and the BPF_PROG_TEST_RUN fixtures
+/// send it: option 53, a client identifier and a parameter request list.
+pub fn request(mac: [u8; 6], t: MessageType) -> Message {
     let z = Ipv4Addr::UNSPECIFIED;
     let mut m = Message::new_with_id(XID, z, z, z, z, &mac);
     m.set_opcode(Opcode::BootRequest);
@@ -581,7 +583,8 @@ fn request(mac: [u8; 6], t: MessageType) -> Message {
     m
 }
 
-fn encode(m: &Message) -> Vec<u8> {
+/// The message's bytes.
+pub fn encode(m: &Message) -> Vec<u8> {
     let mut b = Vec::new();
     m.encode(&mut Encoder::new(&mut b))
         .expect("a message built here encodes");

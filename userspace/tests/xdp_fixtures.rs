@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use dhcproto::{Decodable, Decoder};
 use std::sync::Arc;
 
 use stormboot::config::Config;
@@ -40,7 +40,7 @@ const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
 const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
 
 /// One reservation on the link, one behind a relay.
-use stormboot::xdpbench::CONFIG;
+use stormboot::xdpbench::{encode, request, CONFIG};
 
 struct Fixture {
     cfg: Config,
@@ -67,30 +67,6 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     Fixture { cfg, dp }
-}
-
-/// A client request; tweak it before `frame`.
-fn request(mac: [u8; 6], t: MessageType) -> Message {
-    let z = Ipv4Addr::UNSPECIFIED;
-    let mut m = Message::new_with_id(0x1234_5678, z, z, z, z, &mac);
-    m.set_opcode(Opcode::BootRequest);
-    m.opts_mut().insert(DhcpOption::MessageType(t));
-    m.opts_mut()
-        .insert(DhcpOption::ClientIdentifier([&[1u8][..], &mac].concat()));
-    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
-        OptionCode::SubnetMask,
-        OptionCode::Router,
-        OptionCode::DomainNameServer,
-        OptionCode::Hostname,
-        OptionCode::DomainName,
-    ]));
-    m
-}
-
-fn encode(m: &Message) -> Vec<u8> {
-    let mut b = Vec::new();
-    m.encode(&mut Encoder::new(&mut b)).unwrap();
-    b
 }
 
 /// Frames `m` as a client on the link sends it: broadcast from 0.0.0.0.
