@@ -114,22 +114,31 @@ pub fn run(args: &LabArgs) -> Result<()> {
     let started = Instant::now();
     let leases = dir.join("dhclient.leases");
     let _ = std::fs::remove_file(&leases);
+    // In the foreground (-d), as a child of the testbed, which stops it on
+    // every path out of here: a daemonized dhclient outlives its namespace.
+    std::fs::write(&leases, "")?;
     let mut dh = std::process::Command::new("dhclient");
-    dh.args(["-1", "-v", "-sf", "/bin/true", "-lf"])
-        .arg(&leases);
-    dh.arg("-pf").arg(dir.join("dhclient.pid")).arg(CLIENT_IF);
-    let dh_result = bed.run(Side::Client, dh);
-    let dh_time = started.elapsed();
-    // dhclient daemonizes once bound; stop it by its pid file.
-    if let Ok(pid) = std::fs::read_to_string(dir.join("dhclient.pid")) {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            // SAFETY: kill(2) on a pid we just read from our own pid file.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+    dh.args(["-d", "-1", "-v", "-sf", "/bin/true", "-lf"])
+        .arg(&leases)
+        .arg("-pf")
+        .arg(dir.join("dhclient.pid"))
+        .arg(CLIENT_IF)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("dhclient.log"))?);
+    let dh_pid = bed.spawn(Side::Client, dh)?;
+    let bound_line = format!("fixed-address {DHCLIENT_IP};");
+    let dh_bound = wait_for(Duration::from_secs(15), || {
+        if interrupted.load(Ordering::SeqCst) {
+            return Some(false);
         }
-    }
+        let lease = std::fs::read_to_string(&leases).unwrap_or_default();
+        // The whole lease block is written once bound.
+        (lease.contains(&bound_line) && lease.trim_end().ends_with('}')).then_some(true)
+    })
+    .unwrap_or(false);
+    let dh_time = started.elapsed();
+    let _ = bed.stop(dh_pid);
     check(&interrupted)?;
-    let lease = std::fs::read_to_string(&leases).unwrap_or_default();
-    let dh_bound = dh_result.is_ok() && lease.contains(&format!("fixed-address {DHCLIENT_IP};"));
 
     let s = stats(&bed).context("reading the daemon's counters")?;
     let status = bed.stop(daemon)?;
