@@ -51,7 +51,7 @@ pub struct Testbed {
     pub name: String,
     pub server_ns: String,
     pub client_ns: String,
-    children: Vec<Child>,
+    children: Children,
 }
 
 impl Testbed {
@@ -76,7 +76,7 @@ impl Testbed {
             name: name.to_owned(),
             server_ns: format!("sb-{name}-srv"),
             client_ns: format!("sb-{name}-cli"),
-            children: Vec::new(),
+            children: Children::new(format!("testbed {name}")),
         };
         bed.delete_namespaces();
         let (srv, cli) = (bed.server_ns.as_str(), bed.client_ns.as_str());
@@ -117,57 +117,29 @@ impl Testbed {
         Path::new("/run/netns").join(self.ns(side))
     }
 
-    /// A Command that runs `program` inside the namespace at `side` via
-    /// `nsenter --net=/run/netns/<ns> -- program`. nsenter rather than
-    /// `ip netns exec`, which remounts /sys and so hides the bpffs at
-    /// /sys/fs/bpf that the daemon pins into. nsenter execs the program, so
-    /// a spawned child's PID is the program's.
+    /// A Command that runs `program` inside the namespace at `side` (with
+    /// nsenter: see `ns_command`).
     pub fn command(&self, side: Side, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.ns_path(side).display()))
-            .arg("--")
-            .arg(program);
-        cmd
+        ns_command(&self.ns_path(side), program)
     }
 
     /// Spawns `cmd` in the namespace at `side` (also when it was not built
     /// by [`Testbed::command`]); the testbed keeps the child and kills it by
     /// PID (SIGTERM, then SIGKILL after 3 s) on drop. Returns the PID.
-    pub fn spawn(&mut self, side: Side, mut cmd: Command) -> anyhow::Result<u32> {
-        let _ns = self.enter_on_exec(side, &mut cmd)?;
-        let child = cmd.spawn().with_context(|| spawn_failure(&cmd))?;
-        let pid = child.id();
-        self.children.push(child);
-        Ok(pid)
+    pub fn spawn(&mut self, side: Side, cmd: Command) -> anyhow::Result<u32> {
+        self.children.spawn(&self.ns_path(side), cmd)
     }
 
     /// Runs `cmd` to completion in the namespace at `side`; an error carrying
     /// stdout and stderr when it exits non-zero.
-    pub fn run(&self, side: Side, mut cmd: Command) -> anyhow::Result<Output> {
-        let _ns = self.enter_on_exec(side, &mut cmd)?;
-        let out = cmd.output().with_context(|| spawn_failure(&cmd))?;
-        if !out.status.success() {
-            bail!(
-                "{cmd:?} in {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                self.ns(side),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(out)
+    pub fn run(&self, side: Side, cmd: Command) -> anyhow::Result<Output> {
+        run_in(self.ns(side), &self.ns_path(side), cmd)
     }
 
     /// Stops a child started by [`Testbed::spawn`]: SIGTERM, up to 5 s to
     /// exit, then SIGKILL.
     pub fn stop(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {
-        let pos = self
-            .children
-            .iter()
-            .position(|c| c.id() == pid)
-            .with_context(|| format!("pid {pid} is not a child of testbed {}", self.name))?;
-        let mut child = self.children.swap_remove(pos);
-        terminate(&mut child, STOP_GRACE).with_context(|| format!("stopping pid {pid}"))
+        self.children.stop(pid)
     }
 
     /// MAC of sbc0, lower-case colon-separated.
@@ -179,27 +151,6 @@ impl Testbed {
             .as_str()
             .map(str::to_owned)
             .with_context(|| format!("no address for {CLIENT_IF} in {links}"))
-    }
-
-    /// Arranges for `cmd` to join the namespace at `side` between fork and
-    /// exec. The returned file must stay open until the child is spawned.
-    fn enter_on_exec(&self, side: Side, cmd: &mut Command) -> anyhow::Result<File> {
-        let path = self.ns_path(side);
-        let ns = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let fd = ns.as_raw_fd();
-        // SAFETY: the closure only makes the setns(2) syscall and reads errno,
-        // both async-signal-safe; `fd` stays open until spawn returns
-        // (the caller holds the File) and is close-on-exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            });
-        }
-        Ok(ns)
     }
 
     fn delete_namespaces(&self) {
@@ -215,13 +166,90 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        for mut child in self.children.drain(..) {
-            if let Err(e) = terminate(&mut child, DROP_GRACE) {
-                eprintln!("testbed {}: stopping pid {}: {e}", self.name, child.id());
-            }
-        }
+        self.children.terminate_all();
         self.delete_namespaces();
     }
+}
+
+/// The processes a testbed or a relay started, killed by PID when it goes.
+struct Children {
+    /// "testbed NAME" or "relay NAME", for messages.
+    owner: String,
+    list: Vec<Child>,
+}
+
+impl Children {
+    fn new(owner: String) -> Self {
+        Children {
+            owner,
+            list: Vec::new(),
+        }
+    }
+
+    /// Spawns `cmd` in the namespace at `path` and keeps the child.
+    fn spawn(&mut self, path: &Path, mut cmd: Command) -> anyhow::Result<u32> {
+        let _ns = setns_on_exec(path, &mut cmd)?;
+        let child = cmd.spawn().with_context(|| spawn_failure(&cmd))?;
+        let pid = child.id();
+        self.list.push(child);
+        Ok(pid)
+    }
+
+    fn position(&self, pid: u32) -> anyhow::Result<usize> {
+        self.list
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| format!("pid {pid} is not a child of {}", self.owner))
+    }
+
+    /// The child, no longer kept.
+    fn take(&mut self, pid: u32) -> anyhow::Result<Child> {
+        let pos = self.position(pid)?;
+        Ok(self.list.swap_remove(pos))
+    }
+
+    /// SIGTERM, up to 5 s to exit, then SIGKILL.
+    fn stop(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {
+        let mut child = self.take(pid)?;
+        terminate(&mut child, STOP_GRACE).with_context(|| format!("stopping pid {pid}"))
+    }
+
+    /// Every child, with a shorter grace; never panics (it runs in drops).
+    fn terminate_all(&mut self) {
+        for mut child in self.list.drain(..) {
+            if let Err(e) = terminate(&mut child, DROP_GRACE) {
+                eprintln!("{}: stopping pid {}: {e}", self.owner, child.id());
+            }
+        }
+    }
+}
+
+/// `nsenter --net=<path> -- program`. nsenter rather than `ip netns exec`,
+/// which remounts /sys and so hides the bpffs at /sys/fs/bpf that the
+/// daemon pins into. nsenter execs the program, so a spawned child's PID is
+/// the program's.
+fn ns_command(path: &Path, program: &str) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net={}", path.display()))
+        .arg("--")
+        .arg(program);
+    cmd
+}
+
+/// Runs `cmd` in the namespace `ns` (at `path`) to completion; an error
+/// carrying stdout and stderr when it exits non-zero.
+fn run_in(ns: &str, path: &Path, mut cmd: Command) -> anyhow::Result<Output> {
+    let _ns = setns_on_exec(path, &mut cmd)?;
+    let out = cmd.output().with_context(|| spawn_failure(&cmd))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} in {ns} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL; always reaps.
@@ -375,7 +403,7 @@ pub const RELAYED_SUBNET: &str = "10.60.0.0/24";
 pub struct Relay {
     pub name: String,
     pub ns: String,
-    children: Vec<Child>,
+    children: Children,
 }
 
 impl Testbed {
@@ -396,7 +424,7 @@ impl Testbed {
         let relay = Relay {
             name: name.to_owned(),
             ns: format!("sb-{name}-rly"),
-            children: Vec::new(),
+            children: Children::new(format!("relay {name}")),
         };
         relay.delete_namespace();
         let (srv, cli, rly) = (
@@ -502,12 +530,7 @@ impl Testbed {
     /// Kills a child started by [`Testbed::spawn`] with SIGKILL, at once,
     /// and reaps it: a crash, where [`Testbed::stop`] is a shutdown.
     pub fn kill(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {
-        let pos = self
-            .children
-            .iter()
-            .position(|c| c.id() == pid)
-            .with_context(|| format!("pid {pid} is not a child of testbed {}", self.name))?;
-        let mut child = self.children.swap_remove(pos);
+        let mut child = self.children.take(pid)?;
         // Reaped whatever kill says: the child is no longer the testbed's.
         let killed = child.kill();
         let status = child.wait().with_context(|| format!("reaping pid {pid}"))?;
@@ -519,12 +542,8 @@ impl Testbed {
     /// exit by itself. Its status once it has (the testbed forgets it);
     /// None if it is still running (the testbed keeps it).
     pub fn wait(&mut self, pid: u32, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
-        let pos = self
-            .children
-            .iter()
-            .position(|c| c.id() == pid)
-            .with_context(|| format!("pid {pid} is not a child of testbed {}", self.name))?;
-        let exited = wait_for(timeout, || match self.children[pos].try_wait() {
+        let pos = self.children.position(pid)?;
+        let exited = wait_for(timeout, || match self.children.list[pos].try_wait() {
             Ok(None) => None,
             Ok(Some(_)) => Some(Ok(())),
             Err(e) => Some(Err(e)),
@@ -533,7 +552,7 @@ impl Testbed {
             None => Ok(None),
             Some(polled) => {
                 polled.with_context(|| format!("waiting for pid {pid}"))?;
-                let mut child = self.children.swap_remove(pos);
+                let mut child = self.children.list.swap_remove(pos);
                 // It has exited: wait returns its status at once.
                 let status = child.wait().with_context(|| format!("reaping pid {pid}"))?;
                 Ok(Some(status))
@@ -551,50 +570,25 @@ impl Relay {
     /// A Command that runs `program` inside the relay namespace, as
     /// [`Testbed::command`] does for the other two.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.ns_path().display()))
-            .arg("--")
-            .arg(program);
-        cmd
+        ns_command(&self.ns_path(), program)
     }
 
     /// Spawns `cmd` in the relay namespace; the relay keeps the child and
     /// kills it by PID on drop. Returns the PID.
-    pub fn spawn(&mut self, mut cmd: Command) -> anyhow::Result<u32> {
-        let _ns = setns_on_exec(&self.ns_path(), &mut cmd)?;
-        let child = cmd.spawn().with_context(|| spawn_failure(&cmd))?;
-        let pid = child.id();
-        self.children.push(child);
-        Ok(pid)
+    pub fn spawn(&mut self, cmd: Command) -> anyhow::Result<u32> {
+        self.children.spawn(&self.ns_path(), cmd)
     }
 
     /// Runs `cmd` to completion in the relay namespace; an error carrying
     /// stdout and stderr when it exits non-zero.
-    pub fn run(&self, mut cmd: Command) -> anyhow::Result<Output> {
-        let _ns = setns_on_exec(&self.ns_path(), &mut cmd)?;
-        let out = cmd.output().with_context(|| spawn_failure(&cmd))?;
-        if !out.status.success() {
-            bail!(
-                "{cmd:?} in {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                self.ns,
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(out)
+    pub fn run(&self, cmd: Command) -> anyhow::Result<Output> {
+        run_in(&self.ns, &self.ns_path(), cmd)
     }
 
     /// Stops a child started by [`Relay::spawn`]: SIGTERM, up to 5 s to
     /// exit, then SIGKILL.
     pub fn stop(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {
-        let pos = self
-            .children
-            .iter()
-            .position(|c| c.id() == pid)
-            .with_context(|| format!("pid {pid} is not a child of relay {}", self.ns))?;
-        let mut child = self.children.swap_remove(pos);
-        terminate(&mut child, STOP_GRACE).with_context(|| format!("stopping pid {pid}"))
+        self.children.stop(pid)
     }
 
     fn delete_namespace(&self) {
@@ -608,11 +602,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        for mut child in self.children.drain(..) {
-            if let Err(e) = terminate(&mut child, DROP_GRACE) {
-                eprintln!("relay {}: stopping pid {}: {e}", self.name, child.id());
-            }
-        }
+        self.children.terminate_all();
         self.delete_namespace();
     }
 }
@@ -622,8 +612,9 @@ impl Drop for Relay {
 fn setns_on_exec(path: &Path, cmd: &mut Command) -> anyhow::Result<File> {
     let ns = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let fd = ns.as_raw_fd();
-    // SAFETY: as in Testbed::enter_on_exec: setns(2) and errno only, and
-    // `fd` outlives the spawn (the caller holds the File).
+    // SAFETY: the closure only makes the setns(2) syscall and reads errno,
+    // both async-signal-safe; `fd` stays open until spawn returns (the
+    // caller holds the File) and is close-on-exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
