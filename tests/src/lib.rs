@@ -54,6 +54,16 @@ pub struct Testbed {
     children: Children,
 }
 
+/// "sb-<name>-<role>", or "sb-<tag>-<name>-<role>" when STORMBOOT_NS_TAG is
+/// set, so that test runs from two checkouts on one host never delete each
+/// other's namespaces.
+fn ns_name(name: &str, role: &str) -> String {
+    match std::env::var("STORMBOOT_NS_TAG") {
+        Ok(tag) if !tag.is_empty() => format!("sb-{tag}-{name}-{role}"),
+        _ => format!("sb-{name}-{role}"),
+    }
+}
+
 impl Testbed {
     /// Creates namespaces "sb-<name>-srv" and "sb-<name>-cli" (deleting
     /// leftovers with those names first) and a veth pair created directly
@@ -74,8 +84,8 @@ impl Testbed {
         // Built before anything is created so that Drop undoes a half-built bed.
         let bed = Testbed {
             name: name.to_owned(),
-            server_ns: format!("sb-{name}-srv"),
-            client_ns: format!("sb-{name}-cli"),
+            server_ns: ns_name(name, "srv"),
+            client_ns: ns_name(name, "cli"),
             children: Children::new(format!("testbed {name}")),
         };
         bed.delete_namespaces();
@@ -423,7 +433,7 @@ impl Testbed {
         let bed = Testbed::new(name, None)?;
         let relay = Relay {
             name: name.to_owned(),
-            ns: format!("sb-{name}-rly"),
+            ns: ns_name(name, "rly"),
             children: Children::new(format!("relay {name}")),
         };
         relay.delete_namespace();
