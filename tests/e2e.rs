@@ -100,14 +100,7 @@ impl Lab {
 
     /// `start`, with the daemon's log filter set to `filter`.
     fn start_logging(&mut self, config: &str, filter: &str) {
-        // Each test keeps its leases in its own scratch directory (a path
-        // relative to the config file), never in the system's default.
-        let config = if config.contains("lease_db") {
-            config.to_string()
-        } else {
-            config.replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1)
-        };
-        self.scratch.write("stormboot.toml", &config);
+        self.write_config(config);
         let mut serve = self.stormboot(Side::Server);
         serve
             .env("STORMBOOT_LOG", filter)
@@ -132,7 +125,12 @@ impl Lab {
             "daemon up but no XDP on {SERVER_IF}{}",
             self.log()
         );
+        self.attach_client_pass();
+    }
 
+    /// Attaches the pass-only program to the client end, which a veth needs
+    /// before it delivers the daemon's XDP_TX replies.
+    fn attach_client_pass(&mut self) {
         let mut pass = self.stormboot(Side::Client);
         pass.args(["xdp-pass", "--interface", CLIENT_IF])
             .stdout(Stdio::null())
@@ -152,6 +150,18 @@ impl Lab {
                 self.scratch.read("xdp-pass.log")
             );
         }
+    }
+
+    /// Writes `config` as stormboot.toml. Each test keeps its leases in its
+    /// own scratch directory (a path relative to the config file), never in
+    /// the system's default.
+    fn write_config(&self, config: &str) {
+        let config = if config.contains("lease_db") {
+            config.to_string()
+        } else {
+            config.replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1)
+        };
+        self.scratch.write("stormboot.toml", &config);
     }
 
     /// The daemon's log, formatted to be appended to a panic message.
@@ -436,17 +446,8 @@ fn storm_of_known_machines_is_answered_by_xdp() {
     require_root();
     const MACHINES: u64 = 200;
     let mut lab = Lab::new("e2e-storm", None);
-    // Through the CSV file rather than TOML, so that path is covered too;
-    // machine i is 02:00:00:00:00:00 + i at 10.50.0.20 + i.
-    let mut csv = String::from("mac,ip,hostname\n");
-    for i in 0..MACHINES {
-        let mac = 0x0200_0000_0000_u64 + i;
-        let octets: Vec<String> = mac.to_be_bytes()[2..]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        csv += &format!("{},10.50.0.{},storm{i}\n", octets.join(":"), 20 + i);
-    }
+    // Through the CSV file rather than TOML, so that path is covered too.
+    let csv = storm_csv(MACHINES);
     lab.scratch.write("hosts.csv", &csv);
     lab.start(
         r#"[server]
@@ -610,10 +611,9 @@ fn sigterm_detaches_xdp() {
         "XDP still attached to {SERVER_IF} after SIGTERM{}",
         lab.log()
     );
-    // The program is attached through a bpf_link owned by the daemon's file
-    // descriptor, so the kernel drops it when the process dies however it
-    // dies (SIGKILL included): the check above cannot tell a clean detach
-    // from a crash. The exit status and the daemon's own word can.
+    // A killed daemon leaves its pinned link attached (see the restart
+    // test), so the check above already tells a clean detach from a crash;
+    // the exit status and the daemon's own word say it was clean.
     assert!(
         lab.scratch.read("daemon.log").contains("XDP detached"),
         "no \"XDP detached\" in the log{}",
@@ -1149,4 +1149,459 @@ fn boot_only_beside_dnsmasq_configured_by_print_config() {
         .run(Side::Client, tftp)
         .unwrap_or_else(|e| panic!("tftp: {e:#}{}", lab.log()));
     assert_eq!(out.stdout, b"not really iPXE");
+}
+
+/// `machines` reservations in a CSV file: machine i is 02:00:00:00:00:00 + i
+/// at 10.50.0.20 + i.
+fn storm_csv(machines: u64) -> String {
+    let mut csv = String::from("mac,ip,hostname\n");
+    for i in 0..machines {
+        let mac = 0x0200_0000_0000_u64 + i;
+        let octets: Vec<String> = mac.to_be_bytes()[2..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        csv += &format!("{},10.50.0.{},storm{i}\n", octets.join(":"), 20 + i);
+    }
+    csv
+}
+
+/// The configuration of the restart tests: `machines` reservations from
+/// hosts.csv, and the program's log level, which is compiled into it (a
+/// different level is a different program).
+fn restart_config(log_level: &str) -> String {
+    format!(
+        r#"[server]
+interface = "sb0"
+address = "10.50.0.1"
+reservations_file = "hosts.csv"
+xdp_log_level = "{log_level}"
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+routers = ["10.50.0.1"]
+lease_time = "1h"
+"#
+    )
+}
+
+impl Lab {
+    /// Starts another daemon on the configuration already written (after
+    /// the previous one died), logging to the same file, and waits for its
+    /// API.
+    fn respawn(&mut self) -> u32 {
+        let mut serve = self.stormboot(Side::Server);
+        serve
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(self.scratch.append_file("daemon.log"));
+        let pid = self.bed.spawn(Side::Server, serve).expect("respawning");
+        self.daemon = Some(pid);
+        if wait_for(DAEMON_START, || self.try_stats()).is_none() {
+            panic!("respawned daemon (pid {pid}) did not answer{}", self.log());
+        }
+        pid
+    }
+
+    /// The id of the XDP program on sb0, if any.
+    fn xdp_prog_id(&self) -> Option<u64> {
+        let out = Command::new("ip")
+            .args([
+                "-j",
+                "-n",
+                self.bed.ns(Side::Server),
+                "link",
+                "show",
+                SERVER_IF,
+            ])
+            .output()
+            .expect("running ip link show");
+        let links: Value = serde_json::from_slice(&out.stdout).expect("ip -j link show JSON");
+        links[0]["xdp"]["prog"]["id"].as_u64()
+    }
+
+    /// The daemon's pin directory (one per network namespace and interface
+    /// set), under the default bpffs_dir.
+    fn pin_dir(&self) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let ino = fs::metadata(self.bed.ns_path(Side::Server))
+            .expect("stat of the server namespace")
+            .ino();
+        PathBuf::from(format!("/sys/fs/bpf/stormboot/net{ino}-{SERVER_IF}"))
+    }
+
+    /// Runs storm rounds of `machines` known machines, one after another,
+    /// until `stop_storms` is called. One try per message and a short
+    /// timeout: any request left unanswered counts as lost.
+    fn start_storms(&mut self, machines: u64) -> u32 {
+        let stop = self.scratch.path("STOP");
+        let runs = self.scratch.path("storms.jsonl");
+        let script = format!(
+            "while [ ! -e '{stop}' ]; do '{bin}' storm --interface {CLIENT_IF} --count {machines} \
+             --first-mac 02:00:00:00:00:00 --expect-first-ip 10.50.0.20 --window 16 \
+             --tries 1 --timeout-ms 500 --json >> '{runs}' || exit 1; done",
+            stop = stop.display(),
+            bin = binary("stormboot").display(),
+            runs = runs.display(),
+        );
+        let mut sh = self.bed.command(Side::Client, "sh");
+        sh.args(["-c", &script])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(self.scratch.log_file("storms.log"));
+        self.bed.spawn(Side::Client, sh).expect("spawning storms")
+    }
+
+    /// Ends the storm rounds and returns their reports.
+    fn stop_storms(&mut self, pid: u32) -> Vec<Value> {
+        fs::write(self.scratch.path("STOP"), "").unwrap();
+        let status = self
+            .bed
+            .wait(pid, Duration::from_secs(30))
+            .expect("waiting for the storms")
+            .unwrap_or_else(|| panic!("storm rounds did not stop{}", self.log()));
+        assert!(
+            status.success(),
+            "a storm round failed: {}",
+            self.scratch.read("storms.log")
+        );
+        // One pretty-printed JSON report per round, back to back.
+        serde_json::Deserializer::from_str(&self.scratch.read("storms.jsonl"))
+            .into_iter::<Value>()
+            .map(|r| r.expect("storm report JSON"))
+            .collect()
+    }
+}
+
+#[test]
+fn known_machines_are_answered_across_kill_restart_and_upgrade() {
+    require_root();
+    const MACHINES: u64 = 200;
+    let mut lab = Lab::new("e2e-restart", None);
+    lab.scratch.write("hosts.csv", &storm_csv(MACHINES));
+    lab.start(&restart_config("off"));
+    assert!(
+        lab.pin_dir().join("link-sb0").exists(),
+        "no pinned link{}",
+        lab.log()
+    );
+    let storms = lab.start_storms(MACHINES);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // A crash: only the pinned link keeps the program attached.
+    let first = lab.daemon.take().unwrap();
+    lab.bed.kill(first).expect("SIGKILL");
+    let answering = lab.xdp_prog_id();
+    assert!(answering.is_some(), "SIGKILL detached XDP{}", lab.log());
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.respawn();
+    assert!(
+        lab.scratch
+            .read("daemon.log")
+            .contains("took over the pinned link"),
+        "restart did not take over the link{}",
+        lab.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // An upgrade: the daemon hands over (SIGUSR2) and a changed program
+    // replaces it through the link.
+    let second = lab.daemon.take().unwrap();
+    let before = lab.xdp_prog_id();
+    unsafe { libc::kill(second as libc::pid_t, libc::SIGUSR2) };
+    let status = lab
+        .bed
+        .wait(second, Duration::from_secs(10))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no exit on SIGUSR2{}", lab.log()));
+    assert!(status.success(), "SIGUSR2 exit: {status}{}", lab.log());
+    assert_eq!(lab.xdp_prog_id(), before, "handover detached{}", lab.log());
+    lab.scratch.write(
+        "stormboot.toml",
+        &restart_config("warn").replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    lab.respawn();
+    let after = lab.xdp_prog_id();
+    assert!(
+        after.is_some() && after != before,
+        "program not replaced: {before:?} -> {after:?}{}",
+        lab.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let reports = lab.stop_storms(storms);
+    assert!(
+        reports.len() >= 3,
+        "only {} storm rounds ran",
+        reports.len()
+    );
+    let (mut bound, mut lost) = (0, 0);
+    for r in &reports {
+        bound += r["bound"].as_u64().unwrap();
+        lost += r["lost"].as_u64().unwrap() + r["wrong_address"].as_u64().unwrap();
+    }
+    assert_eq!(
+        lost,
+        0,
+        "{lost} known machines unanswered in {} rounds: {reports:?}{}",
+        reports.len(),
+        lab.log()
+    );
+    assert!(bound >= 3 * MACHINES, "{bound} bound");
+    // What the program acknowledged while no daemon ran was read afterwards.
+    let log = lab.scratch.read("daemon.log");
+    let taken = log
+        .lines()
+        .skip_while(|l| !l.contains("took over the pinned link"))
+        .filter(|l| l.contains("read the reply events of the previous program"))
+        .filter_map(|l| {
+            l.split("events=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        taken.first().is_some_and(|&n| n > 0),
+        "the restarted daemon read no events of the unattended program: {taken:?}{}",
+        lab.log()
+    );
+
+    // A clean stop removes the pins and the program.
+    let last = lab.daemon.take().unwrap();
+    assert!(lab.bed.stop(last).unwrap().success());
+    assert!(
+        lab.xdp_prog_id().is_none(),
+        "XDP left after SIGTERM{}",
+        lab.log()
+    );
+    assert!(
+        !lab.pin_dir().exists(),
+        "pins left after SIGTERM{}",
+        lab.log()
+    );
+}
+
+#[test]
+fn detach_removes_what_a_killed_daemon_left_pinned() {
+    require_root();
+    let mut lab = Lab::new("e2e-detach", None);
+    lab.start(SMALL_CONFIG);
+    let pid = lab.daemon.take().unwrap();
+    lab.bed.kill(pid).expect("SIGKILL");
+    assert!(
+        lab.xdp_attached(Side::Server),
+        "SIGKILL detached XDP{}",
+        lab.log()
+    );
+    let mut detach = lab.stormboot(Side::Server);
+    detach.arg("detach").arg("--config").arg(&lab.config);
+    let out = lab.bed.run(Side::Server, detach).expect("stormboot detach");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("link-sb0"), "detach output: {text}");
+    assert!(
+        !lab.xdp_attached(Side::Server),
+        "still attached after detach: {text}"
+    );
+    assert!(!lab.pin_dir().exists(), "pins left: {text}");
+    // A second run finds nothing and says so.
+    let mut again = lab.stormboot(Side::Server);
+    again.arg("detach").arg("--config").arg(&lab.config);
+    let out = lab.bed.run(Side::Server, again).expect("second detach");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing pinned"));
+}
+
+#[test]
+fn runs_with_only_the_units_capabilities_and_tells_systemd_when_ready() {
+    require_root();
+    // The capabilities the shipped unit grants, as setpriv names them.
+    let unit_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/systemd/stormboot.service");
+    let unit = fs::read_to_string(&unit_path).expect("reading the shipped unit");
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet in the unit")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let mut lab = Lab::new("e2e-unit", None);
+    lab.write_config(SMALL_CONFIG);
+    // What systemd does for Type=notify: a datagram socket named by
+    // $NOTIFY_SOCKET.
+    let sock_path = lab.scratch.path("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("notify socket");
+    sock.set_read_timeout(Some(DAEMON_START)).unwrap();
+    let mut serve = lab.bed.command(Side::Server, "setpriv");
+    serve
+        .arg(format!("--bounding-set=-all,{}", caps.join(",")))
+        .arg(binary("stormboot"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&lab.config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(lab.scratch.log_file("daemon.log"));
+    let pid = lab.bed.spawn(Side::Server, serve).expect("spawning");
+    let mut buf = [0u8; 512];
+    let n = sock
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no notification ({e}){}", lab.log()));
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+    // Ready means ready: the program is attached and the API answers.
+    assert!(
+        lab.xdp_attached(Side::Server),
+        "READY before XDP{}",
+        lab.log()
+    );
+    assert!(
+        lab.try_stats().is_some(),
+        "READY before the API{}",
+        lab.log()
+    );
+    assert!(ready.contains("xdp dataplane"), "{ready:?}{}", lab.log());
+
+    lab.attach_client_pass();
+    let mut storm = lab.stormboot(Side::Client);
+    storm.args([
+        "storm",
+        "--interface",
+        CLIENT_IF,
+        "--count",
+        "1",
+        "--first-mac",
+        RESERVED_MAC,
+        "--expect-first-ip",
+        RESERVED_IP,
+        "--json",
+    ]);
+    let out = lab.bed.run(Side::Client, storm).expect("storm");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("storm report JSON");
+    assert_eq!(report["bound"], 1, "{report}{}", lab.log());
+    assert_answered_by_xdp(&lab, 1);
+
+    let status = lab.bed.stop(pid).expect("stopping");
+    assert!(status.success(), "exit {status}{}", lab.log());
+    let n = sock.recv(&mut buf).expect("STOPPING notification");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+#[test]
+fn the_installed_unit_passes_systemd_analyze_verify() {
+    let scratch = Scratch::new("unit-verify");
+    let unit_dir = scratch.path("units");
+    let config = scratch.write("stormboot.toml", SMALL_CONFIG);
+    let out = Command::new(binary("stormboot"))
+        .arg("install-service")
+        .arg("--unit-dir")
+        .arg(&unit_dir)
+        .arg("--config")
+        .arg(&config)
+        .arg("--no-reload")
+        .output()
+        .expect("running install-service");
+    assert!(out.status.success(), "install-service: {out:?}");
+    let unit = unit_dir.join("stormboot.service");
+    let text = fs::read_to_string(&unit).expect("the unit was written");
+    let bin = binary("stormboot");
+    let exec = text
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.contains(&*bin.to_string_lossy()) && exec.contains(&*config.to_string_lossy()),
+        "{exec}"
+    );
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("running systemd-analyze (Debian package systemd)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[test]
+fn sighup_reloads_reservations_in_place_and_refuses_a_bad_file() {
+    require_root();
+    let mut lab = Lab::new("e2e-hup", None);
+    lab.start(SMALL_CONFIG);
+    let pid = lab.daemon.expect("daemon");
+    let prog = lab.xdp_prog_id();
+    // The reserved machine binds, to exactly `ip`.
+    let bind = |lab: &Lab, ip: &str| {
+        let mut storm = lab.stormboot(Side::Client);
+        storm.args([
+            "storm",
+            "--interface",
+            CLIENT_IF,
+            "--count",
+            "1",
+            "--first-mac",
+            RESERVED_MAC,
+        ]);
+        storm.args(["--expect-first-ip", ip, "--json"]);
+        let out = lab.bed.run(Side::Client, storm).expect("storm");
+        let r: Value = serde_json::from_slice(&out.stdout).expect("storm report JSON");
+        assert!(
+            r["bound"] == 1 && r["wrong_address"] == 0,
+            "not bound to {ip}: {r}{}",
+            lab.log()
+        );
+    };
+    let hup = |lab: &Lab, expect: &str| {
+        let before = lab.scratch.read("daemon.log").matches(expect).count();
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+        wait_for(Duration::from_secs(5), || {
+            (lab.scratch.read("daemon.log").matches(expect).count() > before).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no {expect:?} after SIGHUP{}", lab.log()));
+    };
+    bind(&lab, RESERVED_IP);
+
+    // The reservation moves: XDP answers with the new address at once.
+    lab.write_config(&SMALL_CONFIG.replace("10.50.0.11", "10.50.0.12"));
+    hup(&lab, "configuration reloaded");
+    bind(&lab, "10.50.0.12");
+    assert_eq!(
+        lab.xdp_prog_id(),
+        prog,
+        "the program was replaced, not reloaded"
+    );
+
+    // A file with a bad value is refused whole; the running one stays.
+    lab.write_config(&SMALL_CONFIG.replace("10.50.0.11", "10.50.0.300"));
+    hup(&lab, "reload refused");
+    let log = lab.scratch.read("daemon.log");
+    assert!(
+        log.contains("reservation.ip") || log.contains("reservation[0].ip"),
+        "{}",
+        lab.log()
+    );
+    bind(&lab, "10.50.0.12");
+
+    // So is one that changes what only a restart can.
+    lab.write_config(&SMALL_CONFIG.replace("interface = \"sb0\"", "interface = \"sb9\""));
+    hup(&lab, "reload refused");
+    assert!(
+        lab.scratch
+            .read("daemon.log")
+            .contains("server.interface changed"),
+        "{}",
+        lab.log()
+    );
+    let stats = lab.stats();
+    assert_eq!(slow_path_total(&stats), 0, "userspace answered: {stats}");
+    assert!(xdp(&stats, "ack") >= 3, "{stats}");
 }

@@ -165,11 +165,32 @@ impl Testbed {
 
     fn delete_namespaces(&self) {
         for ns in [&self.server_ns, &self.client_ns] {
-            if Path::new("/run/netns").join(ns).exists() {
+            let path = Path::new("/run/netns").join(ns);
+            remove_daemon_pins(&path);
+            if path.exists() {
                 if let Err(e) = ip(&["netns", "del", ns]) {
                     eprintln!("testbed {}: {e:#}", self.name);
                 }
             }
+        }
+    }
+}
+
+/// Removes what a daemon killed in the namespace at `ns_path` left pinned
+/// under the default bpffs_dir (one directory per namespace, named after its
+/// inode): once the namespace is gone, nobody could find it again.
+fn remove_daemon_pins(ns_path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(ns_path) else {
+        return;
+    };
+    let prefix = format!("net{}-", meta.ino());
+    let Ok(entries) = fs::read_dir("/sys/fs/bpf/stormboot") else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_dir_all(e.path());
         }
     }
 }

@@ -109,6 +109,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install the systemd unit for this binary and configuration.
+    InstallService {
+        #[arg(
+            long,
+            short,
+            env = "STORMBOOT_CONFIG",
+            default_value = "/etc/stormboot/stormboot.toml"
+        )]
+        config: PathBuf,
+        /// Where the unit file goes.
+        #[arg(
+            long,
+            env = "STORMBOOT_UNIT_DIR",
+            default_value = "/etc/systemd/system"
+        )]
+        unit_dir: PathBuf,
+        /// Do not run `systemctl daemon-reload`.
+        #[arg(long, env = "STORMBOOT_NO_RELOAD")]
+        no_reload: bool,
+    },
+    /// Remove what a daemon left pinned under bpffs (its XDP links, so this
+    /// detaches the program, and its maps). For a stopped daemon: a running
+    /// one holds its links open.
+    Detach {
+        #[arg(
+            long,
+            short,
+            env = "STORMBOOT_CONFIG",
+            default_value = "/etc/stormboot/stormboot.toml"
+        )]
+        config: PathBuf,
+    },
     /// Attach the pass-only XDP program to an interface until interrupted.
     /// A veth delivers XDP_TX frames only to a peer that runs XDP, so the
     /// client end of a lab link needs this.

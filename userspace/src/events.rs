@@ -46,14 +46,16 @@ pub async fn run(
 }
 
 /// Logs and counts every queued event, and hands ACKs to the slow path,
-/// which records them as leases.
-fn drain(
+/// which records them as leases. Returns how many it read.
+pub fn drain(
     ring: &mut RingBuf<MapData>,
     counters: &UserCounters,
     acks: &tokio::sync::mpsc::Sender<ReplyEvent>,
     timeline: &crate::timeline::Timeline,
-) {
+) -> usize {
+    let mut n = 0;
     while let Some(item) = ring.next() {
+        n += 1;
         let Some(ev) = decode(&item) else {
             tracing::warn!(len = item.len(), "reply event of unexpected size");
             continue;
@@ -89,6 +91,7 @@ fn drain(
             }
         }
     }
+    n
 }
 
 /// Registers a ring buffer with the reactor.

@@ -37,14 +37,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Cancels the token on SIGTERM or SIGINT.
-async fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
+/// Cancels the token on SIGTERM or SIGINT; on SIGUSR2 too, after setting
+/// `handover`, so the pinned program keeps answering for the next daemon.
+async fn on_signal(
+    token: CancellationToken,
+    handover: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = usr2.recv() => {
+            tracing::info!("SIGUSR2: exiting, the XDP program stays for the next daemon");
+            handover.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
     token.cancel();
     Ok(())
@@ -56,12 +65,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             let opts = stormboot::serve::ServeOptions {
                 xdp_mode: xdp_mode.map(Into::into),
+                handover: Default::default(),
+                config_path: Some(config.clone()),
             };
             runtime()?.block_on(async move {
                 let token = CancellationToken::new();
-                tokio::spawn(on_signal(token.clone()));
+                tokio::spawn(on_signal(token.clone(), opts.handover.clone()));
                 stormboot::serve::serve(cfg, opts, token).await
             })
+        }
+        Command::InstallService {
+            config,
+            unit_dir,
+            no_reload,
+        } => {
+            let binary = std::env::current_exe().context("finding this binary's path")?;
+            let config = std::path::absolute(&config).context("resolving --config")?;
+            if !config.exists() {
+                eprintln!(
+                    "stormboot: warning: {} does not exist yet; the service will not start without it",
+                    config.display()
+                );
+            }
+            let done = stormboot::service::install(&unit_dir, &binary, &config, !no_reload)?;
+            println!("wrote {}", done.unit.display());
+            if !done.reloaded {
+                println!("systemd was not reloaded: run `systemctl daemon-reload` where it runs");
+            }
+            println!("then: systemctl enable --now stormboot");
+            Ok(())
+        }
+        Command::Detach { config } => {
+            let cfg = Config::load(&config)?;
+            let pins = stormboot::dataplane::Pins::for_instance(
+                &cfg.server.bpffs_dir,
+                &cfg.server.interfaces,
+            )?;
+            let removed = pins
+                .remove_all()
+                .with_context(|| format!("removing the pins under {}", pins.dir().display()))?;
+            if removed.is_empty() {
+                println!("nothing pinned under {}", pins.dir().display());
+            }
+            for p in removed {
+                println!("removed {}", p.display());
+            }
+            Ok(())
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
@@ -164,7 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(%interface, "pass-only XDP program attached");
             runtime()?.block_on(async {
                 let token = CancellationToken::new();
-                on_signal(token.clone()).await?;
+                on_signal(token.clone(), Default::default()).await?;
                 anyhow::Ok(())
             })?;
             tracing::info!(%interface, "pass-only XDP program detached");

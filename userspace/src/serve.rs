@@ -14,7 +14,8 @@ use stormboot_common::maps::Iface;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
-use crate::dataplane::{ifaces, tables, Dataplane, DataplaneError, LoadOptions};
+use crate::dataplane::pins::Predecessor;
+use crate::dataplane::{ifaces, tables, Attached, Dataplane, DataplaneError, LoadOptions, Pins};
 use crate::dhcp::{self, Ingress};
 use crate::leases::{Index, LeaseChange, LeaseStore};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
@@ -31,6 +32,11 @@ const QUEUE_CAPACITY: usize = 4096;
 pub struct ServeOptions {
     /// Overrides `server.xdp_mode`.
     pub xdp_mode: Option<XdpMode>,
+    /// Set before cancelling to exit without detaching: the pinned program
+    /// keeps answering known machines for the next daemon to take over.
+    pub handover: Arc<std::sync::atomic::AtomicBool>,
+    /// The file to read again on SIGHUP; None: SIGHUP is ignored.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// The attached XDP dataplane and what the daemon reads from it.
@@ -38,15 +44,39 @@ struct Xdp {
     dp: Dataplane,
     ring: RingBuf<MapData>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    predecessor: Predecessor,
+}
+
+/// The pin directory of this daemon, or None (with a warning: a restart
+/// then leaves known machines unanswered until the new program is attached).
+fn pins(cfg: &Config) -> Option<Pins> {
+    let made = Pins::for_instance(&cfg.server.bpffs_dir, &cfg.server.interfaces)
+        .and_then(|p| p.create().map(|()| p));
+    match made {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, key = "server.bpffs_dir", "not pinning: a restart will not be seamless");
+            None
+        }
+    }
 }
 
 fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
     let n = cfg.reservations.len();
     let capacity = u32::try_from(n + n / 4 + 1024).unwrap_or(u32::MAX);
-    let mut dp = Dataplane::load(LoadOptions {
-        reservations_capacity: capacity,
-        log_level: cfg.server.xdp_log_level.as_u8(),
-    })?;
+    let pins = pins(cfg);
+    // Taken before loading, so this daemon's own pins can take the names.
+    let predecessor = pins
+        .as_ref()
+        .map(Pins::take_predecessor)
+        .unwrap_or_default();
+    let mut dp = Dataplane::load_pinned(
+        LoadOptions {
+            reservations_capacity: capacity,
+            log_level: cfg.server.xdp_log_level.as_u8(),
+        },
+        pins.as_ref(),
+    )?;
     dp.install(cfg)?;
     for ep in endpoints {
         dp.set_iface(
@@ -63,9 +93,17 @@ fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp,
     // Attach last: by now every map is filled, so the first frame already
     // meets the whole configuration.
     for ep in endpoints {
-        dp.attach(&ep.ingress.iface_name, mode)?;
+        let how = dp.attach(&ep.ingress.iface_name, mode, pins.as_ref())?;
+        if how == Attached::Replaced {
+            tracing::info!(interface = %ep.ingress.iface_name, "took over the pinned link: the previous program answered until now");
+        }
     }
-    Ok(Xdp { dp, ring, logger })
+    Ok(Xdp {
+        dp,
+        ring,
+        logger,
+        predecessor,
+    })
 }
 
 /// What the daemon is on each interface it serves.
@@ -162,12 +200,19 @@ pub async fn serve(
     let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
     let mut tasks = tokio::task::JoinSet::new();
     let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
+    let mut predecessor = Predecessor::default();
     let dp = match xdp {
-        Some(Xdp { dp, ring, logger }) => {
+        Some(Xdp {
+            dp,
+            ring,
+            logger,
+            predecessor: p,
+        }) => {
+            predecessor = p;
             tasks.spawn(events::run(
                 ring,
                 counters.clone(),
-                ack_tx,
+                ack_tx.clone(),
                 timeline.clone(),
                 shutdown.clone(),
             ));
@@ -206,11 +251,11 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
+    let machines = services::Machines::new(cfg.clone(), index.clone());
     if cfg.boot.enabled {
-        let machines = services::Machines::new(cfg.clone(), index.clone());
         services::start(
             cfg.clone(),
-            machines,
+            machines.clone(),
             timeline.clone(),
             &mut tasks,
             shutdown.clone(),
@@ -218,6 +263,18 @@ pub async fn serve(
         .await?;
     }
 
+    let timeline_for_takeover = timeline.clone();
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    if let Some(path) = opts.config_path.clone() {
+        tasks.spawn(reload_on_hup(
+            path,
+            cfg.clone(),
+            dp.clone(),
+            reload_tx,
+            machines,
+            shutdown.clone(),
+        ));
+    }
     let slow = SlowPath {
         endpoints,
         server,
@@ -227,9 +284,15 @@ pub async fn serve(
         fast_acks: dp.is_some().then_some(ack_rx),
         index,
         timeline,
+        reload: Some(reload_rx),
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
+    take_over(predecessor, &counters, &ack_tx, &timeline_for_takeover);
+    drop(ack_tx);
+    crate::sdnotify::tell(&format!(
+        "READY=1\nSTATUS=serving {iface_name} ({dataplane} dataplane)"
+    ));
 
     // A task that fails takes the daemon down with it (after detaching).
     let result = tokio::select! {
@@ -240,15 +303,20 @@ pub async fn serve(
             Err(e) => Err(anyhow::Error::from(e).context("daemon task panicked")),
         },
     };
+    crate::sdnotify::tell("STOPPING=1");
     shutdown.cancel();
     let slow_result = slow_task.await;
     while tasks.join_next().await.is_some() {}
     if let Some(dp) = dp {
-        let detached = dp
+        let mut dp = dp
             .lock()
-            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?
-            .detach();
+            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+        let handover = opts.handover.load(std::sync::atomic::Ordering::SeqCst);
+        let detached = if handover { dp.release() } else { dp.detach() };
         match detached {
+            Ok(()) if handover => {
+                tracing::info!(interface = %iface_name, "XDP left attached and pinned for the next daemon")
+            }
             Ok(()) => tracing::info!(interface = %iface_name, "XDP detached"),
             // Exit non-zero: a supervisor must learn the interface may still
             // hold the program.
@@ -263,6 +331,101 @@ pub async fn serve(
     slow_result
         .context("the userspace dataplane panicked")?
         .context("the userspace dataplane failed")
+}
+
+/// Applies the configuration file again on each SIGHUP: maps first (so XDP
+/// and userspace agree from the moment userspace switches), then the
+/// userspace server and the boot services. A file that does not validate,
+/// or that changes what needs a restart, is refused and the running
+/// configuration stays.
+async fn reload_on_hup(
+    path: std::path::PathBuf,
+    mut current: Arc<Config>,
+    dp: Option<Arc<Mutex<Dataplane>>>,
+    server: tokio::sync::mpsc::Sender<Arc<Config>>,
+    machines: services::Machines,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        crate::sdnotify::tell("RELOADING=1");
+        match reload(&path, &current, dp.as_deref()) {
+            Ok(new) => {
+                let new = Arc::new(new);
+                let _ = server.send(new.clone()).await;
+                machines.reload(new.clone());
+                tracing::info!(
+                    path = %path.display(),
+                    reservations = new.reservations.len(),
+                    subnets = new.subnets.len(),
+                    "configuration reloaded"
+                );
+                current = new;
+            }
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                "reload refused, the running configuration stays: {e:#}"
+            ),
+        }
+        crate::sdnotify::tell("READY=1");
+    }
+}
+
+/// Reads and checks `path` and installs it into the maps.
+fn reload(
+    path: &std::path::Path,
+    current: &Config,
+    dp: Option<&Mutex<Dataplane>>,
+) -> anyhow::Result<Config> {
+    let new = Config::load(path)?;
+    if let Some((key, why)) = crate::reload::needs_restart(current, &new) {
+        anyhow::bail!("{key} changed, which needs a restart: {why}");
+    }
+    // Every reply rendered before any map is touched: a reservation whose
+    // reply cannot be rendered refuses the file, not half of it.
+    tables::subnet_entries(&new)?;
+    for r in &new.reservations {
+        tables::reservation_entries(&new, r)?;
+    }
+    if let Some(dp) = dp {
+        let mut dp = dp
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+        if let Err(e) = dp.install(&new) {
+            // Put back what was running rather than leave a mix.
+            let restored = dp.install(current);
+            anyhow::bail!(
+                "installing into the maps: {e} (previous configuration restored: {restored:?})"
+            );
+        }
+    }
+    Ok(new)
+}
+
+/// Reads what the previous daemon's program did after that daemon stopped
+/// reading: its ACKs become leases like any other XDP ACK.
+fn take_over(
+    p: Predecessor,
+    counters: &UserCounters,
+    acks: &tokio::sync::mpsc::Sender<stormboot_common::events::ReplyEvent>,
+    timeline: &Timeline,
+) {
+    for path in &p.unreadable {
+        tracing::warn!(path = %path.display(), "a previous daemon's pin of another layout version: removed unread");
+    }
+    if let Some(mut ring) = p.events {
+        let n = events::drain(&mut ring, counters, acks, timeline);
+        tracing::info!(
+            events = n,
+            lost = p.events_lost,
+            "read the reply events of the previous program"
+        );
+    }
 }
 
 /// `mode = "boot-only"`: another DHCP server gives the addresses; this
@@ -306,6 +469,7 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
     )
     .await?;
     tracing::info!("boot-only: no DHCP is answered here");
+    crate::sdnotify::tell("READY=1\nSTATUS=boot-only: serving TFTP, HTTP and syslog");
     let result = tokio::select! {
         _ = shutdown.cancelled() => Ok(()),
         Some(r) = tasks.join_next() => match r {
@@ -314,6 +478,7 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
             Err(e) => Err(anyhow::Error::from(e).context("boot service panicked")),
         },
     };
+    crate::sdnotify::tell("STOPPING=1");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     result

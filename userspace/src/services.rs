@@ -26,13 +26,19 @@ const EVENT_QUEUE: usize = 4096;
 /// from (a lease, else a reservation's address).
 #[derive(Clone)]
 pub struct Machines {
-    cfg: Arc<Config>,
+    /// Swapped whole on a reload, so a lookup sees one configuration.
+    known: Arc<std::sync::RwLock<Arc<Known>>>,
     index: Arc<Index>,
+}
+
+/// The configuration and its profiles, ready to hand out.
+struct Known {
+    cfg: Arc<Config>,
     profiles: Vec<Arc<boot::Profile>>,
 }
 
-impl Machines {
-    pub fn new(cfg: Arc<Config>, index: Arc<Index>) -> Self {
+impl Known {
+    fn new(cfg: Arc<Config>) -> Known {
         let profiles = cfg
             .profiles
             .iter()
@@ -46,23 +52,37 @@ impl Machines {
                 })
             })
             .collect();
+        Known { cfg, profiles }
+    }
+}
+
+impl Machines {
+    pub fn new(cfg: Arc<Config>, index: Arc<Index>) -> Self {
         Machines {
-            cfg,
+            known: Arc::new(std::sync::RwLock::new(Arc::new(Known::new(cfg)))),
             index,
-            profiles,
         }
     }
 
+    /// Serves `cfg`'s reservations and profiles from now on (SIGHUP).
+    pub fn reload(&self, cfg: Arc<Config>) {
+        let known = Arc::new(Known::new(cfg));
+        *self.known.write().unwrap_or_else(|e| e.into_inner()) = known;
+    }
+
+    fn known(&self) -> Arc<Known> {
+        self.known.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn default_profile(&self) -> Option<Arc<boot::Profile>> {
-        self.cfg
-            .boot
-            .default_profile
-            .map(|i| self.profiles[i].clone())
+        let k = self.known();
+        k.cfg.boot.default_profile.map(|i| k.profiles[i].clone())
     }
 
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
         self.index.mac_of(ip).or_else(|| {
-            self.cfg
+            self.known()
+                .cfg
                 .reservations
                 .iter()
                 .find(|r| r.ip == ip)
@@ -75,23 +95,23 @@ impl Machines {
             web::Lookup::Mac(m) => m,
             web::Lookup::Ip(ip) => self.mac_of(ip)?,
         };
-        if let Some(r) = self.cfg.reservations.iter().find(|r| r.mac == mac) {
+        let k = self.known();
+        if let Some(r) = k.cfg.reservations.iter().find(|r| r.mac == mac) {
             return Some(boot::MachineInfo {
                 mac,
                 ip: Some(r.ip),
                 hostname: r.hostname.clone(),
-                profile: bootfile::reservation_profile(&self.cfg, r)
-                    .map(|i| self.profiles[i].clone()),
+                profile: bootfile::reservation_profile(&k.cfg, r).map(|i| k.profiles[i].clone()),
             });
         }
         // A pool client: the profile of the subnet its lease is in.
         let ip = self.index.ip_of(mac)?;
-        let subnet = self.cfg.subnets.iter().find(|s| s.net.contains(&ip))?;
+        let subnet = k.cfg.subnets.iter().find(|s| s.net.contains(&ip))?;
         Some(boot::MachineInfo {
             mac,
             ip: Some(ip),
             hostname: None,
-            profile: bootfile::pool_profile(&self.cfg, subnet).map(|i| self.profiles[i].clone()),
+            profile: bootfile::pool_profile(&k.cfg, subnet).map(|i| k.profiles[i].clone()),
         })
     }
 }

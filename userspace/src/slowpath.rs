@@ -311,6 +311,8 @@ pub struct SlowPath {
     /// Who holds which address, for the boot services.
     pub index: Arc<crate::leases::Index>,
     pub timeline: Arc<crate::timeline::Timeline>,
+    /// New configurations (SIGHUP), already checked and in the maps.
+    pub reload: Option<tokio::sync::mpsc::Receiver<Arc<crate::config::Config>>>,
 }
 
 impl SlowPath {
@@ -351,9 +353,16 @@ impl SlowPath {
         }
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         let mut fast_acks = self.fast_acks.take();
+        let mut reload = self.reload.take();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(cfg) = async { match reload.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    // Leases carry over; pools, reservations and options
+                    // are the new file's from the next request on.
+                    let leases = self.server.leases().cloned().collect();
+                    self.server = dhcp::Server::new(cfg, leases, unix_now());
+                }
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     let changes = self.server.record_fast_path_ack(ev.mac, Ipv4Addr::from(ev.ip), unix_now());

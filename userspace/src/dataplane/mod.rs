@@ -2,11 +2,16 @@
 //! it to an interface, and reads its counters and reply events.
 
 pub mod ifaces;
+pub mod pins;
 pub mod tables;
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{xdp::XdpLinkId, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+        ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use stormboot_common::{
@@ -44,9 +49,38 @@ pub enum DataplaneError {
     Render(#[from] tables::TablesError),
     #[error("test run: {0}")]
     TestRun(ProgramError),
+    #[error("pinning {path}: {reason}")]
+    Pin {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
+fn pin_err(path: &std::path::Path) -> impl FnOnce(String) -> DataplaneError + '_ {
+    move |reason| DataplaneError::Pin {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// How an interface came to run this program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// Nothing of ours was attached.
+    Fresh,
+    /// A previous daemon's pinned link now runs this program instead.
+    Replaced,
+}
+
+/// An attachment the daemon holds: by the program (gone with the daemon),
+/// or pinned (outlives it until unpinned).
+enum Held {
+    Managed(XdpLinkId),
+    Pinned(PinnedLink),
 }
 
 use crate::config::XdpMode as AttachMode;
+pub use pins::Pins;
 
 fn mode_name(mode: AttachMode) -> &'static str {
     match mode {
@@ -84,13 +118,21 @@ pub struct Dataplane {
     ifaces: HashMap<MapData, u32, Iface>,
     counters: PerCpuArray<MapData, u64>,
     boot_marker: Array<MapData, Marker>,
-    links: Vec<XdpLinkId>,
+    links: Vec<Held>,
+    /// Removed with the links on a clean detach; kept on a handover.
+    pins: Option<Pins>,
 }
 
 impl Dataplane {
     /// Loads the object and the DHCP program into the kernel (this is where
     /// the verifier runs), without attaching it anywhere.
     pub fn load(opts: LoadOptions) -> Result<Self, DataplaneError> {
+        Self::load_pinned(opts, None)
+    }
+
+    /// Like `load`, and pins the reply ring and the counters under `pins`,
+    /// where a successor finds them if this daemon dies.
+    pub fn load_pinned(opts: LoadOptions, pins: Option<&Pins>) -> Result<Self, DataplaneError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
@@ -100,6 +142,12 @@ impl Dataplane {
             name: PROGRAM_DHCP,
             source,
         })?;
+        if let Some(p) = pins {
+            for (name, path) in [(names::EVENTS, p.events()), (names::COUNTERS, p.counters())] {
+                let map = ebpf.map(name).ok_or(DataplaneError::Missing(name))?;
+                map.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
+            }
+        }
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
         let reservations =
@@ -118,6 +166,7 @@ impl Dataplane {
             counters,
             boot_marker,
             links: Vec::new(),
+            pins: pins.cloned(),
         })
     }
 
@@ -165,31 +214,91 @@ impl Dataplane {
     }
 
     /// Attaches to one more interface; the program serves all it is
-    /// attached to.
-    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
+    /// attached to. With `pins`, a link a previous daemon pinned for this
+    /// interface is taken over (its program swapped for this one in one
+    /// step, so known machines see no gap) and the link is pinned again.
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+        pins: Option<&Pins>,
+    ) -> Result<Attached, DataplaneError> {
         let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
-        let id =
-            prog.attach(interface, aya_mode(mode))
-                .map_err(|source| DataplaneError::Attach {
-                    mode: mode_name(mode),
-                    interface: interface.to_string(),
+        let attach_err = |source| DataplaneError::Attach {
+            mode: mode_name(mode),
+            interface: interface.to_string(),
+            source,
+        };
+        let mut how = Attached::Fresh;
+        let mut id = None;
+        if let Some(path) = pins.map(|p| p.link(interface)).filter(|p| p.exists()) {
+            match take_pinned(&path) {
+                Ok(link) => match prog.attach_to_link(link) {
+                    Ok(i) => (id, how) = (Some(i), Attached::Replaced),
+                    // The interface went away under it (a deleted namespace).
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "pinned link is stale: attaching afresh")
+                    }
+                },
+                Err(reason) => {
+                    tracing::warn!(path = %path.display(), %reason, "pinned link unusable: attaching afresh")
+                }
+            }
+        }
+        let id = match id {
+            Some(i) => i,
+            None => prog.attach(interface, aya_mode(mode)).map_err(attach_err)?,
+        };
+        let held = match pins {
+            None => Held::Managed(id),
+            Some(p) => {
+                let path = p.link(interface);
+                let link = prog.take_link(id).map_err(attach_err)?;
+                let fd = FdLink::try_from(link).map_err(|e| pin_err(&path)(e.to_string()))?;
+                Held::Pinned(fd.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?)
+            }
+        };
+        self.links.push(held);
+        Ok(how)
+    }
+
+    /// Detaches from every interface, pinned links included; known
+    /// machines are then answered by nobody until the next attach.
+    pub fn detach(&mut self) -> Result<(), DataplaneError> {
+        let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
+        for held in self.links.drain(..) {
+            match held {
+                Held::Managed(id) => prog.detach(id).map_err(|source| DataplaneError::Verify {
+                    name: PROGRAM_DHCP,
                     source,
-                })?;
-        self.links.push(id);
+                })?,
+                // The pin is the last reference once our descriptor closes.
+                Held::Pinned(link) => drop(link.unpin().map_err(|e| DataplaneError::Pin {
+                    path: std::path::PathBuf::from("link"),
+                    reason: e.to_string(),
+                })?),
+            }
+        }
+        if let Some(p) = self.pins.take() {
+            p.remove_all()
+                .map_err(|e| pin_err(p.dir())(e.to_string()))?;
+        }
         Ok(())
     }
 
-    /// Detaches from every interface; known machines are then answered by
-    /// nobody until the next attach.
-    pub fn detach(&mut self) -> Result<(), DataplaneError> {
-        let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
-        for id in self.links.drain(..) {
-            prog.detach(id).map_err(|source| DataplaneError::Verify {
-                name: PROGRAM_DHCP,
-                source,
-            })?;
+    /// Lets go of pinned links without detaching them, for a successor to
+    /// take over; links that are not pinned are detached.
+    pub fn release(&mut self) -> Result<(), DataplaneError> {
+        let mut managed = Vec::new();
+        for held in self.links.drain(..) {
+            match held {
+                Held::Pinned(link) => drop(link),
+                m @ Held::Managed(_) => managed.push(m),
+            }
         }
-        Ok(())
+        self.links = managed;
+        self.pins = None;
+        self.detach()
     }
 
     /// Counter values summed over CPUs, indexed by `Counter`.
@@ -254,6 +363,13 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         let _ = self.detach();
     }
+}
+
+/// Opens a pinned link and removes its pin; it must be an XDP link.
+fn take_pinned(path: &std::path::Path) -> Result<XdpLink, String> {
+    let pinned = PinnedLink::from_pin(path).map_err(|e| e.to_string())?;
+    let fd = pinned.unpin().map_err(|e| e.to_string())?;
+    XdpLink::try_from(fd).map_err(|e| e.to_string())
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
