@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use stormboot_testbed::{
-    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF, SERVER_IF,
+    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_BRIDGE, CLIENT_IF, SERVER_IF,
 };
 
 /// What the initrd's /init (tests/boot-image/init) prints once it runs.
@@ -766,5 +766,152 @@ fn bios_boot_with_router_advertisement() {
         ev.iter().any(|e| e.0 == "script"),
         "{timeline}{}",
         lab.log()
+    );
+}
+
+impl Lab {
+    /// Starts dnsmasq at `side` on `iface`, giving addresses from
+    /// 10.50.0.100-150 plus whatever `extra` configures, and returns a closure
+    /// for its log.
+    fn start_dnsmasq(&mut self, side: Side, iface: &str, extra: &str) {
+        let conf = self.scratch.write(
+            "dnsmasq.conf",
+            &format!(
+                // no-ping: dnsmasq would probe each address for 3 s first.
+                "port=0\nno-ping\ninterface={iface}\nbind-interfaces\n\
+                 dhcp-range=10.50.0.100,10.50.0.150,1h\ndhcp-option=option:router,10.50.0.1\n\
+                 dhcp-leasefile={}\nlog-dhcp\n{extra}",
+                self.scratch.path("dnsmasq.leases").display()
+            ),
+        );
+        let mut dnsmasq = Command::new("dnsmasq");
+        dnsmasq
+            .args(["--no-daemon", "--user=root"])
+            // --conf-file takes an optional argument: it must be joined by '='.
+            .arg(format!("--conf-file={}", conf.display()))
+            .stderr(self.scratch.log_file("dnsmasq.log"));
+        self.bed
+            .spawn(side, dnsmasq)
+            .expect("spawning dnsmasq (package dnsmasq-base)");
+    }
+
+    fn dnsmasq_log(&self) -> String {
+        format!("\n--- dnsmasq ---\n{}", self.scratch.read("dnsmasq.log"))
+    }
+}
+
+/// Boot-only mode as a dnsmasq user would run it: dnsmasq gives the
+/// addresses with exactly the lines `print-config --for dnsmasq` prints;
+/// stormboot answers no DHCP and serves ipxe.efi, the script and the
+/// artifacts to EDK2 and then iPXE.
+#[test]
+fn uefi_boots_beside_dnsmasq_in_boot_only_mode() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:04";
+    let mut lab = Lab::new("qemu-bootonly");
+    let tftp = lab.tftp_root();
+    let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.14"))
+        .replace("dataplane = \"xdp\"\n", "mode = \"boot-only\"\n");
+    lab.scratch.write("stormboot.toml", &cfg);
+    let mut print = lab.stormboot(Side::Server);
+    print
+        .args(["print-config", "--for", "dnsmasq", "--config"])
+        .arg(&lab.config);
+    let snippet = lab.bed.run(Side::Server, print).expect("print-config");
+    let snippet = String::from_utf8_lossy(&snippet.stdout).into_owned();
+    lab.start_dnsmasq(Side::Server, SERVER_IF, &snippet);
+    lab.start(&cfg);
+    let boot = lab.boot(Firmware::Uefi, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases(
+        "uefi_boots_beside_dnsmasq_in_boot_only_mode",
+        &boot,
+        &timeline,
+    );
+
+    let ev = events(&timeline);
+    let at = |phase: &str, detail: &str| {
+        first(&ev, phase, detail).unwrap_or_else(|| {
+            panic!(
+                "no {phase} ({detail:?}) in {timeline}{}{}",
+                lab.log(),
+                lab.dnsmasq_log()
+            )
+        })
+    };
+    let tftp = at("tftp", "ipxe.efi");
+    let script = at("script", "auto.ipxe");
+    assert!(
+        tftp <= script && script <= at("artifact", "/artifacts/vmlinuz"),
+        "{timeline}"
+    );
+    // Every address came from dnsmasq: stormboot answered no DHCP at all.
+    assert!(
+        !ev.iter().any(|e| e.0 == "offer" || e.0 == "ack"),
+        "stormboot answered DHCP in boot-only mode: {timeline}"
+    );
+    assert!(
+        lab.dnsmasq_log().contains("DHCPACK"),
+        "{}",
+        lab.dnsmasq_log()
+    );
+}
+
+/// proxyDHCP beside another server: dnsmasq (on the same segment, from the
+/// client side's bridge) gives the addresses and nothing else; stormboot in
+/// `mode = "proxy"` adds the boot information, never an address, and EDK2
+/// then iPXE boot through it.
+#[test]
+fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:05";
+    let mut lab = Lab::new("qemu-proxy");
+    let tftp = lab.tftp_root();
+    let mut add = Command::new("ip");
+    add.args(["addr", "add", "10.50.0.2/24", "dev", CLIENT_BRIDGE]);
+    lab.bed
+        .run(Side::Client, add)
+        .expect("addressing the bridge");
+    lab.start_dnsmasq(Side::Client, CLIENT_BRIDGE, "");
+    let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.15"))
+        .replace("dataplane = \"xdp\"\n", "mode = \"proxy\"\n");
+    lab.start(&cfg);
+    let boot = lab.boot(Firmware::Uefi, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases(
+        "uefi_boots_through_proxy_dhcp_beside_dnsmasq",
+        &boot,
+        &timeline,
+    );
+
+    let ev = events(&timeline);
+    let at = |phase: &str, detail: &str| {
+        first(&ev, phase, detail).unwrap_or_else(|| {
+            panic!(
+                "no {phase} ({detail:?}) in {timeline}{}{}",
+                lab.log(),
+                lab.dnsmasq_log()
+            )
+        })
+    };
+    let tftp = at("tftp", "ipxe.efi");
+    let script = at("script", "auto.ipxe");
+    assert!(
+        tftp <= script && script <= at("artifact", "/artifacts/initrd.img"),
+        "{timeline}"
+    );
+    // The address is dnsmasq's: the machine fetched from its pool, not from
+    // the reservation, which a proxy never hands out.
+    let leases = lab.scratch.read("dnsmasq.leases");
+    assert!(
+        leases.contains(MAC),
+        "dnsmasq leased nothing to {MAC}: {leases:?}{}",
+        lab.dnsmasq_log()
+    );
+    assert!(
+        !ev.iter().any(|e| e.3 > 0 && e.2.contains("10.50.0.15")),
+        "a proxy handed out the reserved address: {timeline}"
     );
 }

@@ -79,15 +79,24 @@ impl Machines {
         k.cfg.boot.default_profile.map(|i| k.profiles[i].clone())
     }
 
+    /// Who uses `ip`: a lease, else a reservation, else the kernel's
+    /// neighbour table, which knows every machine this host has exchanged
+    /// packets with, even one another DHCP server addressed (boot-only).
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        self.index.mac_of(ip).or_else(|| {
-            self.known()
-                .cfg
-                .reservations
-                .iter()
-                .find(|r| r.ip == ip)
-                .map(|r| r.mac)
-        })
+        self.index
+            .mac_of(ip)
+            .or_else(|| {
+                self.known()
+                    .cfg
+                    .reservations
+                    .iter()
+                    .find(|r| r.ip == ip)
+                    .map(|r| r.mac)
+            })
+            .or_else(|| {
+                let table = std::fs::read_to_string("/proc/net/arp").ok()?;
+                neighbour_mac(&table, ip)
+            })
     }
 
     pub fn lookup(&self, l: web::Lookup) -> Option<boot::MachineInfo> {
@@ -114,6 +123,18 @@ impl Machines {
             profile: bootfile::pool_profile(&k.cfg, subnet).map(|i| k.profiles[i].clone()),
         })
     }
+}
+
+/// The MAC of `ip` in /proc/net/arp's table ("IP address  HW type  Flags
+/// HW address  Mask  Device"), if its entry is complete (flag 0x2).
+fn neighbour_mac(table: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let flags = u32::from_str_radix(f.get(2)?.trim_start_matches("0x"), 16).ok()?;
+        (f.first()?.parse::<Ipv4Addr>().ok()? == ip && flags & 0x2 != 0)
+            .then(|| crate::frame::parse_mac(f.get(3)?))
+            .flatten()
+    })
 }
 
 fn peer_ip(a: SocketAddr) -> Option<Ipv4Addr> {
@@ -243,5 +264,28 @@ pub fn warn_about_boot_files(cfg: &Config) {
             ),
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_complete_neighbours_only() {
+        let table = "IP address       HW type     Flags       HW address            Mask     Device
+10.50.0.103      0x1         0x2         52:54:00:00:00:04     *        sb0
+10.50.0.104      0x1         0x0         00:00:00:00:00:00     *        sb0
+";
+        assert_eq!(
+            neighbour_mac(table, Ipv4Addr::new(10, 50, 0, 103)),
+            Some([0x52, 0x54, 0, 0, 0, 4])
+        );
+        assert_eq!(neighbour_mac(table, Ipv4Addr::new(10, 50, 0, 104)), None);
+        assert_eq!(neighbour_mac(table, Ipv4Addr::new(10, 50, 0, 9)), None);
+        assert_eq!(
+            neighbour_mac("garbage\nmore garbage here", Ipv4Addr::LOCALHOST),
+            None
+        );
     }
 }

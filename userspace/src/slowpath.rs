@@ -451,6 +451,16 @@ impl SlowPath {
         }
         tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
         self.index.apply(&outcome.changes);
+        if self.server.config().server.mode == crate::config::Mode::Proxy {
+            // Another server leased the address, so no change names it; a
+            // client that already has it says so in ciaddr (the port-4011
+            // request, iPXE's DHCP), and the boot services need it to put
+            // TFTP transfers, which carry no MAC, on the machine's timeline.
+            let ciaddr = rx.msg.ciaddr();
+            if !ciaddr.is_unspecified() {
+                self.index.observe(chaddr, ciaddr);
+            }
+        }
         // The changes are queued now, in the order the decisions were made
         // (a RELEASE and the next REQUEST for the same address must reach
         // the store in that order); waiting for them to be durable and

@@ -141,6 +141,22 @@ impl Index {
         }
     }
 
+    /// Records that `mac` uses `ip` without a lease of ours (proxyDHCP:
+    /// another server leased it).
+    pub fn observe(&self, mac: [u8; 6], ip: Ipv4Addr) {
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = m.by_ip.insert(ip, mac) {
+            if old != mac {
+                m.by_mac.remove(&old);
+            }
+        }
+        if let Some(prev) = m.by_mac.insert(mac, ip) {
+            if prev != ip {
+                m.by_ip.remove(&prev);
+            }
+        }
+    }
+
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
         self.inner
             .read()
@@ -163,6 +179,19 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_observed_address_moves_with_its_machine() {
+        let idx = Index::default();
+        idx.observe([1; 6], Ipv4Addr::new(10, 0, 0, 5));
+        assert_eq!(idx.mac_of(Ipv4Addr::new(10, 0, 0, 5)), Some([1; 6]));
+        idx.observe([1; 6], Ipv4Addr::new(10, 0, 0, 6));
+        assert_eq!(idx.mac_of(Ipv4Addr::new(10, 0, 0, 5)), None);
+        assert_eq!(idx.ip_of([1; 6]), Some(Ipv4Addr::new(10, 0, 0, 6)));
+        idx.observe([2; 6], Ipv4Addr::new(10, 0, 0, 6));
+        assert_eq!(idx.ip_of([1; 6]), None);
+        assert_eq!(idx.mac_of(Ipv4Addr::new(10, 0, 0, 6)), Some([2; 6]));
+    }
 
     fn lease(ip: [u8; 4], mac: u8, state: LeaseState) -> Lease {
         Lease {
