@@ -915,3 +915,28 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
         "a proxy handed out the reserved address: {timeline}"
     );
 }
+
+/// The BIOS boot of `bios_ipxe_boots_through_xdp` with option 175.176 (no
+/// ProxyDHCP wait) turned off: the printed phase times, set beside that
+/// test's, show what the option saves. No timing is asserted; the boot must
+/// still complete, for users who turn it off.
+#[test]
+fn bios_boot_without_no_pxedhcp() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:06";
+    let mut lab = Lab::new("qemu-pxedhcp");
+    let tftp = lab.tftp_root();
+    let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.16"))
+        .replace("[boot]\n", "[boot]\nipxe_no_proxydhcp = false\n");
+    lab.start(&cfg);
+    let boot = lab.boot(Firmware::Bios, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases("bios_boot_without_no_pxedhcp", &boot, &timeline);
+    let ev = events(&timeline);
+    assert!(
+        ev.iter().any(|e| e.0 == "script"),
+        "{timeline}{}",
+        lab.log()
+    );
+}

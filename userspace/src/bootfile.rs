@@ -95,7 +95,7 @@ pub fn boot_spec(cfg: &Config, v: u16, mac: [u8; 6]) -> Option<BootSpec> {
             file: format!("{}/{}/auto.ipxe", http_base(cfg), format_mac(&mac)),
             vendor_class: None,
             pxe_discovery_control: false,
-            ipxe_no_proxydhcp: true,
+            ipxe_no_proxydhcp: b.ipxe_no_proxydhcp,
         }),
         _ => None,
     }

@@ -113,6 +113,7 @@ pub fn boot(
             efi_x64_file: DEFAULT_EFI_X64_FILE.into(),
             efi_arm64_file: DEFAULT_EFI_ARM64_FILE.into(),
             ipv6_ra: false,
+            ipxe_no_proxydhcp: true,
         });
     };
     let file =
@@ -160,5 +161,6 @@ pub fn boot(
             DEFAULT_EFI_ARM64_FILE,
         )?,
         ipv6_ra: w.ipv6_ra.as_ref().is_some_and(|v| *v.get_ref()),
+        ipxe_no_proxydhcp: w.ipxe_no_proxydhcp.as_ref().is_none_or(|v| *v.get_ref()),
     })
 }

@@ -53,6 +53,9 @@ pub struct Boot {
     pub efi_arm64_file: String,
     /// Send IPv6 router advertisements that end iPXE's wait for a router.
     pub ipv6_ra: bool,
+    /// Tell iPXE (option 175.176) not to wait for a ProxyDHCP offer. On by
+    /// default; off only where a ProxyDHCP server must be heard.
+    pub ipxe_no_proxydhcp: bool,
 }
 
 /// `[[profile]]`: what a machine boots.

@@ -152,6 +152,7 @@ fn example_parses() {
             efi_x64_file: "ipxe.efi".into(),
             efi_arm64_file: "ipxe-arm64.efi".into(),
             ipv6_ra: false,
+            ipxe_no_proxydhcp: true,
         },
         profiles: vec![],
     };

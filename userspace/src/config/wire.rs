@@ -125,6 +125,7 @@ pub struct Boot {
     pub efi_x64_file: Option<S<String>>,
     pub efi_arm64_file: Option<S<String>>,
     pub ipv6_ra: Option<S<bool>>,
+    pub ipxe_no_proxydhcp: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
