@@ -50,6 +50,9 @@ pub fn variant_of(msg: &Message, marker: &str) -> u16 {
 /// The profile that applies to a reserved machine: its own, else the
 /// default.
 pub fn reservation_profile(cfg: &Config, r: &config::Reservation) -> Option<usize> {
+    if !r.allow_pxe {
+        return None;
+    }
     r.profile.or(cfg.boot.default_profile)
 }
 

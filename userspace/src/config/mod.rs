@@ -301,6 +301,9 @@ pub struct Reservation {
     pub options: Vec<CustomOption>,
     /// Index into [`Config::profiles`]: what this machine boots.
     pub profile: Option<usize>,
+    /// false: plain DHCP only, never boot information, whatever the
+    /// profiles say (`allow_pxe = false`, as Tinkerbell's allowPXE).
+    pub allow_pxe: bool,
 }
 
 /// A file and, when the problem has one, a line.

@@ -131,6 +131,7 @@ fn example_parses() {
             profile: None,
         }],
         reservations: vec![Reservation {
+            allow_pxe: true,
             mac: [0x52, 0x54, 0, 0, 0, 1],
             ip: Ipv4Addr::new(10, 50, 0, 11),
             hostname: Some("node1".into()),

@@ -73,6 +73,9 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
     let boot = boot::boot(w.boot.as_ref(), &profiles, src)?;
     // Inline reservations come first in the list, in file order.
     for (i, r) in w.reservation.iter().enumerate() {
+        if let Some(v) = &r.allow_pxe {
+            reservations[i].allow_pxe = *v.get_ref();
+        }
         if let Some(name) = &r.profile {
             reservations[i].profile = Some(boot::profile_ref(
                 name,
@@ -953,6 +956,7 @@ impl<'a> ReservationSet<'a> {
         self.by_ip.insert(ip, index);
         self.list.push(Reservation {
             profile: None,
+            allow_pxe: true,
             mac,
             ip,
             hostname: hostname.map(str::to_owned),

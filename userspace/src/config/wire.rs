@@ -109,6 +109,7 @@ pub struct Reservation {
     #[serde(default)]
     pub option: Vec<OptionData>,
     pub profile: Option<S<String>>,
+    pub allow_pxe: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -123,3 +123,34 @@ pub fn pick_iface_address(cfg: &Config, addrs: &[Ipv4Addr]) -> Option<Ipv4Addr> 
         .or(addrs.first())
         .copied()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const CFG: &str = "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\n\n\
+                       [boot]\n\n[[profile]]\nname = \"d\"\nkernel = \"vmlinuz\"\n\n\
+                       [[subnet]]\ncidr = \"10.50.0.0/24\"\n\n\
+                       [[reservation]]\nmac = \"52:54:00:00:00:09\"\nip = \"10.50.0.9\"\nprofile = \"d\"\n";
+
+    fn variants(text: &str) -> Vec<u16> {
+        let cfg = Config::from_str(text, Path::new("stormboot.toml")).unwrap();
+        reservation_entries(&cfg, &cfg.reservations[0])
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k.variant)
+            .collect()
+    }
+
+    #[test]
+    fn allow_pxe_false_leaves_only_the_plain_reply() {
+        let booting = variants(CFG);
+        assert!(
+            booting.len() > 1 && booting.contains(&variant::PLAIN),
+            "{booting:?}"
+        );
+        let plain = variants(&format!("{CFG}allow_pxe = false\n"));
+        assert_eq!(plain, vec![variant::PLAIN]);
+    }
+}

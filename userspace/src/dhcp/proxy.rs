@@ -38,10 +38,11 @@ pub fn answer(cfg: &Config, r: &ProxyRequest<'_>) -> (Option<Reply>, &'static st
     if v == variant::PLAIN {
         return (None, "proxy-not-booting");
     }
-    let profile = cfg
-        .reservations
-        .iter()
-        .find(|x| x.mac == r.mac)
+    let reserved = cfg.reservations.iter().find(|x| x.mac == r.mac);
+    if reserved.is_some_and(|x| !x.allow_pxe) {
+        return (None, "proxy-pxe-not-allowed");
+    }
+    let profile = reserved
         .and_then(|x| bootfile::reservation_profile(cfg, x))
         .or(cfg.boot.default_profile);
     if profile.is_none() {
@@ -208,6 +209,36 @@ mod tests {
             u32::MAX,
             "broadcast: the client has no address yet"
         );
+    }
+
+    #[test]
+    fn a_machine_not_allowed_to_pxe_boot_gets_nothing() {
+        let text = format!(
+            "{CFG}\n[[reservation]]\nmac = \"52:54:00:00:00:09\"\nip = \"10.50.0.9\"\nallow_pxe = false\n"
+        );
+        let cfg = Config::from_str(&text, Path::new("stormboot.toml")).unwrap();
+        let m = client(
+            MessageType::Discover,
+            Some(b"PXEClient:Arch:00007:UNDI:003000"),
+            Some(7),
+        );
+        let req = ProxyRequest {
+            msg: &m,
+            mac: MAC,
+            to_boot_port: false,
+            src_ip: Ipv4Addr::UNSPECIFIED,
+            src_port: 68,
+        };
+        let (r, note) = answer(&cfg, &req);
+        assert!(r.is_none());
+        assert_eq!(note, "proxy-pxe-not-allowed");
+        // The same machine, allowed, is answered.
+        let cfg = Config::from_str(
+            &text.replace("allow_pxe = false", "allow_pxe = true"),
+            Path::new("stormboot.toml"),
+        )
+        .unwrap();
+        assert!(answer(&cfg, &req).0.is_some());
     }
 
     #[test]
