@@ -185,6 +185,49 @@ impl Lab {
         serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// `/metrics`, scraped and checked line by line against the text
+    /// format: every sample is `name{labels} value` with a number, and every
+    /// family has HELP and TYPE before its samples. Samples by series.
+    fn metrics(&self) -> BTreeMap<String, f64> {
+        let mut curl = Command::new("curl");
+        curl.args(["-sSf", "http://127.0.0.1:8067/metrics"]);
+        let out = self
+            .bed
+            .run(Side::Server, curl)
+            .unwrap_or_else(|e| panic!("scraping /metrics: {e:#}{}", self.log()));
+        let text = String::from_utf8(out.stdout).expect("UTF-8 metrics");
+        let mut typed = std::collections::BTreeSet::new();
+        let mut samples = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut f = rest.split_whitespace();
+                let name = f.next().expect("TYPE name").to_string();
+                let kind = f.next().unwrap_or("");
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+                typed.insert(name);
+                continue;
+            }
+            if line.starts_with("# HELP ") || line.is_empty() {
+                continue;
+            }
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            let name = series.split('{').next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                .unwrap_or(name);
+            assert!(typed.contains(family), "{name} has no TYPE line before it");
+            assert!(name.starts_with("stormboot_"), "{name}");
+            samples.insert(series.to_string(), value);
+        }
+        samples
+    }
+
     /// The daemon's counters, as printed by `stormboot stats --json`.
     fn stats(&self) -> Value {
         self.try_stats()
@@ -1010,6 +1053,20 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
         "{timeline}"
     );
     assert_eq!(timeline["phase"], "syslog", "the furthest phase reached");
+
+    // The same boot, as a Prometheus scraper sees it.
+    let metrics = lab.metrics();
+    for (series, min) in [
+        ("stormboot_http_requests_total{code=\"2xx\"}", 1.0),
+        ("stormboot_tftp_transfers_total{result=\"ok\"}", 1.0),
+        ("stormboot_syslog_lines_total", 1.0),
+        ("stormboot_boot_phase_seconds_count{phase=\"script\"}", 1.0),
+        ("stormboot_boot_phase_seconds_count{phase=\"syslog\"}", 1.0),
+        ("stormboot_xdp_packets_total{outcome=\"ack\"}", 1.0),
+    ] {
+        let v = metrics.get(series).copied().unwrap_or(0.0);
+        assert!(v >= min, "{series} = {v}, want >= {min}: {metrics:?}");
+    }
     // The root has no ipxe.efi: the daemon said so when it started.
     assert!(
         lab.log().contains("boot file missing from boot.tftp_root")

@@ -11,6 +11,7 @@ pub mod events;
 pub mod frame;
 pub mod http;
 pub mod leases;
+pub mod metrics;
 pub mod peerconfig;
 pub mod ra;
 pub mod rawsock;

@@ -225,7 +225,12 @@ pub async fn serve(
     };
 
     let reservations = cfg.reservations.len() as u64;
+    let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
+    let pools = Arc::new(Mutex::new(Vec::new()));
     let snapshot: http::SnapshotFn = {
+        let service_counters = service_counters.clone();
+        let pools = pools.clone();
+        let timeline = timeline.clone();
         let dp = dp.clone();
         let counters = counters.clone();
         let queue = queue.clone();
@@ -241,6 +246,9 @@ pub async fn serve(
             let st = store.stats();
             (s.store_transactions, s.store_commits, s.store_changes) =
                 (st.transactions, st.commits, st.changes);
+            s.services = service_counters.snapshot();
+            s.boot_phase_seconds = timeline.phase_histograms();
+            s.pools = pools.lock().map(|p| p.clone()).unwrap_or_default();
             s
         })
     };
@@ -257,6 +265,7 @@ pub async fn serve(
             cfg.clone(),
             machines.clone(),
             timeline.clone(),
+            service_counters,
             &mut tasks,
             shutdown.clone(),
         )
@@ -285,6 +294,7 @@ pub async fn serve(
         index,
         timeline,
         reload: Some(reload_rx),
+        pools,
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
@@ -443,15 +453,23 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
     let counters = Arc::new(UserCounters::default());
     let reservations = cfg.reservations.len() as u64;
     let iface = cfg.server.interfaces.join(",");
-    let snapshot: http::SnapshotFn = Arc::new(move || {
-        Snapshot::new(
-            &Default::default(),
-            &counters,
-            reservations,
-            &iface,
-            "none (boot-only)",
-        )
-    });
+    let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
+    let snapshot: http::SnapshotFn = {
+        let service_counters = service_counters.clone();
+        let timeline = timeline.clone();
+        Arc::new(move || {
+            let mut s = Snapshot::new(
+                &Default::default(),
+                &counters,
+                reservations,
+                &iface,
+                "none (boot-only)",
+            );
+            s.services = service_counters.snapshot();
+            s.boot_phase_seconds = timeline.phase_histograms();
+            s
+        })
+    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(http::serve(
         listener,
@@ -464,6 +482,7 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
         cfg.clone(),
         machines,
         timeline,
+        service_counters,
         &mut tasks,
         shutdown.clone(),
     )

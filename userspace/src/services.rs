@@ -150,6 +150,7 @@ pub async fn start(
     cfg: Arc<Config>,
     machines: Machines,
     timeline: Arc<Timeline>,
+    counters: Arc<crate::metrics::ServiceCounters>,
     tasks: &mut tokio::task::JoinSet<std::io::Result<()>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -204,6 +205,7 @@ pub async fn start(
                 Some(t) = tftp_rx.recv() => {
                     let mac = peer_ip(t.peer).and_then(|ip| machines.mac_of(ip));
                     let result = match &t.outcome { Ok(()) => "ok".to_string(), Err(e) => e.clone() };
+                    counters.tftp(t.bytes, t.outcome.is_ok());
                     tracing::info!(peer = %t.peer, file = %t.file, bytes = t.bytes, ms = t.duration.as_millis() as u64, result = %result, "TFTP");
                     if let Some(mac) = mac {
                         timeline.record(mac, Phase::Tftp, "tftp", format!("{} {} bytes in {} ms: {result}", t.file, t.bytes, t.duration.as_millis()));
@@ -211,6 +213,7 @@ pub async fn start(
                 }
                 Some(w) = web_rx.recv() => {
                     tracing::info!(peer = %w.peer, path = %w.path, status = w.status, bytes = w.bytes, "HTTP");
+                    counters.http(w.status, w.bytes);
                     let mac = w.mac.or_else(|| peer_ip(w.peer).and_then(|ip| machines.mac_of(ip)));
                     if let Some(mac) = mac {
                         let phase = if w.path.ends_with("auto.ipxe") { Phase::Script } else { Phase::Artifact };
@@ -218,6 +221,7 @@ pub async fn start(
                     }
                 }
                 Some(l) = log_rx.recv() => {
+                    counters.syslog_lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let mac = peer_ip(l.from).and_then(|ip| machines.mac_of(ip));
                     tracing::info!(from = %l.from, mac = %mac.map(|m| format_mac(&m)).unwrap_or_default(), host = %l.host.as_deref().unwrap_or(""), "syslog: {}", l.text);
                     if let Some(mac) = mac {

@@ -311,6 +311,8 @@ pub struct SlowPath {
     /// Who holds which address, for the boot services.
     pub index: Arc<crate::leases::Index>,
     pub timeline: Arc<crate::timeline::Timeline>,
+    /// Pool use per subnet, refreshed every second for `/metrics`.
+    pub pools: Arc<std::sync::Mutex<Vec<crate::metrics::PoolUsage>>>,
     /// New configurations (SIGHUP), already checked and in the maps.
     pub reload: Option<tokio::sync::mpsc::Receiver<Arc<crate::config::Config>>>,
 }
@@ -371,6 +373,18 @@ impl SlowPath {
                 _ = expiry.tick() => {
                     let changes = self.server.expire(unix_now());
                     self.commit_in_background(changes);
+                    let usage = self
+                        .server
+                        .pool_usage()
+                        .into_iter()
+                        .filter(|&(_, _, size)| size > 0)
+                        .map(|(net, used, size)| crate::metrics::PoolUsage {
+                            subnet: net.to_string(),
+                            used: used as u64,
+                            size: size as u64,
+                        })
+                        .collect();
+                    *self.pools.lock().unwrap_or_else(|e| e.into_inner()) = usage;
                 }
                 Some(r) = tasks.join_next() => {
                     r??;

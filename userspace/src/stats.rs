@@ -59,6 +59,14 @@ pub struct Snapshot {
     pub reservations: u64,
     pub interface: String,
     pub dataplane: String,
+    /// TFTP, HTTP and syslog traffic of the boot services.
+    #[serde(default)]
+    pub services: crate::metrics::ServiceCounts,
+    /// Time from first DHCP packet to each boot phase.
+    #[serde(default)]
+    pub boot_phase_seconds: BTreeMap<String, crate::metrics::Histogram>,
+    #[serde(default)]
+    pub pools: Vec<crate::metrics::PoolUsage>,
 }
 
 fn by_type(slots: &[AtomicU64; 9]) -> BTreeMap<String, u64> {
@@ -100,6 +108,9 @@ impl Snapshot {
             reservations,
             interface: interface.to_string(),
             dataplane: dataplane.to_string(),
+            services: Default::default(),
+            boot_phase_seconds: Default::default(),
+            pools: Vec::new(),
         }
     }
 
@@ -152,6 +163,12 @@ impl Snapshot {
         s.push_str("# HELP stormboot_reservations Reservations loaded into the dataplane.\n");
         s.push_str("# TYPE stormboot_reservations gauge\n");
         let _ = writeln!(s, "stormboot_reservations {}", self.reservations);
+        crate::metrics::prometheus(
+            &mut s,
+            &self.services,
+            &self.boot_phase_seconds,
+            &self.pools,
+        );
         s
     }
 

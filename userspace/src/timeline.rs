@@ -59,11 +59,16 @@ struct Entry {
     furthest: Option<Phase>,
     first_ms: u64,
     last_ms: u64,
+    /// Phases reached, one bit each: only the first time counts in the
+    /// histograms (a retransmission or a second file is not a new phase).
+    reached: u16,
 }
 
 #[derive(Default)]
 pub struct Timeline {
     machines: Mutex<HashMap<[u8; 6], Entry>>,
+    /// Per phase: time from the machine's first event to reaching it.
+    phase_ms: Mutex<std::collections::BTreeMap<Phase, crate::metrics::Histogram>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -92,6 +97,18 @@ impl Timeline {
         }
         e.last_ms = at_ms;
         e.furthest = e.furthest.max(Some(phase));
+        let bit = 1u16 << phase as u16;
+        if e.reached & bit == 0 {
+            e.reached |= bit;
+            if phase != Phase::Discover {
+                self.phase_ms
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(phase)
+                    .or_default()
+                    .observe(at_ms.saturating_sub(e.first_ms));
+            }
+        }
         if e.events.len() >= MAX_EVENTS {
             e.events.remove(KEEP_FIRST);
         }
@@ -101,6 +118,18 @@ impl Timeline {
             path: path.to_string(),
             detail,
         });
+    }
+
+    /// The boot-phase histograms, by phase name.
+    pub fn phase_histograms(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::metrics::Histogram> {
+        self.phase_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(p, h)| (format!("{p:?}").to_lowercase(), h.clone()))
+            .collect()
     }
 
     pub fn machine(&self, mac: [u8; 6]) -> Option<Machine> {
