@@ -154,6 +154,7 @@ fn example_parses() {
             ipv6_ra: false,
         },
         profiles: vec![],
+        hooks: None,
     };
     assert_eq!(c, want);
 }

@@ -93,6 +93,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
             )?);
         }
     }
+    let hooks = super::hooks::hooks(w.hooks.as_ref(), src)?;
     Ok(Config {
         server,
         api,
@@ -100,6 +101,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         reservations,
         boot,
         profiles,
+        hooks,
     })
 }
 
@@ -741,7 +743,7 @@ fn span_of<T>(v: &Option<Spanned<T>>) -> Range<usize> {
     v.as_ref().map_or(0..0, Spanned::span)
 }
 
-fn duration_value(
+pub(super) fn duration_value(
     d: &Spanned<wire::Duration>,
     key: &str,
     src: &Source,
