@@ -161,6 +161,14 @@ pub async fn serve(
     let counters = Arc::new(UserCounters::default());
     let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
     let mut tasks = tokio::task::JoinSet::new();
+    let (hooks, hook_counters) = match &cfg.hooks {
+        Some(h) => {
+            let (sender, worker, counters) = crate::hooks::start(h);
+            tasks.spawn(worker.run(shutdown.clone()));
+            (Some(sender), Some(counters))
+        }
+        None => (None, None),
+    };
     let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
     let dp = match xdp {
         Some(Xdp { dp, ring, logger }) => {
@@ -196,6 +204,7 @@ pub async fn serve(
             let st = store.stats();
             (s.store_transactions, s.store_commits, s.store_changes) =
                 (st.transactions, st.commits, st.changes);
+            s.hooks = hook_counters.as_ref().map(|h| h.stats()).unwrap_or_default();
             s
         })
     };
@@ -227,6 +236,7 @@ pub async fn serve(
         fast_acks: dp.is_some().then_some(ack_rx),
         index,
         timeline,
+        hooks,
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });

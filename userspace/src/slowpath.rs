@@ -311,6 +311,8 @@ pub struct SlowPath {
     /// Who holds which address, for the boot services.
     pub index: Arc<crate::leases::Index>,
     pub timeline: Arc<crate::timeline::Timeline>,
+    /// Where lease events go when `[hooks]` is configured.
+    pub hooks: Option<crate::hooks::Sender>,
 }
 
 impl SlowPath {
@@ -357,10 +359,13 @@ impl SlowPath {
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     let changes = self.server.record_fast_path_ack(ev.mac, Ipv4Addr::from(ev.ip), unix_now());
+                    let via = self.endpoints.iter().position(|e| e.ingress.ifindex == ev.ifindex);
+                    self.announce(crate::hooks::Path::Xdp, via);
                     self.commit_in_background(changes);
                 }
                 _ = expiry.tick() => {
                     let changes = self.server.expire(unix_now());
+                    self.announce(crate::hooks::Path::Timer, None);
                     self.commit_in_background(changes);
                 }
                 Some(r) = tasks.join_next() => {
@@ -393,6 +398,40 @@ impl SlowPath {
         });
     }
 
+    /// Hands the lease events of the last call into the DHCP logic to the
+    /// hooks, with where they happened: `via` is the endpoint the request
+    /// (or the program's ACK) came in on. Never waits.
+    fn announce(&mut self, path: crate::hooks::Path, via: Option<usize>) {
+        let events = self.server.take_events();
+        let Some(hooks) = &self.hooks else {
+            return;
+        };
+        let now = unix_now();
+        let cfg = self.server.config();
+        for ev in events {
+            let subnet = cfg.subnets.iter().find(|s| s.net.contains(&ev.lease.ip));
+            let interface = match (ev.action, via) {
+                (crate::leases::LeaseAction::Expiry, _) | (_, None) => subnet.and_then(|s| {
+                    // Nobody asked: the interface serving the lease's subnet.
+                    s.interface.clone().or_else(|| {
+                        self.endpoints
+                            .iter()
+                            .find(|e| s.net.contains(&e.ingress.iface_addr))
+                            .map(|e| e.ingress.iface_name.clone())
+                    })
+                }),
+                (_, Some(i)) => self.endpoints.get(i).map(|e| e.ingress.iface_name.clone()),
+            };
+            hooks.push(crate::hooks::HookEvent::new(
+                &ev,
+                path,
+                interface,
+                subnet.map(|s| s.net),
+                now,
+            ));
+        }
+    }
+
     /// The request and its answer, in the machine's boot timeline.
     fn record(&self, mac: [u8; 6], rx: &Received, outcome: &dhcp::Outcome) {
         use crate::timeline::Phase;
@@ -421,6 +460,7 @@ impl SlowPath {
 
     fn handle(&mut self, rx: &Received, sock: Arc<AsyncFd<RawSocket>>) {
         let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
+        self.announce(crate::hooks::Path::Userspace, Some(rx.via));
         let mut chaddr = [0u8; 6];
         if let Some(c) = rx.msg.chaddr().get(..6) {
             chaddr.copy_from_slice(c);
