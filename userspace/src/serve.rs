@@ -204,7 +204,10 @@ pub async fn serve(
             let st = store.stats();
             (s.store_transactions, s.store_commits, s.store_changes) =
                 (st.transactions, st.commits, st.changes);
-            s.hooks = hook_counters.as_ref().map(|h| h.stats()).unwrap_or_default();
+            s.hooks = hook_counters
+                .as_ref()
+                .map(|h| h.stats())
+                .unwrap_or_default();
             s
         })
     };

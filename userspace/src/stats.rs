@@ -166,17 +166,42 @@ impl Snapshot {
         if !h.enabled {
             return;
         }
-        let labelled = |s: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>| {
-            let _ = writeln!(s, "# HELP {name} {help}");
-            let _ = writeln!(s, "# TYPE {name} counter");
-            for (k, v) in m {
-                let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {v}");
-            }
-        };
-        labelled(s, "stormboot_hook_events_total", "Lease events queued for the hooks, by action.", "action", &h.events);
-        labelled(s, "stormboot_hook_runs_total", "Hook runs finished, successful or not.", "hook", &h.runs);
-        labelled(s, "stormboot_hook_failures_total", "Hook runs that failed (exit status, timeout, connection, HTTP status).", "hook", &h.failures);
-        labelled(s, "stormboot_hook_timeouts_total", "Hook runs killed or abandoned at hooks.timeout (also counted as failures).", "hook", &h.timeouts);
+        let labelled =
+            |s: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>| {
+                let _ = writeln!(s, "# HELP {name} {help}");
+                let _ = writeln!(s, "# TYPE {name} counter");
+                for (k, v) in m {
+                    let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {v}");
+                }
+            };
+        labelled(
+            s,
+            "stormboot_hook_events_total",
+            "Lease events queued for the hooks, by action.",
+            "action",
+            &h.events,
+        );
+        labelled(
+            s,
+            "stormboot_hook_runs_total",
+            "Hook runs finished, successful or not.",
+            "hook",
+            &h.runs,
+        );
+        labelled(
+            s,
+            "stormboot_hook_failures_total",
+            "Hook runs that failed (exit status, timeout, connection, HTTP status).",
+            "hook",
+            &h.failures,
+        );
+        labelled(
+            s,
+            "stormboot_hook_timeouts_total",
+            "Hook runs killed or abandoned at hooks.timeout (also counted as failures).",
+            "hook",
+            &h.timeouts,
+        );
         s.push_str("# HELP stormboot_hook_dropped_total Lease events dropped because the hook queue was full.\n");
         s.push_str("# TYPE stormboot_hook_dropped_total counter\n");
         let _ = writeln!(s, "stormboot_hook_dropped_total {}", h.dropped);
@@ -249,7 +274,10 @@ mod tests {
         assert!(text.contains("stormboot_slow_path_requests_total{type=\"dhcpdiscover\"} 1\n"));
         assert!(text.contains("stormboot_slow_path_requests_total{type=\"malformed\"} 1\n"));
         assert!(text.contains("stormboot_reservations 3\n"));
-        assert!(!text.contains("stormboot_hook_"), "no hook metrics without [hooks]");
+        assert!(
+            !text.contains("stormboot_hook_"),
+            "no hook metrics without [hooks]"
+        );
         assert_eq!(snap.slow_path_total(), 2);
         let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
         assert_eq!(back, snap);

@@ -124,7 +124,11 @@ pub fn webhook(url: &str) -> Result<Webhook, String> {
                 "{url:?}: scheme {scheme:?} is not supported, only http://"
             ))
         }
-        None => return Err(format!("{url:?} is not a URL (expected http://host[:port]/path)")),
+        None => {
+            return Err(format!(
+                "{url:?} is not a URL (expected http://host[:port]/path)"
+            ))
+        }
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
@@ -133,10 +137,14 @@ pub fn webhook(url: &str) -> Result<Webhook, String> {
     };
     let path = path.split('#').next().unwrap_or("/").to_string();
     if authority.contains('@') {
-        return Err(format!("{url:?}: user names and passwords are not supported"));
+        return Err(format!(
+            "{url:?}: user names and passwords are not supported"
+        ));
     }
     if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(format!("{url:?}: the path has spaces or control characters"));
+        return Err(format!(
+            "{url:?}: the path has spaces or control characters"
+        ));
     }
     let (host, port) = match authority.rsplit_once(':') {
         // An IPv6 literal's colons are inside brackets.
@@ -177,8 +185,11 @@ mod tests {
                         [[subnet]]\ncidr = \"10.50.0.0/24\"\n\n";
 
     fn parse(hooks: &str) -> Result<Config, String> {
-        Config::from_str(&format!("{BASE}{hooks}"), Path::new("/etc/stormboot/s.toml"))
-            .map_err(|e| e.to_string())
+        Config::from_str(
+            &format!("{BASE}{hooks}"),
+            Path::new("/etc/stormboot/s.toml"),
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[track_caller]
@@ -209,15 +220,45 @@ mod tests {
     #[test]
     fn hooks_errors_name_key_and_line() {
         assert_err("[hooks]\ntimeout = \"5s\"\n", 8, "hooks", "neither");
-        assert_err("[hooks]\ncommand = \"/bin/sh\"\nqueue = 0\n", 10, "hooks.queue", "0 is not between");
-        assert_err("[hooks]\ncommand = \"/bin/sh\"\ntimeout = \"0s\"\n", 10, "hooks.timeout", "positive");
-        assert_err("[hooks]\ncommand = \"/bin/sh\"\ntimeout = \"2h\"\n", 10, "hooks.timeout", "longer");
-        assert_err("[hooks]\ncommand = \"on-lease\"\n", 9, "hooks.command", "/etc/stormboot/on-lease");
+        assert_err(
+            "[hooks]\ncommand = \"/bin/sh\"\nqueue = 0\n",
+            10,
+            "hooks.queue",
+            "0 is not between",
+        );
+        assert_err(
+            "[hooks]\ncommand = \"/bin/sh\"\ntimeout = \"0s\"\n",
+            10,
+            "hooks.timeout",
+            "positive",
+        );
+        assert_err(
+            "[hooks]\ncommand = \"/bin/sh\"\ntimeout = \"2h\"\n",
+            10,
+            "hooks.timeout",
+            "longer",
+        );
+        assert_err(
+            "[hooks]\ncommand = \"on-lease\"\n",
+            9,
+            "hooks.command",
+            "/etc/stormboot/on-lease",
+        );
         let plain = tempfile::NamedTempFile::new().unwrap();
         let text = format!("[hooks]\ncommand = {:?}\n", plain.path());
         assert_err(&text, 9, "hooks.command", "not executable");
-        assert_err("[hooks]\ncommand = \"/tmp\"\n", 9, "hooks.command", "not a file");
-        assert_err("[hooks]\nwebhook = \"https://h/\"\n", 9, "hooks.webhook", "only http://");
+        assert_err(
+            "[hooks]\ncommand = \"/tmp\"\n",
+            9,
+            "hooks.command",
+            "not a file",
+        );
+        assert_err(
+            "[hooks]\nwebhook = \"https://h/\"\n",
+            9,
+            "hooks.webhook",
+            "only http://",
+        );
         let e = parse("[hooks]\ncommand = \"/bin/sh\"\nscript = \"x\"\n").unwrap_err();
         assert!(e.contains(":10:") && e.contains("script"), "{e}");
     }
@@ -230,9 +271,15 @@ mod tests {
             ("127.0.0.1", 9000, "/lease?site=a")
         );
         let w = webhook("http://hooks.example").unwrap();
-        assert_eq!((w.host.as_str(), w.port, w.path.as_str()), ("hooks.example", 80, "/"));
+        assert_eq!(
+            (w.host.as_str(), w.port, w.path.as_str()),
+            ("hooks.example", 80, "/")
+        );
         let w = webhook("HTTP://[::1]:81/x#frag").unwrap();
-        assert_eq!((w.host.as_str(), w.port, w.path.as_str()), ("[::1]", 81, "/x"));
+        assert_eq!(
+            (w.host.as_str(), w.port, w.path.as_str()),
+            ("[::1]", 81, "/x")
+        );
         let w = webhook("http://h?q=1").unwrap();
         assert_eq!(w.path, "/?q=1");
     }

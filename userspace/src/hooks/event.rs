@@ -216,7 +216,10 @@ mod tests {
     fn gone_leases_have_no_time_left_and_expiry_is_the_timers() {
         // Released before its time: it ends now.
         let e = event(LeaseAction::Release, lease(4_600, None), Path::Userspace);
-        assert_eq!((e.expires, e.remaining, e.path), (1_000, 0, Path::Userspace));
+        assert_eq!(
+            (e.expires, e.remaining, e.path),
+            (1_000, 0, Path::Userspace)
+        );
         // Noticed late (by a request's handling): it ended when it was due.
         let e = event(LeaseAction::Expiry, lease(990, None), Path::Userspace);
         assert_eq!((e.expires, e.remaining, e.path), (990, 0, Path::Timer));
@@ -234,7 +237,11 @@ mod tests {
 
     #[test]
     fn webhook_json_carries_the_same_fields() {
-        let mut e = event(LeaseAction::Decline, lease(1_600, Some("n\"1")), Path::Userspace);
+        let mut e = event(
+            LeaseAction::Decline,
+            lease(1_600, Some("n\"1")),
+            Path::Userspace,
+        );
         e.interface = None;
         e.subnet = None;
         let v: serde_json::Value = serde_json::from_slice(&e.json()).unwrap();

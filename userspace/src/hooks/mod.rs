@@ -77,7 +77,12 @@ impl HookCounters {
         let kinds = |a: &[AtomicU64; 2]| {
             [Kind::Command, Kind::Webhook]
                 .iter()
-                .map(|k| (k.as_str().to_string(), a[*k as usize].load(Ordering::Relaxed)))
+                .map(|k| {
+                    (
+                        k.as_str().to_string(),
+                        a[*k as usize].load(Ordering::Relaxed),
+                    )
+                })
                 .collect()
         };
         HookStats {
@@ -106,7 +111,10 @@ impl Sender {
     /// Queues `ev` for the hooks, or drops and counts it if the queue is
     /// full. Never waits.
     pub fn push(&self, ev: HookEvent) {
-        if let Some(i) = LeaseAction::ALL.iter().position(|a| a.as_str() == ev.action) {
+        if let Some(i) = LeaseAction::ALL
+            .iter()
+            .position(|a| a.as_str() == ev.action)
+        {
             self.counters.events[i].fetch_add(1, Ordering::Relaxed);
         }
         if let Err(e) = self.tx.try_send(ev) {
@@ -114,7 +122,9 @@ impl Sender {
             // Once per power of two: a stuck hook must not flood the log.
             if n.is_power_of_two() {
                 let ev = match e {
-                    mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
+                    mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => {
+                        ev
+                    }
                 };
                 tracing::warn!(dropped = n, action = ev.action, mac = %ev.mac, ip = %ev.ip, "hook queue full: lease event dropped");
             }
@@ -186,12 +196,14 @@ impl Hooks {
         };
         let webhook = async {
             if let Some(hook) = &self.cfg.webhook {
-                let r = match tokio::time::timeout(self.cfg.timeout, webhook::post(hook, &ev.json())).await
-                {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(Failure::Error(e.to_string())),
-                    Err(_) => Err(Failure::Timeout),
-                };
+                let r =
+                    match tokio::time::timeout(self.cfg.timeout, webhook::post(hook, &ev.json()))
+                        .await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(Failure::Error(e.to_string())),
+                        Err(_) => Err(Failure::Timeout),
+                    };
                 self.count(Kind::Webhook, ev, r);
             }
         };
@@ -252,25 +264,41 @@ async fn run_command(
     let mut child = cmd
         .spawn()
         .map_err(|e| Failure::Error(format!("{}: {e}", path.display())))?;
-    let pid = child.id();
-    let killed = |child: &mut tokio::process::Child| {
-        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = child.start_kill();
-    };
-    match tokio::time::timeout(timeout, child.wait()).await {
+    // Until the script is done, dropping this (at the timeout, or when the
+    // daemon stops) kills the script's whole group.
+    let mut group = Group(child.id().and_then(|p| i32::try_from(p).ok()));
+    let r = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(Failure::Error(format!("{}: {status}", path.display()))),
         Ok(Err(e)) => Err(Failure::Error(format!("{}: {e}", path.display()))),
         Err(_) => {
-            killed(&mut child);
+            group.kill();
             let _ = child.wait().await;
-            Err(Failure::Timeout)
+            return Err(Failure::Timeout);
         }
+    };
+    // Done: what it started in the background is its own business.
+    group.0 = None;
+    r
+}
+
+/// A hook's process group, killed on drop unless disarmed.
+struct Group(Option<i32>);
+
+impl Group {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -353,8 +381,18 @@ mod tests {
         );
         // The release run exits 1: a failure, counted.
         let s = counters.stats();
-        assert_eq!((s.runs["command"], s.failures["command"], s.timeouts["command"]), (2, 1, 0));
-        assert_eq!((s.events["commit"], s.events["release"], s.dropped), (1, 1, 0));
+        assert_eq!(
+            (
+                s.runs["command"],
+                s.failures["command"],
+                s.timeouts["command"]
+            ),
+            (2, 1, 0)
+        );
+        assert_eq!(
+            (s.events["commit"], s.events["release"], s.dropped),
+            (1, 1, 0)
+        );
         stop.cancel();
         worker.await.unwrap().unwrap();
     }
@@ -376,12 +414,19 @@ mod tests {
             tx.push(event(LeaseAction::Commit, last));
         }
         // Pushing never waits for the hooks.
-        assert!(t0.elapsed() < Duration::from_millis(500), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t0.elapsed()
+        );
         // The worker has not taken any yet (this runtime has one thread
         // and the test has not yielded): one queued, four dropped.
         until(|| counters.runs[0].load(Ordering::Relaxed) == 1).await;
         let s = counters.stats();
-        assert_eq!((s.failures["command"], s.timeouts["command"], s.dropped), (1, 1, 4));
+        assert_eq!(
+            (s.failures["command"], s.timeouts["command"], s.dropped),
+            (1, 1, 4)
+        );
         assert_eq!(s.events["commit"], 5);
         for pid in std::fs::read_to_string(&pids).unwrap().lines() {
             let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -403,7 +448,9 @@ mod tests {
             .port();
         let cfg = HooksConfig {
             command: None,
-            webhook: Some(crate::config::parse_webhook(&format!("http://127.0.0.1:{port}/")).unwrap()),
+            webhook: Some(
+                crate::config::parse_webhook(&format!("http://127.0.0.1:{port}/")).unwrap(),
+            ),
             timeout: Duration::from_secs(2),
             queue: 4,
         };
@@ -413,7 +460,14 @@ mod tests {
         tx.push(event(LeaseAction::Expiry, 9));
         until(|| counters.runs[1].load(Ordering::Relaxed) == 1).await;
         let s = counters.stats();
-        assert_eq!((s.failures["webhook"], s.timeouts["webhook"], s.runs["command"]), (1, 0, 0));
+        assert_eq!(
+            (
+                s.failures["webhook"],
+                s.timeouts["webhook"],
+                s.runs["command"]
+            ),
+            (1, 0, 0)
+        );
         stop.cancel();
         worker.await.unwrap().unwrap();
     }

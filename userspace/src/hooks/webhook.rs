@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn request_is_a_complete_http11_post() {
         let r = String::from_utf8(request(&hook(9000), b"{\"a\":1}")).unwrap();
-        assert!(r.starts_with("POST /lease?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n"), "{r}");
+        assert!(
+            r.starts_with("POST /lease?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n"),
+            "{r}"
+        );
         assert!(r.contains("\r\nContent-Type: application/json\r\n"), "{r}");
         assert!(r.contains("\r\nContent-Length: 7\r\n"), "{r}");
         assert!(r.contains("\r\nConnection: close\r\n"), "{r}");

@@ -45,7 +45,9 @@ impl LeaseAction {
     pub fn of_binding(before: Option<&Lease>, lease: &Lease) -> LeaseAction {
         match before {
             Some(b)
-                if b.state == super::LeaseState::Bound && b.mac == lease.mac && b.ip == lease.ip =>
+                if b.state == super::LeaseState::Bound
+                    && b.mac == lease.mac
+                    && b.ip == lease.ip =>
             {
                 LeaseAction::Renew
             }
