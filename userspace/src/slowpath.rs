@@ -407,27 +407,13 @@ impl SlowPath {
             return;
         };
         let now = unix_now();
-        let cfg = self.server.config();
+        let served: Vec<&Ingress> = self.endpoints.iter().map(|e| &e.ingress).collect();
+        let via = via.and_then(|i| served.get(i).copied());
         for ev in events {
-            let subnet = cfg.subnets.iter().find(|s| s.net.contains(&ev.lease.ip));
-            let interface = match (ev.action, via) {
-                (crate::leases::LeaseAction::Expiry, _) | (_, None) => subnet.and_then(|s| {
-                    // Nobody asked: the interface serving the lease's subnet.
-                    s.interface.clone().or_else(|| {
-                        self.endpoints
-                            .iter()
-                            .find(|e| s.net.contains(&e.ingress.iface_addr))
-                            .map(|e| e.ingress.iface_name.clone())
-                    })
-                }),
-                (_, Some(i)) => self.endpoints.get(i).map(|e| e.ingress.iface_name.clone()),
-            };
+            let (interface, subnet) =
+                crate::hooks::event::locate(self.server.config(), &served, &ev, via);
             hooks.push(crate::hooks::HookEvent::new(
-                &ev,
-                path,
-                interface,
-                subnet.map(|s| s.net),
-                now,
+                &ev, path, interface, subnet, now,
             ));
         }
     }

@@ -7,6 +7,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use crate::config::Config;
+use crate::dhcp::Ingress;
 use crate::frame::format_mac;
 use crate::leases::{LeaseAction, LeaseEvent, UnixTime};
 
@@ -143,6 +145,31 @@ fn as_text<S: serde::Serializer>(net: &Option<Ipv4Net>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// The interface and subnet hooks are told for `ev`: the interface the
+/// request (or the program's ACK) came in on, `via`; for an expiry, where
+/// nobody asked, the one serving the lease's subnet (its `interface`, else
+/// the served interface with an address in it; none for a relayed subnet).
+pub fn locate(
+    cfg: &Config,
+    served: &[&Ingress],
+    ev: &LeaseEvent,
+    via: Option<&Ingress>,
+) -> (Option<String>, Option<Ipv4Net>) {
+    let subnet = cfg.subnets.iter().find(|s| s.net.contains(&ev.lease.ip));
+    let interface = match (ev.action, via) {
+        (LeaseAction::Expiry, _) | (_, None) => subnet.and_then(|s| {
+            s.interface.clone().or_else(|| {
+                served
+                    .iter()
+                    .find(|i| s.net.contains(&i.iface_addr))
+                    .map(|i| i.iface_name.clone())
+            })
+        }),
+        (_, Some(i)) => Some(i.iface_name.clone()),
+    };
+    (interface, subnet.map(|s| s.net))
+}
+
 /// "01:52:54:00:00:00:01", as dnsmasq's DNSMASQ_CLIENT_ID.
 fn hex(bytes: &[u8]) -> String {
     bytes
@@ -227,6 +254,57 @@ mod tests {
         assert_eq!(env["STORMBOOT_HOSTNAME"], "");
         assert_eq!(env["STORMBOOT_ACTION"], "expiry");
         assert_eq!(e.args().len(), 3, "no hostname argument when unknown");
+    }
+
+    #[test]
+    fn events_are_placed_on_their_interface_and_subnet() {
+        let cfg = Config::from_str(
+            "[server]\ninterface = [\"sb0\", \"sb1\"]\naddress = \"10.50.0.1\"\n\
+             [[subnet]]\ncidr = \"10.50.0.0/24\"\n\
+             [[subnet]]\ncidr = \"10.60.0.0/24\"\n\
+             [[subnet]]\ncidr = \"10.70.0.0/24\"\ninterface = \"sb1\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let ingress = |name: &str, addr| Ingress {
+            ifindex: 1,
+            iface_name: name.into(),
+            iface_addr: addr,
+        };
+        let sb0 = ingress("sb0", Ipv4Addr::new(10, 50, 0, 1));
+        let sb1 = ingress("sb1", Ipv4Addr::new(10, 80, 0, 1));
+        let served = [&sb0, &sb1];
+        let at = |action, ip: [u8; 4]| LeaseEvent {
+            action,
+            lease: crate::leases::Lease {
+                ip: Ipv4Addr::from(ip),
+                ..lease(0, None)
+            },
+        };
+        let net = |s: &str| Some(s.parse().unwrap());
+        // A relayed request: the interface it came in on.
+        assert_eq!(
+            locate(
+                &cfg,
+                &served,
+                &at(LeaseAction::Commit, [10, 60, 0, 5]),
+                Some(&sb1)
+            ),
+            (Some("sb1".into()), net("10.60.0.0/24"))
+        );
+        // Expiries: the interface with an address in the subnet, the
+        // subnet's own `interface`, or none (relayed).
+        let expiry = |ip| locate(&cfg, &served, &at(LeaseAction::Expiry, ip), Some(&sb1));
+        assert_eq!(
+            expiry([10, 50, 0, 5]),
+            (Some("sb0".into()), net("10.50.0.0/24"))
+        );
+        assert_eq!(
+            expiry([10, 70, 0, 5]),
+            (Some("sb1".into()), net("10.70.0.0/24"))
+        );
+        assert_eq!(expiry([10, 60, 0, 5]), (None, net("10.60.0.0/24")));
+        assert_eq!(expiry([192, 168, 0, 5]), (None, None));
     }
 
     #[test]
