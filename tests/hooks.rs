@@ -4,8 +4,9 @@
 //! that appends its environment to a file) and webhook (a Python HTTP
 //! server on the server namespace's loopback) hear of each, for pool
 //! clients (answered in userspace) and reserved ones (answered by XDP).
-//! A hook that hangs delays no answer, is killed and counted, and a full
-//! queue drops and counts.
+//! udhcpc declines an address it finds in use (ARP), and the command hears
+//! that too. A hook that hangs delays no answer, is killed and counted, and
+//! a full queue drops and counts.
 //!
 //! Needs root and `cargo build -p stormboot` first (see `binary`). Each
 //! test owns its testbed and scratch directory, so they run in parallel.
@@ -119,13 +120,15 @@ impl Lab {
     }
 
     /// The hook script: appends "--- ARGS" and then every STORMBOOT_
-    /// variable, sorted, to hook.log; `extra` runs after that.
+    /// variable, sorted, to hook.log, in one write so that the test never
+    /// reads half a record; `extra` runs after that.
     fn hook_script(&self, extra: &str) -> PathBuf {
         let log = self.scratch.path("hook.log");
         self.scratch.write_script(
             "on-lease.sh",
             &format!(
-                "#!/bin/sh\n{{ echo \"--- $*\"; env | grep '^STORMBOOT_' | sort; }} >> '{}'\n{extra}\n",
+                "#!/bin/sh\nrecord=$(echo \"--- $*\"; env | grep '^STORMBOOT_' | sort)\n\
+                 printf '%s\\n' \"$record\" >> '{}'\n{extra}\n",
                 log.display()
             ),
         )
@@ -256,7 +259,7 @@ impl Lab {
             let runs: Vec<_> = self
                 .hook_runs()
                 .into_iter()
-                .filter(|r| r["STORMBOOT_ACTION"] == action)
+                .filter(|r| r.get("STORMBOOT_ACTION").map(String::as_str) == Some(action))
                 .collect();
             (runs.len() >= n).then_some(runs)
         })
@@ -321,6 +324,11 @@ impl Lab {
 
     /// busybox udhcpc: bind once and quit without releasing; the address.
     fn udhcpc(&self) -> String {
+        self.udhcpc_with(&[])
+    }
+
+    /// `udhcpc` with `extra` arguments.
+    fn udhcpc_with(&self, extra: &[&str]) -> String {
         let out = self.scratch.path("udhcpc.ip");
         let script = self.scratch.write_script(
             "udhcpc.sh",
@@ -333,7 +341,8 @@ impl Lab {
         let mut udhcpc = self.bed.command(Side::Client, "busybox");
         udhcpc
             .args(["udhcpc", "-i", CLIENT_IF, "-n", "-q", "-f", "-s"])
-            .arg(&script);
+            .arg(&script)
+            .args(extra);
         self.bed
             .run(Side::Client, udhcpc)
             .unwrap_or_else(|e| panic!("udhcpc: {e:#}{}", self.log()));
@@ -424,10 +433,18 @@ fn pool_client_commit_renew_and_release_run_the_command() {
         "a renewal extends the lease: {renew:?}"
     );
 
+    // Every ACK after the first was a renewal (dhclient may have renewed
+    // again before it was stopped).
+    let acks = lab
+        .scratch
+        .read("dhclient-bind.log")
+        .matches("DHCPACK of")
+        .count();
+    lab.wait_for_hook("renew", acks - 1);
     // dhclient run again with its lease: INIT-REBOOT, the same address.
-    let renews = lab.wait_for_hook("renew", 1).len();
     lab.dhclient("reboot", &leases, 1, "pool-box");
-    lab.wait_for_hook("renew", renews + 1);
+    let renews = lab.wait_for_hook("renew", acks);
+    assert_eq!(renews.len(), acks, "{renews:#?}{}", lab.log());
 
     lab.dhclient_release(&leases);
     let release = &lab.wait_for_hook("release", 1)[0];
@@ -687,5 +704,51 @@ fn a_hung_hook_delays_no_answer_is_killed_and_a_full_queue_drops() {
         stat.is_empty() || stat.contains(") Z "),
         "the timed-out hook's child {first} is alive: {stat}{}",
         lab.log()
+    );
+}
+
+#[test]
+fn udhcpc_declining_an_address_in_use_runs_the_command() {
+    require_root();
+    const MAC: &str = "02:50:00:00:07:20";
+    let mut lab = Lab::new("hooks-decline", MAC);
+    let hook = lab.hook_script("");
+    lab.start(&format!(
+        "[hooks]\ncommand = {:?}\n",
+        hook.display().to_string()
+    ));
+    // Someone the server does not know of uses the pool's first address.
+    let mut ip = lab.bed.command(Side::Server, "ip");
+    ip.args(["addr", "add", "10.50.0.100/24", "dev", SERVER_IF]);
+    lab.bed.run(Side::Server, ip).unwrap();
+
+    // udhcpc checks the acknowledged address with ARP (-a), finds it
+    // answered, declines it, and binds another.
+    let got = lab.udhcpc_with(&["-a"]);
+    assert_ne!(got, "10.50.0.100", "{}", lab.log());
+    let decline = &lab.wait_for_hook("decline", 1)[0];
+    assert_env(
+        decline,
+        &[
+            ("ARGS", &format!("decline {MAC} 10.50.0.100")),
+            ("STORMBOOT_IP", "10.50.0.100"),
+            ("STORMBOOT_MAC", MAC),
+            ("STORMBOOT_PATH", "userspace"),
+            ("STORMBOOT_INTERFACE", SERVER_IF),
+        ],
+        &lab,
+    );
+    // The default quarantine, ten minutes.
+    let left = remaining(decline);
+    assert!((595..=600).contains(&left), "{decline:?}");
+    let commits: Vec<String> = lab
+        .wait_for_hook("commit", 2)
+        .iter()
+        .map(|r| r["STORMBOOT_IP"].clone())
+        .collect();
+    assert_eq!(commits, ["10.50.0.100", got.as_str()], "{}", lab.log());
+    assert_eq!(
+        lab.metric("stormboot_hook_events_total{action=\"decline\"}"),
+        1
     );
 }
