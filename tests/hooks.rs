@@ -141,7 +141,9 @@ impl Lab {
         self.scratch
             .write("stormboot.toml", &CONFIG.replace("HOOKS", hooks));
         let mut serve = self.stormboot(Side::Server);
+        // A setting of the daemon's own that the hooks must not inherit.
         serve
+            .env("STORMBOOT_LOG", "info")
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -411,6 +413,27 @@ fn pool_client_commit_renew_and_release_run_the_command() {
     assert!(
         (55..=60).contains(&left),
         "remaining {left} of a 60 s lease{}",
+        lab.log()
+    );
+    // Exactly the documented variables (the daemon's own are not passed on).
+    let names: Vec<&str> = commit.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "ARGS",
+            "STORMBOOT_ACTION",
+            "STORMBOOT_CLIENT_ID",
+            "STORMBOOT_HOSTNAME",
+            "STORMBOOT_INTERFACE",
+            "STORMBOOT_IP",
+            "STORMBOOT_LEASE_EXPIRES",
+            "STORMBOOT_MAC",
+            "STORMBOOT_PATH",
+            "STORMBOOT_SUBNET",
+            "STORMBOOT_TIME",
+            "STORMBOOT_TIME_REMAINING",
+        ],
+        "{}",
         lab.log()
     );
     let expires: u64 = commit["STORMBOOT_LEASE_EXPIRES"].parse().unwrap();

@@ -255,6 +255,13 @@ async fn run_command(
     timeout: Duration,
 ) -> Result<(), Failure> {
     let mut cmd = tokio::process::Command::new(path);
+    // The daemon's own STORMBOOT_* settings (STORMBOOT_LOG, ...) would read
+    // as event fields: the script sees only the documented ones.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("STORMBOOT_") {
+            cmd.env_remove(k);
+        }
+    }
     cmd.args(ev.args())
         .envs(ev.env())
         .stdin(std::process::Stdio::null())
