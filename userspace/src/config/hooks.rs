@@ -8,7 +8,7 @@ use serde_spanned::Spanned;
 
 use super::location::Source;
 use super::validate::duration_value;
-use super::{wire, ConfigError, Hooks, Webhook};
+use super::{wire, ConfigError, Hooks, Mode, Webhook};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_QUEUE: usize = 1024;
@@ -18,19 +18,31 @@ pub const MAX_QUEUE: i64 = 1_000_000;
 /// Longer runs would hold the one queue up for everything behind them.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub fn hooks(w: Option<&Spanned<wire::Hooks>>, src: &Source) -> Result<Option<Hooks>, ConfigError> {
+pub fn hooks(
+    w: Option<&Spanned<wire::Hooks>>,
+    mode: Mode,
+    src: &Source,
+) -> Result<Option<Hooks>, ConfigError> {
     let Some(section) = w else {
         return Ok(None);
     };
     let h = section.get_ref();
-    if h.command.is_none() && h.webhook.is_none() {
-        // The table's span starts after its header; name the header's line.
-        let body = section.span();
-        let header = src.text[..body.start.min(src.text.len())]
-            .rfind("[hooks]")
-            .unwrap_or(body.start);
+    // The table's span starts after its header; name the header's line.
+    let body = section.span();
+    let header = src.text[..body.start.min(src.text.len())]
+        .rfind("[hooks]")
+        .unwrap_or(body.start);
+    let whole = header..body.end;
+    if mode != Mode::Authoritative {
         return Err(src.invalid(
-            &(header..body.end),
+            &whole,
+            "hooks",
+            "this server.mode hands out no leases, so no hook would ever run: remove [hooks]",
+        ));
+    }
+    if h.command.is_none() && h.webhook.is_none() {
+        return Err(src.invalid(
+            &whole,
             "hooks",
             "names neither `command` nor `webhook`: set one or both, or remove [hooks]",
         ));
@@ -259,6 +271,12 @@ mod tests {
             "hooks.webhook",
             "only http://",
         );
+        let proxy = format!(
+            "{}[hooks]\ncommand = \"/bin/sh\"\n",
+            BASE.replace("address", "mode = \"proxy\"\naddress")
+        );
+        let e = Config::from_str(&proxy, Path::new("/etc/stormboot/s.toml")).unwrap_err();
+        assert!(e.to_string().contains(":9: hooks: this server.mode"), "{e}");
         let e = parse("[hooks]\ncommand = \"/bin/sh\"\nscript = \"x\"\n").unwrap_err();
         assert!(e.contains(":10:") && e.contains("script"), "{e}");
     }

@@ -93,7 +93,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
             )?);
         }
     }
-    let hooks = super::hooks::hooks(w.hooks.as_ref(), src)?;
+    let hooks = super::hooks::hooks(w.hooks.as_ref(), server.mode, src)?;
     Ok(Config {
         server,
         api,

@@ -141,6 +141,13 @@ pub struct Hooks {
 
 /// The queue and its worker for `cfg`; run the worker with [`Hooks::run`].
 pub fn start(cfg: &HooksConfig) -> (Sender, Hooks, Arc<HookCounters>) {
+    tracing::info!(
+        command = cfg.command.as_ref().map(|p| p.display().to_string()),
+        webhook = cfg.webhook.as_ref().map(|w| w.url.as_str()),
+        timeout = ?cfg.timeout,
+        queue = cfg.queue,
+        "lease hooks"
+    );
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let counters = Arc::new(HookCounters::default());
     (
