@@ -712,7 +712,7 @@ fn a_hung_hook_delays_no_answer_is_killed_and_a_full_queue_drops() {
     );
     let log = lab.scratch.read("daemon.log");
     assert!(
-        log.contains("hook failed") && log.contains("timed out"),
+        log.contains("hook failed") && log.contains("killed with its process group"),
         "the failure is not logged{}",
         lab.log()
     );

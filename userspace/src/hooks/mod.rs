@@ -225,9 +225,17 @@ impl Hooks {
             return;
         };
         self.counters.failures[i].fetch_add(1, Ordering::Relaxed);
-        if f == Failure::Timeout {
-            self.counters.timeouts[i].fetch_add(1, Ordering::Relaxed);
-        }
+        let f = match f {
+            Failure::Timeout => {
+                self.counters.timeouts[i].fetch_add(1, Ordering::Relaxed);
+                let what = match kind {
+                    Kind::Command => "killed with its process group",
+                    Kind::Webhook => "connection abandoned",
+                };
+                format!("timed out after {:?}: {what}", self.cfg.timeout)
+            }
+            Failure::Error(e) => e,
+        };
         tracing::warn!(
             hook = kind.as_str(),
             action = ev.action,
@@ -239,19 +247,13 @@ impl Hooks {
     }
 }
 
+/// Why a run failed.
 #[derive(Debug, PartialEq, Eq)]
 enum Failure {
+    /// `hooks.timeout` passed first.
     Timeout,
+    /// Anything else, said as the log should say it.
     Error(String),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Timeout => f.write_str("timed out (killed)"),
-            Failure::Error(e) => f.write_str(e),
-        }
-    }
 }
 
 /// Runs the command for `ev` in a process group of its own, so that at the
