@@ -174,7 +174,7 @@ impl Server {
     /// `handle` or `expire`.
     pub fn new(cfg: Arc<Config>, leases: Vec<Lease>, now: u64) -> Server {
         let mut pools = pool::Pools::new(&cfg);
-        let cfg_hooks = cfg.hooks.is_some();
+        let record_events = cfg.hooks.is_some();
         let table = table::Table::load(leases);
         for l in table.iter() {
             pools.take(l.ip);
@@ -197,7 +197,7 @@ impl Server {
             reservations,
             naks,
             pending: Vec::new(),
-            events: cfg_hooks.then(Vec::new),
+            events: record_events.then(Vec::new),
         };
         server.pending = server.expire(now);
         server
