@@ -1355,3 +1355,28 @@ fn no_lease_events_without_hooks() {
     s.record_fast_path_ack(RESERVED, ip(10, 50, 0, 11), T0);
     assert!(s.take_events().is_empty());
 }
+
+#[test]
+fn leases_that_ran_out_while_stopped_are_expiry_events() {
+    let text = format!("{CONFIG}\n[hooks]\ncommand = \"/bin/sh\"\n");
+    let c = Arc::new(Config::from_str(&text, Path::new("stormboot.toml")).unwrap());
+    let lease = |last, state, expires| Lease {
+        ip: ip(10, 50, 0, last),
+        client_id: vec![1, 2, 0, 0, 0, 0, last],
+        mac: mac(u32::from(last)),
+        state,
+        expires,
+        updated: T0 - 7_200,
+        hostname: None,
+    };
+    let mut s = Server::new(
+        c,
+        vec![
+            lease(100, LeaseState::Bound, T0 - 10),
+            lease(101, LeaseState::Offered, T0 - 10),
+            lease(102, LeaseState::Bound, T0 + 3_600),
+        ],
+        T0,
+    );
+    assert_eq!(events(&mut s), [("expiry", ip(10, 50, 0, 100), mac(100))]);
+}
