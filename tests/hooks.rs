@@ -670,7 +670,7 @@ fn a_hung_hook_delays_no_answer_is_killed_and_a_full_queue_drops() {
         pids.display()
     ));
     lab.start(&format!(
-        "[hooks]\ncommand = {:?}\ntimeout = \"8s\"\nqueue = 1\n",
+        "[hooks]\ncommand = {:?}\ntimeout = \"15s\"\nqueue = 1\n",
         hook.display().to_string()
     ));
 
@@ -701,7 +701,7 @@ fn a_hung_hook_delays_no_answer_is_killed_and_a_full_queue_drops() {
     );
 
     // At the timeout the run is killed and counted; the queued one runs.
-    let killed = wait_for(Duration::from_secs(15), || {
+    let killed = wait_for(Duration::from_secs(25), || {
         let n = lab.metric("stormboot_hook_timeouts_total{hook=\"command\"}");
         (n >= 1).then_some(n)
     });
