@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod dhcp;
 pub mod events;
 pub mod frame;
+pub mod hooks;
 pub mod http;
 pub mod leases;
 pub mod metrics;

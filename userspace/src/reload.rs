@@ -10,7 +10,7 @@ use crate::config::Config;
 /// can replace `old` in place.
 pub fn needs_restart(old: &Config, new: &Config) -> Option<(&'static str, &'static str)> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(bool, &'static str, &'static str); 11] = [
+    let checks: [(bool, &'static str, &'static str); 12] = [
         (
             o.interfaces != n.interfaces,
             "server.interface",
@@ -60,6 +60,11 @@ pub fn needs_restart(old: &Config, new: &Config) -> Option<(&'static str, &'stat
             old.boot.enabled != new.boot.enabled,
             "boot",
             "the boot services start with the daemon",
+        ),
+        (
+            old.hooks != new.hooks,
+            "hooks",
+            "the hook worker starts with the daemon",
         ),
         (
             old.boot.http_port != new.boot.http_port

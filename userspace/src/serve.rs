@@ -199,6 +199,14 @@ pub async fn serve(
     let counters = Arc::new(UserCounters::default());
     let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
     let mut tasks = tokio::task::JoinSet::new();
+    let (hooks, hook_counters) = match &cfg.hooks {
+        Some(h) => {
+            let (sender, worker, counters) = crate::hooks::start(h);
+            tasks.spawn(worker.run(shutdown.clone()));
+            (Some(sender), Some(counters))
+        }
+        None => (None, None),
+    };
     let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
     let mut predecessor = Predecessor::default();
     let dp = match xdp {
@@ -249,6 +257,10 @@ pub async fn serve(
             s.services = service_counters.snapshot();
             s.boot_phase_seconds = timeline.phase_histograms();
             s.pools = pools.lock().map(|p| p.clone()).unwrap_or_default();
+            s.hooks = hook_counters
+                .as_ref()
+                .map(|h| h.stats())
+                .unwrap_or_default();
             s
         })
     };
@@ -295,6 +307,7 @@ pub async fn serve(
         timeline,
         reload: Some(reload_rx),
         pools,
+        hooks,
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });

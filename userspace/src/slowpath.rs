@@ -315,6 +315,8 @@ pub struct SlowPath {
     pub pools: Arc<std::sync::Mutex<Vec<crate::metrics::PoolUsage>>>,
     /// New configurations (SIGHUP), already checked and in the maps.
     pub reload: Option<tokio::sync::mpsc::Receiver<Arc<crate::config::Config>>>,
+    /// Where lease events go when `[hooks]` is configured.
+    pub hooks: Option<crate::hooks::Sender>,
 }
 
 impl SlowPath {
@@ -368,10 +370,13 @@ impl SlowPath {
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     let changes = self.server.record_fast_path_ack(ev.mac, Ipv4Addr::from(ev.ip), unix_now());
+                    let via = self.endpoints.iter().position(|e| e.ingress.ifindex == ev.ifindex);
+                    self.announce(crate::hooks::Path::Xdp, via);
                     self.commit_in_background(changes);
                 }
                 _ = expiry.tick() => {
                     let changes = self.server.expire(unix_now());
+                    self.announce(crate::hooks::Path::Timer, None);
                     self.commit_in_background(changes);
                     let usage = self
                         .server
@@ -416,6 +421,26 @@ impl SlowPath {
         });
     }
 
+    /// Hands the lease events of the last call into the DHCP logic to the
+    /// hooks, with where they happened: `via` is the endpoint the request
+    /// (or the program's ACK) came in on. Never waits.
+    fn announce(&mut self, path: crate::hooks::Path, via: Option<usize>) {
+        let events = self.server.take_events();
+        let Some(hooks) = &self.hooks else {
+            return;
+        };
+        let now = unix_now();
+        let served: Vec<&Ingress> = self.endpoints.iter().map(|e| &e.ingress).collect();
+        let via = via.and_then(|i| served.get(i).copied());
+        for ev in events {
+            let (interface, subnet) =
+                crate::hooks::event::locate(self.server.config(), &served, &ev, via);
+            hooks.push(crate::hooks::HookEvent::new(
+                &ev, path, interface, subnet, now,
+            ));
+        }
+    }
+
     /// The request and its answer, in the machine's boot timeline.
     fn record(&self, mac: [u8; 6], rx: &Received, outcome: &dhcp::Outcome) {
         use crate::timeline::Phase;
@@ -444,6 +469,7 @@ impl SlowPath {
 
     fn handle(&mut self, rx: &Received, sock: Arc<AsyncFd<RawSocket>>) {
         let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
+        self.announce(crate::hooks::Path::Userspace, Some(rx.via));
         let mut chaddr = [0u8; 6];
         if let Some(c) = rx.msg.chaddr().get(..6) {
             chaddr.copy_from_slice(c);

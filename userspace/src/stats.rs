@@ -67,6 +67,9 @@ pub struct Snapshot {
     pub boot_phase_seconds: BTreeMap<String, crate::metrics::Histogram>,
     #[serde(default)]
     pub pools: Vec<crate::metrics::PoolUsage>,
+    /// Notification hooks (`[hooks]`): events, runs, failures, drops.
+    #[serde(default)]
+    pub hooks: crate::hooks::HookStats,
 }
 
 fn by_type(slots: &[AtomicU64; 9]) -> BTreeMap<String, u64> {
@@ -111,6 +114,7 @@ impl Snapshot {
             services: Default::default(),
             boot_phase_seconds: Default::default(),
             pools: Vec::new(),
+            hooks: Default::default(),
         }
     }
 
@@ -160,6 +164,7 @@ impl Snapshot {
             "stormboot_lease_store_commits_total {}",
             self.store_commits
         );
+        self.hooks_prometheus(&mut s);
         s.push_str("# HELP stormboot_reservations Reservations loaded into the dataplane.\n");
         s.push_str("# TYPE stormboot_reservations gauge\n");
         let _ = writeln!(s, "stormboot_reservations {}", self.reservations);
@@ -170,6 +175,53 @@ impl Snapshot {
             &self.pools,
         );
         s
+    }
+
+    /// The hooks' counters, when `[hooks]` is configured.
+    fn hooks_prometheus(&self, s: &mut String) {
+        let h = &self.hooks;
+        if !h.enabled {
+            return;
+        }
+        let labelled =
+            |s: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>| {
+                let _ = writeln!(s, "# HELP {name} {help}");
+                let _ = writeln!(s, "# TYPE {name} counter");
+                for (k, v) in m {
+                    let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {v}");
+                }
+            };
+        labelled(
+            s,
+            "stormboot_hook_events_total",
+            "Lease events queued for the hooks, by action.",
+            "action",
+            &h.events,
+        );
+        labelled(
+            s,
+            "stormboot_hook_runs_total",
+            "Hook runs finished, successful or not.",
+            "hook",
+            &h.runs,
+        );
+        labelled(
+            s,
+            "stormboot_hook_failures_total",
+            "Hook runs that failed (exit status, timeout, connection, HTTP status).",
+            "hook",
+            &h.failures,
+        );
+        labelled(
+            s,
+            "stormboot_hook_timeouts_total",
+            "Hook runs killed or abandoned at hooks.timeout (also counted as failures).",
+            "hook",
+            &h.timeouts,
+        );
+        s.push_str("# HELP stormboot_hook_dropped_total Lease events dropped because the hook queue was full.\n");
+        s.push_str("# TYPE stormboot_hook_dropped_total counter\n");
+        let _ = writeln!(s, "stormboot_hook_dropped_total {}", h.dropped);
     }
 
     /// The table `stormboot stats` prints.
@@ -204,6 +256,20 @@ impl Snapshot {
             "\nLease store: {} commits in {} transactions ({} changes)",
             self.store_commits, self.store_transactions, self.store_changes
         );
+        let h = &self.hooks;
+        if h.enabled {
+            let get = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "Hooks: {} events ({} dropped); command {} runs, {} failed; webhook {} runs, {} failed",
+                h.events.values().sum::<u64>(),
+                h.dropped,
+                get(&h.runs, "command"),
+                get(&h.failures, "command"),
+                get(&h.runs, "webhook"),
+                get(&h.failures, "webhook"),
+            );
+        }
         s
     }
 }
@@ -225,7 +291,37 @@ mod tests {
         assert!(text.contains("stormboot_slow_path_requests_total{type=\"dhcpdiscover\"} 1\n"));
         assert!(text.contains("stormboot_slow_path_requests_total{type=\"malformed\"} 1\n"));
         assert!(text.contains("stormboot_reservations 3\n"));
+        assert!(
+            !text.contains("stormboot_hook_"),
+            "no hook metrics without [hooks]"
+        );
         assert_eq!(snap.slow_path_total(), 2);
+        let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+        assert_eq!(back, snap);
+    }
+
+    #[test]
+    fn hook_metrics_when_hooks_are_configured() {
+        let xdp = [0u64; Counter::COUNT as usize];
+        let mut snap = Snapshot::new(&xdp, &UserCounters::default(), 0, "sb0", "xdp");
+        let counters = crate::hooks::HookCounters::default();
+        counters.runs[0].store(4, Ordering::Relaxed);
+        counters.failures[1].store(2, Ordering::Relaxed);
+        counters.dropped.store(9, Ordering::Relaxed);
+        counters.events[1].store(3, Ordering::Relaxed);
+        snap.hooks = counters.stats();
+        let text = snap.prometheus();
+        for line in [
+            "stormboot_hook_runs_total{hook=\"command\"} 4\n",
+            "stormboot_hook_runs_total{hook=\"webhook\"} 0\n",
+            "stormboot_hook_failures_total{hook=\"webhook\"} 2\n",
+            "stormboot_hook_timeouts_total{hook=\"command\"} 0\n",
+            "stormboot_hook_events_total{action=\"renew\"} 3\n",
+            "stormboot_hook_dropped_total 9\n",
+            "# TYPE stormboot_hook_dropped_total counter\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
         let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
         assert_eq!(back, snap);
     }

@@ -54,6 +54,8 @@ const PACKAGES: &[&str] = &[
     "ipxe",
     // systemd-analyze checks the shipped unit
     "systemd",
+    // the tests fetch scripts, files and /metrics as a machine would
+    "curl",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -5,6 +5,7 @@
 mod boot;
 mod csv;
 mod duration;
+mod hooks;
 mod location;
 mod options;
 mod validate;
@@ -15,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use hooks::webhook as parse_webhook;
 use location::Source;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,36 @@ pub struct Config {
     pub reservations: Vec<Reservation>,
     pub boot: Boot,
     pub profiles: Vec<Profile>,
+    /// `[hooks]`, when present.
+    pub hooks: Option<Hooks>,
+}
+
+/// `[hooks]`: a command run and/or a webhook POSTed for every lease event
+/// (see `crate::hooks`), from a bounded queue, never in a reply's way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// Run with the event in `STORMBOOT_*` environment variables; no shell.
+    pub command: Option<PathBuf>,
+    /// Where the event is POSTed as JSON.
+    pub webhook: Option<Webhook>,
+    /// How long one run (or one POST) may take before it is killed (or
+    /// abandoned) and counted as failed.
+    pub timeout: Duration,
+    /// Events waiting for their hooks; when full, new events are dropped
+    /// and counted.
+    pub queue: usize,
+}
+
+/// An `http://host[:port]/path` URL, split as the HTTP client needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// The URL as written, for logs.
+    pub url: String,
+    /// Host name or address, as written (also the Host header).
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with '/'.
+    pub path: String,
 }
 
 /// `[boot]`: what the boot services serve and where.

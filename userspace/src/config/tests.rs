@@ -156,6 +156,7 @@ fn example_parses() {
             ipxe_no_proxydhcp: true,
         },
         profiles: vec![],
+        hooks: None,
     };
     assert_eq!(c, want);
 }

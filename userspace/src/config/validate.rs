@@ -96,6 +96,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
             )?);
         }
     }
+    let hooks = super::hooks::hooks(w.hooks.as_ref(), server.mode, src)?;
     Ok(Config {
         server,
         api,
@@ -103,6 +104,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         reservations,
         boot,
         profiles,
+        hooks,
     })
 }
 
@@ -744,7 +746,7 @@ fn span_of<T>(v: &Option<Spanned<T>>) -> Range<usize> {
     v.as_ref().map_or(0..0, Spanned::span)
 }
 
-fn duration_value(
+pub(super) fn duration_value(
     d: &Spanned<wire::Duration>,
     key: &str,
     src: &Source,

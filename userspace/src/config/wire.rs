@@ -18,6 +18,7 @@ pub struct File {
     pub server: Server,
     pub api: Option<Api>,
     pub boot: Option<Boot>,
+    pub hooks: Option<S<Hooks>>,
     #[serde(default)]
     pub profile: Vec<Profile>,
     #[serde(default)]
@@ -127,6 +128,17 @@ pub struct Boot {
     pub efi_arm64_file: Option<S<String>>,
     pub ipv6_ra: Option<S<bool>>,
     pub ipxe_no_proxydhcp: Option<S<bool>>,
+}
+
+/// `[hooks]`: what runs when a lease is committed, renewed, expires, is
+/// released or declined.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    pub command: Option<S<String>>,
+    pub webhook: Option<S<String>>,
+    pub timeout: Option<S<Duration>>,
+    pub queue: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

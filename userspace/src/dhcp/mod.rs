@@ -51,7 +51,7 @@ use stormboot_common::rules::{self, Destination, Verdict};
 
 use crate::config::{Config, Reservation, Subnet};
 use crate::dataplane::tables;
-use crate::leases::{Lease, LeaseChange, LeaseState};
+use crate::leases::{Lease, LeaseAction, LeaseChange, LeaseEvent, LeaseState};
 use crate::render::{self, Transaction};
 
 /// The interface a request arrived on.
@@ -134,6 +134,9 @@ pub struct Server {
     /// Changes made while loading (stale leases expired), handed out with
     /// the next `handle` or `expire`.
     pending: Vec<LeaseChange>,
+    /// Lease events since the last `take_events`; recorded only when the
+    /// configuration has `[hooks]`, so nobody else pays for them.
+    events: Option<Vec<LeaseEvent>>,
 }
 
 /// What the handler reads from a request.
@@ -171,6 +174,7 @@ impl Server {
     /// `handle` or `expire`.
     pub fn new(cfg: Arc<Config>, leases: Vec<Lease>, now: u64) -> Server {
         let mut pools = pool::Pools::new(&cfg);
+        let record_events = cfg.hooks.is_some();
         let table = table::Table::load(leases);
         for l in table.iter() {
             pools.take(l.ip);
@@ -193,6 +197,7 @@ impl Server {
             reservations,
             naks,
             pending: Vec::new(),
+            events: record_events.then(Vec::new),
         };
         server.pending = server.expire(now);
         server
@@ -222,8 +227,26 @@ impl Server {
         while let Some(l) = self.table.pop_expired(now) {
             self.pools.put(l.ip);
             changes.push(LeaseChange::Remove(l.ip));
+            // Offers and quarantines end too, but only a binding expires.
+            if l.state == LeaseState::Bound {
+                self.event(LeaseAction::Expiry, l);
+            }
         }
         changes
+    }
+
+    /// The lease events since the last call, in the order they happened:
+    /// commits, renewals, expiries, releases and declines, from every
+    /// call that changes leases (`handle`, `expire`,
+    /// `record_fast_path_ack`). Empty unless the configuration has `[hooks]`.
+    pub fn take_events(&mut self) -> Vec<LeaseEvent> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn event(&mut self, action: LeaseAction, lease: Lease) {
+        if let Some(events) = self.events.as_mut() {
+            events.push(LeaseEvent { action, lease });
+        }
     }
 
     /// Records an ACK the XDP program sent for a reservation, so the lease
@@ -261,6 +284,8 @@ impl Server {
                 .and_then(|l| l.hostname)
                 .or_else(|| r.hostname.clone()),
         };
+        let action = LeaseAction::of_binding(self.table.get(ip), &lease);
+        self.event(action, lease.clone());
         for old in self.table.insert(lease.clone()) {
             self.pools.put(old.ip);
             changes.push(LeaseChange::Remove(old.ip));
@@ -426,6 +451,10 @@ impl Server {
             updated: now,
             hostname,
         };
+        if state == LeaseState::Bound {
+            let action = LeaseAction::of_binding(self.table.get(ip), &lease);
+            self.event(action, lease.clone());
+        }
         for old in self.table.insert(lease.clone()) {
             self.pools.put(old.ip);
             changes.push(LeaseChange::Remove(old.ip));
@@ -792,8 +821,22 @@ impl Server {
             updated: now,
             hostname: None,
         };
+        // The hook hears which machine had the address, by name too.
+        let hostname = c.hostname.clone().or_else(|| {
+            self.table
+                .get(ip)
+                .filter(|l| l.client_id == c.client_id)
+                .and_then(|l| l.hostname.clone())
+        });
         self.table.insert(lease.clone());
         self.pools.take(ip);
+        self.event(
+            LeaseAction::Decline,
+            Lease {
+                hostname,
+                ..lease.clone()
+            },
+        );
         changes.push(LeaseChange::Upsert(lease));
         (None, "declined")
     }
@@ -809,7 +852,12 @@ impl Server {
         if !self.holds(c, ip) {
             return (None, "ignored-not-ours");
         }
-        self.table.remove(ip);
+        if let Some(l) = self.table.remove(ip) {
+            // Releasing an offer gives nothing back that was announced.
+            if l.state == LeaseState::Bound {
+                self.event(LeaseAction::Release, l);
+            }
+        }
         self.pools.put(ip);
         changes.push(LeaseChange::Remove(ip));
         (None, "released")

@@ -16,7 +16,7 @@ use stormboot_common::rules::{self, EthDest};
 use super::*;
 use crate::config::Config;
 use crate::dataplane::tables;
-use crate::leases::{Lease, LeaseChange, LeaseState};
+use crate::leases::{Lease, LeaseAction, LeaseChange, LeaseState};
 use crate::render::{self, Transaction};
 
 const T0: u64 = 1_700_000_000;
@@ -1258,4 +1258,125 @@ fn fast_path_acks_become_bound_leases() {
     assert!(s
         .record_fast_path_ack(RESERVED, ip(10, 50, 0, 12), T0)
         .is_empty());
+}
+
+/// CONFIG with `[hooks]`, which makes the server record lease events.
+fn server_with_hooks() -> Server {
+    let text = format!("{CONFIG}\n[hooks]\ncommand = \"/bin/sh\"\n");
+    let c = Config::from_str(&text, Path::new("stormboot.toml")).unwrap();
+    Server::new(Arc::new(c), Vec::new(), T0)
+}
+
+/// (action, ip, mac) of each event since the last call.
+fn events(s: &mut Server) -> Vec<(&'static str, Ipv4Addr, [u8; 6])> {
+    s.take_events()
+        .into_iter()
+        .map(|e| (e.action.as_str(), e.lease.ip, e.lease.mac))
+        .collect()
+}
+
+#[test]
+fn lease_events_commit_renew_release_decline_expiry() {
+    let mut s = server_with_hooks();
+    // The offer is no event; the ACK is a new binding.
+    let a = dora(&mut s, mac(1), T0);
+    assert_eq!(events(&mut s), [("commit", a, mac(1))]);
+    // RENEWING and INIT-REBOOT of the same address: renewals.
+    assert_eq!(handle(&mut s, &renew(mac(1), a), T0 + 10).note, "ack");
+    assert_eq!(handle(&mut s, &init_reboot(mac(1), a), T0 + 20).note, "ack");
+    assert_eq!(events(&mut s), [("renew", a, mac(1)), ("renew", a, mac(1))]);
+    // A refused request changes nothing, so says nothing.
+    assert_eq!(
+        handle(&mut s, &init_reboot(mac(2), a), T0 + 20).note,
+        "nak-address-in-use"
+    );
+    assert_eq!(events(&mut s), []);
+
+    let mut m = with(
+        req(mac(1), MessageType::Release),
+        DhcpOption::ServerIdentifier(OURS),
+    );
+    m.set_ciaddr(a);
+    assert_eq!(handle(&mut s, &m, T0 + 30).note, "released");
+    let ev = s.take_events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].action, ev[0].lease.ip), (LeaseAction::Release, a));
+
+    // Bound again (after a release: a commit), then declined.
+    let b = dora(&mut s, mac(1), T0 + 40);
+    assert_eq!(events(&mut s), [("commit", b, mac(1))]);
+    let decline = with(
+        with(
+            req(mac(1), MessageType::Decline),
+            DhcpOption::RequestedIpAddress(b),
+        ),
+        DhcpOption::ServerIdentifier(OURS),
+    );
+    assert_eq!(handle(&mut s, &decline, T0 + 41).note, "declined");
+    let ev = s.take_events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].action, LeaseAction::Decline);
+    assert_eq!(ev[0].lease.expires, T0 + 41 + 600);
+
+    // A bound lease that runs out expires; the quarantine and an unclaimed
+    // offer end silently.
+    let c = dora(&mut s, mac(3), T0 + 50);
+    let o = handle(&mut s, &discover(mac(4)), T0 + 50);
+    assert_eq!(o.note, "offer");
+    assert_eq!(events(&mut s), [("commit", c, mac(3))]);
+    s.expire(T0 + 50 + 3_600 + 700);
+    assert_eq!(events(&mut s), [("expiry", c, mac(3))]);
+}
+
+#[test]
+fn lease_events_of_reservations_on_both_paths() {
+    let mut s = server_with_hooks();
+    let r = ip(10, 50, 0, 11);
+    // The program's ACK: a commit, then a renewal.
+    s.record_fast_path_ack(RESERVED, r, T0);
+    s.record_fast_path_ack(RESERVED, r, T0 + 5);
+    let ev = s.take_events();
+    let got: Vec<_> = ev.iter().map(|e| e.action).collect();
+    assert_eq!(got, [LeaseAction::Commit, LeaseAction::Renew]);
+    assert_eq!(ev[0].lease.hostname.as_deref(), Some("node1"));
+    // The userspace answer to the same machine renews it too.
+    let o = handle(&mut s, &init_reboot(RESERVED, r), T0 + 10);
+    assert_eq!(o.note, "ack");
+    assert_eq!(events(&mut s), [("renew", r, RESERVED)]);
+    // An event for an address the machine is not reserved is ignored.
+    s.record_fast_path_ack(RESERVED, ip(10, 50, 0, 12), T0 + 11);
+    assert_eq!(events(&mut s), []);
+}
+
+#[test]
+fn no_lease_events_without_hooks() {
+    let mut s = server();
+    dora(&mut s, mac(1), T0);
+    s.record_fast_path_ack(RESERVED, ip(10, 50, 0, 11), T0);
+    assert!(s.take_events().is_empty());
+}
+
+#[test]
+fn leases_that_ran_out_while_stopped_are_expiry_events() {
+    let text = format!("{CONFIG}\n[hooks]\ncommand = \"/bin/sh\"\n");
+    let c = Arc::new(Config::from_str(&text, Path::new("stormboot.toml")).unwrap());
+    let lease = |last, state, expires| Lease {
+        ip: ip(10, 50, 0, last),
+        client_id: vec![1, 2, 0, 0, 0, 0, last],
+        mac: mac(u32::from(last)),
+        state,
+        expires,
+        updated: T0 - 7_200,
+        hostname: None,
+    };
+    let mut s = Server::new(
+        c,
+        vec![
+            lease(100, LeaseState::Bound, T0 - 10),
+            lease(101, LeaseState::Offered, T0 - 10),
+            lease(102, LeaseState::Bound, T0 + 3_600),
+        ],
+        T0,
+    );
+    assert_eq!(events(&mut s), [("expiry", ip(10, 50, 0, 100), mac(100))]);
 }

@@ -4,6 +4,10 @@
 //! The DHCP logic (`crate::dhcp`) is pure: it returns `LeaseChange`s, and
 //! the daemon sends a reply only after the store has made them durable.
 
+mod event;
+
+pub use event::{LeaseAction, LeaseEvent};
+
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
