@@ -21,6 +21,7 @@ use stormboot::dhcp::{self, Ingress};
 use stormboot::frame::{self, Addressing, BROADCAST_MAC};
 use stormboot::render::{self, Transaction};
 use stormboot::slowpath::{self, Endpoint};
+use stormboot_common::bucket::Limit;
 use stormboot_common::counters::Counter;
 use stormboot_common::layout::msg;
 use stormboot_common::maps::Iface;
@@ -800,4 +801,138 @@ fn unknown_architecture_and_machines_without_profile_get_plain_dhcp() {
     let (m, _, _) = reply(&f, &relayed_frame(&req));
     assert_eq!(m.yiaddr(), REMOTE_IP);
     assert_eq!(bytes_opt(&m, OptionCode::BootfileName), None);
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns, which the
+/// program's slow-path buckets run on.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+        0
+    );
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs `input`, expects XDP_DROP by the slow-path bucket, counted as such
+/// and not as passed.
+fn dropped_for_rate(f: &Fixture, input: &[u8], not: Counter) {
+    let (drops, passed) = (counter(f, Counter::DropSlowpathRate), counter(f, not));
+    let (action, _) = run(f, input);
+    assert_eq!(action, XDP_DROP, "over its slow-path rate: dropped");
+    assert_eq!(counter(f, Counter::DropSlowpathRate), drops + 1);
+    assert_eq!(
+        counter(f, not),
+        passed,
+        "a dropped request is not counted as passed"
+    );
+}
+
+#[test]
+fn a_flooding_mac_gets_its_burst_up_then_is_dropped_in_the_kernel() {
+    let mut f = fixture();
+    // The defaults: 20 requests a second, bursts of 40.
+    assert_eq!(
+        (f.cfg.server.slowpath_rate, f.cfg.server.slowpath_burst),
+        (20, 40)
+    );
+    let flood = broadcast_frame(&request(UNKNOWN, MessageType::Discover));
+    for _ in 0..40 {
+        passes(&f, &flood, Counter::PassUnknownMac);
+    }
+    for _ in 0..5 {
+        dropped_for_rate(&f, &flood, Counter::PassUnknownMac);
+    }
+    // Another client's requests still go up, and a reserved machine is
+    // answered by the program whatever its rate: answers cost no tokens.
+    let mut other = UNKNOWN;
+    other[5] = 0x98;
+    passes(
+        &f,
+        &broadcast_frame(&request(other, MessageType::Discover)),
+        Counter::PassUnknownMac,
+    );
+    let discover = broadcast_frame(&request(NODE1, MessageType::Discover));
+    for _ in 0..60 {
+        assert_eq!(run(&f, &discover).0, XDP_TX);
+    }
+    assert_eq!(f.dp.slowpath_bucket(NODE1).unwrap(), None);
+
+    // Time passing, as the bucket sees it: three requests' worth (3 x 50
+    // ms at 20/s) of refill lets exactly three more through.
+    let interval = 1_000_000_000 / 20;
+    let full_at = f.dp.slowpath_bucket(UNKNOWN).unwrap().expect("a bucket");
+    let now = monotonic_ns();
+    assert!(
+        full_at > now + 39 * interval - 1_000_000_000,
+        "the bucket is about 40 requests (2 s) ahead of now: {}",
+        full_at as i64 - now as i64
+    );
+    f.dp.set_slowpath_bucket(UNKNOWN, monotonic_ns() + 37 * interval)
+        .unwrap();
+    for _ in 0..3 {
+        passes(&f, &flood, Counter::PassUnknownMac);
+    }
+    dropped_for_rate(&f, &flood, Counter::PassUnknownMac);
+}
+
+#[test]
+fn the_bucket_refills_with_time_up_to_the_burst() {
+    let mut f = fixture();
+    // 50 a second (one per 20 ms), bursts of 3.
+    f.dp.set_slowpath_limit(Limit::new(50, 3)).unwrap();
+    let mut req = request(NODE1, MessageType::Inform);
+    req.set_ciaddr(NODE1_IP);
+    let inform = broadcast_frame(&req);
+    for _ in 0..3 {
+        passes(&f, &inform, Counter::PassOtherDhcp);
+    }
+    dropped_for_rate(&f, &inform, Counter::PassOtherDhcp);
+    // Far longer than three intervals: full again, and no fuller.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    for _ in 0..3 {
+        passes(&f, &inform, Counter::PassOtherDhcp);
+    }
+    dropped_for_rate(&f, &inform, Counter::PassOtherDhcp);
+}
+
+#[test]
+fn relayed_clients_have_a_bucket_each_and_zero_disables_the_limit() {
+    let mut f = fixture();
+    f.dp.set_slowpath_limit(Limit::new(1, 2)).unwrap();
+    // One relay, many clients: keyed by chaddr, not by the relay's MAC.
+    for i in 0..10u8 {
+        let mut req = request([0x52, 0x54, 0, 0, 8, i], MessageType::Discover);
+        req.set_giaddr(RELAY);
+        passes(&f, &relayed_frame(&req), Counter::PassUnknownMac);
+    }
+    // A malformed request is held to its Ethernet source's bucket.
+    let mut bytes = encode(&request(UNKNOWN, MessageType::Discover));
+    let end = bytes.len() - 1;
+    bytes[end] = 61;
+    bytes.push(200);
+    let bad = frame::build(
+        &Addressing {
+            eth_dst: BROADCAST_MAC,
+            eth_src: UNKNOWN,
+            vlan: None,
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        &bytes,
+    );
+    passes(&f, &bad, Counter::Malformed);
+    passes(&f, &bad, Counter::Malformed);
+    dropped_for_rate(&f, &bad, Counter::Malformed);
+
+    f.dp.set_slowpath_limit(Limit::new(0, 0)).unwrap();
+    for _ in 0..100 {
+        passes(&f, &bad, Counter::Malformed);
+    }
 }

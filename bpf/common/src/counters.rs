@@ -34,10 +34,13 @@ pub enum Counter {
     /// Passed up: the reply is longer than the request and the buffer had
     /// room at neither end to grow into.
     PassNoRoom,
+    /// Dropped: a DHCP request the program would have passed up, from a
+    /// MAC that exceeded its slow-path rate (`bucket`).
+    DropSlowpathRate,
 }
 
 impl Counter {
-    pub const COUNT: u32 = Counter::PassNoRoom as u32 + 1;
+    pub const COUNT: u32 = Counter::DropSlowpathRate as u32 + 1;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::Received,
@@ -55,6 +58,7 @@ impl Counter {
         Counter::TxError,
         Counter::EventLost,
         Counter::PassNoRoom,
+        Counter::DropSlowpathRate,
     ];
 
     /// Stable snake_case name, used by `stormboot stats` and in metrics.
@@ -75,6 +79,7 @@ impl Counter {
             Counter::TxError => "tx_error",
             Counter::EventLost => "event_lost",
             Counter::PassNoRoom => "pass_no_room",
+            Counter::DropSlowpathRate => "drop_slowpath_rate",
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const BOOT_MARKER: &str = "BOOT_MARKER";
+    pub const SLOWPATH_BUCKETS: &str = "SLOWPATH_BUCKETS";
+    pub const SLOWPATH_LIMIT: &str = "SLOWPATH_LIMIT";
 }
 
 /// Name of the XDP program that answers DHCP.
@@ -209,6 +211,7 @@ mod pod {
     unsafe impl aya::Pod for super::Iface {}
     unsafe impl aya::Pod for super::Scratch {}
     unsafe impl aya::Pod for super::Marker {}
+    unsafe impl aya::Pod for crate::bucket::Limit {}
 }
 
 #[cfg(test)]

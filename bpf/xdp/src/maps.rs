@@ -4,9 +4,10 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use stormboot_common::{
+    bucket::Limit,
     counters::Counter,
     maps::{Iface, Marker, Reservation, ReservationKey, Scratch, Subnet},
 };
@@ -33,6 +34,16 @@ pub static BOOT_MARKER: Array<Marker> = Array::with_max_entries(1, 0);
 
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-MAC slow-path buckets (`bucket`): the time each is full again.
+/// LRU, so a flood of made-up MACs evicts the oldest instead of failing.
+#[map(name = "SLOWPATH_BUCKETS")]
+pub static SLOWPATH_BUCKETS: LruHashMap<[u8; 6], u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// One entry: the slow-path limit; all zero (no limit) until userspace
+/// writes it.
+#[map(name = "SLOWPATH_LIMIT")]
+pub static SLOWPATH_LIMIT: Array<Limit> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn count(c: Counter) {
