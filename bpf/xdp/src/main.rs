@@ -11,6 +11,7 @@ mod boot;
 mod maps;
 mod packet;
 mod parse;
+mod proxy;
 mod reply;
 mod slowpath;
 

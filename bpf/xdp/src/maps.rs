@@ -45,6 +45,16 @@ pub static SLOWPATH_BUCKETS: LruHashMap<[u8; 6], u64> = LruHashMap::with_max_ent
 #[map(name = "SLOWPATH_LIMIT")]
 pub static SLOWPATH_LIMIT: Array<Limit> = Array::with_max_entries(1, 0);
 
+/// One entry: `maps::mode`, written by userspace before attaching.
+#[map(name = "MODE")]
+pub static MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether the program answers as a proxyDHCP server.
+#[inline(always)]
+pub fn proxy_mode() -> bool {
+    matches!(MODE.get(0), Some(&m) if m == stormboot_common::maps::mode::PROXY)
+}
+
 #[inline(always)]
 pub fn count(c: Counter) {
     if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {

@@ -12,7 +12,10 @@ use aya::{
 use stormboot_common::{
     bucket::Limit,
     counters::Counter,
-    maps::{names, Iface, Marker, Reservation, ReservationKey, Subnet, PROGRAM_DHCP, PROGRAM_PASS},
+    maps::{
+        mode as map_mode, names, Iface, Marker, Reservation, ReservationKey, Subnet, PROGRAM_DHCP,
+        PROGRAM_PASS,
+    },
 };
 
 /// The XDP program, built by build.rs from bpf/xdp.
@@ -87,6 +90,7 @@ pub struct Dataplane {
     boot_marker: Array<MapData, Marker>,
     slowpath_buckets: HashMap<MapData, [u8; 6], u64>,
     slowpath_limit: Array<MapData, Limit>,
+    mode: Array<MapData, u32>,
     links: Vec<XdpLinkId>,
 }
 
@@ -117,6 +121,7 @@ impl Dataplane {
             .map_err(map_err(names::SLOWPATH_BUCKETS))?;
         let slowpath_limit = Array::try_from(take(names::SLOWPATH_LIMIT)?)
             .map_err(map_err(names::SLOWPATH_LIMIT))?;
+        let mode = Array::try_from(take(names::MODE)?).map_err(map_err(names::MODE))?;
         Ok(Self {
             ebpf,
             reservations,
@@ -126,6 +131,7 @@ impl Dataplane {
             boot_marker,
             slowpath_buckets,
             slowpath_limit,
+            mode,
             links: Vec::new(),
         })
     }
@@ -152,6 +158,11 @@ impl Dataplane {
         self.boot_marker
             .set(0, marker, 0)
             .map_err(map_err(names::BOOT_MARKER))?;
+        let mode = match cfg.server.mode {
+            crate::config::Mode::Proxy => map_mode::PROXY,
+            _ => map_mode::AUTHORITATIVE,
+        };
+        self.mode.set(0, mode, 0).map_err(map_err(names::MODE))?;
         self.set_slowpath_limit(Limit::new(
             cfg.server.slowpath_rate,
             cfg.server.slowpath_burst,
