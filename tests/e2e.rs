@@ -1344,3 +1344,98 @@ pool = ["10.50.200.1-10.50.200.100"]
         "`stormboot stats` shows the XDP drops: {text}"
     );
 }
+
+#[test]
+fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
+    require_root();
+    let mut lab = Lab::new("e2e-proxyxdp", Some(RESERVED_MAC));
+    let tftp_root = lab.scratch.path("ipxe");
+    fs::create_dir_all(&tftp_root).unwrap();
+    fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    let config = SMALL_CONFIG
+        .replace(
+            "address = \"10.50.0.1\"\n",
+            "address = \"10.50.0.1\"\nmode = \"proxy\"\n",
+        )
+        .replace(
+            "hostname = \"node1\"\n",
+            "hostname = \"node1\"\nprofile = \"debian\"\n",
+        )
+        + &format!(
+            "\n[boot]\ntftp_root = \"{}\"\n\n[[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\n",
+            tftp_root.display()
+        );
+    lab.start(&config);
+
+    // Plain DHCP from the reserved machine: the other server's business.
+    let plain = lab.run_udhcpc(&["-t", "2", "-T", "1"]);
+    assert!(
+        plain.is_err(),
+        "stormboot answered plain DHCP in proxy mode: {plain:?}{}",
+        lab.log()
+    );
+    let stats = lab.stats();
+    assert!(xdp(&stats, "pass_not_booting") >= 1, "{stats}");
+    assert_eq!(xdp(&stats, "offer") + xdp(&stats, "ack"), 0, "{stats}");
+    assert!(
+        stats["slow_path_replies"]
+            .as_object()
+            .is_none_or(|o| o.is_empty()),
+        "userspace answered plain DHCP: {stats}"
+    );
+
+    // PXE firmware's DISCOVER: the proxy OFFER comes from XDP, boot
+    // information and no address.
+    let pxe = lab.run_udhcpc(&[
+        "-V",
+        "PXEClient:Arch:00000:UNDI:002001",
+        "-x",
+        "0x5d:0000",
+        "-t",
+        "2",
+        "-T",
+        "1",
+    ]);
+    // busybox udhcpc takes the proxy's OFFER, asks for it and "binds" the
+    // empty address: what it printed came from the program's ACK.
+    let pxe = pxe.unwrap_or_else(|e| panic!("the PXE client got no proxy reply: {e}{}", lab.log()));
+    assert_eq!(
+        pxe.get("boot_file").map(String::as_str),
+        Some("undionly.kpxe"),
+        "{pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("siaddr").map(String::as_str),
+        Some("10.50.0.1"),
+        "{pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("ip").map(String::as_str),
+        Some("0.0.0.0"),
+        "no address: {pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("lease").map(String::as_str),
+        Some(""),
+        "no lease: {pxe:?}"
+    );
+    let stats = lab.stats();
+    assert!(
+        xdp(&stats, "offer") >= 1 && xdp(&stats, "ack") >= 1,
+        "no proxy OFFER and ACK from XDP: {stats}{}",
+        lab.log()
+    );
+    assert_eq!(
+        slow_path_total(&stats),
+        xdp(&stats, "pass_not_booting"),
+        "only the plain requests reached userspace: {stats}"
+    );
+    let log = lab.scratch.read("daemon.log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("DHCPACK mac=52:54:00:00:00:01 ip=0.0.0.0")
+                && l.contains("path=\"xdp\"")),
+        "the daemon logs the program's proxy ACK{}",
+        lab.log()
+    );
+}
