@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use stormboot_testbed::{
-    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF, SERVER_IF,
+    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_BRIDGE, CLIENT_IF, SERVER_IF,
 };
 
 /// What the initrd's /init (tests/boot-image/init) prints once it runs.
@@ -767,4 +767,90 @@ fn bios_boot_with_router_advertisement() {
         "{timeline}{}",
         lab.log()
     );
+}
+
+/// proxyDHCP beside another DHCP server: dnsmasq (on the client side of
+/// the link, so the server's XDP program cannot take its requests from
+/// it) gives the address, stormboot in proxy mode the boot information,
+/// from XDP, on port 67 and on the boot-server port 4011 that iPXE asks
+/// the proxy on; SeaBIOS's iPXE ROM combines the two and boots.
+#[test]
+fn bios_ipxe_boots_through_the_proxy_in_xdp() {
+    require_root();
+    let _one = one_boot_at_a_time();
+    const MAC: &str = "52:54:00:00:00:04";
+    let mut lab = Lab::new("qemu-proxy");
+    let tftp = lab.tftp_root();
+    let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.14")).replacen(
+        "[server]\n",
+        "[server]\nmode = \"proxy\"\n",
+        1,
+    );
+    lab.start(&cfg);
+    assert!(
+        lab.xdp_attached(Side::Server),
+        "no XDP on {SERVER_IF} in proxy mode{}",
+        lab.log()
+    );
+
+    let cli = lab.bed.ns(Side::Client).to_string();
+    let status = Command::new("ip")
+        .args([
+            "-n",
+            &cli,
+            "addr",
+            "add",
+            "10.50.0.2/24",
+            "dev",
+            CLIENT_BRIDGE,
+        ])
+        .status()
+        .expect("running ip addr add");
+    assert!(status.success(), "addressing {CLIENT_BRIDGE}");
+    let conf = lab.scratch.write(
+        "dnsmasq.conf",
+        &format!(
+            "port=0\nno-ping\ninterface={CLIENT_BRIDGE}\nbind-interfaces\n\
+             dhcp-range=10.50.0.100,10.50.0.150,1h\ndhcp-leasefile={}\n",
+            lab.scratch.path("dnsmasq.leases").display()
+        ),
+    );
+    let mut dnsmasq = Command::new("dnsmasq");
+    dnsmasq
+        .args(["--no-daemon", "--user=root"])
+        .arg(format!("--conf-file={}", conf.display()))
+        .stderr(lab.scratch.log_file("dnsmasq.log"));
+    lab.bed
+        .spawn(Side::Client, dnsmasq)
+        .expect("spawning dnsmasq");
+
+    let boot = lab.boot(Firmware::Bios, MAC);
+    let timeline = lab.timeline(MAC);
+    print_phases("bios_ipxe_boots_through_the_proxy_in_xdp", &boot, &timeline);
+
+    let ev = events(&timeline);
+    let has = |phase: &str, path: &str, detail: &str| {
+        ev.iter()
+            .any(|(p, pa, d, _)| p == phase && pa == path && d.contains(detail))
+    };
+    for phase in ["offer", "ack"] {
+        assert!(
+            has(phase, "xdp", "0.0.0.0"),
+            "no proxy {phase} (no address) from XDP: {timeline}{}",
+            lab.log()
+        );
+    }
+    assert!(
+        has("script", "http", "auto.ipxe"),
+        "{timeline}{}",
+        lab.log()
+    );
+    let leases = lab.scratch.read("dnsmasq.leases");
+    assert!(
+        leases.contains(MAC),
+        "the address came from dnsmasq: {leases:?}"
+    );
+    let stats = lab.stats();
+    assert!(xdp_counter(&stats, "offer") >= 1, "{stats}");
+    assert!(xdp_counter(&stats, "ack") >= 1, "{stats}");
 }
