@@ -1120,6 +1120,38 @@ fn proxy_acks_the_boot_server_request_on_4011_where_it_came_from() {
 }
 
 #[test]
+fn proxy_answers_a_relayed_pxe_client_through_its_relay() {
+    stormboot_testbed::require_root();
+    // remote1, behind the relay, with a boot profile this time.
+    let mut f = proxy_fixture();
+    let text = CONFIG
+        .replacen("[server]\n", "[server]\nmode = \"proxy\"\n", 1)
+        .replace(
+            "hostname = \"remote1\"\n",
+            "hostname = \"remote1\"\nprofile = \"debian\"\n",
+        );
+    f.cfg = Config::from_str(&text, Path::new("proxy.toml")).unwrap();
+    f.dp.install(&f.cfg).unwrap();
+    let mut req = pxe(
+        REMOTE,
+        MessageType::Discover,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        false,
+    );
+    req.set_giaddr(RELAY);
+    req.set_hops(1);
+    let (m, a) = proxy_reply(&f, &relayed_frame(&req), MessageType::Offer);
+    assert_eq!(m.giaddr(), RELAY);
+    assert_eq!(file_of(&m), "ipxe.efi");
+    assert_eq!(
+        (a.eth_dst, a.ip_dst, a.dport),
+        (RELAY_MAC, RELAY, 67),
+        "back to the relay"
+    );
+}
+
+#[test]
 fn proxy_passes_everything_but_reserved_boot_requests() {
     let f = proxy_fixture();
     // Plain DHCP, from a reserved machine too: the other server's.
