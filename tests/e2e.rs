@@ -1662,3 +1662,292 @@ fn sighup_reloads_reservations_in_place_and_refuses_a_bad_file() {
     assert_eq!(slow_path_total(&stats), 0, "userspace answered: {stats}");
     assert!(xdp(&stats, "ack") >= 3, "{stats}");
 }
+
+/// The daemon's resident memory in KiB, from /proc.
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+#[test]
+fn floods_beside_a_storm_are_dropped_and_known_machines_still_answered() {
+    require_root();
+    // Two storms of known machines at once, each with a flood beside it of
+    // ten frames for every request its machines send: one of unknown MACs
+    // (each new: only the userspace queue bounds them), one of a single
+    // misbehaving MAC (the XDP bucket drops it).
+    const HALF: u32 = 500;
+    const FLOOD: u32 = 10;
+    let mut lab = Lab::new("e2e-flood", None);
+    let mut csv = String::from("mac,ip,hostname\n");
+    for i in 0..2 * HALF {
+        let mac = 0x0200_0000_0000_u64 + u64::from(i);
+        let octets: Vec<String> = mac.to_be_bytes()[2..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 50, 1, 0)) + i);
+        csv += &format!("{},{ip},known{i}\n", octets.join(":"));
+    }
+    lab.scratch.write("hosts.csv", &csv);
+    lab.start(
+        r#"[server]
+interface = "sb0"
+address = "10.50.0.1"
+reservations_file = "hosts.csv"
+slowpath_rate = 20
+slowpath_burst = 40
+
+[[subnet]]
+cidr = "10.50.0.0/16"
+routers = ["10.50.0.1"]
+lease_time = "1h"
+pool = ["10.50.200.1-10.50.200.100"]
+"#,
+    );
+    let pid = lab.daemon.expect("the daemon runs");
+    let rss_before = vm_rss_kib(pid);
+
+    let storm = |first_mac: &str, first_ip: &str, flood_first: &str, flood_macs: u32| {
+        let mut cmd = lab.stormboot(Side::Client);
+        cmd.args([
+            "storm",
+            "--interface",
+            CLIENT_IF,
+            "--count",
+            &HALF.to_string(),
+            "--first-mac",
+            first_mac,
+            "--expect-first-ip",
+            first_ip,
+            "--flood-per-request",
+            &FLOOD.to_string(),
+            "--flood-macs",
+            &flood_macs.to_string(),
+            "--flood-first-mac",
+            flood_first,
+            "--json",
+        ]);
+        cmd
+    };
+    // Machine 500 is 02:00:00:00:01:f4 at 10.50.1.0 + 500.
+    let unknown = storm(
+        "02:00:00:00:00:00",
+        "10.50.1.0",
+        "0a:00:00:00:00:00",
+        1 << 20,
+    );
+    let single = storm("02:00:00:00:01:f4", "10.50.2.244", "0a:bb:bb:bb:bb:bb", 1);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| lab.bed.run(Side::Client, unknown));
+        let b = s.spawn(|| lab.bed.run(Side::Client, single));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let report = |out: anyhow::Result<std::process::Output>| -> Value {
+        let out = out.unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "storm printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    };
+    let (a, b) = (report(a), report(b));
+    let field = |r: &Value, k: &str| {
+        r[k].as_u64()
+            .unwrap_or_else(|| panic!("no {k} in storm report {r}"))
+    };
+    for r in [&a, &b] {
+        for (key, want) in [
+            ("machines", u64::from(HALF)),
+            ("bound", u64::from(HALF)),
+            ("lost", 0),
+            ("wrong_address", 0),
+        ] {
+            assert_eq!(
+                field(r, key),
+                want,
+                "known machines beside a flood, {key}: {r}{}",
+                lab.log()
+            );
+        }
+        let requests = field(r, "machines") * 2 + field(r, "retransmits");
+        assert!(
+            field(r, "flood_sent") >= requests * u64::from(FLOOD),
+            "the flood is ten times the storm: {r}"
+        );
+    }
+
+    // Counted once the daemon has drained what reached its socket.
+    std::thread::sleep(Duration::from_millis(500));
+    let stats = lab.stats();
+    let flood_a = field(&a, "flood_sent");
+    let flood_b = field(&b, "flood_sent");
+    let dropped = xdp(&stats, "drop_slowpath_rate");
+    let passed = xdp(&stats, "pass_unknown_mac");
+    // The misbehaving MAC had 40 requests of burst and 20 a second, the
+    // storm's run time and a second more at most; the rest stayed in the
+    // kernel. Unknown MACs each sent a request or two and were never held.
+    let seconds = b["elapsed_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no elapsed_ms in {b}")) as u64
+        / 1000
+        + 1;
+    let allowed = 40 + 20 * seconds;
+    assert!(
+        dropped + allowed >= flood_b * 9 / 10,
+        "the single MAC's flood ({flood_b} frames) was not dropped in XDP: \
+         {dropped} dropped{}",
+        lab.log()
+    );
+    assert!(
+        dropped <= flood_b,
+        "only the single MAC is over its rate: {stats}"
+    );
+    // Every flood frame that reached the program was passed up or dropped
+    // there (a few may be lost on the veth before it).
+    assert!(
+        passed + dropped <= flood_a + flood_b && (passed + dropped) * 10 >= (flood_a + flood_b) * 9,
+        "flood frames {flood_a} + {flood_b}, passed {passed} + dropped {dropped}: {stats}"
+    );
+    // What reached userspace is at most what the program passed; the queue
+    // dropped the oldest of it when the handler fell behind.
+    let queue_dropped = stats["queue_dropped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no queue_dropped in {stats}"));
+    let reached = slow_path_total(&stats);
+    assert!(
+        reached <= passed && queue_dropped <= reached,
+        "userspace saw {reached}, queue dropped {queue_dropped}, XDP passed {passed}: {stats}"
+    );
+    assert!(
+        xdp(&stats, "ack") >= u64::from(2 * HALF),
+        "every known machine acknowledged by XDP: {stats}"
+    );
+
+    let rss_after = vm_rss_kib(pid);
+    eprintln!(
+        "flood: {flood_a} unknown + {flood_b} single-MAC frames; XDP dropped {dropped}, \
+         passed {passed}; userspace saw {reached}, queue dropped {queue_dropped}; \
+         VmRSS {rss_before} -> {rss_after} KiB"
+    );
+    // The queue holds 4096 requests at most and offers are bounded by the
+    // pool: a flood cannot grow the daemon without bound.
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "VmRSS grew from {rss_before} to {rss_after} KiB under the flood{}",
+        lab.log()
+    );
+
+    // Operators see it where they look.
+    let mut table = lab.stormboot(Side::Server);
+    table.args(["stats", "--config"]).arg(&lab.config);
+    let out = lab.bed.run(Side::Server, table).expect("stormboot stats");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("drop_slowpath_rate")
+                && l.trim_end().ends_with(&dropped.to_string())),
+        "`stormboot stats` shows the XDP drops: {text}"
+    );
+}
+
+#[test]
+fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
+    require_root();
+    let mut lab = Lab::new("e2e-proxyxdp", Some(RESERVED_MAC));
+    let tftp_root = lab.scratch.path("ipxe");
+    fs::create_dir_all(&tftp_root).unwrap();
+    fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    let config = SMALL_CONFIG
+        .replace(
+            "address = \"10.50.0.1\"\n",
+            "address = \"10.50.0.1\"\nmode = \"proxy\"\n",
+        )
+        .replace(
+            "hostname = \"node1\"\n",
+            "hostname = \"node1\"\nprofile = \"debian\"\n",
+        )
+        + &format!(
+            "\n[boot]\ntftp_root = \"{}\"\n\n[[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\n",
+            tftp_root.display()
+        );
+    lab.start(&config);
+
+    // Plain DHCP from the reserved machine: the other server's business.
+    let plain = lab.run_udhcpc(&["-t", "2", "-T", "1"]);
+    assert!(
+        plain.is_err(),
+        "stormboot answered plain DHCP in proxy mode: {plain:?}{}",
+        lab.log()
+    );
+    let stats = lab.stats();
+    assert!(xdp(&stats, "pass_not_booting") >= 1, "{stats}");
+    assert_eq!(xdp(&stats, "offer") + xdp(&stats, "ack"), 0, "{stats}");
+    assert!(
+        stats["slow_path_replies"]
+            .as_object()
+            .is_none_or(|o| o.is_empty()),
+        "userspace answered plain DHCP: {stats}"
+    );
+
+    // PXE firmware's DISCOVER: the proxy OFFER comes from XDP, boot
+    // information and no address.
+    let pxe = lab.run_udhcpc(&[
+        "-V",
+        "PXEClient:Arch:00000:UNDI:002001",
+        "-x",
+        "0x5d:0000",
+        "-t",
+        "2",
+        "-T",
+        "1",
+    ]);
+    // busybox udhcpc takes the proxy's OFFER, asks for it and "binds" the
+    // empty address: what it printed came from the program's ACK.
+    let pxe = pxe.unwrap_or_else(|e| panic!("the PXE client got no proxy reply: {e}{}", lab.log()));
+    assert_eq!(
+        pxe.get("boot_file").map(String::as_str),
+        Some("undionly.kpxe"),
+        "{pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("siaddr").map(String::as_str),
+        Some("10.50.0.1"),
+        "{pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("ip").map(String::as_str),
+        Some("0.0.0.0"),
+        "no address: {pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("lease").map(String::as_str),
+        Some(""),
+        "no lease: {pxe:?}"
+    );
+    let stats = lab.stats();
+    assert!(
+        xdp(&stats, "offer") >= 1 && xdp(&stats, "ack") >= 1,
+        "no proxy OFFER and ACK from XDP: {stats}{}",
+        lab.log()
+    );
+    assert_eq!(
+        slow_path_total(&stats),
+        xdp(&stats, "pass_not_booting"),
+        "only the plain requests reached userspace: {stats}"
+    );
+    let log = lab.scratch.read("daemon.log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("DHCPACK mac=52:54:00:00:00:01 ip=0.0.0.0")
+                && l.contains("path=\"xdp\"")),
+        "the daemon logs the program's proxy ACK{}",
+        lab.log()
+    );
+}

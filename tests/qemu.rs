@@ -859,9 +859,11 @@ fn uefi_boots_beside_dnsmasq_in_boot_only_mode() {
 }
 
 /// proxyDHCP beside another server: dnsmasq (on the same segment, from the
-/// client side's bridge) gives the addresses and nothing else; stormboot in
-/// `mode = "proxy"` adds the boot information, never an address, and EDK2
-/// then iPXE boot through it.
+/// client side's bridge, so the server's XDP program cannot take its
+/// requests) gives the addresses and nothing else; stormboot in
+/// `mode = "proxy"` adds the boot information from XDP, never an address,
+/// on port 67 and on the boot-server port 4011, and EDK2 then iPXE boot
+/// through it.
 #[test]
 fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
     require_root();
@@ -914,6 +916,18 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
         !ev.iter().any(|e| e.3 > 0 && e.2.contains("10.50.0.15")),
         "a proxy handed out the reserved address: {timeline}"
     );
+    // A reserved machine's proxy replies come from the XDP program, for
+    // both stages (EDK2, then iPXE) and on both ports (67 and 4011).
+    for phase in ["offer", "ack"] {
+        assert!(
+            ev.iter()
+                .any(|(p, pa, d, _)| p == phase && pa == "xdp" && d.contains("0.0.0.0")),
+            "no proxy {phase} (no address) from XDP: {timeline}{}",
+            lab.log()
+        );
+    }
+    let stats = lab.stats();
+    assert!(xdp_counter(&stats, "ack") >= 2, "{stats}");
 }
 
 /// The BIOS boot of `bios_ipxe_boots_through_xdp` with option 175.176 (no

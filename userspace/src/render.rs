@@ -134,6 +134,24 @@ pub fn reply_block(spec: &ReplySpec<'_>) -> Result<Block, RenderError> {
     block_of(&m)
 }
 
+/// The proxyDHCP block of reservation `mac` for boot variant `v`
+/// (`dhcp::proxy::reply_options`, no address); None when `v` gets no boot
+/// file. The option 97 a client sends is echoed at `end_off`.
+pub fn proxy_block(
+    cfg: &crate::config::Config,
+    mac: [u8; 6],
+    v: u16,
+) -> Result<Option<Block>, RenderError> {
+    let Some((opts, boot)) = crate::dhcp::proxy::reply_options(cfg, v, mac, msg::OFFER) else {
+        return Ok(None);
+    };
+    let mut m = skeleton(Ipv4Addr::UNSPECIFIED);
+    m.set_siaddr(boot.next_server);
+    m.set_fname_str(&boot.file);
+    m.set_opts(opts);
+    block_of(&m).map(Some)
+}
+
 /// The NAK block of a subnet: RFC 2131 table 3 allows only the server
 /// identifier (and a message) beside the type.
 pub fn nak_block(server_id: Ipv4Addr) -> Result<Block, RenderError> {

@@ -160,9 +160,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
 
-    // proxyDHCP runs in userspace for now: the program has no proxy blocks.
-    let userspace_only =
-        cfg.server.dataplane == DataplaneKind::Userspace || cfg.server.mode == Mode::Proxy;
+    let userspace_only = cfg.server.dataplane == DataplaneKind::Userspace;
     let xdp = match userspace_only {
         true => {
             // Installing the maps renders every reply; without them, render

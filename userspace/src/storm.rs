@@ -65,6 +65,18 @@ pub struct StormArgs {
     /// Print the report as JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Flood frames sent for each request the machines send (0: no flood):
+    /// DISCOVERs nobody waits for, from the flood's MACs, interleaved with
+    /// the machines' exchanges until the last machine is done
+    #[arg(long, default_value_t = 0)]
+    pub flood_per_request: u32,
+    /// MACs the flood cycles through, from --flood-first-mac: 1 is one
+    /// misbehaving client, many are a flood of unknown machines
+    #[arg(long, default_value_t = 1)]
+    pub flood_macs: u32,
+    /// First MAC of the flood; flood MAC i is this + i
+    #[arg(long, default_value = "0a:00:00:00:00:00")]
+    pub flood_first_mac: String,
 }
 
 /// Outcome of a storm. `bound + lost == machines`; `wrong_address` counts
@@ -89,6 +101,8 @@ pub struct StormReport {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// Flood frames sent (`--flood-per-request`).
+    pub flood_sent: u64,
 }
 
 /// How the BOOTP broadcast flag is set in the requests.
@@ -275,10 +289,43 @@ struct Storm {
     wrong_address: u32,
     bad_checksum: u64,
     retransmits: u64,
+    flood: Option<Flood>,
+}
+
+/// The flood beside the machines: `per_request` DISCOVERs for each
+/// request a machine sends, from `macs` MACs in turn.
+struct Flood {
+    per_request: u32,
+    first_mac: [u8; 6],
+    macs: u32,
+    next: u32,
+    sent: u64,
+}
+
+impl Flood {
+    fn next_frame(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mac = mac_add(self.first_mac, self.next).expect("range checked in run");
+        self.next = (self.next + 1) % self.macs;
+        self.sent += 1;
+        let xid = rand::thread_rng().gen();
+        request_frame(mac, &discover(mac, xid, false))
+    }
 }
 
 impl Storm {
+    /// Sends a machine's frame, and the flood's share after it.
     fn transmit(&mut self, frame: Vec<u8>) -> anyhow::Result<()> {
+        self.send_frame(frame)?;
+        let n = self.flood.as_ref().map_or(0, |f| f.per_request);
+        for _ in 0..n {
+            let f = self.flood.as_mut().expect("n > 0 only with a flood");
+            let frame = f.next_frame()?;
+            self.send_frame(frame)?;
+        }
+        Ok(())
+    }
+
+    fn send_frame(&mut self, frame: Vec<u8>) -> anyhow::Result<()> {
         if !self.backlog.is_empty() || !self.sock.send(&frame)? {
             self.backlog.push_back(frame);
         }
@@ -485,6 +532,7 @@ impl Storm {
             latency_p50_ms: percentile(&self.latencies_ms, 50.0),
             latency_p99_ms: percentile(&self.latencies_ms, 99.0),
             latency_max_ms: self.latencies_ms.last().copied().unwrap_or(0.0),
+            flood_sent: self.flood.as_ref().map_or(0, |f| f.sent),
         }
     }
 }
@@ -512,6 +560,30 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
             );
         }
     }
+    let flood = if args.flood_per_request > 0 {
+        ensure!(args.flood_macs > 0, "--flood-macs must be at least 1");
+        let first_mac = frame::parse_mac(&args.flood_first_mac).with_context(|| {
+            format!(
+                "--flood-first-mac {:?} is not a MAC address",
+                args.flood_first_mac
+            )
+        })?;
+        ensure!(
+            mac_add(first_mac, args.flood_macs - 1).is_some(),
+            "--flood-first-mac {} + {} MACs passes ff:ff:ff:ff:ff:ff",
+            args.flood_first_mac,
+            args.flood_macs
+        );
+        Some(Flood {
+            per_request: args.flood_per_request,
+            first_mac,
+            macs: args.flood_macs,
+            next: 0,
+            sent: 0,
+        })
+    } else {
+        None
+    };
     let machines = (0..args.count)
         .map(|i| Machine {
             mac: mac_add(first_mac, i).expect("range checked above"),
@@ -549,6 +621,7 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         wrong_address: 0,
         bad_checksum: 0,
         retransmits: 0,
+        flood,
     };
 
     let mut buf = vec![0u8; MAX_FRAME];
@@ -593,7 +666,7 @@ pub fn print_report(report: &StormReport, json: bool) {
         return;
     }
     let r = report;
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("machines", r.machines.to_string()),
         ("bound", r.bound.to_string()),
         ("lost", r.lost.to_string()),
@@ -606,6 +679,7 @@ pub fn print_report(report: &StormReport, json: bool) {
         ("latency p50", format!("{:.2} ms", r.latency_p50_ms)),
         ("latency p99", format!("{:.2} ms", r.latency_p99_ms)),
         ("latency max", format!("{:.2} ms", r.latency_max_ms)),
+        ("flood sent", r.flood_sent.to_string()),
     ];
     for (name, value) in rows {
         println!("{name:<14} {value:>12}");
@@ -805,6 +879,9 @@ mod tests {
                 tries,
                 broadcast: "mixed".into(),
                 json: false,
+                flood_per_request: 0,
+                flood_macs: 1,
+                flood_first_mac: "0a:00:00:00:00:00".into(),
             }
         }
 

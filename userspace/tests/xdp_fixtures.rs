@@ -21,6 +21,7 @@ use stormboot::dhcp::{self, Ingress};
 use stormboot::frame::{self, Addressing, BROADCAST_MAC};
 use stormboot::render::{self, Transaction};
 use stormboot::slowpath::{self, Endpoint};
+use stormboot_common::bucket::Limit;
 use stormboot_common::counters::Counter;
 use stormboot_common::layout::msg;
 use stormboot_common::maps::Iface;
@@ -800,4 +801,422 @@ fn unknown_architecture_and_machines_without_profile_get_plain_dhcp() {
     let (m, _, _) = reply(&f, &relayed_frame(&req));
     assert_eq!(m.yiaddr(), REMOTE_IP);
     assert_eq!(bytes_opt(&m, OptionCode::BootfileName), None);
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns, which the
+/// program's slow-path buckets run on.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+        0
+    );
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs `input`, expects XDP_DROP by the slow-path bucket, counted as such
+/// and not as passed.
+fn dropped_for_rate(f: &Fixture, input: &[u8], not: Counter) {
+    let (drops, passed) = (counter(f, Counter::DropSlowpathRate), counter(f, not));
+    let (action, _) = run(f, input);
+    assert_eq!(action, XDP_DROP, "over its slow-path rate: dropped");
+    assert_eq!(counter(f, Counter::DropSlowpathRate), drops + 1);
+    assert_eq!(
+        counter(f, not),
+        passed,
+        "a dropped request is not counted as passed"
+    );
+}
+
+#[test]
+fn a_flooding_mac_gets_its_burst_up_then_is_dropped_in_the_kernel() {
+    let mut f = fixture();
+    // The defaults: 20 requests a second, bursts of 40.
+    assert_eq!(
+        (f.cfg.server.slowpath_rate, f.cfg.server.slowpath_burst),
+        (20, 40)
+    );
+    // The burst of the defaults at one request a second, so that the
+    // test's own pace (slow under load) adds no tokens.
+    f.dp.set_slowpath_limit(Limit::new(1, 40)).unwrap();
+    let flood = broadcast_frame(&request(UNKNOWN, MessageType::Discover));
+    for _ in 0..40 {
+        passes(&f, &flood, Counter::PassUnknownMac);
+    }
+    for _ in 0..5 {
+        dropped_for_rate(&f, &flood, Counter::PassUnknownMac);
+    }
+    // Another client's requests still go up, and a reserved machine is
+    // answered by the program whatever its rate: answers cost no tokens.
+    let mut other = UNKNOWN;
+    other[5] = 0x98;
+    passes(
+        &f,
+        &broadcast_frame(&request(other, MessageType::Discover)),
+        Counter::PassUnknownMac,
+    );
+    let discover = broadcast_frame(&request(NODE1, MessageType::Discover));
+    for _ in 0..60 {
+        assert_eq!(run(&f, &discover).0, XDP_TX);
+    }
+    assert_eq!(f.dp.slowpath_bucket(NODE1).unwrap(), None);
+
+    // Time passing, as the bucket sees it: three requests' worth (3 s at
+    // 1/s) of refill lets exactly three more through.
+    let interval = 1_000_000_000;
+    let full_at = f.dp.slowpath_bucket(UNKNOWN).unwrap().expect("a bucket");
+    let now = monotonic_ns();
+    assert!(
+        full_at > now + 39 * interval - 1_000_000_000,
+        "the bucket is about 40 requests (40 s) ahead of now: {}",
+        full_at as i64 - now as i64
+    );
+    f.dp.set_slowpath_bucket(UNKNOWN, monotonic_ns() + 37 * interval)
+        .unwrap();
+    for _ in 0..3 {
+        passes(&f, &flood, Counter::PassUnknownMac);
+    }
+    dropped_for_rate(&f, &flood, Counter::PassUnknownMac);
+}
+
+#[test]
+fn the_bucket_refills_with_time_up_to_the_burst() {
+    let mut f = fixture();
+    // 5 a second (one per 200 ms), bursts of 3.
+    f.dp.set_slowpath_limit(Limit::new(5, 3)).unwrap();
+    let mut req = request(NODE1, MessageType::Inform);
+    req.set_ciaddr(NODE1_IP);
+    let inform = broadcast_frame(&req);
+    for _ in 0..3 {
+        passes(&f, &inform, Counter::PassOtherDhcp);
+    }
+    dropped_for_rate(&f, &inform, Counter::PassOtherDhcp);
+    // Far longer than three intervals: full again, and no fuller.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    for _ in 0..3 {
+        passes(&f, &inform, Counter::PassOtherDhcp);
+    }
+    dropped_for_rate(&f, &inform, Counter::PassOtherDhcp);
+}
+
+#[test]
+fn relayed_clients_have_a_bucket_each_and_zero_disables_the_limit() {
+    let mut f = fixture();
+    f.dp.set_slowpath_limit(Limit::new(1, 2)).unwrap();
+    // One relay, many clients: keyed by chaddr, not by the relay's MAC.
+    for i in 0..10u8 {
+        let mut req = request([0x52, 0x54, 0, 0, 8, i], MessageType::Discover);
+        req.set_giaddr(RELAY);
+        passes(&f, &relayed_frame(&req), Counter::PassUnknownMac);
+    }
+    // A malformed request is held to its Ethernet source's bucket.
+    let mut bytes = encode(&request(UNKNOWN, MessageType::Discover));
+    let end = bytes.len() - 1;
+    bytes[end] = 61;
+    bytes.push(200);
+    let bad = frame::build(
+        &Addressing {
+            eth_dst: BROADCAST_MAC,
+            eth_src: UNKNOWN,
+            vlan: None,
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        &bytes,
+    );
+    passes(&f, &bad, Counter::Malformed);
+    passes(&f, &bad, Counter::Malformed);
+    dropped_for_rate(&f, &bad, Counter::Malformed);
+
+    f.dp.set_slowpath_limit(Limit::new(0, 0)).unwrap();
+    for _ in 0..100 {
+        passes(&f, &bad, Counter::Malformed);
+    }
+}
+
+/// The fixture's configuration as a proxyDHCP server.
+fn proxy_fixture() -> Fixture {
+    stormboot_testbed::require_root();
+    let text = CONFIG.replacen("[server]\n", "[server]\nmode = \"proxy\"\n", 1);
+    let cfg = Config::from_str(&text, Path::new("proxy.toml")).expect("proxy config is valid");
+    let mut dp = Dataplane::load(LoadOptions {
+        reservations_capacity: 64,
+        log_level: 0,
+    })
+    .expect("the XDP program loads and passes the verifier");
+    dp.install(&cfg).expect("maps accept the proxy tables");
+    dp.set_iface(
+        1,
+        Iface {
+            ip: SERVER.octets(),
+            mac: SERVER_MAC,
+            _pad: [0; 2],
+        },
+    )
+    .unwrap();
+    Fixture { cfg, dp }
+}
+
+const UUID: [u8; 17] = [
+    0, 0x4c, 0x4c, 0x45, 0x44, 0, 0x10, 0x38, 0x80, 0x4a, 0xb4, 0xc0, 0x4f, 0x51, 0x32, 0x31, 0x32,
+];
+
+/// PXE firmware's request: options 60, 93 and its UUID (97).
+fn pxe(mac: [u8; 6], t: MessageType, vendor: &[u8], arch: u16, ipxe: bool) -> Message {
+    let mut m = firmware(mac, t, vendor, arch, ipxe.then_some(&b"iPXE"[..]));
+    m.opts_mut()
+        .insert(DhcpOption::ClientMachineIdentifier(UUID.to_vec()));
+    m
+}
+
+/// Checks what every proxy reply must be: XDP_TX, byte-identical to the
+/// userspace proxy's frame (checked by `reply`), no address, PXEClient.
+fn proxy_reply(f: &Fixture, input: &[u8], t: MessageType) -> (Message, Addressing) {
+    let (m, a, _) = reply(f, input);
+    assert_eq!(m.opts().msg_type(), Some(t));
+    assert_eq!(
+        m.yiaddr(),
+        Ipv4Addr::UNSPECIFIED,
+        "a proxy offers no address"
+    );
+    assert_eq!(m.siaddr(), SERVER);
+    assert_eq!(
+        bytes_opt(&m, OptionCode::ClassIdentifier).as_deref(),
+        Some(&b"PXEClient"[..])
+    );
+    assert!(m.opts().get(OptionCode::AddressLeaseTime).is_none());
+    assert!(m.opts().get(OptionCode::SubnetMask).is_none());
+    assert!(m.opts().get(OptionCode::Unknown(175)).is_none());
+    (m, a)
+}
+
+#[test]
+fn proxy_offers_boot_information_for_each_variant() {
+    let f = proxy_fixture();
+    let cases: [(&[u8], u16, bool, &str); 5] = [
+        (
+            b"PXEClient:Arch:00000:UNDI:002001",
+            0,
+            false,
+            "undionly.kpxe",
+        ),
+        (b"PXEClient:Arch:00007:UNDI:003000", 7, false, "ipxe.efi"),
+        (
+            b"PXEClient:Arch:00011:UNDI:003000",
+            11,
+            false,
+            "ipxe-arm64.efi",
+        ),
+        (
+            b"HTTPClient:Arch:00016:UNDI:003001",
+            16,
+            false,
+            "http://10.50.0.1:8080/ipxe.efi",
+        ),
+        (
+            b"PXEClient:Arch:00000:UNDI:002001",
+            0,
+            true,
+            "http://10.50.0.1:8080/52:54:00:00:00:01/auto.ipxe",
+        ),
+    ];
+    for (vendor, arch, ipxe, file) in cases {
+        let req = pxe(NODE1, MessageType::Discover, vendor, arch, ipxe);
+        let (m, a) = proxy_reply(&f, &broadcast_frame(&req), MessageType::Offer);
+        assert_eq!(file_of(&m), file, "{}", String::from_utf8_lossy(vendor));
+        assert!(
+            matches!(opt(&m, OptionCode::ClientMachineIdentifier), Some(DhcpOption::ClientMachineIdentifier(u)) if u == &UUID),
+            "the UUID is echoed"
+        );
+        assert!(m.flags().broadcast(), "nothing to unicast to");
+        assert_eq!(
+            (a.eth_dst, a.ip_dst, a.dport),
+            (BROADCAST_MAC, Ipv4Addr::BROADCAST, 68)
+        );
+        assert_eq!((a.ip_src, a.sport), (SERVER, 67));
+    }
+    assert_eq!(counter(&f, Counter::Offer), 5);
+}
+
+#[test]
+fn proxy_answers_without_a_uuid_and_acks_requests_on_67() {
+    let f = proxy_fixture();
+    let mut req = firmware(
+        NODE1,
+        MessageType::Discover,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        None,
+    );
+    let (m, _) = proxy_reply(&f, &broadcast_frame(&req), MessageType::Offer);
+    assert!(opt(&m, OptionCode::ClientMachineIdentifier).is_none());
+    // The REQUEST firmware sends the real DHCP server is acknowledged
+    // with boot information too, as the userspace proxy does.
+    req.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Request));
+    req.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 50, 0, 254)));
+    proxy_reply(&f, &broadcast_frame(&req), MessageType::Ack);
+}
+
+#[test]
+fn proxy_acks_the_boot_server_request_on_4011_where_it_came_from() {
+    let f = proxy_fixture();
+    let client_ip = Ipv4Addr::new(10, 50, 0, 77);
+    let mut req = pxe(
+        NODE1,
+        MessageType::Request,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        false,
+    );
+    req.set_ciaddr(client_ip);
+    let input = frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: client_ip,
+            ip_dst: SERVER,
+            sport: 68,
+            dport: 4011,
+        },
+        &encode(&req),
+    );
+    let (m, a) = proxy_reply(&f, &input, MessageType::Ack);
+    assert_eq!(m.ciaddr(), client_ip);
+    assert!(!m.flags().broadcast());
+    assert_eq!(
+        (a.eth_dst, a.ip_dst, a.dport, a.sport),
+        (NODE1, client_ip, 68, 67)
+    );
+    assert_eq!(file_of(&m), "ipxe.efi");
+
+    // A DISCOVER has no business on the boot-server port.
+    let mut d = req.clone();
+    d.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let payload = encode(&d);
+    let fixed = frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: client_ip,
+            ip_dst: SERVER,
+            sport: 68,
+            dport: 4011,
+        },
+        &payload,
+    );
+    passes(&f, &fixed, Counter::PassOtherDhcp);
+    assert_eq!(userspace(&f, &fixed), None);
+}
+
+#[test]
+fn proxy_answers_a_relayed_pxe_client_through_its_relay() {
+    stormboot_testbed::require_root();
+    // remote1, behind the relay, with a boot profile this time.
+    let mut f = proxy_fixture();
+    let text = CONFIG
+        .replacen("[server]\n", "[server]\nmode = \"proxy\"\n", 1)
+        .replace(
+            "hostname = \"remote1\"\n",
+            "hostname = \"remote1\"\nprofile = \"debian\"\n",
+        );
+    f.cfg = Config::from_str(&text, Path::new("proxy.toml")).unwrap();
+    f.dp.install(&f.cfg).unwrap();
+    let mut req = pxe(
+        REMOTE,
+        MessageType::Discover,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        false,
+    );
+    req.set_giaddr(RELAY);
+    req.set_hops(1);
+    let (m, a) = proxy_reply(&f, &relayed_frame(&req), MessageType::Offer);
+    assert_eq!(m.giaddr(), RELAY);
+    assert_eq!(file_of(&m), "ipxe.efi");
+    assert_eq!(
+        (a.eth_dst, a.ip_dst, a.dport),
+        (RELAY_MAC, RELAY, 67),
+        "back to the relay"
+    );
+}
+
+#[test]
+fn proxy_passes_everything_but_reserved_boot_requests() {
+    let f = proxy_fixture();
+    // Plain DHCP, from a reserved machine too: the other server's.
+    for t in [MessageType::Discover, MessageType::Request] {
+        let input = broadcast_frame(&request(NODE1, t));
+        passes(&f, &input, Counter::PassNotBooting);
+        assert_eq!(userspace(&f, &input), None, "stormboot never answers it");
+    }
+    // A reserved machine with no profile, and a machine with no
+    // reservation: userspace decides (here: nothing to boot either).
+    let mut remote = pxe(
+        REMOTE,
+        MessageType::Discover,
+        b"PXEClient:Arch:00000:UNDI:002001",
+        0,
+        false,
+    );
+    remote.set_giaddr(RELAY);
+    let input = relayed_frame(&remote);
+    passes(&f, &input, Counter::PassUnknownMac);
+    assert_eq!(userspace(&f, &input), None);
+    let input = broadcast_frame(&pxe(
+        UNKNOWN,
+        MessageType::Discover,
+        b"PXEClient:Arch:00000:UNDI:002001",
+        0,
+        false,
+    ));
+    passes(&f, &input, Counter::PassUnknownMac);
+    assert_eq!(userspace(&f, &input), None);
+    // Releases and informs are not a proxy's.
+    let mut rel = pxe(
+        NODE1,
+        MessageType::Release,
+        b"PXEClient:Arch:00000:UNDI:002001",
+        0,
+        false,
+    );
+    rel.set_ciaddr(NODE1_IP);
+    passes(&f, &broadcast_frame(&rel), Counter::PassOtherDhcp);
+    assert_eq!(counter(&f, Counter::Offer) + counter(&f, Counter::Ack), 0);
+}
+
+#[test]
+fn authoritative_mode_leaves_port_4011_alone() {
+    let f = fixture();
+    let mut req = pxe(
+        NODE1,
+        MessageType::Request,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        false,
+    );
+    req.set_ciaddr(NODE1_IP);
+    let input = frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: NODE1_IP,
+            ip_dst: SERVER,
+            sport: 68,
+            dport: 4011,
+        },
+        &encode(&req),
+    );
+    passes(&f, &input, Counter::PassNotDhcp);
 }

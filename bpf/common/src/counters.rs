@@ -34,10 +34,16 @@ pub enum Counter {
     /// Passed up: the reply is longer than the request and the buffer had
     /// room at neither end to grow into.
     PassNoRoom,
+    /// Dropped: a DHCP request the program would have passed up, from a
+    /// MAC that exceeded its slow-path rate (`bucket`).
+    DropSlowpathRate,
+    /// Passed up in proxy mode: a DHCP request that is no boot request
+    /// (no PXE, HTTP boot or iPXE variant); the other DHCP server's.
+    PassNotBooting,
 }
 
 impl Counter {
-    pub const COUNT: u32 = Counter::PassNoRoom as u32 + 1;
+    pub const COUNT: u32 = Counter::PassNotBooting as u32 + 1;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::Received,
@@ -55,6 +61,8 @@ impl Counter {
         Counter::TxError,
         Counter::EventLost,
         Counter::PassNoRoom,
+        Counter::DropSlowpathRate,
+        Counter::PassNotBooting,
     ];
 
     /// Stable snake_case name, used by `stormboot stats` and in metrics.
@@ -75,6 +83,8 @@ impl Counter {
             Counter::TxError => "tx_error",
             Counter::EventLost => "event_lost",
             Counter::PassNoRoom => "pass_no_room",
+            Counter::DropSlowpathRate => "drop_slowpath_rate",
+            Counter::PassNotBooting => "pass_not_booting",
         }
     }
 }

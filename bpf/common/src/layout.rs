@@ -93,6 +93,7 @@ pub mod opt {
     pub const VENDOR_CLASS: u8 = 60;
     pub const USER_CLASS: u8 = 77;
     pub const CLIENT_ARCH: u8 = 93;
+    pub const CLIENT_UUID: u8 = 97;
     pub const RELAY_AGENT_INFO: u8 = 82;
     pub const END: u8 = 255;
 }

@@ -6,6 +6,7 @@
 //! All types are `#[repr(C)]`, `Copy` and free of implicit padding.
 #![no_std]
 
+pub mod bucket;
 pub mod counters;
 pub mod csum;
 pub mod events;
@@ -15,4 +16,4 @@ pub mod rules;
 
 /// Bumped whenever a map layout, counter index or event changes, so a daemon
 /// never drives a program (or pinned maps) built against another contract.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;

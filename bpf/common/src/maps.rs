@@ -12,6 +12,9 @@ pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const BOOT_MARKER: &str = "BOOT_MARKER";
+    pub const SLOWPATH_BUCKETS: &str = "SLOWPATH_BUCKETS";
+    pub const SLOWPATH_LIMIT: &str = "SLOWPATH_LIMIT";
+    pub const MODE: &str = "MODE";
 }
 
 /// Name of the XDP program that answers DHCP.
@@ -56,6 +59,15 @@ pub mod variant {
         HTTP_EFI_ARM64,
         IPXE,
     ];
+}
+
+/// What the program answers: the single entry of the MODE map.
+pub mod mode {
+    /// A DHCP server: OFFER/ACK/NAK with addresses for reservations.
+    pub const AUTHORITATIVE: u32 = 0;
+    /// proxyDHCP: boot information only, to reserved PXE clients, on
+    /// ports 67 and 4011; everything else is passed up.
+    pub const PROXY: u32 = 1;
 }
 
 /// A rendered reply: the UDP payload with every per-transaction field zero.
@@ -167,6 +179,10 @@ pub struct FoundOptions {
     pub user_class_len: u32,
     pub arch_off: u32,
     pub arch_len: u32,
+    /// Offset of option 97 (client machine identifier) in the frame and its
+    /// length with code and length bytes; proxy replies echo it.
+    pub uuid_off: u32,
+    pub uuid_len: u32,
     /// Where the walk is: kept here for the same reason, so the verifier
     /// sees one bounded unknown offset at each step instead of one state
     /// per distinct sum of option lengths.
@@ -209,6 +225,7 @@ mod pod {
     unsafe impl aya::Pod for super::Iface {}
     unsafe impl aya::Pod for super::Scratch {}
     unsafe impl aya::Pod for super::Marker {}
+    unsafe impl aya::Pod for crate::bucket::Limit {}
 }
 
 #[cfg(test)]

@@ -11,24 +11,44 @@ mod boot;
 mod maps;
 mod packet;
 mod parse;
+mod proxy;
 mod reply;
+mod slowpath;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use stormboot_common::counters::Counter;
 
 use crate::maps::count;
 
-/// Answers DHCP for reservations; XDP_PASS for anything else.
+/// Answers DHCP for reservations; XDP_PASS for anything else, except a
+/// DHCP request from a MAC over its slow-path rate: XDP_DROP.
 #[xdp]
 pub fn stormboot(ctx: XdpContext) -> u32 {
     count(Counter::Received);
-    match handle(&ctx) {
-        Ok(action) => action,
+    let boot = match parse::bootrequest(&ctx) {
+        Ok(b) => b,
         Err(why) => {
             count(why);
-            xdp_action::XDP_PASS
+            return xdp_action::XDP_PASS;
         }
-    }
+    };
+    // From here the frame is a DHCP request: passed up, it costs its
+    // client a token. Keyed by chaddr once known (a relay forwards many
+    // clients from one Ethernet address), else by the Ethernet source.
+    let (why, mac) = match parse::request(&ctx, &boot) {
+        Ok(req) => match reply::answer(&ctx, &req) {
+            Ok(action) => return action,
+            Err(why) => (why, req.chaddr),
+        },
+        Err(why) => (why, boot.eth_src),
+    };
+    let action = slowpath::admit(&mac);
+    count(if action == xdp_action::XDP_DROP {
+        Counter::DropSlowpathRate
+    } else {
+        why
+    });
+    action
 }
 
 /// Returns XDP_PASS and nothing else. Attached to the far end of a veth,
@@ -36,12 +56,6 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn stormboot_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
-}
-
-/// `Err(counter)` means "pass up, and count why".
-fn handle(ctx: &XdpContext) -> Result<u32, Counter> {
-    let req = parse::request(ctx)?;
-    reply::answer(ctx, &req)
 }
 
 #[cfg(not(test))]

@@ -4,9 +4,10 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use stormboot_common::{
+    bucket::Limit,
     counters::Counter,
     maps::{Iface, Marker, Reservation, ReservationKey, Scratch, Subnet},
 };
@@ -33,6 +34,26 @@ pub static BOOT_MARKER: Array<Marker> = Array::with_max_entries(1, 0);
 
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-MAC slow-path buckets (`bucket`): the time each is full again.
+/// LRU, so a flood of made-up MACs evicts the oldest instead of failing.
+#[map(name = "SLOWPATH_BUCKETS")]
+pub static SLOWPATH_BUCKETS: LruHashMap<[u8; 6], u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// One entry: the slow-path limit; all zero (no limit) until userspace
+/// writes it.
+#[map(name = "SLOWPATH_LIMIT")]
+pub static SLOWPATH_LIMIT: Array<Limit> = Array::with_max_entries(1, 0);
+
+/// One entry: `maps::mode`, written by userspace before attaching.
+#[map(name = "MODE")]
+pub static MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether the program answers as a proxyDHCP server.
+#[inline(always)]
+pub fn proxy_mode() -> bool {
+    matches!(MODE.get(0), Some(&m) if m == stormboot_common::maps::mode::PROXY)
+}
 
 #[inline(always)]
 pub fn count(c: Counter) {

@@ -8,14 +8,14 @@ use stormboot_common::{
     layout::{
         opt, BOOTP_LEN, COOKIE, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN, OFF_CHADDR,
         OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_HLEN, OFF_HTYPE, OFF_OP, OFF_XID, OPTIONS_OFF,
-        SERVER_PORT, UDP_LEN, VLAN_LEN,
+        PXE_BOOT_PORT, SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
     rules,
 };
 
 use stormboot_common::maps::FoundOptions;
 
-use crate::maps::SCRATCH;
+use crate::maps::{proxy_mode, SCRATCH};
 use crate::packet::{load, load_be16, load_be32, MAX_OFFSET};
 
 /// Options walked before giving up; real clients send 8 to 20.
@@ -39,6 +39,15 @@ pub struct Request {
     pub relay_len: usize,
     /// Which rendered reply the request asks for (`maps::variant`).
     pub variant: u16,
+    /// Sent to the PXE boot-server port (4011; proxy mode only).
+    pub to_boot_port: bool,
+    /// IPv4 source address and UDP source port, where a boot-server
+    /// request is answered.
+    pub ip_src: u32,
+    pub sport: u16,
+    /// Offset and total length of option 97, or zero length when absent.
+    pub uuid_off: usize,
+    pub uuid_len: usize,
 }
 
 /// Reads one field of the `FoundOptions` in the SCRATCH map.
@@ -50,7 +59,23 @@ macro_rules! read {
 }
 pub(crate) use read;
 
-pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
+/// Where a BOOTREQUEST to port 67 is in the frame: what the parse of the
+/// rest needs, and whom to hold to the slow-path rate if it is passed up.
+#[derive(Clone, Copy)]
+pub struct BootRequest {
+    pub l3: usize,
+    pub vlan_tci: u16,
+    pub eth_src: [u8; 6],
+    to_boot_port: bool,
+    bootp: usize,
+    opts_end: usize,
+}
+
+/// Finds a BOOTREQUEST to port 67. An error here means the frame is no
+/// DHCP request at all (or one the program cannot even locate) and goes
+/// up uncounted by the slow-path bucket.
+#[inline(always)]
+pub fn bootrequest(ctx: &XdpContext) -> Result<BootRequest, Counter> {
     let not_dhcp = |_| Counter::PassNotDhcp;
     let mut l3 = ETH_LEN;
     let mut vlan_tci = 0;
@@ -73,7 +98,10 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         return Err(Counter::PassUnsupported);
     }
     let udp = l3 + IP_LEN;
-    if load_be16(ctx, udp + 2).map_err(not_dhcp)? != SERVER_PORT {
+    let dport = load_be16(ctx, udp + 2).map_err(not_dhcp)?;
+    // Port 4011 is DHCP only to a proxy: PXE firmware's boot-server request.
+    let to_boot_port = dport == PXE_BOOT_PORT && proxy_mode();
+    if dport != SERVER_PORT && !to_boot_port {
         return Err(Counter::PassNotDhcp);
     }
     if load_be16(ctx, l3 + 6)? & 0x3fff != 0 {
@@ -92,6 +120,27 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         // A BOOTREPLY to port 67: another server or a relay's business.
         return Err(Counter::PassOtherDhcp);
     }
+    Ok(BootRequest {
+        l3,
+        vlan_tci,
+        eth_src: load(ctx, 6)?,
+        to_boot_port,
+        bootp,
+        opts_end,
+    })
+}
+
+/// Parses the rest of a BOOTREQUEST: the header fields and the options.
+#[inline(always)]
+pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<Request, Counter> {
+    let BootRequest {
+        l3,
+        vlan_tci,
+        eth_src,
+        to_boot_port,
+        bootp,
+        opts_end,
+    } = *b;
     if load::<u8>(ctx, bootp + OFF_HTYPE)? != 1 || load::<u8>(ctx, bootp + OFF_HLEN)? != 6 {
         return Err(Counter::PassUnsupported);
     }
@@ -111,6 +160,10 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         read!(found, relay_off) as usize,
         read!(found, relay_len) as usize,
     );
+    let (uuid_off, uuid_len) = (
+        read!(found, uuid_off) as usize,
+        read!(found, uuid_len) as usize,
+    );
     if fields.msg_type == 0 {
         return Err(Counter::Malformed);
     }
@@ -118,7 +171,7 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     let req = Request {
         l3,
         vlan_tci,
-        eth_src: load(ctx, 6)?,
+        eth_src,
         xid: load_be32(ctx, bootp + OFF_XID)?,
         flags: load_be16(ctx, bootp + OFF_FLAGS)?,
         giaddr: load_be32(ctx, bootp + OFF_GIADDR)?,
@@ -127,6 +180,11 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
         relay_off,
         relay_len,
         variant: crate::boot::variant(ctx, found)?,
+        to_boot_port,
+        ip_src: load_be32(ctx, l3 + 12)?,
+        sport: load_be16(ctx, l3 + IP_LEN)?,
+        uuid_off,
+        uuid_len,
     };
     // The whole datagram must be in the frame, or the request was cut
     // short. Checked last, after every load: placed earlier, LLVM would
@@ -210,6 +268,10 @@ fn walk_options(
                 (opt::RELAY_AGENT_INFO, _) => {
                     core::ptr::addr_of_mut!((*found).relay_off).write_volatile(off as u32);
                     core::ptr::addr_of_mut!((*found).relay_len).write_volatile(len as u32 + 2);
+                }
+                (opt::CLIENT_UUID, _) => {
+                    core::ptr::addr_of_mut!((*found).uuid_off).write_volatile(off as u32);
+                    core::ptr::addr_of_mut!((*found).uuid_len).write_volatile(len as u32 + 2);
                 }
                 _ => {}
             }

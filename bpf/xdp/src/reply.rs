@@ -24,18 +24,77 @@ use stormboot_common::{
         MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_TTL,
         SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
-    maps::{variant, Block, ReservationKey},
+    maps::{variant, Block, Iface, Reservation, ReservationKey},
     rules::{self, EthDest, Verdict},
 };
 
 use crate::{
-    maps::{count, EVENTS, IFACES, RESERVATIONS, SCRATCH, SUBNETS},
+    maps::{count, proxy_mode, EVENTS, IFACES, RESERVATIONS, SCRATCH, SUBNETS},
     packet::{store, store_byte},
     parse::Request,
 };
 
+/// What to send, whichever rules decided it.
+pub struct Decision<'a> {
+    pub reply_type: u8,
+    pub block: &'a Block,
+    /// yiaddr, for the event (the block already carries it).
+    pub yiaddr: u32,
+    pub dest: rules::Destination,
+    /// Our address: server identifier and source of the reply.
+    pub ours: u32,
+    pub src_mac: [u8; 6],
+    /// The request's option echoed before END (82, or 97 by a proxy):
+    /// offset in the frame and total length, zero length for none.
+    pub echo_off: usize,
+    pub echo_len: usize,
+}
+
 pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     count(Counter::Dhcp);
+    let decided = if proxy_mode() {
+        crate::proxy::decide(ctx, req)
+    } else {
+        decide(ctx, req)
+    };
+    match decided {
+        Ok(d) => emit(ctx, req, &d),
+        Err(Counter::DropOtherServer) => {
+            count(Counter::DropOtherServer);
+            Ok(xdp_action::XDP_DROP)
+        }
+        Err(why) => Err(why),
+    }
+}
+
+/// The reservation's entry for the request, if the request came from the
+/// reservation's network (the relay's, or the receiving interface's), and
+/// the interface it came in on.
+#[inline(always)]
+pub fn on_network(
+    ctx: &XdpContext,
+    req: &Request,
+    res: &Reservation,
+) -> Result<&'static Iface, Counter> {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: read-only use of a map value.
+    let iface = unsafe { &*IFACES.get_ptr(ifindex).ok_or(Counter::PassWrongNetwork)? };
+    let net = u32::from_be_bytes(res.net);
+    let mask = u32::from_be_bytes(res.mask);
+    let on_link = if req.giaddr != 0 {
+        req.giaddr
+    } else {
+        u32::from_be_bytes(iface.ip)
+    };
+    if on_link & mask != net {
+        return Err(Counter::PassWrongNetwork);
+    }
+    Ok(iface)
+}
+
+/// The authoritative server's decision (RFC 2131, `rules::verdict`).
+#[inline(always)]
+fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> {
     // The reply rendered for the boot variant the request asks for, else
     // the machine's plain one (no profile, or an architecture it has no
     // boot file for: plain DHCP).
@@ -51,23 +110,8 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
         .get_ptr(wanted)
         .or_else(|| RESERVATIONS.get_ptr(plain));
     // SAFETY: the value is only read; userspace replaces whole entries.
-    let res = unsafe { &*found.ok_or(Counter::PassUnknownMac)? };
-    let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: read-only use of a map value.
-    let iface = unsafe { &*IFACES.get_ptr(ifindex).ok_or(Counter::PassWrongNetwork)? };
-
-    // Answer only on the reservation's own network: the relay's for a
-    // relayed request, the receiving interface's otherwise.
-    let net = u32::from_be_bytes(res.net);
-    let mask = u32::from_be_bytes(res.mask);
-    let on_link = if req.giaddr != 0 {
-        req.giaddr
-    } else {
-        u32::from_be_bytes(iface.ip)
-    };
-    if on_link & mask != net {
-        return Err(Counter::PassWrongNetwork);
-    }
+    let res: &Reservation = unsafe { &*found.ok_or(Counter::PassUnknownMac)? };
+    let iface = on_network(ctx, req, res)?;
 
     let reserved = u32::from_be_bytes(res.ip);
     let ours = u32::from_be_bytes(res.server_id);
@@ -81,23 +125,43 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
             }
             (msg::NAK, &subnet.nak)
         }
-        Verdict::DropOtherServer => {
-            count(Counter::DropOtherServer);
-            return Ok(xdp_action::XDP_DROP);
-        }
+        Verdict::DropOtherServer => return Err(Counter::DropOtherServer),
         Verdict::Pass => return Err(Counter::PassOtherDhcp),
     };
     let yiaddr = if reply_type == msg::NAK { 0 } else { reserved };
-    let dest = rules::destination(reply_type, req.giaddr, req.fields.ciaddr, req.flags, yiaddr);
+    Ok(Decision {
+        reply_type,
+        block,
+        yiaddr,
+        dest: rules::destination(reply_type, req.giaddr, req.fields.ciaddr, req.flags, yiaddr),
+        ours,
+        src_mac: iface.mac,
+        echo_off: req.relay_off,
+        echo_len: req.relay_len,
+    })
+}
 
+/// Resizes the frame, writes the reply, counts it and reports it.
+#[inline(always)]
+fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counter> {
+    let Decision {
+        reply_type,
+        block,
+        yiaddr,
+        ref dest,
+        ours,
+        src_mac,
+        echo_off,
+        echo_len,
+    } = *d;
+    let ifindex = ctx.ingress_ifindex() as u32;
     let type_off = block.type_off as usize;
     let end_off = block.end_off as usize;
     if type_off >= BLOCK_LEN || end_off >= BLOCK_LEN {
         return Err(Counter::TxError);
     }
 
-    // Option 82 is copied out before the reply overwrites the request.
-    let echo_len = req.relay_len;
+    // The echoed option is copied out before the reply overwrites the request.
     let mut echo_sum = 0u32;
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
     if echo_len != 0 {
@@ -109,7 +173,7 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
             let buf = (*scratch).bytes.as_mut_ptr();
             if bpf_xdp_load_bytes(
                 ctx.ctx,
-                req.relay_off as u32,
+                echo_off as u32,
                 buf as *mut c_void,
                 echo_len as u32,
             ) != 0
@@ -164,7 +228,7 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
         len,
         scratch,
     };
-    match write(ctx, req, block, reply_type, &dest, iface.mac, ours, &tail) {
+    match write(ctx, req, block, reply_type, dest, src_mac, ours, &tail) {
         Ok(()) => {}
         Err(_) => {
             count(Counter::TxError);

@@ -130,6 +130,11 @@ pub struct Server {
     /// How long an address a client DECLINEd (someone else uses it) is
     /// kept out of the pools.
     pub decline_quarantine: Duration,
+    /// DHCP requests a second one MAC may send up to the slow path once
+    /// its burst is spent; more are dropped in XDP. 0: no limit.
+    pub slowpath_rate: u32,
+    /// Requests one MAC may send up at once. 0: no limit.
+    pub slowpath_burst: u32,
 }
 
 /// What the daemon is on the network.

@@ -107,6 +107,8 @@ fn example_parses() {
             lease_db: PathBuf::from("/var/lib/stormboot/leases.db"),
             offer_hold: Duration::from_secs(30),
             decline_quarantine: Duration::from_secs(600),
+            slowpath_rate: 20,
+            slowpath_burst: 40,
         },
         api: Api {
             listen: "127.0.0.1:8067".parse().unwrap(),
@@ -195,6 +197,35 @@ fn xdp_mode_and_log_levels() {
     assert_err(&t, 4, "server.xdp_mode", "\"native\"");
     let t = MINIMAL.replace("\n\n[[subnet]]", "\nxdp_log_level = \"loud\"\n\n[[subnet]]");
     assert_err(&t, 4, "server.xdp_log_level", "\"loud\"");
+}
+
+#[test]
+fn slowpath_rate_and_burst() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!((c.server.slowpath_rate, c.server.slowpath_burst), (20, 40));
+    let t = MINIMAL.replace(
+        "\n\n[[subnet]]",
+        "\nslowpath_rate = 0\nslowpath_burst = 500\n\n[[subnet]]",
+    );
+    let c = parse(&t).unwrap();
+    assert_eq!((c.server.slowpath_rate, c.server.slowpath_burst), (0, 500));
+
+    let t = MINIMAL.replace("\n\n[[subnet]]", "\nslowpath_rate = -1\n\n[[subnet]]");
+    assert_err(&t, 4, "server.slowpath_rate", "-1 is outside 0..=1000000");
+    let t = MINIMAL.replace(
+        "\n\n[[subnet]]",
+        "\nslowpath_rate = 5\nslowpath_burst = 2000000\n\n[[subnet]]",
+    );
+    assert_err(&t, 5, "server.slowpath_burst", "2000000");
+    let t = MINIMAL.replace(
+        "\n\n[[subnet]]",
+        "\nslowpath_burst = \"lots\"\n\n[[subnet]]",
+    );
+    let e = err(&t);
+    assert!(
+        e.starts_with("stormboot.toml:4") && e.contains("slowpath_burst"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -249,6 +249,9 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         Some(d) => duration_value(d, "server.decline_quarantine", src)?,
     };
 
+    let slowpath_rate = slowpath_limit(&w.slowpath_rate, "server.slowpath_rate", 20, src)?;
+    let slowpath_burst = slowpath_limit(&w.slowpath_burst, "server.slowpath_burst", 40, src)?;
+
     Ok(Server {
         interfaces,
         address,
@@ -261,7 +264,35 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         lease_db,
         offer_hold,
         decline_quarantine,
+        slowpath_rate,
+        slowpath_burst,
     })
+}
+
+/// Largest slow-path rate or burst: a million requests a second from one
+/// MAC is no limit at all.
+const MAX_SLOWPATH_LIMIT: i64 = 1_000_000;
+
+fn slowpath_limit(
+    v: &Option<Spanned<i64>>,
+    key: &str,
+    default: u32,
+    src: &Source,
+) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) => {
+            let x = *n.get_ref();
+            if !(0..=MAX_SLOWPATH_LIMIT).contains(&x) {
+                return Err(src.invalid(
+                    &n.span(),
+                    key,
+                    format!("{x} is outside 0..={MAX_SLOWPATH_LIMIT} (0: no limit)"),
+                ));
+            }
+            Ok(x as u32)
+        }
+    }
 }
 
 /// The rules of the kernel's dev_valid_name(), so a bad name fails here

@@ -41,6 +41,8 @@ pub struct Server {
     pub lease_db: Option<S<String>>,
     pub offer_hold: Option<S<Duration>>,
     pub decline_quarantine: Option<S<Duration>>,
+    pub slowpath_rate: Option<S<i64>>,
+    pub slowpath_burst: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

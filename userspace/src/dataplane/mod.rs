@@ -15,8 +15,12 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use stormboot_common::{
+    bucket::Limit,
     counters::Counter,
-    maps::{names, Iface, Marker, Reservation, ReservationKey, Subnet, PROGRAM_DHCP, PROGRAM_PASS},
+    maps::{
+        mode as map_mode, names, Iface, Marker, Reservation, ReservationKey, Subnet, PROGRAM_DHCP,
+        PROGRAM_PASS,
+    },
 };
 
 /// The XDP program, built by build.rs from bpf/xdp.
@@ -118,6 +122,9 @@ pub struct Dataplane {
     ifaces: HashMap<MapData, u32, Iface>,
     counters: PerCpuArray<MapData, u64>,
     boot_marker: Array<MapData, Marker>,
+    slowpath_buckets: HashMap<MapData, [u8; 6], u64>,
+    slowpath_limit: Array<MapData, Limit>,
+    mode: Array<MapData, u32>,
     links: Vec<Held>,
     /// Removed with the links on a clean detach; kept on a handover.
     pins: Option<Pins>,
@@ -158,6 +165,11 @@ impl Dataplane {
             PerCpuArray::try_from(take(names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
         let boot_marker =
             Array::try_from(take(names::BOOT_MARKER)?).map_err(map_err(names::BOOT_MARKER))?;
+        let slowpath_buckets = HashMap::try_from(take(names::SLOWPATH_BUCKETS)?)
+            .map_err(map_err(names::SLOWPATH_BUCKETS))?;
+        let slowpath_limit = Array::try_from(take(names::SLOWPATH_LIMIT)?)
+            .map_err(map_err(names::SLOWPATH_LIMIT))?;
+        let mode = Array::try_from(take(names::MODE)?).map_err(map_err(names::MODE))?;
         Ok(Self {
             ebpf,
             reservations,
@@ -165,6 +177,9 @@ impl Dataplane {
             ifaces,
             counters,
             boot_marker,
+            slowpath_buckets,
+            slowpath_limit,
+            mode,
             links: Vec::new(),
             pins: pins.cloned(),
         })
@@ -192,6 +207,15 @@ impl Dataplane {
         self.boot_marker
             .set(0, marker, 0)
             .map_err(map_err(names::BOOT_MARKER))?;
+        let mode = match cfg.server.mode {
+            crate::config::Mode::Proxy => map_mode::PROXY,
+            _ => map_mode::AUTHORITATIVE,
+        };
+        self.mode.set(0, mode, 0).map_err(map_err(names::MODE))?;
+        self.set_slowpath_limit(Limit::new(
+            cfg.server.slowpath_rate,
+            cfg.server.slowpath_burst,
+        ))?;
         let stale: Vec<ReservationKey> = self
             .reservations
             .keys()
@@ -204,6 +228,35 @@ impl Dataplane {
                 .map_err(map_err(names::RESERVATIONS))?;
         }
         Ok(())
+    }
+
+    /// How fast one MAC's DHCP requests may go up to the slow path.
+    pub fn set_slowpath_limit(&mut self, limit: Limit) -> Result<(), DataplaneError> {
+        self.slowpath_limit
+            .set(0, limit, 0)
+            .map_err(map_err(names::SLOWPATH_LIMIT))
+    }
+
+    /// A MAC's slow-path bucket: the CLOCK_MONOTONIC time (ns) at which it
+    /// is full again (`bucket::admit`); None when the program holds none.
+    pub fn slowpath_bucket(&self, mac: [u8; 6]) -> Result<Option<u64>, DataplaneError> {
+        match self.slowpath_buckets.get(&mac, 0) {
+            Ok(t) => Ok(Some(t)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(names::SLOWPATH_BUCKETS)(e)),
+        }
+    }
+
+    /// Sets a MAC's slow-path bucket (a time as `slowpath_bucket` returns;
+    /// 0 fills it).
+    pub fn set_slowpath_bucket(
+        &mut self,
+        mac: [u8; 6],
+        full_at: u64,
+    ) -> Result<(), DataplaneError> {
+        self.slowpath_buckets
+            .insert(mac, full_at, 0)
+            .map_err(map_err(names::SLOWPATH_BUCKETS))
     }
 
     /// Tells the program about an interface it receives on.

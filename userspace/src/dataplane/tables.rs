@@ -73,15 +73,32 @@ pub fn reservation_variant(
     if v != variant::PLAIN && boot.is_none() {
         return Ok(None);
     }
-    let block: Block =
+    let what = || {
+        format!(
+            "reservation {} (boot variant {v})",
+            crate::frame::format_mac(&r.mac)
+        )
+    };
+    let block: Block = if cfg.server.mode == config::Mode::Proxy && v != variant::PLAIN {
+        // A proxy tells booting machines where to boot, nothing else.
+        match render::proxy_block(cfg, r.mac, v) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(source) => {
+                return Err(TablesError {
+                    origin: r.origin.clone(),
+                    what: what(),
+                    source,
+                })
+            }
+        }
+    } else {
         render::reply_block(&reply_spec(cfg, r).with_boot(boot)).map_err(|source| TablesError {
             origin: r.origin.clone(),
-            what: format!(
-                "reservation {} (boot variant {v})",
-                crate::frame::format_mac(&r.mac)
-            ),
+            what: what(),
             source,
-        })?;
+        })?
+    };
     let s = &cfg.subnets[r.subnet];
     Ok(Some((
         ReservationKey {

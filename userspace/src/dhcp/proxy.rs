@@ -48,26 +48,12 @@ pub fn answer(cfg: &Config, r: &ProxyRequest<'_>) -> (Option<Reply>, &'static st
     if profile.is_none() {
         return (None, "proxy-no-profile");
     }
-    let Some(mut boot) = bootfile::boot_spec(cfg, v, r.mac) else {
+    let Some((mut o, boot)) = reply_options(cfg, v, r.mac, reply_type) else {
         return (None, "proxy-not-booting");
     };
-    // The proxy is the ProxyDHCP offer: telling iPXE not to wait for one
-    // would be telling it to ignore us.
-    boot.ipxe_no_proxydhcp = false;
-
-    let mut o = DhcpOptions::new();
-    o.insert(DhcpOption::MessageType(MessageType::from(reply_type)));
-    o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
-    for x in bootfile::options(&boot) {
-        o.insert(x);
-    }
-    // Firmware takes an offer without an address as ProxyDHCP only when it
-    // says PXEClient, whatever booted it.
-    o.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
-    if o.get(OptionCode::VendorExtensions).is_none() {
-        o.insert(DhcpOption::VendorExtensions(vec![6, 1, 8, 255]));
-    }
-    // PXE clients match replies by their UUID (option 97): echo it.
+    // PXE clients match replies by their UUID (option 97): echo it. It has
+    // the highest code of a proxy reply's options, so it comes last, where
+    // the XDP program echoes it into a rendered block.
     if let Some(DhcpOption::ClientMachineIdentifier(id)) =
         m.opts().get(OptionCode::ClientMachineIdentifier)
     {
@@ -132,6 +118,36 @@ pub fn answer(cfg: &Config, r: &ProxyRequest<'_>) -> (Option<Reply>, &'static st
         ),
         Err(_) => (None, "reply-too-long"),
     }
+}
+
+/// What a proxy reply of `reply_type` to `mac`'s request for boot variant
+/// `v` says, but for the echoed option 97, and its boot part; None when
+/// `v` gets no boot file. The userspace proxy and the blocks the XDP
+/// program replays (`render::proxy_block`) are both built from this.
+pub fn reply_options(
+    cfg: &Config,
+    v: u16,
+    mac: [u8; 6],
+    reply_type: u8,
+) -> Option<(DhcpOptions, bootfile::BootSpec)> {
+    let mut boot = bootfile::boot_spec(cfg, v, mac)?;
+    // The proxy is the ProxyDHCP offer: telling iPXE not to wait for one
+    // would be telling it to ignore us.
+    boot.ipxe_no_proxydhcp = false;
+
+    let mut o = DhcpOptions::new();
+    o.insert(DhcpOption::MessageType(MessageType::from(reply_type)));
+    o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
+    for x in bootfile::options(&boot) {
+        o.insert(x);
+    }
+    // Firmware takes an offer without an address as ProxyDHCP only when it
+    // says PXEClient, whatever booted it.
+    o.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
+    if o.get(OptionCode::VendorExtensions).is_none() {
+        o.insert(DhcpOption::VendorExtensions(vec![6, 1, 8, 255]));
+    }
+    Some((o, boot))
 }
 
 #[cfg(test)]

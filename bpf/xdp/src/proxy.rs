@@ -1,0 +1,67 @@
+//! proxyDHCP in the kernel: boot information only (no address) to a
+//! reserved machine's PXE, HTTP boot or iPXE request, on port 67 and on
+//! the boot-server port 4011, from the blocks rendered per boot variant.
+//! The same decisions as the userspace proxy (`dhcp::proxy`); anything
+//! else is passed up, where the proxy stays silent too.
+
+use aya_ebpf::programs::XdpContext;
+use stormboot_common::{
+    counters::Counter,
+    layout::{msg, FLAG_BROADCAST},
+    maps::{variant, Reservation, ReservationKey},
+    rules::{self, Destination, EthDest},
+};
+
+use crate::{maps::RESERVATIONS, parse::Request, reply::Decision};
+
+#[inline(always)]
+pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> {
+    let reply_type = match (req.fields.msg_type, req.to_boot_port) {
+        (msg::DISCOVER, false) => msg::OFFER,
+        (msg::REQUEST, _) => msg::ACK,
+        _ => return Err(Counter::PassOtherDhcp),
+    };
+    if req.variant == variant::PLAIN {
+        return Err(Counter::PassNotBooting);
+    }
+    // Only the variant's own block: a proxy has nothing to say to a
+    // machine with no boot file for what it asks.
+    let key = ReservationKey {
+        mac: req.chaddr,
+        variant: req.variant,
+    };
+    // SAFETY: the value is only read; userspace replaces whole entries.
+    let res: &Reservation = unsafe { &*RESERVATIONS.get_ptr(key).ok_or(Counter::PassUnknownMac)? };
+    let iface = crate::reply::on_network(ctx, req, res)?;
+
+    let ciaddr = rules::reply_ciaddr(reply_type, req.fields.ciaddr);
+    let dest = if req.to_boot_port {
+        // Back to where the boot-server request came from.
+        Destination {
+            ip: req.ip_src,
+            port: req.sport,
+            eth: EthDest::RequestSource,
+            flags: req.flags,
+        }
+    } else {
+        // No address is offered, so nothing to unicast to: broadcast
+        // unless the client already has an address.
+        let flags = if ciaddr == 0 {
+            req.flags | FLAG_BROADCAST
+        } else {
+            req.flags
+        };
+        rules::destination(reply_type, req.giaddr, ciaddr, flags, 0)
+    };
+    Ok(Decision {
+        reply_type,
+        block: &res.reply,
+        yiaddr: 0,
+        dest,
+        ours: u32::from_be_bytes(res.server_id),
+        src_mac: iface.mac,
+        // PXE clients match replies by their UUID: option 97 is echoed.
+        echo_off: req.uuid_off,
+        echo_len: req.uuid_len,
+    })
+}
