@@ -4,12 +4,14 @@
 pub mod boot;
 pub mod bootfile;
 pub mod cli;
+pub mod clidocs;
 pub mod config;
 pub mod dataplane;
 pub mod dhcp;
 pub mod events;
 pub mod frame;
 pub mod http;
+pub mod import;
 pub mod leases;
 pub mod peerconfig;
 pub mod ra;
