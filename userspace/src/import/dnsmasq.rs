@@ -19,7 +19,7 @@ pub fn parse(text: &str) -> Result<Import, ParseError> {
     let mut domains: Vec<(usize, String)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let l = raw.trim();
+        let l = without_comment(raw).trim();
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
@@ -68,6 +68,22 @@ pub fn parse(text: &str) -> Result<Import, ParseError> {
         }
     }
     Ok(imp)
+}
+
+/// The line without a trailing ` # comment` (a '#' after a blank, outside
+/// double quotes), which dnsmasq allows too.
+fn without_comment(line: &str) -> &str {
+    let mut quoted = false;
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '#' if !quoted && prev.is_whitespace() && i > 0 => return &line[..i],
+            _ => {}
+        }
+        prev = c;
+    }
+    line
 }
 
 fn is_lease_time(f: &str) -> bool {

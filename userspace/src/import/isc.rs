@@ -452,6 +452,7 @@ fn host(st: &Stmt, block: &[Stmt], scope: &Scope, imp: &mut Import) {
         );
         return;
     };
+    let mac_text = crate::frame::format_mac(&m);
     let Some(first) = ips.first() else {
         imp.skip(
             st.line,

@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use super::{Import, ParseError, Reservation, Subnet};
 
 /// Replaces comments (and `<?include ...?>` lines) with spaces, keeping
-/// every newline so that line numbers stay those of the input.
+/// every newline so that line numbers stay those of the input, and reads
+/// what else Kea's parser accepts beyond JSON.
 fn strip_comments(text: &str, imp: &mut Import) -> String {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -71,6 +72,17 @@ fn strip_comments(text: &str, imp: &mut Import) -> String {
             );
             out.extend(std::iter::repeat_n(b' ', end));
             i += end;
+        } else if c == b'.'
+            && rest.get(1).is_some_and(u8::is_ascii_digit)
+            && out
+                .iter()
+                .rev()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| matches!(b, b':' | b',' | b'['))
+        {
+            // Kea reads `.5` as a number (all-keys.json has `"t1-percent": .5`).
+            out.extend_from_slice(b"0.");
+            i += 1;
         } else {
             out.push(c);
             i += 1;
