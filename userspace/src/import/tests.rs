@@ -696,3 +696,54 @@ fn profile_and_options_render_as_toml() {
     assert_eq!(v["reservation"][0]["hostname"].as_str(), Some("a\"b"));
     assert!(out.contains("#   f:3: two lines"), "{out}");
 }
+
+#[test]
+fn kea_shared_networks_and_global_reservations() {
+    let text = r#"{ "Dhcp4": {
+  "valid-lifetime": 600,
+  "option-data": [ { "name": "domain-name-servers", "data": "10.9.0.2" } ],
+  "shared-networks": [ {
+      "name": "floor1",
+      "valid-lifetime": 900,
+      "option-data": [ { "code": 42, "data": "10.9.0.3" } ],
+      "subnet4": [ { "subnet": "10.9.1.0/24",
+                     "option-data": [ { "name": "routers", "data": "10.9.1.1" } ] } ]
+  } ],
+  "subnet4": [ { "subnet": "10.9.2.0/24" } ],
+  "reservations": [ { "hw-address": "52:54:00:00:09:01", "ip-address": "10.9.2.7",
+                      "hostname": "global-one" } ]
+} }"#;
+    let imp = parse_only(Format::Kea, text);
+    let floor1 = &imp.subnets[0];
+    assert_eq!(floor1.cidr.to_string(), "10.9.1.0/24");
+    assert_eq!(floor1.lease_time, Some(900));
+    assert_eq!(floor1.dns, vec![ip("10.9.0.2")]);
+    assert_eq!(floor1.ntp, vec![ip("10.9.0.3")]);
+    assert_eq!(floor1.routers, vec![ip("10.9.1.1")]);
+    let plain = &imp.subnets[1];
+    assert_eq!(plain.lease_time, Some(600));
+    assert!(plain.ntp.is_empty());
+    assert_eq!(
+        triples(&imp),
+        vec![t("52:54:00:00:09:01", "10.9.2.7", Some("global-one"))]
+    );
+    assert_eq!(imp.reservations[0].line, 12);
+    validates(&imp, "10.9.2.1", "");
+}
+
+#[test]
+fn tinkerbell_list_and_document_markers() {
+    let text = "---\napiVersion: v1\nkind: List\nitems:\n- kind: Hardware\n  metadata: {name: a}\n  spec:\n    interfaces:\n    - dhcp:\n        mac: 52:54:00:00:0a:01\n        ip: {address: 10.10.0.5, netmask: 255.255.0.0}\n...\n--- {kind: Hardware, metadata: {name: b}, spec: {interfaces: [{dhcp: {mac: '52:54:00:00:0a:02', ip: {address: 10.10.0.6, netmask: 255.255.0.0}}}]}}\n";
+    let imp = parse_only(Format::Tinkerbell, text);
+    assert_eq!(
+        triples(&imp),
+        vec![
+            t("52:54:00:00:0a:01", "10.10.0.5", None),
+            t("52:54:00:00:0a:02", "10.10.0.6", None)
+        ]
+    );
+    let lines: Vec<usize> = imp.reservations.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [10, 13]);
+    assert_eq!(imp.subnets.len(), 1);
+    assert_eq!(imp.subnets[0].cidr.to_string(), "10.10.0.0/16");
+}
