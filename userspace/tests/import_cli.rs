@@ -79,7 +79,7 @@ fn every_sample_imports_into_a_valid_config() {
         (
             "isc-dhcpd",
             "dhcpd.conf",
-            "2 subnet(s), 5 reservation(s)",
+            "3 subnet(s), 6 reservation(s)",
             "dhcpd.conf:68: 52:54:00:12:34:01 10.50.0.21: duplicate MAC",
         ),
         (

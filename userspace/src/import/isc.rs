@@ -204,6 +204,8 @@ struct Scope {
     ntp: Option<Vec<Ipv4Addr>>,
     lease_time: Option<u64>,
     use_host_decl_names: bool,
+    /// Other options stormboot can send, by code, as dhcpd wrote them.
+    options: Vec<(usize, u8, String)>,
 }
 
 pub fn parse(text: &str) -> Result<Import, ParseError> {
@@ -254,6 +256,11 @@ fn setting(st: &Stmt, s: &mut Scope) -> Result<(), String> {
             ))
         }
         ("option", "domain-name") => s.domain = st.word(2).map(str::to_string),
+        ("option", name) if super::option_code(name).is_some() => {
+            let code = super::option_code(name).expect("checked");
+            s.options.retain(|(_, c, _)| *c != code);
+            s.options.push((st.line, code, st.values(2).join(",")));
+        }
         ("default-lease-time", v) => {
             s.lease_time = Some(
                 v.parse()
@@ -373,6 +380,11 @@ fn declare_subnet(
     s.ntp = inner.ntp.unwrap_or_default();
     s.domain = inner.domain;
     s.lease_time = inner.lease_time;
+    for (line, code, value) in &inner.options {
+        if let Err(why) = super::subnet_option(&mut s, *code, value) {
+            imp.skip(*line, format!("subnet {cidr}: {why}"));
+        }
+    }
     let ranges = block
         .iter()
         .filter(|b| b.block.is_none())
@@ -403,6 +415,7 @@ fn host(st: &Stmt, block: &[Stmt], scope: &Scope, imp: &mut Import) {
     let mut hostname = None;
     let mut use_decl = scope.use_host_decl_names;
     let mut notes: Vec<(usize, String)> = Vec::new();
+    let mut host_options: Vec<(usize, u8, String)> = Vec::new();
     for b in block {
         if b.block.is_some() {
             notes.push((
@@ -422,6 +435,9 @@ fn host(st: &Stmt, block: &[Stmt], scope: &Scope, imp: &mut Import) {
             )),
             ("fixed-address", _) => ips = b.values(1),
             ("option", "host-name") => hostname = b.word(2).map(str::to_string),
+            ("option", o) if super::option_code(o).is_some() => {
+                host_options.push((b.line, super::option_code(o).expect("checked"), b.values(2).join(",")))
+            }
             ("use-host-decl-names", v) => use_decl = v == "on" || v == "true",
             ("filename", _) | ("next-server", _) | ("server-name", _) => notes.push((
                 b.line,
@@ -478,7 +494,12 @@ fn host(st: &Stmt, block: &[Stmt], scope: &Scope, imp: &mut Import) {
         ));
     }
     let mut r = Reservation::new(st.line, m, ip);
-    r.hostname = hostname.or_else(|| use_decl.then_some(name));
+    r.hostname = hostname.or_else(|| use_decl.then_some(name.clone()));
+    for (line, code, value) in host_options {
+        if let Err(why) = super::reservation_option(&mut r, code, &value) {
+            notes.push((line, format!("host {name}: {why}")));
+        }
+    }
     imp.reservations.push(r);
     imp.skipped.extend(
         notes

@@ -453,6 +453,9 @@ pub fn subnet_option(s: &mut Subnet, code: u8, value: &str) -> Result<(), String
             )
         }
         _ => {
+            if let Some((_, what)) = crate::config::SERVER_SET.iter().find(|(c, _)| *c == code) {
+                return Err(format!("option {code}: stormboot sets it itself ({what})"));
+            }
             let o = custom(code, value)?;
             s.options.retain(|x| x.code != code);
             s.options.push(o);

@@ -80,11 +80,29 @@ fn isc_sample() {
             t("52:54:00:12:35:01", "10.51.0.11", Some("rack2-node01")),
             t("52:54:00:12:35:02", "10.51.0.12", Some("rack2-node02")),
             t("52:54:00:12:35:03", "10.51.0.13", Some("rack2-node03")),
+            t("52:54:00:12:36:01", "10.52.0.11", None),
         ]
     );
     assert_eq!(imp.reservations[0].line, 20);
+    // Options stormboot sends as they are: per host and per subnet.
+    assert_eq!(
+        imp.reservations[5].options,
+        vec![OptionValue {
+            code: 17,
+            kind: "string",
+            value: "10.52.0.5:/srv/nfsroot/rack3-node01".into()
+        }]
+    );
     let s = &imp.subnets;
-    assert_eq!(s.len(), 2);
+    assert_eq!(s.len(), 3);
+    assert_eq!(
+        s[2].options,
+        vec![OptionValue {
+            code: 66,
+            kind: "string",
+            value: "boot.lab.example.net".into()
+        }]
+    );
     assert_eq!(s[0].cidr.to_string(), "10.50.0.0/24");
     assert_eq!(s[0].routers, vec![ip("10.50.0.1")]);
     // Global options are inherited; the subnet's own win.
@@ -122,11 +140,16 @@ fn isc_sample() {
         "52:54:00:12:34:01 10.50.0.21: duplicate MAC (line 20 is kept)",
     );
     skipped(&imp, 73, "class \"ipmi\"");
-    assert_eq!(imp.skipped.len(), 16, "{:#?}", imp.skipped);
+    skipped(
+        &imp,
+        85,
+        "host rack3-node01: option 6 per host: stormboot sets it for the whole subnet",
+    );
+    assert_eq!(imp.skipped.len(), 17, "{:#?}", imp.skipped);
 
     let cfg = validates(&imp, "10.50.0.250", "");
-    assert_eq!(cfg.reservations.len(), 5);
-    assert_eq!(cfg.subnets.len(), 2);
+    assert_eq!(cfg.reservations.len(), 6);
+    assert_eq!(cfg.subnets.len(), 3);
 }
 
 /// Debian's dhcpd.conf.example, with its commented-out declarations
