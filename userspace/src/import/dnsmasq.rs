@@ -86,13 +86,9 @@ fn without_comment(line: &str) -> &str {
     line
 }
 
+/// `infinite` or a number with an optional unit: `45m`, `12h`, `3600`.
 fn is_lease_time(f: &str) -> bool {
-    f == "infinite"
-        || (f.len() > 1 || f.chars().all(|c| c.is_ascii_digit()))
-            && f.trim_end_matches(['s', 'm', 'h', 'd', 'w'])
-                .chars()
-                .all(|c| c.is_ascii_digit())
-            && f.chars().next().is_some_and(|c| c.is_ascii_digit())
+    f == "infinite" || lease_seconds(f).is_some()
 }
 
 /// A hardware address, possibly with dnsmasq's `*` wildcards or a
@@ -285,7 +281,7 @@ fn lease_seconds(t: &str) -> Option<u64> {
         'w' => 604800,
         _ => return None,
     };
-    Some(n * mult)
+    n.checked_mul(mult)
 }
 
 /// dnsmasq's option names (`option:NAME`) for the codes the importer reads.

@@ -118,10 +118,32 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
     Ok(out)
 }
 
+fn missing_semicolon(line: usize, words: Vec<Tok>) -> ParseError {
+    let st = Stmt {
+        line,
+        words,
+        block: None,
+    };
+    ParseError::new(line, format!("missing ';' after {:?}", st.text()))
+}
+
+/// Deeper nesting than any real dhcpd.conf has; a bound, so that hostile
+/// input cannot exhaust the stack.
+const MAX_DEPTH: usize = 32;
+
+/// The statements up to the `}` closing the block opened on line `nested`
+/// (or to the end of the text at the top level).
 fn statements(
     toks: &mut std::iter::Peekable<std::vec::IntoIter<(usize, Tok)>>,
     nested: Option<usize>,
+    depth: usize,
 ) -> Result<Vec<Stmt>, ParseError> {
+    if depth > MAX_DEPTH {
+        return Err(ParseError::new(
+            nested.unwrap_or(1),
+            format!("blocks nested deeper than {MAX_DEPTH}"),
+        ));
+    }
     let mut out = Vec::new();
     let mut words: Vec<Tok> = Vec::new();
     let mut first = 0;
@@ -141,7 +163,7 @@ fn statements(
             }
             Tok::Punct('{') => {
                 let open = if words.is_empty() { line } else { first };
-                let block = statements(toks, Some(line))?;
+                let block = statements(toks, Some(line), depth + 1)?;
                 out.push(Stmt {
                     line: open,
                     words: std::mem::take(&mut words),
@@ -157,18 +179,7 @@ fn statements(
                     return Err(ParseError::new(line, "'}' without a matching '{'"));
                 }
                 if !words.is_empty() {
-                    return Err(ParseError::new(
-                        first,
-                        format!(
-                            "missing ';' after {:?}",
-                            Stmt {
-                                line: first,
-                                words,
-                                block: None
-                            }
-                            .text()
-                        ),
-                    ));
+                    return Err(missing_semicolon(first, words));
                 }
                 return Ok(out);
             }
@@ -179,18 +190,7 @@ fn statements(
         return Err(ParseError::new(open, "'{' is never closed"));
     }
     if !words.is_empty() {
-        return Err(ParseError::new(
-            first,
-            format!(
-                "missing ';' after {:?}",
-                Stmt {
-                    line: first,
-                    words,
-                    block: None
-                }
-                .text()
-            ),
-        ));
+        return Err(missing_semicolon(first, words));
     }
     Ok(out)
 }
@@ -210,7 +210,7 @@ struct Scope {
 
 pub fn parse(text: &str) -> Result<Import, ParseError> {
     let toks = tokenize(text)?;
-    let tree = statements(&mut toks.into_iter().peekable(), None)?;
+    let tree = statements(&mut toks.into_iter().peekable(), None, 0)?;
     let mut imp = Import::default();
     walk(&tree, &Scope::default(), false, &mut imp);
     Ok(imp)

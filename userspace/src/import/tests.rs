@@ -294,6 +294,17 @@ subnet 10.0.0.0 netmask 255.255.255.0 { range 10.0.0.100; }
     }
 }
 
+#[test]
+fn hostile_nesting_is_an_error_not_a_crash() {
+    let deep = "group {\n".repeat(10_000);
+    let e = import(Format::IscDhcpd, &deep).unwrap_err();
+    assert!(e.message.contains("nested deeper than"), "{e}");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(import(Format::Kea, &deep).is_err());
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(import(Format::Tinkerbell, &deep).is_err());
+}
+
 fn parse_only(format: Format, text: &str) -> Import {
     import(format, text).unwrap_or_else(|e| panic!("{e}"))
 }
