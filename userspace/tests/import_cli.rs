@@ -176,6 +176,53 @@ fn unreadable_or_unparseable_input_fails_with_its_place() {
     );
 }
 
+#[test]
+fn reads_standard_input() {
+    let mut child = bin()
+        .args(["import", "--from", "csv", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"52:54:00:00:00:01,10.50.0.11,node1\nbogus\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (toml, e) = ok(&out);
+    assert!(
+        toml.contains("mac = \"52:54:00:00:00:01\"\nip = \"10.50.0.11\"\nhostname = \"node1\""),
+        "{toml}"
+    );
+    assert!(
+        e.contains("-:2: expected mac,ip[,hostname], found 1 field(s)"),
+        "{e}"
+    );
+
+    // --load with nothing to send sends nothing (no server listens here).
+    let mut child = bin()
+        .args([
+            "import",
+            "--from",
+            "csv",
+            "-",
+            "--load",
+            "--api",
+            "http://127.0.0.1:9",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"mac,ip\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (_, e) = ok(&out);
+    assert!(e.contains("no reservations to load"), "{e}");
+}
+
 /// One HTTP exchange on a real socket: returns the request as read, after
 /// answering with `status` and `body`.
 fn serve_once(

@@ -548,7 +548,9 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         );
         eprint!("{}", render::skipped(&imp, &name));
     }
-    if args.load {
+    if args.load && imp.reservations.is_empty() {
+        eprintln!("stormboot import: no reservations to load; nothing sent");
+    } else if args.load {
         let reply = load::post(&args.api, args.token.as_deref(), &imp.reservations)?;
         eprintln!(
             "stormboot import: {} reservation(s) sent to {}: {}",
