@@ -5,9 +5,24 @@ use std::fmt::Write;
 
 use super::{Import, OptionValue};
 
-/// TOML string literal (quotes and escapes as TOML wants them).
+/// A TOML basic string: quotes, backslashes and control characters escaped.
 fn q(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {

@@ -714,7 +714,7 @@ fn pools_avoid_routers_and_edges() {
 #[test]
 fn profile_and_options_render_as_toml() {
     let mut r = Reservation::new(1, [0x52, 0x54, 0, 0, 0, 1], ip("10.0.0.5"));
-    r.hostname = Some("a\"b".into());
+    r.hostname = Some("a\"b\\c\u{1}\té".into());
     r.profile = Some("debian".into());
     let imp = Import {
         reservations: vec![r],
@@ -727,7 +727,10 @@ fn profile_and_options_render_as_toml() {
     let out = render::toml(&imp, "f", "csv");
     let v: toml::Value = toml::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
     assert_eq!(v["reservation"][0]["profile"].as_str(), Some("debian"));
-    assert_eq!(v["reservation"][0]["hostname"].as_str(), Some("a\"b"));
+    assert_eq!(
+        v["reservation"][0]["hostname"].as_str(),
+        Some("a\"b\\c\u{1}\té")
+    );
     assert!(out.contains("#   f:3: two lines"), "{out}");
 }
 
