@@ -64,13 +64,13 @@ pub enum Command {
         #[arg(long, env = "STORMBOOT_API")]
         api: Option<SocketAddr>,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(long, env = "STORMBOOT_JSON")]
         json: bool,
     },
     /// Print the configuration another DHCP server needs to send its
     /// machines' boot here (stormboot in `mode = "boot-only"`).
     PrintConfig {
-        #[arg(long = "for", value_enum)]
+        #[arg(long = "for", value_enum, env = "STORMBOOT_PEER")]
         peer: crate::peerconfig::Peer,
         #[arg(
             long,
@@ -85,7 +85,7 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(long, env = "STORMBOOT_JSON")]
         json: bool,
     },
     /// Print one machine's boot timeline.
@@ -95,7 +95,7 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(long, env = "STORMBOOT_JSON")]
         json: bool,
     },
     /// Simulate a boot storm: N machines doing DHCP from one interface.
@@ -103,10 +103,10 @@ pub enum Command {
     /// Measure the XDP program's cost per packet (BPF_PROG_TEST_RUN; root).
     BenchXdp {
         /// Measured runs per case.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, env = "STORMBOOT_BENCH_RUNS", default_value_t = 20_000)]
         runs: u32,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(long, env = "STORMBOOT_JSON")]
         json: bool,
     },
     /// Install the systemd unit for this binary and configuration.
@@ -145,11 +145,26 @@ pub enum Command {
     /// A veth delivers XDP_TX frames only to a peer that runs XDP, so the
     /// client end of a lab link needs this.
     XdpPass {
-        #[arg(long)]
+        #[arg(long, env = "STORMBOOT_XDP_PASS_INTERFACE")]
         interface: String,
-        #[arg(long, value_enum, default_value = "driver")]
+        #[arg(
+            long,
+            value_enum,
+            env = "STORMBOOT_XDP_PASS_MODE",
+            default_value = "driver"
+        )]
         mode: ModeArg,
     },
+    /// Translate another DHCP server's reservations (and subnets) into
+    /// stormboot TOML; what cannot be translated is listed on stderr.
+    Import(crate::import::ImportArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 impl From<ModeArg> for crate::config::XdpMode {

@@ -4,6 +4,7 @@
 pub mod boot;
 pub mod bootfile;
 pub mod cli;
+pub mod clidocs;
 pub mod config;
 pub mod dataplane;
 pub mod dhcp;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod frame;
 pub mod hooks;
 pub mod http;
+pub mod import;
 pub mod leases;
 pub mod metrics;
 pub mod peerconfig;

@@ -219,5 +219,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(%interface, "pass-only XDP program detached");
             Ok(())
         }
+        Command::Import(args) => stormboot::import::run(&args),
+        Command::Completions { shell } => {
+            use std::io::Write;
+            std::io::stdout().write_all(&stormboot::clidocs::completions(shell))?;
+            Ok(())
+        }
+        Command::Man => {
+            use std::io::Write;
+            std::io::stdout().write_all(&stormboot::clidocs::man()?)?;
+            Ok(())
+        }
     }
 }

@@ -39,31 +39,35 @@ const RECV_BATCH: usize = 512;
 #[derive(clap::Args, Debug, Clone)]
 pub struct StormArgs {
     /// Interface to send on (e.g. sbc0)
-    #[arg(long)]
+    #[arg(long, env = "STORMBOOT_STORM_INTERFACE")]
     pub interface: String,
     /// Number of simulated machines
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "STORMBOOT_STORM_COUNT", default_value_t = 1000)]
     pub count: u32,
     /// MAC of machine 0; machine i has this MAC + i (as a 48-bit integer)
-    #[arg(long, default_value = "02:00:00:00:00:00")]
+    #[arg(
+        long,
+        env = "STORMBOOT_STORM_FIRST_MAC",
+        default_value = "02:00:00:00:00:00"
+    )]
     pub first_mac: String,
     /// Expected address of machine 0; machine i must get this + i. If absent, any address counts.
-    #[arg(long)]
+    #[arg(long, env = "STORMBOOT_STORM_EXPECT_FIRST_IP")]
     pub expect_first_ip: Option<Ipv4Addr>,
     /// Machines in flight at once (DISCOVERs are sent as fast as this window allows)
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "STORMBOOT_STORM_WINDOW", default_value_t = 256)]
     pub window: u32,
     /// Retransmission timeout in ms for the first try; doubles each retry (RFC 2131 uses 4000 with +-1s jitter)
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "STORMBOOT_STORM_TIMEOUT_MS", default_value_t = 1000)]
     pub timeout_ms: u64,
     /// Tries per message before the machine counts as lost
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "STORMBOOT_STORM_TRIES", default_value_t = 4)]
     pub tries: u32,
     /// Broadcast flag in requests: always | never | mixed (even machines set it)
-    #[arg(long, default_value = "mixed")]
+    #[arg(long, env = "STORMBOOT_STORM_BROADCAST", default_value = "mixed")]
     pub broadcast: String,
     /// Print the report as JSON instead of text
-    #[arg(long)]
+    #[arg(long, env = "STORMBOOT_JSON")]
     pub json: bool,
     /// Flood frames sent for each request the machines send (0: no flood):
     /// DISCOVERs nobody waits for, from the flood's MACs, interleaved with

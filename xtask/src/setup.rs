@@ -35,8 +35,13 @@ const PACKAGES: &[&str] = &[
     // generator (perfdhcp comes with kea-admin)
     "kea-dhcp4-server",
     "kea-admin",
-    // the DHCP server boot-only mode is tested beside
+    // the DHCP server boot-only mode is tested beside; its
+    // dnsmasq.conf.example is also read by the `stormboot import` tests
     "dnsmasq-base",
+    // `stormboot import` is tested on the example configurations these
+    // ship (MPL-2.0, so read in place, not copied into the repository)
+    "isc-dhcp-server",
+    "kea-doc",
     // the pool tests: another client, a relay agent, the lease database's
     // shell, a packet capture, and the DECLINE/INFORM probe's interpreter
     "dhcpcd-base",

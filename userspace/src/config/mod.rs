@@ -19,6 +19,10 @@ use std::time::Duration;
 pub use hooks::webhook as parse_webhook;
 use location::Source;
 
+/// Shared with `stormboot import`, which applies the same rules.
+pub use options::{custom as parse_option_value, SERVER_SET};
+pub use validate::dns_name;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub server: Server,
