@@ -72,14 +72,18 @@ pub struct StormArgs {
     /// Flood frames sent for each request the machines send (0: no flood):
     /// DISCOVERs nobody waits for, from the flood's MACs, interleaved with
     /// the machines' exchanges until the last machine is done
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "STORMBOOT_STORM_FLOOD_PER_REQUEST", default_value_t = 0)]
     pub flood_per_request: u32,
     /// MACs the flood cycles through, from --flood-first-mac: 1 is one
     /// misbehaving client, many are a flood of unknown machines
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "STORMBOOT_STORM_FLOOD_MACS", default_value_t = 1)]
     pub flood_macs: u32,
     /// First MAC of the flood; flood MAC i is this + i
-    #[arg(long, default_value = "0a:00:00:00:00:00")]
+    #[arg(
+        long,
+        env = "STORMBOOT_STORM_FLOOD_FIRST_MAC",
+        default_value = "0a:00:00:00:00:00"
+    )]
     pub flood_first_mac: String,
 }
 
