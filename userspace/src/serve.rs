@@ -42,7 +42,8 @@ struct Xdp {
 
 fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
     let n = cfg.reservations.len();
-    let capacity = u32::try_from(n + n / 4 + 1024).unwrap_or(u32::MAX);
+    // The headroom takes reservations added through the API.
+    let capacity = u32::try_from(n + n / 4 + 8192).unwrap_or(u32::MAX);
     let mut dp = Dataplane::load(LoadOptions {
         reservations_capacity: capacity,
         log_level: cfg.server.xdp_log_level.as_u8(),
@@ -107,6 +108,11 @@ pub async fn serve(
 
     let store = Arc::new(SqliteStore::open(&cfg.server.lease_db)?);
     let leases = store.load()?;
+    // The API's reservations join the file's (the file wins a clash).
+    let (merged, registry, reservation_table) =
+        crate::api::live::load((*cfg).clone(), &cfg.server.lease_db)?;
+    let cfg = Arc::new(merged);
+    let policy = api_policy(&cfg)?;
     tracing::info!(path = %cfg.server.lease_db.display(), leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -179,8 +185,15 @@ pub async fn serve(
         None => None,
     };
 
-    let reservations = cfg.reservations.len() as u64;
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
+    let live = Arc::new(crate::api::live::Live::new(
+        registry,
+        reservation_table,
+        dp.clone(),
+        control_tx,
+    ));
     let snapshot: http::SnapshotFn = {
+        let reservations = live.count.clone();
         let dp = dp.clone();
         let counters = counters.clone();
         let queue = queue.clone();
@@ -191,6 +204,7 @@ pub async fn serve(
                 .as_ref()
                 .and_then(|d| d.lock().ok().and_then(|d| d.counters().ok()))
                 .unwrap_or_default();
+            let reservations = reservations.load(std::sync::atomic::Ordering::Relaxed);
             let mut s = Snapshot::new(&xdp, &counters, reservations, &iface, dataplane);
             s.queue_dropped = queue.dropped.load(std::sync::atomic::Ordering::Relaxed);
             let st = store.stats();
@@ -199,12 +213,14 @@ pub async fn serve(
             s
         })
     };
-    tasks.spawn(http::serve(
-        listener,
-        snapshot.clone(),
-        timeline.clone(),
-        shutdown.clone(),
-    ));
+    let app = crate::api::router(
+        crate::api::AppState {
+            live,
+            http: http::Api::new(snapshot.clone(), timeline.clone()),
+        },
+        policy,
+    );
+    tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
     if cfg.boot.enabled {
         let machines = services::Machines::new(cfg.clone(), index.clone());
@@ -227,6 +243,7 @@ pub async fn serve(
         fast_acks: dp.is_some().then_some(ack_rx),
         index,
         timeline,
+        control: Some(control_rx),
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
@@ -263,6 +280,25 @@ pub async fn serve(
     slow_result
         .context("the userspace dataplane panicked")?
         .context("the userspace dataplane failed")
+}
+
+/// Who may use the API: the token from STORMBOOT_API_TOKEN, else the
+/// file's `api.token`.
+fn api_policy(cfg: &Config) -> anyhow::Result<crate::api::auth::Policy> {
+    let token = std::env::var("STORMBOOT_API_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| cfg.api.token.clone());
+    if cfg.api.read_token && token.is_none() {
+        anyhow::bail!("api.read_token = true needs a token: set api.token or STORMBOOT_API_TOKEN");
+    }
+    if token.is_none() {
+        tracing::warn!("no api.token (or STORMBOOT_API_TOKEN): the API refuses every change");
+    }
+    Ok(crate::api::auth::Policy {
+        token,
+        read_token: cfg.api.read_token,
+    })
 }
 
 /// `mode = "boot-only"`: another DHCP server gives the addresses; this

@@ -311,6 +311,8 @@ pub struct SlowPath {
     /// Who holds which address, for the boot services.
     pub index: Arc<crate::leases::Index>,
     pub timeline: Arc<crate::timeline::Timeline>,
+    /// The API's changes to reservations and leases.
+    pub control: Option<tokio::sync::mpsc::Receiver<crate::api::live::Control>>,
 }
 
 impl SlowPath {
@@ -351,9 +353,13 @@ impl SlowPath {
         }
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         let mut fast_acks = self.fast_acks.take();
+        let mut control = self.control.take();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(cmd) = async { match control.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    self.control(cmd);
+                }
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     let changes = self.server.record_fast_path_ack(ev.mac, Ipv4Addr::from(ev.ip), unix_now());
@@ -375,6 +381,36 @@ impl SlowPath {
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// One change from the API; the answer goes back on its channel.
+    fn control(&mut self, cmd: crate::api::live::Control) {
+        use crate::api::live::Control;
+        match cmd {
+            Control::Upsert(r, done) => {
+                self.server.upsert_reservation(r);
+                let _ = done.send(());
+            }
+            Control::Remove(mac, done) => {
+                self.server.remove_reservation(mac);
+                let _ = done.send(());
+            }
+            Control::Leases(done) => {
+                let _ = done.send(self.server.leases().cloned().collect());
+            }
+            Control::PoolUsage(done) => {
+                let usage = self.server.pool_usage();
+                let _ = done.send(usage.into_iter().map(|(_, u, s)| (u, s)).collect());
+            }
+            Control::RemoveLease(ip, done) => {
+                let removed = self.server.remove_lease(ip).map(|(lease, change)| {
+                    let changes = vec![change];
+                    self.index.apply(&changes);
+                    (lease, self.store.commit(changes))
+                });
+                let _ = done.send(removed);
+            }
+        }
     }
 
     /// Stores changes nobody waits for (expiries, the fast path's ACKs,
