@@ -79,6 +79,9 @@ pub struct Report {
     /// includes the store's fsync.
     pub api: Stat,
     pub timeouts: usize,
+    /// Changes the very first probe after the 200 already saw: the change
+    /// was in the maps before the API answered.
+    pub seen_by_first_probe: usize,
 }
 
 /// What the probe expects to see once a change is visible.
@@ -194,23 +197,24 @@ impl Prober {
     }
 
     /// Probes until `want` holds; the time from `since` to the send of the
-    /// first probe that saw it.
+    /// first probe that saw it, and how many probes that took.
     fn until(
         &mut self,
         want: Want,
         since: Instant,
         timeout: Duration,
-    ) -> anyhow::Result<Option<u64>> {
+    ) -> anyhow::Result<Option<(u64, usize)>> {
+        let mut probes = 0;
         loop {
+            probes += 1;
             let (sent, got) = self.probe()?;
             let seen = match want {
                 Want::Offer(ip) => got == Some(ip),
                 Want::NotOffer(ip) => got != Some(ip),
             };
             if seen {
-                return Ok(Some(
-                    sent.saturating_duration_since(since).as_micros() as u64
-                ));
+                let us = sent.saturating_duration_since(since).as_micros() as u64;
+                return Ok(Some((us, probes)));
             }
             if since.elapsed() > timeout {
                 return Ok(None);
@@ -250,6 +254,7 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
 
     let (mut added, mut changed, mut removed, mut api) = (vec![], vec![], vec![], vec![]);
     let mut timeouts = 0;
+    let mut first = 0;
     let spec = |ip: Ipv4Addr| {
         serde_json::to_string(&ReservationSpec {
             mac: args.mac.clone(),
@@ -284,7 +289,10 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
             let ok = Instant::now();
             api.push(ok.duration_since(t).as_micros() as u64);
             match prober.until(want, ok, timeout)? {
-                Some(us) => [&mut added, &mut changed, &mut removed][kind].push(us),
+                Some((us, probes)) => {
+                    [&mut added, &mut changed, &mut removed][kind].push(us);
+                    first += usize::from(probes == 1);
+                }
                 None => timeouts += 1,
             }
         }
@@ -302,6 +310,7 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         removed: stat(removed),
         api: stat(api),
         timeouts,
+        seen_by_first_probe: first,
     })
 }
 
@@ -328,6 +337,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             s.changes, s.p50_us, s.p99_us, s.max_us
         );
     }
+    println!(
+        "{} of {} changes were seen by the first probe after the 200",
+        r.seen_by_first_probe, r.visible.changes
+    );
     if r.timeouts > 0 {
         println!("{} change(s) not seen within --timeout-ms", r.timeouts);
     }
