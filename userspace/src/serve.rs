@@ -213,6 +213,7 @@ pub async fn serve(
             s
         })
     };
+    let overlay = live.overlay.clone();
     let app = crate::api::router(
         crate::api::AppState {
             live,
@@ -223,7 +224,7 @@ pub async fn serve(
     tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
     if cfg.boot.enabled {
-        let machines = services::Machines::new(cfg.clone(), index.clone());
+        let machines = services::Machines::new(cfg.clone(), index.clone()).with_overlay(overlay);
         services::start(
             cfg.clone(),
             machines,

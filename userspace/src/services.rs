@@ -29,6 +29,8 @@ pub struct Machines {
     cfg: Arc<Config>,
     index: Arc<Index>,
     profiles: Vec<Arc<boot::Profile>>,
+    /// Reservations changed through the API since start.
+    overlay: Option<Arc<crate::api::live::Overlay>>,
 }
 
 impl Machines {
@@ -50,7 +52,14 @@ impl Machines {
             cfg,
             index,
             profiles,
+            overlay: None,
         }
+    }
+
+    /// Reads reservations changed through the API from `overlay` first.
+    pub fn with_overlay(mut self, overlay: Arc<crate::api::live::Overlay>) -> Self {
+        self.overlay = Some(overlay);
+        self
     }
 
     pub fn default_profile(&self) -> Option<Arc<boot::Profile>> {
@@ -62,11 +71,16 @@ impl Machines {
 
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
         self.index.mac_of(ip).or_else(|| {
-            self.cfg
+            let at_start = self
+                .cfg
                 .reservations
                 .iter()
                 .find(|r| r.ip == ip)
-                .map(|r| r.mac)
+                .map(|r| r.mac);
+            match &self.overlay {
+                Some(o) => o.mac_of(ip, at_start),
+                None => at_start,
+            }
         })
     }
 
@@ -75,12 +89,17 @@ impl Machines {
             web::Lookup::Mac(m) => m,
             web::Lookup::Ip(ip) => self.mac_of(ip)?,
         };
-        if let Some(r) = self.cfg.reservations.iter().find(|r| r.mac == mac) {
+        let changed = self.overlay.as_ref().and_then(|o| o.get(mac));
+        let reservation = match changed {
+            Some(r) => r,
+            None => self.cfg.reservations.iter().find(|r| r.mac == mac).cloned(),
+        };
+        if let Some(r) = reservation {
             return Some(boot::MachineInfo {
                 mac,
                 ip: Some(r.ip),
                 hostname: r.hostname.clone(),
-                profile: bootfile::reservation_profile(&self.cfg, r)
+                profile: bootfile::reservation_profile(&self.cfg, &r)
                     .map(|i| self.profiles[i].clone()),
             });
         }

@@ -34,6 +34,45 @@ pub enum Control {
     RemoveLease(Ipv4Addr, oneshot::Sender<Option<(Lease, CommitFuture)>>),
 }
 
+/// The API's changes since start, for readers that hold the startup
+/// configuration (the boot services find a machine's profile here first).
+/// `None` marks a reservation removed.
+#[derive(Default)]
+pub struct Overlay {
+    changed: std::sync::RwLock<std::collections::HashMap<[u8; 6], Option<config::Reservation>>>,
+}
+
+impl Overlay {
+    fn set(&self, mac: [u8; 6], r: Option<config::Reservation>) {
+        self.changed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(mac, r);
+    }
+
+    /// None: unchanged since start; Some(None): removed.
+    pub fn get(&self, mac: [u8; 6]) -> Option<Option<config::Reservation>> {
+        self.changed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&mac)
+            .cloned()
+    }
+
+    /// The machine an address is reserved for, given what the startup
+    /// configuration says (`at_start`): a changed entry wins.
+    pub fn mac_of(&self, ip: Ipv4Addr, at_start: Option<[u8; 6]>) -> Option<[u8; 6]> {
+        let changed = self.changed.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((mac, _)) = changed
+            .iter()
+            .find(|(_, r)| r.as_ref().is_some_and(|r| r.ip == ip))
+        {
+            return Some(*mac);
+        }
+        at_start.filter(|m| !changed.contains_key(m))
+    }
+}
+
 /// The daemon's reservations and the places a change must reach.
 pub struct Live {
     registry: tokio::sync::Mutex<Registry>,
@@ -42,6 +81,8 @@ pub struct Live {
     control: mpsc::Sender<Control>,
     /// Reservations served, for the stats.
     pub count: Arc<AtomicU64>,
+    /// Changes since start, for the boot services.
+    pub overlay: Arc<Overlay>,
 }
 
 fn internal(message: String) -> FieldError {
@@ -102,6 +143,7 @@ impl Live {
             dataplane,
             control,
             count,
+            overlay: Arc::default(),
         }
     }
 
@@ -220,7 +262,8 @@ impl Live {
         }
         for c in checked {
             let r = c.entry.reservation.clone();
-            self.tell(|done| Control::Upsert(r, done)).await?;
+            self.tell(|done| Control::Upsert(r.clone(), done)).await?;
+            self.overlay.set(r.mac, Some(r));
             reg.insert(c.entry);
         }
         self.count.store(reg.len() as u64, Ordering::Relaxed);
@@ -233,6 +276,7 @@ impl Live {
         self.store(vec![], vec![mac]).await?;
         self.maps(|dp| dp.remove_reservation(mac))?;
         self.tell(|done| Control::Remove(mac, done)).await?;
+        self.overlay.set(mac, None);
         reg.remove(mac);
         self.count.store(reg.len() as u64, Ordering::Relaxed);
         tracing::info!(mac = %format_mac(&mac), "reservation removed");
@@ -316,5 +360,40 @@ fn spec_mac(spec: &ReservationSpec, path_mac: Option<[u8; 6]>) -> Result<[u8; 6]
     match path_mac {
         Some(m) => Ok(m),
         None => super::registry::parse_mac_field(spec.mac.trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(mac: u8, ip: u8) -> config::Reservation {
+        config::Reservation {
+            mac: [2, 0, 0, 0, 0, mac],
+            ip: Ipv4Addr::new(10, 0, 0, ip),
+            hostname: None,
+            subnet: 0,
+            origin: "api".into(),
+            options: vec![],
+            profile: None,
+        }
+    }
+
+    #[test]
+    fn the_overlay_wins_over_the_startup_configuration() {
+        let o = Overlay::default();
+        let ip = |i| Ipv4Addr::new(10, 0, 0, i);
+        let m = |i| [2, 0, 0, 0, 0, i];
+        assert_eq!(o.get(m(1)), None);
+        assert_eq!(o.mac_of(ip(5), Some(m(1))), Some(m(1)));
+        // Moved away from .5, and another machine given .5.
+        o.set(m(1), Some(r(1, 6)));
+        assert_eq!(o.mac_of(ip(5), Some(m(1))), None);
+        assert_eq!(o.mac_of(ip(6), None), Some(m(1)));
+        o.set(m(2), Some(r(2, 5)));
+        assert_eq!(o.mac_of(ip(5), Some(m(1))), Some(m(2)));
+        o.set(m(2), None);
+        assert_eq!(o.get(m(2)), Some(None));
+        assert_eq!(o.mac_of(ip(5), None), None);
     }
 }
