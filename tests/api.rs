@@ -235,10 +235,15 @@ impl Lab {
 
     /// One udhcpc run; the variables its script got on `bound`.
     fn udhcpc(&self) -> Result<BTreeMap<String, String>, String> {
+        self.udhcpc_with(&[])
+    }
+
+    /// `udhcpc` with more arguments (options it sends).
+    fn udhcpc_with(&self, extra: &[&str]) -> Result<BTreeMap<String, String>, String> {
         let out = self.scratch.path("udhcpc.env");
         let _ = fs::remove_file(&out);
         let script = format!(
-            "#!/bin/sh\n[ \"$1\" = bound ] || exit 0\nprintf 'ip=%s\\nhostname=%s\\n' \"$ip\" \"$hostname\" > '{}'\n",
+            "#!/bin/sh\n[ \"$1\" = bound ] || exit 0\nprintf 'ip=%s\\nhostname=%s\\nboot_file=%s\\n' \"$ip\" \"$hostname\" \"$boot_file\" > '{}'\n",
             out.display()
         );
         let script = self.scratch.write("udhcpc.sh", &script);
@@ -248,7 +253,8 @@ impl Lab {
             .args([
                 "udhcpc", "-i", CLIENT_IF, "-n", "-q", "-f", "-t", "3", "-T", "1", "-s",
             ])
-            .arg(&script);
+            .arg(&script)
+            .args(extra);
         self.bed
             .run(Side::Client, udhcpc)
             .map_err(|e| format!("{e:#}"))?;
@@ -698,4 +704,75 @@ fn the_openapi_document_describes_every_route_the_daemon_serves() {
     let subnets = lab.request("GET", "/api/v1/subnets", None, None);
     assert_eq!(subnets.body[0]["cidr"], "10.50.0.0/24", "{subnets:?}");
     assert_eq!(subnets.body[0]["pool_size"], 11, "{subnets:?}");
+}
+
+#[test]
+fn a_profile_given_through_the_api_boots_without_a_restart() {
+    require_root();
+    let mut lab = Lab::new("api-boot");
+    let tftp_root = lab.scratch.path("ipxe");
+    let artifacts = lab.scratch.path("artifacts");
+    fs::create_dir_all(&tftp_root).unwrap();
+    fs::create_dir_all(&artifacts).unwrap();
+    let config = format!(
+        "{CONFIG}\n[boot]\ntftp_root = \"{}\"\nartifacts_dir = \"{}\"\n\n\
+         [[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\n\n\
+         [[profile]]\nname = \"rescue\"\nkernel = \"rescue-kernel\"\n",
+        tftp_root.display(),
+        artifacts.display()
+    );
+    lab.start(&config);
+    let a = lab.request(
+        "POST",
+        "/api/v1/reservations",
+        Some(TOKEN),
+        Some(&json!({"mac": CLIENT_MAC, "ip": API_IP, "profile": "rescue"})),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+
+    // iPXE's own request (user class "iPXE"): the script URL, from XDP.
+    let ipxe = ["-x", "0x4d:69505845", "-x", "0x5d:0000"];
+    let lease = lab
+        .udhcpc_with(&ipxe)
+        .unwrap_or_else(|e| panic!("udhcpc: {e}{}", lab.log()));
+    let script_url = format!("http://10.50.0.1/{CLIENT_MAC}/auto.ipxe");
+    assert_eq!(
+        lease.get("boot_file").map(String::as_str),
+        Some(script_url.as_str()),
+        "{lease:?}{}",
+        lab.log()
+    );
+    assert_eq!(slow_path_total(&lab.stats()), 0);
+
+    let mut ip = Command::new("ip");
+    ip.args(["addr", "add", &format!("{API_IP}/24"), "dev", CLIENT_IF]);
+    lab.bed.run(Side::Client, ip).expect("address the client");
+    let script = || {
+        let mut c = Command::new("curl");
+        c.args(["-sS", &script_url]);
+        let out = lab
+            .bed
+            .run(Side::Client, c)
+            .unwrap_or_else(|e| panic!("script: {e:#}{}", lab.log()));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let s = script();
+    assert!(
+        s.contains("kernel http://10.50.0.1/artifacts/rescue-kernel"),
+        "{s}"
+    );
+
+    // The profile changes: the next script boots the other kernel.
+    let a = lab.request(
+        "PUT",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        Some(TOKEN),
+        Some(&json!({"ip": API_IP, "profile": "debian"})),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let s = script();
+    assert!(
+        s.contains("kernel http://10.50.0.1/artifacts/vmlinuz"),
+        "{s}"
+    );
 }
