@@ -154,9 +154,11 @@ impl Lab {
                 "xdp-pass did not attach"
             );
         }
-        assert!(
+        let xdp = !config.contains("dataplane = \"userspace\"");
+        assert_eq!(
             self.xdp_attached(Side::Server),
-            "no XDP on {SERVER_IF}{}",
+            xdp,
+            "XDP on {SERVER_IF}{}",
             self.log()
         );
     }
@@ -774,5 +776,42 @@ fn a_profile_given_through_the_api_boots_without_a_restart() {
     assert!(
         s.contains("kernel http://10.50.0.1/artifacts/vmlinuz"),
         "{s}"
+    );
+}
+
+#[test]
+fn with_the_userspace_dataplane_the_server_answers_api_reservations() {
+    require_root();
+    let mut lab = Lab::new("api-userspace");
+    lab.start(&CONFIG.replace("[server]\n", "[server]\ndataplane = \"userspace\"\n"));
+    let a = lab.request(
+        "POST",
+        "/api/v1/reservations",
+        Some(TOKEN),
+        Some(&reservation(CLIENT_MAC, API_IP)),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    assert_eq!(
+        lease.get("ip").map(String::as_str),
+        Some(API_IP),
+        "{lease:?}"
+    );
+    let stats = lab.stats();
+    assert!(n(&stats, "slow_path_replies", "dhcpack") >= 1, "{stats}");
+
+    // Removed: the same machine now gets a pool address.
+    let a = lab.request(
+        "DELETE",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(a.status, 204, "{a:?}");
+    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let ip = lease.get("ip").cloned().unwrap_or_default();
+    assert!(
+        ip.starts_with("10.50.0.1") && ip.len() == 11,
+        "pool address expected, got {ip}"
     );
 }
