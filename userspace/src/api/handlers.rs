@@ -107,11 +107,10 @@ pub struct BadRequest {
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
-        let error = match &self.field {
-            Some(f) => format!("{f}: {}", self.message),
-            None => format!("body: {}", self.message),
-        };
-        let field = self.field;
+        // JSON that does not parse at all is about the body as a whole.
+        let field = self.field.unwrap_or_else(|| "body".into());
+        let error = format!("{field}: {}", self.message);
+        let field = Some(field);
         (StatusCode::BAD_REQUEST, Json(ApiError { error, field })).into_response()
     }
 }
@@ -470,6 +469,11 @@ mod tests {
         assert_eq!(a.field.as_deref(), Some("options[0].code"));
         let (_, a) = e(r#"{"mac":1,"ip":"10.0.0.5"}"#);
         assert_eq!(a.field.as_deref(), Some("mac"));
+        let (s, a) = e("not json");
+        assert_eq!(
+            (s, a.field.as_deref()),
+            (StatusCode::BAD_REQUEST, Some("body"))
+        );
     }
 
     #[test]
