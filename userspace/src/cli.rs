@@ -52,21 +52,18 @@ pub enum Command {
     },
     /// Show the counters of a running daemon.
     Stats {
-        /// The daemon's configuration (its api.listen is used).
-        #[arg(
-            long,
-            short,
-            env = "STORMBOOT_CONFIG",
-            default_value = "/etc/stormboot/stormboot.toml"
-        )]
-        config: PathBuf,
-        /// Address of the daemon's API; overrides the configuration.
-        #[arg(long, env = "STORMBOOT_API")]
-        api: Option<SocketAddr>,
+        #[command(flatten)]
+        daemon: DaemonArgs,
         /// Print JSON.
         #[arg(long, env = "STORMBOOT_JSON")]
         json: bool,
     },
+    /// Add, remove, list and show reservations of a running daemon.
+    Reservation(crate::api::cmd::ReservationArgs),
+    /// List and remove leases of a running daemon.
+    Lease(crate::api::cmd::LeaseArgs),
+    /// Measure how soon an API change is answered by the XDP program.
+    BenchApi(crate::apibench::Args),
     /// Print the configuration another DHCP server needs to send its
     /// machines' boot here (stormboot in `mode = "boot-only"`).
     PrintConfig {
@@ -187,19 +184,22 @@ pub struct DaemonArgs {
         default_value = "/etc/stormboot/stormboot.toml"
     )]
     pub config: PathBuf,
-    /// Address of the daemon's API; overrides the configuration.
+    /// The daemon's API, `http://127.0.0.1:8067`; overrides the
+    /// configuration's api.listen.
     #[arg(long, env = "STORMBOOT_API")]
-    pub api: Option<SocketAddr>,
+    pub api: Option<String>,
+    /// Bearer token for changes (and for reads, with api.read_token);
+    /// overrides the configuration's api.token.
+    #[arg(long, env = "STORMBOOT_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl DaemonArgs {
+    pub fn client(&self) -> anyhow::Result<crate::api::client::Client> {
+        crate::api::client::Client::find(self.api.as_deref(), self.token.as_deref(), &self.config)
+    }
+
     pub fn addr(&self) -> anyhow::Result<SocketAddr> {
-        match self.api {
-            Some(a) => Ok(a),
-            None => Ok(crate::config::Config::load(&self.config)
-                .map_err(|e| anyhow::anyhow!("finding the daemon's API (or pass --api): {e}"))?
-                .api
-                .listen),
-        }
+        Ok(self.client()?.addr)
     }
 }

@@ -20,14 +20,20 @@ use crate::timeline::{Machine, Timeline};
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 #[derive(Clone)]
-struct Api {
-    snapshot: SnapshotFn,
-    timeline: Arc<Timeline>,
+pub(crate) struct Api {
+    pub(crate) snapshot: SnapshotFn,
+    pub(crate) timeline: Arc<Timeline>,
+}
+
+impl Api {
+    pub(crate) fn new(snapshot: SnapshotFn, timeline: Arc<Timeline>) -> Self {
+        Api { snapshot, timeline }
+    }
 }
 
 pub fn router(snapshot: SnapshotFn, timeline: Arc<Timeline>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/machines", get(machines))
@@ -35,35 +41,63 @@ pub fn router(snapshot: SnapshotFn, timeline: Arc<Timeline>) -> Router {
         .with_state(Api { snapshot, timeline })
 }
 
-async fn metrics(State(a): State<Api>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/healthz", tag = "daemon",
+    responses((status = 200, description = "The daemon runs", body = String)))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "daemon",
+    responses((status = 200, description = "Counters in the Prometheus text format", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(a): State<Api>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
         (a.snapshot)().prometheus(),
     )
 }
 
-async fn stats(State(a): State<Api>) -> Json<Snapshot> {
+#[utoipa::path(get, path = "/api/v1/stats", tag = "daemon",
+    responses((status = 200, description = "Counters of both dataplanes and the store", body = Snapshot)))]
+pub(crate) async fn stats(State(a): State<Api>) -> Json<Snapshot> {
     Json((a.snapshot)())
 }
 
-async fn machines(State(a): State<Api>) -> Json<Vec<Machine>> {
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines",
+    responses((status = 200, description = "Every machine seen, with its boot timeline", body = [Machine])))]
+pub(crate) async fn machines(State(a): State<Api>) -> Json<Vec<Machine>> {
     Json(a.timeline.machines())
 }
 
-async fn machine(
+#[utoipa::path(get, path = "/api/v1/machines/{mac}", tag = "machines",
+    params(("mac" = String, Path, description = "The machine's MAC address")),
+    responses(
+        (status = 200, description = "The machine's boot timeline", body = Machine),
+        (status = 404, description = "Nothing heard from this MAC", body = crate::api::types::ApiError),
+        (status = 422, description = "Not a MAC address", body = crate::api::types::ApiError),
+    ))]
+pub(crate) async fn machine(
     State(a): State<Api>,
     Path(mac): Path<String>,
-) -> Result<Json<Machine>, (StatusCode, String)> {
-    let m = crate::frame::parse_mac(&mac).ok_or_else(|| {
+) -> Result<Json<Machine>, (StatusCode, Json<crate::api::types::ApiError>)> {
+    let err = |status, message: String| {
         (
-            StatusCode::BAD_REQUEST,
-            format!("{mac:?} is not a MAC address\n"),
+            status,
+            Json(crate::api::types::ApiError {
+                error: format!("mac: {message}"),
+                field: Some("mac".into()),
+            }),
+        )
+    };
+    let m = crate::frame::parse_mac(&mac).ok_or_else(|| {
+        err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{mac:?} is not a MAC address"),
         )
     })?;
     a.timeline
         .machine(m)
         .map(Json)
-        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no events for {mac}\n")))
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no events for {mac}")))
 }
 
 pub async fn serve(
@@ -73,6 +107,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(snapshot, timeline))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Serves `router` (the whole API, see `crate::api::router`) until
+/// `shutdown`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -1,6 +1,8 @@
 //! stormboot: a DHCP and network-boot server whose known machines are
 //! answered by an XDP program, with a complete userspace server behind it.
 
+pub mod api;
+pub mod apibench;
 pub mod boot;
 pub mod bootfile;
 pub mod cli;

@@ -124,17 +124,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Stats { config, api, json } => {
-            let addr = match api {
-                Some(a) => a,
-                None => {
-                    Config::load(&config)
-                        .with_context(|| "finding the daemon's API (or pass --api)")?
-                        .api
-                        .listen
-                }
-            };
-            let body = stormboot::http::fetch(addr, "/api/v1/stats")?;
+        Command::Stats { daemon, json } => {
+            let body = daemon.client()?.get("/api/v1/stats")?;
             if json {
                 println!("{body}");
             } else {
@@ -150,7 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Machines { daemon, json } => {
-            let body = stormboot::http::fetch(daemon.addr()?, "/api/v1/machines")?;
+            let body = daemon.client()?.get("/api/v1/machines")?;
             if json {
                 println!("{body}");
                 return Ok(());
@@ -174,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Machine { mac, daemon, json } => {
-            let body = stormboot::http::fetch(daemon.addr()?, &format!("/api/v1/machines/{mac}"))?;
+            let body = daemon.client()?.get(&format!("/api/v1/machines/{mac}"))?;
             if json {
                 println!("{body}");
                 return Ok(());
@@ -194,6 +185,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reservation(args) => stormboot::api::cmd::reservation(args),
+        Command::Lease(args) => stormboot::api::cmd::lease(args),
+        Command::BenchApi(args) => stormboot::apibench::run(&args),
         Command::Storm(args) => {
             let report = stormboot::storm::run(&args)?;
             stormboot::storm::print_report(&report, args.json);

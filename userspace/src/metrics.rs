@@ -53,7 +53,7 @@ impl ServiceCounters {
 }
 
 /// `ServiceCounters` at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceCounts {
     pub tftp_ok: u64,
     pub tftp_failed: u64,
@@ -64,7 +64,7 @@ pub struct ServiceCounts {
 }
 
 /// Observations in `PHASE_BUCKETS_S` buckets (the last slot: above them all).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Histogram {
     pub buckets: Vec<u64>,
     pub count: u64,
@@ -88,7 +88,7 @@ impl Histogram {
 }
 
 /// One subnet's pool: addresses leased or offered, of how many.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PoolUsage {
     pub subnet: String,
     pub used: u64,

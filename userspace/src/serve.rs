@@ -63,7 +63,8 @@ fn pins(cfg: &Config) -> Option<Pins> {
 
 fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
     let n = cfg.reservations.len();
-    let capacity = u32::try_from(n + n / 4 + 1024).unwrap_or(u32::MAX);
+    // The headroom takes reservations added through the API.
+    let capacity = u32::try_from(n + n / 4 + 8192).unwrap_or(u32::MAX);
     let pins = pins(cfg);
     // Taken before loading, so this daemon's own pins can take the names.
     let predecessor = pins
@@ -145,6 +146,11 @@ pub async fn serve(
 
     let store = Arc::new(SqliteStore::open(&cfg.server.lease_db)?);
     let leases = store.load()?;
+    // The API's reservations join the file's (the file wins a clash).
+    let (merged, registry, reservation_table) =
+        crate::api::live::load((*cfg).clone(), &cfg.server.lease_db)?;
+    let cfg = Arc::new(merged);
+    let policy = api_policy(&cfg)?;
     tracing::info!(path = %cfg.server.lease_db.display(), leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -230,10 +236,17 @@ pub async fn serve(
         None => None,
     };
 
-    let reservations = cfg.reservations.len() as u64;
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
+    let live = Arc::new(crate::api::live::Live::new(
+        registry,
+        reservation_table,
+        dp.clone(),
+        control_tx,
+    ));
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let pools = Arc::new(Mutex::new(Vec::new()));
     let snapshot: http::SnapshotFn = {
+        let reservations = live.count.clone();
         let service_counters = service_counters.clone();
         let pools = pools.clone();
         let timeline = timeline.clone();
@@ -247,6 +260,7 @@ pub async fn serve(
                 .as_ref()
                 .and_then(|d| d.lock().ok().and_then(|d| d.counters().ok()))
                 .unwrap_or_default();
+            let reservations = reservations.load(std::sync::atomic::Ordering::Relaxed);
             let mut s = Snapshot::new(&xdp, &counters, reservations, &iface, dataplane);
             s.queue_dropped = queue.dropped.load(std::sync::atomic::Ordering::Relaxed);
             let st = store.stats();
@@ -262,14 +276,17 @@ pub async fn serve(
             s
         })
     };
-    tasks.spawn(http::serve(
-        listener,
-        snapshot.clone(),
-        timeline.clone(),
-        shutdown.clone(),
-    ));
+    let overlay = live.overlay.clone();
+    let app = crate::api::router(
+        crate::api::AppState {
+            live: live.clone(),
+            http: http::Api::new(snapshot.clone(), timeline.clone()),
+        },
+        policy,
+    );
+    tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
-    let machines = services::Machines::new(cfg.clone(), index.clone());
+    let machines = services::Machines::new(cfg.clone(), index.clone()).with_overlay(overlay);
     if cfg.boot.enabled {
         services::start(
             cfg.clone(),
@@ -283,13 +300,11 @@ pub async fn serve(
     }
 
     let timeline_for_takeover = timeline.clone();
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     if let Some(path) = opts.config_path.clone() {
         tasks.spawn(reload_on_hup(
             path,
             cfg.clone(),
-            dp.clone(),
-            reload_tx,
+            live,
             machines,
             shutdown.clone(),
         ));
@@ -303,9 +318,9 @@ pub async fn serve(
         fast_acks: dp.is_some().then_some(ack_rx),
         index,
         timeline,
-        reload: Some(reload_rx),
         pools,
         hooks,
+        control: Some(control_rx),
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
@@ -354,16 +369,15 @@ pub async fn serve(
         .context("the userspace dataplane failed")
 }
 
-/// Applies the configuration file again on each SIGHUP: maps first (so XDP
-/// and userspace agree from the moment userspace switches), then the
-/// userspace server and the boot services. A file that does not validate,
-/// or that changes what needs a restart, is refused and the running
-/// configuration stays.
+/// Applies the configuration file again on each SIGHUP: the file's
+/// reservations are merged with the API's (the file wins, as at start),
+/// rendered, written into the maps, then handed to the userspace server and
+/// the boot services. A file that does not validate, or that changes what
+/// needs a restart, is refused and the running configuration stays.
 async fn reload_on_hup(
     path: std::path::PathBuf,
     mut current: Arc<Config>,
-    dp: Option<Arc<Mutex<Dataplane>>>,
-    server: tokio::sync::mpsc::Sender<Arc<Config>>,
+    live: Arc<crate::api::live::Live>,
     machines: services::Machines,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -375,10 +389,8 @@ async fn reload_on_hup(
             _ = shutdown.cancelled() => return Ok(()),
         }
         crate::sdnotify::tell("RELOADING=1");
-        match reload(&path, &current, dp.as_deref()) {
+        match reload(&path, &current, &live).await {
             Ok(new) => {
-                let new = Arc::new(new);
-                let _ = server.send(new.clone()).await;
                 machines.reload(new.clone());
                 tracing::info!(
                     path = %path.display(),
@@ -397,35 +409,17 @@ async fn reload_on_hup(
     }
 }
 
-/// Reads and checks `path` and installs it into the maps.
-fn reload(
+/// Reads and checks `path`, then has `live` serve it.
+async fn reload(
     path: &std::path::Path,
     current: &Config,
-    dp: Option<&Mutex<Dataplane>>,
-) -> anyhow::Result<Config> {
-    let new = Config::load(path)?;
-    if let Some((key, why)) = crate::reload::needs_restart(current, &new) {
+    live: &crate::api::live::Live,
+) -> anyhow::Result<Arc<Config>> {
+    let file = Config::load(path)?;
+    if let Some((key, why)) = crate::reload::needs_restart(current, &file) {
         anyhow::bail!("{key} changed, which needs a restart: {why}");
     }
-    // Every reply rendered before any map is touched: a reservation whose
-    // reply cannot be rendered refuses the file, not half of it.
-    tables::subnet_entries(&new)?;
-    for r in &new.reservations {
-        tables::reservation_entries(&new, r)?;
-    }
-    if let Some(dp) = dp {
-        let mut dp = dp
-            .lock()
-            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
-        if let Err(e) = dp.install(&new) {
-            // Put back what was running rather than leave a mix.
-            let restored = dp.install(current);
-            anyhow::bail!(
-                "installing into the maps: {e} (previous configuration restored: {restored:?})"
-            );
-        }
-    }
-    Ok(new)
+    live.reload(file).await
 }
 
 /// Reads what the previous daemon's program did after that daemon stopped
@@ -447,6 +441,25 @@ fn take_over(
             "read the reply events of the previous program"
         );
     }
+}
+
+/// Who may use the API: the token from STORMBOOT_API_TOKEN, else the
+/// file's `api.token`.
+fn api_policy(cfg: &Config) -> anyhow::Result<crate::api::auth::Policy> {
+    let token = std::env::var("STORMBOOT_API_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| cfg.api.token.clone());
+    if cfg.api.read_token && token.is_none() {
+        anyhow::bail!("api.read_token = true needs a token: set api.token or STORMBOOT_API_TOKEN");
+    }
+    if token.is_none() {
+        tracing::warn!("no api.token (or STORMBOOT_API_TOKEN): the API refuses every change");
+    }
+    Ok(crate::api::auth::Policy {
+        token,
+        read_token: cfg.api.read_token,
+    })
 }
 
 /// `mode = "boot-only"`: another DHCP server gives the addresses; this

@@ -29,6 +29,9 @@ pub struct Machines {
     /// Swapped whole on a reload, so a lookup sees one configuration.
     known: Arc<std::sync::RwLock<Arc<Known>>>,
     index: Arc<Index>,
+    /// Reservations changed through the API since the configuration in
+    /// `known` (cleared when a reload takes them in).
+    overlay: Option<Arc<crate::api::live::Overlay>>,
 }
 
 /// The configuration and its profiles, ready to hand out.
@@ -61,7 +64,14 @@ impl Machines {
         Machines {
             known: Arc::new(std::sync::RwLock::new(Arc::new(Known::new(cfg)))),
             index,
+            overlay: None,
         }
+    }
+
+    /// Reads reservations changed through the API from `overlay` first.
+    pub fn with_overlay(mut self, overlay: Arc<crate::api::live::Overlay>) -> Self {
+        self.overlay = Some(overlay);
+        self
     }
 
     /// Serves `cfg`'s reservations and profiles from now on (SIGHUP).
@@ -86,12 +96,17 @@ impl Machines {
         self.index
             .mac_of(ip)
             .or_else(|| {
-                self.known()
+                let at_start = self
+                    .known()
                     .cfg
                     .reservations
                     .iter()
                     .find(|r| r.ip == ip)
-                    .map(|r| r.mac)
+                    .map(|r| r.mac);
+                match &self.overlay {
+                    Some(o) => o.mac_of(ip, at_start),
+                    None => at_start,
+                }
             })
             .or_else(|| {
                 let table = std::fs::read_to_string("/proc/net/arp").ok()?;
@@ -105,12 +120,17 @@ impl Machines {
             web::Lookup::Ip(ip) => self.mac_of(ip)?,
         };
         let k = self.known();
-        if let Some(r) = k.cfg.reservations.iter().find(|r| r.mac == mac) {
+        let changed = self.overlay.as_ref().and_then(|o| o.get(mac));
+        let reservation = match changed {
+            Some(r) => r,
+            None => k.cfg.reservations.iter().find(|r| r.mac == mac).cloned(),
+        };
+        if let Some(r) = reservation {
             return Some(boot::MachineInfo {
                 mac,
                 ip: Some(r.ip),
                 hostname: r.hostname.clone(),
-                profile: bootfile::reservation_profile(&k.cfg, r).map(|i| k.profiles[i].clone()),
+                profile: bootfile::reservation_profile(&k.cfg, &r).map(|i| k.profiles[i].clone()),
             });
         }
         // A pool client: the profile of the subnet its lease is in.

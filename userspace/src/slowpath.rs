@@ -313,10 +313,11 @@ pub struct SlowPath {
     pub timeline: Arc<crate::timeline::Timeline>,
     /// Pool use per subnet, refreshed every second for `/metrics`.
     pub pools: Arc<std::sync::Mutex<Vec<crate::metrics::PoolUsage>>>,
-    /// New configurations (SIGHUP), already checked and in the maps.
-    pub reload: Option<tokio::sync::mpsc::Receiver<Arc<crate::config::Config>>>,
     /// Where lease events go when `[hooks]` is configured.
     pub hooks: Option<crate::hooks::Sender>,
+    /// The API's changes to reservations and leases, and SIGHUP's new
+    /// configurations.
+    pub control: Option<tokio::sync::mpsc::Receiver<crate::api::live::Control>>,
 }
 
 impl SlowPath {
@@ -357,15 +358,12 @@ impl SlowPath {
         }
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         let mut fast_acks = self.fast_acks.take();
-        let mut reload = self.reload.take();
+        let mut control = self.control.take();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(cfg) = async { match reload.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    // Leases carry over; pools, reservations and options
-                    // are the new file's from the next request on.
-                    let leases = self.server.leases().cloned().collect();
-                    self.server = dhcp::Server::new(cfg, leases, unix_now());
+                Some(cmd) = async { match control.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    self.control(cmd);
                 }
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
@@ -403,6 +401,43 @@ impl SlowPath {
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// One change from the API; the answer goes back on its channel.
+    fn control(&mut self, cmd: crate::api::live::Control) {
+        use crate::api::live::Control;
+        match cmd {
+            Control::Upsert(r, done) => {
+                self.server.upsert_reservation(r);
+                let _ = done.send(());
+            }
+            Control::Remove(mac, done) => {
+                self.server.remove_reservation(mac);
+                let _ = done.send(());
+            }
+            Control::Leases(done) => {
+                let _ = done.send(self.server.leases().cloned().collect());
+            }
+            Control::PoolUsage(done) => {
+                let usage = self.server.pool_usage();
+                let _ = done.send(usage.into_iter().map(|(_, u, s)| (u, s)).collect());
+            }
+            Control::Reload(cfg, done) => {
+                // Leases carry over; pools, reservations and options are
+                // the new configuration's from the next request on.
+                let leases = self.server.leases().cloned().collect();
+                self.server = dhcp::Server::new(cfg, leases, unix_now());
+                let _ = done.send(());
+            }
+            Control::RemoveLease(ip, done) => {
+                let removed = self.server.remove_lease(ip).map(|(lease, change)| {
+                    let changes = vec![change];
+                    self.index.apply(&changes);
+                    (lease, self.store.commit(changes))
+                });
+                let _ = done.send(removed);
+            }
+        }
     }
 
     /// Stores changes nobody waits for (expiries, the fast path's ACKs,

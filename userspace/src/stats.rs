@@ -34,7 +34,7 @@ impl UserCounters {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Snapshot {
     /// XDP program counters, by `Counter::name`.
     pub xdp: BTreeMap<String, u64>,

@@ -20,7 +20,9 @@ pub const MAX_MACHINES: usize = 100_000;
 const KEEP_FIRST: usize = 16;
 
 /// The phases of a network boot, in the order a boot goes through them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Discover,
@@ -33,7 +35,7 @@ pub enum Phase {
     Syslog,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
@@ -43,7 +45,7 @@ pub struct Event {
     pub detail: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Machine {
     pub mac: String,
     /// The furthest phase reached.

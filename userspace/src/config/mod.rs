@@ -11,6 +11,10 @@ mod options;
 mod validate;
 mod wire;
 
+pub use options::custom as custom_option_value;
+pub use options::{SERVER_SET as SERVER_SET_OPTIONS, TYPES as OPTION_TYPES};
+pub use validate::dns_name;
+
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -21,7 +25,6 @@ use location::Source;
 
 /// Shared with `stormboot import`, which applies the same rules.
 pub use options::{custom as parse_option_value, SERVER_SET};
-pub use validate::dns_name;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -211,8 +214,14 @@ impl LogLevel {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Api {
-    /// The HTTP API's address; loopback by default because it is unauthenticated.
+    /// The HTTP API's address; loopback by default, so that without a
+    /// token only local users can read it.
     pub listen: SocketAddr,
+    /// `api.token`: the bearer token changes need. Without one (and
+    /// without STORMBOOT_API_TOKEN) every change is refused.
+    pub token: Option<String>,
+    /// `api.read_token`: reads need the token too.
+    pub read_token: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

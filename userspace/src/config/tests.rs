@@ -112,6 +112,8 @@ fn example_parses() {
         },
         api: Api {
             listen: "127.0.0.1:8067".parse().unwrap(),
+            token: None,
+            read_token: false,
         },
         subnets: vec![Subnet {
             net: "10.50.0.0/24".parse().unwrap(),

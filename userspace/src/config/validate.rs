@@ -329,7 +329,29 @@ fn api(w: Option<&wire::Api>, src: &Source) -> Result<Api, ConfigError> {
             )
         })?,
     };
-    Ok(Api { listen })
+    let token = match w.and_then(|a| a.token.as_ref()) {
+        None => None,
+        Some(t)
+            if t.get_ref().trim().is_empty() || t.get_ref().chars().any(char::is_whitespace) =>
+        {
+            return Err(src.invalid(
+                &t.span(),
+                "api.token",
+                "a token must be non-empty and contain no whitespace",
+            ))
+        }
+        Some(t) => Some(t.get_ref().clone()),
+    };
+    // Whether a token exists at all is checked when the daemon starts:
+    // STORMBOOT_API_TOKEN may give it instead of the file.
+    let read_token = w
+        .and_then(|a| a.read_token.as_ref())
+        .is_some_and(|r| *r.get_ref());
+    Ok(Api {
+        listen,
+        token,
+        read_token,
+    })
 }
 
 fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Subnet>, ConfigError> {

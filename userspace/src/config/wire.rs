@@ -49,6 +49,8 @@ pub struct Server {
 #[serde(deny_unknown_fields)]
 pub struct Api {
     pub listen: Option<S<String>>,
+    pub token: Option<S<String>>,
+    pub read_token: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -259,6 +259,52 @@ impl Dataplane {
             .map_err(map_err(names::SLOWPATH_BUCKETS))
     }
 
+    /// Writes one machine's entries (one per boot variant it has) in place,
+    /// then removes the variants it no longer has: the program sees the
+    /// old reply or the new one for each key, never none.
+    pub fn put_reservation(
+        &mut self,
+        mac: [u8; 6],
+        entries: &[(ReservationKey, Reservation)],
+    ) -> Result<(), DataplaneError> {
+        for (k, v) in entries {
+            self.reservations
+                .insert(k, v, 0)
+                .map_err(map_err(names::RESERVATIONS))?;
+        }
+        for v in stormboot_common::maps::variant::ALL {
+            if !entries.iter().any(|(k, _)| k.variant == v) {
+                self.remove_key(ReservationKey { mac, variant: v })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every entry of one machine: its requests are passed up.
+    pub fn remove_reservation(&mut self, mac: [u8; 6]) -> Result<(), DataplaneError> {
+        for v in stormboot_common::maps::variant::ALL {
+            self.remove_key(ReservationKey { mac, variant: v })?;
+        }
+        Ok(())
+    }
+
+    fn remove_key(&mut self, k: ReservationKey) -> Result<(), DataplaneError> {
+        match self.reservations.remove(&k) {
+            Ok(()) => Ok(()),
+            // Absent already: nothing to remove.
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(DataplaneError::Map {
+                map: names::RESERVATIONS,
+                source,
+            }),
+        }
+    }
+
     /// Tells the program about an interface it receives on.
     pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<(), DataplaneError> {
         self.ifaces

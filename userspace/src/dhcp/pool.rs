@@ -243,6 +243,38 @@ impl Pools {
         }
     }
 
+    /// Reserves `ip` (a reservation made while running): it leaves its
+    /// pool, free or not.
+    pub fn reserve(&mut self, ip: Ipv4Addr) {
+        let x = u32::from(ip);
+        let subnet = self.index.containing(ip);
+        let was = subnet.is_some_and(|s| self.allocatable(s, ip));
+        if !self.reserved.insert(x) {
+            return;
+        }
+        if let (Some(s), true) = (subnet, was) {
+            self.subnets[s].size -= 1;
+            self.subnets[s].free.take(x);
+        }
+    }
+
+    /// Unreserves `ip`: it rejoins its pool, and is free unless a lease
+    /// still `held` it.
+    pub fn unreserve(&mut self, ip: Ipv4Addr, held: bool) {
+        let x = u32::from(ip);
+        if !self.reserved.remove(&x) {
+            return;
+        }
+        if let Some(s) = self.index.containing(ip) {
+            if self.allocatable(s, ip) {
+                self.subnets[s].size += 1;
+                if !held {
+                    self.subnets[s].free.put(x);
+                }
+            }
+        }
+    }
+
     /// (used, size) per subnet, index for index with the config's.
     pub fn usage(&self) -> Vec<(usize, usize)> {
         self.subnets

@@ -61,7 +61,7 @@ pub struct HookCounters {
 }
 
 /// The counters as `stormboot stats --json` and `/metrics` show them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HookStats {
     /// Whether `[hooks]` is configured.
     pub enabled: bool,

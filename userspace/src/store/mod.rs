@@ -4,6 +4,7 @@
 //! backend (PostgreSQL) would sit beside it and report the same `StoreStats`,
 //! so metrics read the same whichever store is configured.
 
+pub mod reservations;
 pub mod sqlite;
 
 pub use sqlite::SqliteStore;

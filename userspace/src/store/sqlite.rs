@@ -43,7 +43,7 @@ use crate::leases::{CommitFuture, Lease, LeaseChange, LeaseState, LeaseStore, St
 /// The schema this code reads and writes. A change to it bumps this and adds
 /// a migration in `prepare_schema`; a binary refuses files newer than it
 /// knows rather than misread or damage them.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Most commits in one transaction: bounds a transaction's size (and how
 /// long the first waiter of a large backlog waits) while still sharing one
@@ -72,6 +72,15 @@ const SCHEMA: &str = "
         expires   INTEGER NOT NULL,
         updated   INTEGER NOT NULL,
         hostname  TEXT
+    );
+";
+
+/// Version 2: reservations made through the API (`crate::store::reservations`).
+const SCHEMA_V2: &str = "
+    CREATE TABLE reservations (
+        mac     BLOB PRIMARY KEY CHECK (length(mac) = 6),
+        spec    TEXT NOT NULL,
+        updated INTEGER NOT NULL
     );
 ";
 
@@ -335,7 +344,15 @@ fn prepare_schema(conn: &mut Connection) -> Result<(), String> {
                 ))
             }
             Some(v) if v < 1 => return Err(format!("schema version {v} is not valid")),
-            // Migrations from older versions go here once there are any.
+            Some(1) => {
+                tx.execute_batch(SCHEMA_V2)
+                    .map_err(|e| context("adding the reservations table", e))?;
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(|e| context("recording the schema version", e))?;
+            }
             Some(_) => {}
         }
     } else {
@@ -348,6 +365,8 @@ fn prepare_schema(conn: &mut Connection) -> Result<(), String> {
             ));
         }
         tx.execute_batch(SCHEMA)
+            .map_err(|e| context("creating the schema", e))?;
+        tx.execute_batch(SCHEMA_V2)
             .map_err(|e| context("creating the schema", e))?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",

@@ -1,0 +1,817 @@
+//! End-to-end tests of the control-plane API: the real daemon in a network
+//! namespace, changed through its API (by HTTP from the test, and by the
+//! `stormboot reservation` CLI), answering a real DHCP client (busybox
+//! udhcpc) from the XDP program without a restart.
+//!
+//! The test talks HTTP to the daemon's loopback address inside the server
+//! namespace: a thread enters the namespace only to open the connection
+//! (a socket stays in the namespace it was made in).
+//!
+//! Needs root and `cargo build -p stormboot` first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stormboot_testbed::{
+    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF, SERVER_IF,
+};
+
+const TOKEN: &str = "e2e-token-7f3a";
+const API: &str = "127.0.0.1:8067";
+/// The client's MAC: not in the config file.
+const CLIENT_MAC: &str = "52:54:00:00:00:02";
+const API_IP: &str = "10.50.0.20";
+const API_IP2: &str = "10.50.0.21";
+
+/// A /24 with one file reservation, a pool for everyone else, and a token.
+const CONFIG: &str = r#"[server]
+interface = "sb0"
+address = "10.50.0.1"
+lease_db = "leases.db"
+
+[api]
+token = "e2e-token-7f3a"
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+routers = ["10.50.0.1"]
+pool = ["10.50.0.100-10.50.0.110"]
+lease_time = "1h"
+
+[[reservation]]
+mac = "52:54:00:00:00:01"
+ip = "10.50.0.11"
+hostname = "node1"
+"#;
+
+const DAEMON_START: Duration = Duration::from_secs(10);
+
+struct Lab {
+    bed: Testbed,
+    scratch: Scratch,
+    config: PathBuf,
+    daemon: Option<u32>,
+}
+
+/// An HTTP answer: status and JSON body (Null when empty).
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+/// Connects to `addr` from inside the namespace at `ns`.
+fn connect_in(ns: &Path, addr: &str) -> std::io::Result<TcpStream> {
+    let ns = fs::File::open(ns)?;
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        // SAFETY: setns on a namespace file descriptor; it changes only
+        // this thread, which ends after connecting.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        TcpStream::connect(addr)
+    })
+    .join()
+    .expect("connect thread")
+}
+
+impl Lab {
+    fn new(name: &str) -> Lab {
+        let stormboot = binary("stormboot");
+        assert!(
+            stormboot.exists(),
+            "{} is missing: run `cargo build -p stormboot` first",
+            stormboot.display()
+        );
+        let bed = Testbed::new(name, Some(CLIENT_MAC))
+            .unwrap_or_else(|e| panic!("creating testbed {name}: {e:#}"));
+        let scratch = Scratch::new(name);
+        let config = scratch.path("stormboot.toml");
+        Lab {
+            bed,
+            scratch,
+            config,
+            daemon: None,
+        }
+    }
+
+    fn stormboot(&self, side: Side) -> Command {
+        let mut cmd = self
+            .bed
+            .command(side, &binary("stormboot").to_string_lossy());
+        cmd.env("NO_COLOR", "1").env_remove("STORMBOOT_API_TOKEN");
+        cmd
+    }
+
+    /// Writes the config and starts the daemon (and, the first time, the
+    /// pass-only program on the client end, which a veth needs to deliver
+    /// XDP_TX replies).
+    fn start(&mut self, config: &str) {
+        self.scratch.write("stormboot.toml", config);
+        let mut serve = self.stormboot(Side::Server);
+        serve
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(self.scratch.append_file("daemon.log"));
+        let pid = self
+            .bed
+            .spawn(Side::Server, serve)
+            .expect("spawning stormboot serve");
+        self.daemon = Some(pid);
+        if wait_for(DAEMON_START, || {
+            self.try_request("GET", "/healthz", None, None)
+                .ok()
+                .filter(|a| a.status == 200)
+        })
+        .is_none()
+        {
+            panic!("the daemon (pid {pid}) did not answer{}", self.log());
+        }
+        if !self.xdp_attached(Side::Client) {
+            let mut pass = self.stormboot(Side::Client);
+            pass.args(["xdp-pass", "--interface", CLIENT_IF])
+                .stdout(Stdio::null())
+                .stderr(self.scratch.log_file("xdp-pass.log"));
+            self.bed
+                .spawn(Side::Client, pass)
+                .expect("spawning stormboot xdp-pass");
+            assert!(
+                wait_for(Duration::from_secs(5), || self
+                    .xdp_attached(Side::Client)
+                    .then_some(()))
+                .is_some(),
+                "xdp-pass did not attach"
+            );
+        }
+        let xdp = !config.contains("dataplane = \"userspace\"");
+        assert_eq!(
+            self.xdp_attached(Side::Server),
+            xdp,
+            "XDP on {SERVER_IF}{}",
+            self.log()
+        );
+    }
+
+    fn stop(&mut self) {
+        let pid = self.daemon.take().expect("daemon running");
+        let status = self.bed.stop(pid).expect("stopping the daemon");
+        assert!(
+            status.success(),
+            "daemon exited with {status}{}",
+            self.log()
+        );
+    }
+
+    fn log(&self) -> String {
+        format!("\n--- daemon log ---\n{}", self.scratch.read("daemon.log"))
+    }
+
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer> {
+        let mut s = connect_in(&self.bed.ns_path(Side::Server), API)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {API}\r\nConnection: close\r\n");
+        if let Some(t) = token {
+            req += &format!("Authorization: Bearer {t}\r\n");
+        }
+        req += &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes())?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let a = stormboot::api::client::parse_response(&raw)?;
+        let body = if a.body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&a.body).unwrap_or(Value::String(a.body))
+        };
+        Ok(Answer {
+            status: a.status,
+            body,
+        })
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        self.try_request(method, path, token, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e:#}{}", self.log()))
+    }
+
+    fn stats(&self) -> Value {
+        let a = self.request("GET", "/api/v1/stats", None, None);
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body
+    }
+
+    /// `stormboot <args>` in the server namespace; the daemon is found
+    /// from its config file.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.stormboot(Side::Server);
+        cmd.args(args).arg("--config").arg(&self.config);
+        cmd.output().expect("running the stormboot CLI")
+    }
+
+    /// One udhcpc run; the variables its script got on `bound`.
+    fn udhcpc(&self) -> Result<BTreeMap<String, String>, String> {
+        self.udhcpc_with(&[])
+    }
+
+    /// `udhcpc` with more arguments (options it sends).
+    fn udhcpc_with(&self, extra: &[&str]) -> Result<BTreeMap<String, String>, String> {
+        let out = self.scratch.path("udhcpc.env");
+        let _ = fs::remove_file(&out);
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] || exit 0\nprintf 'ip=%s\\nhostname=%s\\nboot_file=%s\\n' \"$ip\" \"$hostname\" \"$boot_file\" > '{}'\n",
+            out.display()
+        );
+        let script = self.scratch.write("udhcpc.sh", &script);
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut udhcpc = self.bed.command(Side::Client, "busybox");
+        udhcpc
+            .args([
+                "udhcpc", "-i", CLIENT_IF, "-n", "-q", "-f", "-t", "3", "-T", "1", "-s",
+            ])
+            .arg(&script)
+            .args(extra);
+        self.bed
+            .run(Side::Client, udhcpc)
+            .map_err(|e| format!("{e:#}"))?;
+        let text = fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    fn xdp_attached(&self, side: Side) -> bool {
+        let ifname = match side {
+            Side::Server => SERVER_IF,
+            Side::Client => CLIENT_IF,
+        };
+        let out = Command::new("ip")
+            .args(["-j", "-n", self.bed.ns(side), "link", "show", ifname])
+            .output()
+            .expect("ip link show");
+        let links: Value = serde_json::from_slice(&out.stdout).expect("ip -j JSON");
+        links[0].get("xdp").is_some()
+    }
+}
+
+fn n(stats: &Value, group: &str, key: &str) -> u64 {
+    stats[group][key].as_u64().unwrap_or(0)
+}
+
+fn slow_path_total(stats: &Value) -> u64 {
+    stats["slow_path"]
+        .as_object()
+        .map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
+}
+
+fn reservation(mac: &str, ip: &str) -> Value {
+    json!({"mac": mac, "ip": ip, "hostname": "api-node"})
+}
+
+#[test]
+fn a_reservation_added_through_the_api_is_answered_by_xdp_and_a_removed_one_is_passed_up() {
+    require_root();
+    let mut lab = Lab::new("api-live");
+    lab.start(CONFIG);
+    let pid = lab.daemon.expect("daemon");
+
+    // Added with the CLI, which finds the daemon and its token in the file.
+    let out = lab.cli(&[
+        "reservation",
+        "add",
+        "--mac",
+        CLIENT_MAC,
+        "--ip",
+        API_IP,
+        "--hostname",
+        "api-node",
+    ]);
+    assert!(
+        out.status.success(),
+        "reservation add: {out:?}{}",
+        lab.log()
+    );
+    let before = lab.stats();
+    let lease = lab
+        .udhcpc()
+        .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
+    assert_eq!(
+        lease.get("ip").map(String::as_str),
+        Some(API_IP),
+        "{lease:?}"
+    );
+    assert_eq!(lease.get("hostname").map(String::as_str), Some("api-node"));
+    let after = lab.stats();
+    assert!(
+        n(&after, "xdp", "offer") > n(&before, "xdp", "offer"),
+        "{after}"
+    );
+    assert!(
+        n(&after, "xdp", "ack") > n(&before, "xdp", "ack"),
+        "{after}"
+    );
+    assert_eq!(
+        slow_path_total(&after),
+        0,
+        "userspace saw packets XDP should have answered: {after}{}",
+        lab.log()
+    );
+    assert_eq!(after["reservations"], 2, "{after}");
+
+    // Changed: the next exchange gets the new address, from XDP.
+    let a = lab.request(
+        "PUT",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        Some(TOKEN),
+        Some(&reservation(CLIENT_MAC, API_IP2)),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    assert_eq!(lease.get("ip").map(String::as_str), Some(API_IP2));
+    assert_eq!(slow_path_total(&lab.stats()), 0);
+
+    // Removed: the program passes the machine up and the pools answer it.
+    let out = lab.cli(&["reservation", "rm", CLIENT_MAC]);
+    assert!(out.status.success(), "reservation rm: {out:?}");
+    let before = lab.stats();
+    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let after = lab.stats();
+    let ip = lease.get("ip").cloned().unwrap_or_default();
+    assert!(
+        ip.starts_with("10.50.0.1") && ip.len() == "10.50.0.100".len(),
+        "pool address expected, got {ip}"
+    );
+    assert!(
+        n(&after, "xdp", "pass_unknown_mac") > n(&before, "xdp", "pass_unknown_mac"),
+        "not passed up: {after}"
+    );
+    assert_eq!(
+        n(&after, "xdp", "offer"),
+        n(&before, "xdp", "offer"),
+        "XDP answered: {after}"
+    );
+    assert!(
+        n(&after, "slow_path", "dhcpdiscover") > n(&before, "slow_path", "dhcpdiscover"),
+        "{after}"
+    );
+    // All of it without a restart: one start in the log, the same process.
+    assert_eq!(
+        lab.log().matches("API reservations loaded").count(),
+        1,
+        "{}",
+        lab.log()
+    );
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the daemon is gone{}",
+        lab.log()
+    );
+    let leases = lab.request(
+        "GET",
+        &format!("/api/v1/leases?mac={CLIENT_MAC}"),
+        None,
+        None,
+    );
+    assert!(
+        leases.body["items"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|x| x["ip"] == ip.as_str())),
+        "{leases:?}"
+    );
+}
+
+#[test]
+fn changes_need_the_token_and_reads_can_too() {
+    require_root();
+    let mut lab = Lab::new("api-token");
+    lab.start(CONFIG);
+    let body = reservation(CLIENT_MAC, API_IP);
+    for token in [None, Some("wrong-token")] {
+        let a = lab.request("POST", "/api/v1/reservations", token, Some(&body));
+        assert_eq!(a.status, 401, "{token:?}: {a:?}");
+        assert_eq!(a.body["field"], "authorization", "{a:?}");
+        let a = lab.request(
+            "DELETE",
+            "/api/v1/reservations/52:54:00:00:00:01",
+            token,
+            None,
+        );
+        assert_eq!(a.status, 401, "{a:?}");
+    }
+    // The CLI with a wrong --token is refused the same way.
+    let out = lab.cli(&[
+        "reservation",
+        "add",
+        "--mac",
+        CLIENT_MAC,
+        "--ip",
+        API_IP,
+        "--token",
+        "nope",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(401)"),
+        "{out:?}"
+    );
+    // Nothing was added; reads are open.
+    let a = lab.request(
+        "GET",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        None,
+        None,
+    );
+    assert_eq!(a.status, 404, "{a:?}");
+    let a = lab.request("POST", "/api/v1/reservations", Some(TOKEN), Some(&body));
+    assert_eq!(a.status, 201, "{a:?}");
+
+    // With read_token, reads need it too; /healthz and the document do not.
+    lab.stop();
+    lab.start(&CONFIG.replace("[api]\n", "[api]\nread_token = true\n"));
+    let a = lab.request("GET", "/api/v1/reservations", None, None);
+    assert_eq!(a.status, 401, "{a:?}");
+    let a = lab.request("GET", "/api/v1/reservations", Some(TOKEN), None);
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(lab.request("GET", "/healthz", None, None).status, 200);
+    assert_eq!(lab.request("GET", "/openapi.json", None, None).status, 200);
+    let out = lab.cli(&["reservation", "show", CLIENT_MAC]);
+    assert!(
+        out.status.success(),
+        "the CLI sends the file's token: {out:?}"
+    );
+}
+
+#[test]
+fn changes_survive_a_restart_and_the_file_stays_read_only() {
+    require_root();
+    let mut lab = Lab::new("api-restart");
+    lab.start(CONFIG);
+    let a = lab.request(
+        "POST",
+        "/api/v1/reservations/bulk",
+        Some(TOKEN),
+        Some(&json!([
+            reservation(CLIENT_MAC, API_IP),
+            {"mac": "52:54:00:00:00:03", "ip": "10.50.0.30",
+             "options": [{"code": 66, "type": "string", "value": "tftp.example"}]},
+            {"mac": "52:54:00:00:00:04", "ip": "10.50.0.40"},
+        ])),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["created"], 3);
+    let a = lab.request(
+        "DELETE",
+        "/api/v1/reservations/52:54:00:00:00:04",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(a.status, 204, "{a:?}");
+    let a = lab.request(
+        "PUT",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        Some(TOKEN),
+        Some(&json!({"ip": API_IP2, "hostname": "moved"})),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+
+    lab.stop();
+    lab.start(CONFIG);
+    let list = lab.request("GET", "/api/v1/reservations?source=api", None, None);
+    let macs: BTreeSet<String> = list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["mac"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        macs,
+        BTreeSet::from([CLIENT_MAC.to_string(), "52:54:00:00:00:03".to_string()]),
+        "{list:?}"
+    );
+    let r = lab.request(
+        "GET",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        None,
+        None,
+    );
+    assert_eq!(
+        (r.body["ip"].as_str(), r.body["source"].as_str()),
+        (Some(API_IP2), Some("api"))
+    );
+    let r = lab.request("GET", "/api/v1/reservations/52:54:00:00:00:03", None, None);
+    assert_eq!(r.body["options"][0]["value"], "tftp.example", "{r:?}");
+    // Served by XDP right after the restart.
+    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    assert_eq!(lease.get("ip").map(String::as_str), Some(API_IP2));
+    assert_eq!(lease.get("hostname").map(String::as_str), Some("moved"));
+    assert_eq!(slow_path_total(&lab.stats()), 0);
+
+    // The file's reservation is listed as such and cannot be changed here.
+    let r = lab.request("GET", "/api/v1/reservations/52:54:00:00:00:01", None, None);
+    assert_eq!(r.body["source"], "config", "{r:?}");
+    let a = lab.request(
+        "DELETE",
+        "/api/v1/reservations/52:54:00:00:00:01",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (409, Some("mac")),
+        "{a:?}"
+    );
+
+    // A file that now reserves an API entry's address wins at start.
+    lab.stop();
+    lab.start(&format!(
+        "{CONFIG}\n[[reservation]]\nmac = \"52:54:00:00:00:09\"\nip = \"10.50.0.30\"\n"
+    ));
+    let r = lab.request("GET", "/api/v1/reservations/52:54:00:00:00:03", None, None);
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(lab.log().contains("the config file wins"), "{}", lab.log());
+}
+
+#[test]
+fn invalid_input_is_refused_naming_the_field() {
+    require_root();
+    let mut lab = Lab::new("api-invalid");
+    lab.start(CONFIG);
+    let post = |body: Value| lab.request("POST", "/api/v1/reservations", Some(TOKEN), Some(&body));
+    let cases = [
+        (json!({"mac": "52:54:00:00:00:02"}), 400, "ip"),
+        (
+            json!({"mac": "52:54:00:00:00:02", "ip": "10.50.0.20", "colour": 1}),
+            400,
+            "colour",
+        ),
+        (json!({"mac": "not-a-mac", "ip": "10.50.0.20"}), 422, "mac"),
+        (
+            json!({"mac": "52:54:00:00:00:02", "ip": "192.168.9.9"}),
+            422,
+            "ip",
+        ),
+        (
+            json!({"mac": "52:54:00:00:00:02", "ip": "10.50.0.1"}),
+            422,
+            "ip",
+        ),
+        (
+            json!({"mac": "52:54:00:00:00:02", "ip": "10.50.0.11"}),
+            409,
+            "ip",
+        ),
+        (
+            json!({"mac": "52:54:00:00:00:01", "ip": "10.50.0.20"}),
+            409,
+            "mac",
+        ),
+        (
+            json!({"mac": "52:54:00:00:00:02", "ip": "10.50.0.20", "hostname": "a_b"}),
+            422,
+            "hostname",
+        ),
+        (
+            json!({"mac": "52:54:00:00:00:02", "ip": "10.50.0.20", "profile": "none"}),
+            422,
+            "profile",
+        ),
+        (
+            json!({"mac": "52:54:00:00:00:02", "ip": "10.50.0.20",
+                   "options": [{"code": 51, "type": "u32", "value": "1"}]}),
+            422,
+            "options[0].code",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let a = post(body.clone());
+        assert_eq!(
+            (a.status, a.body["field"].as_str()),
+            (status, Some(field)),
+            "{body}: {a:?}"
+        );
+        assert!(
+            a.body["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(field)),
+            "{a:?}"
+        );
+    }
+    // A bulk import is all or nothing, and names the entry.
+    let a = lab.request(
+        "POST",
+        "/api/v1/reservations/bulk",
+        Some(TOKEN),
+        Some(&json!([reservation(CLIENT_MAC, API_IP), {"mac": "52:54:00:00:00:03", "ip": "10.60.0.1"}])),
+    );
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("[1].ip")),
+        "{a:?}"
+    );
+    let a = lab.request("GET", "/api/v1/reservations?source=api", None, None);
+    assert_eq!(a.body["total"], 0, "{a:?}");
+    for (path, field) in [
+        ("/api/v1/reservations?limit=0", "limit"),
+        ("/api/v1/reservations?limit=x", "limit"),
+        ("/api/v1/reservations?source=disk", "source"),
+        ("/api/v1/leases?state=lost", "state"),
+        ("/api/v1/leases/10.50.0.999", "ip"),
+        ("/api/v1/machines/zz", "mac"),
+    ] {
+        let a = lab.request("GET", path, None, None);
+        assert!((400..500).contains(&a.status), "{path}: {a:?}");
+        assert_eq!(a.body["field"], field, "{path}: {a:?}");
+    }
+    // Nothing crashed.
+    assert_eq!(lab.request("GET", "/healthz", None, None).status, 200);
+}
+
+#[test]
+fn the_openapi_document_describes_every_route_the_daemon_serves() {
+    require_root();
+    let mut lab = Lab::new("api-openapi");
+    lab.start(CONFIG);
+    let a = lab.request("GET", "/openapi.json", None, None);
+    assert_eq!(a.status, 200);
+    let doc = a.body;
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "not OpenAPI 3.x: {}",
+        doc["openapi"]
+    );
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("path item")
+                .keys()
+                .filter(|m| ["get", "put", "post", "delete", "patch"].contains(&m.as_str()))
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let routed: BTreeSet<(String, String)> = stormboot::api::routes()
+        .into_iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(documented, routed);
+
+    // And the daemon really serves each: no route answers the router's own
+    // empty 404 or 405.
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{mac}", "52:54:00:00:00:01")
+            .replace("{ip}", "10.50.0.11")
+            .replace("{network}", "10.50.0.0");
+        let a = lab.request(
+            &method.to_uppercase(),
+            &concrete,
+            Some(TOKEN),
+            Some(&json!({})),
+        );
+        assert!(
+            !(matches!(a.status, 404 | 405) && a.body.is_null()),
+            "{method} {concrete} is not routed: {a:?}"
+        );
+    }
+    let subnets = lab.request("GET", "/api/v1/subnets", None, None);
+    assert_eq!(subnets.body[0]["cidr"], "10.50.0.0/24", "{subnets:?}");
+    assert_eq!(subnets.body[0]["pool_size"], 11, "{subnets:?}");
+}
+
+#[test]
+fn a_profile_given_through_the_api_boots_without_a_restart() {
+    require_root();
+    let mut lab = Lab::new("api-boot");
+    let tftp_root = lab.scratch.path("ipxe");
+    let artifacts = lab.scratch.path("artifacts");
+    fs::create_dir_all(&tftp_root).unwrap();
+    fs::create_dir_all(&artifacts).unwrap();
+    let config = format!(
+        "{CONFIG}\n[boot]\ntftp_root = \"{}\"\nartifacts_dir = \"{}\"\n\n\
+         [[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\n\n\
+         [[profile]]\nname = \"rescue\"\nkernel = \"rescue-kernel\"\n",
+        tftp_root.display(),
+        artifacts.display()
+    );
+    lab.start(&config);
+    let a = lab.request(
+        "POST",
+        "/api/v1/reservations",
+        Some(TOKEN),
+        Some(&json!({"mac": CLIENT_MAC, "ip": API_IP, "profile": "rescue"})),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+
+    // iPXE's own request (user class "iPXE"): the script URL, from XDP.
+    let ipxe = ["-x", "0x4d:69505845", "-x", "0x5d:0000"];
+    let lease = lab
+        .udhcpc_with(&ipxe)
+        .unwrap_or_else(|e| panic!("udhcpc: {e}{}", lab.log()));
+    let script_url = format!("http://10.50.0.1/{CLIENT_MAC}/auto.ipxe");
+    assert_eq!(
+        lease.get("boot_file").map(String::as_str),
+        Some(script_url.as_str()),
+        "{lease:?}{}",
+        lab.log()
+    );
+    assert_eq!(slow_path_total(&lab.stats()), 0);
+
+    let mut ip = Command::new("ip");
+    ip.args(["addr", "add", &format!("{API_IP}/24"), "dev", CLIENT_IF]);
+    lab.bed.run(Side::Client, ip).expect("address the client");
+    let script = || {
+        let mut c = Command::new("curl");
+        c.args(["-sS", &script_url]);
+        let out = lab
+            .bed
+            .run(Side::Client, c)
+            .unwrap_or_else(|e| panic!("script: {e:#}{}", lab.log()));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let s = script();
+    assert!(
+        s.contains("kernel http://10.50.0.1/artifacts/rescue-kernel"),
+        "{s}"
+    );
+
+    // The profile changes: the next script boots the other kernel.
+    let a = lab.request(
+        "PUT",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        Some(TOKEN),
+        Some(&json!({"ip": API_IP, "profile": "debian"})),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let s = script();
+    assert!(
+        s.contains("kernel http://10.50.0.1/artifacts/vmlinuz"),
+        "{s}"
+    );
+}
+
+#[test]
+fn with_the_userspace_dataplane_the_server_answers_api_reservations() {
+    require_root();
+    let mut lab = Lab::new("api-userspace");
+    lab.start(&CONFIG.replace("[server]\n", "[server]\ndataplane = \"userspace\"\n"));
+    let a = lab.request(
+        "POST",
+        "/api/v1/reservations",
+        Some(TOKEN),
+        Some(&reservation(CLIENT_MAC, API_IP)),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    assert_eq!(
+        lease.get("ip").map(String::as_str),
+        Some(API_IP),
+        "{lease:?}"
+    );
+    let stats = lab.stats();
+    assert!(n(&stats, "slow_path_replies", "dhcpack") >= 1, "{stats}");
+
+    // Removed: the same machine now gets a pool address.
+    let a = lab.request(
+        "DELETE",
+        &format!("/api/v1/reservations/{CLIENT_MAC}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(a.status, 204, "{a:?}");
+    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let ip = lease.get("ip").cloned().unwrap_or_default();
+    assert!(
+        ip.starts_with("10.50.0.1") && ip.len() == 11,
+        "pool address expected, got {ip}"
+    );
+}

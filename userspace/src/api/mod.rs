@@ -1,0 +1,228 @@
+//! The control-plane REST API under `/api/v1/`: subnets, reservations,
+//! leases, machines and stats, with the OpenAPI document generated from
+//! the handlers' annotations at `/openapi.json`.
+//!
+//! - `types`: the JSON shapes, in one module for every client.
+//! - `registry`: the reservations and the checks a change passes (pure).
+//! - `live`: applies a change to the store, the XDP maps and the userspace
+//!   server while the daemon runs.
+//! - `auth`: who may read and who may change.
+//! - `handlers`: the HTTP handlers; `client`: the CLI's side.
+//!
+//! Config-file reservations are the `config` source and read-only here;
+//! the API's are the `api` source, kept in the lease database. At start the
+//! file wins a clash (see `live::load`).
+
+pub mod auth;
+pub mod client;
+pub mod cmd;
+pub mod handlers;
+pub mod live;
+pub mod registry;
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::FromRef,
+    routing::{get, MethodRouter},
+    Json, Router,
+};
+use utoipa::OpenApi;
+
+use crate::http;
+
+/// What every handler may read.
+#[derive(Clone)]
+pub struct AppState {
+    pub live: Arc<live::Live>,
+    pub(crate) http: http::Api,
+}
+
+impl FromRef<AppState> for Arc<live::Live> {
+    fn from_ref(s: &AppState) -> Self {
+        s.live.clone()
+    }
+}
+
+impl FromRef<AppState> for http::Api {
+    fn from_ref(s: &AppState) -> Self {
+        s.http.clone()
+    }
+}
+
+/// The generated OpenAPI document: every path comes from a handler's
+/// `#[utoipa::path]`, every schema from a `ToSchema` type.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "stormboot", description = "Control-plane API of the stormboot DHCP and network-boot server"),
+    paths(
+        http::healthz,
+        http::metrics,
+        http::stats,
+        http::machines,
+        http::machine,
+        openapi_json,
+        handlers::list_subnets,
+        handlers::get_subnet,
+        handlers::list_reservations,
+        handlers::get_reservation,
+        handlers::create_reservation,
+        handlers::replace_reservation,
+        handlers::delete_reservation,
+        handlers::bulk_reservations,
+        handlers::list_leases,
+        handlers::get_lease,
+        handlers::delete_lease,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "reservations", description = "Known machines, answered by the XDP program"),
+        (name = "leases", description = "Addresses the server has given"),
+        (name = "subnets", description = "The configured networks"),
+        (name = "machines", description = "Boot timelines"),
+        (name = "daemon", description = "Health, counters and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "daemon",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// A route of the daemon's router: method and path as axum matches them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+}
+
+/// The router and the list of its routes, built together so the list
+/// cannot miss a route.
+struct Table {
+    router: Router<AppState>,
+    routes: Vec<Route>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            router: Router::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    fn add(
+        mut self,
+        path: &'static str,
+        methods: &[&'static str],
+        handler: MethodRouter<AppState>,
+    ) -> Table {
+        self.router = self.router.route(path, handler);
+        self.routes
+            .extend(methods.iter().map(|&method| Route { method, path }));
+        self
+    }
+}
+
+fn table() -> Table {
+    use axum::routing::{delete, post, put};
+    use handlers as h;
+    Table::new()
+        .add("/healthz", &["get"], get(http::healthz))
+        .add("/metrics", &["get"], get(http::metrics))
+        .add("/openapi.json", &["get"], get(openapi_json))
+        .add("/api/v1/stats", &["get"], get(http::stats))
+        .add("/api/v1/machines", &["get"], get(http::machines))
+        .add("/api/v1/machines/{mac}", &["get"], get(http::machine))
+        .add("/api/v1/subnets", &["get"], get(h::list_subnets))
+        .add("/api/v1/subnets/{network}", &["get"], get(h::get_subnet))
+        .add(
+            "/api/v1/reservations",
+            &["get", "post"],
+            get(h::list_reservations).post(h::create_reservation),
+        )
+        .add(
+            "/api/v1/reservations/bulk",
+            &["post"],
+            post(h::bulk_reservations),
+        )
+        .add(
+            "/api/v1/reservations/{mac}",
+            &["get", "put", "delete"],
+            get(h::get_reservation)
+                .merge(put(h::replace_reservation))
+                .merge(delete(h::delete_reservation)),
+        )
+        .add("/api/v1/leases", &["get"], get(h::list_leases))
+        .add(
+            "/api/v1/leases/{ip}",
+            &["get", "delete"],
+            get(h::get_lease).merge(delete(h::delete_lease)),
+        )
+}
+
+/// Every route the daemon's router serves.
+pub fn routes() -> Vec<Route> {
+    table().routes
+}
+
+/// The daemon's whole HTTP service: the API, `/metrics`, `/healthz` and
+/// `/openapi.json`, behind the token check.
+pub fn router(state: AppState, policy: auth::Policy) -> Router {
+    table()
+        .router
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(policy),
+            auth::check,
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document is generated from annotations, the router from the
+    /// table: they are written separately, so this catches a route added
+    /// without its description (or a description with a typo'd path).
+    #[test]
+    fn the_document_describes_every_route_and_nothing_else() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| ["get", "put", "post", "delete", "patch"].contains(&k.as_str()))
+                    .map(move |m| (m.clone(), path.clone()))
+            })
+            .collect();
+        documented.sort();
+        let mut routed: Vec<(String, String)> = routes()
+            .into_iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+}

@@ -1,0 +1,598 @@
+//! The reservations the daemon serves, config and API alike, and the
+//! checks a change must pass before it reaches the store, the XDP maps and
+//! the userspace server: the config validator's rules (address inside a
+//! subnet and usable, no duplicate MAC or IP, profile exists, options
+//! well-formed) plus the API's own (config entries are read-only).
+//!
+//! Pure: no I/O, so every rule is unit-tested here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use stormboot_common::maps::{Reservation as MapEntry, ReservationKey};
+
+use super::types::{OptionSpec, ReservationPage, ReservationQuery, ReservationSpec};
+use super::types::{ReservationView, Source};
+use crate::config::{self, Config, CustomOption};
+use crate::dataplane::tables;
+use crate::frame::{format_mac, parse_mac};
+
+/// Default and largest page.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A refused request: the HTTP status it maps to, the field at fault, and
+/// why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub kind: ErrorKind,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400/422: the value itself is wrong.
+    Invalid,
+    /// 404
+    NotFound,
+    /// 409: the value clashes with another reservation, or the entry is
+    /// the config file's.
+    Conflict,
+    /// 500: the daemon could not apply a valid change.
+    Internal,
+}
+
+impl FieldError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            kind: ErrorKind::Invalid,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+    fn conflict(field: &str, message: String) -> Self {
+        FieldError {
+            kind: ErrorKind::Conflict,
+            field: Some(field.into()),
+            message,
+        }
+    }
+    fn not_found(field: &str, message: String) -> Self {
+        FieldError {
+            kind: ErrorKind::NotFound,
+            field: Some(field.into()),
+            message,
+        }
+    }
+    /// The same error for entry `i` of a bulk request: `[3].ip`.
+    fn at(mut self, i: usize) -> Self {
+        self.field = Some(match self.field {
+            Some(f) => format!("[{i}].{f}"),
+            None => format!("[{i}]"),
+        });
+        self
+    }
+}
+
+/// What a write may do to an existing entry of the same MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// POST: the MAC must be new.
+    Create,
+    /// PUT: the MAC must exist (and be the API's).
+    Replace,
+    /// Bulk: create, or replace an API entry.
+    Upsert,
+}
+
+/// One reservation the daemon serves.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub reservation: config::Reservation,
+    pub source: Source,
+    /// As the client wrote it (config entries: as the file says, options
+    /// in hex).
+    pub spec: ReservationSpec,
+}
+
+/// A checked change, ready to apply.
+#[derive(Clone)]
+pub struct Checked {
+    pub entry: Entry,
+    /// The XDP map entries, one per boot variant it has.
+    pub map_entries: Vec<(ReservationKey, MapEntry)>,
+    /// The entry it replaces, if any.
+    pub replaces: Option<Entry>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("entry", &self.entry)
+            .field("map_entries", &self.map_entries.len())
+            .field("replaces", &self.replaces)
+            .finish()
+    }
+}
+
+/// Every reservation, by MAC (so pages come in MAC order), indexed by IP.
+pub struct Registry {
+    cfg: Arc<Config>,
+    by_mac: BTreeMap<[u8; 6], Entry>,
+    by_ip: HashMap<Ipv4Addr, [u8; 6]>,
+}
+
+pub const API_ORIGIN: &str = "api";
+
+impl Registry {
+    /// The registry of `cfg`'s own reservations (all `config` source).
+    /// `cfg.reservations` is only read here; the registry owns the list
+    /// from now on.
+    pub fn new(cfg: Arc<Config>) -> Registry {
+        let mut by_mac = BTreeMap::new();
+        let mut by_ip = HashMap::with_capacity(cfg.reservations.len());
+        for r in &cfg.reservations {
+            by_ip.insert(r.ip, r.mac);
+            let spec = spec_of(&cfg, r);
+            by_mac.insert(
+                r.mac,
+                Entry {
+                    reservation: r.clone(),
+                    source: Source::Config,
+                    spec,
+                },
+            );
+        }
+        Registry { cfg, by_mac, by_ip }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_mac.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_mac.is_empty()
+    }
+
+    pub fn get(&self, mac: [u8; 6]) -> Option<&Entry> {
+        self.by_mac.get(&mac)
+    }
+
+    /// Every reservation in MAC order.
+    pub fn reservations(&self) -> impl Iterator<Item = &config::Reservation> {
+        self.by_mac.values().map(|e| &e.reservation)
+    }
+
+    /// Checks `spec` as a write in `mode`; `path_mac` is the MAC of the
+    /// URL (PUT), which the body's, if given, must equal.
+    pub fn check(
+        &self,
+        spec: &ReservationSpec,
+        mode: Mode,
+        path_mac: Option<[u8; 6]>,
+    ) -> Result<Checked, FieldError> {
+        self.check_against(spec, mode, path_mac, &|ip| self.by_ip.get(&ip).copied())
+    }
+
+    fn check_against(
+        &self,
+        spec: &ReservationSpec,
+        mode: Mode,
+        path_mac: Option<[u8; 6]>,
+        holder_of: &dyn Fn(Ipv4Addr) -> Option<[u8; 6]>,
+    ) -> Result<Checked, FieldError> {
+        let mac = match (path_mac, spec.mac.trim()) {
+            (Some(m), "") => m,
+            (path, text) => {
+                let m = parse_mac_field(text)?;
+                if let Some(p) = path.filter(|p| *p != m) {
+                    return Err(FieldError::invalid(
+                        "mac",
+                        format!(
+                            "{} differs from the MAC in the path ({})",
+                            format_mac(&m),
+                            format_mac(&p)
+                        ),
+                    ));
+                }
+                m
+            }
+        };
+        let existing = self.by_mac.get(&mac);
+        match (mode, existing) {
+            (_, Some(e)) if e.source == Source::Config => {
+                return Err(FieldError::conflict(
+                    "mac",
+                    format!(
+                        "{} is reserved in the config file ({}): read-only here",
+                        format_mac(&mac),
+                        e.reservation.origin
+                    ),
+                ))
+            }
+            (Mode::Create, Some(_)) => {
+                return Err(FieldError::conflict(
+                    "mac",
+                    format!(
+                        "{} is already reserved (PUT /api/v1/reservations/{} replaces it)",
+                        format_mac(&mac),
+                        format_mac(&mac)
+                    ),
+                ))
+            }
+            (Mode::Replace, None) => {
+                return Err(FieldError::not_found(
+                    "mac",
+                    format!("{} has no reservation", format_mac(&mac)),
+                ))
+            }
+            _ => {}
+        }
+
+        let cfg = &self.cfg;
+        let ip_text = spec.ip.trim();
+        let ip: Ipv4Addr = ip_text.parse().map_err(|_| {
+            FieldError::invalid("ip", format!("{ip_text:?} is not an IPv4 address"))
+        })?;
+        let subnet = cfg
+            .subnets
+            .iter()
+            .position(|s| s.net.contains(&ip))
+            .ok_or_else(|| FieldError::invalid("ip", format!("{ip} is outside every subnet")))?;
+        let s = &cfg.subnets[subnet];
+        let bad_ip = |m: String| Err(FieldError::invalid("ip", m));
+        if ip == s.net.network() {
+            return bad_ip(format!("{ip} is the network address of {}", s.net));
+        }
+        if ip == s.net.broadcast() {
+            return bad_ip(format!("{ip} is the broadcast address of {}", s.net));
+        }
+        if ip == cfg.server.address {
+            return bad_ip(format!("{ip} is server.address"));
+        }
+        if s.routers.contains(&ip) {
+            return bad_ip(format!("{ip} is a router of {}", s.net));
+        }
+        if let Some(holder) = holder_of(ip).filter(|h| *h != mac) {
+            let origin = self
+                .by_mac
+                .get(&holder)
+                .map_or(API_ORIGIN, |e| e.reservation.origin.as_str());
+            return Err(FieldError::conflict(
+                "ip",
+                format!("{ip} is reserved for {} ({origin})", format_mac(&holder)),
+            ));
+        }
+
+        let hostname = match spec.hostname.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(h) => {
+                config::dns_name(h).map_err(|m| FieldError::invalid("hostname", m))?;
+                Some(h.to_owned())
+            }
+        };
+        let profile = match spec.profile.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => Some(
+                cfg.profiles
+                    .iter()
+                    .position(|p| p.name == name)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            cfg.profiles.iter().map(|p| p.name.as_str()).collect();
+                        FieldError::invalid(
+                            "profile",
+                            format!(
+                                "no profile named {name:?} (the configuration has: {})",
+                                if known.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let options = options(&spec.options)?;
+
+        let reservation = config::Reservation {
+            mac,
+            ip,
+            hostname: hostname.clone(),
+            subnet,
+            origin: API_ORIGIN.into(),
+            options,
+            profile,
+            allow_pxe: spec.allow_pxe.unwrap_or(true),
+        };
+        // Rendering is the last check: a reply too long for a DHCP packet
+        // is refused here, not discovered by a booting machine.
+        let map_entries = tables::reservation_entries(cfg, &reservation)
+            .map_err(|e| FieldError::invalid("options", e.source.to_string()))?;
+        let normalized = ReservationSpec {
+            mac: format_mac(&mac),
+            ip: ip.to_string(),
+            hostname,
+            profile: profile.map(|p| cfg.profiles[p].name.clone()),
+            options: spec.options.clone(),
+            allow_pxe: spec.allow_pxe.filter(|a| !a),
+        };
+        Ok(Checked {
+            entry: Entry {
+                reservation,
+                source: Source::Api,
+                spec: normalized,
+            },
+            map_entries,
+            replaces: existing.cloned(),
+        })
+    }
+
+    /// Checks a bulk import as a whole: each entry as an upsert, and no two
+    /// of them with one MAC or one IP. Errors name the entry (`[3].ip`).
+    pub fn check_bulk(&self, specs: &[ReservationSpec]) -> Result<Vec<Checked>, FieldError> {
+        let mut macs: HashMap<[u8; 6], usize> = HashMap::with_capacity(specs.len());
+        let mut ips: HashMap<Ipv4Addr, [u8; 6]> = HashMap::with_capacity(specs.len());
+        // MACs this import rewrites: their current addresses are released.
+        let mut rewritten = std::collections::HashSet::with_capacity(specs.len());
+        for (i, s) in specs.iter().enumerate() {
+            let mac = parse_mac_field(s.mac.trim()).map_err(|e| e.at(i))?;
+            if let Some(j) = macs.insert(mac, i) {
+                return Err(FieldError::invalid(
+                    "mac",
+                    format!("{} is also entry [{j}]", format_mac(&mac)),
+                )
+                .at(i));
+            }
+            rewritten.insert(mac);
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        for (i, s) in specs.iter().enumerate() {
+            let holder = |ip: Ipv4Addr| {
+                ips.get(&ip).copied().or_else(|| {
+                    self.by_ip
+                        .get(&ip)
+                        .copied()
+                        .filter(|h| !rewritten.contains(h))
+                })
+            };
+            let c = self
+                .check_against(s, Mode::Upsert, None, &holder)
+                .map_err(|e| e.at(i))?;
+            ips.insert(c.entry.reservation.ip, c.entry.reservation.mac);
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    /// Records a checked change (after it reached store, maps and server).
+    pub fn insert(&mut self, entry: Entry) {
+        let r = &entry.reservation;
+        if let Some(old) = self.by_mac.get(&r.mac) {
+            if self.by_ip.get(&old.reservation.ip) == Some(&r.mac) {
+                self.by_ip.remove(&old.reservation.ip);
+            }
+        }
+        self.by_ip.insert(r.ip, r.mac);
+        self.by_mac.insert(r.mac, entry);
+    }
+
+    /// Checks that `mac` may be removed: it exists and is the API's.
+    pub fn check_remove(&self, mac: [u8; 6]) -> Result<&Entry, FieldError> {
+        match self.by_mac.get(&mac) {
+            None => Err(FieldError::not_found(
+                "mac",
+                format!("{} has no reservation", format_mac(&mac)),
+            )),
+            Some(e) if e.source == Source::Config => Err(FieldError::conflict(
+                "mac",
+                format!(
+                    "{} is reserved in the config file ({}): read-only here",
+                    format_mac(&mac),
+                    e.reservation.origin
+                ),
+            )),
+            Some(e) => Ok(e),
+        }
+    }
+
+    pub fn remove(&mut self, mac: [u8; 6]) -> Option<Entry> {
+        let e = self.by_mac.remove(&mac)?;
+        if self.by_ip.get(&e.reservation.ip) == Some(&mac) {
+            self.by_ip.remove(&e.reservation.ip);
+        }
+        Some(e)
+    }
+
+    pub fn view(&self, e: &Entry) -> ReservationView {
+        ReservationView {
+            spec: e.spec.clone(),
+            subnet: self.cfg.subnets[e.reservation.subnet].net.to_string(),
+            source: e.source,
+            origin: e.reservation.origin.clone(),
+        }
+    }
+
+    /// One page of the reservations matching `q`.
+    pub fn page(&self, q: &ReservationQuery) -> Result<ReservationPage, FieldError> {
+        let limit = limit(q.limit)?;
+        let after = match q.after.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(
+                parse_mac(t)
+                    .ok_or_else(|| FieldError::invalid("after", format!("{t:?} is not a MAC")))?,
+            ),
+        };
+        let subnet = match q.subnet.as_deref() {
+            None | Some("") => None,
+            Some(t) => {
+                let net: ipnet::Ipv4Net = t
+                    .parse()
+                    .map_err(|_| FieldError::invalid("subnet", format!("{t:?} is not a CIDR")))?;
+                Some(
+                    self.cfg
+                        .subnets
+                        .iter()
+                        .position(|s| s.net == net)
+                        .ok_or_else(|| {
+                            FieldError::invalid(
+                                "subnet",
+                                format!("{net} is not a configured subnet"),
+                            )
+                        })?,
+                )
+            }
+        };
+        let source = match q.source.as_deref() {
+            None | Some("") => None,
+            Some("config") => Some(Source::Config),
+            Some("api") => Some(Source::Api),
+            Some(t) => {
+                return Err(FieldError::invalid(
+                    "source",
+                    format!("{t:?} is neither \"config\" nor \"api\""),
+                ))
+            }
+        };
+        let keep = |e: &&Entry| {
+            subnet.is_none_or(|s| e.reservation.subnet == s)
+                && source.is_none_or(|s| e.source == s)
+                && q.profile
+                    .as_deref()
+                    .is_none_or(|p| e.spec.profile.as_deref() == Some(p))
+                && q.hostname.as_deref().is_none_or(|h| {
+                    e.spec
+                        .hostname
+                        .as_deref()
+                        .is_some_and(|name| name.contains(h))
+                })
+        };
+        let total = self.by_mac.values().filter(keep).count();
+        let range = match after {
+            Some(m) => self
+                .by_mac
+                .range((std::ops::Bound::Excluded(m), std::ops::Bound::Unbounded)),
+            None => self.by_mac.range::<[u8; 6], _>(..),
+        };
+        let mut items: Vec<ReservationView> = Vec::with_capacity(limit.min(total));
+        let mut more = false;
+        for e in range.map(|(_, e)| e).filter(keep) {
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(self.view(e));
+        }
+        let next = more
+            .then(|| items.last().map(|v| v.spec.mac.clone()))
+            .flatten();
+        Ok(ReservationPage { items, next, total })
+    }
+}
+
+pub fn limit(l: Option<usize>) -> Result<usize, FieldError> {
+    match l {
+        None => Ok(DEFAULT_LIMIT),
+        Some(0) => Err(FieldError::invalid("limit", "must be at least 1")),
+        Some(n) if n > MAX_LIMIT => Err(FieldError::invalid(
+            "limit",
+            format!("{n} is more than {MAX_LIMIT}"),
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+/// A MAC from a request field: parsed, and unicast (a group address is
+/// never a client's source, so such a reservation could never match).
+pub fn parse_mac_field(text: &str) -> Result<[u8; 6], FieldError> {
+    if text.is_empty() {
+        return Err(FieldError::invalid("mac", "is required"));
+    }
+    let mac = parse_mac(text).ok_or_else(|| {
+        FieldError::invalid(
+            "mac",
+            format!("{text:?} is not a MAC address (six hex octets separated by ':' or '-')"),
+        )
+    })?;
+    if mac[0] & 1 != 0 || mac == [0; 6] {
+        return Err(FieldError::invalid(
+            "mac",
+            format!("{} is not a unicast MAC address", format_mac(&mac)),
+        ));
+    }
+    Ok(mac)
+}
+
+/// The config validator's option rules, naming `options[j].field`.
+fn options(specs: &[OptionSpec]) -> Result<Vec<CustomOption>, FieldError> {
+    let mut out: Vec<CustomOption> = Vec::with_capacity(specs.len());
+    for (j, o) in specs.iter().enumerate() {
+        let field = |f: &str| format!("options[{j}].{f}");
+        let code = match u8::try_from(o.code) {
+            Ok(c) if c != 0 && c != 255 => c,
+            _ => {
+                return Err(FieldError::invalid(
+                    field("code"),
+                    format!("{} is not an option code (1..=254)", o.code),
+                ))
+            }
+        };
+        if let Some((_, what)) = config::SERVER_SET_OPTIONS.iter().find(|(c, _)| *c == code) {
+            return Err(FieldError::invalid(
+                field("code"),
+                format!("option {code} ({what}) is set by the server and cannot be configured"),
+            ));
+        }
+        if out.iter().any(|c| c.code == code) {
+            return Err(FieldError::invalid(
+                field("code"),
+                format!("duplicate option {code}"),
+            ));
+        }
+        if !matches!(
+            o.kind.as_str(),
+            "ipv4-list" | "ipv4" | "u8" | "u16" | "u32" | "bool" | "string" | "hex"
+        ) {
+            return Err(FieldError::invalid(
+                field("type"),
+                format!("{:?} is not one of {}", o.kind, config::OPTION_TYPES),
+            ));
+        }
+        let data = config::custom_option_value(&o.kind, &o.value)
+            .map_err(|m| FieldError::invalid(field("value"), m))?;
+        out.push(CustomOption { code, data });
+    }
+    out.sort_by_key(|o| o.code);
+    Ok(out)
+}
+
+/// A config-file reservation in the API's shape; its options are shown as
+/// the bytes they encode to.
+fn spec_of(cfg: &Config, r: &config::Reservation) -> ReservationSpec {
+    ReservationSpec {
+        mac: format_mac(&r.mac),
+        ip: r.ip.to_string(),
+        hostname: r.hostname.clone(),
+        profile: r.profile.map(|p| cfg.profiles[p].name.clone()),
+        options: r
+            .options
+            .iter()
+            .map(|o| OptionSpec {
+                code: i64::from(o.code),
+                kind: "hex".into(),
+                value: o.data.iter().map(|b| format!("{b:02x}")).collect(),
+            })
+            .collect(),
+        allow_pxe: (!r.allow_pxe).then_some(false),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+//! The registry's rules, against a small configuration.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+
+fn cfg() -> Config {
+    Config::from_str(
+        r#"
+[server]
+interface = "sb0"
+address = "10.0.0.1"
+[[subnet]]
+cidr = "10.0.0.0/24"
+routers = ["10.0.0.254"]
+[[subnet]]
+cidr = "10.1.0.0/24"
+[[profile]]
+name = "linux"
+kernel = "vmlinuz"
+[[reservation]]
+mac = "02:00:00:00:00:01"
+ip = "10.0.0.50"
+"#,
+        Path::new("t.toml"),
+    )
+    .unwrap()
+}
+
+fn spec(mac: &str, ip: &str) -> ReservationSpec {
+    ReservationSpec {
+        mac: mac.into(),
+        ip: ip.into(),
+        ..Default::default()
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new(Arc::new(cfg()))
+}
+
+fn field(r: Result<Checked, FieldError>) -> (ErrorKind, String) {
+    let e = r.unwrap_err();
+    (e.kind, e.field.unwrap_or_default())
+}
+
+#[test]
+fn the_config_validators_rules_name_the_field() {
+    let r = registry();
+    let check = |s: &ReservationSpec| field(r.check(s, Mode::Create, None));
+    assert_eq!(
+        check(&spec("", "10.0.0.5")),
+        (ErrorKind::Invalid, "mac".into())
+    );
+    assert_eq!(
+        check(&spec("zz", "10.0.0.5")),
+        (ErrorKind::Invalid, "mac".into())
+    );
+    assert_eq!(
+        check(&spec("01:00:5e:00:00:01", "10.0.0.5")),
+        (ErrorKind::Invalid, "mac".into())
+    );
+    for ip in [
+        "x",
+        "192.168.1.1",
+        "10.0.0.0",
+        "10.0.0.255",
+        "10.0.0.1",
+        "10.0.0.254",
+    ] {
+        assert_eq!(
+            check(&spec("02:00:00:00:00:02", ip)),
+            (ErrorKind::Invalid, "ip".into()),
+            "{ip}"
+        );
+    }
+    let mut s = spec("02:00:00:00:00:02", "10.0.0.5");
+    s.hostname = Some("bad_name".into());
+    assert_eq!(check(&s), (ErrorKind::Invalid, "hostname".into()));
+    s.hostname = Some("node-2".into());
+    s.profile = Some("windows".into());
+    let e = r.check(&s, Mode::Create, None).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("profile"));
+    assert!(e.message.contains("linux"), "{}", e.message);
+    s.profile = Some("linux".into());
+    s.options = vec![OptionSpec {
+        code: 66,
+        kind: "string".into(),
+        value: "tftp".into(),
+    }];
+    s.options.push(OptionSpec {
+        code: 53,
+        kind: "u8".into(),
+        value: "1".into(),
+    });
+    assert_eq!(check(&s), (ErrorKind::Invalid, "options[1].code".into()));
+    s.options[1] = OptionSpec {
+        code: 150,
+        kind: "u16".into(),
+        value: "70000".into(),
+    };
+    assert_eq!(check(&s), (ErrorKind::Invalid, "options[1].value".into()));
+    s.options[1].kind = "float".into();
+    assert_eq!(check(&s), (ErrorKind::Invalid, "options[1].type".into()));
+    s.options.pop();
+    let c = r.check(&s, Mode::Create, None).unwrap();
+    assert_eq!(c.entry.reservation.subnet, 0);
+    assert_eq!(c.entry.reservation.profile, Some(0));
+    assert_eq!(c.entry.reservation.options[0].data, b"tftp");
+    // A profile gives one reply per boot variant.
+    assert!(c.map_entries.len() > 1);
+    assert_eq!(c.entry.spec.mac, "02:00:00:00:00:02");
+}
+
+#[test]
+fn duplicates_and_config_entries_are_conflicts() {
+    let mut r = registry();
+    // The config's own: read-only.
+    let e = r
+        .check(&spec("02:00:00:00:00:01", "10.0.0.60"), Mode::Upsert, None)
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Conflict, Some("mac"))
+    );
+    assert!(e.message.contains("t.toml:"), "{}", e.message);
+    assert_eq!(
+        r.check_remove([2, 0, 0, 0, 0, 1]).unwrap_err().kind,
+        ErrorKind::Conflict
+    );
+    // The config's IP.
+    assert_eq!(
+        field(r.check(&spec("02:00:00:00:00:02", "10.0.0.50"), Mode::Create, None)),
+        (ErrorKind::Conflict, "ip".into())
+    );
+    let c = r
+        .check(&spec("02:00:00:00:00:02", "10.1.0.9"), Mode::Create, None)
+        .unwrap();
+    assert_eq!(c.entry.reservation.subnet, 1);
+    r.insert(c.entry);
+    assert_eq!(
+        field(r.check(&spec("02:00:00:00:00:02", "10.1.0.10"), Mode::Create, None)),
+        (ErrorKind::Conflict, "mac".into())
+    );
+    // Replacing keeps its own IP free for itself and releases the old one.
+    let c = r
+        .check(
+            &spec("", "10.1.0.10"),
+            Mode::Replace,
+            Some([2, 0, 0, 0, 0, 2]),
+        )
+        .unwrap();
+    r.insert(c.entry);
+    r.insert(
+        r.check(&spec("02:00:00:00:00:03", "10.1.0.9"), Mode::Create, None)
+            .unwrap()
+            .entry,
+    );
+    assert_eq!(
+        field(r.check(&spec("02:00:00:00:00:09", "10.1.0.5"), Mode::Replace, None)),
+        (ErrorKind::NotFound, "mac".into())
+    );
+    assert_eq!(
+        field(r.check(
+            &spec("02:00:00:00:00:03", "10.1.0.5"),
+            Mode::Replace,
+            Some([2, 0, 0, 0, 0, 2])
+        )),
+        (ErrorKind::Invalid, "mac".into())
+    );
+    assert!(r.remove([2, 0, 0, 0, 0, 2]).is_some());
+    assert!(r
+        .check(&spec("02:00:00:00:00:04", "10.1.0.10"), Mode::Create, None)
+        .is_ok());
+}
+
+#[test]
+fn bulk_is_checked_as_a_whole_and_errors_carry_the_index() {
+    let mut r = registry();
+    let e = r
+        .check_bulk(&[
+            spec("02:00:00:00:00:02", "10.0.0.5"),
+            spec("02:00:00:00:00:03", "10.0.0.5"),
+        ])
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("[1].ip"));
+    let e = r
+        .check_bulk(&[
+            spec("02:00:00:00:00:02", "10.0.0.5"),
+            spec("02:00:00:00:00:02", "10.0.0.6"),
+        ])
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("[1].mac"));
+    let e = r
+        .check_bulk(&[
+            spec("02:00:00:00:00:02", "10.0.0.5"),
+            spec("02:00:00:00:00:03", "nope"),
+        ])
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("[1].ip"));
+    for c in r
+        .check_bulk(&[
+            spec("02:00:00:00:00:02", "10.0.0.5"),
+            spec("02:00:00:00:00:03", "10.0.0.6"),
+        ])
+        .unwrap()
+    {
+        r.insert(c.entry);
+    }
+    // Two machines swap addresses in one import.
+    let swapped = r
+        .check_bulk(&[
+            spec("02:00:00:00:00:02", "10.0.0.6"),
+            spec("02:00:00:00:00:03", "10.0.0.5"),
+        ])
+        .unwrap();
+    assert!(swapped.iter().all(|c| c.replaces.is_some()));
+}
+
+#[test]
+fn pages_follow_the_cursor_and_filters() {
+    let mut r = registry();
+    for i in 2..=9u8 {
+        let mut s = spec(&format!("02:00:00:00:00:{i:02x}"), &format!("10.1.0.{i}"));
+        s.hostname = Some(format!("node{i}"));
+        if i % 2 == 0 {
+            s.profile = Some("linux".into());
+        }
+        r.insert(r.check(&s, Mode::Create, None).unwrap().entry);
+    }
+    let q = |limit, after: Option<&str>| ReservationQuery {
+        limit,
+        after: after.map(Into::into),
+        ..Default::default()
+    };
+    let p = r.page(&q(Some(4), None)).unwrap();
+    assert_eq!(p.total, 9);
+    assert_eq!(p.items[0].source, Source::Config);
+    assert_eq!(p.items[0].origin, "t.toml:14");
+    let next = p.next.clone().unwrap();
+    assert_eq!(next, "02:00:00:00:00:04");
+    let p2 = r.page(&q(Some(4), Some(&next))).unwrap();
+    assert_eq!(p2.items[0].spec.mac, "02:00:00:00:00:05");
+    let p3 = r.page(&q(Some(4), p2.next.as_deref())).unwrap();
+    assert_eq!(p3.items.len(), 1);
+    assert!(p3.next.is_none());
+
+    let filtered = |f: ReservationQuery| r.page(&f).unwrap();
+    let p = filtered(ReservationQuery {
+        source: Some("api".into()),
+        profile: Some("linux".into()),
+        ..Default::default()
+    });
+    assert_eq!(p.total, 4);
+    let p = filtered(ReservationQuery {
+        subnet: Some("10.0.0.0/24".into()),
+        ..Default::default()
+    });
+    assert_eq!(p.total, 1);
+    let p = filtered(ReservationQuery {
+        hostname: Some("node7".into()),
+        ..Default::default()
+    });
+    assert_eq!(p.items[0].spec.ip, "10.1.0.7");
+    for (bad, name) in [
+        (
+            ReservationQuery {
+                source: Some("file".into()),
+                ..Default::default()
+            },
+            "source",
+        ),
+        (
+            ReservationQuery {
+                subnet: Some("10.9.0.0/24".into()),
+                ..Default::default()
+            },
+            "subnet",
+        ),
+        (q(Some(0), None), "limit"),
+        (q(Some(MAX_LIMIT + 1), None), "limit"),
+        (q(None, Some("x")), "after"),
+    ] {
+        assert_eq!(r.page(&bad).unwrap_err().field.as_deref(), Some(name));
+    }
+}

@@ -1,0 +1,375 @@
+//! `stormboot bench-api`: how soon an API change is answered on the wire.
+//!
+//! For one machine it cycles add (-> address A), change (-> B) and remove,
+//! through the API of a running daemon, and after each 200 probes with
+//! DISCOVERs from a packet socket on the client side of the link until the
+//! answer differs: an OFFER of A, an OFFER of B, then anything but B (no
+//! answer, or a pool address from userspace). The latency of a change is
+//! the send time of the first probe that saw it, less the time the 200
+//! arrived; probes go one at a time, so its resolution is one exchange.
+//!
+//! The API and the client side are usually in different network
+//! namespaces (the API on the server's loopback): `--netns` opens the
+//! probe socket inside the client's namespace, the rest stays here.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use serde::Serialize;
+
+use crate::api::client::Client;
+use crate::api::types::{ReservationSpec, SubnetView};
+use crate::cli::DaemonArgs;
+use crate::frame::{self, Addressing};
+use crate::rawsock::RawSocket;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The client-side interface the probes are sent from.
+    #[arg(long, env = "STORMBOOT_BENCH_INTERFACE")]
+    pub interface: String,
+    /// Open the probe socket in this network namespace (a name under
+    /// /run/netns, or a path such as /proc/PID/ns/net).
+    #[arg(long, env = "STORMBOOT_BENCH_NETNS")]
+    pub netns: Option<String>,
+    /// Add/change/remove cycles; each cycle is three measured changes.
+    #[arg(long, env = "STORMBOOT_BENCH_CYCLES", default_value_t = 100)]
+    pub cycles: u32,
+    /// The machine the changes are about (must have no reservation).
+    #[arg(long, env = "STORMBOOT_BENCH_MAC", default_value = "02:be:4c:00:00:01")]
+    pub mac: String,
+    /// The two addresses it alternates between; default: the last two of
+    /// the daemon's first subnet.
+    #[arg(long, env = "STORMBOOT_BENCH_IPS", num_args = 2, value_delimiter = ',')]
+    pub ips: Vec<Ipv4Addr>,
+    /// Give up on a change after this long (milliseconds).
+    #[arg(long, env = "STORMBOOT_BENCH_TIMEOUT_MS", default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// How long a probe waits for its answer (microseconds); a removal is
+    /// seen as a probe that goes unanswered this long.
+    #[arg(long, env = "STORMBOOT_BENCH_PROBE_US", default_value_t = 5000)]
+    pub probe_us: u64,
+    /// Print JSON.
+    #[arg(long, env = "STORMBOOT_JSON")]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// Percentiles of one kind of change, microseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stat {
+    pub changes: usize,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// 200 to the first probe answered the new way.
+    pub visible: Stat,
+    pub added: Stat,
+    pub changed: Stat,
+    pub removed: Stat,
+    /// The API's own answer time (request sent to 200 received); it
+    /// includes the store's fsync.
+    pub api: Stat,
+    pub timeouts: usize,
+    /// Changes the very first probe after the 200 already saw: the change
+    /// was in the maps before the API answered.
+    pub seen_by_first_probe: usize,
+}
+
+/// What the probe expects to see once a change is visible.
+#[derive(Clone, Copy, Debug)]
+enum Want {
+    Offer(Ipv4Addr),
+    NotOffer(Ipv4Addr),
+}
+
+fn stat(mut v: Vec<u64>) -> Stat {
+    if v.is_empty() {
+        return Stat::default();
+    }
+    v.sort_unstable();
+    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Stat {
+        changes: v.len(),
+        p50_us: pick(0.50),
+        p99_us: pick(0.99),
+        max_us: *v.last().unwrap_or(&0),
+    }
+}
+
+/// Opens the packet socket, inside `netns` if given; this thread returns
+/// to its own namespace afterwards (the socket stays in the other).
+fn open_socket(interface: &str, netns: Option<&str>) -> anyhow::Result<RawSocket> {
+    let Some(ns) = netns else {
+        return RawSocket::open(interface, libc::ETH_P_IP as u16, false);
+    };
+    use nix::sched::{setns, CloneFlags};
+    let path = if ns.contains('/') {
+        std::path::PathBuf::from(ns)
+    } else {
+        std::path::Path::new("/run/netns").join(ns)
+    };
+    let home = std::fs::File::open("/proc/thread-self/ns/net").context("opening this namespace")?;
+    let there =
+        std::fs::File::open(&path).with_context(|| format!("--netns {}", path.display()))?;
+    setns(&there, CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering {}", path.display()))?;
+    let sock = RawSocket::open(interface, libc::ETH_P_IP as u16, false);
+    setns(&home, CloneFlags::CLONE_NEWNET).context("returning to this namespace")?;
+    sock
+}
+
+fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
+    let z = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(xid, z, z, z, z, &mac);
+    m.set_opcode(Opcode::BootRequest);
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    m.opts_mut()
+        .insert(DhcpOption::ClientIdentifier([&[1u8][..], &mac].concat()));
+    let mut payload = Vec::with_capacity(300);
+    m.encode(&mut Encoder::new(&mut payload))
+        .expect("a DISCOVER encodes");
+    payload.resize(payload.len().max(300), 0);
+    frame::build(
+        &Addressing {
+            eth_dst: [0xff; 6],
+            eth_src: mac,
+            vlan: None,
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        &payload,
+    )
+}
+
+/// The OFFER to `xid`, if `f` is one: its yiaddr.
+fn offer_of(f: &[u8], xid: u32) -> Option<Ipv4Addr> {
+    let p = frame::parse(f).ok()?;
+    if p.addr.dport != 68 {
+        return None;
+    }
+    let m = Message::decode(&mut Decoder::new(p.payload)).ok()?;
+    (m.xid() == xid && m.opts().msg_type() == Some(MessageType::Offer)).then(|| m.yiaddr())
+}
+
+struct Prober {
+    sock: RawSocket,
+    mac: [u8; 6],
+    xid: u32,
+    wait: Duration,
+    buf: Vec<u8>,
+}
+
+impl Prober {
+    /// One DISCOVER; its send time and the OFFER's address, if one came.
+    fn probe(&mut self) -> anyhow::Result<(Instant, Option<Ipv4Addr>)> {
+        // Drop whatever is left over from earlier probes.
+        while self.sock.recv(&mut self.buf)?.is_some() {}
+        self.xid = self.xid.wrapping_add(1);
+        let f = discover(self.mac, self.xid);
+        let sent = Instant::now();
+        self.sock.send(&f)?;
+        let deadline = sent + self.wait;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok((sent, None));
+            }
+            self.sock.poll(deadline - now)?;
+            while let Some(meta) = self.sock.recv(&mut self.buf)? {
+                let n = meta.len.min(self.buf.len());
+                if let Some(ip) = offer_of(&self.buf[..n], self.xid) {
+                    return Ok((sent, Some(ip)));
+                }
+            }
+        }
+    }
+
+    /// Probes until `want` holds; the time from `since` to the send of the
+    /// first probe that saw it, and how many probes that took.
+    fn until(
+        &mut self,
+        want: Want,
+        since: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<(u64, usize)>> {
+        let mut probes = 0;
+        loop {
+            probes += 1;
+            let (sent, got) = self.probe()?;
+            let seen = match want {
+                Want::Offer(ip) => got == Some(ip),
+                Want::NotOffer(ip) => got != Some(ip),
+            };
+            if seen {
+                let us = sent.saturating_duration_since(since).as_micros() as u64;
+                return Ok(Some((us, probes)));
+            }
+            if since.elapsed() > timeout {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn default_ips(c: &Client) -> anyhow::Result<Vec<Ipv4Addr>> {
+    let subnets: Vec<SubnetView> = serde_json::from_str(&c.get("/api/v1/subnets")?)?;
+    let s = subnets.first().context("the daemon has no subnet")?;
+    let net: ipnet::Ipv4Net = s.cidr.parse()?;
+    let b = u32::from(net.broadcast());
+    Ok(vec![Ipv4Addr::from(b - 1), Ipv4Addr::from(b - 2)])
+}
+
+pub fn measure(args: &Args) -> anyhow::Result<Report> {
+    let c = args.daemon.client()?;
+    let mac = crate::frame::parse_mac(&args.mac).context("--mac is not a MAC address")?;
+    let ips = match args.ips.len() {
+        0 => default_ips(&c)?,
+        2 => args.ips.clone(),
+        _ => bail!("--ips takes two addresses"),
+    };
+    let mut prober = Prober {
+        sock: open_socket(&args.interface, args.netns.as_deref())?,
+        mac,
+        xid: rand::random(),
+        wait: Duration::from_micros(args.probe_us),
+        buf: vec![0; 2048],
+    };
+    prober.sock.filter_udp_ports(68, 68)?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let path = format!("/api/v1/reservations/{}", args.mac);
+    // A leftover from an interrupted run.
+    let _ = c.request("DELETE", &path, None)?;
+
+    let (mut added, mut changed, mut removed, mut api) = (vec![], vec![], vec![], vec![]);
+    let mut timeouts = 0;
+    let mut first = 0;
+    let spec = |ip: Ipv4Addr| {
+        serde_json::to_string(&ReservationSpec {
+            mac: args.mac.clone(),
+            ip: ip.to_string(),
+            hostname: Some("bench-api".into()),
+            ..Default::default()
+        })
+    };
+    for _ in 0..args.cycles {
+        let steps: [(&str, &str, Option<String>, Want, usize); 3] = [
+            (
+                "POST",
+                "/api/v1/reservations",
+                Some(spec(ips[0])?),
+                Want::Offer(ips[0]),
+                0,
+            ),
+            (
+                "PUT",
+                path.as_str(),
+                Some(spec(ips[1])?),
+                Want::Offer(ips[1]),
+                1,
+            ),
+            ("DELETE", path.as_str(), None, Want::NotOffer(ips[1]), 2),
+        ];
+        for (method, p, body, want, kind) in steps {
+            let t = Instant::now();
+            c.request(method, p, body.as_deref())?
+                .ok()
+                .with_context(|| format!("{method} {p}"))?;
+            let ok = Instant::now();
+            api.push(ok.duration_since(t).as_micros() as u64);
+            match prober.until(want, ok, timeout)? {
+                Some((us, probes)) => {
+                    [&mut added, &mut changed, &mut removed][kind].push(us);
+                    first += usize::from(probes == 1);
+                }
+                None => timeouts += 1,
+            }
+        }
+    }
+    let all: Vec<u64> = added
+        .iter()
+        .chain(&changed)
+        .chain(&removed)
+        .copied()
+        .collect();
+    Ok(Report {
+        visible: stat(all),
+        added: stat(added),
+        changed: stat(changed),
+        removed: stat(removed),
+        api: stat(api),
+        timeouts,
+        seen_by_first_probe: first,
+    })
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let r = measure(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!("API change -> XDP answers differently (from the 200), microseconds");
+    println!(
+        "{:<10} {:>8} {:>8} {:>8} {:>8}",
+        "", "changes", "p50", "p99", "max"
+    );
+    for (name, s) in [
+        ("all", &r.visible),
+        ("added", &r.added),
+        ("changed", &r.changed),
+        ("removed", &r.removed),
+        ("api 200", &r.api),
+    ] {
+        println!(
+            "{name:<10} {:>8} {:>8} {:>8} {:>8}",
+            s.changes, s.p50_us, s.p99_us, s.max_us
+        );
+    }
+    println!(
+        "{} of {} changes were seen by the first probe after the 200",
+        r.seen_by_first_probe, r.visible.changes
+    );
+    if r.timeouts > 0 {
+        println!("{} change(s) not seen within --timeout-ms", r.timeouts);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let s = stat((1..=100).collect());
+        assert_eq!(
+            (s.changes, s.p50_us, s.p99_us, s.max_us),
+            (100, 51, 99, 100)
+        );
+        assert_eq!(stat(vec![]).changes, 0);
+    }
+
+    #[test]
+    fn probes_are_discovers_and_offers_are_matched_by_xid() {
+        let mac = [2, 0, 0, 0, 0, 9];
+        let f = discover(mac, 7);
+        let p = frame::parse(&f).unwrap();
+        let m = Message::decode(&mut Decoder::new(p.payload)).unwrap();
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+        assert_eq!(p.addr.dport, 67);
+        // A DISCOVER is not an OFFER.
+        assert_eq!(offer_of(&f, 7), None);
+    }
+}
