@@ -815,3 +815,49 @@ fn with_the_userspace_dataplane_the_server_answers_api_reservations() {
         "pool address expected, got {ip}"
     );
 }
+
+#[test]
+fn a_sighup_reload_keeps_the_api_reservations() {
+    require_root();
+    let mut lab = Lab::new("api-hup");
+    lab.start(CONFIG);
+    let pid = lab.daemon.expect("daemon");
+    let out = lab.cli(&["reservation", "add", "--mac", CLIENT_MAC, "--ip", API_IP]);
+    assert!(
+        out.status.success(),
+        "reservation add: {out:?}{}",
+        lab.log()
+    );
+
+    // The file changes (its own reservation moves) and is reloaded.
+    lab.scratch.write(
+        "stormboot.toml",
+        &CONFIG.replace("10.50.0.11", "10.50.0.12"),
+    );
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+    wait_for(Duration::from_secs(5), || {
+        lab.scratch
+            .read("daemon.log")
+            .contains("configuration reloaded")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no reload{}", lab.log()));
+
+    // Both are served: the API's entry from the store, the file's as changed.
+    let list = lab.request("GET", "/api/v1/reservations", None, None);
+    let text = list.body.to_string();
+    assert!(
+        text.contains(API_IP) && text.contains("10.50.0.12"),
+        "{text}"
+    );
+    assert!(!text.contains("10.50.0.11"), "{text}");
+    let lease = lab
+        .udhcpc()
+        .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
+    assert_eq!(
+        lease.get("ip").map(String::as_str),
+        Some(API_IP),
+        "{lease:?}"
+    );
+    assert_eq!(slow_path_total(&lab.stats()), 0, "{}", lab.log());
+}
