@@ -43,11 +43,23 @@ struct Xdp {
 fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
     let n = cfg.reservations.len();
     let capacity = u32::try_from(n + n / 4 + 1024).unwrap_or(u32::MAX);
+    let t = std::time::Instant::now();
     let mut dp = Dataplane::load(LoadOptions {
         reservations_capacity: capacity,
         log_level: cfg.server.xdp_log_level.as_u8(),
     })?;
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        capacity,
+        "XDP program loaded and verified"
+    );
+    let t = std::time::Instant::now();
     dp.install(cfg)?;
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        reservations = n,
+        "XDP maps filled"
+    );
     for ep in endpoints {
         dp.set_iface(
             ep.ingress.ifindex,

@@ -35,6 +35,10 @@ const PACKAGES: &[&str] = &[
     // generator (perfdhcp comes with kea-admin)
     "kea-dhcp4-server",
     "kea-admin",
+    // more peers: ISC dhcpd (run directly in the lab, never as the
+    // system service) and coredhcp
+    "isc-dhcp-server",
+    "coredhcp-server",
     // the DHCP server boot-only mode is tested beside
     "dnsmasq-base",
     // the pool tests: another client, a relay agent, the lease database's
