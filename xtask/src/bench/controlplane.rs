@@ -18,6 +18,9 @@ pub struct ControlPlane {
     pub ready_s: f64,
     /// Each INFO line of the start-up, seconds after the process started.
     pub phases: Vec<(f64, String)>,
+    /// The daemon's VmRSS (kB) when each of those lines was first seen
+    /// (sampled every few ms, so approximate).
+    pub rss_at_phase: Vec<u64>,
     pub rss_kb: u64,
     pub hwm_kb: u64,
     /// The RESERVATIONS map: max_entries and the kernel memory it holds.
@@ -60,12 +63,19 @@ impl ControlPlane {
             t,
             "\nWhere the time goes (the daemon's INFO lines, seconds after start):\n"
         );
-        let _ = writeln!(t, "| at (s) | step (s) | line |\n|---|---|---|");
+        let _ = writeln!(
+            t,
+            "| at (s) | step (s) | RSS then (MB) | line |\n|---|---|---|---|"
+        );
         let mut last = 0.0;
-        for (at, line) in &self.phases {
+        for (i, (at, line)) in self.phases.iter().enumerate() {
+            let rss = self
+                .rss_at_phase
+                .get(i)
+                .map_or("-".into(), |kb| format!("{:.0}", *kb as f64 / 1024.0));
             let _ = writeln!(
                 t,
-                "| {at:.3} | {:.3} | {} |",
+                "| {at:.3} | {:.3} | {rss} | {} |",
                 at - last,
                 line.replace('|', "/")
             );
@@ -94,13 +104,19 @@ fn message(line: &str) -> Option<&str> {
 }
 
 /// INFO lines of the log as (seconds after `start_of_day`, message).
+/// The start-up ends at the "serving" line.
 fn phases(log: &str, start_of_day: f64) -> Vec<(f64, String)> {
-    log.lines()
-        .filter_map(|l| {
-            let at = (seconds_of_day(l)? - start_of_day).rem_euclid(86_400.0);
-            Some((at, message(l)?.to_string()))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for l in log.lines() {
+        let (Some(t), Some(m)) = (seconds_of_day(l), message(l)) else {
+            continue;
+        };
+        out.push(((t - start_of_day).rem_euclid(86_400.0), m.to_string()));
+        if m.starts_with("serving") {
+            break;
+        }
+    }
+    out
 }
 
 fn status_kb(pid: u32, key: &str) -> Result<u64> {
@@ -175,18 +191,23 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
 
     let mut bed = Testbed::new("benchcp", None)?;
     let log_path = work.join("stormboot.log");
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", super::servers::SERVER_CPU])
-        .arg(bin)
-        .args(["--log", "info", "serve", "--config"])
+    // Not pinned: start-up renders on every CPU it has, as in service.
+    let mut cmd = Command::new(bin);
+    cmd.args(["--log", "info", "serve", "--config"])
         .arg(&config)
         .stderr(std::fs::File::create(&log_path)?);
     let epoch = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
     let started = Instant::now();
     let pid = bed.spawn(Side::Server, cmd)?;
     let deadline = started + Duration::from_secs(180);
+    let mut rss_at_phase = Vec::new();
     let log = loop {
+        let rss = status_kb(pid, "VmRSS:").unwrap_or(0);
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let seen = log.lines().filter(|l| message(l).is_some()).count();
+        while rss_at_phase.len() < seen {
+            rss_at_phase.push(rss);
+        }
         if log
             .lines()
             .any(|l| message(l).is_some_and(|m| m.starts_with("serving")))
@@ -219,6 +240,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         csv_bytes: csv.len() as u64,
         ready_s,
         phases,
+        rss_at_phase,
         rss_kb,
         hwm_kb,
         map,
@@ -233,7 +255,8 @@ mod tests {
     fn start_up_lines_are_timed() {
         let log = "2026-11-23T18:50:01.250000Z  INFO stormboot: configuration loaded reservations=5\n\
                    2026-11-23T18:50:01.500000Z  WARN stormboot::serve: whatever\n\
-                   2026-11-23T18:50:02.000000Z  INFO stormboot::serve: serving interface=sb0 dataplane=\"xdp\"\n";
+                   2026-11-23T18:50:02.000000Z  INFO stormboot::serve: serving interface=sb0 dataplane=\"xdp\"\n\
+                   2026-11-23T18:50:03.000000Z  INFO stormboot::serve: counters received=0\n";
         let p = phases(log, 18.0 * 3600.0 + 50.0 * 60.0 + 1.0);
         assert_eq!(p.len(), 2);
         assert!((p[0].0 - 0.25).abs() < 1e-6, "{p:?}");

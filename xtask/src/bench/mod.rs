@@ -44,8 +44,9 @@ pub struct BenchArgs {
     /// Reservations for the control-plane measurement.
     #[arg(long, default_value_t = 1_000_000)]
     control_plane: u32,
-    /// Only these servers (keys: stormboot-xdp, stormboot-userspace, kea,
-    /// dnsmasq, dhcpd, coredhcp), comma-separated.
+    /// Only these parts, comma-separated: servers (stormboot-xdp,
+    /// stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp), xdp (the
+    /// program alone), control-plane.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short run (tiny storm, one short step per scenario) that checks
@@ -154,15 +155,22 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|k| k == s.key()))
         .collect();
-    if servers.is_empty() {
-        bail!("--only names no server: the keys are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp");
+    let part = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
+    for o in &args.only {
+        if !servers::ALL.iter().any(|s| s.key() == o) && o != "xdp" && o != "control-plane" {
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane");
+        }
     }
 
-    eprintln!(
-        "bench: the XDP program alone ({} runs per case)",
-        settings.xdp_runs
-    );
-    let xdp = xdp_alone(bin, settings.xdp_runs)?;
+    let xdp = if part("xdp") {
+        eprintln!(
+            "bench: the XDP program alone ({} runs per case)",
+            settings.xdp_runs
+        );
+        xdp_alone(bin, settings.xdp_runs)?
+    } else {
+        serde_json::Value::Null
+    };
 
     let mut outcomes = Vec::new();
     for server in servers {
@@ -176,11 +184,15 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
         outcomes.push(Outcome { server, result });
     }
 
-    eprintln!(
-        "bench: control plane at {} reservations",
-        settings.control_plane
-    );
-    let cp = controlplane::measure(&dir, bin, settings.control_plane);
+    let cp = if part("control-plane") {
+        eprintln!(
+            "bench: control plane at {} reservations",
+            settings.control_plane
+        );
+        controlplane::measure(&dir, bin, settings.control_plane)
+    } else {
+        Err(anyhow::anyhow!("not asked for (--only)"))
+    };
 
     let length = match settings.step {
         StepLength::Seconds(s) => format!("{s} s per rate"),
@@ -341,10 +353,22 @@ fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measu
     let storm = storm(&bed, bin, s)?;
     let macs = work.join("macs.txt");
     std::fs::write(&macs, s.plan.mac_list())?;
-    let reservations = ramp(&bed, server, &s.reservation_rates, s.step, |c, _| {
-        c.arg("-M").arg(&macs);
-    })?;
-    let pool = ramp(&bed, server, &s.pool_rates, s.step, |c, i| {
+    let replies = || {
+        (!server.is_peer())
+            .then(|| stormboot_replies(&bed, bin))
+            .flatten()
+    };
+    let reservations = ramp(
+        &bed,
+        server,
+        &s.reservation_rates,
+        s.step,
+        &replies,
+        |c, _| {
+            c.arg("-M").arg(&macs);
+        },
+    )?;
+    let pool = ramp(&bed, server, &s.pool_rates, s.step, &replies, |c, i| {
         // New clients at every step: MACs no earlier step (and no
         // reservation) used.
         c.args([
@@ -452,6 +476,31 @@ fn storm(bed: &Testbed, bin: &Path, s: &Settings) -> Result<serde_json::Value> {
     serde_json::from_slice(&out.stdout).context("decoding the storm report")
 }
 
+/// Every reply stormboot counts as sent: the XDP program's and the
+/// userspace dataplane's.
+fn stormboot_replies(bed: &Testbed, bin: &Path) -> Option<u64> {
+    let mut c = Command::new(bin);
+    c.args([
+        "--log",
+        "warn",
+        "stats",
+        "--json",
+        "--api",
+        "127.0.0.1:8067",
+    ]);
+    let out = bed.run(Side::Server, c).ok()?;
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let xdp: u64 = ["offer", "ack", "nak"]
+        .iter()
+        .map(|k| s["xdp"][k].as_u64().unwrap_or(0))
+        .sum();
+    let user: u64 = s["slow_path_replies"]
+        .as_object()
+        .map(|o| o.values().filter_map(serde_json::Value::as_u64).sum())
+        .unwrap_or(0);
+    Some(xdp + user)
+}
+
 /// perfdhcp on CLIENT_CPU at each rate until a step drops more than 1% or
 /// perfdhcp cannot keep up; `extra` adds the scenario's arguments for
 /// step i.
@@ -460,6 +509,7 @@ fn ramp(
     server: Server,
     rates: &[u32],
     length: StepLength,
+    replies: &dyn Fn() -> Option<u64>,
     extra: impl Fn(&mut Command, usize),
 ) -> Result<(Vec<Step>, RampEnd)> {
     let mut steps = Vec::new();
@@ -484,9 +534,11 @@ fn ramp(
         eprintln!("bench: {}: perfdhcp at {rate}/s", server.name());
         // perfdhcp exits non-zero when anything dropped: its report is
         // what counts, so read it whatever the status.
+        let before = replies();
         let out = cmd.output().context("running perfdhcp")?;
-        let step = perfdhcp::parse(rate, period, &String::from_utf8_lossy(&out.stdout))
+        let mut step = perfdhcp::parse(rate, period, &String::from_utf8_lossy(&out.stdout))
             .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+        step.server_replies = before.zip(replies()).map(|(a, b)| b.saturating_sub(a));
         let end = perfdhcp::ramp_end(&step);
         steps.push(step);
         if let Some(end) = end {

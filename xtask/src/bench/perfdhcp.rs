@@ -24,6 +24,11 @@ pub struct Step {
     pub ra_avg_delay_ms: f64,
     /// ACKs received: completed exchanges.
     pub acks: u64,
+    /// REQUESTs sent.
+    pub requests: u64,
+    /// Replies the server says it sent during the step (stormboot's
+    /// counters), to tell the server's losses from the way back's.
+    pub server_replies: Option<u64>,
 }
 
 impl Step {
@@ -120,8 +125,10 @@ pub fn parse(rate: u32, period: f64, out: &str) -> Result<Step> {
         } else if line.starts_with("***Statistics for: REQUEST-ACK") {
             section = "ra";
         } else if let Some(v) = line.strip_prefix("sent packets:") {
-            if section == "do" {
-                s.sent = v.trim().parse().unwrap_or(0);
+            match section {
+                "do" => s.sent = v.trim().parse().unwrap_or(0),
+                "ra" => s.requests = v.trim().parse().unwrap_or(0),
+                _ => {}
             }
         } else if let Some(v) = line.strip_prefix("drops ratio:") {
             // perfdhcp prints "nan %" when nothing was sent.
@@ -165,7 +172,7 @@ mod tests {
     #[test]
     fn report_is_read() {
         let s = parse(2000, 2.0, REPORT).unwrap();
-        assert_eq!((s.sent, s.acks), (4000, 3998));
+        assert_eq!((s.sent, s.requests, s.acks), (4000, 3999, 3998));
         assert!((s.do_drops_percent - 0.025).abs() < 1e-9);
         assert!((s.ra_drops_percent - 0.010).abs() < 1e-9);
         assert!((s.do_avg_delay_ms - 1.155).abs() < 1e-9);
