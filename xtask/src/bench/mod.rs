@@ -501,6 +501,28 @@ fn stormboot_replies(bed: &Testbed, bin: &Path) -> Option<u64> {
     Some(xdp + user)
 }
 
+/// The client namespace's Udp RcvbufErrors counter (/proc/net/snmp shows
+/// the reader's namespace).
+fn rcvbuf_errors(bed: &Testbed) -> Option<u64> {
+    let mut c = Command::new("cat");
+    c.arg("/proc/net/snmp");
+    let out = bed.run(Side::Client, c).ok()?;
+    snmp_counter(
+        &String::from_utf8_lossy(&out.stdout),
+        "Udp:",
+        "RcvbufErrors",
+    )
+}
+
+/// A counter of /proc/net/snmp: a header line and a value line per protocol.
+fn snmp_counter(text: &str, proto: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(proto));
+    let header = lines.next()?;
+    let values = lines.next()?;
+    let i = header.split_whitespace().position(|h| h == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// perfdhcp on CLIENT_CPU at each rate until a step drops more than 1% or
 /// perfdhcp cannot keep up; `extra` adds the scenario's arguments for
 /// step i.
@@ -534,11 +556,15 @@ fn ramp(
         eprintln!("bench: {}: perfdhcp at {rate}/s", server.name());
         // perfdhcp exits non-zero when anything dropped: its report is
         // what counts, so read it whatever the status.
-        let before = replies();
+        let before = (replies(), rcvbuf_errors(bed));
         let out = cmd.output().context("running perfdhcp")?;
         let mut step = perfdhcp::parse(rate, period, &String::from_utf8_lossy(&out.stdout))
             .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
-        step.server_replies = before.zip(replies()).map(|(a, b)| b.saturating_sub(a));
+        step.server_replies = before.0.zip(replies()).map(|(a, b)| b.saturating_sub(a));
+        step.client_rcvbuf_drops = before
+            .1
+            .zip(rcvbuf_errors(bed))
+            .map(|(a, b)| b.saturating_sub(a));
         let end = perfdhcp::ramp_end(&step);
         steps.push(step);
         if let Some(end) = end {
@@ -546,4 +572,19 @@ fn ramp(
         }
     }
     Ok((steps, RampEnd::Exhausted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snmp_counters_are_read_by_name() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 2 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 10 0 3 12 3 0\nUdpLite: InDatagrams RcvbufErrors\nUdpLite: 0 9\n";
+        assert_eq!(snmp_counter(text, "Udp:", "RcvbufErrors"), Some(3));
+        assert_eq!(snmp_counter(text, "Udp:", "OutDatagrams"), Some(12));
+        assert_eq!(snmp_counter(text, "Udp:", "Nothing"), None);
+    }
 }

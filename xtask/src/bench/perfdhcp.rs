@@ -29,6 +29,10 @@ pub struct Step {
     /// Replies the server says it sent during the step (stormboot's
     /// counters), to tell the server's losses from the way back's.
     pub server_replies: Option<u64>,
+    /// Datagrams the client namespace's kernel dropped for a full socket
+    /// receive buffer during the step (Udp RcvbufErrors): replies that
+    /// reached perfdhcp's host but not perfdhcp.
+    pub client_rcvbuf_drops: Option<u64>,
 }
 
 impl Step {

@@ -175,7 +175,7 @@ pub fn markdown(i: &Input) -> String {
 
     let _ = writeln!(
         t,
-        "\n## Every perfdhcp step\n\nServer replies / requests: what stormboot's counters say it sent during the step, beside the DISCOVERs and REQUESTs perfdhcp sent; equal numbers with drops mean the replies were lost on the way back (veth, perfdhcp's socket), not in the server.\n\n| server | scenario | rate asked | DISCOVERs sent/s | exchanges/s | drops DO / RA % | avg delay DO / RA (ms) | server replies / requests |\n|---|---|---|---|---|---|---|---|"
+        "\n## Every perfdhcp step\n\nServer replies / requests: what stormboot's counters say it sent during the step, beside the DISCOVERs and REQUESTs perfdhcp sent; equal numbers with drops mean the replies were lost on the way back (veth, perfdhcp's socket), not in the server. Client buffer drops: replies the client namespace's kernel dropped because perfdhcp's socket buffer was full (Udp RcvbufErrors).\n\n| server | scenario | rate asked | DISCOVERs sent/s | exchanges/s | drops DO / RA % | avg delay DO / RA (ms) | server replies / requests | client buffer drops |\n|---|---|---|---|---|---|---|---|---|"
     );
     for o in i.outcomes {
         let Some(m) = ok(o) else { continue };
@@ -183,7 +183,7 @@ pub fn markdown(i: &Input) -> String {
             for s in steps {
                 let _ = writeln!(
                     t,
-                    "| {} | {scenario} | {} | {:.0} | {:.0} | {:.3} / {:.3} | {:.2} / {:.2} | {} |",
+                    "| {} | {scenario} | {} | {:.0} | {:.0} | {:.3} / {:.3} | {:.2} / {:.2} | {} | {} |",
                     o.server.name(),
                     s.rate,
                     s.offered_per_sec(),
@@ -193,7 +193,9 @@ pub fn markdown(i: &Input) -> String {
                     s.do_avg_delay_ms,
                     s.ra_avg_delay_ms,
                     s.server_replies
-                        .map_or("-".into(), |r| format!("{r} / {}", s.sent + s.requests))
+                        .map_or("-".into(), |r| format!("{r} / {}", s.sent + s.requests)),
+                    s.client_rcvbuf_drops
+                        .map_or("-".into(), |d| d.to_string())
                 );
             }
         }
