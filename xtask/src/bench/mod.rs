@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Where results go.
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
+    /// The stormboot binary to measure (default: this checkout's release
+    /// build, which `cargo xtask bench` builds first).
+    #[arg(long)]
+    bin: Option<PathBuf>,
 }
 
 /// How one run is sized.
@@ -129,7 +133,7 @@ pub struct Measured {
 
 /// `cargo xtask bench`, with the release binary.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    run_with(args, &release_bin())
+    run_with(args, &args.bin.clone().unwrap_or_else(release_bin))
 }
 
 /// The smoke run `cargo xtask test` ends with, with the binary it built.
@@ -142,6 +146,7 @@ pub fn smoke(bin: &Path) -> Result<()> {
         only: Vec::new(),
         smoke: true,
         dir: PathBuf::from("target/bench-smoke"),
+        bin: Some(bin.to_path_buf()),
     };
     run_with(&args, bin)
 }
@@ -586,5 +591,56 @@ mod tests {
         assert_eq!(snmp_counter(text, "Udp:", "RcvbufErrors"), Some(3));
         assert_eq!(snmp_counter(text, "Udp:", "OutDatagrams"), Some(12));
         assert_eq!(snmp_counter(text, "Udp:", "Nothing"), None);
+    }
+
+    #[test]
+    fn the_smoke_run_fails_when_a_server_does_not_answer() {
+        let args = BenchArgs {
+            period: 1,
+            machines: 50,
+            window: 64,
+            control_plane: 1000,
+            only: Vec::new(),
+            smoke: true,
+            dir: PathBuf::new(),
+            bin: None,
+        };
+        let settings = Settings::new(&args).unwrap();
+        let step = |acks| Step {
+            rate: 200,
+            period: 0.5,
+            sent: 100,
+            acks,
+            ..Step::default()
+        };
+        let measured = |bound: u64, acks: u64| Measured {
+            storm: serde_json::json!({ "machines": 50, "bound": bound }),
+            reservations: (vec![step(acks)], RampEnd::Exhausted),
+            pool: (vec![step(100)], RampEnd::Exhausted),
+        };
+        let ok = |server| Outcome {
+            server,
+            result: Ok(measured(50, 100)),
+        };
+        assert!(smoke_verdict(&[ok(Server::Kea), ok(Server::Dhcpd)], &settings, None).is_ok());
+        for bad in [
+            Outcome {
+                server: Server::Dnsmasq,
+                result: Ok(measured(49, 100)),
+            },
+            Outcome {
+                server: Server::Dnsmasq,
+                result: Ok(measured(50, 0)),
+            },
+            Outcome {
+                server: Server::Dnsmasq,
+                result: Err("did not answer the probe".into()),
+            },
+        ] {
+            let err = smoke_verdict(&[ok(Server::Kea), bad], &settings, None).unwrap_err();
+            assert!(err.to_string().contains("dnsmasq"), "{err}");
+        }
+        let cp = anyhow::anyhow!("stormboot was not serving");
+        assert!(smoke_verdict(&[ok(Server::Kea)], &settings, Some(&cp)).is_err());
     }
 }
