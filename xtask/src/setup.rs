@@ -91,12 +91,29 @@ fn install_packages() -> Result<()> {
     }
     require_root(&format!("installing {}", missing.join(" ")))?;
     sh::run(Command::new("apt-get").args(["update", "-q"]))?;
-    sh::run(
+    // The peer servers are run by the benchmark in its namespaces, never
+    // as system services: Debian's policy-rc.d hook keeps their packages
+    // from starting them on install (put in place only for this install,
+    // and only where no policy exists already).
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists();
+    if own_policy {
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask setup: start no services\nexit 101\n",
+        )?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let installed = sh::run(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    );
+    if own_policy {
+        std::fs::remove_file(policy)?;
+    }
+    installed
 }
 
 fn cargo_bin(name: &str) -> std::path::PathBuf {
