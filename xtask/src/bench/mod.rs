@@ -84,8 +84,9 @@ enum StepLength {
 
 impl Settings {
     fn new(args: &BenchArgs) -> Result<Self> {
-        if args.machines == 0 || args.machines > 200_000 {
-            bail!("--machines must be 1..=200000 (their addresses start at 10.50.4.0)");
+        // Reserved addresses run from 10.50.4.0 up to the pool's start.
+        if args.machines == 0 || args.machines > 130_000 {
+            bail!("--machines must be 1..=130000 (their addresses run from 10.50.4.0 to 10.51.255.255)");
         }
         if args.smoke {
             return Ok(Settings {
