@@ -95,7 +95,10 @@ impl Settings {
                     pool_last: Ipv4Addr::new(10, 52, 3, 254),
                 },
                 window: 64,
-                storm_deadline_ms: 5_000,
+                // Room for two RFC 2131 retransmissions (4 s and 8 s, +-1 s):
+                // a slow server is slow, not silent. A working run takes
+                // well under a second.
+                storm_deadline_ms: 20_000,
                 reservation_rates: vec![200],
                 pool_rates: vec![200],
                 step: StepLength::Exchanges(100),
