@@ -53,13 +53,7 @@ fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp,
         capacity,
         "XDP program loaded and verified"
     );
-    let t = std::time::Instant::now();
     dp.install(cfg)?;
-    tracing::info!(
-        ms = t.elapsed().as_millis() as u64,
-        reservations = n,
-        "XDP maps filled"
-    );
     for ep in endpoints {
         dp.set_iface(
             ep.ingress.ifindex,

@@ -5,6 +5,9 @@ mod batch;
 pub mod ifaces;
 pub mod tables;
 
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
 use aya::{
     maps::{Array, HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
     programs::{xdp::XdpLinkId, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
@@ -53,41 +56,7 @@ pub enum DataplaneError {
 /// so memory stays flat however many reservations there are.
 const WRITE_CHUNK: usize = 4096;
 
-/// Every entry of `chunk`'s reservations, in order, rendered on up to
-/// `threads` threads: rendering is most of the time a large configuration
-/// takes to install.
-fn render_parallel(
-    cfg: &crate::config::Config,
-    chunk: &[crate::config::Reservation],
-    threads: usize,
-) -> Result<Vec<(ReservationKey, Reservation)>, tables::TablesError> {
-    let render = |part: &[crate::config::Reservation]| {
-        let mut out = Vec::with_capacity(part.len());
-        for r in part {
-            out.extend(tables::reservation_entries(cfg, r)?);
-        }
-        Ok(out)
-    };
-    if threads <= 1 || chunk.len() < 256 {
-        return render(chunk);
-    }
-    let per = chunk.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunk
-            .chunks(per)
-            .map(|part| scope.spawn(move || render(part)))
-            .collect();
-        let mut all = Vec::with_capacity(chunk.len());
-        for h in handles {
-            all.extend(h.join().expect("rendering does not panic")?);
-        }
-        Ok(all)
-    })
-}
-
 use crate::config::XdpMode as AttachMode;
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
 
 fn mode_name(mode: AttachMode) -> &'static str {
     match mode {
@@ -381,4 +350,36 @@ pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneE
             source,
         })?;
     Ok(ebpf)
+}
+
+/// Every entry of `chunk`'s reservations, in order, rendered on up to
+/// `threads` threads: rendering is a large share of the time a large
+/// configuration takes to install.
+fn render_parallel(
+    cfg: &crate::config::Config,
+    chunk: &[crate::config::Reservation],
+    threads: usize,
+) -> Result<Vec<(ReservationKey, Reservation)>, tables::TablesError> {
+    let render = |part: &[crate::config::Reservation]| {
+        let mut out = Vec::with_capacity(part.len());
+        for r in part {
+            out.extend(tables::reservation_entries(cfg, r)?);
+        }
+        Ok(out)
+    };
+    if threads <= 1 || chunk.len() < 256 {
+        return render(chunk);
+    }
+    let per = chunk.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunk
+            .chunks(per)
+            .map(|part| scope.spawn(move || render(part)))
+            .collect();
+        let mut all = Vec::with_capacity(chunk.len());
+        for h in handles {
+            all.extend(h.join().expect("rendering does not panic")?);
+        }
+        Ok(all)
+    })
 }
