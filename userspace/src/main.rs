@@ -62,7 +62,13 @@ async fn on_signal(
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, xdp_mode } => {
+            let t = std::time::Instant::now();
             let cfg = Config::load(&config)?;
+            tracing::info!(
+                reservations = cfg.reservations.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "configuration loaded"
+            );
             let opts = stormboot::serve::ServeOptions {
                 xdp_mode: xdp_mode.map(Into::into),
                 handover: Default::default(),

@@ -71,6 +71,7 @@ fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp,
         .as_ref()
         .map(Pins::take_predecessor)
         .unwrap_or_default();
+    let t = std::time::Instant::now();
     let mut dp = Dataplane::load_pinned(
         LoadOptions {
             reservations_capacity: capacity,
@@ -78,6 +79,11 @@ fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp,
         },
         pins.as_ref(),
     )?;
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        capacity,
+        "XDP program loaded and verified"
+    );
     dp.install(cfg)?;
     for ep in endpoints {
         dp.set_iface(

@@ -42,7 +42,7 @@ pub struct StormArgs {
     #[arg(long, env = "STORMBOOT_STORM_INTERFACE")]
     pub interface: String,
     /// Number of simulated machines
-    #[arg(long, env = "STORMBOOT_STORM_COUNT", default_value_t = 1000)]
+    #[arg(long, env = "STORMBOOT_STORM_COUNT", default_value_t = 10_000)]
     pub count: u32,
     /// MAC of machine 0; machine i has this MAC + i (as a 48-bit integer)
     #[arg(
@@ -57,9 +57,15 @@ pub struct StormArgs {
     /// Machines in flight at once (DISCOVERs are sent as fast as this window allows)
     #[arg(long, env = "STORMBOOT_STORM_WINDOW", default_value_t = 256)]
     pub window: u32,
-    /// Retransmission timeout in ms for the first try; doubles each retry (RFC 2131 uses 4000 with +-1s jitter)
-    #[arg(long, env = "STORMBOOT_STORM_TIMEOUT_MS", default_value_t = 1000)]
+    /// Retransmission timeout in ms for the first try; doubles each retry, up to 64 s (RFC 2131 section 4.1)
+    #[arg(long, env = "STORMBOOT_STORM_TIMEOUT_MS", default_value_t = 4000)]
     pub timeout_ms: u64,
+    /// Each retransmission delay is randomised by a uniform value in +-this many ms (RFC 2131: 1000)
+    #[arg(long, default_value_t = 1000)]
+    pub jitter_ms: u64,
+    /// Give up after this many ms: machines not bound by then count as lost (0: no limit)
+    #[arg(long, default_value_t = 0)]
+    pub deadline_ms: u64,
     /// Tries per message before the machine counts as lost
     #[arg(long, env = "STORMBOOT_STORM_TRIES", default_value_t = 4)]
     pub tries: u32,
@@ -154,6 +160,18 @@ fn mac_add(base: [u8; 6], i: u32) -> Option<[u8; 6]> {
     mac.copy_from_slice(&n.to_be_bytes()[2..]);
     Some(mac)
 }
+
+/// RFC 2131 section 4.1's wait before retransmitting: `timeout` doubled
+/// for each send so far (the first send waits `timeout`), capped at 64 s,
+/// then moved by `unit` (uniform in -1..=1) times `jitter`; never below 1 ms.
+fn retransmit_delay(timeout: Duration, jitter: Duration, sends: u32, unit: f64) -> Duration {
+    let base = (timeout * (1u32 << sends.saturating_sub(1).min(16))).min(MAX_BACKOFF);
+    let shift = jitter.as_secs_f64() * unit.clamp(-1.0, 1.0);
+    Duration::from_secs_f64((base.as_secs_f64() + shift).max(0.001))
+}
+
+/// RFC 2131's ceiling on the doubled retransmission delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(64);
 
 /// Nearest-rank percentile (`p` in 0..=100) of an ascending slice; 0 when empty.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -283,6 +301,7 @@ struct Storm {
     /// anything new.
     backlog: VecDeque<Vec<u8>>,
     timeout: Duration,
+    jitter: Duration,
     tries: u32,
     window: u32,
     next: u32,
@@ -351,11 +370,15 @@ impl Storm {
     }
 
     fn arm(&mut self, idx: u32, now: Instant) {
+        let unit = if self.jitter.is_zero() {
+            0.0
+        } else {
+            rand::thread_rng().gen_range(-1.0..=1.0)
+        };
         let m = &mut self.machines[idx as usize];
         m.timer_gen = m.timer_gen.wrapping_add(1);
-        let factor = 1u32 << (m.tries - 1).min(16);
-        self.timers
-            .push(Reverse((now + self.timeout * factor, idx, m.timer_gen)));
+        let delay = retransmit_delay(self.timeout, self.jitter, m.tries, unit);
+        self.timers.push(Reverse((now + delay, idx, m.timer_gen)));
     }
 
     fn fresh_xid(&mut self, idx: u32) -> u32 {
@@ -406,6 +429,21 @@ impl Storm {
         match phase {
             Phase::Bound => self.bound += 1,
             _ => self.lost += 1,
+        }
+    }
+
+    /// Ends the run early: every machine not yet bound or lost is lost.
+    fn abandon(&mut self) {
+        for idx in 0..self.machines.len() as u32 {
+            match self.machines[idx as usize].phase {
+                Phase::Selecting | Phase::Requesting => self.finish(idx, Phase::Lost),
+                Phase::NotStarted => {
+                    self.machines[idx as usize].phase = Phase::Lost;
+                    self.done += 1;
+                    self.lost += 1;
+                }
+                Phase::Bound | Phase::Lost => {}
+            }
         }
     }
 
@@ -615,6 +653,7 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         timers: BinaryHeap::new(),
         backlog: VecDeque::new(),
         timeout: Duration::from_millis(args.timeout_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
         tries: args.tries,
         window: args.window,
         next: 0,
@@ -633,8 +672,14 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     };
 
     let mut buf = vec![0u8; MAX_FRAME];
+    let deadline =
+        (args.deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(args.deadline_ms));
     while storm.done < args.count {
         let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            storm.abandon();
+            break;
+        }
         storm.flush_backlog()?;
         storm.expire_timers(now)?;
         storm.launch(now)?;
@@ -653,6 +698,7 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
             // readiness event for ENOBUFS, so retry soon.
             Duration::from_millis(1)
         };
+        let wait = deadline.map_or(wait, |d| wait.min(d.saturating_duration_since(now)));
         storm.sock.poll(wait)?;
         for _ in 0..RECV_BATCH {
             let Some(meta) = storm.sock.recv(&mut buf)? else {
@@ -799,6 +845,23 @@ mod tests {
     }
 
     #[test]
+    fn retransmissions_follow_rfc_2131_backoff() {
+        let (t, j) = (Duration::from_secs(4), Duration::from_secs(1));
+        let secs = |sends, unit| retransmit_delay(t, j, sends, unit).as_secs_f64();
+        // 4 s, 8 s, 16 s, 32 s, then 64 s at most, each +-1 s.
+        assert_eq!(secs(1, 0.0), 4.0);
+        assert_eq!(secs(2, 0.0), 8.0);
+        assert_eq!(secs(3, -1.0), 15.0);
+        assert_eq!(secs(4, 1.0), 33.0);
+        assert_eq!(secs(5, 0.0), 64.0);
+        assert_eq!(secs(9, 0.5), 64.5);
+        // Out-of-range draws are clamped; a delay never reaches zero.
+        assert_eq!(secs(1, 7.0), 5.0);
+        let tiny = retransmit_delay(Duration::from_millis(1), j, 1, -1.0);
+        assert_eq!(tiny, Duration::from_millis(1));
+    }
+
+    #[test]
     fn percentiles_use_nearest_rank() {
         assert_eq!(percentile(&[], 50.0), 0.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
@@ -884,6 +947,8 @@ mod tests {
                 expect_first_ip: None,
                 window: 2,
                 timeout_ms,
+                jitter_ms: 0,
+                deadline_ms: 0,
                 tries,
                 broadcast: "mixed".into(),
                 json: false,
@@ -906,6 +971,24 @@ mod tests {
             assert_eq!((report.naks, report.bad_checksum), (0, 0));
             // Two windows of 100 + 200 ms.
             assert!(report.elapsed_ms >= 600.0, "{report:?}");
+        }
+
+        #[test]
+        fn the_deadline_ends_the_run_and_counts_the_rest_lost() {
+            let report = in_private_netns(|| {
+                let mut a = args(10, 4, 4000);
+                a.jitter_ms = 1000;
+                a.deadline_ms = 300;
+                run(&a).expect("storm runs")
+            });
+            assert_eq!(
+                (report.machines, report.bound, report.lost),
+                (10, 0, 10),
+                "{report:?}"
+            );
+            // The first retransmission is due after 3 s at the earliest.
+            assert_eq!(report.retransmits, 0, "{report:?}");
+            assert!(report.elapsed_ms < 2000.0, "{report:?}");
         }
 
         #[test]

@@ -152,6 +152,8 @@ enum Expect {
         to: (Ipv4Addr, u16),
         /// The counter the program bumps once per such reply.
         counter: Counter,
+        /// The boot file the reply must name, for firmware requests.
+        boot_file: Option<&'static str>,
     },
     Pass {
         counter: Counter,
@@ -191,7 +193,8 @@ fn action_name(action: u32) -> String {
 }
 
 /// Loads its own Dataplane with a fixed test configuration, then measures
-/// "discover->offer" (plain DISCOVER from a reserved MAC), "request->ack"
+/// "discover->offer" (plain DISCOVER from a reserved MAC), "PXE
+/// discover->offer" (the same from BIOS PXE firmware), "request->ack"
 /// (SELECTING REQUEST), "relayed discover->offer" (giaddr + option 82),
 /// "unknown-MAC DHCP pass" (a DISCOVER for the slow path: it also pays the
 /// slow-path bucket's lookup and update) and "non-DHCP pass" (a UDP/53
@@ -461,11 +464,12 @@ impl Bench {
                     msg_type,
                     yiaddr,
                     to,
+                    boot_file,
                     ..
                 },
                 None,
             ) => {
-                validate_reply(out, *msg_type, *yiaddr, *to)
+                validate_reply(out, *msg_type, *yiaddr, *to, *boot_file)
                     .with_context(|| format!("{}: run {i}'s reply", s.name))?;
                 *reference = Some(out.to_vec());
             }
@@ -506,6 +510,7 @@ fn validate_reply(
     msg_type: MessageType,
     yiaddr: Ipv4Addr,
     to: (Ipv4Addr, u16),
+    boot_file: Option<&str>,
 ) -> anyhow::Result<()> {
     let parsed = frame::parse(out).context("reply frame (IPv4/UDP checksums)")?;
     ensure!(!parsed.udp_csum_absent, "the reply has no UDP checksum");
@@ -524,6 +529,11 @@ fn validate_reply(
     );
     let got = (parsed.addr.ip_dst, parsed.addr.dport);
     ensure!(got == to, "sent to {got:?}, expected {to:?}");
+    if let Some(want) = boot_file {
+        let file = String::from_utf8_lossy(m.fname().unwrap_or_default());
+        let file = file.trim_end_matches('\0');
+        ensure!(file == want, "boot file {file:?}, expected {want:?}");
+    }
     Ok(())
 }
 
@@ -620,6 +630,16 @@ fn scenarios() -> Vec<Scenario> {
     let discover = broadcast(NODE1, &encode(&request(NODE1, MessageType::Discover)));
     let unknown = broadcast(UNKNOWN, &encode(&request(UNKNOWN, MessageType::Discover)));
 
+    // BIOS PXE firmware: options 60 and 93 pick the rendered variant with
+    // the boot file, next server and PXE vendor options.
+    let mut pxe = request(NODE1, MessageType::Discover);
+    pxe.opts_mut().insert(DhcpOption::ClassIdentifier(
+        b"PXEClient:Arch:00000:UNDI:002001".to_vec(),
+    ));
+    pxe.opts_mut()
+        .insert(DhcpOption::ClientSystemArchitecture(0u16.into()));
+    let pxe = broadcast(NODE1, &encode(&pxe));
+
     let mut req = request(NODE1, MessageType::Request);
     req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
     req.opts_mut()
@@ -676,6 +696,18 @@ fn scenarios() -> Vec<Scenario> {
                 yiaddr: NODE1_IP,
                 to: (NODE1_IP, 68),
                 counter: Counter::Offer,
+                boot_file: None,
+            },
+        },
+        Scenario {
+            name: "PXE discover->offer",
+            frame: pxe,
+            expect: Expect::Reply {
+                msg_type: MessageType::Offer,
+                yiaddr: NODE1_IP,
+                to: (NODE1_IP, 68),
+                counter: Counter::Offer,
+                boot_file: Some("undionly.kpxe"),
             },
         },
         Scenario {
@@ -686,6 +718,7 @@ fn scenarios() -> Vec<Scenario> {
                 yiaddr: NODE1_IP,
                 to: (NODE1_IP, 68),
                 counter: Counter::Ack,
+                boot_file: None,
             },
         },
         Scenario {
@@ -696,6 +729,7 @@ fn scenarios() -> Vec<Scenario> {
                 yiaddr: REMOTE_IP,
                 to: (RELAY, 67),
                 counter: Counter::Offer,
+                boot_file: None,
             },
         },
         Scenario {
@@ -751,6 +785,7 @@ mod tests {
         let cases = run(&Options { runs: 300 }).expect("the benchmark runs and every check passes");
         let expected = [
             ("discover->offer", "XDP_TX"),
+            ("PXE discover->offer", "XDP_TX"),
             ("request->ack", "XDP_TX"),
             ("relayed discover->offer", "XDP_TX"),
             ("unknown-MAC DHCP pass", "XDP_PASS"),

@@ -1220,3 +1220,77 @@ fn authoritative_mode_leaves_port_4011_alone() {
     );
     passes(&f, &input, Counter::PassNotDhcp);
 }
+
+/// More reservations than one write batch holds, then a second install
+/// without some of them: every written machine is answered, and the
+/// removed ones are passed up as unknown.
+#[test]
+fn reservations_in_many_batches_and_a_reinstall_without_some() {
+    stormboot_testbed::require_root();
+    const N: u32 = 5000;
+    let mac = |i: u32| [0x02, 0xaa, 0, 0, (i >> 8) as u8, i as u8];
+    let ip = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 50, 100, 0)) + i);
+    let config = |n: u32| {
+        let mut text = CONFIG.replace("cidr = \"10.50.0.0/24\"", "cidr = \"10.50.0.0/16\"");
+        for i in 0..n {
+            text.push_str(&format!(
+                "\n[[reservation]]\nmac = \"{}\"\nip = \"{}\"\n",
+                frame::format_mac(&mac(i)),
+                ip(i)
+            ));
+        }
+        Config::from_str(&text, Path::new("many.toml")).expect("config is valid")
+    };
+    let mut dp = Dataplane::load(LoadOptions {
+        reservations_capacity: 2 * N,
+        log_level: 0,
+    })
+    .expect("the XDP program loads");
+    dp.install(&config(N)).expect("maps accept the tables");
+    dp.set_iface(
+        1,
+        Iface {
+            ip: SERVER.octets(),
+            mac: SERVER_MAC,
+            _pad: [0; 2],
+        },
+    )
+    .unwrap();
+    let offered = |dp: &Dataplane, i: u32| -> Option<Ipv4Addr> {
+        let input = broadcast_frame(&request(mac(i), MessageType::Discover));
+        let (action, out) = dp.test_run(&input).expect("BPF_PROG_TEST_RUN works");
+        if action != XDP_TX {
+            assert_eq!(action, XDP_PASS, "machine {i}");
+            return None;
+        }
+        let p = frame::parse(&out).expect("a valid reply frame");
+        let m = Message::decode(&mut Decoder::new(p.payload)).expect("a DHCP reply");
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+        Some(m.yiaddr())
+    };
+    for i in [0, 4095, 4096, N - 1] {
+        assert_eq!(offered(&dp, i), Some(ip(i)), "machine {i}");
+    }
+    dp.install(&config(N - 100))
+        .expect("maps accept the smaller tables");
+    assert_eq!(offered(&dp, N - 1), None, "a removed reservation");
+    assert_eq!(offered(&dp, N - 101), Some(ip(N - 101)));
+    assert_eq!(offered(&dp, 0), Some(ip(0)));
+    // The link's own reservation is still there too.
+    assert_eq!(
+        offered_mac(&dp, NODE1),
+        Some(NODE1_IP),
+        "inline reservations survive"
+    );
+}
+
+fn offered_mac(dp: &Dataplane, mac: [u8; 6]) -> Option<Ipv4Addr> {
+    let input = broadcast_frame(&request(mac, MessageType::Discover));
+    let (action, out) = dp.test_run(&input).expect("BPF_PROG_TEST_RUN works");
+    (action == XDP_TX).then(|| {
+        let p = frame::parse(&out).expect("a valid reply frame");
+        Message::decode(&mut Decoder::new(p.payload))
+            .expect("a DHCP reply")
+            .yiaddr()
+    })
+}

@@ -1,6 +1,7 @@
 //! `cargo xtask`: project automation. `setup` installs what the build and
-//! the tests need, `test` runs every test, `lab` runs a boot storm in
-//! network namespaces, `build` builds the release binary.
+//! the tests need, `test` runs every test (and a smoke run of the
+//! benchmark), `lab` runs a boot storm in network namespaces, `bench`
+//! measures stormboot beside its peers, `build` builds the release binary.
 
 mod bench;
 mod lab;
@@ -29,7 +30,8 @@ enum Cmd {
     /// Set up, build, and run a boot storm against stormboot in network
     /// namespaces.
     Lab(lab::LabArgs),
-    /// Set up, build, and measure stormboot beside Kea on the same lab.
+    /// Set up, build, and measure stormboot beside its peers (Kea, dnsmasq,
+    /// ISC dhcpd, coredhcp) on the same lab.
     Bench(bench::BenchArgs),
 }
 
@@ -71,7 +73,9 @@ fn test() -> Result<()> {
     // never pick up an older release build.
     sh::cargo(&["build", "-p", "stormboot"])?;
     std::env::set_var("STORMBOOT_BIN", sh::root().join("target/debug/stormboot"));
-    sh::cargo(&["test", "--workspace", "--no-fail-fast"])
+    sh::cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    // The benchmark harness, tiny: every server must still answer.
+    bench::smoke(&sh::root().join("target/debug/stormboot"))
 }
 
 /// Lints the eBPF crate on its own (feature unification with the host

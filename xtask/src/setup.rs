@@ -35,12 +35,16 @@ const PACKAGES: &[&str] = &[
     // generator (perfdhcp comes with kea-admin)
     "kea-dhcp4-server",
     "kea-admin",
+    // more peers: ISC dhcpd (run directly in the lab, never as the
+    // system service) and coredhcp
+    "isc-dhcp-server",
+    "coredhcp-server",
     // the DHCP server boot-only mode is tested beside; its
     // dnsmasq.conf.example is also read by the `stormboot import` tests
     "dnsmasq-base",
-    // `stormboot import` is tested on the example configurations these
-    // ship (MPL-2.0, so read in place, not copied into the repository)
-    "isc-dhcp-server",
+    // `stormboot import` is also tested on the example configurations
+    // isc-dhcp-server and this ship (MPL-2.0, so read in place, not copied
+    // into the repository)
     "kea-doc",
     // the pool tests: another client, a relay agent, the lease database's
     // shell, a packet capture, and the DECLINE/INFORM probe's interpreter
@@ -96,12 +100,29 @@ fn install_packages() -> Result<()> {
     }
     require_root(&format!("installing {}", missing.join(" ")))?;
     sh::run(Command::new("apt-get").args(["update", "-q"]))?;
-    sh::run(
+    // The peer servers are run by the benchmark in its namespaces, never
+    // as system services: Debian's policy-rc.d hook keeps their packages
+    // from starting them on install (put in place only for this install,
+    // and only where no policy exists already).
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists();
+    if own_policy {
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask setup: start no services\nexit 101\n",
+        )?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let installed = sh::run(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    );
+    if own_policy {
+        std::fs::remove_file(policy)?;
+    }
+    installed
 }
 
 fn cargo_bin(name: &str) -> std::path::PathBuf {

@@ -12,8 +12,15 @@ use stormboot_common::{
     maps::{Iface, Marker, Reservation, ReservationKey, Scratch, Subnet},
 };
 
+/// BPF_F_NO_PREALLOC (include/uapi/linux/bpf.h).
+const NO_PREALLOC: u32 = 1;
+
+/// Not preallocated: the kernel would otherwise zero every entry of the
+/// capacity (headroom included) when the map is created, which at a
+/// million reservations is most of the start-up's kernel time.
 #[map(name = "RESERVATIONS")]
-pub static RESERVATIONS: HashMap<ReservationKey, Reservation> = HashMap::with_max_entries(1024, 0);
+pub static RESERVATIONS: HashMap<ReservationKey, Reservation> =
+    HashMap::with_max_entries(1024, NO_PREALLOC);
 
 #[map(name = "SUBNETS")]
 pub static SUBNETS: Array<Subnet> = Array::with_max_entries(256, 0);

@@ -1,12 +1,16 @@
 //! The XDP dataplane: loads the embedded program, fills its maps, attaches
 //! it to an interface, and reads its counters and reply events.
 
+mod batch;
 pub mod ifaces;
 pub mod pins;
 pub mod tables;
 
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpLinkId},
@@ -53,6 +57,8 @@ pub enum DataplaneError {
     Render(#[from] tables::TablesError),
     #[error("test run: {0}")]
     TestRun(ProgramError),
+    #[error("map RESERVATIONS: batch update: {0}")]
+    Batch(std::io::Error),
     #[error("pinning {path}: {reason}")]
     Pin {
         path: std::path::PathBuf,
@@ -82,6 +88,10 @@ enum Held {
     Managed(XdpLinkId),
     Pinned(PinnedLink),
 }
+
+/// Entries rendered and written per batch: a few MB of rendered replies,
+/// so memory stays flat however many reservations there are.
+const WRITE_CHUNK: usize = 4096;
 
 use crate::config::XdpMode as AttachMode;
 pub use pins::Pins;
@@ -128,6 +138,10 @@ pub struct Dataplane {
     links: Vec<Held>,
     /// Removed with the links on a clean detach; kept on a handover.
     pins: Option<Pins>,
+    /// Nothing was installed yet: RESERVATIONS is as the kernel made it, empty.
+    fresh: bool,
+    /// BPF_MAP_UPDATE_BATCH works (until the kernel says otherwise).
+    batch_writes: bool,
 }
 
 impl Dataplane {
@@ -182,6 +196,8 @@ impl Dataplane {
             mode,
             links: Vec::new(),
             pins: pins.cloned(),
+            fresh: true,
+            batch_writes: true,
         })
     }
 
@@ -194,14 +210,31 @@ impl Dataplane {
                 .set(i as u32, s, 0)
                 .map_err(map_err(names::SUBNETS))?;
         }
-        let mut keep = std::collections::HashSet::with_capacity(cfg.reservations.len());
-        for r in &cfg.reservations {
-            for (k, v) in tables::reservation_entries(cfg, r)? {
-                self.reservations
-                    .insert(k, v, 0)
-                    .map_err(map_err(names::RESERVATIONS))?;
-                keep.insert(k);
+        // Only a map that held entries before can have stale ones; the set
+        // of keys to keep (and the walk over the map) is for that case.
+        let mut keep =
+            (!self.fresh).then(|| std::collections::HashSet::with_capacity(cfg.reservations.len()));
+        let (mut render, mut write) = (Duration::ZERO, Duration::ZERO);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut keys = Vec::with_capacity(WRITE_CHUNK * 2);
+        let mut values = Vec::with_capacity(WRITE_CHUNK * 2);
+        let mut written = 0usize;
+        for chunk in cfg.reservations.chunks(WRITE_CHUNK) {
+            let t = Instant::now();
+            for (k, v) in render_parallel(cfg, chunk, threads)? {
+                if let Some(keep) = keep.as_mut() {
+                    keep.insert(k);
+                }
+                keys.push(k);
+                values.push(v);
             }
+            render += t.elapsed();
+            let t = Instant::now();
+            self.write_reservations(&keys, &values)?;
+            write += t.elapsed();
+            written += keys.len();
+            keys.clear();
+            values.clear();
         }
         let marker = Marker::new(cfg.boot.ipxe_user_class.as_bytes());
         self.boot_marker
@@ -216,15 +249,53 @@ impl Dataplane {
             cfg.server.slowpath_rate,
             cfg.server.slowpath_burst,
         ))?;
-        let stale: Vec<ReservationKey> = self
-            .reservations
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keep.contains(k))
-            .collect();
-        for k in stale {
+        let t = Instant::now();
+        if let Some(keep) = keep {
+            let stale: Vec<ReservationKey> = self
+                .reservations
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !keep.contains(k))
+                .collect();
+            for k in stale {
+                self.reservations
+                    .remove(&k)
+                    .map_err(map_err(names::RESERVATIONS))?;
+            }
+        }
+        self.fresh = false;
+        tracing::info!(
+            entries = written,
+            render_ms = render.as_millis() as u64,
+            write_ms = write.as_millis() as u64,
+            stale_ms = t.elapsed().as_millis() as u64,
+            batched = self.batch_writes,
+            "reservation map written"
+        );
+        Ok(())
+    }
+
+    /// Writes entries into RESERVATIONS: in batches where the kernel has
+    /// BPF_MAP_UPDATE_BATCH, else one by one.
+    fn write_reservations(
+        &mut self,
+        keys: &[ReservationKey],
+        values: &[Reservation],
+    ) -> Result<(), DataplaneError> {
+        if self.batch_writes {
+            let fd = self.reservations.map().fd().as_fd();
+            match batch::update(fd, keys, values) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!(error = %e, "no BPF_MAP_UPDATE_BATCH here: writing one by one");
+                    self.batch_writes = false;
+                }
+                Err(e) => return Err(DataplaneError::Batch(e)),
+            }
+        }
+        for (k, v) in keys.iter().zip(values) {
             self.reservations
-                .remove(&k)
+                .insert(k, v, 0)
                 .map_err(map_err(names::RESERVATIONS))?;
         }
         Ok(())
@@ -494,4 +565,36 @@ pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneE
             source,
         })?;
     Ok(ebpf)
+}
+
+/// Every entry of `chunk`'s reservations, in order, rendered on up to
+/// `threads` threads: rendering is a large share of the time a large
+/// configuration takes to install.
+fn render_parallel(
+    cfg: &crate::config::Config,
+    chunk: &[crate::config::Reservation],
+    threads: usize,
+) -> Result<Vec<(ReservationKey, Reservation)>, tables::TablesError> {
+    let render = |part: &[crate::config::Reservation]| {
+        let mut out = Vec::with_capacity(part.len());
+        for r in part {
+            out.extend(tables::reservation_entries(cfg, r)?);
+        }
+        Ok(out)
+    };
+    if threads <= 1 || chunk.len() < 256 {
+        return render(chunk);
+    }
+    let per = chunk.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunk
+            .chunks(per)
+            .map(|part| scope.spawn(move || render(part)))
+            .collect();
+        let mut all = Vec::with_capacity(chunk.len());
+        for h in handles {
+            all.extend(h.join().expect("rendering does not panic")?);
+        }
+        Ok(all)
+    })
 }

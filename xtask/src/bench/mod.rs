@@ -1,0 +1,650 @@
+//! `cargo xtask bench`: measures stormboot (XDP and userspace dataplanes)
+//! and its peers (Kea, dnsmasq, ISC dhcpd, coredhcp) one after another in
+//! one run, on the same lab, the same configuration and the same CPU
+//! pinning: a boot storm of known machines from the storm client, then
+//! perfdhcp ramps for reservations and for new pool leases; plus the XDP
+//! program alone (`stormboot bench-xdp`) and the control plane at a million
+//! reservations. Tables and plots go to `target/bench/`.
+
+mod controlplane;
+mod perfdhcp;
+mod report;
+mod servers;
+mod svg;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF, SERVER_IF};
+
+use perfdhcp::{RampEnd, Step};
+use servers::{Plan, Server, CLIENT_CPU};
+
+/// Rates (DORA exchanges per second) of the reservation ramp.
+const RESERVATION_RATES: &[u32] = &[
+    1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000,
+];
+/// Rates of the pool ramp.
+const POOL_RATES: &[u32] = &[1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000];
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 3)]
+    period: u32,
+    /// Machines in the storm, all with reservations (also perfdhcp's MAC list).
+    #[arg(long, default_value_t = 10_000)]
+    machines: u32,
+    /// Storm machines in flight at once.
+    #[arg(long, default_value_t = 256)]
+    window: u32,
+    /// Reservations for the control-plane measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    control_plane: u32,
+    /// Only these parts, comma-separated: servers (stormboot-xdp,
+    /// stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp), xdp (the
+    /// program alone), control-plane.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// A short run (tiny storm, one short step per scenario) that checks
+    /// every server answers; fails if one does not.
+    #[arg(long)]
+    smoke: bool,
+    /// Where results go.
+    #[arg(long, default_value = "target/bench")]
+    dir: PathBuf,
+    /// The stormboot binary to measure (default: this checkout's release
+    /// build, which `cargo xtask bench` builds first).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+}
+
+/// How one run is sized.
+struct Settings {
+    plan: Plan,
+    window: u32,
+    /// Storm deadline: machines not bound by then are lost.
+    storm_deadline_ms: u64,
+    reservation_rates: Vec<u32>,
+    pool_rates: Vec<u32>,
+    /// perfdhcp: seconds per step, or (smoke) a number of exchanges.
+    step: StepLength,
+    xdp_runs: u32,
+    control_plane: u32,
+}
+
+#[derive(Clone, Copy)]
+enum StepLength {
+    Seconds(u32),
+    Exchanges(u32),
+}
+
+impl Settings {
+    fn new(args: &BenchArgs) -> Result<Self> {
+        // Reserved addresses run from 10.50.4.0 up to the pool's start.
+        if args.machines == 0 || args.machines > 130_000 {
+            bail!("--machines must be 1..=130000 (their addresses run from 10.50.4.0 to 10.51.255.255)");
+        }
+        if args.smoke {
+            return Ok(Settings {
+                plan: Plan {
+                    machines: 50,
+                    pool_last: Ipv4Addr::new(10, 52, 3, 254),
+                },
+                window: 64,
+                // Room for two RFC 2131 retransmissions (4 s and 8 s, +-1 s):
+                // a slow server is slow, not silent. A working run takes
+                // well under a second.
+                storm_deadline_ms: 20_000,
+                reservation_rates: vec![200],
+                pool_rates: vec![200],
+                step: StepLength::Exchanges(100),
+                xdp_runs: 200,
+                control_plane: 1000,
+            });
+        }
+        Ok(Settings {
+            plan: Plan {
+                machines: args.machines,
+                // 262,143 addresses: more than any pool ramp hands out.
+                pool_last: Ipv4Addr::new(10, 55, 255, 254),
+            },
+            window: args.window,
+            storm_deadline_ms: 60_000,
+            reservation_rates: RESERVATION_RATES.to_vec(),
+            pool_rates: POOL_RATES.to_vec(),
+            step: StepLength::Seconds(args.period),
+            xdp_runs: 20_000,
+            control_plane: args.control_plane,
+        })
+    }
+}
+
+/// What one server did.
+pub struct Outcome {
+    pub server: Server,
+    pub result: Result<Measured, String>,
+}
+
+pub struct Measured {
+    pub storm: serde_json::Value,
+    pub reservations: (Vec<Step>, RampEnd),
+    pub pool: (Vec<Step>, RampEnd),
+}
+
+/// `cargo xtask bench`, with the release binary.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    run_with(args, &args.bin.clone().unwrap_or_else(release_bin))
+}
+
+/// The smoke run `cargo xtask test` ends with, with the binary it built.
+pub fn smoke(bin: &Path) -> Result<()> {
+    let args = BenchArgs {
+        period: 1,
+        machines: 50,
+        window: 64,
+        control_plane: 1000,
+        only: Vec::new(),
+        smoke: true,
+        dir: PathBuf::from("target/bench-smoke"),
+        bin: Some(bin.to_path_buf()),
+    };
+    run_with(&args, bin)
+}
+
+fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
+    crate::setup::require_root("the benchmark creates network namespaces and attaches XDP")?;
+    let settings = Settings::new(args)?;
+    let dir = crate::sh::root().join(&args.dir);
+    std::fs::create_dir_all(&dir)?;
+    let servers: Vec<Server> = servers::ALL
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|k| k == s.key()))
+        .collect();
+    let part = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
+    for o in &args.only {
+        if !servers::ALL.iter().any(|s| s.key() == o) && o != "xdp" && o != "control-plane" {
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane");
+        }
+    }
+
+    let xdp = if part("xdp") {
+        eprintln!(
+            "bench: the XDP program alone ({} runs per case)",
+            settings.xdp_runs
+        );
+        xdp_alone(bin, settings.xdp_runs)?
+    } else {
+        serde_json::Value::Null
+    };
+
+    let mut outcomes = Vec::new();
+    for server in servers {
+        let result = match server.unavailable() {
+            Some(why) => Err(format!("not available: {why}")),
+            None => measure(server, &dir, bin, &settings).map_err(|e| format!("{e:#}")),
+        };
+        if let Err(e) = &result {
+            eprintln!("bench: {}: {e}", server.name());
+        }
+        outcomes.push(Outcome { server, result });
+    }
+
+    let cp = if part("control-plane") {
+        eprintln!(
+            "bench: control plane at {} reservations",
+            settings.control_plane
+        );
+        controlplane::measure(&dir, bin, settings.control_plane)
+    } else {
+        Err(anyhow::anyhow!("not asked for (--only)"))
+    };
+
+    let length = match settings.step {
+        StepLength::Seconds(s) => format!("{s} s per rate"),
+        StepLength::Exchanges(n) => format!("{n} exchanges per rate"),
+    };
+    let md = report::markdown(&report::Input {
+        outcomes: &outcomes,
+        xdp: &xdp,
+        control_plane: cp.as_ref().map_err(|e| format!("{e:#}")),
+        machines: settings.plan.machines,
+        window: settings.window,
+        step: &length,
+        command: &command_line(args),
+    });
+    println!("{md}");
+    std::fs::write(dir.join("results.md"), &md)?;
+    for (file, title, pick) in [
+        (
+            "reservations.svg",
+            "Reservations (perfdhcp -M, relayed)",
+            (|m: &Measured| &m.reservations.0) as fn(&Measured) -> &Vec<Step>,
+        ),
+        (
+            "pool.svg",
+            "New pool leases (perfdhcp, relayed)",
+            |m: &Measured| &m.pool.0,
+        ),
+    ] {
+        let series: Vec<svg::Series> = outcomes
+            .iter()
+            .filter_map(|o| {
+                let m = o.result.as_ref().ok()?;
+                Some(svg::Series {
+                    name: o.server.name().to_string(),
+                    points: pick(m)
+                        .iter()
+                        .map(|s| (f64::from(s.rate), s.exchanges_per_sec()))
+                        .collect(),
+                })
+            })
+            .collect();
+        std::fs::write(dir.join(file), svg::plot(title, &series))?;
+    }
+    eprintln!(
+        "bench: results in {} (results.md, reservations.svg, pool.svg)",
+        dir.display()
+    );
+
+    if args.smoke {
+        smoke_verdict(&outcomes, &settings, cp.as_ref().err())?;
+    }
+    Ok(())
+}
+
+/// The smoke run fails unless every server answered every scenario.
+fn smoke_verdict(
+    outcomes: &[Outcome],
+    settings: &Settings,
+    cp_error: Option<&anyhow::Error>,
+) -> Result<()> {
+    let mut failures = Vec::new();
+    for o in outcomes {
+        match &o.result {
+            Err(e) => failures.push(format!("{}: {e}", o.server.name())),
+            Ok(m) => {
+                let bound = m.storm["bound"].as_u64().unwrap_or(0);
+                if bound != u64::from(settings.plan.machines) {
+                    failures.push(format!(
+                        "{}: storm bound {bound} of {}",
+                        o.server.name(),
+                        settings.plan.machines
+                    ));
+                }
+                // Answering is what counts here, not speed: a server whose
+                // every lease write waits for the disk may drop a few.
+                for (what, steps) in [("reservations", &m.reservations.0), ("pool", &m.pool.0)] {
+                    if steps.first().is_none_or(|s| s.acks == 0) {
+                        failures.push(format!(
+                            "{}: perfdhcp {what}: no exchange completed: {:?}",
+                            o.server.name(),
+                            steps.first()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(e) = cp_error {
+        failures.push(format!("control plane: {e:#}"));
+    }
+    if !failures.is_empty() {
+        bail!("bench smoke run failed:\n  {}", failures.join("\n  "));
+    }
+    eprintln!("bench: smoke run passed: every server answered every scenario");
+    Ok(())
+}
+
+fn command_line(args: &BenchArgs) -> String {
+    let mut c = String::from("cargo xtask bench");
+    if args.smoke {
+        c.push_str(" --smoke");
+    }
+    if !args.only.is_empty() {
+        c.push_str(&format!(" --only {}", args.only.join(",")));
+    }
+    c
+}
+
+/// The release binary of this checkout.
+fn release_bin() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::sh::root().join("target"))
+        .join("release/stormboot")
+}
+
+/// `stormboot bench-xdp --json`.
+fn xdp_alone(bin: &Path, runs: u32) -> Result<serde_json::Value> {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--log",
+        "warn",
+        "bench-xdp",
+        "--json",
+        "--runs",
+        &runs.to_string(),
+    ]);
+    let out = crate::sh::output(&mut cmd)?;
+    serde_json::from_str(&out).context("decoding bench-xdp's JSON")
+}
+
+/// A fresh lab, the server started, the three scenarios in turn.
+fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measured> {
+    let work = dir.join(server.key());
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let mut bed = Testbed::new("bench", None)?;
+    widen_addresses(&bed)?;
+    // A veth hands XDP_TX frames only to a peer that runs XDP.
+    let mut pass = Command::new(bin);
+    pass.args(["--log", "warn", "xdp-pass", "--interface", CLIENT_IF]);
+    bed.spawn(Side::Client, pass)?;
+
+    eprintln!("bench: {}: starting", server.name());
+    let pid = server.start(&mut bed, &work, &s.plan, bin)?;
+    if !probe(&mut bed, bin, pid)? {
+        bail!(
+            "did not answer the probe within 30 s; its output: {}",
+            std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
+        );
+    }
+
+    eprintln!(
+        "bench: {}: storm of {} machines",
+        server.name(),
+        s.plan.machines
+    );
+    let storm = storm(&bed, bin, s)?;
+    let macs = work.join("macs.txt");
+    std::fs::write(&macs, s.plan.mac_list())?;
+    let replies = || {
+        (!server.is_peer())
+            .then(|| stormboot_replies(&bed, bin))
+            .flatten()
+    };
+    let reservations = ramp(
+        &bed,
+        server,
+        &s.reservation_rates,
+        s.step,
+        &replies,
+        |c, _| {
+            c.arg("-M").arg(&macs);
+        },
+    )?;
+    let pool = ramp(&bed, server, &s.pool_rates, s.step, &replies, |c, i| {
+        // New clients at every step: MACs no earlier step (and no
+        // reservation) used.
+        c.args([
+            "-R",
+            "1000000",
+            "-b",
+            &format!("mac=02:{:02x}:00:00:00:00", i + 1),
+        ]);
+    })?;
+
+    if let Some(status) = bed.wait(pid, Duration::ZERO)? {
+        bail!(
+            "exited ({status}) during the run: {}",
+            std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
+        );
+    }
+    let status = bed.stop(pid)?;
+    if !server.is_peer() && !status.success() {
+        bail!("stormboot exited with {status}");
+    }
+    Ok(Measured {
+        storm,
+        reservations,
+        pool,
+    })
+}
+
+/// The lab's /24 becomes the plan's /12 on both ends; perfdhcp relays from
+/// the client end's address.
+fn widen_addresses(bed: &Testbed) -> Result<()> {
+    let p = servers::PREFIX_LEN;
+    for (side, args) in [
+        (
+            Side::Server,
+            vec![
+                "addr".to_string(),
+                "del".into(),
+                format!("{}/24", servers::SERVER_ADDR),
+                "dev".into(),
+                SERVER_IF.into(),
+            ],
+        ),
+        (
+            Side::Server,
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{}/{p}", servers::SERVER_ADDR),
+                "dev".into(),
+                SERVER_IF.into(),
+            ],
+        ),
+        (
+            Side::Client,
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{}/{p}", servers::RELAY_ADDR),
+                "dev".into(),
+                CLIENT_IF.into(),
+            ],
+        ),
+    ] {
+        let mut ip = Command::new("ip");
+        ip.args(&args);
+        bed.run(side, ip)?;
+    }
+    Ok(())
+}
+
+/// One machine with a reservation asks until it is bound: the server is
+/// up and answers.
+fn probe(bed: &mut Testbed, bin: &Path, pid: u32) -> Result<bool> {
+    let mut exited = false;
+    let bound = wait_for(Duration::from_secs(30), || {
+        if matches!(bed.wait(pid, Duration::ZERO), Ok(Some(_))) {
+            exited = true;
+            return Some(false);
+        }
+        let mut c = Command::new(bin);
+        c.args(["--log", "warn", "storm", "--json", "--interface", CLIENT_IF]);
+        c.args(["--count", "1", "--first-mac", servers::PROBE_MAC]);
+        c.args(["--expect-first-ip", &servers::PROBE_IP.to_string()]);
+        c.args(["--timeout-ms", "300", "--jitter-ms", "0", "--tries", "1"]);
+        let out = bed.run(Side::Client, c).ok()?;
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (r["bound"] == 1 && r["wrong_address"] == 0).then_some(true)
+    });
+    Ok(bound == Some(true) && !exited)
+}
+
+/// The storm client on CLIENT_CPU: every reserved machine, full DORA.
+fn storm(bed: &Testbed, bin: &Path, s: &Settings) -> Result<serde_json::Value> {
+    let mut c = Command::new("taskset");
+    c.args(["-c", CLIENT_CPU]).arg(bin);
+    c.args(["--log", "warn", "storm", "--json", "--interface", CLIENT_IF]);
+    c.args(["--count", &s.plan.machines.to_string()]);
+    c.args(["--first-mac", &s.plan.mac(0)]);
+    c.args(["--expect-first-ip", &s.plan.ip(0).to_string()]);
+    c.args(["--window", &s.window.to_string()]);
+    c.args(["--deadline-ms", &s.storm_deadline_ms.to_string()]);
+    let out = bed
+        .run(Side::Client, c)
+        .context("the storm client failed")?;
+    serde_json::from_slice(&out.stdout).context("decoding the storm report")
+}
+
+/// Every reply stormboot counts as sent: the XDP program's and the
+/// userspace dataplane's.
+fn stormboot_replies(bed: &Testbed, bin: &Path) -> Option<u64> {
+    let mut c = Command::new(bin);
+    c.args([
+        "--log",
+        "warn",
+        "stats",
+        "--json",
+        "--api",
+        "127.0.0.1:8067",
+    ]);
+    let out = bed.run(Side::Server, c).ok()?;
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let xdp: u64 = ["offer", "ack", "nak"]
+        .iter()
+        .map(|k| s["xdp"][k].as_u64().unwrap_or(0))
+        .sum();
+    let user: u64 = s["slow_path_replies"]
+        .as_object()
+        .map(|o| o.values().filter_map(serde_json::Value::as_u64).sum())
+        .unwrap_or(0);
+    Some(xdp + user)
+}
+
+/// The client namespace's Udp RcvbufErrors counter (/proc/net/snmp shows
+/// the reader's namespace).
+fn rcvbuf_errors(bed: &Testbed) -> Option<u64> {
+    let mut c = Command::new("cat");
+    c.arg("/proc/net/snmp");
+    let out = bed.run(Side::Client, c).ok()?;
+    snmp_counter(
+        &String::from_utf8_lossy(&out.stdout),
+        "Udp:",
+        "RcvbufErrors",
+    )
+}
+
+/// A counter of /proc/net/snmp: a header line and a value line per protocol.
+fn snmp_counter(text: &str, proto: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(proto));
+    let header = lines.next()?;
+    let values = lines.next()?;
+    let i = header.split_whitespace().position(|h| h == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// perfdhcp on CLIENT_CPU at each rate until a step drops more than 1% or
+/// perfdhcp cannot keep up; `extra` adds the scenario's arguments for
+/// step i.
+fn ramp(
+    bed: &Testbed,
+    server: Server,
+    rates: &[u32],
+    length: StepLength,
+    replies: &dyn Fn() -> Option<u64>,
+    extra: impl Fn(&mut Command, usize),
+) -> Result<(Vec<Step>, RampEnd)> {
+    let mut steps = Vec::new();
+    for (i, &rate) in rates.iter().enumerate() {
+        let mut cmd = bed.command(Side::Client, "taskset");
+        cmd.args(["-c", CLIENT_CPU, "perfdhcp", "-4", "-l", CLIENT_IF]);
+        cmd.args(["-r", &rate.to_string()]);
+        // Replies to the last requests still count (microseconds).
+        cmd.args(["-W", "250000"]);
+        let period = match length {
+            StepLength::Seconds(p) => {
+                cmd.args(["-p", &p.to_string()]);
+                f64::from(p)
+            }
+            StepLength::Exchanges(n) => {
+                cmd.args(["-n", &n.to_string()]);
+                f64::from(n) / f64::from(rate)
+            }
+        };
+        extra(&mut cmd, i);
+        cmd.arg(servers::SERVER_ADDR.to_string());
+        eprintln!("bench: {}: perfdhcp at {rate}/s", server.name());
+        // perfdhcp exits non-zero when anything dropped: its report is
+        // what counts, so read it whatever the status.
+        let before = (replies(), rcvbuf_errors(bed));
+        let out = cmd.output().context("running perfdhcp")?;
+        let mut step = perfdhcp::parse(rate, period, &String::from_utf8_lossy(&out.stdout))
+            .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+        step.server_replies = before.0.zip(replies()).map(|(a, b)| b.saturating_sub(a));
+        step.client_rcvbuf_drops = before
+            .1
+            .zip(rcvbuf_errors(bed))
+            .map(|(a, b)| b.saturating_sub(a));
+        let end = perfdhcp::ramp_end(&step);
+        steps.push(step);
+        if let Some(end) = end {
+            return Ok((steps, end));
+        }
+    }
+    Ok((steps, RampEnd::Exhausted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snmp_counters_are_read_by_name() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 2 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 10 0 3 12 3 0\nUdpLite: InDatagrams RcvbufErrors\nUdpLite: 0 9\n";
+        assert_eq!(snmp_counter(text, "Udp:", "RcvbufErrors"), Some(3));
+        assert_eq!(snmp_counter(text, "Udp:", "OutDatagrams"), Some(12));
+        assert_eq!(snmp_counter(text, "Udp:", "Nothing"), None);
+    }
+
+    #[test]
+    fn the_smoke_run_fails_when_a_server_does_not_answer() {
+        let args = BenchArgs {
+            period: 1,
+            machines: 50,
+            window: 64,
+            control_plane: 1000,
+            only: Vec::new(),
+            smoke: true,
+            dir: PathBuf::new(),
+            bin: None,
+        };
+        let settings = Settings::new(&args).unwrap();
+        let step = |acks| Step {
+            rate: 200,
+            period: 0.5,
+            sent: 100,
+            acks,
+            ..Step::default()
+        };
+        let measured = |bound: u64, acks: u64| Measured {
+            storm: serde_json::json!({ "machines": 50, "bound": bound }),
+            reservations: (vec![step(acks)], RampEnd::Exhausted),
+            pool: (vec![step(100)], RampEnd::Exhausted),
+        };
+        let ok = |server| Outcome {
+            server,
+            result: Ok(measured(50, 100)),
+        };
+        assert!(smoke_verdict(&[ok(Server::Kea), ok(Server::Dhcpd)], &settings, None).is_ok());
+        for bad in [
+            Outcome {
+                server: Server::Dnsmasq,
+                result: Ok(measured(49, 100)),
+            },
+            Outcome {
+                server: Server::Dnsmasq,
+                result: Ok(measured(50, 0)),
+            },
+            Outcome {
+                server: Server::Dnsmasq,
+                result: Err("did not answer the probe".into()),
+            },
+        ] {
+            let err = smoke_verdict(&[ok(Server::Kea), bad], &settings, None).unwrap_err();
+            assert!(err.to_string().contains("dnsmasq"), "{err}");
+        }
+        let cp = anyhow::anyhow!("stormboot was not serving");
+        assert!(smoke_verdict(&[ok(Server::Kea)], &settings, Some(&cp)).is_err());
+    }
+}
