@@ -61,10 +61,10 @@ pub struct StormArgs {
     #[arg(long, env = "STORMBOOT_STORM_TIMEOUT_MS", default_value_t = 4000)]
     pub timeout_ms: u64,
     /// Each retransmission delay is randomised by a uniform value in +-this many ms (RFC 2131: 1000)
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "STORMBOOT_STORM_JITTER_MS", default_value_t = 1000)]
     pub jitter_ms: u64,
     /// Give up after this many ms: machines not bound by then count as lost (0: no limit)
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "STORMBOOT_STORM_DEADLINE_MS", default_value_t = 0)]
     pub deadline_ms: u64,
     /// Tries per message before the machine counts as lost
     #[arg(long, env = "STORMBOOT_STORM_TRIES", default_value_t = 4)]
