@@ -6,6 +6,7 @@
 //! program alone (`stormboot bench-xdp`) and the control plane at a million
 //! reservations. Tables and plots go to `target/bench/`.
 
+mod apilatency;
 mod controlplane;
 mod perfdhcp;
 mod report;
@@ -46,7 +47,7 @@ pub struct BenchArgs {
     control_plane: u32,
     /// Only these parts, comma-separated: servers (stormboot-xdp,
     /// stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp), xdp (the
-    /// program alone), control-plane.
+    /// program alone), control-plane, api (API to dataplane).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short run (tiny storm, one short step per scenario) that checks
@@ -74,6 +75,8 @@ struct Settings {
     step: StepLength,
     xdp_runs: u32,
     control_plane: u32,
+    /// bench-api: add/change/remove cycles through the API.
+    api_cycles: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -104,6 +107,7 @@ impl Settings {
                 step: StepLength::Exchanges(100),
                 xdp_runs: 200,
                 control_plane: 1000,
+                api_cycles: 5,
             });
         }
         Ok(Settings {
@@ -119,6 +123,7 @@ impl Settings {
             step: StepLength::Seconds(args.period),
             xdp_runs: 20_000,
             control_plane: args.control_plane,
+            api_cycles: 300,
         })
     }
 }
@@ -166,8 +171,10 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
         .collect();
     let part = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
     for o in &args.only {
-        if !servers::ALL.iter().any(|s| s.key() == o) && o != "xdp" && o != "control-plane" {
-            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane");
+        if !servers::ALL.iter().any(|s| s.key() == o)
+            && !["xdp", "control-plane", "api"].contains(&o.as_str())
+        {
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api");
         }
     }
 
@@ -203,6 +210,13 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
 
+    let api = if part("api") {
+        eprintln!("bench: API to dataplane ({} cycles)", settings.api_cycles);
+        apilatency::measure(&dir, bin, settings.api_cycles)
+    } else {
+        Err(anyhow::anyhow!("not asked for (--only)"))
+    };
+
     let length = match settings.step {
         StepLength::Seconds(s) => format!("{s} s per rate"),
         StepLength::Exchanges(n) => format!("{n} exchanges per rate"),
@@ -216,6 +230,13 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
         step: &length,
         command: &command_line(args),
     });
+    let md = match &api {
+        Ok(r) => format!(
+            "{md}\n## API to dataplane\n\n{}",
+            apilatency::markdown(r, settings.api_cycles)
+        ),
+        Err(e) => format!("{md}\n## API to dataplane\n\nnot measured: {e:#}\n"),
+    };
     println!("{md}");
     std::fs::write(dir.join("results.md"), &md)?;
     for (file, title, pick) in [
@@ -252,6 +273,14 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
 
     if args.smoke {
         smoke_verdict(&outcomes, &settings, cp.as_ref().err())?;
+        let r = api.context("the API benchmark")?;
+        let seen = r["visible"]["changes"].as_u64().unwrap_or(0);
+        if seen != 3 * u64::from(settings.api_cycles) {
+            bail!(
+                "the API benchmark saw {seen} of {} changes: {r}",
+                3 * settings.api_cycles
+            );
+        }
     }
     Ok(())
 }
