@@ -91,6 +91,15 @@ fn storm(lab: &Lab, count: u64, first_mac: &str, first_ip: Option<&str>) -> Valu
     })
 }
 
+/// A TFTP root in the scratch directory holding a stand-in for the BIOS
+/// iPXE binary.
+fn fake_tftp_root(lab: &Lab) -> PathBuf {
+    let root = lab.scratch.path("ipxe");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    root
+}
+
 /// 1-based number of the first line of `text` containing `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
@@ -705,9 +714,7 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
 fn boot_only_beside_dnsmasq_configured_by_print_config() {
     require_root();
     let mut lab = Lab::new("e2e-bootonly", Some(RESERVED_MAC));
-    let tftp_root = lab.scratch.path("ipxe");
-    fs::create_dir_all(&tftp_root).unwrap();
-    fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    let tftp_root = fake_tftp_root(&lab);
     let config = SMALL_CONFIG
         .replace("address = \"10.50.0.1\"\n", "address = \"10.50.0.1\"\nmode = \"boot-only\"\n")
         .replace("hostname = \"node1\"\n", "hostname = \"node1\"\nprofile = \"debian\"\n")
@@ -1408,9 +1415,7 @@ pool = ["10.50.200.1-10.50.200.100"]
 fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
     require_root();
     let mut lab = Lab::new("e2e-proxyxdp", Some(RESERVED_MAC));
-    let tftp_root = lab.scratch.path("ipxe");
-    fs::create_dir_all(&tftp_root).unwrap();
-    fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    let tftp_root = fake_tftp_root(&lab);
     let config = SMALL_CONFIG
         .replace(
             "address = \"10.50.0.1\"\n",
