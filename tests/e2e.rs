@@ -11,6 +11,7 @@
 //! Needs root and `cargo build -p stormboot` first (see `binary`). Each test
 //! owns its testbed and scratch directory, so they run in parallel.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -98,6 +99,21 @@ fn fake_tftp_root(lab: &Lab) -> PathBuf {
     fs::create_dir_all(&root).unwrap();
     fs::write(root.join("undionly.kpxe"), b"not really iPXE").unwrap();
     root
+}
+
+/// Asserts a PXE BIOS client was pointed at the BIOS iPXE binary on the
+/// server's TFTP.
+fn assert_bios_boot_file(pxe: &BTreeMap<String, String>) {
+    assert_eq!(
+        pxe.get("boot_file").map(String::as_str),
+        Some("undionly.kpxe"),
+        "{pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("siaddr").map(String::as_str),
+        Some("10.50.0.1"),
+        "{pxe:?}"
+    );
 }
 
 /// 1-based number of the first line of `text` containing `needle`.
@@ -751,16 +767,7 @@ fn boot_only_beside_dnsmasq_configured_by_print_config() {
             "1",
         ])
         .unwrap_or_else(|e| panic!("PXE request got no lease: {e}{}", lab.dnsmasq_log()));
-    assert_eq!(
-        pxe.get("boot_file").map(String::as_str),
-        Some("undionly.kpxe"),
-        "{pxe:?}"
-    );
-    assert_eq!(
-        pxe.get("siaddr").map(String::as_str),
-        Some("10.50.0.1"),
-        "{pxe:?}"
-    );
+    assert_bios_boot_file(&pxe);
     // iPXE (option 175 present): the script URL, expanded by iPXE itself.
     let ipxe = lab
         .run_udhcpc(&[
@@ -1467,16 +1474,7 @@ fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
     // busybox udhcpc takes the proxy's OFFER, asks for it and "binds" the
     // empty address: what it printed came from the program's ACK.
     let pxe = pxe.unwrap_or_else(|e| panic!("the PXE client got no proxy reply: {e}{}", lab.log()));
-    assert_eq!(
-        pxe.get("boot_file").map(String::as_str),
-        Some("undionly.kpxe"),
-        "{pxe:?}"
-    );
-    assert_eq!(
-        pxe.get("siaddr").map(String::as_str),
-        Some("10.50.0.1"),
-        "{pxe:?}"
-    );
+    assert_bios_boot_file(&pxe);
     assert_eq!(
         pxe.get("ip").map(String::as_str),
         Some("0.0.0.0"),

@@ -640,6 +640,17 @@ fn many_options_are_walked_and_too_many_are_passed_up() {
     passes(&f, &input, Counter::PassUnsupported);
 }
 
+/// UEFI x64 PXE firmware's DISCOVER from NODE1.
+fn uefi_discover() -> Message {
+    firmware(
+        NODE1,
+        MessageType::Discover,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        None,
+    )
+}
+
 /// A firmware request: `request` with options 60, 93 and (for iPXE) 77.
 fn firmware(
     mac: [u8; 6],
@@ -714,13 +725,7 @@ fn pxe_bios_gets_undionly_over_tftp() {
 #[test]
 fn uefi_pxe_gets_ipxe_efi() {
     let f = fixture();
-    let mut req = firmware(
-        NODE1,
-        MessageType::Discover,
-        b"PXEClient:Arch:00007:UNDI:003000",
-        7,
-        None,
-    );
+    let mut req = uefi_discover();
     req.set_flags(Flags::default().set_broadcast());
     let (m, a, _) = reply(&f, &broadcast_frame(&req));
     assert_eq!(file_of(&m), "ipxe.efi");
@@ -1036,13 +1041,7 @@ fn proxy_offers_boot_information_for_each_variant() {
 #[test]
 fn proxy_answers_without_a_uuid_and_acks_requests_on_67() {
     let f = proxy_fixture();
-    let mut req = firmware(
-        NODE1,
-        MessageType::Discover,
-        b"PXEClient:Arch:00007:UNDI:003000",
-        7,
-        None,
-    );
+    let mut req = uefi_discover();
     let (m, _) = proxy_reply(&f, &broadcast_frame(&req), MessageType::Offer);
     assert!(opt(&m, OptionCode::ClientMachineIdentifier).is_none());
     // The REQUEST firmware sends the real DHCP server is acknowledged
