@@ -14,14 +14,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use stormboot_testbed::{
-    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF, SERVER_IF,
+    require_root, slow_path_total, wait_for, Lab, Side, CLIENT_IF, DAEMON_START,
 };
 
 const TOKEN: &str = "e2e-token-7f3a";
@@ -52,15 +51,6 @@ ip = "10.50.0.11"
 hostname = "node1"
 "#;
 
-const DAEMON_START: Duration = Duration::from_secs(10);
-
-struct Lab {
-    bed: Testbed,
-    scratch: Scratch,
-    config: PathBuf,
-    daemon: Option<u32>,
-}
-
 /// An HTTP answer: status and JSON body (Null when empty).
 #[derive(Debug)]
 struct Answer {
@@ -84,51 +74,36 @@ fn connect_in(ns: &Path, addr: &str) -> std::io::Result<TcpStream> {
     .expect("connect thread")
 }
 
-impl Lab {
-    fn new(name: &str) -> Lab {
-        let stormboot = binary("stormboot");
-        assert!(
-            stormboot.exists(),
-            "{} is missing: run `cargo build -p stormboot` first",
-            stormboot.display()
-        );
-        let bed = Testbed::new(name, Some(CLIENT_MAC))
-            .unwrap_or_else(|e| panic!("creating testbed {name}: {e:#}"));
-        let scratch = Scratch::new(name);
-        let config = scratch.path("stormboot.toml");
-        Lab {
-            bed,
-            scratch,
-            config,
-            daemon: None,
-        }
-    }
+/// Options for udhcpc: three tries, a second apart.
+const QUICK: &[&str] = &["-t", "3", "-T", "1"];
 
-    fn stormboot(&self, side: Side) -> Command {
-        let mut cmd = self
-            .bed
-            .command(side, &binary("stormboot").to_string_lossy());
-        cmd.env("NO_COLOR", "1").env_remove("STORMBOOT_API_TOKEN");
-        cmd
-    }
+/// What the API tests ask of a lab: HTTP to the daemon's API.
+trait ApiLab {
+    fn start_api(&mut self, config: &str);
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer>;
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer;
+    fn api_stats(&self) -> Value;
+    fn cli(&self, args: &[&str]) -> std::process::Output;
+    fn udhcpc_with(&self, extra: &[&str]) -> Result<BTreeMap<String, String>, String>;
+}
 
-    /// Writes the config and starts the daemon (and, the first time, the
-    /// pass-only program on the client end, which a veth needs to deliver
-    /// XDP_TX replies).
-    fn start(&mut self, config: &str) {
-        self.scratch.write("stormboot.toml", config);
-        let mut serve = self.stormboot(Side::Server);
-        serve
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.append_file("daemon.log"));
-        let pid = self
-            .bed
-            .spawn(Side::Server, serve)
-            .expect("spawning stormboot serve");
-        self.daemon = Some(pid);
+impl ApiLab for Lab {
+    /// Starts the daemon on `config` and waits until its health check
+    /// answers over HTTP too.
+    fn start_api(&mut self, config: &str) {
+        self.start(config);
         if wait_for(DAEMON_START, || {
             self.try_request("GET", "/healthz", None, None)
                 .ok()
@@ -136,45 +111,8 @@ impl Lab {
         })
         .is_none()
         {
-            panic!("the daemon (pid {pid}) did not answer{}", self.log());
+            panic!("the daemon did not answer /healthz{}", self.log());
         }
-        if !self.xdp_attached(Side::Client) {
-            let mut pass = self.stormboot(Side::Client);
-            pass.args(["xdp-pass", "--interface", CLIENT_IF])
-                .stdout(Stdio::null())
-                .stderr(self.scratch.log_file("xdp-pass.log"));
-            self.bed
-                .spawn(Side::Client, pass)
-                .expect("spawning stormboot xdp-pass");
-            assert!(
-                wait_for(Duration::from_secs(5), || self
-                    .xdp_attached(Side::Client)
-                    .then_some(()))
-                .is_some(),
-                "xdp-pass did not attach"
-            );
-        }
-        let xdp = !config.contains("dataplane = \"userspace\"");
-        assert_eq!(
-            self.xdp_attached(Side::Server),
-            xdp,
-            "XDP on {SERVER_IF}{}",
-            self.log()
-        );
-    }
-
-    fn stop(&mut self) {
-        let pid = self.daemon.take().expect("daemon running");
-        let status = self.bed.stop(pid).expect("stopping the daemon");
-        assert!(
-            status.success(),
-            "daemon exited with {status}{}",
-            self.log()
-        );
-    }
-
-    fn log(&self) -> String {
-        format!("\n--- daemon log ---\n{}", self.scratch.read("daemon.log"))
     }
 
     fn try_request(
@@ -221,7 +159,8 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{method} {path}: {e:#}{}", self.log()))
     }
 
-    fn stats(&self) -> Value {
+    /// The daemon's counters, as its API reports them.
+    fn api_stats(&self) -> Value {
         let a = self.request("GET", "/api/v1/stats", None, None);
         assert_eq!(a.status, 200, "{a:?}");
         a.body
@@ -235,61 +174,14 @@ impl Lab {
         cmd.output().expect("running the stormboot CLI")
     }
 
-    /// One udhcpc run; the variables its script got on `bound`.
-    fn udhcpc(&self) -> Result<BTreeMap<String, String>, String> {
-        self.udhcpc_with(&[])
-    }
-
-    /// `udhcpc` with more arguments (options it sends).
+    /// udhcpc, quick, with more arguments (options it sends).
     fn udhcpc_with(&self, extra: &[&str]) -> Result<BTreeMap<String, String>, String> {
-        let out = self.scratch.path("udhcpc.env");
-        let _ = fs::remove_file(&out);
-        let script = format!(
-            "#!/bin/sh\n[ \"$1\" = bound ] || exit 0\nprintf 'ip=%s\\nhostname=%s\\nboot_file=%s\\n' \"$ip\" \"$hostname\" \"$boot_file\" > '{}'\n",
-            out.display()
-        );
-        let script = self.scratch.write("udhcpc.sh", &script);
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let mut udhcpc = self.bed.command(Side::Client, "busybox");
-        udhcpc
-            .args([
-                "udhcpc", "-i", CLIENT_IF, "-n", "-q", "-f", "-t", "3", "-T", "1", "-s",
-            ])
-            .arg(&script)
-            .args(extra);
-        self.bed
-            .run(Side::Client, udhcpc)
-            .map_err(|e| format!("{e:#}"))?;
-        let text = fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-        Ok(text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect())
-    }
-
-    fn xdp_attached(&self, side: Side) -> bool {
-        let ifname = match side {
-            Side::Server => SERVER_IF,
-            Side::Client => CLIENT_IF,
-        };
-        let out = Command::new("ip")
-            .args(["-j", "-n", self.bed.ns(side), "link", "show", ifname])
-            .output()
-            .expect("ip link show");
-        let links: Value = serde_json::from_slice(&out.stdout).expect("ip -j JSON");
-        links[0].get("xdp").is_some()
+        self.run_udhcpc(&[QUICK, extra].concat())
     }
 }
 
 fn n(stats: &Value, group: &str, key: &str) -> u64 {
     stats[group][key].as_u64().unwrap_or(0)
-}
-
-fn slow_path_total(stats: &Value) -> u64 {
-    stats["slow_path"]
-        .as_object()
-        .map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
 }
 
 fn reservation(mac: &str, ip: &str) -> Value {
@@ -299,8 +191,8 @@ fn reservation(mac: &str, ip: &str) -> Value {
 #[test]
 fn a_reservation_added_through_the_api_is_answered_by_xdp_and_a_removed_one_is_passed_up() {
     require_root();
-    let mut lab = Lab::new("api-live");
-    lab.start(CONFIG);
+    let mut lab = Lab::new("api-live", Some(CLIENT_MAC));
+    lab.start_api(CONFIG);
     let pid = lab.daemon.expect("daemon");
 
     // Added with the CLI, which finds the daemon and its token in the file.
@@ -319,9 +211,9 @@ fn a_reservation_added_through_the_api_is_answered_by_xdp_and_a_removed_one_is_p
         "reservation add: {out:?}{}",
         lab.log()
     );
-    let before = lab.stats();
+    let before = lab.api_stats();
     let lease = lab
-        .udhcpc()
+        .run_udhcpc(QUICK)
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     assert_eq!(
         lease.get("ip").map(String::as_str),
@@ -329,7 +221,7 @@ fn a_reservation_added_through_the_api_is_answered_by_xdp_and_a_removed_one_is_p
         "{lease:?}"
     );
     assert_eq!(lease.get("hostname").map(String::as_str), Some("api-node"));
-    let after = lab.stats();
+    let after = lab.api_stats();
     assert!(
         n(&after, "xdp", "offer") > n(&before, "xdp", "offer"),
         "{after}"
@@ -354,16 +246,20 @@ fn a_reservation_added_through_the_api_is_answered_by_xdp_and_a_removed_one_is_p
         Some(&reservation(CLIENT_MAC, API_IP2)),
     );
     assert_eq!(a.status, 200, "{a:?}");
-    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let lease = lab
+        .run_udhcpc(QUICK)
+        .unwrap_or_else(|e| panic!("{e}{}", lab.log()));
     assert_eq!(lease.get("ip").map(String::as_str), Some(API_IP2));
-    assert_eq!(slow_path_total(&lab.stats()), 0);
+    assert_eq!(slow_path_total(&lab.api_stats()), 0);
 
     // Removed: the program passes the machine up and the pools answer it.
     let out = lab.cli(&["reservation", "rm", CLIENT_MAC]);
     assert!(out.status.success(), "reservation rm: {out:?}");
-    let before = lab.stats();
-    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
-    let after = lab.stats();
+    let before = lab.api_stats();
+    let lease = lab
+        .run_udhcpc(QUICK)
+        .unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let after = lab.api_stats();
     let ip = lease.get("ip").cloned().unwrap_or_default();
     assert!(
         ip.starts_with("10.50.0.1") && ip.len() == "10.50.0.100".len(),
@@ -411,8 +307,8 @@ fn a_reservation_added_through_the_api_is_answered_by_xdp_and_a_removed_one_is_p
 #[test]
 fn changes_need_the_token_and_reads_can_too() {
     require_root();
-    let mut lab = Lab::new("api-token");
-    lab.start(CONFIG);
+    let mut lab = Lab::new("api-token", Some(CLIENT_MAC));
+    lab.start_api(CONFIG);
     let body = reservation(CLIENT_MAC, API_IP);
     for token in [None, Some("wrong-token")] {
         let a = lab.request("POST", "/api/v1/reservations", token, Some(&body));
@@ -454,8 +350,8 @@ fn changes_need_the_token_and_reads_can_too() {
     assert_eq!(a.status, 201, "{a:?}");
 
     // With read_token, reads need it too; /healthz and the document do not.
-    lab.stop();
-    lab.start(&CONFIG.replace("[api]\n", "[api]\nread_token = true\n"));
+    lab.stop_daemon();
+    lab.start_api(&CONFIG.replace("[api]\n", "[api]\nread_token = true\n"));
     let a = lab.request("GET", "/api/v1/reservations", None, None);
     assert_eq!(a.status, 401, "{a:?}");
     let a = lab.request("GET", "/api/v1/reservations", Some(TOKEN), None);
@@ -472,8 +368,8 @@ fn changes_need_the_token_and_reads_can_too() {
 #[test]
 fn changes_survive_a_restart_and_the_file_stays_read_only() {
     require_root();
-    let mut lab = Lab::new("api-restart");
-    lab.start(CONFIG);
+    let mut lab = Lab::new("api-restart", Some(CLIENT_MAC));
+    lab.start_api(CONFIG);
     let a = lab.request(
         "POST",
         "/api/v1/reservations/bulk",
@@ -502,8 +398,8 @@ fn changes_survive_a_restart_and_the_file_stays_read_only() {
     );
     assert_eq!(a.status, 200, "{a:?}");
 
-    lab.stop();
-    lab.start(CONFIG);
+    lab.stop_daemon();
+    lab.start_api(CONFIG);
     let list = lab.request("GET", "/api/v1/reservations?source=api", None, None);
     let macs: BTreeSet<String> = list.body["items"]
         .as_array()
@@ -529,10 +425,12 @@ fn changes_survive_a_restart_and_the_file_stays_read_only() {
     let r = lab.request("GET", "/api/v1/reservations/52:54:00:00:00:03", None, None);
     assert_eq!(r.body["options"][0]["value"], "tftp.example", "{r:?}");
     // Served by XDP right after the restart.
-    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let lease = lab
+        .run_udhcpc(QUICK)
+        .unwrap_or_else(|e| panic!("{e}{}", lab.log()));
     assert_eq!(lease.get("ip").map(String::as_str), Some(API_IP2));
     assert_eq!(lease.get("hostname").map(String::as_str), Some("moved"));
-    assert_eq!(slow_path_total(&lab.stats()), 0);
+    assert_eq!(slow_path_total(&lab.api_stats()), 0);
 
     // The file's reservation is listed as such and cannot be changed here.
     let r = lab.request("GET", "/api/v1/reservations/52:54:00:00:00:01", None, None);
@@ -550,8 +448,8 @@ fn changes_survive_a_restart_and_the_file_stays_read_only() {
     );
 
     // A file that now reserves an API entry's address wins at start.
-    lab.stop();
-    lab.start(&format!(
+    lab.stop_daemon();
+    lab.start_api(&format!(
         "{CONFIG}\n[[reservation]]\nmac = \"52:54:00:00:00:09\"\nip = \"10.50.0.30\"\n"
     ));
     let r = lab.request("GET", "/api/v1/reservations/52:54:00:00:00:03", None, None);
@@ -562,8 +460,8 @@ fn changes_survive_a_restart_and_the_file_stays_read_only() {
 #[test]
 fn invalid_input_is_refused_naming_the_field() {
     require_root();
-    let mut lab = Lab::new("api-invalid");
-    lab.start(CONFIG);
+    let mut lab = Lab::new("api-invalid", Some(CLIENT_MAC));
+    lab.start_api(CONFIG);
     let post = |body: Value| lab.request("POST", "/api/v1/reservations", Some(TOKEN), Some(&body));
     let cases = [
         (json!({"mac": "52:54:00:00:00:02"}), 400, "ip"),
@@ -657,8 +555,8 @@ fn invalid_input_is_refused_naming_the_field() {
 #[test]
 fn the_openapi_document_describes_every_route_the_daemon_serves() {
     require_root();
-    let mut lab = Lab::new("api-openapi");
-    lab.start(CONFIG);
+    let mut lab = Lab::new("api-openapi", Some(CLIENT_MAC));
+    lab.start_api(CONFIG);
     let a = lab.request("GET", "/openapi.json", None, None);
     assert_eq!(a.status, 200);
     let doc = a.body;
@@ -711,7 +609,7 @@ fn the_openapi_document_describes_every_route_the_daemon_serves() {
 #[test]
 fn a_profile_given_through_the_api_boots_without_a_restart() {
     require_root();
-    let mut lab = Lab::new("api-boot");
+    let mut lab = Lab::new("api-boot", Some(CLIENT_MAC));
     let tftp_root = lab.scratch.path("ipxe");
     let artifacts = lab.scratch.path("artifacts");
     fs::create_dir_all(&tftp_root).unwrap();
@@ -723,7 +621,7 @@ fn a_profile_given_through_the_api_boots_without_a_restart() {
         tftp_root.display(),
         artifacts.display()
     );
-    lab.start(&config);
+    lab.start_api(&config);
     let a = lab.request(
         "POST",
         "/api/v1/reservations",
@@ -744,7 +642,7 @@ fn a_profile_given_through_the_api_boots_without_a_restart() {
         "{lease:?}{}",
         lab.log()
     );
-    assert_eq!(slow_path_total(&lab.stats()), 0);
+    assert_eq!(slow_path_total(&lab.api_stats()), 0);
 
     let mut ip = Command::new("ip");
     ip.args(["addr", "add", &format!("{API_IP}/24"), "dev", CLIENT_IF]);
@@ -782,8 +680,8 @@ fn a_profile_given_through_the_api_boots_without_a_restart() {
 #[test]
 fn with_the_userspace_dataplane_the_server_answers_api_reservations() {
     require_root();
-    let mut lab = Lab::new("api-userspace");
-    lab.start(&CONFIG.replace("[server]\n", "[server]\ndataplane = \"userspace\"\n"));
+    let mut lab = Lab::new("api-userspace", Some(CLIENT_MAC));
+    lab.start_api(&CONFIG.replace("[server]\n", "[server]\ndataplane = \"userspace\"\n"));
     let a = lab.request(
         "POST",
         "/api/v1/reservations",
@@ -791,13 +689,15 @@ fn with_the_userspace_dataplane_the_server_answers_api_reservations() {
         Some(&reservation(CLIENT_MAC, API_IP)),
     );
     assert_eq!(a.status, 201, "{a:?}");
-    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let lease = lab
+        .run_udhcpc(QUICK)
+        .unwrap_or_else(|e| panic!("{e}{}", lab.log()));
     assert_eq!(
         lease.get("ip").map(String::as_str),
         Some(API_IP),
         "{lease:?}"
     );
-    let stats = lab.stats();
+    let stats = lab.api_stats();
     assert!(n(&stats, "slow_path_replies", "dhcpack") >= 1, "{stats}");
 
     // Removed: the same machine now gets a pool address.
@@ -808,7 +708,9 @@ fn with_the_userspace_dataplane_the_server_answers_api_reservations() {
         None,
     );
     assert_eq!(a.status, 204, "{a:?}");
-    let lease = lab.udhcpc().unwrap_or_else(|e| panic!("{e}{}", lab.log()));
+    let lease = lab
+        .run_udhcpc(QUICK)
+        .unwrap_or_else(|e| panic!("{e}{}", lab.log()));
     let ip = lease.get("ip").cloned().unwrap_or_default();
     assert!(
         ip.starts_with("10.50.0.1") && ip.len() == 11,
@@ -819,8 +721,8 @@ fn with_the_userspace_dataplane_the_server_answers_api_reservations() {
 #[test]
 fn a_sighup_reload_keeps_the_api_reservations() {
     require_root();
-    let mut lab = Lab::new("api-hup");
-    lab.start(CONFIG);
+    let mut lab = Lab::new("api-hup", Some(CLIENT_MAC));
+    lab.start_api(CONFIG);
     let pid = lab.daemon.expect("daemon");
     let out = lab.cli(&["reservation", "add", "--mac", CLIENT_MAC, "--ip", API_IP]);
     assert!(
@@ -852,12 +754,12 @@ fn a_sighup_reload_keeps_the_api_reservations() {
     );
     assert!(!text.contains("10.50.0.11"), "{text}");
     let lease = lab
-        .udhcpc()
+        .run_udhcpc(QUICK)
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     assert_eq!(
         lease.get("ip").map(String::as_str),
         Some(API_IP),
         "{lease:?}"
     );
-    assert_eq!(slow_path_total(&lab.stats()), 0, "{}", lab.log());
+    assert_eq!(slow_path_total(&lab.api_stats()), 0, "{}", lab.log());
 }

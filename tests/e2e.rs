@@ -13,15 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stormboot_testbed::{
-    binary, parse_dhclient_lease, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF,
-    SERVER_IF,
+    binary, require_root, slow_path, slow_path_total, wait_for, xdp_counter, Lab, Scratch, Side,
+    CLIENT_IF, DAEMON_START, SERVER_IF,
 };
 
 /// MAC and address of the one machine the small configuration reserves.
@@ -47,298 +46,17 @@ ip = "10.50.0.11"
 hostname = "node1"
 "#;
 
-/// How long the daemon may take from spawn to answering its API.
-const DAEMON_START: Duration = Duration::from_secs(10);
-
-/// One testbed, its scratch directory and the daemon running in it.
-struct Lab {
-    // Declared first so it drops first: its children (which may hold files
-    // in the scratch directory open) are gone before the directory is.
-    bed: Testbed,
-    scratch: Scratch,
-    config: PathBuf,
-    daemon: Option<u32>,
-}
-
-impl Lab {
-    fn new(name: &str, client_mac: Option<&str>) -> Lab {
-        let stormboot = binary("stormboot");
-        assert!(
-            stormboot.exists(),
-            "{} is missing: run `cargo build -p stormboot` first",
-            stormboot.display()
-        );
-        let bed = Testbed::new(name, client_mac)
-            .unwrap_or_else(|e| panic!("creating testbed {name}: {e:#}"));
-        let scratch = Scratch::new(name);
-        let config = scratch.path("stormboot.toml");
-        Lab {
-            bed,
-            scratch,
-            config,
-            daemon: None,
-        }
-    }
-
-    /// A `stormboot` command run inside the namespace at `side`.
-    fn stormboot(&self, side: Side) -> Command {
-        let mut cmd = self
-            .bed
-            .command(side, &binary("stormboot").to_string_lossy());
-        // Logs end up in panic messages, where colour codes are noise.
-        cmd.env("NO_COLOR", "1");
-        cmd
-    }
-
-    /// Writes `config` as stormboot.toml, starts `stormboot serve` on it in
-    /// the server namespace and waits until its API answers; then attaches
-    /// the pass-only program to the client end, which a veth needs before
-    /// it delivers the daemon's XDP_TX replies.
-    fn start(&mut self, config: &str) {
-        self.start_logging(config, "info");
-    }
-
-    /// `start`, with the daemon's log filter set to `filter`.
-    fn start_logging(&mut self, config: &str, filter: &str) {
-        self.write_config(config);
-        let mut serve = self.stormboot(Side::Server);
-        serve
-            .env("STORMBOOT_LOG", filter)
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file("daemon.log"));
-        let pid = self
-            .bed
-            .spawn(Side::Server, serve)
-            .expect("spawning stormboot serve");
-        self.daemon = Some(pid);
-        if wait_for(DAEMON_START, || self.try_stats()).is_none() {
-            panic!(
-                "stormboot serve (pid {pid}) did not answer `stats` within {DAEMON_START:?}{}",
-                self.log()
-            );
-        }
-        assert!(
-            self.xdp_attached(Side::Server),
-            "daemon up but no XDP on {SERVER_IF}{}",
-            self.log()
-        );
-        self.attach_client_pass();
-    }
-
-    /// Attaches the pass-only program to the client end, which a veth needs
-    /// before it delivers the daemon's XDP_TX replies.
-    fn attach_client_pass(&mut self) {
-        let mut pass = self.stormboot(Side::Client);
-        pass.args(["xdp-pass", "--interface", CLIENT_IF])
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file("xdp-pass.log"));
-        self.bed
-            .spawn(Side::Client, pass)
-            .expect("spawning stormboot xdp-pass");
-        // Replies sent before it is attached would vanish and the client
-        // would only recover by retransmitting, seconds later.
-        if wait_for(Duration::from_secs(5), || {
-            self.xdp_attached(Side::Client).then_some(())
-        })
-        .is_none()
-        {
-            panic!(
-                "xdp-pass did not attach to {CLIENT_IF}:\n{}",
-                self.scratch.read("xdp-pass.log")
-            );
-        }
-    }
-
-    /// Writes `config` as stormboot.toml. Each test keeps its leases in its
-    /// own scratch directory (a path relative to the config file), never in
-    /// the system's default.
-    fn write_config(&self, config: &str) {
-        let config = if config.contains("lease_db") {
-            config.to_string()
-        } else {
-            config.replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1)
-        };
-        self.scratch.write("stormboot.toml", &config);
-    }
-
-    /// The daemon's log, formatted to be appended to a panic message.
-    fn log(&self) -> String {
-        // The binary's path too: `binary` picks the newer of the debug and
-        // release builds, and a stale one explains many a surprise.
-        format!(
-            "\n--- daemon log ({}) ---\n{}",
-            binary("stormboot").display(),
-            self.scratch.read("daemon.log")
-        )
-    }
-
-    fn try_stats(&self) -> Option<Value> {
-        let mut cmd = self.stormboot(Side::Server);
-        cmd.arg("stats")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--json");
-        let out = self.bed.run(Side::Server, cmd).ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    /// `/metrics`, scraped and checked line by line against the text
-    /// format: every sample is `name{labels} value` with a number, and every
-    /// family has HELP and TYPE before its samples. Samples by series.
-    fn metrics(&self) -> BTreeMap<String, f64> {
-        let mut curl = Command::new("curl");
-        curl.args(["-sSf", "http://127.0.0.1:8067/metrics"]);
-        let out = self
-            .bed
-            .run(Side::Server, curl)
-            .unwrap_or_else(|e| panic!("scraping /metrics: {e:#}{}", self.log()));
-        let text = String::from_utf8(out.stdout).expect("UTF-8 metrics");
-        let mut typed = std::collections::BTreeSet::new();
-        let mut samples = BTreeMap::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let mut f = rest.split_whitespace();
-                let name = f.next().expect("TYPE name").to_string();
-                let kind = f.next().unwrap_or("");
-                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-                typed.insert(name);
-                continue;
-            }
-            if line.starts_with("# HELP ") || line.is_empty() {
-                continue;
-            }
-            let (series, value) = line
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("bad line {line:?}"));
-            let value: f64 = value
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-            let name = series.split('{').next().unwrap();
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
-                .unwrap_or(name);
-            assert!(typed.contains(family), "{name} has no TYPE line before it");
-            assert!(name.starts_with("stormboot_"), "{name}");
-            samples.insert(series.to_string(), value);
-        }
-        samples
-    }
-
-    /// The daemon's counters, as printed by `stormboot stats --json`.
-    fn stats(&self) -> Value {
-        self.try_stats()
-            .unwrap_or_else(|| panic!("`stormboot stats --json` failed{}", self.log()))
-    }
-
-    /// Runs `busybox udhcpc` once on the client end (`-n`: fail rather than
-    /// background without a lease, `-q`: quit once bound) and returns the
-    /// variables its script was given on `bound`, or why there are none.
-    fn run_udhcpc(&self, extra: &[&str]) -> Result<BTreeMap<String, String>, String> {
-        self.run_udhcpc_on(CLIENT_IF, extra)
-    }
-
-    /// `run_udhcpc` on another client-side interface.
-    fn run_udhcpc_on(
-        &self,
-        iface: &str,
-        extra: &[&str],
-    ) -> Result<BTreeMap<String, String>, String> {
-        let out = self.scratch.path(&format!("udhcpc-{iface}.env"));
-        // udhcpc passes the lease in environment variables; the script calls
-        // come as deconfig first, and only bound carries a lease.
-        let mut script = String::from("#!/bin/sh\n[ \"$1\" = bound ] || exit 0\n{\n");
-        for var in [
-            "ip",
-            "subnet",
-            "router",
-            "dns",
-            "lease",
-            "hostname",
-            "domain",
-            "boot_file",
-            "siaddr",
-        ] {
-            script += &format!("printf '{var}=%s\\n' \"${var}\"\n");
-        }
-        script += &format!("}} > '{}'\n", out.display());
-        let script = self.scratch.write(&format!("udhcpc-{iface}.sh"), &script);
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod udhcpc.sh");
-        let mut udhcpc = self.bed.command(Side::Client, "busybox");
-        udhcpc
-            .args(["udhcpc", "-i", iface, "-n", "-q", "-f", "-s"])
-            .arg(&script)
-            .args(extra);
-        self.bed
-            .run(Side::Client, udhcpc)
-            .map_err(|e| format!("{e:#}"))?;
-        let text = fs::read_to_string(&out)
-            .map_err(|e| format!("udhcpc bound but {}: {e}", out.display()))?;
-        Ok(text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect())
-    }
-
-    /// Whether the veth end at `side` has an XDP program attached. JSON
-    /// rather than grepping the text for "xdp", which would also match the
-    /// peer's namespace name if a testbed were ever named after XDP.
-    fn xdp_attached(&self, side: Side) -> bool {
-        let ifname = match side {
-            Side::Server => SERVER_IF,
-            Side::Client => CLIENT_IF,
-        };
-        let out = Command::new("ip")
-            .args(["-j", "-n", self.bed.ns(side), "link", "show", ifname])
-            .output()
-            .expect("running ip link show");
-        assert!(out.status.success(), "ip link show {ifname}: {out:?}");
-        let links: Value = serde_json::from_slice(&out.stdout).expect("ip -j link show JSON");
-        links[0].get("xdp").is_some()
-    }
-}
-
-/// An XDP counter by name; panics if the daemon does not export it, so a
-/// renamed counter fails loudly instead of reading as zero.
-fn xdp(stats: &Value, counter: &str) -> u64 {
-    stats["xdp"][counter]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no xdp.{counter} in {stats}"))
-}
-
-/// DHCP packets of `message_type` (e.g. "dhcpdiscover") that reached the
-/// daemon's userspace socket. Types never seen are absent, hence zero.
-fn slow_path(stats: &Value, message_type: &str) -> u64 {
-    stats["slow_path"][message_type].as_u64().unwrap_or(0)
-}
-
-fn slow_path_total(stats: &Value) -> u64 {
-    stats["slow_path"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no slow_path object in {stats}"))
-        .values()
-        .map(|v| {
-            v.as_u64()
-                .unwrap_or_else(|| panic!("non-integer slow_path count in {stats}"))
-        })
-        .sum()
-}
-
 /// What every served reservation must leave in the counters: the kernel
 /// offered and acknowledged, and userspace saw nothing at all.
 fn assert_answered_by_xdp(lab: &Lab, min_acks: u64) {
     let stats = lab.stats();
     assert!(
-        xdp(&stats, "offer") >= min_acks,
+        xdp_counter(&stats, "offer") >= min_acks,
         "too few XDP offers: {stats}{}",
         lab.log()
     );
     assert!(
-        xdp(&stats, "ack") >= min_acks,
+        xdp_counter(&stats, "ack") >= min_acks,
         "too few XDP acks: {stats}{}",
         lab.log()
     );
@@ -347,6 +65,54 @@ fn assert_answered_by_xdp(lab: &Lab, min_acks: u64) {
         0,
         "userspace received packets XDP should have answered: {stats}{}",
         lab.log()
+    );
+}
+
+/// Runs `stormboot storm` on the client end for `count` machines from
+/// `first_mac`, expecting the first at `first_ip` when given; its report.
+fn storm(lab: &Lab, count: u64, first_mac: &str, first_ip: Option<&str>) -> Value {
+    let mut storm = lab.stormboot(Side::Client);
+    storm.args(["storm", "--interface", CLIENT_IF, "--count"]);
+    storm
+        .arg(count.to_string())
+        .args(["--first-mac", first_mac]);
+    if let Some(ip) = first_ip {
+        storm.args(["--expect-first-ip", ip]);
+    }
+    storm.arg("--json");
+    let out = lab
+        .bed
+        .run(Side::Client, storm)
+        .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "storm printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A TFTP root in the scratch directory holding a stand-in for the BIOS
+/// iPXE binary.
+fn fake_tftp_root(lab: &Lab) -> PathBuf {
+    let root = lab.scratch.path("ipxe");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    root
+}
+
+/// Asserts a PXE BIOS client was pointed at the BIOS iPXE binary on the
+/// server's TFTP.
+fn assert_bios_boot_file(pxe: &BTreeMap<String, String>) {
+    assert_eq!(
+        pxe.get("boot_file").map(String::as_str),
+        Some("undionly.kpxe"),
+        "{pxe:?}"
+    );
+    assert_eq!(
+        pxe.get("siaddr").map(String::as_str),
+        Some("10.50.0.1"),
+        "{pxe:?}"
     );
 }
 
@@ -364,46 +130,14 @@ fn dhclient_gets_its_reservation_from_xdp() {
     let mut lab = Lab::new("e2e-dhclient", Some(RESERVED_MAC));
     lab.start(SMALL_CONFIG);
 
-    let conf = lab.scratch.write(
-        "dhclient.conf",
-        "request subnet-mask, routers, domain-name-servers, host-name, domain-name;\n",
-    );
     // dhclient resolves the lease file's realpath, so it must exist.
     let leases = lab.scratch.write("dhclient.leases", "");
-    let mut dhclient = lab.bed.command(Side::Client, "dhclient");
-    // -d keeps it in the foreground, so the PID the testbed holds is
-    // dhclient's own and stopping it cannot miss a daemonized copy. -1 makes
-    // it give up (and exit) after one try rather than retry forever.
-    dhclient
-        .args(["-d", "-1", "-v", "-cf"])
-        .arg(&conf)
-        .arg("-lf")
-        .arg(&leases)
-        .arg("-pf")
-        .arg(lab.scratch.path("dhclient.pid"))
-        .args(["-sf", "/bin/true", CLIENT_IF])
-        .stdout(Stdio::null())
-        .stderr(lab.scratch.log_file("dhclient.log"));
-    let pid = lab
-        .bed
-        .spawn(Side::Client, dhclient)
-        .expect("spawning dhclient");
-
-    // The lease is written once bound; wait for the whole block.
-    let bound = wait_for(Duration::from_secs(15), || {
-        let text = fs::read_to_string(&leases).ok()?;
-        (text.contains("lease {") && text.trim_end().ends_with('}')).then_some(text)
-    });
-    let _ = lab.bed.stop(pid);
-    let Some(text) = bound else {
-        panic!(
-            "dhclient got no lease:\n{}{}",
-            lab.scratch.read("dhclient.log"),
-            lab.log()
-        );
-    };
-
-    let lease = parse_dhclient_lease(&text);
+    let lease = lab.dhclient(
+        "reserved",
+        &leases,
+        1,
+        "request subnet-mask, routers, domain-name-servers, host-name, domain-name;\n",
+    );
     let expect = [
         ("fixed-address", RESERVED_IP),
         ("option subnet-mask", "255.255.255.0"),
@@ -417,7 +151,7 @@ fn dhclient_gets_its_reservation_from_xdp() {
         assert_eq!(
             lease.get(key).map(String::as_str),
             Some(value),
-            "{key} in dhclient's lease:\n{text}"
+            "{key} in dhclient's lease: {lease:?}"
         );
     }
     assert_answered_by_xdp(&lab, 1);
@@ -467,12 +201,12 @@ fn unknown_mac_is_passed_up_not_answered() {
     }
     let stats = lab.stats();
     assert!(
-        xdp(&stats, "pass_unknown_mac") >= 1,
+        xdp_counter(&stats, "pass_unknown_mac") >= 1,
         "not passed up: {stats}{}",
         lab.log()
     );
     assert_eq!(
-        xdp(&stats, "offer"),
+        xdp_counter(&stats, "offer"),
         0,
         "XDP answered an unknown MAC: {stats}{}",
         lab.log()
@@ -512,29 +246,7 @@ lease_time = "1h"
         lab.log()
     );
 
-    let mut storm = lab.stormboot(Side::Client);
-    storm.args([
-        "storm",
-        "--interface",
-        CLIENT_IF,
-        "--count",
-        &MACHINES.to_string(),
-        "--first-mac",
-        "02:00:00:00:00:00",
-        "--expect-first-ip",
-        "10.50.0.20",
-        "--json",
-    ]);
-    let out = lab
-        .bed
-        .run(Side::Client, storm)
-        .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "storm printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let report = storm(&lab, MACHINES, "02:00:00:00:00:00", Some("10.50.0.20"));
     let field = |k: &str| {
         report[k]
             .as_u64()
@@ -622,33 +334,10 @@ fn sigterm_detaches_xdp() {
     lab.start(SMALL_CONFIG);
     // A normal run first, so the shutdown follows real traffic: one machine
     // with the reserved MAC, from the storm generator's raw socket.
-    let mut storm = lab.stormboot(Side::Client);
-    storm.args([
-        "storm",
-        "--interface",
-        CLIENT_IF,
-        "--count",
-        "1",
-        "--first-mac",
-        RESERVED_MAC,
-        "--expect-first-ip",
-        RESERVED_IP,
-        "--json",
-    ]);
-    let out = lab
-        .bed
-        .run(Side::Client, storm)
-        .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("storm report JSON");
+    let report = storm(&lab, 1, RESERVED_MAC, Some(RESERVED_IP));
     assert_eq!(report["bound"], 1, "{report}{}", lab.log());
 
-    let pid = lab.daemon.take().expect("daemon running");
-    let status = lab.bed.stop(pid).expect("stopping the daemon");
-    assert!(
-        status.success(),
-        "daemon exited with {status} on SIGTERM{}",
-        lab.log()
-    );
+    lab.stop_daemon();
     assert!(
         !lab.xdp_attached(Side::Server),
         "XDP still attached to {SERVER_IF} after SIGTERM{}",
@@ -673,20 +362,7 @@ fn replies_and_program_log_lines_reach_the_daemon_log() {
         "address = \"10.50.0.1\"\nxdp_log_level = \"debug\"\n",
     );
     lab.start_logging(&config, "debug");
-    let mut storm = lab.stormboot(Side::Client);
-    storm.args([
-        "storm",
-        "--interface",
-        CLIENT_IF,
-        "--count",
-        "1",
-        "--first-mac",
-        RESERVED_MAC,
-        "--json",
-    ]);
-    lab.bed
-        .run(Side::Client, storm)
-        .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
+    storm(&lab, 1, RESERVED_MAC, None);
     // The ACK comes back through the ring buffer: the daemon logs it with
     // the client, the address and the path that answered.
     let ack = wait_for(Duration::from_secs(5), || {
@@ -724,20 +400,7 @@ fn program_log_level_off_keeps_the_program_quiet() {
         "address = \"10.50.0.1\"\nxdp_log_level = \"off\"\n",
     );
     lab.start_logging(&config, "debug");
-    let mut storm = lab.stormboot(Side::Client);
-    storm.args([
-        "storm",
-        "--interface",
-        CLIENT_IF,
-        "--count",
-        "1",
-        "--first-mac",
-        RESERVED_MAC,
-        "--json",
-    ]);
-    lab.bed
-        .run(Side::Client, storm)
-        .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
+    storm(&lab, 1, RESERVED_MAC, None);
     let acked = wait_for(Duration::from_secs(5), || {
         lab.scratch
             .read("daemon.log")
@@ -777,21 +440,8 @@ fn without_native_xdp_the_daemon_falls_back_to_userspace() {
         "[server]\ninterface = \"br0\"\naddress = \"10.50.0.1\"\nlease_db = \"leases.db\"\n\n\
                   [[subnet]]\ncidr = \"10.50.0.0/24\"\nrouters = [\"10.50.0.1\"]\n\
                   pool = [\"10.50.0.100-10.50.0.110\"]\nlease_time = \"1h\"\n";
-    lab.scratch.write("stormboot.toml", config);
-    let mut serve = lab.stormboot(Side::Server);
-    serve
-        .arg("serve")
-        .arg("--config")
-        .arg(&lab.config)
-        .stdout(Stdio::null())
-        .stderr(lab.scratch.log_file("daemon.log"));
-    lab.daemon = Some(
-        lab.bed
-            .spawn(Side::Server, serve)
-            .expect("spawning stormboot serve"),
-    );
-    let stats = wait_for(DAEMON_START, || lab.try_stats())
-        .unwrap_or_else(|| panic!("the daemon did not come up{}", lab.log()));
+    lab.write_config(config);
+    let stats = lab.serve();
     assert_eq!(stats["dataplane"], "userspace", "{stats}{}", lab.log());
     assert!(
         lab.log()
@@ -1080,9 +730,7 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
 fn boot_only_beside_dnsmasq_configured_by_print_config() {
     require_root();
     let mut lab = Lab::new("e2e-bootonly", Some(RESERVED_MAC));
-    let tftp_root = lab.scratch.path("ipxe");
-    fs::create_dir_all(&tftp_root).unwrap();
-    fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    let tftp_root = fake_tftp_root(&lab);
     let config = SMALL_CONFIG
         .replace("address = \"10.50.0.1\"\n", "address = \"10.50.0.1\"\nmode = \"boot-only\"\n")
         .replace("hostname = \"node1\"\n", "hostname = \"node1\"\nprofile = \"debian\"\n")
@@ -1090,48 +738,13 @@ fn boot_only_beside_dnsmasq_configured_by_print_config() {
             "\n[boot]\ntftp_root = \"{}\"\n\n[[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\n",
             tftp_root.display()
         );
-    lab.scratch.write("stormboot.toml", &config);
+    lab.write_config(&config);
 
     // dnsmasq gives the addresses, with exactly what print-config says.
-    let mut print = lab.stormboot(Side::Server);
-    print
-        .args(["print-config", "--for", "dnsmasq", "--config"])
-        .arg(&lab.config);
-    let snippet = lab.bed.run(Side::Server, print).expect("print-config");
-    let snippet = String::from_utf8_lossy(&snippet.stdout).to_string();
-    let conf = lab.scratch.write(
-        "dnsmasq.conf",
-        &format!(
-            // no-ping: dnsmasq would probe each address for 3 s before offering it.
-            "port=0\nno-ping\ninterface={SERVER_IF}\nbind-interfaces\ndhcp-range=10.50.0.100,10.50.0.150,1h\n\
-             dhcp-leasefile={}\n{snippet}",
-            lab.scratch.path("dnsmasq.leases").display()
-        ),
-    );
-    let mut dnsmasq = Command::new("dnsmasq");
-    dnsmasq
-        // --conf-file takes an optional argument: it must be joined by '='.
-        .args(["--no-daemon", "--user=root"])
-        .arg(format!("--conf-file={}", conf.display()))
-        .stderr(lab.scratch.log_file("dnsmasq.log"));
-    lab.bed
-        .spawn(Side::Server, dnsmasq)
-        .expect("spawning dnsmasq");
+    let snippet = lab.print_config("dnsmasq");
+    lab.start_dnsmasq(Side::Server, SERVER_IF, &snippet);
 
-    let mut serve = lab.stormboot(Side::Server);
-    serve
-        .arg("serve")
-        .arg("--config")
-        .arg(&lab.config)
-        .stdout(Stdio::null())
-        .stderr(lab.scratch.log_file("daemon.log"));
-    lab.daemon = Some(
-        lab.bed
-            .spawn(Side::Server, serve)
-            .expect("spawning stormboot"),
-    );
-    let stats = wait_for(DAEMON_START, || lab.try_stats())
-        .unwrap_or_else(|| panic!("stormboot did not come up{}", lab.log()));
+    let stats = lab.serve();
     assert!(
         stats["dataplane"]
             .as_str()
@@ -1141,7 +754,6 @@ fn boot_only_beside_dnsmasq_configured_by_print_config() {
     );
     assert!(!lab.xdp_attached(Side::Server), "boot-only attaches no XDP");
 
-    let dnsmasq_log = || format!("\n--- dnsmasq ---\n{}", lab.scratch.read("dnsmasq.log"));
     // PXE firmware (no option 175): the BIOS binary from stormboot's TFTP.
     let pxe = lab
         .run_udhcpc(&[
@@ -1154,17 +766,8 @@ fn boot_only_beside_dnsmasq_configured_by_print_config() {
             "-T",
             "1",
         ])
-        .unwrap_or_else(|e| panic!("PXE request got no lease: {e}{}", dnsmasq_log()));
-    assert_eq!(
-        pxe.get("boot_file").map(String::as_str),
-        Some("undionly.kpxe"),
-        "{pxe:?}"
-    );
-    assert_eq!(
-        pxe.get("siaddr").map(String::as_str),
-        Some("10.50.0.1"),
-        "{pxe:?}"
-    );
+        .unwrap_or_else(|e| panic!("PXE request got no lease: {e}{}", lab.dnsmasq_log()));
+    assert_bios_boot_file(&pxe);
     // iPXE (option 175 present): the script URL, expanded by iPXE itself.
     let ipxe = lab
         .run_udhcpc(&[
@@ -1179,7 +782,7 @@ fn boot_only_beside_dnsmasq_configured_by_print_config() {
             "-T",
             "1",
         ])
-        .unwrap_or_else(|e| panic!("iPXE request got no lease: {e}{}", dnsmasq_log()));
+        .unwrap_or_else(|e| panic!("iPXE request got no lease: {e}{}", lab.dnsmasq_log()));
     let url = ipxe.get("boot_file").cloned().unwrap_or_default();
     assert_eq!(url, "http://10.50.0.1/${net0/mac}/auto.ipxe", "{ipxe:?}");
 
@@ -1242,26 +845,15 @@ lease_time = "1h"
     )
 }
 
-impl Lab {
-    /// Starts another daemon on the configuration already written (after
-    /// the previous one died), logging to the same file, and waits for its
-    /// API.
-    fn respawn(&mut self) -> u32 {
-        let mut serve = self.stormboot(Side::Server);
-        serve
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.append_file("daemon.log"));
-        let pid = self.bed.spawn(Side::Server, serve).expect("respawning");
-        self.daemon = Some(pid);
-        if wait_for(DAEMON_START, || self.try_stats()).is_none() {
-            panic!("respawned daemon (pid {pid}) did not answer{}", self.log());
-        }
-        pid
-    }
+/// What only the restart tests ask of a lab.
+trait RestartLab {
+    fn xdp_prog_id(&self) -> Option<u64>;
+    fn pin_dir(&self) -> PathBuf;
+    fn start_storms(&mut self, machines: u64) -> u32;
+    fn stop_storms(&mut self, pid: u32) -> Vec<Value>;
+}
 
+impl RestartLab for Lab {
     /// The id of the XDP program on sb0, if any.
     fn xdp_prog_id(&self) -> Option<u64> {
         let out = Command::new("ip")
@@ -1348,8 +940,7 @@ fn known_machines_are_answered_across_kill_restart_and_upgrade() {
     std::thread::sleep(Duration::from_millis(500));
 
     // A crash: only the pinned link keeps the program attached.
-    let first = lab.daemon.take().unwrap();
-    lab.bed.kill(first).expect("SIGKILL");
+    lab.crash_daemon();
     let answering = lab.xdp_prog_id();
     assert!(answering.is_some(), "SIGKILL detached XDP{}", lab.log());
     std::thread::sleep(Duration::from_millis(1000));
@@ -1375,10 +966,7 @@ fn known_machines_are_answered_across_kill_restart_and_upgrade() {
         .unwrap_or_else(|| panic!("no exit on SIGUSR2{}", lab.log()));
     assert!(status.success(), "SIGUSR2 exit: {status}{}", lab.log());
     assert_eq!(lab.xdp_prog_id(), before, "handover detached{}", lab.log());
-    lab.scratch.write(
-        "stormboot.toml",
-        &restart_config("warn").replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1),
-    );
+    lab.write_config(&restart_config("warn"));
     std::thread::sleep(Duration::from_millis(500));
     lab.respawn();
     let after = lab.xdp_prog_id();
@@ -1449,8 +1037,7 @@ fn detach_removes_what_a_killed_daemon_left_pinned() {
     require_root();
     let mut lab = Lab::new("e2e-detach", None);
     lab.start(SMALL_CONFIG);
-    let pid = lab.daemon.take().unwrap();
-    lab.bed.kill(pid).expect("SIGKILL");
+    lab.crash_daemon();
     assert!(
         lab.xdp_attached(Side::Server),
         "SIGKILL detached XDP{}",
@@ -1525,22 +1112,8 @@ fn runs_with_only_the_units_capabilities_and_tells_systemd_when_ready() {
     );
     assert!(ready.contains("xdp dataplane"), "{ready:?}{}", lab.log());
 
-    lab.attach_client_pass();
-    let mut storm = lab.stormboot(Side::Client);
-    storm.args([
-        "storm",
-        "--interface",
-        CLIENT_IF,
-        "--count",
-        "1",
-        "--first-mac",
-        RESERVED_MAC,
-        "--expect-first-ip",
-        RESERVED_IP,
-        "--json",
-    ]);
-    let out = lab.bed.run(Side::Client, storm).expect("storm");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("storm report JSON");
+    lab.attach_pass();
+    let report = storm(&lab, 1, RESERVED_MAC, Some(RESERVED_IP));
     assert_eq!(report["bound"], 1, "{report}{}", lab.log());
     assert_answered_by_xdp(&lab, 1);
 
@@ -1598,19 +1171,7 @@ fn sighup_reloads_reservations_in_place_and_refuses_a_bad_file() {
     let prog = lab.xdp_prog_id();
     // The reserved machine binds, to exactly `ip`.
     let bind = |lab: &Lab, ip: &str| {
-        let mut storm = lab.stormboot(Side::Client);
-        storm.args([
-            "storm",
-            "--interface",
-            CLIENT_IF,
-            "--count",
-            "1",
-            "--first-mac",
-            RESERVED_MAC,
-        ]);
-        storm.args(["--expect-first-ip", ip, "--json"]);
-        let out = lab.bed.run(Side::Client, storm).expect("storm");
-        let r: Value = serde_json::from_slice(&out.stdout).expect("storm report JSON");
+        let r = storm(lab, 1, RESERVED_MAC, Some(ip));
         assert!(
             r["bound"] == 1 && r["wrong_address"] == 0,
             "not bound to {ip}: {r}{}",
@@ -1660,7 +1221,7 @@ fn sighup_reloads_reservations_in_place_and_refuses_a_bad_file() {
     );
     let stats = lab.stats();
     assert_eq!(slow_path_total(&stats), 0, "userspace answered: {stats}");
-    assert!(xdp(&stats, "ack") >= 3, "{stats}");
+    assert!(xdp_counter(&stats, "ack") >= 3, "{stats}");
 }
 
 /// The daemon's resident memory in KiB, from /proc.
@@ -1788,8 +1349,8 @@ pool = ["10.50.200.1-10.50.200.100"]
     let stats = lab.stats();
     let flood_a = field(&a, "flood_sent");
     let flood_b = field(&b, "flood_sent");
-    let dropped = xdp(&stats, "drop_slowpath_rate");
-    let passed = xdp(&stats, "pass_unknown_mac");
+    let dropped = xdp_counter(&stats, "drop_slowpath_rate");
+    let passed = xdp_counter(&stats, "pass_unknown_mac");
     // The misbehaving MAC had 40 requests of burst and 20 a second, the
     // storm's run time and a second more at most; the rest stayed in the
     // kernel. Unknown MACs each sent a request or two and were never held.
@@ -1826,7 +1387,7 @@ pool = ["10.50.200.1-10.50.200.100"]
         "userspace saw {reached}, queue dropped {queue_dropped}, XDP passed {passed}: {stats}"
     );
     assert!(
-        xdp(&stats, "ack") >= u64::from(2 * HALF),
+        xdp_counter(&stats, "ack") >= u64::from(2 * HALF),
         "every known machine acknowledged by XDP: {stats}"
     );
 
@@ -1861,9 +1422,7 @@ pool = ["10.50.200.1-10.50.200.100"]
 fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
     require_root();
     let mut lab = Lab::new("e2e-proxyxdp", Some(RESERVED_MAC));
-    let tftp_root = lab.scratch.path("ipxe");
-    fs::create_dir_all(&tftp_root).unwrap();
-    fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+    let tftp_root = fake_tftp_root(&lab);
     let config = SMALL_CONFIG
         .replace(
             "address = \"10.50.0.1\"\n",
@@ -1887,8 +1446,12 @@ fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
         lab.log()
     );
     let stats = lab.stats();
-    assert!(xdp(&stats, "pass_not_booting") >= 1, "{stats}");
-    assert_eq!(xdp(&stats, "offer") + xdp(&stats, "ack"), 0, "{stats}");
+    assert!(xdp_counter(&stats, "pass_not_booting") >= 1, "{stats}");
+    assert_eq!(
+        xdp_counter(&stats, "offer") + xdp_counter(&stats, "ack"),
+        0,
+        "{stats}"
+    );
     assert!(
         stats["slow_path_replies"]
             .as_object()
@@ -1911,16 +1474,7 @@ fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
     // busybox udhcpc takes the proxy's OFFER, asks for it and "binds" the
     // empty address: what it printed came from the program's ACK.
     let pxe = pxe.unwrap_or_else(|e| panic!("the PXE client got no proxy reply: {e}{}", lab.log()));
-    assert_eq!(
-        pxe.get("boot_file").map(String::as_str),
-        Some("undionly.kpxe"),
-        "{pxe:?}"
-    );
-    assert_eq!(
-        pxe.get("siaddr").map(String::as_str),
-        Some("10.50.0.1"),
-        "{pxe:?}"
-    );
+    assert_bios_boot_file(&pxe);
     assert_eq!(
         pxe.get("ip").map(String::as_str),
         Some("0.0.0.0"),
@@ -1933,13 +1487,13 @@ fn proxy_answers_reserved_pxe_clients_from_xdp_and_never_plain_dhcp() {
     );
     let stats = lab.stats();
     assert!(
-        xdp(&stats, "offer") >= 1 && xdp(&stats, "ack") >= 1,
+        xdp_counter(&stats, "offer") >= 1 && xdp_counter(&stats, "ack") >= 1,
         "no proxy OFFER and ACK from XDP: {stats}{}",
         lab.log()
     );
     assert_eq!(
         slow_path_total(&stats),
-        xdp(&stats, "pass_not_booting"),
+        xdp_counter(&stats, "pass_not_booting"),
         "only the plain requests reached userspace: {stats}"
     );
     let log = lab.scratch.read("daemon.log");

@@ -13,16 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use stormboot_testbed::{
-    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_IF, SERVER_IF,
-};
-
-/// How long the daemon may take from spawn to answering its API.
-const DAEMON_START: Duration = Duration::from_secs(10);
+use stormboot_testbed::{require_root, wait_for, Lab, Side, SERVER_IF};
 
 /// A /24 with a small pool and one reservation; leases of 60 s (the
 /// shortest allowed) renewed after 2 s, so that dhclient renews while the
@@ -50,19 +45,6 @@ HOOKS
 const RESERVED_MAC: &str = "52:54:00:00:07:01";
 const RESERVED_IP: &str = "10.50.0.11";
 
-/// What dhclient-script does with the address, and nothing else (the real
-/// one rewrites the host's resolv.conf). The address matters: dhclient
-/// renews and releases from it, unicast.
-const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
-RELEASE|EXPIRE)
-    [ -z "$old_ip_address" ] || ip addr del "$old_ip_address/$old_subnet_mask" dev "$interface" ;;
-esac
-exit 0
-"#;
-
 /// The webhook's receiver: answers every POST with 204 and appends its
 /// body, one JSON object a line, to the file named by argv[2].
 const RECEIVER: &str = r#"import http.server, sys
@@ -83,42 +65,24 @@ open(sys.argv[3], "w").close()
 server.serve_forever()
 "#;
 
-/// One testbed, its scratch directory and the daemon running in it.
-struct Lab {
-    // Declared first so it drops first: its children (which may hold files
-    // in the scratch directory open) are gone before the directory is.
-    bed: Testbed,
-    scratch: Scratch,
-    config: PathBuf,
+/// A lab whose log shows the hook's runs too.
+fn hooks_lab(name: &str, client_mac: &str) -> Lab {
+    let mut lab = Lab::new(name, Some(client_mac));
+    lab.also_log.push("hook.log");
+    lab
 }
 
-impl Lab {
-    fn new(name: &str, client_mac: &str) -> Lab {
-        let stormboot = binary("stormboot");
-        assert!(
-            stormboot.exists(),
-            "{} is missing: run `cargo build -p stormboot` first",
-            stormboot.display()
-        );
-        let bed = Testbed::new(name, Some(client_mac))
-            .unwrap_or_else(|e| panic!("creating testbed {name}: {e:#}"));
-        let scratch = Scratch::new(name);
-        let config = scratch.path("stormboot.toml");
-        Lab {
-            bed,
-            scratch,
-            config,
-        }
-    }
+/// What the hook tests ask of a lab.
+trait HooksLab {
+    fn hook_script(&self, extra: &str) -> PathBuf;
+    fn start_hooks(&mut self, hooks: &str);
+    fn hook_runs(&self) -> Vec<BTreeMap<String, String>>;
+    fn wait_for_hook(&self, action: &str, n: usize) -> Vec<BTreeMap<String, String>>;
+    fn dhclient_named(&mut self, tag: &str, leases: &Path, acks: usize, hostname: &str);
+    fn udhcpc_ip(&self, extra: &[&str]) -> String;
+}
 
-    fn stormboot(&self, side: Side) -> Command {
-        let mut cmd = self
-            .bed
-            .command(side, &binary("stormboot").to_string_lossy());
-        cmd.env("NO_COLOR", "1");
-        cmd
-    }
-
+impl HooksLab for Lab {
     /// The hook script: appends "--- ARGS" and then every STORMBOOT_
     /// variable, sorted, to hook.log, in one write so that the test never
     /// reads half a record; `extra` runs after that.
@@ -134,105 +98,11 @@ impl Lab {
         )
     }
 
-    /// Writes CONFIG with `hooks` as its `[hooks]` section, starts the
-    /// daemon on it with the XDP dataplane, and attaches the pass-only
-    /// program to the client end (a veth delivers XDP_TX frames only then).
-    fn start(&mut self, hooks: &str) {
-        self.scratch
-            .write("stormboot.toml", &CONFIG.replace("HOOKS", hooks));
-        let mut serve = self.stormboot(Side::Server);
-        // A setting of the daemon's own that the hooks must not inherit.
-        serve
-            .env("STORMBOOT_LOG", "info")
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file("daemon.log"));
-        let pid = self
-            .bed
-            .spawn(Side::Server, serve)
-            .expect("spawning stormboot serve");
-        let Some(stats) = wait_for(DAEMON_START, || self.try_stats()) else {
-            panic!(
-                "stormboot serve (pid {pid}) did not answer `stats` within {DAEMON_START:?}{}",
-                self.log()
-            );
-        };
-        assert_eq!(stats["dataplane"], "xdp", "{stats}{}", self.log());
-        let mut pass = self.stormboot(Side::Client);
-        pass.args(["xdp-pass", "--interface", CLIENT_IF])
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file("xdp-pass.log"));
-        self.bed
-            .spawn(Side::Client, pass)
-            .expect("spawning stormboot xdp-pass");
-        if wait_for(Duration::from_secs(5), || {
-            self.xdp_attached(Side::Client).then_some(())
-        })
-        .is_none()
-        {
-            panic!(
-                "xdp-pass did not attach to {CLIENT_IF}:\n{}",
-                self.scratch.read("xdp-pass.log")
-            );
-        }
-    }
-
-    fn xdp_attached(&self, side: Side) -> bool {
-        let ifname = match side {
-            Side::Server => SERVER_IF,
-            Side::Client => CLIENT_IF,
-        };
-        let out = Command::new("ip")
-            .args(["-j", "-n", self.bed.ns(side), "link", "show", ifname])
-            .output()
-            .expect("running ip link show");
-        let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        links[0].get("xdp").is_some()
-    }
-
-    fn log(&self) -> String {
-        format!(
-            "\n--- hook.log ---\n{}\n--- daemon log ({}) ---\n{}",
-            self.scratch.read("hook.log"),
-            binary("stormboot").display(),
-            self.scratch.read("daemon.log")
-        )
-    }
-
-    fn try_stats(&self) -> Option<Value> {
-        let mut cmd = self.stormboot(Side::Server);
-        cmd.arg("stats")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--json");
-        let out = self.bed.run(Side::Server, cmd).ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    fn stats(&self) -> Value {
-        self.try_stats()
-            .unwrap_or_else(|| panic!("`stormboot stats --json` failed{}", self.log()))
-    }
-
-    /// `/metrics`, as a scraper in the server namespace reads it.
-    fn metrics(&self) -> String {
-        let mut curl = self.bed.command(Side::Server, "curl");
-        curl.args(["-sf", "http://127.0.0.1:8067/metrics"]);
-        let out = self
-            .bed
-            .run(Side::Server, curl)
-            .unwrap_or_else(|e| panic!("curl /metrics: {e:#}{}", self.log()));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The value of the `/metrics` sample `series` (name and labels).
-    fn metric(&self, series: &str) -> u64 {
-        let text = self.metrics();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}{}", self.log()))
+    /// Writes CONFIG with `hooks` as its `[hooks]` section and starts the
+    /// daemon on it with the XDP dataplane. Its STORMBOOT_LOG is a setting
+    /// of the daemon's own that the hooks must not inherit.
+    fn start_hooks(&mut self, hooks: &str) {
+        self.start(&CONFIG.replace("HOOKS", hooks));
     }
 
     /// Every run of the hook script so far: its arguments (under "ARGS")
@@ -271,87 +141,22 @@ impl Lab {
     /// Runs dhclient on sbc0 until it has been acknowledged `acks` times
     /// (more than once: it renewed), then stops it, leaving the lease in
     /// `leases`. It sends its host name, `hostname`.
-    fn dhclient(&mut self, tag: &str, leases: &Path, acks: usize, hostname: &str) {
-        let conf = self.scratch.write(
-            "dhclient.conf",
+    fn dhclient_named(&mut self, tag: &str, leases: &Path, acks: usize, hostname: &str) {
+        self.dhclient(
+            tag,
+            leases,
+            acks,
             &format!("send host-name \"{hostname}\";\nrequest subnet-mask, routers;\n"),
         );
-        let script = self.scratch.write_script("dhclient.sh", DHCLIENT_SCRIPT);
-        let log = format!("dhclient-{tag}.log");
-        let mut dhclient = self.bed.command(Side::Client, "dhclient");
-        dhclient
-            .args(["-d", "-1", "-v", "-cf"])
-            .arg(&conf)
-            .arg("-lf")
-            .arg(leases)
-            .arg("-pf")
-            .arg(self.scratch.path(&format!("dhclient-{tag}.pid")))
-            .arg("-sf")
-            .arg(&script)
-            .arg(CLIENT_IF)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file(&log));
-        let pid = self
-            .bed
-            .spawn(Side::Client, dhclient)
-            .expect("spawning dhclient");
-        let acked = wait_for(Duration::from_secs(15), || {
-            (self.scratch.read(&log).matches("DHCPACK of").count() >= acks).then_some(())
-        });
-        let _ = self.bed.stop(pid);
-        if acked.is_none() {
-            panic!(
-                "dhclient ({tag}) got fewer than {acks} ACKs:\n{}{}",
-                self.scratch.read(&log),
-                self.log()
-            );
-        }
     }
 
-    /// `dhclient -r`: RELEASE the lease in `leases`, unicast from it.
-    fn dhclient_release(&self, leases: &Path) {
-        let mut release = self.bed.command(Side::Client, "dhclient");
-        release
-            .args(["-r", "-v", "-lf"])
-            .arg(leases)
-            .arg("-pf")
-            .arg(self.scratch.path("dhclient-release.pid"))
-            .arg("-sf")
-            .arg(self.scratch.path("dhclient.sh"))
-            .arg(CLIENT_IF);
-        self.bed
-            .run(Side::Client, release)
-            .unwrap_or_else(|e| panic!("dhclient -r: {e:#}{}", self.log()));
-    }
-
-    /// busybox udhcpc: bind once and quit without releasing; the address.
-    fn udhcpc(&self) -> String {
-        self.udhcpc_with(&[])
-    }
-
-    /// `udhcpc` with `extra` arguments.
-    fn udhcpc_with(&self, extra: &[&str]) -> String {
-        let out = self.scratch.path("udhcpc.ip");
-        let script = self.scratch.write_script(
-            "udhcpc.sh",
-            &format!(
-                "#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip\" > '{}'\nexit 0\n",
-                out.display()
-            ),
-        );
-        let _ = std::fs::remove_file(&out);
-        let mut udhcpc = self.bed.command(Side::Client, "busybox");
-        udhcpc
-            .args(["udhcpc", "-i", CLIENT_IF, "-n", "-q", "-f", "-s"])
-            .arg(&script)
-            .args(extra);
-        self.bed
-            .run(Side::Client, udhcpc)
-            .unwrap_or_else(|e| panic!("udhcpc: {e:#}{}", self.log()));
-        std::fs::read_to_string(&out)
-            .unwrap_or_else(|e| panic!("udhcpc bound but {}: {e}", out.display()))
-            .trim()
-            .to_string()
+    /// busybox udhcpc with `extra` arguments: bind once and quit without
+    /// releasing; the address.
+    fn udhcpc_ip(&self, extra: &[&str]) -> String {
+        let lease = self
+            .run_udhcpc(extra)
+            .unwrap_or_else(|e| panic!("udhcpc: {e}{}", self.log()));
+        lease.get("ip").cloned().unwrap_or_default()
     }
 }
 
@@ -379,16 +184,16 @@ fn remaining(run: &BTreeMap<String, String>) -> u64 {
 fn pool_client_commit_renew_and_release_run_the_command() {
     require_root();
     const MAC: &str = "02:50:00:00:07:02";
-    let mut lab = Lab::new("hooks-pool", MAC);
+    let mut lab = hooks_lab("hooks-pool", MAC);
     let hook = lab.hook_script("");
-    lab.start(&format!(
+    lab.start_hooks(&format!(
         "[hooks]\ncommand = {:?}\n",
         hook.display().to_string()
     ));
 
     let leases = lab.scratch.write("dhclient.leases", "");
     // Bound, then renewed after 2 s (a REQUEST unicast from the address).
-    lab.dhclient("bind", &leases, 2, "pool-box");
+    lab.dhclient_named("bind", &leases, 2, "pool-box");
     let commit = &lab.wait_for_hook("commit", 1)[0];
     let ip = commit["STORMBOOT_IP"].clone();
     assert!(
@@ -465,7 +270,7 @@ fn pool_client_commit_renew_and_release_run_the_command() {
         .count();
     lab.wait_for_hook("renew", acks - 1);
     // dhclient run again with its lease: INIT-REBOOT, the same address.
-    lab.dhclient("reboot", &leases, 1, "pool-box");
+    lab.dhclient_named("reboot", &leases, 1, "pool-box");
     let renews = lab.wait_for_hook("renew", acks);
     assert_eq!(renews.len(), acks, "{renews:#?}{}", lab.log());
 
@@ -510,15 +315,15 @@ fn pool_client_commit_renew_and_release_run_the_command() {
 #[test]
 fn reserved_client_answered_by_xdp_runs_the_command() {
     require_root();
-    let mut lab = Lab::new("hooks-xdp", RESERVED_MAC);
+    let mut lab = hooks_lab("hooks-xdp", RESERVED_MAC);
     let hook = lab.hook_script("");
-    lab.start(&format!(
+    lab.start_hooks(&format!(
         "[hooks]\ncommand = {:?}\n",
         hook.display().to_string()
     ));
 
     let leases = lab.scratch.write("dhclient.leases", "");
-    lab.dhclient("bind", &leases, 2, "ignored-name");
+    lab.dhclient_named("bind", &leases, 2, "ignored-name");
     // Both ACKs came from the program: userspace saw no REQUEST.
     let stats = lab.stats();
     assert!(
@@ -585,7 +390,7 @@ fn reserved_client_answered_by_xdp_runs_the_command() {
 fn webhook_receives_commit_and_expiry_as_json() {
     require_root();
     const MAC: &str = "02:50:00:00:07:03";
-    let mut lab = Lab::new("hooks-webhook", MAC);
+    let mut lab = hooks_lab("hooks-webhook", MAC);
     let receiver = lab.scratch.write("receiver.py", RECEIVER);
     let bodies = lab.scratch.path("bodies.jsonl");
     let ready = lab.scratch.path("receiver.ready");
@@ -605,7 +410,7 @@ fn webhook_receives_commit_and_expiry_as_json() {
             lab.scratch.read("receiver.log")
         )
     });
-    lab.start("[hooks]\nwebhook = \"http://127.0.0.1:9000/lease\"\ntimeout = \"5s\"\n");
+    lab.start_hooks("[hooks]\nwebhook = \"http://127.0.0.1:9000/lease\"\ntimeout = \"5s\"\n");
 
     let posted = |action: &str| -> Option<Value> {
         std::fs::read_to_string(&bodies)
@@ -615,7 +420,7 @@ fn webhook_receives_commit_and_expiry_as_json() {
             .find(|v| v["action"] == action)
     };
     // udhcpc binds and quits without releasing: nobody renews the lease.
-    let ip = lab.udhcpc();
+    let ip = lab.udhcpc_ip(&[]);
     let commit = wait_for(Duration::from_secs(10), || posted("commit"))
         .unwrap_or_else(|| panic!("no commit POSTed{}", lab.log()));
     for (k, v) in [
@@ -662,14 +467,14 @@ fn webhook_receives_commit_and_expiry_as_json() {
 #[test]
 fn a_hung_hook_delays_no_answer_is_killed_and_a_full_queue_drops() {
     require_root();
-    let mut lab = Lab::new("hooks-slow", "02:50:00:00:07:10");
+    let mut lab = hooks_lab("hooks-slow", "02:50:00:00:07:10");
     // Each run hangs far longer than the timeout; the queue holds one.
     let pids = lab.scratch.path("sleep.pids");
     let hook = lab.hook_script(&format!(
         "sleep 60 &\necho $! >> '{}'\nwait",
         pids.display()
     ));
-    lab.start(&format!(
+    lab.start_hooks(&format!(
         "[hooks]\ncommand = {:?}\ntimeout = \"15s\"\nqueue = 1\n",
         hook.display().to_string()
     ));
@@ -679,7 +484,7 @@ fn a_hung_hook_delays_no_answer_is_killed_and_a_full_queue_drops() {
         lab.bed
             .set_client_mac(&format!("02:50:00:00:07:1{i}"))
             .unwrap();
-        lab.udhcpc();
+        lab.udhcpc_ip(&[]);
     }
     let stats = lab.stats();
     assert_eq!(
@@ -734,9 +539,9 @@ fn a_hung_hook_delays_no_answer_is_killed_and_a_full_queue_drops() {
 fn udhcpc_declining_an_address_in_use_runs_the_command() {
     require_root();
     const MAC: &str = "02:50:00:00:07:20";
-    let mut lab = Lab::new("hooks-decline", MAC);
+    let mut lab = hooks_lab("hooks-decline", MAC);
     let hook = lab.hook_script("");
-    lab.start(&format!(
+    lab.start_hooks(&format!(
         "[hooks]\ncommand = {:?}\n",
         hook.display().to_string()
     ));
@@ -747,7 +552,7 @@ fn udhcpc_declining_an_address_in_use_runs_the_command() {
 
     // udhcpc checks the acknowledged address with ARP (-a), finds it
     // answered, declines it, and binds another.
-    let got = lab.udhcpc_with(&["-a"]);
+    let got = lab.udhcpc_ip(&["-a"]);
     assert_ne!(got, "10.50.0.100", "{}", lab.log());
     let decline = &lab.wait_for_hook("decline", 1)[0];
     assert_env(

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,12 +25,9 @@ use dhcproto::v4::{Message, Opcode};
 use dhcproto::{Decodable, Decoder};
 use serde_json::Value;
 use stormboot_testbed::{
-    binary, parse_dhclient_lease, require_root, wait_for, Relay, Scratch, Side, Testbed, CLIENT_IF,
-    RELAY_DOWNSTREAM_ADDR, RELAY_DOWNSTREAM_IF, RELAY_UPSTREAM_IF, SERVER_ADDR, SERVER_IF,
+    env_lines, require_root, slow_path, wait_for, Lab, Side, CLIENT_IF, RELAY_DOWNSTREAM_ADDR,
+    RELAY_DOWNSTREAM_IF, RELAY_UPSTREAM_IF, SERVER_ADDR,
 };
-
-/// How long the daemon may take from spawn to answering its API.
-const DAEMON_START: Duration = Duration::from_secs(10);
 
 /// The small pool most tests draw from, on the server's own link.
 const POOL: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(10, 50, 0, 100), Ipv4Addr::new(10, 50, 0, 110));
@@ -107,19 +104,6 @@ dns = ["10.50.0.1"]
 domain = "relayed.example"
 lease_time = "1h"
 pool = ["10.60.0.50-10.60.0.60"]
-"#;
-
-/// What dhclient-script does with the address, and nothing else: the real
-/// script rewrites /etc/resolv.conf, which the namespaces share with the
-/// host. The address matters: dhclient sends RELEASE from it, unicast.
-const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
-RELEASE|EXPIRE)
-    [ -z "$old_ip_address" ] || ip addr del "$old_ip_address/$old_subnet_mask" dev "$interface" ;;
-esac
-exit 0
 "#;
 
 /// DECLINE and INFORM from UDP sockets: port 68 bound to the interface
@@ -272,180 +256,21 @@ struct StoredLease {
     state: String,
 }
 
-/// One testbed (with a relay namespace, for relayed tests), its scratch
-/// directory and the daemon running in it.
-struct Lab {
-    // Dropped in this order: the relay's and the testbed's children (which
-    // may hold files in the scratch directory open) go before the
-    // directory does.
-    relay: Option<Relay>,
-    bed: Testbed,
-    scratch: Scratch,
-    config: PathBuf,
-    daemon: Option<u32>,
-    /// Whether the configuration asks for the XDP dataplane.
-    xdp: bool,
+/// What the pool tests ask of a lab.
+trait PoolLab {
+    fn replies(&self, mac: &str, note: &str) -> Vec<String>;
+    fn wait_for_reply(&self, mac: &str, note: &str) -> Vec<String>;
+    fn client_ip(&self, args: &[&str]);
+    fn dhclient_until(&mut self, tag: &str, leases: &Path, acks: usize)
+        -> BTreeMap<String, String>;
+    fn dhcpcd(&self) -> BTreeMap<String, String>;
+    fn sqlite(&self, sql: &str) -> String;
+    fn leases(&self) -> Vec<StoredLease>;
+    fn lease_of(&self, ip: Ipv4Addr) -> Option<StoredLease>;
+    fn probe(&self, args: &[&str]) -> Value;
 }
 
-impl Lab {
-    fn new(name: &str, client_mac: Option<&str>) -> Lab {
-        let bed = Testbed::new(name, client_mac)
-            .unwrap_or_else(|e| panic!("creating testbed {name}: {e:#}"));
-        Lab::around(name, bed, None)
-    }
-
-    /// A lab whose client reaches the server through a relay namespace.
-    fn with_relay(name: &str) -> Lab {
-        let (bed, relay) = Testbed::with_relay(name)
-            .unwrap_or_else(|e| panic!("creating relayed testbed {name}: {e:#}"));
-        Lab::around(name, bed, Some(relay))
-    }
-
-    fn around(name: &str, bed: Testbed, relay: Option<Relay>) -> Lab {
-        let stormboot = binary("stormboot");
-        assert!(
-            stormboot.exists(),
-            "{} is missing: run `cargo build -p stormboot` first",
-            stormboot.display()
-        );
-        let scratch = Scratch::new(name);
-        let config = scratch.path("stormboot.toml");
-        Lab {
-            relay,
-            bed,
-            scratch,
-            config,
-            daemon: None,
-            xdp: true,
-        }
-    }
-
-    /// A `stormboot` command run inside the namespace at `side`.
-    fn stormboot(&self, side: Side) -> Command {
-        let mut cmd = self
-            .bed
-            .command(side, &binary("stormboot").to_string_lossy());
-        // Logs end up in panic messages, where colour codes are noise.
-        cmd.env("NO_COLOR", "1");
-        cmd
-    }
-
-    /// Writes `config` as stormboot.toml and starts the daemon on it; with
-    /// the XDP dataplane, also attaches the pass-only program to sb0's peer,
-    /// which a veth needs before it delivers XDP_TX frames.
-    fn start(&mut self, config: &str) {
-        // Each test keeps its leases in its own scratch directory, never in
-        // the system's default.
-        assert!(
-            config.contains("lease_db = \"leases.db\""),
-            "test configs name their lease_db:\n{config}"
-        );
-        self.xdp = !config.contains("dataplane = \"userspace\"");
-        self.scratch.write("stormboot.toml", config);
-        self.start_daemon();
-        if self.xdp {
-            self.attach_pass();
-        }
-    }
-
-    /// Starts `stormboot serve` on the config already written (again, after
-    /// a stop or a crash: the log is appended to) and waits until its API
-    /// answers and it runs the dataplane the config asks for.
-    fn start_daemon(&mut self) {
-        let mut serve = self.stormboot(Side::Server);
-        serve
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.append_file("daemon.log"));
-        let pid = self
-            .bed
-            .spawn(Side::Server, serve)
-            .expect("spawning stormboot serve");
-        self.daemon = Some(pid);
-        let Some(stats) = wait_for(DAEMON_START, || self.try_stats()) else {
-            panic!(
-                "stormboot serve (pid {pid}) did not answer `stats` within {DAEMON_START:?}{}",
-                self.log()
-            );
-        };
-        // The daemon falls back to userspace when XDP cannot attach; these
-        // tests must know which one answered.
-        let want = if self.xdp { "xdp" } else { "userspace" };
-        assert_eq!(
-            stats["dataplane"],
-            want,
-            "daemon runs the wrong dataplane: {stats}{}",
-            self.log()
-        );
-        assert_eq!(
-            self.xdp_attached(self.bed.ns(Side::Server), SERVER_IF),
-            self.xdp,
-            "XDP on {SERVER_IF} should be {}{}",
-            self.xdp,
-            self.log()
-        );
-    }
-
-    /// `stormboot xdp-pass` on the veth end facing sb0: sbc0, or the
-    /// relay's upstream interface.
-    fn attach_pass(&mut self) {
-        let (ns, ifname) = match &self.relay {
-            Some(relay) => (relay.ns.clone(), RELAY_UPSTREAM_IF),
-            None => (self.bed.client_ns.clone(), CLIENT_IF),
-        };
-        let mut pass = Command::new(binary("stormboot"));
-        pass.args(["xdp-pass", "--interface", ifname])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file("xdp-pass.log"));
-        match &mut self.relay {
-            Some(relay) => relay.spawn(pass),
-            None => self.bed.spawn(Side::Client, pass),
-        }
-        .expect("spawning stormboot xdp-pass");
-        if wait_for(Duration::from_secs(5), || {
-            self.xdp_attached(&ns, ifname).then_some(())
-        })
-        .is_none()
-        {
-            panic!(
-                "xdp-pass did not attach to {ifname}:\n{}",
-                self.scratch.read("xdp-pass.log")
-            );
-        }
-    }
-
-    /// SIGKILL: the daemon gets no chance to finish anything.
-    fn crash_daemon(&mut self) {
-        let pid = self.daemon.take().expect("daemon running");
-        self.bed.kill(pid).expect("killing the daemon");
-    }
-
-    /// SIGTERM, and a clean exit.
-    fn stop_daemon(&mut self) {
-        let pid = self.daemon.take().expect("daemon running");
-        let status = self.bed.stop(pid).expect("stopping the daemon");
-        assert!(
-            status.success(),
-            "daemon exited with {status} on SIGTERM{}",
-            self.log()
-        );
-    }
-
-    /// The daemon's log (every run of it), formatted to be appended to a
-    /// panic message.
-    fn log(&self) -> String {
-        // The binary's path too: `binary` picks the newer of the debug and
-        // release builds, and a stale one explains many a surprise.
-        format!(
-            "\n--- daemon log ({}) ---\n{}",
-            binary("stormboot").display(),
-            self.scratch.read("daemon.log")
-        )
-    }
-
+impl PoolLab for Lab {
     /// The daemon's userspace reply lines (`path="userspace"`) for `mac`
     /// with note `note`.
     fn replies(&self, mac: &str, note: &str) -> Vec<String> {
@@ -471,32 +296,6 @@ impl Lab {
         .unwrap_or_else(|| panic!("no note=\"{note}\" line for {mac}{}", self.log()))
     }
 
-    fn try_stats(&self) -> Option<Value> {
-        let mut cmd = self.stormboot(Side::Server);
-        cmd.arg("stats")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--json");
-        let out = self.bed.run(Side::Server, cmd).ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    /// The daemon's counters, as printed by `stormboot stats --json`.
-    fn stats(&self) -> Value {
-        self.try_stats()
-            .unwrap_or_else(|| panic!("`stormboot stats --json` failed{}", self.log()))
-    }
-
-    fn xdp_attached(&self, ns: &str, ifname: &str) -> bool {
-        let out = Command::new("ip")
-            .args(["-j", "-n", ns, "link", "show", ifname])
-            .output()
-            .expect("running ip link show");
-        assert!(out.status.success(), "ip link show {ifname}: {out:?}");
-        let links: Value = serde_json::from_slice(&out.stdout).expect("ip -j link show JSON");
-        links[0].get("xdp").is_some()
-    }
-
     /// Runs `ip args...` in the client namespace.
     fn client_ip(&self, args: &[&str]) {
         let mut cmd = self.bed.command(Side::Client, "ip");
@@ -506,119 +305,22 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
-    /// Runs `busybox udhcpc` once on sbc0 (`-n`: fail rather than
-    /// background without a lease, `-q`: quit once bound) and returns the
-    /// variables its script was given on `bound`, or why there are none.
-    fn udhcpc(&self, tag: &str, extra: &[&str]) -> Result<BTreeMap<String, String>, String> {
-        let out = self.scratch.path(&format!("udhcpc-{tag}.env"));
-        // The lease comes in environment variables; the script is called
-        // with deconfig first, and only bound carries a lease.
-        let script = format!(
-            "#!/bin/sh\n[ \"$1\" = bound ] || exit 0\nenv > '{}'\n",
-            out.display()
-        );
-        let script = self
-            .scratch
-            .write_script(&format!("udhcpc-{tag}.sh"), &script);
-        let mut udhcpc = self.bed.command(Side::Client, "busybox");
-        udhcpc
-            .args(["udhcpc", "-i", CLIENT_IF, "-n", "-q", "-f", "-s"])
-            .arg(&script)
-            .args(extra);
-        self.bed
-            .run(Side::Client, udhcpc)
-            .map_err(|e| format!("{e:#}"))?;
-        let text = std::fs::read_to_string(&out)
-            .map_err(|e| format!("udhcpc bound but {}: {e}", out.display()))?;
-        Ok(env_lines(&text))
-    }
-
-    /// Runs ISC dhclient on sbc0 with the lease file `leases` until it
-    /// writes a new lease there, then stops it; returns that lease. With
-    /// a lease already in the file, dhclient asks for it again (INIT-REBOOT)
-    /// instead of discovering.
-    fn dhclient(&mut self, tag: &str, leases: &Path) -> BTreeMap<String, String> {
-        self.dhclient_until(tag, leases, 1)
-    }
-
-    /// `dhclient`, kept running until it has been acknowledged `acks`
-    /// times: more than once means it renewed. Returns the last lease in
-    /// the file; dhclient's own log is dhclient-<tag>.log.
+    /// ISC dhclient on sbc0 with the lease file `leases`, kept running
+    /// until it has a new lease there and has been acknowledged `acks`
+    /// times: more than once means it renewed. With a lease already in the
+    /// file, dhclient asks for it again (INIT-REBOOT) instead of discovering.
     fn dhclient_until(
         &mut self,
         tag: &str,
         leases: &Path,
         acks: usize,
     ) -> BTreeMap<String, String> {
-        let conf = self.scratch.write(
-            "dhclient.conf",
+        self.dhclient(
+            tag,
+            leases,
+            acks,
             "request subnet-mask, routers, domain-name-servers, domain-name;\n",
-        );
-        let script = self.scratch.write_script("dhclient.sh", DHCLIENT_SCRIPT);
-        let count = |text: &str| text.matches("lease {").count();
-        let before = count(&std::fs::read_to_string(leases).unwrap_or_default());
-        let log = format!("dhclient-{tag}.log");
-        let mut dhclient = self.bed.command(Side::Client, "dhclient");
-        // -d keeps it in the foreground, so the PID the testbed holds is
-        // dhclient's own; -1 makes it give up after one try. A pid file of
-        // its own per run: `dhclient -r` kills whatever PID a pid file names.
-        dhclient
-            .args(["-d", "-1", "-v", "-cf"])
-            .arg(&conf)
-            .arg("-lf")
-            .arg(leases)
-            .arg("-pf")
-            .arg(self.scratch.path(&format!("dhclient-{tag}.pid")))
-            .arg("-sf")
-            .arg(&script)
-            .arg(CLIENT_IF)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file(&log));
-        let pid = self
-            .bed
-            .spawn(Side::Client, dhclient)
-            .expect("spawning dhclient");
-        // The lease is appended once bound (renewals may rewrite the file
-        // instead); wait for the whole block, and the ACKs in the log.
-        let bound = wait_for(Duration::from_secs(15), || {
-            let text = std::fs::read_to_string(leases).ok()?;
-            let acked = self.scratch.read(&log).matches("DHCPACK of").count();
-            (count(&text) > before && text.trim_end().ends_with('}') && acked >= acks)
-                .then_some(text)
-        });
-        let _ = self.bed.stop(pid);
-        let Some(text) = bound else {
-            panic!(
-                "dhclient ({tag}) got no lease, or fewer than {acks} ACKs:\n{}\n--- leases ---\n{}{}",
-                self.scratch.read(&log),
-                std::fs::read_to_string(leases).unwrap_or_default(),
-                self.log()
-            );
-        };
-        parse_dhclient_lease(&text)
-    }
-
-    /// `dhclient -r`: RELEASE the lease in `leases`, then exit.
-    fn dhclient_release(&self, leases: &Path) {
-        let mut release = self.bed.command(Side::Client, "dhclient");
-        release
-            .args(["-r", "-v", "-lf"])
-            .arg(leases)
-            .arg("-pf")
-            // Never written: nothing for -r to kill.
-            .arg(self.scratch.path("dhclient-release.pid"))
-            .arg("-sf")
-            .arg(self.scratch.path("dhclient.sh"))
-            .arg(CLIENT_IF);
-        let out = self
-            .bed
-            .run(Side::Client, release)
-            .unwrap_or_else(|e| panic!("dhclient -r: {e:#}{}", self.log()));
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !said.contains("Failed to send"),
-            "dhclient -r could not send its RELEASE:\n{said}"
-        );
+        )
     }
 
     /// Runs dhcpcd once on sbc0 (IPv4 only, no ARP probe, in the
@@ -722,14 +424,6 @@ impl Lab {
     }
 }
 
-/// `NAME=value` lines as a map.
-fn env_lines(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 /// A MAC as the lease table's hex(mac) prints it.
 fn mac_hex(mac: &str) -> String {
     mac.replace(':', "").to_uppercase()
@@ -745,12 +439,6 @@ fn address(lease: &BTreeMap<String, String>, key: &str, lab: &Lab) -> Ipv4Addr {
         .get(key)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no address {key} in {lease:?}{}", lab.log()))
-}
-
-/// DHCP packets of `message_type` (e.g. "dhcpdiscover") that reached the
-/// daemon's userspace dataplane. Types never seen are absent, hence zero.
-fn slow_path(stats: &Value, message_type: &str) -> u64 {
-    stats["slow_path"][message_type].as_u64().unwrap_or(0)
 }
 
 fn slow_path_replies(stats: &Value, message_type: &str) -> u64 {
@@ -831,7 +519,7 @@ fn dhclient_lease_renew_release_from_pool() {
 
     // A reboot: dhclient starts again with its lease file and asks for the
     // same address (INIT-REBOOT, a REQUEST without DISCOVER).
-    let again = lab.dhclient("reboot", &leases);
+    let again = lab.dhclient_until("reboot", &leases, 1);
     assert_eq!(
         address(&again, "fixed-address", &lab),
         ip,
@@ -855,7 +543,7 @@ fn dhclient_lease_renew_release_from_pool() {
     // one gets another.
     lab.bed.set_client_mac("02:50:00:00:01:02").unwrap();
     let other = lab
-        .udhcpc("held", &["-r", &ip.to_string()])
+        .run_udhcpc(&["-r", &ip.to_string()])
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     let other_ip = address(&other, "ip", &lab);
     assert!(
@@ -872,7 +560,7 @@ fn dhclient_lease_renew_release_from_pool() {
     const THIRD_MAC: &str = "02:50:00:00:01:03";
     lab.bed.set_client_mac(THIRD_MAC).unwrap();
     let third = lab
-        .udhcpc("after-release", &["-r", &ip.to_string()])
+        .run_udhcpc(&["-r", &ip.to_string()])
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     assert_eq!(
         address(&third, "ip", &lab),
@@ -899,7 +587,7 @@ fn udhcpc_and_dhcpcd_get_pool_addresses() {
     lab.start(&pool_config("xdp"));
 
     let udhcpc = lab
-        .udhcpc("first", &[])
+        .run_udhcpc(&[])
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     let udhcpc_ip = address(&udhcpc, "ip", &lab);
     assert!(
@@ -1009,7 +697,7 @@ fn relayed_client_gets_address_from_the_relays_subnet() {
         }
     }
 
-    let lease = lab.udhcpc("relayed", &[]).unwrap_or_else(|e| {
+    let lease = lab.run_udhcpc(&[]).unwrap_or_else(|e| {
         panic!(
             "udhcpc behind the relay got no lease: {e}\n--- dhcrelay ---\n{}{}",
             lab.scratch.read("dhcrelay.log"),
@@ -1139,7 +827,7 @@ fn decline_quarantines_and_inform_gets_options() {
 
     // Quarantined: a machine asking for exactly that address gets another.
     let other = lab
-        .udhcpc("after-decline", &["-r", offered])
+        .run_udhcpc(&["-r", offered])
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     let other_ip = address(&other, "ip", &lab);
     assert!(
@@ -1432,7 +1120,7 @@ fn crash_during_storm_keeps_every_acked_lease() {
     })
     .unwrap_or_else(|| panic!("perfdhcp got no ACKs{}", lab.log()));
     lab.crash_daemon();
-    lab.start_daemon();
+    lab.respawn();
     let reopened = lab
         .scratch
         .read("daemon.log")
@@ -1519,7 +1207,7 @@ fn crash_during_storm_keeps_every_acked_lease() {
 
     // A new machine after the restart gets an address nobody holds.
     let fresh = lab.scratch.write("fresh.leases", "");
-    let lease = lab.dhclient("fresh", &fresh);
+    let lease = lab.dhclient_until("fresh", &fresh, 1);
     let context = || {
         format!(
             "\n--- perfdhcp ---\n{}{}",
@@ -1551,12 +1239,12 @@ fn restart_keeps_the_same_address() {
     // Another machine first, so that the address under test is not simply
     // the pool's lowest, which a server that forgot everything would give.
     let first = lab
-        .udhcpc("first", &[])
+        .run_udhcpc(&[])
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     let first_ip = address(&first, "ip", &lab);
     lab.bed.set_client_mac(MACHINE_MAC).unwrap();
     let before = lab.scratch.write("before.leases", "");
-    let lease = lab.dhclient("before", &before);
+    let lease = lab.dhclient_until("before", &before, 1);
     let ip = address(&lease, "fixed-address", &lab);
     assert!(
         in_range(ip, POOL) && ip != first_ip,
@@ -1565,7 +1253,7 @@ fn restart_keeps_the_same_address() {
     );
 
     lab.stop_daemon();
-    lab.start_daemon();
+    lab.respawn();
     let reopened = lab
         .scratch
         .read("daemon.log")
@@ -1584,7 +1272,7 @@ fn restart_keeps_the_same_address() {
     // removed): it DISCOVERs, and is offered and given its address again.
     lab.client_ip(&["addr", "flush", "dev", CLIENT_IF]);
     let after = lab.scratch.write("after.leases", "");
-    let again = lab.dhclient("after", &after);
+    let again = lab.dhclient_until("after", &after, 1);
     assert_eq!(
         address(&again, "fixed-address", &lab),
         ip,
@@ -1640,12 +1328,12 @@ fn release_and_request_at_once_stay_stored_in_order() {
         })
         .map(|(ip, mac)| format!("{ip} ({mac})"))
         .collect();
-    lab.start_daemon();
+    lab.respawn();
     // And so a new machine after the restart gets the one free address,
     // not one that a machine still holds.
     lab.bed.set_client_mac("02:50:00:00:08:ff").unwrap();
     let new = lab
-        .udhcpc("new", &[])
+        .run_udhcpc(&[])
         .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
     let new_ip = address(&new, "ip", &lab);
     assert!(

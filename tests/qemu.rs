@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use stormboot_testbed::{
-    binary, require_root, wait_for, Scratch, Side, Testbed, CLIENT_BRIDGE, CLIENT_IF, SERVER_IF,
+    require_root, wait_for, xdp_counter, Lab, Side, CLIENT_BRIDGE, CLIENT_IF, SERVER_IF,
 };
 
 /// What the initrd's /init (tests/boot-image/init) prints once it runs.
@@ -37,8 +37,6 @@ const GAVE_UP: &[&str] = &["UEFI Interactive Shell", "No bootable device"];
 /// From QEMU's start to the marker: NETBOOT.md measured 9-23 s (BIOS) and
 /// 20-40 s (UEFI) under TCG; the rest is headroom for a loaded CI machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long the daemon may take from spawn to answering its API.
-const DAEMON_START: Duration = Duration::from_secs(10);
 /// The tap device QEMU's NIC is attached to, in the client namespace.
 const TAP: &str = "tap0";
 /// Debian's iPXE binaries (package ipxe), copied into each test's TFTP
@@ -251,14 +249,14 @@ enum Firmware {
     Uefi,
 }
 
-/// One testbed with QEMU's tap bridged to sbc0, its scratch directory and
-/// the daemon.
-struct Lab {
-    // Declared first so it drops first: QEMU and the daemon hold files in
-    // the scratch directory open.
-    bed: Testbed,
-    scratch: Scratch,
-    config: PathBuf,
+/// A lab with QEMU's tap bridged to sbc0; its log shows the serial console.
+fn qemu_lab(name: &str) -> Lab {
+    let mut lab = Lab::new(name, None);
+    lab.bed
+        .bridge_client_tap(TAP)
+        .unwrap_or_else(|e| panic!("bridging {TAP} to {CLIENT_IF}: {e:#}"));
+    lab.also_log.push("serial.log");
+    lab
 }
 
 /// What a boot left behind.
@@ -268,36 +266,14 @@ struct Boot {
     marker_ms: u64,
 }
 
-impl Lab {
-    fn new(name: &str) -> Lab {
-        let stormboot = binary("stormboot");
-        assert!(
-            stormboot.exists(),
-            "{} is missing: run `cargo build -p stormboot` first",
-            stormboot.display()
-        );
-        let bed =
-            Testbed::new(name, None).unwrap_or_else(|e| panic!("creating testbed {name}: {e:#}"));
-        bed.bridge_client_tap(TAP)
-            .unwrap_or_else(|e| panic!("bridging {TAP} to {CLIENT_IF}: {e:#}"));
-        let scratch = Scratch::new(&format!("qemu-{name}"));
-        let config = scratch.path("stormboot.toml");
-        Lab {
-            bed,
-            scratch,
-            config,
-        }
-    }
+/// What the boot tests ask of a lab.
+trait BootLab {
+    fn tftp_root(&self) -> PathBuf;
+    fn timeline(&self, mac: &str) -> Value;
+    fn boot(&mut self, firmware: Firmware, mac: &str) -> Boot;
+}
 
-    /// A `stormboot` command run inside the namespace at `side`.
-    fn stormboot(&self, side: Side) -> Command {
-        let mut cmd = self
-            .bed
-            .command(side, &binary("stormboot").to_string_lossy());
-        cmd.env("NO_COLOR", "1");
-        cmd
-    }
-
+impl BootLab for Lab {
     /// A TFTP root in the scratch directory holding Debian's iPXE binaries.
     fn tftp_root(&self) -> PathBuf {
         let root = self.scratch.path("tftp");
@@ -313,84 +289,6 @@ impl Lab {
             });
         }
         root
-    }
-
-    /// Starts `stormboot serve` on `config` (leases kept in the scratch
-    /// directory) and waits for its API; then attaches the pass-only
-    /// program to sbc0, without which a veth drops the XDP_TX replies.
-    fn start(&mut self, config: &str) {
-        let config = config.replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1);
-        self.scratch.write("stormboot.toml", &config);
-        let mut serve = self.stormboot(Side::Server);
-        serve
-            .env("STORMBOOT_LOG", "info")
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file("daemon.log"));
-        let pid = self
-            .bed
-            .spawn(Side::Server, serve)
-            .expect("spawning stormboot serve");
-        if wait_for(DAEMON_START, || self.try_stats()).is_none() {
-            panic!(
-                "stormboot serve (pid {pid}) did not answer `stats` within {DAEMON_START:?}{}",
-                self.log()
-            );
-        }
-        let mut pass = self.stormboot(Side::Client);
-        pass.args(["xdp-pass", "--interface", CLIENT_IF])
-            .stdout(Stdio::null())
-            .stderr(self.scratch.log_file("xdp-pass.log"));
-        self.bed
-            .spawn(Side::Client, pass)
-            .expect("spawning stormboot xdp-pass");
-        if wait_for(Duration::from_secs(5), || {
-            self.xdp_attached(Side::Client).then_some(())
-        })
-        .is_none()
-        {
-            panic!(
-                "xdp-pass did not attach to {CLIENT_IF}:\n{}",
-                self.scratch.read("xdp-pass.log")
-            );
-        }
-    }
-
-    fn xdp_attached(&self, side: Side) -> bool {
-        let ifname = match side {
-            Side::Server => SERVER_IF,
-            Side::Client => CLIENT_IF,
-        };
-        let out = Command::new("ip")
-            .args(["-j", "-n", self.bed.ns(side), "link", "show", ifname])
-            .output()
-            .expect("running ip link show");
-        let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        links[0].get("xdp").is_some()
-    }
-
-    /// The daemon's log and the serial console, for panic messages.
-    fn log(&self) -> String {
-        format!(
-            "\n--- daemon log ({}) ---\n{}\n--- serial console ---\n{}",
-            binary("stormboot").display(),
-            self.scratch.read("daemon.log"),
-            self.scratch.read("serial.log")
-        )
-    }
-
-    fn try_stats(&self) -> Option<Value> {
-        let mut cmd = self.stormboot(Side::Server);
-        cmd.args(["stats", "--json", "--config"]).arg(&self.config);
-        let out = self.bed.run(Side::Server, cmd).ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    fn stats(&self) -> Value {
-        self.try_stats()
-            .unwrap_or_else(|| panic!("`stormboot stats --json` failed{}", self.log()))
     }
 
     /// `stormboot machine <mac> --json`: the machine's boot timeline.
@@ -545,7 +443,7 @@ fn reservation(mac: &str, ip: &str) -> String {
 }
 
 /// The timeline's events as (phase, path, detail, at_ms).
-fn events(timeline: &Value) -> Vec<(String, String, String, u64)> {
+fn events(timeline: &Value) -> Vec<Event> {
     timeline["events"]
         .as_array()
         .unwrap_or_else(|| panic!("no events in {timeline}"))
@@ -563,7 +461,7 @@ fn events(timeline: &Value) -> Vec<(String, String, String, u64)> {
 
 /// When the first event of `phase` (whose detail contains `detail`)
 /// happened.
-fn first(events: &[(String, String, String, u64)], phase: &str, detail: &str) -> Option<u64> {
+fn first(events: &[Event], phase: &str, detail: &str) -> Option<u64> {
     events
         .iter()
         .find(|(p, _, d, _)| p == phase && d.contains(detail))
@@ -611,49 +509,86 @@ fn print_phases(name: &str, boot: &Boot, timeline: &Value) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
-fn xdp_counter(stats: &Value, counter: &str) -> u64 {
-    stats["xdp"][counter]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no xdp.{counter} in {stats}"))
+/// What every boot test starts from (as root, one boot at a time): a lab
+/// named `name` and its TFTP root.
+fn boot_lab(name: &str) -> (MutexGuard<'static, ()>, Lab, PathBuf) {
+    require_root();
+    let one = one_boot_at_a_time();
+    let lab = qemu_lab(name);
+    let tftp = lab.tftp_root();
+    (one, lab, tftp)
+}
+
+/// Asserts the XDP program acknowledged at least `n` requests.
+fn assert_xdp_acks(lab: &Lab, n: u64) {
+    let stats = lab.stats();
+    assert!(xdp_counter(&stats, "ack") >= n, "{stats}");
+}
+
+/// Asserts the second stage came over TFTP, then the script, then
+/// `artifact`: the order of a two-stage boot.
+fn assert_two_stages(lab: &Lab, ev: &[Event], timeline: &Value, artifact: &str) {
+    let tftp = at(lab, ev, timeline, "tftp", "ipxe.efi");
+    let script = at(lab, ev, timeline, "script", "auto.ipxe");
+    assert!(
+        tftp <= script && script <= at(lab, ev, timeline, "artifact", artifact),
+        "{timeline}"
+    );
+}
+
+/// One timeline event: phase, path, detail, when.
+type Event = (String, String, String, u64);
+
+/// Boots `mac` with `firmware`, prints the phases under `test`'s name and
+/// returns the machine's timeline and its events.
+fn boot_and_trace(lab: &mut Lab, test: &str, firmware: Firmware, mac: &str) -> (Value, Vec<Event>) {
+    let boot = lab.boot(firmware, mac);
+    let timeline = lab.timeline(mac);
+    print_phases(test, &boot, &timeline);
+    let ev = events(&timeline);
+    (timeline, ev)
+}
+
+/// Whether the timeline has a `phase` by `path` whose detail holds `detail`.
+fn has(ev: &[Event], phase: &str, path: &str, detail: &str) -> bool {
+    ev.iter()
+        .any(|(p, pa, d, _)| p == phase && pa == path && d.contains(detail))
+}
+
+/// When the first `phase` whose detail holds `detail` happened; panics
+/// with the timeline and the lab's logs if it never did.
+fn at(lab: &Lab, ev: &[Event], timeline: &Value, phase: &str, detail: &str) -> u64 {
+    first(ev, phase, detail)
+        .unwrap_or_else(|| panic!("no {phase} ({detail:?}) in {timeline}{}", lab.log()))
 }
 
 #[test]
 fn bios_ipxe_boots_through_xdp() {
-    require_root();
-    let _one = one_boot_at_a_time();
     const MAC: &str = "52:54:00:00:00:01";
-    let mut lab = Lab::new("qemu-bios");
-    let tftp = lab.tftp_root();
+    let (_one, mut lab, tftp) = boot_lab("qemu-bios");
     lab.start(&config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.11")));
     assert!(
         lab.xdp_attached(Side::Server),
         "no XDP on {SERVER_IF}{}",
         lab.log()
     );
-    let boot = lab.boot(Firmware::Bios, MAC);
-    let timeline = lab.timeline(MAC);
-    print_phases("bios_ipxe_boots_through_xdp", &boot, &timeline);
-
-    let ev = events(&timeline);
-    let has = |phase: &str, path: &str, detail: &str| {
-        ev.iter()
-            .any(|(p, pa, d, _)| p == phase && pa == path && d.contains(detail))
-    };
+    let (timeline, ev) =
+        boot_and_trace(&mut lab, "bios_ipxe_boots_through_xdp", Firmware::Bios, MAC);
     for phase in ["offer", "ack"] {
         assert!(
-            has(phase, "xdp", ""),
+            has(&ev, phase, "xdp", ""),
             "no {phase} from XDP: {timeline}{}",
             lab.log()
         );
     }
     assert!(
-        has("script", "http", "auto.ipxe"),
+        has(&ev, "script", "http", "auto.ipxe"),
         "{timeline}{}",
         lab.log()
     );
     for file in ["/artifacts/vmlinuz", "/artifacts/initrd.img"] {
         assert!(
-            has("artifact", "http", file),
+            has(&ev, "artifact", "http", file),
             "{file} not fetched: {timeline}{}",
             lab.log()
         );
@@ -663,27 +598,21 @@ fn bios_ipxe_boots_through_xdp() {
         !ev.iter().any(|e| e.0 == "tftp"),
         "a single-stage boot fetched over TFTP: {timeline}"
     );
-    let stats = lab.stats();
-    assert!(xdp_counter(&stats, "ack") >= 1, "{stats}");
+    assert_xdp_acks(&lab, 1);
 }
 
 #[test]
 fn uefi_two_stage_boots_through_xdp() {
-    require_root();
-    let _one = one_boot_at_a_time();
     const MAC: &str = "52:54:00:00:00:02";
-    let mut lab = Lab::new("qemu-uefi");
-    let tftp = lab.tftp_root();
+    let (_one, mut lab, tftp) = boot_lab("qemu-uefi");
     lab.start(&config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.12")));
-    let boot = lab.boot(Firmware::Uefi, MAC);
-    let timeline = lab.timeline(MAC);
-    print_phases("uefi_two_stage_boots_through_xdp", &boot, &timeline);
-
-    let ev = events(&timeline);
-    let at = |phase: &str, detail: &str| {
-        first(&ev, phase, detail)
-            .unwrap_or_else(|| panic!("no {phase} ({detail:?}) in {timeline}{}", lab.log()))
-    };
+    let (timeline, ev) = boot_and_trace(
+        &mut lab,
+        "uefi_two_stage_boots_through_xdp",
+        Firmware::Uefi,
+        MAC,
+    );
+    let at = |phase: &str, detail: &str| at(&lab, &ev, &timeline, phase, detail);
     let tftp = at("tftp", "ipxe.efi");
     let script = at("script", "auto.ipxe");
     let kernel = at("artifact", "/artifacts/vmlinuz");
@@ -695,46 +624,36 @@ fn uefi_two_stage_boots_through_xdp() {
     // Both stages (EDK2, then iPXE) were answered from the kernel.
     let xdp_acks = ev.iter().filter(|e| e.0 == "ack" && e.1 == "xdp").count();
     assert!(xdp_acks >= 2, "{timeline}{}", lab.log());
-    let stats = lab.stats();
-    assert!(xdp_counter(&stats, "ack") >= 2, "{stats}");
+    assert_xdp_acks(&lab, 2);
 }
 
 #[test]
 fn bios_boots_from_a_pool_with_the_userspace_dataplane() {
-    require_root();
-    let _one = one_boot_at_a_time();
     const MAC: &str = "52:54:00:00:00:03";
-    let mut lab = Lab::new("qemu-pool");
-    let tftp = lab.tftp_root();
+    let (_one, mut lab, tftp) = boot_lab("qemu-pool");
     lab.start(&config(
         &tftp,
         "userspace",
         "pool = [\"10.50.0.100-10.50.0.199\"]\nprofile = \"tiny\"\n",
         "",
     ));
-    let boot = lab.boot(Firmware::Bios, MAC);
-    let timeline = lab.timeline(MAC);
-    print_phases(
+    let (timeline, ev) = boot_and_trace(
+        &mut lab,
         "bios_boots_from_a_pool_with_the_userspace_dataplane",
-        &boot,
-        &timeline,
+        Firmware::Bios,
+        MAC,
     );
-    let ev = events(&timeline);
-    let has = |phase: &str, path: &str, detail: &str| {
-        ev.iter()
-            .any(|(p, pa, d, _)| p == phase && pa == path && d.contains(detail))
-    };
     for phase in ["offer", "ack"] {
         assert!(
-            has(phase, "userspace", ""),
+            has(&ev, phase, "userspace", ""),
             "no {phase} from userspace: {timeline}{}",
             lab.log()
         );
     }
-    assert!(has("script", "http", "auto.ipxe"), "{timeline}");
+    assert!(has(&ev, "script", "http", "auto.ipxe"), "{timeline}");
     for file in ["/artifacts/vmlinuz", "/artifacts/initrd.img"] {
         assert!(
-            has("artifact", "http", file),
+            has(&ev, "artifact", "http", file),
             "{file} not fetched: {timeline}"
         );
     }
@@ -745,23 +664,22 @@ fn bios_boots_from_a_pool_with_the_userspace_dataplane() {
 /// (iPXE stops waiting for an IPv6 router). No timing is asserted.
 #[test]
 fn bios_boot_with_router_advertisement() {
-    require_root();
-    let _one = one_boot_at_a_time();
     const MAC: &str = "52:54:00:00:00:03";
-    let mut lab = Lab::new("qemu-ra");
-    let tftp = lab.tftp_root();
+    let (_one, mut lab, tftp) = boot_lab("qemu-ra");
     let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.13"))
         .replace("[boot]\n", "[boot]\nipv6_ra = true\n");
     lab.start(&cfg);
-    let boot = lab.boot(Firmware::Bios, MAC);
-    let timeline = lab.timeline(MAC);
-    print_phases("bios_boot_with_router_advertisement", &boot, &timeline);
+    let (timeline, ev) = boot_and_trace(
+        &mut lab,
+        "bios_boot_with_router_advertisement",
+        Firmware::Bios,
+        MAC,
+    );
     assert!(
         lab.log().contains("sending IPv6 router advertisements"),
         "{}",
         lab.log()
     );
-    let ev = events(&timeline);
     assert!(
         ev.iter().any(|e| e.0 == "script"),
         "{timeline}{}",
@@ -769,36 +687,9 @@ fn bios_boot_with_router_advertisement() {
     );
 }
 
-impl Lab {
-    /// Starts dnsmasq at `side` on `iface`, giving addresses from
-    /// 10.50.0.100-150 plus whatever `extra` configures, and returns a closure
-    /// for its log.
-    fn start_dnsmasq(&mut self, side: Side, iface: &str, extra: &str) {
-        let conf = self.scratch.write(
-            "dnsmasq.conf",
-            &format!(
-                // no-ping: dnsmasq would probe each address for 3 s first.
-                "port=0\nno-ping\ninterface={iface}\nbind-interfaces\n\
-                 dhcp-range=10.50.0.100,10.50.0.150,1h\ndhcp-option=option:router,10.50.0.1\n\
-                 dhcp-leasefile={}\nlog-dhcp\n{extra}",
-                self.scratch.path("dnsmasq.leases").display()
-            ),
-        );
-        let mut dnsmasq = Command::new("dnsmasq");
-        dnsmasq
-            .args(["--no-daemon", "--user=root"])
-            // --conf-file takes an optional argument: it must be joined by '='.
-            .arg(format!("--conf-file={}", conf.display()))
-            .stderr(self.scratch.log_file("dnsmasq.log"));
-        self.bed
-            .spawn(side, dnsmasq)
-            .expect("spawning dnsmasq (package dnsmasq-base)");
-    }
-
-    fn dnsmasq_log(&self) -> String {
-        format!("\n--- dnsmasq ---\n{}", self.scratch.read("dnsmasq.log"))
-    }
-}
+/// What every dnsmasq here is given besides the addresses: a router, and
+/// every DHCP exchange in its log.
+const DNSMASQ_EXTRA: &str = "dhcp-option=option:router,10.50.0.1\nlog-dhcp\n";
 
 /// Boot-only mode as a dnsmasq user would run it: dnsmasq gives the
 /// addresses with exactly the lines `print-config --for dnsmasq` prints;
@@ -806,46 +697,26 @@ impl Lab {
 /// artifacts to EDK2 and then iPXE.
 #[test]
 fn uefi_boots_beside_dnsmasq_in_boot_only_mode() {
-    require_root();
-    let _one = one_boot_at_a_time();
     const MAC: &str = "52:54:00:00:00:04";
-    let mut lab = Lab::new("qemu-bootonly");
-    let tftp = lab.tftp_root();
+    let (_one, mut lab, tftp) = boot_lab("qemu-bootonly");
+    lab.also_log.push("dnsmasq.log");
     let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.14"))
         .replace("dataplane = \"xdp\"\n", "mode = \"boot-only\"\n");
-    lab.scratch.write("stormboot.toml", &cfg);
-    let mut print = lab.stormboot(Side::Server);
-    print
-        .args(["print-config", "--for", "dnsmasq", "--config"])
-        .arg(&lab.config);
-    let snippet = lab.bed.run(Side::Server, print).expect("print-config");
-    let snippet = String::from_utf8_lossy(&snippet.stdout).into_owned();
-    lab.start_dnsmasq(Side::Server, SERVER_IF, &snippet);
+    lab.write_config(&cfg);
+    let snippet = lab.print_config("dnsmasq");
+    lab.start_dnsmasq(
+        Side::Server,
+        SERVER_IF,
+        &(DNSMASQ_EXTRA.to_owned() + &snippet),
+    );
     lab.start(&cfg);
-    let boot = lab.boot(Firmware::Uefi, MAC);
-    let timeline = lab.timeline(MAC);
-    print_phases(
+    let (timeline, ev) = boot_and_trace(
+        &mut lab,
         "uefi_boots_beside_dnsmasq_in_boot_only_mode",
-        &boot,
-        &timeline,
+        Firmware::Uefi,
+        MAC,
     );
-
-    let ev = events(&timeline);
-    let at = |phase: &str, detail: &str| {
-        first(&ev, phase, detail).unwrap_or_else(|| {
-            panic!(
-                "no {phase} ({detail:?}) in {timeline}{}{}",
-                lab.log(),
-                lab.dnsmasq_log()
-            )
-        })
-    };
-    let tftp = at("tftp", "ipxe.efi");
-    let script = at("script", "auto.ipxe");
-    assert!(
-        tftp <= script && script <= at("artifact", "/artifacts/vmlinuz"),
-        "{timeline}"
-    );
+    assert_two_stages(&lab, &ev, &timeline, "/artifacts/vmlinuz");
     // Every address came from dnsmasq: stormboot answered no DHCP at all.
     assert!(
         !ev.iter().any(|e| e.0 == "offer" || e.0 == "ack"),
@@ -866,44 +737,25 @@ fn uefi_boots_beside_dnsmasq_in_boot_only_mode() {
 /// through it.
 #[test]
 fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
-    require_root();
-    let _one = one_boot_at_a_time();
     const MAC: &str = "52:54:00:00:00:05";
-    let mut lab = Lab::new("qemu-proxy");
-    let tftp = lab.tftp_root();
+    let (_one, mut lab, tftp) = boot_lab("qemu-proxy");
+    lab.also_log.push("dnsmasq.log");
     let mut add = Command::new("ip");
     add.args(["addr", "add", "10.50.0.2/24", "dev", CLIENT_BRIDGE]);
     lab.bed
         .run(Side::Client, add)
         .expect("addressing the bridge");
-    lab.start_dnsmasq(Side::Client, CLIENT_BRIDGE, "");
+    lab.start_dnsmasq(Side::Client, CLIENT_BRIDGE, DNSMASQ_EXTRA);
     let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.15"))
         .replace("dataplane = \"xdp\"\n", "mode = \"proxy\"\n");
     lab.start(&cfg);
-    let boot = lab.boot(Firmware::Uefi, MAC);
-    let timeline = lab.timeline(MAC);
-    print_phases(
+    let (timeline, ev) = boot_and_trace(
+        &mut lab,
         "uefi_boots_through_proxy_dhcp_beside_dnsmasq",
-        &boot,
-        &timeline,
+        Firmware::Uefi,
+        MAC,
     );
-
-    let ev = events(&timeline);
-    let at = |phase: &str, detail: &str| {
-        first(&ev, phase, detail).unwrap_or_else(|| {
-            panic!(
-                "no {phase} ({detail:?}) in {timeline}{}{}",
-                lab.log(),
-                lab.dnsmasq_log()
-            )
-        })
-    };
-    let tftp = at("tftp", "ipxe.efi");
-    let script = at("script", "auto.ipxe");
-    assert!(
-        tftp <= script && script <= at("artifact", "/artifacts/initrd.img"),
-        "{timeline}"
-    );
+    assert_two_stages(&lab, &ev, &timeline, "/artifacts/initrd.img");
     // The address is dnsmasq's: the machine fetched from its pool, not from
     // the reservation, which a proxy never hands out.
     let leases = lab.scratch.read("dnsmasq.leases");
@@ -920,14 +772,12 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
     // both stages (EDK2, then iPXE) and on both ports (67 and 4011).
     for phase in ["offer", "ack"] {
         assert!(
-            ev.iter()
-                .any(|(p, pa, d, _)| p == phase && pa == "xdp" && d.contains("0.0.0.0")),
+            has(&ev, phase, "xdp", "0.0.0.0"),
             "no proxy {phase} (no address) from XDP: {timeline}{}",
             lab.log()
         );
     }
-    let stats = lab.stats();
-    assert!(xdp_counter(&stats, "ack") >= 2, "{stats}");
+    assert_xdp_acks(&lab, 2);
 }
 
 /// The BIOS boot of `bios_ipxe_boots_through_xdp` with option 175.176 (no
@@ -936,18 +786,17 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
 /// still complete, for users who turn it off.
 #[test]
 fn bios_boot_without_no_pxedhcp() {
-    require_root();
-    let _one = one_boot_at_a_time();
     const MAC: &str = "52:54:00:00:00:06";
-    let mut lab = Lab::new("qemu-pxedhcp");
-    let tftp = lab.tftp_root();
+    let (_one, mut lab, tftp) = boot_lab("qemu-pxedhcp");
     let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.16"))
         .replace("[boot]\n", "[boot]\nipxe_no_proxydhcp = false\n");
     lab.start(&cfg);
-    let boot = lab.boot(Firmware::Bios, MAC);
-    let timeline = lab.timeline(MAC);
-    print_phases("bios_boot_without_no_pxedhcp", &boot, &timeline);
-    let ev = events(&timeline);
+    let (timeline, ev) = boot_and_trace(
+        &mut lab,
+        "bios_boot_without_no_pxedhcp",
+        Firmware::Bios,
+        MAC,
+    );
     assert!(
         ev.iter().any(|e| e.0 == "script"),
         "{timeline}{}",

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod daemon;
+pub use daemon::{env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START};
+
 pub const SERVER_IF: &str = "sb0";
 pub const CLIENT_IF: &str = "sbc0";
 pub const SERVER_ADDR: &str = "10.50.0.1";

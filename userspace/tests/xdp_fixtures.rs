@@ -49,8 +49,14 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_from(CONFIG, "fixture.toml")
+}
+
+/// `text` loaded into a fresh program, which runs as if on loopback.
+fn fixture_from(text: &str, name: &str) -> Fixture {
     stormboot_testbed::require_root();
-    let cfg = Config::from_str(CONFIG, Path::new("fixture.toml")).expect("fixture config is valid");
+    let cfg = Config::from_str(text, Path::new(name))
+        .unwrap_or_else(|e| panic!("{name} is not valid: {e:#}"));
     let mut dp = Dataplane::load(LoadOptions {
         reservations_capacity: 64,
         log_level: 0,
@@ -634,6 +640,17 @@ fn many_options_are_walked_and_too_many_are_passed_up() {
     passes(&f, &input, Counter::PassUnsupported);
 }
 
+/// UEFI x64 PXE firmware's DISCOVER from NODE1.
+fn uefi_discover() -> Message {
+    firmware(
+        NODE1,
+        MessageType::Discover,
+        b"PXEClient:Arch:00007:UNDI:003000",
+        7,
+        None,
+    )
+}
+
 /// A firmware request: `request` with options 60, 93 and (for iPXE) 77.
 fn firmware(
     mac: [u8; 6],
@@ -708,13 +725,7 @@ fn pxe_bios_gets_undionly_over_tftp() {
 #[test]
 fn uefi_pxe_gets_ipxe_efi() {
     let f = fixture();
-    let mut req = firmware(
-        NODE1,
-        MessageType::Discover,
-        b"PXEClient:Arch:00007:UNDI:003000",
-        7,
-        None,
-    );
+    let mut req = uefi_discover();
     req.set_flags(Flags::default().set_broadcast());
     let (m, a, _) = reply(&f, &broadcast_frame(&req));
     assert_eq!(file_of(&m), "ipxe.efi");
@@ -832,6 +843,15 @@ fn dropped_for_rate(f: &Fixture, input: &[u8], not: Counter) {
     );
 }
 
+/// `burst` copies of `input` pass (counted as `why`), and the next is
+/// dropped for the rate.
+fn burst_then_drop(f: &Fixture, input: &[u8], burst: usize, why: Counter) {
+    for _ in 0..burst {
+        passes(f, input, why);
+    }
+    dropped_for_rate(f, input, why);
+}
+
 #[test]
 fn a_flooding_mac_gets_its_burst_up_then_is_dropped_in_the_kernel() {
     let mut f = fixture();
@@ -877,10 +897,7 @@ fn a_flooding_mac_gets_its_burst_up_then_is_dropped_in_the_kernel() {
     );
     f.dp.set_slowpath_bucket(UNKNOWN, monotonic_ns() + 37 * interval)
         .unwrap();
-    for _ in 0..3 {
-        passes(&f, &flood, Counter::PassUnknownMac);
-    }
-    dropped_for_rate(&f, &flood, Counter::PassUnknownMac);
+    burst_then_drop(&f, &flood, 3, Counter::PassUnknownMac);
 }
 
 #[test]
@@ -891,16 +908,10 @@ fn the_bucket_refills_with_time_up_to_the_burst() {
     let mut req = request(NODE1, MessageType::Inform);
     req.set_ciaddr(NODE1_IP);
     let inform = broadcast_frame(&req);
-    for _ in 0..3 {
-        passes(&f, &inform, Counter::PassOtherDhcp);
-    }
-    dropped_for_rate(&f, &inform, Counter::PassOtherDhcp);
+    burst_then_drop(&f, &inform, 3, Counter::PassOtherDhcp);
     // Far longer than three intervals: full again, and no fuller.
     std::thread::sleep(std::time::Duration::from_millis(700));
-    for _ in 0..3 {
-        passes(&f, &inform, Counter::PassOtherDhcp);
-    }
-    dropped_for_rate(&f, &inform, Counter::PassOtherDhcp);
+    burst_then_drop(&f, &inform, 3, Counter::PassOtherDhcp);
 }
 
 #[test]
@@ -942,25 +953,8 @@ fn relayed_clients_have_a_bucket_each_and_zero_disables_the_limit() {
 
 /// The fixture's configuration as a proxyDHCP server.
 fn proxy_fixture() -> Fixture {
-    stormboot_testbed::require_root();
     let text = CONFIG.replacen("[server]\n", "[server]\nmode = \"proxy\"\n", 1);
-    let cfg = Config::from_str(&text, Path::new("proxy.toml")).expect("proxy config is valid");
-    let mut dp = Dataplane::load(LoadOptions {
-        reservations_capacity: 64,
-        log_level: 0,
-    })
-    .expect("the XDP program loads and passes the verifier");
-    dp.install(&cfg).expect("maps accept the proxy tables");
-    dp.set_iface(
-        1,
-        Iface {
-            ip: SERVER.octets(),
-            mac: SERVER_MAC,
-            _pad: [0; 2],
-        },
-    )
-    .unwrap();
-    Fixture { cfg, dp }
+    fixture_from(&text, "proxy.toml")
 }
 
 const UUID: [u8; 17] = [
@@ -1047,13 +1041,7 @@ fn proxy_offers_boot_information_for_each_variant() {
 #[test]
 fn proxy_answers_without_a_uuid_and_acks_requests_on_67() {
     let f = proxy_fixture();
-    let mut req = firmware(
-        NODE1,
-        MessageType::Discover,
-        b"PXEClient:Arch:00007:UNDI:003000",
-        7,
-        None,
-    );
+    let mut req = uefi_discover();
     let (m, _) = proxy_reply(&f, &broadcast_frame(&req), MessageType::Offer);
     assert!(opt(&m, OptionCode::ClientMachineIdentifier).is_none());
     // The REQUEST firmware sends the real DHCP server is acknowledged
