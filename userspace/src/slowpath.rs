@@ -524,6 +524,9 @@ impl SlowPath {
         if let Some(r) = &outcome.reply {
             UserCounters::bump(&self.counters.slow_path_replies, r.msg_type);
         }
+        if let Ok(mut m) = self.counters.slow_path_outcomes.lock() {
+            *m.entry(outcome.note).or_default() += 1;
+        }
         tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
         self.index.apply(&outcome.changes);
         if self.server.config().server.mode == crate::config::Mode::Proxy {

@@ -21,6 +21,10 @@ pub struct UserCounters {
     pub slow_path_replies: [AtomicU64; 9],
     /// XDP ACKs not recorded as leases because the slow path was behind.
     pub fast_acks_unrecorded: AtomicU64,
+    /// What the userspace server decided for each request, by its note
+    /// ("offer", "ack-renew", "ignored-not-ours", ...): a fixed set of
+    /// static strings, so the map stays small.
+    pub slow_path_outcomes: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl UserCounters {
@@ -45,6 +49,9 @@ pub struct Snapshot {
     /// Replies the userspace dataplane sent, by type name.
     #[serde(default)]
     pub slow_path_replies: BTreeMap<String, u64>,
+    /// The userspace server's decisions, by outcome.
+    #[serde(default)]
+    pub slow_path_outcomes: BTreeMap<String, u64>,
     /// Requests dropped from the full slow-path queue (the oldest first).
     #[serde(default)]
     pub queue_dropped: u64,
@@ -104,6 +111,11 @@ impl Snapshot {
             slow_path: by_type(&user.slow_path),
             xdp_replies: by_type(&user.xdp_replies),
             slow_path_replies: by_type(&user.slow_path_replies),
+            slow_path_outcomes: user
+                .slow_path_outcomes
+                .lock()
+                .map(|m| m.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+                .unwrap_or_default(),
             queue_dropped: 0,
             store_transactions: 0,
             store_commits: 0,
@@ -137,6 +149,14 @@ impl Snapshot {
         s.push_str("# TYPE stormboot_slow_path_requests_total counter\n");
         for (k, v) in &self.slow_path {
             let _ = writeln!(s, "stormboot_slow_path_requests_total{{type=\"{k}\"}} {v}");
+        }
+        s.push_str("# HELP stormboot_slow_path_outcomes_total Requests the userspace server handled, by what it decided.\n");
+        s.push_str("# TYPE stormboot_slow_path_outcomes_total counter\n");
+        for (k, v) in &self.slow_path_outcomes {
+            let _ = writeln!(
+                s,
+                "stormboot_slow_path_outcomes_total{{outcome=\"{k}\"}} {v}"
+            );
         }
         s.push_str("# HELP stormboot_slow_path_replies_total Replies sent by the userspace dataplane, by message type.\n");
         s.push_str("# TYPE stormboot_slow_path_replies_total counter\n");
@@ -285,8 +305,17 @@ mod tests {
         let user = UserCounters::default();
         UserCounters::bump(&user.slow_path, 1);
         UserCounters::bump(&user.slow_path, 200);
+        *user
+            .slow_path_outcomes
+            .lock()
+            .unwrap()
+            .entry("ignored-not-ours")
+            .or_default() += 2;
         let snap = Snapshot::new(&xdp, &user, 3, "sb0", "xdp");
         let text = snap.prometheus();
+        assert!(
+            text.contains("stormboot_slow_path_outcomes_total{outcome=\"ignored-not-ours\"} 2\n")
+        );
         assert!(text.contains("stormboot_xdp_packets_total{outcome=\"ack\"} 7\n"));
         assert!(text.contains("stormboot_slow_path_requests_total{type=\"dhcpdiscover\"} 1\n"));
         assert!(text.contains("stormboot_slow_path_requests_total{type=\"malformed\"} 1\n"));
