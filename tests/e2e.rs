@@ -988,6 +988,10 @@ fn known_machines_are_answered_across_kill_restart_and_upgrade() {
         bound += r["bound"].as_u64().unwrap();
         lost += r["lost"].as_u64().unwrap() + r["wrong_address"].as_u64().unwrap();
     }
+    eprintln!(
+        "across SIGKILL, restart, SIGUSR2 and upgrade: {} storm rounds, {bound} machines bound, {lost} unanswered",
+        reports.len()
+    );
     assert_eq!(
         lost,
         0,
