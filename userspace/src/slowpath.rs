@@ -72,6 +72,11 @@ pub fn decode(f: &[u8]) -> Result<Received, DecodeError> {
     if msg.opcode() != Opcode::BootRequest {
         return Err(DecodeError::NotRequest);
     }
+    // chaddr holds 16 bytes; dhcproto decodes a larger hlen as sent and
+    // then panics when chaddr() slices by it.
+    if msg.hlen() > 16 {
+        return Err(DecodeError::Dhcp(format!("hlen {} exceeds 16", msg.hlen())));
+    }
     Ok(Received {
         via: 0,
         addr: p.addr,
@@ -494,6 +499,33 @@ async fn drain_udp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hardware_address_longer_than_chaddr_is_malformed() {
+        let mut payload = crate::xdpbench::encode(&crate::xdpbench::request(
+            [0x52, 0x54, 0, 0, 0, 1],
+            dhcproto::v4::MessageType::Discover,
+        ));
+        payload[stormboot_common::layout::OFF_HLEN] = 17;
+        let f = frame::build(
+            &Addressing {
+                eth_dst: BROADCAST_MAC,
+                eth_src: [0x52, 0x54, 0, 0, 0, 1],
+                vlan: None,
+                ip_src: Ipv4Addr::UNSPECIFIED,
+                ip_dst: Ipv4Addr::BROADCAST,
+                sport: 68,
+                dport: 67,
+            },
+            &payload,
+        );
+        assert_eq!(
+            decode(&f).err(),
+            Some(DecodeError::Dhcp("hlen 17 exceeds 16".into()))
+        );
+        // And the whole request path survives it.
+        assert_eq!(crate::fuzz::request_frame(&f), 0);
+    }
 
     #[test]
     fn raw_option_finds_option_82_as_sent() {
