@@ -219,7 +219,85 @@ fn check_config_error(e: &ConfigError) {
             );
         }
     }
-    assert!(msg.starts_with("fuzz.toml"), "the error names no file: {msg}");
+    assert!(
+        msg.starts_with("fuzz.toml"),
+        "the error names no file: {msg}"
+    );
+}
+
+/// A boot-only configuration with every kind of value the validator
+/// reads, for the config corpus.
+const BOOT_ONLY: &str = r##"
+[server]
+interface = ["sb0", "vlan42"]
+address = "10.50.0.1"
+mode = "boot-only"
+offer_hold = "30s"
+decline_quarantine = "10m"
+xdp_log_level = "warn"
+
+[api]
+listen = "127.0.0.1:8067"
+
+[boot]
+tftp_root = "/usr/lib/ipxe"
+artifacts_dir = "/srv/stormboot"
+http_port = 80
+ipxe_user_class = "iPXE"
+default_profile = "debian"
+ipv6_ra = true
+
+[[profile]]
+name = "debian"
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0,115200n8"
+script = """#!ipxe
+kernel ${kernel_url}
+boot"""
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+routers = ["10.50.0.1"]
+renew_time = "10m"
+rebind_time = "20m"
+
+[[subnet.option]]
+code = 224
+type = "hex"
+value = "01:02:ff"
+
+[[reservation]]
+mac = "52:54:00:00:00:01"
+ip = "10.50.0.11"
+
+[[reservation.option]]
+code = 225
+type = "u32"
+value = "7"
+"##;
+
+/// The committed seed corpus of each fuzz target (`fuzz/corpus/<target>/`):
+/// real requests built with dhcproto (`mutate::seeds`) and real
+/// configurations, named `seed-*`.
+pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut out: Vec<(&'static str, String, Vec<u8>)> = crate::mutate::seeds()
+        .into_iter()
+        .map(|s| ("request_frame", format!("seed-{}", s.name), s.frame))
+        .collect();
+    for (name, text) in [
+        ("fixtures", crate::xdpbench::CONFIG),
+        ("authoritative", AUTHORITATIVE),
+        ("proxy", PROXY),
+        ("boot-only", BOOT_ONLY),
+    ] {
+        out.push((
+            "config_text",
+            format!("seed-{name}.toml"),
+            text.as_bytes().to_vec(),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -227,13 +305,49 @@ mod tests {
     use super::*;
     use crate::mutate::{mutate, seeds, Rng};
 
+    /// The files under fuzz/corpus are `seed_corpus()`; with
+    /// STORMBOOT_WRITE_CORPUS=1 this writes them instead of checking.
+    #[test]
+    fn committed_corpus_is_the_seeds() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        let write = std::env::var_os("STORMBOOT_WRITE_CORPUS").is_some();
+        for (target, name, bytes) in seed_corpus() {
+            let path = root.join(target).join(&name);
+            if write {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let committed = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                committed == bytes,
+                "{} is not the seed it should be; regenerate with \
+                 STORMBOOT_WRITE_CORPUS=1 cargo test -p stormboot --lib committed_corpus",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn corpus_configs_are_valid() {
+        for (target, name, bytes) in seed_corpus() {
+            if target == "config_text" {
+                let text = String::from_utf8(bytes).unwrap();
+                assert!(config_text(&text), "{name}");
+            }
+        }
+    }
+
     #[test]
     fn seeds_get_replies_from_the_request_path() {
         let s = seeds();
         let answered: usize = s.iter().map(|s| request_frame(&s.frame)).sum();
         // Every seed but the one for another server is answered by one of
         // the two configurations.
-        assert!(answered >= s.len() - 1, "{answered} replies to {} seeds", s.len());
+        assert!(
+            answered >= s.len() - 1,
+            "{answered} replies to {} seeds",
+            s.len()
+        );
     }
 
     #[test]

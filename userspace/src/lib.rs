@@ -26,3 +26,4 @@ pub mod storm;
 pub mod tftp;
 pub mod timeline;
 pub mod xdpbench;
+pub mod xdpdiff;

@@ -19,8 +19,8 @@ use dhcproto::v4::{DhcpOption, Flags, MessageType};
 use stormboot_common::csum;
 use stormboot_common::layout::{
     opt, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IP_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR,
-    OFF_HLEN, OFF_HOPS, OFF_HTYPE, OFF_OP, OFF_SECS, OFF_SIADDR, OFF_XID, OFF_YIADDR,
-    OPTIONS_OFF, UDP_LEN, VLAN_LEN,
+    OFF_HLEN, OFF_HOPS, OFF_HTYPE, OFF_OP, OFF_SECS, OFF_SIADDR, OFF_XID, OFF_YIADDR, OPTIONS_OFF,
+    UDP_LEN, VLAN_LEN,
 };
 
 use crate::frame::{self, Addressing, BROADCAST_MAC};
@@ -190,9 +190,7 @@ pub fn seeds() -> Vec<Seed> {
                 &encode(&with(
                     NODE1,
                     Request,
-                    &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(
-                        10, 50, 0, 99,
-                    ))],
+                    &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 0, 99))],
                 )),
             ),
         },
@@ -245,9 +243,7 @@ pub fn seeds() -> Vec<Seed> {
                 let mut m = with(
                     REMOTE,
                     Request,
-                    &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(
-                        10, 51, 0, 99,
-                    ))],
+                    &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 51, 0, 99))],
                 );
                 m.set_giaddr(RELAY);
                 m.set_hops(1);
@@ -426,8 +422,8 @@ pub fn fix_checksums(f: &mut [u8]) {
     be16_at(f, l.udp + 6, 0);
     let src = u32::from_be_bytes([f[l.l3 + 12], f[l.l3 + 13], f[l.l3 + 14], f[l.l3 + 15]]);
     let dst = u32::from_be_bytes([f[l.l3 + 16], f[l.l3 + 17], f[l.l3 + 18], f[l.l3 + 19]]);
-    let sum = csum::pseudo_header(src, dst, udp_len as u16)
-        + csum::sum_bytes(&f[l.udp..l.udp + udp_len]);
+    let sum =
+        csum::pseudo_header(src, dst, udp_len as u16) + csum::sum_bytes(&f[l.udp..l.udp + udp_len]);
     be16_at(f, l.udp + 6, csum::finish_udp(sum));
 }
 
@@ -611,7 +607,9 @@ fn apply(rng: &mut Rng, f: &mut Vec<u8>, kind: Kind) {
             let code = f[at];
             let len = f.get(at + 1).copied().unwrap_or(0) as usize;
             match (code, len) {
-                (opt::MESSAGE_TYPE, 1) => bytes_at(f, at + 2, &[rng.pick(&[0, 1, 2, 3, 4, 5, 7, 8, 13, 255])]),
+                (opt::MESSAGE_TYPE, 1) => {
+                    bytes_at(f, at + 2, &[rng.pick(&[0, 1, 2, 3, 4, 5, 7, 8, 13, 255])])
+                }
                 (opt::REQUESTED_IP | opt::SERVER_ID, 4) => {
                     bytes_at(f, at + 2, &interesting_ip(rng))
                 }
@@ -619,7 +617,11 @@ fn apply(rng: &mut Rng, f: &mut Vec<u8>, kind: Kind) {
                     if rng.chance(30) {
                         // Turn the option into another one the fast path
                         // reads.
-                        bytes_at(f, at, &[rng.pick(&[53, 50, 54, 60, 77, 82, 93, 52, 255, 0])]);
+                        bytes_at(
+                            f,
+                            at,
+                            &[rng.pick(&[53, 50, 54, 60, 77, 82, 93, 52, 255, 0])],
+                        );
                     } else if len > 0 {
                         let i = at + 2 + rng.below(len);
                         bytes_at(f, i, &[rng.byte()]);
@@ -674,7 +676,11 @@ fn apply(rng: &mut Rng, f: &mut Vec<u8>, kind: Kind) {
             3 => bytes_at(f, l.l3 + 9, &[rng.pick(&[6, 17, 1, 0])]),
             4 => be16_at(f, l.udp, rng.pick(&[67, 68, 4011, 0])),
             5 => be16_at(f, l.udp + 2, rng.pick(&[67, 68, 4011, 0])),
-            6 => be16_at(f, l.udp + 4, rng.pick(&[0, 7, 8, 247, 248, 249, 0xffff, r16])),
+            6 => be16_at(
+                f,
+                l.udp + 4,
+                rng.pick(&[0, 7, 8, 247, 248, 249, 0xffff, r16]),
+            ),
             7 => be16_at(f, l.udp + 6, 0),
             _ => be16_at(f, 12, rng.pick(&[ETH_P_IP, 0x86dd, 0x0806, ETH_P_8021Q])),
         },

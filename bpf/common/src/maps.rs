@@ -171,7 +171,9 @@ pub struct FoundOptions {
     /// sees one bounded unknown offset at each step instead of one state
     /// per distinct sum of option lengths.
     pub cursor: u32,
-    pub _pad: u32,
+    /// Which of the options above the walk has met (a bit each), so that
+    /// a repeat is noticed.
+    pub seen: u32,
 }
 
 /// The user-class marker that identifies iPXE's requests (option 77): the

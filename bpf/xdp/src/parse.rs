@@ -12,6 +12,7 @@ use stormboot_common::{
     },
     rules,
 };
+use stormboot_common::csum;
 
 use stormboot_common::maps::FoundOptions;
 
@@ -86,6 +87,23 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     let bootp = udp + UDP_LEN;
     let opts_end = udp + udp_len;
     if udp_len < UDP_LEN + OPTIONS_OFF {
+        return Err(Counter::Malformed);
+    }
+    // A header the stack would refuse (bad checksum, a length that does
+    // not hold the datagram or does not fit the frame) is not answered
+    // here either: the userspace server refuses it the same way.
+    let ip: [u8; IP_LEN] = load(ctx, l3)?;
+    let mut ip_sum = 0u32;
+    let mut i = 0;
+    while i < IP_LEN {
+        ip_sum = csum::add16(ip_sum, u16::from_be_bytes([ip[i], ip[i + 1]]));
+        i += 2;
+    }
+    if csum::fold(ip_sum) != 0xffff {
+        return Err(Counter::Malformed);
+    }
+    let ip_len = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    if udp_len > ip_len - IP_LEN.min(ip_len) || ctx.data() + l3 + ip_len > ctx.data_end() {
         return Err(Counter::Malformed);
     }
     if load::<u8>(ctx, bootp + OFF_OP)? != 1 {
@@ -180,6 +198,37 @@ fn walk_options(
         let val = off + 2;
         if val + len > end {
             return Err(Counter::Malformed);
+        }
+        // Each option read here must appear once, at the length its
+        // value has: a repeat is concatenated by the userspace decoder
+        // (RFC 3396) where the walk would keep the last, and a value of
+        // another length is read differently or refused there.
+        let bit = match code {
+            opt::MESSAGE_TYPE => 1,
+            opt::REQUESTED_IP => 2,
+            opt::SERVER_ID => 4,
+            opt::VENDOR_CLASS => 8,
+            opt::USER_CLASS => 16,
+            opt::CLIENT_ARCH => 32,
+            opt::RELAY_AGENT_INFO => 64,
+            _ => 0,
+        };
+        if bit != 0 {
+            let seen_ptr = unsafe { core::ptr::addr_of_mut!((*found).seen) };
+            let seen = unsafe { seen_ptr.read_volatile() };
+            if seen & bit != 0 {
+                return Err(Counter::PassUnsupported);
+            }
+            unsafe { seen_ptr.write_volatile(seen | bit) };
+            let fits = match code {
+                opt::MESSAGE_TYPE => len == 1,
+                opt::REQUESTED_IP | opt::SERVER_ID => len == 4,
+                opt::CLIENT_ARCH => len >= 2,
+                _ => true,
+            };
+            if !fits {
+                return Err(Counter::Malformed);
+            }
         }
         unsafe {
             match (code, len) {
