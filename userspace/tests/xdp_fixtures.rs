@@ -843,6 +843,16 @@ fn frames_userspace_refuses_are_passed_up_not_answered() {
     let plain = discover_with(&[]);
     let bad_ip_checksum = edited(&plain, |f| f[24] ^= 0x10);
     passes(&f, &bad_ip_checksum, Counter::Malformed);
+    // One bit of the options flipped: the UDP checksum no longer holds.
+    let bad_udp_checksum = edited(&plain, |f| f[42 + 250] ^= 0x01);
+    assert_eq!(
+        slowpath::decode(&bad_udp_checksum).err(),
+        Some(slowpath::DecodeError::Frame(frame::FrameError::UdpChecksum))
+    );
+    passes(&f, &bad_udp_checksum, Counter::Malformed);
+    // No checksum at all (zero) is the sender's right (RFC 768): answered.
+    let (m, _, _) = reply(&f, &edited(&plain, |f| f[40..42].copy_from_slice(&[0, 0])));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
     // IPv4 total length longer than the frame, and too short for the
     // datagram (checksum kept right).
     for ip_len in [2000u16, 100] {

@@ -65,6 +65,11 @@ pub const fn reply_len(end_pos: usize) -> usize {
     }
 }
 
+/// Longest request datagram (UDP header included) whose checksum the fast
+/// path verifies; a longer one is passed up. With its padding and the
+/// pseudo-header it fits 2048 bytes.
+pub const MAX_DGRAM_LEN: usize = 2032;
+
 /// TTL of replies; RFC 1700's default, as the userspace stack would send.
 pub const REPLY_TTL: u8 = 64;
 

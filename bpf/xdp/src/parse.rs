@@ -3,21 +3,23 @@
 //! header, the cookie, and a bounded walk of the options.
 
 use aya_ebpf::programs::XdpContext;
+use stormboot_common::csum;
 use stormboot_common::{
     counters::Counter,
     layout::{
-        opt, BOOTP_LEN, COOKIE, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN, OFF_CHADDR,
-        OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_HLEN, OFF_HTYPE, OFF_OP, OFF_XID, OPTIONS_OFF,
-        SERVER_PORT, UDP_LEN, VLAN_LEN,
+        opt, BOOTP_LEN, COOKIE, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN, MAX_DGRAM_LEN,
+        OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_HLEN, OFF_HTYPE, OFF_OP, OFF_XID,
+        OPTIONS_OFF, SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
     rules,
 };
-use stormboot_common::csum;
 
 use stormboot_common::maps::FoundOptions;
 
 use crate::maps::SCRATCH;
 use crate::packet::{load, load_be16, load_be32, MAX_OFFSET};
+use aya_ebpf::helpers::generated::{bpf_csum_diff, bpf_xdp_load_bytes};
+use core::ffi::c_void;
 
 /// Options walked before giving up; real clients send 8 to 20.
 const MAX_OPTIONS: u32 = 64;
@@ -152,8 +154,96 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     if ctx.data() + opts_end > ctx.data_end() {
         return Err(Counter::Malformed);
     }
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
+    // SAFETY: the address of a field of the per-CPU map value.
+    let dgram = unsafe { core::ptr::addr_of_mut!((*scratch).dgram) } as *mut u8;
+    udp_checksum(ctx, dgram, l3, udp_len)?;
     Ok(req)
 }
+
+/// Verifies the UDP checksum of the datagram after the IPv4 header at
+/// `l3` (zero means the sender did not compute one). The datagram is copied into the scratch
+/// map and summed there by the kernel's checksum helper, 512 bytes at a
+/// time (its limit), in whole 32-bit words after zero padding. A function
+/// of its own: inlined, its locals would push the program's stack over
+/// the limit.
+#[inline(never)]
+fn udp_checksum(ctx: &XdpContext, buf: *mut u8, l3: usize, udp_len: usize) -> Result<(), Counter> {
+    let udp = l3 + IP_LEN;
+    if load_be16(ctx, udp + 6)? == 0 {
+        return Ok(());
+    }
+    // SAFETY: `buf` is the scratch map's `dgram`; XDP does not nest on
+    // one CPU. The helpers check the frame's bounds; the lengths are
+    // bounded by the buffer's size below.
+    unsafe {
+        let len = udp_len & 0xfff;
+        if len == 0 || len > MAX_DGRAM_LEN {
+            return Err(Counter::PassUnsupported);
+        }
+        if bpf_xdp_load_bytes(ctx.ctx, udp as u32, buf as *mut c_void, len as u32) != 0 {
+            return Err(Counter::Malformed);
+        }
+        // Zeros up to the next word (they add nothing), then the
+        // pseudo-header (RFC 768) as twelve more bytes: one sum over the
+        // buffer covers both, and nothing else has to stay live across
+        // the helper calls (the stack this function may use is what the
+        // caller leaves of 512 bytes).
+        *buf.add(len) = 0;
+        *buf.add(len + 1) = 0;
+        *buf.add(len + 2) = 0;
+        // Masked again: the verifier must see the bound on this value.
+        let words = ((len + 3) & !3) & 0x7fc;
+        let p = buf.add(words);
+        // Source and destination straight from the frame.
+        if bpf_xdp_load_bytes(ctx.ctx, (l3 + 12) as u32, p as *mut c_void, 8) != 0 {
+            return Err(Counter::Malformed);
+        }
+        *p.add(8) = 0;
+        *p.add(9) = IPPROTO_UDP;
+        *p.add(10) = (len >> 8) as u8;
+        *p.add(11) = len as u8;
+        let total = words + 12;
+        let mut sum: u64 = 0;
+        let mut k = 0;
+        while k < CSUM_SPAN / CSUM_CHUNK {
+            let off = k * CSUM_CHUNK;
+            k += 1;
+            if off >= total {
+                break;
+            }
+            let mut n = total - off;
+            if n > CSUM_CHUNK {
+                n = CSUM_CHUNK;
+            }
+            // The mask keeps the bound the verifier needs (whole words,
+            // under twice the chunk: the buffer has that much spare).
+            let part = bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                buf.add(off) as *mut u32,
+                (n & (2 * CSUM_CHUNK - 4)) as u32,
+                0,
+            );
+            if part < 0 {
+                return Err(Counter::PassUnsupported);
+            }
+            sum += part as u64 & 0xffff_ffff;
+        }
+        // The helper sums native (little-endian) words: the big-endian
+        // sum byte-swapped, and all ones either way round.
+        if csum::fold(((sum >> 32) + (sum & 0xffff_ffff)) as u32) != 0xffff {
+            return Err(Counter::Malformed);
+        }
+    }
+    Ok(())
+}
+
+/// What one pass of checksum calls covers: the longest datagram, its
+/// padding and the pseudo-header.
+const CSUM_SPAN: usize = 2048;
+/// Bytes the checksum helper sums in one call (its limit).
+const CSUM_CHUNK: usize = 512;
 
 /// Walks the options from `off` to `end` and returns where it left the ones
 /// the fast path reads: in the SCRATCH map, written with volatile accesses
