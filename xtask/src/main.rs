@@ -3,6 +3,7 @@
 //! network namespaces, `build` builds the release binary.
 
 mod bench;
+mod fuzz;
 mod lab;
 mod setup;
 mod sh;
@@ -31,6 +32,9 @@ enum Cmd {
     Lab(lab::LabArgs),
     /// Set up, build, and measure stormboot beside Kea on the same lab.
     Bench(bench::BenchArgs),
+    /// Set up, then fuzz: each cargo-fuzz target for a while, then
+    /// millions of mutated frames through the XDP program (needs root).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -50,6 +54,10 @@ fn main() -> Result<()> {
             setup::run()?;
             sh::cargo(&["build", "--release", "-p", "stormboot"])?;
             bench::run(&args)
+        }
+        Cmd::Fuzz(args) => {
+            setup::run()?;
+            fuzz::run(&args)
         }
     }
 }
@@ -71,7 +79,9 @@ fn test() -> Result<()> {
     // never pick up an older release build.
     sh::cargo(&["build", "-p", "stormboot"])?;
     std::env::set_var("STORMBOOT_BIN", sh::root().join("target/debug/stormboot"));
-    sh::cargo(&["test", "--workspace", "--no-fail-fast"])
+    sh::cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    // A bounded run of each fuzz target from its seeds.
+    fuzz::smoke()
 }
 
 /// Lints the eBPF crate on its own (feature unification with the host
