@@ -4,7 +4,8 @@
 //!
 //! - [`request_frame`]: bytes as received on the packet socket, through the
 //!   userspace dataplane (decode, the DHCP server, the reply frame), in
-//!   authoritative and proxy mode.
+//!   authoritative and proxy mode; [`request_frame_and_repaired`] also with
+//!   the checksums made right.
 //! - [`config_text`]: TOML text through the config parser and validator.
 
 use std::net::Ipv4Addr;
@@ -159,6 +160,19 @@ pub fn request_frame(bytes: &[u8]) -> usize {
             check_reply(&rx.msg, &f);
             sent += 1;
         }
+    }
+    sent
+}
+
+/// `request_frame` of `bytes` as they are, and again with the IPv4 and UDP
+/// checksums made right: most mutations break the checksums, and a frame
+/// with a bad one never gets past the frame decoder to the DHCP server.
+pub fn request_frame_and_repaired(bytes: &[u8]) -> usize {
+    let mut repaired = bytes.to_vec();
+    crate::mutate::fix_checksums(&mut repaired);
+    let mut sent = request_frame(bytes);
+    if repaired != bytes {
+        sent += request_frame(&repaired);
     }
     sent
 }
