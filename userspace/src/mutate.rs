@@ -427,6 +427,44 @@ pub fn fix_checksums(f: &mut [u8]) {
     be16_at(f, l.udp + 6, csum::finish_udp(sum));
 }
 
+/// The UDP checksum field as this host's stack leaves it on a frame whose
+/// checksum is offloaded (CHECKSUM_PARTIAL): the pseudo-header's sum, to
+/// be completed by hardware. Over a veth the receiver gets it as is.
+fn partial_checksum(f: &[u8]) -> Option<(usize, u16)> {
+    let l = layout(f);
+    let ip = f.get(l.l3..l.udp)?;
+    let udp_len = u16::from_be_bytes([*f.get(l.udp + 4)?, *f.get(l.udp + 5)?]);
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    Some((
+        l.udp + 6,
+        csum::fold(csum::pseudo_header(src, dst, udp_len)),
+    ))
+}
+
+/// Writes the partial checksum of an offloading sender (see
+/// `partial_checksum`).
+pub fn set_partial_checksum(f: &mut [u8]) {
+    if let Some((at, v)) = partial_checksum(f) {
+        be16_at(f, at, v);
+    }
+}
+
+/// Whether the UDP checksum field holds exactly the partial checksum: such
+/// a frame from this host's stack is flagged by the kernel, and the slow
+/// path reads it as sent without a checksum (`rawsock`).
+pub fn has_partial_checksum(f: &[u8]) -> bool {
+    partial_checksum(f).is_some_and(|(at, v)| f.get(at..at + 2) == Some(&v.to_be_bytes()[..]))
+}
+
+/// `f` with its UDP checksum field zero ("not computed").
+pub fn without_udp_checksum(f: &[u8]) -> Vec<u8> {
+    let mut f = f.to_vec();
+    let at = layout(&f).udp + 6;
+    be16_at(&mut f, at, 0);
+    f
+}
+
 /// What a mutation did, for the tallies and for reproducing a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -503,6 +541,8 @@ pub fn mutate(rng: &mut Rng, seed: &[u8]) -> (Vec<u8>, Kind) {
     }
     if rng.chance(85) {
         fix_checksums(&mut f);
+    } else if rng.chance(30) {
+        set_partial_checksum(&mut f);
     }
     (f, first)
 }

@@ -850,9 +850,16 @@ fn frames_userspace_refuses_are_passed_up_not_answered() {
         Some(slowpath::DecodeError::Frame(frame::FrameError::UdpChecksum))
     );
     passes(&f, &bad_udp_checksum, Counter::Malformed);
-    // No checksum at all (zero) is the sender's right (RFC 768): answered.
+    // No checksum at all (zero) is the sender's right (RFC 768), and the
+    // partial checksum of an offload (a sender on this host, through a
+    // veth) is what the slow path, told by the kernel, reads as none: both
+    // answered.
     let (m, _, _) = reply(&f, &edited(&plain, |f| f[40..42].copy_from_slice(&[0, 0])));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    let partial = edited(&plain, |f| stormboot::mutate::set_partial_checksum(f));
+    assert!(slowpath::decode(&partial).is_err(), "not a valid checksum");
+    let (action, _) = run(&f, &partial);
+    assert_eq!(action, XDP_TX, "a partial checksum is answered");
     // IPv4 total length longer than the frame, and too short for the
     // datagram (checksum kept right).
     for ip_len in [2000u16, 100] {

@@ -25,7 +25,7 @@ pub struct FuzzArgs {
     #[arg(long, default_value_t = 600)]
     pub time: u64,
     /// Mutated frames through the XDP program (BPF_PROG_TEST_RUN).
-    #[arg(long, default_value_t = 5_000_000)]
+    #[arg(long, default_value_t = 20_000_000)]
     pub xdp_frames: u64,
 }
 
