@@ -873,6 +873,21 @@ fn frames_userspace_refuses_are_passed_up_not_answered() {
         assert!(slowpath::decode(&lie).is_err());
         passes(&f, &lie, Counter::Malformed);
     }
+    // Subnet selection (RFC 3011) and option 82's link selection (RFC
+    // 3527): the userspace server chooses the subnet by them.
+    passes(
+        &f,
+        &edited(&discover_with(&[118, 4, 10, 51, 0, 99]), |_| {}),
+        Counter::PassUnsupported,
+    );
+    passes(
+        &f,
+        &edited(
+            &discover_with(&[82, 12, 1, 2, b'p', b'1', 5, 4, 10, 51, 0, 99, 2, 0]),
+            |_| {},
+        ),
+        Counter::PassUnsupported,
+    );
     // Two message types: userspace concatenates adjacent repeats (RFC
     // 3396) and keeps the last of others; the walk would keep the last.
     let twice = edited(&discover_with(&[53, 1, 3]), |_| {});

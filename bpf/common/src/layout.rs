@@ -99,5 +99,10 @@ pub mod opt {
     pub const USER_CLASS: u8 = 77;
     pub const CLIENT_ARCH: u8 = 93;
     pub const RELAY_AGENT_INFO: u8 = 82;
+    /// Subnet selection (RFC 3011): the userspace server chooses the
+    /// subnet by it, so the fast path leaves such requests to it.
+    pub const SUBNET_SELECTION: u8 = 118;
+    /// Option 82's link selection sub-option (RFC 3527), likewise.
+    pub const SUB_LINK_SELECTION: u8 = 5;
     pub const END: u8 = 255;
 }

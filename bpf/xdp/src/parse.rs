@@ -154,6 +154,9 @@ pub fn request(ctx: &XdpContext) -> Result<Request, Counter> {
     if ctx.data() + opts_end > ctx.data_end() {
         return Err(Counter::Malformed);
     }
+    if relay_len != 0 {
+        link_selection(ctx, relay_off, relay_len)?;
+    }
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
     // SAFETY: the address of a field of the per-CPU map value.
     let dgram = unsafe { core::ptr::addr_of_mut!((*scratch).dgram) } as *mut u8;
@@ -256,6 +259,37 @@ fn udp_checksum(ctx: &XdpContext, buf: *mut u8, l3: usize, udp_len: usize) -> Re
     Err(Counter::Malformed)
 }
 
+/// Sub-options of option 82 looked through; a longer list is passed up.
+const MAX_SUBOPTIONS: u32 = 16;
+
+/// Passes up a request whose option 82 (at `off`, `len` bytes with code
+/// and length) carries a link selection sub-option, or sub-options the
+/// walk cannot follow: the userspace server chooses the subnet by it.
+#[inline(never)]
+fn link_selection(ctx: &XdpContext, off: usize, len: usize) -> Result<(), Counter> {
+    let end = off + len;
+    let mut at = off + 2;
+    let mut n = 0;
+    while n < MAX_SUBOPTIONS {
+        n += 1;
+        if at >= end {
+            return Ok(());
+        }
+        if at > MAX_OFFSET {
+            return Err(Counter::Malformed);
+        }
+        let [code, sublen] = load::<[u8; 2]>(ctx, at)?;
+        if code == opt::SUB_LINK_SELECTION {
+            return Err(Counter::PassUnsupported);
+        }
+        at += 2 + sublen as usize;
+    }
+    if at >= end {
+        return Ok(());
+    }
+    Err(Counter::PassUnsupported)
+}
+
 /// What one pass of checksum calls covers: the longest datagram, its
 /// padding and the pseudo-header.
 const CSUM_SPAN: usize = 2048;
@@ -310,6 +344,9 @@ fn walk_options(
         // value has: a repeat is concatenated by the userspace decoder
         // (RFC 3396) where the walk would keep the last, and a value of
         // another length is read differently or refused there.
+        if code == opt::SUBNET_SELECTION {
+            return Err(Counter::PassUnsupported);
+        }
         let bit = match code {
             opt::MESSAGE_TYPE => 1,
             opt::REQUESTED_IP => 2,
