@@ -5,8 +5,9 @@
 //!
 //! STORMBOOT_XDP_MUTATIONS sets the number of frames: by default 500,000,
 //! 30 to 45 s of an unoptimised build on two cores; `cargo xtask fuzz`
-//! runs 20,000,000 optimised (about 200,000 frames a second). Privileged: loading BPF needs root (CI is
-//! root). Without it this fails.
+//! runs 20,000,000 optimised (about 200,000 frames a second).
+//!
+//! Privileged: loading BPF needs root (CI is root). Without it this fails.
 
 use stormboot::xdpdiff::Bench;
 
