@@ -38,8 +38,15 @@ pub fn router(snapshot: SnapshotFn, timeline: Arc<Timeline>) -> Router {
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/machines", get(machines))
         .route("/api/v1/machines/{mac}", get(machine))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            API_BODY_LIMIT,
+        ))
         .with_state(Api { snapshot, timeline })
 }
+
+/// Largest request body the API accepts; a larger one is refused (413)
+/// before it is read.
+pub const API_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 #[utoipa::path(get, path = "/healthz", tag = "daemon",
     responses((status = 200, description = "The daemon runs", body = String)))]

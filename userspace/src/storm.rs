@@ -491,7 +491,8 @@ impl Storm {
         let Ok(msg) = Message::decode(&mut Decoder::new(parsed.payload)) else {
             return Ok(());
         };
-        if msg.opcode() != Opcode::BootReply {
+        // hlen over 16 would make chaddr() panic.
+        if msg.opcode() != Opcode::BootReply || msg.hlen() > 16 {
             return Ok(());
         }
         let Some(&idx) = self.by_xid.get(&msg.xid()) else {

@@ -3,8 +3,10 @@
 //! per MAC so an operator can ask which machines are stuck, and where.
 //!
 //! Bounded: at most `MAX_EVENTS` per machine (the first ones are kept, as
-//! they show how the boot began, and the latest ones replace the rest) and
-//! at most `MAX_MACHINES` machines (the least recently heard from go).
+//! they show how the boot began, and the latest ones replace the rest), at
+//! most `MAX_DETAIL` bytes of detail per event (a syslog line may be 2 KiB;
+//! the daemon's log keeps it whole) and at most `MAX_MACHINES` machines
+//! (the least recently heard from go).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -16,6 +18,8 @@ use crate::frame::format_mac;
 
 pub const MAX_EVENTS: usize = 64;
 pub const MAX_MACHINES: usize = 100_000;
+/// Bytes of an event's detail kept (cut at a character boundary).
+pub const MAX_DETAIL: usize = 256;
 /// Events kept from the start of a machine's boot before later ones rotate.
 const KEEP_FIRST: usize = 16;
 
@@ -85,7 +89,21 @@ impl Timeline {
         self.record_at(mac, phase, path, detail, now_ms());
     }
 
-    pub fn record_at(&self, mac: [u8; 6], phase: Phase, path: &str, detail: String, at_ms: u64) {
+    pub fn record_at(
+        &self,
+        mac: [u8; 6],
+        phase: Phase,
+        path: &str,
+        mut detail: String,
+        at_ms: u64,
+    ) {
+        if detail.len() > MAX_DETAIL {
+            let mut end = MAX_DETAIL;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
         let mut m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         if !m.contains_key(&mac) && m.len() >= MAX_MACHINES {
             // Forget the machine heard from least recently.
@@ -165,6 +183,34 @@ fn summary(mac: [u8; 6], e: &Entry, events: bool) -> Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_and_machines_are_bounded() {
+        let t = Timeline::default();
+        let long = "é".repeat(1000);
+        t.record_at([2, 0, 0, 0, 0, 1], Phase::Syslog, "syslog", long, 1);
+        let d = &t.machine([2, 0, 0, 0, 0, 1]).unwrap().events[0].detail;
+        assert!(
+            d.len() <= MAX_DETAIL && d.len() >= MAX_DETAIL - 1,
+            "{}",
+            d.len()
+        );
+        for i in 0..MAX_MACHINES as u64 + 10 {
+            let [_, _, a, b, c, d, e, f] = i.to_be_bytes();
+            t.record_at(
+                [a | 0x10, b, c, d, e, f],
+                Phase::Discover,
+                "xdp",
+                String::new(),
+                10 + i,
+            );
+        }
+        let all = t.machines();
+        assert_eq!(all.len(), MAX_MACHINES);
+        // The least recently heard from went first.
+        assert!(t.machine([2, 0, 0, 0, 0, 1]).is_none());
+        assert_eq!(all[0].last_ms, 10 + MAX_MACHINES as u64 + 9);
+    }
 
     #[test]
     fn keeps_the_start_and_the_latest_events() {

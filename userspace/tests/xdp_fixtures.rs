@@ -735,8 +735,14 @@ fn uefi_pxe_gets_ipxe_efi() {
 #[test]
 fn ipxe_gets_its_script_url_and_no_proxydhcp_wait() {
     let f = fixture();
-    // The bare string, as iPXE sends it, and an RFC 3004 instance.
-    for user_class in [&b"iPXE"[..], &b"\x04iPXE"[..]] {
+    // The bare string, as iPXE sends it, and RFC 3004 instances, the
+    // marker first, after another, and before a cut-short one.
+    for user_class in [
+        &b"iPXE"[..],
+        &b"\x04iPXE"[..],
+        &b"\x03abc\x04iPXE"[..],
+        &b"\x04iPXE\xff"[..],
+    ] {
         let req = firmware(
             NODE1,
             MessageType::Request,
@@ -1281,4 +1287,101 @@ fn offered_mac(dp: &Dataplane, mac: [u8; 6]) -> Option<Ipv4Addr> {
             .expect("a DHCP reply")
             .yiaddr()
     })
+}
+
+/// Builds the frame of `payload` from NODE1, then lets `edit` change it.
+fn edited(payload: &[u8], edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    let mut f = frame::build(
+        &Addressing {
+            eth_dst: BROADCAST_MAC,
+            eth_src: NODE1,
+            vlan: None,
+            ip_src: Ipv4Addr::UNSPECIFIED,
+            ip_dst: Ipv4Addr::BROADCAST,
+            sport: 68,
+            dport: 67,
+        },
+        payload,
+    );
+    edit(&mut f);
+    f
+}
+
+/// Payload of a DISCOVER from NODE1 with `extra` inserted before END.
+fn discover_with(extra: &[u8]) -> Vec<u8> {
+    let mut p = encode(&request(NODE1, MessageType::Discover));
+    let end = p.len() - 1;
+    p.splice(end..end, extra.iter().copied());
+    p
+}
+
+#[test]
+fn frames_userspace_refuses_are_passed_up_not_answered() {
+    // Each of these is refused by the userspace dataplane (bad headers)
+    // or read differently by it (repeated or odd-length options); the
+    // program must leave them to it rather than answer its own way.
+    let f = fixture();
+    let plain = discover_with(&[]);
+    let bad_ip_checksum = edited(&plain, |f| f[24] ^= 0x10);
+    passes(&f, &bad_ip_checksum, Counter::Malformed);
+    // One bit of the options flipped: the UDP checksum no longer holds.
+    let bad_udp_checksum = edited(&plain, |f| f[42 + 250] ^= 0x01);
+    assert_eq!(
+        slowpath::decode(&bad_udp_checksum).err(),
+        Some(slowpath::DecodeError::Frame(frame::FrameError::UdpChecksum))
+    );
+    passes(&f, &bad_udp_checksum, Counter::Malformed);
+    // No checksum at all (zero) is the sender's right (RFC 768), and the
+    // partial checksum of an offload (a sender on this host, through a
+    // veth) is what the slow path, told by the kernel, reads as none: both
+    // answered.
+    let (m, _, _) = reply(&f, &edited(&plain, |f| f[40..42].copy_from_slice(&[0, 0])));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    let partial = edited(&plain, |f| stormboot::mutate::set_partial_checksum(f));
+    assert!(slowpath::decode(&partial).is_err(), "not a valid checksum");
+    let (action, _) = run(&f, &partial);
+    assert_eq!(action, XDP_TX, "a partial checksum is answered");
+    // IPv4 total length longer than the frame, and too short for the
+    // datagram (checksum kept right).
+    for ip_len in [2000u16, 100] {
+        let lie = edited(&plain, |f| {
+            f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let sum =
+                stormboot_common::csum::finish_ip(stormboot_common::csum::sum_bytes(&f[14..34]));
+            f[24..26].copy_from_slice(&sum.to_be_bytes());
+        });
+        assert!(slowpath::decode(&lie).is_err());
+        passes(&f, &lie, Counter::Malformed);
+    }
+    // Subnet selection (RFC 3011) and option 82's link selection (RFC
+    // 3527): the userspace server chooses the subnet by them.
+    passes(
+        &f,
+        &edited(&discover_with(&[118, 4, 10, 51, 0, 99]), |_| {}),
+        Counter::PassUnsupported,
+    );
+    passes(
+        &f,
+        &edited(
+            &discover_with(&[82, 12, 1, 2, b'p', b'1', 5, 4, 10, 51, 0, 99, 2, 0]),
+            |_| {},
+        ),
+        Counter::PassUnsupported,
+    );
+    // Two message types: userspace concatenates adjacent repeats (RFC
+    // 3396) and keeps the last of others; the walk would keep the last.
+    let twice = edited(&discover_with(&[53, 1, 3]), |_| {});
+    passes(&f, &twice, Counter::PassUnsupported);
+    // Option 50 of three bytes, option 53 of two, option 93 of one.
+    for extra in [&[50u8, 3, 10, 50, 0][..], &[53, 2, 1, 1], &[93, 1, 0]] {
+        let mut p = encode(&request(NODE1, MessageType::Discover));
+        // Replace the message type option (first) when the extra is one.
+        if extra[0] == 53 {
+            p.drain(240..243);
+        }
+        let end = p.len() - 1;
+        p.splice(end..end, extra.iter().copied());
+        passes(&f, &edited(&p, |_| {}), Counter::Malformed);
+    }
 }

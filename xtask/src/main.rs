@@ -4,6 +4,7 @@
 //! measures stormboot beside its peers, `build` builds the release binary.
 
 mod bench;
+mod fuzz;
 mod lab;
 mod setup;
 mod sh;
@@ -33,6 +34,9 @@ enum Cmd {
     /// Set up, build, and measure stormboot beside its peers (Kea, dnsmasq,
     /// ISC dhcpd, coredhcp) on the same lab.
     Bench(bench::BenchArgs),
+    /// Set up, then fuzz: each cargo-fuzz target for a while, then
+    /// millions of mutated frames through the XDP program (needs root).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -52,6 +56,10 @@ fn main() -> Result<()> {
             setup::run()?;
             sh::cargo(&["build", "--release", "-p", "stormboot"])?;
             bench::run(&args)
+        }
+        Cmd::Fuzz(args) => {
+            setup::run()?;
+            fuzz::run(&args)
         }
     }
 }
@@ -74,6 +82,8 @@ fn test() -> Result<()> {
     sh::cargo(&["build", "-p", "stormboot"])?;
     std::env::set_var("STORMBOOT_BIN", sh::root().join("target/debug/stormboot"));
     sh::cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    // A bounded run of each fuzz target from its seeds.
+    fuzz::smoke()?;
     // The benchmark harness, tiny: every server must still answer.
     bench::smoke(&sh::root().join("target/debug/stormboot"))
 }

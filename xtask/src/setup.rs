@@ -68,6 +68,8 @@ const PACKAGES: &[&str] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-fuzz, for the fuzz targets in fuzz/ (`cargo xtask fuzz`).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn require_root(why: &str) -> Result<()> {
     stormboot_testbed::check_privileges()
@@ -81,7 +83,27 @@ pub fn run() -> Result<()> {
         eprintln!("setup: no apt-get here; checking for the tools instead");
     }
     install_bpf_linker()?;
+    install_cargo_fuzz()?;
     report_toolchain()
+}
+
+fn install_cargo_fuzz() -> Result<()> {
+    let bin = cargo_bin("cargo-fuzz");
+    if let Ok(v) = sh::output(Command::new(&bin).arg("--version")) {
+        if v.contains(CARGO_FUZZ_VERSION) {
+            eprintln!("setup: {}", v.trim());
+            return Ok(());
+        }
+    }
+    sh::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ]),
+    )
 }
 
 fn installed(pkg: &str) -> bool {

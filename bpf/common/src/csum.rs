@@ -73,15 +73,22 @@ pub fn sum_bytes(bytes: &[u8]) -> u32 {
 
 /// The UDP pseudo-header share of the sum (RFC 768).
 pub const fn pseudo_header(src: u32, dst: u32, udp_len: u16) -> u32 {
+    // Two words, not their u16 sum: that overflows for lengths over 65518.
     add16(
-        add32(add32(0, src), dst),
-        crate::layout::IPPROTO_UDP as u16 + udp_len,
+        add16(add32(add32(0, src), dst), crate::layout::IPPROTO_UDP as u16),
+        udp_len,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudo_header_of_any_length() {
+        assert_eq!(fold(pseudo_header(0, 0, 0xffff)), fold(0x11 + 0xffff));
+        assert_eq!(pseudo_header(1, 2, 300), 1 + 2 + 17 + 300);
+    }
 
     #[test]
     fn rfc1071_example() {

@@ -65,6 +65,11 @@ pub const fn reply_len(end_pos: usize) -> usize {
     }
 }
 
+/// Longest request datagram (UDP header included) whose checksum the fast
+/// path verifies; a longer one is passed up. With its padding and the
+/// pseudo-header it fits 2048 bytes.
+pub const MAX_DGRAM_LEN: usize = 2032;
+
 /// TTL of replies; RFC 1700's default, as the userspace stack would send.
 pub const REPLY_TTL: u8 = 64;
 
@@ -95,5 +100,10 @@ pub mod opt {
     pub const CLIENT_ARCH: u8 = 93;
     pub const CLIENT_UUID: u8 = 97;
     pub const RELAY_AGENT_INFO: u8 = 82;
+    /// Subnet selection (RFC 3011): the userspace server chooses the
+    /// subnet by it, so the fast path leaves such requests to it.
+    pub const SUBNET_SELECTION: u8 = 118;
+    /// Option 82's link selection sub-option (RFC 3527), likewise.
+    pub const SUB_LINK_SELECTION: u8 = 5;
     pub const END: u8 = 255;
 }

@@ -46,8 +46,13 @@ fn vendor(ctx: &XdpContext, f: *const FoundOptions) -> Result<Vendor, Counter> {
     Ok(Vendor::Other)
 }
 
-/// Option 77 equals the marker, bare (iPXE) or as the first RFC 3004
-/// instance.
+/// RFC 3004 instances walked before the request is left to userspace.
+const MAX_INSTANCES: u32 = 8;
+
+/// Option 77 carries the marker, bare (iPXE) or as one of its RFC 3004
+/// instances: `rules::has_user_class`, walked within bounds. A value with
+/// more instances than the walk takes is passed up, for userspace to
+/// decide.
 #[inline(always)]
 fn user_class_matches(ctx: &XdpContext, f: *const FoundOptions) -> Result<bool, Counter> {
     // SAFETY: read-only use of a map value that userspace writes once.
@@ -57,12 +62,43 @@ fn user_class_matches(ctx: &XdpContext, f: *const FoundOptions) -> Result<bool, 
         return Ok(false);
     }
     let len = read!(f, user_class_len) as usize;
-    let mut off = bounded(read!(f, user_class_off))?;
-    if len == mlen + 1 && load::<u8>(ctx, off)? as usize == mlen {
-        off += 1;
-    } else if len != mlen {
+    let start = bounded(read!(f, user_class_off))?;
+    if len == mlen && equals_marker(ctx, start, marker, mlen)? {
+        return Ok(true);
+    }
+    let end = start + len;
+    let mut off = start;
+    let mut n = 0;
+    while n < MAX_INSTANCES {
+        n += 1;
+        if off >= end {
+            return Ok(false);
+        }
+        let ilen = load::<u8>(ctx, bounded(off as u32)?)? as usize;
+        if off + 1 + ilen > end {
+            // Cut short: not a list of instances.
+            return Ok(false);
+        }
+        if ilen == mlen && equals_marker(ctx, off + 1, marker, mlen)? {
+            return Ok(true);
+        }
+        off += 1 + ilen;
+    }
+    if off >= end {
         return Ok(false);
     }
+    Err(Counter::PassUnsupported)
+}
+
+/// Whether the `mlen` bytes at `off` are the marker.
+#[inline(always)]
+fn equals_marker(
+    ctx: &XdpContext,
+    off: usize,
+    marker: &Marker,
+    mlen: usize,
+) -> Result<bool, Counter> {
+    let off = bounded(off as u32)?;
     let mut i = 0;
     while i < MARKER_MAX {
         if i >= mlen {

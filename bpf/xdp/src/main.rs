@@ -35,8 +35,10 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
     // From here the frame is a DHCP request: passed up, it costs its
     // client a token. Keyed by chaddr once known (a relay forwards many
     // clients from one Ethernet address), else by the Ethernet source.
-    let (why, mac) = match parse::request(&ctx, &boot) {
-        Ok(req) => match reply::answer(&ctx, &req) {
+    let parsed =
+        parse::request(&ctx, &boot).and_then(|()| parse::current().ok_or(Counter::TxError));
+    let (why, mac) = match parsed {
+        Ok(req) => match reply::answer(&ctx, req) {
             Ok(action) => return action,
             Err(why) => (why, req.chaddr),
         },

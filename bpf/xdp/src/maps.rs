@@ -42,6 +42,12 @@ pub static BOOT_MARKER: Array<Marker> = Array::with_max_entries(1, 0);
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// One entry per CPU: the parsed request. Program-private (userspace never
+/// reads it): kept here rather than on the stack, which the reply path
+/// needs whole.
+#[map]
+pub static REQUEST: PerCpuArray<crate::parse::Request> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-MAC slow-path buckets (`bucket`): the time each is full again.
 /// LRU, so a flood of made-up MACs evicts the oldest instead of failing.
 #[map(name = "SLOWPATH_BUCKETS")]

@@ -3,12 +3,13 @@
 //! header, the cookie, and a bounded walk of the options.
 
 use aya_ebpf::programs::XdpContext;
+use stormboot_common::csum;
 use stormboot_common::{
     counters::Counter,
     layout::{
-        opt, BOOTP_LEN, COOKIE, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN, OFF_CHADDR,
-        OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_HLEN, OFF_HTYPE, OFF_OP, OFF_XID, OPTIONS_OFF,
-        PXE_BOOT_PORT, SERVER_PORT, UDP_LEN, VLAN_LEN,
+        opt, BOOTP_LEN, COOKIE, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN, MAX_DGRAM_LEN,
+        OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_HLEN, OFF_HTYPE, OFF_OP, OFF_XID,
+        OPTIONS_OFF, PXE_BOOT_PORT, SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
     rules,
 };
@@ -17,11 +18,14 @@ use stormboot_common::maps::FoundOptions;
 
 use crate::maps::{proxy_mode, SCRATCH};
 use crate::packet::{load, load_be16, load_be32, MAX_OFFSET};
+use aya_ebpf::helpers::generated::{bpf_csum_diff, bpf_xdp_load_bytes};
+use core::ffi::c_void;
 
 /// Options walked before giving up; real clients send 8 to 20.
 const MAX_OPTIONS: u32 = 64;
 
 /// A DHCP request, as far as the fast path reads it.
+#[derive(Clone, Copy)]
 pub struct Request {
     /// Offset of the IPv4 header: 14, or 18 behind an 802.1Q tag.
     pub l3: usize,
@@ -35,8 +39,9 @@ pub struct Request {
     pub fields: rules::Request,
     /// Offset and total length (code and length bytes included) of option
     /// 82, or zero length when absent.
-    pub relay_off: usize,
-    pub relay_len: usize,
+    /// (u16: the frame is never longer, and the program's stack is full.)
+    pub relay_off: u16,
+    pub relay_len: u16,
     /// Which rendered reply the request asks for (`maps::variant`).
     pub variant: u16,
     /// Sent to the PXE boot-server port (4011; proxy mode only).
@@ -46,8 +51,8 @@ pub struct Request {
     pub ip_src: u32,
     pub sport: u16,
     /// Offset and total length of option 97, or zero length when absent.
-    pub uuid_off: usize,
-    pub uuid_len: usize,
+    pub uuid_off: u16,
+    pub uuid_len: u16,
 }
 
 /// Reads one field of the `FoundOptions` in the SCRATCH map.
@@ -67,8 +72,8 @@ pub struct BootRequest {
     pub vlan_tci: u16,
     pub eth_src: [u8; 6],
     to_boot_port: bool,
-    bootp: usize,
-    opts_end: usize,
+    /// Where the UDP datagram ends (u16: the program's stack is full).
+    opts_end: u16,
 }
 
 /// Finds a BOOTREQUEST to port 67. An error here means the frame is no
@@ -116,6 +121,12 @@ pub fn bootrequest(ctx: &XdpContext) -> Result<BootRequest, Counter> {
     if udp_len < UDP_LEN + OPTIONS_OFF {
         return Err(Counter::Malformed);
     }
+    // A header the stack would refuse (bad checksum, a length that does
+    // not hold the datagram or does not fit the frame) is not answered
+    // here either: the userspace server refuses it the same way.
+    if !ip_header_holds(ctx, l3, udp_len) {
+        return Err(Counter::Malformed);
+    }
     if load::<u8>(ctx, bootp + OFF_OP)? != 1 {
         // A BOOTREPLY to port 67: another server or a relay's business.
         return Err(Counter::PassOtherDhcp);
@@ -125,22 +136,48 @@ pub fn bootrequest(ctx: &XdpContext) -> Result<BootRequest, Counter> {
         vlan_tci,
         eth_src: load(ctx, 6)?,
         to_boot_port,
-        bootp,
-        opts_end,
+        opts_end: opts_end as u16,
     })
 }
 
-/// Parses the rest of a BOOTREQUEST: the header fields and the options.
+/// Whether the IPv4 header at `l3` has a right checksum and a total length
+/// that holds the `udp_len`-byte datagram and fits the frame.
 #[inline(always)]
-pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<Request, Counter> {
+fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
+    // Word by word from the frame: a copy of the header would take stack
+    // the rest of the program needs.
+    let mut ip_sum = 0u32;
+    let mut i = 0;
+    while i < IP_LEN {
+        match load_be16(ctx, l3 + i) {
+            Ok(w) => ip_sum = csum::add16(ip_sum, w),
+            Err(_) => return false,
+        }
+        i += 2;
+    }
+    let Ok(ip_len) = load_be16(ctx, l3 + 2) else {
+        return false;
+    };
+    let ip_len = ip_len as usize;
+    csum::fold(ip_sum) == 0xffff
+        && udp_len <= ip_len - IP_LEN.min(ip_len)
+        && ctx.data() + l3 + ip_len <= ctx.data_end()
+}
+
+/// Parses the rest of a BOOTREQUEST, the header fields and the options,
+/// into the REQUEST map (`current`). A function of its own, so that its
+/// locals and the reply's need not fit one 512-byte stack frame together.
+#[inline(never)]
+pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
     let BootRequest {
         l3,
         vlan_tci,
         eth_src,
         to_boot_port,
-        bootp,
         opts_end,
     } = *b;
+    let bootp = l3 + IP_LEN + UDP_LEN;
+    let opts_end = opts_end as usize;
     if load::<u8>(ctx, bootp + OFF_HTYPE)? != 1 || load::<u8>(ctx, bootp + OFF_HLEN)? != 6 {
         return Err(Counter::PassUnsupported);
     }
@@ -177,23 +214,169 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<Request, Counter> {
         giaddr: load_be32(ctx, bootp + OFF_GIADDR)?,
         chaddr: load(ctx, bootp + OFF_CHADDR)?,
         fields,
-        relay_off,
-        relay_len,
+        relay_off: relay_off as u16,
+        relay_len: relay_len as u16,
         variant: crate::boot::variant(ctx, found)?,
         to_boot_port,
         ip_src: load_be32(ctx, l3 + 12)?,
         sport: load_be16(ctx, l3 + IP_LEN)?,
-        uuid_off,
-        uuid_len,
+        uuid_off: uuid_off as u16,
+        uuid_len: uuid_len as u16,
     };
+    // Stored before the checks below, so it is not kept on the stack across
+    // them; the caller reads it only if they pass.
+    let slot = crate::maps::REQUEST
+        .get_ptr_mut(0)
+        .ok_or(Counter::TxError)?;
+    // SAFETY: a per-CPU map value; XDP does not nest on one CPU.
+    unsafe { slot.write(req) };
     // The whole datagram must be in the frame, or the request was cut
     // short. Checked last, after every load: placed earlier, LLVM would
     // use it to drop the constant-offset checks the verifier relies on.
     if ctx.data() + opts_end > ctx.data_end() {
         return Err(Counter::Malformed);
     }
-    Ok(req)
+    if relay_len != 0 {
+        link_selection(ctx, relay_off, relay_len)?;
+    }
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
+    // SAFETY: the address of a field of the per-CPU map value.
+    let dgram = unsafe { core::ptr::addr_of_mut!((*scratch).dgram) } as *mut u8;
+    udp_checksum(ctx, dgram, l3, opts_end - (l3 + IP_LEN))?;
+    Ok(())
 }
+
+/// Verifies the UDP checksum of the datagram after the IPv4 header at
+/// `l3` (zero means the sender did not compute one). The datagram is copied into the scratch
+/// map and summed there by the kernel's checksum helper, 512 bytes at a
+/// time (its limit), in whole 32-bit words after zero padding. A function
+/// of its own: inlined, its locals would push the program's stack over
+/// the limit.
+#[inline(never)]
+fn udp_checksum(ctx: &XdpContext, buf: *mut u8, l3: usize, udp_len: usize) -> Result<(), Counter> {
+    let udp = l3 + IP_LEN;
+    if load_be16(ctx, udp + 6)? == 0 {
+        return Ok(());
+    }
+    // SAFETY: `buf` is the scratch map's `dgram`; XDP does not nest on
+    // one CPU. The helpers check the frame's bounds; the lengths are
+    // bounded by the buffer's size below.
+    unsafe {
+        let len = udp_len & 0xfff;
+        if len == 0 || len > MAX_DGRAM_LEN {
+            return Err(Counter::PassUnsupported);
+        }
+        if bpf_xdp_load_bytes(ctx.ctx, udp as u32, buf as *mut c_void, len as u32) != 0 {
+            return Err(Counter::Malformed);
+        }
+        // Zeros up to the next word (they add nothing), then the
+        // pseudo-header (RFC 768) as twelve more bytes: one sum over the
+        // buffer covers both, and nothing else has to stay live across
+        // the helper calls (the stack this function may use is what the
+        // caller leaves of 512 bytes).
+        *buf.add(len) = 0;
+        *buf.add(len + 1) = 0;
+        *buf.add(len + 2) = 0;
+        // Masked again: the verifier must see the bound on this value.
+        let words = ((len + 3) & !3) & 0x7fc;
+        let p = buf.add(words);
+        // Source and destination straight from the frame.
+        if bpf_xdp_load_bytes(ctx.ctx, (l3 + 12) as u32, p as *mut c_void, 8) != 0 {
+            return Err(Counter::Malformed);
+        }
+        *p.add(8) = 0;
+        *p.add(9) = IPPROTO_UDP;
+        *p.add(10) = (len >> 8) as u8;
+        *p.add(11) = len as u8;
+        let total = words + 12;
+        let mut sum: u64 = 0;
+        let mut k = 0;
+        while k < CSUM_SPAN / CSUM_CHUNK {
+            let off = k * CSUM_CHUNK;
+            k += 1;
+            if off >= total {
+                break;
+            }
+            let mut n = total - off;
+            if n > CSUM_CHUNK {
+                n = CSUM_CHUNK;
+            }
+            // The mask keeps the bound the verifier needs (whole words,
+            // under twice the chunk: the buffer has that much spare).
+            let part = bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                buf.add(off) as *mut u32,
+                (n & (2 * CSUM_CHUNK - 4)) as u32,
+                0,
+            );
+            if part < 0 {
+                return Err(Counter::PassUnsupported);
+            }
+            sum += part as u64 & 0xffff_ffff;
+        }
+        // The helper sums native (little-endian) words: the big-endian
+        // sum byte-swapped, and all ones either way round.
+        if csum::fold(((sum >> 32) + (sum & 0xffff_ffff)) as u32) == 0xffff {
+            return Ok(());
+        }
+        // A frame sent by this host's own stack through a veth may still
+        // carry the partial checksum of an offload (the pseudo-header's
+        // sum, to be completed by hardware that never sees it). The
+        // kernel flags such frames to the packet socket, and the slow path
+        // takes them as sent without a checksum; the program cannot see
+        // the flag, so it takes that exact value the same way.
+        let pseudo = bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            buf.add((total - 12) & 0x7fc) as *mut u32,
+            12,
+            0,
+        );
+        let field = u16::from_be_bytes([*buf.add(6), *buf.add(7)]);
+        if pseudo >= 0 && csum::fold(pseudo as u32).swap_bytes() == field {
+            return Ok(());
+        }
+    }
+    Err(Counter::Malformed)
+}
+
+/// Sub-options of option 82 looked through; a longer list is passed up.
+const MAX_SUBOPTIONS: u32 = 16;
+
+/// Passes up a request whose option 82 (at `off`, `len` bytes with code
+/// and length) carries a link selection sub-option, or sub-options the
+/// walk cannot follow: the userspace server chooses the subnet by it.
+#[inline(never)]
+fn link_selection(ctx: &XdpContext, off: usize, len: usize) -> Result<(), Counter> {
+    let end = off + len;
+    let mut at = off + 2;
+    let mut n = 0;
+    while n < MAX_SUBOPTIONS {
+        n += 1;
+        if at >= end {
+            return Ok(());
+        }
+        if at > MAX_OFFSET {
+            return Err(Counter::Malformed);
+        }
+        let [code, sublen] = load::<[u8; 2]>(ctx, at)?;
+        if code == opt::SUB_LINK_SELECTION {
+            return Err(Counter::PassUnsupported);
+        }
+        at += 2 + sublen as usize;
+    }
+    if at >= end {
+        return Ok(());
+    }
+    Err(Counter::PassUnsupported)
+}
+
+/// What one pass of checksum calls covers: the longest datagram, its
+/// padding and the pseudo-header.
+const CSUM_SPAN: usize = 2048;
+/// Bytes the checksum helper sums in one call (its limit).
+const CSUM_CHUNK: usize = 512;
 
 /// Walks the options from `off` to `end` and returns where it left the ones
 /// the fast path reads: in the SCRATCH map, written with volatile accesses
@@ -239,6 +422,40 @@ fn walk_options(
         if val + len > end {
             return Err(Counter::Malformed);
         }
+        // Each option read here must appear once, at the length its
+        // value has: a repeat is concatenated by the userspace decoder
+        // (RFC 3396) where the walk would keep the last, and a value of
+        // another length is read differently or refused there.
+        if code == opt::SUBNET_SELECTION {
+            return Err(Counter::PassUnsupported);
+        }
+        let bit = match code {
+            opt::MESSAGE_TYPE => 1,
+            opt::REQUESTED_IP => 2,
+            opt::SERVER_ID => 4,
+            opt::VENDOR_CLASS => 8,
+            opt::USER_CLASS => 16,
+            opt::CLIENT_ARCH => 32,
+            opt::RELAY_AGENT_INFO => 64,
+            _ => 0,
+        };
+        if bit != 0 {
+            let seen_ptr = unsafe { core::ptr::addr_of_mut!((*found).seen) };
+            let seen = unsafe { seen_ptr.read_volatile() };
+            if seen & bit != 0 {
+                return Err(Counter::PassUnsupported);
+            }
+            unsafe { seen_ptr.write_volatile(seen | bit) };
+            let fits = match code {
+                opt::MESSAGE_TYPE => len == 1,
+                opt::REQUESTED_IP | opt::SERVER_ID => len == 4,
+                opt::CLIENT_ARCH => len >= 2,
+                _ => true,
+            };
+            if !fits {
+                return Err(Counter::Malformed);
+            }
+        }
         unsafe {
             match (code, len) {
                 (opt::MESSAGE_TYPE, 1) => {
@@ -281,4 +498,11 @@ fn walk_options(
     // Did not see the end of the options: one that matters may come later,
     // so do not answer.
     Err(Counter::PassUnsupported)
+}
+
+/// The request `request` parsed last on this CPU.
+#[inline(always)]
+pub fn current() -> Option<&'static Request> {
+    // SAFETY: a per-CPU map value; XDP does not nest on one CPU.
+    crate::maps::REQUEST.get_ptr(0).map(|p| unsafe { &*p })
 }

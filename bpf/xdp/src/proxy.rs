@@ -61,7 +61,7 @@ pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Count
         ours: u32::from_be_bytes(res.server_id),
         src_mac: iface.mac,
         // PXE clients match replies by their UUID: option 97 is echoed.
-        echo_off: req.uuid_off,
-        echo_len: req.uuid_len,
+        echo_off: req.uuid_off as usize,
+        echo_len: req.uuid_len as usize,
     })
 }

@@ -8,8 +8,10 @@ use stormboot_common::bucket;
 
 use crate::maps::{SLOWPATH_BUCKETS, SLOWPATH_LIMIT};
 
-/// XDP_PASS if `mac` may send one more request up, XDP_DROP if not.
-#[inline(always)]
+/// XDP_PASS if `mac` may send one more request up, XDP_DROP if not. Not
+/// inlined: the program's entry frame stays small, for the stack the
+/// parse below it needs.
+#[inline(never)]
 pub fn admit(mac: &[u8; 6]) -> u32 {
     let limit = match SLOWPATH_LIMIT.get(0) {
         Some(l) if l.enabled() => *l,

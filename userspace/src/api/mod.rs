@@ -185,6 +185,7 @@ pub fn routes() -> Vec<Route> {
 /// The daemon's whole HTTP service: the API, `/metrics`, `/healthz` and
 /// `/openapi.json`, behind the token check.
 pub fn router(state: AppState, policy: auth::Policy) -> Router {
+    let limit = crate::http::API_BODY_LIMIT;
     table()
         .router
         .with_state(state)
@@ -192,6 +193,10 @@ pub fn router(state: AppState, policy: auth::Policy) -> Router {
             Arc::new(policy),
             auth::check,
         ))
+        // A body larger than a bulk import of ~100k reservations is refused
+        // (413) before it is read; the JSON extractor may then take it all.
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
 }
 
 #[cfg(test)]

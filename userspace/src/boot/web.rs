@@ -75,8 +75,14 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/artifacts/{*path}", get(artifact))
         .route("/{name}", get(binary))
         .layer(middleware::from_fn_with_state(state.clone(), record))
+        // No route reads a body: a request announcing a large one is
+        // refused (413) before it is read.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)
 }
+
+/// Largest request body accepted (none is ever needed here).
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Serves until `shutdown`, then lets open requests finish.
 pub async fn serve(

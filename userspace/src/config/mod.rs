@@ -424,6 +424,16 @@ impl Config {
         Config::parse(text, path, &mut |p| std::fs::read_to_string(p))
     }
 
+    /// `from_str` with `read` in place of the file system, for the files
+    /// the config names (the reservations file).
+    pub fn from_str_with(
+        text: &str,
+        path: &Path,
+        read: validate::ReadFile,
+    ) -> Result<Config, ConfigError> {
+        Config::parse(text, path, read)
+    }
+
     fn parse(text: &str, path: &Path, read: validate::ReadFile) -> Result<Config, ConfigError> {
         let src = Source::new(text, path);
         let wire: wire::File = toml::from_str(text).map_err(|e| src.toml_error(e))?;

@@ -29,6 +29,7 @@
 //!   how often the daemon calls `expire`; the removals are among its
 //!   changes.
 
+pub mod decode;
 mod live;
 mod options;
 mod pool;
