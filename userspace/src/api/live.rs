@@ -116,8 +116,10 @@ pub fn load(cfg: Config, lease_db: &Path) -> anyhow::Result<(Config, Registry, R
 /// The file's configuration with the stored reservations that still
 /// validate beside it, and their registry.
 fn merge(cfg: Config, rows: Vec<Result<ReservationSpec, String>>) -> (Config, Registry) {
+    let mut cfg = cfg;
+    let file_reservations = std::mem::take(&mut cfg.reservations);
     let file_only = Arc::new(cfg);
-    let mut registry = Registry::new(file_only.clone());
+    let mut registry = Registry::new(file_only.clone(), file_reservations);
     let mut loaded = 0usize;
     for row in rows {
         let spec = match row {
@@ -277,7 +279,7 @@ impl Live {
     ) -> Result<(), FieldError> {
         let put: Vec<_> = checked
             .iter()
-            .map(|c| (c.entry.reservation.mac, c.entry.spec.clone()))
+            .map(|c| (c.entry.reservation.mac, reg.spec(&c.entry)))
             .collect();
         self.store(put, vec![]).await?;
         let written = self.maps(|dp| {
@@ -294,7 +296,7 @@ impl Live {
             let restore: Vec<_> = restore
                 .iter()
                 .filter_map(|c| c.replaces.as_ref())
-                .map(|old| (old.reservation.mac, old.spec.clone()))
+                .map(|old| (old.reservation.mac, reg.spec(old)))
                 .collect();
             let delete: Vec<_> = delete.iter().map(|c| c.entry.reservation.mac).collect();
             let _ = self.store(restore, delete.clone()).await;

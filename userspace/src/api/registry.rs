@@ -92,9 +92,10 @@ pub enum Mode {
 pub struct Entry {
     pub reservation: config::Reservation,
     pub source: Source,
-    /// As the client wrote it (config entries: as the file says, options
-    /// in hex).
-    pub spec: ReservationSpec,
+    /// As the client wrote it; None for the file's entries, whose spec is
+    /// derived when asked for (`Registry::spec`): kept for each of a
+    /// million reservations it would double the daemon's memory.
+    pub spec: Option<ReservationSpec>,
 }
 
 /// A checked change, ready to apply.
@@ -127,25 +128,31 @@ pub struct Registry {
 pub const API_ORIGIN: &str = "api";
 
 impl Registry {
-    /// The registry of `cfg`'s own reservations (all `config` source).
-    /// `cfg.reservations` is only read here; the registry owns the list
-    /// from now on.
-    pub fn new(cfg: Arc<Config>) -> Registry {
+    /// The registry of the file's `reservations` (all `config` source);
+    /// `cfg` holds the rest of the file (its own reservation list is not
+    /// read: the registry owns the list from now on).
+    pub fn new(cfg: Arc<Config>, reservations: Vec<config::Reservation>) -> Registry {
         let mut by_mac = BTreeMap::new();
-        let mut by_ip = HashMap::with_capacity(cfg.reservations.len());
-        for r in &cfg.reservations {
+        let mut by_ip = HashMap::with_capacity(reservations.len());
+        for r in reservations {
             by_ip.insert(r.ip, r.mac);
-            let spec = spec_of(&cfg, r);
             by_mac.insert(
                 r.mac,
                 Entry {
-                    reservation: r.clone(),
+                    reservation: r,
                     source: Source::Config,
-                    spec,
+                    spec: None,
                 },
             );
         }
         Registry { cfg, by_mac, by_ip }
+    }
+
+    /// `e` as a client would write it.
+    pub fn spec(&self, e: &Entry) -> ReservationSpec {
+        e.spec
+            .clone()
+            .unwrap_or_else(|| spec_of(&self.cfg, &e.reservation))
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -328,7 +335,7 @@ impl Registry {
             entry: Entry {
                 reservation,
                 source: Source::Api,
-                spec: normalized,
+                spec: Some(normalized),
             },
             map_entries,
             replaces: existing.cloned(),
@@ -413,7 +420,7 @@ impl Registry {
 
     pub fn view(&self, e: &Entry) -> ReservationView {
         ReservationView {
-            spec: e.spec.clone(),
+            spec: self.spec(e),
             subnet: self.cfg.subnets[e.reservation.subnet].net.to_string(),
             source: e.source,
             origin: e.reservation.origin.clone(),
@@ -464,11 +471,14 @@ impl Registry {
         let keep = |e: &&Entry| {
             subnet.is_none_or(|s| e.reservation.subnet == s)
                 && source.is_none_or(|s| e.source == s)
-                && q.profile
-                    .as_deref()
-                    .is_none_or(|p| e.spec.profile.as_deref() == Some(p))
+                && q.profile.as_deref().is_none_or(|p| {
+                    e.reservation
+                        .profile
+                        .map(|i| self.cfg.profiles[i].name.as_str())
+                        == Some(p)
+                })
                 && q.hostname.as_deref().is_none_or(|h| {
-                    e.spec
+                    e.reservation
                         .hostname
                         .as_deref()
                         .is_some_and(|name| name.contains(h))

@@ -37,7 +37,9 @@ fn spec(mac: &str, ip: &str) -> ReservationSpec {
 }
 
 fn registry() -> Registry {
-    Registry::new(Arc::new(cfg()))
+    let mut c = cfg();
+    let file = std::mem::take(&mut c.reservations);
+    Registry::new(Arc::new(c), file)
 }
 
 fn field(r: Result<Checked, FieldError>) -> (ErrorKind, String) {
@@ -110,7 +112,7 @@ fn the_config_validators_rules_name_the_field() {
     assert_eq!(c.entry.reservation.options[0].data, b"tftp");
     // A profile gives one reply per boot variant.
     assert!(c.map_entries.len() > 1);
-    assert_eq!(c.entry.spec.mac, "02:00:00:00:00:02");
+    assert_eq!(r.spec(&c.entry).mac, "02:00:00:00:00:02");
 }
 
 #[test]
