@@ -24,22 +24,12 @@ use stormboot_common::layout::{
 };
 
 use crate::frame::{self, Addressing, BROADCAST_MAC};
-use crate::xdpbench::{encode, request};
+use crate::xdpbench::{encode, relayed_frame as relayed, request};
 
 /// The fixtures' server, reservations and relay (see `xdpbench::CONFIG`).
-pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
-pub const SERVER_MAC: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 1];
-pub const NODE1: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
-pub const NODE1_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 11);
-pub const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 1, 0x01];
-pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 21);
-pub const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
-pub const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
-pub const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
-/// Option 82 as a relay appends it: circuit id and remote id.
-pub const OPTION_82: [u8; 18] = [
-    82, 16, 1, 6, b'e', b't', b'h', b'0', b'/', b'7', 2, 6, 0x02, 0x77, 0, 0, 0, 9,
-];
+pub use crate::xdpbench::{
+    NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER, SERVER_MAC, UNKNOWN,
+};
 
 /// SplitMix64: small, fast, and the same sequence everywhere.
 #[derive(Clone, Debug)]
@@ -96,25 +86,6 @@ fn client(mac: [u8; 6], vlan: Option<u16>, payload: &[u8]) -> Vec<u8> {
             dport: 67,
         },
         payload,
-    )
-}
-
-fn relayed(msg: &dhcproto::v4::Message) -> Vec<u8> {
-    let mut bytes = encode(msg);
-    // Option 82 goes last before END, where a relay appends it.
-    let end = bytes.len() - 1;
-    bytes.splice(end..end, OPTION_82);
-    frame::build(
-        &Addressing {
-            eth_dst: SERVER_MAC,
-            eth_src: RELAY_MAC,
-            vlan: None,
-            ip_src: RELAY,
-            ip_dst: SERVER,
-            sport: 67,
-            dport: 67,
-        },
-        &bytes,
     )
 }
 

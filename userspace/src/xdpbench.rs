@@ -47,8 +47,7 @@ use crate::config::Config;
 use crate::dataplane::{Dataplane, LoadOptions, EBPF_OBJECT};
 use crate::frame::{self, Addressing, BROADCAST_MAC};
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
+use crate::xdpdiff::{XDP_PASS, XDP_TX};
 
 /// One measured situation.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -77,6 +76,26 @@ impl Default for Options {
     fn default() -> Self {
         Self { runs: 20_000 }
     }
+}
+
+/// `msg` as a relay forwards it to the server: option 82 appended last
+/// before END, from the relay's address to port 67.
+pub fn relayed_frame(msg: &Message) -> Vec<u8> {
+    let mut bytes = encode(msg);
+    let end = bytes.len() - 1;
+    bytes.splice(end..end, OPTION_82);
+    frame::build(
+        &Addressing {
+            eth_dst: SERVER_MAC,
+            eth_src: RELAY_MAC,
+            vlan: None,
+            ip_src: RELAY,
+            ip_dst: SERVER,
+            sport: 67,
+            dport: 67,
+        },
+        &bytes,
+    )
 }
 
 /// The fixed configuration the benchmark and the BPF_PROG_TEST_RUN
@@ -119,25 +138,26 @@ ip = "10.51.0.21"
 hostname = "remote1"
 "#;
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
-const SERVER_MAC: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 1];
-const NODE1: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
-const NODE1_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 11);
-const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 1, 0x01];
-const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 21);
-const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
-const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
+// The machines of `CONFIG`, shared with the fixtures and the mutation test.
+pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
+pub const SERVER_MAC: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 1];
+pub const NODE1: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
+pub const NODE1_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 11);
+pub const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 1, 0x01];
+pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 21);
+pub const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
+pub const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
 /// A MAC without a reservation: its requests are the slow path's.
-const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
+pub const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
 /// The transaction id of every request built here (and by the fixtures).
 pub const XID: u32 = 0x1234_5678;
 /// Relay agent information as a relay appends it: circuit id and remote id.
-const OPTION_82: [u8; 18] = [
+pub const OPTION_82: [u8; 18] = [
     82, 16, 1, 6, b'e', b't', b'h', b'0', b'/', b'7', 2, 6, 0x02, 0x77, 0, 0, 0, 9,
 ];
 /// BPF_PROG_TEST_RUN without a context runs the program as if the frame
 /// arrived on the loopback device of the caller's namespace.
-const TEST_RUN_IFINDEX: u32 = 1;
+pub const TEST_RUN_IFINDEX: u32 = 1;
 /// Drain the reply-event ring buffer this often (in runs), as the daemon
 /// would, so that the program takes its normal "event written" path; a full
 /// buffer would make replies cheaper than they are in service.
@@ -649,22 +669,7 @@ fn scenarios() -> Vec<Scenario> {
     let mut relayed = request(REMOTE, MessageType::Discover);
     relayed.set_giaddr(RELAY);
     relayed.set_hops(1);
-    let mut bytes = encode(&relayed);
-    // Option 82 goes last before END, where a relay appends it.
-    let end = bytes.len() - 1;
-    bytes.splice(end..end, OPTION_82);
-    let relayed = frame::build(
-        &Addressing {
-            eth_dst: SERVER_MAC,
-            eth_src: RELAY_MAC,
-            vlan: None,
-            ip_src: RELAY,
-            ip_dst: SERVER,
-            sport: 67,
-            dport: 67,
-        },
-        &bytes,
-    );
+    let relayed = relayed_frame(&relayed);
 
     // A DNS query for "node1.rack1.example" A, to the server: any other
     // traffic on the interface pays what this pays.

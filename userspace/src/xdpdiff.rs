@@ -26,14 +26,11 @@ use crate::dhcp::{self, Ingress};
 use crate::frame;
 use crate::mutate::{self, Kind, Rng, SERVER, SERVER_MAC};
 use crate::slowpath::{self, Endpoint};
-use crate::xdpbench::CONFIG;
+use crate::xdpbench::{CONFIG, TEST_RUN_IFINDEX};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
-/// BPF_PROG_TEST_RUN without a context runs the program as if the frame
-/// arrived on the loopback device of the caller's namespace.
-const TEST_RUN_IFINDEX: u32 = 1;
 /// The time the userspace server answers at (the program has no clock).
 const NOW: u64 = 1_700_000_000;
 

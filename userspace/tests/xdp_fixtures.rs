@@ -26,22 +26,13 @@ use stormboot_common::counters::Counter;
 use stormboot_common::layout::msg;
 use stormboot_common::maps::Iface;
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
-const SERVER_MAC: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 1];
-const NODE1: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
-const NODE1_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 11);
-const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 1, 0x01];
-const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 21);
-const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
-const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
-const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
+use stormboot::xdpbench::{
+    NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER, SERVER_MAC, UNKNOWN,
+};
+use stormboot::xdpdiff::{XDP_DROP, XDP_PASS, XDP_TX};
 
 /// One reservation on the link, one behind a relay.
-use stormboot::xdpbench::{encode, request, CONFIG};
+use stormboot::xdpbench::{encode, relayed_frame, request, CONFIG};
 
 struct Fixture {
     cfg: Config,
@@ -360,8 +351,9 @@ fn request_for_another_server_gets_no_reply() {
     assert_eq!(counter(&f, Counter::DropOtherServer), 1);
 }
 
-/// A relay agent's frame: from the relay's MAC and address, to the server.
-fn relayed_frame(m: &Message) -> Vec<u8> {
+/// A relay agent's frame without option 82 (`relayed_frame` appends it):
+/// from the relay's MAC and address, to the server.
+fn relayed_without_82(m: &Message) -> Vec<u8> {
     frame::build(
         &Addressing {
             eth_dst: SERVER_MAC,
@@ -376,35 +368,13 @@ fn relayed_frame(m: &Message) -> Vec<u8> {
     )
 }
 
-const OPTION_82: [u8; 18] = [
-    82, 16, // relay agent information
-    1, 6, b'e', b't', b'h', b'0', b'/', b'7', // circuit id
-    2, 6, 0x02, 0x77, 0, 0, 0, 9, // remote id
-];
-
 #[test]
 fn relayed_discover_goes_back_to_the_relay_with_option_82() {
     let f = fixture();
     let mut req = request(REMOTE, MessageType::Discover);
     req.set_giaddr(RELAY);
     req.set_hops(1);
-    let mut bytes = encode(&req);
-    // Insert option 82 raw, as a relay appends it, last before END.
-    let end = bytes.len() - 1;
-    assert_eq!(bytes[end], 255);
-    bytes.splice(end..end, OPTION_82);
-    let input = frame::build(
-        &Addressing {
-            eth_dst: SERVER_MAC,
-            eth_src: RELAY_MAC,
-            vlan: None,
-            ip_src: RELAY,
-            ip_dst: SERVER,
-            sport: 67,
-            dport: 67,
-        },
-        &bytes,
-    );
+    let input = relayed_frame(&req);
     let (m, a, out) = reply(&f, &input);
     assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
     assert_eq!(m.yiaddr(), REMOTE_IP);
@@ -453,7 +423,7 @@ fn relayed_nak_sets_the_broadcast_bit() {
         .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
             10, 51, 0, 200,
         )));
-    let (m, a, _) = reply(&f, &relayed_frame(&req));
+    let (m, a, _) = reply(&f, &relayed_without_82(&req));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Nak));
     assert!(
         m.flags().broadcast(),
@@ -815,7 +785,7 @@ fn unknown_architecture_and_machines_without_profile_get_plain_dhcp() {
         None,
     );
     req.set_giaddr(RELAY);
-    let (m, _, _) = reply(&f, &relayed_frame(&req));
+    let (m, _, _) = reply(&f, &relayed_without_82(&req));
     assert_eq!(m.yiaddr(), REMOTE_IP);
     assert_eq!(bytes_opt(&m, OptionCode::BootfileName), None);
 }
@@ -928,7 +898,7 @@ fn relayed_clients_have_a_bucket_each_and_zero_disables_the_limit() {
     for i in 0..10u8 {
         let mut req = request([0x52, 0x54, 0, 0, 8, i], MessageType::Discover);
         req.set_giaddr(RELAY);
-        passes(&f, &relayed_frame(&req), Counter::PassUnknownMac);
+        passes(&f, &relayed_without_82(&req), Counter::PassUnknownMac);
     }
     // A malformed request is held to its Ethernet source's bucket.
     let mut bytes = encode(&request(UNKNOWN, MessageType::Discover));
@@ -1135,7 +1105,7 @@ fn proxy_answers_a_relayed_pxe_client_through_its_relay() {
     );
     req.set_giaddr(RELAY);
     req.set_hops(1);
-    let (m, a) = proxy_reply(&f, &relayed_frame(&req), MessageType::Offer);
+    let (m, a) = proxy_reply(&f, &relayed_without_82(&req), MessageType::Offer);
     assert_eq!(m.giaddr(), RELAY);
     assert_eq!(file_of(&m), "ipxe.efi");
     assert_eq!(
@@ -1164,7 +1134,7 @@ fn proxy_passes_everything_but_reserved_boot_requests() {
         false,
     );
     remote.set_giaddr(RELAY);
-    let input = relayed_frame(&remote);
+    let input = relayed_without_82(&remote);
     passes(&f, &input, Counter::PassUnknownMac);
     assert_eq!(userspace(&f, &input), None);
     let input = broadcast_frame(&pxe(
