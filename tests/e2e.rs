@@ -185,6 +185,87 @@ fn udhcpc_gets_its_reservation_from_xdp() {
     assert_answered_by_xdp(&lab, 1);
 }
 
+/// A veth served in driver mode whose peer stops running XDP (the program
+/// on it ends) drops every reply the program sends back. The daemon sees
+/// the veth's `tx_dropped` rise as it replies, moves the interface to skb
+/// mode once, says why, counts it, and the client's retransmission is
+/// answered from XDP.
+#[test]
+fn driver_mode_moves_to_skb_when_the_peer_stops_running_xdp() {
+    require_root();
+    let mut lab = Lab::new("e2e-fallback", Some(RESERVED_MAC));
+    lab.start(SMALL_CONFIG);
+    assert_eq!(lab.stats()["xdp_attachments"][0]["mode"], "driver");
+    let pass = lab.pass_pid.take().expect("xdp-pass runs");
+    lab.bed.stop(pass).expect("stopping xdp-pass");
+    assert!(!stormboot_testbed::xdp_on(
+        lab.bed.ns(Side::Client),
+        CLIENT_IF
+    ));
+
+    let lease = lab
+        .run_udhcpc(&["-t", "5", "-T", "2"])
+        .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
+    assert_eq!(lease.get("ip").map(String::as_str), Some(RESERVED_IP));
+    let stats = lab.stats();
+    assert_eq!(stats["xdp_mode_fallbacks"], 1, "{stats}{}", lab.log());
+    assert_eq!(stats["xdp_attachments"][0]["mode"], "skb", "{stats}");
+    let log = lab.log();
+    assert_eq!(
+        log.matches("Moved to skb mode").count(),
+        1,
+        "the move is logged once, naming the interface{log}"
+    );
+    assert!(log.contains("interface=sb0"), "{log}");
+    assert_eq!(lab.metric("stormboot_xdp_mode_fallbacks_total"), 1);
+    // Both attempts were the kernel's: the dropped offer and the one that came through.
+    assert!(xdp_counter(&stats, "offer") >= 2, "{stats}");
+    assert_answered_by_xdp(&lab, 1);
+}
+
+/// Under `ip netns exec` (a mount namespace of its own, /sys remounted) the
+/// daemon pins into a bpffs it mounted itself, which ends with it: it must
+/// say that restarts are not seamless there and name `nsenter --net`.
+/// Entered with nsenter, as the lab does, it must not.
+#[test]
+fn pins_under_ip_netns_exec_are_reported_as_dying_with_the_daemon() {
+    require_root();
+    const WARNING: &str = "mounted only in this daemon's own mount namespace";
+    let mut lab = Lab::new("e2e-netnsexec", None);
+    lab.start(SMALL_CONFIG);
+    assert!(!lab.log().contains(WARNING), "{}", lab.log());
+    lab.stop_daemon();
+
+    let mut serve = Command::new("ip");
+    serve
+        .args(["netns", "exec", lab.bed.ns(Side::Server)])
+        .arg(binary("stormboot"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&lab.config)
+        .env("NO_COLOR", "1")
+        .env("STORMBOOT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(lab.scratch.append_file("daemon.log"));
+    let pid = lab
+        .bed
+        .spawn(Side::Server, serve)
+        .expect("spawning stormboot under ip netns exec");
+    lab.daemon = Some(pid);
+    wait_for(DAEMON_START, || lab.try_stats())
+        .unwrap_or_else(|| panic!("the daemon under ip netns exec did not start{}", lab.log()));
+    let log = lab.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(WARNING))
+        .unwrap_or_else(|| panic!("no warning under ip netns exec{log}"));
+    assert!(
+        line.contains("WARN") && line.contains("nsenter --net") && line.contains("not seamless"),
+        "{line}"
+    );
+    lab.stop_daemon();
+}
+
 #[test]
 fn unknown_mac_is_passed_up_not_answered() {
     require_root();

@@ -601,6 +601,53 @@ fn bios_ipxe_boots_through_xdp() {
     assert_xdp_acks(&lab, 1);
 }
 
+/// The usual lab and container topology with the default configuration
+/// (`xdp_mode` unset, so driver mode asked for): sb0 is a veth whose peer
+/// is a port of a bridge with the machine's tap, and nothing runs XDP on
+/// that peer. A veth drops driver-mode XDP_TX frames then; the daemon must
+/// see it, attach in skb mode, say why once, and the machine must boot from
+/// XDP's replies.
+#[test]
+fn bios_boots_through_a_veth_into_a_bridge_in_the_default_mode() {
+    const MAC: &str = "52:54:00:00:00:07";
+    let (_one, mut lab, tftp) = boot_lab("qemu-bridge");
+    lab.pass_on_peer = false;
+    let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.17"));
+    assert!(!cfg.contains("xdp_mode"), "the default mode is under test");
+    lab.start(&cfg);
+    let stats = lab.stats();
+    let attached = &stats["xdp_attachments"][0];
+    assert_eq!(attached["mode"], "skb", "{stats}{}", lab.log());
+    let why = attached["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(CLIENT_IF) && why.contains(CLIENT_BRIDGE),
+        "the reason names the peer and its bridge: {stats}"
+    );
+    let warned = lab.log().matches("set xdp_mode = \"skb\"").count();
+    assert_eq!(warned, 1, "the reason is logged once{}", lab.log());
+    let (timeline, ev) = boot_and_trace(
+        &mut lab,
+        "bios_boots_through_a_veth_into_a_bridge_in_the_default_mode",
+        Firmware::Bios,
+        MAC,
+    );
+    for phase in ["offer", "ack"] {
+        assert!(
+            has(&ev, phase, "xdp", ""),
+            "no {phase} from XDP: {timeline}{}",
+            lab.log()
+        );
+    }
+    assert!(has(&ev, "script", "http", "auto.ipxe"), "{timeline}");
+    assert_xdp_acks(&lab, 1);
+    assert_eq!(
+        lab.metric(
+            "stormboot_xdp_attached{interface=\"sb0\",mode=\"skb\",reason=\"driver-mode-replies-undelivered\"}"
+        ),
+        1
+    );
+}
+
 #[test]
 fn uefi_two_stage_boots_through_xdp() {
     const MAC: &str = "52:54:00:00:00:02";

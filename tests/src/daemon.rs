@@ -67,6 +67,13 @@ pub struct Lab {
     pub log_filter: String,
     /// Scratch files shown after the daemon's log in [`Lab::log`].
     pub also_log: Vec<&'static str>,
+    /// Whether `start` runs the pass-only program on the veth end facing
+    /// sb0 (before the daemon, which then sees its XDP_TX delivered and
+    /// keeps driver mode). Off: the topology of a veth into a bridge with
+    /// nothing of XDP on the far end.
+    pub pass_on_peer: bool,
+    /// The PID of the pass-only program's process, while it runs.
+    pub pass_pid: Option<u32>,
 }
 
 impl Lab {
@@ -102,6 +109,8 @@ impl Lab {
             daemon: None,
             log_filter: "info".to_string(),
             also_log: Vec::new(),
+            pass_on_peer: true,
+            pass_pid: None,
         }
     }
 
@@ -134,13 +143,30 @@ impl Lab {
 
     /// Writes `config`, starts the daemon on it and waits until its API
     /// answers and it runs the dataplane the config asks for; with XDP on
-    /// sb0, also attaches the pass-only program facing it.
+    /// sb0 (and `pass_on_peer`), first attaches the pass-only program
+    /// facing it, and checks the daemon kept the configured attach mode.
     pub fn start(&mut self, config: &str) {
         self.write_config(config);
+        let pass = self.wants_xdp() && self.pass_on_peer;
+        if pass {
+            self.attach_pass();
+        }
         let stats = self.serve();
         self.check_dataplane(&stats);
-        if self.wants_xdp() {
-            self.attach_pass();
+        if pass {
+            let want = if config.contains("xdp_mode = \"skb\"") {
+                "skb"
+            } else {
+                "driver"
+            };
+            for a in stats["xdp_attachments"].as_array().into_iter().flatten() {
+                assert_eq!(
+                    a["mode"],
+                    want,
+                    "a veth whose peer runs XDP must keep the configured mode: {stats}{}",
+                    self.log()
+                );
+            }
         }
     }
 
@@ -232,11 +258,12 @@ impl Lab {
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(self.scratch.log_file("xdp-pass.log"));
-        match &mut self.relay {
+        let pid = match &mut self.relay {
             Some(relay) => relay.spawn(pass),
             None => self.bed.spawn(Side::Client, pass),
         }
         .expect("spawning stormboot xdp-pass");
+        self.pass_pid = Some(pid);
         // Replies sent before it is attached would vanish and the client
         // would only recover by retransmitting, seconds later.
         if wait_for(Duration::from_secs(5), || xdp_on(&ns, ifname).then_some(())).is_none() {

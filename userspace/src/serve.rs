@@ -15,11 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
 use crate::dataplane::pins::Predecessor;
-use crate::dataplane::{ifaces, tables, Attached, Dataplane, DataplaneError, LoadOptions, Pins};
+use crate::dataplane::{
+    delivery, ifaces, tables, Attached, Dataplane, DataplaneError, LoadOptions, Pins,
+};
 use crate::dhcp::{self, Ingress};
 use crate::leases::{Index, LeaseChange, LeaseStore};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
-use crate::stats::{Snapshot, UserCounters};
+use crate::stats::{Attachment, Snapshot, UserCounters};
 use crate::store::SqliteStore;
 use crate::timeline::Timeline;
 use crate::{events, http, services};
@@ -45,6 +47,38 @@ struct Xdp {
     ring: RingBuf<MapData>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     predecessor: Predecessor,
+    /// The mode of each interface, and why when it is not the one asked for.
+    attachments: Vec<Attachment>,
+    /// Veths attached in driver mode, whose drops are watched while serving.
+    watched: Vec<(String, u32)>,
+}
+
+/// The mode that delivers replies on `ep` when `asked` was asked for, the
+/// reason when it differs, and whether its drops must be watched. A veth
+/// in driver mode delivers XDP_TX only to a peer that runs an XDP program
+/// (dataplane::delivery); skb mode sends through the normal transmit path.
+fn choose_mode(ep: &Endpoint, asked: XdpMode) -> (XdpMode, Option<String>, bool) {
+    if asked != XdpMode::Driver {
+        return (asked, None, false);
+    }
+    let name = &ep.ingress.iface_name;
+    match delivery::check(ep.ingress.ifindex) {
+        Ok((_, Some(why))) => {
+            tracing::warn!(
+                interface = %name,
+                "XDP replies in driver mode would reach nobody on {name}: {why}. \
+                 Attaching in skb mode instead; set xdp_mode = \"skb\" to choose it, \
+                 or attach an XDP program to {} to use driver mode",
+                why.peer
+            );
+            (XdpMode::Skb, Some(why.to_string()), false)
+        }
+        Ok((link, None)) => (asked, None, link.kind.as_deref() == Some("veth")),
+        Err(e) => {
+            tracing::debug!(interface = %name, error = %e, "cannot read the interface over rtnetlink");
+            (asked, None, false)
+        }
+    }
 }
 
 /// The pin directory of this daemon, or None (with a warning: a restart
@@ -53,7 +87,12 @@ fn pins(cfg: &Config) -> Option<Pins> {
     let made = Pins::for_instance(&cfg.server.bpffs_dir, &cfg.server.interfaces)
         .and_then(|p| p.create().map(|()| p));
     match made {
-        Ok(p) => Some(p),
+        Ok(p) => {
+            if let Some(why) = p.dies_with_daemon() {
+                tracing::warn!(key = "server.bpffs_dir", "{why}");
+            }
+            Some(p)
+        }
         Err(e) => {
             tracing::warn!(error = %e, key = "server.bpffs_dir", "not pinning: a restart will not be seamless");
             None
@@ -99,17 +138,30 @@ fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp,
     let ring = dp.take_events()?;
     // Attach last: by now every map is filled, so the first frame already
     // meets the whole configuration.
+    let mut attachments = Vec::with_capacity(endpoints.len());
+    let mut watched = Vec::new();
     for ep in endpoints {
+        let (mode, reason, watch) = choose_mode(ep, mode);
         let how = dp.attach(&ep.ingress.iface_name, mode, pins.as_ref())?;
         if how == Attached::Replaced {
             tracing::info!(interface = %ep.ingress.iface_name, "took over the pinned link: the previous program answered until now");
         }
+        if watch {
+            watched.push((ep.ingress.iface_name.clone(), ep.ingress.ifindex));
+        }
+        attachments.push(Attachment {
+            interface: ep.ingress.iface_name.clone(),
+            mode: mode_name(mode).to_string(),
+            reason,
+        });
     }
     Ok(Xdp {
         dp,
         ring,
         logger,
         predecessor,
+        attachments,
+        watched,
     })
 }
 
@@ -196,10 +248,17 @@ pub async fn serve(
         },
     };
     let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
+    let modes = xdp.as_ref().map_or("-".to_string(), |x| {
+        x.attachments
+            .iter()
+            .map(|a| a.mode.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     tracing::info!(
         interface = %iface_name,
         dataplane,
-        mode = if xdp.is_some() { mode_name(mode) } else { "-" },
+        mode = %modes,
         reservations = cfg.reservations.len(),
         subnets = cfg.subnets.len(),
         api = %cfg.api.listen,
@@ -219,14 +278,21 @@ pub async fn serve(
     };
     let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
     let mut predecessor = Predecessor::default();
+    let attachments = Arc::new(Mutex::new(Vec::new()));
+    let fallbacks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut watched = Vec::new();
     let dp = match xdp {
         Some(Xdp {
             dp,
             ring,
             logger,
             predecessor: p,
+            attachments: a,
+            watched: w,
         }) => {
             predecessor = p;
+            *attachments.lock().expect("fresh lock") = a;
+            watched = w;
             tasks.spawn(events::run(
                 ring,
                 counters.clone(),
@@ -241,6 +307,15 @@ pub async fn serve(
         }
         None => None,
     };
+    if let (Some(dp), false) = (&dp, watched.is_empty()) {
+        tasks.spawn(watch_delivery(
+            dp.clone(),
+            watched,
+            attachments.clone(),
+            fallbacks.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     let live = Arc::new(crate::api::live::Live::new(
@@ -261,6 +336,8 @@ pub async fn serve(
         let queue = queue.clone();
         let store = store.clone();
         let iface = iface_name.clone();
+        let attachments = attachments.clone();
+        let fallbacks = fallbacks.clone();
         Arc::new(move || {
             let xdp = dp
                 .as_ref()
@@ -279,6 +356,8 @@ pub async fn serve(
                 .as_ref()
                 .map(|h| h.stats())
                 .unwrap_or_default();
+            s.xdp_attachments = attachments.lock().map(|a| a.clone()).unwrap_or_default();
+            s.xdp_mode_fallbacks = fallbacks.load(std::sync::atomic::Ordering::Relaxed);
             s
         })
     };
@@ -373,6 +452,85 @@ pub async fn serve(
     slow_result
         .context("the userspace dataplane panicked")?
         .context("the userspace dataplane failed")
+}
+
+/// How often the veths attached in driver mode are checked for dropped
+/// replies.
+const DELIVERY_WATCH: Duration = Duration::from_millis(500);
+
+/// Watches veths attached in driver mode while serving: when the program
+/// sent replies and the veth's `tx_dropped` rose in the same interval, the
+/// replies reach nobody (its peer lost or never had an XDP program), so the
+/// interface is moved to skb mode, once, with the reason logged.
+async fn watch_delivery(
+    dp: Arc<Mutex<Dataplane>>,
+    mut watched: Vec<(String, u32)>,
+    attachments: Arc<Mutex<Vec<Attachment>>>,
+    fallbacks: Arc<std::sync::atomic::AtomicU64>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let replies = |dp: &Dataplane| {
+        dp.counters()
+            .map(|c| {
+                c[Counter::Offer as usize] + c[Counter::Ack as usize] + c[Counter::Nak as usize]
+            })
+            .unwrap_or(0)
+    };
+    let mut last_replies = dp.lock().map(|d| replies(&d)).unwrap_or(0);
+    let mut last: Vec<Option<u64>> = watched
+        .iter()
+        .map(|(_, i)| delivery::tx_dropped(*i).ok())
+        .collect();
+    let mut tick = tokio::time::interval(DELIVERY_WATCH);
+    while !watched.is_empty() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        let Ok(mut d) = dp.lock() else { return Ok(()) };
+        let now_replies = replies(&d);
+        let sent = now_replies > last_replies;
+        last_replies = now_replies;
+        let mut i = 0;
+        while i < watched.len() {
+            let (name, index) = &watched[i];
+            let dropped = delivery::tx_dropped(*index).ok();
+            let rose = matches!((last[i], dropped), (Some(a), Some(b)) if b > a);
+            last[i] = dropped;
+            if !(sent && rose) {
+                i += 1;
+                continue;
+            }
+            let why = format!(
+                "the kernel dropped the program's replies on {name} in driver mode (its tx_dropped rose as replies were sent): \
+                 a veth drops XDP_TX frames unless its peer runs an XDP program"
+            );
+            match d.reattach(name, XdpMode::Skb) {
+                Ok(()) => {
+                    tracing::warn!(
+                        interface = %name,
+                        "{why}. Moved to skb mode; set xdp_mode = \"skb\" to choose it, \
+                         or attach an XDP program to the veth's peer to use driver mode"
+                    );
+                    fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Ok(mut a) = attachments.lock() {
+                        if let Some(a) = a.iter_mut().find(|a| &a.interface == name) {
+                            a.mode = "skb".into();
+                            a.reason = Some(why);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(interface = %name, error = %e, "{why}; moving to skb mode failed")
+                }
+            }
+            watched.remove(i);
+            last.remove(i);
+        }
+    }
+    // A daemon task that ends takes the daemon down: wait for shutdown.
+    shutdown.cancelled().await;
+    Ok(())
 }
 
 /// Applies the configuration file again on each SIGHUP: the file's

@@ -77,6 +77,25 @@ pub struct Snapshot {
     /// Notification hooks (`[hooks]`): events, runs, failures, drops.
     #[serde(default)]
     pub hooks: crate::hooks::HookStats,
+    /// The XDP attach mode of each interface, and why it is not the one
+    /// configured when it is not.
+    #[serde(default)]
+    pub xdp_attachments: Vec<Attachment>,
+    /// Interfaces moved from driver to skb mode while serving, because
+    /// the kernel dropped the program's replies there.
+    #[serde(default)]
+    pub xdp_mode_fallbacks: u64,
+}
+
+/// How the program is attached to one interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attachment {
+    pub interface: String,
+    /// "driver" or "skb".
+    pub mode: String,
+    /// Why the mode differs from `server.xdp_mode`; None when it does not.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 fn by_type(slots: &[AtomicU64; 9]) -> BTreeMap<String, u64> {
@@ -127,6 +146,8 @@ impl Snapshot {
             boot_phase_seconds: Default::default(),
             pools: Vec::new(),
             hooks: Default::default(),
+            xdp_attachments: Vec::new(),
+            xdp_mode_fallbacks: 0,
         }
     }
 
@@ -185,6 +206,26 @@ impl Snapshot {
             self.store_commits
         );
         self.hooks_prometheus(&mut s);
+        s.push_str("# HELP stormboot_xdp_attached The XDP attach mode of each interface (1 for the mode in use); reason says why it is not server.xdp_mode.\n");
+        s.push_str("# TYPE stormboot_xdp_attached gauge\n");
+        for a in &self.xdp_attachments {
+            let reason = match &a.reason {
+                Some(_) => "driver-mode-replies-undelivered",
+                None => "configured",
+            };
+            let _ = writeln!(
+                s,
+                "stormboot_xdp_attached{{interface=\"{}\",mode=\"{}\",reason=\"{reason}\"}} 1",
+                a.interface, a.mode
+            );
+        }
+        s.push_str("# HELP stormboot_xdp_mode_fallbacks_total Interfaces moved from driver to skb mode while serving, because the kernel dropped the program's replies.\n");
+        s.push_str("# TYPE stormboot_xdp_mode_fallbacks_total counter\n");
+        let _ = writeln!(
+            s,
+            "stormboot_xdp_mode_fallbacks_total {}",
+            self.xdp_mode_fallbacks
+        );
         s.push_str("# HELP stormboot_reservations Reservations loaded into the dataplane.\n");
         s.push_str("# TYPE stormboot_reservations gauge\n");
         let _ = writeln!(s, "stormboot_reservations {}", self.reservations);
@@ -252,6 +293,19 @@ impl Snapshot {
             "interface {}  dataplane {}  reservations {}",
             self.interface, self.dataplane, self.reservations
         );
+        for a in &self.xdp_attachments {
+            let _ = writeln!(s, "XDP on {}: {} mode", a.interface, a.mode);
+            if let Some(why) = &a.reason {
+                let _ = writeln!(s, "  not the configured mode: {why}");
+            }
+        }
+        if self.xdp_mode_fallbacks > 0 {
+            let _ = writeln!(
+                s,
+                "XDP mode fallbacks while serving: {}",
+                self.xdp_mode_fallbacks
+            );
+        }
         let _ = writeln!(s, "\nXDP program");
         for (k, v) in &self.xdp {
             let _ = writeln!(s, "  {k:<22} {v:>12}");

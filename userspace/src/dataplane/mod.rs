@@ -2,6 +2,7 @@
 //! it to an interface, and reads its counters and reply events.
 
 mod batch;
+pub mod delivery;
 pub mod ifaces;
 pub mod pins;
 pub mod tables;
@@ -135,7 +136,8 @@ pub struct Dataplane {
     slowpath_buckets: HashMap<MapData, [u8; 6], u64>,
     slowpath_limit: Array<MapData, Limit>,
     mode: Array<MapData, u32>,
-    links: Vec<Held>,
+    /// Each attachment with the interface it is on.
+    links: Vec<(String, Held)>,
     /// Removed with the links on a clean detach; kept on a handover.
     pins: Option<Pins>,
     /// Nothing was installed yet: RESERVATIONS is as the kernel made it, empty.
@@ -387,6 +389,7 @@ impl Dataplane {
     /// attached to. With `pins`, a link a previous daemon pinned for this
     /// interface is taken over (its program swapped for this one in one
     /// step, so known machines see no gap) and the link is pinned again.
+    /// A pinned link in the other mode is replaced by a fresh one.
     pub fn attach(
         &mut self,
         interface: &str,
@@ -401,8 +404,12 @@ impl Dataplane {
         };
         let mut how = Attached::Fresh;
         let mut id = None;
+        let mut other_mode = None;
         if let Some(path) = pins.map(|p| p.link(interface)).filter(|p| p.exists()) {
             match take_pinned(&path) {
+                Ok(link) if attached_mode(interface).is_some_and(|m| m != mode) => {
+                    other_mode = Some(link)
+                }
                 Ok(link) => match prog.attach_to_link(link) {
                     Ok(i) => (id, how) = (Some(i), Attached::Replaced),
                     // The interface went away under it (a deleted namespace).
@@ -415,28 +422,58 @@ impl Dataplane {
                 }
             }
         }
+        // The kernel refuses a driver and an skb program at once: the
+        // link of the other mode goes first (the frames of that instant
+        // reach the userspace server).
+        drop(other_mode);
         let id = match id {
             Some(i) => i,
             None => prog.attach(interface, aya_mode(mode)).map_err(attach_err)?,
         };
-        let held = match pins {
-            None => Held::Managed(id),
-            Some(p) => {
-                let path = p.link(interface);
-                let link = prog.take_link(id).map_err(attach_err)?;
-                let fd = FdLink::try_from(link).map_err(|e| pin_err(&path)(e.to_string()))?;
-                Held::Pinned(fd.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?)
-            }
-        };
-        self.links.push(held);
+        let held = hold(prog, interface, mode, id, pins)?;
+        self.links.push((interface.to_string(), held));
         Ok(how)
+    }
+
+    /// Moves `interface` to `mode`: the old attachment is removed, since
+    /// the kernel refuses a driver and an skb program at once, and the new
+    /// one made (and pinned in its place when pins are in use). Between the
+    /// two, frames go to the userspace server.
+    pub fn reattach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
+        let pins = self.pins.clone();
+        let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
+        if let Some(pos) = self.links.iter().position(|(i, _)| i == interface) {
+            let (_, old) = self.links.remove(pos);
+            match old {
+                Held::Managed(old) => {
+                    prog.detach(old).map_err(|source| DataplaneError::Verify {
+                        name: PROGRAM_DHCP,
+                        source,
+                    })?
+                }
+                Held::Pinned(link) => drop(link.unpin().map_err(|e| DataplaneError::Pin {
+                    path: std::path::PathBuf::from(interface),
+                    reason: e.to_string(),
+                })?),
+            }
+        }
+        let id =
+            prog.attach(interface, aya_mode(mode))
+                .map_err(|source| DataplaneError::Attach {
+                    mode: mode_name(mode),
+                    interface: interface.to_string(),
+                    source,
+                })?;
+        let held = hold(prog, interface, mode, id, pins.as_ref())?;
+        self.links.push((interface.to_string(), held));
+        Ok(())
     }
 
     /// Detaches from every interface, pinned links included; known
     /// machines are then answered by nobody until the next attach.
     pub fn detach(&mut self) -> Result<(), DataplaneError> {
         let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
-        for held in self.links.drain(..) {
+        for (_, held) in self.links.drain(..) {
             match held {
                 Held::Managed(id) => prog.detach(id).map_err(|source| DataplaneError::Verify {
                     name: PROGRAM_DHCP,
@@ -460,10 +497,10 @@ impl Dataplane {
     /// take over; links that are not pinned are detached.
     pub fn release(&mut self) -> Result<(), DataplaneError> {
         let mut managed = Vec::new();
-        for held in self.links.drain(..) {
+        for (i, held) in self.links.drain(..) {
             match held {
                 Held::Pinned(link) => drop(link),
-                m @ Held::Managed(_) => managed.push(m),
+                m @ Held::Managed(_) => managed.push((i, m)),
             }
         }
         self.links = managed;
@@ -532,6 +569,43 @@ impl Dataplane {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         let _ = self.detach();
+    }
+}
+
+/// Keeps a fresh attachment: pinned under `pins`, or by the program.
+fn hold(
+    prog: &mut Xdp,
+    interface: &str,
+    mode: AttachMode,
+    id: XdpLinkId,
+    pins: Option<&Pins>,
+) -> Result<Held, DataplaneError> {
+    let Some(p) = pins else {
+        return Ok(Held::Managed(id));
+    };
+    let path = p.link(interface);
+    let link = prog
+        .take_link(id)
+        .map_err(|source| DataplaneError::Attach {
+            mode: mode_name(mode),
+            interface: interface.to_string(),
+            source,
+        })?;
+    let fd = FdLink::try_from(link).map_err(|e| pin_err(&path)(e.to_string()))?;
+    Ok(Held::Pinned(
+        fd.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?,
+    ))
+}
+
+/// The mode of the XDP program attached to `interface` (driver wins when
+/// both are), read from rtnetlink; None when none is or it cannot be read.
+fn attached_mode(interface: &str) -> Option<AttachMode> {
+    let index = nix::net::if_::if_nametoindex(interface).ok()?;
+    let l = delivery::get(index, None).ok()?;
+    match (l.drv_prog, l.skb_prog) {
+        (0, 0) => None,
+        (0, _) => Some(AttachMode::Skb),
+        _ => Some(AttachMode::Driver),
     }
 }
 

@@ -91,6 +91,29 @@ impl Pins {
         std::fs::create_dir_all(&self.dir)
     }
 
+    /// Why the pins die with this daemon, when they do: the bpffs holding
+    /// them is an instance mounted only in this process's own mount
+    /// namespace (as under `ip netns exec`, which remounts /sys and so hides
+    /// the system's bpffs, and the daemon mounts a fresh one). Such a
+    /// namespace ends with the daemon and unmounts the bpffs, which drops
+    /// the pins, so the links detach and a restart is not seamless. None
+    /// also when it cannot be told (pid 1's mount table unreadable).
+    pub fn dies_with_daemon(&self) -> Option<String> {
+        let root = self.dir.parent()?;
+        let dev = std::fs::metadata(root).ok()?.dev();
+        let init = std::fs::read_to_string("/proc/1/mountinfo").ok()?;
+        if mounted_in(&init, dev) {
+            return None;
+        }
+        Some(format!(
+            "the BPF filesystem at {} is mounted only in this daemon's own mount namespace \
+             (as `ip netns exec` makes one), so the pinned program dies with the daemon and a \
+             restart or crash is not seamless; enter the network namespace with \
+             `nsenter --net=/run/netns/<name>` instead",
+            root.display()
+        ))
+    }
+
     pub fn link(&self, interface: &str) -> PathBuf {
         self.dir.join(format!("link-{interface}"))
     }
@@ -151,6 +174,15 @@ impl Pins {
     }
 }
 
+/// Whether a mount table (`/proc/<pid>/mountinfo`) holds a filesystem on
+/// device `dev` (each bpffs mount is its own instance with its own device).
+fn mounted_in(mountinfo: &str, dev: u64) -> bool {
+    let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    mountinfo
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some(want.as_str()))
+}
+
 fn open(path: &Path) -> Option<Map> {
     MapData::from_pin(path)
         .ok()
@@ -173,6 +205,14 @@ mod tests {
             .to_string_lossy()
             .ends_with(&format!("events-v{LAYOUT_VERSION}")));
         assert_eq!(a.link("sb0").parent(), Some(a.dir()));
+    }
+
+    #[test]
+    fn a_filesystem_is_found_in_a_mount_table_by_its_device() {
+        let table = "48 23 0:40 / /sys/fs/bpf rw,nosuid - bpf bpf rw,mode=700\n\
+                     23 1 0:21 / /sys rw - sysfs sysfs rw\n";
+        assert!(mounted_in(table, libc::makedev(0, 40)));
+        assert!(!mounted_in(table, libc::makedev(0, 41)));
     }
 
     #[test]
