@@ -1348,18 +1348,19 @@ address = "10.50.0.1"
 reservations_file = "hosts.csv"
 slowpath_rate = 20
 slowpath_burst = 40
+offer_hold = "1s"
 
 [[subnet]]
 cidr = "10.50.0.0/16"
 routers = ["10.50.0.1"]
 lease_time = "1h"
-pool = ["10.50.200.1-10.50.200.100"]
+pool = ["10.50.100.1-10.50.199.254"]
 "#,
     );
     let pid = lab.daemon.expect("the daemon runs");
     let rss_before = vm_rss_kib(pid);
 
-    let storm = |first_mac: &str, first_ip: &str, flood_first: &str, flood_macs: u32| {
+    let storm = |first_mac: &str, first_ip: &str, flood_first: &str, flood_macs: u32, per: u32| {
         let mut cmd = lab.stormboot(Side::Client);
         cmd.args([
             "storm",
@@ -1372,7 +1373,7 @@ pool = ["10.50.200.1-10.50.200.100"]
             "--expect-first-ip",
             first_ip,
             "--flood-per-request",
-            &FLOOD.to_string(),
+            &per.to_string(),
             "--flood-macs",
             &flood_macs.to_string(),
             "--flood-first-mac",
@@ -1387,8 +1388,15 @@ pool = ["10.50.200.1-10.50.200.100"]
         "10.50.1.0",
         "0a:00:00:00:00:00",
         1 << 20,
+        FLOOD,
     );
-    let single = storm("02:00:00:00:01:f4", "10.50.2.244", "0a:bb:bb:bb:bb:bb", 1);
+    let single = storm(
+        "02:00:00:00:01:f4",
+        "10.50.2.244",
+        "0a:bb:bb:bb:bb:bb",
+        1,
+        FLOOD,
+    );
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| lab.bed.run(Side::Client, unknown));
         let b = s.spawn(|| lab.bed.run(Side::Client, single));
@@ -1461,8 +1469,7 @@ pool = ["10.50.200.1-10.50.200.100"]
         passed + dropped <= flood_a + flood_b && (passed + dropped) * 10 >= (flood_a + flood_b) * 9,
         "flood frames {flood_a} + {flood_b}, passed {passed} + dropped {dropped}: {stats}"
     );
-    // What reached userspace is at most what the program passed; the queue
-    // dropped the oldest of it when the handler fell behind.
+    // What reached userspace is at most what the program passed.
     let queue_dropped = stats["queue_dropped"]
         .as_u64()
         .unwrap_or_else(|| panic!("no queue_dropped in {stats}"));
@@ -1483,7 +1490,8 @@ pool = ["10.50.200.1-10.50.200.100"]
          VmRSS {rss_before} -> {rss_after} KiB"
     );
     // The queue holds 4096 requests at most and offers are bounded by the
-    // pool: a flood cannot grow the daemon without bound.
+    // pool (and held one second): a flood cannot grow the daemon without
+    // bound.
     assert!(
         rss_after < rss_before + 64 * 1024,
         "VmRSS grew from {rss_before} to {rss_after} KiB under the flood{}",
@@ -1500,6 +1508,73 @@ pool = ["10.50.200.1-10.50.200.100"]
             .any(|l| l.trim_start().starts_with("drop_slowpath_rate")
                 && l.trim_end().ends_with(&dropped.to_string())),
         "`stormboot stats` shows the XDP drops: {text}"
+    );
+
+    // The handler falling behind: with the daemon stopped (SIGSTOP), a
+    // storm's flood of new MACs piles up in its packet socket, far more than
+    // the slow-path queue holds (QUEUE_CAPACITY, 4096). Resumed, the daemon
+    // reads the backlog faster than it answers it, so the queue must drop
+    // its oldest requests, count them, and the server must go on answering.
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // Thirty frames a request: more than the socket buffer holds, so the
+    // backlog is as long as the kernel lets it be.
+    let backlog = storm(
+        "02:00:00:00:00:00",
+        "10.50.1.0",
+        "0c:00:00:00:00:00",
+        1 << 20,
+        30,
+    );
+    let backlog = lab.bed.run(Side::Client, backlog);
+    signal("-CONT");
+    let backlog = report(backlog);
+    // Known machines were answered by the kernel while the daemon slept.
+    assert_eq!(field(&backlog, "bound"), u64::from(HALF), "{backlog}");
+    let flooded = field(&backlog, "flood_sent");
+    assert!(
+        flooded > 2 * 4096,
+        "the backlog outgrows the queue: {backlog}"
+    );
+    let overflowed = wait_for(Duration::from_secs(60), || {
+        let s = lab.try_stats()?;
+        (s["queue_dropped"].as_u64()? > queue_dropped).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{flooded} requests queued at once, and the queue dropped none: {}{}",
+            lab.stats(),
+            lab.log()
+        )
+    });
+    // The server still answers: a new machine gets an address from the pool.
+    let lease = lab
+        .run_udhcpc(&["-t", "10", "-T", "2"])
+        .unwrap_or_else(|e| panic!("udhcpc after the overflow: {e}{}", lab.log()));
+    let ip: std::net::Ipv4Addr = lease["ip"].parse().expect("an IPv4 address");
+    assert!(
+        (100..200).contains(&ip.octets()[2]),
+        "not from the pool: {lease:?}"
+    );
+    // Once the new machine is answered, the backlog ahead of it is done.
+    let after = lab.stats();
+    let newly_dropped = after["queue_dropped"].as_u64().unwrap_or(0) - queue_dropped;
+    eprintln!("backlog: {flooded} flood frames; the queue dropped {newly_dropped} of them");
+    assert!(
+        newly_dropped <= flooded
+            && newly_dropped >= overflowed["queue_dropped"].as_u64().unwrap_or(0) - queue_dropped,
+        "{after}"
+    );
+    assert_eq!(
+        lab.metric("stormboot_slow_path_queue_dropped_total"),
+        newly_dropped + queue_dropped,
+        "/metrics shows the queue's drops"
     );
 }
 
