@@ -48,6 +48,10 @@ impl ServiceCounters {
             http: self.http.each_ref().map(get),
             http_bytes: get(&self.http_bytes),
             syslog_lines: get(&self.syslog_lines),
+            // Process-wide: the TFTP server and the syslog receiver count
+            // their drops where they happen, without a handle to these.
+            tftp_events_dropped: crate::tftp::dropped_events(),
+            syslog_lines_dropped: crate::boot::syslog::DROPPED.load(Ordering::Relaxed),
         }
     }
 }
@@ -61,6 +65,13 @@ pub struct ServiceCounts {
     pub http: [u64; 4],
     pub http_bytes: u64,
     pub syslog_lines: u64,
+    /// TFTP transfer events (the boot timeline's "tftp" phase) dropped
+    /// because the daemon's channel was full: the transfer itself went on.
+    #[serde(default)]
+    pub tftp_events_dropped: u64,
+    /// Syslog lines dropped because the daemon's channel was full.
+    #[serde(default)]
+    pub syslog_lines_dropped: u64,
 }
 
 /// Observations in `PHASE_BUCKETS_S` buckets (the last slot: above them all).
@@ -156,6 +167,28 @@ pub fn prometheus(
         "Syslog lines received.",
     );
     let _ = writeln!(out, "stormboot_syslog_lines_total {}", s.syslog_lines);
+    family(
+        out,
+        "stormboot_tftp_events_dropped_total",
+        "counter",
+        "TFTP transfer events not recorded in the boot timeline: the daemon's channel was full.",
+    );
+    let _ = writeln!(
+        out,
+        "stormboot_tftp_events_dropped_total {}",
+        s.tftp_events_dropped
+    );
+    family(
+        out,
+        "stormboot_syslog_lines_dropped_total",
+        "counter",
+        "Syslog lines received and dropped: the daemon's channel was full.",
+    );
+    let _ = writeln!(
+        out,
+        "stormboot_syslog_lines_dropped_total {}",
+        s.syslog_lines_dropped
+    );
 
     family(
         out,

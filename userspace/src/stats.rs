@@ -325,6 +325,12 @@ impl Snapshot {
             let _ = writeln!(s, "  {k:<22} {v:>12}");
         }
         let _ = writeln!(s, "  {:<22} {:>12}", "queue dropped", self.queue_dropped);
+        let v = &self.services;
+        let _ = writeln!(
+            s,
+            "\nBoot services: TFTP {} ok, {} failed, {} events dropped; syslog {} lines, {} dropped",
+            v.tftp_ok, v.tftp_failed, v.tftp_events_dropped, v.syslog_lines, v.syslog_lines_dropped
+        );
         let _ = writeln!(
             s,
             "\nLease store: {} commits in {} transactions ({} changes)",
@@ -346,6 +352,16 @@ impl Snapshot {
         }
         s
     }
+}
+
+/// The boot services' counters as `/metrics` and `stormboot stats` show
+/// them: the Prometheus text and the table of a snapshot holding them.
+#[cfg(test)]
+pub fn exported_services(services: crate::metrics::ServiceCounts) -> (String, String) {
+    let xdp = [0u64; Counter::COUNT as usize];
+    let mut snap = Snapshot::new(&xdp, &UserCounters::default(), 0, "sb0", "xdp");
+    snap.services = services;
+    (snap.prometheus(), snap.table())
 }
 
 #[cfg(test)]

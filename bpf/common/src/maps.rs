@@ -208,18 +208,23 @@ pub struct Marker {
     pub bytes: [u8; MARKER_MAX],
 }
 
+/// The longest marker the map holds; the config validator refuses longer
+/// ones (`boot.ipxe_user_class`), so both dataplanes match the same bytes.
 pub const MARKER_MAX: usize = 32;
 
 impl Marker {
-    /// The marker for `text`, cut to `MARKER_MAX` bytes.
-    pub fn new(text: &[u8]) -> Self {
-        let mut bytes = [0u8; MARKER_MAX];
-        let n = text.len().min(MARKER_MAX);
-        bytes[..n].copy_from_slice(&text[..n]);
-        Marker {
-            len: n as u32,
-            bytes,
+    /// The marker for `text`; None when it does not fit: cutting it would
+    /// make the program match something other than what userspace matches.
+    pub fn new(text: &[u8]) -> Option<Self> {
+        if text.len() > MARKER_MAX {
+            return None;
         }
+        let mut bytes = [0u8; MARKER_MAX];
+        bytes[..text.len()].copy_from_slice(text);
+        Some(Marker {
+            len: text.len() as u32,
+            bytes,
+        })
     }
 }
 

@@ -450,4 +450,40 @@ mod tests {
         shutdown.cancel();
         task.await.unwrap().unwrap();
     }
+
+    /// The daemon's receiver (`serve`, the process-wide counter) with a
+    /// consumer that takes nothing: its drops reach `/metrics` and
+    /// `stormboot stats`.
+    #[tokio::test]
+    async fn drops_are_exported() {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        let before = DROPPED.load(Ordering::Relaxed);
+        let task = tokio::spawn(serve(socket, tx, shutdown.clone()));
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..3 {
+            sender
+                .send_to(format!("<14>n{i}").as_bytes(), addr)
+                .await
+                .unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while DROPPED.load(Ordering::Relaxed) < before + 2 {
+            assert!(tokio::time::Instant::now() < deadline, "drops not counted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let services = crate::metrics::ServiceCounters::default().snapshot();
+        let n = services.syslog_lines_dropped;
+        assert!(n >= before + 2, "{services:?}");
+        let (metrics, table) = crate::stats::exported_services(services);
+        assert!(
+            metrics.contains(&format!("\nstormboot_syslog_lines_dropped_total {n}\n")),
+            "{metrics}"
+        );
+        assert!(table.contains(&format!(" lines, {n} dropped")), "{table}");
+    }
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use serde_spanned::Spanned;
+use stormboot_common::maps::MARKER_MAX;
 
 use super::location::Source;
 use super::{wire, Boot, ConfigError, Profile};
@@ -136,8 +137,18 @@ pub fn boot(
         .as_ref()
         .map_or("iPXE", |s| s.get_ref().as_str());
     if let Some(s) = &w.ipxe_user_class {
-        if marker.is_empty() || marker.len() > 255 {
-            return Err(src.invalid(&s.span(), "boot.ipxe_user_class", "must be 1 to 255 bytes"));
+        // The XDP program matches the marker from a fixed-size map value:
+        // a longer one would be cut there and matched whole in userspace,
+        // and the two dataplanes would answer the same request differently.
+        if marker.is_empty() || marker.len() > MARKER_MAX {
+            return Err(src.invalid(
+                &s.span(),
+                "boot.ipxe_user_class",
+                format!(
+                    "must be 1 to {MARKER_MAX} bytes (the XDP program's marker map holds {MARKER_MAX}), not {}",
+                    marker.len()
+                ),
+            ));
         }
     }
     let default_profile = match &w.default_profile {

@@ -1318,6 +1318,28 @@ fn boot_errors_name_key_and_line() {
 }
 
 #[test]
+fn ipxe_marker_longer_than_the_map_holds_is_refused() {
+    use stormboot_common::maps::{Marker, MARKER_MAX};
+    // The longest the XDP program's map holds is accepted, whole.
+    let fits = "T".repeat(MARKER_MAX);
+    let c = parse(&BOOT.replace("\"Tinkerbell\"", &format!("\"{fits}\""))).unwrap();
+    assert_eq!(c.boot.ipxe_user_class, fits);
+    assert_eq!(
+        Marker::new(fits.as_bytes()).map(|m| m.len as usize),
+        Some(MARKER_MAX)
+    );
+    // One more would be cut in the map and matched whole in userspace.
+    let long = "T".repeat(MARKER_MAX + 1);
+    assert_err(
+        &BOOT.replace("\"Tinkerbell\"", &format!("\"{long}\"")),
+        9,
+        "boot.ipxe_user_class",
+        &format!("must be 1 to {MARKER_MAX} bytes"),
+    );
+    assert!(Marker::new(long.as_bytes()).is_none(), "never cut");
+}
+
+#[test]
 fn modes() {
     let t = MINIMAL.replace(
         "address = \"10.50.0.1\"",

@@ -60,6 +60,8 @@ pub enum DataplaneError {
     TestRun(ProgramError),
     #[error("map RESERVATIONS: batch update: {0}")]
     Batch(std::io::Error),
+    #[error("boot.ipxe_user_class is {0} bytes; the marker map holds {max}", max = stormboot_common::maps::MARKER_MAX)]
+    MarkerTooLong(usize),
     #[error("pinning {path}: {reason}")]
     Pin {
         path: std::path::PathBuf,
@@ -238,7 +240,11 @@ impl Dataplane {
             keys.clear();
             values.clear();
         }
-        let marker = Marker::new(cfg.boot.ipxe_user_class.as_bytes());
+        // The validator refuses longer markers; a config built in code
+        // that skips it gets an error, never a cut marker.
+        let marker = Marker::new(cfg.boot.ipxe_user_class.as_bytes()).ok_or(
+            DataplaneError::MarkerTooLong(cfg.boot.ipxe_user_class.len()),
+        )?;
         self.boot_marker
             .set(0, marker, 0)
             .map_err(map_err(names::BOOT_MARKER))?;

@@ -18,6 +18,9 @@ pub struct BulkReservation {
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Sent only when false, as the API's own reservations are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_pxe: Option<bool>,
 }
 
 /// The request body: the reservations as a JSON array.
@@ -29,6 +32,7 @@ pub fn body(reservations: &[Reservation]) -> String {
             ip: r.ip.to_string(),
             hostname: r.hostname.clone(),
             profile: r.profile.clone(),
+            allow_pxe: (!r.allow_pxe).then_some(false),
         })
         .collect();
     serde_json::to_string(&list).expect("plain strings serialize")

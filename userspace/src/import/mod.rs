@@ -101,6 +101,9 @@ pub struct Reservation {
     pub ip: Ipv4Addr,
     pub hostname: Option<String>,
     pub profile: Option<String>,
+    /// False when the input says the machine must not boot from the
+    /// network (Tinkerbell's `netboot.allowPXE: false`).
+    pub allow_pxe: bool,
     pub options: Vec<OptionValue>,
 }
 
@@ -112,6 +115,7 @@ impl Reservation {
             ip,
             hostname: None,
             profile: None,
+            allow_pxe: true,
             options: Vec::new(),
         }
     }

@@ -115,6 +115,9 @@ pub fn toml(imp: &Import, file: &str, from: &str) -> String {
         if let Some(p) = &r.profile {
             let _ = writeln!(out, "profile = {}", q(p));
         }
+        if !r.allow_pxe {
+            let _ = writeln!(out, "allow_pxe = false");
+        }
         options(&mut out, "reservation", &r.options);
     }
     out

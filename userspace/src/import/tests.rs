@@ -658,16 +658,25 @@ fn tinkerbell_sample() {
         48,
         "netboot.ipxe.url http://10.50.0.5/custom/rack1-node02.ipxe",
     );
-    skipped(&imp, 55, "allowPXE false");
     skipped(
         &imp,
         70,
         "rack1-node03 interface 0 (52:54:00:12:34:03): no dhcp.ip.address",
     );
     skipped(&imp, 75, "\"Secret\" object bmc-creds");
-    assert_eq!(imp.skipped.len(), 4, "{:#?}", imp.skipped);
+    assert_eq!(imp.skipped.len(), 3, "{:#?}", imp.skipped);
 
-    validates(&imp, "10.50.0.250", "");
+    // netboot.allowPXE false (the BMC, line 55) is carried, not skipped:
+    // the machine keeps its address and gets no boot answer.
+    let cfg = validates(&imp, "10.50.0.250", "");
+    let allow: Vec<bool> = cfg.reservations.iter().map(|r| r.allow_pxe).collect();
+    assert_eq!(allow, [true, true, false]);
+    assert!(
+        load::body(&imp.reservations)
+            .contains(r#""ip":"192.168.77.12","hostname":"rack1-node02-bmc","allow_pxe":false}"#),
+        "--load sends it to the API too: {}",
+        load::body(&imp.reservations)
+    );
 
     let e = import(Format::Tinkerbell, "kind: Hardware\n---\nspec: [\n").unwrap_err();
     assert!(e.line >= 3, "{e}");

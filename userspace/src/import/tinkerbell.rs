@@ -4,8 +4,9 @@
 //! ip.gateway, name_servers, lease_time).
 //!
 //! stormboot detects the firmware itself (option 93), so `arch` and `uefi`
-//! need no counterpart; a per-machine iPXE script or `allowPXE: false` are
-//! listed, since stormboot boots machines by profile.
+//! need no counterpart; `allowPXE: false` becomes `allow_pxe = false`; a
+//! per-machine iPXE script is listed, since stormboot boots machines by
+//! profile.
 
 use std::net::Ipv4Addr;
 
@@ -230,16 +231,11 @@ fn interface(iface: &Value, what: &str, at: &mut Finder, imp: &mut Import) {
     }
 
     let netboot = iface.get("netboot");
-    if netboot
+    // The machine still gets its address; only the boot answers stop.
+    r.allow_pxe = netboot
         .and_then(|n| n.get("allowPXE"))
         .and_then(Value::as_bool)
-        == Some(false)
-    {
-        imp.skip(
-            line,
-            format!("{what}: netboot.allowPXE false: stormboot offers network boot to every machine when [boot] is on"),
-        );
-    }
+        != Some(false);
     if let Some(url) = netboot
         .and_then(|n| get(n, &["ipxe", "url"]))
         .and_then(text)

@@ -658,6 +658,16 @@ async fn full_event_channel_drops_and_counts() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(dropped_events() >= before + 2);
+    // The drops reach `/metrics` and `stormboot stats`.
+    let services = crate::metrics::ServiceCounters::default().snapshot();
+    let n = services.tftp_events_dropped;
+    assert!(n >= before + 2, "{services:?}");
+    let (metrics, table) = crate::stats::exported_services(services);
+    assert!(
+        metrics.contains(&format!("\nstormboot_tftp_events_dropped_total {n}\n")),
+        "{metrics}"
+    );
+    assert!(table.contains(&format!(", {n} events dropped;")), "{table}");
     // Each transfer reports from its own task, so which one found the
     // single slot free is up to the scheduler: one is kept, the rest counted.
     let kept = server.event().await.file;
