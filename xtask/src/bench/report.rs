@@ -117,6 +117,13 @@ pub fn markdown(i: &Input) -> String {
          XDP's own work runs in the kernel's softirq and is not in it (the XDP program alone \
          table has its cost per packet).\n"
     );
+    let _ = writeln!(t, "What is durable when:\n");
+    for o in i.outcomes.iter().filter(|o| ok(o).is_some()) {
+        if let Some(d) = o.server.durability() {
+            let _ = writeln!(t, "- {}: {d}.", o.server.name());
+        }
+    }
+    t.push('\n');
 
     for (title, pick) in [
         (
@@ -312,6 +319,11 @@ mod tests {
         );
         assert!(md.contains("drops > 1% at 48000/s"), "{md}");
         assert!(md.contains("| coredhcp | not available"), "{md}");
+        // The XDP row does not claim its ACKs wait for the disk.
+        assert!(
+            md.contains("- stormboot (XDP, SQLite): reserved machines are answered by XDP, which sends the ACK first"),
+            "{md}"
+        );
         assert!(
             md.contains("| discover->offer | XDP_TX | 250.0 | 4.00 |"),
             "{md}"

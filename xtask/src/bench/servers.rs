@@ -117,6 +117,25 @@ impl Server {
         }
     }
 
+    /// What of a stormboot row's leases is on disk when its reply leaves
+    /// (the tables say it beside the figures); None for the peers.
+    pub fn durability(self) -> Option<&'static str> {
+        match self {
+            Server::StormbootXdp => Some(
+                "reserved machines are answered by XDP, which sends the ACK first: the \
+                 daemon drains the program's ACK events every 10 ms and records each as a \
+                 lease in the next group commit, so a lease is on disk some milliseconds \
+                 after its ACK (a crash in between loses the record, not the address, \
+                 which stays reserved); requests passed up (pool leases) are on disk \
+                 before their reply",
+            ),
+            Server::StormbootUserspace => {
+                Some("every reply leaves after its lease is on disk (group commit, fsync)")
+            }
+            _ => None,
+        }
+    }
+
     pub fn is_peer(self) -> bool {
         !matches!(self, Server::StormbootXdp | Server::StormbootUserspace)
     }
