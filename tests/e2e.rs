@@ -653,7 +653,8 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
     );
     lab.start(&config);
 
-    // What iPXE sends (NETBOOT.md): user class "iPXE" bare, PXEClient, arch 0.
+    // What the iPXE ROM of tests/qemu.rs's BIOS boots sends: user class
+    // "iPXE" bare, PXEClient, arch 0.
     let lease = lab
         .run_udhcpc(&[
             "-V",

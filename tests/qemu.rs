@@ -34,8 +34,9 @@ const MARKER: &str = "STORMBOOT-BOOTED-OK";
 /// UEFI shell is OVMF's last boot option; SeaBIOS says this when all
 /// failed): the test fails at once rather than at the timeout.
 const GAVE_UP: &[&str] = &["UEFI Interactive Shell", "No bootable device"];
-/// From QEMU's start to the marker: NETBOOT.md measured 9-23 s (BIOS) and
-/// 20-40 s (UEFI) under TCG; the rest is headroom for a loaded CI machine.
+/// From QEMU's start to the marker, which each test prints among its phases
+/// (`-- --nocapture`): 10 to 40 s under TCG here; the rest is headroom for
+/// a loaded CI machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The tap device QEMU's NIC is attached to, in the client namespace.
 const TAP: &str = "tap0";

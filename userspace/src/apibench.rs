@@ -1,12 +1,17 @@
-//! `stormboot bench-api`: how soon an API change is answered on the wire.
+//! `stormboot bench-api`: how long an operator waits from sending an API
+//! change to the wire answering the new way.
 //!
-//! For one machine it cycles add (-> address A), change (-> B) and remove,
-//! through the API of a running daemon, and after each 200 probes with
-//! DISCOVERs from a packet socket on the client side of the link until the
-//! answer differs: an OFFER of A, an OFFER of B, then anything but B (no
-//! answer, or a pool address from userspace). The latency of a change is
-//! the send time of the first probe that saw it, less the time the 200
-//! arrived; probes go one at a time, so its resolution is one exchange.
+//! It first loads `--load` reservations through the API's bulk call (an
+//! operator's daemon is not empty), then for one more machine cycles add
+//! (-> address A), change (-> B) and remove through the API. Each change's
+//! request goes out on its own thread while this one keeps sending
+//! DISCOVERs from a packet socket on the client side of the link, one at a
+//! time, until the answer differs: an OFFER of A, an OFFER of B, then
+//! anything but B (no answer, or a pool address from userspace). A
+//! change's latency is from the moment its request is sent (before the
+//! connection is opened) to the send of the first DISCOVER answered the
+//! new way; its resolution is one exchange. Beside it, the API's own
+//! answer time (request sent to 200 received).
 //!
 //! The API and the client side are usually in different network
 //! namespaces (the API on the server's loopback): `--netns` opens the
@@ -15,10 +20,10 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::client::Client;
 use crate::api::types::{ReservationSpec, SubnetView};
@@ -35,6 +40,14 @@ pub struct Args {
     /// /run/netns, or a path such as /proc/PID/ns/net).
     #[arg(long, env = "STORMBOOT_BENCH_NETNS")]
     pub netns: Option<String>,
+    /// Reservations loaded through the API's bulk call before measuring
+    /// (MACs 02:b1:..., addresses from --load-first-ip up); they stay.
+    #[arg(long, env = "STORMBOOT_BENCH_LOAD", default_value_t = 100_000)]
+    pub load: u32,
+    /// The first address of the loaded reservations; default: the 65,536th
+    /// address of the daemon's first subnet (which must hold them all).
+    #[arg(long, env = "STORMBOOT_BENCH_LOAD_FIRST_IP")]
+    pub load_first_ip: Option<Ipv4Addr>,
     /// Add/change/remove cycles; each cycle is three measured changes.
     #[arg(long, env = "STORMBOOT_BENCH_CYCLES", default_value_t = 100)]
     pub cycles: u32,
@@ -60,7 +73,7 @@ pub struct Args {
 }
 
 /// Percentiles of one kind of change, microseconds.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Stat {
     pub changes: usize,
     pub p50_us: u64,
@@ -68,9 +81,11 @@ pub struct Stat {
     pub max_us: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
-    /// 200 to the first probe answered the new way.
+    /// Reservations the daemon held besides the measured one (`--load`).
+    pub reservations: u64,
+    /// Request sent to the first DISCOVER answered the new way.
     pub visible: Stat,
     pub added: Stat,
     pub changed: Stat,
@@ -79,9 +94,9 @@ pub struct Report {
     /// includes the store's fsync.
     pub api: Stat,
     pub timeouts: usize,
-    /// Changes the very first probe after the 200 already saw: the change
-    /// was in the maps before the API answered.
-    pub seen_by_first_probe: usize,
+    /// Changes answered the new way before the API's 200 had arrived (the
+    /// maps are written before the API answers).
+    pub seen_before_200: usize,
 }
 
 /// What the probe expects to see once a change is visible.
@@ -196,25 +211,22 @@ impl Prober {
         }
     }
 
-    /// Probes until `want` holds; the time from `since` to the send of the
-    /// first probe that saw it, and how many probes that took.
+    /// Probes until `want` holds: the send time of the first probe that
+    /// saw it; None after `timeout` from `since`.
     fn until(
         &mut self,
         want: Want,
         since: Instant,
         timeout: Duration,
-    ) -> anyhow::Result<Option<(u64, usize)>> {
-        let mut probes = 0;
+    ) -> anyhow::Result<Option<Instant>> {
         loop {
-            probes += 1;
             let (sent, got) = self.probe()?;
             let seen = match want {
                 Want::Offer(ip) => got == Some(ip),
                 Want::NotOffer(ip) => got != Some(ip),
             };
             if seen {
-                let us = sent.saturating_duration_since(since).as_micros() as u64;
-                return Ok(Some((us, probes)));
+                return Ok(Some(sent));
             }
             if since.elapsed() > timeout {
                 return Ok(None);
@@ -223,22 +235,101 @@ impl Prober {
     }
 }
 
-fn default_ips(c: &Client) -> anyhow::Result<Vec<Ipv4Addr>> {
+/// One change measured: the request sent on its own thread while `prober`
+/// probes from here. (request sent -> first DISCOVER answered the new way,
+/// request sent -> 200), microseconds; the first is None on a timeout.
+fn change(
+    c: &Client,
+    prober: &mut Prober,
+    (method, path, body): (&str, &str, Option<&str>),
+    want: Want,
+    timeout: Duration,
+) -> anyhow::Result<(Option<u64>, u64)> {
+    let us = |from: Instant, to: Instant| to.saturating_duration_since(from).as_micros() as u64;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let api = scope.spawn(move || {
+            let sent = Instant::now();
+            // Told first, so probing starts with the request, not after it.
+            let _ = tx.send(sent);
+            let answer = c.request(method, path, body);
+            (sent, Instant::now(), answer)
+        });
+        let sent = rx.recv().context("the API request's thread")?;
+        let seen = prober.until(want, sent, timeout)?;
+        let (sent, answered, answer) = api
+            .join()
+            .map_err(|_| anyhow::anyhow!("the API request's thread panicked"))?;
+        answer?.ok().with_context(|| format!("{method} {path}"))?;
+        Ok((seen.map(|t| us(sent, t)), us(sent, answered)))
+    })
+}
+
+/// `n` reservations from `first` up, in chunks the API's body limit takes.
+fn load(c: &Client, n: u32, first: Ipv4Addr) -> anyhow::Result<()> {
+    const CHUNK: u32 = 20_000;
+    let mut done = 0;
+    while done < n {
+        let specs: Vec<ReservationSpec> = (done..n.min(done + CHUNK))
+            .map(|i| {
+                let b = i.to_be_bytes();
+                ReservationSpec {
+                    mac: format!("02:b1:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3]),
+                    ip: Ipv4Addr::from(u32::from(first) + i).to_string(),
+                    hostname: Some(format!("load{i}")),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        c.request(
+            "POST",
+            "/api/v1/reservations/bulk",
+            Some(&serde_json::to_string(&specs)?),
+        )?
+        .ok()
+        .with_context(|| format!("bulk-loading reservations {done}.."))?;
+        done = n.min(done + CHUNK);
+    }
+    Ok(())
+}
+
+/// The daemon's first subnet.
+fn first_subnet(c: &Client) -> anyhow::Result<ipnet::Ipv4Net> {
     let subnets: Vec<SubnetView> = serde_json::from_str(&c.get("/api/v1/subnets")?)?;
     let s = subnets.first().context("the daemon has no subnet")?;
-    let net: ipnet::Ipv4Net = s.cidr.parse()?;
-    let b = u32::from(net.broadcast());
-    Ok(vec![Ipv4Addr::from(b - 1), Ipv4Addr::from(b - 2)])
+    Ok(s.cidr.parse()?)
 }
 
 pub fn measure(args: &Args) -> anyhow::Result<Report> {
     let c = args.daemon.client()?;
     let mac = crate::frame::parse_mac(&args.mac).context("--mac is not a MAC address")?;
+    let net = first_subnet(&c)?;
     let ips = match args.ips.len() {
-        0 => default_ips(&c)?,
+        0 => {
+            let b = u32::from(net.broadcast());
+            vec![Ipv4Addr::from(b - 1), Ipv4Addr::from(b - 2)]
+        }
         2 => args.ips.clone(),
         _ => bail!("--ips takes two addresses"),
     };
+    if args.load > 0 {
+        let first = args
+            .load_first_ip
+            .unwrap_or_else(|| Ipv4Addr::from(u32::from(net.network()) + 65_536));
+        let last = u32::from(first) + (args.load - 1);
+        ensure!(
+            net.contains(&first) && net.contains(&Ipv4Addr::from(last)),
+            "--load {} from {first} does not fit in the daemon's subnet {net}",
+            args.load
+        );
+        let t = Instant::now();
+        load(&c, args.load, first)?;
+        tracing::info!(
+            "loaded {} reservations in {:.1} s",
+            args.load,
+            t.elapsed().as_secs_f64()
+        );
+    }
     let mut prober = Prober {
         sock: open_socket(&args.interface, args.netns.as_deref())?,
         mac,
@@ -254,7 +345,7 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
 
     let (mut added, mut changed, mut removed, mut api) = (vec![], vec![], vec![], vec![]);
     let mut timeouts = 0;
-    let mut first = 0;
+    let mut before_200 = 0;
     let spec = |ip: Ipv4Addr| {
         serde_json::to_string(&ReservationSpec {
             mac: args.mac.clone(),
@@ -264,34 +355,25 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         })
     };
     for _ in 0..args.cycles {
-        let steps: [(&str, &str, Option<String>, Want, usize); 3] = [
+        let (add, put) = (spec(ips[0])?, spec(ips[1])?);
+        let steps = [
             (
-                "POST",
-                "/api/v1/reservations",
-                Some(spec(ips[0])?),
+                ("POST", "/api/v1/reservations", Some(add.as_str())),
                 Want::Offer(ips[0]),
-                0,
             ),
             (
-                "PUT",
-                path.as_str(),
-                Some(spec(ips[1])?),
+                ("PUT", path.as_str(), Some(put.as_str())),
                 Want::Offer(ips[1]),
-                1,
             ),
-            ("DELETE", path.as_str(), None, Want::NotOffer(ips[1]), 2),
+            (("DELETE", path.as_str(), None), Want::NotOffer(ips[1])),
         ];
-        for (method, p, body, want, kind) in steps {
-            let t = Instant::now();
-            c.request(method, p, body.as_deref())?
-                .ok()
-                .with_context(|| format!("{method} {p}"))?;
-            let ok = Instant::now();
-            api.push(ok.duration_since(t).as_micros() as u64);
-            match prober.until(want, ok, timeout)? {
-                Some((us, probes)) => {
+        for (kind, (request, want)) in steps.into_iter().enumerate() {
+            let (seen, answered) = change(&c, &mut prober, request, want, timeout)?;
+            api.push(answered);
+            match seen {
+                Some(us) => {
                     [&mut added, &mut changed, &mut removed][kind].push(us);
-                    first += usize::from(probes == 1);
+                    before_200 += usize::from(us < answered);
                 }
                 None => timeouts += 1,
             }
@@ -304,13 +386,14 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         .copied()
         .collect();
     Ok(Report {
+        reservations: u64::from(args.load),
         visible: stat(all),
         added: stat(added),
         changed: stat(changed),
         removed: stat(removed),
         api: stat(api),
         timeouts,
-        seen_by_first_probe: first,
+        seen_before_200: before_200,
     })
 }
 
@@ -320,7 +403,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    println!("API change -> XDP answers differently (from the 200), microseconds");
+    println!(
+        "API change -> XDP answers differently (from sending the request), microseconds, \
+         with {} reservations loaded",
+        r.reservations
+    );
     println!(
         "{:<10} {:>8} {:>8} {:>8} {:>8}",
         "", "changes", "p50", "p99", "max"
@@ -330,7 +417,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("added", &r.added),
         ("changed", &r.changed),
         ("removed", &r.removed),
-        ("api 200", &r.api),
+        ("api's 200", &r.api),
     ] {
         println!(
             "{name:<10} {:>8} {:>8} {:>8} {:>8}",
@@ -338,8 +425,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
     println!(
-        "{} of {} changes were seen by the first probe after the 200",
-        r.seen_by_first_probe, r.visible.changes
+        "{} of {} changes were answered the new way before the 200 arrived",
+        r.seen_before_200, r.visible.changes
     );
     if r.timeouts > 0 {
         println!("{} change(s) not seen within --timeout-ms", r.timeouts);

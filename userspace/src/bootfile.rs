@@ -145,7 +145,11 @@ mod tests {
         }
         let mut bytes = Vec::new();
         dhcproto::Encodable::encode(&m, &mut dhcproto::Encoder::new(&mut bytes)).unwrap();
-        // On the wire as NETBOOT.md measured it: af 03 b0 01 01.
+        // Option 175 (iPXE's encapsulated options), length 3, holding
+        // sub-option 176 (no-pxedhcp), length 1, value 1, as iPXE's
+        // include/ipxe/dhcp.h numbers them; tests/qemu.rs shows iPXE acting
+        // on it (`bios_ipxe_boots_through_xdp` beside
+        // `bios_boot_without_no_pxedhcp`).
         assert!(bytes
             .windows(5)
             .any(|w| w == [0xaf, 0x03, 0xb0, 0x01, 0x01]));

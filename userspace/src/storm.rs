@@ -95,7 +95,7 @@ pub struct StormArgs {
 
 /// Outcome of a storm. `bound + lost == machines`; `wrong_address` counts
 /// bound machines whose ACK carried another address than expected.
-#[derive(serde::Serialize, Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct StormReport {
     pub machines: u32,
     pub bound: u32,
@@ -111,8 +111,9 @@ pub struct StormReport {
     pub elapsed_ms: f64,
     /// Bound machines per second of `elapsed_ms`.
     pub exchanges_per_sec: f64,
-    /// Per bound machine: first DISCOVER to ACK.
+    /// Per bound machine: first DISCOVER to ACK (nearest rank).
     pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
     /// Flood frames sent (`--flood-per-request`).
@@ -577,6 +578,7 @@ impl Storm {
                 0.0
             },
             latency_p50_ms: percentile(&self.latencies_ms, 50.0),
+            latency_p95_ms: percentile(&self.latencies_ms, 95.0),
             latency_p99_ms: percentile(&self.latencies_ms, 99.0),
             latency_max_ms: self.latencies_ms.last().copied().unwrap_or(0.0),
             flood_sent: self.flood.as_ref().map_or(0, |f| f.sent),
@@ -721,7 +723,7 @@ pub fn print_report(report: &StormReport, json: bool) {
         return;
     }
     let r = report;
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 14] = [
         ("machines", r.machines.to_string()),
         ("bound", r.bound.to_string()),
         ("lost", r.lost.to_string()),
@@ -732,6 +734,7 @@ pub fn print_report(report: &StormReport, json: bool) {
         ("elapsed", format!("{:.1} ms", r.elapsed_ms)),
         ("exchanges/s", format!("{:.0}", r.exchanges_per_sec)),
         ("latency p50", format!("{:.2} ms", r.latency_p50_ms)),
+        ("latency p95", format!("{:.2} ms", r.latency_p95_ms)),
         ("latency p99", format!("{:.2} ms", r.latency_p99_ms)),
         ("latency max", format!("{:.2} ms", r.latency_max_ms)),
         ("flood sent", r.flood_sent.to_string()),
@@ -863,11 +866,36 @@ mod tests {
     }
 
     #[test]
+    fn the_json_report_reads_back_as_the_same_typed_report() {
+        let r = StormReport {
+            machines: 10,
+            bound: 9,
+            lost: 1,
+            naks: 0,
+            wrong_address: 0,
+            bad_checksum: 0,
+            retransmits: 3,
+            elapsed_ms: 4012.5,
+            exchanges_per_sec: 2.24,
+            latency_p50_ms: 1.5,
+            latency_p95_ms: 2.5,
+            latency_p99_ms: 4001.0,
+            latency_max_ms: 4010.0,
+            flood_sent: 0,
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"latency_p95_ms\":2.5"), "{text}");
+        let back: StormReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
     fn percentiles_use_nearest_rank() {
         assert_eq!(percentile(&[], 50.0), 0.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 95.0), 95.0);
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&v, 100.0), 100.0);
         assert_eq!(percentile(&v, 0.0), 1.0);

@@ -7,7 +7,7 @@
 //! on its own ephemeral socket, connected to the client, so the kernel keeps
 //! other hosts' packets away from it.
 //!
-//! Why not async-tftp 0.4 (already a dependency): it does negotiate
+//! Why not async-tftp 0.4 (tried, and no longer a dependency): it does negotiate
 //! `windowsize`, but a transfer's result is swallowed inside the crate
 //! (`ReadRequest::handle` returns `()`), so there is no way to report bytes,
 //! duration and outcome per transfer for the boot timeline; it ignores an

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bench::reports::{self, Storm};
 use anyhow::{bail, Context, Result};
 use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF};
 
@@ -107,8 +108,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
         .run(Side::Client, storm)
         .context("the storm client failed")?;
     check(&interrupted)?;
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("decoding the storm report")?;
+    let report: Storm = reports::decode("the storm client", &out.stdout)?;
 
     eprintln!("lab: one real dhclient");
     let started = Instant::now();
@@ -153,7 +153,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     if !status.success() {
         bail!("stormboot exited with {status}");
     }
-    let bound = report["bound"].as_u64().unwrap_or(0);
+    let bound = report.bound;
     if bound != u64::from(args.machines) || !dh_bound {
         bail!(
             "not every machine was bound: see the table above and {}",
@@ -223,13 +223,12 @@ hostname = "dhclient"
 
 fn table(
     args: &LabArgs,
-    r: &serde_json::Value,
+    r: &Storm,
     s: &serde_json::Value,
     dh_bound: bool,
     dh_time: Duration,
 ) -> String {
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     let xdp = &s["xdp"];
     let passed: u64 = [
         "pass_unknown_mac",
@@ -256,10 +255,10 @@ fn table(
         t,
         "  {:<34} {:>12}",
         "machines bound",
-        format!("{} / {}", n(&r["bound"]), n(&r["machines"]))
+        format!("{} / {}", r.bound, r.machines)
     );
-    let _ = writeln!(t, "  {:<34} {:>12}", "lost", n(&r["lost"]));
-    let _ = writeln!(t, "  {:<34} {:>12}", "retransmits", n(&r["retransmits"]));
+    let _ = writeln!(t, "  {:<34} {:>12}", "lost", r.lost);
+    let _ = writeln!(t, "  {:<34} {:>12}", "retransmits", r.retransmits);
     let _ = writeln!(
         t,
         "  {:<34} {:>12}",
@@ -272,30 +271,19 @@ fn table(
     let _ = writeln!(
         t,
         "  {:<34} {:>12}",
-        "bad checksums seen by clients",
-        n(&r["bad_checksum"])
+        "bad checksums seen by clients", r.bad_checksum
     );
-    let _ = writeln!(
-        t,
-        "  {:<34} {:>12.1}",
-        "storm elapsed (ms)",
-        f(&r["elapsed_ms"])
-    );
+    let _ = writeln!(t, "  {:<34} {:>12.1}", "storm elapsed (ms)", r.elapsed_ms);
     let _ = writeln!(
         t,
         "  {:<34} {:>12.0}",
-        "exchanges per second",
-        f(&r["exchanges_per_sec"])
+        "exchanges per second", r.exchanges_per_sec
     );
     let _ = writeln!(
         t,
         "  {:<34} {:>12}",
         "latency p50 / p99 (ms)",
-        format!(
-            "{:.2} / {:.2}",
-            f(&r["latency_p50_ms"]),
-            f(&r["latency_p99_ms"])
-        )
+        format!("{:.2} / {:.2}", r.latency_p50_ms, r.latency_p99_ms)
     );
     let dh = if dh_bound {
         format!("bound {DHCLIENT_IP} in {:.2} s", dh_time.as_secs_f64())

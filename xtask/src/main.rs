@@ -4,6 +4,7 @@
 //! measures stormboot beside its peers, `build` builds the release binary.
 
 mod bench;
+mod deps;
 mod fuzz;
 mod lab;
 mod setup;

@@ -1,5 +1,7 @@
 //! The server in-process on 127.0.0.1:0 against curl and a hand-built
-//! client that sends what OVMF and iPXE send (see NETBOOT.md).
+//! client that sends what OVMF and iPXE send (the QEMU tests in
+//! tests/qemu.rs boot the real firmware against the real server:
+//! `cargo test -p stormboot-testbed --test qemu -- --test-threads 1`).
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,8 +1,10 @@
-//! API to dataplane: how soon a reservation added, changed or removed
-//! through the REST API is answered the new way on the wire. Runs
-//! `stormboot bench-api` against a daemon in the lab and keeps its report.
+//! API to dataplane: how long from sending a reservation's add, change or
+//! removal to the REST API until the wire answers the new way, with many
+//! reservations loaded. Runs `stormboot bench-api` against a daemon in the
+//! lab and keeps its report.
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,11 +12,19 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF};
 
+use super::reports::{self, Api};
+use super::servers::{POOL_FIRST, PREFIX_LEN, SERVER_ADDR};
+
+/// Where the loaded reservations start: past the server, the pool and the
+/// two addresses bench-api alternates between (the subnet's last two).
+const LOAD_FIRST_IP: Ipv4Addr = Ipv4Addr::new(10, 53, 0, 0);
+
 const TOKEN: &str = "bench-api-token";
 
-/// The daemon started in a fresh lab, `cycles` add/change/remove cycles
-/// measured by `bench-api`, its JSON report.
-pub fn measure(dir: &Path, bin: &Path, cycles: u32) -> Result<serde_json::Value> {
+/// The daemon started in a fresh lab, `load` reservations bulk-loaded
+/// through its API, then `cycles` add/change/remove cycles measured by
+/// `bench-api`: its report.
+pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
     let work = dir.join("api");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -22,13 +32,15 @@ pub fn measure(dir: &Path, bin: &Path, cycles: u32) -> Result<serde_json::Value>
     std::fs::write(
         &config,
         format!(
-            "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\nlease_db = \"leases.db\"\n\n\
+            "[server]\ninterface = \"sb0\"\naddress = \"{SERVER_ADDR}\"\nlease_db = \"leases.db\"\n\n\
              [api]\nlisten = \"127.0.0.1:8067\"\ntoken = \"{TOKEN}\"\n\n\
-             [[subnet]]\ncidr = \"10.50.0.0/24\"\nrouters = [\"10.50.0.1\"]\n\
-             pool = [\"10.50.0.100-10.50.0.199\"]\nlease_time = \"1h\"\n"
+             [[subnet]]\ncidr = \"10.48.0.0/{PREFIX_LEN}\"\nrouters = [\"{SERVER_ADDR}\"]\n\
+             pool = [\"{POOL_FIRST}-10.52.0.99\"]\nlease_time = \"1h\"\n"
         ),
     )?;
     let mut bed = Testbed::new("benchapi", None)?;
+    // A /12, as in the storm: room for the loaded reservations.
+    super::widen_addresses(&bed)?;
     let mut serve = Command::new(bin);
     serve
         .args(["--log", "warn", "serve", "--config"])
@@ -65,50 +77,61 @@ pub fn measure(dir: &Path, bin: &Path, cycles: u32) -> Result<serde_json::Value>
         ])
         .arg("--netns")
         .arg(bed.ns_path(Side::Client))
-        .args(["--cycles", &cycles.to_string(), "--config"])
+        .args(["--cycles", &cycles.to_string()])
+        .args(["--load", &load.to_string()])
+        .args(["--load-first-ip", &LOAD_FIRST_IP.to_string(), "--config"])
         .arg(&config);
     let out = bed
         .run(Side::Server, probe)
         .context("stormboot bench-api")?;
     bed.stop(pid)?;
-    serde_json::from_slice(&out.stdout).context("decoding bench-api's JSON")
+    reports::decode("bench-api", &out.stdout)
 }
 
-/// The report's section for `r` (bench-api's JSON).
-pub fn markdown(r: &serde_json::Value, cycles: u32) -> String {
+/// The report's section for `r`.
+pub fn markdown(r: &Api, cycles: u32) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{cycles} cycles of add, change and remove of one reservation through the API; \
-         from the API's 200 to the first DISCOVER answered the new way (by XDP for an add \
-         or a change, passed up for a removal):\n"
+        "With {} reservations loaded through the API's bulk call, {cycles} cycles of add, \
+         change and remove of one more reservation through the API; from sending the \
+         request to the first DISCOVER answered the new way (by XDP for an add or a change, \
+         passed up for a removal), beside the API's own answer time:\n",
+        r.reservations
     );
     let _ = writeln!(
         t,
         "| change | count | p50 (µs) | p99 (µs) | max (µs) |\n|---|---|---|---|---|"
     );
-    for (key, label) in [
-        ("visible", "any"),
-        ("added", "added"),
-        ("changed", "changed"),
-        ("removed", "removed"),
-        ("api", "the API's own answer (fsync included)"),
+    for (s, label) in [
+        (&r.visible, "any: request sent -> answered the new way"),
+        (&r.added, "added"),
+        (&r.changed, "changed"),
+        (&r.removed, "removed"),
+        (
+            &r.api,
+            "the API's own answer: request sent -> 200 (fsync included)",
+        ),
     ] {
-        let s = &r[key];
-        if s.is_null() {
+        if s.changes == 0 {
             continue;
         }
         let _ = writeln!(
             t,
             "| {label} | {} | {} | {} | {} |",
-            s["changes"], s["p50_us"], s["p99_us"], s["max_us"]
+            s.changes, s.p50_us, s.p99_us, s.max_us
         );
     }
-    if let Some(n) = r["timeouts"].as_u64().filter(|&n| n > 0) {
+    let _ = writeln!(
+        t,
+        "\n{} of {} changes were answered the new way before the API's 200 arrived.",
+        r.seen_before_200, r.visible.changes
+    );
+    if r.timeouts > 0 {
         let _ = writeln!(
             t,
-            "
-{n} change(s) were not seen within bench-api's timeout."
+            "\n{} change(s) were not seen within bench-api's timeout.",
+            r.timeouts
         );
     }
     t
@@ -116,15 +139,41 @@ pub fn markdown(r: &serde_json::Value, cycles: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::reports::{self, Api};
+
     #[test]
-    fn the_table_lists_each_kind_of_change() {
-        let r = serde_json::json!({
+    fn the_table_lists_each_kind_of_change_from_the_request() {
+        let json = br#"{"reservations": 100000,
             "visible": {"changes": 9, "p50_us": 7, "p99_us": 17, "max_us": 20},
             "added": {"changes": 3, "p50_us": 6, "p99_us": 9, "max_us": 9},
-        });
+            "changed": {"changes": 0, "p50_us": 0, "p99_us": 0, "max_us": 0},
+            "removed": {"changes": 0, "p50_us": 0, "p99_us": 0, "max_us": 0},
+            "api": {"changes": 9, "p50_us": 900, "p99_us": 1500, "max_us": 2000},
+            "timeouts": 0, "seen_before_200": 8}"#;
+        let r: Api = reports::decode("bench-api", json).unwrap();
         let t = super::markdown(&r, 3);
-        assert!(t.contains("| any | 9 | 7 | 17 | 20 |"), "{t}");
+        assert!(t.contains("With 100000 reservations loaded"), "{t}");
+        assert!(
+            t.contains("| any: request sent -> answered the new way | 9 | 7 | 17 | 20 |"),
+            "{t}"
+        );
         assert!(t.contains("| added | 3 | 6 | 9 | 9 |"), "{t}");
+        assert!(
+            t.contains("(fsync included) | 9 | 900 | 1500 | 2000 |"),
+            "{t}"
+        );
         assert!(!t.contains("| removed"), "{t}");
+        assert!(
+            t.contains("8 of 9 changes were answered the new way before"),
+            "{t}"
+        );
+        // The report of the old bench-api (no load, clock from the 200) is refused.
+        let old = br#"{"visible": {"changes": 9, "p50_us": 7, "p99_us": 17, "max_us": 20},
+            "added": {"changes": 3, "p50_us": 6, "p99_us": 9, "max_us": 9},
+            "changed": {"changes": 3, "p50_us": 6, "p99_us": 9, "max_us": 9},
+            "removed": {"changes": 3, "p50_us": 6, "p99_us": 9, "max_us": 9},
+            "api": {"changes": 9, "p50_us": 900, "p99_us": 1500, "max_us": 2000},
+            "timeouts": 0, "seen_by_first_probe": 8}"#;
+        assert!(reports::decode::<Api>("bench-api", old).is_err());
     }
 }

@@ -10,6 +10,7 @@ mod apilatency;
 mod controlplane;
 mod perfdhcp;
 mod report;
+pub mod reports;
 mod servers;
 mod svg;
 
@@ -77,6 +78,8 @@ struct Settings {
     control_plane: u32,
     /// bench-api: add/change/remove cycles through the API.
     api_cycles: u32,
+    /// bench-api: reservations bulk-loaded before the cycles.
+    api_load: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -108,6 +111,7 @@ impl Settings {
                 xdp_runs: 200,
                 control_plane: 1000,
                 api_cycles: 5,
+                api_load: 1000,
             });
         }
         Ok(Settings {
@@ -124,6 +128,7 @@ impl Settings {
             xdp_runs: 20_000,
             control_plane: args.control_plane,
             api_cycles: 300,
+            api_load: 100_000,
         })
     }
 }
@@ -135,7 +140,10 @@ pub struct Outcome {
 }
 
 pub struct Measured {
-    pub storm: serde_json::Value,
+    pub storm: reports::Storm,
+    /// The server process's CPU time (user + system, every thread) during
+    /// the storm, seconds; None when /proc could not be read.
+    pub storm_cpu_s: Option<f64>,
     pub reservations: (Vec<Step>, RampEnd),
     pub pool: (Vec<Step>, RampEnd),
 }
@@ -211,8 +219,11 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
     };
 
     let api = if part("api") {
-        eprintln!("bench: API to dataplane ({} cycles)", settings.api_cycles);
-        apilatency::measure(&dir, bin, settings.api_cycles)
+        eprintln!(
+            "bench: API to dataplane ({} cycles, {} reservations loaded)",
+            settings.api_cycles, settings.api_load
+        );
+        apilatency::measure(&dir, bin, settings.api_load, settings.api_cycles)
     } else {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
@@ -274,11 +285,15 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
     if args.smoke {
         smoke_verdict(&outcomes, &settings, cp.as_ref().err())?;
         let r = api.context("the API benchmark")?;
-        let seen = r["visible"]["changes"].as_u64().unwrap_or(0);
-        if seen != 3 * u64::from(settings.api_cycles) {
+        if r.visible.changes != 3 * u64::from(settings.api_cycles)
+            || r.reservations != u64::from(settings.api_load)
+        {
             bail!(
-                "the API benchmark saw {seen} of {} changes: {r}",
-                3 * settings.api_cycles
+                "the API benchmark saw {} of {} changes with {} of {} reservations loaded: {r:?}",
+                r.visible.changes,
+                3 * settings.api_cycles,
+                r.reservations,
+                settings.api_load
             );
         }
     }
@@ -296,7 +311,7 @@ fn smoke_verdict(
         match &o.result {
             Err(e) => failures.push(format!("{}: {e}", o.server.name())),
             Ok(m) => {
-                let bound = m.storm["bound"].as_u64().unwrap_or(0);
+                let bound = m.storm.bound;
                 if bound != u64::from(settings.plan.machines) {
                     failures.push(format!(
                         "{}: storm bound {bound} of {}",
@@ -388,7 +403,15 @@ fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measu
         server.name(),
         s.plan.machines
     );
+    let cpu_before = reports::cpu_seconds(pid);
     let storm = storm(&bed, bin, s)?;
+    let storm_cpu_s = match (cpu_before, reports::cpu_seconds(pid)) {
+        (Ok(a), Ok(b)) => Some(b - a),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("bench: {}: no CPU time: {e:#}", server.name());
+            None
+        }
+    };
     let macs = work.join("macs.txt");
     std::fs::write(&macs, s.plan.mac_list())?;
     let replies = || {
@@ -429,6 +452,7 @@ fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measu
     }
     Ok(Measured {
         storm,
+        storm_cpu_s,
         reservations,
         pool,
     })
@@ -499,7 +523,7 @@ fn probe(bed: &mut Testbed, bin: &Path, pid: u32) -> Result<bool> {
 }
 
 /// The storm client on CLIENT_CPU: every reserved machine, full DORA.
-fn storm(bed: &Testbed, bin: &Path, s: &Settings) -> Result<serde_json::Value> {
+fn storm(bed: &Testbed, bin: &Path, s: &Settings) -> Result<reports::Storm> {
     let mut c = Command::new("taskset");
     c.args(["-c", CLIENT_CPU]).arg(bin);
     c.args(["--log", "warn", "storm", "--json", "--interface", CLIENT_IF]);
@@ -511,7 +535,7 @@ fn storm(bed: &Testbed, bin: &Path, s: &Settings) -> Result<serde_json::Value> {
     let out = bed
         .run(Side::Client, c)
         .context("the storm client failed")?;
-    serde_json::from_slice(&out.stdout).context("decoding the storm report")
+    reports::decode("the storm client", &out.stdout)
 }
 
 /// Every reply stormboot counts as sent: the XDP program's and the
@@ -647,7 +671,12 @@ mod tests {
             ..Step::default()
         };
         let measured = |bound: u64, acks: u64| Measured {
-            storm: serde_json::json!({ "machines": 50, "bound": bound }),
+            storm: reports::Storm {
+                machines: 50,
+                bound,
+                ..Default::default()
+            },
+            storm_cpu_s: None,
             reservations: (vec![step(acks)], RampEnd::Exhausted),
             pool: (vec![step(100)], RampEnd::Exhausted),
         };
