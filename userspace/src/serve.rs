@@ -285,7 +285,7 @@ pub async fn serve(
     let overlay = live.overlay.clone();
     let app = crate::api::router(
         crate::api::AppState {
-            live: live.clone(),
+            live: Some(live.clone()),
             http: http::Api::new(snapshot.clone(), timeline.clone()),
         },
         policy,
@@ -500,13 +500,17 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
             s
         })
     };
+    // The same router and token rule as the DHCP modes: only what needs
+    // addresses (reservations, leases, subnets) answers that there are none.
+    let app = crate::api::router(
+        crate::api::AppState {
+            live: None,
+            http: http::Api::new(snapshot, timeline.clone()),
+        },
+        api_policy(&cfg)?,
+    );
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(http::serve(
-        listener,
-        snapshot,
-        timeline.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
     let machines = services::Machines::new(cfg.clone(), Arc::new(Index::default()));
     services::start(
         cfg.clone(),
