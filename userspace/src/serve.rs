@@ -284,10 +284,7 @@ pub async fn serve(
     };
     let overlay = live.overlay.clone();
     let app = crate::api::router(
-        crate::api::AppState {
-            live: Some(live.clone()),
-            http: http::Api::new(snapshot.clone(), timeline.clone()),
-        },
+        crate::api::AppState::new(Some(live.clone()), snapshot.clone(), timeline.clone()),
         policy,
     );
     tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
@@ -503,10 +500,7 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
     // The same router and token rule as the DHCP modes: only what needs
     // addresses (reservations, leases, subnets) answers that there are none.
     let app = crate::api::router(
-        crate::api::AppState {
-            live: None,
-            http: http::Api::new(snapshot, timeline.clone()),
-        },
+        crate::api::AppState::new(None, snapshot, timeline.clone()),
         api_policy(&cfg)?,
     );
     let mut tasks = tokio::task::JoinSet::new();

@@ -43,6 +43,20 @@ pub struct AppState {
     pub(crate) http: http::Api,
 }
 
+impl AppState {
+    /// `live`: None in boot-only mode.
+    pub fn new(
+        live: Option<Arc<live::Live>>,
+        snapshot: http::SnapshotFn,
+        timeline: Arc<crate::timeline::Timeline>,
+    ) -> AppState {
+        AppState {
+            live,
+            http: http::Api::new(snapshot, timeline),
+        }
+    }
+}
+
 /// The daemon's reservations and leases, for the handlers that need them;
 /// refused with a 404 that names the mode in boot-only mode.
 pub struct Dhcp(pub Arc<live::Live>);
