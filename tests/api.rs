@@ -763,3 +763,77 @@ fn a_sighup_reload_keeps_the_api_reservations() {
     );
     assert_eq!(slow_path_total(&lab.api_stats()), 0, "{}", lab.log());
 }
+
+/// Boot-only mode answers no DHCP, but its API is the same one: the same
+/// routes, behind the same token rule. With `read_token`, its stats,
+/// metrics and boot timelines are no more open than a DHCP daemon's.
+#[test]
+fn boot_only_mode_serves_the_same_routes_behind_the_same_token_rule() {
+    require_root();
+    let mut lab = Lab::new("api-bootonly", Some(CLIENT_MAC));
+    let tftp_root = lab.scratch.path("ipxe");
+    fs::create_dir_all(&tftp_root).unwrap();
+    let config = CONFIG
+        .replace(
+            "address = \"10.50.0.1\"\n",
+            "address = \"10.50.0.1\"\nmode = \"boot-only\"\n",
+        )
+        .replace("[api]\n", "[api]\nread_token = true\n")
+        + &format!("\n[boot]\ntftp_root = \"{}\"\n", tftp_root.display());
+    lab.start_api(&config);
+
+    for path in [
+        "/api/v1/stats",
+        "/metrics",
+        "/api/v1/machines",
+        "/api/v1/machines/52:54:00:00:00:01",
+        "/api/v1/reservations",
+    ] {
+        let a = lab.request("GET", path, None, None);
+        assert_eq!(a.status, 401, "{path} without the token: {a:?}");
+        let a = lab.request("GET", path, Some("wrong-token"), None);
+        assert_eq!(a.status, 401, "{path} with a wrong token: {a:?}");
+    }
+    let a = lab.request("GET", "/api/v1/stats", Some(TOKEN), None);
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        a.body["dataplane"]
+            .as_str()
+            .is_some_and(|d| d.contains("boot-only")),
+        "{a:?}"
+    );
+    assert_eq!(lab.request("GET", "/healthz", None, None).status, 200);
+    assert_eq!(lab.request("GET", "/openapi.json", None, None).status, 200);
+
+    // Every route of the one table is there; those about addresses say
+    // why this daemon has none, rather than the router's bare 404.
+    for r in stormboot::api::routes() {
+        if r.path.ends_with("/stream") {
+            continue; // an event stream never ends; the browser tests read it
+        }
+        let concrete = r
+            .path
+            .replace("{mac}", "52:54:00:00:00:01")
+            .replace("{ip}", "10.50.0.11")
+            .replace("{network}", "10.50.0.0");
+        let a = lab.request(
+            &r.method.to_uppercase(),
+            &concrete,
+            Some(TOKEN),
+            Some(&json!({})),
+        );
+        assert!(
+            !(matches!(a.status, 404 | 405) && a.body.is_null()),
+            "{} {concrete} is not routed in boot-only mode: {a:?}",
+            r.method
+        );
+    }
+    let a = lab.request("GET", "/api/v1/reservations", Some(TOKEN), None);
+    assert_eq!(a.status, 404, "{a:?}");
+    assert!(
+        a.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("boot-only")),
+        "{a:?}"
+    );
+}

@@ -1,4 +1,4 @@
-//! The daemon's HTTP endpoint: `/healthz`, `/metrics` (Prometheus),
+//! The daemon's own read handlers (the router is `crate::api::router`): `/healthz`, `/metrics` (Prometheus),
 //! `/api/v1/stats` (JSON, read by `stormboot stats`) and the boot timeline,
 //! `/api/v1/machines` and `/api/v1/machines/{mac}`.
 
@@ -8,7 +8,6 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::IntoResponse,
-    routing::get,
     Json, Router,
 };
 use tokio_util::sync::CancellationToken;
@@ -29,19 +28,6 @@ impl Api {
     pub(crate) fn new(snapshot: SnapshotFn, timeline: Arc<Timeline>) -> Self {
         Api { snapshot, timeline }
     }
-}
-
-pub fn router(snapshot: SnapshotFn, timeline: Arc<Timeline>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/stats", get(stats))
-        .route("/api/v1/machines", get(machines))
-        .route("/api/v1/machines/{mac}", get(machine))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            API_BODY_LIMIT,
-        ))
-        .with_state(Api { snapshot, timeline })
 }
 
 /// Largest request body the API accepts; a larger one is refused (413)
@@ -105,17 +91,6 @@ pub(crate) async fn machine(
         .machine(m)
         .map(Json)
         .ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no events for {mac}")))
-}
-
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    snapshot: SnapshotFn,
-    timeline: Arc<Timeline>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(snapshot, timeline))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }
 
 /// Serves `router` (the whole API, see `crate::api::router`) until

@@ -363,10 +363,7 @@ pub async fn serve(
     };
     let overlay = live.overlay.clone();
     let app = crate::api::router(
-        crate::api::AppState {
-            live: live.clone(),
-            http: http::Api::new(snapshot.clone(), timeline.clone()),
-        },
+        crate::api::AppState::new(Some(live.clone()), snapshot.clone(), timeline.clone()),
         policy,
     );
     tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
@@ -658,13 +655,14 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
             s
         })
     };
+    // The same router and token rule as the DHCP modes: only what needs
+    // addresses (reservations, leases, subnets) answers that there are none.
+    let app = crate::api::router(
+        crate::api::AppState::new(None, snapshot, timeline.clone()),
+        api_policy(&cfg)?,
+    );
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(http::serve(
-        listener,
-        snapshot,
-        timeline.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
     let machines = services::Machines::new(cfg.clone(), Arc::new(Index::default()));
     services::start(
         cfg.clone(),

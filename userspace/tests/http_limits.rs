@@ -136,10 +136,17 @@ async fn api_refuses_oversized_requests_and_keeps_serving() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(stormboot::http::serve(
+    let app = stormboot::api::router(
+        stormboot::api::AppState::new(
+            None,
+            Arc::new(Snapshot::default),
+            Arc::new(Timeline::default()),
+        ),
+        Default::default(),
+    );
+    let task = tokio::spawn(stormboot::http::serve_router(
         listener,
-        Arc::new(Snapshot::default),
-        Arc::new(Timeline::default()),
+        app,
         shutdown.clone(),
     ));
     tokio::task::spawn_blocking(move || {

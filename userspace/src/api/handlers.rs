@@ -4,20 +4,19 @@
 //! extractors) so that a bad value is answered with the field it is in.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{Path, RawQuery},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
 use serde::de::DeserializeOwned;
 
-use super::live::Live;
 use super::registry::{limit, parse_mac_field, ErrorKind, FieldError, Mode};
 use super::types::*;
+use super::Dhcp;
 use crate::frame::format_mac;
 use crate::leases::Lease;
 
@@ -148,7 +147,7 @@ fn respond<T: serde::Serialize>(r: Result<T, FieldError>, ok: StatusCode) -> Res
     get, path = "/api/v1/subnets", tag = "subnets",
     responses((status = 200, description = "The configured subnets", body = [SubnetView]))
 )]
-pub async fn list_subnets(State(live): State<Arc<Live>>) -> Response {
+pub async fn list_subnets(Dhcp(live): Dhcp) -> Response {
     respond(live.subnets().await, StatusCode::OK)
 }
 
@@ -160,7 +159,7 @@ pub async fn list_subnets(State(live): State<Arc<Live>>) -> Response {
         (status = 404, description = "No such subnet", body = ApiError),
     )
 )]
-pub async fn get_subnet(State(live): State<Arc<Live>>, Path(network): Path<String>) -> Response {
+pub async fn get_subnet(Dhcp(live): Dhcp, Path(network): Path<String>) -> Response {
     let all = match live.subnets().await {
         Ok(v) => v,
         Err(e) => return Failure(e).into_response(),
@@ -189,7 +188,7 @@ pub async fn get_subnet(State(live): State<Arc<Live>>, Path(network): Path<Strin
         (status = 422, description = "A query parameter is not acceptable", body = ApiError),
     )
 )]
-pub async fn list_reservations(State(live): State<Arc<Live>>, RawQuery(q): RawQuery) -> Response {
+pub async fn list_reservations(Dhcp(live): Dhcp, RawQuery(q): RawQuery) -> Response {
     let q: ReservationQuery = try_decode!(decode_query(q));
     let reg = live.registry().lock().await;
     respond(reg.page(&q), StatusCode::OK)
@@ -203,7 +202,7 @@ pub async fn list_reservations(State(live): State<Arc<Live>>, RawQuery(q): RawQu
         (status = 404, description = "No reservation for this MAC", body = ApiError),
     )
 )]
-pub async fn get_reservation(State(live): State<Arc<Live>>, Path(mac): Path<String>) -> Response {
+pub async fn get_reservation(Dhcp(live): Dhcp, Path(mac): Path<String>) -> Response {
     let mac = match path_mac(&mac) {
         Ok(m) => m,
         Err(f) => return f.into_response(),
@@ -232,7 +231,7 @@ pub async fn get_reservation(State(live): State<Arc<Live>>, Path(mac): Path<Stri
         (status = 422, description = "A field is not acceptable", body = ApiError),
     )
 )]
-pub async fn create_reservation(State(live): State<Arc<Live>>, body: Bytes) -> Response {
+pub async fn create_reservation(Dhcp(live): Dhcp, body: Bytes) -> Response {
     let spec: ReservationSpec = try_decode!(decode_body(&body));
     respond(
         live.put(&spec, Mode::Create, None).await,
@@ -255,7 +254,7 @@ pub async fn create_reservation(State(live): State<Arc<Live>>, body: Bytes) -> R
     )
 )]
 pub async fn replace_reservation(
-    State(live): State<Arc<Live>>,
+    Dhcp(live): Dhcp,
     Path(mac): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -281,10 +280,7 @@ pub async fn replace_reservation(
         (status = 409, description = "A config-file reservation", body = ApiError),
     )
 )]
-pub async fn delete_reservation(
-    State(live): State<Arc<Live>>,
-    Path(mac): Path<String>,
-) -> Response {
+pub async fn delete_reservation(Dhcp(live): Dhcp, Path(mac): Path<String>) -> Response {
     let mac = match path_mac(&mac) {
         Ok(m) => m,
         Err(f) => return f.into_response(),
@@ -307,7 +303,7 @@ pub async fn delete_reservation(
         (status = 422, description = "An entry's field is not acceptable; `[i].field`", body = ApiError),
     )
 )]
-pub async fn bulk_reservations(State(live): State<Arc<Live>>, body: Bytes) -> Response {
+pub async fn bulk_reservations(Dhcp(live): Dhcp, body: Bytes) -> Response {
     let specs: Vec<ReservationSpec> = try_decode!(decode_body(&body));
     respond(live.bulk(&specs).await, StatusCode::OK)
 }
@@ -386,7 +382,7 @@ pub fn lease_page(leases: &[Lease], q: &LeaseQuery) -> Result<LeasePage, FieldEr
         (status = 422, description = "A query parameter is not acceptable", body = ApiError),
     )
 )]
-pub async fn list_leases(State(live): State<Arc<Live>>, RawQuery(q): RawQuery) -> Response {
+pub async fn list_leases(Dhcp(live): Dhcp, RawQuery(q): RawQuery) -> Response {
     let q: LeaseQuery = try_decode!(decode_query(q));
     let leases = match live.leases().await {
         Ok(l) => l,
@@ -403,7 +399,7 @@ pub async fn list_leases(State(live): State<Arc<Live>>, RawQuery(q): RawQuery) -
         (status = 404, description = "No lease on this address", body = ApiError),
     )
 )]
-pub async fn get_lease(State(live): State<Arc<Live>>, Path(ip): Path<String>) -> Response {
+pub async fn get_lease(Dhcp(live): Dhcp, Path(ip): Path<String>) -> Response {
     let ip = match path_ip(&ip) {
         Ok(i) => i,
         Err(f) => return f.into_response(),
@@ -433,7 +429,7 @@ pub async fn get_lease(State(live): State<Arc<Live>>, Path(ip): Path<String>) ->
         (status = 404, description = "No lease on this address", body = ApiError),
     )
 )]
-pub async fn delete_lease(State(live): State<Arc<Live>>, Path(ip): Path<String>) -> Response {
+pub async fn delete_lease(Dhcp(live): Dhcp, Path(ip): Path<String>) -> Response {
     let ip = match path_ip(&ip) {
         Ok(i) => i,
         Err(f) => return f.into_response(),

@@ -24,7 +24,9 @@ pub mod types;
 use std::sync::Arc;
 
 use axum::{
-    extract::FromRef,
+    extract::{FromRef, FromRequestParts},
+    http::{request::Parts, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, MethodRouter},
     Json, Router,
 };
@@ -35,13 +37,44 @@ use crate::http;
 /// What every handler may read.
 #[derive(Clone)]
 pub struct AppState {
-    pub live: Arc<live::Live>,
+    /// The reservations and leases: None in boot-only mode, which gives no
+    /// addresses (its routes are the same; those answer 404, saying why).
+    pub live: Option<Arc<live::Live>>,
     pub(crate) http: http::Api,
 }
 
-impl FromRef<AppState> for Arc<live::Live> {
-    fn from_ref(s: &AppState) -> Self {
-        s.live.clone()
+impl AppState {
+    /// `live`: None in boot-only mode.
+    pub fn new(
+        live: Option<Arc<live::Live>>,
+        snapshot: http::SnapshotFn,
+        timeline: Arc<crate::timeline::Timeline>,
+    ) -> AppState {
+        AppState {
+            live,
+            http: http::Api::new(snapshot, timeline),
+        }
+    }
+}
+
+/// The daemon's reservations and leases, for the handlers that need them;
+/// refused with a 404 that names the mode in boot-only mode.
+pub struct Dhcp(pub Arc<live::Live>);
+
+impl FromRequestParts<AppState> for Dhcp {
+    type Rejection = Response;
+
+    async fn from_request_parts(_: &mut Parts, s: &AppState) -> Result<Self, Response> {
+        s.live.clone().map(Dhcp).ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                Json(types::ApiError {
+                    error: "server.mode = \"boot-only\": this daemon gives no addresses, so it has no subnets, reservations or leases (the DHCP server beside it has them)".into(),
+                    field: None,
+                }),
+            )
+                .into_response()
+        })
     }
 }
 
@@ -183,7 +216,8 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// The daemon's whole HTTP service: the API, `/metrics`, `/healthz` and
-/// `/openapi.json`, behind the token check.
+/// `/openapi.json`, behind the token check. One table and one rule for
+/// every mode: boot-only mode serves the same routes (with `live` None).
 pub fn router(state: AppState, policy: auth::Policy) -> Router {
     let limit = crate::http::API_BODY_LIMIT;
     table()
