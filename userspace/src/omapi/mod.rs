@@ -6,8 +6,12 @@
 //! - `auth`: keys, signing and verification, pure.
 //! - `statements`: the dhcpd.conf statements hosts carry, parsed into
 //!   reservation fields, pure.
+//! - `server`: the listener; hosts go through `api::live`.
+//! - `export`: the dhcpd.conf and dhcpd.leases files Foreman reads.
 
 pub mod auth;
+pub mod export;
+pub mod server;
 pub mod statements;
 pub mod wire;
 
