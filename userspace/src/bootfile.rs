@@ -106,10 +106,13 @@ pub fn boot_spec(cfg: &Config, v: u16, mac: [u8; 6]) -> Option<BootSpec> {
 
 /// The options a boot spec adds to a reply.
 pub fn options(b: &BootSpec) -> Vec<DhcpOption> {
-    let mut o = vec![
-        DhcpOption::TFTPServerName(b.next_server.to_string().into_bytes()),
-        DhcpOption::BootfileName(b.file.clone().into_bytes()),
-    ];
+    let mut o = vec![DhcpOption::TFTPServerName(
+        b.next_server.to_string().into_bytes(),
+    )];
+    // A reservation may give a next server without a file.
+    if !b.file.is_empty() {
+        o.push(DhcpOption::BootfileName(b.file.clone().into_bytes()));
+    }
     if let Some(v) = b.vendor_class {
         o.push(DhcpOption::ClassIdentifier(v.as_bytes().to_vec()));
     }

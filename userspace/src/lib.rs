@@ -19,6 +19,7 @@ pub mod import;
 pub mod leases;
 pub mod metrics;
 pub mod mutate;
+pub mod omapi;
 pub mod peerconfig;
 pub mod ra;
 pub mod rawsock;

@@ -223,6 +223,14 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
+    let omapi_listener = match &cfg.omapi {
+        Some(o) => Some(
+            tokio::net::TcpListener::bind(o.listen)
+                .await
+                .with_context(|| format!("omapi.listen: cannot bind {}", o.listen))?,
+        ),
+        None => None,
+    };
 
     let userspace_only = cfg.server.dataplane == DataplaneKind::Userspace;
     let xdp = match userspace_only {
@@ -367,6 +375,16 @@ pub async fn serve(
         policy,
     );
     tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
+    if let (Some(o), Some(l)) = (&cfg.omapi, omapi_listener) {
+        crate::omapi::export::start(o, &live).await?;
+        let omapi = Arc::new(crate::omapi::server::Listener {
+            cfg: Arc::new(o.clone()),
+            live: live.clone(),
+            counters: Arc::default(),
+        });
+        tracing::info!(listen = %o.listen, keys = o.keys.len(), "OMAPI listening");
+        tasks.spawn(omapi.run(l, shutdown.clone()));
+    }
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
     let machines = services::Machines::new(cfg.clone(), index.clone()).with_overlay(overlay);
     if cfg.boot.enabled {

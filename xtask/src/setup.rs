@@ -39,6 +39,9 @@ const PACKAGES: &[&str] = &[
     // system service) and coredhcp
     "isc-dhcp-server",
     "coredhcp-server",
+    // tests/omapi.rs: MAAS 3.0-3.5's OMAPI client (omshell and dhcpd's
+    // parser come with isc-dhcp-server)
+    "python3-pypureomapi",
     // the DHCP server boot-only mode is tested beside; its
     // dnsmasq.conf.example is also read by the `stormboot import` tests
     "dnsmasq-base",

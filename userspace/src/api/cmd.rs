@@ -52,7 +52,7 @@ pub enum ReservationCommand {
         subnet: Option<String>,
         #[arg(long, env = "STORMBOOT_PROFILE")]
         profile: Option<String>,
-        /// config or api.
+        /// config, api or omapi.
         #[arg(long, env = "STORMBOOT_SOURCE")]
         source: Option<String>,
         /// Host names containing this.
@@ -223,6 +223,7 @@ pub fn reservation(args: ReservationArgs) -> anyhow::Result<()> {
                     .map(|o| option_spec(o))
                     .collect::<anyhow::Result<_>>()?,
                 allow_pxe: None,
+                ..Default::default()
             };
             let body = serde_json::to_string(&spec)?;
             let answer = match replace {

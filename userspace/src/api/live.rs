@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::registry::{Checked, ErrorKind, FieldError, Mode, Registry};
+use super::registry::{Checked, ErrorKind, FieldError, Mode, Registry, Writer};
 use super::types::{BulkResult, ReservationSpec, ReservationView};
 use crate::config::{self, Config};
 use crate::dataplane::Dataplane;
@@ -83,8 +83,20 @@ impl Overlay {
     }
 }
 
+/// A reservation change, for the dhcpd.leases export.
+#[derive(Clone, Debug)]
+pub enum JournalChange {
+    Put([u8; 6]),
+    /// The removed host's name.
+    Removed(String),
+}
+
+/// Called after every change, before its client hears the answer.
+pub type Journal = Arc<dyn Fn(&Registry, JournalChange) + Send + Sync>;
+
 /// The daemon's reservations and the places a change must reach.
 pub struct Live {
+    journal: std::sync::OnceLock<Journal>,
     registry: tokio::sync::Mutex<Registry>,
     table: Arc<ReservationTable>,
     dataplane: Option<Arc<std::sync::Mutex<Dataplane>>>,
@@ -129,7 +141,7 @@ fn merge(cfg: Config, rows: Vec<Result<ReservationSpec, String>>) -> (Config, Re
                 continue;
             }
         };
-        match registry.check(&spec, Mode::Create, None) {
+        match registry.check_as(&spec, Mode::Create, None, Writer::Omapi) {
             Ok(c) => {
                 registry.insert(c.entry);
                 loaded += 1;
@@ -157,6 +169,7 @@ impl Live {
     ) -> Live {
         let count = Arc::new(AtomicU64::new(registry.len() as u64));
         Live {
+            journal: std::sync::OnceLock::new(),
             registry: tokio::sync::Mutex::new(registry),
             table: Arc::new(table),
             dataplane,
@@ -168,6 +181,11 @@ impl Live {
 
     pub fn registry(&self) -> &tokio::sync::Mutex<Registry> {
         &self.registry
+    }
+
+    /// Sets the export every later change is journalled to.
+    pub fn set_journal(&self, j: Journal) {
+        let _ = self.journal.set(j);
     }
 
     /// Serves a new configuration file (SIGHUP) with the stored API
@@ -253,8 +271,22 @@ impl Live {
         path_mac: Option<[u8; 6]>,
     ) -> Result<ReservationView, FieldError> {
         let mut reg = self.registry.lock().await;
-        let c = reg.check(spec, mode, path_mac)?;
-        self.apply_checked(&mut reg, vec![c]).await?;
+        self.put_locked(&mut reg, spec, mode, path_mac, Writer::Rest)
+            .await
+    }
+
+    /// `put` for a writer that already holds the registry (OMAPI decides
+    /// by dhcpd's lookup rules under the same lock).
+    pub async fn put_locked(
+        &self,
+        reg: &mut Registry,
+        spec: &ReservationSpec,
+        mode: Mode,
+        path_mac: Option<[u8; 6]>,
+        writer: Writer,
+    ) -> Result<ReservationView, FieldError> {
+        let c = reg.check_as(spec, mode, path_mac, writer)?;
+        self.apply_checked(reg, vec![c]).await?;
         let mac = spec_mac(spec, path_mac)?;
         let e = reg
             .get(mac)
@@ -318,8 +350,11 @@ impl Live {
         for c in checked {
             let r = c.entry.reservation.clone();
             self.tell(|done| Control::Upsert(r.clone(), done)).await?;
-            self.overlay.set(r.mac, Some(r));
+            self.overlay.set(r.mac, Some(r.clone()));
             reg.insert(c.entry);
+            if let Some(j) = self.journal.get() {
+                j(reg, JournalChange::Put(r.mac));
+            }
         }
         self.count.store(reg.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -327,12 +362,25 @@ impl Live {
 
     pub async fn delete(&self, mac: [u8; 6]) -> Result<(), FieldError> {
         let mut reg = self.registry.lock().await;
-        reg.check_remove(mac)?;
+        self.delete_locked(&mut reg, mac).await
+    }
+
+    /// `delete` for a writer that already holds the registry.
+    pub async fn delete_locked(&self, reg: &mut Registry, mac: [u8; 6]) -> Result<(), FieldError> {
+        let name = reg
+            .check_remove(mac)?
+            .spec
+            .as_ref()
+            .and_then(|s| s.omapi_name.clone())
+            .unwrap_or_else(|| crate::omapi::export::export_name(mac));
         self.store(vec![], vec![mac]).await?;
         self.maps(|dp| dp.remove_reservation(mac))?;
         self.tell(|done| Control::Remove(mac, done)).await?;
         self.overlay.set(mac, None);
         reg.remove(mac);
+        if let Some(j) = self.journal.get() {
+            j(reg, JournalChange::Removed(name));
+        }
         self.count.store(reg.len() as u64, Ordering::Relaxed);
         tracing::info!(mac = %format_mac(&mac), "reservation removed");
         Ok(())
@@ -432,6 +480,8 @@ mod tests {
             options: vec![],
             profile: None,
             allow_pxe: true,
+            boot_file: None,
+            next_server: None,
         }
     }
 

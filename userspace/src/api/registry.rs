@@ -123,6 +123,16 @@ pub struct Registry {
     cfg: Arc<Config>,
     by_mac: BTreeMap<[u8; 6], Entry>,
     by_ip: HashMap<Ipv4Addr, [u8; 6]>,
+    /// OMAPI host names, unique as dhcpd's host names are.
+    by_name: HashMap<String, [u8; 6]>,
+}
+
+/// Who writes a reservation: the REST API may not set OMAPI's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    Rest,
+    /// OMAPI, or the store giving back what either wrote.
+    Omapi,
 }
 
 pub const API_ORIGIN: &str = "api";
@@ -145,7 +155,27 @@ impl Registry {
                 },
             );
         }
-        Registry { cfg, by_mac, by_ip }
+        Registry {
+            cfg,
+            by_mac,
+            by_ip,
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// The reservation OMAPI knows as host `name`.
+    pub fn by_omapi_name(&self, name: &str) -> Option<&Entry> {
+        self.by_name.get(name).and_then(|m| self.by_mac.get(m))
+    }
+
+    /// The reservation of `ip`.
+    pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Entry> {
+        self.by_ip.get(&ip).and_then(|m| self.by_mac.get(m))
+    }
+
+    /// Every reservation in MAC order, with its source.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.by_mac.values()
     }
 
     /// `e` as a client would write it.
@@ -184,7 +214,20 @@ impl Registry {
         mode: Mode,
         path_mac: Option<[u8; 6]>,
     ) -> Result<Checked, FieldError> {
-        self.check_against(spec, mode, path_mac, &|ip| self.by_ip.get(&ip).copied())
+        self.check_as(spec, mode, path_mac, Writer::Rest)
+    }
+
+    /// `check` for a given writer.
+    pub fn check_as(
+        &self,
+        spec: &ReservationSpec,
+        mode: Mode,
+        path_mac: Option<[u8; 6]>,
+        writer: Writer,
+    ) -> Result<Checked, FieldError> {
+        self.check_against(spec, mode, path_mac, writer, &|ip| {
+            self.by_ip.get(&ip).copied()
+        })
     }
 
     fn check_against(
@@ -192,6 +235,7 @@ impl Registry {
         spec: &ReservationSpec,
         mode: Mode,
         path_mac: Option<[u8; 6]>,
+        writer: Writer,
         holder_of: &dyn Fn(Ipv4Addr) -> Option<[u8; 6]>,
     ) -> Result<Checked, FieldError> {
         let mac = match (path_mac, spec.mac.trim()) {
@@ -308,6 +352,57 @@ impl Registry {
             ),
         };
         let options = options(&spec.options)?;
+        let boot_file = match spec.boot_file.as_deref() {
+            None | Some("") => None,
+            Some(f) if f.len() > 127 || f.contains('\0') => {
+                return Err(FieldError::invalid(
+                    "boot_file",
+                    "must be 1..=127 bytes without NUL (the BOOTP file field)",
+                ))
+            }
+            Some(f) => Some(f.to_owned()),
+        };
+        let next_server = match spec.next_server.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) => Some(t.parse::<Ipv4Addr>().map_err(|_| {
+                FieldError::invalid("next_server", format!("{t:?} is not an IPv4 address"))
+            })?),
+        };
+        let omapi_name = match spec.omapi_name.as_deref() {
+            None => None,
+            Some(_) if writer == Writer::Rest => {
+                return Err(FieldError::invalid(
+                    "omapi_name",
+                    "is set by OMAPI clients only",
+                ))
+            }
+            Some(n) => {
+                // Written unquoted into dhcpd.leases, and Foreman's parser
+                // takes only these characters.
+                if n.is_empty()
+                    || n.len() > 253
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                {
+                    return Err(FieldError::invalid(
+                        "omapi_name",
+                        format!("{n:?}: a host name of letters, digits, '-' and '.'"),
+                    ));
+                }
+                if let Some(holder) = self.by_name.get(n).filter(|h| **h != mac) {
+                    return Err(FieldError::conflict(
+                        "omapi_name",
+                        format!("{n} is the name of {}", format_mac(holder)),
+                    ));
+                }
+                Some(n.to_owned())
+            }
+        };
+        let source = match omapi_name {
+            Some(_) => Source::Omapi,
+            None => Source::Api,
+        };
 
         let reservation = config::Reservation {
             mac,
@@ -318,6 +413,8 @@ impl Registry {
             options,
             profile,
             allow_pxe: spec.allow_pxe.unwrap_or(true),
+            boot_file: boot_file.clone(),
+            next_server,
         };
         // Rendering is the last check: a reply too long for a DHCP packet
         // is refused here, not discovered by a booting machine.
@@ -330,11 +427,14 @@ impl Registry {
             profile: profile.map(|p| cfg.profiles[p].name.clone()),
             options: spec.options.clone(),
             allow_pxe: spec.allow_pxe.filter(|a| !a),
+            boot_file,
+            next_server: next_server.map(|n| n.to_string()),
+            omapi_name,
         };
         Ok(Checked {
             entry: Entry {
                 reservation,
-                source: Source::Api,
+                source,
                 spec: Some(normalized),
             },
             map_entries,
@@ -371,7 +471,7 @@ impl Registry {
                 })
             };
             let c = self
-                .check_against(s, Mode::Upsert, None, &holder)
+                .check_against(s, Mode::Upsert, None, Writer::Rest, &holder)
                 .map_err(|e| e.at(i))?;
             ips.insert(c.entry.reservation.ip, c.entry.reservation.mac);
             out.push(c);
@@ -386,6 +486,12 @@ impl Registry {
             if self.by_ip.get(&old.reservation.ip) == Some(&r.mac) {
                 self.by_ip.remove(&old.reservation.ip);
             }
+            if let Some(n) = old.spec.as_ref().and_then(|s| s.omapi_name.as_ref()) {
+                self.by_name.remove(n);
+            }
+        }
+        if let Some(n) = entry.spec.as_ref().and_then(|s| s.omapi_name.as_ref()) {
+            self.by_name.insert(n.clone(), r.mac);
         }
         self.by_ip.insert(r.ip, r.mac);
         self.by_mac.insert(r.mac, entry);
@@ -414,6 +520,9 @@ impl Registry {
         let e = self.by_mac.remove(&mac)?;
         if self.by_ip.get(&e.reservation.ip) == Some(&mac) {
             self.by_ip.remove(&e.reservation.ip);
+        }
+        if let Some(n) = e.spec.as_ref().and_then(|s| s.omapi_name.as_ref()) {
+            self.by_name.remove(n);
         }
         Some(e)
     }
@@ -461,10 +570,11 @@ impl Registry {
             None | Some("") => None,
             Some("config") => Some(Source::Config),
             Some("api") => Some(Source::Api),
+            Some("omapi") => Some(Source::Omapi),
             Some(t) => {
                 return Err(FieldError::invalid(
                     "source",
-                    format!("{t:?} is neither \"config\" nor \"api\""),
+                    format!("{t:?} is not \"config\", \"api\" or \"omapi\""),
                 ))
             }
         };
@@ -601,6 +711,9 @@ fn spec_of(cfg: &Config, r: &config::Reservation) -> ReservationSpec {
             })
             .collect(),
         allow_pxe: (!r.allow_pxe).then_some(false),
+        boot_file: r.boot_file.clone(),
+        next_server: r.next_server.map(|n| n.to_string()),
+        omapi_name: None,
     }
 }
 

@@ -31,6 +31,19 @@ pub struct ReservationSpec {
     /// false: plain DHCP only, never boot information (absent: true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_pxe: Option<bool>,
+    /// A boot file for this machine alone, given whatever its
+    /// architecture (ISC dhcpd's host `filename`); replaces the profile's
+    /// boot files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_file: Option<String>,
+    /// The next server (siaddr, option 66) for `boot_file`; the server's
+    /// address when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_server: Option<String>,
+    /// The host's name in OMAPI and in the dhcpd.leases export; set by
+    /// OMAPI clients only (a reservation that has one is OMAPI's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omapi_name: Option<String>,
 }
 
 /// A custom DHCP option: `type` says how `value` is encoded.
@@ -54,6 +67,9 @@ pub enum Source {
     Config,
     /// Made through the API and kept in the lease database.
     Api,
+    /// Made over OMAPI (omshell, Foreman, pypureomapi) and kept in the
+    /// lease database.
+    Omapi,
 }
 
 impl Source {
@@ -61,6 +77,7 @@ impl Source {
         match self {
             Source::Config => "config",
             Source::Api => "api",
+            Source::Omapi => "omapi",
         }
     }
 }

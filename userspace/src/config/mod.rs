@@ -7,6 +7,8 @@ mod csv;
 mod duration;
 mod hooks;
 mod location;
+mod omapi;
+pub use omapi::Omapi;
 mod options;
 mod validate;
 mod wire;
@@ -37,6 +39,8 @@ pub struct Config {
     pub profiles: Vec<Profile>,
     /// `[hooks]`, when present.
     pub hooks: Option<Hooks>,
+    /// `[omapi]`, when present.
+    pub omapi: Option<Omapi>,
 }
 
 /// `[hooks]`: a command run and/or a webhook POSTed for every lease event
@@ -354,6 +358,13 @@ pub struct Reservation {
     /// false: plain DHCP only, never boot information, whatever the
     /// profiles say (`allow_pxe = false`, as Tinkerbell's allowPXE).
     pub allow_pxe: bool,
+    /// A boot file given for this machine alone (OMAPI's `filename`, the
+    /// API's `boot_file`): every request gets it, whatever its
+    /// architecture, as ISC dhcpd's host `filename` does.
+    pub boot_file: Option<String>,
+    /// The next server (siaddr, option 66) that goes with it; the server's
+    /// own address when unset.
+    pub next_server: Option<Ipv4Addr>,
 }
 
 /// A file and, when the problem has one, a line.

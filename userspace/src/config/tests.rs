@@ -136,6 +136,8 @@ fn example_parses() {
         }],
         reservations: vec![Reservation {
             allow_pxe: true,
+            boot_file: None,
+            next_server: None,
             mac: [0x52, 0x54, 0, 0, 0, 1],
             ip: Ipv4Addr::new(10, 50, 0, 11),
             hostname: Some("node1".into()),
@@ -161,6 +163,7 @@ fn example_parses() {
         },
         profiles: vec![],
         hooks: None,
+        omapi: None,
     };
     assert_eq!(c, want);
 }
@@ -1351,4 +1354,64 @@ fn modes() {
         "address = \"10.50.0.1\"\nmode = \"relay\"",
     );
     assert_err(&t, 4, "server.mode", "not one of");
+}
+
+const OMAPI_KEY: &str = "[[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"c3Rvcm1ib290LXRlc3Qta2V5LTAxMjM0NTY3ODlhYg==\"\n";
+
+#[test]
+fn omapi_section_parses_with_a_key_and_defaults() {
+    let c = parse(&with(&format!("\n[omapi]\n\n{OMAPI_KEY}"))).unwrap();
+    let o = c.omapi.unwrap();
+    assert_eq!(o.listen.to_string(), "127.0.0.1:7911");
+    assert!(!o.allow_unsigned);
+    assert_eq!(o.keys[0].name, "omkey");
+    assert_eq!(o.keys[0].secret, b"stormboot-test-key-0123456789ab");
+    assert!(parse(MINIMAL).unwrap().omapi.is_none());
+}
+
+#[test]
+fn omapi_errors_name_the_key_and_line() {
+    let base = MINIMAL.lines().count();
+    // allow_unsigned on a listener others can reach.
+    assert_err(
+        &with("\n[omapi]\nlisten = \"0.0.0.0:7911\"\nallow_unsigned = true\n"),
+        base + 4,
+        "omapi.allow_unsigned",
+        "only allowed on a loopback listener",
+    );
+    assert_err(
+        &with("\n[omapi]\nallow_unsigned = false\n"),
+        base + 2,
+        "omapi",
+        "give an [[omapi.key]]",
+    );
+    assert_err(
+        &with(&format!(
+            "\n[omapi]\n\n{}",
+            OMAPI_KEY.replace("hmac-md5", "hmac-sha1")
+        )),
+        base + 6,
+        "omapi.key[0].algorithm",
+        "\"hmac-sha1\" is not",
+    );
+    assert_err(
+        &with(&format!(
+            "\n[omapi]\n\n{}",
+            OMAPI_KEY.replace("c3Rv", "!!!")
+        )),
+        base + 7,
+        "omapi.key[0].secret",
+        "not base64",
+    );
+    assert_err(
+        &with("\n[omapi]\nlisten = \"localhost\"\nallow_unsigned = true\n"),
+        base + 3,
+        "omapi.listen",
+        "not an address:port",
+    );
+    let e = err(&with("\n[omapi]\nallow_unsigned = true\nsecret = \"x\"\n"));
+    assert!(e.contains("secret"), "{e}");
+    // Loopback: allowed without a key.
+    let c = parse(&with("\n[omapi]\nallow_unsigned = true\n")).unwrap();
+    assert!(c.omapi.unwrap().allow_unsigned);
 }

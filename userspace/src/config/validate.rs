@@ -97,7 +97,9 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         }
     }
     let hooks = super::hooks::hooks(w.hooks.as_ref(), server.mode, src)?;
+    let omapi = super::omapi::omapi(w.omapi.as_ref(), src, read)?;
     Ok(Config {
+        omapi,
         server,
         api,
         subnets,
@@ -1012,6 +1014,8 @@ impl<'a> ReservationSet<'a> {
         self.list.push(Reservation {
             profile: None,
             allow_pxe: true,
+            boot_file: None,
+            next_server: None,
             mac,
             ip,
             hostname: hostname.map(str::to_owned),

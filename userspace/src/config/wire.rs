@@ -19,6 +19,7 @@ pub struct File {
     pub api: Option<Api>,
     pub boot: Option<Boot>,
     pub hooks: Option<S<Hooks>>,
+    pub omapi: Option<S<super::omapi::Wire>>,
     #[serde(default)]
     pub profile: Vec<Profile>,
     #[serde(default)]

@@ -66,9 +66,24 @@ pub fn reservation_variant(
     r: &config::Reservation,
     v: u16,
 ) -> Result<Option<(ReservationKey, Reservation)>, TablesError> {
-    let boot = match bootfile::reservation_profile(cfg, r) {
-        Some(_) => bootfile::boot_spec(cfg, v, r.mac),
-        None => None,
+    let boot = if r.boot_file.is_some() || r.next_server.is_some() {
+        // The machine's own boot file answers every architecture (one
+        // plain entry), as a dhcpd host's `filename` does.
+        if v != variant::PLAIN {
+            return Ok(None);
+        }
+        Some(bootfile::BootSpec {
+            next_server: r.next_server.unwrap_or(cfg.server.address),
+            file: r.boot_file.clone().unwrap_or_default(),
+            vendor_class: None,
+            pxe_discovery_control: false,
+            ipxe_no_proxydhcp: false,
+        })
+    } else {
+        match bootfile::reservation_profile(cfg, r) {
+            Some(_) => bootfile::boot_spec(cfg, v, r.mac),
+            None => None,
+        }
     };
     if v != variant::PLAIN && boot.is_none() {
         return Ok(None);
@@ -169,5 +184,39 @@ mod tests {
         );
         let plain = variants(&format!("{CFG}allow_pxe = false\n"));
         assert_eq!(plain, vec![variant::PLAIN]);
+    }
+
+    /// A reservation's own boot file and next server are in its one
+    /// (plain) reply, in the BOOTP fields and options 66/67, and the
+    /// profile's per-architecture variants give way to them.
+    #[test]
+    fn a_reservations_own_boot_file_and_next_server_are_rendered() {
+        use dhcproto::{Decodable, Decoder};
+        let cfg = Config::from_str(CFG, Path::new("stormboot.toml")).unwrap();
+        let mut r = cfg.reservations[0].clone();
+        r.boot_file = Some("pxelinux.0".into());
+        r.next_server = Some(Ipv4Addr::new(10, 50, 0, 7));
+        let entries = reservation_entries(&cfg, &r).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0.variant, variant::PLAIN);
+        let block = &entries[0].1.reply;
+        let m = dhcproto::v4::Message::decode(&mut Decoder::new(&block.bytes)).unwrap();
+        assert_eq!(m.siaddr(), Ipv4Addr::new(10, 50, 0, 7));
+        assert_eq!(
+            m.fname().unwrap().split(|b| *b == 0).next(),
+            Some(&b"pxelinux.0"[..])
+        );
+        assert_eq!(
+            m.opts().get(dhcproto::v4::OptionCode::BootfileName),
+            Some(&dhcproto::v4::DhcpOption::BootfileName(
+                b"pxelinux.0".to_vec()
+            ))
+        );
+        assert_eq!(
+            m.opts().get(dhcproto::v4::OptionCode::TFTPServerName),
+            Some(&dhcproto::v4::DhcpOption::TFTPServerName(
+                b"10.50.0.7".to_vec()
+            ))
+        );
     }
 }

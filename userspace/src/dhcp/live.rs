@@ -105,6 +105,8 @@ ip = "10.0.0.50"
             options: vec![],
             profile: None,
             allow_pxe: true,
+            boot_file: None,
+            next_server: None,
         }
     }
 
