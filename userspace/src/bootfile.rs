@@ -91,6 +91,8 @@ pub fn boot_spec(cfg: &Config, v: u16, mac: [u8; 6]) -> Option<BootSpec> {
         variant::PXE_BIOS => Some(pxe(&b.bios_file)),
         variant::PXE_EFI_X64 => Some(pxe(&b.efi_x64_file)),
         variant::PXE_EFI_ARM64 => Some(pxe(&b.efi_arm64_file)),
+        // No IA32 file configured: plain DHCP, never the x64 binary.
+        variant::PXE_EFI_IA32 => b.efi_ia32_file.as_deref().map(pxe),
         variant::HTTP_EFI_X64 => Some(http(&b.efi_x64_file)),
         variant::HTTP_EFI_ARM64 => Some(http(&b.efi_arm64_file)),
         variant::IPXE => Some(BootSpec {

@@ -272,11 +272,15 @@ pub fn warn_about_boot_files(cfg: &Config) {
         tracing::warn!(tftp_root = %b.tftp_root.display(), "boot.tftp_root does not exist: TFTP will serve nothing");
         return;
     };
+    let ia32 = b.efi_ia32_file.as_ref().map(|f| ("efi_ia32_file", f));
     for (key, name) in [
         ("bios_file", &b.bios_file),
         ("efi_x64_file", &b.efi_x64_file),
         ("efi_arm64_file", &b.efi_arm64_file),
-    ] {
+    ]
+    .into_iter()
+    .chain(ia32)
+    {
         match std::fs::canonicalize(root.join(name)) {
             Err(_) => {
                 tracing::warn!(file = %name, key, "boot file missing from boot.tftp_root: machines of that kind cannot boot")

@@ -744,6 +744,42 @@ fn ipxe_gets_its_script_url_and_no_proxydhcp_wait() {
     }
 }
 
+/// EFI IA32 firmware (option 93 = 6) cannot run the x64 binary: it gets
+/// `boot.efi_ia32_file` when one is configured, plain DHCP otherwise, from
+/// both dataplanes alike (`reply` compares them byte for byte).
+#[test]
+fn uefi_ia32_gets_its_own_file_or_plain_dhcp() {
+    let req = firmware(
+        NODE1,
+        MessageType::Discover,
+        b"PXEClient:Arch:00006:UNDI:003016",
+        6,
+        None,
+    );
+    let f = fixture();
+    let (m, _, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(m.yiaddr(), NODE1_IP);
+    assert_eq!(file_of(&m), "", "never the x64 binary");
+    assert_eq!(bytes_opt(&m, OptionCode::BootfileName), None);
+    let text = CONFIG.replacen(
+        "http_port = 8080\n",
+        "http_port = 8080\nefi_ia32_file = \"ipxe-ia32.efi\"\n",
+        1,
+    );
+    let f = fixture_from(&text, "ia32.toml");
+    let (m, _, _) = reply(&f, &broadcast_frame(&req));
+    assert_eq!(file_of(&m), "ipxe-ia32.efi");
+    assert_eq!(m.siaddr(), SERVER);
+    assert_eq!(
+        bytes_opt(&m, OptionCode::ClassIdentifier).as_deref(),
+        Some(&b"PXEClient"[..])
+    );
+    // x64 firmware on the same config still gets ipxe.efi.
+    let (m, _, _) = reply(&f, &broadcast_frame(&uefi_discover()));
+    assert_eq!(file_of(&m), "ipxe.efi");
+}
+
 #[test]
 fn uefi_http_boot_gets_a_url_and_httpclient() {
     let f = fixture();
@@ -1014,19 +1050,42 @@ fn proxy_offers_boot_information_for_each_variant() {
     assert_eq!(counter(&f, Counter::Offer), 5);
 }
 
+/// Port 67: the proxy answers PXE DISCOVERs only. The REQUEST a client
+/// sends on 67 selects the DHCP server that offered it an address (PXE 2.1
+/// section 2.2.4; dnsmasq's proxy answers a REQUEST only on 4011): neither
+/// dataplane answers it, whoever's server identifier it carries, nor one
+/// without any (INIT-REBOOT).
 #[test]
-fn proxy_answers_without_a_uuid_and_acks_requests_on_67() {
+fn proxy_answers_discovers_on_67_but_never_requests() {
     let f = proxy_fixture();
     let mut req = uefi_discover();
     let (m, _) = proxy_reply(&f, &broadcast_frame(&req), MessageType::Offer);
     assert!(opt(&m, OptionCode::ClientMachineIdentifier).is_none());
-    // The REQUEST firmware sends the real DHCP server is acknowledged
-    // with boot information too, as the userspace proxy does.
     req.opts_mut()
         .insert(DhcpOption::MessageType(MessageType::Request));
     req.opts_mut()
-        .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 50, 0, 254)));
-    proxy_reply(&f, &broadcast_frame(&req), MessageType::Ack);
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+            10, 50, 0, 120,
+        )));
+    for server_id in [Some(Ipv4Addr::new(10, 50, 0, 254)), Some(SERVER), None] {
+        let mut r = req.clone();
+        match server_id {
+            Some(id) => {
+                r.opts_mut().insert(DhcpOption::ServerIdentifier(id));
+            }
+            None => {
+                r.opts_mut().remove(OptionCode::ServerIdentifier);
+            }
+        }
+        let input = broadcast_frame(&r);
+        passes(&f, &input, Counter::PassOtherDhcp);
+        assert_eq!(
+            userspace(&f, &input),
+            None,
+            "userspace answered a REQUEST on 67 (server id {server_id:?})"
+        );
+    }
+    assert_eq!(counter(&f, Counter::Ack), 0);
 }
 
 #[test]
@@ -1118,10 +1177,14 @@ fn proxy_answers_a_relayed_pxe_client_through_its_relay() {
 #[test]
 fn proxy_passes_everything_but_reserved_boot_requests() {
     let f = proxy_fixture();
-    // Plain DHCP, from a reserved machine too: the other server's.
-    for t in [MessageType::Discover, MessageType::Request] {
+    // Plain DHCP, from a reserved machine too: the other server's (a
+    // REQUEST on 67 is never a proxy's, booting or not).
+    for (t, why) in [
+        (MessageType::Discover, Counter::PassNotBooting),
+        (MessageType::Request, Counter::PassOtherDhcp),
+    ] {
         let input = broadcast_frame(&request(NODE1, t));
-        passes(&f, &input, Counter::PassNotBooting);
+        passes(&f, &input, why);
         assert_eq!(userspace(&f, &input), None, "stormboot never answers it");
     }
     // A reserved machine with no profile, and a machine with no

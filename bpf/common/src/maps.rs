@@ -40,7 +40,7 @@ pub mod variant {
     pub const PLAIN: u16 = 0;
     /// PXE firmware on BIOS (client architecture 0): undionly.kpxe.
     pub const PXE_BIOS: u16 = 1;
-    /// PXE firmware on UEFI x86 / x64 (architectures 6, 7, 9): ipxe.efi.
+    /// PXE firmware on UEFI x64 (architectures 7 and 9): ipxe.efi.
     pub const PXE_EFI_X64: u16 = 2;
     /// PXE firmware on UEFI arm64 (architecture 11).
     pub const PXE_EFI_ARM64: u16 = 3;
@@ -50,7 +50,10 @@ pub mod variant {
     pub const HTTP_EFI_ARM64: u16 = 5;
     /// iPXE itself (user class marker): the machine's script URL.
     pub const IPXE: u16 = 6;
-    pub const ALL: [u16; 7] = [
+    /// PXE firmware on 32-bit UEFI x86 (architecture 6): its own file
+    /// (`boot.efi_ia32_file`), as an x64 binary does not run there.
+    pub const PXE_EFI_IA32: u16 = 7;
+    pub const ALL: [u16; 8] = [
         PLAIN,
         PXE_BIOS,
         PXE_EFI_X64,
@@ -58,6 +61,7 @@ pub mod variant {
         HTTP_EFI_X64,
         HTTP_EFI_ARM64,
         IPXE,
+        PXE_EFI_IA32,
     ];
 }
 

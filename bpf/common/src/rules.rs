@@ -206,7 +206,9 @@ pub fn boot_variant(arch: Option<u16>, vendor: Vendor, ipxe: bool) -> u16 {
     }
     match (vendor, arch) {
         (Vendor::Pxe, Some(0)) => variant::PXE_BIOS,
-        (Vendor::Pxe, Some(6 | 7 | 9)) => variant::PXE_EFI_X64,
+        // IA32 firmware cannot run an x64 binary: a variant of its own.
+        (Vendor::Pxe, Some(6)) => variant::PXE_EFI_IA32,
+        (Vendor::Pxe, Some(7 | 9)) => variant::PXE_EFI_X64,
         (Vendor::Pxe, Some(11)) => variant::PXE_EFI_ARM64,
         (Vendor::Http, Some(16)) => variant::HTTP_EFI_X64,
         (Vendor::Http, Some(19)) => variant::HTTP_EFI_ARM64,
@@ -252,6 +254,15 @@ mod tests {
         assert_eq!(
             boot_variant(Some(7), Vendor::Pxe, false),
             variant::PXE_EFI_X64
+        );
+        assert_eq!(
+            boot_variant(Some(9), Vendor::Pxe, false),
+            variant::PXE_EFI_X64
+        );
+        assert_eq!(
+            boot_variant(Some(6), Vendor::Pxe, false),
+            variant::PXE_EFI_IA32,
+            "EFI IA32 never gets the x64 binary"
         );
         assert_eq!(
             boot_variant(Some(11), Vendor::Pxe, false),

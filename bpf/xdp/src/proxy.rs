@@ -1,6 +1,8 @@
 //! proxyDHCP in the kernel: boot information only (no address) to a
-//! reserved machine's PXE, HTTP boot or iPXE request, on port 67 and on
-//! the boot-server port 4011, from the blocks rendered per boot variant.
+//! reserved machine's PXE, HTTP boot or iPXE DISCOVER on port 67 and its
+//! REQUEST on the boot-server port 4011, from the blocks rendered per boot
+//! variant. A REQUEST on 67 selects the server that offered an address,
+//! never the proxy: it is passed up, and userspace stays silent too.
 //! The same decisions as the userspace proxy (`dhcp::proxy`); anything
 //! else is passed up, where the proxy stays silent too.
 
@@ -18,7 +20,7 @@ use crate::{maps::RESERVATIONS, parse::Request, reply::Decision};
 pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> {
     let reply_type = match (req.fields.msg_type, req.to_boot_port) {
         (msg::DISCOVER, false) => msg::OFFER,
-        (msg::REQUEST, _) => msg::ACK,
+        (msg::REQUEST, true) => msg::ACK,
         _ => return Err(Counter::PassOtherDhcp),
     };
     if req.variant == variant::PLAIN {

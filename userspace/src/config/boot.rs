@@ -113,6 +113,7 @@ pub fn boot(
             bios_file: DEFAULT_BIOS_FILE.into(),
             efi_x64_file: DEFAULT_EFI_X64_FILE.into(),
             efi_arm64_file: DEFAULT_EFI_ARM64_FILE.into(),
+            efi_ia32_file: None,
             ipv6_ra: false,
             ipxe_no_proxydhcp: true,
         });
@@ -171,6 +172,10 @@ pub fn boot(
             "boot.efi_arm64_file",
             DEFAULT_EFI_ARM64_FILE,
         )?,
+        efi_ia32_file: match &w.efi_ia32_file {
+            None => None,
+            Some(_) => Some(file(&w.efi_ia32_file, "boot.efi_ia32_file", "")?),
+        },
         ipv6_ra: w.ipv6_ra.as_ref().is_some_and(|v| *v.get_ref()),
         ipxe_no_proxydhcp: w.ipxe_no_proxydhcp.as_ref().is_none_or(|v| *v.get_ref()),
     })

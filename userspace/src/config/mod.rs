@@ -94,6 +94,9 @@ pub struct Boot {
     pub bios_file: String,
     pub efi_x64_file: String,
     pub efi_arm64_file: String,
+    /// UEFI IA32 (architecture 6); None: such machines get plain DHCP, as
+    /// no default build exists and the x64 binary does not run on them.
+    pub efi_ia32_file: Option<String>,
     /// Send IPv6 router advertisements that end iPXE's wait for a router.
     pub ipv6_ra: bool,
     /// Tell iPXE (option 175.176) not to wait for a ProxyDHCP offer. On by

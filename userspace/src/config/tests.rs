@@ -158,6 +158,7 @@ fn example_parses() {
             bios_file: "undionly.kpxe".into(),
             efi_x64_file: "ipxe.efi".into(),
             efi_arm64_file: "ipxe-arm64.efi".into(),
+            efi_ia32_file: None,
             ipv6_ra: false,
             ipxe_no_proxydhcp: true,
         },

@@ -131,6 +131,7 @@ pub struct Boot {
     pub bios_file: Option<S<String>>,
     pub efi_x64_file: Option<S<String>>,
     pub efi_arm64_file: Option<S<String>>,
+    pub efi_ia32_file: Option<S<String>>,
     pub ipv6_ra: Option<S<bool>>,
     pub ipxe_no_proxydhcp: Option<S<bool>>,
 }

@@ -97,7 +97,7 @@ pub struct Outcome {
 }
 
 /// Every `Outcome::note`.
-pub const NOTES: [&str; 23] = [
+pub const NOTES: [&str; 25] = [
     "offer",
     "ack",
     "inform",
@@ -121,6 +121,8 @@ pub const NOTES: [&str; 23] = [
     "proxy-ack",
     "proxy-not-booting",
     "proxy-no-profile",
+    "proxy-request-on-67",
+    "proxy-pxe-not-allowed",
 ];
 
 /// The server's state: configuration, leases and pools.

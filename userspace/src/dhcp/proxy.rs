@@ -2,7 +2,9 @@
 //! that gives the addresses, answer PXE and iPXE clients with boot
 //! information only: an OFFER without an address to their DISCOVER on port
 //! 67, and an ACK to the REQUEST PXE firmware sends the boot server on port
-//! 4011. Clients that are not booting get no answer at all.
+//! 4011. A REQUEST on 67 selects the DHCP server that offered the address
+//! and is never answered (as dnsmasq's proxy: it answers REQUESTs on 4011
+//! only). Clients that are not booting get no answer at all.
 
 use std::net::Ipv4Addr;
 
@@ -31,7 +33,8 @@ pub fn answer(cfg: &Config, r: &ProxyRequest<'_>) -> (Option<Reply>, &'static st
     let m = r.msg;
     let reply_type = match (m.opts().msg_type(), r.to_boot_port) {
         (Some(MessageType::Discover), false) => msg::OFFER,
-        (Some(MessageType::Request), _) => msg::ACK,
+        (Some(MessageType::Request), true) => msg::ACK,
+        (Some(MessageType::Request), false) => return (None, "proxy-request-on-67"),
         _ => return (None, "ignored-message-type"),
     };
     let v = bootfile::variant_of(m, &cfg.boot.ipxe_user_class);
