@@ -542,3 +542,38 @@ fn bad_clients_are_refused_nothing_is_stored_and_the_next_client_is_served() {
     assert_eq!((r.op, r.authid, r.rid), (wire::OP_UPDATE, h, 2), "{r:?}");
     assert!(reserved(&lab, "52:54:00:bb:00:07").is_some());
 }
+
+/// `stormboot bench-omapi`, tiny: hosts created over one connection, and
+/// created hosts answered by XDP (the full run is `cargo xtask bench`).
+#[test]
+fn bench_omapi_smoke_creates_hosts_and_sees_them_answered() {
+    let lab = lab("ombench");
+    let mut cmd = lab.stormboot(Side::Server);
+    cmd.args([
+        "bench-omapi",
+        "--json",
+        "--hosts",
+        "20",
+        "--first-ip",
+        "10.50.0.60",
+        "--cycles",
+        "3",
+        "--probe-ip",
+        "10.50.0.90",
+        "--interface",
+        stormboot_testbed::CLIENT_IF,
+        "--secret",
+        SECRET,
+        "--netns",
+    ])
+    .arg(lab.bed.ns_path(Side::Client));
+    let out = lab
+        .bed
+        .run(Side::Server, cmd)
+        .unwrap_or_else(|e| panic!("bench-omapi: {e:#}{}", lab.log()));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["hosts"], 20, "{r}");
+    assert_eq!(r["visible"]["changes"], 3, "{r}");
+    assert_eq!(r["timeouts"], 0, "{r}");
+    assert!(reserved(&lab, "0e:b0:00:00:00:13").is_some());
+}

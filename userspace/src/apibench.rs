@@ -86,12 +86,12 @@ pub struct Report {
 
 /// What the probe expects to see once a change is visible.
 #[derive(Clone, Copy, Debug)]
-enum Want {
+pub(crate) enum Want {
     Offer(Ipv4Addr),
     NotOffer(Ipv4Addr),
 }
 
-fn stat(mut v: Vec<u64>) -> Stat {
+pub(crate) fn stat(mut v: Vec<u64>) -> Stat {
     if v.is_empty() {
         return Stat::default();
     }
@@ -107,7 +107,7 @@ fn stat(mut v: Vec<u64>) -> Stat {
 
 /// Opens the packet socket, inside `netns` if given; this thread returns
 /// to its own namespace afterwards (the socket stays in the other).
-fn open_socket(interface: &str, netns: Option<&str>) -> anyhow::Result<RawSocket> {
+pub(crate) fn open_socket(interface: &str, netns: Option<&str>) -> anyhow::Result<RawSocket> {
     let Some(ns) = netns else {
         return RawSocket::open(interface, libc::ETH_P_IP as u16, false);
     };
@@ -163,12 +163,12 @@ fn offer_of(f: &[u8], xid: u32) -> Option<Ipv4Addr> {
     (m.xid() == xid && m.opts().msg_type() == Some(MessageType::Offer)).then(|| m.yiaddr())
 }
 
-struct Prober {
-    sock: RawSocket,
-    mac: [u8; 6],
-    xid: u32,
-    wait: Duration,
-    buf: Vec<u8>,
+pub(crate) struct Prober {
+    pub(crate) sock: RawSocket,
+    pub(crate) mac: [u8; 6],
+    pub(crate) xid: u32,
+    pub(crate) wait: Duration,
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Prober {
@@ -198,7 +198,7 @@ impl Prober {
 
     /// Probes until `want` holds; the time from `since` to the send of the
     /// first probe that saw it, and how many probes that took.
-    fn until(
+    pub(crate) fn until(
         &mut self,
         want: Want,
         since: Instant,
