@@ -154,6 +154,13 @@ pub struct Measured {
     pub pool: (Vec<Step>, RampEnd),
 }
 
+impl BenchArgs {
+    /// Whether a binary to measure was given (`--bin`).
+    pub fn has_bin(&self) -> bool {
+        self.bin.is_some()
+    }
+}
+
 /// `cargo xtask bench`, with the release binary.
 pub fn run(args: &BenchArgs) -> Result<()> {
     run_with(args, &args.bin.clone().unwrap_or_else(release_bin))
