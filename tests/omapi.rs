@@ -304,15 +304,26 @@ try:
     sys.exit("second del_host succeeded")
 except pypureomapi.OmapiErrorNotFound:
     print("del again: not found")
+# A lease the pools gave (sys.argv[1]): read-only lease objects.
+print("lease mac:", o.lookup_mac(sys.argv[1]))
+try:
+    o.lookup_mac("10.50.0.109")
+    sys.exit("a lease nobody holds was found")
+except pypureomapi.OmapiErrorNotFound:
+    print("no lease: not found")
 print("OK")
 "#;
 
 #[test]
 fn pypureomapi_adds_looks_up_updates_and_deletes_hosts() {
     let lab = lab("ompy");
+    // sbc0 (not reserved) takes a pool lease first.
+    let lease = lab
+        .run_udhcpc(QUICK)
+        .unwrap_or_else(|e| panic!("udhcpc: {e}{}", lab.log()));
     let script = lab.scratch.write("client.py", PYPUREOMAPI);
     let mut cmd = lab.bed.command(Side::Server, "/usr/bin/python3");
-    cmd.arg(&script);
+    cmd.arg(&script).arg(&lease["ip"]);
     let out = cmd.output().expect("python3");
     let text = format!(
         "{}{}",
@@ -326,6 +337,7 @@ fn pypureomapi_adds_looks_up_updates_and_deletes_hosts() {
     );
     assert!(text.contains("again: add failed"), "{text}");
     assert!(text.contains("after update: 10.50.0.33"), "{text}");
+    assert!(text.contains(&format!("lease mac: {MAC}")), "{text}");
     assert!(
         text.contains(
             "('hostname', 'pyhost21'), ('ip', '10.50.0.31'), ('mac', '52:54:00:aa:00:02')"
