@@ -232,6 +232,35 @@ fn foreman_adds_and_deletes_a_host_with_omshell_and_xdp_answers_it() {
     // Same MAC, another name: Foreman's "Hardware address conflict".
     let other = omshell(&lab, &foreman_add("a-test-02", "10.50.0.11", MAC));
     assert!(other.contains("can't open object: key conflict"), "{other}");
+    // Another MAC, the same name.
+    let dup = omshell(
+        &lab,
+        &foreman_add("a-test-01", "10.50.0.12", "52:54:00:12:34:99"),
+    );
+    assert!(dup.contains("can't open object: already exists"), "{dup}");
+    // What stormboot cannot honour is refused as dhcpd refuses it.
+    let head = format!("key omkey \"{SECRET}\"\nconnect\nnew host\nset name = \"x1\"\n");
+    for (set, want) in [
+        (
+            "set hardware-address = 52:54:00:12:34:98\nset ip-address = 10.50.0.13\n\
+             set statements = \"option routers 10.50.0.1;\"\n",
+            "can't open object: parse error(s) occurred",
+        ),
+        (
+            "set hardware-address = 52:54:00:12:34:98\nset ip-address = 10.50.0.13\n\
+             set foo = \"bar\"\n",
+            "can't open object: unknown attribute",
+        ),
+        (
+            "set ip-address = 10.50.0.13\n",
+            "can't open object: invalid argument",
+        ),
+    ] {
+        let out = omshell(&lab, &format!("{head}{set}create\n"));
+        assert!(out.contains(want), "want {want:?}:\n{out}");
+    }
+    assert!(reserved(&lab, "52:54:00:12:34:98").is_none());
+    assert!(reserved(&lab, "52:54:00:12:34:99").is_none());
 
     // Survives a restart.
     lab.stop_daemon();
