@@ -100,6 +100,8 @@ pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value>
         .run(Side::Server, probe)
         .context("stormboot bench-omapi")?;
     bed.stop(pid)?;
+    // The daemon leaves its (by then empty) pin directory behind.
+    let _ = std::fs::remove_dir(format!("/sys/fs/bpf/stormboot-benchom{tag}"));
     serde_json::from_slice(&out.stdout).context("decoding bench-omapi's JSON")
 }
 
