@@ -33,6 +33,9 @@ interface = "sb0"
 address = "10.50.0.1"
 lease_db = "leases.db"
 
+[api]
+token = "omapi-test-token"
+
 [[subnet]]
 cidr = "10.50.0.0/24"
 routers = ["10.50.0.1"]
@@ -597,6 +600,41 @@ fn bad_clients_are_refused_nothing_is_stored_and_the_next_client_is_served() {
     let r = read_msg(&mut s).expect("create reply");
     assert_eq!((r.op, r.authid, r.rid), (wire::OP_UPDATE, h, 2), "{r:?}");
     assert!(reserved(&lab, "52:54:00:bb:00:07").is_some());
+
+    // One book: a reservation made through the REST API is an OMAPI host
+    // too, and is journalled to the leases export Foreman reads.
+    let mut cmd = lab.stormboot(Side::Server);
+    cmd.args([
+        "reservation",
+        "add",
+        "--mac",
+        "52:54:00:bb:00:08",
+        "--ip",
+        "10.50.0.58",
+    ])
+    .arg("--config")
+    .arg(&lab.config);
+    lab.bed.run(Side::Server, cmd).expect("reservation add");
+    let open = Message {
+        op: wire::OP_OPEN,
+        id: 3,
+        message: vec![("type".into(), b"host".to_vec())],
+        object: vec![("hardware-address".into(), vec![0x52, 0x54, 0, 0xbb, 0, 8])],
+        ..Default::default()
+    };
+    s.write_all(&seal(&open, Some((h, &good)))).unwrap();
+    let r = read_msg(&mut s).expect("open reply");
+    assert_eq!(r.op, wire::OP_UPDATE, "{r:?}");
+    assert_eq!(
+        wire::get(&r.object, "ip-address"),
+        Some(&[10, 50, 0, 58][..])
+    );
+    let leases = lab.scratch.read("dhcpd.leases");
+    assert!(
+        leases
+            .contains("host sb-525400bb0008 {\n  dynamic;\n  hardware ethernet 52:54:00:bb:00:08;"),
+        "{leases}"
+    );
 }
 
 /// `stormboot bench-omapi`, tiny: hosts created over one connection, and
