@@ -33,6 +33,9 @@ interface = "sb0"
 address = "10.50.0.1"
 lease_db = "leases.db"
 
+[api]
+token = "omapi-test-token"
+
 [[subnet]]
 cidr = "10.50.0.0/24"
 routers = ["10.50.0.1"]
@@ -49,6 +52,11 @@ leases_export = "dhcpd.leases"
 [[omapi.key]]
 name = "omkey"
 algorithm = "hmac-md5"
+secret = "c3Rvcm1ib290LXRlc3Qta2V5LTAxMjM0NTY3ODlhYg=="
+
+[[omapi.key]]
+name = "shakey"
+algorithm = "hmac-sha256"
 secret = "c3Rvcm1ib290LXRlc3Qta2V5LTAxMjM0NTY3ODlhYg=="
 "#;
 
@@ -227,6 +235,35 @@ fn foreman_adds_and_deletes_a_host_with_omshell_and_xdp_answers_it() {
     // Same MAC, another name: Foreman's "Hardware address conflict".
     let other = omshell(&lab, &foreman_add("a-test-02", "10.50.0.11", MAC));
     assert!(other.contains("can't open object: key conflict"), "{other}");
+    // Another MAC, the same name.
+    let dup = omshell(
+        &lab,
+        &foreman_add("a-test-01", "10.50.0.12", "52:54:00:12:34:99"),
+    );
+    assert!(dup.contains("can't open object: already exists"), "{dup}");
+    // What stormboot cannot honour is refused as dhcpd refuses it.
+    let head = format!("key omkey \"{SECRET}\"\nconnect\nnew host\nset name = \"x1\"\n");
+    for (set, want) in [
+        (
+            "set hardware-address = 52:54:00:12:34:98\nset ip-address = 10.50.0.13\n\
+             set statements = \"option routers 10.50.0.1;\"\n",
+            "can't open object: parse error(s) occurred",
+        ),
+        (
+            "set hardware-address = 52:54:00:12:34:98\nset ip-address = 10.50.0.13\n\
+             set foo = \"bar\"\n",
+            "can't open object: unknown attribute",
+        ),
+        (
+            "set ip-address = 10.50.0.13\n",
+            "can't open object: invalid argument",
+        ),
+    ] {
+        let out = omshell(&lab, &format!("{head}{set}create\n"));
+        assert!(out.contains(want), "want {want:?}:\n{out}");
+    }
+    assert!(reserved(&lab, "52:54:00:12:34:98").is_none());
+    assert!(reserved(&lab, "52:54:00:12:34:99").is_none());
 
     // Survives a restart.
     lab.stop_daemon();
@@ -240,8 +277,9 @@ fn foreman_adds_and_deletes_a_host_with_omshell_and_xdp_answers_it() {
     // Delete: gone from the maps, the pools answer the machine now.
     let del = omshell(&lab, &foreman_del(MAC));
     assert!(!foreman_failed(&del), "Foreman's delete failed:\n{del}");
+    // The open showed the host, the remove dropped it: omshell's last dump.
     assert!(
-        del.trim_end().ends_with("obj: <null>\n>") || del.contains("obj: <null>"),
+        del.contains("name = \"a-test-01\"") && del.ends_with("> obj: <null>\n> "),
         "{del}"
     );
     assert!(reserved(&lab, MAC).is_none());
@@ -298,15 +336,26 @@ try:
     sys.exit("second del_host succeeded")
 except pypureomapi.OmapiErrorNotFound:
     print("del again: not found")
+# A lease the pools gave (sys.argv[1]): read-only lease objects.
+print("lease mac:", o.lookup_mac(sys.argv[1]))
+try:
+    o.lookup_mac("10.50.0.109")
+    sys.exit("a lease nobody holds was found")
+except pypureomapi.OmapiErrorNotFound:
+    print("no lease: not found")
 print("OK")
 "#;
 
 #[test]
 fn pypureomapi_adds_looks_up_updates_and_deletes_hosts() {
     let lab = lab("ompy");
+    // sbc0 (not reserved) takes a pool lease first.
+    let lease = lab
+        .run_udhcpc(QUICK)
+        .unwrap_or_else(|e| panic!("udhcpc: {e}{}", lab.log()));
     let script = lab.scratch.write("client.py", PYPUREOMAPI);
     let mut cmd = lab.bed.command(Side::Server, "/usr/bin/python3");
-    cmd.arg(&script);
+    cmd.arg(&script).arg(&lease["ip"]);
     let out = cmd.output().expect("python3");
     let text = format!(
         "{}{}",
@@ -320,6 +369,7 @@ fn pypureomapi_adds_looks_up_updates_and_deletes_hosts() {
     );
     assert!(text.contains("again: add failed"), "{text}");
     assert!(text.contains("after update: 10.50.0.33"), "{text}");
+    assert!(text.contains(&format!("lease mac: {MAC}")), "{text}");
     assert!(
         text.contains(
             "('hostname', 'pyhost21'), ('ip', '10.50.0.31'), ('mac', '52:54:00:aa:00:02')"
@@ -335,6 +385,15 @@ fn pypureomapi_adds_looks_up_updates_and_deletes_hosts() {
     assert_eq!(r["hostname"], "pyhost21", "{r}");
     let r = reserved(&lab, "52:54:00:aa:00:03").expect("MAAS host stored");
     assert_eq!(r["ip"], "10.50.0.33", "MAAS's update_host not applied: {r}");
+
+    // omshell with an HMAC-SHA256 key: 32-byte signatures both ways.
+    let out = omshell(
+        &lab,
+        &foreman_add("sha-host", "10.50.0.34", "52:54:00:aa:00:04")
+            .replace("key omkey", "key-algorithm hmac-sha256\nkey shakey"),
+    );
+    assert!(!foreman_failed(&out), "SHA-256 add failed:\n{out}");
+    assert!(reserved(&lab, "52:54:00:aa:00:04").is_some(), "{out}");
 }
 
 /// Connects to `addr` from inside the namespace at `ns`.
@@ -541,4 +600,74 @@ fn bad_clients_are_refused_nothing_is_stored_and_the_next_client_is_served() {
     let r = read_msg(&mut s).expect("create reply");
     assert_eq!((r.op, r.authid, r.rid), (wire::OP_UPDATE, h, 2), "{r:?}");
     assert!(reserved(&lab, "52:54:00:bb:00:07").is_some());
+
+    // One book: a reservation made through the REST API is an OMAPI host
+    // too, and is journalled to the leases export Foreman reads.
+    let mut cmd = lab.stormboot(Side::Server);
+    cmd.args([
+        "reservation",
+        "add",
+        "--mac",
+        "52:54:00:bb:00:08",
+        "--ip",
+        "10.50.0.58",
+    ])
+    .arg("--config")
+    .arg(&lab.config);
+    lab.bed.run(Side::Server, cmd).expect("reservation add");
+    let open = Message {
+        op: wire::OP_OPEN,
+        id: 3,
+        message: vec![("type".into(), b"host".to_vec())],
+        object: vec![("hardware-address".into(), vec![0x52, 0x54, 0, 0xbb, 0, 8])],
+        ..Default::default()
+    };
+    s.write_all(&seal(&open, Some((h, &good)))).unwrap();
+    let r = read_msg(&mut s).expect("open reply");
+    assert_eq!(r.op, wire::OP_UPDATE, "{r:?}");
+    assert_eq!(
+        wire::get(&r.object, "ip-address"),
+        Some(&[10, 50, 0, 58][..])
+    );
+    let leases = lab.scratch.read("dhcpd.leases");
+    assert!(
+        leases
+            .contains("host sb-525400bb0008 {\n  dynamic;\n  hardware ethernet 52:54:00:bb:00:08;"),
+        "{leases}"
+    );
+}
+
+/// `stormboot bench-omapi`, tiny: hosts created over one connection, and
+/// created hosts answered by XDP (the full run is `cargo xtask bench`).
+#[test]
+fn bench_omapi_smoke_creates_hosts_and_sees_them_answered() {
+    let lab = lab("ombench");
+    let mut cmd = lab.stormboot(Side::Server);
+    cmd.args([
+        "bench-omapi",
+        "--json",
+        "--hosts",
+        "20",
+        "--first-ip",
+        "10.50.0.60",
+        "--cycles",
+        "3",
+        "--probe-ip",
+        "10.50.0.90",
+        "--interface",
+        stormboot_testbed::CLIENT_IF,
+        "--secret",
+        SECRET,
+        "--netns",
+    ])
+    .arg(lab.bed.ns_path(Side::Client));
+    let out = lab
+        .bed
+        .run(Side::Server, cmd)
+        .unwrap_or_else(|e| panic!("bench-omapi: {e:#}{}", lab.log()));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["hosts"], 20, "{r}");
+    assert_eq!(r["visible"]["changes"], 3, "{r}");
+    assert_eq!(r["timeouts"], 0, "{r}");
+    assert!(reserved(&lab, "0e:b0:00:00:00:13").is_some());
 }

@@ -101,12 +101,12 @@ pub struct Report {
 
 /// What the probe expects to see once a change is visible.
 #[derive(Clone, Copy, Debug)]
-enum Want {
+pub(crate) enum Want {
     Offer(Ipv4Addr),
     NotOffer(Ipv4Addr),
 }
 
-fn stat(mut v: Vec<u64>) -> Stat {
+pub(crate) fn stat(mut v: Vec<u64>) -> Stat {
     if v.is_empty() {
         return Stat::default();
     }
@@ -122,7 +122,7 @@ fn stat(mut v: Vec<u64>) -> Stat {
 
 /// Opens the packet socket, inside `netns` if given; this thread returns
 /// to its own namespace afterwards (the socket stays in the other).
-fn open_socket(interface: &str, netns: Option<&str>) -> anyhow::Result<RawSocket> {
+pub(crate) fn open_socket(interface: &str, netns: Option<&str>) -> anyhow::Result<RawSocket> {
     let Some(ns) = netns else {
         return RawSocket::open(interface, libc::ETH_P_IP as u16, false);
     };
@@ -178,12 +178,12 @@ fn offer_of(f: &[u8], xid: u32) -> Option<Ipv4Addr> {
     (m.xid() == xid && m.opts().msg_type() == Some(MessageType::Offer)).then(|| m.yiaddr())
 }
 
-struct Prober {
-    sock: RawSocket,
-    mac: [u8; 6],
-    xid: u32,
-    wait: Duration,
-    buf: Vec<u8>,
+pub(crate) struct Prober {
+    pub(crate) sock: RawSocket,
+    pub(crate) mac: [u8; 6],
+    pub(crate) xid: u32,
+    pub(crate) wait: Duration,
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Prober {
@@ -212,21 +212,24 @@ impl Prober {
     }
 
     /// Probes until `want` holds: the send time of the first probe that
-    /// saw it; None after `timeout` from `since`.
-    fn until(
+    /// saw it and how many probes that took; None after `timeout` from
+    /// `since`.
+    pub(crate) fn until(
         &mut self,
         want: Want,
         since: Instant,
         timeout: Duration,
-    ) -> anyhow::Result<Option<Instant>> {
+    ) -> anyhow::Result<Option<(Instant, usize)>> {
+        let mut probes = 0;
         loop {
+            probes += 1;
             let (sent, got) = self.probe()?;
             let seen = match want {
                 Want::Offer(ip) => got == Some(ip),
                 Want::NotOffer(ip) => got != Some(ip),
             };
             if seen {
-                return Ok(Some(sent));
+                return Ok(Some((sent, probes)));
             }
             if since.elapsed() > timeout {
                 return Ok(None);
@@ -261,7 +264,7 @@ fn change(
             .join()
             .map_err(|_| anyhow::anyhow!("the API request's thread panicked"))?;
         answer?.ok().with_context(|| format!("{method} {path}"))?;
-        Ok((seen.map(|t| us(sent, t)), us(sent, answered)))
+        Ok((seen.map(|(t, _)| us(sent, t)), us(sent, answered)))
     })
 }
 

@@ -64,6 +64,9 @@ pub enum Command {
     Lease(crate::api::cmd::LeaseArgs),
     /// Measure how soon an API change is answered by the XDP program.
     BenchApi(crate::apibench::Args),
+    /// Measure OMAPI: hosts created per second on one connection, and how
+    /// soon a created host is answered by the XDP program.
+    BenchOmapi(crate::omapibench::Args),
     /// Print the configuration another DHCP server needs to send its
     /// machines' boot here (stormboot in `mode = "boot-only"`).
     PrintConfig {

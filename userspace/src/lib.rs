@@ -20,6 +20,7 @@ pub mod leases;
 pub mod metrics;
 pub mod mutate;
 pub mod omapi;
+pub mod omapibench;
 pub mod peerconfig;
 pub mod ra;
 pub mod rawsock;

@@ -194,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reservation(args) => stormboot::api::cmd::reservation(args),
         Command::Lease(args) => stormboot::api::cmd::lease(args),
         Command::BenchApi(args) => stormboot::apibench::run(&args),
+        Command::BenchOmapi(args) => stormboot::omapibench::run(&args),
         Command::Storm(args) => {
             let report = stormboot::storm::run(&args)?;
             stormboot::storm::print_report(&report, args.json);

@@ -55,7 +55,10 @@ fn main() -> Result<()> {
         }
         Cmd::Bench(args) => {
             setup::run()?;
-            sh::cargo(&["build", "--release", "-p", "stormboot"])?;
+            // --bin names the binary to measure: nothing to build.
+            if !args.has_bin() {
+                sh::cargo(&["build", "--release", "-p", "stormboot"])?;
+            }
             bench::run(&args)
         }
         Cmd::Fuzz(args) => {

@@ -184,6 +184,9 @@ pub async fn start(o: &Omapi, live: &Live) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::registry::{Mode, Writer};
+    use crate::api::types::ReservationSpec;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn a_block_is_dhcpds_form() {
@@ -194,6 +197,93 @@ mod tests {
         assert_eq!(
             export_name([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
             "sb-525400123456"
+        );
+    }
+
+    fn registry() -> Registry {
+        let cfg = Config::from_str(
+            "[server]\ninterface = \"sb0\"\naddress = \"10.0.0.1\"\n\
+             [[subnet]]\ncidr = \"10.0.0.0/24\"\npool = [\"10.0.0.100-10.0.0.110\"]\n\
+             routers = [\"10.0.0.1\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        Registry::new(Arc::new(cfg), vec![])
+    }
+
+    fn add(reg: &mut Registry, i: u8, name: Option<&str>) -> [u8; 6] {
+        let spec = ReservationSpec {
+            mac: format!("02:00:00:00:00:{i:02x}"),
+            ip: format!("10.0.0.{i}"),
+            omapi_name: name.map(str::to_string),
+            boot_file: Some("pxelinux.0".into()),
+            ..Default::default()
+        };
+        let c = reg
+            .check_as(&spec, Mode::Create, None, Writer::Omapi)
+            .unwrap();
+        let mac = c.entry.reservation.mac;
+        reg.insert(c.entry);
+        mac
+    }
+
+    /// Appends keep the file (same inode, earlier bytes unchanged);
+    /// compaction replaces it by rename with only the live hosts.
+    #[test]
+    fn the_journal_is_appended_to_then_compacted_by_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dhcpd.leases");
+        std::fs::write(&path, b"").unwrap();
+        let mut reg = registry();
+        let mut l = Leases {
+            path: path.clone(),
+            file: open_append(&path).unwrap(),
+            appended: 0,
+        };
+        l.compact(&reg).unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let a = add(&mut reg, 10, Some("a-test-01"));
+        l.append(&reg, &host_block(&reg, reg.get(a).unwrap()));
+        let before = std::fs::read_to_string(&path).unwrap();
+        assert!(before.ends_with(
+            "host a-test-01 {\n  dynamic;\n  hardware ethernet 02:00:00:00:00:0a;\n  \
+             fixed-address 10.0.0.10;\n        supersede server.filename = \"pxelinux.0\";\n}\n"
+        ));
+        let b = add(&mut reg, 11, None);
+        l.append(&reg, &host_block(&reg, reg.get(b).unwrap()));
+        reg.remove(a);
+        l.append(&reg, &deleted_block("a-test-01"));
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(after.starts_with(&before), "rewritten in place");
+        assert!(after.contains("host sb-02000000000b {"), "{after}");
+        assert!(after.ends_with("host a-test-01 {\n  dynamic;\n  deleted;\n}\n"));
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+
+        l.compact(&reg).unwrap();
+        let compacted = std::fs::read_to_string(&path).unwrap();
+        assert_ne!(
+            std::fs::metadata(&path).unwrap().ino(),
+            inode,
+            "not renamed"
+        );
+        assert!(!compacted.contains("a-test-01"), "{compacted}");
+        assert!(compacted.contains("host sb-02000000000b {"), "{compacted}");
+        // Appends go to the new file.
+        l.append(&reg, &deleted_block("x"));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("host x {\n  dynamic;\n  deleted;\n}\n"));
+    }
+
+    #[test]
+    fn the_conf_export_declares_each_subnet_with_its_range() {
+        let reg = registry();
+        let text = conf_text(reg.config());
+        assert!(
+            text.contains(
+                "subnet 10.0.0.0 netmask 255.255.255.0 {\n  range 10.0.0.100 10.0.0.110;\n  option routers 10.0.0.1;\n}\n"
+            ),
+            "{text}"
         );
     }
 }

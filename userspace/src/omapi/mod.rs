@@ -7,9 +7,11 @@
 //! - `statements`: the dhcpd.conf statements hosts carry, parsed into
 //!   reservation fields, pure.
 //! - `server`: the listener; hosts go through `api::live`.
+//! - `client`: a small blocking client for the benchmark.
 //! - `export`: the dhcpd.conf and dhcpd.leases files Foreman reads.
 
 pub mod auth;
+pub mod client;
 pub mod export;
 pub mod server;
 pub mod statements;

@@ -101,7 +101,7 @@ impl Listener {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Obj {
     Auth,
     Host([u8; 6]),
@@ -120,6 +120,9 @@ struct Conn {
     /// The authenticator opened on this connection, by handle.
     auth: Option<(u32, Key)>,
     objects: HashMap<u32, Obj>,
+    handles: HashMap<Obj, u32>,
+    /// Handles, oldest first.
+    order: std::collections::VecDeque<u32>,
     next_handle: u32,
     next_id: u32,
 }
@@ -181,6 +184,8 @@ impl Conn {
             peer,
             auth: None,
             objects: HashMap::new(),
+            handles: HashMap::new(),
+            order: std::collections::VecDeque::new(),
             next_handle: 1,
             next_id: rand::random(),
         }
@@ -322,16 +327,29 @@ impl Conn {
         }
     }
 
+    /// The handle of `o` on this connection, made if new. At the cap the
+    /// oldest handle is forgotten (a client using it then gets "no
+    /// matching handle"), so a long-lived client never runs out.
     fn new_handle(&mut self, o: Obj) -> Option<u32> {
-        if let Some((&h, _)) = self.objects.iter().find(|(_, x)| **x == o) {
+        if let Some(&h) = self.handles.get(&o) {
             return Some(h);
         }
-        if self.objects.len() >= MAX_OBJECTS {
-            return None;
+        while self.objects.len() >= MAX_OBJECTS {
+            let old = self.order.pop_front()?;
+            if let Some(x) = self.objects.remove(&old) {
+                self.handles.remove(&x);
+            }
         }
         let h = self.next_handle;
         self.next_handle = self.next_handle.wrapping_add(1).max(1);
         self.objects.insert(h, o);
+        self.handles.insert(o, h);
+        self.order.push_back(h);
+        if self.order.len() > 2 * MAX_OBJECTS {
+            // Deleted objects leave their handles here; drop them.
+            let objects = &self.objects;
+            self.order.retain(|h| objects.contains_key(h));
+        }
         Some(h)
     }
 
@@ -731,6 +749,7 @@ impl Conn {
                     .hosts_deleted
                     .fetch_add(1, Ordering::Relaxed);
                 self.objects.remove(&handle);
+                self.handles.remove(&Obj::Host(mac));
                 done(status(r::SUCCESS, None))
             }
             Some(Obj::Lease(_)) => done(status(r::NOTIMPLEMENTED, None)),

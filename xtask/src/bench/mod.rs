@@ -8,6 +8,7 @@
 
 mod apilatency;
 mod controlplane;
+mod omapi;
 mod perfdhcp;
 mod report;
 pub mod reports;
@@ -48,7 +49,8 @@ pub struct BenchArgs {
     control_plane: u32,
     /// Only these parts, comma-separated: servers (stormboot-xdp,
     /// stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp), xdp (the
-    /// program alone), control-plane, api (API to dataplane).
+    /// program alone), control-plane, api (API to dataplane), omapi
+    /// (OMAPI creates per second and create to XDP).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short run (tiny storm, one short step per scenario) that checks
@@ -80,6 +82,8 @@ struct Settings {
     api_cycles: u32,
     /// bench-api: reservations bulk-loaded before the cycles.
     api_load: u32,
+    /// bench-omapi's size.
+    omapi: omapi::Size,
 }
 
 #[derive(Clone, Copy)]
@@ -112,6 +116,11 @@ impl Settings {
                 control_plane: 1000,
                 api_cycles: 5,
                 api_load: 1000,
+                omapi: omapi::Size {
+                    reservations: 1000,
+                    hosts: 100,
+                    cycles: 5,
+                },
             });
         }
         Ok(Settings {
@@ -129,6 +138,11 @@ impl Settings {
             control_plane: args.control_plane,
             api_cycles: 300,
             api_load: 100_000,
+            omapi: omapi::Size {
+                reservations: 100_000,
+                hosts: 10_000,
+                cycles: 300,
+            },
         })
     }
 }
@@ -146,6 +160,13 @@ pub struct Measured {
     pub storm_cpu_s: Option<f64>,
     pub reservations: (Vec<Step>, RampEnd),
     pub pool: (Vec<Step>, RampEnd),
+}
+
+impl BenchArgs {
+    /// Whether a binary to measure was given (`--bin`).
+    pub fn has_bin(&self) -> bool {
+        self.bin.is_some()
+    }
 }
 
 /// `cargo xtask bench`, with the release binary.
@@ -180,9 +201,9 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
     let part = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
     for o in &args.only {
         if !servers::ALL.iter().any(|s| s.key() == o)
-            && !["xdp", "control-plane", "api"].contains(&o.as_str())
+            && !["xdp", "control-plane", "api", "omapi"].contains(&o.as_str())
         {
-            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api");
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi");
         }
     }
 
@@ -228,6 +249,16 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
 
+    let om = if part("omapi") {
+        eprintln!(
+            "bench: OMAPI at {} reservations ({} creates, {} cycles)",
+            settings.omapi.reservations, settings.omapi.hosts, settings.omapi.cycles
+        );
+        omapi::measure(&dir, bin, &settings.omapi)
+    } else {
+        Err(anyhow::anyhow!("not asked for (--only)"))
+    };
+
     let length = match settings.step {
         StepLength::Seconds(s) => format!("{s} s per rate"),
         StepLength::Exchanges(n) => format!("{n} exchanges per rate"),
@@ -247,6 +278,10 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
             apilatency::markdown(r, settings.api_cycles)
         ),
         Err(e) => format!("{md}\n## API to dataplane\n\nnot measured: {e:#}\n"),
+    };
+    let md = match &om {
+        Ok(r) => format!("{md}\n## OMAPI\n\n{}", omapi::markdown(r, &settings.omapi)),
+        Err(e) => format!("{md}\n## OMAPI\n\nnot measured: {e:#}\n"),
     };
     println!("{md}");
     std::fs::write(dir.join("results.md"), &md)?;
@@ -295,6 +330,10 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
                 r.reservations,
                 settings.api_load
             );
+        }
+        let r = om.context("the OMAPI benchmark")?;
+        if r["visible"]["changes"].as_u64() != Some(u64::from(settings.omapi.cycles)) {
+            bail!("the OMAPI benchmark missed creates: {r}");
         }
     }
     Ok(())

@@ -287,3 +287,69 @@ fn pages_follow_the_cursor_and_filters() {
         assert_eq!(r.page(&bad).unwrap_err().field.as_deref(), Some(name));
     }
 }
+
+#[test]
+fn omapi_names_are_omapis_unique_and_make_the_source() {
+    let mut r = registry();
+    let named = |mac: &str, ip: &str, name: &str| ReservationSpec {
+        omapi_name: Some(name.into()),
+        boot_file: Some("pxelinux.0".into()),
+        next_server: Some("10.0.0.7".into()),
+        ..spec(mac, ip)
+    };
+    // The REST API may not set an OMAPI name.
+    assert_eq!(
+        field(r.check(
+            &named("02:00:00:00:00:09", "10.0.0.9", "h9"),
+            Mode::Create,
+            None
+        )),
+        (ErrorKind::Invalid, "omapi_name".into())
+    );
+    let c = r
+        .check_as(
+            &named("02:00:00:00:00:09", "10.0.0.9", "h9"),
+            Mode::Create,
+            None,
+            Writer::Omapi,
+        )
+        .unwrap();
+    assert_eq!(c.entry.source, Source::Omapi);
+    assert_eq!(c.entry.reservation.boot_file.as_deref(), Some("pxelinux.0"));
+    assert_eq!(
+        c.entry.reservation.next_server,
+        Some(Ipv4Addr::new(10, 0, 0, 7))
+    );
+    r.insert(c.entry);
+    assert_eq!(
+        r.by_omapi_name("h9").map(|e| e.reservation.mac),
+        Some([2, 0, 0, 0, 0, 9])
+    );
+    // Another machine may not take the name; a name outside Foreman's
+    // characters is refused.
+    let other = r.check_as(
+        &named("02:00:00:00:00:0a", "10.0.0.10", "h9"),
+        Mode::Create,
+        None,
+        Writer::Omapi,
+    );
+    assert_eq!(field(other), (ErrorKind::Conflict, "omapi_name".into()));
+    let spaced = r.check_as(
+        &named("02:00:00:00:00:0a", "10.0.0.10", "a b"),
+        Mode::Create,
+        None,
+        Writer::Omapi,
+    );
+    assert_eq!(field(spaced), (ErrorKind::Invalid, "omapi_name".into()));
+    let bad_ns = ReservationSpec {
+        next_server: Some("boot.example".into()),
+        ..spec("02:00:00:00:00:0b", "10.0.0.11")
+    };
+    assert_eq!(
+        field(r.check(&bad_ns, Mode::Create, None)),
+        (ErrorKind::Invalid, "next_server".into())
+    );
+    // Removed: the name is free again.
+    r.remove([2, 0, 0, 0, 0, 9]);
+    assert!(r.by_omapi_name("h9").is_none());
+}

@@ -1,0 +1,156 @@
+//! OMAPI: hosts created per second over one connection, and from an OMAPI
+//! create to the XDP program answering the machine, with the daemon
+//! already serving many reservations. Runs `stormboot bench-omapi`
+//! against a daemon in the lab and keeps its report.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF, SERVER_IF};
+
+/// `stormboot-test-key-0123456789ab`, base64: a bench key, not a secret.
+const SECRET: &str = "c3Rvcm1ib290LXRlc3Qta2V5LTAxMjM0NTY3ODlhYg==";
+
+/// What a run is sized to.
+pub struct Size {
+    /// Reservations the daemon serves before the first create.
+    pub reservations: u32,
+    /// Hosts created for the rate.
+    pub hosts: u32,
+    /// Create/answer/delete cycles.
+    pub cycles: u32,
+}
+
+pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value> {
+    let work = dir.join("omapi");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    // Machine i: MAC 0a:<i>, address 10.64.0.0 + i; OMAPI hosts from
+    // 10.96.0.1, the probe at 10.120.0.1, all in 10.0.0.0/8.
+    let mut csv = String::with_capacity(size.reservations as usize * 40);
+    csv.push_str("mac,ip,hostname\n");
+    let first = u32::from(std::net::Ipv4Addr::new(10, 64, 0, 0));
+    for i in 0..size.reservations {
+        let b = i.to_be_bytes();
+        let ip = std::net::Ipv4Addr::from(first + i);
+        let _ = writeln!(
+            csv,
+            "0a:00:{:02x}:{:02x}:{:02x}:{:02x},{ip},node{i}",
+            b[0], b[1], b[2], b[3]
+        );
+    }
+    std::fs::write(work.join("hosts.csv"), &csv)?;
+    let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
+    let config = work.join("stormboot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"10.50.0.1\"\n\
+             lease_db = \"leases.db\"\nreservations_file = \"hosts.csv\"\n\
+             bpffs_dir = \"/sys/fs/bpf/stormboot-benchom{tag}\"\n\n\
+             [[subnet]]\ncidr = \"10.0.0.0/8\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n\n\
+             [omapi]\nleases_export = \"dhcpd.leases\"\nconf_export = \"dhcpd.conf\"\n\n\
+             [[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )?;
+    let mut bed = Testbed::new("benchom", None)?;
+    let mut serve = Command::new(bin);
+    serve
+        .args(["--log", "warn", "serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("stormboot.log"))?);
+    let pid = bed.spawn(Side::Server, serve)?;
+    let stats = |bed: &Testbed| {
+        let mut c = Command::new(bin);
+        c.args(["stats", "--json", "--config"]).arg(&config);
+        bed.run(Side::Server, c).ok().map(|_| ())
+    };
+    if wait_for(Duration::from_secs(120), || stats(&bed)).is_none() {
+        bail!(
+            "stormboot did not come up:\n{}",
+            std::fs::read_to_string(work.join("stormboot.log")).unwrap_or_default()
+        );
+    }
+    let mut pass = Command::new(bin);
+    pass.args(["xdp-pass", "--interface", CLIENT_IF])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    bed.spawn(Side::Client, pass)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut probe = Command::new(bin);
+    probe
+        .args([
+            "--log",
+            "warn",
+            "bench-omapi",
+            "--json",
+            "--interface",
+            CLIENT_IF,
+        ])
+        .args(["--secret", SECRET])
+        .args(["--hosts", &size.hosts.to_string()])
+        .args(["--cycles", &size.cycles.to_string()])
+        .arg("--netns")
+        .arg(bed.ns_path(Side::Client));
+    let out = bed
+        .run(Side::Server, probe)
+        .context("stormboot bench-omapi")?;
+    bed.stop(pid)?;
+    // The daemon leaves its (by then empty) pin directory behind.
+    let _ = std::fs::remove_dir(format!("/sys/fs/bpf/stormboot-benchom{tag}"));
+    serde_json::from_slice(&out.stdout).context("decoding bench-omapi's JSON")
+}
+
+/// The report's section for `r` (bench-omapi's JSON).
+pub fn markdown(r: &serde_json::Value, size: &Size) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{} reservations served (XDP dataplane); {} hosts created one after another over one \
+         signed (HMAC-MD5) OMAPI connection, each reply awaited: **{:.0} hosts/s** (round trip \
+         p50 {} µs, p99 {} µs; each create is durable, in the XDP maps and in the leases export \
+         before its reply).\n",
+        size.reservations,
+        r["hosts"],
+        r["creates_per_second"].as_f64().unwrap_or(0.0),
+        r["create_rtt"]["p50_us"],
+        r["create_rtt"]["p99_us"],
+    );
+    let _ = writeln!(
+        t,
+        "From an OMAPI create's reply to the first DISCOVER answered by XDP with the host, {} \
+         cycles: p50 {} µs, p99 {} µs, max {} µs ({} seen by the first probe, {} timeouts).",
+        r["visible"]["changes"],
+        r["visible"]["p50_us"],
+        r["visible"]["p99_us"],
+        r["visible"]["max_us"],
+        r["seen_by_first_probe"],
+        r["timeouts"],
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_section_gives_the_rate_and_the_latency() {
+        let r = serde_json::json!({
+            "hosts": 100, "creates_per_second": 1234.4,
+            "create_rtt": {"p50_us": 700, "p99_us": 900},
+            "visible": {"changes": 5, "p50_us": 10, "p99_us": 20, "max_us": 30},
+            "seen_by_first_probe": 5, "timeouts": 0,
+        });
+        let size = super::Size {
+            reservations: 1000,
+            hosts: 100,
+            cycles: 5,
+        };
+        let t = super::markdown(&r, &size);
+        assert!(t.contains("**1234 hosts/s**"), "{t}");
+        assert!(t.contains("p50 10 µs, p99 20 µs"), "{t}");
+    }
+}
