@@ -55,7 +55,9 @@ fn main() -> Result<()> {
         }
         Cmd::Bench(args) => {
             setup::run()?;
-            sh::cargo(&["build", "--release", "-p", "stormboot"])?;
+            if args.measures_this_checkout() {
+                sh::cargo(&["build", "--release", "-p", "stormboot"])?;
+            }
             bench::run(&args)
         }
         Cmd::Fuzz(args) => {

@@ -148,6 +148,14 @@ pub struct Measured {
     pub pool: (Vec<Step>, RampEnd),
 }
 
+impl BenchArgs {
+    /// Whether the binary measured is this checkout's release build (no
+    /// `--bin`), which must then be built first.
+    pub fn measures_this_checkout(&self) -> bool {
+        self.bin.is_none()
+    }
+}
+
 /// `cargo xtask bench`, with the release binary.
 pub fn run(args: &BenchArgs) -> Result<()> {
     run_with(args, &args.bin.clone().unwrap_or_else(release_bin))
