@@ -11,14 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use stormboot::api::client::Client;
 use stormboot_testbed::{
     require_root, slow_path_total, wait_for, Lab, Side, CLIENT_IF, DAEMON_START,
 };
@@ -58,20 +57,22 @@ struct Answer {
     body: Value,
 }
 
-/// Connects to `addr` from inside the namespace at `ns`.
-fn connect_in(ns: &Path, addr: &str) -> std::io::Result<TcpStream> {
+/// The CLI's API client, built inside the namespace at `ns`: its I/O
+/// thread starts there, so its connections are opened there.
+fn client_in(ns: &Path, token: Option<&str>) -> anyhow::Result<Client> {
     let ns = fs::File::open(ns)?;
-    let addr = addr.to_string();
+    let token = token.map(str::to_owned);
     std::thread::spawn(move || {
         // SAFETY: setns on a namespace file descriptor; it changes only
-        // this thread, which ends after connecting.
+        // this thread (and the client's thread it starts), and this thread
+        // ends once the client is built.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
+            return Err(std::io::Error::last_os_error().into());
         }
-        TcpStream::connect(addr)
+        Client::new(API.parse()?, token)
     })
     .join()
-    .expect("connect thread")
+    .expect("client thread")
 }
 
 /// Options for udhcpc: three tries, a second apart.
@@ -122,21 +123,9 @@ impl ApiLab for Lab {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
-        let mut s = connect_in(&self.bed.ns_path(Side::Server), API)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {API}\r\nConnection: close\r\n");
-        if let Some(t) = token {
-            req += &format!("Authorization: Bearer {t}\r\n");
-        }
-        req += &format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let a = stormboot::api::client::parse_response(&raw)?;
+        let c = client_in(&self.bed.ns_path(Side::Server), token)?;
+        let body = body.map(Value::to_string);
+        let a = c.request(method, path, body.as_deref())?;
         let body = if a.body.trim().is_empty() {
             Value::Null
         } else {

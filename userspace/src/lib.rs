@@ -15,6 +15,7 @@ pub mod frame;
 pub mod fuzz;
 pub mod hooks;
 pub mod http;
+pub mod httpclient;
 pub mod import;
 pub mod leases;
 pub mod metrics;

@@ -55,8 +55,7 @@ fn main() -> Result<()> {
         }
         Cmd::Bench(args) => {
             setup::run()?;
-            // --bin names the binary to measure: nothing to build.
-            if !args.has_bin() {
+            if args.measures_this_checkout() {
                 sh::cargo(&["build", "--release", "-p", "stormboot"])?;
             }
             bench::run(&args)

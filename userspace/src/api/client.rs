@@ -1,9 +1,8 @@
 //! The CLI's side of the API: finds the daemon (`--api` and `--token`, or
-//! the daemon's own config file) and makes one HTTP/1.1 request. The daemon
-//! is local, so a client library would be the larger part of the binary.
+//! the daemon's own config file) and makes requests with the binary's one
+//! HTTP client (`httpclient`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -15,6 +14,7 @@ use super::types::ApiError;
 pub struct Client {
     pub addr: SocketAddr,
     pub token: Option<String>,
+    http: reqwest::blocking::Client,
 }
 
 /// An answer: status and body.
@@ -52,6 +52,14 @@ pub fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
 }
 
 impl Client {
+    /// The API at `addr`. Sockets are opened in the network namespace of
+    /// the thread that calls this (the client's own I/O thread starts here).
+    pub fn new(addr: SocketAddr, token: Option<String>) -> anyhow::Result<Client> {
+        // A bulk import of many reservations takes its time.
+        let http = crate::httpclient::blocking_client(Duration::from_secs(60))?;
+        Ok(Client { addr, token, http })
+    }
+
     /// From explicit settings, each falling back to the daemon's config
     /// file (`api.listen`, `api.token`).
     pub fn find(
@@ -78,83 +86,41 @@ impl Client {
         let token = token
             .map(str::to_owned)
             .or_else(|| file.and_then(|c| c.api.token));
-        Ok(Client { addr, token })
+        Client::new(addr, token)
     }
 
     /// One request; `body` is JSON.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Answer> {
         let addr = self.addr;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-            .map_err(|e| anyhow!("cannot reach the stormboot daemon at {addr}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.set_nodelay(true)?;
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .with_context(|| format!("{method:?} is not an HTTP method"))?;
+        let mut req = self
+            .http
+            .request(method.clone(), format!("http://{addr}{path}"));
         if let Some(t) = &self.token {
-            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+            req = req.bearer_auth(t);
         }
-        let body = body.unwrap_or("");
-        if !body.is_empty() || method != "GET" {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+        if body.is_some() || method != reqwest::Method::GET {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.unwrap_or("").to_owned());
         }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes())?;
-        s.write_all(body.as_bytes())?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp)?;
-        parse_response(&resp).with_context(|| format!("{method} {path} at {addr}"))
+        let resp = req.send().map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach the stormboot daemon at {addr}: {e}")
+            } else {
+                anyhow!("{method} {path} at {addr}: {e}")
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .text()
+            .with_context(|| format!("{method} {path} at {addr}: reading the answer"))?;
+        Ok(Answer { status, body })
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<String> {
         self.request("GET", path, None)?.ok()
-    }
-}
-
-/// Status and body of an HTTP/1.1 response (Content-Length or chunked).
-pub fn parse_response(resp: &[u8]) -> anyhow::Result<Answer> {
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("malformed HTTP response"))?;
-    let head = std::str::from_utf8(&resp[..split]).context("response head is not UTF-8")?;
-    let raw = &resp[split + 4..];
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("malformed status line"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(raw)? } else { raw.to_vec() };
-    Ok(Answer {
-        status,
-        body: String::from_utf8(body).context("response body is not UTF-8")?,
-    })
-}
-
-fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| anyhow!("malformed chunk"))?;
-        let size_text = std::str::from_utf8(&raw[..eol])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("malformed chunk size")?;
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if raw.len() < size + 2 {
-            bail!("truncated chunk");
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
     }
 }
 
@@ -163,14 +129,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses_with_length_or_chunks() {
-        let a = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((a.status, a.body.as_str()), (201, "{}"));
-        let a = parse_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(a.body, "abcde");
+    fn api_errors_carry_the_apis_message() {
         let e = Answer {
             status: 409,
             body: r#"{"error":"ip: 10.0.0.5 is reserved","field":"ip"}"#.into(),
@@ -191,5 +150,50 @@ mod tests {
             "127.0.0.1:9".parse().unwrap()
         );
         assert!(parse_url("https://127.0.0.1:1").is_err());
+    }
+
+    /// A request against a real HTTP server (the daemon's own router
+    /// stack, axum, on loopback): method, token, body and a chunked answer.
+    #[test]
+    fn requests_reach_a_real_server() {
+        use axum::routing::post;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/echo",
+            post(|h: axum::http::HeaderMap, body: String| async move {
+                let auth = h
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                // A streamed body goes out chunked.
+                let chunks = futures_lite::stream::iter(vec![
+                    Ok::<_, std::io::Error>(auth),
+                    Ok(format!("|{body}")),
+                ]);
+                (
+                    axum::http::StatusCode::CREATED,
+                    axum::body::Body::from_stream(chunks),
+                )
+            }),
+        );
+        rt.spawn(async move { axum::serve(listener, app).await });
+        let c = Client::new(addr, Some("t0ken".into())).unwrap();
+        let a = c.request("POST", "/echo", Some("{\"a\":1}")).unwrap();
+        assert_eq!(a.status, 201);
+        assert_eq!(a.body, "Bearer t0ken|{\"a\":1}");
+        let a = c.request("GET", "/nothing", None).unwrap();
+        assert_eq!(a.status, 404);
+        drop(c);
+        rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        let e = Client::new(addr, None)
+            .unwrap()
+            .request("GET", "/", None)
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot reach"), "{e}");
     }
 }

@@ -53,11 +53,30 @@ pub fn hooks(
         .map(|c| command(c, src.path))
         .transpose()
         .map_err(|(span, m)| src.invalid(&span, "hooks.command", m))?;
-    let webhook = h
+    let mut webhook = h
         .webhook
         .as_ref()
         .map(|u| webhook(u.get_ref()).map_err(|m| src.invalid(&u.span(), "hooks.webhook", m)))
         .transpose()?;
+    if let Some(ca) = &h.webhook_ca {
+        let Some(hook) = webhook.as_mut() else {
+            return Err(src.invalid(
+                &ca.span(),
+                "hooks.webhook_ca",
+                "is set but there is no `webhook`",
+            ));
+        };
+        let p = Path::new(ca.get_ref());
+        let path = match src.path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        };
+        // Read now, so that a wrong file stops the daemon at start and not
+        // at every lease.
+        crate::httpclient::certificates(&path)
+            .map_err(|e| src.invalid(&ca.span(), "hooks.webhook_ca", format!("{e:#}")))?;
+        hook.ca = Some(path);
+    }
     let timeout = match &h.timeout {
         None => DEFAULT_TIMEOUT,
         Some(d) => {
@@ -125,20 +144,19 @@ fn command(
     }
 }
 
-/// Splits an `http://host[:port][/path]` URL. Only plain HTTP: the hook's
-/// receiver is usually on the same host or a management network, and a
-/// TLS client is not worth its weight here (a local relay can add it).
+/// Checks and splits an `http://` or `https://host[:port][/path]` URL.
 pub fn webhook(url: &str) -> Result<Webhook, String> {
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+    let (tls, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
         Some((scheme, _)) => {
             return Err(format!(
-                "{url:?}: scheme {scheme:?} is not supported, only http://"
+                "{url:?}: scheme {scheme:?} is not supported, only http:// and https://"
             ))
         }
         None => {
             return Err(format!(
-                "{url:?} is not a URL (expected http://host[:port]/path)"
+                "{url:?} is not a URL (expected http[s]://host[:port]/path)"
             ))
         }
     };
@@ -168,7 +186,7 @@ pub fn webhook(url: &str) -> Result<Webhook, String> {
                 .ok_or_else(|| format!("{url:?}: {p:?} is not a port (1-65535)"))?;
             (h, port)
         }
-        _ => (authority, 80),
+        _ => (authority, if tls { 443 } else { 80 }),
     };
     if host.is_empty()
         || !host
@@ -179,6 +197,8 @@ pub fn webhook(url: &str) -> Result<Webhook, String> {
     }
     Ok(Webhook {
         url: url.to_string(),
+        tls,
+        ca: None,
         host: host.to_string(),
         port,
         path,
@@ -266,11 +286,30 @@ mod tests {
             "not a file",
         );
         assert_err(
-            "[hooks]\nwebhook = \"https://h/\"\n",
+            "[hooks]\nwebhook = \"ftp://h/\"\n",
             9,
             "hooks.webhook",
-            "only http://",
+            "only http:// and https://",
         );
+        assert_err(
+            "[hooks]\ncommand = \"/bin/sh\"\nwebhook_ca = \"/etc/ssl/ca.pem\"\n",
+            10,
+            "hooks.webhook_ca",
+            "no `webhook`",
+        );
+        assert_err(
+            "[hooks]\nwebhook = \"https://h/\"\nwebhook_ca = \"ca.pem\"\n",
+            10,
+            "hooks.webhook_ca",
+            "/etc/stormboot/ca.pem",
+        );
+        let not_pem = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(not_pem.path(), "hello\n").unwrap();
+        let text = format!(
+            "[hooks]\nwebhook = \"https://h/\"\nwebhook_ca = {:?}\n",
+            not_pem.path()
+        );
+        assert_err(&text, 10, "hooks.webhook_ca", "PEM");
         let proxy = format!(
             "{}[hooks]\ncommand = \"/bin/sh\"\n",
             BASE.replace("address", "mode = \"proxy\"\naddress")
@@ -300,12 +339,15 @@ mod tests {
         );
         let w = webhook("http://h?q=1").unwrap();
         assert_eq!(w.path, "/?q=1");
+        assert!(!w.tls);
+        let w = webhook("https://hooks.example/lease").unwrap();
+        assert_eq!((w.tls, w.port, w.path.as_str()), (true, 443, "/lease"));
     }
 
     #[test]
     fn webhook_urls_that_cannot_be_posted_to_are_refused() {
         for (url, needle) in [
-            ("https://h/x", "only http://"),
+            ("ftp://h/x", "only http:// and https://"),
             ("127.0.0.1:9000/lease", "not a URL"),
             ("http://:80/", "not a host"),
             ("http://h:0/", "not a port"),

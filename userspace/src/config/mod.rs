@@ -59,11 +59,16 @@ pub struct Hooks {
     pub queue: usize,
 }
 
-/// An `http://host[:port]/path` URL, split as the HTTP client needs it.
+/// An `http://` or `https://host[:port]/path` URL, checked and split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
-    /// The URL as written, for logs.
+    /// The URL as written, for logs and the client.
     pub url: String,
+    /// https:// (verified against the system's roots and `ca`).
+    pub tls: bool,
+    /// `hooks.webhook_ca`: a PEM file of certificates trusted besides the
+    /// system's (a private CA, or the receiver's self-signed certificate).
+    pub ca: Option<PathBuf>,
     /// Host name or address, as written (also the Host header).
     pub host: String,
     pub port: u16,

@@ -143,6 +143,7 @@ pub struct Boot {
 pub struct Hooks {
     pub command: Option<S<String>>,
     pub webhook: Option<S<String>>,
+    pub webhook_ca: Option<S<String>>,
     pub timeout: Option<S<Duration>>,
     pub queue: Option<S<i64>>,
 }

@@ -137,6 +137,9 @@ pub struct Hooks {
     cfg: HooksConfig,
     rx: mpsc::Receiver<HookEvent>,
     counters: Arc<HookCounters>,
+    /// The webhook's client, built when the worker starts; the error, if
+    /// it could not be, is each POST's failure.
+    http: Option<Result<reqwest::Client, String>>,
 }
 
 /// The queue and its worker for `cfg`; run the worker with [`Hooks::run`].
@@ -159,6 +162,7 @@ pub fn start(cfg: &HooksConfig) -> (Sender, Hooks, Arc<HookCounters>) {
             cfg: cfg.clone(),
             rx,
             counters: counters.clone(),
+            http: None,
         },
         counters,
     )
@@ -168,6 +172,12 @@ impl Hooks {
     /// Runs the hooks of each queued event, in order, until `shutdown`;
     /// what is still queued then is dropped (and said so).
     pub async fn run(mut self, shutdown: CancellationToken) -> std::io::Result<()> {
+        self.http = self.cfg.webhook.as_ref().map(|w| {
+            crate::httpclient::async_client(w.ca.as_deref()).map_err(|e| {
+                tracing::error!(webhook = %w.url, "{e:#}");
+                format!("{e:#}")
+            })
+        });
         loop {
             let ev = tokio::select! {
                 ev = self.rx.recv() => match ev {
@@ -202,15 +212,20 @@ impl Hooks {
             }
         };
         let webhook = async {
-            if let Some(hook) = &self.cfg.webhook {
-                let r =
-                    match tokio::time::timeout(self.cfg.timeout, webhook::post(hook, &ev.json()))
-                        .await
+            if let (Some(hook), Some(http)) = (&self.cfg.webhook, &self.http) {
+                let r = match http {
+                    Err(e) => Err(Failure::Error(e.clone())),
+                    Ok(http) => match tokio::time::timeout(
+                        self.cfg.timeout,
+                        webhook::post(http, hook, ev.json()),
+                    )
+                    .await
                     {
                         Ok(Ok(_)) => Ok(()),
                         Ok(Err(e)) => Err(Failure::Error(e.to_string())),
                         Err(_) => Err(Failure::Timeout),
-                    };
+                    },
+                };
                 self.count(Kind::Webhook, ev, r);
             }
         };

@@ -1,10 +1,6 @@
-//! The webhook's HTTP/1.1 client: one POST per event on its own connection
-//! (`Connection: close`), success being a 2xx status line. Small on
-//! purpose: plain HTTP to a receiver the operator runs, no redirects, no
-//! keep-alive, nothing read past the status line.
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+//! The webhook: one POST of the event's JSON per event, with the binary's
+//! HTTP client (`httpclient`: http:// or https://, no redirects), success
+//! being a 2xx answer. The body of the answer is not read.
 
 use crate::config::Webhook;
 
@@ -16,120 +12,56 @@ pub enum PostError {
     Io(String, String),
     #[error("{0} answered {1}")]
     Status(String, u16),
-    #[error("{0} did not answer HTTP: {1:?}")]
-    Malformed(String, String),
 }
 
-/// The request's bytes: headers and `body`.
-pub fn request(hook: &Webhook, body: &[u8]) -> Vec<u8> {
-    let host = if hook.port == 80 {
-        hook.host.clone()
-    } else {
-        format!("{}:{}", hook.host, hook.port)
-    };
-    let mut r = format!(
-        "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: stormboot/{}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        hook.path,
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    )
-    .into_bytes();
-    r.extend_from_slice(body);
-    r
+/// The error's chain in one line: reqwest's own message is short and the
+/// cause (refused, certificate unknown) is in its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
-/// The status code of a response that starts with `head`, once its status
-/// line is complete (None: read more).
-pub fn status(head: &[u8]) -> Option<Result<u16, String>> {
-    let end = head.windows(2).position(|w| w == b"\r\n")?;
-    let line = String::from_utf8_lossy(&head[..end]).into_owned();
-    let mut parts = line.splitn(3, ' ');
-    let code = match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code.parse::<u16>().ok(),
-        _ => None,
-    };
-    Some(code.filter(|c| (100..600).contains(c)).ok_or(line))
-}
-
-/// POSTs `body` to `hook`; Ok(status) for a 2xx answer. The caller bounds
-/// the time it takes.
-pub async fn post(hook: &Webhook, body: &[u8]) -> Result<u16, PostError> {
+/// POSTs `body` to `hook` with `http`; Ok(status) for a 2xx answer. The
+/// caller bounds the time it takes.
+pub async fn post(http: &reqwest::Client, hook: &Webhook, body: Vec<u8>) -> Result<u16, PostError> {
     let url = || hook.url.clone();
-    // An IPv6 literal is written in brackets in the URL, not to connect().
-    let host = hook.host.trim_start_matches('[').trim_end_matches(']');
-    let mut stream = TcpStream::connect((host, hook.port))
+    let resp = http
+        .post(&hook.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
         .await
-        .map_err(|e| PostError::Connect(url(), e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    stream
-        .write_all(&request(hook, body))
-        .await
-        .map_err(|e| PostError::Io(url(), e.to_string()))?;
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 256];
-    loop {
-        if let Some(s) = status(&head) {
-            let code = s.map_err(|line| PostError::Malformed(url(), line))?;
-            return match code {
-                200..=299 => Ok(code),
-                _ => Err(PostError::Status(url(), code)),
-            };
-        }
-        // A status line longer than this is not one.
-        if head.len() > 4096 {
-            return Err(PostError::Malformed(
-                url(),
-                String::from_utf8_lossy(&head[..64]).into_owned(),
-            ));
-        }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| PostError::Io(url(), e.to_string()))?;
-        if n == 0 {
-            return Err(PostError::Malformed(
-                url(),
-                format!(
-                    "connection closed after {:?}",
-                    String::from_utf8_lossy(&head)
-                ),
-            ));
-        }
-        head.extend_from_slice(&buf[..n]);
+        .map_err(|e| match e.is_connect() {
+            true => PostError::Connect(url(), chain(&e)),
+            false => PostError::Io(url(), chain(&e)),
+        })?;
+    let code = resp.status().as_u16();
+    match code {
+        200..=299 => Ok(code),
+        _ => Err(PostError::Status(url(), code)),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::process::{Command, Stdio};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
-    fn hook(port: u16) -> Webhook {
-        crate::config::parse_webhook(&format!("http://127.0.0.1:{port}/lease?x=1")).unwrap()
+    fn hook(url: &str) -> Webhook {
+        crate::config::parse_webhook(url).unwrap()
     }
 
-    #[test]
-    fn request_is_a_complete_http11_post() {
-        let r = String::from_utf8(request(&hook(9000), b"{\"a\":1}")).unwrap();
-        assert!(
-            r.starts_with("POST /lease?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n"),
-            "{r}"
-        );
-        assert!(r.contains("\r\nContent-Type: application/json\r\n"), "{r}");
-        assert!(r.contains("\r\nContent-Length: 7\r\n"), "{r}");
-        assert!(r.contains("\r\nConnection: close\r\n"), "{r}");
-        assert!(r.ends_with("\r\n\r\n{\"a\":1}"), "{r}");
-        let r = String::from_utf8(request(&hook(80), b"")).unwrap();
-        assert!(r.contains("\r\nHost: 127.0.0.1\r\n"), "{r}");
-    }
-
-    #[test]
-    fn status_lines_are_read_once_complete() {
-        assert_eq!(status(b"HTTP/1.1 20"), None);
-        assert_eq!(status(b"HTTP/1.1 204 No Content\r\n"), Some(Ok(204)));
-        assert_eq!(status(b"HTTP/1.0 500\r\nx"), Some(Ok(500)));
-        assert!(matches!(status(b"SSH-2.0-OpenSSH\r\n"), Some(Err(_))));
-        assert!(matches!(status(b"HTTP/1.1 abc\r\n"), Some(Err(_))));
+    fn client() -> reqwest::Client {
+        crate::httpclient::async_client(None).unwrap()
     }
 
     /// A receiver on loopback that answers `answer` and hands back what it
@@ -158,13 +90,22 @@ mod tests {
     #[tokio::test]
     async fn posts_and_reads_the_status() {
         let (port, task) = receiver("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-        assert_eq!(post(&hook(port), b"{\"x\":2}").await, Ok(200));
+        let h = hook(&format!("http://127.0.0.1:{port}/lease?x=1"));
+        assert_eq!(post(&client(), &h, b"{\"x\":2}".to_vec()).await, Ok(200));
         let got = String::from_utf8(task.await.unwrap()).unwrap();
+        assert!(got.starts_with("POST /lease?x=1 HTTP/1.1\r\n"), "{got}");
+        let lower = got.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\ncontent-type: application/json\r\n"),
+            "{got}"
+        );
+        assert!(lower.contains("\r\nuser-agent: stormboot/"), "{got}");
         assert!(got.ends_with("\r\n\r\n{\"x\":2}"), "{got}");
 
-        let (port, task) = receiver("HTTP/1.1 503 Busy\r\n\r\n").await;
-        let e = post(&hook(port), b"{}").await.unwrap_err();
-        assert_eq!(e, PostError::Status(hook(port).url, 503));
+        let (port, task) = receiver("HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n").await;
+        let h = hook(&format!("http://127.0.0.1:{port}/"));
+        let e = post(&client(), &h, b"{}".to_vec()).await.unwrap_err();
+        assert_eq!(e, PostError::Status(h.url.clone(), 503));
         task.await.unwrap();
     }
 
@@ -176,7 +117,189 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let e = post(&hook(port), b"{}").await.unwrap_err();
+        let h = hook(&format!("http://127.0.0.1:{port}/"));
+        let e = post(&client(), &h, b"{}".to_vec()).await.unwrap_err();
         assert!(matches!(e, PostError::Connect(..)), "{e}");
+    }
+
+    /// What a TLS receiver on loopback needs: a private CA and a server
+    /// certificate for 127.0.0.1 signed by it (openssl), and Python's
+    /// http.server behind its ssl module, answering 204 and writing each
+    /// body to `bodies`.
+    struct TlsReceiver {
+        dir: tempfile::TempDir,
+        child: std::process::Child,
+        port: u16,
+    }
+
+    const TLS_RECEIVER: &str = r#"import http.server, ssl, sys
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(sys.argv[4], "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+with open(sys.argv[3], "w") as f:
+    f.write(str(server.server_address[1]))
+server.serve_forever()
+"#;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("running openssl (Debian package openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    use std::path::Path;
+
+    impl TlsReceiver {
+        fn start() -> TlsReceiver {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let subj = |cn: &str| format!("/CN={cn}");
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-subj",
+                    &subj("stormboot test CA"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    &subj("127.0.0.1"),
+                ],
+            );
+            std::fs::write(
+                d.join("ext.cnf"),
+                "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\n\
+                 extendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "server.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                    "-out",
+                    "server.pem",
+                ],
+            );
+            std::fs::write(d.join("receiver.py"), TLS_RECEIVER).unwrap();
+            let child = Command::new("python3")
+                .current_dir(d)
+                .args(["receiver.py", "server.pem", "server.key", "port", "bodies"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("running python3");
+            let port_file = d.join("port");
+            let mut port = None;
+            for _ in 0..100 {
+                if let Some(p) = std::fs::read_to_string(&port_file)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                {
+                    port = Some(p);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            TlsReceiver {
+                port: port.expect("the TLS receiver did not start"),
+                dir,
+                child,
+            }
+        }
+
+        fn bodies(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("bodies")).unwrap_or_default()
+        }
+    }
+
+    impl Drop for TlsReceiver {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// https:// to a receiver whose certificate is signed by a CA the
+    /// configuration trusts (`hooks.webhook_ca`) is delivered; without that
+    /// CA, the certificate is refused and nothing is delivered.
+    #[tokio::test]
+    async fn https_is_delivered_to_a_receiver_trusted_by_config() {
+        let r = TlsReceiver::start();
+        let ca = r.dir.path().join("ca.pem");
+        let text = format!(
+            "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\n\n\
+             [[subnet]]\ncidr = \"10.50.0.0/24\"\n\n\
+             [hooks]\nwebhook = \"https://127.0.0.1:{}/lease\"\nwebhook_ca = {ca:?}\n",
+            r.port
+        );
+        let cfg =
+            crate::config::Config::from_str(&text, Path::new("/etc/stormboot/s.toml")).unwrap();
+        let h = cfg.hooks.unwrap().webhook.unwrap();
+        assert!(h.tls);
+        let trusted = crate::httpclient::async_client(h.ca.as_deref()).unwrap();
+        assert_eq!(
+            post(&trusted, &h, b"{\"action\":\"commit\"}".to_vec()).await,
+            Ok(204)
+        );
+        assert_eq!(r.bodies(), "{\"action\":\"commit\"}\n");
+
+        let e = post(&client(), &h, b"{\"action\":\"renew\"}".to_vec())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().to_ascii_lowercase().contains("certificate"),
+            "{e}"
+        );
+        assert_eq!(r.bodies(), "{\"action\":\"commit\"}\n");
     }
 }

@@ -163,9 +163,10 @@ pub struct Measured {
 }
 
 impl BenchArgs {
-    /// Whether a binary to measure was given (`--bin`).
-    pub fn has_bin(&self) -> bool {
-        self.bin.is_some()
+    /// Whether the binary measured is this checkout's release build (no
+    /// `--bin`), which must then be built first.
+    pub fn measures_this_checkout(&self) -> bool {
+        self.bin.is_none()
     }
 }
 
