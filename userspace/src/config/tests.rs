@@ -161,6 +161,7 @@ fn example_parses() {
         },
         profiles: vec![],
         hooks: None,
+        dashboard: Default::default(),
     };
     assert_eq!(c, want);
 }

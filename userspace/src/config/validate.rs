@@ -97,6 +97,20 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         }
     }
     let hooks = super::hooks::hooks(w.hooks.as_ref(), server.mode, src)?;
+    let dashboard = match w.dashboard.as_ref().and_then(|d| d.stuck_after.as_ref()) {
+        None => super::Dashboard::default(),
+        Some(d) => {
+            let stuck_after = duration_value(d, "dashboard.stuck_after", src)?;
+            if stuck_after.is_zero() {
+                return Err(src.invalid(
+                    &d.span(),
+                    "dashboard.stuck_after",
+                    "must be longer than zero: every machine would be stuck",
+                ));
+            }
+            super::Dashboard { stuck_after }
+        }
+    };
     Ok(Config {
         server,
         api,
@@ -105,6 +119,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         boot,
         profiles,
         hooks,
+        dashboard,
     })
 }
 
