@@ -13,10 +13,12 @@ const RATES = [["xdp", "answers/s by XDP", n], ["userspace", "answers/s in users
   ["nak", "NAKs/s", n], ["drops", "drops/s", n], ["tftp_bytes", "TFTP bytes/s", bytes],
   ["http_bytes", "HTTP bytes/s", bytes], ["commits", "lease commits/s", n]];
 const TOKEN_KEY = "stormboot-token";
+// Machines per block of the rack (16 x 16, see the style sheet).
+const BLOCK = 256;
 
 // Read back by the browser tests: display lag per phase change and the
 // main thread's long tasks.
-const perf = window.__stormboot = { lags: [], longtasks: [], fulls: 0, deltas: 0 };
+const perf = window.__stormboot = { lags: [], longtasks: [], fulls: 0, deltas: 0, handle_max_ms: 0 };
 try {
   new PerformanceObserver((l) => { for (const e of l.getEntries()) perf.longtasks.push(e.duration); })
     .observe({ type: "longtask", buffered: true });
@@ -48,11 +50,11 @@ function setup() {
   const legend = $("legend");
   ORDER.forEach((p) => {
     const li = document.createElement("li");
-    li.innerHTML = `<span class="c p${p}" aria-hidden="true">${LETTER[p]}</span>${LABEL[p]}`;
+    li.innerHTML = `<span class="c p${p}" aria-hidden="true"></span>${LABEL[p]}`;
     legend.appendChild(li);
   });
   const li = document.createElement("li");
-  li.innerHTML = `<span class="c p2 stuck" aria-hidden="true">B</span>outlined: stuck`;
+  li.innerHTML = `<span class="c p2 stuck" aria-hidden="true"></span>outlined: stuck`;
   legend.appendChild(li);
   const tbody = $("funnel").tBodies[0];
   ORDER.forEach((p) => {
@@ -85,6 +87,10 @@ function setup() {
     if (c) open(+c.dataset.id);
   });
   $("rack").addEventListener("keydown", move);
+  $("rack").addEventListener("focusin", (e) => {
+    const c = e.target.closest(".c");
+    if (c) c.setAttribute("aria-label", label(rows[+c.dataset.id]));
+  });
   $("close").addEventListener("click", () => $("machine").close());
   connect();
 }
@@ -122,7 +128,11 @@ async function connect() {
       const ev = buf.slice(0, i); buf = buf.slice(i + 2);
       const data = ev.split("\n").filter((l) => l.startsWith("data:"))
         .map((l) => l.slice(l[5] === " " ? 6 : 5)).join("\n");
-      if (data) handle(JSON.parse(data));
+      if (data) {
+        const t0 = performance.now();
+        handle(JSON.parse(data));
+        perf.handle_max_ms = Math.max(perf.handle_max_ms, Math.round(performance.now() - t0));
+      }
     }
   }
   live = false;
@@ -183,23 +193,38 @@ function applyRows(list, timed) {
     if (!c) {
       c = document.createElement("button");
       c.type = "button";
-      c.tabIndex = cells.length || rows.length ? -1 : 0;
+      // One tab stop for the whole rack; arrow keys move inside it.
+      c.tabIndex = cells.length === 0 && id === 0 ? 0 : -1;
       c.dataset.id = id;
       cells[id] = c;
       let f = frag.get(r[4]);
-      if (!f) { f = document.createDocumentFragment(); frag.set(r[4], f); }
-      f.appendChild(c);
+      if (!f) { f = []; frag.set(r[4], f); }
+      f.push(c);
     }
     const old = rows[id];
     rows[id] = r;
+    // Only the class and the label change: the letter comes from the
+    // class (CSS), so no text node is touched.
     c.className = "c p" + r[5] + (r[7] ? " stuck" : "");
-    c.textContent = LETTER[r[5]];
     c.dataset.phase = r[5];
-    c.setAttribute("aria-label", label(r));
+    // The spoken label is written when the cell is focused (and while it
+    // is): 10,000 labels rewritten during a storm would keep the
+    // accessibility tree busy for nothing.
+    if (c === document.activeElement) c.setAttribute("aria-label", label(r));
     if (timed && (!old || old[5] !== r[5])) changed.push(r[6]);
   }
-  for (const [s, f] of frag) group(s).appendChild(f);
-  if (!cells.some((c) => c && c.tabIndex === 0) && cells[0]) cells[0].tabIndex = 0;
+  for (const [s, list] of frag) {
+    const g = group(s);
+    for (const c of list) {
+      let b = g.lastElementChild;
+      if (!b || b.childElementCount >= BLOCK) {
+        b = document.createElement("div");
+        b.className = "block";
+        g.appendChild(b);
+      }
+      b.appendChild(c);
+    }
+  }
   if (changed.length) {
     // Shown once the frame with them is painted.
     requestAnimationFrame(() => setTimeout(() => {
@@ -290,11 +315,9 @@ function search() {
 function move(e) {
   const c = e.target.closest(".c");
   if (!c) return;
-  const g = c.parentNode;
-  const list = g.children;
+  const list = c.closest(".cells").querySelectorAll(".c");
   const i = Array.prototype.indexOf.call(list, c);
-  const cols = Math.max(1, Math.round(g.clientWidth / (c.offsetWidth + 2)));
-  const to = { ArrowLeft: i - 1, ArrowRight: i + 1, ArrowUp: i - cols, ArrowDown: i + cols,
+  const to = { ArrowLeft: i - 1, ArrowRight: i + 1, ArrowUp: i - 16, ArrowDown: i + 16,
     Home: 0, End: list.length - 1 }[e.key];
   if (to === undefined || to < 0 || to >= list.length) return;
   e.preventDefault();
