@@ -1331,3 +1331,25 @@ fn modes() {
     );
     assert_err(&t, 4, "server.mode", "not one of");
 }
+
+#[test]
+fn dashboard_stuck_after() {
+    assert_eq!(
+        parse(&with("")).unwrap().dashboard.stuck_after,
+        Duration::from_secs(60)
+    );
+    let c = parse(&with("\n[dashboard]\nstuck_after = \"90s\"\n")).unwrap();
+    assert_eq!(c.dashboard.stuck_after, Duration::from_secs(90));
+    assert_err(
+        &with("\n[dashboard]\nstuck_after = \"0s\"\n"),
+        9,
+        "dashboard.stuck_after",
+        "must be positive",
+    );
+    assert_err(
+        &with("\n[dashboard]\nstuck_after = \"soon\"\n"),
+        9,
+        "dashboard.stuck_after",
+        "not a duration",
+    );
+}
