@@ -401,6 +401,38 @@ fn a_storm_of_a_thousand_shows_live_with_the_stuck_machine_and_its_timeline() {
             assert_eq!(got, want, "the timeline shown against the API's");
             assert!(shown["title"].as_str().unwrap().contains(&mac(STUCK)), "{shown}");
 
+            // From the keyboard: Escape closes it, the arrow keys move
+            // through the rack and Enter opens the machine focused.
+            let stuck = c.find(Locator::Css("#rack .c.stuck")).await.unwrap();
+            c.active_element()
+                .await
+                .unwrap()
+                .send_keys("\u{e00c}") // Escape
+                .await
+                .unwrap();
+            let open = "return document.getElementById('machine').open";
+            assert_eq!(c.execute(open, vec![]).await.unwrap(), false, "Escape closes the timeline");
+            stuck.send_keys("\u{e014}").await.unwrap(); // ArrowRight
+            let focused = c
+                .execute("return [document.activeElement.dataset.id, document.getElementById('machine-h').textContent]", vec![])
+                .await
+                .unwrap();
+            let next = focused[0].as_str().unwrap().to_string();
+            assert_ne!(next, stuck.attr("data-id").await.unwrap().unwrap(), "the arrow moved the focus");
+            c.active_element().await.unwrap().send_keys("\u{e007}").await.unwrap(); // Enter
+            let start = Instant::now();
+            loop {
+                let title = c
+                    .execute("const d = document.getElementById('machine'); return d.open && document.getElementById('machine-h').textContent", vec![])
+                    .await
+                    .unwrap();
+                if title.as_str().is_some_and(|t| t != focused[1].as_str().unwrap()) {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(5), "Enter opened nothing: {title}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+
             // On a phone's width the page fits: nothing to scroll sideways.
             c.execute("document.getElementById('machine').close()", vec![]).await.unwrap();
             c.set_window_size(390, 844).await.expect("phone size");
