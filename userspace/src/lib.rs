@@ -8,6 +8,7 @@ pub mod bootfile;
 pub mod cli;
 pub mod clidocs;
 pub mod config;
+pub mod dashboard;
 pub mod dataplane;
 pub mod dhcp;
 pub mod events;

@@ -370,8 +370,16 @@ pub async fn serve(
         })
     };
     let overlay = live.overlay.clone();
+    let machines = services::Machines::new(cfg.clone(), index.clone()).with_overlay(overlay);
+    let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
+    tasks.spawn(dashboard.clone().run(shutdown.clone()));
     let app = crate::api::router(
-        crate::api::AppState::new(Some(live.clone()), snapshot.clone(), timeline.clone()),
+        crate::api::AppState::new(
+            Some(live.clone()),
+            snapshot.clone(),
+            timeline.clone(),
+            dashboard,
+        ),
         policy,
     );
     tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
@@ -386,7 +394,6 @@ pub async fn serve(
         tasks.spawn(omapi.run(l, shutdown.clone()));
     }
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
-    let machines = services::Machines::new(cfg.clone(), index.clone()).with_overlay(overlay);
     if cfg.boot.enabled {
         services::start(
             cfg.clone(),
@@ -675,13 +682,15 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
     };
     // The same router and token rule as the DHCP modes: only what needs
     // addresses (reservations, leases, subnets) answers that there are none.
+    let machines = services::Machines::new(cfg.clone(), Arc::new(Index::default()));
+    let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
     let app = crate::api::router(
-        crate::api::AppState::new(None, snapshot, timeline.clone()),
+        crate::api::AppState::new(None, snapshot, timeline.clone(), dashboard.clone()),
         api_policy(&cfg)?,
     );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
-    let machines = services::Machines::new(cfg.clone(), Arc::new(Index::default()));
+    tasks.spawn(dashboard.run(shutdown.clone()));
     services::start(
         cfg.clone(),
         machines,
@@ -705,6 +714,28 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     result
+}
+
+/// The dashboard's aggregator: machines are named by what the boot
+/// services know of them (reservation, or lease for a pool client).
+fn dashboard(
+    cfg: &Config,
+    machines: &services::Machines,
+    timeline: &Arc<Timeline>,
+    snapshot: &http::SnapshotFn,
+) -> Arc<crate::dashboard::Hub> {
+    let m = machines.clone();
+    crate::dashboard::Hub::new(
+        timeline.clone(),
+        snapshot.clone(),
+        Arc::new(move |mac| {
+            m.lookup(crate::boot::web::Lookup::Mac(mac))
+                .map(|i| (i.ip, i.hostname))
+                .unwrap_or_default()
+        }),
+        cfg.subnets.iter().map(|s| s.net).collect(),
+        cfg.dashboard.stuck_after,
+    )
 }
 
 fn mode_name(mode: XdpMode) -> &'static str {

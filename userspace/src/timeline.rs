@@ -68,6 +68,24 @@ struct Entry {
     /// Phases reached, one bit each: only the first time counts in the
     /// histograms (a retransmission or a second file is not a new phase).
     reached: u16,
+    /// When each phase (by `Phase as usize`) was first reached, in ms
+    /// after `first_ms`; meaningful where `reached` has the bit.
+    reached_at: [u32; PHASES],
+}
+
+/// How many `Phase`s there are.
+pub const PHASES: usize = Phase::Syslog as usize + 1;
+
+/// A machine that reached a new phase, as the dashboard reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub mac: [u8; 6],
+    /// The furthest phase reached (as `Machine::phase`).
+    pub phase: Phase,
+    /// Phases reached, one bit each (`1 << Phase as u16`).
+    pub reached: u16,
+    /// When each reached phase was first reached (ms since the epoch).
+    pub reached_ms: [u64; PHASES],
 }
 
 #[derive(Default)]
@@ -75,6 +93,9 @@ pub struct Timeline {
     machines: Mutex<HashMap<[u8; 6], Entry>>,
     /// Per phase: time from the machine's first event to reaching it.
     phase_ms: Mutex<std::collections::BTreeMap<Phase, crate::metrics::Histogram>>,
+    /// Machines that reached a new phase since the dashboard last looked
+    /// (one reader; at most every machine, so bounded like the machines).
+    progressed: Mutex<std::collections::HashSet<[u8; 6]>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -120,6 +141,12 @@ impl Timeline {
         let bit = 1u16 << phase as u16;
         if e.reached & bit == 0 {
             e.reached |= bit;
+            e.reached_at[phase as usize] =
+                u32::try_from(at_ms.saturating_sub(e.first_ms)).unwrap_or(u32::MAX);
+            self.progressed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(mac);
             if phase != Phase::Discover {
                 self.phase_ms
                     .lock()
@@ -149,6 +176,27 @@ impl Timeline {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(p, h)| (format!("{p:?}").to_lowercase(), h.clone()))
+            .collect()
+    }
+
+    /// The machines that reached a new phase since the last call, and
+    /// where they are now. Each machine once, however many events it had.
+    pub fn take_progress(&self) -> Vec<Progress> {
+        let macs = std::mem::take(&mut *self.progressed.lock().unwrap_or_else(|e| e.into_inner()));
+        if macs.is_empty() {
+            return Vec::new();
+        }
+        let m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        macs.into_iter()
+            .filter_map(|mac| {
+                let e = m.get(&mac)?;
+                Some(Progress {
+                    mac,
+                    phase: e.furthest?,
+                    reached: e.reached,
+                    reached_ms: e.reached_at.map(|d| e.first_ms + u64::from(d)),
+                })
+            })
             .collect()
     }
 
@@ -210,6 +258,36 @@ mod tests {
         // The least recently heard from went first.
         assert!(t.machine([2, 0, 0, 0, 0, 1]).is_none());
         assert_eq!(all[0].last_ms, 10 + MAX_MACHINES as u64 + 9);
+    }
+
+    #[test]
+    fn progress_is_each_machine_once_with_when_it_reached_each_phase() {
+        let t = Timeline::default();
+        let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        t.record_at(a, Phase::Offer, "xdp", "10.50.0.11".into(), 1000);
+        t.record_at(a, Phase::Offer, "xdp", "10.50.0.11".into(), 1500);
+        t.record_at(a, Phase::Ack, "xdp", "10.50.0.11".into(), 1700);
+        t.record_at(b, Phase::Offer, "xdp", "10.50.0.12".into(), 2000);
+        let mut p = t.take_progress();
+        p.sort_by_key(|p| p.mac);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].phase, Phase::Ack);
+        assert_eq!(
+            p[0].reached,
+            1 << Phase::Offer as u16 | 1 << Phase::Ack as u16
+        );
+        assert_eq!(
+            p[0].reached_ms[Phase::Offer as usize],
+            1000,
+            "the first time counts"
+        );
+        assert_eq!(p[0].reached_ms[Phase::Ack as usize], 1700);
+        assert!(t.take_progress().is_empty(), "nothing new since");
+        // A retransmission is no progress; a new phase is.
+        t.record_at(b, Phase::Offer, "xdp", "10.50.0.12".into(), 2100);
+        assert!(t.take_progress().is_empty());
+        t.record_at(b, Phase::Ack, "xdp", "10.50.0.12".into(), 2200);
+        assert_eq!(t.take_progress()[0].mac, b);
     }
 
     #[test]

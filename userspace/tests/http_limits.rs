@@ -136,12 +136,16 @@ async fn api_refuses_oversized_requests_and_keeps_serving() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
+    let timeline = Arc::new(Timeline::default());
+    let hub = stormboot::dashboard::Hub::new(
+        timeline.clone(),
+        Arc::new(Snapshot::default),
+        Arc::new(|_| (None, None)),
+        Vec::new(),
+        std::time::Duration::from_secs(60),
+    );
     let app = stormboot::api::router(
-        stormboot::api::AppState::new(
-            None,
-            Arc::new(Snapshot::default),
-            Arc::new(Timeline::default()),
-        ),
+        stormboot::api::AppState::new(None, Arc::new(Snapshot::default), timeline, hub),
         Default::default(),
     );
     let task = tokio::spawn(stormboot::http::serve_router(

@@ -56,6 +56,10 @@ const PACKAGES: &[&str] = &[
     "sqlite3",
     "tcpdump",
     "python3",
+    // tests/dashboard.rs: the dashboard in a real browser, headless,
+    // driven through WebDriver
+    "chromium",
+    "chromium-driver",
     // tests/qemu.rs: real firmware (SeaBIOS, OVMF, iPXE's NIC ROMs and
     // binaries) under QEMU. Its kernel and busybox-static are fetched with
     // `apt-get download`, not installed: busybox-static conflicts with the

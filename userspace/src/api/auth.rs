@@ -1,7 +1,8 @@
 //! Who may use the API: changes need the bearer token (`api.token` or
 //! STORMBOOT_API_TOKEN); reads are open unless `api.read_token` is set.
 //! `/healthz` and `/openapi.json` are always open, so a supervisor and a
-//! client generator need no secret.
+//! client generator need no secret; so are the dashboard's page and assets,
+//! which hold no data (the page asks for the token when its stream needs it).
 
 use std::sync::Arc;
 
@@ -25,7 +26,13 @@ pub struct Policy {
 }
 
 /// Paths anyone may read.
-const OPEN: [&str; 2] = ["/healthz", "/openapi.json"];
+const OPEN: [&str; 5] = [
+    "/healthz",
+    "/openapi.json",
+    "/",
+    "/dashboard.js",
+    "/dashboard.css",
+];
 
 impl Policy {
     /// Ok, or the status and message of the refusal.
@@ -143,6 +150,14 @@ mod tests {
         assert!(p.decide(&get, path, Some("Bearer s3cret")).is_ok());
         assert!(p.decide(&get, "/healthz", None).is_ok());
         assert!(p.decide(&get, "/openapi.json", None).is_ok());
+        // The page is open, its data is not.
+        assert!(p.decide(&get, "/", None).is_ok());
+        assert_eq!(
+            p.decide(&get, "/api/v1/dashboard/stream", None)
+                .unwrap_err()
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
         assert!(p.decide(&post, "/healthz", None).is_err());
 
         let none = Policy::default();

@@ -41,6 +41,13 @@ pub struct AppState {
     /// addresses (its routes are the same; those answer 404, saying why).
     pub live: Option<Arc<live::Live>>,
     pub(crate) http: http::Api,
+    pub(crate) dashboard: Arc<crate::dashboard::Hub>,
+}
+
+impl FromRef<AppState> for Arc<crate::dashboard::Hub> {
+    fn from_ref(s: &AppState) -> Self {
+        s.dashboard.clone()
+    }
 }
 
 impl AppState {
@@ -49,10 +56,12 @@ impl AppState {
         live: Option<Arc<live::Live>>,
         snapshot: http::SnapshotFn,
         timeline: Arc<crate::timeline::Timeline>,
+        dashboard: Arc<crate::dashboard::Hub>,
     ) -> AppState {
         AppState {
             live,
             http: http::Api::new(snapshot, timeline),
+            dashboard,
         }
     }
 }
@@ -96,6 +105,10 @@ impl FromRef<AppState> for http::Api {
         http::machines,
         http::machine,
         openapi_json,
+        crate::dashboard::index,
+        crate::dashboard::script,
+        crate::dashboard::style,
+        crate::dashboard::stream,
         handlers::list_subnets,
         handlers::get_subnet,
         handlers::list_reservations,
@@ -115,6 +128,7 @@ impl FromRef<AppState> for http::Api {
         (name = "subnets", description = "The configured networks"),
         (name = "machines", description = "Boot timelines"),
         (name = "daemon", description = "Health, counters and this document"),
+        (name = "dashboard", description = "The live storm page and its event stream"),
     )
 )]
 pub struct ApiDoc;
@@ -174,9 +188,14 @@ impl Table {
 }
 
 fn table() -> Table {
+    use crate::dashboard as d;
     use axum::routing::{delete, post, put};
     use handlers as h;
     Table::new()
+        .add("/", &["get"], get(d::index))
+        .add("/dashboard.js", &["get"], get(d::script))
+        .add("/dashboard.css", &["get"], get(d::style))
+        .add("/api/v1/dashboard/stream", &["get"], get(d::stream))
         .add("/healthz", &["get"], get(http::healthz))
         .add("/metrics", &["get"], get(http::metrics))
         .add("/openapi.json", &["get"], get(openapi_json))

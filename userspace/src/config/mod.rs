@@ -41,6 +41,23 @@ pub struct Config {
     pub hooks: Option<Hooks>,
     /// `[omapi]`, when present.
     pub omapi: Option<Omapi>,
+    pub dashboard: Dashboard,
+}
+
+/// `[dashboard]`: the live page at `/` on the API listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dashboard {
+    /// A machine that has not booted (no syslog line yet) and reached no
+    /// new phase for this long is shown as stuck.
+    pub stuck_after: Duration,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            stuck_after: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[hooks]`: a command run and/or a webhook POSTed for every lease event

@@ -165,6 +165,7 @@ fn example_parses() {
         profiles: vec![],
         hooks: None,
         omapi: None,
+        dashboard: Default::default(),
     };
     assert_eq!(c, want);
 }
@@ -1415,4 +1416,26 @@ fn omapi_errors_name_the_key_and_line() {
     // Loopback: allowed without a key.
     let c = parse(&with("\n[omapi]\nallow_unsigned = true\n")).unwrap();
     assert!(c.omapi.unwrap().allow_unsigned);
+}
+
+#[test]
+fn dashboard_stuck_after() {
+    assert_eq!(
+        parse(&with("")).unwrap().dashboard.stuck_after,
+        Duration::from_secs(60)
+    );
+    let c = parse(&with("\n[dashboard]\nstuck_after = \"90s\"\n")).unwrap();
+    assert_eq!(c.dashboard.stuck_after, Duration::from_secs(90));
+    assert_err(
+        &with("\n[dashboard]\nstuck_after = \"0s\"\n"),
+        9,
+        "dashboard.stuck_after",
+        "must be positive",
+    );
+    assert_err(
+        &with("\n[dashboard]\nstuck_after = \"soon\"\n"),
+        9,
+        "dashboard.stuck_after",
+        "not a duration",
+    );
 }

@@ -98,6 +98,13 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
     }
     let hooks = super::hooks::hooks(w.hooks.as_ref(), server.mode, src)?;
     let omapi = super::omapi::omapi(w.omapi.as_ref(), src, read)?;
+    // duration_value refuses zero: every machine would be stuck.
+    let dashboard = match w.dashboard.as_ref().and_then(|d| d.stuck_after.as_ref()) {
+        None => super::Dashboard::default(),
+        Some(d) => super::Dashboard {
+            stuck_after: duration_value(d, "dashboard.stuck_after", src)?,
+        },
+    };
     Ok(Config {
         omapi,
         server,
@@ -107,6 +114,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         boot,
         profiles,
         hooks,
+        dashboard,
     })
 }
 

@@ -20,6 +20,7 @@ pub struct File {
     pub boot: Option<Boot>,
     pub hooks: Option<S<Hooks>>,
     pub omapi: Option<S<super::omapi::Wire>>,
+    pub dashboard: Option<Dashboard>,
     #[serde(default)]
     pub profile: Vec<Profile>,
     #[serde(default)]
@@ -52,6 +53,12 @@ pub struct Api {
     pub listen: Option<S<String>>,
     pub token: Option<S<String>>,
     pub read_token: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dashboard {
+    pub stuck_after: Option<S<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,602 @@
+//! The live dashboard in a real browser: Debian's Chromium, headless, driven
+//! through chromedriver (WebDriver) by fantoccini, against the real daemon
+//! in the lab while `stormboot storm` boots its machines.
+//!
+//! chromedriver (and so Chromium) runs in the server namespace, where the
+//! API listens on 127.0.0.1:8067; the test drives it from a thread that
+//! entered that namespace, so its WebDriver connection is made there too.
+//! What the page shows is read from its DOM; what it measured of itself
+//! (display lag, long tasks) from `window.__stormboot`.
+//!
+//! Needs root, `cargo build -p stormboot`, and the packages chromium and
+//! chromium-driver (`cargo xtask setup`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use stormboot_testbed::{require_root, Lab, Side, CLIENT_IF};
+
+const API: &str = "127.0.0.1:8067";
+const PAGE: &str = "http://127.0.0.1:8067/";
+const DRIVER: &str = "http://127.0.0.1:9515";
+/// The timeline's phases, by the index the page shows them with.
+const PHASES: [&str; 8] = [
+    "discover", "offer", "ack", "nak", "tftp", "script", "artifact", "syslog",
+];
+const TOKEN: &str = "dash-token-41c9";
+
+/// Machine i: MAC 02:00:00:00:00:00 + i, address 10.50.0.20 + i.
+fn mac(i: u32) -> String {
+    let m = 0x0200_0000_0000_u64 + u64::from(i);
+    m.to_be_bytes()[2..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn ip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 50, 0, 20)) + i)
+}
+
+fn hosts_csv(machines: u32) -> String {
+    let mut csv = String::from("mac,ip,hostname\n");
+    for i in 0..machines {
+        csv += &format!("{},{},node{i}\n", mac(i), ip(i));
+    }
+    csv
+}
+
+/// `machines` reservations in one subnet large enough for them, a boot
+/// profile for all, and `extra` (e.g. an `[api]` section).
+fn config(lab: &Lab, cidr: &str, extra: &str) -> String {
+    let tftp = lab.scratch.path("ipxe");
+    std::fs::create_dir_all(&tftp).unwrap();
+    format!(
+        "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\nreservations_file = \"hosts.csv\"\n\n\
+         [[subnet]]\ncidr = \"{cidr}\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n\n\
+         [boot]\ntftp_root = \"{}\"\ndefault_profile = \"debian\"\n\n\
+         [[profile]]\nname = \"debian\"\nkernel = \"vmlinuz\"\n\n{extra}",
+        tftp.display()
+    )
+}
+
+/// Runs `f` on a thread inside the server namespace, with a runtime of
+/// its own: every socket it opens (to chromedriver, to the API) is there.
+fn in_server_ns<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
+    let ns = std::fs::File::open(lab.bed.ns_path(Side::Server)).expect("server namespace");
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: setns on a namespace descriptor; only this thread
+            // moves, and it ends with the closure.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// chromedriver in the server namespace; the testbed stops it on drop.
+fn start_driver(lab: &mut Lab) {
+    let mut cmd = Command::new("chromedriver");
+    cmd.args(["--port=9515", "--allowed-ips=127.0.0.1"])
+        .stdout(lab.scratch.log_file("chromedriver.log"))
+        .stderr(Stdio::null());
+    lab.bed
+        .spawn(Side::Server, cmd)
+        .expect("spawning chromedriver (package chromium-driver)");
+    lab.also_log.push("chromedriver.log");
+}
+
+/// A headless Chromium at 1280x800 (call from inside the namespace).
+async fn browser(lab: &Lab) -> Client {
+    let profile = lab.scratch.path("chromium-profile");
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/lib/chromium/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,800", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-default-apps",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let caps: serde_json::Map<String, Value> = serde_json::from_value(caps).unwrap();
+    let start = Instant::now();
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(DRIVER)
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if start.elapsed() > Duration::from_secs(20) => {
+                panic!("no WebDriver session from chromedriver: {e}{}", lab.log())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// What the page shows: cells, their phases, the stuck ones, the funnel,
+/// and whether the login form or the dashboard is up; with `arguments[0]`
+/// (`light`) not its text, which would lay out the whole page each poll.
+const READ_PAGE: &str = r#"
+const light = arguments[0];
+// Each cell says what it is when focused, as a screen reader hears it.
+const label = c => (c.focus({preventScroll: true}), c.getAttribute('aria-label'));
+const rack = document.getElementById('rack');
+const phases = {};
+for (let p = 0; p < 8; p++) {
+  const n = rack.querySelectorAll('.c.p' + p).length;
+  if (n) phases[p] = n;
+}
+const stuck = [...rack.querySelectorAll('.c.stuck')]
+  .map(c => ({label: label(c), phase: +c.dataset.phase,
+    letter: getComputedStyle(c, '::after').content.replace(/"/g, '')}));
+const funnel = {};
+for (const tr of document.querySelectorAll('#funnel tbody tr'))
+  funnel[tr.dataset.phase] = +tr.querySelector('.count').textContent.replace(/,/g, '');
+const odd = light ? [] : [...rack.querySelectorAll('.c')].map(label)
+  .filter(l => !l.startsWith('02:00:00:00:'));
+return {cells: rack.querySelectorAll('.c').length, phases, stuck, funnel, odd,
+  main: !document.getElementById('main').hidden,
+  login: !document.getElementById('login').hidden,
+  text: light ? null : document.body.innerText};
+"#;
+
+async fn read_page(c: &Client) -> Value {
+    c.execute(READ_PAGE, vec![json!(false)])
+        .await
+        .expect("reading the page")
+}
+
+async fn read_page_light(c: &Client) -> Value {
+    c.execute(READ_PAGE, vec![json!(true)])
+        .await
+        .expect("reading the page")
+}
+
+/// Polls the page until `f` accepts what it shows.
+async fn until(
+    c: &Client,
+    lab: &Lab,
+    what: &str,
+    timeout: Duration,
+    text: bool,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = match text {
+            true => read_page(c).await,
+            false => read_page_light(c).await,
+        };
+        if f(&v) {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            let mut v = v;
+            v["text"] = Value::Null;
+            panic!(
+                "the page did not show {what} within {timeout:?}: {v}{}",
+                lab.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// GET `path` from the API (from inside the namespace).
+fn api_get(path: &str, token: Option<&str>) -> Value {
+    let mut s = TcpStream::connect(API).expect("connecting to the API");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {API}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let a = stormboot::api::client::parse_response(&raw).expect("an HTTP response");
+    assert_eq!(a.status, 200, "GET {path}: {}", a.body);
+    serde_json::from_str(&a.body).expect("JSON")
+}
+
+/// Machines per phase, as the API lists them.
+fn api_funnel() -> BTreeMap<String, u64> {
+    let mut by = BTreeMap::new();
+    for m in api_get("/api/v1/machines", None)
+        .as_array()
+        .expect("machines")
+    {
+        *by.entry(m["phase"].as_str().unwrap_or("none").to_string())
+            .or_default() += 1;
+    }
+    by
+}
+
+fn page_funnel(v: &Value) -> BTreeMap<String, u64> {
+    v["funnel"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| {
+            (
+                PHASES[k.parse::<usize>().unwrap()].to_string(),
+                n.as_u64().unwrap(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// `stormboot storm` for machines 0..count, from the client namespace.
+fn storm(lab: &Lab, count: u32) -> Value {
+    let mut storm = lab.stormboot(Side::Client);
+    storm.args([
+        "storm",
+        "--interface",
+        CLIENT_IF,
+        "--count",
+        &count.to_string(),
+    ]);
+    storm.args(["--first-mac", &mac(0), "--json"]);
+    let out = lab
+        .bed
+        .run(Side::Client, storm)
+        .unwrap_or_else(|e| panic!("storm: {e:#}{}", lab.log()));
+    serde_json::from_slice(&out.stdout).expect("storm report")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// 1,000 machines boot; one gets its address and never asks for its
+/// script. The page shows them all bound without a reload, that one stuck
+/// at "bound", the same funnel as the API, and its timeline on click.
+#[test]
+fn a_storm_of_a_thousand_shows_live_with_the_stuck_machine_and_its_timeline() {
+    require_root();
+    const MACHINES: u32 = 1000;
+    const STUCK: u32 = 500;
+    let mut lab = Lab::new("dash-storm", None);
+    lab.scratch.write("hosts.csv", &hosts_csv(MACHINES));
+    // Both ends on the /22 the machines are in: 10.50.0.255 is one of them.
+    for (side, args) in [
+        (Side::Server, "addr del 10.50.0.1/24 dev sb0"),
+        (Side::Server, "addr add 10.50.0.1/22 dev sb0"),
+        (Side::Client, "addr add 10.50.0.5/22 dev sbc0"),
+    ] {
+        let mut c = Command::new("ip");
+        c.args(args.split(' '));
+        lab.bed.run(side, c).expect("ip");
+    }
+    let cfg = config(&lab, "10.50.0.0/22", "[dashboard]\nstuck_after = \"8s\"\n");
+    lab.start(&cfg);
+    start_driver(&mut lab);
+
+    in_server_ns(&lab, || {
+        runtime().block_on(async {
+            let c = browser(&lab).await;
+            c.goto(PAGE).await.expect("opening the page");
+            until(&c, &lab, "the dashboard", Duration::from_secs(10), false, |v| v["main"] == true).await;
+
+            let report = storm(&lab, MACHINES);
+            assert_eq!(report["bound"], MACHINES, "storm: {report}{}", lab.log());
+            let v = until(&c, &lab, "1,000 machines bound", Duration::from_secs(30), false, |v| {
+                v["cells"] == MACHINES && v["phases"]["2"] == MACHINES
+            })
+            .await;
+            println!("all {MACHINES} bound on the page, no reload: {}", v["funnel"]);
+
+            // Every machine but one fetches its script and says it booted.
+            let others: Vec<u32> = (0..MACHINES).filter(|&i| i != STUCK).collect();
+            let mut curlrc = String::new();
+            for &i in &others {
+                curlrc += &format!("url = \"http://10.50.0.1/{}/auto.ipxe\"\noutput = \"/dev/null\"\n", mac(i));
+            }
+            let rc = lab.scratch.write("scripts.curlrc", &curlrc);
+            let mut curl = Command::new("curl");
+            curl.arg("-sSf").arg("-K").arg(&rc);
+            lab.bed.run(Side::Client, curl).unwrap_or_else(|e| panic!("scripts: {e:#}"));
+            // Each line from the machine's own address, as its booted OS
+            // would send it: the client interface holds them all (/32).
+            let batch: String = others
+                .iter()
+                .map(|&i| format!("addr add {}/32 dev {CLIENT_IF}\n", ip(i)))
+                .collect();
+            let batch = lab.scratch.write("addresses.batch", &batch);
+            let mut addrs = Command::new("ip");
+            addrs.arg("-batch").arg(&batch);
+            lab.bed.run(Side::Client, addrs).expect("ip -batch");
+            let ips: String = others.iter().map(|&i| format!("{}\n", ip(i))).collect();
+            let list = lab.scratch.write("syslog-sources.txt", &ips);
+            let mut py = Command::new("python3");
+            py.arg("-c").arg(
+                "import socket,sys,time\n\
+                 for ip in open(sys.argv[1]).read().split():\n\
+                 \x20   s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                 \x20   s.bind((ip,0))\n\
+                 \x20   s.sendto(b'<14>init: reached multi-user',('10.50.0.1',514))\n\
+                 \x20   s.close()\n\
+                 \x20   time.sleep(0.002)\n",
+            ).arg(&list);
+            lab.bed.run(Side::Client, py).unwrap_or_else(|e| panic!("syslog: {e:#}"));
+
+            let label = format!("{} node{STUCK} {}: bound, stuck", mac(STUCK), ip(STUCK));
+            let v = until(&c, &lab, "999 booted and the one stuck", Duration::from_secs(40), true, |v| {
+                v["phases"]["7"] == MACHINES - 1 && v["stuck"].as_array().is_some_and(|s| s.len() == 1)
+            })
+            .await;
+            assert_eq!(v["cells"], MACHINES, "machines that are none of the storm's: {}", v["odd"]);
+            let stuck = &v["stuck"][0];
+            assert_eq!(stuck["label"], label.as_str(), "{v}");
+            assert_eq!(stuck["phase"], 2, "its last phase, bound: {v}");
+            assert_eq!(stuck["letter"], "B", "the phase as text too: {v}");
+
+            // The funnel is the API's.
+            let api = api_funnel();
+            let page = page_funnel(&read_page(&c).await);
+            assert_eq!(page, api, "the page's funnel against /api/v1/machines");
+            println!("funnel, page = API: {page:?}");
+
+            let shot = c.screenshot().await.expect("screenshot");
+            let path = target_dir().join("dashboard-storm.png");
+            std::fs::write(&path, shot).expect("saving the screenshot");
+            println!("screenshot: {}", path.display());
+
+            // A click opens its timeline: the events the API lists.
+            c.find(Locator::Css("#rack .c.stuck")).await.expect("the stuck cell").click().await.expect("click");
+            let want = api_get(&format!("/api/v1/machines/{}", mac(STUCK)), None);
+            let want: Vec<(String, String)> = want["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["phase"].as_str().unwrap().into(), e["path"].as_str().unwrap().into()))
+                .collect();
+            assert!(!want.is_empty());
+            let read_events = r#"
+                const d = document.getElementById('machine');
+                return {open: d.open, title: document.getElementById('machine-h').textContent,
+                  rows: [...document.querySelectorAll('#events tr')].map(tr => [...tr.cells].map(td => td.textContent))};"#;
+            let start = Instant::now();
+            let shown = loop {
+                let e = c.execute(read_events, vec![]).await.unwrap();
+                if e["open"] == true && e["rows"].as_array().is_some_and(|r| r.len() == want.len()) {
+                    break e;
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "no timeline shown: {e}, want {want:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let got: Vec<(String, String)> = shown["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r[1].as_str().unwrap().into(), r[2].as_str().unwrap().into()))
+                .collect();
+            assert_eq!(got, want, "the timeline shown against the API's");
+            assert!(shown["title"].as_str().unwrap().contains(&mac(STUCK)), "{shown}");
+
+            // From the keyboard: Escape closes it, the arrow keys move
+            // through the rack and Enter opens the machine focused.
+            let stuck = c.find(Locator::Css("#rack .c.stuck")).await.unwrap();
+            c.active_element()
+                .await
+                .unwrap()
+                .send_keys("\u{e00c}") // Escape
+                .await
+                .unwrap();
+            let open = "return document.getElementById('machine').open";
+            assert_eq!(c.execute(open, vec![]).await.unwrap(), false, "Escape closes the timeline");
+            stuck.send_keys("\u{e014}").await.unwrap(); // ArrowRight
+            let focused = c
+                .execute("return [document.activeElement.dataset.id, document.getElementById('machine-h').textContent]", vec![])
+                .await
+                .unwrap();
+            let next = focused[0].as_str().unwrap().to_string();
+            assert_ne!(next, stuck.attr("data-id").await.unwrap().unwrap(), "the arrow moved the focus");
+            c.active_element().await.unwrap().send_keys("\u{e007}").await.unwrap(); // Enter
+            let start = Instant::now();
+            loop {
+                let title = c
+                    .execute("const d = document.getElementById('machine'); return d.open && document.getElementById('machine-h').textContent", vec![])
+                    .await
+                    .unwrap();
+                if title.as_str().is_some_and(|t| t != focused[1].as_str().unwrap()) {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(5), "Enter opened nothing: {title}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+
+            // On a phone's width the page fits: nothing to scroll sideways.
+            c.execute("document.getElementById('machine').close()", vec![]).await.unwrap();
+            c.set_window_size(390, 844).await.expect("phone size");
+            let fits = c
+                .execute("return document.documentElement.scrollWidth <= window.innerWidth", vec![])
+                .await
+                .unwrap();
+            assert_eq!(fits, true, "the page is wider than a phone");
+            c.close().await.expect("closing the browser");
+        })
+    });
+}
+
+/// With `read_token`, the page shows nothing of the storm until it is
+/// given the token, and the token never appears in a URL.
+#[test]
+fn with_read_token_the_page_shows_nothing_until_the_token_is_given() {
+    require_root();
+    const MACHINES: u32 = 5;
+    let mut lab = Lab::new("dash-token", None);
+    lab.scratch.write("hosts.csv", &hosts_csv(MACHINES));
+    let cfg = config(
+        &lab,
+        "10.50.0.0/24",
+        &format!("[api]\ntoken = \"{TOKEN}\"\nread_token = true\n"),
+    );
+    lab.start(&cfg);
+    assert_eq!(storm(&lab, MACHINES)["bound"], MACHINES);
+    start_driver(&mut lab);
+    in_server_ns(&lab, || {
+        runtime().block_on(async {
+            let c = browser(&lab).await;
+            c.goto(PAGE).await.expect("opening the page");
+            let v = until(
+                &c,
+                &lab,
+                "the token form",
+                Duration::from_secs(10),
+                true,
+                |v| v["login"] == true,
+            )
+            .await;
+            let nothing = |v: &Value| {
+                v["main"] == false
+                    && v["cells"] == 0
+                    && !v["text"].as_str().unwrap().contains(&mac(0))
+            };
+            assert!(nothing(&v), "shown before the token: {v}");
+
+            c.find(Locator::Id("token"))
+                .await
+                .unwrap()
+                .send_keys("not-the-token")
+                .await
+                .unwrap();
+            c.find(Locator::Css("#login button"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let v = until(
+                &c,
+                &lab,
+                "the refusal",
+                Duration::from_secs(10),
+                true,
+                |v| {
+                    v["text"]
+                        .as_str()
+                        .unwrap()
+                        .contains("That token was refused")
+                },
+            )
+            .await;
+            assert!(nothing(&v), "shown with a wrong token: {v}");
+
+            let field = c.find(Locator::Id("token")).await.unwrap();
+            field.clear().await.unwrap();
+            field.send_keys(TOKEN).await.unwrap();
+            c.find(Locator::Css("#login button"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            until(
+                &c,
+                &lab,
+                "the machines",
+                Duration::from_secs(10),
+                true,
+                |v| v["main"] == true && v["cells"] == MACHINES && v["login"] == false,
+            )
+            .await;
+            let url = c.current_url().await.unwrap();
+            assert!(
+                !url.as_str().contains(TOKEN),
+                "the token is in the URL: {url}"
+            );
+            c.close().await.expect("closing the browser");
+        })
+    });
+}
+
+/// 10,000 machines boot while the page watches: it shows phase changes
+/// within 2 s (p95) and no message keeps its main thread more than 200 ms.
+/// Both measured in the page and read back here; the browser's long tasks
+/// are printed beside them.
+#[test]
+fn at_ten_thousand_machines_the_page_keeps_up() {
+    require_root();
+    const MACHINES: u32 = 10_000;
+    let mut lab = Lab::new("dash-10k", None);
+    lab.scratch.write("hosts.csv", &hosts_csv(MACHINES));
+    // The userspace dataplane: at 10,000 reservations the XDP maps
+    // refuse the batch (E2BIG: the map is sized per reservation, written
+    // per reply variant), and the daemon falls back to it anyway; this way
+    // every machine is seen at DISCOVER too.
+    let cfg = config(&lab, "10.50.0.0/18", "").replacen(
+        "[server]\n",
+        "[server]\ndataplane = \"userspace\"\n",
+        1,
+    );
+    lab.start(&cfg);
+    start_driver(&mut lab);
+    in_server_ns(&lab, || {
+        runtime().block_on(async {
+            let c = browser(&lab).await;
+            c.goto(PAGE).await.expect("opening the page");
+            until(&c, &lab, "the dashboard", Duration::from_secs(10), false, |v| v["main"] == true).await;
+
+            let report = storm(&lab, MACHINES);
+            println!(
+                "storm: {} bound of {MACHINES} in {:.0} ms",
+                report["bound"], report["elapsed_ms"].as_f64().unwrap_or(0.0)
+            );
+            let bound = api_funnel().get("ack").copied().unwrap_or(0);
+            let v = until(&c, &lab, "every machine the API lists", Duration::from_secs(60), false, |v| {
+                v["phases"]["2"].as_u64() == Some(bound) && v["cells"].as_u64() == Some(bound)
+            })
+            .await;
+            assert!(bound >= u64::from(MACHINES) * 99 / 100, "the API lists {bound} bound{}", lab.log());
+
+            let perf = c.execute("return window.__stormboot", vec![]).await.unwrap();
+            let mut lags: Vec<f64> = perf["lags"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+            lags.sort_by(f64::total_cmp);
+            let q = |f: f64| lags[((lags.len() - 1) as f64 * f).round() as usize];
+            let long: Vec<f64> = perf["longtasks"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+            let longest = long.iter().copied().fold(0.0, f64::max);
+            println!(
+                "10,000 machines: {} phase changes shown, lag p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; \
+                 {} long tasks, longest {longest:.0} ms; {} deltas, longest handled in {} ms; cells {}",
+                lags.len(), q(0.5), q(0.95), q(1.0), long.len(), perf["deltas"], perf["handle_max_ms"], v["cells"]
+            );
+            assert!(lags.len() as u64 >= bound, "fewer phase changes timed than machines");
+            assert!(q(0.95) < 2000.0, "phase change to page: p95 {:.0} ms", q(0.95));
+            // The page's own work per message, timed in the page. The long
+            // tasks the browser reports are printed, not asserted: on a
+            // shared 2-core host they include the time the renderer waits
+            // for a core, which no page can bound.
+            let handled = perf["handle_max_ms"].as_f64().unwrap_or(f64::MAX);
+            assert!(handled < 200.0, "one message kept the main thread {handled} ms");
+            c.close().await.expect("closing the browser");
+        })
+    });
+}
