@@ -23,9 +23,12 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use dhcproto::v4::{Message, MessageType};
+use dhcproto::{Decodable, Decoder};
 use serde_json::Value;
 use stormboot_testbed::{
-    require_root, wait_for, xdp_counter, Lab, Side, CLIENT_BRIDGE, CLIENT_IF, SERVER_IF,
+    require_root, udp_frames, wait_for, xdp_counter, Lab, Side, CLIENT_BRIDGE, CLIENT_IF,
+    SERVER_ADDR, SERVER_IF,
 };
 
 /// What the initrd's /init (tests/boot-image/init) prints once it runs.
@@ -780,8 +783,10 @@ fn uefi_boots_beside_dnsmasq_in_boot_only_mode() {
 /// client side's bridge, so the server's XDP program cannot take its
 /// requests) gives the addresses and nothing else; stormboot in
 /// `mode = "proxy"` adds the boot information from XDP, never an address,
-/// on port 67 and on the boot-server port 4011, and EDK2 then iPXE boot
-/// through it.
+/// and EDK2 then iPXE boot through it. Which ports carried what is read
+/// from a capture at the machine's tap: the proxy's OFFERs come from port
+/// 67, and, since they carry PXE discovery control 8 ("boot the file in
+/// this offer"), neither firmware asks the boot-server port 4011 at all.
 #[test]
 fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
     const MAC: &str = "52:54:00:00:00:05";
@@ -796,12 +801,14 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
     let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.15"))
         .replace("dataplane = \"xdp\"\n", "mode = \"proxy\"\n");
     lab.start(&cfg);
+    let capture = capture_on_tap(&mut lab);
     let (timeline, ev) = boot_and_trace(
         &mut lab,
         "uefi_boots_through_proxy_dhcp_beside_dnsmasq",
         Firmware::Uefi,
         MAC,
     );
+    let (replies, captured) = proxy_replies(&mut lab, capture, MAC);
     assert_two_stages(&lab, &ev, &timeline, "/artifacts/initrd.img");
     // The address is dnsmasq's: the machine fetched from its pool, not from
     // the reservation, which a proxy never hands out.
@@ -815,16 +822,89 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
         !ev.iter().any(|e| e.3 > 0 && e.2.contains("10.50.0.15")),
         "a proxy handed out the reserved address: {timeline}"
     );
-    // A reserved machine's proxy replies come from the XDP program, for
-    // both stages (EDK2, then iPXE) and on both ports (67 and 4011).
-    for phase in ["offer", "ack"] {
-        assert!(
-            has(&ev, phase, "xdp", "0.0.0.0"),
-            "no proxy {phase} (no address) from XDP: {timeline}{}",
-            lab.log()
+    // A reserved machine's proxy offers come from the XDP program, for both
+    // stages (EDK2, then iPXE); none from userspace.
+    let xdp_offers = ev.iter().filter(|e| e.0 == "offer" && e.1 == "xdp").count();
+    assert!(
+        xdp_offers >= 2 && has(&ev, "offer", "xdp", "0.0.0.0"),
+        "fewer than two proxy offers (no address) from XDP: {timeline}{}",
+        lab.log()
+    );
+    assert!(
+        !ev.iter().any(|e| e.1 == "userspace"),
+        "a proxy reply from userspace: {timeline}"
+    );
+    // As the machine received them: both offers from port 67, and nothing
+    // on the boot-server port, which the offers told it not to use.
+    eprintln!("proxy replies at the machine's tap (type, source port): {replies:?}");
+    let offers_from_67 = replies
+        .iter()
+        .filter(|r| **r == (MessageType::Offer, 67))
+        .count();
+    assert!(
+        offers_from_67 >= 2,
+        "not both proxy offers reached the machine from {SERVER_ADDR}:67; captured:{captured}"
+    );
+    assert!(
+        !captured.contains(":4011"),
+        "port 4011 was used although the offers carry discovery control 8; \
+         captured:{captured}"
+    );
+}
+
+/// Starts tcpdump on the machine's tap (in the client namespace) writing
+/// every DHCP and boot-server datagram to tap.pcap; its PID.
+fn capture_on_tap(lab: &mut Lab) -> u32 {
+    let mut tcpdump = Command::new("tcpdump");
+    tcpdump
+        .args(["-i", TAP, "-n", "--immediate-mode", "-U", "-w"])
+        .arg(lab.scratch.path("tap.pcap"))
+        .arg("udp and (port 67 or port 68 or port 4011)")
+        .stdout(Stdio::null())
+        .stderr(lab.scratch.log_file("tcpdump.log"));
+    let pid = lab
+        .bed
+        .spawn(Side::Client, tcpdump)
+        .expect("spawning tcpdump (package tcpdump)");
+    wait_for(Duration::from_secs(10), || {
+        lab.scratch
+            .read("tcpdump.log")
+            .contains("listening on")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("tcpdump did not start: {}", lab.scratch.read("tcpdump.log")));
+    pid
+}
+
+/// Stops the capture and returns the message type and UDP source port of
+/// each reply the server (SERVER_ADDR) sent to `mac`, and every DHCP
+/// message captured, one line each (for failure messages).
+fn proxy_replies(lab: &mut Lab, capture: u32, mac: &str) -> (Vec<(MessageType, u16)>, String) {
+    lab.bed.stop(capture).expect("stopping tcpdump");
+    let pcap = fs::read(lab.scratch.path("tap.pcap")).expect("reading tap.pcap");
+    let server: std::net::Ipv4Addr = SERVER_ADDR.parse().expect("an address");
+    let chaddr: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("a MAC"))
+        .collect();
+    let mut replies = Vec::new();
+    let mut all = String::new();
+    for f in udp_frames(&pcap) {
+        let Ok(msg) = Message::decode(&mut Decoder::new(&f.payload)) else {
+            continue;
+        };
+        let Some(kind) = msg.opts().msg_type() else {
+            continue;
+        };
+        all += &format!(
+            "\n  {}:{} -> {}:{} {kind:?}",
+            f.src, f.sport, f.dst, f.dport
         );
+        if f.src == server && msg.chaddr().get(..6) == Some(&chaddr[..]) {
+            replies.push((kind, f.sport));
+        }
     }
-    assert_xdp_acks(&lab, 2);
+    (replies, all)
 }
 
 /// The BIOS boot of `bios_ipxe_boots_through_xdp` with option 175.176 (no
