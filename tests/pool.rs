@@ -25,8 +25,8 @@ use dhcproto::v4::{Message, Opcode};
 use dhcproto::{Decodable, Decoder};
 use serde_json::Value;
 use stormboot_testbed::{
-    env_lines, require_root, slow_path, wait_for, Lab, Side, CLIENT_IF, RELAY_DOWNSTREAM_ADDR,
-    RELAY_DOWNSTREAM_IF, RELAY_UPSTREAM_IF, SERVER_ADDR,
+    env_lines, require_root, slow_path, udp_frames, wait_for, Lab, Side, CLIENT_IF,
+    RELAY_DOWNSTREAM_ADDR, RELAY_DOWNSTREAM_IF, RELAY_UPSTREAM_IF, SERVER_ADDR,
 };
 
 /// The small pool most tests draw from, on the server's own link.
@@ -1345,61 +1345,6 @@ fn release_and_request_at_once_stay_stored_in_order() {
             .unwrap_or_default(),
         lab.log()
     );
-}
-
-/// One captured IPv4/UDP datagram.
-struct UdpFrame {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    dport: u16,
-    payload: Vec<u8>,
-}
-
-/// The IPv4/UDP datagrams of a pcap file of Ethernet frames (what
-/// tcpdump -w writes: microsecond records in the host's byte order).
-fn udp_frames(pcap: &[u8]) -> Vec<UdpFrame> {
-    let le32 = |b: &[u8], at: usize| -> Option<usize> {
-        let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(bytes)).ok()
-    };
-    assert_eq!(
-        pcap.get(..4),
-        Some(&[0xd4, 0xc3, 0xb2, 0xa1][..]),
-        "not a little-endian pcap file"
-    );
-    assert_eq!(le32(pcap, 20), Some(1), "pcap link type is not Ethernet");
-    let mut frames = Vec::new();
-    let mut at = 24;
-    while let Some(len) = le32(pcap, at + 8) {
-        let Some(frame) = pcap.get(at + 16..at + 16 + len) else {
-            break;
-        };
-        at += 16 + len;
-        // Ethernet II, IPv4, UDP.
-        if frame.get(12..14) != Some(&[0x08, 0x00][..]) {
-            continue;
-        }
-        let Some(ip) = frame.get(14..) else { continue };
-        let ihl = usize::from(ip.first().copied().unwrap_or(0) & 0x0f) * 4;
-        if ip.get(9) != Some(&17) || ihl < 20 {
-            continue;
-        }
-        let addr = |at: usize| -> Option<Ipv4Addr> {
-            let octets: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
-            Some(Ipv4Addr::from(octets))
-        };
-        let (Some(src), Some(dst), Some(udp)) = (addr(12), addr(16), ip.get(ihl..)) else {
-            continue;
-        };
-        let Some(port) = udp.get(2..4) else { continue };
-        frames.push(UdpFrame {
-            src,
-            dst,
-            dport: u16::from_be_bytes([port[0], port[1]]),
-            payload: udp.get(8..).unwrap_or_default().to_vec(),
-        });
-    }
-    frames
 }
 
 fn decode_bootp(payload: &[u8]) -> Option<Message> {

@@ -23,9 +23,12 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use dhcproto::v4::{Message, MessageType};
+use dhcproto::{Decodable, Decoder};
 use serde_json::Value;
 use stormboot_testbed::{
-    require_root, wait_for, xdp_counter, Lab, Side, CLIENT_BRIDGE, CLIENT_IF, SERVER_IF,
+    require_root, udp_frames, wait_for, xdp_counter, Lab, Side, CLIENT_BRIDGE, CLIENT_IF,
+    SERVER_ADDR, SERVER_IF,
 };
 
 /// What the initrd's /init (tests/boot-image/init) prints once it runs.
@@ -783,8 +786,10 @@ fn uefi_boots_beside_dnsmasq_in_boot_only_mode() {
 /// `mode = "proxy"` adds the boot information from XDP in an OFFER to each
 /// DISCOVER on port 67, never an address, and EDK2 then iPXE boot through
 /// it. Their REQUESTs on port 67 select dnsmasq and are left to it: the
-/// proxy sends no ACK there (its ACKs are for the boot-server port 4011,
-/// which neither firmware needs when the OFFER carries the boot file).
+/// proxy sends no ACK there. Which ports carried what is read from a
+/// capture at the machine's tap: the proxy's OFFERs come from port 67, and,
+/// since they carry PXE discovery control 8 ("boot the file in this
+/// offer"), neither firmware asks the boot-server port 4011 at all.
 #[test]
 fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
     const MAC: &str = "52:54:00:00:00:05";
@@ -799,12 +804,14 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
     let cfg = config(&tftp, "xdp", "", &reservation(MAC, "10.50.0.15"))
         .replace("dataplane = \"xdp\"\n", "mode = \"proxy\"\n");
     lab.start(&cfg);
+    let capture = capture_on_tap(&mut lab);
     let (timeline, ev) = boot_and_trace(
         &mut lab,
         "uefi_boots_through_proxy_dhcp_beside_dnsmasq",
         Firmware::Uefi,
         MAC,
     );
+    let (replies, captured) = proxy_replies(&mut lab, capture, MAC);
     assert_two_stages(&lab, &ev, &timeline, "/artifacts/initrd.img");
     // The address is dnsmasq's: the machine fetched from its pool, not from
     // the reservation, which a proxy never hands out.
@@ -818,16 +825,17 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
         !ev.iter().any(|e| e.3 > 0 && e.2.contains("10.50.0.15")),
         "a proxy handed out the reserved address: {timeline}"
     );
-    // A reserved machine's proxy OFFERs come from the XDP program, for
-    // both stages (EDK2, then iPXE).
-    let offers = ev
-        .iter()
-        .filter(|(p, pa, d, _)| p == "offer" && pa == "xdp" && d == "0.0.0.0")
-        .count();
+    // A reserved machine's proxy offers come from the XDP program, for both
+    // stages (EDK2, then iPXE); none from userspace.
+    let xdp_offers = ev.iter().filter(|e| e.0 == "offer" && e.1 == "xdp").count();
     assert!(
-        offers >= 2,
-        "fewer than two proxy OFFERs (no address) from XDP: {timeline}{}",
+        xdp_offers >= 2 && has(&ev, "offer", "xdp", "0.0.0.0"),
+        "fewer than two proxy offers (no address) from XDP: {timeline}{}",
         lab.log()
+    );
+    assert!(
+        !ev.iter().any(|e| e.1 == "userspace"),
+        "a proxy reply from userspace: {timeline}"
     );
     // Both stages' REQUESTs for dnsmasq's address went unanswered.
     let stats = lab.stats();
@@ -839,6 +847,77 @@ fn uefi_boots_through_proxy_dhcp_beside_dnsmasq() {
             .is_some_and(|n| n >= 2),
         "{stats}"
     );
+    // As the machine received them: both offers from port 67, and nothing
+    // on the boot-server port, which the offers told it not to use.
+    eprintln!("proxy replies at the machine's tap (type, source port): {replies:?}");
+    let offers_from_67 = replies
+        .iter()
+        .filter(|r| **r == (MessageType::Offer, 67))
+        .count();
+    assert!(
+        offers_from_67 >= 2,
+        "not both proxy offers reached the machine from {SERVER_ADDR}:67; captured:{captured}"
+    );
+    assert!(
+        !captured.contains(":4011"),
+        "port 4011 was used although the offers carry discovery control 8; \
+         captured:{captured}"
+    );
+}
+
+/// Starts tcpdump on the machine's tap (in the client namespace) writing
+/// every DHCP and boot-server datagram to tap.pcap; its PID.
+fn capture_on_tap(lab: &mut Lab) -> u32 {
+    let mut tcpdump = Command::new("tcpdump");
+    tcpdump
+        .args(["-i", TAP, "-n", "--immediate-mode", "-U", "-w"])
+        .arg(lab.scratch.path("tap.pcap"))
+        .arg("udp and (port 67 or port 68 or port 4011)")
+        .stdout(Stdio::null())
+        .stderr(lab.scratch.log_file("tcpdump.log"));
+    let pid = lab
+        .bed
+        .spawn(Side::Client, tcpdump)
+        .expect("spawning tcpdump (package tcpdump)");
+    wait_for(Duration::from_secs(10), || {
+        lab.scratch
+            .read("tcpdump.log")
+            .contains("listening on")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("tcpdump did not start: {}", lab.scratch.read("tcpdump.log")));
+    pid
+}
+
+/// Stops the capture and returns the message type and UDP source port of
+/// each reply the server (SERVER_ADDR) sent to `mac`, and every DHCP
+/// message captured, one line each (for failure messages).
+fn proxy_replies(lab: &mut Lab, capture: u32, mac: &str) -> (Vec<(MessageType, u16)>, String) {
+    lab.bed.stop(capture).expect("stopping tcpdump");
+    let pcap = fs::read(lab.scratch.path("tap.pcap")).expect("reading tap.pcap");
+    let server: std::net::Ipv4Addr = SERVER_ADDR.parse().expect("an address");
+    let chaddr: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("a MAC"))
+        .collect();
+    let mut replies = Vec::new();
+    let mut all = String::new();
+    for f in udp_frames(&pcap) {
+        let Ok(msg) = Message::decode(&mut Decoder::new(&f.payload)) else {
+            continue;
+        };
+        let Some(kind) = msg.opts().msg_type() else {
+            continue;
+        };
+        all += &format!(
+            "\n  {}:{} -> {}:{} {kind:?}",
+            f.src, f.sport, f.dst, f.dport
+        );
+        if f.src == server && msg.chaddr().get(..6) == Some(&chaddr[..]) {
+            replies.push((kind, f.sport));
+        }
+    }
+    (replies, all)
 }
 
 /// The BIOS boot of `bios_ipxe_boots_through_xdp` with option 175.176 (no

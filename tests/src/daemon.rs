@@ -159,7 +159,9 @@ impl Lab {
             } else {
                 "driver"
             };
-            for a in stats["xdp_attachments"].as_array().into_iter().flatten() {
+            // sb0's peer is the one the pass program runs on.
+            let attachments = stats["xdp_attachments"].as_array().into_iter().flatten();
+            for a in attachments.filter(|a| a["interface"] == SERVER_IF) {
                 assert_eq!(
                     a["mode"],
                     want,

@@ -676,9 +676,10 @@ impl Testbed {
     /// ```
     ///
     /// The bridge runs without STP, so its ports forward as soon as they are
-    /// up. Frames the server's XDP program sends with XDP_TX arrive at sbc0
-    /// only when sbc0 runs an XDP program itself (`stormboot xdp-pass`); its
-    /// XDP_PASS hands them to the stack, where the bridge forwards them.
+    /// up. Frames the server's XDP program sends with XDP_TX in driver mode
+    /// arrive at sbc0 only when sbc0 runs an XDP program itself (`stormboot
+    /// xdp-pass`); its XDP_PASS hands them to the stack, where the bridge
+    /// forwards them. Without it the daemon attaches in skb mode.
     pub fn bridge_client_tap(&self, tap: &str) -> anyhow::Result<()> {
         let cli = self.client_ns.as_str();
         ip(&[
@@ -797,6 +798,64 @@ pub fn parse_dhclient_lease(text: &str) -> BTreeMap<String, String> {
             Some((key, value.trim_matches('"').to_owned()))
         })
         .collect()
+}
+
+/// One captured IPv4/UDP datagram.
+pub struct UdpFrame {
+    pub src: std::net::Ipv4Addr,
+    pub dst: std::net::Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// The UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// The IPv4/UDP datagrams of a pcap file of Ethernet frames (what
+/// tcpdump -w writes: microsecond records in the host's byte order).
+pub fn udp_frames(pcap: &[u8]) -> Vec<UdpFrame> {
+    let le32 = |b: &[u8], at: usize| -> Option<usize> {
+        let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(bytes)).ok()
+    };
+    assert_eq!(
+        pcap.get(..4),
+        Some(&[0xd4, 0xc3, 0xb2, 0xa1][..]),
+        "not a little-endian pcap file"
+    );
+    assert_eq!(le32(pcap, 20), Some(1), "pcap link type is not Ethernet");
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while let Some(len) = le32(pcap, at + 8) {
+        let Some(frame) = pcap.get(at + 16..at + 16 + len) else {
+            break;
+        };
+        at += 16 + len;
+        // Ethernet II, IPv4, UDP.
+        if frame.get(12..14) != Some(&[0x08, 0x00][..]) {
+            continue;
+        }
+        let Some(ip) = frame.get(14..) else { continue };
+        let ihl = usize::from(ip.first().copied().unwrap_or(0) & 0x0f) * 4;
+        if ip.get(9) != Some(&17) || ihl < 20 {
+            continue;
+        }
+        let addr = |at: usize| -> Option<std::net::Ipv4Addr> {
+            let octets: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+            Some(std::net::Ipv4Addr::from(octets))
+        };
+        let (Some(src), Some(dst), Some(udp)) = (addr(12), addr(16), ip.get(ihl..)) else {
+            continue;
+        };
+        let Some(ports) = udp.get(0..4) else { continue };
+        frames.push(UdpFrame {
+            src,
+            dst,
+            sport: u16::from_be_bytes([ports[0], ports[1]]),
+            dport: u16::from_be_bytes([ports[2], ports[3]]),
+            payload: udp.get(8..).unwrap_or_default().to_vec(),
+        });
+    }
+    frames
 }
 
 #[cfg(test)]

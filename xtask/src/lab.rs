@@ -58,6 +58,14 @@ pub fn run(args: &LabArgs) -> Result<()> {
     let mut bed = Testbed::new("lab", Some(DHCLIENT_MAC))?;
     let config = write_config(&dir, args.machines)?;
     let log = std::fs::File::create(dir.join("stormboot.log"))?;
+    // The pass program goes on first: a veth delivers driver-mode XDP_TX
+    // only to a peer that runs XDP, and the daemon, finding none, would
+    // attach in skb mode.
+    let mut pass = std::process::Command::new(&bin);
+    pass.args(["xdp-pass", "--interface", CLIENT_IF]);
+    bed.spawn(Side::Client, pass)?;
+    std::thread::sleep(Duration::from_millis(300));
+    check(&interrupted)?;
     let mut serve = std::process::Command::new(&bin);
     serve
         .args(["serve", "--xdp-mode", &args.xdp_mode, "--config"])
@@ -81,12 +89,6 @@ pub fn run(args: &LabArgs) -> Result<()> {
         let log = std::fs::read_to_string(dir.join("stormboot.log")).unwrap_or_default();
         bail!("stormboot did not come up:\n{log}");
     }
-    let mut pass = std::process::Command::new(&bin);
-    pass.args(["xdp-pass", "--interface", CLIENT_IF]);
-    bed.spawn(Side::Client, pass)?;
-    // Let the pass program attach before the first reply is due.
-    std::thread::sleep(Duration::from_millis(300));
-    check(&interrupted)?;
 
     eprintln!("lab: storm of {} machines", args.machines);
     let mut storm = std::process::Command::new(&bin);

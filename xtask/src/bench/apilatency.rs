@@ -41,6 +41,14 @@ pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
     let mut bed = Testbed::new("benchapi", None)?;
     // A /12, as in the storm: room for the loaded reservations.
     super::widen_addresses(&bed)?;
+    // Before the daemon, which keeps driver mode only on a veth whose peer
+    // runs XDP.
+    let mut pass = Command::new(bin);
+    pass.args(["xdp-pass", "--interface", CLIENT_IF])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    bed.spawn(Side::Client, pass)?;
+    std::thread::sleep(Duration::from_millis(300));
     let mut serve = Command::new(bin);
     serve
         .args(["--log", "warn", "serve", "--config"])
@@ -59,12 +67,6 @@ pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
             std::fs::read_to_string(work.join("stormboot.log")).unwrap_or_default()
         );
     }
-    let mut pass = Command::new(bin);
-    pass.args(["xdp-pass", "--interface", CLIENT_IF])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    bed.spawn(Side::Client, pass)?;
-    std::thread::sleep(Duration::from_millis(300));
     let mut probe = Command::new(bin);
     probe
         .args([
