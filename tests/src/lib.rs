@@ -149,6 +149,21 @@ impl Testbed {
         run_in(self.ns(side), &self.ns_path(side), cmd)
     }
 
+    /// Starts `<bin> xdp-pass` on sbc0 and waits until the kernel shows it
+    /// attached: a veth delivers driver-mode XDP_TX only to a peer that runs
+    /// XDP, and a daemon started before it would attach in skb mode. Its PID.
+    pub fn attach_client_pass(&mut self, bin: &Path) -> anyhow::Result<u32> {
+        let mut pass = Command::new(bin);
+        pass.args(["--log", "warn", "xdp-pass", "--interface", CLIENT_IF])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let pid = self.spawn(Side::Client, pass)?;
+        let ns = self.client_ns.clone();
+        wait_for(Duration::from_secs(10), || xdp_on(&ns, CLIENT_IF).then_some(()))
+            .with_context(|| format!("xdp-pass did not attach to {CLIENT_IF} in {ns}"))?;
+        Ok(pid)
+    }
+
     /// Stops a child started by [`Testbed::spawn`]: SIGTERM, up to 5 s to
     /// exit, then SIGKILL.
     pub fn stop(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {

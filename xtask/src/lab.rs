@@ -61,10 +61,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     // The pass program goes on first: a veth delivers driver-mode XDP_TX
     // only to a peer that runs XDP, and the daemon, finding none, would
     // attach in skb mode.
-    let mut pass = std::process::Command::new(&bin);
-    pass.args(["xdp-pass", "--interface", CLIENT_IF]);
-    bed.spawn(Side::Client, pass)?;
-    std::thread::sleep(Duration::from_millis(300));
+    bed.attach_client_pass(&bin)?;
     check(&interrupted)?;
     let mut serve = std::process::Command::new(&bin);
     serve

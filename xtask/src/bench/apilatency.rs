@@ -41,14 +41,7 @@ pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
     let mut bed = Testbed::new("benchapi", None)?;
     // A /12, as in the storm: room for the loaded reservations.
     super::widen_addresses(&bed)?;
-    // Before the daemon, which keeps driver mode only on a veth whose peer
-    // runs XDP.
-    let mut pass = Command::new(bin);
-    pass.args(["xdp-pass", "--interface", CLIENT_IF])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    bed.spawn(Side::Client, pass)?;
-    std::thread::sleep(Duration::from_millis(300));
+    bed.attach_client_pass(bin)?;
     let mut serve = Command::new(bin);
     serve
         .args(["--log", "warn", "serve", "--config"])

@@ -424,10 +424,7 @@ fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measu
     std::fs::create_dir_all(&work)?;
     let mut bed = Testbed::new("bench", None)?;
     widen_addresses(&bed)?;
-    // A veth hands XDP_TX frames only to a peer that runs XDP.
-    let mut pass = Command::new(bin);
-    pass.args(["--log", "warn", "xdp-pass", "--interface", CLIENT_IF]);
-    bed.spawn(Side::Client, pass)?;
+    bed.attach_client_pass(bin)?;
 
     eprintln!("bench: {}: starting", server.name());
     let pid = server.start(&mut bed, &work, &s.plan, bin)?;

@@ -57,6 +57,7 @@ pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value>
         ),
     )?;
     let mut bed = Testbed::new("benchom", None)?;
+    bed.attach_client_pass(bin)?;
     let mut serve = Command::new(bin);
     serve
         .args(["--log", "warn", "serve", "--config"])
@@ -75,12 +76,6 @@ pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value>
             std::fs::read_to_string(work.join("stormboot.log")).unwrap_or_default()
         );
     }
-    let mut pass = Command::new(bin);
-    pass.args(["xdp-pass", "--interface", CLIENT_IF])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    bed.spawn(Side::Client, pass)?;
-    std::thread::sleep(Duration::from_millis(300));
     let mut probe = Command::new(bin);
     probe
         .args([
