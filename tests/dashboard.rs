@@ -92,8 +92,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// chromedriver in the server namespace; the testbed stops it on drop.
-fn start_driver(lab: &mut Lab) {
+/// chromedriver in the server namespace; the testbed stops it on drop,
+/// the guard returned stops the Chromium it started.
+fn start_driver(lab: &mut Lab) -> Chromium {
     let mut cmd = Command::new("chromedriver");
     cmd.args(["--port=9515", "--allowed-ips=127.0.0.1"])
         .stdout(lab.scratch.log_file("chromedriver.log"))
@@ -102,6 +103,32 @@ fn start_driver(lab: &mut Lab) {
         .spawn(Side::Server, cmd)
         .expect("spawning chromedriver (package chromium-driver)");
     lab.also_log.push("chromedriver.log");
+    Chromium(lab.scratch.path("chromium-profile"))
+}
+
+/// Kills, when dropped, every process of the Chromium whose profile is
+/// this directory (each names it on its command line): killing
+/// chromedriver, as the testbed does, leaves its browser running, and a
+/// failed test never closes its session.
+struct Chromium(PathBuf);
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let profile = format!("--user-data-dir={}", self.0.display());
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&profile) {
+                // SAFETY: kill(2) on a PID read from /proc; no memory involved.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
 }
 
 /// A headless Chromium at 1280x800 (call from inside the namespace).
@@ -297,7 +324,7 @@ fn a_storm_of_a_thousand_shows_live_with_the_stuck_machine_and_its_timeline() {
     }
     let cfg = config(&lab, "10.50.0.0/22", "[dashboard]\nstuck_after = \"8s\"\n");
     lab.start(&cfg);
-    start_driver(&mut lab);
+    let _chromium = start_driver(&mut lab);
 
     in_server_ns(&lab, || {
         runtime().block_on(async {
@@ -461,7 +488,7 @@ fn with_read_token_the_page_shows_nothing_until_the_token_is_given() {
     );
     lab.start(&cfg);
     assert_eq!(storm(&lab, MACHINES)["bound"], MACHINES);
-    start_driver(&mut lab);
+    let _chromium = start_driver(&mut lab);
     in_server_ns(&lab, || {
         runtime().block_on(async {
             let c = browser(&lab).await;
@@ -558,7 +585,7 @@ fn at_ten_thousand_machines_the_page_keeps_up() {
         1,
     );
     lab.start(&cfg);
-    start_driver(&mut lab);
+    let _chromium = start_driver(&mut lab);
     in_server_ns(&lab, || {
         runtime().block_on(async {
             let c = browser(&lab).await;
