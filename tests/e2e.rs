@@ -346,6 +346,53 @@ lease_time = "1h"
     assert_answered_by_xdp(&lab, MACHINES);
 }
 
+/// Every booting reservation holds one map entry per boot variant, so the
+/// reservation map is sized for that: 10,000 booting machines are all
+/// answered by XDP (once, the map took room for one entry per machine and
+/// the daemon fell back to userspace at about 2,500).
+#[test]
+fn ten_thousand_booting_reservations_are_all_answered_by_xdp() {
+    require_root();
+    const MACHINES: u32 = 10_000;
+    let mut lab = Lab::new("e2e-10k", Some(RESERVED_MAC));
+    let mut csv = String::from("mac,ip,hostname\n");
+    for i in 0..MACHINES {
+        let b = i.to_be_bytes();
+        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 50, 1, 0)) + i);
+        csv += &format!(
+            "02:00:{:02x}:{:02x}:{:02x}:{:02x},{ip},node{i}\n",
+            b[0], b[1], b[2], b[3]
+        );
+    }
+    csv += &format!("{RESERVED_MAC},10.50.0.11,reserved\n");
+    lab.scratch.write("hosts.csv", &csv);
+    let tftp_root = fake_tftp_root(&lab);
+    lab.start(&format!(
+        "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\nreservations_file = \"hosts.csv\"\n\n\
+         [boot]\ntftp_root = \"{}\"\ndefault_profile = \"d\"\n\n\
+         [[profile]]\nname = \"d\"\nkernel = \"vmlinuz\"\n\n\
+         [[subnet]]\ncidr = \"10.50.0.0/18\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n",
+        tftp_root.display()
+    ));
+    assert_eq!(
+        lab.stats()["reservations"],
+        MACHINES + 1,
+        "hosts.csv not loaded{}",
+        lab.log()
+    );
+    let lease = lab
+        .run_udhcpc(&["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"])
+        .unwrap_or_else(|e| panic!("udhcpc got no lease: {e}{}", lab.log()));
+    assert_bios_boot_file(&lease);
+    let stats = lab.stats();
+    assert_eq!(
+        slow_path_total(&stats),
+        0,
+        "the boot reply did not come from XDP: {stats}{}",
+        lab.log()
+    );
+}
+
 #[test]
 fn bad_config_is_refused_naming_key_and_line() {
     require_root();

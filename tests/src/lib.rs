@@ -159,8 +159,10 @@ impl Testbed {
             .stderr(std::process::Stdio::null());
         let pid = self.spawn(Side::Client, pass)?;
         let ns = self.client_ns.clone();
-        wait_for(Duration::from_secs(10), || xdp_on(&ns, CLIENT_IF).then_some(()))
-            .with_context(|| format!("xdp-pass did not attach to {CLIENT_IF} in {ns}"))?;
+        wait_for(Duration::from_secs(10), || {
+            xdp_on(&ns, CLIENT_IF).then_some(())
+        })
+        .with_context(|| format!("xdp-pass did not attach to {CLIENT_IF} in {ns}"))?;
         Ok(pid)
     }
 

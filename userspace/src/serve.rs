@@ -102,8 +102,16 @@ fn pins(cfg: &Config) -> Option<Pins> {
 
 fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
     let n = cfg.reservations.len();
-    // The headroom takes reservations added through the API.
-    let capacity = u32::try_from(n + n / 4 + 8192).unwrap_or(u32::MAX);
+    // The headroom takes reservations added through the API. A booting
+    // reservation holds one entry per boot variant; the map allocates
+    // entries as they are written (NO_PREALLOC), so room for them costs
+    // only the bucket array.
+    let per = if cfg.boot.enabled {
+        stormboot_common::maps::variant::ALL.len()
+    } else {
+        1
+    };
+    let capacity = u32::try_from((n + n / 4 + 8192) * per).unwrap_or(u32::MAX);
     let pins = pins(cfg);
     // Taken before loading, so this daemon's own pins can take the names.
     let predecessor = pins
