@@ -232,14 +232,22 @@ async fn until(
 }
 
 /// GET `path` from the API (from inside the namespace), with the
-/// project's own API client.
+/// project's own API client. On a thread of its own, which inherits this
+/// thread's namespace: the client blocks, and callers are async.
 fn api_get(path: &str, token: Option<&str>) -> Value {
-    let c = stormboot::api::client::Client::new(
-        API.parse().expect("the API's address"),
-        token.map(str::to_owned),
-    )
-    .expect("an API client");
-    let a = c.request("GET", path, None).expect("an HTTP response");
+    let a = std::thread::scope(|s| {
+        s.spawn(|| {
+            stormboot::api::client::Client::new(
+                API.parse().expect("the API's address"),
+                token.map(str::to_owned),
+            )
+            .expect("an API client")
+            .request("GET", path, None)
+            .expect("an HTTP response")
+        })
+        .join()
+        .expect("the API request's thread")
+    });
     assert_eq!(a.status, 200, "GET {path}: {}", a.body);
     serde_json::from_str(&a.body).expect("JSON")
 }

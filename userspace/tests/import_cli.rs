@@ -298,7 +298,7 @@ fn load_posts_the_reservations_with_the_token() {
         serde_json::json!([
             {"mac": "52:54:00:12:34:01", "ip": "10.50.0.11", "hostname": "rack1-node01", "profile": "debian"},
             {"mac": "52:54:00:12:34:02", "ip": "10.50.0.12", "hostname": "rack1-node02", "profile": "debian"},
-            {"mac": "52:54:00:12:34:12", "ip": "192.168.77.12", "hostname": "rack1-node02-bmc", "profile": "debian"},
+            {"mac": "52:54:00:12:34:12", "ip": "192.168.77.12", "hostname": "rack1-node02-bmc", "profile": "debian", "allow_pxe": false},
         ])
     );
 }
