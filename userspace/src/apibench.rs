@@ -83,7 +83,8 @@ pub struct Stat {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
-    /// Reservations the daemon held besides the measured one (`--load`).
+    /// Reservations the daemon held besides the measured one (its own
+    /// count, after `--load`).
     pub reservations: u64,
     /// Request sent to the first DISCOVER answered the new way.
     pub visible: Stat,
@@ -342,6 +343,8 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
     let path = format!("/api/v1/reservations/{}", args.mac);
     // A leftover from an interrupted run.
     let _ = c.request("DELETE", &path, None)?;
+    let held: crate::stats::Snapshot = serde_json::from_str(&c.get("/api/v1/stats")?)
+        .context("decoding the daemon's /api/v1/stats")?;
 
     let (mut added, mut changed, mut removed, mut api) = (vec![], vec![], vec![], vec![]);
     let mut timeouts = 0;
@@ -386,7 +389,7 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         .copied()
         .collect();
     Ok(Report {
-        reservations: u64::from(args.load),
+        reservations: held.reservations,
         visible: stat(all),
         added: stat(added),
         changed: stat(changed),
