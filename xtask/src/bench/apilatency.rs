@@ -6,11 +6,11 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF};
+use anyhow::{Context, Result};
+use stormboot_testbed::{Side, Testbed, CLIENT_IF};
 
 use super::reports::{self, Api};
 use super::servers::{POOL_FIRST, PREFIX_LEN, SERVER_ADDR};
@@ -59,24 +59,7 @@ pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
     // A /12, as in the storm: room for the loaded reservations.
     super::widen_addresses(&bed)?;
     bed.attach_client_pass(bin)?;
-    let mut serve = Command::new(bin);
-    serve
-        .args(["--log", "warn", "serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("stormboot.log"))?);
-    let pid = bed.spawn(Side::Server, serve)?;
-    let stats = |bed: &Testbed| {
-        let mut c = Command::new(bin);
-        c.args(["stats", "--json", "--config"]).arg(&config);
-        bed.run(Side::Server, c).ok().map(|_| ())
-    };
-    if wait_for(Duration::from_secs(20), || stats(&bed)).is_none() {
-        bail!(
-            "stormboot did not come up:\n{}",
-            std::fs::read_to_string(work.join("stormboot.log")).unwrap_or_default()
-        );
-    }
+    let pid = super::start_stormboot(&mut bed, bin, &config, &work, Duration::from_secs(20))?;
     let mut probe = Command::new(bin);
     probe
         .args([
