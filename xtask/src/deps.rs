@@ -83,3 +83,45 @@ fn the_check_reads_names_and_uses() {
     assert!(!used("//! Why not async-tftp 0.4", "async-tftp"));
     assert!(!used("let my_serde = 1;", "serde"));
 }
+
+/// Every upper-case markdown document name (`README` followed by `.md`)
+/// a source names; the project's documents sit at its top.
+fn cited_documents(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in src.match_indices(".md") {
+        let start = src[..i]
+            .rfind(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .map_or(0, |j| j + 1);
+        let name = &src[start..i];
+        let after = src[i + 3..].chars().next();
+        if !name.is_empty() && !after.is_some_and(|c| c.is_alphanumeric()) {
+            out.push(format!("{name}.md"));
+        }
+    }
+    out
+}
+
+#[test]
+fn sources_cite_only_documents_the_project_has() {
+    let root = crate::sh::root();
+    let mut src = String::new();
+    for member in ["userspace", "xtask", "tests", "bpf"] {
+        sources(&root.join(member), &mut src);
+    }
+    let mut missing: Vec<String> = cited_documents(&src)
+        .into_iter()
+        .filter(|d| !root.join(d).exists())
+        .collect();
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "cited but not in the project (cite the test or command instead): {missing:?}"
+    );
+    // Built, so that this file does not cite them itself.
+    let (gone, here) = (format!("{}.md", "NETBOOT"), format!("{}.md", "README"));
+    assert_eq!(
+        cited_documents(&format!("see {gone}, and {here}; not x.mdx")),
+        [gone, here]
+    );
+}

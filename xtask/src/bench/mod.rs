@@ -495,6 +495,37 @@ fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measu
     })
 }
 
+/// Starts `bin serve --config <config>` in the server namespace, its log in
+/// `<work>/stormboot.log`, and waits up to `timeout` for its API to answer;
+/// its PID.
+fn start_stormboot(
+    bed: &mut Testbed,
+    bin: &Path,
+    config: &Path,
+    work: &Path,
+    timeout: Duration,
+) -> Result<u32> {
+    let mut serve = Command::new(bin);
+    serve
+        .args(["--log", "warn", "serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(work.join("stormboot.log"))?);
+    let pid = bed.spawn(Side::Server, serve)?;
+    let up = || {
+        let mut c = Command::new(bin);
+        c.args(["stats", "--json", "--config"]).arg(config);
+        bed.run(Side::Server, c).ok().map(|_| ())
+    };
+    if wait_for(timeout, up).is_none() {
+        bail!(
+            "stormboot did not come up:\n{}",
+            std::fs::read_to_string(work.join("stormboot.log")).unwrap_or_default()
+        );
+    }
+    Ok(pid)
+}
+
 /// The lab's /24 becomes the plan's /12 on both ends; perfdhcp relays from
 /// the client end's address.
 fn widen_addresses(bed: &Testbed) -> Result<()> {

@@ -5,11 +5,11 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF, SERVER_IF};
+use anyhow::{Context, Result};
+use stormboot_testbed::{Side, Testbed, CLIENT_IF, SERVER_IF};
 
 /// `stormboot-test-key-0123456789ab`, base64: a bench key, not a secret.
 const SECRET: &str = "c3Rvcm1ib290LXRlc3Qta2V5LTAxMjM0NTY3ODlhYg==";
@@ -58,24 +58,7 @@ pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value>
     )?;
     let mut bed = Testbed::new("benchom", None)?;
     bed.attach_client_pass(bin)?;
-    let mut serve = Command::new(bin);
-    serve
-        .args(["--log", "warn", "serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("stormboot.log"))?);
-    let pid = bed.spawn(Side::Server, serve)?;
-    let stats = |bed: &Testbed| {
-        let mut c = Command::new(bin);
-        c.args(["stats", "--json", "--config"]).arg(&config);
-        bed.run(Side::Server, c).ok().map(|_| ())
-    };
-    if wait_for(Duration::from_secs(120), || stats(&bed)).is_none() {
-        bail!(
-            "stormboot did not come up:\n{}",
-            std::fs::read_to_string(work.join("stormboot.log")).unwrap_or_default()
-        );
-    }
+    let pid = super::start_stormboot(&mut bed, bin, &config, &work, Duration::from_secs(120))?;
     let mut probe = Command::new(bin);
     probe
         .args([
