@@ -62,6 +62,10 @@ pub struct Import {
     pub subnets: Vec<Subnet>,
     pub reservations: Vec<Reservation>,
     pub skipped: Vec<Skipped>,
+    /// A network the input serves did not become a subnet (a dnsmasq
+    /// range without its netmask): an address outside `subnets` may then
+    /// be on it, and is not refused for that.
+    pub unknown_subnets: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +240,7 @@ pub fn finish(mut imp: Import) -> Import {
             .iter()
             .map(|s| (s.cidr, s.routers.clone()))
             .collect(),
+        !imp.unknown_subnets,
     );
     let mut kept = Kept::default();
     let mut reservations: Vec<Reservation> = Vec::with_capacity(imp.reservations.len());
@@ -278,6 +283,7 @@ pub fn finish(mut imp: Import) -> Import {
         subnets,
         reservations,
         skipped,
+        unknown_subnets: imp.unknown_subnets,
     }
 }
 

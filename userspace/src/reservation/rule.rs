@@ -88,12 +88,13 @@ impl Network {
     }
 
     /// The network an import declares: its server is unknown and it has
-    /// no profiles. With no subnets at all the reservations are for
-    /// subnets configured elsewhere, so their addresses are not refused
-    /// for lying outside; with subnets, they must lie inside one, as the
-    /// other server also serves a host only on a subnet it declares.
-    pub fn of_import(subnets: Vec<(Ipv4Net, Vec<Ipv4Addr>)>) -> Network {
-        let complete = !subnets.is_empty();
+    /// no profiles. An address must lie inside one of `subnets`, as the
+    /// other server too serves a host only on a subnet it knows, unless
+    /// there are none (the reservations are for subnets configured
+    /// elsewhere) or `all` is false (some of the input's networks did not
+    /// become subnets).
+    pub fn of_import(subnets: Vec<(Ipv4Net, Vec<Ipv4Addr>)>, all: bool) -> Network {
+        let complete = all && !subnets.is_empty();
         Network::build(None, subnets, Vec::new(), complete)
     }
 
@@ -419,7 +420,7 @@ pub fn options(list: &[OptionText]) -> Result<Vec<CustomOption>, OptionRefusal> 
             });
         }
         let data =
-            config::custom_option_value(o.kind, o.value).map_err(|message| OptionRefusal {
+            config::parse_option_value(o.kind, o.value).map_err(|message| OptionRefusal {
                 index,
                 reason: OptionReason::Value { message },
             })?;

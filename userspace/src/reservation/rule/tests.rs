@@ -271,11 +271,12 @@ fn field_names_follow_the_writers_list_name() {
 
 #[test]
 fn an_import_without_subnets_leaves_the_address_to_the_target() {
-    let bare = Network::of_import(Vec::new());
+    let bare = Network::of_import(Vec::new(), true);
     let ok = check(&candidate("192.168.0.9"), &bare, &Entries::default()).unwrap();
     assert_eq!(ok.subnet, None);
 
-    let net = || Network::of_import(vec![("10.0.0.0/24".parse().unwrap(), vec![])]);
+    let subnet = || vec![("10.0.0.0/24".parse().unwrap(), vec![])];
+    let net = || Network::of_import(subnet(), true);
     assert_eq!(
         check(&candidate("192.168.0.9"), &net(), &Entries::default()).unwrap_err(),
         Refusal::OutsideSubnets {
@@ -287,6 +288,17 @@ fn an_import_without_subnets_leaves_the_address_to_the_target() {
             .unwrap()
             .subnet,
         Some(0)
+    );
+    // Some of the input's networks are unknown: outside is not refused,
+    // the known subnet's addresses still are.
+    let part = Network::of_import(subnet(), false);
+    let ok = check(&candidate("192.168.0.9"), &part, &Entries::default()).unwrap();
+    assert_eq!(ok.subnet, None);
+    assert_eq!(
+        check(&candidate("10.0.0.255"), &part, &Entries::default())
+            .unwrap_err()
+            .field(),
+        Field::Ip
     );
     // The server is unknown, and so are the profiles.
     assert!(check(&candidate("10.1.0.1"), &bare, &Entries::default()).is_ok());
