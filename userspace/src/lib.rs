@@ -28,6 +28,7 @@ pub mod ra;
 pub mod rawsock;
 pub mod reload;
 pub mod render;
+pub mod reservation;
 pub mod sdnotify;
 pub mod serve;
 pub mod service;
