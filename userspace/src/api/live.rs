@@ -8,7 +8,6 @@
 //! change takes.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -119,8 +118,10 @@ fn internal(message: String) -> FieldError {
 /// config's. The config file wins: a stored entry whose MAC or IP the file
 /// now reserves, or that no longer validates (its subnet or profile gone),
 /// is not served, with a warning, and stays stored.
-pub fn load(cfg: Config, lease_db: &Path) -> anyhow::Result<(Config, Registry, ReservationTable)> {
-    let table = ReservationTable::open(lease_db)?;
+pub fn load(
+    cfg: Config,
+    table: ReservationTable,
+) -> anyhow::Result<(Config, Registry, ReservationTable)> {
     let (cfg, registry) = merge(cfg, table.load()?);
     Ok((cfg, registry, table))
 }
