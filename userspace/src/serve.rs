@@ -1,5 +1,5 @@
 //! The daemon as a library: `run` is given its I/O (`Io`: the API
-//! listener, each interface's endpoint, the stores, whether to load the
+//! listener, each interface's frames, the stores, whether to load the
 //! XDP program, the reload trigger and a shutdown token) and serves until
 //! shut down; `Io::open` builds the production ones for `main`. `run`
 //! reads the book (leases, the API's reservations), starts the dataplane,
@@ -25,6 +25,7 @@ use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
 use crate::dataplane::{ifaces, tables, Dataplane};
 use crate::dhcp::{self, Ingress};
 use crate::leases::{Index, Lease, LeaseChange, LeaseStore};
+use crate::link::{Frames, Link};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
 use crate::stats::{Attachment, Snapshot, UserCounters};
 use crate::store::reservations::ReservationTable;
@@ -57,9 +58,9 @@ pub struct Io {
     pub api: TcpListener,
     /// The OMAPI listener, bound, when `[omapi]` is configured.
     pub omapi: Option<TcpListener>,
-    /// Who the daemon is on each interface it serves, in the
-    /// configuration's order.
-    pub endpoints: Vec<Endpoint>,
+    /// Each interface it serves, in the configuration's order: who the
+    /// daemon is there and its frames (packet sockets in production).
+    pub links: Vec<Link>,
     /// The lease store and the API's reservations; None in boot-only mode,
     /// which gives no addresses.
     pub stores: Option<Stores>,
@@ -94,8 +95,8 @@ impl Stores {
 }
 
 impl Io {
-    /// The production I/O for `cfg`: its listeners bound, its interfaces
-    /// looked up, its stores opened, SIGHUP as the reload trigger. A
+    /// The production I/O for `cfg`: its listeners bound, a packet socket
+    /// on each interface, its stores opened, SIGHUP as the reload trigger. A
     /// boot-only daemon gets its API listener only.
     pub async fn open(
         cfg: &Config,
@@ -108,7 +109,7 @@ impl Io {
         let mut io = Io {
             api,
             omapi: None,
-            endpoints: Vec::new(),
+            links: Vec::new(),
             stores: None,
             xdp: None,
             reloads: None,
@@ -117,7 +118,10 @@ impl Io {
         if cfg.server.mode == Mode::BootOnly {
             return Ok(io);
         }
-        io.endpoints = endpoints(cfg)?;
+        for ep in endpoints(cfg)? {
+            io.links
+                .push(crate::packetlink::open(ep, dhcp::server_ports(cfg))?);
+        }
         io.stores = Some(Stores::open(cfg)?);
         if let Some(o) = &cfg.omapi {
             io.omapi = Some(
@@ -298,13 +302,15 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let Io {
         api,
         omapi,
-        endpoints,
+        links,
         stores,
         xdp,
         reloads,
         shutdown,
     } = io;
     let iface_name = cfg.server.interfaces.join(",");
+    let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
+        links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
     let book = read_book(&cfg, stores.context("a DHCP daemon needs its stores")?)?;
     let cfg = book.cfg.clone();
     let policy = api_policy(&cfg)?;
@@ -409,6 +415,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let server = dhcp::Server::new(cfg.clone(), book.leases, slowpath::unix_now());
     let slow = SlowPath {
         endpoints,
+        frames,
         server,
         store: book.store,
         counters: counters.clone(),

@@ -125,6 +125,16 @@ pub const NOTES: [&str; 25] = [
     "proxy-pxe-not-allowed",
 ];
 
+/// The UDP ports the server answers on: 67, and in proxy mode also the
+/// PXE boot-server port 4011, which firmware asks after a proxy's offer.
+pub fn server_ports(cfg: &Config) -> &'static [u16] {
+    use stormboot_common::layout::{PXE_BOOT_PORT, SERVER_PORT};
+    match cfg.server.mode {
+        crate::config::Mode::Proxy => &[SERVER_PORT, PXE_BOOT_PORT],
+        _ => &[SERVER_PORT],
+    }
+}
+
 /// The server's state: configuration, leases and pools.
 pub struct Server {
     cfg: Arc<Config>,
