@@ -25,7 +25,9 @@ use crate::slowpath::Endpoint;
 /// two: 67, and 4011 for a proxy).
 pub fn open(endpoint: Endpoint, ports: &[u16]) -> anyhow::Result<Link> {
     let name = endpoint.ingress.iface_name.clone();
-    let first = *ports.first().ok_or_else(|| anyhow::anyhow!("no port to serve"))?;
+    let first = *ports
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no port to serve"))?;
     let raw = RawSocket::open(&name, libc::ETH_P_IP as u16, false)?;
     raw.filter_udp_ports(first, *ports.last().unwrap_or(&first))?;
     // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
@@ -82,10 +84,7 @@ async fn run(
 }
 
 /// Reads frames into the daemon's channel.
-async fn receive(
-    sock: &AsyncFd<RawSocket>,
-    arrive: &mpsc::Sender<Vec<u8>>,
-) -> std::io::Result<()> {
+async fn receive(sock: &AsyncFd<RawSocket>, arrive: &mpsc::Sender<Vec<u8>>) -> std::io::Result<()> {
     let mut buf = vec![0u8; MAX_FRAME];
     loop {
         let mut guard = tokio::select! {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::live::Live;
 use crate::api::registry::Registry;
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
-use crate::dataplane::{ifaces, tables, Dataplane};
+use crate::dataplane::{ifaces, Dataplane};
 use crate::dhcp::{self, Ingress};
 use crate::leases::{Index, Lease, LeaseChange, LeaseStore};
 use crate::link::{Frames, Link};
@@ -158,7 +158,7 @@ fn endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
     let mut eps = Vec::with_capacity(cfg.server.interfaces.len());
     for name in &cfg.server.interfaces {
         let info = ifaces::lookup(name)?;
-        let ip = tables::pick_iface_address(cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let ip = ifaces::pick_iface_address(cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
         if ip.is_unspecified() {
             tracing::warn!(interface = %name, "interface has no IPv4 address: only relayed requests can be answered");
         }

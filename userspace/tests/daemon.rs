@@ -199,8 +199,7 @@ impl Daemon {
             }
             let body = body.map(|b| b.to_string()).unwrap_or_default();
             let (status, text) =
-                stormboot::http::request(addr, &method, &path, &headers, body.as_bytes())
-                    .unwrap();
+                stormboot::http::request(addr, &method, &path, &headers, body.as_bytes()).unwrap();
             (status, serde_json::from_str(&text).unwrap_or(Value::Null))
         })
         .await
@@ -225,7 +224,10 @@ async fn a_pool_client_and_a_reservation_complete_dora_and_the_lease_is_kept() {
     let (offered, acked) = d.dora(POOL_CLIENT).await;
     assert_eq!(offered, acked);
     let pool = u32::from(Ipv4Addr::new(10, 50, 0, 100))..=u32::from(Ipv4Addr::new(10, 50, 0, 110));
-    assert!(pool.contains(&u32::from(acked)), "{acked} is not from the pool");
+    assert!(
+        pool.contains(&u32::from(acked)),
+        "{acked} is not from the pool"
+    );
     assert_eq!(d.dora(RESERVED).await, (RESERVED_IP, RESERVED_IP));
 
     // The ACK is sent once the lease is stored: the API lists both.
@@ -239,8 +241,14 @@ async fn a_pool_client_and_a_reservation_complete_dora_and_the_lease_is_kept() {
         .map(|l| (l["mac"].as_str().unwrap(), l["ip"].as_str().unwrap()))
         .collect();
     let acked = acked.to_string();
-    assert!(bound.contains(&("52:54:00:00:00:42", acked.as_str())), "{leases}");
-    assert!(bound.contains(&("52:54:00:00:00:01", "10.50.0.11")), "{leases}");
+    assert!(
+        bound.contains(&("52:54:00:00:00:42", acked.as_str())),
+        "{leases}"
+    );
+    assert!(
+        bound.contains(&("52:54:00:00:00:01", "10.50.0.11")),
+        "{leases}"
+    );
     d.stop().await.unwrap();
 }
 
@@ -272,7 +280,8 @@ async fn a_reload_serves_the_file_as_it_is_now() {
     let (_, before) = d.discover(POOL_CLIENT).await;
     assert_ne!(before.yiaddr(), Ipv4Addr::new(10, 50, 0, 30));
 
-    let text = format!("{CONFIG}\n[[reservation]]\nmac = \"52:54:00:00:00:42\"\nip = \"10.50.0.30\"\n");
+    let text =
+        format!("{CONFIG}\n[[reservation]]\nmac = \"52:54:00:00:00:42\"\nip = \"10.50.0.30\"\n");
     write_config(d.dir.path(), &text);
     d.reload.send(()).await.unwrap();
     // The reload runs beside the DHCP server: ask until it is served.
@@ -302,10 +311,7 @@ async fn boot_only_mode_keeps_every_route_behind_the_token() {
     let tftp_root = dir.path().join("tftp");
     std::fs::create_dir(&tftp_root).unwrap();
     let text = CONFIG
-        .replace(
-            "dataplane = \"userspace\"\n",
-            "mode = \"boot-only\"\n",
-        )
+        .replace("dataplane = \"userspace\"\n", "mode = \"boot-only\"\n")
         .replace("[api]\n", "[api]\nread_token = true\n")
         + &format!("\n[boot]\ntftp_root = \"{}\"\n", tftp_root.display());
     let config = write_config(dir.path(), &text);
@@ -314,7 +320,12 @@ async fn boot_only_mode_keeps_every_route_behind_the_token() {
     (cfg.boot.tftp_port, cfg.boot.http_port, cfg.boot.syslog_port) = (0, 0, 0);
     let d = Daemon::start_with(cfg, config, dir).await;
 
-    for path in ["/api/v1/stats", "/metrics", "/api/v1/machines", "/api/v1/reservations"] {
+    for path in [
+        "/api/v1/stats",
+        "/metrics",
+        "/api/v1/machines",
+        "/api/v1/reservations",
+    ] {
         let (status, body) = d.api("GET", path, None, None).await;
         assert_eq!(status, 401, "{path} without the token: {body}");
         let (status, body) = d.api("GET", path, Some("wrong"), None).await;
@@ -323,13 +334,19 @@ async fn boot_only_mode_keeps_every_route_behind_the_token() {
     let (status, stats) = d.api("GET", "/api/v1/stats", Some(TOKEN), None).await;
     assert_eq!(status, 200, "{stats}");
     assert!(
-        stats["dataplane"].as_str().is_some_and(|s| s.contains("boot-only")),
+        stats["dataplane"]
+            .as_str()
+            .is_some_and(|s| s.contains("boot-only")),
         "{stats}"
     );
-    let (status, body) = d.api("GET", "/api/v1/reservations", Some(TOKEN), None).await;
+    let (status, body) = d
+        .api("GET", "/api/v1/reservations", Some(TOKEN), None)
+        .await;
     assert_eq!(status, 404, "{body}");
     assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("boot-only")),
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("boot-only")),
         "{body}"
     );
     d.stop().await.unwrap();

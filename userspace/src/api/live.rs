@@ -198,9 +198,9 @@ impl Live {
         let table = self.table.clone();
         let rows = tokio::task::spawn_blocking(move || table.load()).await??;
         let (merged, registry) = merge(file, rows);
-        crate::dataplane::tables::subnet_entries(&merged)?;
+        crate::render::tables::subnet_entries(&merged)?;
         for r in &merged.reservations {
-            crate::dataplane::tables::reservation_entries(&merged, r)?;
+            crate::render::tables::reservation_entries(&merged, r)?;
         }
         if let Some(dp) = &self.dataplane {
             let mut dp = dp
@@ -339,7 +339,7 @@ impl Live {
                     match &c.replaces {
                         Some(old) => dp.put_reservation(
                             old.reservation.mac,
-                            &crate::dataplane::tables::reservation_entries(&cfg, &old.reservation)?,
+                            &crate::render::tables::reservation_entries(&cfg, &old.reservation)?,
                         )?,
                         None => dp.remove_reservation(c.entry.reservation.mac)?,
                     }

@@ -15,8 +15,8 @@ use stormboot_common::maps::{Reservation as MapEntry, ReservationKey};
 use super::types::{OptionSpec, ReservationPage, ReservationQuery, ReservationSpec};
 use super::types::{ReservationView, Source};
 use crate::config::{self, Config, CustomOption};
-use crate::dataplane::tables;
 use crate::frame::{format_mac, parse_mac};
+use crate::render::tables;
 
 /// Default and largest page.
 pub const DEFAULT_LIMIT: usize = 100;

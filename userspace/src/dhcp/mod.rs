@@ -52,9 +52,8 @@ use stormboot_common::maps::Block;
 use stormboot_common::rules::{self, Destination, Verdict};
 
 use crate::config::{Config, Reservation, Subnet};
-use crate::dataplane::tables;
 use crate::leases::{Lease, LeaseAction, LeaseChange, LeaseEvent, LeaseState};
-use crate::render::{self, Transaction};
+use crate::render::{self, tables, Transaction};
 
 /// The interface a request arrived on.
 #[derive(Debug, Clone, PartialEq, Eq)]

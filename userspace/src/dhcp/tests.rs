@@ -15,8 +15,8 @@ use stormboot_common::rules::{self, EthDest};
 
 use super::*;
 use crate::config::Config;
-use crate::dataplane::tables;
 use crate::leases::{Lease, LeaseAction, LeaseChange, LeaseState};
+use crate::render::tables;
 use crate::render::{self, Transaction};
 
 const T0: u64 = 1_700_000_000;

@@ -270,9 +270,9 @@ pub(super) fn start(
     mode: Option<XdpMode>,
 ) -> anyhow::Result<Option<Xdp>> {
     let Some(mode) = mode else {
-        crate::dataplane::tables::subnet_entries(cfg)?;
+        crate::render::tables::subnet_entries(cfg)?;
         for r in &cfg.reservations {
-            crate::dataplane::tables::reservation_entry(cfg, r)?;
+            crate::render::tables::reservation_entry(cfg, r)?;
         }
         return Ok(None);
     };
