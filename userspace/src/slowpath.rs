@@ -9,7 +9,7 @@
 //! must equal the XDP program's byte for byte.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -144,31 +144,12 @@ pub fn respond(
     if let Some(c) = rx.msg.chaddr().get(..6) {
         chaddr.copy_from_slice(c);
     }
-    if server.config().server.mode == crate::config::Mode::Proxy {
-        let (reply, note) = dhcp::proxy::answer(
-            server.config(),
-            &dhcp::proxy::ProxyRequest {
-                msg: &rx.msg,
-                mac: chaddr,
-                to_boot_port: rx.addr.dport == PXE_BOOT_PORT,
-                src_ip: rx.addr.ip_src,
-                src_port: rx.addr.sport,
-            },
-        );
-        let frame = reply.as_ref().map(|r| reply_frame(r, &rx.addr, ep, chaddr));
-        return (
-            frame,
-            dhcp::Outcome {
-                reply,
-                changes: Vec::new(),
-                note,
-            },
-        );
-    }
     let req = dhcp::Request {
         msg: &rx.msg,
         relay_info: rx.relay_info.as_deref(),
         ingress: &ep.ingress,
+        src: SocketAddrV4::new(rx.addr.ip_src, rx.addr.sport),
+        dport: rx.addr.dport,
     };
     let outcome = server.handle(&req, now);
     let frame = outcome
@@ -478,15 +459,8 @@ impl SlowPath {
         }
         tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
         self.index.apply(&outcome.changes);
-        if self.server.config().server.mode == crate::config::Mode::Proxy {
-            // Another server leased the address, so no change names it; a
-            // client that already has it says so in ciaddr (the port-4011
-            // request, iPXE's DHCP), and the boot services need it to put
-            // TFTP transfers, which carry no MAC, on the machine's timeline.
-            let ciaddr = rx.msg.ciaddr();
-            if !ciaddr.is_unspecified() {
-                self.index.observe(chaddr, ciaddr);
-            }
+        if let Some(ip) = outcome.claimed {
+            self.index.observe(chaddr, ip);
         }
         // The changes are queued now, in the order the decisions were made
         // (a RELEASE and the next REQUEST for the same address must reach
