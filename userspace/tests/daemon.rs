@@ -61,6 +61,19 @@ struct Daemon {
     xid: u32,
 }
 
+/// A broadcast from a client without an address to `dport`.
+fn unaddressed(mac: [u8; 6], dport: u16) -> Addressing {
+    Addressing {
+        eth_dst: BROADCAST_MAC,
+        eth_src: mac,
+        vlan: None,
+        ip_src: Ipv4Addr::UNSPECIFIED,
+        ip_dst: Ipv4Addr::BROADCAST,
+        sport: 68,
+        dport,
+    }
+}
+
 /// `text` with the lease database in `dir`.
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("stormboot.toml");
@@ -127,27 +140,29 @@ impl Daemon {
     /// Sends `msg` from `mac` as a client without an address does, and
     /// returns the daemon's answer: the frame's addressing and message.
     async fn ask(&mut self, mac: [u8; 6], msg: Message) -> Option<(Addressing, Message)> {
+        self.send(unaddressed(mac, 67), &msg).await;
+        let (addr, answer) = self.answer().await?;
+        assert_eq!(answer.xid(), msg.xid(), "an answer to another request");
+        Some((addr, answer))
+    }
+
+    async fn send(&mut self, addr: Addressing, msg: &Message) {
         let mut payload = Vec::new();
         msg.encode(&mut Encoder::new(&mut payload)).unwrap();
-        let f = frame::build(
-            &Addressing {
-                eth_dst: BROADCAST_MAC,
-                eth_src: mac,
-                vlan: None,
-                ip_src: Ipv4Addr::UNSPECIFIED,
-                ip_dst: Ipv4Addr::BROADCAST,
-                sport: 68,
-                dport: 67,
-            },
-            &payload,
-        );
-        self.wire.arrive.send(f).await.unwrap();
+        self.wire
+            .arrive
+            .send(frame::build(&addr, &payload))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame the daemon sends.
+    async fn answer(&mut self) -> Option<(Addressing, Message)> {
         let f = tokio::time::timeout(PATIENCE, self.wire.sent.recv())
             .await
             .ok()??;
         let p = frame::parse(&f).expect("the daemon sends well-formed frames");
         let m = Message::decode(&mut Decoder::new(p.payload)).unwrap();
-        assert_eq!(m.xid(), msg.xid(), "an answer to another request");
         Some((p.addr, m))
     }
 
@@ -348,6 +363,66 @@ async fn boot_only_mode_keeps_every_route_behind_the_token() {
             .as_str()
             .is_some_and(|e| e.contains("boot-only")),
         "{body}"
+    );
+    d.stop().await.unwrap();
+}
+
+/// proxyDHCP through the whole daemon: the decision is the DHCP server's,
+/// by the port a request was sent to. A PXE DISCOVER on 67 gets boot
+/// information without an address; a REQUEST on 67 selects the DHCP server
+/// that gave the address and gets nothing; a REQUEST to the boot-server
+/// port 4011 is answered where it came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_answers_pxe_clients_by_the_port_they_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let tftp_root = dir.path().join("tftp");
+    std::fs::create_dir(&tftp_root).unwrap();
+    let text = CONFIG.replace("dataplane = \"userspace\"\n", "mode = \"proxy\"\n")
+        + &format!(
+            "\n[boot]\ntftp_root = \"{}\"\ndefault_profile = \"d\"\n\n[[profile]]\nname = \"d\"\nkernel = \"vmlinuz\"\n",
+            tftp_root.display()
+        );
+    let config = write_config(dir.path(), &text);
+    let mut cfg = Config::load(&config).unwrap();
+    // Ports the system picks: this test reads only DHCP.
+    (cfg.boot.tftp_port, cfg.boot.http_port, cfg.boot.syslog_port) = (0, 0, 0);
+    let mut d = Daemon::start_with(cfg, config, dir).await;
+    let pxe = |d: &mut Daemon, t| {
+        let mut m = d.message(POOL_CLIENT, t);
+        m.opts_mut().insert(DhcpOption::ClassIdentifier(
+            b"PXEClient:Arch:00007:UNDI:003000".to_vec(),
+        ));
+        m.opts_mut()
+            .insert(DhcpOption::ClientSystemArchitecture(7u16.into()));
+        m
+    };
+
+    let discover = pxe(&mut d, MessageType::Discover);
+    let (addr, offer) = d.ask(POOL_CLIENT, discover).await.expect("an OFFER");
+    assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(
+        offer.yiaddr(),
+        Ipv4Addr::UNSPECIFIED,
+        "a proxy gives no address"
+    );
+    assert_eq!((addr.ip_dst, addr.dport), (Ipv4Addr::BROADCAST, 68));
+
+    // Requests are handled in the order they arrive: the first answer
+    // after both is the boot server's, so the one on 67 got none.
+    let on_67 = pxe(&mut d, MessageType::Request);
+    d.send(unaddressed(POOL_CLIENT, 67), &on_67).await;
+    let mut on_4011 = pxe(&mut d, MessageType::Request);
+    let client = Ipv4Addr::new(10, 50, 0, 150);
+    on_4011.set_ciaddr(client);
+    let mut from = unaddressed(POOL_CLIENT, 4011);
+    (from.ip_src, from.sport, from.eth_dst) = (client, 4011, SERVER_MAC);
+    d.send(from, &on_4011).await;
+    let (addr, ack) = d.answer().await.expect("an ACK from the boot server");
+    assert_eq!(ack.xid(), on_4011.xid(), "the REQUEST on 67 was answered");
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(
+        (addr.eth_dst, addr.ip_dst, addr.dport),
+        (POOL_CLIENT, client, 4011)
     );
     d.stop().await.unwrap();
 }
