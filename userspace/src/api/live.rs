@@ -8,7 +8,6 @@
 //! change takes.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -119,8 +118,10 @@ fn internal(message: String) -> FieldError {
 /// config's. The config file wins: a stored entry whose MAC or IP the file
 /// now reserves, or that no longer validates (its subnet or profile gone),
 /// is not served, with a warning, and stays stored.
-pub fn load(cfg: Config, lease_db: &Path) -> anyhow::Result<(Config, Registry, ReservationTable)> {
-    let table = ReservationTable::open(lease_db)?;
+pub fn load(
+    cfg: Config,
+    table: ReservationTable,
+) -> anyhow::Result<(Config, Registry, ReservationTable)> {
     let (cfg, registry) = merge(cfg, table.load()?);
     Ok((cfg, registry, table))
 }
@@ -197,9 +198,9 @@ impl Live {
         let table = self.table.clone();
         let rows = tokio::task::spawn_blocking(move || table.load()).await??;
         let (merged, registry) = merge(file, rows);
-        crate::dataplane::tables::subnet_entries(&merged)?;
+        crate::render::tables::subnet_entries(&merged)?;
         for r in &merged.reservations {
-            crate::dataplane::tables::reservation_entries(&merged, r)?;
+            crate::render::tables::reservation_entries(&merged, r)?;
         }
         if let Some(dp) = &self.dataplane {
             let mut dp = dp
@@ -338,7 +339,7 @@ impl Live {
                     match &c.replaces {
                         Some(old) => dp.put_reservation(
                             old.reservation.mac,
-                            &crate::dataplane::tables::reservation_entries(&cfg, &old.reservation)?,
+                            &crate::render::tables::reservation_entries(&cfg, &old.reservation)?,
                         )?,
                         None => dp.remove_reservation(c.entry.reservation.mac)?,
                     }

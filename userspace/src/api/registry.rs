@@ -17,8 +17,8 @@ use stormboot_common::maps::{Reservation as MapEntry, ReservationKey};
 use super::types::{OptionSpec, ReservationPage, ReservationQuery, ReservationSpec};
 use super::types::{ReservationView, Source};
 use crate::config::{self, Config};
-use crate::dataplane::tables;
 use crate::frame::{format_mac, parse_mac};
+use crate::render::tables;
 use crate::reservation::rule::{self, Book, Candidate, Network, OptionText, Refusal};
 
 /// Default and largest page.
