@@ -403,6 +403,12 @@ impl Registry {
             Some(_) => Source::Omapi,
             None => Source::Api,
         };
+        let label = match spec.label.as_deref() {
+            None => None,
+            Some(l) => {
+                Some(config::reservation_label(l).map_err(|m| FieldError::invalid("label", m))?)
+            }
+        };
 
         let reservation = config::Reservation {
             mac,
@@ -415,6 +421,7 @@ impl Registry {
             allow_pxe: spec.allow_pxe.unwrap_or(true),
             boot_file: boot_file.clone(),
             next_server,
+            label: label.clone(),
         };
         // Rendering is the last check: a reply too long for a DHCP packet
         // is refused here, not discovered by a booting machine.
@@ -430,6 +437,7 @@ impl Registry {
             boot_file,
             next_server: next_server.map(|n| n.to_string()),
             omapi_name,
+            label,
         };
         Ok(Checked {
             entry: Entry {
@@ -714,6 +722,7 @@ fn spec_of(cfg: &Config, r: &config::Reservation) -> ReservationSpec {
         boot_file: r.boot_file.clone(),
         next_server: r.next_server.map(|n| n.to_string()),
         omapi_name: None,
+        label: r.label.clone(),
     }
 }
 

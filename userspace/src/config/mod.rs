@@ -15,7 +15,7 @@ mod wire;
 
 pub use options::custom as custom_option_value;
 pub use options::{SERVER_SET as SERVER_SET_OPTIONS, TYPES as OPTION_TYPES};
-pub use validate::dns_name;
+pub use validate::{dns_name, reservation_label};
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -390,6 +390,9 @@ pub struct Reservation {
     /// The next server (siaddr, option 66) that goes with it; the server's
     /// own address when unset.
     pub next_server: Option<Ipv4Addr>,
+    /// What the dashboard can group machines by besides their subnet
+    /// (a rack, a row, a role).
+    pub label: Option<String>,
 }
 
 /// A file and, when the problem has one, a line.

@@ -76,6 +76,12 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         if let Some(v) = &r.allow_pxe {
             reservations[i].allow_pxe = *v.get_ref();
         }
+        if let Some(l) = &r.label {
+            reservations[i].label = Some(
+                reservation_label(l.get_ref())
+                    .map_err(|m| src.invalid(&l.span(), format!("reservation[{i}].label"), m))?,
+            );
+        }
         if let Some(name) = &r.profile {
             reservations[i].profile = Some(boot::profile_ref(
                 name,
@@ -844,6 +850,22 @@ fn unicast(ip: Ipv4Addr, span: &Range<usize>, key: &str, src: &Source) -> Result
     Ok(())
 }
 
+/// Checks a reservation's label (what the dashboard groups by): 1 to 64
+/// characters once trimmed, none of them a control character or a comma
+/// (the reservations file's separator).
+pub fn reservation_label(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if t.is_empty() || t.chars().count() > 64 {
+        return Err(format!("{text:?}: a label is 1 to 64 characters"));
+    }
+    if t.chars().any(|c| c.is_control() || c == ',') {
+        return Err(format!(
+            "{text:?}: no control characters or commas in a label"
+        ));
+    }
+    Ok(t.to_owned())
+}
+
 /// Checks a host or domain name as RFC 1123 letters-digits-hyphen labels.
 /// Each label is at most 63 bytes, which is also what keeps a host name's
 /// first label usable in option 12.
@@ -1024,6 +1046,7 @@ impl<'a> ReservationSet<'a> {
             allow_pxe: true,
             boot_file: None,
             next_server: None,
+            label: None,
             mac,
             ip,
             hostname: hostname.map(str::to_owned),
