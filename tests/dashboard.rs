@@ -185,7 +185,7 @@ for (let p = 0; p < 8; p++) {
 }
 const stuck = [...rack.querySelectorAll('.c.stuck')]
   .map(c => ({label: label(c), phase: +c.dataset.phase,
-    letter: getComputedStyle(c, '::after').content.replace(/"/g, '')}));
+    letter: c.textContent}));
 const funnel = {};
 for (const tr of document.querySelectorAll('#funnel tbody tr'))
   funnel[tr.dataset.phase] = +tr.querySelector('.count').textContent.replace(/,/g, '');
@@ -726,6 +726,9 @@ fn at_ten_thousand_machines_the_page_keeps_up() {
                     .map(|m| format!("{} {} ms ({})", m[1].as_str().unwrap(), m[2], m[3]))
                     .collect();
                 println!("  long task at {start:.0} ms, {ms:.0} ms: {}", during.join(", "));
+            }
+            for f in perf["frames"].as_array().unwrap() {
+                println!("  frame {f}");
             }
             assert!(lags.len() as u64 >= bound, "fewer phase changes timed than machines");
             assert!(q(0.95) < 2000.0, "phase change to page: p95 {:.0} ms", q(0.95));
