@@ -552,6 +552,23 @@ fn a_storm_of_a_thousand_shows_live_with_the_stuck_machine_and_its_timeline() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
 
+            // Search by host name: the one machine is found, listed and
+            // marked in the rack.
+            c.find(Locator::Id("q")).await.unwrap().send_keys(&format!("node{STUCK}")).await.unwrap();
+            let read_hits = "return [document.querySelector('#results span')?.textContent, \
+                [...document.querySelectorAll('#rack .c.hit')].map(c => c.dataset.id), \
+                document.querySelector('#results button')?.textContent]";
+            let start = Instant::now();
+            loop {
+                let h = c.execute(read_hits, vec![]).await.unwrap();
+                if h[0] == "1 found" && h[1].as_array().is_some_and(|a| a.len() == 1) {
+                    assert_eq!(h[2], label.as_str(), "the machine found: {h}");
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "search shows {h}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+
             // On a phone's width the page fits: nothing to scroll sideways.
             c.set_window_size(390, 844).await.expect("phone size");
             let fits = c
