@@ -45,10 +45,17 @@ fn ip(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 50, 0, 20)) + i)
 }
 
+/// Machine i's reservation label: racks of 250 ("rack-1", ...), but every
+/// 25th machine has none.
+fn rack(i: u32) -> Option<String> {
+    (i % 25 != 24).then(|| format!("rack-{}", i / 250 + 1))
+}
+
 fn hosts_csv(machines: u32) -> String {
-    let mut csv = String::from("mac,ip,hostname\n");
+    let mut csv = String::from("mac,ip,hostname,label\n");
     for i in 0..machines {
-        csv += &format!("{},{},node{i}\n", mac(i), ip(i));
+        let label = rack(i).unwrap_or_default();
+        csv += &format!("{},{},node{i},{label}\n", mac(i), ip(i));
     }
     csv
 }
@@ -166,6 +173,7 @@ async fn browser(lab: &Lab) -> Client {
 /// and whether the login form or the dashboard is up; with `arguments[0]`
 /// (`light`) not its text, which would lay out the whole page each poll.
 const READ_PAGE: &str = r#"
+const t0 = performance.now();
 const light = arguments[0];
 // Each cell says what it is when focused, as a screen reader hears it.
 const label = c => (c.focus({preventScroll: true}), c.getAttribute('aria-label'));
@@ -177,12 +185,14 @@ for (let p = 0; p < 8; p++) {
 }
 const stuck = [...rack.querySelectorAll('.c.stuck')]
   .map(c => ({label: label(c), phase: +c.dataset.phase,
-    letter: getComputedStyle(c, '::after').content.replace(/"/g, '')}));
+    letter: c.textContent}));
 const funnel = {};
 for (const tr of document.querySelectorAll('#funnel tbody tr'))
   funnel[tr.dataset.phase] = +tr.querySelector('.count').textContent.replace(/,/g, '');
 const odd = light ? [] : [...rack.querySelectorAll('.c')].map(label)
   .filter(l => !l.startsWith('02:00:00:00:'));
+// What the page was doing, for its long tasks: this read.
+window.__stormboot.marks.push([Math.round(t0), 'test read', Math.round(performance.now() - t0), 0]);
 return {cells: rack.querySelectorAll('.c').length, phases, stuck, funnel, odd,
   main: !document.getElementById('main').hidden,
   login: !document.getElementById('login').hidden,
@@ -298,6 +308,19 @@ fn storm(lab: &Lab, count: u32) -> Value {
     serde_json::from_slice(&out.stdout).expect("storm report")
 }
 
+/// A count as the page writes it: 1,000.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -341,6 +364,29 @@ fn a_storm_of_a_thousand_shows_live_with_the_stuck_machine_and_its_timeline() {
             })
             .await;
             println!("all {MACHINES} bound on the page, no reload: {}", v["funnel"]);
+
+            // The lease store's commit latency: the API's, over the same
+            // commits (all made since the daemon started, within the page's
+            // five minutes).
+            let stats = api_get("/api/v1/stats", None);
+            let buckets: Vec<u64> =
+                serde_json::from_value(stats["store_commit_latency"].clone()).expect("latency buckets");
+            let commits: u64 = buckets.iter().sum();
+            assert!(commits >= u64::from(MACHINES), "{commits} commits timed: {stats}");
+            assert_eq!(commits, stats["store_commits"], "every commit timed");
+            let want = |q| stormboot::store::commit_quantile(&buckets, q).expect("a quantile").to_string();
+            let (p50, p95) = (want(0.5), want(0.95));
+            let read_store = "return ['commit-n', 'commit-p50', 'commit-p95'].map(id => document.getElementById(id).textContent)";
+            let start = Instant::now();
+            loop {
+                let shown = c.execute(read_store, vec![]).await.unwrap();
+                if shown == json!([thousands(commits), p50, p95]) {
+                    println!("commit latency, page = API: {shown}");
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "the page shows {shown}, the API {commits} commits, p50 {p50}, p95 {p95}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
 
             // Every machine but one fetches its script and says it booted.
             let others: Vec<u32> = (0..MACHINES).filter(|&i| i != STUCK).collect();
@@ -462,8 +508,68 @@ fn a_storm_of_a_thousand_shows_live_with_the_stuck_machine_and_its_timeline() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
 
-            // On a phone's width the page fits: nothing to scroll sideways.
             c.execute("document.getElementById('machine').close()", vec![]).await.unwrap();
+
+            // Grouped by reservation label: one group per rack, in order,
+            // then the machines without one; and back to the subnet.
+            c.find(Locator::Id("group-by")).await.unwrap().select_by_value("label").await.unwrap();
+            let read_groups = r#"
+                const label = c => (c.focus({preventScroll: true}), c.getAttribute('aria-label'));
+                return [...document.querySelectorAll('#rack .group')].map(s => [s.querySelector('h3').textContent,
+                  [...s.querySelectorAll('.c')].map(c => label(c).split(' ')[0]).sort()]);"#;
+            let mut want: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+            for i in 0..MACHINES {
+                want.entry(rack(i)).or_default().push(mac(i));
+            }
+            let mut want: Vec<(String, Vec<String>)> = want
+                .into_iter()
+                .map(|(k, mut macs)| (k.unwrap_or_else(|| "no label".into()), { macs.sort(); macs }))
+                .collect();
+            // No label last.
+            want.rotate_left(1);
+            let count = |g: &Value| g.as_array().unwrap().iter().map(|g| g[1].as_array().unwrap().len()).sum::<usize>();
+            let start = Instant::now();
+            let groups = loop {
+                let g = c.execute(read_groups, vec![]).await.unwrap();
+                if count(&g) == MACHINES as usize && g.as_array().unwrap().len() == want.len() {
+                    break g;
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "not regrouped: {} cells", count(&g));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            let got: Vec<(String, Vec<String>)> = serde_json::from_value(groups).unwrap();
+            let names = |g: &[(String, Vec<String>)]| g.iter().map(|(n, m)| format!("{n} ({})", m.len())).collect::<Vec<_>>();
+            assert_eq!(names(&got), names(&want), "the groups by label");
+            assert_eq!(got, want, "each machine in its reservation's label group");
+            c.find(Locator::Id("group-by")).await.unwrap().select_by_value("subnet").await.unwrap();
+            let start = Instant::now();
+            loop {
+                let g = c.execute(read_groups, vec![]).await.unwrap();
+                if count(&g) == MACHINES as usize && g[0][0] == "10.50.0.0/22" {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "not grouped by subnet again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+
+            // Search by host name: the one machine is found, listed and
+            // marked in the rack.
+            c.find(Locator::Id("q")).await.unwrap().send_keys(&format!("node{STUCK}")).await.unwrap();
+            let read_hits = "return [document.querySelector('#results span')?.textContent, \
+                [...document.querySelectorAll('#rack .c.hit')].map(c => c.dataset.id), \
+                document.querySelector('#results button')?.textContent]";
+            let start = Instant::now();
+            loop {
+                let h = c.execute(read_hits, vec![]).await.unwrap();
+                if h[0] == "1 found" && h[1].as_array().is_some_and(|a| a.len() == 1) {
+                    assert_eq!(h[2], label.as_str(), "the machine found: {h}");
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "search shows {h}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+
+            // On a phone's width the page fits: nothing to scroll sideways.
             c.set_window_size(390, 844).await.expect("phone size");
             let fits = c
                 .execute("return document.documentElement.scrollWidth <= window.innerWidth", vec![])
@@ -568,9 +674,9 @@ fn with_read_token_the_page_shows_nothing_until_the_token_is_given() {
 }
 
 /// 10,000 machines boot while the page watches: it shows phase changes
-/// within 2 s (p95) and no message keeps its main thread more than 200 ms.
-/// Both measured in the page and read back here; the browser's long tasks
-/// are printed beside them.
+/// within 2 s (p95) and its main thread is never blocked 200 ms at a time
+/// (the browser's long tasks, whatever ran in them). Both measured in the
+/// page and read back here, with what the page was doing in the longest.
 #[test]
 fn at_ten_thousand_machines_the_page_keeps_up() {
     require_root();
@@ -608,21 +714,42 @@ fn at_ten_thousand_machines_the_page_keeps_up() {
             let mut lags: Vec<f64> = perf["lags"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
             lags.sort_by(f64::total_cmp);
             let q = |f: f64| lags[((lags.len() - 1) as f64 * f).round() as usize];
-            let long: Vec<f64> = perf["longtasks"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
-            let longest = long.iter().copied().fold(0.0, f64::max);
+            // Long tasks: [start, ms]; marks: [start, what, ms, count].
+            let long: Vec<(f64, f64)> = perf["longtasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t[0].as_f64().unwrap(), t[1].as_f64().unwrap()))
+                .collect();
+            let longest = long.iter().map(|t| t.1).fold(0.0, f64::max);
             println!(
                 "10,000 machines: {} phase changes shown, lag p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; \
-                 {} long tasks, longest {longest:.0} ms; {} deltas, longest handled in {} ms; cells {}",
-                lags.len(), q(0.5), q(0.95), q(1.0), long.len(), perf["deltas"], perf["handle_max_ms"], v["cells"]
+                 {} long tasks, longest {longest:.0} ms; {} full pictures and {} deltas, longest handled \
+                 in {} ms; longest frame of drawing {} ms; cells {}",
+                lags.len(), q(0.5), q(0.95), q(1.0), long.len(), perf["fulls"], perf["deltas"],
+                perf["handle_max_ms"], perf["frame_max_ms"], v["cells"]
             );
+            // What the page was doing during each of the five longest.
+            let marks = perf["marks"].as_array().unwrap();
+            let mut by_length = long.clone();
+            by_length.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (start, ms) in by_length.iter().take(5) {
+                let during: Vec<String> = marks
+                    .iter()
+                    .filter(|m| {
+                        let (t, d) = (m[0].as_f64().unwrap(), m[2].as_f64().unwrap());
+                        t < start + ms && t + d >= *start
+                    })
+                    .map(|m| format!("{} {} ms ({})", m[1].as_str().unwrap(), m[2], m[3]))
+                    .collect();
+                println!("  long task at {start:.0} ms, {ms:.0} ms: {}", during.join(", "));
+            }
+            for f in perf["frames"].as_array().unwrap() {
+                println!("  frame {f}");
+            }
             assert!(lags.len() as u64 >= bound, "fewer phase changes timed than machines");
             assert!(q(0.95) < 2000.0, "phase change to page: p95 {:.0} ms", q(0.95));
-            // The page's own work per message, timed in the page. The long
-            // tasks the browser reports are printed, not asserted: on a
-            // shared 2-core host they include the time the renderer waits
-            // for a core, which no page can bound.
-            let handled = perf["handle_max_ms"].as_f64().unwrap_or(f64::MAX);
-            assert!(handled < 200.0, "one message kept the main thread {handled} ms");
+            assert!(longest < 200.0, "the main thread was blocked {longest:.0} ms at a time");
             c.close().await.expect("closing the browser");
         })
     });

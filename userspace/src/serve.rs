@@ -243,6 +243,8 @@ fn stats(src: StatsSources) -> http::SnapshotFn {
         let st = src.store.stats();
         (s.store_transactions, s.store_commits, s.store_changes) =
             (st.transactions, st.commits, st.changes);
+        (s.store_commit_latency, s.store_commit_latency_sum_us) =
+            (st.commit_latency.to_vec(), st.commit_latency_sum_us);
         s.services = src.services.snapshot();
         s.boot_phase_seconds = src.timeline.phase_histograms();
         s.pools = src.pools.lock().map(|p| p.clone()).unwrap_or_default();
@@ -597,7 +599,11 @@ fn dashboard(
         snapshot.clone(),
         Arc::new(move |mac| {
             m.lookup(crate::boot::web::Lookup::Mac(mac))
-                .map(|i| (i.ip, i.hostname))
+                .map(|i| crate::dashboard::Known {
+                    ip: i.ip,
+                    hostname: i.hostname,
+                    label: i.label,
+                })
                 .unwrap_or_default()
         }),
         cfg.subnets.iter().map(|s| s.net).collect(),

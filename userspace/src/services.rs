@@ -131,6 +131,7 @@ impl Machines {
                 ip: Some(r.ip),
                 hostname: r.hostname.clone(),
                 profile: bootfile::reservation_profile(&k.cfg, &r).map(|i| k.profiles[i].clone()),
+                label: r.label.clone(),
             });
         }
         // A pool client: the profile of the subnet its lease is in.
@@ -141,6 +142,7 @@ impl Machines {
             ip: Some(ip),
             hostname: None,
             profile: bootfile::pool_profile(&k.cfg, subnet).map(|i| k.profiles[i].clone()),
+            label: None,
         })
     }
 }

@@ -63,6 +63,12 @@ pub struct Snapshot {
     pub store_commits: u64,
     #[serde(default)]
     pub store_changes: u64,
+    /// Lease commits by latency (call to durable), one slot per bound of
+    /// `crate::store::COMMIT_BUCKETS_US` and the last for slower ones.
+    #[serde(default)]
+    pub store_commit_latency: Vec<u64>,
+    #[serde(default)]
+    pub store_commit_latency_sum_us: u64,
     pub reservations: u64,
     pub interface: String,
     pub dataplane: String,
@@ -139,6 +145,8 @@ impl Snapshot {
             store_transactions: 0,
             store_commits: 0,
             store_changes: 0,
+            store_commit_latency: Vec::new(),
+            store_commit_latency_sum_us: 0,
             reservations,
             interface: interface.to_string(),
             dataplane: dataplane.to_string(),
@@ -205,6 +213,28 @@ impl Snapshot {
             "stormboot_lease_store_commits_total {}",
             self.store_commits
         );
+        s.push_str("# HELP stormboot_lease_store_commit_seconds Time from a lease commit's call to it being durable (queue, transaction and fsync).\n");
+        s.push_str("# TYPE stormboot_lease_store_commit_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in crate::store::COMMIT_BUCKETS_US.iter().enumerate() {
+            cumulative += self.store_commit_latency.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "stormboot_lease_store_commit_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let count: u64 = self.store_commit_latency.iter().sum();
+        let _ = writeln!(
+            s,
+            "stormboot_lease_store_commit_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            s,
+            "stormboot_lease_store_commit_seconds_sum {}",
+            self.store_commit_latency_sum_us as f64 / 1e6
+        );
+        let _ = writeln!(s, "stormboot_lease_store_commit_seconds_count {count}");
         self.hooks_prometheus(&mut s);
         s.push_str("# HELP stormboot_xdp_attached The XDP attach mode of each interface (1 for the mode in use); reason says why it is not server.xdp_mode.\n");
         s.push_str("# TYPE stormboot_xdp_attached gauge\n");
@@ -336,6 +366,10 @@ impl Snapshot {
             "\nLease store: {} commits in {} transactions ({} changes)",
             self.store_commits, self.store_transactions, self.store_changes
         );
+        let q = |q| crate::store::commit_quantile(&self.store_commit_latency, q);
+        if let (Some(p50), Some(p95)) = (q(0.5), q(0.95)) {
+            let _ = writeln!(s, "  commit latency: p50 {p50}, p95 {p95}");
+        }
         let h = &self.hooks;
         if h.enabled {
             let get = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
@@ -423,5 +457,29 @@ mod tests {
         }
         let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
         assert_eq!(back, snap);
+    }
+
+    #[test]
+    fn commit_latency_is_a_cumulative_histogram_in_seconds() {
+        let xdp = [0u64; Counter::COUNT as usize];
+        let mut snap = Snapshot::new(&xdp, &UserCounters::default(), 0, "sb0", "xdp");
+        let mut b = vec![0; crate::store::COMMIT_BUCKETS_US.len() + 1];
+        b[crate::store::commit_bucket(80)] = 3;
+        b[crate::store::commit_bucket(1_500)] = 2;
+        b[crate::store::COMMIT_BUCKETS_US.len()] = 1;
+        snap.store_commit_latency = b;
+        snap.store_commit_latency_sum_us = 6_003_240;
+        let text = snap.prometheus();
+        for line in [
+            "stormboot_lease_store_commit_seconds_bucket{le=\"0.0001\"} 3\n",
+            "stormboot_lease_store_commit_seconds_bucket{le=\"0.001\"} 3\n",
+            "stormboot_lease_store_commit_seconds_bucket{le=\"0.002\"} 5\n",
+            "stormboot_lease_store_commit_seconds_bucket{le=\"5\"} 5\n",
+            "stormboot_lease_store_commit_seconds_bucket{le=\"+Inf\"} 6\n",
+            "stormboot_lease_store_commit_seconds_sum 6.00324\n",
+            "stormboot_lease_store_commit_seconds_count 6\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
     }
 }

@@ -140,7 +140,7 @@ async fn api_refuses_oversized_requests_and_keeps_serving() {
     let hub = stormboot::dashboard::Hub::new(
         timeline.clone(),
         Arc::new(Snapshot::default),
-        Arc::new(|_| (None, None)),
+        Arc::new(|_| Default::default()),
         Vec::new(),
         std::time::Duration::from_secs(60),
     );

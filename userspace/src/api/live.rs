@@ -483,6 +483,7 @@ mod tests {
             allow_pxe: true,
             boot_file: None,
             next_server: None,
+            label: None,
         }
     }
 

@@ -374,6 +374,12 @@ impl Registry {
             Some(_) => Source::Omapi,
             None => Source::Api,
         };
+        let label = match spec.label.as_deref() {
+            None => None,
+            Some(l) => {
+                Some(config::reservation_label(l).map_err(|m| FieldError::invalid("label", m))?)
+            }
+        };
 
         let reservation = config::Reservation {
             mac,
@@ -386,6 +392,7 @@ impl Registry {
             allow_pxe: spec.allow_pxe.unwrap_or(true),
             boot_file: boot_file.clone(),
             next_server,
+            label: label.clone(),
         };
         // Rendering is the last check: a reply too long for a DHCP packet
         // is refused here, not discovered by a booting machine.
@@ -401,6 +408,7 @@ impl Registry {
             boot_file,
             next_server: next_server.map(|n| n.to_string()),
             omapi_name,
+            label,
         };
         Ok(Checked {
             entry: Entry {
@@ -720,6 +728,7 @@ fn spec_of(cfg: &Config, r: &config::Reservation) -> ReservationSpec {
         boot_file: r.boot_file.clone(),
         next_server: r.next_server.map(|n| n.to_string()),
         omapi_name: None,
+        label: r.label.clone(),
     }
 }
 

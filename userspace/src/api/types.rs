@@ -44,6 +44,11 @@ pub struct ReservationSpec {
     /// OMAPI clients only (a reservation that has one is OMAPI's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub omapi_name: Option<String>,
+    /// What the dashboard can group machines by besides their subnet (a
+    /// rack, a row, a role): 1 to 64 characters, no commas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "rack-12")]
+    pub label: Option<String>,
 }
 
 /// A custom DHCP option: `type` says how `value` is encoded.

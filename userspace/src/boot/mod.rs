@@ -35,4 +35,6 @@ pub struct MachineInfo {
     pub ip: Option<Ipv4Addr>,
     pub hostname: Option<String>,
     pub profile: Option<Arc<Profile>>,
+    /// Its reservation's label (the dashboard groups by it).
+    pub label: Option<String>,
 }

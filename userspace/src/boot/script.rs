@@ -176,6 +176,7 @@ mod tests {
             ip: Some(Ipv4Addr::new(10, 50, 0, 10)),
             hostname: Some("node1".into()),
             profile: None,
+            label: None,
         }
     }
 

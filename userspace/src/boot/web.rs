@@ -383,6 +383,7 @@ mod tests {
             ip: Some(Ipv4Addr::LOCALHOST),
             hostname: Some("node1".into()),
             profile: Some(debian()),
+            label: None,
         };
         match l {
             Lookup::Mac(KNOWN) | Lookup::Ip(Ipv4Addr::LOCALHOST) => Some(known),
@@ -391,6 +392,7 @@ mod tests {
                 ip: None,
                 hostname: None,
                 profile: None,
+                label: None,
             }),
             _ => None,
         }

@@ -1,11 +1,11 @@
-//! The reservations file: one `mac,ip[,hostname]` per line, for sites
-//! with more machines than are pleasant to list in TOML.
+//! The reservations file: one `mac,ip[,hostname[,label]]` per line, for
+//! sites with more machines than are pleasant to list in TOML.
 
 use super::validate::{Place, ReservationSet, Written};
 use super::{ConfigError, Location};
 
 /// Adds every record of `text` to `set`. Blank lines and `#` comments are
-/// skipped, and a `mac,ip[,hostname]` header is allowed before the first
+/// skipped, and a `mac,ip[,hostname[,label]]` header is allowed before the first
 /// record because spreadsheets export one.
 pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), ConfigError> {
     // Spreadsheet exports often start with a byte order mark.
@@ -29,6 +29,7 @@ pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), Con
             return Err(count_error(file, line, 1));
         };
         let hostname = fields.next().filter(|h| !h.is_empty());
+        let label = fields.next().filter(|l| !l.is_empty());
         if fields.next().is_some() {
             return Err(count_error(file, line, record.split(',').count()));
         }
@@ -49,6 +50,20 @@ pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), Con
             options: &[],
         };
         set.add(&written, &place)?;
+        if let Some(l) = label {
+            let l =
+                super::validate::reservation_label(l).map_err(|message| ConfigError::Invalid {
+                    at: Location {
+                        file: file.to_owned(),
+                        line: Some(line),
+                    },
+                    key: "label".into(),
+                    message,
+                })?;
+            if let Some(r) = set.list.last_mut() {
+                r.label = Some(l);
+            }
+        }
     }
     Ok(())
 }
@@ -58,6 +73,7 @@ fn is_header(record: &str) -> bool {
     f.next().is_some_and(|s| s.eq_ignore_ascii_case("mac"))
         && f.next().is_some_and(|s| s.eq_ignore_ascii_case("ip"))
         && f.next().is_none_or(|s| s.eq_ignore_ascii_case("hostname"))
+        && f.next().is_none_or(|s| s.eq_ignore_ascii_case("label"))
         && f.next().is_none()
 }
 
@@ -68,7 +84,7 @@ fn count_error(file: &str, line: usize, found: usize) -> ConfigError {
             line: Some(line),
         },
         key: "record".into(),
-        message: format!("expected mac,ip[,hostname], found {found} field(s)"),
+        message: format!("expected mac,ip[,hostname[,label]], found {found} field(s)"),
     }
 }
 
@@ -133,6 +149,23 @@ mod tests {
     }
 
     #[test]
+    fn a_fourth_column_is_the_label() {
+        let text = "mac,ip,hostname,label\n\
+                    52:54:00:00:00:01,10.50.0.11,node1, rack 1 \n\
+                    52:54:00:00:00:02,10.50.0.12,,rack 2\n\
+                    52:54:00:00:00:03,10.50.0.13,node3,\n";
+        let subnets = subnets("10.50.0.0/24");
+        let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 50, 0, 1), &[]);
+        parse(text, "hosts.csv", &mut set).unwrap();
+        let labels: Vec<_> = set.list.iter().map(|r| r.label.as_deref()).collect();
+        assert_eq!(labels, [Some("rack 1"), Some("rack 2"), None]);
+        assert_eq!(set.list[1].hostname, None);
+        let long = "x".repeat(65);
+        let e = run(&format!("52:54:00:00:00:01,10.50.0.11,n1,{long}\n")).unwrap_err();
+        assert!(e.starts_with("hosts.csv:1: label:"), "{e}");
+    }
+
+    #[test]
     fn header_without_hostname_column() {
         assert_eq!(run("mac,ip\n52:54:00:00:00:01,10.50.0.11\n"), Ok(1));
     }
@@ -151,11 +184,11 @@ mod tests {
         let e = run("# c\n52:54:00:00:00:01\n").unwrap_err();
         assert_eq!(
             e,
-            "hosts.csv:2: record: expected mac,ip[,hostname], found 1 field(s)"
+            "hosts.csv:2: record: expected mac,ip[,hostname[,label]], found 1 field(s)"
         );
-        let e = run("52:54:00:00:00:01,10.50.0.11,a,b\n").unwrap_err();
+        let e = run("52:54:00:00:00:01,10.50.0.11,a,b,c\n").unwrap_err();
         assert!(e.starts_with("hosts.csv:1: record:"), "{e}");
-        assert!(e.contains("found 4"), "{e}");
+        assert!(e.contains("found 5"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod validate;
 mod wire;
 
 pub use options::TYPES as OPTION_TYPES;
-pub use validate::dns_name;
+pub use validate::{dns_name, reservation_label};
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -389,6 +389,9 @@ pub struct Reservation {
     /// The next server (siaddr, option 66) that goes with it; the server's
     /// own address when unset.
     pub next_server: Option<Ipv4Addr>,
+    /// What the dashboard can group machines by besides their subnet
+    /// (a rack, a row, a role).
+    pub label: Option<String>,
 }
 
 /// A file and, when the problem has one, a line.

@@ -32,6 +32,7 @@ rebind_time = "52m30s"
 mac = "52:54:00:00:00:01"
 ip = "10.50.0.11"
 hostname = "node1"
+label = " rack 1 "
 "#;
 
 const MINIMAL: &str = r#"[server]
@@ -145,6 +146,7 @@ fn example_parses() {
             origin: "stormboot.toml:22".into(),
             options: vec![],
             profile: None,
+            label: Some("rack 1".into()),
         }],
         boot: Boot {
             enabled: false,
@@ -168,6 +170,20 @@ fn example_parses() {
         dashboard: Default::default(),
     };
     assert_eq!(c, want);
+}
+
+#[test]
+fn reservation_labels_are_short_and_plain() {
+    let r = |label: &str| {
+        with(&format!(
+            "\n[[reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.50.0.11\"\nlabel = \"{label}\"\n"
+        ))
+    };
+    assert_err(&r("a,b"), 11, "reservation[0].label", "commas");
+    assert_err(&r("  "), 11, "reservation[0].label", "1 to 64 characters");
+    assert_err(&r(&"x".repeat(65)), 11, "reservation[0].label", "1 to 64");
+    let c = parse(&r("row 3 / rack 12")).unwrap();
+    assert_eq!(c.reservations[0].label.as_deref(), Some("row 3 / rack 12"));
 }
 
 #[test]

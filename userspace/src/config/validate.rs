@@ -88,6 +88,12 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         if let Some(v) = &r.allow_pxe {
             set.list[i].allow_pxe = *v.get_ref();
         }
+        if let Some(l) = &r.label {
+            set.list[i].label = Some(
+                reservation_label(l.get_ref())
+                    .map_err(|m| src.invalid(&l.span(), format!("{prefix}label"), m))?,
+            );
+        }
     }
 
     if let (Some(path), Some(spanned)) = (&server.reservations_file, &w.server.reservations_file) {
@@ -838,6 +844,9 @@ fn unicast(ip: Ipv4Addr, span: &Range<usize>, key: &str, src: &Source) -> Result
     Ok(())
 }
 
+/// A reservation label is the reservation rule's to accept.
+pub use crate::reservation::rule::label as reservation_label;
+
 /// Checks a host or domain name as RFC 1123 letters-digits-hyphen labels.
 /// Each label is at most 63 bytes, which is also what keeps a host name's
 /// first label usable in option 12.
@@ -1007,6 +1016,7 @@ impl ReservationSet {
             allow_pxe: true,
             boot_file: None,
             next_server: None,
+            label: None,
             mac,
             ip,
             hostname: w.hostname.map(str::to_owned),

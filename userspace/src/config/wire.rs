@@ -123,6 +123,7 @@ pub struct Reservation {
     pub option: Vec<OptionData>,
     pub profile: Option<S<String>>,
     pub allow_pxe: Option<S<bool>>,
+    pub label: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::frame::format_mac;
 use crate::http::SnapshotFn;
 use crate::stats::Snapshot;
+use crate::store::{commit_quantile, LatencyBound};
 use crate::timeline::{now_ms, Phase, Timeline, PHASES};
 
 /// How often changes are sent: often enough that a phase change shows
@@ -61,15 +62,23 @@ const PHASE_NAMES: [&str; PHASES] = [
     "discover", "offer", "ack", "nak", "tftp", "script", "artifact", "syslog",
 ];
 
-/// What a machine looks up once: its address, name and subnet.
-pub type LookupFn = Arc<dyn Fn([u8; 6]) -> (Option<Ipv4Addr>, Option<String>) + Send + Sync>;
+/// What the daemon knows of a machine, looked up once: its address, its
+/// host name and its reservation's label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    pub ip: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub label: Option<String>,
+}
+
+pub type LookupFn = Arc<dyn Fn([u8; 6]) -> Known + Send + Sync>;
 
 /// One machine on the page: id, MAC, address, host name, subnet (index in
 /// `subnets`, -1: none), phase (`Phase as usize`), when that phase was
-/// reached (ms since the epoch), stuck. An array in the JSON: 10,000 of
-/// them are sent whole when a viewer connects.
+/// reached (ms since the epoch), stuck, label ("": none). An array in the
+/// JSON: 10,000 of them are sent whole when a viewer connects.
 #[derive(Clone, Debug, Serialize)]
-struct Row(u32, String, String, String, i32, u8, u64, bool);
+struct Row(u32, String, String, String, i32, u8, u64, bool, String);
 
 struct Machine {
     row: Row,
@@ -89,6 +98,9 @@ struct Sample {
     tftp_bytes: f64,
     http_bytes: f64,
     commits: f64,
+    /// p95 of the lease commits of that second (the bound of its bucket,
+    /// µs); 0: none.
+    commit_p95_us: u64,
 }
 
 /// Counters a rate is made from.
@@ -101,6 +113,7 @@ struct Totals {
     tftp_bytes: u64,
     http_bytes: u64,
     commits: u64,
+    commit_latency: Vec<u64>,
 }
 
 impl Totals {
@@ -126,8 +139,31 @@ impl Totals {
             tftp_bytes: s.services.tftp_bytes,
             http_bytes: s.services.http_bytes,
             commits: s.store_commits,
+            commit_latency: s.store_commit_latency.clone(),
         }
     }
+}
+
+/// Commits counted per latency bucket between two readings.
+fn bucket_delta(now: &[u64], before: &[u64]) -> Vec<u64> {
+    now.iter()
+        .enumerate()
+        .map(|(i, n)| n.saturating_sub(before.get(i).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// The lease store on the page: its totals, and its commit latency over
+/// the samples kept (the last five minutes).
+#[derive(Clone, Debug, Default, Serialize)]
+struct StoreView {
+    transactions: u64,
+    commits: u64,
+    changes: u64,
+    /// Seconds the latency figures cover, and the commits in them.
+    window_s: u64,
+    window_commits: u64,
+    p50: Option<LatencyBound>,
+    p95: Option<LatencyBound>,
 }
 
 /// p50 and p95 (ms) of the time from the phase before to this one.
@@ -151,7 +187,10 @@ struct State {
     last: Option<(u64, Totals)>,
     drops: std::collections::BTreeMap<String, u64>,
     pools: Vec<crate::metrics::PoolUsage>,
-    store: (u64, u64, u64),
+    store: StoreView,
+    /// Cumulative commit latency buckets at each sample, oldest first: the
+    /// window the store's figures cover.
+    commit_history: VecDeque<(u64, Vec<u64>)>,
 }
 
 /// The whole picture, sent when a viewer connects.
@@ -168,7 +207,7 @@ struct Full<'a> {
     samples: &'a VecDeque<Sample>,
     drops: &'a std::collections::BTreeMap<String, u64>,
     pools: &'a [crate::metrics::PoolUsage],
-    store: (u64, u64, u64),
+    store: &'a StoreView,
 }
 
 /// What changed in one tick.
@@ -182,7 +221,7 @@ struct Delta<'a> {
     sample: Option<&'a Sample>,
     drops: Option<&'a std::collections::BTreeMap<String, u64>>,
     pools: Option<&'a [crate::metrics::PoolUsage]>,
-    store: (u64, u64, u64),
+    store: &'a StoreView,
 }
 
 /// The dashboard's aggregator and the stream its viewers read.
@@ -217,7 +256,8 @@ impl Hub {
                 last: None,
                 drops: Default::default(),
                 pools: Vec::new(),
-                store: (0, 0, 0),
+                store: StoreView::default(),
+                commit_history: VecDeque::new(),
             }),
             tx,
             timeline,
@@ -266,6 +306,7 @@ impl Hub {
                             0,
                             0,
                             false,
+                            String::new(),
                         ),
                         reached: 0,
                         progress_ms: 0,
@@ -275,8 +316,8 @@ impl Hub {
             };
             let m = &mut st.machines[id as usize];
             if m.row.2.is_empty() {
-                let (ip, host) = (self.lookup)(p.mac);
-                if let Some(ip) = ip {
+                let known = (self.lookup)(p.mac);
+                if let Some(ip) = known.ip {
                     m.row.2 = ip.to_string();
                     m.row.4 = st
                         .subnets
@@ -284,7 +325,8 @@ impl Hub {
                         .position(|s| s.contains(&ip))
                         .map_or(-1, |i| i as i32);
                 }
-                m.row.3 = host.unwrap_or_default();
+                m.row.3 = known.hostname.unwrap_or_default();
+                m.row.8 = known.label.unwrap_or_default();
             }
             // The time from the phase before (in boot order) to each phase
             // newly reached.
@@ -356,6 +398,13 @@ impl Hub {
                     tftp_bytes: r(totals.tftp_bytes, before.tftp_bytes),
                     http_bytes: r(totals.http_bytes, before.http_bytes),
                     commits: r(totals.commits, before.commits),
+                    commit_p95_us: match commit_quantile(
+                        &bucket_delta(&totals.commit_latency, &before.commit_latency),
+                        0.95,
+                    ) {
+                        Some(LatencyBound::AtMostUs(us) | LatencyBound::AboveUs(us)) => us,
+                        None => 0,
+                    },
                 };
                 if st.samples.len() == SAMPLES {
                     st.samples.pop_front();
@@ -365,7 +414,22 @@ impl Hub {
             st.drops = totals.drops.clone();
             st.last = Some((now, totals));
             st.pools = s.pools;
-            st.store = (s.store_transactions, s.store_commits, s.store_changes);
+            if st.commit_history.len() > SAMPLES {
+                st.commit_history.pop_front();
+            }
+            st.commit_history
+                .push_back((now, s.store_commit_latency.clone()));
+            let (t0, first) = &st.commit_history[0];
+            let window = bucket_delta(&s.store_commit_latency, first);
+            st.store = StoreView {
+                transactions: s.store_transactions,
+                commits: s.store_commits,
+                changes: s.store_changes,
+                window_s: now.saturating_sub(*t0) / 1000,
+                window_commits: window.iter().sum(),
+                p50: commit_quantile(&window, 0.5),
+                p95: commit_quantile(&window, 0.95),
+            };
         }
         if changed.is_empty() && !sampled {
             return;
@@ -384,7 +448,7 @@ impl Hub {
             sample: sampled.then(|| st.samples.back()).flatten(),
             drops: sampled.then_some(&st.drops),
             pools: sampled.then_some(&st.pools[..]),
-            store: st.store,
+            store: &st.store,
         };
         let text: Arc<str> = serde_json::to_string(&delta).unwrap_or_default().into();
         // Sent with the state locked, so a viewer that connects now gets
@@ -408,7 +472,7 @@ impl Hub {
             samples: &st.samples,
             drops: &st.drops,
             pools: &st.pools,
-            store: st.store,
+            store: &st.store,
         };
         (serde_json::to_string(&full).unwrap_or_default(), rx)
     }
@@ -469,11 +533,10 @@ mod tests {
         let hub = Hub::new(
             t.clone(),
             Arc::new(Snapshot::default),
-            Arc::new(|mac: [u8; 6]| {
-                (
-                    Some(Ipv4Addr::new(10, 50, 0, mac[5])),
-                    Some(format!("n{}", mac[5])),
-                )
+            Arc::new(|mac: [u8; 6]| Known {
+                ip: Some(Ipv4Addr::new(10, 50, 0, mac[5])),
+                hostname: Some(format!("n{}", mac[5])),
+                label: mac[5].is_multiple_of(2).then(|| "rack-2".to_string()),
             }),
             vec!["10.50.0.0/24".parse().unwrap()],
             stuck_after,
@@ -515,6 +578,8 @@ mod tests {
         assert_eq!(ra[4], 0, "in the first subnet");
         assert_eq!(ra[5], Phase::Ack as u8);
         assert_eq!(rb[5], Phase::Script as u8);
+        assert_eq!(ra[8], "", "no label");
+        assert_eq!(rb[8], "rack-2");
         assert_eq!(d["funnel"][Phase::Ack as usize], 1);
         assert_eq!(d["funnel"][Phase::Script as usize], 1);
         // offer -> ack: 200 and 300 ms; ack -> script: 1000 ms.
@@ -560,5 +625,56 @@ mod tests {
         assert_eq!(d["sample"]["drops"], 2.0);
         assert_eq!(d["sample"]["http_bytes"], 1000.0);
         assert_eq!(d["drops"]["drop_other_server"], 4);
+    }
+
+    #[test]
+    fn commit_latency_covers_the_samples_kept() {
+        use crate::store::{commit_bucket, COMMIT_BUCKETS_US};
+        let (_, hub) = hub(Duration::from_secs(60));
+        let (_, mut rx) = hub.subscribe();
+        let mut s = Snapshot {
+            store_commit_latency: vec![0; COMMIT_BUCKETS_US.len() + 1],
+            ..Default::default()
+        };
+        // Before the first sample: not in the window.
+        s.store_commit_latency[commit_bucket(40_000)] = 50;
+        hub.tick(1_000, Some(s.clone()));
+        let d = next(&mut rx);
+        assert_eq!(d["store"]["window_commits"], 0, "{d}");
+        assert!(d["store"]["p95"].is_null());
+        // Then 19 commits within 1 ms and one within 20 ms.
+        s.store_commit_latency[commit_bucket(700)] += 19;
+        s.store_commit_latency[commit_bucket(15_000)] += 1;
+        s.store_commits = 70;
+        hub.tick(2_000, Some(s.clone()));
+        let d = next(&mut rx);
+        assert_eq!(d["store"]["commits"], 70, "{d}");
+        assert_eq!(d["store"]["window_s"], 1);
+        assert_eq!(d["store"]["window_commits"], 20);
+        assert_eq!(d["store"]["p50"]["at_most_us"], 1_000);
+        assert_eq!(d["store"]["p95"]["at_most_us"], 1_000);
+        assert_eq!(d["sample"]["commit_p95_us"], 1_000);
+        s.store_commit_latency[commit_bucket(15_000)] += 2;
+        hub.tick(3_000, Some(s.clone()));
+        let d = next(&mut rx);
+        assert_eq!(d["store"]["window_commits"], 22);
+        assert_eq!(d["store"]["p95"]["at_most_us"], 20_000);
+        assert_eq!(d["sample"]["commit_p95_us"], 20_000, "that second's two");
+        // Five minutes on, the window has moved past them.
+        for t in 4..=(4 + SAMPLES as u64) {
+            hub.tick(t * 1_000, Some(s.clone()));
+        }
+        let mut last = None;
+        loop {
+            match rx.try_recv() {
+                Ok(m) => last = Some(m),
+                // Sixteen messages are kept; this reader fell behind.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        let d: serde_json::Value = serde_json::from_str(&last.unwrap()).unwrap();
+        assert_eq!(d["store"]["window_commits"], 0, "{d}");
+        assert_eq!(d["store"]["window_s"], SAMPLES as u64);
     }
 }

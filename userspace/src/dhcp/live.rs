@@ -107,6 +107,7 @@ ip = "10.0.0.50"
             allow_pxe: true,
             boot_file: None,
             next_server: None,
+            label: None,
         }
     }
 

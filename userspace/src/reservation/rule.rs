@@ -431,5 +431,21 @@ pub fn options(list: &[OptionText]) -> Result<Vec<CustomOption>, OptionRefusal> 
     Ok(out)
 }
 
+/// Checks a reservation's label (what the dashboard groups by): 1 to 64
+/// characters once trimmed, none of them a control character or a comma
+/// (the reservations file's separator).
+pub fn label(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if t.is_empty() || t.chars().count() > 64 {
+        return Err(format!("{text:?}: a label is 1 to 64 characters"));
+    }
+    if t.chars().any(|c| c.is_control() || c == ',') {
+        return Err(format!(
+            "{text:?}: no control characters or commas in a label"
+        ));
+    }
+    Ok(t.to_owned())
+}
+
 #[cfg(test)]
 mod tests;

@@ -31,13 +31,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::StoreStats;
+use super::{commit_bucket, StoreStats, COMMIT_BUCKETS_US};
 use crate::leases::{CommitFuture, Lease, LeaseChange, LeaseState, LeaseStore, StoreError};
 
 /// The schema this code reads and writes. A change to it bumps this and adds
@@ -122,6 +122,8 @@ pub struct SqliteStore {
 struct Job {
     ops: Vec<Op>,
     done: oneshot::Sender<Result<(), StoreError>>,
+    /// When `commit` was called: its latency is measured from here.
+    called: Instant,
 }
 
 /// A `LeaseChange` already turned into SQL values on the caller's thread.
@@ -147,6 +149,8 @@ struct Counters {
     transactions: AtomicU64,
     commits: AtomicU64,
     changes: AtomicU64,
+    commit_latency: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+    commit_latency_sum_us: AtomicU64,
 }
 
 impl SqliteStore {
@@ -199,6 +203,12 @@ impl SqliteStore {
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             commits: self.counters.commits.load(Ordering::Relaxed),
             changes: self.counters.changes.load(Ordering::Relaxed),
+            commit_latency: self
+                .counters
+                .commit_latency
+                .each_ref()
+                .map(|n| n.load(Ordering::Relaxed)),
+            commit_latency_sum_us: self.counters.commit_latency_sum_us.load(Ordering::Relaxed),
         }
     }
 
@@ -259,13 +269,14 @@ impl LeaseStore for SqliteStore {
     }
 
     fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
+        let called = Instant::now();
         let ops = match encode(changes) {
             Ok(ops) => ops,
             Err(message) => return Box::pin(std::future::ready(Err(self.backend(message)))),
         };
         let (done, completion) = oneshot::channel();
         let queued = match &*self.queue.read().unwrap_or_else(PoisonError::into_inner) {
-            Some(queue) => queue.send(Job { ops, done }).is_ok(),
+            Some(queue) => queue.send(Job { ops, done, called }).is_ok(),
             None => return Box::pin(std::future::ready(Err(StoreError::Closed))),
         };
         // The future owns what it needs, so the caller can await it on
@@ -428,7 +439,14 @@ fn run_writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, name: &str, coun
                     .commits
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 counters.changes.fetch_add(changes, Ordering::Relaxed);
+                let durable = Instant::now();
                 for job in batch.drain(..) {
+                    let us = u64::try_from(durable.duration_since(job.called).as_micros())
+                        .unwrap_or(u64::MAX);
+                    counters.commit_latency[commit_bucket(us)].fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .commit_latency_sum_us
+                        .fetch_add(us, Ordering::Relaxed);
                     // A caller that stopped waiting needs no answer; its
                     // changes are durable all the same.
                     let _ = job.done.send(Ok(()));
@@ -677,6 +695,13 @@ mod tests {
         );
         assert_eq!(stats.commits, 2000);
         assert_eq!(stats.changes, 2000);
+        assert_eq!(
+            stats.commit_latency.iter().sum::<u64>(),
+            2000,
+            "every commit timed: {:?}",
+            stats.commit_latency
+        );
+        assert!(stats.commit_latency_sum_us > 0);
         assert!(
             stats.transactions < 2000 / 4,
             "{} transactions for 2000 commits: not batching",

@@ -364,3 +364,20 @@ fn omapi_names_are_omapis_unique_and_make_the_source() {
     r.remove([2, 0, 0, 0, 0, 9]);
     assert!(r.by_omapi_name("h9").is_none());
 }
+
+#[test]
+fn a_label_is_checked_trimmed_and_kept() {
+    let mut r = registry();
+    let mut s = spec("02:00:00:00:00:02", "10.0.0.5");
+    s.label = Some("a,b".into());
+    assert_eq!(
+        field(r.check(&s, Mode::Create, None)),
+        (ErrorKind::Invalid, "label".into())
+    );
+    s.label = Some(" rack-7 ".into());
+    let c = r.check(&s, Mode::Create, None).unwrap();
+    assert_eq!(c.entry.reservation.label.as_deref(), Some("rack-7"));
+    let e = c.entry.clone();
+    r.insert(c.entry);
+    assert_eq!(r.spec(&e).label.as_deref(), Some("rack-7"));
+}
