@@ -19,10 +19,9 @@ use crate::dataplane::{
     delivery, ifaces, tables, Attached, Dataplane, DataplaneError, LoadOptions, Pins,
 };
 use crate::dhcp::{self, Ingress};
-use crate::leases::{Index, LeaseChange, LeaseStore};
+use crate::leases::{Index, LeaseChange};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
 use crate::stats::{Attachment, Snapshot, UserCounters};
-use crate::store::SqliteStore;
 use crate::timeline::Timeline;
 use crate::{events, http, services};
 
@@ -210,14 +209,15 @@ pub async fn serve(
     let mode = opts.xdp_mode.unwrap_or(cfg.server.xdp_mode);
     let endpoints = endpoints(&cfg)?;
 
-    let store = Arc::new(SqliteStore::open(&cfg.server.lease_db)?);
-    let leases = store.load()?;
+    let stores = crate::store::open(&cfg.store).await?;
+    let store = stores.leases.clone();
+    let leases = store.load().await?;
     // The API's reservations join the file's (the file wins a clash).
-    let (merged, registry, reservation_table) =
-        crate::api::live::load((*cfg).clone(), &cfg.server.lease_db)?;
+    let (merged, registry) =
+        crate::api::live::load((*cfg).clone(), stores.reservations.as_ref()).await?;
     let cfg = Arc::new(merged);
     let policy = api_policy(&cfg)?;
-    tracing::info!(path = %cfg.server.lease_db.display(), leases = leases.len(), "lease store opened");
+    tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
         &leases
@@ -336,7 +336,7 @@ pub async fn serve(
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     let live = Arc::new(crate::api::live::Live::new(
         registry,
-        reservation_table,
+        stores.reservations.clone(),
         dp.clone(),
         control_tx,
     ));
