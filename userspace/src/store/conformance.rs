@@ -14,14 +14,21 @@
 //! ```ignore
 //! #[cfg(test)]
 //! mod conformance {
-//!     // A PostgreSQL backend: `fresh` creates a database per test from
-//!     // STORMBOOT_TEST_POSTGRES and drops it when the guard drops.
-//!     crate::store::conformance::suite!(super::TestServer::from_env());
+//!     crate::store::conformance::suite!(super::TestDatabases::new());
 //! }
 //! ```
 //!
-//! Every test opens the store through `store::open`, as the daemon does,
-//! so the `[store]` configuration a backend adds is exercised too.
+//! SQLite's harness (`store/sqlite/tests.rs`) makes a temporary file per
+//! test and fingerprints the file's bytes. A server backend would create a
+//! database (or schema) per test, drop it when the `Place`'s guard drops,
+//! and fingerprint a dump of its tables and version row. Every test opens
+//! the store through `store::open`, as the daemon does, so the `[store]`
+//! arm a backend adds is exercised too.
+//!
+//! "Durable" here is what a test can observe: the data is in the backend's
+//! storage, readable by an opener that shares nothing with the writer. That
+//! a sync reached the disk (SQLite's `synchronous=FULL`) is the backend's
+//! own configuration, not something a test without a power cut can see.
 
 use std::any::Any;
 use std::net::Ipv4Addr;
