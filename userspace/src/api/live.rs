@@ -230,7 +230,10 @@ impl Live {
     ) -> Result<(), FieldError> {
         let changes = put
             .into_iter()
-            .map(|(mac, spec)| ReservationChange::Put { mac, spec })
+            .map(|(mac, spec)| ReservationChange::Put {
+                mac,
+                spec: Box::new(spec),
+            })
             .chain(
                 delete
                     .into_iter()

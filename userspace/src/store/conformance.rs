@@ -123,7 +123,7 @@ fn spec(i: u32, v: u32) -> ReservationSpec {
 fn put(i: u32, v: u32) -> ReservationChange {
     ReservationChange::Put {
         mac: mac(i),
-        spec: spec(i, v),
+        spec: Box::new(spec(i, v)),
     }
 }
 

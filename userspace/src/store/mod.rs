@@ -107,8 +107,12 @@ pub trait LeaseStore: Send + Sync {
 /// One change to the stored reservations, keyed by MAC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReservationChange {
-    /// Adds the reservation of `mac`, or replaces the one it has.
-    Put { mac: [u8; 6], spec: ReservationSpec },
+    /// Adds the reservation of `mac`, or replaces the one it has. Boxed:
+    /// a spec is many times the size of a removal.
+    Put {
+        mac: [u8; 6],
+        spec: Box<ReservationSpec>,
+    },
     /// Removes the reservation of `mac`, if there is one.
     Remove { mac: [u8; 6] },
 }
