@@ -80,7 +80,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(async move {
                 let token = CancellationToken::new();
                 tokio::spawn(on_signal(token.clone(), opts.handover.clone()));
-                stormboot::serve::serve(cfg, opts, token).await
+                let io = stormboot::serve::Io::open(&cfg, &opts, token).await?;
+                stormboot::serve::run(cfg, opts, io).await
             })
         }
         Command::InstallService {

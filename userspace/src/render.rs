@@ -4,6 +4,8 @@
 //! `complete` fills a block's per-transaction fields exactly as the program
 //! does, so the userspace dataplane sends byte-identical frames.
 
+pub mod tables;
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 

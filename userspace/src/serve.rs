@@ -1,32 +1,43 @@
-//! The daemon: renders the configuration into the XDP program's maps and
-//! attaches it (unless told to stay in userspace, or the kernel cannot),
-//! and runs the userspace server, the lease store and the API around it
-//! until shut down.
+//! The daemon as a library: `run` is given its I/O (`Io`: the API
+//! listener, each interface's frames, the stores, whether to load the
+//! XDP program, the reload trigger and a shutdown token) and serves until
+//! shut down; `Io::open` builds the production ones for `main`. `run`
+//! reads the book (leases, the API's reservations), starts the dataplane,
+//! then the tasks around the userspace server, and stops them in order.
+
+mod xdp;
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use aya::maps::{MapData, RingBuf};
 use stormboot_common::counters::Counter;
-use stormboot_common::maps::Iface;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::live::Live;
+use crate::api::registry::Registry;
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
-use crate::dataplane::pins::Predecessor;
-use crate::dataplane::{
-    delivery, ifaces, tables, Attached, Dataplane, DataplaneError, LoadOptions, Pins,
-};
+use crate::dataplane::{ifaces, Dataplane};
 use crate::dhcp::{self, Ingress};
-use crate::leases::{Index, LeaseChange};
+use crate::leases::{Index, Lease, LeaseChange};
+use crate::link::{Frames, Link};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
 use crate::stats::{Attachment, Snapshot, UserCounters};
+use crate::store::{LeaseStore, ReservationStore, Stores};
 use crate::timeline::Timeline;
-use crate::{events, http, services};
+use crate::{http, services};
 
 /// Requests the slow path holds before it drops the oldest.
 const QUEUE_CAPACITY: usize = 4096;
+
+/// The daemon's tasks: each ends with shutdown, and one that fails (or
+/// ends early) takes the daemon down.
+type Tasks = JoinSet<std::io::Result<()>>;
 
 /// Settings given on the command line rather than in the file.
 #[derive(Clone, Debug, Default)]
@@ -36,140 +47,90 @@ pub struct ServeOptions {
     /// Set before cancelling to exit without detaching: the pinned program
     /// keeps answering known machines for the next daemon to take over.
     pub handover: Arc<std::sync::atomic::AtomicBool>,
-    /// The file to read again on SIGHUP; None: SIGHUP is ignored.
+    /// The file to read again on each reload; None: reloads are ignored.
     pub config_path: Option<std::path::PathBuf>,
 }
 
-/// The attached XDP dataplane and what the daemon reads from it.
-struct Xdp {
-    dp: Dataplane,
-    ring: RingBuf<MapData>,
-    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    predecessor: Predecessor,
-    /// The mode of each interface, and why when it is not the one asked for.
-    attachments: Vec<Attachment>,
-    /// Veths attached in driver mode, whose drops are watched while serving.
-    watched: Vec<(String, u32)>,
+/// Everything the daemon reads and writes outside its memory.
+pub struct Io {
+    /// The REST API's listener, bound.
+    pub api: TcpListener,
+    /// The OMAPI listener, bound, when `[omapi]` is configured.
+    pub omapi: Option<TcpListener>,
+    /// Each interface it serves, in the configuration's order: who the
+    /// daemon is there and its frames (packet sockets in production).
+    pub links: Vec<Link>,
+    /// The lease store and the API's reservations; None in boot-only mode,
+    /// which gives no addresses.
+    pub stores: Option<Stores>,
+    /// Load the XDP program and attach it in this mode; None: the
+    /// userspace server answers everything (`dataplane = "userspace"`).
+    /// The daemon loads the program itself, after reading the stores: the
+    /// reservation map is sized for the reservations they hold.
+    pub xdp: Option<XdpMode>,
+    /// Each message reads `ServeOptions::config_path` again (SIGHUP in
+    /// production); None: nothing reloads.
+    pub reloads: Option<mpsc::Receiver<()>>,
+    pub shutdown: CancellationToken,
 }
 
-/// The mode that delivers replies on `ep` when `asked` was asked for, the
-/// reason when it differs, and whether its drops must be watched. A veth
-/// in driver mode delivers XDP_TX only to a peer that runs an XDP program
-/// (dataplane::delivery); skb mode sends through the normal transmit path.
-fn choose_mode(ep: &Endpoint, asked: XdpMode) -> (XdpMode, Option<String>, bool) {
-    if asked != XdpMode::Driver {
-        return (asked, None, false);
-    }
-    let name = &ep.ingress.iface_name;
-    match delivery::check(ep.ingress.ifindex) {
-        Ok((_, Some(why))) => {
-            tracing::warn!(
-                interface = %name,
-                "XDP replies in driver mode would reach nobody on {name}: {why}. \
-                 Attaching in skb mode instead; set xdp_mode = \"skb\" to choose it, \
-                 or attach an XDP program to {} to use driver mode",
-                why.peer
+impl Io {
+    /// The production I/O for `cfg`: its listeners bound, a packet socket
+    /// on each interface, its stores opened, SIGHUP as the reload trigger. A
+    /// boot-only daemon gets its API listener only.
+    pub async fn open(
+        cfg: &Config,
+        opts: &ServeOptions,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Io> {
+        let api = TcpListener::bind(cfg.api.listen)
+            .await
+            .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
+        let mut io = Io {
+            api,
+            omapi: None,
+            links: Vec::new(),
+            stores: None,
+            xdp: None,
+            reloads: None,
+            shutdown,
+        };
+        if cfg.server.mode == Mode::BootOnly {
+            return Ok(io);
+        }
+        for ep in endpoints(cfg)? {
+            io.links
+                .push(crate::packetlink::open(ep, dhcp::server_ports(cfg))?);
+        }
+        io.stores = Some(crate::store::open(&cfg.store).await?);
+        if let Some(o) = &cfg.omapi {
+            io.omapi = Some(
+                TcpListener::bind(o.listen)
+                    .await
+                    .with_context(|| format!("omapi.listen: cannot bind {}", o.listen))?,
             );
-            (XdpMode::Skb, Some(why.to_string()), false)
         }
-        Ok((link, None)) => (asked, None, link.kind.as_deref() == Some("veth")),
-        Err(e) => {
-            tracing::debug!(interface = %name, error = %e, "cannot read the interface over rtnetlink");
-            (asked, None, false)
-        }
+        io.xdp = (cfg.server.dataplane == DataplaneKind::Xdp)
+            .then(|| opts.xdp_mode.unwrap_or(cfg.server.xdp_mode));
+        io.reloads = Some(hangups()?);
+        Ok(io)
     }
 }
 
-/// The pin directory of this daemon, or None (with a warning: a restart
-/// then leaves known machines unanswered until the new program is attached).
-fn pins(cfg: &Config) -> Option<Pins> {
-    let made = Pins::for_instance(&cfg.server.bpffs_dir, &cfg.server.interfaces)
-        .and_then(|p| p.create().map(|()| p));
-    match made {
-        Ok(p) => {
-            if let Some(why) = p.dies_with_daemon() {
-                tracing::warn!(key = "server.bpffs_dir", "{why}");
+/// One message per SIGHUP.
+fn hangups() -> std::io::Result<mpsc::Receiver<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // A reload already waiting reads the file as it is by then.
+            if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                return;
             }
-            Some(p)
         }
-        Err(e) => {
-            tracing::warn!(error = %e, key = "server.bpffs_dir", "not pinning: a restart will not be seamless");
-            None
-        }
-    }
-}
-
-fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
-    let n = cfg.reservations.len();
-    // The headroom takes reservations added through the API. A booting
-    // reservation holds one entry per boot variant; the map allocates
-    // entries as they are written (NO_PREALLOC), so room for them costs
-    // only the bucket array.
-    let per = if cfg.boot.enabled {
-        stormboot_common::maps::variant::ALL.len()
-    } else {
-        1
-    };
-    let capacity = u32::try_from((n + n / 4 + 8192) * per).unwrap_or(u32::MAX);
-    let pins = pins(cfg);
-    // Taken before loading, so this daemon's own pins can take the names.
-    let predecessor = pins
-        .as_ref()
-        .map(Pins::take_predecessor)
-        .unwrap_or_default();
-    let t = std::time::Instant::now();
-    let mut dp = Dataplane::load_pinned(
-        LoadOptions {
-            reservations_capacity: capacity,
-            log_level: cfg.server.xdp_log_level.as_u8(),
-        },
-        pins.as_ref(),
-    )?;
-    tracing::info!(
-        ms = t.elapsed().as_millis() as u64,
-        capacity,
-        "XDP program loaded and verified"
-    );
-    dp.install(cfg)?;
-    for ep in endpoints {
-        dp.set_iface(
-            ep.ingress.ifindex,
-            Iface {
-                ip: ep.ingress.iface_addr.octets(),
-                mac: ep.mac,
-                _pad: [0; 2],
-            },
-        )?;
-    }
-    let logger = dp.logger().ok();
-    let ring = dp.take_events()?;
-    // Attach last: by now every map is filled, so the first frame already
-    // meets the whole configuration.
-    let mut attachments = Vec::with_capacity(endpoints.len());
-    let mut watched = Vec::new();
-    for ep in endpoints {
-        let (mode, reason, watch) = choose_mode(ep, mode);
-        let how = dp.attach(&ep.ingress.iface_name, mode, pins.as_ref())?;
-        if how == Attached::Replaced {
-            tracing::info!(interface = %ep.ingress.iface_name, "took over the pinned link: the previous program answered until now");
-        }
-        if watch {
-            watched.push((ep.ingress.iface_name.clone(), ep.ingress.ifindex));
-        }
-        attachments.push(Attachment {
-            interface: ep.ingress.iface_name.clone(),
-            mode: mode_name(mode).to_string(),
-            reason,
-        });
-    }
-    Ok(Xdp {
-        dp,
-        ring,
-        logger,
-        predecessor,
-        attachments,
-        watched,
-    })
+    });
+    Ok(rx)
 }
 
 /// What the daemon is on each interface it serves.
@@ -177,7 +138,7 @@ fn endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
     let mut eps = Vec::with_capacity(cfg.server.interfaces.len());
     for name in &cfg.server.interfaces {
         let info = ifaces::lookup(name)?;
-        let ip = tables::pick_iface_address(cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let ip = ifaces::pick_iface_address(cfg, &info.addrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
         if ip.is_unspecified() {
             tracing::warn!(interface = %name, "interface has no IPv4 address: only relayed requests can be answered");
         }
@@ -194,29 +155,24 @@ fn endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
     Ok(eps)
 }
 
-/// Runs the daemon until `shutdown` is cancelled; the XDP program is
-/// detached before this returns, on success and on error alike.
-pub async fn serve(
-    cfg: Config,
-    opts: ServeOptions,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let cfg = Arc::new(cfg);
-    if cfg.server.mode == Mode::BootOnly {
-        return serve_boot_only(cfg, shutdown).await;
-    }
-    let iface_name = cfg.server.interfaces.join(",");
-    let mode = opts.xdp_mode.unwrap_or(cfg.server.xdp_mode);
-    let endpoints = endpoints(&cfg)?;
+/// What the daemon starts from: what its stores hold, and the
+/// configuration with the API's reservations merged in.
+struct Book {
+    cfg: Arc<Config>,
+    store: Arc<dyn LeaseStore>,
+    leases: Vec<Lease>,
+    registry: Registry,
+    reservations: Arc<dyn ReservationStore>,
+    /// Who holds which address, for the boot services.
+    index: Arc<Index>,
+}
 
-    let stores = crate::store::open(&cfg.store).await?;
-    let store = stores.leases.clone();
-    let leases = store.load().await?;
-    // The API's reservations join the file's (the file wins a clash).
+/// Reads the stores: the leases, and the API's reservations, which join
+/// the file's (the file wins a clash).
+async fn read_book(cfg: &Config, stores: Stores) -> anyhow::Result<Book> {
+    let leases = stores.leases.load().await?;
     let (merged, registry) =
-        crate::api::live::load((*cfg).clone(), stores.reservations.as_ref()).await?;
-    let cfg = Arc::new(merged);
-    let policy = api_policy(&cfg)?;
+        crate::api::live::load(cfg.clone(), stores.reservations.as_ref()).await?;
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -226,64 +182,135 @@ pub async fn serve(
             .map(LeaseChange::Upsert)
             .collect::<Vec<_>>(),
     );
-    let timeline = Arc::new(Timeline::default());
-    let server = dhcp::Server::new(cfg.clone(), leases, slowpath::unix_now());
-    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
-        .await
-        .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
-    let omapi_listener = match &cfg.omapi {
-        Some(o) => Some(
-            tokio::net::TcpListener::bind(o.listen)
-                .await
-                .with_context(|| format!("omapi.listen: cannot bind {}", o.listen))?,
-        ),
-        None => None,
-    };
+    Ok(Book {
+        cfg: Arc::new(merged),
+        store: stores.leases,
+        leases,
+        registry,
+        reservations: stores.reservations,
+        index,
+    })
+}
 
-    let userspace_only = cfg.server.dataplane == DataplaneKind::Userspace;
-    let xdp = match userspace_only {
-        true => {
-            // Installing the maps renders every reply; without them, render
-            // here, so a reply too long to send is refused at start, naming
-            // its reservation, and not discovered by a booting machine.
-            tables::subnet_entries(&cfg)?;
-            for r in &cfg.reservations {
-                tables::reservation_entry(&cfg, r)?;
-            }
-            None
-        }
-        false => match start_xdp(&cfg, &endpoints, mode) {
-            Ok(x) => Some(x),
-            // A reply that cannot be rendered is the configuration's fault,
-            // not the kernel's: refuse to start.
-            Err(DataplaneError::Render(e)) => return Err(e.into()),
-            Err(e) => {
-                tracing::warn!(error = %e, interface = %iface_name, "XDP unavailable: every request is answered in userspace");
-                None
-            }
-        },
+/// What the stats read.
+struct StatsSources {
+    reservations: Arc<AtomicU64>,
+    services: Arc<crate::metrics::ServiceCounters>,
+    pools: Arc<Mutex<Vec<crate::metrics::PoolUsage>>>,
+    timeline: Arc<Timeline>,
+    dp: Option<Arc<Mutex<Dataplane>>>,
+    counters: Arc<UserCounters>,
+    queue: Arc<Queue>,
+    store: Arc<dyn LeaseStore>,
+    iface: String,
+    dataplane: &'static str,
+    hooks: Option<Arc<crate::hooks::HookCounters>>,
+    attachments: Arc<Mutex<Vec<Attachment>>>,
+    fallbacks: Arc<AtomicU64>,
+}
+
+/// The snapshot behind `/api/v1/stats`, `/metrics` and the dashboard.
+fn stats(src: StatsSources) -> http::SnapshotFn {
+    use std::sync::atomic::Ordering::Relaxed;
+    Arc::new(move || {
+        let xdp = src
+            .dp
+            .as_ref()
+            .and_then(|d| d.lock().ok().and_then(|d| d.counters().ok()))
+            .unwrap_or_default();
+        let reservations = src.reservations.load(Relaxed);
+        let mut s = Snapshot::new(&xdp, &src.counters, reservations, &src.iface, src.dataplane);
+        s.queue_dropped = src.queue.dropped.load(Relaxed);
+        let st = src.store.stats();
+        (s.store_transactions, s.store_commits, s.store_changes) =
+            (st.transactions, st.commits, st.changes);
+        s.services = src.services.snapshot();
+        s.boot_phase_seconds = src.timeline.phase_histograms();
+        s.pools = src.pools.lock().map(|p| p.clone()).unwrap_or_default();
+        s.hooks = src.hooks.as_ref().map(|h| h.stats()).unwrap_or_default();
+        s.xdp_attachments = src
+            .attachments
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        s.xdp_mode_fallbacks = src.fallbacks.load(Relaxed);
+        s
+    })
+}
+
+/// Serves OMAPI on `listener`, with its dhcpd.leases export.
+async fn start_omapi(
+    tasks: &mut Tasks,
+    cfg: &Config,
+    listener: Option<TcpListener>,
+    live: &Arc<Live>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let (Some(o), Some(l)) = (&cfg.omapi, listener) else {
+        return Ok(());
     };
-    let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
-    let modes = xdp.as_ref().map_or("-".to_string(), |x| {
-        x.attachments
-            .iter()
-            .map(|a| a.mode.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+    crate::omapi::export::start(o, live).await?;
+    let omapi = Arc::new(crate::omapi::server::Listener {
+        cfg: Arc::new(o.clone()),
+        live: live.clone(),
+        counters: Arc::default(),
     });
+    tracing::info!(listen = %o.listen, keys = o.keys.len(), "OMAPI listening");
+    tasks.spawn(omapi.run(l, shutdown.clone()));
+    Ok(())
+}
+
+/// Waits for shutdown or the first task to end; a task that fails takes
+/// the daemon down with it.
+async fn wait(tasks: &mut Tasks, shutdown: &CancellationToken, what: &str) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        Some(r) = tasks.join_next() => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context(format!("{what} failed"))),
+            Err(e) => Err(anyhow::Error::from(e).context(format!("{what} panicked"))),
+        },
+    }
+}
+
+/// Runs the daemon on `io` until `io.shutdown` is cancelled; the XDP
+/// program is detached before this returns, on success and on error alike.
+pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    if cfg.server.mode == Mode::BootOnly {
+        return run_boot_only(cfg, io).await;
+    }
+    let Io {
+        api,
+        omapi,
+        links,
+        stores,
+        xdp,
+        reloads,
+        shutdown,
+    } = io;
+    let iface_name = cfg.server.interfaces.join(",");
+    let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
+        links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
+    let book = read_book(&cfg, stores.context("a DHCP daemon needs its stores")?).await?;
+    let cfg = book.cfg.clone();
+    let policy = api_policy(&cfg)?;
+    let xdp = xdp::start(&cfg, &endpoints, xdp)?;
+    let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
     tracing::info!(
         interface = %iface_name,
         dataplane,
-        mode = %modes,
+        mode = %xdp.as_ref().map_or("-".to_string(), |x| x.modes()),
         reservations = cfg.reservations.len(),
         subnets = cfg.subnets.len(),
-        api = %cfg.api.listen,
+        api = %api.local_addr().map_or(cfg.api.listen, |a| a),
         "serving"
     );
 
     let counters = Arc::new(UserCounters::default());
     let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
-    let mut tasks = tokio::task::JoinSet::new();
+    let timeline = Arc::new(Timeline::default());
+    let mut tasks = Tasks::new();
     let (hooks, hook_counters) = match &cfg.hooks {
         Some(h) => {
             let (sender, worker, counters) = crate::hooks::start(h);
@@ -292,115 +319,62 @@ pub async fn serve(
         }
         None => (None, None),
     };
-    let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
-    let mut predecessor = Predecessor::default();
+    let (ack_tx, ack_rx) = mpsc::channel(QUEUE_CAPACITY);
     let attachments = Arc::new(Mutex::new(Vec::new()));
-    let fallbacks = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut watched = Vec::new();
-    let dp = match xdp {
-        Some(Xdp {
-            dp,
-            ring,
-            logger,
-            predecessor: p,
-            attachments: a,
-            watched: w,
-        }) => {
-            predecessor = p;
-            *attachments.lock().expect("fresh lock") = a;
-            watched = w;
-            tasks.spawn(events::run(
-                ring,
-                counters.clone(),
-                ack_tx.clone(),
-                timeline.clone(),
-                shutdown.clone(),
-            ));
-            if let Some(logger) = logger {
-                tasks.spawn(events::forward_logs(logger, shutdown.clone()));
-            }
-            Some(Arc::new(Mutex::new(dp)))
+    let fallbacks = Arc::new(AtomicU64::new(0));
+    let (dp, predecessor) = match xdp {
+        Some(x) => {
+            let (dp, p) = x.serve(
+                &mut tasks,
+                &counters,
+                &ack_tx,
+                &timeline,
+                &attachments,
+                &fallbacks,
+                &shutdown,
+            );
+            (Some(dp), p)
         }
-        None => None,
+        None => (None, Default::default()),
     };
-    if let (Some(dp), false) = (&dp, watched.is_empty()) {
-        tasks.spawn(watch_delivery(
-            dp.clone(),
-            watched,
-            attachments.clone(),
-            fallbacks.clone(),
-            shutdown.clone(),
-        ));
-    }
 
-    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
-    let live = Arc::new(crate::api::live::Live::new(
-        registry,
-        stores.reservations.clone(),
+    let (control_tx, control_rx) = mpsc::channel(64);
+    let live = Arc::new(Live::new(
+        book.registry,
+        book.reservations,
         dp.clone(),
         control_tx,
     ));
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let pools = Arc::new(Mutex::new(Vec::new()));
-    let snapshot: http::SnapshotFn = {
-        let reservations = live.count.clone();
-        let service_counters = service_counters.clone();
-        let pools = pools.clone();
-        let timeline = timeline.clone();
-        let dp = dp.clone();
-        let counters = counters.clone();
-        let queue = queue.clone();
-        let store = store.clone();
-        let iface = iface_name.clone();
-        let attachments = attachments.clone();
-        let fallbacks = fallbacks.clone();
-        Arc::new(move || {
-            let xdp = dp
-                .as_ref()
-                .and_then(|d| d.lock().ok().and_then(|d| d.counters().ok()))
-                .unwrap_or_default();
-            let reservations = reservations.load(std::sync::atomic::Ordering::Relaxed);
-            let mut s = Snapshot::new(&xdp, &counters, reservations, &iface, dataplane);
-            s.queue_dropped = queue.dropped.load(std::sync::atomic::Ordering::Relaxed);
-            let st = store.stats();
-            (s.store_transactions, s.store_commits, s.store_changes) =
-                (st.transactions, st.commits, st.changes);
-            s.services = service_counters.snapshot();
-            s.boot_phase_seconds = timeline.phase_histograms();
-            s.pools = pools.lock().map(|p| p.clone()).unwrap_or_default();
-            s.hooks = hook_counters
-                .as_ref()
-                .map(|h| h.stats())
-                .unwrap_or_default();
-            s.xdp_attachments = attachments.lock().map(|a| a.clone()).unwrap_or_default();
-            s.xdp_mode_fallbacks = fallbacks.load(std::sync::atomic::Ordering::Relaxed);
-            s
-        })
-    };
-    let overlay = live.overlay.clone();
-    let machines = services::Machines::new(cfg.clone(), index.clone()).with_overlay(overlay);
+    let snapshot = stats(StatsSources {
+        reservations: live.count.clone(),
+        services: service_counters.clone(),
+        pools: pools.clone(),
+        timeline: timeline.clone(),
+        dp: dp.clone(),
+        counters: counters.clone(),
+        queue: queue.clone(),
+        store: book.store.clone(),
+        iface: iface_name.clone(),
+        dataplane,
+        hooks: hook_counters,
+        attachments,
+        fallbacks,
+    });
+    let machines =
+        services::Machines::new(cfg.clone(), book.index.clone()).with_overlay(live.overlay.clone());
     let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
     tasks.spawn(dashboard.clone().run(shutdown.clone()));
-    let app = crate::api::router(
-        crate::api::AppState::new(
-            Some(live.clone()),
-            snapshot.clone(),
-            timeline.clone(),
-            dashboard,
-        ),
-        policy,
+    let state = crate::api::AppState::new(
+        Some(live.clone()),
+        snapshot.clone(),
+        timeline.clone(),
+        dashboard,
     );
-    tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
-    if let (Some(o), Some(l)) = (&cfg.omapi, omapi_listener) {
-        crate::omapi::export::start(o, &live).await?;
-        let omapi = Arc::new(crate::omapi::server::Listener {
-            cfg: Arc::new(o.clone()),
-            live: live.clone(),
-            counters: Arc::default(),
-        });
-        tracing::info!(listen = %o.listen, keys = o.keys.len(), "OMAPI listening");
-        tasks.spawn(omapi.run(l, shutdown.clone()));
-    }
+    let app = crate::api::router(state, policy);
+    tasks.spawn(http::serve_router(api, app, shutdown.clone()));
+    start_omapi(&mut tasks, &cfg, omapi, &live, &shutdown).await?;
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
     if cfg.boot.enabled {
         services::start(
@@ -413,70 +387,48 @@ pub async fn serve(
         )
         .await?;
     }
-
-    let timeline_for_takeover = timeline.clone();
-    if let Some(path) = opts.config_path.clone() {
-        tasks.spawn(reload_on_hup(
+    if let (Some(path), Some(reloads)) = (opts.config_path.clone(), reloads) {
+        tasks.spawn(reload_on_request(
             path,
             cfg.clone(),
             live,
             machines,
+            reloads,
             shutdown.clone(),
         ));
     }
+
+    let server = dhcp::Server::new(cfg.clone(), book.leases, slowpath::unix_now());
     let slow = SlowPath {
         endpoints,
+        frames,
         server,
-        store: store.clone(),
+        store: book.store,
         counters: counters.clone(),
         queue,
         fast_acks: dp.is_some().then_some(ack_rx),
-        index,
-        timeline,
+        index: book.index,
+        timeline: timeline.clone(),
         pools,
         hooks,
         control: Some(control_rx),
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
-    take_over(predecessor, &counters, &ack_tx, &timeline_for_takeover);
+    xdp::take_over(predecessor, &counters, &ack_tx, &timeline);
     drop(ack_tx);
     crate::sdnotify::tell(&format!(
         "READY=1\nSTATUS=serving {iface_name} ({dataplane} dataplane)"
     ));
 
-    // A task that fails takes the daemon down with it (after detaching).
-    let result = tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
-        Some(r) = tasks.join_next() => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(anyhow::Error::from(e).context("daemon task failed")),
-            Err(e) => Err(anyhow::Error::from(e).context("daemon task panicked")),
-        },
-    };
+    let result = wait(&mut tasks, &shutdown, "daemon task").await;
     crate::sdnotify::tell("STOPPING=1");
     shutdown.cancel();
     let slow_result = slow_task.await;
     while tasks.join_next().await.is_some() {}
     if let Some(dp) = dp {
-        let mut dp = dp
-            .lock()
-            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
         let handover = opts.handover.load(std::sync::atomic::Ordering::SeqCst);
-        let detached = if handover { dp.release() } else { dp.detach() };
-        match detached {
-            Ok(()) if handover => {
-                tracing::info!(interface = %iface_name, "XDP left attached and pinned for the next daemon")
-            }
-            Ok(()) => tracing::info!(interface = %iface_name, "XDP detached"),
-            // Exit non-zero: a supervisor must learn the interface may still
-            // hold the program.
-            Err(e) => {
-                return Err(
-                    anyhow::Error::from(e).context(format!("detaching XDP from {iface_name}"))
-                )
-            }
-        }
+        xdp::stop(&dp, handover, &iface_name)?;
     }
     result?;
     slow_result
@@ -484,102 +436,25 @@ pub async fn serve(
         .context("the userspace dataplane failed")
 }
 
-/// How often the veths attached in driver mode are checked for dropped
-/// replies.
-const DELIVERY_WATCH: Duration = Duration::from_millis(500);
-
-/// Watches veths attached in driver mode while serving: when the program
-/// sent replies and the veth's `tx_dropped` rose in the same interval, the
-/// replies reach nobody (its peer lost or never had an XDP program), so the
-/// interface is moved to skb mode, once, with the reason logged.
-async fn watch_delivery(
-    dp: Arc<Mutex<Dataplane>>,
-    mut watched: Vec<(String, u32)>,
-    attachments: Arc<Mutex<Vec<Attachment>>>,
-    fallbacks: Arc<std::sync::atomic::AtomicU64>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let replies = |dp: &Dataplane| {
-        dp.counters()
-            .map(|c| {
-                c[Counter::Offer as usize] + c[Counter::Ack as usize] + c[Counter::Nak as usize]
-            })
-            .unwrap_or(0)
-    };
-    let mut last_replies = dp.lock().map(|d| replies(&d)).unwrap_or(0);
-    let mut last: Vec<Option<u64>> = watched
-        .iter()
-        .map(|(_, i)| delivery::tx_dropped(*i).ok())
-        .collect();
-    let mut tick = tokio::time::interval(DELIVERY_WATCH);
-    while !watched.is_empty() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return Ok(()),
-        }
-        let Ok(mut d) = dp.lock() else { return Ok(()) };
-        let now_replies = replies(&d);
-        let sent = now_replies > last_replies;
-        last_replies = now_replies;
-        let mut i = 0;
-        while i < watched.len() {
-            let (name, index) = &watched[i];
-            let dropped = delivery::tx_dropped(*index).ok();
-            let rose = matches!((last[i], dropped), (Some(a), Some(b)) if b > a);
-            last[i] = dropped;
-            if !(sent && rose) {
-                i += 1;
-                continue;
-            }
-            let why = format!(
-                "the kernel dropped the program's replies on {name} in driver mode (its tx_dropped rose as replies were sent): \
-                 a veth drops XDP_TX frames unless its peer runs an XDP program"
-            );
-            match d.reattach(name, XdpMode::Skb) {
-                Ok(()) => {
-                    tracing::warn!(
-                        interface = %name,
-                        "{why}. Moved to skb mode; set xdp_mode = \"skb\" to choose it, \
-                         or attach an XDP program to the veth's peer to use driver mode"
-                    );
-                    fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if let Ok(mut a) = attachments.lock() {
-                        if let Some(a) = a.iter_mut().find(|a| &a.interface == name) {
-                            a.mode = "skb".into();
-                            a.reason = Some(why);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(interface = %name, error = %e, "{why}; moving to skb mode failed")
-                }
-            }
-            watched.remove(i);
-            last.remove(i);
-        }
-    }
-    // A daemon task that ends takes the daemon down: wait for shutdown.
-    shutdown.cancelled().await;
-    Ok(())
-}
-
-/// Applies the configuration file again on each SIGHUP: the file's
+/// Applies the configuration file again on each reload (SIGHUP): the file's
 /// reservations are merged with the API's (the file wins, as at start),
 /// rendered, written into the maps, then handed to the userspace server and
 /// the boot services. A file that does not validate, or that changes what
 /// needs a restart, is refused and the running configuration stays.
-async fn reload_on_hup(
+async fn reload_on_request(
     path: std::path::PathBuf,
     mut current: Arc<Config>,
-    live: Arc<crate::api::live::Live>,
+    live: Arc<Live>,
     machines: services::Machines,
+    mut reloads: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => {}
+            // When the trigger is gone this branch is disabled and the
+            // task waits for shutdown: a daemon task that ends takes the
+            // daemon down.
+            Some(()) = reloads.recv() => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
         crate::sdnotify::tell("RELOADING=1");
@@ -607,34 +482,13 @@ async fn reload_on_hup(
 async fn reload(
     path: &std::path::Path,
     current: &Config,
-    live: &crate::api::live::Live,
+    live: &Live,
 ) -> anyhow::Result<Arc<Config>> {
     let file = Config::load(path)?;
     if let Some((key, why)) = crate::reload::needs_restart(current, &file) {
         anyhow::bail!("{key} changed, which needs a restart: {why}");
     }
     live.reload(file).await
-}
-
-/// Reads what the previous daemon's program did after that daemon stopped
-/// reading: its ACKs become leases like any other XDP ACK.
-fn take_over(
-    p: Predecessor,
-    counters: &UserCounters,
-    acks: &tokio::sync::mpsc::Sender<stormboot_common::events::ReplyEvent>,
-    timeline: &Timeline,
-) {
-    for path in &p.unreadable {
-        tracing::warn!(path = %path.display(), "a previous daemon's pin of another layout version: removed unread");
-    }
-    if let Some(mut ring) = p.events {
-        let n = events::drain(&mut ring, counters, acks, timeline);
-        tracing::info!(
-            events = n,
-            lost = p.events_lost,
-            "read the reply events of the previous program"
-        );
-    }
 }
 
 /// Who may use the API: the token from STORMBOOT_API_TOKEN, else the
@@ -658,15 +512,13 @@ fn api_policy(cfg: &Config) -> anyhow::Result<crate::api::auth::Policy> {
 
 /// `mode = "boot-only"`: another DHCP server gives the addresses; this
 /// daemon serves TFTP, HTTP and syslog, and keeps the boot timeline.
-async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run_boot_only(cfg: Arc<Config>, io: Io) -> anyhow::Result<()> {
     if !cfg.boot.enabled {
         anyhow::bail!(
             "server.mode = \"boot-only\" serves only the boot services: add a [boot] section"
         );
     }
-    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
-        .await
-        .with_context(|| format!("api.listen: cannot bind {}", cfg.api.listen))?;
+    let Io { api, shutdown, .. } = io;
     let timeline = Arc::new(Timeline::default());
     let counters = Arc::new(UserCounters::default());
     let reservations = cfg.reservations.len() as u64;
@@ -696,8 +548,8 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
         crate::api::AppState::new(None, snapshot, timeline.clone(), dashboard.clone()),
         api_policy(&cfg)?,
     );
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(http::serve_router(listener, app, shutdown.clone()));
+    let mut tasks = Tasks::new();
+    tasks.spawn(http::serve_router(api, app, shutdown.clone()));
     tasks.spawn(dashboard.run(shutdown.clone()));
     services::start(
         cfg.clone(),
@@ -710,14 +562,7 @@ async fn serve_boot_only(cfg: Arc<Config>, shutdown: CancellationToken) -> anyho
     .await?;
     tracing::info!("boot-only: no DHCP is answered here");
     crate::sdnotify::tell("READY=1\nSTATUS=boot-only: serving TFTP, HTTP and syslog");
-    let result = tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
-        Some(r) = tasks.join_next() => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(anyhow::Error::from(e).context("boot service failed")),
-            Err(e) => Err(anyhow::Error::from(e).context("boot service panicked")),
-        },
-    };
+    let result = wait(&mut tasks, &shutdown, "boot service").await;
     crate::sdnotify::tell("STOPPING=1");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
@@ -744,13 +589,6 @@ fn dashboard(
         cfg.subnets.iter().map(|s| s.net).collect(),
         cfg.dashboard.stuck_after,
     )
-}
-
-fn mode_name(mode: XdpMode) -> &'static str {
-    match mode {
-        XdpMode::Driver => "driver",
-        XdpMode::Skb => "skb",
-    }
 }
 
 /// Logs the counters every ten seconds while they change, so a journal

@@ -1,31 +1,28 @@
 //! The userspace dataplane: every DHCP frame the XDP program passes up (or
-//! every frame, with `dataplane = "userspace"`) is read whole from a packet
-//! socket, handled by the DHCP logic, made durable, and answered with a
-//! frame built the way the XDP program builds it.
+//! every frame, with `dataplane = "userspace"`) is read whole from its
+//! link (`crate::link`), decoded, handled by the DHCP logic, made durable,
+//! and answered with a frame built the way the XDP program builds it.
 //!
-//! A packet socket, not a UDP socket: replies must reach clients that have
+//! Whole frames, not UDP datagrams: replies must reach clients that have
 //! no address yet (unicast to chaddr, RFC 2131 4.1), relays and renewing
 //! clients are answered at the MAC their request came from, and the frames
 //! must equal the XDP program's byte for byte.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dhcproto::v4::{Message, Opcode};
-use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
 use stormboot_common::layout::{opt, COOKIE, OPTIONS_OFF, PXE_BOOT_PORT, SERVER_PORT};
 use stormboot_common::rules::EthDest;
-use tokio::io::unix::AsyncFd;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::dhcp::{self, Ingress};
 use crate::frame::{self, format_mac, Addressing, BROADCAST_MAC};
-use crate::rawsock::{self, RawSocket, MAX_FRAME};
+use crate::link::Frames;
 use crate::stats::UserCounters;
 use crate::store::LeaseStore;
 
@@ -147,31 +144,12 @@ pub fn respond(
     if let Some(c) = rx.msg.chaddr().get(..6) {
         chaddr.copy_from_slice(c);
     }
-    if server.config().server.mode == crate::config::Mode::Proxy {
-        let (reply, note) = dhcp::proxy::answer(
-            server.config(),
-            &dhcp::proxy::ProxyRequest {
-                msg: &rx.msg,
-                mac: chaddr,
-                to_boot_port: rx.addr.dport == PXE_BOOT_PORT,
-                src_ip: rx.addr.ip_src,
-                src_port: rx.addr.sport,
-            },
-        );
-        let frame = reply.as_ref().map(|r| reply_frame(r, &rx.addr, ep, chaddr));
-        return (
-            frame,
-            dhcp::Outcome {
-                reply,
-                changes: Vec::new(),
-                note,
-            },
-        );
-    }
     let req = dhcp::Request {
         msg: &rx.msg,
         relay_info: rx.relay_info.as_deref(),
         ingress: &ep.ingress,
+        src: SocketAddrV4::new(rx.addr.ip_src, rx.addr.sport),
+        dport: rx.addr.dport,
     };
     let outcome = server.handle(&req, now);
     let frame = outcome
@@ -186,37 +164,6 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Binds 0.0.0.0:67 on the interface. Requests are read from the packet
-/// socket; this socket only keeps the kernel from answering unicast
-/// requests with ICMP port-unreachable. Bound to the interface, so several
-/// daemons (or tests) can serve different interfaces of one host.
-pub fn bind_udp(interface: &str) -> std::io::Result<tokio::net::UdpSocket> {
-    bind_udp_port(interface, SERVER_PORT)
-}
-
-/// `bind_udp` on another port (4011 in proxy mode).
-pub fn bind_udp_port(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    socket::setsockopt(
-        &fd,
-        sockopt::BindToDevice,
-        &std::ffi::OsString::from(interface),
-    )?;
-    socket::bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
-    )?;
-    // SAFETY: we own the descriptor and hand it over.
-    let std = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
-    tokio::net::UdpSocket::from_std(std)
 }
 
 /// Requests waiting for the handler. Bounded; when full the oldest is
@@ -257,46 +204,42 @@ impl Queue {
     }
 }
 
-/// Reads frames from one interface's packet socket into the queue.
+/// Decodes the frames of one link into the queue. The link's frames
+/// ending before shutdown is an error: its interface is no longer served.
 async fn receive(
     via: usize,
-    sock: Arc<AsyncFd<RawSocket>>,
+    name: String,
+    mut arrived: mpsc::Receiver<Vec<u8>>,
     queue: Arc<Queue>,
     counters: Arc<UserCounters>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_FRAME];
     loop {
-        let mut guard = tokio::select! {
-            g = sock.readable() => g?,
+        let f = tokio::select! {
+            f = arrived.recv() => f,
             _ = shutdown.cancelled() => return Ok(()),
         };
-        loop {
-            let meta = match guard.get_inner().recv(&mut buf) {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => return Err(std::io::Error::other(e)),
-            };
-            if meta.pkttype == libc::PACKET_OUTGOING || meta.len > buf.len() {
-                continue;
+        let Some(f) = f else {
+            if shutdown.is_cancelled() {
+                return Ok(());
             }
-            let f = &mut buf[..meta.len];
-            rawsock::clear_partial_checksum(f, &meta);
-            match decode(f) {
-                Ok(mut rx) => {
-                    rx.via = via;
-                    let t = rx.msg.opts().msg_type().map(u8::from).unwrap_or(0);
-                    UserCounters::bump(&counters.slow_path, t);
-                    queue.push(rx);
-                }
-                Err(DecodeError::NotRequest) => {}
-                Err(e) => {
-                    UserCounters::bump(&counters.slow_path, 0);
-                    tracing::debug!(error = %e, "malformed frame on the DHCP port dropped");
-                }
+            return Err(std::io::Error::other(format!(
+                "the frames of {name} stopped"
+            )));
+        };
+        match decode(&f) {
+            Ok(mut rx) => {
+                rx.via = via;
+                let t = rx.msg.opts().msg_type().map(u8::from).unwrap_or(0);
+                UserCounters::bump(&counters.slow_path, t);
+                queue.push(rx);
+            }
+            Err(DecodeError::NotRequest) => {}
+            Err(e) => {
+                UserCounters::bump(&counters.slow_path, 0);
+                tracing::debug!(error = %e, "malformed frame on the DHCP port dropped");
             }
         }
-        guard.clear_ready();
     }
 }
 
@@ -305,6 +248,8 @@ pub struct SlowPath {
     /// One per interface served; a request is answered out of the one it
     /// came in on.
     pub endpoints: Vec<Endpoint>,
+    /// Each endpoint's frames, index for index.
+    pub frames: Vec<Frames>,
     pub server: dhcp::Server,
     pub store: Arc<dyn LeaseStore>,
     pub counters: Arc<UserCounters>,
@@ -328,36 +273,18 @@ impl SlowPath {
     /// leases once a second.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        let mut socks = Vec::with_capacity(self.endpoints.len());
-        let proxy = self.server.config().server.mode == crate::config::Mode::Proxy;
-        // In proxy mode PXE firmware also asks the boot-server port.
-        let also_port = if proxy { PXE_BOOT_PORT } else { SERVER_PORT };
-        for (via, ep) in self.endpoints.iter().enumerate() {
-            let name = &ep.ingress.iface_name;
-            let raw = RawSocket::open(name, libc::ETH_P_IP as u16, false)?;
-            raw.filter_udp_ports(SERVER_PORT, also_port)?;
-            // SAFETY: the AsyncFd owns the socket, so the descriptor stays
-            // open while registered.
-            let sock =
-                Arc::new(unsafe { AsyncFd::register(raw) }.map_err(|e| {
-                    anyhow::anyhow!("registering the packet socket on {name}: {e}")
-                })?);
-            let udp = bind_udp(name)
-                .map_err(|e| anyhow::anyhow!("binding UDP port 67 on {name}: {e}"))?;
+        let mut senders = Vec::with_capacity(self.frames.len());
+        for (via, f) in std::mem::take(&mut self.frames).into_iter().enumerate() {
+            let name = self.endpoints[via].ingress.iface_name.clone();
             tasks.spawn(receive(
                 via,
-                sock.clone(),
+                name,
+                f.arrived,
                 self.queue.clone(),
                 self.counters.clone(),
                 shutdown.clone(),
             ));
-            tasks.spawn(drain_udp(udp, shutdown.clone()));
-            if proxy {
-                let boot = bind_udp_port(name, PXE_BOOT_PORT)
-                    .map_err(|e| anyhow::anyhow!("binding UDP port 4011 on {name}: {e}"))?;
-                tasks.spawn(drain_udp(boot, shutdown.clone()));
-            }
-            socks.push(sock);
+            senders.push(f.send);
         }
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         let mut fast_acks = self.fast_acks.take();
@@ -397,8 +324,8 @@ impl SlowPath {
                 }
             }
             for rx in self.queue.take() {
-                let sock = socks[rx.via].clone();
-                self.handle(&rx, sock);
+                let send = senders[rx.via].clone();
+                self.handle(&rx, send);
             }
         }
         shutdown.cancel();
@@ -505,7 +432,7 @@ impl SlowPath {
         }
     }
 
-    fn handle(&mut self, rx: &Received, sock: Arc<AsyncFd<RawSocket>>) {
+    fn handle(&mut self, rx: &Received, send: mpsc::Sender<Vec<u8>>) {
         let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
         self.announce(crate::hooks::Path::Userspace, Some(rx.via));
         let mut chaddr = [0u8; 6];
@@ -532,15 +459,8 @@ impl SlowPath {
         }
         tracing::info!(%mac, %ip, xid = format_args!("{:#010x}", rx.msg.xid()), path = "userspace", note = outcome.note, "{kind}");
         self.index.apply(&outcome.changes);
-        if self.server.config().server.mode == crate::config::Mode::Proxy {
-            // Another server leased the address, so no change names it; a
-            // client that already has it says so in ciaddr (the port-4011
-            // request, iPXE's DHCP), and the boot services need it to put
-            // TFTP transfers, which carry no MAC, on the machine's timeline.
-            let ciaddr = rx.msg.ciaddr();
-            if !ciaddr.is_unspecified() {
-                self.index.observe(chaddr, ciaddr);
-            }
+        if let Some(ip) = outcome.claimed {
+            self.index.observe(chaddr, ip);
         }
         // The changes are queued now, in the order the decisions were made
         // (a RELEASE and the next REQUEST for the same address must reach
@@ -557,37 +477,10 @@ impl SlowPath {
                 }
             }
             if let Some(f) = frame {
-                send(&sock, &f).await;
+                // A link that has stopped is reported by its receiver.
+                let _ = send.send(f).await;
             }
         });
-    }
-}
-
-async fn send(sock: &AsyncFd<RawSocket>, f: &[u8]) {
-    for _ in 0..3 {
-        match sock.get_ref().send(f) {
-            Ok(true) => return,
-            // The kernel's queue is full: give it a moment.
-            Ok(false) => tokio::time::sleep(Duration::from_millis(1)).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "sending a reply failed");
-                return;
-            }
-        }
-    }
-    tracing::warn!("reply dropped: the interface's send queue stayed full");
-}
-
-async fn drain_udp(
-    sock: tokio::net::UdpSocket,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let mut buf = [0u8; 2048];
-    loop {
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => { r?; }
-            _ = shutdown.cancelled() => return Ok(()),
-        }
     }
 }
 

@@ -16,9 +16,10 @@ use dhcproto::{Decodable, Decoder};
 use std::sync::Arc;
 
 use stormboot::config::Config;
-use stormboot::dataplane::{tables, Dataplane, LoadOptions};
+use stormboot::dataplane::{Dataplane, LoadOptions};
 use stormboot::dhcp::{self, Ingress};
 use stormboot::frame::{self, Addressing, BROADCAST_MAC};
+use stormboot::render::tables;
 use stormboot::render::{self, Transaction};
 use stormboot::slowpath::{self, Endpoint};
 use stormboot_common::bucket::Limit;

@@ -196,9 +196,9 @@ impl Live {
         let mut reg = self.registry.lock().await;
         let rows = self.stored.load().await?;
         let (merged, registry) = merge(file, rows);
-        crate::dataplane::tables::subnet_entries(&merged)?;
+        crate::render::tables::subnet_entries(&merged)?;
         for r in &merged.reservations {
-            crate::dataplane::tables::reservation_entries(&merged, r)?;
+            crate::render::tables::reservation_entries(&merged, r)?;
         }
         if let Some(dp) = &self.dataplane {
             let mut dp = dp
@@ -348,7 +348,7 @@ impl Live {
                     match &c.replaces {
                         Some(old) => dp.put_reservation(
                             old.reservation.mac,
-                            &crate::dataplane::tables::reservation_entries(&cfg, &old.reservation)?,
+                            &crate::render::tables::reservation_entries(&cfg, &old.reservation)?,
                         )?,
                         None => dp.remove_reservation(c.entry.reservation.mac)?,
                     }

@@ -1,12 +1,14 @@
 //! The reservations the daemon serves, config and API alike, and the
 //! checks a change must pass before it reaches the store, the XDP maps and
-//! the userspace server: the config validator's rules (address inside a
-//! subnet and usable, no duplicate MAC or IP, profile exists, options
-//! well-formed) plus the API's own (config entries are read-only).
+//! the userspace server: the reservation rule, which the config file's
+//! reservations also passed (`reservation::rule`), plus the API's own
+//! (config entries are read-only, PUT needs an entry, the boot file and
+//! OMAPI name fields, the reply fits a packet).
 //!
-//! Pure: no I/O, so every rule is unit-tested here.
+//! Pure: no I/O, so every check is unit-tested here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -14,9 +16,10 @@ use stormboot_common::maps::{Reservation as MapEntry, ReservationKey};
 
 use super::types::{OptionSpec, ReservationPage, ReservationQuery, ReservationSpec};
 use super::types::{ReservationView, Source};
-use crate::config::{self, Config, CustomOption};
-use crate::dataplane::tables;
+use crate::config::{self, Config};
 use crate::frame::{format_mac, parse_mac};
+use crate::render::tables;
+use crate::reservation::rule::{self, Book, Candidate, Network, OptionText, Refusal};
 
 /// Default and largest page.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -125,6 +128,9 @@ pub struct Registry {
     by_ip: HashMap<Ipv4Addr, [u8; 6]>,
     /// OMAPI host names, unique as dhcpd's host names are.
     by_name: HashMap<String, [u8; 6]>,
+    /// `cfg`'s server, subnets and profiles as the reservation rule reads
+    /// them.
+    network: Network,
 }
 
 /// Who writes a reservation: the REST API may not set OMAPI's fields.
@@ -156,6 +162,7 @@ impl Registry {
             );
         }
         Registry {
+            network: Network::of_config(cfg.server.address, &cfg.subnets, &cfg.profiles),
             cfg,
             by_mac,
             by_ip,
@@ -225,9 +232,7 @@ impl Registry {
         path_mac: Option<[u8; 6]>,
         writer: Writer,
     ) -> Result<Checked, FieldError> {
-        self.check_against(spec, mode, path_mac, writer, &|ip| {
-            self.by_ip.get(&ip).copied()
-        })
+        self.check_against(spec, mode, path_mac, writer, None)
     }
 
     fn check_against(
@@ -236,7 +241,7 @@ impl Registry {
         mode: Mode,
         path_mac: Option<[u8; 6]>,
         writer: Writer,
-        holder_of: &dyn Fn(Ipv4Addr) -> Option<[u8; 6]>,
+        rest: Option<&dyn Book>,
     ) -> Result<Checked, FieldError> {
         let mac = match (path_mac, spec.mac.trim()) {
             (Some(m), "") => m,
@@ -267,16 +272,6 @@ impl Registry {
                     ),
                 ))
             }
-            (Mode::Create, Some(_)) => {
-                return Err(FieldError::conflict(
-                    "mac",
-                    format!(
-                        "{} is already reserved (PUT /api/v1/reservations/{} replaces it)",
-                        format_mac(&mac),
-                        format_mac(&mac)
-                    ),
-                ))
-            }
             (Mode::Replace, None) => {
                 return Err(FieldError::not_found(
                     "mac",
@@ -291,67 +286,43 @@ impl Registry {
         let ip: Ipv4Addr = ip_text.parse().map_err(|_| {
             FieldError::invalid("ip", format!("{ip_text:?} is not an IPv4 address"))
         })?;
-        let subnet = cfg
-            .subnets
-            .iter()
-            .position(|s| s.net.contains(&ip))
-            .ok_or_else(|| FieldError::invalid("ip", format!("{ip} is outside every subnet")))?;
-        let s = &cfg.subnets[subnet];
-        let bad_ip = |m: String| Err(FieldError::invalid("ip", m));
-        if ip == s.net.network() {
-            return bad_ip(format!("{ip} is the network address of {}", s.net));
-        }
-        if ip == s.net.broadcast() {
-            return bad_ip(format!("{ip} is the broadcast address of {}", s.net));
-        }
-        if ip == cfg.server.address {
-            return bad_ip(format!("{ip} is server.address"));
-        }
-        if s.routers.contains(&ip) {
-            return bad_ip(format!("{ip} is a router of {}", s.net));
-        }
-        if let Some(holder) = holder_of(ip).filter(|h| *h != mac) {
-            let origin = self
-                .by_mac
-                .get(&holder)
-                .map_or(API_ORIGIN, |e| e.reservation.origin.as_str());
-            return Err(FieldError::conflict(
-                "ip",
-                format!("{ip} is reserved for {} ({origin})", format_mac(&holder)),
-            ));
-        }
-
         let hostname = match spec.hostname.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(h) => {
-                config::dns_name(h).map_err(|m| FieldError::invalid("hostname", m))?;
-                Some(h.to_owned())
-            }
+            Some(h) => Some(h),
         };
-        let profile = match spec.profile.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(name) => Some(
-                cfg.profiles
-                    .iter()
-                    .position(|p| p.name == name)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> =
-                            cfg.profiles.iter().map(|p| p.name.as_str()).collect();
-                        FieldError::invalid(
-                            "profile",
-                            format!(
-                                "no profile named {name:?} (the configuration has: {})",
-                                if known.is_empty() {
-                                    "none".to_string()
-                                } else {
-                                    known.join(", ")
-                                }
-                            ),
-                        )
-                    })?,
-            ),
+        let option_texts: Vec<OptionText> = spec
+            .options
+            .iter()
+            .map(|o| OptionText {
+                code: o.code,
+                kind: &o.kind,
+                value: &o.value,
+            })
+            .collect();
+        let candidate = Candidate {
+            mac,
+            ip,
+            hostname,
+            profile: match spec.profile.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(p) => Some(p),
+            },
+            options: &option_texts,
         };
-        let options = options(&spec.options)?;
+        // The rest of the book: `rest` when given (a bulk's), else this
+        // registry, without the entry a replace or upsert takes the place of.
+        let except = Except { book: self, mac };
+        let book: &dyn Book = match (rest, mode) {
+            (Some(b), _) => b,
+            (None, Mode::Create) => self,
+            (None, Mode::Replace | Mode::Upsert) => &except,
+        };
+        let ok = rule::check(&candidate, &self.network, book).map_err(|r| refused(r, mode))?;
+        let hostname = hostname.map(str::to_owned);
+        let (profile, options) = (ok.profile, ok.options);
+        let subnet = ok
+            .subnet
+            .expect("a configuration's network holds every subnet");
         let boot_file = match spec.boot_file.as_deref() {
             None | Some("") => None,
             Some(f) if f.len() > 127 || f.contains('\0') => {
@@ -445,35 +416,27 @@ impl Registry {
     /// Checks a bulk import as a whole: each entry as an upsert, and no two
     /// of them with one MAC or one IP. Errors name the entry (`[3].ip`).
     pub fn check_bulk(&self, specs: &[ReservationSpec]) -> Result<Vec<Checked>, FieldError> {
-        let mut macs: HashMap<[u8; 6], usize> = HashMap::with_capacity(specs.len());
-        let mut ips: HashMap<Ipv4Addr, [u8; 6]> = HashMap::with_capacity(specs.len());
         // MACs this import rewrites: their current addresses are released.
-        let mut rewritten = std::collections::HashSet::with_capacity(specs.len());
+        let mut rewritten = HashSet::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            let mac = parse_mac_field(s.mac.trim()).map_err(|e| e.at(i))?;
-            if let Some(j) = macs.insert(mac, i) {
-                return Err(FieldError::invalid(
-                    "mac",
-                    format!("{} is also entry [{j}]", format_mac(&mac)),
-                )
-                .at(i));
-            }
-            rewritten.insert(mac);
+            rewritten.insert(parse_mac_field(s.mac.trim()).map_err(|e| e.at(i))?);
         }
+        let mut macs: HashMap<[u8; 6], usize> = HashMap::with_capacity(specs.len());
+        let mut ips: HashMap<Ipv4Addr, ([u8; 6], usize)> = HashMap::with_capacity(specs.len());
         let mut out = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            let holder = |ip: Ipv4Addr| {
-                ips.get(&ip).copied().or_else(|| {
-                    self.by_ip
-                        .get(&ip)
-                        .copied()
-                        .filter(|h| !rewritten.contains(h))
-                })
+            let rest = BulkRest {
+                registry: self,
+                rewritten: &rewritten,
+                earlier_macs: &macs,
+                earlier_ips: &ips,
             };
             let c = self
-                .check_against(s, Mode::Upsert, None, Writer::Rest, &holder)
+                .check_against(s, Mode::Upsert, None, Writer::Rest, Some(&rest))
                 .map_err(|e| e.at(i))?;
-            ips.insert(c.entry.reservation.ip, c.entry.reservation.mac);
+            let r = &c.entry.reservation;
+            macs.insert(r.mac, i);
+            ips.insert(r.ip, (r.mac, i));
             out.push(c);
         }
         Ok(out)
@@ -629,68 +592,111 @@ pub fn limit(l: Option<usize>) -> Result<usize, FieldError> {
     }
 }
 
-/// A MAC from a request field: parsed, and unicast (a group address is
-/// never a client's source, so such a reservation could never match).
+/// A MAC from a request field or path. Whether it may be reserved (a
+/// unicast address) is the reservation rule's to say.
 pub fn parse_mac_field(text: &str) -> Result<[u8; 6], FieldError> {
     if text.is_empty() {
         return Err(FieldError::invalid("mac", "is required"));
     }
-    let mac = parse_mac(text).ok_or_else(|| {
+    parse_mac(text).ok_or_else(|| {
         FieldError::invalid(
             "mac",
             format!("{text:?} is not a MAC address (six hex octets separated by ':' or '-')"),
         )
-    })?;
-    if mac[0] & 1 != 0 || mac == [0; 6] {
-        return Err(FieldError::invalid(
-            "mac",
-            format!("{} is not a unicast MAC address", format_mac(&mac)),
-        ));
-    }
-    Ok(mac)
+    })
 }
 
-/// The config validator's option rules, naming `options[j].field`.
-fn options(specs: &[OptionSpec]) -> Result<Vec<CustomOption>, FieldError> {
-    let mut out: Vec<CustomOption> = Vec::with_capacity(specs.len());
-    for (j, o) in specs.iter().enumerate() {
-        let field = |f: &str| format!("options[{j}].{f}");
-        let code = match u8::try_from(o.code) {
-            Ok(c) if c != 0 && c != 255 => c,
-            _ => {
-                return Err(FieldError::invalid(
-                    field("code"),
-                    format!("{} is not an option code (1..=254)", o.code),
-                ))
-            }
-        };
-        if let Some((_, what)) = config::SERVER_SET_OPTIONS.iter().find(|(c, _)| *c == code) {
-            return Err(FieldError::invalid(
-                field("code"),
-                format!("option {code} ({what}) is set by the server and cannot be configured"),
-            ));
+/// The reservation rule's refusal as the API words it: the field, 400 for
+/// a wrong value, 409 for a clash with another reservation.
+fn refused(r: Refusal, mode: Mode) -> FieldError {
+    let kind = if r.is_conflict() {
+        ErrorKind::Conflict
+    } else {
+        ErrorKind::Invalid
+    };
+    let message = match &r {
+        Refusal::MacTaken { mac, .. } if mode == Mode::Create => format!(
+            "{} is already reserved (PUT /api/v1/reservations/{} replaces it)",
+            format_mac(mac),
+            format_mac(mac)
+        ),
+        Refusal::IpTaken { ip, holder, origin } => {
+            format!("{ip} is reserved for {} ({origin})", format_mac(holder))
         }
-        if out.iter().any(|c| c.code == code) {
-            return Err(FieldError::invalid(
-                field("code"),
-                format!("duplicate option {code}"),
-            ));
-        }
-        if !matches!(
-            o.kind.as_str(),
-            "ipv4-list" | "ipv4" | "u8" | "u16" | "u32" | "bool" | "string" | "hex"
-        ) {
-            return Err(FieldError::invalid(
-                field("type"),
-                format!("{:?} is not one of {}", o.kind, config::OPTION_TYPES),
-            ));
-        }
-        let data = config::custom_option_value(&o.kind, &o.value)
-            .map_err(|m| FieldError::invalid(field("value"), m))?;
-        out.push(CustomOption { code, data });
+        _ => r.to_string(),
+    };
+    FieldError {
+        kind,
+        field: Some(r.field().name("options")),
+        message,
     }
-    out.sort_by_key(|o| o.code);
-    Ok(out)
+}
+
+impl Book for Registry {
+    fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
+        self.by_mac
+            .get(mac)
+            .map(|e| Cow::Borrowed(e.reservation.origin.as_str()))
+    }
+
+    fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
+        let mac = *self.by_ip.get(&ip)?;
+        Some((
+            mac,
+            self.origin_of(&mac).unwrap_or(Cow::Borrowed(API_ORIGIN)),
+        ))
+    }
+}
+
+/// The registry without the entry of `mac`: what a replacement of that
+/// entry is checked against.
+struct Except<'a> {
+    book: &'a Registry,
+    mac: [u8; 6],
+}
+
+impl Book for Except<'_> {
+    fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
+        (*mac != self.mac)
+            .then(|| self.book.origin_of(mac))
+            .flatten()
+    }
+
+    fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
+        self.book.holder_of(ip).filter(|(h, _)| *h != self.mac)
+    }
+}
+
+/// What entry `i` of a bulk request is checked against: the entries before
+/// it, and the registry without the entries the request rewrites (their
+/// addresses are released).
+struct BulkRest<'a> {
+    registry: &'a Registry,
+    rewritten: &'a HashSet<[u8; 6]>,
+    /// The request's entries checked so far, by MAC and by address.
+    earlier_macs: &'a HashMap<[u8; 6], usize>,
+    earlier_ips: &'a HashMap<Ipv4Addr, ([u8; 6], usize)>,
+}
+
+impl Book for BulkRest<'_> {
+    fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
+        if let Some(j) = self.earlier_macs.get(mac) {
+            return Some(Cow::Owned(format!("entry [{j}]")));
+        }
+        if self.rewritten.contains(mac) {
+            return None;
+        }
+        self.registry.origin_of(mac)
+    }
+
+    fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
+        if let Some(&(mac, j)) = self.earlier_ips.get(&ip) {
+            return Some((mac, Cow::Owned(format!("entry [{j}]"))));
+        }
+        self.registry
+            .holder_of(ip)
+            .filter(|(h, _)| !self.rewritten.contains(h))
+    }
 }
 
 /// A config-file reservation in the API's shape; its options are shown as

@@ -1,7 +1,7 @@
 //! The reservations file: one `mac,ip[,hostname]` per line, for sites
 //! with more machines than are pleasant to list in TOML.
 
-use super::validate::{Place, ReservationSet};
+use super::validate::{Place, ReservationSet, Written};
 use super::{ConfigError, Location};
 
 /// Adds every record of `text` to `set`. Blank lines and `#` comments are
@@ -38,8 +38,17 @@ pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), Con
             mac_line: line,
             ip_line: line,
             hostname_line: line,
+            profile_line: line,
+            option_lines: Vec::new(),
         };
-        set.add(mac, ip, hostname, Vec::new(), &place)?;
+        let written = Written {
+            mac,
+            ip,
+            hostname,
+            profile: None,
+            options: &[],
+        };
+        set.add(&written, &place)?;
     }
     Ok(())
 }
@@ -95,7 +104,7 @@ mod tests {
 
     fn run(text: &str) -> Result<usize, String> {
         let subnets = subnets("10.50.0.0/24");
-        let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 50, 0, 1));
+        let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 50, 0, 1), &[]);
         parse(text, "hosts.csv", &mut set).map_err(|e| e.to_string())?;
         Ok(set.list.len())
     }
@@ -110,7 +119,7 @@ mod tests {
                     52:54:00:00:00:03,10.50.0.13,\n\
                     \n";
         let subnets = subnets("10.50.0.0/24");
-        let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 50, 0, 1));
+        let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 50, 0, 1), &[]);
         parse(text, "hosts.csv", &mut set).unwrap();
         let r = &set.list;
         assert_eq!(r.len(), 3);
@@ -195,7 +204,7 @@ mod tests {
             text.push_str(&format!("52:54:00:{a:02x}:{b:02x}:{c:02x},{ip},n{i}\n"));
         }
         let subnets = subnets("10.0.0.0/12");
-        let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 15, 255, 254));
+        let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 15, 255, 254), &[]);
         let start = Instant::now();
         parse(&text, "hosts.csv", &mut set).unwrap();
         let took = start.elapsed();

@@ -14,8 +14,7 @@ mod store;
 mod validate;
 mod wire;
 
-pub use options::custom as custom_option_value;
-pub use options::{SERVER_SET as SERVER_SET_OPTIONS, TYPES as OPTION_TYPES};
+pub use options::TYPES as OPTION_TYPES;
 pub use validate::dns_name;
 
 use std::fmt;
@@ -26,7 +25,7 @@ use std::time::Duration;
 pub use hooks::webhook as parse_webhook;
 use location::Source;
 
-/// Shared with `stormboot import`, which applies the same rules.
+/// Shared with the reservation rule and `stormboot import`.
 pub use options::{custom as parse_option_value, SERVER_SET};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

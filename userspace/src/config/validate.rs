@@ -1,6 +1,7 @@
 //! Turns the wire structs into the runtime [`Config`], checking every
 //! value and cross-reference, and naming key and line when one is wrong.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
@@ -14,9 +15,13 @@ use super::boot;
 use super::location::Source;
 use super::{
     csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
-    LogLevel, Mode, Reservation, Route, Server, Subnet, XdpMode,
+    LogLevel, Mode, Profile, Reservation, Route, Server, Subnet, XdpMode,
 };
-use crate::frame::{format_mac, parse_mac};
+use crate::frame::parse_mac;
+use crate::reservation::rule::{
+    self, Book, Candidate, Field, Network, OptionPart, OptionReason, OptionRefusal, OptionText,
+    Refusal,
+};
 
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/stormboot";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8067";
@@ -40,20 +45,48 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
     let api = api(w.api.as_ref(), src)?;
     let subnets = subnets(&w.subnet, src, server.address)?;
 
-    let mut set = ReservationSet::new(&subnets, server.address);
+    let profiles = boot::profiles(&w.profile, src)?;
+    let boot = boot::boot(w.boot.as_ref(), &profiles, src)?;
+    let mut subnets = subnets;
+    for (i, s) in w.subnet.iter().enumerate() {
+        if let Some(name) = &s.profile {
+            subnets[i].profile = Some(boot::profile_ref(
+                name,
+                &format!("subnet[{i}].profile"),
+                &profiles,
+                src,
+            )?);
+        }
+    }
+
+    let mut set = ReservationSet::new(&subnets, server.address, &profiles);
     for (i, r) in w.reservation.iter().enumerate() {
         let prefix = format!("reservation[{i}].");
-        let line = |s: &Spanned<String>| src.line(s.span().start);
+        let line = |start| src.line(start);
         let place = Place {
             file: &src.file,
             key_prefix: &prefix,
-            mac_line: line(&r.mac),
-            ip_line: line(&r.ip),
-            hostname_line: r.hostname.as_ref().map_or(0, line),
+            mac_line: line(r.mac.span().start),
+            ip_line: line(r.ip.span().start),
+            hostname_line: r.hostname.as_ref().map_or(0, |h| line(h.span().start)),
+            profile_line: r.profile.as_ref().map_or(0, |p| line(p.span().start)),
+            option_lines: r
+                .option
+                .iter()
+                .map(|o| [o.code.span(), o.kind.span(), o.value.span()].map(|s| line(s.start)))
+                .collect(),
         };
-        let hostname = r.hostname.as_ref().map(|h| h.get_ref().as_str());
-        let opts = custom_options(&r.option, &|f: &str| format!("{prefix}{f}"), None, src)?;
-        set.add(r.mac.get_ref(), r.ip.get_ref(), hostname, opts, &place)?;
+        let written = Written {
+            mac: r.mac.get_ref(),
+            ip: r.ip.get_ref(),
+            hostname: r.hostname.as_ref().map(|h| h.get_ref().as_str()),
+            profile: r.profile.as_ref().map(|p| p.get_ref().as_str()),
+            options: &option_texts(&r.option),
+        };
+        set.add(&written, &place)?;
+        if let Some(v) = &r.allow_pxe {
+            set.list[i].allow_pxe = *v.get_ref();
+        }
     }
 
     if let (Some(path), Some(spanned)) = (&server.reservations_file, &w.server.reservations_file) {
@@ -66,35 +99,8 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         })?;
         csv::parse(&text, &path.display().to_string(), &mut set)?;
     }
+    let reservations = set.list;
 
-    let mut reservations = set.list;
-    let profiles = boot::profiles(&w.profile, src)?;
-    let boot = boot::boot(w.boot.as_ref(), &profiles, src)?;
-    // Inline reservations come first in the list, in file order.
-    for (i, r) in w.reservation.iter().enumerate() {
-        if let Some(v) = &r.allow_pxe {
-            reservations[i].allow_pxe = *v.get_ref();
-        }
-        if let Some(name) = &r.profile {
-            reservations[i].profile = Some(boot::profile_ref(
-                name,
-                &format!("reservation[{i}].profile"),
-                &profiles,
-                src,
-            )?);
-        }
-    }
-    let mut subnets = subnets;
-    for (i, s) in w.subnet.iter().enumerate() {
-        if let Some(name) = &s.profile {
-            subnets[i].profile = Some(boot::profile_ref(
-                name,
-                &format!("subnet[{i}].profile"),
-                &profiles,
-                src,
-            )?);
-        }
-    }
     let hooks = super::hooks::hooks(w.hooks.as_ref(), server.mode, src)?;
     let omapi = super::omapi::omapi(w.omapi.as_ref(), src, read)?;
     let mut warnings = Vec::new();
@@ -542,7 +548,7 @@ fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Sub
             options::CLASSLESS_ROUTES => !routes.is_empty(),
             _ => false,
         };
-        let options = custom_options(&s.option, &key, Some(&keyed as &dyn Fn(u8) -> bool), src)?;
+        let options = custom_options(&s.option, &key, &keyed, src)?;
 
         let addr = |(a, b): (u32, u32)| (Ipv4Addr::from(a), Ipv4Addr::from(b));
         out.push(Subnet {
@@ -621,76 +627,64 @@ fn route_destination(s: &Spanned<String>, key: &str, src: &Source) -> Result<Ipv
     Ok(net)
 }
 
-/// The `[[...option]]` list of a subnet or reservation: codes in range,
-/// not set by the server, not repeated, not set by a subnet key as well
-/// (`keyed`, for subnets; a reservation's options override those).
+/// The `[[...option]]` list of a subnet: the options rule, and no code that
+/// a subnet key sets as well (`keyed`).
 fn custom_options(
     w: &[wire::OptionData],
     key: &dyn Fn(&str) -> String,
-    keyed: Option<&dyn Fn(u8) -> bool>,
+    keyed: &dyn Fn(u8) -> bool,
     src: &Source,
 ) -> Result<Vec<CustomOption>, ConfigError> {
-    let mut out: Vec<(CustomOption, usize)> = Vec::with_capacity(w.len());
-    for (j, o) in w.iter().enumerate() {
-        let k = |f: &str| key(&format!("option[{j}].{f}"));
-        let code = *o.code.get_ref();
-        let code = match u8::try_from(code) {
-            Ok(c) if c != 0 && c != 255 => c,
-            _ => {
-                return Err(src.invalid(
-                    &o.code.span(),
-                    k("code"),
-                    format!("{code} is not an option code (1..=254)"),
-                ))
-            }
+    let out = rule::options(&option_texts(w)).map_err(|e| {
+        let o = &w[e.index];
+        let span = match e.part() {
+            OptionPart::Code => o.code.span(),
+            OptionPart::Type => o.kind.span(),
+            OptionPart::Value => o.value.span(),
         };
-        if let Some((_, what)) = options::SERVER_SET.iter().find(|(c, _)| *c == code) {
-            return Err(src.invalid(
-                &o.code.span(),
-                k("code"),
-                format!("option {code} ({what}) is set by the server and cannot be configured"),
-            ));
-        }
+        let field = Field::Option {
+            index: e.index,
+            part: e.part(),
+        };
+        let message = match e.reason {
+            OptionReason::Duplicate { first, .. } => format!(
+                "{e} (also {} at {}:{})",
+                key(&format!("option[{first}]")),
+                src.file,
+                src.line(w[first].code.span().start)
+            ),
+            _ => e.to_string(),
+        };
+        src.invalid(&span, key(&field.name("option")), message)
+    })?;
+    for (j, o) in w.iter().enumerate() {
         if let Some((_, name)) = options::KEYED
             .iter()
-            .find(|(c, _)| *c == code && keyed.is_some_and(|f| f(code)))
+            .find(|(c, _)| i64::from(*c) == *o.code.get_ref() && keyed(*c))
         {
             return Err(src.invalid(
                 &o.code.span(),
-                k("code"),
-                format!("option {code} is already set by {}", key(name)),
-            ));
-        }
-        if let Some((_, other)) = out.iter().find(|(c, _)| c.code == code) {
-            return Err(src.invalid(
-                &o.code.span(),
-                k("code"),
+                key(&format!("option[{j}].code")),
                 format!(
-                    "duplicate option {code} (also {} at {}:{})",
-                    key(&format!("option[{other}]")),
-                    src.file,
-                    src.line(w[*other].code.span().start)
+                    "option {} is already set by {}",
+                    o.code.get_ref(),
+                    key(name)
                 ),
             ));
         }
-        let kind = o.kind.get_ref();
-        if !matches!(
-            kind.as_str(),
-            "ipv4-list" | "ipv4" | "u8" | "u16" | "u32" | "bool" | "string" | "hex"
-        ) {
-            return Err(src.invalid(
-                &o.kind.span(),
-                k("type"),
-                format!("{kind:?} is not one of {}", options::TYPES),
-            ));
-        }
-        let data = options::custom(kind, o.value.get_ref())
-            .map_err(|m| src.invalid(&o.value.span(), k("value"), m))?;
-        out.push((CustomOption { code, data }, j));
     }
-    let mut out: Vec<CustomOption> = out.into_iter().map(|(o, _)| o).collect();
-    out.sort_by_key(|o| o.code);
     Ok(out)
+}
+
+/// A `[[...option]]` list as the options rule reads it.
+fn option_texts(w: &[wire::OptionData]) -> Vec<OptionText<'_>> {
+    w.iter()
+        .map(|o| OptionText {
+            code: *o.code.get_ref(),
+            kind: o.kind.get_ref(),
+            value: o.value.get_ref(),
+        })
+        .collect()
 }
 
 fn cidr(s: &Spanned<String>, key: &str, src: &Source) -> Result<Ipv4Net, ConfigError> {
@@ -875,6 +869,9 @@ pub struct Place<'a> {
     pub mac_line: usize,
     pub ip_line: usize,
     pub hostname_line: usize,
+    pub profile_line: usize,
+    /// The code, type and value lines of each option.
+    pub option_lines: Vec<[usize; 3]>,
 }
 
 impl Place<'_> {
@@ -888,33 +885,72 @@ impl Place<'_> {
             message,
         }
     }
+
+    /// The rule's refusal as a config error, at the line of its field.
+    fn refused(&self, r: Refusal) -> ConfigError {
+        let field = r.field();
+        let line = match field {
+            Field::Mac => self.mac_line,
+            Field::Ip => self.ip_line,
+            Field::Hostname => self.hostname_line,
+            Field::Profile => self.profile_line,
+            Field::Option { index, part } => {
+                let [code, kind, value] = self.option_lines[index];
+                match part {
+                    OptionPart::Code => code,
+                    OptionPart::Type => kind,
+                    OptionPart::Value => value,
+                }
+            }
+        };
+        let message = match &r {
+            Refusal::Option(OptionRefusal {
+                reason: OptionReason::Duplicate { first, .. },
+                ..
+            }) => format!(
+                "{r} (also {}option[{first}] at {}:{})",
+                self.key_prefix, self.file, self.option_lines[*first][0]
+            ),
+            _ => r.to_string(),
+        };
+        self.err(line, &field.name("option"), message)
+    }
+}
+
+/// One reservation as the file writes it, before anything is parsed.
+pub struct Written<'a> {
+    pub mac: &'a str,
+    pub ip: &'a str,
+    pub hostname: Option<&'a str>,
+    pub profile: Option<&'a str>,
+    pub options: &'a [OptionText<'a>],
 }
 
 /// Collects inline and file reservations, indexed so that a million-line
 /// reservations file is checked for duplicates in linear time.
-pub struct ReservationSet<'a> {
-    subnets: &'a [Subnet],
-    /// (first, last, index into `subnets`) sorted by first; subnets do not
-    /// overlap, so a binary search finds the one containing an address.
-    ranges: Vec<(u32, u32, usize)>,
-    server: Ipv4Addr,
+pub struct ReservationSet {
+    network: Network,
     by_mac: HashMap<[u8; 6], usize>,
     by_ip: HashMap<Ipv4Addr, usize>,
     pub list: Vec<Reservation>,
 }
 
-impl<'a> ReservationSet<'a> {
-    pub fn new(subnets: &'a [Subnet], server: Ipv4Addr) -> Self {
-        let mut ranges: Vec<_> = subnets
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (u32::from(s.net.network()), u32::from(s.net.broadcast()), i))
-            .collect();
-        ranges.sort_unstable();
+impl Book for ReservationSet {
+    fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
+        let &i = self.by_mac.get(mac)?;
+        Some(Cow::Borrowed(&self.list[i].origin))
+    }
+
+    fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
+        let r = &self.list[*self.by_ip.get(&ip)?];
+        Some((r.mac, Cow::Borrowed(&r.origin)))
+    }
+}
+
+impl ReservationSet {
+    pub fn new(subnets: &[Subnet], server: Ipv4Addr, profiles: &[Profile]) -> Self {
         ReservationSet {
-            subnets,
-            ranges,
-            server,
+            network: Network::of_config(server, subnets, profiles),
             by_mac: HashMap::new(),
             by_ip: HashMap::new(),
             list: Vec::new(),
@@ -927,100 +963,49 @@ impl<'a> ReservationSet<'a> {
         self.list.reserve(n);
     }
 
-    fn subnet_of(&self, ip: Ipv4Addr) -> Option<usize> {
-        let ip = u32::from(ip);
-        let i = self.ranges.partition_point(|&(first, _, _)| first <= ip);
-        let &(_, last, index) = self.ranges.get(i.checked_sub(1)?)?;
-        (ip <= last).then_some(index)
-    }
-
-    pub fn add(
-        &mut self,
-        mac_text: &str,
-        ip_text: &str,
-        hostname: Option<&str>,
-        options: Vec<CustomOption>,
-        place: &Place,
-    ) -> Result<(), ConfigError> {
-        let mac = parse_mac(mac_text).ok_or_else(|| {
+    /// Parses `w` and adds it if the reservation rule accepts it.
+    pub fn add(&mut self, w: &Written, place: &Place) -> Result<(), ConfigError> {
+        let mac = parse_mac(w.mac).ok_or_else(|| {
             place.err(
                 place.mac_line,
                 "mac",
                 format!(
-                    "{mac_text:?} is not a MAC address (six hex octets separated by ':' or '-')"
+                    "{:?} is not a MAC address (six hex octets separated by ':' or '-')",
+                    w.mac
                 ),
             )
         })?;
-        // A group address can never be a client's source MAC, so such a
-        // reservation could never match.
-        if mac[0] & 1 != 0 || mac == [0; 6] {
-            return Err(place.err(
-                place.mac_line,
-                "mac",
-                format!("{} is not a unicast MAC address", format_mac(&mac)),
-            ));
-        }
-
-        let ip: Ipv4Addr = ip_text.parse().map_err(|_| {
+        let ip: Ipv4Addr = w.ip.parse().map_err(|_| {
             place.err(
                 place.ip_line,
                 "ip",
-                format!("{ip_text:?} is not an IPv4 address"),
+                format!("{:?} is not an IPv4 address", w.ip),
             )
         })?;
-        let ip_err = |m: String| place.err(place.ip_line, "ip", m);
-        let subnet = self
-            .subnet_of(ip)
-            .ok_or_else(|| ip_err(format!("{ip} is outside every subnet")))?;
-        let net = self.subnets[subnet].net;
-        if ip == net.network() {
-            return Err(ip_err(format!("{ip} is the network address of {net}")));
-        }
-        if ip == net.broadcast() {
-            return Err(ip_err(format!("{ip} is the broadcast address of {net}")));
-        }
-        if ip == self.server {
-            return Err(ip_err(format!("{ip} is server.address")));
-        }
-        if self.subnets[subnet].routers.contains(&ip) {
-            return Err(ip_err(format!("{ip} is a router of {net}")));
-        }
-
-        if let Some(h) = hostname {
-            dns_name(h).map_err(|m| place.err(place.hostname_line, "hostname", m))?;
-        }
-
-        if let Some(&other) = self.by_mac.get(&mac) {
-            return Err(place.err(
-                place.mac_line,
-                "mac",
-                format!(
-                    "duplicate MAC {} (also {})",
-                    format_mac(&mac),
-                    self.list[other].origin
-                ),
-            ));
-        }
-        if let Some(&other) = self.by_ip.get(&ip) {
-            return Err(ip_err(format!(
-                "duplicate IP {ip} (also {})",
-                self.list[other].origin
-            )));
-        }
+        let candidate = Candidate {
+            mac,
+            ip,
+            hostname: w.hostname,
+            profile: w.profile,
+            options: w.options,
+        };
+        let ok = rule::check(&candidate, &self.network, self).map_err(|r| place.refused(r))?;
         let index = self.list.len();
         self.by_mac.insert(mac, index);
         self.by_ip.insert(ip, index);
         self.list.push(Reservation {
-            profile: None,
+            profile: ok.profile,
             allow_pxe: true,
             boot_file: None,
             next_server: None,
             mac,
             ip,
-            hostname: hostname.map(str::to_owned),
-            subnet,
+            hostname: w.hostname.map(str::to_owned),
+            subnet: ok
+                .subnet
+                .expect("a configuration's network holds every subnet"),
             origin: format!("{}:{}", place.file, place.mac_line),
-            options,
+            options: ok.options,
         });
         Ok(())
     }

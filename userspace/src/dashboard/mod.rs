@@ -498,12 +498,23 @@ mod tests {
         hub.tick(3_000, None);
         let d = next(&mut rx);
         assert_eq!(d["rows"].as_array().unwrap().len(), 2, "{d}");
-        assert_eq!(d["rows"][0][1], "02:00:00:00:00:01");
-        assert_eq!(d["rows"][0][2], "10.50.0.1");
-        assert_eq!(d["rows"][0][3], "n1");
-        assert_eq!(d["rows"][0][4], 0, "in the first subnet");
-        assert_eq!(d["rows"][0][5], Phase::Ack as u8);
-        assert_eq!(d["rows"][1][5], Phase::Script as u8);
+        // Rows come in the order machines were first seen by the hub, which
+        // follows the timeline's map, not the order of the events above.
+        let row = |mac: &str| {
+            d["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r[1] == mac)
+                .unwrap_or_else(|| panic!("no row for {mac}: {d}"))
+                .clone()
+        };
+        let (ra, rb) = (row("02:00:00:00:00:01"), row("02:00:00:00:00:02"));
+        assert_eq!(ra[2], "10.50.0.1");
+        assert_eq!(ra[3], "n1");
+        assert_eq!(ra[4], 0, "in the first subnet");
+        assert_eq!(ra[5], Phase::Ack as u8);
+        assert_eq!(rb[5], Phase::Script as u8);
         assert_eq!(d["funnel"][Phase::Ack as usize], 1);
         assert_eq!(d["funnel"][Phase::Script as usize], 1);
         // offer -> ack: 200 and 300 ms; ack -> script: 1000 ms.

@@ -43,3 +43,13 @@ pub fn lookup(name: &str) -> Result<IfaceInfo, IfaceError> {
     let mac = mac.ok_or_else(|| IfaceError::NoMac(name.to_string()))?;
     Ok(IfaceInfo { index, mac, addrs })
 }
+
+/// The address the program checks non-relayed requests against: the
+/// interface address that lies in a configured subnet (else the first).
+pub fn pick_iface_address(cfg: &crate::config::Config, addrs: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    addrs
+        .iter()
+        .find(|a| cfg.subnets.iter().any(|s| s.net.contains(*a)))
+        .or(addrs.first())
+        .copied()
+}

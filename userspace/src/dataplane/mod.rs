@@ -5,11 +5,11 @@ mod batch;
 pub mod delivery;
 pub mod ifaces;
 pub mod pins;
-pub mod tables;
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::render::tables;
 use aya::{
     maps::{Array, HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
     programs::{

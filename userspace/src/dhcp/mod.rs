@@ -42,19 +42,18 @@ mod table;
 mod tests;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
-use stormboot_common::layout::{msg, FLAG_BROADCAST};
+use stormboot_common::layout::{msg, FLAG_BROADCAST, PXE_BOOT_PORT, SERVER_PORT};
 use stormboot_common::maps::Block;
 use stormboot_common::rules::{self, Destination, Verdict};
 
 use crate::config::{Config, Reservation, Subnet};
-use crate::dataplane::tables;
 use crate::leases::{Lease, LeaseAction, LeaseChange, LeaseEvent, LeaseState};
-use crate::render::{self, Transaction};
+use crate::render::{self, tables, Transaction};
 
 /// The interface a request arrived on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +73,12 @@ pub struct Request<'a> {
     /// message's own option 82 is not looked at.
     pub relay_info: Option<&'a [u8]>,
     pub ingress: &'a Ingress,
+    /// Its IPv4 source address and UDP source port: a proxy answers a
+    /// boot-server request there.
+    pub src: SocketAddrV4,
+    /// The UDP port it was sent to: 67, or the PXE boot-server port 4011
+    /// (`server_ports`).
+    pub dport: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +99,15 @@ pub struct Outcome {
     pub changes: Vec<LeaseChange>,
     /// Why, for logs and counters; one of [`NOTES`].
     pub note: &'static str,
+    /// An address the client says it has (ciaddr) though no change names
+    /// it: in proxy mode another server leased it. The boot services need
+    /// it to put TFTP transfers, which carry no MAC, on the machine's
+    /// timeline.
+    pub claimed: Option<Ipv4Addr>,
 }
 
 /// Every `Outcome::note`.
-pub const NOTES: [&str; 25] = [
+pub const NOTES: [&str; 26] = [
     "offer",
     "ack",
     "inform",
@@ -123,7 +133,18 @@ pub const NOTES: [&str; 25] = [
     "proxy-no-profile",
     "proxy-request-on-67",
     "proxy-pxe-not-allowed",
+    "ignored-boot-server-port",
 ];
+
+/// The UDP ports the server answers on: 67, and in proxy mode also the
+/// PXE boot-server port 4011, which firmware asks after a proxy's offer.
+pub fn server_ports(cfg: &Config) -> &'static [u16] {
+    use stormboot_common::layout::{PXE_BOOT_PORT, SERVER_PORT};
+    match cfg.server.mode {
+        crate::config::Mode::Proxy => &[SERVER_PORT, PXE_BOOT_PORT],
+        _ => &[SERVER_PORT],
+    }
+}
 
 /// The server's state: configuration, leases and pools.
 pub struct Server {
@@ -213,6 +234,17 @@ impl Server {
 
     /// Answers one request (RFC 2131 section 4.3).
     pub fn handle(&mut self, req: &Request<'_>, now: u64) -> Outcome {
+        if self.cfg.server.mode == crate::config::Mode::Proxy {
+            return self.proxy(req);
+        }
+        if req.dport != SERVER_PORT {
+            return Outcome {
+                reply: None,
+                changes: Vec::new(),
+                note: "ignored-boot-server-port",
+                claimed: None,
+            };
+        }
         let mut changes = self.expire(now);
         let (reply, note) = match self.context(req) {
             Ok(c) => self.dispatch(&c, now, &mut changes),
@@ -222,6 +254,32 @@ impl Server {
             reply,
             changes,
             note,
+            claimed: None,
+        }
+    }
+
+    /// proxyDHCP: boot information only, no lease of ours (`proxy`).
+    fn proxy(&self, req: &Request<'_>) -> Outcome {
+        let m = req.msg;
+        let mut mac = [0u8; 6];
+        if let Some(c) = m.chaddr().get(..6) {
+            mac.copy_from_slice(c);
+        }
+        let (reply, note) = proxy::answer(
+            &self.cfg,
+            &proxy::ProxyRequest {
+                msg: m,
+                mac,
+                to_boot_port: req.dport == PXE_BOOT_PORT,
+                src_ip: *req.src.ip(),
+                src_port: req.src.port(),
+            },
+        );
+        Outcome {
+            reply,
+            changes: Vec::new(),
+            note,
+            claimed: nonzero(m.ciaddr()),
         }
     }
 

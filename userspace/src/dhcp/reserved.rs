@@ -1,6 +1,6 @@
 //! Replies to reserved machines, made exactly as the XDP program makes
 //! them: the same rules (`stormboot_common::rules`), the same rendered
-//! blocks (`dataplane::tables`), completed by `render::complete`, which
+//! blocks (`render::tables`), completed by `render::complete`, which
 //! does in userspace what the program does in the kernel. The two
 //! dataplanes' frames are therefore byte-identical.
 
@@ -11,7 +11,7 @@ use stormboot_common::maps::Block;
 use stormboot_common::rules::{self, Verdict};
 
 use crate::config::{Config, Reservation};
-use crate::dataplane::tables;
+use crate::render::tables;
 use crate::render::{self, Transaction};
 
 use super::Reply;

@@ -15,8 +15,8 @@ use stormboot_common::rules::{self, EthDest};
 
 use super::*;
 use crate::config::Config;
-use crate::dataplane::tables;
 use crate::leases::{Lease, LeaseAction, LeaseChange, LeaseState};
+use crate::render::tables;
 use crate::render::{self, Transaction};
 
 const T0: u64 = 1_700_000_000;
@@ -152,6 +152,9 @@ fn relayed(mut m: Message, giaddr: Ipv4Addr) -> Message {
     m
 }
 
+/// Where a client without an address sends from.
+const CLIENT_PORT: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+
 fn handle(s: &mut Server, m: &Message, now: u64) -> Outcome {
     handle_on(s, m, None, &sb0(), now)
 }
@@ -168,6 +171,8 @@ fn handle_on(
             msg: m,
             relay_info,
             ingress,
+            src: CLIENT_PORT,
+            dport: 67,
         },
         now,
     )
@@ -1240,6 +1245,8 @@ fn fast_path_acks_become_bound_leases() {
                 msg: &discover(mac(9000 + n)),
                 relay_info: None,
                 ingress: &sb0(),
+                src: CLIENT_PORT,
+                dport: 67,
             },
             T0,
         );
@@ -1379,4 +1386,72 @@ fn leases_that_ran_out_while_stopped_are_expiry_events() {
         T0,
     );
     assert_eq!(events(&mut s), [("expiry", ip(10, 50, 0, 100), mac(100))]);
+}
+
+/// A request to `dport` from `src`, as the daemon hands it over.
+fn handle_sent_to(s: &mut Server, m: &Message, src: std::net::SocketAddrV4, dport: u16) -> Outcome {
+    s.handle(
+        &Request {
+            msg: m,
+            relay_info: None,
+            ingress: &sb0(),
+            src,
+            dport,
+        },
+        T0,
+    )
+}
+
+/// In proxy mode the server decides as the PXE specification's proxy:
+/// a booting client's DISCOVER on 67 gets boot information without an
+/// address, its REQUEST on 67 (which selects the DHCP server) nothing, and
+/// its REQUEST on 4011 an ACK back to where it came from. The address it
+/// says it has is handed on for the boot services.
+#[test]
+fn proxy_mode_is_decided_by_the_server_from_the_port() {
+    let text = CONFIG.replacen("[server]\n", "[server]\nmode = \"proxy\"\n", 1)
+        + "\n[boot]\ndefault_profile = \"d\"\n\n[[profile]]\nname = \"d\"\nkernel = \"vmlinuz\"\n";
+    let cfg = Arc::new(Config::from_str(&text, Path::new("stormboot.toml")).unwrap());
+    let mut s = Server::new(cfg, Vec::new(), T0);
+    let pxe = |t| {
+        let m = with(
+            req(mac(77), t),
+            DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003000".to_vec()),
+        );
+        with(m, DhcpOption::ClientSystemArchitecture(7u16.into()))
+    };
+    let unaddressed = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+
+    let out = handle_sent_to(&mut s, &pxe(MessageType::Discover), unaddressed, 67);
+    assert_eq!(out.note, "proxy-offer");
+    let offer = out.reply.expect("an offer");
+    assert_eq!(offer.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert!(out.changes.is_empty(), "a proxy leases nothing");
+
+    let out = handle_sent_to(&mut s, &pxe(MessageType::Request), unaddressed, 67);
+    assert_eq!((out.reply, out.note), (None, "proxy-request-on-67"));
+
+    let mut request = pxe(MessageType::Request);
+    request.set_ciaddr(ip(10, 50, 0, 150));
+    let from = std::net::SocketAddrV4::new(ip(10, 50, 0, 150), 4011);
+    let out = handle_sent_to(&mut s, &request, from, 4011);
+    assert_eq!(out.note, "proxy-ack");
+    let ack = out.reply.expect("an ack");
+    assert_eq!(
+        (ack.dest.ip, ack.dest.port),
+        (u32::from(ip(10, 50, 0, 150)), 4011)
+    );
+    assert_eq!(out.claimed, Some(ip(10, 50, 0, 150)));
+}
+
+/// An authoritative server answers on 67 only: a request to the PXE
+/// boot-server port is not for it, even from a machine it would answer.
+#[test]
+fn authoritative_mode_ignores_the_boot_server_port() {
+    let mut s = server();
+    let unaddressed = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+    let out = handle_sent_to(&mut s, &discover(RESERVED), unaddressed, 4011);
+    assert_eq!((out.reply, out.note), (None, "ignored-boot-server-port"));
+    let out = handle_sent_to(&mut s, &discover(RESERVED), unaddressed, 67);
+    assert_eq!(out.note, "offer");
 }

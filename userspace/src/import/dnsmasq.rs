@@ -218,7 +218,10 @@ fn range(line: usize, value: &str, imp: &mut Import) {
         }
         pool_end = Some(addrs.remove(0));
     }
+    // From here on, a range that becomes no subnet leaves its network
+    // unknown.
     let Some(mask) = addrs.first() else {
+        imp.unknown_subnets = true;
         imp.skip(
             line,
             whole(format!(
@@ -227,11 +230,8 @@ fn range(line: usize, value: &str, imp: &mut Import) {
         );
         return;
     };
-    let Some(prefix) = super::prefix_of(*mask) else {
-        imp.skip(line, whole(format!("{mask} is not a netmask")));
-        return;
-    };
-    let Ok(net) = Ipv4Net::new(start, prefix) else {
+    let Some(net) = super::prefix_of(*mask).and_then(|p| Ipv4Net::new(start, p).ok()) else {
+        imp.unknown_subnets = true;
         imp.skip(line, whole(format!("{mask} is not a netmask")));
         return;
     };

@@ -5,8 +5,9 @@
 //! Each format is a pure function from text to [`Import`]; what it cannot
 //! translate lands in [`Import::skipped`] with the line and the reason, so
 //! nothing is lost without a word. [`finish`] then applies the rules every
-//! format shares (stormboot's own validation: unicast MACs, DNS host names,
-//! no duplicate MAC or address), so that the output passes `check-config`.
+//! format shares: the subnets as stormboot's validator wants them, and the
+//! reservation rule the config loader and the API apply, so that the output
+//! passes `check-config`.
 
 pub mod csv;
 pub mod dnsmasq;
@@ -19,11 +20,14 @@ pub mod tinkerbell;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+
+use crate::reservation::rule::{self, Book, Candidate, Network, OptionText, Refusal};
 
 /// The formats `stormboot import --from` reads.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +62,10 @@ pub struct Import {
     pub subnets: Vec<Subnet>,
     pub reservations: Vec<Reservation>,
     pub skipped: Vec<Skipped>,
+    /// A network the input serves did not become a subnet (a dnsmasq
+    /// range without its netmask): an address outside `subnets` may then
+    /// be on it, and is not refused for that.
+    pub unknown_subnets: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,9 +184,9 @@ impl Import {
     }
 }
 
-/// The rules that stormboot's validator applies to every reservation and
-/// subnet, applied here so that the output is accepted as it is: what
-/// breaks one is moved to `skipped` with the reason.
+/// The rules that stormboot's validator applies to every subnet, and the
+/// reservation rule, applied here so that the output is accepted as it is:
+/// what breaks one is moved to `skipped` with the reason.
 pub fn finish(mut imp: Import) -> Import {
     let mut skipped = std::mem::take(&mut imp.skipped);
 
@@ -225,67 +233,98 @@ pub fn finish(mut imp: Import) -> Import {
         subnets.push(s);
     }
 
-    let mut by_mac: HashMap<[u8; 6], usize> = HashMap::new();
-    let mut by_ip: HashMap<Ipv4Addr, usize> = HashMap::new();
+    // The reservation rule, against the subnets kept above and the
+    // reservations kept so far; an invalid host name alone drops the name.
+    let network = Network::of_import(
+        subnets
+            .iter()
+            .map(|s| (s.cidr, s.routers.clone()))
+            .collect(),
+        !imp.unknown_subnets,
+    );
+    let mut kept = Kept::default();
     let mut reservations: Vec<Reservation> = Vec::with_capacity(imp.reservations.len());
     for mut r in imp.reservations {
         let mac = crate::frame::format_mac(&r.mac);
-        let mut skip = |reason: String| {
+        let mut verdict = check(&r, &network, &kept);
+        if let (Err(Refusal::Hostname { message }), Some(h)) = (&verdict, &r.hostname) {
             skipped.push(Skipped {
                 line: r.line,
-                reason,
-            })
-        };
-        if r.mac[0] & 1 != 0 || r.mac == [0; 6] {
-            skip(format!("{mac}: not a unicast MAC address"));
-            continue;
+                reason: format!(
+                    "{mac}: host name {h:?} left out ({message}); the reservation is kept"
+                ),
+            });
+            r.hostname = None;
+            verdict = check(&r, &network, &kept);
         }
-        if let Some(&o) = by_mac.get(&r.mac) {
-            skip(format!(
-                "{mac} {}: duplicate MAC (line {} is kept)",
-                r.ip, reservations[o].line
-            ));
-            continue;
-        }
-        if let Some(&o) = by_ip.get(&r.ip) {
-            skip(format!(
-                "{mac} {}: duplicate address (line {} is kept)",
-                r.ip, reservations[o].line
-            ));
-            continue;
-        }
-        if let Some(s) = subnets.iter().find(|s| s.cidr.contains(&r.ip)) {
-            let what = if r.ip == s.cidr.network() {
-                Some("the network address")
-            } else if r.ip == s.cidr.broadcast() {
-                Some("the broadcast address")
-            } else if s.routers.contains(&r.ip) {
-                Some("a router")
-            } else {
-                None
-            };
-            if let Some(what) = what {
-                skip(format!("{mac} {}: {what} of {}", r.ip, s.cidr));
+        let reason = match verdict {
+            Ok(_) => {
+                kept.by_mac.insert(r.mac, r.line);
+                kept.by_ip.insert(r.ip, (r.mac, r.line));
+                reservations.push(r);
                 continue;
             }
-        }
-        if let Some(h) = &r.hostname {
-            if let Err(m) = crate::config::dns_name(h) {
-                skip(format!(
-                    "{mac}: host name {h:?} left out ({m}); the reservation is kept"
-                ));
-                r.hostname = None;
+            Err(Refusal::MacNotUnicast { .. }) => format!("{mac}: not a unicast MAC address"),
+            Err(Refusal::MacTaken { origin, .. }) => {
+                format!("{mac} {}: duplicate MAC ({origin} is kept)", r.ip)
             }
-        }
-        by_mac.insert(r.mac, reservations.len());
-        by_ip.insert(r.ip, reservations.len());
-        reservations.push(r);
+            Err(Refusal::IpTaken { origin, .. }) => {
+                format!("{mac} {}: duplicate address ({origin} is kept)", r.ip)
+            }
+            Err(other) => format!("{mac}: {other}"),
+        };
+        skipped.push(Skipped {
+            line: r.line,
+            reason,
+        });
     }
     skipped.sort_by_key(|s| s.line);
     Import {
         subnets,
         reservations,
         skipped,
+        unknown_subnets: imp.unknown_subnets,
+    }
+}
+
+/// `r` under the reservation rule.
+fn check(r: &Reservation, network: &Network, kept: &Kept) -> Result<rule::Accepted, Refusal> {
+    let options: Vec<OptionText> = r
+        .options
+        .iter()
+        .map(|o| OptionText {
+            code: o.code.into(),
+            kind: o.kind,
+            value: &o.value,
+        })
+        .collect();
+    let candidate = Candidate {
+        mac: r.mac,
+        ip: r.ip,
+        hostname: r.hostname.as_deref(),
+        // Given on the command line afterwards, for the target's profiles.
+        profile: None,
+        options: &options,
+    };
+    rule::check(&candidate, network, kept)
+}
+
+/// The reservations kept so far, by MAC and by address, with their lines.
+#[derive(Default)]
+struct Kept {
+    by_mac: HashMap<[u8; 6], usize>,
+    by_ip: HashMap<Ipv4Addr, ([u8; 6], usize)>,
+}
+
+impl Book for Kept {
+    fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
+        let line = self.by_mac.get(mac)?;
+        Some(Cow::Owned(format!("line {line}")))
+    }
+
+    fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
+        let &(mac, line) = self.by_ip.get(&ip)?;
+        Some((mac, Cow::Owned(format!("line {line}"))))
     }
 }
 

@@ -361,6 +361,41 @@ fn dnsmasq_sample() {
     validates(&imp, "10.50.0.250", "");
 }
 
+/// A host outside every subnet the file declares is skipped, as the config
+/// would refuse it, unless a range without its netmask leaves a network
+/// unknown: the host may be on it, and is kept.
+#[test]
+fn dnsmasq_hosts_outside_the_declared_subnets() {
+    let known = "dhcp-range=10.50.0.100,10.50.0.199,255.255.255.0,12h\n\
+                 dhcp-host=52:54:00:00:00:01,10.60.0.5\n\
+                 dhcp-host=52:54:00:00:00:02,10.50.0.5\n";
+    let imp = parse_only(Format::Dnsmasq, known);
+    assert_eq!(
+        triples(&imp),
+        vec![t("52:54:00:00:00:02", "10.50.0.5", None)]
+    );
+    skipped(
+        &imp,
+        2,
+        "52:54:00:00:00:01: 10.60.0.5 is outside every subnet",
+    );
+
+    let unknown = format!("dhcp-range=10.60.0.100,10.60.0.199,12h\n{known}");
+    let imp = parse_only(Format::Dnsmasq, &unknown);
+    assert_eq!(imp.reservations.len(), 2, "{:?}", imp.skipped);
+    skipped(&imp, 1, "no netmask");
+    // The known subnet's own rules still hold.
+    let imp = parse_only(
+        Format::Dnsmasq,
+        &format!("{unknown}dhcp-host=52:54:00:00:00:03,10.50.0.255\n"),
+    );
+    skipped(
+        &imp,
+        5,
+        "10.50.0.255 is the broadcast address of 10.50.0.0/24",
+    );
+}
+
 /// Debian's dnsmasq.conf.example ships every dhcp-host form commented
 /// out; switched on together they also collide, which the import reports.
 #[test]

@@ -187,6 +187,12 @@ fn bulk_is_checked_as_a_whole_and_errors_carry_the_index() {
         ])
         .unwrap_err();
     assert_eq!(e.field.as_deref(), Some("[1].ip"));
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(
+        e.message,
+        "10.0.0.5 is reserved for 02:00:00:00:00:02 (entry [0])"
+    );
+    // A MAC twice in one request clashes as a MAC already reserved does.
     let e = r
         .check_bulk(&[
             spec("02:00:00:00:00:02", "10.0.0.5"),
@@ -194,6 +200,11 @@ fn bulk_is_checked_as_a_whole_and_errors_carry_the_index() {
         ])
         .unwrap_err();
     assert_eq!(e.field.as_deref(), Some("[1].mac"));
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(
+        e.message,
+        "duplicate MAC 02:00:00:00:00:02 (also entry [0])"
+    );
     let e = r
         .check_bulk(&[
             spec("02:00:00:00:00:02", "10.0.0.5"),

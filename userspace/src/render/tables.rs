@@ -1,16 +1,16 @@
-//! Renders the configuration into the map entries the XDP program reads:
-//! one NAK block per subnet, one OFFER/ACK block per reservation.
+//! Renders the configuration into the entries the XDP program's maps hold
+//! and the userspace server replays: one NAK block per subnet, one
+//! OFFER/ACK block per reservation and boot variant.
 //!
 //! Entries are rendered one at a time so a million reservations never
 //! sit in memory twice.
 
-use std::net::Ipv4Addr;
-
 use stormboot_common::maps::{variant, Block, Reservation, ReservationKey, Subnet};
 
+use super::{RenderError, ReplySpec};
 use crate::bootfile;
 use crate::config::{self, Config};
-use crate::render::{self, RenderError, ReplySpec};
+use crate::render;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {what}: {source}")]
@@ -146,19 +146,10 @@ pub fn reservation_entries(
     Ok(out)
 }
 
-/// The address the program checks non-relayed requests against: the
-/// interface address that lies in a configured subnet (else the first).
-pub fn pick_iface_address(cfg: &Config, addrs: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-    addrs
-        .iter()
-        .find(|a| cfg.subnets.iter().any(|s| s.net.contains(*a)))
-        .or(addrs.first())
-        .copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
     use std::path::Path;
 
     const CFG: &str = "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\n\n\

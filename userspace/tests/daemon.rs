@@ -1,0 +1,428 @@
+//! The whole daemon in this process, on channels instead of packet
+//! sockets, with no dataplane, a loopback API listener and a lease
+//! database in a temporary directory: exchanges through the daemon as a
+//! client sees them, without root or namespaces. What needs the kernel
+//! (XDP, packet sockets, the veth) stays in the testbed's tests.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use serde_json::{json, Value};
+use stormboot::config::Config;
+use stormboot::dhcp::Ingress;
+use stormboot::frame::{self, Addressing, BROADCAST_MAC};
+use stormboot::link::{self, Wire};
+use stormboot::serve::{self, Io, ServeOptions};
+use stormboot::slowpath::Endpoint;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const POOL_CLIENT: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x42];
+const RESERVED: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
+const RESERVED_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 11);
+const TOKEN: &str = "in-process-token";
+/// Far longer than an answer takes (milliseconds); only a daemon that
+/// does not answer waits it out.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+const CONFIG: &str = r#"[server]
+interface = "sb0"
+address = "10.50.0.1"
+dataplane = "userspace"
+
+[api]
+token = "in-process-token"
+
+[[subnet]]
+cidr = "10.50.0.0/24"
+routers = ["10.50.0.1"]
+pool = ["10.50.0.100-10.50.0.110"]
+lease_time = "1h"
+
+[[reservation]]
+mac = "52:54:00:00:00:01"
+ip = "10.50.0.11"
+hostname = "node1"
+"#;
+
+/// A daemon running in this process, and the far ends of its I/O.
+struct Daemon {
+    api: SocketAddr,
+    wire: Wire,
+    reload: mpsc::Sender<()>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dir: tempfile::TempDir,
+    xid: u32,
+}
+
+/// A broadcast from a client without an address to `dport`.
+fn unaddressed(mac: [u8; 6], dport: u16) -> Addressing {
+    Addressing {
+        eth_dst: BROADCAST_MAC,
+        eth_src: mac,
+        vlan: None,
+        ip_src: Ipv4Addr::UNSPECIFIED,
+        ip_dst: Ipv4Addr::BROADCAST,
+        sport: 68,
+        dport,
+    }
+}
+
+/// `text` with the lease database in `dir`.
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("stormboot.toml");
+    // Last, so it cannot take over keys of the table before it.
+    let text = format!(
+        "{text}\n[store]\npath = \"{}\"\n",
+        dir.join("leases.db").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Daemon {
+    async fn start(text: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), text);
+        let cfg = Config::load(&config).unwrap();
+        Self::start_with(cfg, config, dir).await
+    }
+
+    async fn start_with(cfg: Config, config: PathBuf, dir: tempfile::TempDir) -> Daemon {
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = api.local_addr().unwrap();
+        let (link, wire) = link::pair(Endpoint {
+            ingress: Ingress {
+                ifindex: 7,
+                iface_name: "sb0".into(),
+                iface_addr: SERVER,
+            },
+            mac: SERVER_MAC,
+            server_ip: cfg.server.address,
+        });
+        let boot_only = cfg.server.mode == stormboot::config::Mode::BootOnly;
+        let (reload, reloads) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        let io = Io {
+            api,
+            omapi: None,
+            links: if boot_only { Vec::new() } else { vec![link] },
+            stores: match boot_only {
+                true => None,
+                false => Some(stormboot::store::open(&cfg.store).await.unwrap()),
+            },
+            xdp: None,
+            reloads: Some(reloads),
+            shutdown: shutdown.clone(),
+        };
+        let opts = ServeOptions {
+            config_path: Some(config),
+            ..Default::default()
+        };
+        let task = tokio::spawn(serve::run(cfg, opts, io));
+        Daemon {
+            api: addr,
+            wire,
+            reload,
+            shutdown,
+            task,
+            dir,
+            xid: 0,
+        }
+    }
+
+    /// Sends `msg` from `mac` as a client without an address does, and
+    /// returns the daemon's answer: the frame's addressing and message.
+    async fn ask(&mut self, mac: [u8; 6], msg: Message) -> Option<(Addressing, Message)> {
+        self.send(unaddressed(mac, 67), &msg).await;
+        let (addr, answer) = self.answer().await?;
+        assert_eq!(answer.xid(), msg.xid(), "an answer to another request");
+        Some((addr, answer))
+    }
+
+    async fn send(&mut self, addr: Addressing, msg: &Message) {
+        let mut payload = Vec::new();
+        msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+        self.wire
+            .arrive
+            .send(frame::build(&addr, &payload))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame the daemon sends.
+    async fn answer(&mut self) -> Option<(Addressing, Message)> {
+        let f = tokio::time::timeout(PATIENCE, self.wire.sent.recv())
+            .await
+            .ok()??;
+        let p = frame::parse(&f).expect("the daemon sends well-formed frames");
+        let m = Message::decode(&mut Decoder::new(p.payload)).unwrap();
+        Some((p.addr, m))
+    }
+
+    fn message(&mut self, mac: [u8; 6], t: MessageType) -> Message {
+        self.xid += 1;
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(0x5100 + self.xid, z, z, z, z, &mac);
+        m.set_opcode(Opcode::BootRequest);
+        m.opts_mut().insert(DhcpOption::MessageType(t));
+        m
+    }
+
+    /// DISCOVER, then REQUEST what was offered: the OFFER's and the ACK's
+    /// addresses.
+    async fn dora(&mut self, mac: [u8; 6]) -> (Ipv4Addr, Ipv4Addr) {
+        let (addr, offer) = self.discover(mac).await;
+        assert_eq!(addr.eth_src, SERVER_MAC);
+        assert_eq!(addr.ip_src, SERVER);
+        let mut req = self.message(mac, MessageType::Request);
+        req.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+        req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        let (_, ack) = self.ask(mac, req).await.expect("an ACK");
+        assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+        (offer.yiaddr(), ack.yiaddr())
+    }
+
+    async fn discover(&mut self, mac: [u8; 6]) -> (Addressing, Message) {
+        let m = self.message(mac, MessageType::Discover);
+        let (addr, offer) = self.ask(mac, m).await.expect("an OFFER");
+        assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+        (addr, offer)
+    }
+
+    /// An API request: its status and JSON body (Null when empty).
+    async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (addr, method, path) = (self.api, method.to_string(), path.to_string());
+        let auth = token.map(|t| format!("Bearer {t}"));
+        tokio::task::spawn_blocking(move || {
+            let mut headers = vec![("Content-Type", "application/json")];
+            if let Some(a) = &auth {
+                headers.push(("Authorization", a.as_str()));
+            }
+            let body = body.map(|b| b.to_string()).unwrap_or_default();
+            let (status, text) =
+                stormboot::http::request(addr, &method, &path, &headers, body.as_bytes()).unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Stops the daemon and returns how it ended.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the daemon stops when told")
+            .unwrap();
+        drop(self.dir);
+        r
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_client_and_a_reservation_complete_dora_and_the_lease_is_kept() {
+    let mut d = Daemon::start(CONFIG).await;
+    let (offered, acked) = d.dora(POOL_CLIENT).await;
+    assert_eq!(offered, acked);
+    let pool = u32::from(Ipv4Addr::new(10, 50, 0, 100))..=u32::from(Ipv4Addr::new(10, 50, 0, 110));
+    assert!(
+        pool.contains(&u32::from(acked)),
+        "{acked} is not from the pool"
+    );
+    assert_eq!(d.dora(RESERVED).await, (RESERVED_IP, RESERVED_IP));
+
+    // The ACK is sent once the lease is stored: the API lists both.
+    let (status, leases) = d.api("GET", "/api/v1/leases", None, None).await;
+    assert_eq!(status, 200, "{leases}");
+    let bound: Vec<(&str, &str)> = leases["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "bound")
+        .map(|l| (l["mac"].as_str().unwrap(), l["ip"].as_str().unwrap()))
+        .collect();
+    let acked = acked.to_string();
+    assert!(
+        bound.contains(&("52:54:00:00:00:42", acked.as_str())),
+        "{leases}"
+    );
+    assert!(
+        bound.contains(&("52:54:00:00:00:01", "10.50.0.11")),
+        "{leases}"
+    );
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_made_through_the_api_answers_the_next_discover() {
+    let mut d = Daemon::start(CONFIG).await;
+    let (_, before) = d.discover(POOL_CLIENT).await;
+    assert_ne!(before.yiaddr(), Ipv4Addr::new(10, 50, 0, 20));
+
+    let spec = json!({"mac": "52:54:00:00:00:42", "ip": "10.50.0.20"});
+    let (status, body) = d
+        .api("POST", "/api/v1/reservations", None, Some(spec.clone()))
+        .await;
+    assert_eq!(status, 401, "a change without the token: {body}");
+    let (status, body) = d
+        .api("POST", "/api/v1/reservations", Some(TOKEN), Some(spec))
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+
+    // The 200 comes after the userspace server has the change.
+    let (_, after) = d.discover(POOL_CLIENT).await;
+    assert_eq!(after.yiaddr(), Ipv4Addr::new(10, 50, 0, 20));
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_the_file_as_it_is_now() {
+    let mut d = Daemon::start(CONFIG).await;
+    let (_, before) = d.discover(POOL_CLIENT).await;
+    assert_ne!(before.yiaddr(), Ipv4Addr::new(10, 50, 0, 30));
+
+    let text =
+        format!("{CONFIG}\n[[reservation]]\nmac = \"52:54:00:00:00:42\"\nip = \"10.50.0.30\"\n");
+    write_config(d.dir.path(), &text);
+    d.reload.send(()).await.unwrap();
+    // The reload runs beside the DHCP server: ask until it is served.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, offer) = d.discover(POOL_CLIENT).await;
+        if offer.yiaddr() == Ipv4Addr::new(10, 50, 0, 30) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reloaded reservation is never offered (still {})",
+            offer.yiaddr()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The file's other reservation is still served.
+    assert_eq!(d.dora(RESERVED).await, (RESERVED_IP, RESERVED_IP));
+    d.stop().await.unwrap();
+}
+
+/// Boot-only mode answers no DHCP, but serves the one router behind the
+/// one token rule: with `read_token`, nothing is readable without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_only_mode_keeps_every_route_behind_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let tftp_root = dir.path().join("tftp");
+    std::fs::create_dir(&tftp_root).unwrap();
+    let text = CONFIG
+        .replace("dataplane = \"userspace\"\n", "mode = \"boot-only\"\n")
+        .replace("[api]\n", "[api]\nread_token = true\n")
+        + &format!("\n[boot]\ntftp_root = \"{}\"\n", tftp_root.display());
+    let config = write_config(dir.path(), &text);
+    let mut cfg = Config::load(&config).unwrap();
+    // Ports the system picks: this test reads only the API.
+    (cfg.boot.tftp_port, cfg.boot.http_port, cfg.boot.syslog_port) = (0, 0, 0);
+    let d = Daemon::start_with(cfg, config, dir).await;
+
+    for path in [
+        "/api/v1/stats",
+        "/metrics",
+        "/api/v1/machines",
+        "/api/v1/reservations",
+    ] {
+        let (status, body) = d.api("GET", path, None, None).await;
+        assert_eq!(status, 401, "{path} without the token: {body}");
+        let (status, body) = d.api("GET", path, Some("wrong"), None).await;
+        assert_eq!(status, 401, "{path} with a wrong token: {body}");
+    }
+    let (status, stats) = d.api("GET", "/api/v1/stats", Some(TOKEN), None).await;
+    assert_eq!(status, 200, "{stats}");
+    assert!(
+        stats["dataplane"]
+            .as_str()
+            .is_some_and(|s| s.contains("boot-only")),
+        "{stats}"
+    );
+    let (status, body) = d
+        .api("GET", "/api/v1/reservations", Some(TOKEN), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("boot-only")),
+        "{body}"
+    );
+    d.stop().await.unwrap();
+}
+
+/// proxyDHCP through the whole daemon: the decision is the DHCP server's,
+/// by the port a request was sent to. A PXE DISCOVER on 67 gets boot
+/// information without an address; a REQUEST on 67 selects the DHCP server
+/// that gave the address and gets nothing; a REQUEST to the boot-server
+/// port 4011 is answered where it came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_answers_pxe_clients_by_the_port_they_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let tftp_root = dir.path().join("tftp");
+    std::fs::create_dir(&tftp_root).unwrap();
+    let text = CONFIG.replace("dataplane = \"userspace\"\n", "mode = \"proxy\"\n")
+        + &format!(
+            "\n[boot]\ntftp_root = \"{}\"\ndefault_profile = \"d\"\n\n[[profile]]\nname = \"d\"\nkernel = \"vmlinuz\"\n",
+            tftp_root.display()
+        );
+    let config = write_config(dir.path(), &text);
+    let mut cfg = Config::load(&config).unwrap();
+    // Ports the system picks: this test reads only DHCP.
+    (cfg.boot.tftp_port, cfg.boot.http_port, cfg.boot.syslog_port) = (0, 0, 0);
+    let mut d = Daemon::start_with(cfg, config, dir).await;
+    let pxe = |d: &mut Daemon, t| {
+        let mut m = d.message(POOL_CLIENT, t);
+        m.opts_mut().insert(DhcpOption::ClassIdentifier(
+            b"PXEClient:Arch:00007:UNDI:003000".to_vec(),
+        ));
+        m.opts_mut()
+            .insert(DhcpOption::ClientSystemArchitecture(7u16.into()));
+        m
+    };
+
+    let discover = pxe(&mut d, MessageType::Discover);
+    let (addr, offer) = d.ask(POOL_CLIENT, discover).await.expect("an OFFER");
+    assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(
+        offer.yiaddr(),
+        Ipv4Addr::UNSPECIFIED,
+        "a proxy gives no address"
+    );
+    assert_eq!((addr.ip_dst, addr.dport), (Ipv4Addr::BROADCAST, 68));
+
+    // Requests are handled in the order they arrive: the first answer
+    // after both is the boot server's, so the one on 67 got none.
+    let on_67 = pxe(&mut d, MessageType::Request);
+    d.send(unaddressed(POOL_CLIENT, 67), &on_67).await;
+    let mut on_4011 = pxe(&mut d, MessageType::Request);
+    let client = Ipv4Addr::new(10, 50, 0, 150);
+    on_4011.set_ciaddr(client);
+    let mut from = unaddressed(POOL_CLIENT, 4011);
+    (from.ip_src, from.sport, from.eth_dst) = (client, 4011, SERVER_MAC);
+    d.send(from, &on_4011).await;
+    let (addr, ack) = d.answer().await.expect("an ACK from the boot server");
+    assert_eq!(ack.xid(), on_4011.xid(), "the REQUEST on 67 was answered");
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(
+        (addr.eth_dst, addr.ip_dst, addr.dport),
+        (POOL_CLIENT, client, 4011)
+    );
+    d.stop().await.unwrap();
+}
