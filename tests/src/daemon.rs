@@ -129,6 +129,11 @@ impl Lab {
     /// own scratch directory (a path relative to the config file), never in
     /// the system's default.
     pub fn write_config(&self, config: &str) {
+        assert!(
+            !config.contains("lease_db"),
+            "server.lease_db is deprecated: leave it out (the scratch directory's \
+             [store] is added here) or write [store] path = \"leases.db\":\n{config}"
+        );
         let config = if config.contains("[store]") {
             config.to_string()
         } else {
