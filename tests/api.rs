@@ -33,7 +33,9 @@ const API_IP2: &str = "10.50.0.21";
 const CONFIG: &str = r#"[server]
 interface = "sb0"
 address = "10.50.0.1"
-lease_db = "leases.db"
+
+[store]
+path = "leases.db"
 
 [api]
 token = "e2e-token-7f3a"

@@ -564,8 +564,7 @@ fn without_native_xdp_the_daemon_falls_back_to_userspace() {
             .run(Side::Server, ip)
             .unwrap_or_else(|e| panic!("ip {args:?}: {e:#}"));
     }
-    let config =
-        "[server]\ninterface = \"br0\"\naddress = \"10.50.0.1\"\nlease_db = \"leases.db\"\n\n\
+    let config = "[server]\ninterface = \"br0\"\naddress = \"10.50.0.1\"\n\n\
                   [[subnet]]\ncidr = \"10.50.0.0/24\"\nrouters = [\"10.50.0.1\"]\n\
                   pool = [\"10.50.0.100-10.50.0.110\"]\nlease_time = \"1h\"\n";
     lab.write_config(config);

@@ -25,7 +25,6 @@ use stormboot_testbed::{require_root, wait_for, Lab, Side, SERVER_IF};
 const CONFIG: &str = r#"[server]
 interface = "sb0"
 address = "10.50.0.1"
-lease_db = "leases.db"
 
 [[subnet]]
 cidr = "10.50.0.0/24"

@@ -31,7 +31,6 @@ const WRONG: &str = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC0wMTIzNDU=";
 const CONFIG: &str = r#"[server]
 interface = "sb0"
 address = "10.50.0.1"
-lease_db = "leases.db"
 
 [api]
 token = "omapi-test-token"

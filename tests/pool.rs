@@ -39,7 +39,6 @@ fn pool_config(dataplane: &str) -> String {
         r#"[server]
 interface = "sb0"
 address = "10.50.0.1"
-lease_db = "leases.db"
 dataplane = "{dataplane}"
 
 [[subnet]]
@@ -64,7 +63,6 @@ fn storm_config(dataplane: &str) -> String {
         r#"[server]
 interface = "sb0"
 address = "10.50.0.1"
-lease_db = "leases.db"
 dataplane = "{dataplane}"
 
 [[subnet]]
@@ -88,7 +86,6 @@ const RELAY_POOL: (Ipv4Addr, Ipv4Addr) =
 const RELAY_CONFIG: &str = r#"[server]
 interface = "sb0"
 address = "10.50.0.1"
-lease_db = "leases.db"
 
 # The server's own link, where the relay is.
 [[subnet]]

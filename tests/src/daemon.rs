@@ -125,18 +125,24 @@ impl Lab {
         cmd
     }
 
-    /// Writes `config` as stormboot.toml. Each test keeps its leases in its
+    /// Writes `config` as stormboot.toml. Each test keeps its store in its
     /// own scratch directory (a path relative to the config file), never in
     /// the system's default.
     pub fn write_config(&self, config: &str) {
-        let config = if config.contains("lease_db") {
+        assert!(
+            !config.contains("lease_db"),
+            "server.lease_db is deprecated: leave it out (the scratch directory's \
+             [store] is added here) or write [store] path = \"leases.db\":\n{config}"
+        );
+        let config = if config.contains("[store]") {
             config.to_string()
         } else {
-            config.replacen("[server]\n", "[server]\nlease_db = \"leases.db\"\n", 1)
+            // Last, so it cannot take over keys of the table before it.
+            format!("{config}\n[store]\npath = \"leases.db\"\n")
         };
         assert!(
-            config.contains("lease_db = \"leases.db\""),
-            "test configs keep their lease_db in the scratch directory:\n{config}"
+            config.contains("[store]\npath = \"leases.db\"\n"),
+            "test configs keep their store in the scratch directory:\n{config}"
         );
         self.scratch.write("stormboot.toml", &config);
     }

@@ -64,6 +64,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, xdp_mode } => {
             let t = std::time::Instant::now();
             let cfg = Config::load(&config)?;
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
             tracing::info!(
                 reservations = cfg.reservations.len(),
                 ms = t.elapsed().as_millis() as u64,
@@ -121,6 +124,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
+            for w in &cfg.warnings {
+                eprintln!("stormboot: warning: {w}");
+            }
             println!(
                 "{}: ok: interface {}, server {}, {} subnet(s), {} reservation(s)",
                 config.display(),

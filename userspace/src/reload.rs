@@ -46,11 +46,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Option<(&'static str, &'stat
             "server.bpffs_dir",
             "the links are pinned there",
         ),
-        (
-            o.lease_db != n.lease_db,
-            "server.lease_db",
-            "the store is open",
-        ),
+        (old.store != new.store, "store", "the store is open"),
         (
             old.api.listen != new.api.listen,
             "api.listen",

@@ -24,12 +24,11 @@ use crate::api::registry::Registry;
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
 use crate::dataplane::{ifaces, Dataplane};
 use crate::dhcp::{self, Ingress};
-use crate::leases::{Index, Lease, LeaseChange, LeaseStore};
+use crate::leases::{Index, Lease, LeaseChange};
 use crate::link::{Frames, Link};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
 use crate::stats::{Attachment, Snapshot, UserCounters};
-use crate::store::reservations::ReservationTable;
-use crate::store::SqliteStore;
+use crate::store::{LeaseStore, ReservationStore, Stores};
 use crate::timeline::Timeline;
 use crate::{http, services};
 
@@ -75,25 +74,6 @@ pub struct Io {
     pub shutdown: CancellationToken,
 }
 
-/// The stores of a DHCP daemon.
-pub struct Stores {
-    pub leases: Arc<SqliteStore>,
-    pub reservations: ReservationTable,
-}
-
-impl Stores {
-    /// The stores the configuration names: the lease database and its
-    /// reservations table.
-    pub fn open(cfg: &Config) -> anyhow::Result<Stores> {
-        let leases = Arc::new(SqliteStore::open(&cfg.server.lease_db)?);
-        let reservations = ReservationTable::open(&cfg.server.lease_db)?;
-        Ok(Stores {
-            leases,
-            reservations,
-        })
-    }
-}
-
 impl Io {
     /// The production I/O for `cfg`: its listeners bound, a packet socket
     /// on each interface, its stores opened, SIGHUP as the reload trigger. A
@@ -122,7 +102,7 @@ impl Io {
             io.links
                 .push(crate::packetlink::open(ep, dhcp::server_ports(cfg))?);
         }
-        io.stores = Some(Stores::open(cfg)?);
+        io.stores = Some(crate::store::open(&cfg.store).await?);
         if let Some(o) = &cfg.omapi {
             io.omapi = Some(
                 TcpListener::bind(o.listen)
@@ -179,20 +159,21 @@ fn endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
 /// configuration with the API's reservations merged in.
 struct Book {
     cfg: Arc<Config>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn LeaseStore>,
     leases: Vec<Lease>,
     registry: Registry,
-    table: ReservationTable,
+    reservations: Arc<dyn ReservationStore>,
     /// Who holds which address, for the boot services.
     index: Arc<Index>,
 }
 
 /// Reads the stores: the leases, and the API's reservations, which join
 /// the file's (the file wins a clash).
-fn read_book(cfg: &Config, stores: Stores) -> anyhow::Result<Book> {
-    let leases = stores.leases.load()?;
-    let (merged, registry, table) = crate::api::live::load(cfg.clone(), stores.reservations)?;
-    tracing::info!(path = %cfg.server.lease_db.display(), leases = leases.len(), "lease store opened");
+async fn read_book(cfg: &Config, stores: Stores) -> anyhow::Result<Book> {
+    let leases = stores.leases.load().await?;
+    let (merged, registry) =
+        crate::api::live::load(cfg.clone(), stores.reservations.as_ref()).await?;
+    tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
         &leases
@@ -206,7 +187,7 @@ fn read_book(cfg: &Config, stores: Stores) -> anyhow::Result<Book> {
         store: stores.leases,
         leases,
         registry,
-        table,
+        reservations: stores.reservations,
         index,
     })
 }
@@ -220,7 +201,7 @@ struct StatsSources {
     dp: Option<Arc<Mutex<Dataplane>>>,
     counters: Arc<UserCounters>,
     queue: Arc<Queue>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn LeaseStore>,
     iface: String,
     dataplane: &'static str,
     hooks: Option<Arc<crate::hooks::HookCounters>>,
@@ -313,7 +294,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let iface_name = cfg.server.interfaces.join(",");
     let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
         links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
-    let book = read_book(&cfg, stores.context("a DHCP daemon needs its stores")?)?;
+    let book = read_book(&cfg, stores.context("a DHCP daemon needs its stores")?).await?;
     let cfg = book.cfg.clone();
     let policy = api_policy(&cfg)?;
     let xdp = xdp::start(&cfg, &endpoints, xdp)?;
@@ -360,7 +341,12 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     };
 
     let (control_tx, control_rx) = mpsc::channel(64);
-    let live = Arc::new(Live::new(book.registry, book.table, dp.clone(), control_tx));
+    let live = Arc::new(Live::new(
+        book.registry,
+        book.reservations,
+        dp.clone(),
+        control_tx,
+    ));
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let pools = Arc::new(Mutex::new(Vec::new()));
     let snapshot = stats(StatsSources {

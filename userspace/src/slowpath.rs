@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dhcp::{self, Ingress};
 use crate::frame::{self, format_mac, Addressing, BROADCAST_MAC};
-use crate::leases::LeaseStore;
 use crate::link::Frames;
 use crate::stats::UserCounters;
+use crate::store::LeaseStore;
 
 /// The interface the slow path serves and who we are on it.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use stormboot::config::Config;
 use stormboot::dhcp::Ingress;
 use stormboot::frame::{self, Addressing, BROADCAST_MAC};
 use stormboot::link::{self, Wire};
-use stormboot::serve::{self, Io, ServeOptions, Stores};
+use stormboot::serve::{self, Io, ServeOptions};
 use stormboot::slowpath::Endpoint;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -77,13 +77,10 @@ fn unaddressed(mac: [u8; 6], dport: u16) -> Addressing {
 /// `text` with the lease database in `dir`.
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("stormboot.toml");
-    let text = text.replacen(
-        "[server]\n",
-        &format!(
-            "[server]\nlease_db = \"{}\"\n",
-            dir.join("leases.db").display()
-        ),
-        1,
+    // Last, so it cannot take over keys of the table before it.
+    let text = format!(
+        "{text}\n[store]\npath = \"{}\"\n",
+        dir.join("leases.db").display()
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -116,7 +113,10 @@ impl Daemon {
             api,
             omapi: None,
             links: if boot_only { Vec::new() } else { vec![link] },
-            stores: (!boot_only).then(|| Stores::open(&cfg).unwrap()),
+            stores: match boot_only {
+                true => None,
+                false => Some(stormboot::store::open(&cfg.store).await.unwrap()),
+            },
             xdp: None,
             reloads: Some(reloads),
             shutdown: shutdown.clone(),

@@ -201,7 +201,9 @@ fn write_config(dir: &Path, machines: u32) -> Result<PathBuf> {
 interface = "sb0"
 address = "10.50.0.1"
 reservations_file = "hosts.csv"
-lease_db = "leases.db"
+
+[store]
+path = "leases.db"
 
 [[subnet]]
 cidr = "10.50.0.0/16"

@@ -1,5 +1,5 @@
 //! Applies the API's changes while the daemon runs: each one is checked
-//! (`registry`), made durable (`store::reservations`), written into the
+//! (`registry`), made durable (`store::ReservationStore`), written into the
 //! XDP maps in place, and handed to the userspace server, before the
 //! client hears 200. Nothing restarts.
 //!
@@ -18,8 +18,8 @@ use super::types::{BulkResult, ReservationSpec, ReservationView};
 use crate::config::{self, Config};
 use crate::dataplane::Dataplane;
 use crate::frame::format_mac;
-use crate::leases::{CommitFuture, Lease};
-use crate::store::reservations::ReservationTable;
+use crate::leases::Lease;
+use crate::store::{CommitFuture, ReservationChange, ReservationStore, StoredReservation};
 
 /// What the API asks of the userspace server, which lives on the slow
 /// path's task.
@@ -97,7 +97,7 @@ pub type Journal = Arc<dyn Fn(&Registry, JournalChange) + Send + Sync>;
 pub struct Live {
     journal: std::sync::OnceLock<Journal>,
     registry: tokio::sync::Mutex<Registry>,
-    table: Arc<ReservationTable>,
+    stored: Arc<dyn ReservationStore>,
     dataplane: Option<Arc<std::sync::Mutex<Dataplane>>>,
     control: mpsc::Sender<Control>,
     /// Reservations served, for the stats.
@@ -118,17 +118,16 @@ fn internal(message: String) -> FieldError {
 /// config's. The config file wins: a stored entry whose MAC or IP the file
 /// now reserves, or that no longer validates (its subnet or profile gone),
 /// is not served, with a warning, and stays stored.
-pub fn load(
+pub async fn load(
     cfg: Config,
-    table: ReservationTable,
-) -> anyhow::Result<(Config, Registry, ReservationTable)> {
-    let (cfg, registry) = merge(cfg, table.load()?);
-    Ok((cfg, registry, table))
+    stored: &dyn ReservationStore,
+) -> anyhow::Result<(Config, Registry)> {
+    Ok(merge(cfg, stored.load().await?))
 }
 
 /// The file's configuration with the stored reservations that still
 /// validate beside it, and their registry.
-fn merge(cfg: Config, rows: Vec<Result<ReservationSpec, String>>) -> (Config, Registry) {
+fn merge(cfg: Config, rows: Vec<StoredReservation>) -> (Config, Registry) {
     let mut cfg = cfg;
     let file_reservations = std::mem::take(&mut cfg.reservations);
     let file_only = Arc::new(cfg);
@@ -164,7 +163,7 @@ fn merge(cfg: Config, rows: Vec<Result<ReservationSpec, String>>) -> (Config, Re
 impl Live {
     pub fn new(
         registry: Registry,
-        table: ReservationTable,
+        stored: Arc<dyn ReservationStore>,
         dataplane: Option<Arc<std::sync::Mutex<Dataplane>>>,
         control: mpsc::Sender<Control>,
     ) -> Live {
@@ -172,7 +171,7 @@ impl Live {
         Live {
             journal: std::sync::OnceLock::new(),
             registry: tokio::sync::Mutex::new(registry),
-            table: Arc::new(table),
+            stored,
             dataplane,
             control,
             count,
@@ -195,8 +194,7 @@ impl Live {
     /// writing them puts the previous configuration back.
     pub async fn reload(&self, file: Config) -> anyhow::Result<Arc<Config>> {
         let mut reg = self.registry.lock().await;
-        let table = self.table.clone();
-        let rows = tokio::task::spawn_blocking(move || table.load()).await??;
+        let rows = self.stored.load().await?;
         let (merged, registry) = merge(file, rows);
         crate::render::tables::subnet_entries(&merged)?;
         for r in &merged.reservations {
@@ -230,10 +228,21 @@ impl Live {
         put: Vec<([u8; 6], ReservationSpec)>,
         delete: Vec<[u8; 6]>,
     ) -> Result<(), FieldError> {
-        let table = self.table.clone();
-        tokio::task::spawn_blocking(move || table.apply(&put, &delete))
+        let changes = put
+            .into_iter()
+            .map(|(mac, spec)| ReservationChange::Put {
+                mac,
+                spec: Box::new(spec),
+            })
+            .chain(
+                delete
+                    .into_iter()
+                    .map(|mac| ReservationChange::Remove { mac }),
+            )
+            .collect();
+        self.stored
+            .apply(changes)
             .await
-            .map_err(|e| internal(format!("store task: {e}")))?
             .map_err(|e| internal(e.to_string()))
     }
 

@@ -10,7 +10,7 @@
 //! - `handlers`: the HTTP handlers; `client`: the CLI's side.
 //!
 //! Config-file reservations are the `config` source and read-only here;
-//! the API's are the `api` source, kept in the lease database. At start the
+//! the API's are the `api` source, kept in the store. At start the
 //! file wins a clash (see `live::load`).
 
 pub mod auth;

@@ -10,6 +10,7 @@ mod location;
 mod omapi;
 pub use omapi::Omapi;
 mod options;
+mod store;
 mod validate;
 mod wire;
 
@@ -41,6 +42,33 @@ pub struct Config {
     /// `[omapi]`, when present.
     pub omapi: Option<Omapi>,
     pub dashboard: Dashboard,
+    /// `[store]` (or the deprecated `server.lease_db`).
+    pub store: Store,
+    /// Keys that work but should change (deprecated ones), for the daemon
+    /// to log once at start and `check-config` to print.
+    pub warnings: Vec<Warning>,
+}
+
+/// `[store]`: the backend that keeps leases and the API's reservations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// One SQLite file; already resolved against the config file's
+    /// directory.
+    Sqlite { path: PathBuf },
+}
+
+/// A key that still works but should change, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub at: Location,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.at, self.key, self.message)
+    }
 }
 
 /// `[dashboard]`: the live page at `/` on the API listener.
@@ -156,9 +184,6 @@ pub struct Server {
     pub dataplane: Dataplane,
     /// What the daemon answers (`server.mode`).
     pub mode: Mode,
-    /// The SQLite lease database; already resolved against the config
-    /// file's directory.
-    pub lease_db: PathBuf,
     /// How long an offered address is held for the client that was
     /// offered it, waiting for its REQUEST.
     pub offer_hold: Duration,

@@ -105,7 +105,6 @@ fn example_parses() {
             bpffs_dir: PathBuf::from("/sys/fs/bpf/stormboot"),
             dataplane: Dataplane::Xdp,
             mode: Mode::Authoritative,
-            lease_db: PathBuf::from("/var/lib/stormboot/leases.db"),
             offer_hold: Duration::from_secs(30),
             decline_quarantine: Duration::from_secs(600),
             slowpath_rate: 20,
@@ -168,6 +167,10 @@ fn example_parses() {
         hooks: None,
         omapi: None,
         dashboard: Default::default(),
+        store: Store::Sqlite {
+            path: PathBuf::from("/var/lib/stormboot/leases.db"),
+        },
+        warnings: vec![],
     };
     assert_eq!(c, want);
 }
@@ -780,18 +783,14 @@ fn server_with(keys: &str) -> String {
 }
 
 #[test]
-fn server_dataplane_lease_db_and_times() {
+fn server_dataplane_and_times() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.server.dataplane, Dataplane::Xdp);
-    assert_eq!(
-        c.server.lease_db,
-        PathBuf::from("/var/lib/stormboot/leases.db")
-    );
     assert_eq!(c.server.offer_hold, Duration::from_secs(30));
     assert_eq!(c.server.decline_quarantine, Duration::from_secs(600));
 
     let t = server_with(
-        "dataplane = \"userspace\"\nlease_db = \"state/leases.db\"\n\
+        "dataplane = \"userspace\"\n\
          offer_hold = \"45s\"\ndecline_quarantine = 3600",
     );
     let c = Config::parse(
@@ -801,15 +800,8 @@ fn server_dataplane_lease_db_and_times() {
     )
     .unwrap();
     assert_eq!(c.server.dataplane, Dataplane::Userspace);
-    assert_eq!(
-        c.server.lease_db,
-        PathBuf::from("/etc/stormboot/state/leases.db"),
-        "relative to the config file"
-    );
     assert_eq!(c.server.offer_hold, Duration::from_secs(45));
     assert_eq!(c.server.decline_quarantine, Duration::from_secs(3600));
-    let c = parse(&server_with("lease_db = \"/srv/l.db\"")).unwrap();
-    assert_eq!(c.server.lease_db, PathBuf::from("/srv/l.db"));
 
     assert_err(
         &server_with("dataplane = \"ebpf\""),

@@ -25,7 +25,6 @@ use crate::reservation::rule::{
 
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/stormboot";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8067";
-pub const DEFAULT_LEASE_DB: &str = "/var/lib/stormboot/leases.db";
 pub const DEFAULT_OFFER_HOLD: Duration = Duration::from_secs(30);
 pub const DEFAULT_DECLINE_QUARANTINE: Duration = Duration::from_secs(600);
 /// RFC 2132 9.x: the smallest MTU option 26 may carry.
@@ -110,6 +109,13 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
 
     let hooks = super::hooks::hooks(w.hooks.as_ref(), server.mode, src)?;
     let omapi = super::omapi::omapi(w.omapi.as_ref(), src, read)?;
+    let mut warnings = Vec::new();
+    let store = super::store::store(
+        w.store.as_ref(),
+        w.server.lease_db.as_ref(),
+        src,
+        &mut warnings,
+    )?;
     // duration_value refuses zero: every machine would be stuck.
     let dashboard = match w.dashboard.as_ref().and_then(|d| d.stuck_after.as_ref()) {
         None => super::Dashboard::default(),
@@ -127,6 +133,8 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         profiles,
         hooks,
         dashboard,
+        store,
+        warnings,
     })
 }
 
@@ -246,22 +254,6 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         },
     };
 
-    let lease_db = match &w.lease_db {
-        None => PathBuf::from(DEFAULT_LEASE_DB),
-        Some(s) if s.get_ref().trim().is_empty() => {
-            return Err(src.invalid(&s.span(), "server.lease_db", "path is empty"))
-        }
-        // Relative to the config file, like reservations_file; a URL (a
-        // shared store's) is kept as written.
-        Some(s) => {
-            let p = Path::new(s.get_ref());
-            match src.path.parent() {
-                Some(dir) if p.is_relative() && !s.get_ref().contains("://") => dir.join(p),
-                _ => p.to_path_buf(),
-            }
-        }
-    };
-
     let offer_hold = match &w.offer_hold {
         None => DEFAULT_OFFER_HOLD,
         Some(d) => duration_value(d, "server.offer_hold", src)?,
@@ -283,7 +275,6 @@ fn server(w: &wire::Server, src: &Source) -> Result<Server, ConfigError> {
         bpffs_dir,
         dataplane,
         mode,
-        lease_db,
         offer_hold,
         decline_quarantine,
         slowpath_rate,

@@ -21,6 +21,7 @@ pub struct File {
     pub hooks: Option<S<Hooks>>,
     pub omapi: Option<S<super::omapi::Wire>>,
     pub dashboard: Option<Dashboard>,
+    pub store: Option<super::store::Wire>,
     #[serde(default)]
     pub profile: Vec<Profile>,
     #[serde(default)]
@@ -40,6 +41,7 @@ pub struct Server {
     pub bpffs_dir: Option<S<String>>,
     pub dataplane: Option<S<String>>,
     pub mode: Option<S<String>>,
+    /// Deprecated: `[store] path` (see `super::store`).
     pub lease_db: Option<S<String>>,
     pub offer_hold: Option<S<Duration>>,
     pub decline_quarantine: Option<S<Duration>>,

@@ -1,16 +1,15 @@
-//! Leases: what the server has promised to whom, the changes the DHCP logic
-//! makes to them, and the store that makes those changes durable.
+//! Leases: what the server has promised to whom and the changes the DHCP
+//! logic makes to them.
 //!
 //! The DHCP logic (`crate::dhcp`) is pure: it returns `LeaseChange`s, and
-//! the daemon sends a reply only after the store has made them durable.
+//! the daemon sends a reply only after the store (`crate::store::LeaseStore`)
+//! has made them durable.
 
 mod event;
 
 pub use event::{LeaseAction, LeaseEvent};
 
-use std::future::Future;
 use std::net::Ipv4Addr;
-use std::pin::Pin;
 
 /// Seconds since the Unix epoch; leases outlive processes, so wall time.
 pub type UnixTime = u64;
@@ -71,35 +70,6 @@ pub enum LeaseChange {
     Upsert(Lease),
     /// The address is free again (released or expired).
     Remove(Ipv4Addr),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("lease store {path}: {message}")]
-    Backend { path: String, message: String },
-    #[error("lease store is closed")]
-    Closed,
-}
-
-/// Resolves when a commit is durable. It borrows nothing, so it can be
-/// awaited on another task while the caller goes on.
-pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
-
-/// Where leases are made durable. Implementations batch concurrent commits
-/// into one transaction and one sync (group commit), so durability does not
-/// cap throughput; `commit` resolves only once its changes are durable.
-///
-/// The trait is the seam for a shared store (PostgreSQL, several nodes):
-/// callers see the same two operations whatever is behind them.
-pub trait LeaseStore: Send + Sync {
-    /// Every lease in the store, at start-up.
-    fn load(&self) -> Result<Vec<Lease>, StoreError>;
-    /// Queues `changes`, in call order, and returns a future that resolves
-    /// when they are durable. The queueing happens in this call, not when
-    /// the future is first polled: two changes to one address reach the
-    /// store in the order the DHCP logic made them, whichever is awaited
-    /// first.
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture;
 }
 
 /// Who holds which address, for readers outside the DHCP logic (the boot

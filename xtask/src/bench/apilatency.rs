@@ -34,8 +34,9 @@ pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
     std::fs::write(
         &config,
         format!(
-            "[server]\ninterface = \"sb0\"\naddress = \"{SERVER_ADDR}\"\nlease_db = \"leases.db\"\n\n\
+            "[server]\ninterface = \"sb0\"\naddress = \"{SERVER_ADDR}\"\n\
              reservations_file = \"hosts.csv\"\n\n\
+             [store]\npath = \"leases.db\"\n\n\
              [api]\nlisten = \"127.0.0.1:8067\"\ntoken = \"{TOKEN}\"\n\n\
              [[subnet]]\ncidr = \"10.48.0.0/{PREFIX_LEN}\"\nrouters = [\"{SERVER_ADDR}\"]\n\
              pool = [\"{POOL_FIRST}-10.52.0.99\"]\nlease_time = \"1h\"\n"

@@ -182,8 +182,9 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         &config,
         format!(
             "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"10.50.0.1\"\n\
-             lease_db = \"leases.db\"\nreservations_file = \"hosts.csv\"\n\
+             reservations_file = \"hosts.csv\"\n\
              bpffs_dir = \"/sys/fs/bpf/stormboot-benchcp{tag}\"\n\n\
+             [store]\npath = \"leases.db\"\n\n\
              [api]\nlisten = \"127.0.0.1:8067\"\n\n\
              [[subnet]]\ncidr = \"10.0.0.0/8\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n"
         ),

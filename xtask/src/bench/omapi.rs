@@ -49,8 +49,9 @@ pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value>
         &config,
         format!(
             "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"10.50.0.1\"\n\
-             lease_db = \"leases.db\"\nreservations_file = \"hosts.csv\"\n\
+             reservations_file = \"hosts.csv\"\n\
              bpffs_dir = \"/sys/fs/bpf/stormboot-benchom{tag}\"\n\n\
+             [store]\npath = \"leases.db\"\n\n\
              [[subnet]]\ncidr = \"10.0.0.0/8\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n\n\
              [omapi]\nleases_export = \"dhcpd.leases\"\nconf_export = \"dhcpd.conf\"\n\n\
              [[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"{SECRET}\"\n"

@@ -275,8 +275,9 @@ fn stormboot(work: &Path, plan: &Plan, xdp: bool) -> Result<PathBuf> {
         &config,
         format!(
             "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"{SERVER_ADDR}\"\n\
-             dataplane = \"{}\"\nlease_db = \"leases.db\"\nreservations_file = \"hosts.csv\"\n\
+             dataplane = \"{}\"\nreservations_file = \"hosts.csv\"\n\
              bpffs_dir = \"/sys/fs/bpf/stormboot-bench{tag}\"\n\n\
+             [store]\npath = \"leases.db\"\n\n\
              [api]\nlisten = \"127.0.0.1:8067\"\n\n\
              [[subnet]]\ncidr = \"{SUBNET}/{PREFIX_LEN}\"\nrouters = [\"{SERVER_ADDR}\"]\n\
              pool = [\"{POOL_FIRST}-{}\"]\nlease_time = \"1h\"\n",

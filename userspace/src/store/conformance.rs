@@ -1,0 +1,422 @@
+//! The contract every store backend keeps, as one suite of tests run
+//! against each backend: ordering (changes apply in the order given, the
+//! last write to a key wins), durable before resolve (a resolved commit is
+//! read back by another opener, and survives the store's end without
+//! close), batching (concurrent calls share transactions, and all resolve),
+//! refusal after close (every call fails at once, none hangs), and schema
+//! refusal (stored data of a newer or unknown schema version is refused and
+//! left as it was).
+//!
+//! A backend runs the suite by implementing [`Backend`] (a fresh, empty
+//! store of its own per test, its schema version read and set, a
+//! fingerprint of what it stores) and invoking the macro in a test module:
+//!
+//! ```ignore
+//! #[cfg(test)]
+//! mod conformance {
+//!     crate::store::conformance::suite!(super::TestDatabases::new());
+//! }
+//! ```
+//!
+//! SQLite's harness (`store/sqlite/tests.rs`) makes a temporary file per
+//! test and fingerprints the file's bytes. A server backend would create a
+//! database (or schema) per test, drop it when the `Place`'s guard drops,
+//! and fingerprint a dump of its tables and version row. Every test opens
+//! the store through `store::open`, as the daemon does, so the `[store]`
+//! arm a backend adds is exercised too.
+//!
+//! "Durable" here is what a test can observe: the data is in the backend's
+//! storage, readable by an opener that shares nothing with the writer. That
+//! a sync reached the disk (SQLite's `synchronous=FULL`) is the backend's
+//! own configuration, not something a test without a power cut can see.
+
+use std::any::Any;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::api::types::ReservationSpec;
+use crate::config;
+use crate::leases::{Lease, LeaseChange, LeaseState};
+use crate::store::{
+    open, ReservationChange, StoreError, StoreFuture, StoreStats, StoredReservation, Stores,
+};
+
+/// What the suite needs from a backend besides the traits.
+pub trait Backend: Send + Sync + 'static {
+    /// A new, empty store for one test.
+    fn fresh(&self) -> Place;
+    /// The schema version the store's data is marked with.
+    fn schema_version(&self, cfg: &config::Store) -> i64;
+    /// Marks the stored data with `version`, as another build would have
+    /// left it; the store is not open.
+    fn set_schema_version(&self, cfg: &config::Store, version: i64);
+    /// Everything stored, as bytes: equal fingerprints mean nothing was
+    /// written between them. The store is not open.
+    fn fingerprint(&self, cfg: &config::Store) -> Vec<u8>;
+}
+
+/// Where one test's store lives.
+pub struct Place {
+    pub config: config::Store,
+    /// Whatever keeps it alive (a temporary directory, a database dropped
+    /// on drop); held until the test ends.
+    pub guard: Box<dyn Any + Send>,
+}
+
+/// A store call that does not resolve within this is a hang.
+const HANG: Duration = Duration::from_secs(10);
+
+/// Runs every test of the suite against `$backend` (an expression that
+/// builds a [`Backend`]), one `#[tokio::test]` each.
+macro_rules! suite {
+    ($backend:expr) => {
+        $crate::store::conformance::suite!(@tests $backend;
+            changes_apply_in_call_order,
+            a_resolved_commit_is_read_by_another_opener,
+            a_resolved_commit_survives_an_end_without_close,
+            concurrent_calls_share_transactions,
+            a_closed_store_refuses_every_call,
+            an_unknown_schema_version_is_refused_untouched,
+        );
+    };
+    (@tests $backend:expr; $($name:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $crate::store::conformance::$name(&$backend).await
+            }
+        )*
+    };
+}
+pub(crate) use suite;
+
+/// A lease per `i`, every field varied.
+pub fn lease(i: u32) -> Lease {
+    let mac = [0x52, 0x54, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    let mut client_id = vec![1];
+    client_id.extend_from_slice(&mac);
+    Lease {
+        ip: Ipv4Addr::from(0x0a00_0000 + i),
+        client_id,
+        mac,
+        state: [LeaseState::Offered, LeaseState::Bound, LeaseState::Declined][i as usize % 3],
+        expires: 1_700_000_000 + u64::from(i),
+        updated: 1_699_990_000 + u64::from(i),
+        hostname: ((i & 1) == 0).then(|| format!("host-{i}")),
+    }
+}
+
+fn mac(i: u32) -> [u8; 6] {
+    [2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]
+}
+
+/// The reservation of machine `i`, at address `10.1.x.y + v`.
+fn spec(i: u32, v: u32) -> ReservationSpec {
+    ReservationSpec {
+        mac: crate::frame::format_mac(&mac(i)),
+        ip: Ipv4Addr::from(0x0a01_0000 + i + v).to_string(),
+        hostname: Some(format!("node-{i}")),
+        ..Default::default()
+    }
+}
+
+fn put(i: u32, v: u32) -> ReservationChange {
+    ReservationChange::Put {
+        mac: mac(i),
+        spec: Box::new(spec(i, v)),
+    }
+}
+
+fn remove(i: u32) -> ReservationChange {
+    ReservationChange::Remove { mac: mac(i) }
+}
+
+async fn opened(cfg: &config::Store) -> Stores {
+    open(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("opening {cfg:?}: {e}"))
+}
+
+async fn leases(s: &Stores) -> Vec<Lease> {
+    s.leases.load().await.expect("loading leases")
+}
+
+async fn reservations(s: &Stores) -> Vec<ReservationSpec> {
+    s.reservations
+        .load()
+        .await
+        .expect("loading reservations")
+        .into_iter()
+        .map(|r: StoredReservation| r.expect("a stored reservation"))
+        .collect()
+}
+
+async fn within<T>(what: &str, f: StoreFuture<T>) -> Result<T, StoreError> {
+    tokio::time::timeout(HANG, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not resolve within {HANG:?}"))
+}
+
+/// Within one call, and across calls queued before either is awaited, the
+/// changes reach the store in call order: the last write to a key wins.
+pub async fn changes_apply_in_call_order<B: Backend>(b: &B) {
+    let place = b.fresh();
+    let s = opened(&place.config).await;
+    let first = lease(1);
+    let mut replaced = lease(1);
+    replaced.state = LeaseState::Bound;
+    replaced.hostname = None;
+    replaced.client_id = b"other client".to_vec();
+    let (back, gone) = (lease(2), lease(3));
+    s.leases
+        .commit(vec![
+            LeaseChange::Upsert(first),
+            LeaseChange::Upsert(replaced.clone()),
+            LeaseChange::Remove(back.ip),
+            LeaseChange::Upsert(back.clone()),
+            LeaseChange::Upsert(gone.clone()),
+            LeaseChange::Remove(gone.ip),
+        ])
+        .await
+        .expect("commit");
+    s.reservations
+        .apply(vec![
+            put(1, 0),
+            put(1, 7),
+            remove(2),
+            put(2, 0),
+            put(3, 0),
+            remove(3),
+        ])
+        .await
+        .expect("apply");
+
+    // Queued in this order, awaited in the other.
+    let later = lease(4);
+    let add = s.leases.commit(vec![LeaseChange::Upsert(later.clone())]);
+    let drop_it = s.leases.commit(vec![LeaseChange::Remove(later.ip)]);
+    let put_4 = s.reservations.apply(vec![put(4, 0)]);
+    let remove_4 = s.reservations.apply(vec![remove(4)]);
+    let put_5 = s.reservations.apply(vec![put(5, 0)]);
+    let replace_5 = s.reservations.apply(vec![put(5, 9)]);
+    replace_5.await.expect("replace 5");
+    put_5.await.expect("put 5");
+    remove_4.await.expect("remove 4");
+    put_4.await.expect("put 4");
+    drop_it.await.expect("remove lease 4");
+    add.await.expect("add lease 4");
+
+    let want_leases = vec![replaced, back];
+    let want_reservations = vec![spec(1, 7), spec(2, 0), spec(5, 9)];
+    assert_eq!(leases(&s).await, want_leases);
+    assert_eq!(reservations(&s).await, want_reservations);
+    s.close().await.expect("close");
+    drop(s);
+    let s = opened(&place.config).await;
+    assert_eq!(leases(&s).await, want_leases, "after reopening");
+    assert_eq!(reservations(&s).await, want_reservations, "after reopening");
+}
+
+/// Each commit, once resolved, is read back by a second opener of the same
+/// store (another process's view), also when concurrent commits resolve out
+/// of one shared transaction.
+pub async fn a_resolved_commit_is_read_by_another_opener<B: Backend>(b: &B) {
+    let place = b.fresh();
+    let writer = opened(&place.config).await;
+    let reader = opened(&place.config).await;
+    let tasks: Vec<_> = (0..50u32)
+        .map(|i| {
+            let (writer, reader) = (writer.clone(), reader.clone());
+            tokio::spawn(async move {
+                let l = lease(i);
+                writer
+                    .leases
+                    .commit(vec![LeaseChange::Upsert(l.clone())])
+                    .await
+                    .expect("commit");
+                assert!(
+                    leases(&reader).await.contains(&l),
+                    "lease {} resolved but another opener does not see it",
+                    l.ip
+                );
+                writer
+                    .reservations
+                    .apply(vec![put(i, 0)])
+                    .await
+                    .expect("apply");
+                assert!(
+                    reservations(&reader).await.contains(&spec(i, 0)),
+                    "reservation {i} resolved but another opener does not see it"
+                );
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+/// What resolved is stored without the store being closed or even dropped:
+/// the handle is leaked as a crashed process's would be, so nothing a close
+/// or a destructor would flush can help; a new opener reads everything.
+pub async fn a_resolved_commit_survives_an_end_without_close<B: Backend>(b: &B) {
+    let place = b.fresh();
+    let s = opened(&place.config).await;
+    for i in 0..20 {
+        s.leases
+            .commit(vec![LeaseChange::Upsert(lease(i))])
+            .await
+            .expect("commit");
+        s.reservations.apply(vec![put(i, 0)]).await.expect("apply");
+    }
+    std::mem::forget(s);
+    let s = opened(&place.config).await;
+    assert_eq!(leases(&s).await, (0..20).map(lease).collect::<Vec<_>>());
+    assert_eq!(
+        reservations(&s).await,
+        (0..20).map(|i| spec(i, 0)).collect::<Vec<_>>()
+    );
+}
+
+/// Many calls made at once (each caller waiting for its own, like DHCP
+/// handlers before their ACKs) share transactions, every one resolves, and
+/// the stats on each trait say so.
+pub async fn concurrent_calls_share_transactions<B: Backend>(b: &B) {
+    const CALLS: u32 = 1000;
+    let place = b.fresh();
+    let s = opened(&place.config).await;
+    assert_eq!(s.leases.stats(), StoreStats::default(), "a fresh store");
+    assert_eq!(s.reservations.stats(), StoreStats::default());
+    let tasks: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let a = s.leases.commit(vec![LeaseChange::Upsert(lease(i))]);
+                let b = s.reservations.apply(vec![put(i, 0), put(i, 1)]);
+                a.await.expect("commit");
+                b.await.expect("apply");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let (l, r) = (s.leases.stats(), s.reservations.stats());
+    println!(
+        "{CALLS} commits in {} transactions, {CALLS} applies in {}",
+        l.transactions, r.transactions
+    );
+    let calls = u64::from(CALLS);
+    assert_eq!((l.commits, l.changes), (calls, calls), "{l:?}");
+    assert_eq!((r.commits, r.changes), (calls, 2 * calls), "{r:?}");
+    for (what, st) in [("leases", l), ("reservations", r)] {
+        assert_eq!(
+            st.commit_latency.iter().sum::<u64>(),
+            st.commits,
+            "{what}: every call timed: {:?}",
+            st.commit_latency
+        );
+        assert!(
+            st.transactions > 0 && st.transactions * 4 < st.commits,
+            "{what}: {} transactions for {} calls: not batching",
+            st.transactions,
+            st.commits
+        );
+    }
+    s.close().await.expect("close");
+    drop(s);
+    let s = opened(&place.config).await;
+    assert_eq!(leases(&s).await, (0..CALLS).map(lease).collect::<Vec<_>>());
+    assert_eq!(
+        reservations(&s).await,
+        (0..CALLS).map(|i| spec(i, 1)).collect::<Vec<_>>()
+    );
+}
+
+/// Close makes durable what was queued before it; after it, every call of
+/// either trait fails with `Closed` at once, and close itself may be
+/// called again.
+pub async fn a_closed_store_refuses_every_call<B: Backend>(b: &B) {
+    let place = b.fresh();
+    let s = opened(&place.config).await;
+    let queued = s.leases.commit(vec![LeaseChange::Upsert(lease(1))]);
+    let queued_too = s.reservations.apply(vec![put(1, 0)]);
+    within("close", s.leases.close()).await.expect("close");
+    within("a commit queued before close", queued)
+        .await
+        .expect("a commit queued before close");
+    within("an apply queued before close", queued_too)
+        .await
+        .expect("an apply queued before close");
+
+    let closed = |what: &str, r: Result<(), StoreError>| {
+        assert!(matches!(r, Err(StoreError::Closed)), "{what}: {r:?}");
+    };
+    let commit = within(
+        "commit after close",
+        s.leases.commit(vec![LeaseChange::Upsert(lease(2))]),
+    )
+    .await;
+    closed("commit", commit);
+    let apply = within("apply after close", s.reservations.apply(vec![put(2, 0)])).await;
+    closed("apply", apply);
+    let load = within("load after close", s.leases.load()).await;
+    closed("load leases", load.map(drop));
+    let load = within("load after close", s.reservations.load()).await;
+    closed("load reservations", load.map(drop));
+    within("a second close", s.reservations.close())
+        .await
+        .expect("a second close");
+    within("a third close", s.leases.close())
+        .await
+        .expect("a third close");
+    drop(s);
+
+    let s = opened(&place.config).await;
+    assert_eq!(leases(&s).await, vec![lease(1)]);
+    assert_eq!(reservations(&s).await, vec![spec(1, 0)]);
+}
+
+/// Stored data marked with a schema version this build does not know (a
+/// newer build's, or an invalid one) is refused with `StoreError::Schema`
+/// naming the version, and nothing is written to it; marked back, it opens
+/// with its data.
+pub async fn an_unknown_schema_version_is_refused_untouched<B: Backend>(b: &B) {
+    let place = b.fresh();
+    let s = opened(&place.config).await;
+    s.leases
+        .commit(vec![LeaseChange::Upsert(lease(1))])
+        .await
+        .expect("commit");
+    s.reservations.apply(vec![put(1, 0)]).await.expect("apply");
+    s.close().await.expect("close");
+    drop(s);
+
+    let known = b.schema_version(&place.config);
+    for unknown in [known + 1, -1] {
+        b.set_schema_version(&place.config, unknown);
+        let before = b.fingerprint(&place.config);
+        let Err(e) = open(&place.config).await else {
+            panic!("opened a store of schema version {unknown}");
+        };
+        let message = e.to_string();
+        println!("{message}");
+        assert!(
+            matches!(e, StoreError::Schema { .. }),
+            "not a schema error: {e:?}"
+        );
+        assert!(
+            message.contains(&format!("schema version {unknown}")),
+            "the error does not name the version: {message}"
+        );
+        assert!(
+            b.fingerprint(&place.config) == before,
+            "refusing schema version {unknown} changed the store"
+        );
+    }
+
+    b.set_schema_version(&place.config, known);
+    let s = opened(&place.config).await;
+    assert_eq!(leases(&s).await, vec![lease(1)]);
+    assert_eq!(reservations(&s).await, vec![spec(1, 0)]);
+}

@@ -1,0 +1,237 @@
+//! Changes turned into SQL values, and rows read back, for the SQLite
+//! store's two tables.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::FromSql;
+use rusqlite::{params, Connection, OpenFlags, Row, Transaction};
+
+use crate::api::types::ReservationSpec;
+use crate::frame::format_mac;
+use crate::leases::{Lease, LeaseChange, LeaseState};
+use crate::store::{ReservationChange, StoredReservation};
+
+const UPSERT_LEASE: &str = "
+    INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+    ON CONFLICT (ip) DO UPDATE SET
+        client_id = excluded.client_id,
+        mac = excluded.mac,
+        state = excluded.state,
+        expires = excluded.expires,
+        updated = excluded.updated,
+        hostname = excluded.hostname
+";
+
+const REMOVE_LEASE: &str = "DELETE FROM leases WHERE ip = ?1";
+
+const SELECT_LEASES: &str = "
+    SELECT ip, client_id, mac, state, expires, updated, hostname
+    FROM leases ORDER BY ip
+";
+
+const PUT_RESERVATION: &str = "
+    INSERT INTO reservations (mac, spec, updated) VALUES (?1, ?2, ?3)
+    ON CONFLICT (mac) DO UPDATE SET spec = excluded.spec, updated = excluded.updated
+";
+
+const REMOVE_RESERVATION: &str = "DELETE FROM reservations WHERE mac = ?1";
+
+const SELECT_RESERVATIONS: &str = "SELECT mac, spec FROM reservations ORDER BY mac";
+
+/// A change already turned into SQL values on the caller's thread. This
+/// keeps the writer's loop to binding and stepping, and rejects a value
+/// SQLite cannot hold before it could fail a whole batch of other callers.
+pub enum Op {
+    UpsertLease {
+        ip: i64,
+        client_id: Vec<u8>,
+        mac: [u8; 6],
+        state: &'static str,
+        expires: i64,
+        updated: i64,
+        hostname: Option<String>,
+    },
+    RemoveLease {
+        ip: i64,
+    },
+    PutReservation {
+        mac: [u8; 6],
+        spec: String,
+        updated: i64,
+    },
+    RemoveReservation {
+        mac: [u8; 6],
+    },
+}
+
+fn ip_key(ip: Ipv4Addr) -> i64 {
+    i64::from(u32::from(ip))
+}
+
+pub fn encode_leases(changes: Vec<LeaseChange>) -> Result<Vec<Op>, String> {
+    // SQLite integers are i64; a time past that (say u64::MAX for "never")
+    // is refused here, for this caller alone.
+    let time = |ip: Ipv4Addr, field: &str, t: u64| {
+        i64::try_from(t).map_err(|_| {
+            format!("lease {ip}: {field} = {t} does not fit SQLite's signed 64-bit integers")
+        })
+    };
+    changes
+        .into_iter()
+        .map(|change| match change {
+            LeaseChange::Upsert(lease) => Ok(Op::UpsertLease {
+                ip: ip_key(lease.ip),
+                expires: time(lease.ip, "expires", lease.expires)?,
+                updated: time(lease.ip, "updated", lease.updated)?,
+                client_id: lease.client_id,
+                mac: lease.mac,
+                state: lease.state.as_str(),
+                hostname: lease.hostname,
+            }),
+            LeaseChange::Remove(ip) => Ok(Op::RemoveLease { ip: ip_key(ip) }),
+        })
+        .collect()
+}
+
+pub fn encode_reservations(changes: Vec<ReservationChange>) -> Result<Vec<Op>, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    changes
+        .into_iter()
+        .map(|change| match change {
+            ReservationChange::Put { mac, spec } => Ok(Op::PutReservation {
+                mac,
+                spec: serde_json::to_string(&spec).map_err(|e| {
+                    format!("encoding the reservation of {}: {e}", format_mac(&mac))
+                })?,
+                updated: now,
+            }),
+            ReservationChange::Remove { mac } => Ok(Op::RemoveReservation { mac }),
+        })
+        .collect()
+}
+
+/// Applies `ops` inside `tx`, in order.
+pub fn apply<'a>(tx: &Transaction<'_>, ops: impl Iterator<Item = &'a Op>) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(UPSERT_LEASE)?;
+    let mut remove = tx.prepare_cached(REMOVE_LEASE)?;
+    let mut put_reservation = tx.prepare_cached(PUT_RESERVATION)?;
+    let mut remove_reservation = tx.prepare_cached(REMOVE_RESERVATION)?;
+    for op in ops {
+        match op {
+            Op::UpsertLease {
+                ip,
+                client_id,
+                mac,
+                state,
+                expires,
+                updated,
+                hostname,
+            } => upsert.execute(params![
+                ip,
+                client_id,
+                &mac[..],
+                state,
+                expires,
+                updated,
+                hostname
+            ])?,
+            Op::RemoveLease { ip } => remove.execute([ip])?,
+            Op::PutReservation { mac, spec, updated } => {
+                put_reservation.execute(params![&mac[..], spec, updated])?
+            }
+            Op::RemoveReservation { mac } => remove_reservation.execute([&mac[..]])?,
+        };
+    }
+    Ok(())
+}
+
+/// A read-only connection of its own: WAL gives it a consistent snapshot
+/// without stopping the writer.
+fn reader(path: &Path, busy_timeout: Duration) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("opening for reading: {e}"))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| format!("setting busy_timeout: {e}"))?;
+    Ok(conn)
+}
+
+pub fn read_leases(path: &Path, busy_timeout: Duration) -> Result<Vec<Lease>, String> {
+    let conn = reader(path, busy_timeout)?;
+    let fail = |e| format!("reading leases: {e}");
+    let mut select = conn.prepare(SELECT_LEASES).map_err(fail)?;
+    let mut rows = select.query([]).map_err(fail)?;
+    let mut leases = Vec::new();
+    while let Some(row) = rows.next().map_err(fail)? {
+        leases.push(decode_lease(row)?);
+    }
+    Ok(leases)
+}
+
+/// One row back into a `Lease`, refusing (rather than guessing at) values
+/// this code would not have written.
+fn decode_lease(row: &Row<'_>) -> Result<Lease, String> {
+    fn get<T: FromSql>(row: &Row<'_>, index: usize, what: &str) -> Result<T, String> {
+        row.get(index)
+            .map_err(|e| format!("reading a lease's {what}: {e}"))
+    }
+    let raw_ip: i64 = get(row, 0, "ip")?;
+    let ip = u32::try_from(raw_ip)
+        .map(Ipv4Addr::from)
+        .map_err(|_| format!("lease row with ip {raw_ip}: not an IPv4 address"))?;
+    let mac: Vec<u8> = get(row, 2, "mac")?;
+    let mac = <[u8; 6]>::try_from(mac.as_slice())
+        .map_err(|_| format!("lease {ip}: mac has {} bytes, not 6", mac.len()))?;
+    let state: String = get(row, 3, "state")?;
+    let state =
+        LeaseState::parse(&state).ok_or_else(|| format!("lease {ip}: unknown state {state:?}"))?;
+    let time = |index, what| -> Result<u64, String> {
+        let t: i64 = get(row, index, what)?;
+        u64::try_from(t).map_err(|_| format!("lease {ip}: {what} = {t} is before 1970"))
+    };
+    Ok(Lease {
+        ip,
+        client_id: get(row, 1, "client_id")?,
+        mac,
+        state,
+        expires: time(4, "expires")?,
+        updated: time(5, "updated")?,
+        hostname: get(row, 6, "hostname")?,
+    })
+}
+
+/// Every stored reservation, in MAC order; a row that does not decode is
+/// reported by its MAC, in its place.
+pub fn read_reservations(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<Vec<StoredReservation>, String> {
+    let conn = reader(path, busy_timeout)?;
+    let fail = |e| format!("reading reservations: {e}");
+    let mut select = conn.prepare(SELECT_RESERVATIONS).map_err(fail)?;
+    let rows = select
+        .query_map([], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(fail)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mac, spec) = row.map_err(fail)?;
+        out.push(serde_json::from_str::<ReservationSpec>(&spec).map_err(|e| {
+            let mac = mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            format!("stored reservation {mac}: {e}")
+        }));
+    }
+    Ok(out)
+}

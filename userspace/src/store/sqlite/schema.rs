@@ -1,0 +1,180 @@
+//! The SQLite file's schema: what a new file gets, how an older one is
+//! migrated, and what is refused (a newer version, a file that is not ours)
+//! before anything is written to it.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+/// The schema this code reads and writes. A change to it bumps this and adds
+/// a migration in `prepare`; a binary refuses files newer than it knows
+/// rather than misread or damage them.
+pub const SCHEMA_VERSION: i64 = 2;
+
+// `ip` is the address as the number `u32::from(Ipv4Addr)` gives (10.0.0.1 =
+// 0x0a000001): an INTEGER PRIMARY KEY is the rowid itself, so an upsert
+// touches one B-tree, and rows sort in address order. No index on client_id:
+// the server keeps leases in memory and looks clients up there, so an index
+// would only cost every write.
+const SCHEMA_V1: &str = "
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    CREATE TABLE leases (
+        ip        INTEGER PRIMARY KEY,
+        client_id BLOB NOT NULL,
+        mac       BLOB NOT NULL CHECK (length(mac) = 6),
+        state     TEXT NOT NULL CHECK (state IN ('offered', 'bound', 'declined')),
+        expires   INTEGER NOT NULL,
+        updated   INTEGER NOT NULL,
+        hostname  TEXT
+    );
+";
+
+/// Version 2: reservations made through the API, as the client wrote them
+/// (the API's JSON), checked again at every start like any other change.
+const SCHEMA_V2: &str = "
+    CREATE TABLE reservations (
+        mac     BLOB PRIMARY KEY CHECK (length(mac) = 6),
+        spec    TEXT NOT NULL,
+        updated INTEGER NOT NULL
+    );
+";
+
+/// Why a file cannot be used.
+pub enum Refused {
+    /// Its schema is not one this build knows; nothing was written.
+    Schema(String),
+    /// Reading or writing it failed.
+    Sql(String, rusqlite::Error),
+}
+
+/// What a file holds before it is prepared.
+enum Found {
+    Empty,
+    Version(i64),
+}
+
+/// Reads the schema version and refuses what this build must not touch.
+/// Reads only, so it runs before the first write (switching to WAL writes
+/// the file's header) and leaves a refused file as it was.
+fn inspect(conn: &Connection) -> Result<Found, Refused> {
+    let sql = |what: &str| {
+        let what = what.to_owned();
+        move |e| Refused::Sql(what, e)
+    };
+    let count_tables = |filter: &str| -> Result<i64, Refused> {
+        conn.query_row(
+            &format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' {filter}"),
+            [],
+            |row| row.get(0),
+        )
+        .map_err(sql("reading the schema"))
+    };
+    if count_tables("AND name = 'meta'")? == 0 {
+        let tables = count_tables("")?;
+        if tables > 0 {
+            // Someone else's database: writing our tables into it would
+            // only hide the mistake in the configured path.
+            return Err(Refused::Schema(format!(
+                "has {tables} table(s) but no stormboot meta table: not a stormboot store, refusing to use it"
+            )));
+        }
+        return Ok(Found::Empty);
+    }
+    let version: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql("reading the schema version"))?;
+    match version {
+        None => Err(Refused::Schema(
+            "has a meta table without schema_version: not a stormboot store?".into(),
+        )),
+        Some(v) if v > SCHEMA_VERSION => Err(Refused::Schema(format!(
+            "schema version {v} is newer than this stormboot supports ({SCHEMA_VERSION}); \
+             run a newer stormboot or use another file"
+        ))),
+        Some(v) if v < 1 => Err(Refused::Schema(format!("schema version {v} is not valid"))),
+        Some(v) => Ok(Found::Version(v)),
+    }
+}
+
+/// Refuses a file this build must not touch, writing nothing.
+pub fn check(conn: &Connection) -> Result<(), Refused> {
+    inspect(conn).map(|_| ())
+}
+
+/// Creates the schema in a new file, or migrates an older one. One
+/// IMMEDIATE transaction, which inspects again, so two processes opening the
+/// same new file do not both create it.
+pub fn prepare(conn: &mut Connection) -> Result<(), Refused> {
+    let sql = |what: &'static str| move |e| Refused::Sql(what.into(), e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql("starting the schema transaction"))?;
+    match inspect(&tx)? {
+        Found::Empty => {
+            tx.execute_batch(SCHEMA_V1)
+                .map_err(sql("creating the schema"))?;
+            tx.execute_batch(SCHEMA_V2)
+                .map_err(sql("creating the schema"))?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION],
+            )
+            .map_err(sql("recording the schema version"))?;
+        }
+        Found::Version(1) => {
+            tx.execute_batch(SCHEMA_V2)
+                .map_err(sql("adding the reservations table"))?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION],
+            )
+            .map_err(sql("recording the schema version"))?;
+        }
+        Found::Version(_) => {}
+    }
+    tx.commit().map_err(sql("committing the schema"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_gains_the_reservations_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("leases.db");
+        let mut c = Connection::open(&path).expect("open");
+        c.execute_batch(SCHEMA_V1).expect("v1");
+        c.execute("INSERT INTO meta VALUES ('schema_version', 1)", [])
+            .expect("version");
+        c.execute(
+            "INSERT INTO leases VALUES (167772165, x'01', x'020000000001', 'bound', 10, 1, NULL)",
+            [],
+        )
+        .expect("a lease");
+        assert!(prepare(&mut c).is_ok());
+        let version: i64 = c
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let leases: i64 = c
+            .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))
+            .expect("leases");
+        assert_eq!(leases, 1, "the migration kept the lease");
+        c.execute(
+            "INSERT INTO reservations VALUES (x'020000000001', '{}', 1)",
+            [],
+        )
+        .expect("the reservations table exists");
+    }
+}
