@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bench::reports::{self, Storm};
+use crate::bench::reports::{self, StormReport};
 use anyhow::{bail, Context, Result};
 use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF};
 
@@ -50,10 +50,11 @@ pub fn run(args: &LabArgs) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     // Each run starts from no leases.
     let _ = std::fs::remove_file(dir.join("leases.db"));
-    // The release build, named outright: the storm client is the lab's
+    // The release builds, named outright: the storm client is the lab's
     // bottleneck, and a debug build of it would measure itself.
     let bin = crate::sh::root().join("target/release/stormboot");
-    eprintln!("lab: binary {}", bin.display());
+    let lab = crate::sh::root().join("target/release/stormboot-lab");
+    eprintln!("lab: binaries {} and {}", bin.display(), lab.display());
 
     let mut bed = Testbed::new("lab", Some(DHCLIENT_MAC))?;
     let config = write_config(&dir, args.machines)?;
@@ -61,7 +62,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     // The pass program goes on first: a veth delivers driver-mode XDP_TX
     // only to a peer that runs XDP, and the daemon, finding none, would
     // attach in skb mode.
-    bed.attach_client_pass(&bin)?;
+    bed.attach_client_pass(&lab)?;
     check(&interrupted)?;
     let mut serve = std::process::Command::new(&bin);
     serve
@@ -88,7 +89,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     }
 
     eprintln!("lab: storm of {} machines", args.machines);
-    let mut storm = std::process::Command::new(&bin);
+    let mut storm = std::process::Command::new(&lab);
     storm.args([
         "storm",
         "--json",
@@ -107,7 +108,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
         .run(Side::Client, storm)
         .context("the storm client failed")?;
     check(&interrupted)?;
-    let report: Storm = reports::decode("the storm client", &out.stdout)?;
+    let report: StormReport = reports::decode("the storm client", &out.stdout)?;
 
     eprintln!("lab: one real dhclient");
     let started = Instant::now();
@@ -152,8 +153,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     if !status.success() {
         bail!("stormboot exited with {status}");
     }
-    let bound = report.bound;
-    if bound != u64::from(args.machines) || !dh_bound {
+    if report.bound != args.machines || !dh_bound {
         bail!(
             "not every machine was bound: see the table above and {}",
             dir.join("stormboot.log").display()
@@ -222,7 +222,7 @@ hostname = "dhclient"
 
 fn table(
     args: &LabArgs,
-    r: &Storm,
+    r: &StormReport,
     s: &serde_json::Value,
     dh_bound: bool,
     dh_time: Duration,
