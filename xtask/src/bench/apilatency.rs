@@ -10,10 +10,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use stormboot_testbed::labconfig::{LabConfig, Machines};
 use stormboot_testbed::{Side, Testbed, CLIENT_IF};
 
 use super::reports::{self, ApiReport as Api};
-use super::servers::{POOL_FIRST, PREFIX_LEN, SERVER_ADDR};
+use super::servers::{POOL_FIRST, PREFIX_LEN};
 use super::Bins;
 
 /// Where the loaded reservations start: past the server, the pool and the
@@ -31,31 +32,18 @@ pub fn measure(dir: &Path, bins: &Bins, load: u32, cycles: u32) -> Result<Api> {
     let work = dir.join("api");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let config = work.join("stormboot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ninterface = \"sb0\"\naddress = \"{SERVER_ADDR}\"\nlease_db = \"leases.db\"\n\n\
-             reservations_file = \"hosts.csv\"\n\n\
-             [api]\nlisten = \"127.0.0.1:8067\"\ntoken = \"{TOKEN}\"\n\n\
-             [[subnet]]\ncidr = \"10.48.0.0/{PREFIX_LEN}\"\nrouters = [\"{SERVER_ADDR}\"]\n\
-             pool = [\"{POOL_FIRST}-10.52.0.99\"]\nlease_time = \"1h\"\n"
-        ),
-    )?;
-    let mut csv = String::from("mac,ip,hostname\n");
-    for i in 0..load {
-        let b = i.to_be_bytes();
-        let _ = writeln!(
-            csv,
-            "02:b1:{:02x}:{:02x}:{:02x}:{:02x},{},load{i}",
-            b[0],
-            b[1],
-            b[2],
-            b[3],
-            Ipv4Addr::from(u32::from(LOAD_FIRST_IP) + i)
-        );
-    }
-    std::fs::write(work.join("hosts.csv"), csv)?;
+    let mut c = LabConfig::new(
+        Machines {
+            count: load,
+            first_mac: [0x02, 0xb1, 0, 0, 0, 0],
+            first_ip: LOAD_FIRST_IP,
+            hostname: "load",
+        },
+        &format!("10.48.0.0/{PREFIX_LEN}"),
+    );
+    c.pool = Some(format!("{POOL_FIRST}-10.52.0.99"));
+    c.sections = format!("[api]\nlisten = \"127.0.0.1:8067\"\ntoken = \"{TOKEN}\"\n");
+    let config = c.write(&work)?;
     let mut bed = Testbed::new("benchapi", None)?;
     // A /12, as in the storm: room for the loaded reservations.
     super::widen_addresses(&bed)?;

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use stormboot_testbed::{Side, Testbed, CLIENT_IF, SERVER_IF};
+use stormboot_testbed::labconfig::{LabConfig, Machines};
+use stormboot_testbed::{Side, Testbed, CLIENT_IF};
 
 use super::reports::{self, OmapiReport};
 use super::Bins;
@@ -27,38 +28,31 @@ pub struct Size {
     pub cycles: u32,
 }
 
+/// The control plane's and OMAPI's rack: machine i has MAC 0a:00:00:00:00:00
+/// + i and address 10.64.0.0 + i.
+pub fn big_rack(count: u32) -> Machines {
+    Machines {
+        count,
+        first_mac: [0x0a, 0, 0, 0, 0, 0],
+        first_ip: std::net::Ipv4Addr::new(10, 64, 0, 0),
+        hostname: "node",
+    }
+}
+
 pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<OmapiReport> {
     let work = dir.join("omapi");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    // Machine i: MAC 0a:<i>, address 10.64.0.0 + i; OMAPI hosts from
-    // 10.96.0.1, the probe at 10.120.0.1, all in 10.0.0.0/8.
-    let mut csv = String::with_capacity(size.reservations as usize * 40);
-    csv.push_str("mac,ip,hostname\n");
-    let first = u32::from(std::net::Ipv4Addr::new(10, 64, 0, 0));
-    for i in 0..size.reservations {
-        let b = i.to_be_bytes();
-        let ip = std::net::Ipv4Addr::from(first + i);
-        let _ = writeln!(
-            csv,
-            "0a:00:{:02x}:{:02x}:{:02x}:{:02x},{ip},node{i}",
-            b[0], b[1], b[2], b[3]
-        );
-    }
-    std::fs::write(work.join("hosts.csv"), &csv)?;
+    // OMAPI hosts from 10.96.0.1, the probe at 10.120.0.1, all in the
+    // rack's 10.0.0.0/8.
     let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-    let config = work.join("stormboot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"10.50.0.1\"\n\
-             lease_db = \"leases.db\"\nreservations_file = \"hosts.csv\"\n\
-             bpffs_dir = \"/sys/fs/bpf/stormboot-benchom{tag}\"\n\n\
-             [[subnet]]\ncidr = \"10.0.0.0/8\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n\n\
-             [omapi]\nleases_export = \"dhcpd.leases\"\nconf_export = \"dhcpd.conf\"\n\n\
-             [[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"{SECRET}\"\n"
-        ),
-    )?;
+    let mut c = LabConfig::new(big_rack(size.reservations), "10.0.0.0/8");
+    c.server = format!("bpffs_dir = \"/sys/fs/bpf/stormboot-benchom{tag}\"\n");
+    c.sections = format!(
+        "[omapi]\nleases_export = \"dhcpd.leases\"\nconf_export = \"dhcpd.conf\"\n\n\
+         [[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"{SECRET}\"\n"
+    );
+    let config = c.write(&work)?;
     let mut bed = Testbed::new("benchom", None)?;
     bed.attach_client_pass(&bins.lab)?;
     let pid = super::start_stormboot(
