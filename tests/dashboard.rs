@@ -1,6 +1,6 @@
 //! The live dashboard in a real browser: Debian's Chromium, headless, driven
 //! through chromedriver (WebDriver) by fantoccini, against the real daemon
-//! in the lab while `stormboot storm` boots its machines.
+//! in the lab while `stormboot-lab storm` boots its machines.
 //!
 //! chromedriver (and so Chromium) runs in the server namespace, where the
 //! API listens on 127.0.0.1:8067; the test drives it from a thread that
@@ -290,9 +290,9 @@ fn page_funnel(v: &Value) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// `stormboot storm` for machines 0..count, from the client namespace.
+/// `stormboot-lab storm` for machines 0..count, from the client namespace.
 fn storm(lab: &Lab, count: u32) -> Value {
-    let mut storm = lab.stormboot(Side::Client);
+    let mut storm = lab.lab_command(Side::Client);
     storm.args([
         "storm",
         "--interface",

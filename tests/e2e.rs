@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stormboot_testbed::reports::{self, StormReport};
 use stormboot_testbed::{
     binary, require_root, slow_path, slow_path_total, wait_for, xdp_counter, Lab, Scratch, Side,
     CLIENT_IF, DAEMON_START, SERVER_IF,
@@ -68,28 +69,15 @@ fn assert_answered_by_xdp(lab: &Lab, min_acks: u64) {
     );
 }
 
-/// Runs `stormboot storm` on the client end for `count` machines from
+/// Runs `stormboot-lab storm` on the client end for `count` machines from
 /// `first_mac`, expecting the first at `first_ip` when given; its report.
-fn storm(lab: &Lab, count: u64, first_mac: &str, first_ip: Option<&str>) -> Value {
-    let mut storm = lab.stormboot(Side::Client);
-    storm.args(["storm", "--interface", CLIENT_IF, "--count"]);
-    storm
-        .arg(count.to_string())
-        .args(["--first-mac", first_mac]);
+fn storm(lab: &Lab, count: u64, first_mac: &str, first_ip: Option<&str>) -> StormReport {
+    let count = count.to_string();
+    let mut args = vec!["--count", &count, "--first-mac", first_mac];
     if let Some(ip) = first_ip {
-        storm.args(["--expect-first-ip", ip]);
+        args.extend(["--expect-first-ip", ip]);
     }
-    storm.arg("--json");
-    let out = lab
-        .bed
-        .run(Side::Client, storm)
-        .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "storm printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    lab.storm(&args)
 }
 
 /// A TFTP root in the scratch directory holding a stand-in for the BIOS
@@ -328,19 +316,14 @@ lease_time = "1h"
     );
 
     let report = storm(&lab, MACHINES, "02:00:00:00:00:00", Some("10.50.0.20"));
-    let field = |k: &str| {
-        report[k]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no {k} in storm report {report}"))
-    };
-    assert_eq!(field("machines"), MACHINES, "{report}");
-    for (key, want) in [
-        ("bound", MACHINES),
-        ("lost", 0),
-        ("wrong_address", 0),
-        ("bad_checksum", 0),
+    assert_eq!(u64::from(report.machines), MACHINES, "{report:?}");
+    for (key, got, want) in [
+        ("bound", u64::from(report.bound), MACHINES),
+        ("lost", u64::from(report.lost), 0),
+        ("wrong_address", u64::from(report.wrong_address), 0),
+        ("bad_checksum", report.bad_checksum, 0),
     ] {
-        assert_eq!(field(key), want, "storm {key}: {report}{}", lab.log());
+        assert_eq!(got, want, "storm {key}: {report:?}{}", lab.log());
     }
     // Retransmits, if any, are answered too, so at least one ACK each.
     assert_answered_by_xdp(&lab, MACHINES);
@@ -463,7 +446,7 @@ fn sigterm_detaches_xdp() {
     // A normal run first, so the shutdown follows real traffic: one machine
     // with the reserved MAC, from the storm generator's raw socket.
     let report = storm(&lab, 1, RESERVED_MAC, Some(RESERVED_IP));
-    assert_eq!(report["bound"], 1, "{report}{}", lab.log());
+    assert_eq!(report.bound, 1, "{report:?}{}", lab.log());
 
     lab.stop_daemon();
     assert!(
@@ -978,7 +961,7 @@ trait RestartLab {
     fn xdp_prog_id(&self) -> Option<u64>;
     fn pin_dir(&self) -> PathBuf;
     fn start_storms(&mut self, machines: u64) -> u32;
-    fn stop_storms(&mut self, pid: u32) -> Vec<Value>;
+    fn stop_storms(&mut self, pid: u32) -> Vec<StormReport>;
 }
 
 impl RestartLab for Lab {
@@ -1016,11 +999,11 @@ impl RestartLab for Lab {
         let stop = self.scratch.path("STOP");
         let runs = self.scratch.path("storms.jsonl");
         let script = format!(
-            "while [ ! -e '{stop}' ]; do '{bin}' storm --interface {CLIENT_IF} --count {machines} \
+            "while [ ! -e '{stop}' ]; do '{lab}' storm --interface {CLIENT_IF} --count {machines} \
              --first-mac 02:00:00:00:00:00 --expect-first-ip 10.50.0.20 --window 16 \
              --tries 1 --timeout-ms 500 --json >> '{runs}' || exit 1; done",
             stop = stop.display(),
-            bin = binary("stormboot").display(),
+            lab = binary("stormboot-lab").display(),
             runs = runs.display(),
         );
         let mut sh = self.bed.command(Side::Client, "sh");
@@ -1032,7 +1015,7 @@ impl RestartLab for Lab {
     }
 
     /// Ends the storm rounds and returns their reports.
-    fn stop_storms(&mut self, pid: u32) -> Vec<Value> {
+    fn stop_storms(&mut self, pid: u32) -> Vec<StormReport> {
         fs::write(self.scratch.path("STOP"), "").unwrap();
         let status = self
             .bed
@@ -1046,7 +1029,7 @@ impl RestartLab for Lab {
         );
         // One pretty-printed JSON report per round, back to back.
         serde_json::Deserializer::from_str(&self.scratch.read("storms.jsonl"))
-            .into_iter::<Value>()
+            .into_iter::<StormReport>()
             .map(|r| r.expect("storm report JSON"))
             .collect()
     }
@@ -1113,8 +1096,8 @@ fn known_machines_are_answered_across_kill_restart_and_upgrade() {
     );
     let (mut bound, mut lost) = (0, 0);
     for r in &reports {
-        bound += r["bound"].as_u64().unwrap();
-        lost += r["lost"].as_u64().unwrap() + r["wrong_address"].as_u64().unwrap();
+        bound += u64::from(r.bound);
+        lost += u64::from(r.lost + r.wrong_address);
     }
     eprintln!(
         "across SIGKILL, restart, SIGUSR2 and upgrade: {} storm rounds, {bound} machines bound, {lost} unanswered",
@@ -1246,7 +1229,7 @@ fn runs_with_only_the_units_capabilities_and_tells_systemd_when_ready() {
 
     lab.attach_pass();
     let report = storm(&lab, 1, RESERVED_MAC, Some(RESERVED_IP));
-    assert_eq!(report["bound"], 1, "{report}{}", lab.log());
+    assert_eq!(report.bound, 1, "{report:?}{}", lab.log());
     assert_answered_by_xdp(&lab, 1);
 
     let status = lab.bed.stop(pid).expect("stopping");
@@ -1305,8 +1288,8 @@ fn sighup_reloads_reservations_in_place_and_refuses_a_bad_file() {
     let bind = |lab: &Lab, ip: &str| {
         let r = storm(lab, 1, RESERVED_MAC, Some(ip));
         assert!(
-            r["bound"] == 1 && r["wrong_address"] == 0,
-            "not bound to {ip}: {r}{}",
+            r.bound == 1 && r.wrong_address == 0,
+            "not bound to {ip}: {r:?}{}",
             lab.log()
         );
     };
@@ -1408,7 +1391,7 @@ pool = ["10.50.100.1-10.50.199.254"]
     let rss_before = vm_rss_kib(pid);
 
     let storm = |first_mac: &str, first_ip: &str, flood_first: &str, flood_macs: u32, per: u32| {
-        let mut cmd = lab.stormboot(Side::Client);
+        let mut cmd = lab.lab_command(Side::Client);
         cmd.args([
             "storm",
             "--interface",
@@ -1449,56 +1432,42 @@ pool = ["10.50.100.1-10.50.199.254"]
         let b = s.spawn(|| lab.bed.run(Side::Client, single));
         (a.join().unwrap(), b.join().unwrap())
     });
-    let report = |out: anyhow::Result<std::process::Output>| -> Value {
+    let report = |out: anyhow::Result<std::process::Output>| -> StormReport {
         let out = out.unwrap_or_else(|e| panic!("storm failed: {e:#}{}", lab.log()));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "storm printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        reports::decode("storm", &out.stdout).unwrap_or_else(|e| panic!("{e:#}"))
     };
     let (a, b) = (report(a), report(b));
-    let field = |r: &Value, k: &str| {
-        r[k].as_u64()
-            .unwrap_or_else(|| panic!("no {k} in storm report {r}"))
-    };
     for r in [&a, &b] {
-        for (key, want) in [
-            ("machines", u64::from(HALF)),
-            ("bound", u64::from(HALF)),
-            ("lost", 0),
-            ("wrong_address", 0),
+        for (key, got, want) in [
+            ("machines", r.machines, HALF),
+            ("bound", r.bound, HALF),
+            ("lost", r.lost, 0),
+            ("wrong_address", r.wrong_address, 0),
         ] {
             assert_eq!(
-                field(r, key),
+                got,
                 want,
-                "known machines beside a flood, {key}: {r}{}",
+                "known machines beside a flood, {key}: {r:?}{}",
                 lab.log()
             );
         }
-        let requests = field(r, "machines") * 2 + field(r, "retransmits");
+        let requests = u64::from(r.machines) * 2 + r.retransmits;
         assert!(
-            field(r, "flood_sent") >= requests * u64::from(FLOOD),
-            "the flood is ten times the storm: {r}"
+            r.flood_sent >= requests * u64::from(FLOOD),
+            "the flood is ten times the storm: {r:?}"
         );
     }
 
     // Counted once the daemon has drained what reached its socket.
     std::thread::sleep(Duration::from_millis(500));
     let stats = lab.stats();
-    let flood_a = field(&a, "flood_sent");
-    let flood_b = field(&b, "flood_sent");
+    let (flood_a, flood_b) = (a.flood_sent, b.flood_sent);
     let dropped = xdp_counter(&stats, "drop_slowpath_rate");
     let passed = xdp_counter(&stats, "pass_unknown_mac");
     // The misbehaving MAC had 40 requests of burst and 20 a second, the
     // storm's run time and a second more at most; the rest stayed in the
     // kernel. Unknown MACs each sent a request or two and were never held.
-    let seconds = b["elapsed_ms"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no elapsed_ms in {b}")) as u64
-        / 1000
-        + 1;
+    let seconds = b.elapsed_ms as u64 / 1000 + 1;
     let allowed = 40 + 20 * seconds;
     assert!(
         dropped + allowed >= flood_b * 9 / 10,
@@ -1583,11 +1552,11 @@ pool = ["10.50.100.1-10.50.199.254"]
     signal("-CONT");
     let backlog = report(backlog);
     // Known machines were answered by the kernel while the daemon slept.
-    assert_eq!(field(&backlog, "bound"), u64::from(HALF), "{backlog}");
-    let flooded = field(&backlog, "flood_sent");
+    assert_eq!(backlog.bound, HALF, "{backlog:?}");
+    let flooded = backlog.flood_sent;
     assert!(
         flooded > 2 * 4096,
-        "the backlog outgrows the queue: {backlog}"
+        "the backlog outgrows the queue: {backlog:?}"
     );
     let overflowed = wait_for(Duration::from_secs(60), || {
         let s = lab.try_stats()?;

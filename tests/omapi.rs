@@ -636,12 +636,12 @@ fn bad_clients_are_refused_nothing_is_stored_and_the_next_client_is_served() {
     );
 }
 
-/// `stormboot bench-omapi`, tiny: hosts created over one connection, and
-/// created hosts answered by XDP (the full run is `cargo xtask bench`).
+/// `stormboot-lab bench-omapi`, tiny: hosts created over one connection,
+/// and created hosts answered by XDP (the full run is `cargo xtask bench`).
 #[test]
 fn bench_omapi_smoke_creates_hosts_and_sees_them_answered() {
     let lab = lab("ombench");
-    let mut cmd = lab.stormboot(Side::Server);
+    let mut cmd = lab.lab_command(Side::Server);
     cmd.args([
         "bench-omapi",
         "--json",
@@ -664,9 +664,11 @@ fn bench_omapi_smoke_creates_hosts_and_sees_them_answered() {
         .bed
         .run(Side::Server, cmd)
         .unwrap_or_else(|e| panic!("bench-omapi: {e:#}{}", lab.log()));
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["hosts"], 20, "{r}");
-    assert_eq!(r["visible"]["changes"], 3, "{r}");
-    assert_eq!(r["timeouts"], 0, "{r}");
+    let r: stormboot_testbed::reports::OmapiReport =
+        stormboot_testbed::reports::decode("bench-omapi", &out.stdout)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(r.hosts, 20, "{r:?}");
+    assert_eq!(r.visible.changes, 3, "{r:?}");
+    assert_eq!(r.timeouts, 0, "{r:?}");
     assert!(reserved(&lab, "0e:b0:00:00:00:13").is_some());
 }

@@ -3,10 +3,10 @@
 //! [`Lab`] is what every privileged test starts from: a [`Testbed`] (with a
 //! relay namespace when asked), a [`Scratch`] directory holding the config,
 //! the lease database and every log, and the daemon run on that config. It
-//! starts the daemon and waits for its API, attaches `stormboot xdp-pass`
-//! to the veth end facing sb0 (a veth delivers XDP_TX frames only to a peer
+//! starts the daemon and waits for its API, attaches `stormboot-lab
+//! xdp-pass` to the veth end facing sb0 (a veth delivers XDP_TX frames only to a peer
 //! with an XDP program), reads the daemon's counters, and runs udhcpc,
-//! dhclient and dnsmasq against it. What only one test file needs stays in
+//! dhclient and dnsmasq against it, and the lab's storm client. What only one test file needs stays in
 //! that file, built on this.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::reports::{self, StormReport};
 use crate::{
     binary, parse_dhclient_lease, wait_for, Relay, Scratch, Side, Testbed, CLIENT_IF,
     RELAY_UPSTREAM_IF, SERVER_IF,
@@ -123,6 +124,32 @@ impl Lab {
         // token a test means is the one in its config, not the caller's.
         cmd.env("NO_COLOR", "1").env_remove("STORMBOOT_API_TOKEN");
         cmd
+    }
+
+    /// A `stormboot-lab` command run inside the namespace at `side`.
+    pub fn lab_command(&self, side: Side) -> Command {
+        let lab = binary("stormboot-lab");
+        assert!(
+            lab.exists(),
+            "{} is missing: run `cargo build -p stormboot-testbed --bin stormboot-lab` first",
+            lab.display()
+        );
+        let mut cmd = self.bed.command(side, &lab.to_string_lossy());
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// `stormboot-lab storm --json` from sbc0 with `args`, run to its end:
+    /// its report.
+    pub fn storm(&self, args: &[&str]) -> StormReport {
+        let mut storm = self.lab_command(Side::Client);
+        storm.args(["storm", "--json", "--interface", CLIENT_IF]);
+        storm.args(args);
+        let out = self
+            .bed
+            .run(Side::Client, storm)
+            .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", self.log()));
+        reports::decode("storm", &out.stdout).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Writes `config` as stormboot.toml. Each test keeps its store in its
@@ -251,7 +278,7 @@ impl Lab {
         );
     }
 
-    /// `stormboot xdp-pass` on the veth end facing sb0 (sbc0, or the
+    /// `stormboot-lab xdp-pass` on the veth end facing sb0 (sbc0, or the
     /// relay's upstream interface), unless one is there already.
     pub fn attach_pass(&mut self) {
         let (ns, ifname) = match &self.relay {
@@ -261,7 +288,7 @@ impl Lab {
         if xdp_on(&ns, ifname) {
             return;
         }
-        let mut pass = Command::new(binary("stormboot"));
+        let mut pass = Command::new(binary("stormboot-lab"));
         pass.args(["xdp-pass", "--interface", ifname])
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -270,7 +297,7 @@ impl Lab {
             Some(relay) => relay.spawn(pass),
             None => self.bed.spawn(Side::Client, pass),
         }
-        .expect("spawning stormboot xdp-pass");
+        .expect("spawning stormboot-lab xdp-pass");
         self.pass_pid = Some(pid);
         // Replies sent before it is attached would vanish and the client
         // would only recover by retransmitting, seconds later.

@@ -1,4 +1,6 @@
-//! The network-namespace testbed shared by `cargo xtask lab` and the
+//! The lab (`lab`: the storm client, the benchmarks, the fuzz glue and the
+//! `stormboot-lab` binary; `reports`: what they print) and the
+//! network-namespace testbed shared by `cargo xtask lab` and the
 //! end-to-end tests: a server and a client namespace joined by one veth pair,
 //! and the processes started in them, all torn down on drop.
 //! [`Testbed::with_relay`] puts a third namespace between the two, a router
@@ -20,6 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod daemon;
+#[cfg(feature = "lab")]
+pub mod lab;
+pub mod labconfig;
+pub mod reports;
 pub use daemon::{env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START};
 
 pub const SERVER_IF: &str = "sb0";
@@ -149,11 +155,12 @@ impl Testbed {
         run_in(self.ns(side), &self.ns_path(side), cmd)
     }
 
-    /// Starts `<bin> xdp-pass` on sbc0 and waits until the kernel shows it
-    /// attached: a veth delivers driver-mode XDP_TX only to a peer that runs
-    /// XDP, and a daemon started before it would attach in skb mode. Its PID.
-    pub fn attach_client_pass(&mut self, bin: &Path) -> anyhow::Result<u32> {
-        let mut pass = Command::new(bin);
+    /// Starts `<lab> xdp-pass` (`lab` is a `stormboot-lab` binary) on sbc0
+    /// and waits until the kernel shows it attached: a veth delivers
+    /// driver-mode XDP_TX only to a peer that runs XDP, and a daemon started
+    /// before it would attach in skb mode. Its PID.
+    pub fn attach_client_pass(&mut self, lab: &Path) -> anyhow::Result<u32> {
+        let mut pass = Command::new(lab);
         pass.args(["--log", "warn", "xdp-pass", "--interface", CLIENT_IF])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -381,14 +388,17 @@ fn missing_privileges(caps: &[u32]) -> Option<String> {
 }
 
 /// Path of a built workspace binary: $STORMBOOT_BIN for "stormboot",
-/// otherwise the newer of <workspace>/target/{release,debug}/<name> (the
-/// debug path when neither exists, so the caller's error names a real place
-/// to look).
+/// $STORMBOOT_LAB_BIN for "stormboot-lab", otherwise the newer of
+/// <workspace>/target/{release,debug}/<name> (the debug path when neither
+/// exists, so the caller's error names a real place to look).
 pub fn binary(name: &str) -> PathBuf {
-    if name == "stormboot" {
-        if let Some(path) = std::env::var_os("STORMBOOT_BIN") {
-            return PathBuf::from(path);
-        }
+    let var = match name {
+        "stormboot" => Some("STORMBOOT_BIN"),
+        "stormboot-lab" => Some("STORMBOOT_LAB_BIN"),
+        _ => None,
+    };
+    if let Some(path) = var.and_then(std::env::var_os) {
+        return PathBuf::from(path);
     }
     let target = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -694,8 +704,8 @@ impl Testbed {
     ///
     /// The bridge runs without STP, so its ports forward as soon as they are
     /// up. Frames the server's XDP program sends with XDP_TX in driver mode
-    /// arrive at sbc0 only when sbc0 runs an XDP program itself (`stormboot
-    /// xdp-pass`); its XDP_PASS hands them to the stack, where the bridge
+    /// arrive at sbc0 only when sbc0 runs an XDP program itself
+    /// (`stormboot-lab xdp-pass`); its XDP_PASS hands them to the stack, where the bridge
     /// forwards them. Without it the daemon attaches in skb mode.
     pub fn bridge_client_tap(&self, tap: &str) -> anyhow::Result<()> {
         let cli = self.client_ns.as_str();

@@ -62,11 +62,6 @@ pub enum Command {
     Reservation(crate::api::cmd::ReservationArgs),
     /// List and remove leases of a running daemon.
     Lease(crate::api::cmd::LeaseArgs),
-    /// Measure how soon an API change is answered by the XDP program.
-    BenchApi(crate::apibench::Args),
-    /// Measure OMAPI: hosts created per second on one connection, and how
-    /// soon a created host is answered by the XDP program.
-    BenchOmapi(crate::omapibench::Args),
     /// Print the configuration another DHCP server needs to send its
     /// machines' boot here (stormboot in `mode = "boot-only"`).
     PrintConfig {
@@ -94,17 +89,6 @@ pub enum Command {
         mac: String,
         #[command(flatten)]
         daemon: DaemonArgs,
-        /// Print JSON.
-        #[arg(long, env = "STORMBOOT_JSON")]
-        json: bool,
-    },
-    /// Simulate a boot storm: N machines doing DHCP from one interface.
-    Storm(crate::storm::StormArgs),
-    /// Measure the XDP program's cost per packet (BPF_PROG_TEST_RUN; root).
-    BenchXdp {
-        /// Measured runs per case.
-        #[arg(long, env = "STORMBOOT_BENCH_RUNS", default_value_t = 20_000)]
-        runs: u32,
         /// Print JSON.
         #[arg(long, env = "STORMBOOT_JSON")]
         json: bool,
@@ -140,20 +124,6 @@ pub enum Command {
             default_value = "/etc/stormboot/stormboot.toml"
         )]
         config: PathBuf,
-    },
-    /// Attach the pass-only XDP program to an interface until interrupted.
-    /// A veth delivers XDP_TX frames only to a peer that runs XDP, so the
-    /// client end of a lab link needs this.
-    XdpPass {
-        #[arg(long, env = "STORMBOOT_XDP_PASS_INTERFACE")]
-        interface: String,
-        #[arg(
-            long,
-            value_enum,
-            env = "STORMBOOT_XDP_PASS_MODE",
-            default_value = "driver"
-        )]
-        mode: ModeArg,
     },
     /// Translate another DHCP server's reservations (and subnets) into
     /// stormboot TOML; what cannot be translated is listed on stderr.

@@ -2,7 +2,6 @@
 //! answered by an XDP program, with a complete userspace server behind it.
 
 pub mod api;
-pub mod apibench;
 pub mod boot;
 pub mod bootfile;
 pub mod cli;
@@ -13,7 +12,6 @@ pub mod dataplane;
 pub mod dhcp;
 pub mod events;
 pub mod frame;
-pub mod fuzz;
 pub mod hooks;
 pub mod http;
 pub mod httpclient;
@@ -21,9 +19,7 @@ pub mod import;
 pub mod leases;
 pub mod link;
 pub mod metrics;
-pub mod mutate;
 pub mod omapi;
-pub mod omapibench;
 pub mod packetlink;
 pub mod peerconfig;
 pub mod ra;
@@ -38,8 +34,5 @@ pub mod services;
 pub mod slowpath;
 pub mod stats;
 pub mod store;
-pub mod storm;
 pub mod tftp;
 pub mod timeline;
-pub mod xdpbench;
-pub mod xdpdiff;

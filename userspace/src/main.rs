@@ -200,33 +200,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reservation(args) => stormboot::api::cmd::reservation(args),
         Command::Lease(args) => stormboot::api::cmd::lease(args),
-        Command::BenchApi(args) => stormboot::apibench::run(&args),
-        Command::BenchOmapi(args) => stormboot::omapibench::run(&args),
-        Command::Storm(args) => {
-            let report = stormboot::storm::run(&args)?;
-            stormboot::storm::print_report(&report, args.json);
-            Ok(())
-        }
-        Command::BenchXdp { runs, json } => {
-            let cases = stormboot::xdpbench::run(&stormboot::xdpbench::Options { runs })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&cases)?);
-            } else {
-                stormboot::xdpbench::print(&cases);
-            }
-            Ok(())
-        }
-        Command::XdpPass { interface, mode } => {
-            let _attached = stormboot::dataplane::attach_pass(&interface, mode.into())?;
-            tracing::info!(%interface, "pass-only XDP program attached");
-            runtime()?.block_on(async {
-                let token = CancellationToken::new();
-                on_signal(token.clone(), Default::default()).await?;
-                anyhow::Ok(())
-            })?;
-            tracing::info!(%interface, "pass-only XDP program detached");
-            Ok(())
-        }
         Command::Import(args) => stormboot::import::run(&args),
         Command::Completions { shell } => {
             use std::io::Write;

@@ -1,7 +1,7 @@
 //! `cargo xtask fuzz`: the cargo-fuzz targets in fuzz/ (the userspace
 //! request path and the config parser), each for a while, then millions of
 //! mutated frames through the XDP program checked against userspace
-//! (userspace/tests/xdp_mutations.rs). `smoke` is the short, bounded run
+//! (tests/xdp_mutations.rs). `smoke` is the short, bounded run
 //! `cargo xtask test` makes.
 //!
 //! cargo-fuzz runs on the toolchain the workspace builds with:
@@ -101,7 +101,7 @@ fn xdp(frames: u64) -> Result<()> {
         "test",
         "--release",
         "-p",
-        "stormboot",
+        "stormboot-testbed",
         "--test",
         "xdp_mutations",
         "--",

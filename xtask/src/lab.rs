@@ -4,21 +4,30 @@
 //! answered, what was lost and how fast it went.
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bench::reports::{self, Storm};
+use crate::bench::reports::{self, StormReport};
 use anyhow::{bail, Context, Result};
+use stormboot_testbed::labconfig::{LabConfig, Machines};
 use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF};
 
 /// The real client's MAC and its reserved address.
 const DHCLIENT_MAC: &str = "52:54:00:00:00:01";
 const DHCLIENT_IP: &str = "10.50.0.11";
-/// Machine i of the storm has this MAC + i and address FIRST_IP + i.
-const FIRST_MAC: &str = "02:00:00:00:00:00";
-const FIRST_IP: [u8; 4] = [10, 50, 4, 0];
+/// Machine i of the storm has MAC 02:00:00:00:00:00 + i and address
+/// 10.50.4.0 + i.
+fn machines(count: u32) -> Machines {
+    Machines {
+        count,
+        first_mac: [0x02, 0, 0, 0, 0, 0],
+        first_ip: Ipv4Addr::new(10, 50, 4, 0),
+        hostname: "lab-",
+    }
+}
 
 #[derive(clap::Args)]
 pub struct LabArgs {
@@ -50,18 +59,20 @@ pub fn run(args: &LabArgs) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     // Each run starts from no leases.
     let _ = std::fs::remove_file(dir.join("leases.db"));
-    // The release build, named outright: the storm client is the lab's
+    // The release builds, named outright: the storm client is the lab's
     // bottleneck, and a debug build of it would measure itself.
     let bin = crate::sh::root().join("target/release/stormboot");
-    eprintln!("lab: binary {}", bin.display());
+    let lab = crate::sh::root().join("target/release/stormboot-lab");
+    eprintln!("lab: binaries {} and {}", bin.display(), lab.display());
 
     let mut bed = Testbed::new("lab", Some(DHCLIENT_MAC))?;
     let config = write_config(&dir, args.machines)?;
+    let rack = machines(args.machines);
     let log = std::fs::File::create(dir.join("stormboot.log"))?;
     // The pass program goes on first: a veth delivers driver-mode XDP_TX
     // only to a peer that runs XDP, and the daemon, finding none, would
     // attach in skb mode.
-    bed.attach_client_pass(&bin)?;
+    bed.attach_client_pass(&lab)?;
     check(&interrupted)?;
     let mut serve = std::process::Command::new(&bin);
     serve
@@ -88,26 +99,26 @@ pub fn run(args: &LabArgs) -> Result<()> {
     }
 
     eprintln!("lab: storm of {} machines", args.machines);
-    let mut storm = std::process::Command::new(&bin);
+    let mut storm = std::process::Command::new(&lab);
     storm.args([
         "storm",
         "--json",
         "--interface",
         CLIENT_IF,
         "--first-mac",
-        FIRST_MAC,
+        &rack.mac(0),
     ]);
     storm.args([
         "--count",
         &args.machines.to_string(),
         "--expect-first-ip",
-        &ip_string(FIRST_IP),
+        &rack.ip(0).to_string(),
     ]);
     let out = bed
         .run(Side::Client, storm)
         .context("the storm client failed")?;
     check(&interrupted)?;
-    let report: Storm = reports::decode("the storm client", &out.stdout)?;
+    let report: StormReport = reports::decode("the storm client", &out.stdout)?;
 
     eprintln!("lab: one real dhclient");
     let started = Instant::now();
@@ -152,8 +163,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     if !status.success() {
         bail!("stormboot exited with {status}");
     }
-    let bound = report.bound;
-    if bound != u64::from(args.machines) || !dh_bound {
+    if report.bound != args.machines || !dh_bound {
         bail!(
             "not every machine was bound: see the table above and {}",
             dir.join("stormboot.log").display()
@@ -169,62 +179,19 @@ fn check(interrupted: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-fn ip_string(ip: [u8; 4]) -> String {
-    format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
-}
-
 /// The lab's configuration: a /16 so thousands of reservations fit, the
 /// storm's machines in a CSV file, dhclient's inline.
-fn write_config(dir: &Path, machines: u32) -> Result<PathBuf> {
-    let mut csv = String::from("mac,ip,hostname\n");
-    let base = u32::from_be_bytes(FIRST_IP);
-    for i in 0..machines {
-        let m = (i as u64).to_be_bytes();
-        let ip = (base + i).to_be_bytes();
-        let _ = writeln!(
-            csv,
-            "02:00:{:02x}:{:02x}:{:02x}:{:02x},{},lab-{i:05}",
-            m[4],
-            m[5],
-            m[6],
-            m[7],
-            ip_string(ip)
-        );
-    }
-    std::fs::write(dir.join("hosts.csv"), csv)?;
-    let config = dir.join("stormboot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"# Written by `cargo xtask lab`.
-[server]
-interface = "sb0"
-address = "10.50.0.1"
-reservations_file = "hosts.csv"
-
-[store]
-path = "leases.db"
-
-[[subnet]]
-cidr = "10.50.0.0/16"
-routers = ["10.50.0.1"]
-dns = ["10.50.0.1"]
-domain = "lab.example"
-lease_time = "1h"
-
-[[reservation]]
-mac = "{DHCLIENT_MAC}"
-ip = "{DHCLIENT_IP}"
-hostname = "dhclient"
-"#
-        ),
-    )?;
-    Ok(config)
+fn write_config(dir: &Path, count: u32) -> Result<PathBuf> {
+    let mut c = LabConfig::new(machines(count), "10.50.0.0/16");
+    c.sections = format!(
+        "[[reservation]]\nmac = \"{DHCLIENT_MAC}\"\nip = \"{DHCLIENT_IP}\"\nhostname = \"dhclient\"\n"
+    );
+    c.write(dir)
 }
 
 fn table(
     args: &LabArgs,
-    r: &Storm,
+    r: &StormReport,
     s: &serde_json::Value,
     dh_bound: bool,
     dh_time: Duration,

@@ -29,8 +29,8 @@ enum Cmd {
     /// Set up, build, lint, then run every test: unit, BPF_PROG_TEST_RUN
     /// fixtures and end-to-end tests in network namespaces (needs root).
     Test,
-    /// Set up, build, and run a boot storm against stormboot in network
-    /// namespaces.
+    /// Set up, build stormboot and stormboot-lab, and run a boot storm
+    /// against stormboot in network namespaces.
     Lab(lab::LabArgs),
     /// Set up, build, and measure stormboot beside its peers (Kea, dnsmasq,
     /// ISC dhcpd, coredhcp) on the same lab.
@@ -51,6 +51,7 @@ fn main() -> Result<()> {
         Cmd::Lab(args) => {
             setup::run()?;
             sh::cargo(&["build", "--release", "-p", "stormboot"])?;
+            build_lab(true)?;
             lab::run(&args)
         }
         Cmd::Bench(args) => {
@@ -58,6 +59,9 @@ fn main() -> Result<()> {
             if args.measures_this_checkout() {
                 sh::cargo(&["build", "--release", "-p", "stormboot"])?;
             }
+            // The lab measures, in release: a debug storm client would
+            // measure itself.
+            build_lab(true)?;
             bench::run(&args)
         }
         Cmd::Fuzz(args) => {
@@ -80,15 +84,28 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     lint_ebpf()?;
-    // The end-to-end tests run the binary: build it, and name it, so they
-    // never pick up an older release build.
+    // The end-to-end tests run the daemon and the lab: build them, and
+    // name them, so they never pick up an older release build.
     sh::cargo(&["build", "-p", "stormboot"])?;
-    std::env::set_var("STORMBOOT_BIN", sh::root().join("target/debug/stormboot"));
+    build_lab(false)?;
+    let bins = bench::Bins::debug();
+    std::env::set_var("STORMBOOT_BIN", &bins.daemon);
+    std::env::set_var("STORMBOOT_LAB_BIN", &bins.lab);
     sh::cargo(&["test", "--workspace", "--no-fail-fast"])?;
     // A bounded run of each fuzz target from its seeds.
     fuzz::smoke()?;
     // The benchmark harness, tiny: every server must still answer.
-    bench::smoke(&sh::root().join("target/debug/stormboot"))
+    bench::smoke(&bins)
+}
+
+/// Builds `stormboot-lab` (the storm client, the benchmarks, xdp-pass),
+/// optimised or not.
+fn build_lab(release: bool) -> Result<()> {
+    let mut args = vec!["build", "-p", "stormboot-testbed", "--bin", "stormboot-lab"];
+    if release {
+        args.push("--release");
+    }
+    sh::cargo(&args)
 }
 
 /// Lints the eBPF crate on its own (feature unification with the host

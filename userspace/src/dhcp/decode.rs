@@ -79,10 +79,8 @@ mod tests {
     use dhcproto::v4::{MessageType, OptionCode};
 
     fn discover() -> Vec<u8> {
-        crate::xdpbench::encode(&crate::xdpbench::request(
-            [0x52, 0x54, 0, 0, 0, 1],
-            MessageType::Discover,
-        ))
+        let m = crate::dhcp::tests::req([0x52, 0x54, 0, 0, 0, 1], MessageType::Discover);
+        dhcproto::Encodable::to_vec(&m).unwrap()
     }
 
     #[test]
@@ -105,16 +103,6 @@ mod tests {
         );
         assert!(m.opts().get(OptionCode::ClientSystemArchitecture).is_some());
         assert!(m.opts().get(OptionCode::SubnetMask).is_none());
-    }
-
-    #[test]
-    fn same_message_as_dhcproto_for_well_formed_requests() {
-        for s in crate::mutate::seeds() {
-            let p = crate::frame::parse(&s.frame).unwrap().payload.to_vec();
-            let ours = message(&p).unwrap();
-            let theirs = Message::decode(&mut Decoder::new(&p)).unwrap();
-            assert_eq!(ours, theirs, "{}", s.name);
-        }
     }
 
     #[test]

@@ -108,7 +108,7 @@ const RESERVED: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const RESERVED_IN_POOL: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
 
 /// A request of type `t` from `chaddr`.
-fn req(chaddr: [u8; 6], t: MessageType) -> Message {
+pub(super) fn req(chaddr: [u8; 6], t: MessageType) -> Message {
     let z = Ipv4Addr::UNSPECIFIED;
     let mut m = Message::new_with_id(0x1000 + u32::from(chaddr[5]), z, z, z, z, &chaddr);
     m.set_opcode(Opcode::BootRequest);

@@ -1,5 +1,5 @@
 //! A minimal blocking OMAPI client (startup, authenticator, signed calls)
-//! for `stormboot bench-omapi`: one request, one reply.
+//! for `stormboot-lab bench-omapi`: one request, one reply.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

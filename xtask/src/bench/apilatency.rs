@@ -1,6 +1,6 @@
 //! API to dataplane: how long from sending a reservation's add, change or
 //! removal to the REST API until the wire answers the new way, with many
-//! reservations loaded. Runs `stormboot bench-api` against a daemon in the
+//! reservations loaded. Runs `stormboot-lab bench-api` against a daemon in the
 //! lab and keeps its report.
 
 use std::fmt::Write as _;
@@ -10,10 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use stormboot_testbed::labconfig::{LabConfig, Machines};
 use stormboot_testbed::{Side, Testbed, CLIENT_IF};
 
-use super::reports::{self, Api};
-use super::servers::{POOL_FIRST, PREFIX_LEN, SERVER_ADDR};
+use super::reports::{self, ApiReport as Api};
+use super::servers::{POOL_FIRST, PREFIX_LEN};
+use super::Bins;
 
 /// Where the loaded reservations start: past the server, the pool and the
 /// two addresses bench-api alternates between (the subnet's last two).
@@ -26,42 +28,34 @@ const TOKEN: &str = "bench-api-token";
 /// measured by `bench-api`: its report. (Not bulk-loaded through the API:
 /// the daemon sizes its reservation map at start for what it holds then,
 /// plus headroom of 8,192 map entries, which 100,000 API additions exceed.)
-pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
+pub fn measure(dir: &Path, bins: &Bins, load: u32, cycles: u32) -> Result<Api> {
     let work = dir.join("api");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let config = work.join("stormboot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ninterface = \"sb0\"\naddress = \"{SERVER_ADDR}\"\n\
-             reservations_file = \"hosts.csv\"\n\n\
-             [store]\npath = \"leases.db\"\n\n\
-             [api]\nlisten = \"127.0.0.1:8067\"\ntoken = \"{TOKEN}\"\n\n\
-             [[subnet]]\ncidr = \"10.48.0.0/{PREFIX_LEN}\"\nrouters = [\"{SERVER_ADDR}\"]\n\
-             pool = [\"{POOL_FIRST}-10.52.0.99\"]\nlease_time = \"1h\"\n"
-        ),
-    )?;
-    let mut csv = String::from("mac,ip,hostname\n");
-    for i in 0..load {
-        let b = i.to_be_bytes();
-        let _ = writeln!(
-            csv,
-            "02:b1:{:02x}:{:02x}:{:02x}:{:02x},{},load{i}",
-            b[0],
-            b[1],
-            b[2],
-            b[3],
-            Ipv4Addr::from(u32::from(LOAD_FIRST_IP) + i)
-        );
-    }
-    std::fs::write(work.join("hosts.csv"), csv)?;
+    let mut c = LabConfig::new(
+        Machines {
+            count: load,
+            first_mac: [0x02, 0xb1, 0, 0, 0, 0],
+            first_ip: LOAD_FIRST_IP,
+            hostname: "load",
+        },
+        &format!("10.48.0.0/{PREFIX_LEN}"),
+    );
+    c.pool = Some(format!("{POOL_FIRST}-10.52.0.99"));
+    c.sections = format!("[api]\nlisten = \"127.0.0.1:8067\"\ntoken = \"{TOKEN}\"\n");
+    let config = c.write(&work)?;
     let mut bed = Testbed::new("benchapi", None)?;
     // A /12, as in the storm: room for the loaded reservations.
     super::widen_addresses(&bed)?;
-    bed.attach_client_pass(bin)?;
-    let pid = super::start_stormboot(&mut bed, bin, &config, &work, Duration::from_secs(20))?;
-    let mut probe = Command::new(bin);
+    bed.attach_client_pass(&bins.lab)?;
+    let pid = super::start_stormboot(
+        &mut bed,
+        &bins.daemon,
+        &config,
+        &work,
+        Duration::from_secs(20),
+    )?;
+    let mut probe = Command::new(&bins.lab);
     probe
         .args([
             "--log",
@@ -82,7 +76,7 @@ pub fn measure(dir: &Path, bin: &Path, load: u32, cycles: u32) -> Result<Api> {
         .arg(&config);
     let out = bed
         .run(Side::Server, probe)
-        .context("stormboot bench-api")?;
+        .context("stormboot-lab bench-api")?;
     bed.stop(pid)?;
     reports::decode("bench-api", &out.stdout)
 }
@@ -138,7 +132,7 @@ pub fn markdown(r: &Api, cycles: u32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reports::{self, Api};
+    use super::super::reports::{self, ApiReport as Api};
 
     #[test]
     fn the_table_lists_each_kind_of_change_from_the_request() {

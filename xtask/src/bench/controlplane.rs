@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use stormboot_testbed::{Side, Testbed, SERVER_IF};
+use stormboot_testbed::labconfig::LabConfig;
+use stormboot_testbed::{Side, Testbed};
 
 pub struct ControlPlane {
     pub reservations: u32,
@@ -162,33 +163,12 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
     let work = dir.join("control-plane");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    // Machine i: MAC 0a:<i>, address 10.64.0.0 + i in 10.0.0.0/8.
-    let mut csv = String::with_capacity(n as usize * 40);
-    csv.push_str("mac,ip,hostname\n");
-    let first = u32::from(std::net::Ipv4Addr::new(10, 64, 0, 0));
-    for i in 0..n {
-        let b = i.to_be_bytes();
-        let ip = std::net::Ipv4Addr::from(first + i);
-        let _ = writeln!(
-            csv,
-            "0a:00:{:02x}:{:02x}:{:02x}:{:02x},{ip},node{i}",
-            b[0], b[1], b[2], b[3]
-        );
-    }
-    std::fs::write(work.join("hosts.csv"), &csv)?;
     let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-    let config = work.join("stormboot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"10.50.0.1\"\n\
-             reservations_file = \"hosts.csv\"\n\
-             bpffs_dir = \"/sys/fs/bpf/stormboot-benchcp{tag}\"\n\n\
-             [store]\npath = \"leases.db\"\n\n\
-             [api]\nlisten = \"127.0.0.1:8067\"\n\n\
-             [[subnet]]\ncidr = \"10.0.0.0/8\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n"
-        ),
-    )?;
+    let mut c = LabConfig::new(super::omapi::big_rack(n), "10.0.0.0/8");
+    c.server = format!("bpffs_dir = \"/sys/fs/bpf/stormboot-benchcp{tag}\"\n");
+    c.sections = "[api]\nlisten = \"127.0.0.1:8067\"\n".into();
+    let config = c.write(&work)?;
+    let csv_bytes = std::fs::metadata(work.join("hosts.csv"))?.len();
 
     let mut bed = Testbed::new("benchcp", None)?;
     let log_path = work.join("stormboot.log");
@@ -238,7 +218,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
     bed.stop(pid)?;
     Ok(ControlPlane {
         reservations: n,
-        csv_bytes: csv.len() as u64,
+        csv_bytes,
         ready_s,
         phases,
         rss_at_phase,

@@ -3,7 +3,7 @@
 //! one run, on the same lab, the same configuration and the same CPU
 //! pinning: a boot storm of known machines from the storm client, then
 //! perfdhcp ramps for reservations and for new pool leases; plus the XDP
-//! program alone (`stormboot bench-xdp`) and the control plane at a million
+//! program alone (`stormboot-lab bench-xdp`) and the control plane at a million
 //! reservations. Tables and plots go to `target/bench/`.
 
 mod apilatency;
@@ -154,7 +154,7 @@ pub struct Outcome {
 }
 
 pub struct Measured {
-    pub storm: reports::Storm,
+    pub storm: reports::StormReport,
     /// The server process's CPU time (user + system, every thread) during
     /// the storm, seconds; None when /proc could not be read.
     pub storm_cpu_s: Option<f64>,
@@ -170,13 +170,41 @@ impl BenchArgs {
     }
 }
 
-/// `cargo xtask bench`, with the release binary.
-pub fn run(args: &BenchArgs) -> Result<()> {
-    run_with(args, &args.bin.clone().unwrap_or_else(release_bin))
+/// The binaries a run uses: the daemon measured, and the lab (the storm
+/// client, the benchmarks, xdp-pass) that measures it.
+pub struct Bins {
+    pub daemon: PathBuf,
+    pub lab: PathBuf,
 }
 
-/// The smoke run `cargo xtask test` ends with, with the binary it built.
-pub fn smoke(bin: &Path) -> Result<()> {
+impl Bins {
+    /// This checkout's release builds, or `daemon` measured by this
+    /// checkout's release lab.
+    fn release(daemon: Option<PathBuf>) -> Bins {
+        let dir = target_dir().join("release");
+        Bins {
+            daemon: daemon.unwrap_or_else(|| dir.join("stormboot")),
+            lab: dir.join("stormboot-lab"),
+        }
+    }
+
+    /// This checkout's debug builds (what `cargo xtask test` builds).
+    pub fn debug() -> Bins {
+        let dir = target_dir().join("debug");
+        Bins {
+            daemon: dir.join("stormboot"),
+            lab: dir.join("stormboot-lab"),
+        }
+    }
+}
+
+/// `cargo xtask bench`, with the release binaries.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    run_with(args, &Bins::release(args.bin.clone()))
+}
+
+/// The smoke run `cargo xtask test` ends with, with the binaries it built.
+pub fn smoke(bins: &Bins) -> Result<()> {
     let args = BenchArgs {
         period: 1,
         machines: 50,
@@ -185,12 +213,12 @@ pub fn smoke(bin: &Path) -> Result<()> {
         only: Vec::new(),
         smoke: true,
         dir: PathBuf::from("target/bench-smoke"),
-        bin: Some(bin.to_path_buf()),
+        bin: Some(bins.daemon.clone()),
     };
-    run_with(&args, bin)
+    run_with(&args, bins)
 }
 
-fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
+fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
     crate::setup::require_root("the benchmark creates network namespaces and attaches XDP")?;
     let settings = Settings::new(args)?;
     let dir = crate::sh::root().join(&args.dir);
@@ -213,16 +241,16 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
             "bench: the XDP program alone ({} runs per case)",
             settings.xdp_runs
         );
-        xdp_alone(bin, settings.xdp_runs)?
+        xdp_alone(&bins.lab, settings.xdp_runs)?
     } else {
-        serde_json::Value::Null
+        Vec::new()
     };
 
     let mut outcomes = Vec::new();
     for server in servers {
         let result = match server.unavailable() {
             Some(why) => Err(format!("not available: {why}")),
-            None => measure(server, &dir, bin, &settings).map_err(|e| format!("{e:#}")),
+            None => measure(server, &dir, bins, &settings).map_err(|e| format!("{e:#}")),
         };
         if let Err(e) = &result {
             eprintln!("bench: {}: {e}", server.name());
@@ -235,7 +263,7 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
             "bench: control plane at {} reservations",
             settings.control_plane
         );
-        controlplane::measure(&dir, bin, settings.control_plane)
+        controlplane::measure(&dir, &bins.daemon, settings.control_plane)
     } else {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
@@ -245,7 +273,7 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
             "bench: API to dataplane ({} cycles, {} reservations loaded)",
             settings.api_cycles, settings.api_load
         );
-        apilatency::measure(&dir, bin, settings.api_load, settings.api_cycles)
+        apilatency::measure(&dir, bins, settings.api_load, settings.api_cycles)
     } else {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
@@ -255,7 +283,7 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
             "bench: OMAPI at {} reservations ({} creates, {} cycles)",
             settings.omapi.reservations, settings.omapi.hosts, settings.omapi.cycles
         );
-        omapi::measure(&dir, bin, &settings.omapi)
+        omapi::measure(&dir, bins, &settings.omapi)
     } else {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
@@ -333,8 +361,8 @@ fn run_with(args: &BenchArgs, bin: &Path) -> Result<()> {
             );
         }
         let r = om.context("the OMAPI benchmark")?;
-        if r["visible"]["changes"].as_u64() != Some(u64::from(settings.omapi.cycles)) {
-            bail!("the OMAPI benchmark missed creates: {r}");
+        if r.visible.changes != u64::from(settings.omapi.cycles) {
+            bail!("the OMAPI benchmark missed creates: {r:?}");
         }
     }
     Ok(())
@@ -352,7 +380,7 @@ fn smoke_verdict(
             Err(e) => failures.push(format!("{}: {e}", o.server.name())),
             Ok(m) => {
                 let bound = m.storm.bound;
-                if bound != u64::from(settings.plan.machines) {
+                if bound != settings.plan.machines {
                     failures.push(format!(
                         "{}: storm bound {bound} of {}",
                         o.server.name(),
@@ -394,17 +422,16 @@ fn command_line(args: &BenchArgs) -> String {
     c
 }
 
-/// The release binary of this checkout.
-fn release_bin() -> PathBuf {
+/// This checkout's target directory.
+fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::sh::root().join("target"))
-        .join("release/stormboot")
 }
 
-/// `stormboot bench-xdp --json`.
-fn xdp_alone(bin: &Path, runs: u32) -> Result<serde_json::Value> {
-    let mut cmd = Command::new(bin);
+/// `stormboot-lab bench-xdp --json`.
+fn xdp_alone(lab: &Path, runs: u32) -> Result<Vec<reports::XdpCase>> {
+    let mut cmd = Command::new(lab);
     cmd.args([
         "--log",
         "warn",
@@ -414,21 +441,21 @@ fn xdp_alone(bin: &Path, runs: u32) -> Result<serde_json::Value> {
         &runs.to_string(),
     ]);
     let out = crate::sh::output(&mut cmd)?;
-    serde_json::from_str(&out).context("decoding bench-xdp's JSON")
+    reports::decode("bench-xdp", out.as_bytes())
 }
 
 /// A fresh lab, the server started, the three scenarios in turn.
-fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measured> {
+fn measure(server: Server, dir: &Path, bins: &Bins, s: &Settings) -> Result<Measured> {
     let work = dir.join(server.key());
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let mut bed = Testbed::new("bench", None)?;
     widen_addresses(&bed)?;
-    bed.attach_client_pass(bin)?;
+    bed.attach_client_pass(&bins.lab)?;
 
     eprintln!("bench: {}: starting", server.name());
-    let pid = server.start(&mut bed, &work, &s.plan, bin)?;
-    if !probe(&mut bed, bin, pid)? {
+    let pid = server.start(&mut bed, &work, &s.plan, &bins.daemon)?;
+    if !probe(&mut bed, &bins.lab, pid)? {
         bail!(
             "did not answer the probe within 30 s; its output: {}",
             std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
@@ -441,7 +468,7 @@ fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measu
         s.plan.machines
     );
     let cpu_before = reports::cpu_seconds(pid);
-    let storm = storm(&bed, bin, s)?;
+    let storm = storm(&bed, &bins.lab, s)?;
     let storm_cpu_s = match (cpu_before, reports::cpu_seconds(pid)) {
         (Ok(a), Ok(b)) => Some(b - a),
         (Err(e), _) | (_, Err(e)) => {
@@ -453,7 +480,7 @@ fn measure(server: Server, dir: &Path, bin: &Path, s: &Settings) -> Result<Measu
     std::fs::write(&macs, s.plan.mac_list())?;
     let replies = || {
         (!server.is_peer())
-            .then(|| stormboot_replies(&bed, bin))
+            .then(|| stormboot_replies(&bed, &bins.daemon))
             .flatten()
     };
     let reservations = ramp(
@@ -571,29 +598,29 @@ fn widen_addresses(bed: &Testbed) -> Result<()> {
 
 /// One machine with a reservation asks until it is bound: the server is
 /// up and answers.
-fn probe(bed: &mut Testbed, bin: &Path, pid: u32) -> Result<bool> {
+fn probe(bed: &mut Testbed, lab: &Path, pid: u32) -> Result<bool> {
     let mut exited = false;
     let bound = wait_for(Duration::from_secs(30), || {
         if matches!(bed.wait(pid, Duration::ZERO), Ok(Some(_))) {
             exited = true;
             return Some(false);
         }
-        let mut c = Command::new(bin);
+        let mut c = Command::new(lab);
         c.args(["--log", "warn", "storm", "--json", "--interface", CLIENT_IF]);
         c.args(["--count", "1", "--first-mac", servers::PROBE_MAC]);
         c.args(["--expect-first-ip", &servers::PROBE_IP.to_string()]);
         c.args(["--timeout-ms", "300", "--jitter-ms", "0", "--tries", "1"]);
         let out = bed.run(Side::Client, c).ok()?;
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        (r["bound"] == 1 && r["wrong_address"] == 0).then_some(true)
+        let r: reports::StormReport = reports::decode("the probe", &out.stdout).ok()?;
+        (r.bound == 1 && r.wrong_address == 0).then_some(true)
     });
     Ok(bound == Some(true) && !exited)
 }
 
 /// The storm client on CLIENT_CPU: every reserved machine, full DORA.
-fn storm(bed: &Testbed, bin: &Path, s: &Settings) -> Result<reports::Storm> {
+fn storm(bed: &Testbed, lab: &Path, s: &Settings) -> Result<reports::StormReport> {
     let mut c = Command::new("taskset");
-    c.args(["-c", CLIENT_CPU]).arg(bin);
+    c.args(["-c", CLIENT_CPU]).arg(lab);
     c.args(["--log", "warn", "storm", "--json", "--interface", CLIENT_IF]);
     c.args(["--count", &s.plan.machines.to_string()]);
     c.args(["--first-mac", &s.plan.mac(0)]);
@@ -738,8 +765,8 @@ mod tests {
             acks,
             ..Step::default()
         };
-        let measured = |bound: u64, acks: u64| Measured {
-            storm: reports::Storm {
+        let measured = |bound: u32, acks: u64| Measured {
+            storm: reports::StormReport {
                 machines: 50,
                 bound,
                 ..Default::default()

@@ -1,6 +1,6 @@
 //! OMAPI: hosts created per second over one connection, and from an OMAPI
 //! create to the XDP program answering the machine, with the daemon
-//! already serving many reservations. Runs `stormboot bench-omapi`
+//! already serving many reservations. Runs `stormboot-lab bench-omapi`
 //! against a daemon in the lab and keeps its report.
 
 use std::fmt::Write as _;
@@ -9,7 +9,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use stormboot_testbed::{Side, Testbed, CLIENT_IF, SERVER_IF};
+use stormboot_testbed::labconfig::{LabConfig, Machines};
+use stormboot_testbed::{Side, Testbed, CLIENT_IF};
+
+use super::reports::{self, OmapiReport};
+use super::Bins;
 
 /// `stormboot-test-key-0123456789ab`, base64: a bench key, not a secret.
 const SECRET: &str = "c3Rvcm1ib290LXRlc3Qta2V5LTAxMjM0NTY3ODlhYg==";
@@ -24,43 +28,41 @@ pub struct Size {
     pub cycles: u32,
 }
 
-pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value> {
+/// The control plane's and OMAPI's rack: machine i has MAC 0a:00:00:00:00:00
+/// + i and address 10.64.0.0 + i.
+pub fn big_rack(count: u32) -> Machines {
+    Machines {
+        count,
+        first_mac: [0x0a, 0, 0, 0, 0, 0],
+        first_ip: std::net::Ipv4Addr::new(10, 64, 0, 0),
+        hostname: "node",
+    }
+}
+
+pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<OmapiReport> {
     let work = dir.join("omapi");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    // Machine i: MAC 0a:<i>, address 10.64.0.0 + i; OMAPI hosts from
-    // 10.96.0.1, the probe at 10.120.0.1, all in 10.0.0.0/8.
-    let mut csv = String::with_capacity(size.reservations as usize * 40);
-    csv.push_str("mac,ip,hostname\n");
-    let first = u32::from(std::net::Ipv4Addr::new(10, 64, 0, 0));
-    for i in 0..size.reservations {
-        let b = i.to_be_bytes();
-        let ip = std::net::Ipv4Addr::from(first + i);
-        let _ = writeln!(
-            csv,
-            "0a:00:{:02x}:{:02x}:{:02x}:{:02x},{ip},node{i}",
-            b[0], b[1], b[2], b[3]
-        );
-    }
-    std::fs::write(work.join("hosts.csv"), &csv)?;
+    // OMAPI hosts from 10.96.0.1, the probe at 10.120.0.1, all in the
+    // rack's 10.0.0.0/8.
     let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-    let config = work.join("stormboot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"10.50.0.1\"\n\
-             reservations_file = \"hosts.csv\"\n\
-             bpffs_dir = \"/sys/fs/bpf/stormboot-benchom{tag}\"\n\n\
-             [store]\npath = \"leases.db\"\n\n\
-             [[subnet]]\ncidr = \"10.0.0.0/8\"\nrouters = [\"10.50.0.1\"]\nlease_time = \"1h\"\n\n\
-             [omapi]\nleases_export = \"dhcpd.leases\"\nconf_export = \"dhcpd.conf\"\n\n\
-             [[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"{SECRET}\"\n"
-        ),
-    )?;
+    let mut c = LabConfig::new(big_rack(size.reservations), "10.0.0.0/8");
+    c.server = format!("bpffs_dir = \"/sys/fs/bpf/stormboot-benchom{tag}\"\n");
+    c.sections = format!(
+        "[omapi]\nleases_export = \"dhcpd.leases\"\nconf_export = \"dhcpd.conf\"\n\n\
+         [[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"{SECRET}\"\n"
+    );
+    let config = c.write(&work)?;
     let mut bed = Testbed::new("benchom", None)?;
-    bed.attach_client_pass(bin)?;
-    let pid = super::start_stormboot(&mut bed, bin, &config, &work, Duration::from_secs(120))?;
-    let mut probe = Command::new(bin);
+    bed.attach_client_pass(&bins.lab)?;
+    let pid = super::start_stormboot(
+        &mut bed,
+        &bins.daemon,
+        &config,
+        &work,
+        Duration::from_secs(120),
+    )?;
+    let mut probe = Command::new(&bins.lab);
     probe
         .args([
             "--log",
@@ -77,15 +79,15 @@ pub fn measure(dir: &Path, bin: &Path, size: &Size) -> Result<serde_json::Value>
         .arg(bed.ns_path(Side::Client));
     let out = bed
         .run(Side::Server, probe)
-        .context("stormboot bench-omapi")?;
+        .context("stormboot-lab bench-omapi")?;
     bed.stop(pid)?;
     // The daemon leaves its (by then empty) pin directory behind.
     let _ = std::fs::remove_dir(format!("/sys/fs/bpf/stormboot-benchom{tag}"));
-    serde_json::from_slice(&out.stdout).context("decoding bench-omapi's JSON")
+    reports::decode("bench-omapi", &out.stdout)
 }
 
-/// The report's section for `r` (bench-omapi's JSON).
-pub fn markdown(r: &serde_json::Value, size: &Size) -> String {
+/// The report's section for `r`.
+pub fn markdown(r: &OmapiReport, size: &Size) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -93,36 +95,46 @@ pub fn markdown(r: &serde_json::Value, size: &Size) -> String {
          signed (HMAC-MD5) OMAPI connection, each reply awaited: **{:.0} hosts/s** (round trip \
          p50 {} µs, p99 {} µs; each create is durable, in the XDP maps and in the leases export \
          before its reply).\n",
-        size.reservations,
-        r["hosts"],
-        r["creates_per_second"].as_f64().unwrap_or(0.0),
-        r["create_rtt"]["p50_us"],
-        r["create_rtt"]["p99_us"],
+        size.reservations, r.hosts, r.creates_per_second, r.create_rtt.p50_us, r.create_rtt.p99_us,
     );
     let _ = writeln!(
         t,
         "From an OMAPI create's reply to the first DISCOVER answered by XDP with the host, {} \
          cycles: p50 {} µs, p99 {} µs, max {} µs ({} seen by the first probe, {} timeouts).",
-        r["visible"]["changes"],
-        r["visible"]["p50_us"],
-        r["visible"]["p99_us"],
-        r["visible"]["max_us"],
-        r["seen_by_first_probe"],
-        r["timeouts"],
+        r.visible.changes,
+        r.visible.p50_us,
+        r.visible.p99_us,
+        r.visible.max_us,
+        r.seen_by_first_probe,
+        r.timeouts,
     );
     t
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::reports::OmapiReport;
+    use stormboot_testbed::reports::Stat;
+
     #[test]
     fn the_section_gives_the_rate_and_the_latency() {
-        let r = serde_json::json!({
-            "hosts": 100, "creates_per_second": 1234.4,
-            "create_rtt": {"p50_us": 700, "p99_us": 900},
-            "visible": {"changes": 5, "p50_us": 10, "p99_us": 20, "max_us": 30},
-            "seen_by_first_probe": 5, "timeouts": 0,
-        });
+        let r = OmapiReport {
+            hosts: 100,
+            creates_per_second: 1234.4,
+            create_rtt: Stat {
+                p50_us: 700,
+                p99_us: 900,
+                ..Stat::default()
+            },
+            visible: Stat {
+                changes: 5,
+                p50_us: 10,
+                p99_us: 20,
+                max_us: 30,
+            },
+            seen_by_first_probe: 5,
+            ..OmapiReport::default()
+        };
         let size = super::Size {
             reservations: 1000,
             hosts: 100,

@@ -10,7 +10,7 @@ use super::{Measured, Outcome};
 
 pub struct Input<'a> {
     pub outcomes: &'a [Outcome],
-    pub xdp: &'a serde_json::Value,
+    pub xdp: &'a [reports::XdpCase],
     pub control_plane: Result<&'a ControlPlane, String>,
     pub machines: u32,
     pub window: u32,
@@ -52,14 +52,11 @@ pub fn markdown(i: &Input) -> String {
         t,
         "| case | action | ns/packet | Mpps per core |\n|---|---|---|---|"
     );
-    for c in i.xdp.as_array().into_iter().flatten() {
+    for c in i.xdp {
         let _ = writeln!(
             t,
             "| {} | {} | {:.1} | {:.2} |",
-            c["name"].as_str().unwrap_or("?"),
-            c["action"].as_str().unwrap_or("?"),
-            c["ns_per_packet"].as_f64().unwrap_or(f64::NAN),
-            c["mpps_per_core"].as_f64().unwrap_or(f64::NAN)
+            c.name, c.action, c.ns_per_packet, c.mpps_per_core
         );
     }
 
@@ -104,7 +101,7 @@ pub fn markdown(i: &Input) -> String {
             s.latency_p99_ms,
             s.latency_max_ms,
             m.storm_cpu_s
-                .and_then(|c| reports::per_thousand_ms(c, s.bound))
+                .and_then(|c| reports::per_thousand_ms(c, u64::from(s.bound)))
                 .map_or("-".into(), |c| format!("{c:.0}"))
         );
     }
@@ -254,7 +251,7 @@ mod tests {
     #[test]
     fn ratios_are_to_the_best_peer() {
         let measured = |storm_rate: f64, res: Vec<Step>| Measured {
-            storm: reports::Storm {
+            storm: reports::StormReport {
                 machines: 10,
                 bound: 10,
                 exchanges_per_sec: storm_rate,
@@ -293,8 +290,14 @@ mod tests {
         ];
         let md = markdown(&Input {
             outcomes: &outcomes,
-            xdp: &serde_json::json!([{"name": "discover->offer", "action": "XDP_TX",
-                                      "ns_per_packet": 250.0, "mpps_per_core": 4.0}]),
+            xdp: &[reports::XdpCase {
+                name: "discover->offer".into(),
+                action: "XDP_TX".into(),
+                ns_per_packet: 250.0,
+                mpps_per_core: 4.0,
+                runs: 100,
+                method: String::new(),
+            }],
             control_plane: Err("skipped".into()),
             machines: 10,
             window: 4,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use stormboot_testbed::labconfig::{LabConfig, Machines};
 use stormboot_testbed::{Side, Testbed, SERVER_IF};
 
 /// The server's address; the lab's /24 is widened to this prefix.
@@ -41,23 +42,29 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The reserved machines (the probe aside).
+    pub fn machines(&self) -> Machines {
+        Machines {
+            count: self.machines,
+            first_mac: FIRST_MAC,
+            first_ip: FIRST_IP,
+            hostname: "m",
+        }
+    }
+
     pub fn mac(&self, i: u32) -> String {
-        let m = FIRST_MAC;
-        let b = i.to_be_bytes();
-        format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], b[0], b[1], b[2], b[3]
-        )
+        self.machines().mac(i)
     }
 
     pub fn ip(&self, i: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(FIRST_IP) + i)
+        self.machines().ip(i)
     }
 
     /// (MAC, address, host name) of every reservation, the probe's last.
-    pub fn reservations(&self) -> impl Iterator<Item = (String, Ipv4Addr, String)> + '_ {
+    pub fn reservations(&self) -> impl Iterator<Item = (String, Ipv4Addr, String)> {
+        let machines = self.machines();
         (0..self.machines)
-            .map(|i| (self.mac(i), self.ip(i), format!("m{i:05}")))
+            .map(move |i| (machines.mac(i), machines.ip(i), machines.host(i)))
             .chain(std::iter::once((
                 PROBE_MAC.to_string(),
                 PROBE_IP,
@@ -264,28 +271,16 @@ impl Server {
 }
 
 fn stormboot(work: &Path, plan: &Plan, xdp: bool) -> Result<PathBuf> {
-    let mut csv = String::from("mac,ip,hostname\n");
-    for (mac, ip, host) in plan.reservations() {
-        let _ = writeln!(csv, "{mac},{ip},{host}");
-    }
-    std::fs::write(work.join("hosts.csv"), csv)?;
     let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-    let config = work.join("stormboot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"{SERVER_ADDR}\"\n\
-             dataplane = \"{}\"\nreservations_file = \"hosts.csv\"\n\
-             bpffs_dir = \"/sys/fs/bpf/stormboot-bench{tag}\"\n\n\
-             [store]\npath = \"leases.db\"\n\n\
-             [api]\nlisten = \"127.0.0.1:8067\"\n\n\
-             [[subnet]]\ncidr = \"{SUBNET}/{PREFIX_LEN}\"\nrouters = [\"{SERVER_ADDR}\"]\n\
-             pool = [\"{POOL_FIRST}-{}\"]\nlease_time = \"1h\"\n",
-            if xdp { "xdp" } else { "userspace" },
-            plan.pool_last
-        ),
-    )?;
-    Ok(config)
+    let mut c = LabConfig::new(plan.machines(), &format!("{SUBNET}/{PREFIX_LEN}"));
+    c.more_csv = format!("{PROBE_MAC},{PROBE_IP},probe\n");
+    c.pool = Some(format!("{POOL_FIRST}-{}", plan.pool_last));
+    c.server = format!(
+        "dataplane = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/stormboot-bench{tag}\"\n",
+        if xdp { "xdp" } else { "userspace" }
+    );
+    c.sections = "[api]\nlisten = \"127.0.0.1:8067\"\n".into();
+    c.write(work)
 }
 
 fn kea(work: &Path, plan: &Plan) -> Result<PathBuf> {

@@ -31,40 +31,25 @@
 //! with no like-for-like baseline to subtract.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Context};
 use aya::maps::{MapData, RingBuf};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
-use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+use dhcproto::{Decodable, Decoder};
 use stormboot_common::bucket::Limit;
 use stormboot_common::counters::Counter;
-use stormboot_common::maps::{Iface, PROGRAM_PASS};
+use stormboot_common::maps::PROGRAM_PASS;
 
-use crate::config::Config;
-use crate::dataplane::{Dataplane, LoadOptions, EBPF_OBJECT};
-use crate::frame::{self, Addressing, BROADCAST_MAC};
+use stormboot::dataplane::{Dataplane, EBPF_OBJECT};
+use stormboot::frame::{self, Addressing};
 
-use crate::xdpdiff::{XDP_PASS, XDP_TX};
-
-/// One measured situation.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Case {
-    pub name: String,
-    /// The action every run returned: "XDP_TX" or "XDP_PASS".
-    pub action: String,
-    /// Cost of one program run, the timing overhead subtracted.
-    pub ns_per_packet: f64,
-    /// 1000 / `ns_per_packet`: packets one core could push through the
-    /// program alone, before any driver or stack cost.
-    pub mpps_per_core: f64,
-    /// Timed runs (each with a baseline run beside it).
-    pub runs: u32,
-    /// What exactly was done, with the raw numbers the result came from.
-    pub method: String,
-}
+use super::fixtures::{
+    broadcast_frame, config, relayed_frame, request, Loaded, Setup, CONFIG, NODE1, NODE1_IP, RELAY,
+    REMOTE, REMOTE_IP, SERVER, SERVER_MAC, UNKNOWN, XDP_PASS, XDP_TX, XID,
+};
+use crate::reports::XdpCase as Case;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -78,86 +63,6 @@ impl Default for Options {
     }
 }
 
-/// `msg` as a relay forwards it to the server: option 82 appended last
-/// before END, from the relay's address to port 67.
-pub fn relayed_frame(msg: &Message) -> Vec<u8> {
-    let mut bytes = encode(msg);
-    let end = bytes.len() - 1;
-    bytes.splice(end..end, OPTION_82);
-    frame::build(
-        &Addressing {
-            eth_dst: SERVER_MAC,
-            eth_src: RELAY_MAC,
-            vlan: None,
-            ip_src: RELAY,
-            ip_dst: SERVER,
-            sport: 67,
-            dport: 67,
-        },
-        &bytes,
-    )
-}
-
-/// The fixed configuration the benchmark and the BPF_PROG_TEST_RUN
-/// fixtures load: one reservation on the link, one behind a relay.
-pub const CONFIG: &str = r#"
-[server]
-interface = "lo"
-address = "10.50.0.1"
-
-[boot]
-http_port = 8080
-
-[[profile]]
-name = "debian"
-kernel = "vmlinuz"
-initrd = "initrd.img"
-cmdline = "console=ttyS0,115200n8"
-
-[[subnet]]
-cidr = "10.50.0.0/24"
-routers = ["10.50.0.1"]
-dns = ["10.50.0.1", "10.50.0.2"]
-domain = "rack1.example"
-lease_time = "1h"
-
-[[subnet]]
-cidr = "10.51.0.0/24"
-routers = ["10.51.0.1"]
-lease_time = "2h"
-
-[[reservation]]
-mac = "52:54:00:00:00:01"
-ip = "10.50.0.11"
-hostname = "node1"
-profile = "debian"
-
-[[reservation]]
-mac = "52:54:00:00:01:01"
-ip = "10.51.0.21"
-hostname = "remote1"
-"#;
-
-// The machines of `CONFIG`, shared with the fixtures and the mutation test.
-pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
-pub const SERVER_MAC: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 1];
-pub const NODE1: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
-pub const NODE1_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 11);
-pub const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 1, 0x01];
-pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 21);
-pub const RELAY: Ipv4Addr = Ipv4Addr::new(10, 51, 0, 1);
-pub const RELAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 9];
-/// A MAC without a reservation: its requests are the slow path's.
-pub const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 9, 0x99];
-/// The transaction id of every request built here (and by the fixtures).
-pub const XID: u32 = 0x1234_5678;
-/// Relay agent information as a relay appends it: circuit id and remote id.
-pub const OPTION_82: [u8; 18] = [
-    82, 16, 1, 6, b'e', b't', b'h', b'0', b'/', b'7', 2, 6, 0x02, 0x77, 0, 0, 0, 9,
-];
-/// BPF_PROG_TEST_RUN without a context runs the program as if the frame
-/// arrived on the loopback device of the caller's namespace.
-pub const TEST_RUN_IFINDEX: u32 = 1;
 /// Drain the reply-event ring buffer this often (in runs), as the daemon
 /// would, so that the program takes its normal "event written" path; a full
 /// buffer would make replies cheaper than they are in service.
@@ -198,17 +103,6 @@ impl Expect {
         match self {
             Expect::Reply { counter, .. } | Expect::Pass { counter } => *counter,
         }
-    }
-}
-
-fn action_name(action: u32) -> String {
-    match action {
-        0 => "XDP_ABORTED".into(),
-        1 => "XDP_DROP".into(),
-        XDP_PASS => "XDP_PASS".into(),
-        XDP_TX => "XDP_TX".into(),
-        4 => "XDP_REDIRECT".into(),
-        n => format!("action {n}"),
     }
 }
 
@@ -290,26 +184,18 @@ struct Bench {
 
 impl Bench {
     fn new() -> anyhow::Result<Self> {
-        let cfg = Config::from_str(CONFIG, Path::new("xdpbench.toml"))
-            .context("the benchmark's fixed configuration")?;
-        let mut dp = Dataplane::load(LoadOptions {
-            reservations_capacity: 64,
-            // The service's default level, so the program's log statements
-            // cost what they cost in service.
-            log_level: cfg.server.xdp_log_level.as_u8(),
-        })
-        .context("loading the XDP program (needs root)")?;
-        dp.install(&cfg)?;
-        // The slow-path bucket is consulted and updated on every passed
-        // request, as in service, but never runs dry: the benchmark times
-        // the pass, not the drop, and sends one MAC's request many times.
-        dp.set_slowpath_limit(Limit::new(1_000_000, 1_000_000))?;
-        dp.set_iface(
-            TEST_RUN_IFINDEX,
-            Iface {
-                ip: SERVER.octets(),
-                mac: SERVER_MAC,
-                _pad: [0; 2],
+        let cfg = config(CONFIG, "xdpbench.toml")?;
+        // The service's default level, so the program's log statements
+        // cost what they cost in service.
+        let log_level = cfg.server.xdp_log_level.as_u8();
+        let Loaded { mut dp, .. } = Loaded::new(
+            cfg,
+            Setup {
+                log_level,
+                // The slow-path bucket is consulted and updated on every passed
+                // request, as in service, but never runs dry: the benchmark times
+                // the pass, not the drop, and sends one MAC's request many times.
+                slowpath_limit: Some(Limit::new(1_000_000, 1_000_000)),
             },
         )?;
         let events = dp.take_events()?;
@@ -422,14 +308,14 @@ impl Bench {
             } else {
                 "durations in whole ns, medians interpolated within 1 ns bins".into()
             },
-            action = action_name(s.expect.action()),
+            action = super::fixtures::action_name(s.expect.action()),
             counter = s.expect.counter().name(),
             p10 = percentile(&prog_ns, 0.10),
             p90 = percentile(&prog_ns, 0.90),
         );
         Ok(Case {
             name: s.name.into(),
-            action: action_name(s.expect.action()),
+            action: super::fixtures::action_name(s.expect.action()).into(),
             ns_per_packet: ns,
             mpps_per_core: 1000.0 / ns,
             runs,
@@ -460,8 +346,8 @@ impl Bench {
             bail!(
                 "{}: run {i} returned {} instead of {}",
                 s.name,
-                action_name(r.return_value),
-                action_name(s.expect.action())
+                super::fixtures::action_name(r.return_value),
+                super::fixtures::action_name(s.expect.action())
             );
         }
         match (&s.expect, reference.as_deref()) {
@@ -517,7 +403,7 @@ impl Bench {
                 && &self.out[..r.data_size_out as usize] == s.frame.as_slice(),
             "{}: baseline run {i} returned {} or changed the frame",
             s.name,
-            action_name(r.return_value)
+            super::fixtures::action_name(r.return_value)
         );
         Ok(r.duration.as_nanos() as u64)
     }
@@ -603,52 +489,9 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// A client's request, as the benchmark and the BPF_PROG_TEST_RUN fixtures
-/// send it: option 53, a client identifier and a parameter request list.
-pub fn request(mac: [u8; 6], t: MessageType) -> Message {
-    let z = Ipv4Addr::UNSPECIFIED;
-    let mut m = Message::new_with_id(XID, z, z, z, z, &mac);
-    m.set_opcode(Opcode::BootRequest);
-    m.opts_mut().insert(DhcpOption::MessageType(t));
-    m.opts_mut()
-        .insert(DhcpOption::ClientIdentifier([&[1u8][..], &mac].concat()));
-    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
-        OptionCode::SubnetMask,
-        OptionCode::Router,
-        OptionCode::DomainNameServer,
-        OptionCode::Hostname,
-        OptionCode::DomainName,
-    ]));
-    m
-}
-
-/// The message's bytes.
-pub fn encode(m: &Message) -> Vec<u8> {
-    let mut b = Vec::new();
-    m.encode(&mut Encoder::new(&mut b))
-        .expect("a message built here encodes");
-    b
-}
-
-/// Broadcast from 0.0.0.0, as a client on the link sends.
-fn broadcast(mac: [u8; 6], payload: &[u8]) -> Vec<u8> {
-    frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: mac,
-            vlan: None,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        payload,
-    )
-}
-
 fn scenarios() -> Vec<Scenario> {
-    let discover = broadcast(NODE1, &encode(&request(NODE1, MessageType::Discover)));
-    let unknown = broadcast(UNKNOWN, &encode(&request(UNKNOWN, MessageType::Discover)));
+    let discover = broadcast_frame(&request(NODE1, MessageType::Discover));
+    let unknown = broadcast_frame(&request(UNKNOWN, MessageType::Discover));
 
     // BIOS PXE firmware: options 60 and 93 pick the rendered variant with
     // the boot file, next server and PXE vendor options.
@@ -658,13 +501,13 @@ fn scenarios() -> Vec<Scenario> {
     ));
     pxe.opts_mut()
         .insert(DhcpOption::ClientSystemArchitecture(0u16.into()));
-    let pxe = broadcast(NODE1, &encode(&pxe));
+    let pxe = broadcast_frame(&pxe);
 
     let mut req = request(NODE1, MessageType::Request);
     req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
     req.opts_mut()
         .insert(DhcpOption::RequestedIpAddress(NODE1_IP));
-    let request_selecting = broadcast(NODE1, &encode(&req));
+    let request_selecting = broadcast_frame(&req);
 
     let mut relayed = request(REMOTE, MessageType::Discover);
     relayed.set_giaddr(RELAY);
@@ -786,7 +629,7 @@ mod tests {
 
     #[test]
     fn every_case_has_its_action_and_a_positive_cost() {
-        stormboot_testbed::require_root();
+        crate::require_root();
         let cases = run(&Options { runs: 300 }).expect("the benchmark runs and every check passes");
         let expected = [
             ("discover->offer", "XDP_TX"),
@@ -808,12 +651,12 @@ mod tests {
         }
     }
 
-    /// The real numbers: `cargo test --release -p stormboot --lib
-    /// xdpbench::tests::report -- --ignored --nocapture`.
+    /// The real numbers: `cargo test --release -p stormboot-testbed --lib
+    /// lab::xdpbench::tests::report -- --ignored --nocapture`.
     #[test]
     #[ignore = "takes a while; run in release for numbers"]
     fn report() {
-        stormboot_testbed::require_root();
+        crate::require_root();
         let cases = run(&Options::default()).expect("the benchmark runs and every check passes");
         print(&cases);
     }

@@ -17,11 +17,13 @@ use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use rand::Rng;
 use stormboot_common::layout::{
-    CLIENT_PORT, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, SERVER_PORT, VLAN_LEN,
+    CLIENT_PORT, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, VLAN_LEN,
 };
 
-use crate::frame::{self, Addressing, FrameError, BROADCAST_MAC};
-use crate::rawsock::{self, RawSocket, RecvMeta, MAX_FRAME};
+use stormboot::frame::{self, FrameError};
+use stormboot::rawsock::{self, RawSocket, RecvMeta, MAX_FRAME};
+
+pub use crate::reports::StormReport;
 
 /// Options every request asks for: subnet mask, router, DNS, host name,
 /// domain name, lease time, server id, T1, T2 (what PXE firmware asks for).
@@ -91,33 +93,6 @@ pub struct StormArgs {
         default_value = "0a:00:00:00:00:00"
     )]
     pub flood_first_mac: String,
-}
-
-/// Outcome of a storm. `bound + lost == machines`; `wrong_address` counts
-/// bound machines whose ACK carried another address than expected.
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
-pub struct StormReport {
-    pub machines: u32,
-    pub bound: u32,
-    pub lost: u32,
-    pub naks: u32,
-    pub wrong_address: u32,
-    /// Replies to port 68 refused for a bad IPv4 or UDP checksum; the machine
-    /// they were for did not progress on them.
-    pub bad_checksum: u64,
-    /// Messages sent again after a timeout, plus DISCOVERs restarted by a NAK.
-    pub retransmits: u64,
-    /// First send to last ACK (to the end of the run when nothing was bound).
-    pub elapsed_ms: f64,
-    /// Bound machines per second of `elapsed_ms`.
-    pub exchanges_per_sec: f64,
-    /// Per bound machine: first DISCOVER to ACK (nearest rank).
-    pub latency_p50_ms: f64,
-    pub latency_p95_ms: f64,
-    pub latency_p99_ms: f64,
-    pub latency_max_ms: f64,
-    /// Flood frames sent (`--flood-per-request`).
-    pub flood_sent: u64,
 }
 
 /// How the BOOTP broadcast flag is set in the requests.
@@ -233,16 +208,7 @@ fn request_frame(mac: [u8; 6], msg: &Message) -> anyhow::Result<Vec<u8>> {
     if payload.len() < MIN_PAYLOAD {
         payload.resize(MIN_PAYLOAD, 0); // pad options after END
     }
-    let addr = Addressing {
-        eth_dst: BROADCAST_MAC,
-        eth_src: mac,
-        vlan: None,
-        ip_src: Ipv4Addr::UNSPECIFIED,
-        ip_dst: Ipv4Addr::BROADCAST,
-        sport: CLIENT_PORT,
-        dport: SERVER_PORT,
-    };
-    Ok(frame::build(&addr, &payload))
+    Ok(super::fixtures::client_frame(mac, None, &payload))
 }
 
 /// Offset of the IPv4 header when `f` is UDP/IPv4 to the client port, so the
@@ -747,6 +713,7 @@ pub fn print_report(report: &StormReport, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stormboot::frame::{Addressing, BROADCAST_MAC};
 
     fn decode(frame: &[u8]) -> (Addressing, Message) {
         let p = frame::parse(frame).expect("valid frame");

@@ -1,5 +1,5 @@
 //! The XDP program under BPF_PROG_TEST_RUN fed mutated requests (see
-//! `stormboot::xdpdiff`): every reply must equal the userspace
+//! `stormboot_testbed::lab::xdpdiff`): every reply must equal the userspace
 //! dataplane's byte for byte, every pass must leave the frame unchanged,
 //! and the only drop is the documented one.
 //!
@@ -9,7 +9,7 @@
 //!
 //! Privileged: loading BPF needs root (CI is root). Without it this fails.
 
-use stormboot::xdpdiff::Bench;
+use stormboot_testbed::lab::xdpdiff::Bench;
 
 #[test]
 fn mutated_frames_get_the_userspace_answer_or_pass_unchanged() {

@@ -9,37 +9,31 @@
 //! Privileged: loading BPF needs root (CI is root). Without it these fail.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::sync::Arc;
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder};
-use std::sync::Arc;
 
-use stormboot::config::Config;
-use stormboot::dataplane::{Dataplane, LoadOptions};
-use stormboot::dhcp::{self, Ingress};
+use stormboot::dataplane::Dataplane;
 use stormboot::frame::{self, Addressing, BROADCAST_MAC};
 use stormboot::render::tables;
 use stormboot::render::{self, Transaction};
-use stormboot::slowpath::{self, Endpoint};
+use stormboot::slowpath;
 use stormboot_common::bucket::Limit;
 use stormboot_common::counters::Counter;
 use stormboot_common::layout::msg;
-use stormboot_common::maps::Iface;
 
-use stormboot::xdpbench::{
+use stormboot_testbed::lab::fixtures::{
+    broadcast_frame, client_frame, config, encode, relayed_frame, request, Loaded, Setup, CONFIG,
     NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER, SERVER_MAC, UNKNOWN,
+    XDP_DROP, XDP_PASS, XDP_TX,
 };
-use stormboot::xdpdiff::{XDP_DROP, XDP_PASS, XDP_TX};
 
-/// One reservation on the link, one behind a relay.
-use stormboot::xdpbench::{encode, relayed_frame, request, CONFIG};
+/// The program loaded with a configuration, beside that configuration.
+type Fixture = Loaded;
 
-struct Fixture {
-    cfg: Config,
-    dp: Dataplane,
-}
-
+/// The fixtures' configuration: one reservation on the link, one behind a
+/// relay.
 fn fixture() -> Fixture {
     fixture_from(CONFIG, "fixture.toml")
 }
@@ -47,43 +41,8 @@ fn fixture() -> Fixture {
 /// `text` loaded into a fresh program, which runs as if on loopback.
 fn fixture_from(text: &str, name: &str) -> Fixture {
     stormboot_testbed::require_root();
-    let cfg = Config::from_str(text, Path::new(name))
-        .unwrap_or_else(|e| panic!("{name} is not valid: {e:#}"));
-    let mut dp = Dataplane::load(LoadOptions {
-        reservations_capacity: 64,
-        log_level: 0,
-    })
-    .expect("the XDP program loads and passes the verifier");
-    dp.install(&cfg).expect("maps accept the tables");
-    // BPF_PROG_TEST_RUN runs the program as if received on loopback (ifindex 1).
-    dp.set_iface(
-        1,
-        Iface {
-            ip: SERVER.octets(),
-            mac: SERVER_MAC,
-            _pad: [0; 2],
-        },
-    )
-    .unwrap();
-    Fixture { cfg, dp }
-}
-
-/// Frames `m` as a client on the link sends it: broadcast from 0.0.0.0.
-fn broadcast_frame(m: &Message) -> Vec<u8> {
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&m.chaddr()[..6]);
-    frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: mac,
-            vlan: None,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        &encode(m),
-    )
+    let cfg = config(text, name).unwrap_or_else(|e| panic!("{e:#}"));
+    Loaded::new(cfg, Setup::default()).expect("the XDP program loads and passes the verifier")
 }
 
 /// What the reply must be: built by the userspace renderer, independently
@@ -105,18 +64,7 @@ fn run(f: &Fixture, input: &[u8]) -> (u32, Vec<u8>) {
 /// What the userspace dataplane sends for `input`, received on the same
 /// interface as the program's test runs, by a server with no leases.
 fn userspace(f: &Fixture, input: &[u8]) -> Option<Vec<u8>> {
-    let rx = slowpath::decode(input).ok()?;
-    let mut server = dhcp::Server::new(Arc::new(f.cfg.clone()), Vec::new(), 1_700_000_000);
-    let ep = Endpoint {
-        ingress: Ingress {
-            ifindex: 1,
-            iface_name: "lo".into(),
-            iface_addr: SERVER,
-        },
-        mac: SERVER_MAC,
-        server_ip: SERVER,
-    };
-    slowpath::respond(&mut server, &rx, &ep, 1_700_000_000).0
+    f.userspace(input).0
 }
 
 /// Runs `input`, expects XDP_TX, and returns the decoded reply and its
@@ -437,18 +385,7 @@ fn relayed_nak_sets_the_broadcast_bit() {
 fn vlan_tag_is_kept() {
     let f = fixture();
     let req = request(NODE1, MessageType::Discover);
-    let input = frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: NODE1,
-            vlan: Some(42),
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        &encode(&req),
-    );
+    let input = client_frame(NODE1, Some(42), &encode(&req));
     let (m, a, _) = reply(&f, &input);
     assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
     assert_eq!(a.vlan, Some(42));
@@ -541,18 +478,7 @@ fn truncated_and_garbage_frames_never_get_a_reply() {
     let end = req.len() - 1;
     req[end] = 61;
     req.push(200);
-    let bad = frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: NODE1,
-            vlan: None,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        &req,
-    );
+    let bad = client_frame(NODE1, None, &req);
     passes(&f, &bad, Counter::Malformed);
     // Pseudo-random garbage, with and without a DHCP-looking prefix.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -596,18 +522,7 @@ fn many_options_are_walked_and_too_many_are_passed_up() {
     let mut bytes = encode(&request(NODE1, MessageType::Discover));
     let end = bytes.len() - 1;
     bytes.splice(end..end, std::iter::repeat_n([0xe0u8, 0], 70).flatten());
-    let input = frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: NODE1,
-            vlan: None,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        &bytes,
-    );
+    let input = client_frame(NODE1, None, &bytes);
     passes(&f, &input, Counter::PassUnsupported);
 }
 
@@ -942,18 +857,7 @@ fn relayed_clients_have_a_bucket_each_and_zero_disables_the_limit() {
     let end = bytes.len() - 1;
     bytes[end] = 61;
     bytes.push(200);
-    let bad = frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: UNKNOWN,
-            vlan: None,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        &bytes,
-    );
+    let bad = client_frame(UNKNOWN, None, &bytes);
     passes(&f, &bad, Counter::Malformed);
     passes(&f, &bad, Counter::Malformed);
     dropped_for_rate(&f, &bad, Counter::Malformed);
@@ -1154,7 +1058,7 @@ fn proxy_answers_a_relayed_pxe_client_through_its_relay() {
             "hostname = \"remote1\"\n",
             "hostname = \"remote1\"\nprofile = \"debian\"\n",
         );
-    f.cfg = Config::from_str(&text, Path::new("proxy.toml")).unwrap();
+    f.cfg = Arc::new(config(&text, "proxy.toml").unwrap());
     f.dp.install(&f.cfg).unwrap();
     let mut req = pxe(
         REMOTE,
@@ -1258,7 +1162,7 @@ fn reservations_in_many_batches_and_a_reinstall_without_some() {
     const N: u32 = 5000;
     let mac = |i: u32| [0x02, 0xaa, 0, 0, (i >> 8) as u8, i as u8];
     let ip = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 50, 100, 0)) + i);
-    let config = |n: u32| {
+    let many = |n: u32| {
         let mut text = CONFIG.replace("cidr = \"10.50.0.0/24\"", "cidr = \"10.50.0.0/16\"");
         for i in 0..n {
             text.push_str(&format!(
@@ -1267,23 +1171,10 @@ fn reservations_in_many_batches_and_a_reinstall_without_some() {
                 ip(i)
             ));
         }
-        Config::from_str(&text, Path::new("many.toml")).expect("config is valid")
+        config(&text, "many.toml").expect("config is valid")
     };
-    let mut dp = Dataplane::load(LoadOptions {
-        reservations_capacity: 2 * N,
-        log_level: 0,
-    })
-    .expect("the XDP program loads");
-    dp.install(&config(N)).expect("maps accept the tables");
-    dp.set_iface(
-        1,
-        Iface {
-            ip: SERVER.octets(),
-            mac: SERVER_MAC,
-            _pad: [0; 2],
-        },
-    )
-    .unwrap();
+    let Loaded { mut dp, .. } =
+        Loaded::new(many(N), Setup::default()).expect("the XDP program loads");
     let offered = |dp: &Dataplane, i: u32| -> Option<Ipv4Addr> {
         let input = broadcast_frame(&request(mac(i), MessageType::Discover));
         let (action, out) = dp.test_run(&input).expect("BPF_PROG_TEST_RUN works");
@@ -1299,7 +1190,7 @@ fn reservations_in_many_batches_and_a_reinstall_without_some() {
     for i in [0, 4095, 4096, N - 1] {
         assert_eq!(offered(&dp, i), Some(ip(i)), "machine {i}");
     }
-    dp.install(&config(N - 100))
+    dp.install(&many(N - 100))
         .expect("maps accept the smaller tables");
     assert_eq!(offered(&dp, N - 1), None, "a removed reservation");
     assert_eq!(offered(&dp, N - 101), Some(ip(N - 101)));
@@ -1325,18 +1216,7 @@ fn offered_mac(dp: &Dataplane, mac: [u8; 6]) -> Option<Ipv4Addr> {
 
 /// Builds the frame of `payload` from NODE1, then lets `edit` change it.
 fn edited(payload: &[u8], edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
-    let mut f = frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: NODE1,
-            vlan: None,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        payload,
-    );
+    let mut f = client_frame(NODE1, None, payload);
     edit(&mut f);
     f
 }
@@ -1371,7 +1251,9 @@ fn frames_userspace_refuses_are_passed_up_not_answered() {
     // answered.
     let (m, _, _) = reply(&f, &edited(&plain, |f| f[40..42].copy_from_slice(&[0, 0])));
     assert_eq!(m.opts().msg_type(), Some(MessageType::Offer));
-    let partial = edited(&plain, |f| stormboot::mutate::set_partial_checksum(f));
+    let partial = edited(&plain, |f| {
+        stormboot_testbed::lab::mutate::set_partial_checksum(f)
+    });
     assert!(slowpath::decode(&partial).is_err(), "not a valid checksum");
     let (action, _) = run(&f, &partial);
     assert_eq!(action, XDP_TX, "a partial checksum is answered");

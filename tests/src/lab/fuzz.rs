@@ -8,18 +8,16 @@
 //!   the checksums made right.
 //! - [`config_text`]: TOML text through the config parser and validator.
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use dhcproto::v4::{Message, Opcode};
 use dhcproto::{Decodable, Decoder};
+use stormboot::config::{Config, ConfigError};
+use stormboot::{dhcp, frame, slowpath};
 use stormboot_common::layout::MIN_REPLY_LEN;
 
-use crate::config::{Config, ConfigError};
-use crate::dhcp::{self, Ingress};
-use crate::frame;
-use crate::slowpath::{self, Endpoint};
+use super::fixtures::{endpoint, NOW};
 
 /// Reservations (with and without a boot profile, on the link and behind a
 /// relay), a dynamic pool with options of every kind, a relayed subnet
@@ -105,9 +103,6 @@ ip = "10.50.0.11"
 profile = "debian"
 "#;
 
-/// The time every fuzzed request arrives at.
-pub const NOW: u64 = 1_700_000_000;
-
 fn config(text: &'static str, cell: &'static OnceLock<Arc<Config>>) -> Arc<Config> {
     cell.get_or_init(|| {
         Arc::new(Config::from_str(text, Path::new("fuzz.toml")).expect("the fuzz config is valid"))
@@ -120,19 +115,6 @@ pub fn configs() -> [Arc<Config>; 2] {
     static A: OnceLock<Arc<Config>> = OnceLock::new();
     static P: OnceLock<Arc<Config>> = OnceLock::new();
     [config(AUTHORITATIVE, &A), config(PROXY, &P)]
-}
-
-/// The interface the fuzzed frames arrive on.
-pub fn endpoint() -> Endpoint {
-    Endpoint {
-        ingress: Ingress {
-            ifindex: 1,
-            iface_name: "lo".into(),
-            iface_addr: Ipv4Addr::new(10, 50, 0, 1),
-        },
-        mac: [0x02, 0x5b, 0, 0, 0, 1],
-        server_ip: Ipv4Addr::new(10, 50, 0, 1),
-    }
 }
 
 /// Runs one received frame through the userspace dataplane of a fresh
@@ -169,7 +151,7 @@ pub fn request_frame(bytes: &[u8]) -> usize {
 /// with a bad one never gets past the frame decoder to the DHCP server.
 pub fn request_frame_and_repaired(bytes: &[u8]) -> usize {
     let mut repaired = bytes.to_vec();
-    crate::mutate::fix_checksums(&mut repaired);
+    super::mutate::fix_checksums(&mut repaired);
     let mut sent = request_frame(bytes);
     if repaired != bytes {
         sent += request_frame(&repaired);
@@ -295,12 +277,12 @@ value = "7"
 /// real requests built with dhcproto (`mutate::seeds`) and real
 /// configurations, named `seed-*`.
 pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
-    let mut out: Vec<(&'static str, String, Vec<u8>)> = crate::mutate::seeds()
+    let mut out: Vec<(&'static str, String, Vec<u8>)> = super::mutate::seeds()
         .into_iter()
         .map(|s| ("request_frame", format!("seed-{}", s.name), s.frame))
         .collect();
     for (name, text) in [
-        ("fixtures", crate::xdpbench::CONFIG),
+        ("fixtures", super::fixtures::CONFIG),
         ("authoritative", AUTHORITATIVE),
         ("proxy", PROXY),
         ("boot-only", BOOT_ONLY),
@@ -317,7 +299,10 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mutate::{mutate, seeds, Rng};
+    use crate::lab::fixtures::{encode, request};
+    use crate::lab::mutate::{mutate, seeds, Rng};
+    use dhcproto::v4::MessageType;
+    use stormboot::slowpath::DecodeError;
 
     /// The files under fuzz/corpus are `seed_corpus()`; with
     /// STORMBOOT_WRITE_CORPUS=1 this writes them instead of checking.
@@ -335,7 +320,7 @@ mod tests {
             assert!(
                 committed == bytes,
                 "{} is not the seed it should be; regenerate with \
-                 STORMBOOT_WRITE_CORPUS=1 cargo test -p stormboot --lib committed_corpus",
+                 STORMBOOT_WRITE_CORPUS=1 cargo test -p stormboot-testbed --lib committed_corpus",
                 path.display()
             );
         }
@@ -380,5 +365,55 @@ mod tests {
         assert!(!config_text("[server]\ninterface = 5\n"));
         assert!(!config_text("[server\n"));
         assert!(!config_text(""));
+    }
+
+    fn discover_payload() -> Vec<u8> {
+        encode(&request([0x52, 0x54, 0, 0, 0, 1], MessageType::Discover))
+    }
+
+    fn broadcast(payload: &[u8]) -> Vec<u8> {
+        crate::lab::fixtures::client_frame([0x52, 0x54, 0, 0, 0, 1], None, payload)
+    }
+
+    #[test]
+    fn hardware_address_longer_than_chaddr_is_malformed() {
+        let mut payload = discover_payload();
+        payload[stormboot_common::layout::OFF_HLEN] = 17;
+        let f = broadcast(&payload);
+        assert_eq!(
+            slowpath::decode(&f).err(),
+            Some(DecodeError::Dhcp("hlen 17 exceeds 16".into()))
+        );
+        // And the whole request path survives it.
+        assert_eq!(request_frame(&f), 0);
+    }
+
+    #[test]
+    fn option_of_unexpected_length_is_decoded_without_panic() {
+        // dhcproto debug-asserts some options' lengths (94 must be 3,
+        // 81 at least 3) and subtracts from others (151): a dev build
+        // used to panic on these.
+        for (code, len) in [(94u8, 2u8), (94, 5), (81, 1), (81, 0), (151, 0), (80, 2)] {
+            let mut payload = discover_payload();
+            let end = payload.len() - 1;
+            let opt: Vec<u8> = [code, len]
+                .into_iter()
+                .chain(std::iter::repeat_n(1, len as usize))
+                .collect();
+            payload.splice(end..end, opt);
+            let f = broadcast(&payload);
+            let _ = slowpath::decode(&f);
+            request_frame(&f);
+        }
+    }
+
+    #[test]
+    fn the_decoder_reads_well_formed_requests_as_dhcproto_does() {
+        for s in seeds() {
+            let p = frame::parse(&s.frame).unwrap().payload.to_vec();
+            let ours = stormboot::dhcp::decode::message(&p).unwrap();
+            let theirs = Message::decode(&mut Decoder::new(&p)).unwrap();
+            assert_eq!(ours, theirs, "{}", s.name);
+        }
     }
 }

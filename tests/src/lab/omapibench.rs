@@ -1,4 +1,4 @@
-//! `stormboot bench-omapi`: how fast hosts are created over one OMAPI
+//! `stormboot-lab bench-omapi`: how fast hosts are created over one OMAPI
 //! connection, and how soon an OMAPI create is answered by the XDP
 //! program.
 //!
@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use base64::Engine;
-use serde::Serialize;
+use stormboot::omapi::auth::{Algorithm, Key};
+use stormboot::omapi::client::{create_host, result_of, Client};
+use stormboot::omapi::wire::{self, Message};
 
-use crate::apibench::{open_socket, stat, Prober, Stat, Want};
-use crate::omapi::auth::{Algorithm, Key};
-use crate::omapi::client::{create_host, result_of, Client};
-use crate::omapi::wire::{self, Message};
+use super::apibench::{open_socket, Prober, Want};
+pub use crate::reports::{OmapiReport as Report, Stat};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -55,19 +55,6 @@ pub struct Args {
     pub probe_us: u64,
     #[arg(long, env = "STORMBOOT_JSON")]
     pub json: bool,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub hosts: u32,
-    pub create_seconds: f64,
-    pub creates_per_second: f64,
-    /// One create's round trip on the connection.
-    pub create_rtt: Stat,
-    /// OMAPI create sent to the first DISCOVER answered with the host.
-    pub visible: Stat,
-    pub timeouts: usize,
-    pub seen_by_first_probe: usize,
 }
 
 fn delete_by_mac(c: &mut Client, mac: [u8; 6]) -> anyhow::Result<()> {
@@ -145,7 +132,7 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         match prober.until(Want::Offer(args.probe_ip), sent, timeout)? {
             Some((seen, probes)) => {
                 visible.push(seen.saturating_duration_since(sent).as_micros() as u64);
-                first_probe += usize::from(probes == 1);
+                first_probe += u64::from(probes == 1);
             }
             None => timeouts += 1,
         }
@@ -155,8 +142,8 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         hosts: args.hosts,
         create_seconds,
         creates_per_second: f64::from(args.hosts) / create_seconds.max(1e-9),
-        create_rtt: stat(rtt),
-        visible: stat(visible),
+        create_rtt: Stat::of(rtt),
+        visible: Stat::of(visible),
         timeouts,
         seen_by_first_probe: first_probe,
     })

@@ -1,4 +1,4 @@
-//! `stormboot bench-api`: how long an operator waits from sending an API
+//! `stormboot-lab bench-api`: how long an operator waits from sending an API
 //! change to the wire answering the new way.
 //!
 //! It can first load `--load` reservations through the API's bulk call (an
@@ -23,15 +23,16 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
-use serde::{Deserialize, Serialize};
+use dhcproto::v4::{Message, MessageType};
+use dhcproto::{Decodable, Decoder};
 
-use crate::api::client::Client;
-use crate::api::types::{ReservationSpec, SubnetView};
-use crate::cli::DaemonArgs;
-use crate::frame::{self, Addressing};
-use crate::rawsock::RawSocket;
+use stormboot::api::client::Client;
+use stormboot::api::types::{ReservationSpec, SubnetView};
+use stormboot::cli::DaemonArgs;
+use stormboot::frame;
+use stormboot::rawsock::RawSocket;
+
+pub use crate::reports::{ApiReport as Report, Stat};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -76,53 +77,11 @@ pub struct Args {
     pub daemon: DaemonArgs,
 }
 
-/// Percentiles of one kind of change, microseconds.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Stat {
-    pub changes: usize,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub max_us: u64,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Report {
-    /// Reservations the daemon held besides the measured one (its own
-    /// count, after `--load`).
-    pub reservations: u64,
-    /// Request sent to the first DISCOVER answered the new way.
-    pub visible: Stat,
-    pub added: Stat,
-    pub changed: Stat,
-    pub removed: Stat,
-    /// The API's own answer time (request sent to 200 received); it
-    /// includes the store's fsync.
-    pub api: Stat,
-    pub timeouts: usize,
-    /// Changes answered the new way before the API's 200 had arrived (the
-    /// maps are written before the API answers).
-    pub seen_before_200: usize,
-}
-
 /// What the probe expects to see once a change is visible.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Want {
     Offer(Ipv4Addr),
     NotOffer(Ipv4Addr),
-}
-
-pub(crate) fn stat(mut v: Vec<u64>) -> Stat {
-    if v.is_empty() {
-        return Stat::default();
-    }
-    v.sort_unstable();
-    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Stat {
-        changes: v.len(),
-        p50_us: pick(0.50),
-        p99_us: pick(0.99),
-        max_us: *v.last().unwrap_or(&0),
-    }
 }
 
 /// Opens the packet socket, inside `netns` if given; this thread returns
@@ -147,30 +106,13 @@ pub(crate) fn open_socket(interface: &str, netns: Option<&str>) -> anyhow::Resul
     sock
 }
 
+/// A DISCOVER from `mac`, padded to BOOTP's 300 bytes, broadcast.
 fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
-    let z = Ipv4Addr::UNSPECIFIED;
-    let mut m = Message::new_with_id(xid, z, z, z, z, &mac);
-    m.set_opcode(Opcode::BootRequest);
-    m.opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Discover));
-    m.opts_mut()
-        .insert(DhcpOption::ClientIdentifier([&[1u8][..], &mac].concat()));
-    let mut payload = Vec::with_capacity(300);
-    m.encode(&mut Encoder::new(&mut payload))
-        .expect("a DISCOVER encodes");
+    let mut m = super::fixtures::request(mac, MessageType::Discover);
+    m.set_xid(xid);
+    let mut payload = super::fixtures::encode(&m);
     payload.resize(payload.len().max(300), 0);
-    frame::build(
-        &Addressing {
-            eth_dst: [0xff; 6],
-            eth_src: mac,
-            vlan: None,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        &payload,
-    )
+    super::fixtures::client_frame(mac, None, &payload)
 }
 
 /// The OFFER to `xid`, if `f` is one: its yiaddr.
@@ -310,7 +252,7 @@ fn first_subnet(c: &Client) -> anyhow::Result<ipnet::Ipv4Net> {
 
 pub fn measure(args: &Args) -> anyhow::Result<Report> {
     let c = args.daemon.client()?;
-    let mac = crate::frame::parse_mac(&args.mac).context("--mac is not a MAC address")?;
+    let mac = frame::parse_mac(&args.mac).context("--mac is not a MAC address")?;
     let net = first_subnet(&c)?;
     let ips = match args.ips.len() {
         0 => {
@@ -350,7 +292,7 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
     let path = format!("/api/v1/reservations/{}", args.mac);
     // A leftover from an interrupted run.
     let _ = c.request("DELETE", &path, None)?;
-    let held: crate::stats::Snapshot = serde_json::from_str(&c.get("/api/v1/stats")?)
+    let held: stormboot::stats::Snapshot = serde_json::from_str(&c.get("/api/v1/stats")?)
         .context("decoding the daemon's /api/v1/stats")?;
 
     let (mut added, mut changed, mut removed, mut api) = (vec![], vec![], vec![], vec![]);
@@ -383,7 +325,7 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
             match seen {
                 Some(us) => {
                     [&mut added, &mut changed, &mut removed][kind].push(us);
-                    before_200 += usize::from(us < answered);
+                    before_200 += u64::from(us < answered);
                 }
                 None => timeouts += 1,
             }
@@ -397,11 +339,11 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         .collect();
     Ok(Report {
         reservations: held.reservations,
-        visible: stat(all),
-        added: stat(added),
-        changed: stat(changed),
-        removed: stat(removed),
-        api: stat(api),
+        visible: Stat::of(all),
+        added: Stat::of(added),
+        changed: Stat::of(changed),
+        removed: Stat::of(removed),
+        api: Stat::of(api),
         timeouts,
         seen_before_200: before_200,
     })
@@ -447,16 +389,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let s = stat((1..=100).collect());
-        assert_eq!(
-            (s.changes, s.p50_us, s.p99_us, s.max_us),
-            (100, 51, 99, 100)
-        );
-        assert_eq!(stat(vec![]).changes, 0);
-    }
 
     #[test]
     fn probes_are_discovers_and_offers_are_matched_by_xid() {

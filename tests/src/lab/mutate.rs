@@ -4,8 +4,8 @@
 //! frame that breaks something is found again from its index alone.
 //!
 //! The seeds are the requests the BPF_PROG_TEST_RUN fixtures send (built
-//! with dhcproto by `xdpbench::request`) for the fixtures' configuration
-//! (`xdpbench::CONFIG`). Mutations work on the frame's known layout, so
+//! with dhcproto by `fixtures::request`) for the fixtures' configuration
+//! (`fixtures::CONFIG`). Mutations work on the frame's known layout, so
 //! that most mutants still reach the code that reads DHCP: byte and bit
 //! flips, truncation, extension, option length lies, rewrites of the
 //! BOOTP header and of the options the fast path reads, options added and
@@ -23,12 +23,11 @@ use stormboot_common::layout::{
     UDP_LEN, VLAN_LEN,
 };
 
-use crate::frame::{self, Addressing, BROADCAST_MAC};
-use crate::xdpbench::{encode, relayed_frame as relayed, request};
+use stormboot::frame::{self, Addressing};
 
-/// The fixtures' server, reservations and relay (see `xdpbench::CONFIG`).
-pub use crate::xdpbench::{
-    NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER, SERVER_MAC, UNKNOWN,
+use super::fixtures::{
+    client_frame as client, encode, relayed_frame as relayed, request, NODE1, NODE1_IP, OPTION_82,
+    RELAY, REMOTE, REMOTE_IP, SERVER, SERVER_MAC, UNKNOWN,
 };
 
 /// SplitMix64: small, fast, and the same sequence everywhere.
@@ -72,21 +71,6 @@ impl Rng {
 pub struct Seed {
     pub name: &'static str,
     pub frame: Vec<u8>,
-}
-
-fn client(mac: [u8; 6], vlan: Option<u16>, payload: &[u8]) -> Vec<u8> {
-    frame::build(
-        &Addressing {
-            eth_dst: BROADCAST_MAC,
-            eth_src: mac,
-            vlan,
-            ip_src: Ipv4Addr::UNSPECIFIED,
-            ip_dst: Ipv4Addr::BROADCAST,
-            sport: 68,
-            dport: 67,
-        },
-        payload,
-    )
 }
 
 fn firmware(mac: [u8; 6], t: MessageType, vendor: &[u8], arch: u16, uc: Option<&[u8]>) -> Vec<u8> {

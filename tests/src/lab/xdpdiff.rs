@@ -10,29 +10,16 @@
 //! requests) from a fixed seed, so a finding is reproduced by its index.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use dhcproto::v4::{Message, Opcode};
 use dhcproto::{Decodable, Decoder};
+use stormboot::frame;
+use stormboot_common::bucket::Limit;
 use stormboot_common::counters::Counter;
-use stormboot_common::maps::Iface;
 
-use crate::config::Config;
-use crate::dataplane::{Dataplane, LoadOptions};
-use crate::dhcp::{self, Ingress};
-use crate::frame;
-use crate::mutate::{self, Kind, Rng, SERVER, SERVER_MAC};
-use crate::slowpath::{self, Endpoint};
-use crate::xdpbench::{CONFIG, TEST_RUN_IFINDEX};
-
-pub const XDP_DROP: u32 = 1;
-pub const XDP_PASS: u32 = 2;
-pub const XDP_TX: u32 = 3;
-/// The time the userspace server answers at (the program has no clock).
-const NOW: u64 = 1_700_000_000;
+use super::fixtures::{action_name, Loaded, Setup, XDP_DROP, XDP_PASS, XDP_TX};
+use super::mutate::{self, Kind, Rng};
 
 /// One frame on which the program and userspace disagree.
 #[derive(Debug, Clone)]
@@ -122,59 +109,22 @@ impl std::fmt::Display for Report {
     }
 }
 
-pub fn action_name(a: u32) -> &'static str {
-    match a {
-        0 => "XDP_ABORTED",
-        XDP_DROP => "XDP_DROP",
-        XDP_PASS => "XDP_PASS",
-        XDP_TX => "XDP_TX",
-        4 => "XDP_REDIRECT",
-        _ => "other",
-    }
-}
-
 /// The program loaded with the fixtures' configuration, and the userspace
 /// server for the same configuration.
 pub struct Bench {
-    dp: Dataplane,
-    cfg: Arc<Config>,
-    ep: Endpoint,
+    loaded: Loaded,
 }
 
 impl Bench {
     pub fn load() -> anyhow::Result<Bench> {
-        let cfg = Config::from_str(CONFIG, Path::new("fixture.toml"))?;
-        let mut dp = Dataplane::load(LoadOptions {
-            reservations_capacity: 64,
+        let loaded = Loaded::fixtures(Setup {
             log_level: 0,
-        })
-        .context("loading the XDP program")?;
-        dp.install(&cfg)?;
-        // Millions of requests from a few MACs in seconds: the slow-path
-        // bucket would drop most of what is passed up. What is compared
-        // here is the answer, so the limit is off (its own fixtures test it).
-        dp.set_slowpath_limit(stormboot_common::bucket::Limit::new(0, 0))?;
-        dp.set_iface(
-            TEST_RUN_IFINDEX,
-            Iface {
-                ip: SERVER.octets(),
-                mac: SERVER_MAC,
-                _pad: [0; 2],
-            },
-        )?;
-        Ok(Bench {
-            dp,
-            cfg: Arc::new(cfg),
-            ep: Endpoint {
-                ingress: Ingress {
-                    ifindex: TEST_RUN_IFINDEX,
-                    iface_name: "lo".into(),
-                    iface_addr: SERVER,
-                },
-                mac: SERVER_MAC,
-                server_ip: SERVER,
-            },
-        })
+            // Millions of requests from a few MACs in seconds: the slow-path
+            // bucket would drop most of what is passed up. What is compared
+            // here is the answer, so the limit is off (its own fixtures test it).
+            slowpath_limit: Some(Limit::new(0, 0)),
+        })?;
+        Ok(Bench { loaded })
     }
 
     /// What the userspace dataplane sends for `input`, and why, from a
@@ -189,18 +139,12 @@ impl Bench {
         } else {
             input
         };
-        let rx = match slowpath::decode(input) {
-            Ok(rx) => rx,
-            Err(e) => return (None, format!("not decoded: {e}")),
-        };
-        let mut server = dhcp::Server::new(self.cfg.clone(), Vec::new(), NOW);
-        let (frame, outcome) = slowpath::respond(&mut server, &rx, &self.ep, NOW);
-        (frame, outcome.note.to_string())
+        self.loaded.userspace(input)
     }
 
     /// Runs one frame and says what is wrong with the result, if anything.
     pub fn check(&self, input: &[u8]) -> anyhow::Result<(u32, Option<String>)> {
-        let (action, out) = self.dp.test_run(input)?;
+        let (action, out) = self.loaded.dp.test_run(input)?;
         let problem = match action {
             XDP_TX => {
                 let (expected, note) = self.userspace(input);
@@ -269,7 +213,7 @@ impl Bench {
         }
         report.frames = frames;
         report.elapsed = start.elapsed();
-        let counters = self.dp.counters()?;
+        let counters = self.loaded.dp.counters()?;
         for c in Counter::ALL {
             report.counters.insert(c.name(), counters[c as usize]);
         }

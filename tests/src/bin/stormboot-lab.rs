@@ -1,0 +1,68 @@
+//! `stormboot-lab`: the lab's load generators and benchmarks, a binary of
+//! their own so that the `stormboot` a host installs has the operator's
+//! commands only.
+
+use clap::Parser;
+use stormboot_testbed::lab::cli::{Cli, Command};
+use stormboot_testbed::lab::{apibench, omapibench, storm, xdpbench};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stormboot-lab: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Storm(args) => {
+            let report = storm::run(&args)?;
+            storm::print_report(&report, args.json);
+            Ok(())
+        }
+        Command::BenchXdp { runs, json } => {
+            let cases = xdpbench::run(&xdpbench::Options { runs })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cases)?);
+            } else {
+                xdpbench::print(&cases);
+            }
+            Ok(())
+        }
+        Command::BenchApi(args) => apibench::run(&args),
+        Command::BenchOmapi(args) => omapibench::run(&args),
+        Command::XdpPass { interface, mode } => xdp_pass(&interface, mode),
+    }
+}
+
+/// Holds the pass-only program on `interface` until SIGTERM or SIGINT.
+fn xdp_pass(interface: &str, mode: stormboot::cli::ModeArg) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Blocked before attaching, so a signal that comes early waits for
+    // `wait` instead of killing the process with the program attached.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.thread_block()?;
+    let _attached = stormboot::dataplane::attach_pass(interface, mode.into())?;
+    tracing::info!(%interface, "pass-only XDP program attached");
+    let signal = signals.wait()?;
+    tracing::info!(%interface, ?signal, "pass-only XDP program detached");
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! The lab: what measures, loads and fuzzes stormboot from outside the
+//! daemon. The `stormboot-lab` binary runs these; the end-to-end tests,
+//! xtask and the fuzz targets use them. Behind the `lab` feature (on by
+//! default) because it builds the daemon's crate, and with it the XDP
+//! program.
+//!
+//! - `fixtures`: the fixtures' configuration and machines, the one builder
+//!   of client requests and frames, the program loaded beside the
+//!   userspace server
+//! - `storm`: the boot-storm client
+//! - `xdpbench`: the program's cost per packet under BPF_PROG_TEST_RUN
+//! - `mutate`: the fixtures' requests and a deterministic mutator of frames
+//! - `xdpdiff`: mutated frames through the program, checked against userspace
+//! - `fuzz`: what the cargo-fuzz targets (fuzz/) call, with their checks
+//! - `apibench`: from sending an API change to a different answer
+//! - `omapibench`: OMAPI creates per second, create to XDP answer
+//! - `cli`: the `stormboot-lab` command line
+
+pub mod apibench;
+pub mod cli;
+pub mod fixtures;
+pub mod fuzz;
+pub mod mutate;
+pub mod omapibench;
+pub mod storm;
+pub mod xdpbench;
+pub mod xdpdiff;
