@@ -97,8 +97,9 @@ pub struct Entry {
     pub source: Source,
     /// As the client wrote it; None for the file's entries, whose spec is
     /// derived when asked for (`Registry::spec`): kept for each of a
-    /// million reservations it would double the daemon's memory.
-    pub spec: Option<ReservationSpec>,
+    /// million reservations it would double the daemon's memory. Boxed, so
+    /// the file's entries do not carry its size in the registry either.
+    pub spec: Option<Box<ReservationSpec>>,
 }
 
 /// A checked change, ready to apply.
@@ -188,7 +189,8 @@ impl Registry {
     /// `e` as a client would write it.
     pub fn spec(&self, e: &Entry) -> ReservationSpec {
         e.spec
-            .clone()
+            .as_deref()
+            .cloned()
             .unwrap_or_else(|| spec_of(&self.cfg, &e.reservation))
     }
 
@@ -414,7 +416,7 @@ impl Registry {
             entry: Entry {
                 reservation,
                 source,
-                spec: Some(normalized),
+                spec: Some(Box::new(normalized)),
             },
             map_entries,
             replaces: existing.cloned(),

@@ -99,7 +99,7 @@ pub fn markdown(r: &OmapiReport, size: &Size) -> String {
     );
     let _ = writeln!(
         t,
-        "From an OMAPI create's reply to the first DISCOVER answered by XDP with the host, {} \
+        "From sending an OMAPI create to the first DISCOVER answered by XDP with the host, {} \
          cycles: p50 {} µs, p99 {} µs, max {} µs ({} seen by the first probe, {} timeouts).",
         r.visible.changes,
         r.visible.p50_us,
