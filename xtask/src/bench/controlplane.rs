@@ -216,6 +216,8 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
     let (rss_kb, hwm_kb) = (status_kb(pid, "VmRSS:")?, status_kb(pid, "VmHWM:")?);
     let map = reservation_map(pid);
     bed.stop(pid)?;
+    // The daemon leaves its (by then empty) pin directory behind.
+    let _ = std::fs::remove_dir(format!("/sys/fs/bpf/stormboot-benchcp{tag}"));
     Ok(ControlPlane {
         reservations: n,
         csv_bytes,
