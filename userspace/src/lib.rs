@@ -18,6 +18,7 @@ pub mod httpclient;
 pub mod import;
 pub mod leases;
 pub mod link;
+pub mod logging;
 pub mod metrics;
 pub mod omapi;
 pub mod packetlink;
