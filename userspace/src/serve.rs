@@ -26,6 +26,7 @@ use crate::dataplane::{ifaces, Dataplane};
 use crate::dhcp::{self, Ingress};
 use crate::leases::{Index, Lease, LeaseChange};
 use crate::link::{Frames, Link};
+use crate::reservation::book::{Book, Published};
 use crate::slowpath::{self, Endpoint, Queue, SlowPath};
 use crate::stats::{Attachment, Snapshot, UserCounters};
 use crate::store::{LeaseStore, ReservationStore, Stores};
@@ -155,10 +156,9 @@ fn endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
     Ok(eps)
 }
 
-/// What the daemon starts from: what its stores hold, and the
-/// configuration with the API's reservations merged in.
-struct Book {
-    cfg: Arc<Config>,
+/// What the daemon starts from: what its stores hold, and the book of the
+/// file's reservations with the API's merged in.
+struct Stored {
     store: Arc<dyn LeaseStore>,
     leases: Vec<Lease>,
     registry: Registry,
@@ -168,11 +168,11 @@ struct Book {
 }
 
 /// Reads the stores: the leases, and the API's reservations, which join
-/// the file's (the file wins a clash).
-async fn read_book(cfg: &Config, stores: Stores) -> anyhow::Result<Book> {
+/// the file's (the file wins a clash). The configuration's reservations
+/// move into the book, so a million of them are held once.
+async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
     let leases = stores.leases.load().await?;
-    let (merged, registry) =
-        crate::api::live::load(cfg.clone(), stores.reservations.as_ref()).await?;
+    let registry = crate::api::live::load(cfg, stores.reservations.as_ref()).await?;
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -182,8 +182,7 @@ async fn read_book(cfg: &Config, stores: Stores) -> anyhow::Result<Book> {
             .map(LeaseChange::Upsert)
             .collect::<Vec<_>>(),
     );
-    Ok(Book {
-        cfg: Arc::new(merged),
+    Ok(Stored {
         store: stores.leases,
         leases,
         registry,
@@ -194,7 +193,7 @@ async fn read_book(cfg: &Config, stores: Stores) -> anyhow::Result<Book> {
 
 /// What the stats read.
 struct StatsSources {
-    reservations: Arc<AtomicU64>,
+    reservations: Published,
     services: Arc<crate::metrics::ServiceCounters>,
     pools: Arc<Mutex<Vec<crate::metrics::PoolUsage>>>,
     timeline: Arc<Timeline>,
@@ -218,7 +217,7 @@ fn stats(src: StatsSources) -> http::SnapshotFn {
             .as_ref()
             .and_then(|d| d.lock().ok().and_then(|d| d.counters().ok()))
             .unwrap_or_default();
-        let reservations = src.reservations.load(Relaxed);
+        let reservations = src.reservations.load().len() as u64;
         let mut s = Snapshot::new(&xdp, &src.counters, reservations, &src.iface, src.dataplane);
         s.queue_dropped = src.queue.dropped.load(Relaxed);
         let st = src.store.stats();
@@ -278,7 +277,6 @@ async fn wait(tasks: &mut Tasks, shutdown: &CancellationToken, what: &str) -> an
 /// Runs the daemon on `io` until `io.shutdown` is cancelled; the XDP
 /// program is detached before this returns, on success and on error alike.
 pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> {
-    let cfg = Arc::new(cfg);
     if cfg.server.mode == Mode::BootOnly {
         return run_boot_only(cfg, io).await;
     }
@@ -294,16 +292,16 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let iface_name = cfg.server.interfaces.join(",");
     let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
         links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
-    let book = read_book(&cfg, stores.context("a DHCP daemon needs its stores")?).await?;
-    let cfg = book.cfg.clone();
+    let stored = read_stores(cfg, stores.context("a DHCP daemon needs its stores")?).await?;
+    let cfg = stored.registry.config().clone();
     let policy = api_policy(&cfg)?;
-    let xdp = xdp::start(&cfg, &endpoints, xdp)?;
+    let xdp = xdp::start(stored.registry.book(), &endpoints, xdp)?;
     let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
     tracing::info!(
         interface = %iface_name,
         dataplane,
         mode = %xdp.as_ref().map_or("-".to_string(), |x| x.modes()),
-        reservations = cfg.reservations.len(),
+        reservations = stored.registry.len(),
         subnets = cfg.subnets.len(),
         api = %api.local_addr().map_or(cfg.api.listen, |a| a),
         "serving"
@@ -342,30 +340,30 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
 
     let (control_tx, control_rx) = mpsc::channel(64);
     let live = Arc::new(Live::new(
-        book.registry,
-        book.reservations,
+        stored.registry,
+        stored.reservations,
         dp.clone(),
         control_tx,
     ));
+    let book = live.published().clone();
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let pools = Arc::new(Mutex::new(Vec::new()));
     let snapshot = stats(StatsSources {
-        reservations: live.count.clone(),
+        reservations: book.clone(),
         services: service_counters.clone(),
         pools: pools.clone(),
         timeline: timeline.clone(),
         dp: dp.clone(),
         counters: counters.clone(),
         queue: queue.clone(),
-        store: book.store.clone(),
+        store: stored.store.clone(),
         iface: iface_name.clone(),
         dataplane,
         hooks: hook_counters,
         attachments,
         fallbacks,
     });
-    let machines =
-        services::Machines::new(cfg.clone(), book.index.clone()).with_overlay(live.overlay.clone());
+    let machines = services::Machines::new(book.clone(), stored.index.clone());
     let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
     tasks.spawn(dashboard.clone().run(shutdown.clone()));
     let state = crate::api::AppState::new(
@@ -394,22 +392,21 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
             path,
             cfg.clone(),
             live,
-            machines,
             reloads,
             shutdown.clone(),
         ));
     }
 
-    let server = dhcp::Server::new(cfg.clone(), book.leases, slowpath::unix_now());
+    let server = dhcp::Server::with_book(book.load_full(), stored.leases, slowpath::unix_now());
     let slow = SlowPath {
         endpoints,
         frames,
         server,
-        store: book.store,
+        store: stored.store,
         counters: counters.clone(),
         queue,
         fast_acks: dp.is_some().then_some(ack_rx),
-        index: book.index,
+        index: stored.index,
         timeline: timeline.clone(),
         pools,
         hooks,
@@ -440,14 +437,13 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
 
 /// Applies the configuration file again on each reload (SIGHUP): the file's
 /// reservations are merged with the API's (the file wins, as at start),
-/// rendered, written into the maps, then handed to the userspace server and
-/// the boot services. A file that does not validate, or that changes what
+/// rendered, written into the maps, handed to the userspace server and
+/// published to the boot services, the API and the metrics (`Live`). A file that does not validate, or that changes what
 /// needs a restart, is refused and the running configuration stays.
 async fn reload_on_request(
     path: std::path::PathBuf,
     mut current: Arc<Config>,
     live: Arc<Live>,
-    machines: services::Machines,
     mut reloads: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -462,14 +458,13 @@ async fn reload_on_request(
         crate::sdnotify::tell("RELOADING=1");
         match reload(&path, &current, &live).await {
             Ok(new) => {
-                machines.reload(new.clone());
                 tracing::info!(
                     path = %path.display(),
-                    reservations = new.reservations.len(),
-                    subnets = new.subnets.len(),
+                    reservations = new.len(),
+                    subnets = new.config().subnets.len(),
                     "configuration reloaded"
                 );
-                current = new;
+                current = new.config().clone();
             }
             Err(e) => tracing::error!(
                 path = %path.display(),
@@ -485,7 +480,7 @@ async fn reload(
     path: &std::path::Path,
     current: &Config,
     live: &Live,
-) -> anyhow::Result<Arc<Config>> {
+) -> anyhow::Result<Arc<Book>> {
     let file = Config::load(path)?;
     if let Some((key, why)) = crate::reload::needs_restart(current, &file) {
         anyhow::bail!("{key} changed, which needs a restart: {why}");
@@ -514,16 +509,24 @@ fn api_policy(cfg: &Config) -> anyhow::Result<crate::api::auth::Policy> {
 
 /// `mode = "boot-only"`: another DHCP server gives the addresses; this
 /// daemon serves TFTP, HTTP and syslog, and keeps the boot timeline.
-async fn run_boot_only(cfg: Arc<Config>, io: Io) -> anyhow::Result<()> {
+async fn run_boot_only(cfg: Config, io: Io) -> anyhow::Result<()> {
     if !cfg.boot.enabled {
         anyhow::bail!(
             "server.mode = \"boot-only\" serves only the boot services: add a [boot] section"
         );
     }
+    let mut cfg = cfg;
+    let reservations = std::mem::take(&mut cfg.reservations);
+    let book = Book::new(
+        Arc::new(cfg),
+        reservations,
+        crate::api::types::Source::Config,
+    );
+    let cfg = book.config().clone();
     let Io { api, shutdown, .. } = io;
     let timeline = Arc::new(Timeline::default());
     let counters = Arc::new(UserCounters::default());
-    let reservations = cfg.reservations.len() as u64;
+    let reservations = book.len() as u64;
     let iface = cfg.server.interfaces.join(",");
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let snapshot: http::SnapshotFn = {
@@ -544,7 +547,7 @@ async fn run_boot_only(cfg: Arc<Config>, io: Io) -> anyhow::Result<()> {
     };
     // The same router and token rule as the DHCP modes: only what needs
     // addresses (reservations, leases, subnets) answers that there are none.
-    let machines = services::Machines::new(cfg.clone(), Arc::new(Index::default()));
+    let machines = services::Machines::new(book.publish(), Arc::new(Index::default()));
     let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
     let app = crate::api::router(
         crate::api::AppState::new(None, snapshot, timeline.clone(), dashboard.clone()),

@@ -15,6 +15,7 @@ use crate::bootfile;
 use crate::config::Config;
 use crate::frame::format_mac;
 use crate::leases::Index;
+use crate::reservation::book::Published;
 use crate::tftp;
 use crate::timeline::{Phase, Timeline};
 
@@ -26,67 +27,33 @@ const EVENT_QUEUE: usize = 4096;
 /// from (a lease, else a reservation's address).
 #[derive(Clone)]
 pub struct Machines {
-    /// Swapped whole on a reload, so a lookup sees one configuration.
-    known: Arc<std::sync::RwLock<Arc<Known>>>,
+    /// The reservations and their configuration, as the apply path last
+    /// published them: a lookup sees one book, never half of a change.
+    book: Published,
     index: Arc<Index>,
-    /// Reservations changed through the API since the configuration in
-    /// `known` (cleared when a reload takes them in).
-    overlay: Option<Arc<crate::api::live::Overlay>>,
 }
 
-/// The configuration and its profiles, ready to hand out.
-struct Known {
-    cfg: Arc<Config>,
-    profiles: Vec<Arc<boot::Profile>>,
-}
-
-impl Known {
-    fn new(cfg: Arc<Config>) -> Known {
-        let profiles = cfg
-            .profiles
-            .iter()
-            .map(|p| {
-                Arc::new(boot::Profile {
-                    name: p.name.clone(),
-                    kernel: p.kernel.clone(),
-                    initrd: p.initrd.clone(),
-                    cmdline: p.cmdline.clone(),
-                    script: p.script.clone(),
-                })
-            })
-            .collect();
-        Known { cfg, profiles }
-    }
+/// Profile `i` of `cfg`, ready to hand out.
+fn profile(cfg: &Config, i: usize) -> Arc<boot::Profile> {
+    let p = &cfg.profiles[i];
+    Arc::new(boot::Profile {
+        name: p.name.clone(),
+        kernel: p.kernel.clone(),
+        initrd: p.initrd.clone(),
+        cmdline: p.cmdline.clone(),
+        script: p.script.clone(),
+    })
 }
 
 impl Machines {
-    pub fn new(cfg: Arc<Config>, index: Arc<Index>) -> Self {
-        Machines {
-            known: Arc::new(std::sync::RwLock::new(Arc::new(Known::new(cfg)))),
-            index,
-            overlay: None,
-        }
-    }
-
-    /// Reads reservations changed through the API from `overlay` first.
-    pub fn with_overlay(mut self, overlay: Arc<crate::api::live::Overlay>) -> Self {
-        self.overlay = Some(overlay);
-        self
-    }
-
-    /// Serves `cfg`'s reservations and profiles from now on (SIGHUP).
-    pub fn reload(&self, cfg: Arc<Config>) {
-        let known = Arc::new(Known::new(cfg));
-        *self.known.write().unwrap_or_else(|e| e.into_inner()) = known;
-    }
-
-    fn known(&self) -> Arc<Known> {
-        self.known.read().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn new(book: Published, index: Arc<Index>) -> Self {
+        Machines { book, index }
     }
 
     pub fn default_profile(&self) -> Option<Arc<boot::Profile>> {
-        let k = self.known();
-        k.cfg.boot.default_profile.map(|i| k.profiles[i].clone())
+        let book = self.book.load();
+        let cfg = book.config();
+        cfg.boot.default_profile.map(|i| profile(cfg, i))
     }
 
     /// Who uses `ip`: a lease, else a reservation, else the kernel's
@@ -95,19 +62,7 @@ impl Machines {
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
         self.index
             .mac_of(ip)
-            .or_else(|| {
-                let at_start = self
-                    .known()
-                    .cfg
-                    .reservations
-                    .iter()
-                    .find(|r| r.ip == ip)
-                    .map(|r| r.mac);
-                match &self.overlay {
-                    Some(o) => o.mac_of(ip, at_start),
-                    None => at_start,
-                }
-            })
+            .or_else(|| self.book.load().mac_of(ip))
             .or_else(|| {
                 let table = std::fs::read_to_string("/proc/net/arp").ok()?;
                 neighbour_mac(&table, ip)
@@ -119,29 +74,25 @@ impl Machines {
             web::Lookup::Mac(m) => m,
             web::Lookup::Ip(ip) => self.mac_of(ip)?,
         };
-        let k = self.known();
-        let changed = self.overlay.as_ref().and_then(|o| o.get(mac));
-        let reservation = match changed {
-            Some(r) => r,
-            None => k.cfg.reservations.iter().find(|r| r.mac == mac).cloned(),
-        };
-        if let Some(r) = reservation {
+        let book = self.book.load();
+        let cfg = book.config();
+        if let Some(r) = book.reservation(&mac) {
             return Some(boot::MachineInfo {
                 mac,
                 ip: Some(r.ip),
                 hostname: r.hostname.clone(),
-                profile: bootfile::reservation_profile(&k.cfg, &r).map(|i| k.profiles[i].clone()),
+                profile: bootfile::reservation_profile(cfg, r).map(|i| profile(cfg, i)),
                 label: r.label.clone(),
             });
         }
         // A pool client: the profile of the subnet its lease is in.
         let ip = self.index.ip_of(mac)?;
-        let subnet = k.cfg.subnets.iter().find(|s| s.net.contains(&ip))?;
+        let subnet = cfg.subnets.iter().find(|s| s.net.contains(&ip))?;
         Some(boot::MachineInfo {
             mac,
             ip: Some(ip),
             hostname: None,
-            profile: bootfile::pool_profile(&k.cfg, subnet).map(|i| k.profiles[i].clone()),
+            profile: bootfile::pool_profile(cfg, subnet).map(|i| profile(cfg, i)),
             label: None,
         })
     }

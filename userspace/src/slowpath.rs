@@ -337,12 +337,8 @@ impl SlowPath {
     fn control(&mut self, cmd: crate::api::live::Control) {
         use crate::api::live::Control;
         match cmd {
-            Control::Upsert(r, done) => {
-                self.server.upsert_reservation(r);
-                let _ = done.send(());
-            }
-            Control::Remove(mac, done) => {
-                self.server.remove_reservation(mac);
+            Control::Book(book, changed, done) => {
+                self.server.take_book(book, &changed);
                 let _ = done.send(());
             }
             Control::Leases(done) => {
@@ -352,11 +348,11 @@ impl SlowPath {
                 let usage = self.server.pool_usage();
                 let _ = done.send(usage.into_iter().map(|(_, u, s)| (u, s)).collect());
             }
-            Control::Reload(cfg, done) => {
+            Control::Reload(book, done) => {
                 // Leases carry over; pools, reservations and options are
                 // the new configuration's from the next request on.
                 let leases = self.server.leases().cloned().collect();
-                self.server = dhcp::Server::new(cfg, leases, unix_now());
+                self.server = dhcp::Server::with_book(book, leases, unix_now());
                 let _ = done.send(());
             }
             Control::RemoveLease(ip, done) => {

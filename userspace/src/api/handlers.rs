@@ -190,8 +190,10 @@ pub async fn get_subnet(Dhcp(live): Dhcp, Path(network): Path<String>) -> Respon
 )]
 pub async fn list_reservations(Dhcp(live): Dhcp, RawQuery(q): RawQuery) -> Response {
     let q: ReservationQuery = try_decode!(decode_query(q));
-    let reg = live.registry().lock().await;
-    respond(reg.page(&q), StatusCode::OK)
+    respond(
+        super::registry::page(&live.published().load(), &q),
+        StatusCode::OK,
+    )
 }
 
 #[utoipa::path(
@@ -207,9 +209,9 @@ pub async fn get_reservation(Dhcp(live): Dhcp, Path(mac): Path<String>) -> Respo
         Ok(m) => m,
         Err(f) => return f.into_response(),
     };
-    let reg = live.registry().lock().await;
-    match reg.get(mac) {
-        Some(e) => (StatusCode::OK, Json(reg.view(e))).into_response(),
+    let book = live.published().load();
+    match book.get(&mac) {
+        Some(e) => (StatusCode::OK, Json(super::registry::view(&book, e))).into_response(),
         None => Failure(FieldError {
             kind: ErrorKind::NotFound,
             field: Some("mac".into()),

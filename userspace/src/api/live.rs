@@ -1,85 +1,41 @@
-//! Applies the API's changes while the daemon runs: each one is checked
-//! (`registry`), made durable (`store::ReservationStore`), written into the
-//! XDP maps in place, and handed to the userspace server, before the
-//! client hears 200. Nothing restarts.
+//! The one apply path for reservations while the daemon runs: the REST
+//! API's and OMAPI's changes and SIGHUP's reloads are each checked
+//! (`registry`, on the reservation rule), made durable
+//! (`store::ReservationStore`), written into the XDP maps in place, handed
+//! to the userspace server and published as the new book
+//! (`reservation::book`), before the client hears 200. Nothing restarts.
 //!
 //! Changes are applied one at a time (the registry's lock is held
-//! throughout), so the four views never disagree for longer than one
-//! change takes.
+//! throughout); readers see the book before a change or after it, never
+//! half of one.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::registry::{Checked, ErrorKind, FieldError, Mode, Registry, Writer};
 use super::types::{BulkResult, ReservationSpec, ReservationView};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::dataplane::Dataplane;
 use crate::frame::format_mac;
 use crate::leases::Lease;
+use crate::reservation::book::{Book, Published};
 use crate::store::{CommitFuture, ReservationChange, ReservationStore, StoredReservation};
 
 /// What the API asks of the userspace server, which lives on the slow
 /// path's task.
 pub enum Control {
-    Upsert(config::Reservation, oneshot::Sender<()>),
-    Remove([u8; 6], oneshot::Sender<()>),
+    /// The book after a change, and the MACs whose reservation it changed.
+    Book(Arc<Book>, Vec<[u8; 6]>, oneshot::Sender<()>),
     Leases(oneshot::Sender<Vec<Lease>>),
     /// (addresses held, addresses the pools can give) per subnet.
     PoolUsage(oneshot::Sender<Vec<(usize, usize)>>),
     /// The removed lease and its removal's durability.
     RemoveLease(Ipv4Addr, oneshot::Sender<Option<(Lease, CommitFuture)>>),
-    /// A whole new configuration (SIGHUP), already in the maps.
-    Reload(Arc<Config>, oneshot::Sender<()>),
-}
-
-/// The API's changes since start, for readers that hold the startup
-/// configuration (the boot services find a machine's profile here first).
-/// `None` marks a reservation removed.
-#[derive(Default)]
-pub struct Overlay {
-    changed: std::sync::RwLock<std::collections::HashMap<[u8; 6], Option<config::Reservation>>>,
-}
-
-impl Overlay {
-    /// Forgets every change: the base configuration now includes them.
-    fn clear(&self) {
-        self.changed
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    fn set(&self, mac: [u8; 6], r: Option<config::Reservation>) {
-        self.changed
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(mac, r);
-    }
-
-    /// None: unchanged since start; Some(None): removed.
-    pub fn get(&self, mac: [u8; 6]) -> Option<Option<config::Reservation>> {
-        self.changed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&mac)
-            .cloned()
-    }
-
-    /// The machine an address is reserved for, given what the startup
-    /// configuration says (`at_start`): a changed entry wins.
-    pub fn mac_of(&self, ip: Ipv4Addr, at_start: Option<[u8; 6]>) -> Option<[u8; 6]> {
-        let changed = self.changed.read().unwrap_or_else(|e| e.into_inner());
-        if let Some((mac, _)) = changed
-            .iter()
-            .find(|(_, r)| r.as_ref().is_some_and(|r| r.ip == ip))
-        {
-            return Some(*mac);
-        }
-        at_start.filter(|m| !changed.contains_key(m))
-    }
+    /// A whole new configuration and its book (SIGHUP), already in the
+    /// maps.
+    Reload(Arc<Book>, oneshot::Sender<()>),
 }
 
 /// A reservation change, for the dhcpd.leases export.
@@ -93,17 +49,19 @@ pub enum JournalChange {
 /// Called after every change, before its client hears the answer.
 pub type Journal = Arc<dyn Fn(&Registry, JournalChange) + Send + Sync>;
 
-/// The daemon's reservations and the places a change must reach.
+/// The apply path: the one component that changes reservations. A change
+/// (add, replace, remove, bulk, a reload's whole new book) is checked
+/// (`registry`), made durable (`store::ReservationStore`), written into the
+/// XDP maps, handed to the userspace server, and published as the new
+/// book, in that order.
 pub struct Live {
     journal: std::sync::OnceLock<Journal>,
     registry: tokio::sync::Mutex<Registry>,
     stored: Arc<dyn ReservationStore>,
     dataplane: Option<Arc<std::sync::Mutex<Dataplane>>>,
     control: mpsc::Sender<Control>,
-    /// Reservations served, for the stats.
-    pub count: Arc<AtomicU64>,
-    /// Changes since start, for the boot services.
-    pub overlay: Arc<Overlay>,
+    /// The book every reader (boot services, API, metrics) sees.
+    published: Published,
 }
 
 fn internal(message: String) -> FieldError {
@@ -114,24 +72,20 @@ fn internal(message: String) -> FieldError {
     }
 }
 
-/// Reads the stored reservations at start and merges them into the
+/// Reads the stored reservations at start and merges them with the
 /// config's. The config file wins: a stored entry whose MAC or IP the file
 /// now reserves, or that no longer validates (its subnet or profile gone),
 /// is not served, with a warning, and stays stored.
-pub async fn load(
-    cfg: Config,
-    stored: &dyn ReservationStore,
-) -> anyhow::Result<(Config, Registry)> {
+pub async fn load(cfg: Config, stored: &dyn ReservationStore) -> anyhow::Result<Registry> {
     Ok(merge(cfg, stored.load().await?))
 }
 
-/// The file's configuration with the stored reservations that still
-/// validate beside it, and their registry.
-fn merge(cfg: Config, rows: Vec<StoredReservation>) -> (Config, Registry) {
+/// The file's reservations with the stored ones that still validate
+/// beside them.
+fn merge(cfg: Config, rows: Vec<StoredReservation>) -> Registry {
     let mut cfg = cfg;
     let file_reservations = std::mem::take(&mut cfg.reservations);
-    let file_only = Arc::new(cfg);
-    let mut registry = Registry::new(file_only.clone(), file_reservations);
+    let mut registry = Registry::new(Arc::new(cfg), file_reservations);
     let mut loaded = 0usize;
     for row in rows {
         let spec = match row {
@@ -155,9 +109,7 @@ fn merge(cfg: Config, rows: Vec<StoredReservation>) -> (Config, Registry) {
         }
     }
     tracing::info!(stored = loaded, "API reservations loaded");
-    let mut cfg = (*file_only).clone();
-    cfg.reservations = registry.reservations().cloned().collect();
-    (cfg, registry)
+    registry
 }
 
 impl Live {
@@ -167,16 +119,19 @@ impl Live {
         dataplane: Option<Arc<std::sync::Mutex<Dataplane>>>,
         control: mpsc::Sender<Control>,
     ) -> Live {
-        let count = Arc::new(AtomicU64::new(registry.len() as u64));
         Live {
             journal: std::sync::OnceLock::new(),
+            published: registry.book().clone().publish(),
             registry: tokio::sync::Mutex::new(registry),
             stored,
             dataplane,
             control,
-            count,
-            overlay: Arc::default(),
         }
+    }
+
+    /// The book as readers see it: the last change applied.
+    pub fn published(&self) -> &Published {
+        &self.published
     }
 
     pub fn registry(&self) -> &tokio::sync::Mutex<Registry> {
@@ -189,38 +144,36 @@ impl Live {
     }
 
     /// Serves a new configuration file (SIGHUP) with the stored API
-    /// reservations merged in, as at start; returns what is now served.
+    /// reservations merged in, as at start; returns the book now served.
     /// Every reply is rendered before the maps are touched, and a failure
-    /// writing them puts the previous configuration back.
-    pub async fn reload(&self, file: Config) -> anyhow::Result<Arc<Config>> {
+    /// writing them puts the previous book back.
+    pub async fn reload(&self, file: Config) -> anyhow::Result<Arc<Book>> {
         let mut reg = self.registry.lock().await;
         let rows = self.stored.load().await?;
-        let (merged, registry) = merge(file, rows);
-        crate::render::tables::subnet_entries(&merged)?;
-        for r in &merged.reservations {
-            crate::render::tables::reservation_entries(&merged, r)?;
+        let registry = merge(file, rows);
+        let book = registry.book();
+        crate::render::tables::subnet_entries(book.config())?;
+        for r in book.reservations() {
+            crate::render::tables::reservation_entries(book.config(), r)?;
         }
         if let Some(dp) = &self.dataplane {
             let mut dp = dp
                 .lock()
                 .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
-            if let Err(e) = dp.install(&merged) {
-                let mut previous = (**reg.config()).clone();
-                previous.reservations = reg.reservations().cloned().collect();
-                let restored = dp.install(&previous);
+            if let Err(e) = dp.install_book(book) {
+                let restored = dp.install_book(reg.book());
                 anyhow::bail!(
                     "installing into the maps: {e} (previous configuration restored: {restored:?})"
                 );
             }
         }
-        let merged = Arc::new(merged);
-        self.tell(|tx| Control::Reload(merged.clone(), tx))
+        let book = Arc::new(book.clone());
+        self.tell(|tx| Control::Reload(book.clone(), tx))
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        self.overlay.clear();
-        self.count.store(registry.len() as u64, Ordering::Relaxed);
+        self.published.store(book.clone());
         *reg = registry;
-        Ok(merged)
+        Ok(book)
     }
 
     async fn store(
@@ -357,16 +310,26 @@ impl Live {
             });
             return Err(e);
         }
+        let macs: Vec<[u8; 6]> = checked.iter().map(|c| c.entry.reservation.mac).collect();
         for c in checked {
-            let r = c.entry.reservation.clone();
-            self.tell(|done| Control::Upsert(r.clone(), done)).await?;
-            self.overlay.set(r.mac, Some(r.clone()));
             reg.insert(c.entry);
-            if let Some(j) = self.journal.get() {
-                j(reg, JournalChange::Put(r.mac));
+        }
+        self.hand_over(reg, macs.clone()).await?;
+        if let Some(j) = self.journal.get() {
+            for mac in macs {
+                j(reg, JournalChange::Put(mac));
             }
         }
-        self.count.store(reg.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Hands the registry's book, changed at `macs`, to the userspace
+    /// server, then publishes it to every reader.
+    async fn hand_over(&self, reg: &Registry, macs: Vec<[u8; 6]>) -> Result<(), FieldError> {
+        let book = Arc::new(reg.book().clone());
+        self.tell(|done| Control::Book(book.clone(), macs, done))
+            .await?;
+        self.published.store(book);
         Ok(())
     }
 
@@ -385,13 +348,11 @@ impl Live {
             .unwrap_or_else(|| crate::omapi::export::export_name(mac));
         self.store(vec![], vec![mac]).await?;
         self.maps(|dp| dp.remove_reservation(mac))?;
-        self.tell(|done| Control::Remove(mac, done)).await?;
-        self.overlay.set(mac, None);
         reg.remove(mac);
+        self.hand_over(reg, vec![mac]).await?;
         if let Some(j) = self.journal.get() {
             j(reg, JournalChange::Removed(name));
         }
-        self.count.store(reg.len() as u64, Ordering::Relaxed);
         tracing::info!(mac = %format_mac(&mac), "reservation removed");
         Ok(())
     }
@@ -406,12 +367,8 @@ impl Live {
         let usage = rx
             .await
             .map_err(|_| internal("the userspace server has stopped".into()))?;
-        let reg = self.registry.lock().await;
-        let cfg = reg.config().clone();
-        let mut per_subnet = vec![0usize; cfg.subnets.len()];
-        for r in reg.reservations() {
-            per_subnet[r.subnet] += 1;
-        }
+        let book = self.published.load();
+        let cfg = book.config();
         Ok(cfg
             .subnets
             .iter()
@@ -427,7 +384,7 @@ impl Live {
                     pools: s.pools.iter().map(|(a, b)| format!("{a}-{b}")).collect(),
                     pool_used: used,
                     pool_size: size,
-                    reservations: per_subnet[i],
+                    reservations: book.in_subnet(i),
                     profile: s.profile.map(|p| cfg.profiles[p].name.clone()),
                     authoritative: s.authoritative,
                 }
@@ -473,44 +430,5 @@ fn spec_mac(spec: &ReservationSpec, path_mac: Option<[u8; 6]>) -> Result<[u8; 6]
     match path_mac {
         Some(m) => Ok(m),
         None => super::registry::parse_mac_field(spec.mac.trim()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(mac: u8, ip: u8) -> config::Reservation {
-        config::Reservation {
-            mac: [2, 0, 0, 0, 0, mac],
-            ip: Ipv4Addr::new(10, 0, 0, ip),
-            hostname: None,
-            subnet: 0,
-            origin: "api".into(),
-            options: vec![],
-            profile: None,
-            allow_pxe: true,
-            boot_file: None,
-            next_server: None,
-            label: None,
-        }
-    }
-
-    #[test]
-    fn the_overlay_wins_over_the_startup_configuration() {
-        let o = Overlay::default();
-        let ip = |i| Ipv4Addr::new(10, 0, 0, i);
-        let m = |i| [2, 0, 0, 0, 0, i];
-        assert_eq!(o.get(m(1)), None);
-        assert_eq!(o.mac_of(ip(5), Some(m(1))), Some(m(1)));
-        // Moved away from .5, and another machine given .5.
-        o.set(m(1), Some(r(1, 6)));
-        assert_eq!(o.mac_of(ip(5), Some(m(1))), None);
-        assert_eq!(o.mac_of(ip(6), None), Some(m(1)));
-        o.set(m(2), Some(r(2, 5)));
-        assert_eq!(o.mac_of(ip(5), Some(m(1))), Some(m(2)));
-        o.set(m(2), None);
-        assert_eq!(o.get(m(2)), Some(None));
-        assert_eq!(o.mac_of(ip(5), None), None);
     }
 }

@@ -8,7 +8,7 @@
 //! Pure: no I/O, so every check is unit-tested here.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ use super::types::{ReservationView, Source};
 use crate::config::{self, Config};
 use crate::frame::{format_mac, parse_mac};
 use crate::render::tables;
-use crate::reservation::rule::{self, Book, Candidate, Network, OptionText, Refusal};
+use crate::reservation::book::Book;
+use crate::reservation::rule::{self, Candidate, Network, OptionText, Refusal, Rest};
 
 /// Default and largest page.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -90,17 +91,7 @@ pub enum Mode {
     Upsert,
 }
 
-/// One reservation the daemon serves.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    pub reservation: config::Reservation,
-    pub source: Source,
-    /// As the client wrote it; None for the file's entries, whose spec is
-    /// derived when asked for (`Registry::spec`): kept for each of a
-    /// million reservations it would double the daemon's memory. Boxed, so
-    /// the file's entries do not carry its size in the registry either.
-    pub spec: Option<Box<ReservationSpec>>,
-}
+pub use crate::reservation::book::Entry;
 
 /// A checked change, ready to apply.
 #[derive(Clone)]
@@ -122,15 +113,12 @@ impl std::fmt::Debug for Checked {
     }
 }
 
-/// Every reservation, by MAC (so pages come in MAC order), indexed by IP.
+/// The apply path's working copy of the book, and the checks a change
+/// must pass against it.
 pub struct Registry {
-    cfg: Arc<Config>,
-    by_mac: BTreeMap<[u8; 6], Entry>,
-    by_ip: HashMap<Ipv4Addr, [u8; 6]>,
-    /// OMAPI host names, unique as dhcpd's host names are.
-    by_name: HashMap<String, [u8; 6]>,
-    /// `cfg`'s server, subnets and profiles as the reservation rule reads
-    /// them.
+    book: Book,
+    /// The book's server, subnets and profiles as the reservation rule
+    /// reads them.
     network: Network,
 }
 
@@ -147,72 +135,63 @@ pub const API_ORIGIN: &str = "api";
 impl Registry {
     /// The registry of the file's `reservations` (all `config` source);
     /// `cfg` holds the rest of the file (its own reservation list is not
-    /// read: the registry owns the list from now on).
+    /// read: the book owns the list from now on).
     pub fn new(cfg: Arc<Config>, reservations: Vec<config::Reservation>) -> Registry {
-        let mut by_mac = BTreeMap::new();
-        let mut by_ip = HashMap::with_capacity(reservations.len());
-        for r in reservations {
-            by_ip.insert(r.ip, r.mac);
-            by_mac.insert(
-                r.mac,
-                Entry {
-                    reservation: r,
-                    source: Source::Config,
-                    spec: None,
-                },
-            );
-        }
+        Registry::of_book(Book::new(cfg, reservations, Source::Config))
+    }
+
+    pub fn of_book(book: Book) -> Registry {
+        let cfg = book.config();
         Registry {
             network: Network::of_config(cfg.server.address, &cfg.subnets, &cfg.profiles),
-            cfg,
-            by_mac,
-            by_ip,
-            by_name: HashMap::new(),
+            book,
         }
+    }
+
+    /// The book as it stands, to publish.
+    pub fn book(&self) -> &Book {
+        &self.book
     }
 
     /// The reservation OMAPI knows as host `name`.
     pub fn by_omapi_name(&self, name: &str) -> Option<&Entry> {
-        self.by_name.get(name).and_then(|m| self.by_mac.get(m))
+        self.book.by_name(name)
     }
 
     /// The reservation of `ip`.
     pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Entry> {
-        self.by_ip.get(&ip).and_then(|m| self.by_mac.get(m))
+        self.book.by_ip(ip)
     }
 
     /// Every reservation in MAC order, with its source.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.by_mac.values()
+        self.book.entries()
     }
 
     /// `e` as a client would write it.
     pub fn spec(&self, e: &Entry) -> ReservationSpec {
-        e.spec
-            .as_deref()
-            .cloned()
-            .unwrap_or_else(|| spec_of(&self.cfg, &e.reservation))
+        spec_of_entry(self.book.config(), e)
     }
 
     pub fn config(&self) -> &Arc<Config> {
-        &self.cfg
+        self.book.config()
     }
 
     pub fn len(&self) -> usize {
-        self.by_mac.len()
+        self.book.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_mac.is_empty()
+        self.book.is_empty()
     }
 
     pub fn get(&self, mac: [u8; 6]) -> Option<&Entry> {
-        self.by_mac.get(&mac)
+        self.book.get(&mac)
     }
 
     /// Every reservation in MAC order.
     pub fn reservations(&self) -> impl Iterator<Item = &config::Reservation> {
-        self.by_mac.values().map(|e| &e.reservation)
+        self.book.reservations()
     }
 
     /// Checks `spec` as a write in `mode`; `path_mac` is the MAC of the
@@ -243,7 +222,7 @@ impl Registry {
         mode: Mode,
         path_mac: Option<[u8; 6]>,
         writer: Writer,
-        rest: Option<&dyn Book>,
+        rest: Option<&dyn Rest>,
     ) -> Result<Checked, FieldError> {
         let mac = match (path_mac, spec.mac.trim()) {
             (Some(m), "") => m,
@@ -262,7 +241,7 @@ impl Registry {
                 m
             }
         };
-        let existing = self.by_mac.get(&mac);
+        let existing = self.book.get(&mac);
         match (mode, existing) {
             (_, Some(e)) if e.source == Source::Config => {
                 return Err(FieldError::conflict(
@@ -283,7 +262,7 @@ impl Registry {
             _ => {}
         }
 
-        let cfg = &self.cfg;
+        let cfg = self.book.config();
         let ip_text = spec.ip.trim();
         let ip: Ipv4Addr = ip_text.parse().map_err(|_| {
             FieldError::invalid("ip", format!("{ip_text:?} is not an IPv4 address"))
@@ -314,7 +293,7 @@ impl Registry {
         // The rest of the book: `rest` when given (a bulk's), else this
         // registry, without the entry a replace or upsert takes the place of.
         let except = Except { book: self, mac };
-        let book: &dyn Book = match (rest, mode) {
+        let book: &dyn Rest = match (rest, mode) {
             (Some(b), _) => b,
             (None, Mode::Create) => self,
             (None, Mode::Replace | Mode::Upsert) => &except,
@@ -363,10 +342,15 @@ impl Registry {
                         format!("{n:?}: a host name of letters, digits, '-' and '.'"),
                     ));
                 }
-                if let Some(holder) = self.by_name.get(n).filter(|h| **h != mac) {
+                if let Some(holder) = self
+                    .book
+                    .by_name(n)
+                    .map(|e| e.reservation.mac)
+                    .filter(|h| *h != mac)
+                {
                     return Err(FieldError::conflict(
                         "omapi_name",
-                        format!("{n} is the name of {}", format_mac(holder)),
+                        format!("{n} is the name of {}", format_mac(&holder)),
                     ));
                 }
                 Some(n.to_owned())
@@ -454,25 +438,12 @@ impl Registry {
 
     /// Records a checked change (after it reached store, maps and server).
     pub fn insert(&mut self, entry: Entry) {
-        let r = &entry.reservation;
-        if let Some(old) = self.by_mac.get(&r.mac) {
-            if self.by_ip.get(&old.reservation.ip) == Some(&r.mac) {
-                self.by_ip.remove(&old.reservation.ip);
-            }
-            if let Some(n) = old.spec.as_ref().and_then(|s| s.omapi_name.as_ref()) {
-                self.by_name.remove(n);
-            }
-        }
-        if let Some(n) = entry.spec.as_ref().and_then(|s| s.omapi_name.as_ref()) {
-            self.by_name.insert(n.clone(), r.mac);
-        }
-        self.by_ip.insert(r.ip, r.mac);
-        self.by_mac.insert(r.mac, entry);
+        self.book.insert(entry);
     }
 
     /// Checks that `mac` may be removed: it exists and is the API's.
     pub fn check_remove(&self, mac: [u8; 6]) -> Result<&Entry, FieldError> {
-        match self.by_mac.get(&mac) {
+        match self.book.get(&mac) {
             None => Err(FieldError::not_found(
                 "mac",
                 format!("{} has no reservation", format_mac(&mac)),
@@ -489,105 +460,100 @@ impl Registry {
         }
     }
 
-    pub fn remove(&mut self, mac: [u8; 6]) -> Option<Entry> {
-        let e = self.by_mac.remove(&mac)?;
-        if self.by_ip.get(&e.reservation.ip) == Some(&mac) {
-            self.by_ip.remove(&e.reservation.ip);
-        }
-        if let Some(n) = e.spec.as_ref().and_then(|s| s.omapi_name.as_ref()) {
-            self.by_name.remove(n);
-        }
-        Some(e)
+    pub fn remove(&mut self, mac: [u8; 6]) -> Option<Arc<Entry>> {
+        self.book.remove(&mac)
     }
 
     pub fn view(&self, e: &Entry) -> ReservationView {
-        ReservationView {
-            spec: self.spec(e),
-            subnet: self.cfg.subnets[e.reservation.subnet].net.to_string(),
-            source: e.source,
-            origin: e.reservation.origin.clone(),
-        }
+        view(&self.book, e)
     }
 
     /// One page of the reservations matching `q`.
     pub fn page(&self, q: &ReservationQuery) -> Result<ReservationPage, FieldError> {
-        let limit = limit(q.limit)?;
-        let after = match q.after.as_deref() {
-            None | Some("") => None,
-            Some(t) => Some(
-                parse_mac(t)
-                    .ok_or_else(|| FieldError::invalid("after", format!("{t:?} is not a MAC")))?,
-            ),
-        };
-        let subnet = match q.subnet.as_deref() {
-            None | Some("") => None,
-            Some(t) => {
-                let net: ipnet::Ipv4Net = t
-                    .parse()
-                    .map_err(|_| FieldError::invalid("subnet", format!("{t:?} is not a CIDR")))?;
-                Some(
-                    self.cfg
-                        .subnets
-                        .iter()
-                        .position(|s| s.net == net)
-                        .ok_or_else(|| {
-                            FieldError::invalid(
-                                "subnet",
-                                format!("{net} is not a configured subnet"),
-                            )
-                        })?,
-                )
-            }
-        };
-        let source = match q.source.as_deref() {
-            None | Some("") => None,
-            Some("config") => Some(Source::Config),
-            Some("api") => Some(Source::Api),
-            Some("omapi") => Some(Source::Omapi),
-            Some(t) => {
-                return Err(FieldError::invalid(
-                    "source",
-                    format!("{t:?} is not \"config\", \"api\" or \"omapi\""),
-                ))
-            }
-        };
-        let keep = |e: &&Entry| {
-            subnet.is_none_or(|s| e.reservation.subnet == s)
-                && source.is_none_or(|s| e.source == s)
-                && q.profile.as_deref().is_none_or(|p| {
-                    e.reservation
-                        .profile
-                        .map(|i| self.cfg.profiles[i].name.as_str())
-                        == Some(p)
-                })
-                && q.hostname.as_deref().is_none_or(|h| {
-                    e.reservation
-                        .hostname
-                        .as_deref()
-                        .is_some_and(|name| name.contains(h))
-                })
-        };
-        let total = self.by_mac.values().filter(keep).count();
-        let range = match after {
-            Some(m) => self
-                .by_mac
-                .range((std::ops::Bound::Excluded(m), std::ops::Bound::Unbounded)),
-            None => self.by_mac.range::<[u8; 6], _>(..),
-        };
-        let mut items: Vec<ReservationView> = Vec::with_capacity(limit.min(total));
-        let mut more = false;
-        for e in range.map(|(_, e)| e).filter(keep) {
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            items.push(self.view(e));
-        }
-        let next = more
-            .then(|| items.last().map(|v| v.spec.mac.clone()))
-            .flatten();
-        Ok(ReservationPage { items, next, total })
+        page(&self.book, q)
     }
+}
+
+/// `e` of `book` as the API shows it.
+pub fn view(book: &Book, e: &Entry) -> ReservationView {
+    let cfg = book.config();
+    ReservationView {
+        spec: spec_of_entry(cfg, e),
+        subnet: cfg.subnets[e.reservation.subnet].net.to_string(),
+        source: e.source,
+        origin: e.reservation.origin.clone(),
+    }
+}
+
+/// One page of `book`'s reservations matching `q`.
+pub fn page(book: &Book, q: &ReservationQuery) -> Result<ReservationPage, FieldError> {
+    let limit = limit(q.limit)?;
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(
+            parse_mac(t)
+                .ok_or_else(|| FieldError::invalid("after", format!("{t:?} is not a MAC")))?,
+        ),
+    };
+    let subnet = match q.subnet.as_deref() {
+        None | Some("") => None,
+        Some(t) => {
+            let net: ipnet::Ipv4Net = t
+                .parse()
+                .map_err(|_| FieldError::invalid("subnet", format!("{t:?} is not a CIDR")))?;
+            Some(
+                book.config()
+                    .subnets
+                    .iter()
+                    .position(|s| s.net == net)
+                    .ok_or_else(|| {
+                        FieldError::invalid("subnet", format!("{net} is not a configured subnet"))
+                    })?,
+            )
+        }
+    };
+    let source = match q.source.as_deref() {
+        None | Some("") => None,
+        Some("config") => Some(Source::Config),
+        Some("api") => Some(Source::Api),
+        Some("omapi") => Some(Source::Omapi),
+        Some(t) => {
+            return Err(FieldError::invalid(
+                "source",
+                format!("{t:?} is not \"config\", \"api\" or \"omapi\""),
+            ))
+        }
+    };
+    let keep = |e: &&Entry| {
+        subnet.is_none_or(|s| e.reservation.subnet == s)
+            && source.is_none_or(|s| e.source == s)
+            && q.profile.as_deref().is_none_or(|p| {
+                e.reservation
+                    .profile
+                    .map(|i| book.config().profiles[i].name.as_str())
+                    == Some(p)
+            })
+            && q.hostname.as_deref().is_none_or(|h| {
+                e.reservation
+                    .hostname
+                    .as_deref()
+                    .is_some_and(|name| name.contains(h))
+            })
+    };
+    let total = book.entries().filter(keep).count();
+    let mut items: Vec<ReservationView> = Vec::with_capacity(limit.min(total));
+    let mut more = false;
+    for e in book.after(after).filter(keep) {
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(view(book, e));
+    }
+    let next = more
+        .then(|| items.last().map(|v| v.spec.mac.clone()))
+        .flatten();
+    Ok(ReservationPage { items, next, total })
 }
 
 pub fn limit(l: Option<usize>) -> Result<usize, FieldError> {
@@ -642,15 +608,15 @@ fn refused(r: Refusal, mode: Mode) -> FieldError {
     }
 }
 
-impl Book for Registry {
+impl Rest for Registry {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
-        self.by_mac
+        self.book
             .get(mac)
             .map(|e| Cow::Borrowed(e.reservation.origin.as_str()))
     }
 
     fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
-        let mac = *self.by_ip.get(&ip)?;
+        let mac = self.book.mac_of(ip)?;
         Some((
             mac,
             self.origin_of(&mac).unwrap_or(Cow::Borrowed(API_ORIGIN)),
@@ -665,7 +631,7 @@ struct Except<'a> {
     mac: [u8; 6],
 }
 
-impl Book for Except<'_> {
+impl Rest for Except<'_> {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
         (*mac != self.mac)
             .then(|| self.book.origin_of(mac))
@@ -688,7 +654,7 @@ struct BulkRest<'a> {
     earlier_ips: &'a HashMap<Ipv4Addr, ([u8; 6], usize)>,
 }
 
-impl Book for BulkRest<'_> {
+impl Rest for BulkRest<'_> {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
         if let Some(j) = self.earlier_macs.get(mac) {
             return Some(Cow::Owned(format!("entry [{j}]")));
@@ -707,6 +673,15 @@ impl Book for BulkRest<'_> {
             .holder_of(ip)
             .filter(|(h, _)| !self.rewritten.contains(h))
     }
+}
+
+/// `e` as a client would write it: as written, or (the file's entries)
+/// derived.
+pub fn spec_of_entry(cfg: &Config, e: &Entry) -> ReservationSpec {
+    e.spec
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(|| spec_of(cfg, &e.reservation))
 }
 
 /// A config-file reservation in the API's shape; its options are shown as

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::frame::parse_mac;
 use crate::reservation::rule::{
-    self, Book, Candidate, Field, Network, OptionPart, OptionReason, OptionRefusal, OptionText,
-    Refusal,
+    self, Candidate, Field, Network, OptionPart, OptionReason, OptionRefusal, OptionText, Refusal,
+    Rest,
 };
 
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/stormboot";
@@ -944,7 +944,7 @@ pub struct ReservationSet {
     pub list: Vec<Reservation>,
 }
 
-impl Book for ReservationSet {
+impl Rest for ReservationSet {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
         let &i = self.by_mac.get(mac)?;
         Some(Cow::Borrowed(&self.list[i].origin))

@@ -205,10 +205,20 @@ impl Dataplane {
         })
     }
 
-    /// Writes the subnets, the reservations (a reply per boot variant) and
-    /// the iPXE marker of `cfg` into the maps, and removes reservations it
-    /// no longer has.
+    /// `install_book` for a configuration built in code, its reservations
+    /// as the book.
     pub fn install(&mut self, cfg: &crate::config::Config) -> Result<(), DataplaneError> {
+        self.install_book(&crate::reservation::book::Book::of_config(cfg))
+    }
+
+    /// Writes the subnets, the reservations (a reply per boot variant) and
+    /// the iPXE marker of `book` and its configuration into the maps, and
+    /// removes reservations it no longer has.
+    pub fn install_book(
+        &mut self,
+        book: &crate::reservation::book::Book,
+    ) -> Result<(), DataplaneError> {
+        let cfg: &crate::config::Config = book.config();
         for (i, s) in tables::subnet_entries(cfg)?.iter().enumerate() {
             self.subnets
                 .set(i as u32, s, 0)
@@ -216,16 +226,19 @@ impl Dataplane {
         }
         // Only a map that held entries before can have stale ones; the set
         // of keys to keep (and the walk over the map) is for that case.
-        let mut keep =
-            (!self.fresh).then(|| std::collections::HashSet::with_capacity(cfg.reservations.len()));
+        let mut keep = (!self.fresh).then(|| std::collections::HashSet::with_capacity(book.len()));
         let (mut render, mut write) = (Duration::ZERO, Duration::ZERO);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut keys = Vec::with_capacity(WRITE_CHUNK * 2);
         let mut values = Vec::with_capacity(WRITE_CHUNK * 2);
         let mut written = 0usize;
-        for chunk in cfg.reservations.chunks(WRITE_CHUNK) {
+        let mut all = book.reservations().peekable();
+        let mut chunk = Vec::with_capacity(WRITE_CHUNK);
+        while all.peek().is_some() {
+            chunk.clear();
+            chunk.extend(all.by_ref().take(WRITE_CHUNK));
             let t = Instant::now();
-            for (k, v) in render_parallel(cfg, chunk, threads)? {
+            for (k, v) in render_parallel(cfg, &chunk, threads)? {
                 if let Some(keep) = keep.as_mut() {
                     keep.insert(k);
                 }
@@ -652,10 +665,10 @@ pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneE
 /// configuration takes to install.
 fn render_parallel(
     cfg: &crate::config::Config,
-    chunk: &[crate::config::Reservation],
+    chunk: &[&crate::config::Reservation],
     threads: usize,
 ) -> Result<Vec<(ReservationKey, Reservation)>, tables::TablesError> {
-    let render = |part: &[crate::config::Reservation]| {
+    let render = |part: &[&crate::config::Reservation]| {
         let mut out = Vec::with_capacity(part.len());
         for r in part {
             out.extend(tables::reservation_entries(cfg, r)?);

@@ -1,56 +1,36 @@
-//! Changes made while the server runs (through the API): reservations
-//! added, replaced and removed, and leases removed. The server's view
-//! changes at once; the caller has already made the change durable and
-//! updated the XDP maps.
+//! Changes made while the server runs: a new reservation book from the
+//! apply path (`api::live`), and leases removed by an operator. The
+//! server's view changes at once; the caller has already made the change
+//! durable and updated the XDP maps.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crate::config::Reservation;
 use crate::leases::{Lease, LeaseChange};
+use crate::reservation::book::Book;
 
 use super::Server;
 
 impl Server {
-    /// Adds `r`, or replaces the reservation of its MAC. Its address
-    /// leaves the pools; a replaced one's old address returns to them.
-    pub fn upsert_reservation(&mut self, r: Reservation) {
-        // The first change copies the configuration the daemon started
-        // with; the server's copy is its own from then on.
-        let cfg = Arc::make_mut(&mut self.cfg);
-        let ip = r.ip;
-        match self.reservations.get(&r.mac) {
-            Some(&i) => {
-                let old = std::mem::replace(&mut cfg.reservations[i], r);
-                if old.ip != ip {
-                    let held = self.table.get(old.ip).is_some();
-                    self.pools.unreserve(old.ip, held);
-                    self.pools.reserve(ip);
-                }
+    /// Serves `book` from now on; `changed` are the MACs whose reservation
+    /// differs from the current book's. A newly reserved address leaves
+    /// the pools; a released one returns to them (once no lease holds it).
+    pub fn take_book(&mut self, book: Arc<Book>, changed: &[[u8; 6]]) {
+        for mac in changed {
+            let old = self.book.reservation(mac).map(|r| r.ip);
+            let new = book.reservation(mac).map(|r| r.ip);
+            if old == new {
+                continue;
             }
-            None => {
-                self.reservations.insert(r.mac, cfg.reservations.len());
-                cfg.reservations.push(r);
+            if let Some(ip) = old {
+                let held = self.table.get(ip).is_some();
+                self.pools.unreserve(ip, held);
+            }
+            if let Some(ip) = new {
                 self.pools.reserve(ip);
             }
         }
-    }
-
-    /// Removes the reservation of `mac`; false if it had none. A lease the
-    /// machine holds stays until it ends; its address then returns to the
-    /// pools.
-    pub fn remove_reservation(&mut self, mac: [u8; 6]) -> bool {
-        let Some(i) = self.reservations.remove(&mac) else {
-            return false;
-        };
-        let cfg = Arc::make_mut(&mut self.cfg);
-        let old = cfg.reservations.swap_remove(i);
-        if let Some(moved) = cfg.reservations.get(i) {
-            self.reservations.insert(moved.mac, i);
-        }
-        let held = self.table.get(old.ip).is_some();
-        self.pools.unreserve(old.ip, held);
-        true
+        self.book = book;
     }
 
     /// Ends the lease of `ip` now (an operator's decision): the address
@@ -73,7 +53,9 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    use crate::config::Config;
+    use crate::api::types::Source;
+    use crate::config::{Config, Reservation};
+    use crate::reservation::book::Entry;
 
     use super::*;
 
@@ -111,30 +93,47 @@ ip = "10.0.0.50"
         }
     }
 
+    /// The server's book with `r` put in (or `mac` taken out).
+    fn change(s: &mut Server, put: Option<Reservation>, remove: Option<u8>) {
+        let mut book = (*s.book).clone();
+        let mut changed = Vec::new();
+        if let Some(r) = put {
+            changed.push(r.mac);
+            book.insert(Entry {
+                reservation: r,
+                source: Source::Api,
+                spec: None,
+            });
+        }
+        if let Some(m) = remove {
+            changed.push([2, 0, 0, 0, 0, m]);
+            book.remove(&[2, 0, 0, 0, 0, m]);
+        }
+        s.take_book(Arc::new(book), &changed);
+    }
+
     #[test]
     fn a_reserved_pool_address_leaves_the_pool_and_returns_when_removed() {
         let mut s = Server::new(Arc::new(cfg()), vec![], 0);
         assert_eq!(s.pool_usage()[0].2, 3);
         let ip = Ipv4Addr::new(10, 0, 0, 11);
-        s.upsert_reservation(reservation(2, ip));
+        change(&mut s, Some(reservation(2, ip)), None);
         assert_eq!(s.pool_usage()[0].2, 2);
         assert!(s.pools.is_reserved(ip));
         assert!(!s.pools.is_free(0, ip));
         // Moved out of the pool: the old address is free again.
-        s.upsert_reservation(reservation(2, Ipv4Addr::new(10, 0, 0, 60)));
+        change(
+            &mut s,
+            Some(reservation(2, Ipv4Addr::new(10, 0, 0, 60))),
+            None,
+        );
         assert!(s.pools.is_free(0, ip));
         assert_eq!(s.pool_usage()[0].2, 3);
-        // The config's reservation is still indexed after a swap_remove.
-        s.upsert_reservation(reservation(3, ip));
-        assert!(s.remove_reservation([2, 0, 0, 0, 0, 2]));
-        assert!(!s.remove_reservation([2, 0, 0, 0, 0, 2]));
-        assert_eq!(s.reservations.len(), 2);
-        for (mac, &i) in &s.reservations {
-            assert_eq!(s.cfg.reservations[i].mac, *mac);
-        }
-        assert!(s.remove_reservation([2, 0, 0, 0, 0, 3]));
+        // Given to another machine, then that one removed: free again.
+        change(&mut s, Some(reservation(3, ip)), Some(2));
+        assert!(!s.pools.is_free(0, ip));
+        change(&mut s, None, Some(3));
         assert!(s.pools.is_free(0, ip));
-        assert!(s.remove_reservation([2, 0, 0, 0, 0, 1]));
-        assert!(s.cfg.reservations.is_empty());
+        assert_eq!(s.book.len(), 1);
     }
 }

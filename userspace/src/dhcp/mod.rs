@@ -41,7 +41,6 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +53,7 @@ use stormboot_common::rules::{self, Destination, Verdict};
 use crate::config::{Config, Reservation, Subnet};
 use crate::leases::{Lease, LeaseAction, LeaseChange, LeaseEvent, LeaseState};
 use crate::render::{self, tables, Transaction};
+use crate::reservation::book::{Book, Entry};
 
 /// The interface a request arrived on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,8 +151,8 @@ pub struct Server {
     cfg: Arc<Config>,
     table: table::Table,
     pools: pool::Pools,
-    /// Reservation index by MAC.
-    reservations: HashMap<[u8; 6], usize>,
+    /// The reservations, as the apply path last handed them over.
+    book: Arc<Book>,
     /// The NAK block of each subnet, index for index with the config's:
     /// the same blocks the XDP program's subnet map holds.
     naks: Vec<Block>,
@@ -198,18 +198,19 @@ impl Server {
     /// has passed are expired at once; their removals come with the next
     /// `handle` or `expire`.
     pub fn new(cfg: Arc<Config>, leases: Vec<Lease>, now: u64) -> Server {
-        let mut pools = pool::Pools::new(&cfg);
+        Server::with_book(Arc::new(Book::of_config(&cfg)), leases, now)
+    }
+
+    /// A server for `book` (the reservations and their configuration) with
+    /// the leases of the store, as `new`.
+    pub fn with_book(book: Arc<Book>, leases: Vec<Lease>, now: u64) -> Server {
+        let cfg = book.config().clone();
+        let mut pools = pool::Pools::new(&cfg, &book);
         let record_events = cfg.hooks.is_some();
         let table = table::Table::load(leases);
         for l in table.iter() {
             pools.take(l.ip);
         }
-        let reservations = cfg
-            .reservations
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.mac, i))
-            .collect();
         // Rendering a NAK (two options) cannot fail; if it did, NAKs are
         // not sent ("render-error") rather than the server not starting.
         let naks = tables::subnet_entries(&cfg)
@@ -219,7 +220,7 @@ impl Server {
             cfg,
             table,
             pools,
-            reservations,
+            book,
             naks,
             pending: Vec::new(),
             events: record_events.then(Vec::new),
@@ -266,7 +267,7 @@ impl Server {
             mac.copy_from_slice(c);
         }
         let (reply, note) = proxy::answer(
-            &self.cfg,
+            &self.book,
             &proxy::ProxyRequest {
                 msg: m,
                 mac,
@@ -322,11 +323,10 @@ impl Server {
         now: u64,
     ) -> Vec<LeaseChange> {
         let mut changes = Vec::new();
-        let Some(&index) = self.reservations.get(&mac) else {
+        let Some(entry) = self.book.shared(&mac) else {
             return changes;
         };
-        let cfg = Arc::clone(&self.cfg);
-        let r = &cfg.reservations[index];
+        let r = &entry.reservation;
         if r.ip != ip {
             return changes;
         }
@@ -340,7 +340,7 @@ impl Server {
                 .map_or_else(|| [&[1u8][..], &mac].concat(), |l| l.client_id.clone()),
             mac,
             state: LeaseState::Bound,
-            expires: after(now, cfg.subnets[r.subnet].lease_time),
+            expires: after(now, self.cfg.subnets[r.subnet].lease_time),
             updated: now,
             hostname: known
                 .and_then(|l| l.hostname)
@@ -462,11 +462,10 @@ impl Server {
     }
 
     /// The reservation of `mac` if it is on `subnet`.
-    fn reservation(&self, mac: [u8; 6], subnet: usize) -> Option<usize> {
-        self.reservations
-            .get(&mac)
-            .copied()
-            .filter(|&i| self.cfg.reservations[i].subnet == subnet)
+    fn reservation(&self, mac: [u8; 6], subnet: usize) -> Option<Arc<Entry>> {
+        self.book
+            .shared(&mac)
+            .filter(|e| e.reservation.subnet == subnet)
     }
 
     fn ours(&self) -> Ipv4Addr {
@@ -542,12 +541,12 @@ impl Server {
     fn reserved(
         &mut self,
         c: &Ctx<'_>,
-        index: usize,
+        entry: Arc<Entry>,
         now: u64,
         changes: &mut Vec<LeaseChange>,
     ) -> Answer {
         let cfg = Arc::clone(&self.cfg);
-        let r = &cfg.reservations[index];
+        let r = &entry.reservation;
         let f = reserved::Fields {
             msg_type: c.msg_type,
             xid: c.msg.xid(),
@@ -834,9 +833,8 @@ impl Server {
     /// RFC 2131 4.3.5: configuration without a lease, to ciaddr.
     fn inform(&self, c: &Ctx<'_>, subnet: usize) -> Answer {
         let cfg = Arc::clone(&self.cfg);
-        let reservation: Option<&Reservation> = self
-            .reservation(c.mac, subnet)
-            .map(|i| &cfg.reservations[i]);
+        let entry = self.reservation(c.mac, subnet);
+        let reservation: Option<&Reservation> = entry.as_deref().map(|e| &e.reservation);
         let spec = options::Spec {
             cfg: &cfg,
             subnet: &cfg.subnets[subnet],
@@ -867,10 +865,7 @@ impl Server {
         let Some(ip) = c.requested else {
             return (None, "ignored-malformed");
         };
-        let reserved_to_it = self
-            .reservations
-            .get(&c.mac)
-            .is_some_and(|&i| self.cfg.reservations[i].ip == ip);
+        let reserved_to_it = self.book.reservation(&c.mac).is_some_and(|r| r.ip == ip);
         if !(self.holds(c, ip) || reserved_to_it) {
             return (None, "ignored-not-ours");
         }

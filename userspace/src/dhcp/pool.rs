@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
 use crate::config::Config;
+use crate::reservation::book::Book;
 
 use super::select::SubnetIndex;
 
@@ -137,11 +138,12 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// The pools of `cfg` with every allocatable address free.
-    pub fn new(cfg: &Config) -> Pools {
+    /// The pools of `cfg` with every allocatable address free but the
+    /// reserved ones.
+    pub fn new(cfg: &Config, book: &Book) -> Pools {
         let mut reserved_by_subnet: Vec<Vec<u32>> = vec![Vec::new(); cfg.subnets.len()];
-        let mut reserved = HashSet::with_capacity(cfg.reservations.len());
-        for r in &cfg.reservations {
+        let mut reserved = HashSet::with_capacity(book.len());
+        for r in book.reservations() {
             reserved.insert(u32::from(r.ip));
             if let Some(v) = reserved_by_subnet.get_mut(r.subnet) {
                 v.push(u32::from(r.ip));
@@ -352,7 +354,7 @@ mod tests {
              exclude = [\"10.50.0.12\", \"10.50.0.14-10.50.0.15\", \"10.50.0.13-10.50.0.14\"]\n\
              [[reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.50.0.17\"\n\
              [[reservation]]\nmac = \"52:54:00:00:00:02\"\nip = \"10.50.0.50\"\n");
-        let mut p = Pools::new(&c);
+        let mut p = Pools::new(&c, &Book::of_config(&c));
         let ip = |d| Ipv4Addr::new(10, 50, 0, d);
         let free: Vec<u8> = (0..=255).filter(|&d| p.is_free(0, ip(d))).collect();
         assert_eq!(free, [10, 11, 16, 18, 19, 100]);
@@ -378,7 +380,7 @@ mod tests {
         let text = "[server]\ninterface = \"sb0\"\naddress = \"10.0.0.1\"\n\n\
                     [[subnet]]\ncidr = \"10.0.0.0/8\"\npool = [\"10.1.0.0-10.255.255.254\"]\n";
         let c = Config::from_str(text, Path::new("t.toml")).unwrap();
-        let mut p = Pools::new(&c);
+        let mut p = Pools::new(&c, &Book::of_config(&c));
         let size = 0x00ff_ffff - 0x0001_0000;
         assert_eq!(p.usage(), [(0, size)]);
         for _ in 0..65_536 {

@@ -17,6 +17,7 @@ use super::options::{self, Header};
 use super::Reply;
 use crate::bootfile;
 use crate::config::Config;
+use crate::reservation::book::Book;
 
 /// Where a proxy request came from.
 pub struct ProxyRequest<'a> {
@@ -29,7 +30,8 @@ pub struct ProxyRequest<'a> {
 }
 
 /// The proxy's answer and why (a note, as `Outcome::note`).
-pub fn answer(cfg: &Config, r: &ProxyRequest<'_>) -> (Option<Reply>, &'static str) {
+pub fn answer(book: &Book, r: &ProxyRequest<'_>) -> (Option<Reply>, &'static str) {
+    let cfg: &Config = book.config();
     let m = r.msg;
     let reply_type = match (m.opts().msg_type(), r.to_boot_port) {
         (Some(MessageType::Discover), false) => msg::OFFER,
@@ -41,7 +43,7 @@ pub fn answer(cfg: &Config, r: &ProxyRequest<'_>) -> (Option<Reply>, &'static st
     if v == variant::PLAIN {
         return (None, "proxy-not-booting");
     }
-    let reserved = cfg.reservations.iter().find(|x| x.mac == r.mac);
+    let reserved = book.reservation(&r.mac);
     if reserved.is_some_and(|x| !x.allow_pxe) {
         return (None, "proxy-pxe-not-allowed");
     }
@@ -185,7 +187,7 @@ mod tests {
     fn ask(m: &Message, to_boot_port: bool) -> (Option<Reply>, &'static str) {
         let cfg = Config::from_str(CFG, Path::new("stormboot.toml")).unwrap();
         answer(
-            &cfg,
+            &Book::of_config(&cfg),
             &ProxyRequest {
                 msg: m,
                 mac: MAC,
@@ -248,7 +250,7 @@ mod tests {
             src_ip: Ipv4Addr::UNSPECIFIED,
             src_port: 68,
         };
-        let (r, note) = answer(&cfg, &req);
+        let (r, note) = answer(&Book::of_config(&cfg), &req);
         assert!(r.is_none());
         assert_eq!(note, "proxy-pxe-not-allowed");
         // The same machine, allowed, is answered.
@@ -257,7 +259,7 @@ mod tests {
             Path::new("stormboot.toml"),
         )
         .unwrap();
-        assert!(answer(&cfg, &req).0.is_some());
+        assert!(answer(&Book::of_config(&cfg), &req).0.is_some());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::reservation::rule::{self, Book, Candidate, Network, OptionText, Refusal};
+use crate::reservation::rule::{self, Candidate, Network, OptionText, Refusal, Rest};
 
 /// The formats `stormboot import --from` reads.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,7 +316,7 @@ struct Kept {
     by_ip: HashMap<Ipv4Addr, ([u8; 6], usize)>,
 }
 
-impl Book for Kept {
+impl Rest for Kept {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
         let line = self.by_mac.get(mac)?;
         Some(Cow::Owned(format!("line {line}")))

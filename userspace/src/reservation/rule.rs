@@ -48,7 +48,7 @@ pub struct Accepted {
 
 /// The rest of the book, as the rule reads it: two keyed lookups, never a
 /// scan, since a million-line file is checked line by line against it.
-pub trait Book {
+pub trait Rest {
     /// Where the reservation of `mac` was written ("stormboot.toml:9",
     /// "api", "line 12"), if the book holds one.
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>>;
@@ -332,7 +332,7 @@ impl fmt::Display for Refusal {
 
 /// Whether `c` may join the book beside `book` on `net`. The book must not
 /// hold an entry `c` replaces (a view without it is the caller's).
-pub fn check(c: &Candidate, net: &Network, book: &dyn Book) -> Result<Accepted, Refusal> {
+pub fn check(c: &Candidate, net: &Network, book: &dyn Rest) -> Result<Accepted, Refusal> {
     let (mac, ip) = (c.mac, c.ip);
     if mac[0] & 1 != 0 || mac == [0; 6] {
         return Err(Refusal::MacNotUnicast { mac });

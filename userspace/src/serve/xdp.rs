@@ -15,6 +15,7 @@ use crate::config::{Config, XdpMode};
 use crate::dataplane::pins::Predecessor;
 use crate::dataplane::{delivery, Attached, Dataplane, DataplaneError, LoadOptions, Pins};
 use crate::events;
+use crate::reservation::book::Book;
 use crate::slowpath::Endpoint;
 use crate::stats::{Attachment, UserCounters};
 use crate::timeline::Timeline;
@@ -78,8 +79,9 @@ fn pins(cfg: &Config) -> Option<Pins> {
     }
 }
 
-fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
-    let n = cfg.reservations.len();
+fn start_xdp(book: &Book, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
+    let cfg: &Config = book.config();
+    let n = book.len();
     // The headroom takes reservations added through the API. A booting
     // reservation holds one entry per boot variant; the map allocates
     // entries as they are written (NO_PREALLOC), so room for them costs
@@ -109,7 +111,7 @@ fn start_xdp(cfg: &Config, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp,
         capacity,
         "XDP program loaded and verified"
     );
-    dp.install(cfg)?;
+    dp.install_book(book)?;
     for ep in endpoints {
         dp.set_iface(
             ep.ingress.ifindex,
@@ -265,18 +267,19 @@ fn mode_name(mode: XdpMode) -> &'static str {
 /// for the program. A kernel that refuses the program leaves every request
 /// to the userspace server.
 pub(super) fn start(
-    cfg: &Config,
+    book: &Book,
     endpoints: &[Endpoint],
     mode: Option<XdpMode>,
 ) -> anyhow::Result<Option<Xdp>> {
+    let cfg: &Config = book.config();
     let Some(mode) = mode else {
         crate::render::tables::subnet_entries(cfg)?;
-        for r in &cfg.reservations {
+        for r in book.reservations() {
             crate::render::tables::reservation_entry(cfg, r)?;
         }
         return Ok(None);
     };
-    match start_xdp(cfg, endpoints, mode) {
+    match start_xdp(book, endpoints, mode) {
         Ok(x) => Ok(Some(x)),
         // A reply that cannot be rendered is the configuration's fault,
         // not the kernel's: refuse to start.

@@ -36,7 +36,7 @@ kernel = "vmlinuz"
 #[derive(Default)]
 struct Entries(HashMap<[u8; 6], (Ipv4Addr, &'static str)>);
 
-impl Book for Entries {
+impl Rest for Entries {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
         self.0.get(mac).map(|(_, o)| Cow::Borrowed(*o))
     }
