@@ -80,8 +80,14 @@ impl<'a> ReplySpec<'a> {
         }
     }
 
-    /// The same with the boot part of `boot`.
-    pub fn with_boot(mut self, boot: Option<crate::bootfile::BootSpec>) -> Self {
+    /// The same with the boot part of `boot`, and the subnet's boot lease
+    /// when it has one.
+    pub fn with_boot(
+        mut self,
+        subnet: &crate::config::Subnet,
+        boot: Option<crate::bootfile::BootSpec>,
+    ) -> Self {
+        (self.lease_time, self.renew_time, self.rebind_time) = subnet.lease_times(boot.is_some());
         self.boot = boot;
         self
     }

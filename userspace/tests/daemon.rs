@@ -289,6 +289,57 @@ async fn a_reservation_made_through_the_api_answers_the_next_discover() {
     d.stop().await.unwrap();
 }
 
+/// The API's reads, the metrics and the DHCP server see one book: after
+/// the 200 of a change, each already answers the new way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reader_sees_a_change_once_it_is_answered() {
+    let mut d = Daemon::start(CONFIG).await;
+    let count = |stats: &Value| stats["reservations"].as_u64().unwrap();
+    let (_, stats) = d.api("GET", "/api/v1/stats", None, None).await;
+    assert_eq!(count(&stats), 1, "{stats}");
+
+    let spec = json!({"mac": "52:54:00:00:00:42", "ip": "10.50.0.20", "hostname": "node42"});
+    let (status, body) = d
+        .api("POST", "/api/v1/reservations", Some(TOKEN), Some(spec))
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (_, one) = d
+        .api("GET", "/api/v1/reservations/52:54:00:00:00:42", None, None)
+        .await;
+    assert_eq!(one["hostname"], "node42", "{one}");
+    let (_, page) = d.api("GET", "/api/v1/reservations", None, None).await;
+    assert_eq!(page["total"], 2, "{page}");
+    let (_, stats) = d.api("GET", "/api/v1/stats", None, None).await;
+    assert_eq!(count(&stats), 2, "{stats}");
+    let (_, offer) = d.discover(POOL_CLIENT).await;
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 50, 0, 20));
+
+    // Removed: gone from every view, and the machine is a pool client again.
+    let (status, body) = d
+        .api(
+            "DELETE",
+            "/api/v1/reservations/52:54:00:00:00:42",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let (status, _) = d
+        .api("GET", "/api/v1/reservations/52:54:00:00:00:42", None, None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, stats) = d.api("GET", "/api/v1/stats", None, None).await;
+    assert_eq!(count(&stats), 1, "{stats}");
+    let (_, offer) = d.discover(POOL_CLIENT).await;
+    let pool = u32::from(Ipv4Addr::new(10, 50, 0, 100))..=u32::from(Ipv4Addr::new(10, 50, 0, 110));
+    assert!(
+        pool.contains(&u32::from(offer.yiaddr())),
+        "{}",
+        offer.yiaddr()
+    );
+    d.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_serves_the_file_as_it_is_now() {
     let mut d = Daemon::start(CONFIG).await;

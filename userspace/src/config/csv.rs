@@ -106,6 +106,7 @@ mod tests {
             lease_time: Duration::from_secs(3600),
             renew_time: Duration::from_secs(1800),
             rebind_time: Duration::from_secs(3150),
+            boot_lease_time: None,
             pools: vec![],
             exclude: vec![],
             authoritative: true,

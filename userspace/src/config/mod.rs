@@ -290,6 +290,10 @@ pub struct Subnet {
     pub renew_time: Duration,
     /// T2, less than `lease_time`.
     pub rebind_time: Duration,
+    /// The lease of a machine that is network booting (its reply carries a
+    /// boot file): shorter, so an installer's address comes back soon
+    /// after the machine moves on. None: `lease_time`.
+    pub boot_lease_time: Option<Duration>,
     /// Inclusive ranges handed out dynamically, sorted and disjoint, inside
     /// `net` and free of its network, broadcast, router and server
     /// addresses. Reserved addresses may lie inside; the pool skips them.
@@ -345,6 +349,23 @@ impl CustomOption {
 }
 
 impl Subnet {
+    /// Lease, T1 and T2 of a reply; `booting`: it carries a boot file.
+    /// A boot lease's T1 and T2 are the RFC 2131 fractions of it, in
+    /// whole seconds as DHCP carries them.
+    pub fn lease_times(&self, booting: bool) -> (Duration, Duration, Duration) {
+        match self.boot_lease_time.filter(|_| booting) {
+            Some(b) => {
+                let s = b.as_secs();
+                (
+                    b,
+                    Duration::from_secs(s / 2),
+                    Duration::from_secs(s * 7 / 8),
+                )
+            }
+            None => (self.lease_time, self.renew_time, self.rebind_time),
+        }
+    }
+
     /// The options of this subnet's replies beyond the ones every reply
     /// has (53, 54, 51, 58, 59, 1, 28, 3, 6, 12, 15): 26, 42, 119 and 121
     /// from their keys, then the custom options, with the reservation's

@@ -123,6 +123,7 @@ fn example_parses() {
             lease_time: Duration::from_secs(3600),
             renew_time: Duration::from_secs(1800),
             rebind_time: Duration::from_secs(3150),
+            boot_lease_time: None,
             pools: vec![],
             exclude: vec![],
             authoritative: true,
@@ -1445,5 +1446,34 @@ fn dashboard_stuck_after() {
         9,
         "dashboard.stuck_after",
         "not a duration",
+    );
+}
+
+#[test]
+fn a_boot_lease_is_at_most_the_lease() {
+    let s = &parse(&subnet_with("boot_lease_time = \"5m\""))
+        .unwrap()
+        .subnets[0];
+    assert_eq!(s.boot_lease_time, Some(Duration::from_secs(300)));
+    assert_eq!(
+        s.lease_times(true),
+        (
+            Duration::from_secs(300),
+            Duration::from_secs(150),
+            Duration::from_secs(262)
+        )
+    );
+    assert_eq!(s.lease_times(false).0, s.lease_time);
+    assert_err(
+        &subnet_with("lease_time = \"1h\"\nboot_lease_time = \"2h\""),
+        8,
+        "subnet[0].boot_lease_time",
+        "outside 1m..=1h (lease_time)",
+    );
+    assert_err(
+        &subnet_with("boot_lease_time = \"10s\""),
+        7,
+        "subnet[0].boot_lease_time",
+        "outside",
     );
 }

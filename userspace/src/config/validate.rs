@@ -428,6 +428,25 @@ fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Sub
         };
 
         let (lease_time, renew_time, rebind_time) = times(s, &key, src)?;
+        let boot_lease_time = match &s.boot_lease_time {
+            None => None,
+            Some(d) => {
+                let b = duration_value(d, &key("boot_lease_time"), src)?;
+                if b < MIN_LEASE || b > lease_time {
+                    return Err(src.invalid(
+                        &d.span(),
+                        key("boot_lease_time"),
+                        format!(
+                            "{} is outside {}..={} (lease_time)",
+                            duration::format(b),
+                            duration::format(MIN_LEASE),
+                            duration::format(lease_time)
+                        ),
+                    ));
+                }
+                Some(b)
+            }
+        };
 
         let mut pools: Vec<((u32, u32), usize)> = Vec::with_capacity(s.pool.len());
         for (j, p) in s.pool.iter().enumerate() {
@@ -566,6 +585,7 @@ fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Sub
             lease_time,
             renew_time,
             rebind_time,
+            boot_lease_time,
             pools: pools.into_iter().map(addr).collect(),
             exclude: exclude.into_iter().map(addr).collect(),
             authoritative,

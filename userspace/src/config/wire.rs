@@ -75,6 +75,7 @@ pub struct Subnet {
     pub lease_time: Option<S<Duration>>,
     pub renew_time: Option<S<Duration>>,
     pub rebind_time: Option<S<Duration>>,
+    pub boot_lease_time: Option<S<Duration>>,
     /// "first-last" ranges (or single addresses) handed out dynamically.
     #[serde(default)]
     pub pool: Vec<S<String>>,

@@ -573,7 +573,8 @@ impl Server {
             return (None, "render-error");
         };
         if reply_type == msg::ACK {
-            let lease_time = cfg.subnets[r.subnet].lease_time;
+            let booting = tables::reservation_boots(&cfg, r, f.variant);
+            let (lease_time, _, _) = cfg.subnets[r.subnet].lease_times(booting);
             let c = Ctx {
                 hostname: c.hostname.clone().or_else(|| r.hostname.clone()),
                 client_id: c.client_id.clone(),
@@ -619,7 +620,8 @@ impl Server {
             return (None, "no-free-address");
         };
         let cfg = Arc::clone(&self.cfg);
-        let reply = match self.pool_reply(c, &cfg.subnets[subnet], msg::OFFER, ip) {
+        let s = &cfg.subnets[subnet];
+        let reply = match self.pool_reply(c, s, msg::OFFER, ip, self.pool_boot(c, s)) {
             Ok(r) => r,
             Err(note) => return (None, note),
         };
@@ -720,13 +722,15 @@ impl Server {
     ) -> Answer {
         let cfg = Arc::clone(&self.cfg);
         let s = &cfg.subnets[subnet];
-        match self.pool_reply(c, s, msg::ACK, ip) {
+        let boot = self.pool_boot(c, s);
+        let (lease_time, _, _) = s.lease_times(boot.is_some());
+        match self.pool_reply(c, s, msg::ACK, ip, boot) {
             Ok(reply) => {
                 self.bind(
                     c,
                     ip,
                     LeaseState::Bound,
-                    after(now, s.lease_time),
+                    after(now, lease_time),
                     now,
                     changes,
                 );
@@ -773,12 +777,8 @@ impl Server {
         s: &Subnet,
         reply_type: u8,
         yiaddr: Ipv4Addr,
+        boot: Option<crate::bootfile::BootSpec>,
     ) -> Result<Reply, &'static str> {
-        // Pool clients boot by their subnet's profile (else the default).
-        let boot = crate::bootfile::pool_profile(&self.cfg, s).and_then(|_| {
-            let v = crate::bootfile::variant_of(c.msg, &self.cfg.boot.ipxe_user_class);
-            crate::bootfile::boot_spec(&self.cfg, v, c.mac)
-        });
         let spec = options::Spec {
             cfg: &self.cfg,
             subnet: s,
@@ -789,6 +789,15 @@ impl Server {
             boot,
         };
         self.encode(c, &spec, reply_type, yiaddr, c.flags)
+    }
+
+    /// What a pool client boots: its subnet's profile (else the
+    /// default), in the variant its request asks for.
+    fn pool_boot(&self, c: &Ctx<'_>, s: &Subnet) -> Option<crate::bootfile::BootSpec> {
+        crate::bootfile::pool_profile(&self.cfg, s).and_then(|_| {
+            let v = crate::bootfile::variant_of(c.msg, &self.cfg.boot.ipxe_user_class);
+            crate::bootfile::boot_spec(&self.cfg, v, c.mac)
+        })
     }
 
     fn encode(

@@ -45,7 +45,7 @@ pub fn build(spec: &Spec<'_>) -> DhcpOptions {
         Ipv4Addr::UNSPECIFIED,
         spec.hostname,
     )
-    .with_boot(spec.boot.clone());
+    .with_boot(spec.subnet, spec.boot.clone());
     render::reply_options(&rs, spec.msg_type, spec.lease)
 }
 

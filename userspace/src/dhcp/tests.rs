@@ -1455,3 +1455,54 @@ fn authoritative_mode_ignores_the_boot_server_port() {
     let out = handle_sent_to(&mut s, &discover(RESERVED), unaddressed, 67);
     assert_eq!(out.note, "offer");
 }
+
+/// MAAS's habit: a machine that is network booting gets the subnet's
+/// shorter boot lease, in its reply and in the lease kept; the same
+/// machine asking plainly (its installed OS) gets the subnet's lease. A
+/// reservation's boot replies carry it too, from the rendered entries both
+/// dataplanes send.
+#[test]
+fn booting_machines_get_the_boot_lease() {
+    let text = "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\n\
+                [boot]\ndefault_profile = \"d\"\n\n[[profile]]\nname = \"d\"\nkernel = \"vmlinuz\"\n\n\
+                [[subnet]]\ncidr = \"10.50.0.0/24\"\npool = [\"10.50.0.100-10.50.0.199\"]\n\
+                lease_time = \"1h\"\nboot_lease_time = \"10m\"\n\n\
+                [[reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.50.0.11\"\n";
+    let cfg = Arc::new(Config::from_str(text, Path::new("stormboot.toml")).unwrap());
+    let mut s = Server::new(cfg, Vec::new(), T0);
+    let pxe = |m: Message| {
+        let m = with(
+            m,
+            DhcpOption::ClassIdentifier(b"PXEClient:Arch:00000:UNDI:002001".to_vec()),
+        );
+        with(m, DhcpOption::ClientSystemArchitecture(0u16.into()))
+    };
+    let secs = |o: &Outcome, code: u8| {
+        let v = raw_option(&o.reply.as_ref().unwrap().payload, code).unwrap();
+        u32::from_be_bytes(v.try_into().unwrap())
+    };
+    for (client, booting) in [
+        (mac(1), true),
+        (mac(2), false),
+        ([0x52, 0x54, 0, 0, 0, 1], true),
+    ] {
+        let ask = |m: Message| if booting { pxe(m) } else { m };
+        let o = handle(&mut s, &ask(discover(client)), T0);
+        assert_eq!(o.note, "offer", "{o:?}");
+        let want = if booting { 600 } else { 3600 };
+        assert_eq!(
+            (secs(&o, 51), secs(&o, 58), secs(&o, 59)),
+            (want, want / 2, want * 7 / 8)
+        );
+        let offered = o.reply.unwrap().yiaddr;
+        let a = handle(&mut s, &ask(select(client, offered, OURS)), T0);
+        assert_eq!(a.note, "ack", "{a:?}");
+        assert_eq!(secs(&a, 51), want);
+        let kept = upserts(&a)[0].expires;
+        assert_eq!(
+            kept,
+            T0 + u64::from(want),
+            "the lease kept ends with the one given"
+        );
+    }
+}

@@ -59,18 +59,18 @@ pub fn reservation_entry(
         .map(|e| e.expect("every reservation has a plain reply"))
 }
 
-/// The entry for boot variant `v`: None when the machine has no profile or
-/// no boot file for `v` (it is then answered from its plain entry).
-pub fn reservation_variant(
+/// What the entry for boot variant `v` tells the machine to boot: None
+/// when it has no profile or no boot file for `v`.
+pub fn reservation_boot(
     cfg: &Config,
     r: &config::Reservation,
     v: u16,
-) -> Result<Option<(ReservationKey, Reservation)>, TablesError> {
-    let boot = if r.boot_file.is_some() || r.next_server.is_some() {
+) -> Option<bootfile::BootSpec> {
+    if r.boot_file.is_some() || r.next_server.is_some() {
         // The machine's own boot file answers every architecture (one
         // plain entry), as a dhcpd host's `filename` does.
         if v != variant::PLAIN {
-            return Ok(None);
+            return None;
         }
         Some(bootfile::BootSpec {
             next_server: r.next_server.unwrap_or(cfg.server.address),
@@ -84,7 +84,25 @@ pub fn reservation_variant(
             Some(_) => bootfile::boot_spec(cfg, v, r.mac),
             None => None,
         }
-    };
+    }
+}
+
+/// Whether the reply a request of variant `v` gets (its variant's entry,
+/// else the plain one, as the program looks them up) carries a boot file.
+pub fn reservation_boots(cfg: &Config, r: &config::Reservation, v: u16) -> bool {
+    reservation_boot(cfg, r, v)
+        .or_else(|| reservation_boot(cfg, r, variant::PLAIN))
+        .is_some()
+}
+
+/// The entry for boot variant `v`: None when the machine has no profile or
+/// no boot file for `v` (it is then answered from its plain entry).
+pub fn reservation_variant(
+    cfg: &Config,
+    r: &config::Reservation,
+    v: u16,
+) -> Result<Option<(ReservationKey, Reservation)>, TablesError> {
+    let boot = reservation_boot(cfg, r, v);
     if v != variant::PLAIN && boot.is_none() {
         return Ok(None);
     }
@@ -108,11 +126,13 @@ pub fn reservation_variant(
             }
         }
     } else {
-        render::reply_block(&reply_spec(cfg, r).with_boot(boot)).map_err(|source| TablesError {
-            origin: r.origin.clone(),
-            what: what(),
-            source,
-        })?
+        render::reply_block(&reply_spec(cfg, r).with_boot(&cfg.subnets[r.subnet], boot)).map_err(
+            |source| TablesError {
+                origin: r.origin.clone(),
+                what: what(),
+                source,
+            },
+        )?
     };
     let s = &cfg.subnets[r.subnet];
     Ok(Some((
