@@ -25,6 +25,7 @@ pub mod daemon;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod labconfig;
+pub mod postgres;
 pub mod reports;
 pub use daemon::{env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START};
 
