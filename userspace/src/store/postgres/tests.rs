@@ -274,6 +274,54 @@ async fn a_refused_statement_fails_its_whole_batch() {
     s.close().await.expect("close");
 }
 
+/// A database holding someone else's tables is refused, and nothing of
+/// ours is created in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_database_is_refused_untouched() {
+    let db = Database::new();
+    db.psql("CREATE TABLE leases (something text)");
+    let tables = "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class \
+                  WHERE relnamespace = 'public'::regnamespace";
+    let before = db.psql(tables);
+    let Err(e) = within(open(&db.config(SUPERUSER, None))).await else {
+        panic!("opened somebody else's database");
+    };
+    assert!(matches!(e, StoreError::Schema { .. }), "{e:?}");
+    assert!(e.to_string().contains("not a stormboot store"), "{e}");
+    assert_eq!(db.psql(tables), before);
+}
+
+/// A store dropped without close still commits what was queued before
+/// the drop (its writer drains the queue on the runtime), even when the
+/// callers stopped waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_store_still_commits_what_was_queued() {
+    let db = Database::new();
+    let cfg = db.config(SUPERUSER, None);
+    let s = within(open(&cfg)).await.expect("open");
+    let abandoned: Vec<_> = (0..100)
+        .map(|i| s.leases.commit(vec![LeaseChange::Upsert(lease(i))]))
+        .collect();
+    drop(abandoned);
+    drop(s);
+    let reader = within(open(&cfg)).await.expect("open again");
+    let want: Vec<Lease> = (0..100).map(lease).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = within(reader.leases.load()).await.expect("load");
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 100 queued leases stored 10 s after the drop",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.close().await.expect("close");
+}
+
 /// While the server is down every call fails at once with a transient
 /// error; once it is back the pool reconnects by itself and the same
 /// store works, with what was stored before.
