@@ -4,7 +4,8 @@
 //! end-to-end tests: a server and a client namespace joined by one veth pair,
 //! and the processes started in them, all torn down on drop.
 //! [`Testbed::with_relay`] puts a third namespace between the two, a router
-//! for tests of DHCP relays.
+//! for tests of DHCP relays. [`postgres`] runs a private PostgreSQL server
+//! for the store's tests.
 //!
 //! It shells out to iproute2 and util-linux rather than speaking netlink so
 //! that every step can be replayed by hand from a failing test's message.
@@ -25,6 +26,7 @@ pub mod daemon;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod labconfig;
+pub mod postgres;
 pub mod reports;
 pub use daemon::{env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START};
 

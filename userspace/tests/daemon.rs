@@ -1,8 +1,9 @@
 //! The whole daemon in this process, on channels instead of packet
 //! sockets, with no dataplane, a loopback API listener and a lease
-//! database in a temporary directory: exchanges through the daemon as a
-//! client sees them, without root or namespaces. What needs the kernel
-//! (XDP, packet sockets, the veth) stays in the testbed's tests.
+//! database in a temporary directory (or, in one test, a private
+//! PostgreSQL server): exchanges through the daemon as a client sees them,
+//! without root or namespaces. What needs the kernel (XDP, packet sockets,
+//! the veth) stays in the testbed's tests.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -475,5 +476,56 @@ async fn a_proxy_answers_pxe_clients_by_the_port_they_ask() {
         (addr.eth_dst, addr.ip_dst, addr.dport),
         (POOL_CLIENT, client, 4011)
     );
+    d.stop().await.unwrap();
+}
+
+/// With `[store] backend = "postgres"` the daemon keeps a pool client's
+/// lease and an API reservation in the database, where another node can
+/// read them, and a daemon started afresh on that database (nothing of
+/// the first one's directory) serves both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_api_reservations_are_kept_in_postgresql() {
+    use stormboot_testbed::postgres::{Postgres, SUPERUSER};
+    const MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x07];
+    let pg = Postgres::start("daemon").unwrap_or_else(|e| panic!("{e:#}"));
+    pg.create_database("stormboot")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let start = || async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("stormboot.toml");
+        let store = format!(
+            "\n[store]\nbackend = \"postgres\"\nurl = \"{}\"\n",
+            pg.url("stormboot", SUPERUSER)
+        );
+        std::fs::write(&config, format!("{CONFIG}{store}")).unwrap();
+        let cfg = Config::load(&config).unwrap();
+        Daemon::start_with(cfg, config, dir).await
+    };
+
+    let mut d = start().await;
+    let (_, acked) = d.dora(POOL_CLIENT).await;
+    let spec = json!({"mac": "52:54:00:00:00:07", "ip": "10.50.0.30"});
+    let (status, body) = d
+        .api("POST", "/api/v1/reservations", Some(TOKEN), Some(spec))
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    d.stop().await.unwrap();
+
+    let psql = |sql| {
+        pg.psql("stormboot", sql)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let leases = psql("SELECT ip, encode(mac, 'hex'), state FROM leases");
+    assert!(
+        leases.contains(&format!("{acked}|525400000042|bound")),
+        "{leases}"
+    );
+    let reservations = psql("SELECT encode(mac, 'hex'), spec::json->>'ip' FROM reservations");
+    assert_eq!(reservations.trim(), "525400000007|10.50.0.30");
+
+    let mut d = start().await;
+    let (_, offer) = d.discover(MAC).await;
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 50, 0, 30));
+    assert_eq!(d.dora(POOL_CLIENT).await, (acked, acked));
     d.stop().await.unwrap();
 }

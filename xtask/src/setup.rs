@@ -55,6 +55,10 @@ const PACKAGES: &[&str] = &[
     "isc-dhcp-relay",
     "sqlite3",
     "tcpdump",
+    // the PostgreSQL store's tests run their own private server (initdb and
+    // postgres from postgresql-15, on a Unix socket in a scratch directory);
+    // policy-rc.d below keeps the package's own cluster from starting
+    "postgresql",
     "python3",
     // tests/dashboard.rs: the dashboard in a real browser, headless,
     // driven through WebDriver

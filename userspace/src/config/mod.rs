@@ -55,6 +55,34 @@ pub enum Store {
     /// One SQLite file; already resolved against the config file's
     /// directory.
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database, shared by every node pointed at it.
+    Postgres(Postgres),
+}
+
+/// `[store] backend = "postgres"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postgres {
+    /// `store.url` as written: a connection string (`host=... dbname=...`)
+    /// or a `postgresql://` URL. Never holds a password (refused there:
+    /// config files are read by more people than secrets should be).
+    pub url: String,
+    /// `store.pool_size`: connections kept open to the server.
+    pub pool_size: usize,
+    /// `store.password_file`'s contents (its last line end removed).
+    /// STORMBOOT_PG_PASSWORD, read when the store opens, overrides it,
+    /// and PGPASSWORD stands in for both.
+    pub password: Option<Secret>,
+}
+
+/// A password or other secret: compared like its text, printed as
+/// `Secret(..)`, so no `{:?}` of a config puts it in a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// A key that still works but should change, and where it is.

@@ -114,6 +114,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         w.store.as_ref(),
         w.server.lease_db.as_ref(),
         src,
+        read,
         &mut warnings,
     )?;
     // duration_value refuses zero: every machine would be stuck.

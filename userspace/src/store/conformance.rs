@@ -19,9 +19,10 @@
 //! ```
 //!
 //! SQLite's harness (`store/sqlite/tests.rs`) makes a temporary file per
-//! test and fingerprints the file's bytes. A server backend would create a
-//! database (or schema) per test, drop it when the `Place`'s guard drops,
-//! and fingerprint a dump of its tables and version row. Every test opens
+//! test and fingerprints the file's bytes. PostgreSQL's
+//! (`store/postgres/tests.rs`) creates a database per test on a private
+//! server, drops it when the `Place`'s guard drops, and fingerprints a dump
+//! of its rows, its sequence and its relations. Every test opens
 //! the store through `store::open`, as the daemon does, so the `[store]`
 //! arm a backend adds is exercised too.
 //!

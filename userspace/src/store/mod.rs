@@ -15,12 +15,15 @@
 
 #[cfg(test)]
 pub mod conformance;
+mod counters;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::api::types::ReservationSpec;
@@ -156,7 +159,7 @@ mod tests {
 
 /// A store's failure. The backend's name (a file's path, a server's
 /// address) is in the message, so a log line says which store failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend refused or failed the call; trying again will not help
     /// until someone changes something (a full disk, a bad value).
@@ -174,6 +177,23 @@ pub enum StoreError {
     /// The store was closed; nothing more is accepted.
     #[error("the store is closed")]
     Closed,
+}
+
+/// Why stored data marked with schema version `found` must not be used by
+/// a build that knows versions 1 to `known` (None: it may), in the words
+/// every backend's refusal uses; `elsewhere` is where else to point the
+/// daemon ("another file").
+pub fn unknown_schema(found: i64, known: i64, elsewhere: &str) -> Option<String> {
+    if found > known {
+        Some(format!(
+            "schema version {found} is newer than this stormboot supports ({known}); \
+             run a newer stormboot or use {elsewhere}"
+        ))
+    } else if found < 1 {
+        Some(format!("schema version {found} is not valid"))
+    } else {
+        None
+    }
 }
 
 impl StoreError {
@@ -278,6 +298,14 @@ pub async fn open(cfg: &config::Store) -> Result<Stores, StoreError> {
                 leases: store.clone(),
                 reservations: store,
                 name: path.display().to_string(),
+            })
+        }
+        config::Store::Postgres(cfg) => {
+            let store = Arc::new(PostgresStore::open(cfg).await?);
+            Ok(Stores {
+                leases: store.clone(),
+                name: store.name().to_owned(),
+                reservations: store,
             })
         }
     }

@@ -39,7 +39,6 @@ pub use schema::SCHEMA_VERSION;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -47,9 +46,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::{oneshot, watch};
 
+use super::counters::{Kind, PerKind};
 use super::{
-    commit_bucket, CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError,
-    StoreFuture, StoreStats, StoredReservation, COMMIT_BUCKETS_US,
+    CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
+    StoreStats, StoredReservation,
 };
 use crate::leases::{Lease, LeaseChange};
 use rows::Op;
@@ -79,15 +79,7 @@ pub struct SqliteStore {
     /// Changes (to closed) when the writer thread has exited: its sender
     /// is dropped then, whether it finished or panicked.
     exited: watch::Receiver<()>,
-    leases: Arc<Counters>,
-    reservations: Arc<Counters>,
-}
-
-/// Which trait a call came through, for the counters.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Leases,
-    Reservations,
+    counters: Arc<PerKind>,
 }
 
 /// One `commit` or `apply` call on its way to the writer.
@@ -97,32 +89,6 @@ struct Job {
     done: oneshot::Sender<Result<(), StoreError>>,
     /// When `commit` was called: its latency is measured from here.
     called: Instant,
-}
-
-#[derive(Default)]
-struct Counters {
-    transactions: AtomicU64,
-    commits: AtomicU64,
-    changes: AtomicU64,
-    commit_latency: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
-    commit_latency_sum_us: AtomicU64,
-}
-
-impl Counters {
-    /// The three counters are read one by one, so a reading taken
-    /// mid-transaction may be off by that transaction; fine for metrics.
-    fn read(&self) -> StoreStats {
-        StoreStats {
-            transactions: self.transactions.load(Ordering::Relaxed),
-            commits: self.commits.load(Ordering::Relaxed),
-            changes: self.changes.load(Ordering::Relaxed),
-            commit_latency: self
-                .commit_latency
-                .each_ref()
-                .map(|n| n.load(Ordering::Relaxed)),
-            commit_latency_sum_us: self.commit_latency_sum_us.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// Turns an SQLite failure into the store's error: a lock another
@@ -168,13 +134,12 @@ impl SqliteStore {
 
         let (queue, jobs) = mpsc::channel();
         let (exit, exited) = watch::channel(());
-        let leases = Arc::new(Counters::default());
-        let reservations = Arc::new(Counters::default());
+        let counters = Arc::new(PerKind::default());
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn({
                 let name = name.clone();
-                let counters = [Arc::clone(&leases), Arc::clone(&reservations)];
+                let counters = Arc::clone(&counters);
                 move || {
                     run_writer(conn, &jobs, &name, &counters);
                     drop(exit);
@@ -188,8 +153,7 @@ impl SqliteStore {
             queue: RwLock::new(Some(queue)),
             writer: Mutex::new(Some(writer)),
             exited,
-            leases,
-            reservations,
+            counters,
         })
     }
 
@@ -337,7 +301,7 @@ impl LeaseStore for SqliteStore {
     }
 
     fn stats(&self) -> StoreStats {
-        self.leases.read()
+        self.counters.leases.read()
     }
 
     fn close(&self) -> StoreFuture<()> {
@@ -362,7 +326,7 @@ impl ReservationStore for SqliteStore {
     }
 
     fn stats(&self) -> StoreStats {
-        self.reservations.read()
+        self.counters.reservations.read()
     }
 
     fn close(&self) -> StoreFuture<()> {
@@ -391,12 +355,7 @@ fn configure(conn: &Connection) -> Result<(), String> {
 }
 
 /// The writer thread: batch, apply, complete, until closed.
-fn run_writer(
-    mut conn: Connection,
-    jobs: &mpsc::Receiver<Job>,
-    name: &str,
-    [leases, reservations]: &[Arc<Counters>; 2],
-) {
+fn run_writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, name: &str, counters: &PerKind) {
     let mut batch: Vec<Job> = Vec::new();
     // `recv` fails only once the sender is gone *and* the queue is empty, so
     // what was queued before close is still committed.
@@ -412,30 +371,10 @@ fn run_writer(
             Ok(()) => {
                 // Counted before completing, so a caller that has awaited
                 // its commit sees it in `stats`.
-                let durable = Instant::now();
-                for (kind, counters) in [(Kind::Leases, leases), (Kind::Reservations, reservations)]
-                {
-                    let mut mine = batch.iter().filter(|j| j.kind == kind).peekable();
-                    if mine.peek().is_none() {
-                        continue;
-                    }
-                    let (mut calls, mut changes) = (0, 0);
-                    for job in mine {
-                        calls += 1;
-                        changes += job.ops.len();
-                        let us = u64::try_from(durable.duration_since(job.called).as_micros())
-                            .unwrap_or(u64::MAX);
-                        counters.commit_latency[commit_bucket(us)].fetch_add(1, Ordering::Relaxed);
-                        counters
-                            .commit_latency_sum_us
-                            .fetch_add(us, Ordering::Relaxed);
-                    }
-                    counters.transactions.fetch_add(1, Ordering::Relaxed);
-                    counters.commits.fetch_add(calls, Ordering::Relaxed);
-                    counters
-                        .changes
-                        .fetch_add(changes as u64, Ordering::Relaxed);
-                }
+                counters.record(
+                    Instant::now(),
+                    batch.iter().map(|j| (j.kind, j.ops.len(), j.called)),
+                );
                 for job in batch.drain(..) {
                     // A caller that stopped waiting needs no answer; its
                     // changes are durable all the same.

@@ -89,16 +89,14 @@ fn inspect(conn: &Connection) -> Result<Found, Refused> {
         )
         .optional()
         .map_err(sql("reading the schema version"))?;
-    match version {
-        None => Err(Refused::Schema(
+    let Some(v) = version else {
+        return Err(Refused::Schema(
             "has a meta table without schema_version: not a stormboot store?".into(),
-        )),
-        Some(v) if v > SCHEMA_VERSION => Err(Refused::Schema(format!(
-            "schema version {v} is newer than this stormboot supports ({SCHEMA_VERSION}); \
-             run a newer stormboot or use another file"
-        ))),
-        Some(v) if v < 1 => Err(Refused::Schema(format!("schema version {v} is not valid"))),
-        Some(v) => Ok(Found::Version(v)),
+        ));
+    };
+    match crate::store::unknown_schema(v, SCHEMA_VERSION, "another file") {
+        Some(why) => Err(Refused::Schema(why)),
+        None => Ok(Found::Version(v)),
     }
 }
 

@@ -14,6 +14,7 @@ struct Files;
 fn path_of(cfg: &config::Store) -> &Path {
     match cfg {
         config::Store::Sqlite { path } => path,
+        other => panic!("not a SQLite store: {other:?}"),
     }
 }
 

@@ -1,0 +1,506 @@
+//! The shared store: leases and the API's reservations in a PostgreSQL
+//! database that several nodes can point at, written by one task per
+//! store that group-commits.
+//!
+//! - The client is tokio-postgres behind a deadpool pool of
+//!   `store.pool_size` connections; a connection the server dropped is
+//!   noticed when it is next taken from the pool and replaced, so the store
+//!   comes back by itself after a server restart. A call made while the
+//!   server is away fails with `StoreError::Unavailable` (`is_transient`).
+//! - Group commit, as SQLite's: `commit` and `apply` encode their changes
+//!   on the caller's thread and queue them, in call order, to one writer
+//!   task, which takes everything queued (up to `MAX_BATCH` calls) and sends
+//!   it as one transaction in one pipeline: BEGIN, every statement, COMMIT
+//!   written together and answered together, one round trip per batch
+//!   (once a connection has prepared its statements). There is no
+//!   deliberate delay: while one batch is in flight the next one queues.
+//! - A batch fails whole: any failed statement aborts the transaction, so
+//!   the COMMIT at its end rolls it back, and every waiter in it gets the
+//!   error. The connection is then discarded, not returned to the pool, so
+//!   no half-finished transaction is ever reused. When a connection is lost
+//!   after COMMIT was sent, the outcome is unknown; the waiters are told it
+//!   failed (the safe direction: rows nobody was promised), and every
+//!   change is an idempotent upsert or removal, so trying again is safe.
+//! - Leases are keyed by address (`inet`) with the holder's MAC, client id
+//!   and expiry beside it, so arbitration between nodes can later be one
+//!   conditional `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE` on the
+//!   holder or the expiry. Reservations carry a change number from a
+//!   sequence, and a removal keeps its row (spec NULL) with a new number:
+//!   a node can catch up on every change after the last number it saw.
+//! - Versioned schema (`schema`): created or migrated at open under an
+//!   advisory lock, so two nodes starting together do not both migrate; a
+//!   database of a newer version is refused before anything is written.
+//! - The password comes from STORMBOOT_PG_PASSWORD, `store.password_file`
+//!   or PGPASSWORD (in that order; see `password`), never from the URL, and
+//!   the store's name in logs and errors is rebuilt from the parsed
+//!   connection without it.
+//! - Close (explicit, or on drop) drops the queue's only sender; the writer
+//!   drains and commits what was queued, closes the pool and exits. Drop
+//!   cannot wait for it (it may run on the runtime the writer needs), so
+//!   only `close` resolves once the queue is durable.
+
+mod rows;
+mod schema;
+
+pub use schema::SCHEMA_VERSION;
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use super::counters::{Kind, PerKind};
+use super::{
+    CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
+    StoreStats, StoredReservation,
+};
+use crate::config::{self, Secret};
+use crate::leases::{Lease, LeaseChange};
+use rows::Op;
+
+/// Most calls in one transaction, as SQLite's writer: bounds a
+/// transaction's size while sharing one round trip among thousands.
+const MAX_BATCH: usize = 4096;
+
+/// How long connecting may take when the URL sets no `connect_timeout`:
+/// a server that is down answers at once; one that does not answer is as
+/// good as down for a DHCP client waiting on its ACK.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call waits for a free connection of the pool.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// Where Debian's server puts its socket: the host when the URL names none,
+/// as libpq's default.
+const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// The PostgreSQL store. See the module documentation for its design.
+pub struct PostgresStore {
+    /// The server and database, without the password.
+    name: String,
+    pool: Pool,
+    /// The writer's queue; `None` once closed.
+    queue: RwLock<Option<mpsc::UnboundedSender<Job>>>,
+    /// Changes (to closed) when the writer task has exited.
+    exited: watch::Receiver<()>,
+    counters: Arc<PerKind>,
+}
+
+/// One `commit` or `apply` call on its way to the writer.
+struct Job {
+    kind: Kind,
+    ops: Vec<Op>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+    /// When it was called: its latency is measured from here.
+    called: Instant,
+}
+
+/// Parses `store.url` as the store will use it: a libpq connection string
+/// or URL, without a password (refused: the password has its own keys)
+/// and without `sslmode=require` (this build speaks no TLS to the server;
+/// use a Unix socket or a trusted network). No host means the local
+/// server's socket directory, as libpq's default.
+pub fn connection(url: &str) -> Result<tokio_postgres::Config, String> {
+    // tokio-postgres's parse errors name the option, never its value, so
+    // a password in a malformed URL is not echoed.
+    let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
+        format!(
+            "not a PostgreSQL connection string or URL: {}",
+            describe(&e)
+        )
+    })?;
+    if cfg.get_password().is_some() {
+        return Err("holds a password; give it in store.password_file or \
+                    STORMBOOT_PG_PASSWORD instead"
+            .into());
+    }
+    if cfg.get_ssl_mode() == SslMode::Require {
+        return Err("sslmode=require: this build connects without TLS \
+                    (use a Unix socket, or a network the traffic may cross in clear)"
+            .into());
+    }
+    if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
+        cfg.host_path(DEFAULT_SOCKET_DIR);
+    }
+    Ok(cfg)
+}
+
+/// The password the store connects with: STORMBOOT_PG_PASSWORD (as
+/// STORMBOOT_API_TOKEN overrides `api.token`), else `store.password_file`'s,
+/// else libpq's PGPASSWORD; none when the server trusts the connection
+/// (a Unix socket's peer authentication).
+pub fn password(file: Option<&Secret>, env: impl Fn(&str) -> Option<String>) -> Option<Secret> {
+    let var = |name| env(name).filter(|p| !p.is_empty()).map(Secret);
+    var("STORMBOOT_PG_PASSWORD")
+        .or_else(|| file.cloned())
+        .or_else(|| var("PGPASSWORD"))
+}
+
+/// The store's name in logs and errors: user, server and database, rebuilt
+/// from the parsed connection so no password can ride along.
+pub fn display_name(cfg: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(dir) => dir.display().to_string(),
+        })
+        .chain(cfg.get_hostaddrs().iter().map(ToString::to_string))
+        .collect();
+    let ports: Vec<String> = cfg.get_ports().iter().map(ToString::to_string).collect();
+    let user = cfg.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let port = if ports.is_empty() {
+        String::new()
+    } else {
+        format!(":{}", ports.join(","))
+    };
+    format!(
+        "postgres://{user}{}{port}/{}",
+        hosts.join(","),
+        cfg.get_dbname().unwrap_or("")
+    )
+}
+
+/// Whether a failure may pass: the server away, restarting, overloaded, or
+/// a transaction that lost a race; not a refusal of the data or the login.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("40")
+                || c.starts_with("53")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::LOCK_NOT_AVAILABLE,
+                ]
+                .contains(code)
+        }
+        // No answer from the server at all: the connection is gone, or
+        // could not be made, or timed out.
+        None => {
+            e.is_closed()
+                || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                || e.to_string().contains("timeout")
+        }
+    }
+}
+
+/// tokio-postgres's error with its cause: its own `Display` is only the
+/// kind ("db error"), the server's message is the source.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+/// `what` failed with `e`: transient or not, with the server's message.
+fn failure(store: &str, what: &str, e: &tokio_postgres::Error) -> StoreError {
+    let store = store.to_owned();
+    let message = format!("{what}: {}", describe(e));
+    if transient(e) {
+        StoreError::Unavailable { store, message }
+    } else {
+        StoreError::Backend { store, message }
+    }
+}
+
+/// A connection could not be had from the pool.
+fn pool_failure(store: &str, what: &str, e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => failure(store, what, &e),
+        PoolError::Timeout(_) => StoreError::Unavailable {
+            store: store.to_owned(),
+            message: format!("{what}: no connection within {POOL_WAIT:?} ({e})"),
+        },
+        PoolError::Closed => StoreError::Closed,
+        e => StoreError::Backend {
+            store: store.to_owned(),
+            message: format!("{what}: {e}"),
+        },
+    }
+}
+
+impl PostgresStore {
+    /// Connects, creates or migrates the schema (refusing a newer one or a
+    /// database that is not a stormboot store, untouched), and starts the
+    /// writer on the current runtime.
+    pub async fn open(cfg: &config::Postgres) -> Result<PostgresStore, StoreError> {
+        let mut pg = connection(&cfg.url).map_err(|message| StoreError::Backend {
+            store: "postgres".into(),
+            message: format!("store.url: {message}"),
+        })?;
+        let name = display_name(&pg);
+        if let Some(Secret(p)) = password(cfg.password.as_ref(), |v| std::env::var(v).ok()) {
+            pg.password(p);
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("stormboot");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                // A connection the server closed is seen as closed by the
+                // client at once; no need for a query per checkout.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Backend {
+                store: name.clone(),
+                message: format!("building the connection pool: {e}"),
+            })?;
+        {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| pool_failure(&name, "connecting", e))?;
+            if let Err(refused) = schema::prepare(&client).await {
+                // It may be inside the schema transaction: never reuse it.
+                drop(deadpool_postgres::Object::take(client));
+                return Err(match refused {
+                    schema::Refused::Schema(message) => StoreError::Schema {
+                        store: name,
+                        message,
+                    },
+                    schema::Refused::Sql(what, e) => failure(&name, &what, &e),
+                });
+            }
+        }
+
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let (exit, exited) = watch::channel(());
+        let counters = Arc::new(PerKind::default());
+        tokio::spawn({
+            let (pool, name, counters) = (pool.clone(), name.clone(), Arc::clone(&counters));
+            async move {
+                run_writer(&pool, jobs, &name, &counters).await;
+                pool.close();
+                drop(exit);
+            }
+        });
+        Ok(PostgresStore {
+            name,
+            pool,
+            queue: RwLock::new(Some(queue)),
+            exited,
+            counters,
+        })
+    }
+
+    /// The server and database, for logs (no password).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn stop(&self) {
+        drop(
+            self.queue
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+
+    fn close_future(&self) -> StoreFuture<()> {
+        self.stop();
+        let mut exited = self.exited.clone();
+        Box::pin(async move {
+            // Nothing is ever sent: `changed` fails once the writer has
+            // dropped its sender, that is, once it has exited.
+            while exited.changed().await.is_ok() {}
+            Ok(())
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.queue
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    fn backend(&self, message: String) -> StoreError {
+        StoreError::Backend {
+            store: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Queues one call's encoded changes; the future resolves when the
+    /// writer has committed them.
+    fn submit(&self, kind: Kind, ops: Result<Vec<Op>, String>, called: Instant) -> CommitFuture {
+        let ops = match ops {
+            Ok(ops) => ops,
+            Err(message) => return Box::pin(std::future::ready(Err(self.backend(message)))),
+        };
+        let (done, completion) = oneshot::channel();
+        let queued = match &*self.queue.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(queue) => queue
+                .send(Job {
+                    kind,
+                    ops,
+                    done,
+                    called,
+                })
+                .is_ok(),
+            None => return Box::pin(std::future::ready(Err(StoreError::Closed))),
+        };
+        let lost_error =
+            self.backend("the writer task stopped before this commit was durable".into());
+        Box::pin(async move {
+            // The writer only stops on close (which first takes the queue)
+            // or with its runtime: either way this commit is not known to
+            // be durable.
+            let lost = || Err(lost_error);
+            if !queued {
+                return lost();
+            }
+            completion.await.unwrap_or_else(|_| lost())
+        })
+    }
+
+    /// Runs `read` on a connection of the pool, beside the writer.
+    fn read<T: Send + 'static>(&self, what: &'static str, read: rows::Read<T>) -> StoreFuture<T> {
+        if self.is_closed() {
+            return Box::pin(std::future::ready(Err(StoreError::Closed)));
+        }
+        let (pool, name) = (self.pool.clone(), self.name.clone());
+        Box::pin(async move {
+            let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
+            read(&client).await.map_err(|e| match e {
+                rows::ReadError::Sql(e) => failure(&name, what, &e),
+                rows::ReadError::Row(message) => StoreError::Backend {
+                    store: name.clone(),
+                    message: format!("{what}: {message}"),
+                },
+            })
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    /// Stops accepting calls; the writer still commits what was queued,
+    /// if its runtime lives on (see the module documentation).
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl LeaseStore for PostgresStore {
+    fn load(&self) -> StoreFuture<Vec<Lease>> {
+        self.read("reading leases", rows::read_leases)
+    }
+
+    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
+        let called = Instant::now();
+        self.submit(Kind::Leases, rows::encode_leases(changes), called)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.counters.leases.read()
+    }
+
+    fn close(&self) -> StoreFuture<()> {
+        self.close_future()
+    }
+}
+
+impl ReservationStore for PostgresStore {
+    fn load(&self) -> StoreFuture<Vec<StoredReservation>> {
+        self.read("reading reservations", rows::read_reservations)
+    }
+
+    fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {
+        let called = Instant::now();
+        self.submit(
+            Kind::Reservations,
+            rows::encode_reservations(changes),
+            called,
+        )
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.counters.reservations.read()
+    }
+
+    fn close(&self) -> StoreFuture<()> {
+        self.close_future()
+    }
+}
+
+/// The writer task: batch, apply, complete, until closed.
+async fn run_writer(
+    pool: &Pool,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    name: &str,
+    counters: &PerKind,
+) {
+    let mut batch: Vec<Job> = Vec::new();
+    // `recv` returns None only once the sender is gone *and* the queue is
+    // empty, so what was queued before close is still committed.
+    while let Some(first) = jobs.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match apply(pool, name, &batch).await {
+            Ok(()) => {
+                // Counted before completing, so a caller that has awaited
+                // its commit sees it in `stats`.
+                counters.record(
+                    Instant::now(),
+                    batch.iter().map(|j| (j.kind, j.ops.len(), j.called)),
+                );
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch is acknowledged; each waiter learns
+                // whether trying again may help.
+                tracing::error!("{e}");
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Sends a batch as one pipelined transaction, in queue order (see the
+/// module documentation).
+async fn apply(pool: &Pool, name: &str, batch: &[Job]) -> Result<(), StoreError> {
+    let what = format!("committing {} change set(s)", batch.len());
+    let client = pool.get().await.map_err(|e| pool_failure(name, &what, e))?;
+    let result = rows::apply(&client, batch.iter().flat_map(|job| &job.ops)).await;
+    result.map_err(|e| {
+        // It may still be inside the failed transaction: never reuse it.
+        drop(deadpool_postgres::Object::take(client));
+        failure(name, &what, &e)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! Changes turned into statement parameters and sent as one pipelined
+//! transaction, and rows read back, for the PostgreSQL store's tables.
+
+use std::future::{poll_fn, Future};
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::task::Poll;
+
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::types::{FromSqlOwned, ToSql};
+use tokio_postgres::{Client, Error, Row};
+
+use crate::api::types::ReservationSpec;
+use crate::frame::format_mac;
+use crate::leases::{Lease, LeaseChange, LeaseState};
+use crate::store::{ReservationChange, StoredReservation};
+
+const UPSERT_LEASE: &str = "
+    INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (ip) DO UPDATE SET
+        client_id = excluded.client_id,
+        mac = excluded.mac,
+        state = excluded.state,
+        expires = excluded.expires,
+        updated = excluded.updated,
+        hostname = excluded.hostname
+";
+
+const REMOVE_LEASE: &str = "DELETE FROM leases WHERE ip = $1";
+
+const SELECT_LEASES: &str = "
+    SELECT ip, client_id, mac, state, expires, updated, hostname
+    FROM leases ORDER BY ip
+";
+
+const PUT_RESERVATION: &str = "
+    INSERT INTO reservations (mac, spec, change_number, updated)
+    VALUES ($1, $2, nextval('reservation_changes'), $3)
+    ON CONFLICT (mac) DO UPDATE SET
+        spec = excluded.spec,
+        change_number = excluded.change_number,
+        updated = excluded.updated
+";
+
+/// A removal keeps the row, spec NULL, under a new change number: a node
+/// catching up by change number sees it (see the schema).
+const REMOVE_RESERVATION: &str = "
+    UPDATE reservations
+    SET spec = NULL, change_number = nextval('reservation_changes'), updated = $2
+    WHERE mac = $1 AND spec IS NOT NULL
+";
+
+const SELECT_RESERVATIONS: &str =
+    "SELECT mac, spec FROM reservations WHERE spec IS NOT NULL ORDER BY mac";
+
+/// A change already turned into parameters on the caller's thread, so a
+/// value the table cannot hold fails that caller alone, not a batch.
+pub enum Op {
+    UpsertLease {
+        ip: IpAddr,
+        client_id: Vec<u8>,
+        mac: Vec<u8>,
+        state: &'static str,
+        expires: i64,
+        updated: i64,
+        hostname: Option<String>,
+    },
+    RemoveLease {
+        ip: IpAddr,
+    },
+    PutReservation {
+        mac: Vec<u8>,
+        spec: String,
+        updated: i64,
+    },
+    RemoveReservation {
+        mac: Vec<u8>,
+        updated: i64,
+    },
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub fn encode_leases(changes: Vec<LeaseChange>) -> Result<Vec<Op>, String> {
+    // bigint is signed; a time past it (say u64::MAX for "never") is
+    // refused here, for this caller alone.
+    let time = |ip: Ipv4Addr, field: &str, t: u64| {
+        i64::try_from(t)
+            .map_err(|_| format!("lease {ip}: {field} = {t} does not fit PostgreSQL's bigint"))
+    };
+    changes
+        .into_iter()
+        .map(|change| match change {
+            LeaseChange::Upsert(lease) => Ok(Op::UpsertLease {
+                ip: IpAddr::V4(lease.ip),
+                expires: time(lease.ip, "expires", lease.expires)?,
+                updated: time(lease.ip, "updated", lease.updated)?,
+                client_id: lease.client_id,
+                mac: lease.mac.to_vec(),
+                state: lease.state.as_str(),
+                hostname: lease.hostname,
+            }),
+            LeaseChange::Remove(ip) => Ok(Op::RemoveLease { ip: IpAddr::V4(ip) }),
+        })
+        .collect()
+}
+
+pub fn encode_reservations(changes: Vec<ReservationChange>) -> Result<Vec<Op>, String> {
+    let updated = now();
+    changes
+        .into_iter()
+        .map(|change| match change {
+            ReservationChange::Put { mac, spec } => Ok(Op::PutReservation {
+                mac: mac.to_vec(),
+                spec: serde_json::to_string(&spec).map_err(|e| {
+                    format!("encoding the reservation of {}: {e}", format_mac(&mac))
+                })?,
+                updated,
+            }),
+            ReservationChange::Remove { mac } => Ok(Op::RemoveReservation {
+                mac: mac.to_vec(),
+                updated,
+            }),
+        })
+        .collect()
+}
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+type Step<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
+/// Applies `ops` in one transaction, in order, as one pipeline: BEGIN,
+/// every statement and COMMIT are sent before any answer is awaited. A
+/// statement that fails aborts the transaction, which makes the COMMIT a
+/// rollback; the first failure is returned. On failure the connection may
+/// still be in the transaction: the caller must not reuse it.
+pub async fn apply<'a>(
+    client: &ClientWrapper,
+    ops: impl Iterator<Item = &'a Op>,
+) -> Result<(), Error> {
+    // Prepared once per connection, then cached by the pool's wrapper.
+    let upsert = client.prepare_cached(UPSERT_LEASE).await?;
+    let remove = client.prepare_cached(REMOVE_LEASE).await?;
+    let put = client.prepare_cached(PUT_RESERVATION).await?;
+    let unput = client.prepare_cached(REMOVE_RESERVATION).await?;
+    let pg: &Client = client;
+    let execute = |statement, params: Vec<Param<'a>>| -> Step<'_> {
+        Box::pin(async move { pg.execute(statement, &params).await.map(drop) })
+    };
+    let mut steps: Vec<Step<'_>> = vec![Box::pin(pg.batch_execute("BEGIN"))];
+    for op in ops {
+        steps.push(match op {
+            Op::UpsertLease {
+                ip,
+                client_id,
+                mac,
+                state,
+                expires,
+                updated,
+                hostname,
+            } => execute(
+                &upsert,
+                vec![
+                    ip as Param,
+                    client_id,
+                    mac,
+                    state,
+                    expires,
+                    updated,
+                    hostname,
+                ],
+            ),
+            Op::RemoveLease { ip } => execute(&remove, vec![ip as Param]),
+            Op::PutReservation { mac, spec, updated } => {
+                execute(&put, vec![mac as Param, spec, updated])
+            }
+            Op::RemoveReservation { mac, updated } => execute(&unput, vec![mac as Param, updated]),
+        });
+    }
+    steps.push(Box::pin(pg.batch_execute("COMMIT")));
+    let results = pipeline(steps).await;
+    results.into_iter().collect()
+}
+
+/// Runs `steps`, each sent when first polled: polls every one once, in
+/// order (so the requests go out in order, back to back), then awaits
+/// them in order, as the server answers.
+async fn pipeline<T>(mut steps: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+    let mut early: Vec<Option<T>> = Vec::with_capacity(steps.len());
+    poll_fn(|cx| {
+        early.extend(steps.iter_mut().map(|step| match step.as_mut().poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }));
+        Poll::Ready(())
+    })
+    .await;
+    let mut out = Vec::with_capacity(steps.len());
+    for (step, early) in steps.into_iter().zip(early) {
+        out.push(match early {
+            Some(v) => v,
+            None => step.await,
+        });
+    }
+    out
+}
+
+/// A read's failure: the query's, or a row this code would not have
+/// written.
+pub enum ReadError {
+    Sql(Error),
+    Row(String),
+}
+
+/// How the store reads: one query on a pool connection.
+pub type Read<T> =
+    for<'c> fn(&'c Client) -> Pin<Box<dyn Future<Output = Result<T, ReadError>> + Send + 'c>>;
+
+fn get<T: FromSqlOwned>(row: &Row, index: usize, what: &str) -> Result<T, String> {
+    row.try_get(index)
+        .map_err(|e| format!("reading a {what}: {e}"))
+}
+
+pub fn read_leases(
+    c: &Client,
+) -> Pin<Box<dyn Future<Output = Result<Vec<Lease>, ReadError>> + Send + '_>> {
+    Box::pin(async move {
+        let rows = c.query(SELECT_LEASES, &[]).await.map_err(ReadError::Sql)?;
+        rows.iter()
+            .map(decode_lease)
+            .collect::<Result<_, _>>()
+            .map_err(ReadError::Row)
+    })
+}
+
+/// One row back into a `Lease`, refusing (rather than guessing at) values
+/// this code would not have written.
+fn decode_lease(row: &Row) -> Result<Lease, String> {
+    let ip = match get::<IpAddr>(row, 0, "lease's ip")? {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => return Err(format!("lease row with ip {ip}: not an IPv4 address")),
+    };
+    let mac: Vec<u8> = get(row, 2, "lease's mac")?;
+    let mac = <[u8; 6]>::try_from(mac.as_slice())
+        .map_err(|_| format!("lease {ip}: mac has {} bytes, not 6", mac.len()))?;
+    let state: String = get(row, 3, "lease's state")?;
+    let state =
+        LeaseState::parse(&state).ok_or_else(|| format!("lease {ip}: unknown state {state:?}"))?;
+    let time = |index, what| -> Result<u64, String> {
+        let t: i64 = get(row, index, what)?;
+        u64::try_from(t).map_err(|_| format!("lease {ip}: {what} = {t} is before 1970"))
+    };
+    Ok(Lease {
+        ip,
+        client_id: get(row, 1, "lease's client_id")?,
+        mac,
+        state,
+        expires: time(4, "expires")?,
+        updated: time(5, "updated")?,
+        hostname: get(row, 6, "lease's hostname")?,
+    })
+}
+
+/// Every stored reservation, in MAC order; a row that does not decode is
+/// reported by its MAC, in its place.
+pub fn read_reservations(
+    c: &Client,
+) -> Pin<Box<dyn Future<Output = Result<Vec<StoredReservation>, ReadError>> + Send + '_>> {
+    Box::pin(async move {
+        let rows = c
+            .query(SELECT_RESERVATIONS, &[])
+            .await
+            .map_err(ReadError::Sql)?;
+        rows.iter()
+            .map(|row| {
+                let mac: Vec<u8> = get(row, 0, "reservation's mac")?;
+                let spec: String = get(row, 1, "reservation's spec")?;
+                Ok(serde_json::from_str::<ReservationSpec>(&spec).map_err(|e| {
+                    let mac = mac
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":");
+                    format!("stored reservation {mac}: {e}")
+                }))
+            })
+            .collect::<Result<_, String>>()
+            .map_err(ReadError::Row)
+    })
+}

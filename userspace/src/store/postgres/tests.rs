@@ -1,0 +1,407 @@
+//! The PostgreSQL store: the conformance suite against a private server
+//! (`stormboot_testbed::postgres`), and what is PostgreSQL's own: the
+//! password kept out of every message, a failed statement failing its
+//! whole batch, and recovery after the server restarts.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Weak};
+
+use stormboot_testbed::postgres::{Postgres, SUPERUSER};
+
+use super::*;
+use crate::config::{self, Secret};
+use crate::store::conformance::{self, lease, Backend, Place};
+use crate::store::open;
+
+/// One server for the tests that run at once: started by the first,
+/// stopped when the last one's guard drops.
+static SERVER: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+
+/// Tells apart the servers and databases of one test process.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn next() -> u32 {
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn server() -> Arc<Postgres> {
+    let mut shared = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(running) = shared.upgrade() {
+        return running;
+    }
+    let started =
+        Arc::new(Postgres::start(&format!("store-{}", next())).unwrap_or_else(|e| panic!("{e:#}")));
+    *shared = Arc::downgrade(&started);
+    started
+}
+
+/// A database of the shared server, dropped with this.
+struct Database {
+    server: Arc<Postgres>,
+    name: String,
+}
+
+impl Database {
+    fn new() -> Database {
+        let server = server();
+        let name = format!("store_{}", next());
+        server
+            .create_database(&name)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Database { server, name }
+    }
+
+    fn config(&self, user: &str, password: Option<&str>) -> config::Store {
+        config::Store::Postgres(config::Postgres {
+            url: self.server.url(&self.name, user),
+            pool_size: 4,
+            password: password.map(|p| Secret(p.into())),
+        })
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        self.server
+            .psql(&self.name, sql)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Err(e) = self.server.drop_database(&self.name) {
+            eprintln!("{e:#}");
+        }
+    }
+}
+
+/// A database per test on the shared server.
+struct Databases;
+
+/// The database a config names, on the running shared server (which the
+/// test's guard keeps running).
+fn database_of(cfg: &config::Store) -> (Arc<Postgres>, String) {
+    let config::Store::Postgres(pg) = cfg else {
+        panic!("not a PostgreSQL store: {cfg:?}");
+    };
+    let name = connection(&pg.url)
+        .expect("the test's url")
+        .get_dbname()
+        .expect("a dbname")
+        .to_owned();
+    (server(), name)
+}
+
+fn psql(cfg: &config::Store, sql: &str) -> String {
+    let (server, db) = database_of(cfg);
+    server.psql(&db, sql).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+impl Backend for Databases {
+    fn fresh(&self) -> Place {
+        let db = Database::new();
+        Place {
+            config: db.config(SUPERUSER, None),
+            guard: Box::new(db),
+        }
+    }
+
+    fn schema_version(&self, cfg: &config::Store) -> i64 {
+        let v = psql(cfg, "SELECT version FROM schema_version");
+        v.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("schema version {v:?}: {e}"))
+    }
+
+    fn set_schema_version(&self, cfg: &config::Store, version: i64) {
+        psql(
+            cfg,
+            &format!("UPDATE schema_version SET version = {version}"),
+        );
+    }
+
+    /// The tables' rows, the sequence's position, and the schema's
+    /// relations and columns: a refusal that migrated or wrote anything
+    /// changes one of them.
+    fn fingerprint(&self, cfg: &config::Store) -> Vec<u8> {
+        psql(
+            cfg,
+            "SELECT concat_ws(E'\\n',
+                (SELECT string_agg(version::text, ',') FROM schema_version),
+                (SELECT string_agg(l::text, ',' ORDER BY ip) FROM leases l),
+                (SELECT string_agg(r::text, ',' ORDER BY mac) FROM reservations r),
+                (SELECT last_value || ' ' || is_called FROM reservation_changes),
+                (SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname)
+                 FROM pg_class WHERE relnamespace = 'public'::regnamespace),
+                (SELECT string_agg(table_name || '.' || column_name || ':' || data_type, ','
+                                   ORDER BY table_name, column_name)
+                 FROM information_schema.columns WHERE table_schema = 'public'))",
+        )
+        .into_bytes()
+    }
+}
+
+conformance::suite!(Databases);
+
+/// `f`, which must resolve within 30 s: a store call that hangs fails the
+/// test rather than stalling it.
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("a store call hung")
+}
+
+#[test]
+fn password_comes_from_the_environment_then_the_file_then_pgpassword() {
+    let file = Secret("from-file".into());
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let both = env(&[("STORMBOOT_PG_PASSWORD", "ours"), ("PGPASSWORD", "libpq")]);
+    assert_eq!(password(Some(&file), both), Some(Secret("ours".into())));
+    let libpq = env(&[("PGPASSWORD", "libpq")]);
+    assert_eq!(password(Some(&file), libpq), Some(file.clone()));
+    assert_eq!(password(None, libpq), Some(Secret("libpq".into())));
+    let empty = env(&[("STORMBOOT_PG_PASSWORD", "")]);
+    assert_eq!(password(Some(&file), empty), Some(file.clone()));
+    assert_eq!(password(None, env(&[])), None);
+}
+
+#[test]
+fn the_name_in_logs_has_no_password() {
+    let mut cfg = connection("postgresql://stormboot@db.example:5433/leases").expect("url");
+    cfg.password("hunter2-secret");
+    let name = display_name(&cfg);
+    assert_eq!(name, "postgres://stormboot@db.example:5433/leases");
+    assert!(!format!("{cfg:?}").contains("hunter2"), "{cfg:?}");
+    let local = connection("dbname=stormboot").expect("no host");
+    assert_eq!(
+        display_name(&local),
+        "postgres:///var/run/postgresql/stormboot"
+    );
+}
+
+#[test]
+fn urls_with_a_password_or_tls_are_refused_without_echoing_it() {
+    for url in [
+        "postgresql://stormboot:hunter2-secret@db/leases",
+        "host=db password=hunter2-secret dbname=leases",
+        "postgresql://stormboot:hunter2-secret@db:notaport/leases",
+    ] {
+        let e = connection(url).expect_err(url);
+        assert!(!e.contains("hunter2"), "{url}: {e}");
+    }
+    let e = connection("host=db dbname=leases sslmode=require").expect_err("tls");
+    assert!(e.contains("sslmode=require"), "{e}");
+}
+
+/// The password is what lets a role in (a wrong one is refused, and a
+/// refused login is not transient), and it is in no message nor in the
+/// config's `Debug`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_logs_in_and_is_never_printed() {
+    let db = Database::new();
+    let role = format!("role_{}", next());
+    let secret = format!("pw-{role}-Zq9");
+    db.psql(&format!("CREATE ROLE {role} LOGIN PASSWORD '{secret}'"));
+    db.psql(&format!("ALTER DATABASE {} OWNER TO {role}", db.name));
+
+    let right = db.config(&role, Some(&secret));
+    assert!(!format!("{right:?}").contains(&secret), "{right:?}");
+    let s = within(open(&right)).await.unwrap_or_else(|e| panic!("{e}"));
+    within(s.leases.commit(vec![LeaseChange::Upsert(lease(1))]))
+        .await
+        .expect("commit");
+    assert!(!s.name.contains(&secret), "{}", s.name);
+    s.close().await.expect("close");
+
+    let wrong = db.config(&role, Some("not-the-password-Xy7"));
+    let Err(e) = within(open(&wrong)).await else {
+        panic!("a wrong password was let in");
+    };
+    println!("{e}");
+    assert!(!e.is_transient(), "a refused login may not pass: {e:?}");
+    assert!(e.to_string().contains("password"), "{e}");
+    for shown in [e.to_string(), format!("{e:?}")] {
+        assert!(!shown.contains("not-the-password"), "{shown}");
+        assert!(!shown.contains(&secret), "{shown}");
+    }
+    let nobody = db.config(&role, None);
+    let Err(e) = within(open(&nobody)).await else {
+        panic!("let in without a password");
+    };
+    assert!(!e.is_transient(), "{e:?}");
+    let server = Arc::clone(&db.server);
+    drop(db);
+    server
+        .psql("postgres", &format!("DROP ROLE {role}"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// A statement the server refuses fails the whole transaction: nothing of
+/// the call is stored, the error is not transient, and the next call
+/// (on a fresh connection) goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_statement_fails_its_whole_batch() {
+    let db = Database::new();
+    let cfg = db.config(SUPERUSER, None);
+    let s = within(open(&cfg)).await.expect("open");
+    db.psql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'address % is not for leasing', NEW.ip; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON leases FOR EACH ROW
+           WHEN (NEW.ip = '10.0.0.9') EXECUTE FUNCTION refuse();",
+    );
+    let r = within(s.leases.commit(vec![
+        LeaseChange::Upsert(lease(1)),
+        LeaseChange::Upsert(lease(9)),
+        LeaseChange::Upsert(lease(2)),
+    ]))
+    .await;
+    let Err(e) = r else {
+        panic!("a refused insert was acknowledged");
+    };
+    assert!(e.to_string().contains("not for leasing"), "{e}");
+    assert!(!e.is_transient(), "{e:?}");
+    assert_eq!(within(s.leases.load()).await.expect("load"), vec![]);
+    within(s.leases.commit(vec![LeaseChange::Upsert(lease(3))]))
+        .await
+        .expect("the next commit");
+    assert_eq!(within(s.leases.load()).await.expect("load"), vec![lease(3)]);
+    s.close().await.expect("close");
+}
+
+/// A database holding someone else's tables is refused, and nothing of
+/// ours is created in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_database_is_refused_untouched() {
+    let db = Database::new();
+    db.psql("CREATE TABLE leases (something text)");
+    let tables = "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class \
+                  WHERE relnamespace = 'public'::regnamespace";
+    let before = db.psql(tables);
+    let Err(e) = within(open(&db.config(SUPERUSER, None))).await else {
+        panic!("opened somebody else's database");
+    };
+    assert!(matches!(e, StoreError::Schema { .. }), "{e:?}");
+    assert!(e.to_string().contains("not a stormboot store"), "{e}");
+    assert_eq!(db.psql(tables), before);
+}
+
+/// A store dropped without close still commits what was queued before
+/// the drop (its writer drains the queue on the runtime), even when the
+/// callers stopped waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_store_still_commits_what_was_queued() {
+    let db = Database::new();
+    let cfg = db.config(SUPERUSER, None);
+    let s = within(open(&cfg)).await.expect("open");
+    let abandoned: Vec<_> = (0..100)
+        .map(|i| s.leases.commit(vec![LeaseChange::Upsert(lease(i))]))
+        .collect();
+    drop(abandoned);
+    drop(s);
+    let reader = within(open(&cfg)).await.expect("open again");
+    let want: Vec<Lease> = (0..100).map(lease).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = within(reader.leases.load()).await.expect("load");
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 100 queued leases stored 10 s after the drop",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.close().await.expect("close");
+}
+
+/// While the server is down every call fails at once with a transient
+/// error; once it is back the pool reconnects by itself and the same
+/// store works, with what was stored before.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_recovers_after_the_server_restarts() {
+    let mut pg =
+        Postgres::start(&format!("restart-{}", next())).unwrap_or_else(|e| panic!("{e:#}"));
+    pg.create_database("restart")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let cfg = config::Store::Postgres(config::Postgres {
+        url: pg.url("restart", SUPERUSER),
+        pool_size: 2,
+        password: None,
+    });
+    let s = within(open(&cfg)).await.expect("open");
+    within(s.leases.commit(vec![LeaseChange::Upsert(lease(1))]))
+        .await
+        .expect("commit before");
+
+    pg.stop().unwrap_or_else(|e| panic!("{e:#}"));
+    let commit = within(s.leases.commit(vec![LeaseChange::Upsert(lease(2))])).await;
+    let Err(e) = commit else {
+        panic!("a commit was acknowledged while the server was down");
+    };
+    println!("{e}");
+    assert!(e.is_transient(), "{e:?}");
+    let load = within(s.reservations.load()).await;
+    assert!(
+        load.as_ref().is_err_and(StoreError::is_transient),
+        "{load:?}"
+    );
+
+    pg.start_again().unwrap_or_else(|e| panic!("{e:#}"));
+    within(s.leases.commit(vec![LeaseChange::Upsert(lease(3))]))
+        .await
+        .expect("commit after the restart");
+    assert_eq!(
+        within(s.leases.load()).await.expect("load"),
+        vec![lease(1), lease(3)]
+    );
+    s.close().await.expect("close");
+}
+
+/// `cargo test --release -p stormboot --lib store::postgres::tests::throughput -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement; run in release with --nocapture"]
+async fn throughput() {
+    const LEASES: u32 = 50_000;
+    const TASKS: u32 = 64;
+    let db = Database::new();
+    let s = open(&db.config(SUPERUSER, None)).await.expect("open");
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                // Each task waits for durability before its next lease,
+                // like a DHCP handler before its ACK.
+                for i in (task..LEASES).step_by(TASKS as usize) {
+                    s.leases
+                        .commit(vec![LeaseChange::Upsert(lease(i))])
+                        .await
+                        .expect("commit");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let elapsed = start.elapsed();
+    let stats = s.leases.stats();
+    println!(
+        "{LEASES} single-lease commits from {TASKS} tasks in {elapsed:.2?}: {:.0} leases/s, \
+         {} transactions, {:.1} commits per transaction",
+        f64::from(LEASES) / elapsed.as_secs_f64(),
+        stats.transactions,
+        stats.commits as f64 / stats.transactions as f64
+    );
+    assert_eq!(stats.commits, u64::from(LEASES));
+    assert_eq!(s.leases.load().await.expect("load").len(), LEASES as usize);
+    s.close().await.expect("close");
+}
