@@ -481,7 +481,7 @@ pub fn view(book: &Book, e: &Entry) -> ReservationView {
         spec: spec_of_entry(cfg, e),
         subnet: cfg.subnets[e.reservation.subnet].net.to_string(),
         source: e.source,
-        origin: e.reservation.origin.clone(),
+        origin: e.reservation.origin.to_string(),
     }
 }
 
@@ -612,7 +612,7 @@ impl Rest for Registry {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
         self.book
             .get(mac)
-            .map(|e| Cow::Borrowed(e.reservation.origin.as_str()))
+            .map(|e| Cow::Owned(e.reservation.origin.to_string()))
     }
 
     fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {

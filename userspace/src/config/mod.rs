@@ -438,6 +438,79 @@ impl Subnet {
     }
 }
 
+/// Where a reservation was written: a file and the line of its MAC
+/// ("stormboot.toml:20", "hosts.csv:3"), or a name ("api"). The file's
+/// name is shared by all of its reservations: a string each would cost a
+/// million-line file 32 MB.
+#[derive(Debug, Clone, Eq)]
+pub struct Origin {
+    file: std::sync::Arc<str>,
+    /// 0: a name, no line.
+    line: u32,
+}
+
+impl Origin {
+    pub fn at(file: std::sync::Arc<str>, line: usize) -> Origin {
+        Origin {
+            file,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl From<&str> for Origin {
+    fn from(name: &str) -> Origin {
+        Origin {
+            file: name.into(),
+            line: 0,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            0 => f.write_str(&self.file),
+            n => write!(f, "{}:{n}", self.file),
+        }
+    }
+}
+
+/// Equal when written the same: "a.toml:3" as a name equals a.toml, line 3.
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        match (self.line, other.line) {
+            (0, 0) | (1.., 1..) => self.line == other.line && self.file == other.file,
+            (0, _) => *other == *self.file,
+            (_, _) => *self == *other.file,
+        }
+    }
+}
+
+impl PartialEq<str> for Origin {
+    fn eq(&self, other: &str) -> bool {
+        match self.line {
+            0 => *self.file == *other,
+            n => other
+                .strip_prefix(&*self.file)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|l| l == n.to_string()),
+        }
+    }
+}
+
+impl PartialEq<&str> for Origin {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl PartialEq<String> for Origin {
+    fn eq(&self, other: &String) -> bool {
+        *self == *other.as_str()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub mac: [u8; 6],
@@ -447,7 +520,7 @@ pub struct Reservation {
     pub subnet: usize,
     /// "stormboot.toml:20" or "hosts.csv:3" (the line of the MAC), so later
     /// messages about this reservation can point at where it was written.
-    pub origin: String,
+    pub origin: Origin,
     /// Custom options of this machine, sorted by code; they win over the
     /// subnet's options (and its 26/42/119/121 keys) of the same code.
     pub options: Vec<CustomOption>,

@@ -696,7 +696,11 @@ ip = \"10.50.0.11\"
 fn csv_reservations_follow_inline_ones() {
     let csv = "mac,ip,hostname\n# spare\n\n52:54:00:00:00:02,10.50.0.12,node2\n";
     let c = parse_with(WITH_CSV, Some(csv)).unwrap();
-    let origins: Vec<_> = c.reservations.iter().map(|r| r.origin.as_str()).collect();
+    let origins: Vec<_> = c
+        .reservations
+        .iter()
+        .map(|r| r.origin.to_string())
+        .collect();
     assert_eq!(origins, ["stormboot.toml:10", "hosts.csv:4"]);
     assert_eq!(c.reservations[1].hostname.as_deref(), Some("node2"));
 }

@@ -15,7 +15,7 @@ use super::boot;
 use super::location::Source;
 use super::{
     csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
-    LogLevel, Mode, Profile, Reservation, Route, Server, Subnet, XdpMode,
+    LogLevel, Mode, Origin, Profile, Reservation, Route, Server, Subnet, XdpMode,
 };
 use crate::frame::parse_mac;
 use crate::reservation::rule::{
@@ -963,17 +963,19 @@ pub struct ReservationSet {
     by_mac: HashMap<[u8; 6], usize>,
     by_ip: HashMap<Ipv4Addr, usize>,
     pub list: Vec<Reservation>,
+    /// The file the last reservation came from, shared by its origins.
+    file: Option<std::sync::Arc<str>>,
 }
 
 impl Rest for ReservationSet {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
         let &i = self.by_mac.get(mac)?;
-        Some(Cow::Borrowed(&self.list[i].origin))
+        Some(Cow::Owned(self.list[i].origin.to_string()))
     }
 
     fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
         let r = &self.list[*self.by_ip.get(&ip)?];
-        Some((r.mac, Cow::Borrowed(&r.origin)))
+        Some((r.mac, Cow::Owned(r.origin.to_string())))
     }
 }
 
@@ -984,6 +986,15 @@ impl ReservationSet {
             by_mac: HashMap::new(),
             by_ip: HashMap::new(),
             list: Vec::new(),
+            file: None,
+        }
+    }
+
+    /// `name`, shared with the reservations before it from that file.
+    fn file_name(&mut self, name: &str) -> std::sync::Arc<str> {
+        match &self.file {
+            Some(f) if **f == *name => f.clone(),
+            _ => self.file.insert(name.into()).clone(),
         }
     }
 
@@ -1023,6 +1034,7 @@ impl ReservationSet {
         let index = self.list.len();
         self.by_mac.insert(mac, index);
         self.by_ip.insert(ip, index);
+        let origin = Origin::at(self.file_name(place.file), place.mac_line);
         self.list.push(Reservation {
             profile: ok.profile,
             allow_pxe: true,
@@ -1035,7 +1047,7 @@ impl ReservationSet {
             subnet: ok
                 .subnet
                 .expect("a configuration's network holds every subnet"),
-            origin: format!("{}:{}", place.file, place.mac_line),
+            origin,
             options: ok.options,
         });
         Ok(())

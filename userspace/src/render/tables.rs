@@ -119,7 +119,7 @@ pub fn reservation_variant(
             Ok(None) => return Ok(None),
             Err(source) => {
                 return Err(TablesError {
-                    origin: r.origin.clone(),
+                    origin: r.origin.to_string(),
                     what: what(),
                     source,
                 })
@@ -128,7 +128,7 @@ pub fn reservation_variant(
     } else {
         render::reply_block(&reply_spec(cfg, r).with_boot(&cfg.subnets[r.subnet], boot)).map_err(
             |source| TablesError {
-                origin: r.origin.clone(),
+                origin: r.origin.to_string(),
                 what: what(),
                 source,
             },
