@@ -24,10 +24,10 @@ use axum::Router;
 use futures_lite::Stream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tower_http::services::ServeFile;
 
 use super::script::{render_known, Known};
 use super::{MachineInfo, Profile};
+use crate::filecache::FileCache;
 use crate::frame::{format_mac, parse_mac};
 
 pub struct WebState {
@@ -46,6 +46,8 @@ pub struct WebState {
     /// One event per request; sent with `try_send` so a slow consumer costs
     /// events, never requests.
     pub events: mpsc::Sender<WebEvent>,
+    /// Where files are read from; shared with the TFTP server.
+    pub cache: Arc<FileCache>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,7 +290,7 @@ async fn artifact(
     UrlPath(path): UrlPath<String>,
     req: Request,
 ) -> Response {
-    serve_file(&s.artifacts_dir, &path, req).await
+    serve_file(&s, &s.artifacts_dir, &path, req).await
 }
 
 async fn binary(
@@ -300,19 +302,21 @@ async fn binary(
     if name.contains('/') {
         return StatusCode::NOT_FOUND.into_response();
     }
-    serve_file(&s.binaries_dir, &name, req).await
+    serve_file(&s, &s.binaries_dir, &name, req).await
 }
 
-async fn serve_file(root: &Path, rel: &str, req: Request) -> Response {
-    let file = match confine(root, rel) {
-        Ok(file) => file,
+async fn serve_file(s: &WebState, root: &Path, rel: &str, req: Request) -> Response {
+    let path = match confine(root, rel) {
+        Ok(path) => path,
         Err(status) => return status.into_response(),
     };
-    // ServeFile answers Range, If-*, HEAD and the content type.
-    match ServeFile::new(&file).try_call(req).await {
-        Ok(resp) => resp.map(Body::new),
+    match s.cache.open(&path).await {
+        Ok(file) => super::fileserve::respond(file, req.method(), req.headers()).await,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND.into_response(),
+        // A symlink swapped in since `confine` looked.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => StatusCode::FORBIDDEN.into_response(),
         Err(e) => {
-            tracing::warn!("serving {}: {e}", file.display());
+            tracing::warn!("serving {}: {e}", path.display());
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
@@ -437,6 +441,10 @@ mod tests {
                 lookup: Arc::new(lookup),
                 default_profile,
                 events: tx,
+                cache: Arc::new(FileCache::new(
+                    1 << 20,
+                    Arc::new(crate::metrics::ServiceCounters::default()),
+                )),
             });
             let shutdown = CancellationToken::new();
             let task = tokio::spawn(serve(listener, state, shutdown.clone()));

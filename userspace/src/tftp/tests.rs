@@ -34,6 +34,15 @@ struct Server {
 
 impl Server {
     async fn start(files: &[(&str, usize)], max_block_size: u16, capacity: usize) -> Server {
+        Server::start_with(files, capacity, |o| o.max_block_size = max_block_size).await
+    }
+
+    /// `tune` adjusts the options (the root is set already).
+    async fn start_with(
+        files: &[(&str, usize)],
+        capacity: usize,
+        tune: impl FnOnce(&mut TftpOptions),
+    ) -> Server {
         let root = tempfile::tempdir().unwrap();
         for (i, (name, len)) in files.iter().enumerate() {
             let path = root.path().join(name);
@@ -44,10 +53,11 @@ impl Server {
         let addr = socket.local_addr().unwrap();
         let (tx, events) = mpsc::channel(capacity);
         let shutdown = CancellationToken::new();
-        let opts = TftpOptions {
+        let mut opts = TftpOptions {
             root: root.path().to_owned(),
-            max_block_size,
+            ..TftpOptions::default()
         };
+        tune(&mut opts);
         let task = tokio::spawn(serve(socket, opts, tx, shutdown.clone()));
         Server {
             addr,
