@@ -489,7 +489,12 @@ impl Link<'_> {
         let mut buf = [0u8; 1024];
         for _ in 0..MAX_TRIES {
             for p in packets {
-                self.sock.send(p).await?;
+                match self.sock.send(p).await {
+                    Err(e) if refused(&e) => {}
+                    r => {
+                        r?;
+                    }
+                }
             }
             let deadline = tokio::time::Instant::now() + self.timeout;
             loop {
@@ -497,6 +502,7 @@ impl Link<'_> {
                     _ = self.cancel.cancelled() => return Err(TransferError::Shutdown),
                     r = tokio::time::timeout_at(deadline, self.sock.recv(&mut buf)) => match r {
                         Err(_elapsed) => break,
+                        Ok(Err(e)) if refused(&e) => continue,
                         Ok(r) => r?,
                     },
                 };
@@ -515,6 +521,15 @@ impl Link<'_> {
         }
         Err(TransferError::TimedOut(MAX_TRIES))
     }
+}
+
+/// An ICMP port unreachable reported on the connected socket: the client
+/// closed its port, typically once it had the last block and a resend
+/// (answering a stale ACK) reached it late. Its final ACK may still be
+/// queued here, so this is no reason to stop listening; a client really
+/// gone is found by the retry limit.
+fn refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
 }
 
 /// Maps an ACK's 16-bit block number to the absolute block it acknowledges,
