@@ -903,6 +903,22 @@ async fn transfers_beyond_the_cap_wait_then_are_refused_busy() {
     assert_eq!(e.outcome, Err("too many transfers in progress".into()));
     assert_eq!(server.counters.tftp_busy.load(Ordering::Relaxed), 1);
     assert_eq!(server.counters.tftp_waiting.load(Ordering::Relaxed), 0);
+    // As `/metrics` and `stormboot stats` show it.
+    let (metrics, table) = crate::stats::exported_services(server.counters.snapshot());
+    for line in [
+        "stormboot_tftp_busy_total 1",
+        "stormboot_tftp_transfers_in_flight 1",
+        "stormboot_tftp_requests_waiting 0",
+    ] {
+        assert!(
+            metrics.contains(&format!("\n{line}\n")),
+            "{line}: {metrics}"
+        );
+    }
+    assert!(
+        table.contains("TFTP now 1 running, 0 waiting, 1 refused busy"),
+        "{table}"
+    );
 
     // C waits too, and is served as soon as A is done.
     let c = client().await;
