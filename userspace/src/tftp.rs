@@ -165,6 +165,7 @@ pub async fn serve(
     // Canonical once, so the per-request prefix check compares like with like.
     let root = std::fs::canonicalize(&opts.root)
         .with_context(|| format!("TFTP root {}", opts.root.display()))?;
+    widen_receive_buffer(&socket);
     socket.set_nonblocking(true).context("TFTP socket")?;
     let socket = UdpSocket::from_std(socket).context("TFTP socket")?;
     let local_ip = socket.local_addr().context("TFTP socket")?.ip();
@@ -185,7 +186,7 @@ pub async fn serve(
     // not start a second transfer of the same file.
     let mut busy_peers = HashSet::new();
     // Requests beyond `max_transfers`, oldest first, with their deadline;
-    // as many may wait as may run.
+    // up to `WAITING_PER_SLOT` per transfer slot.
     let mut waiting: VecDeque<(SocketAddr, Request, tokio::time::Instant)> = VecDeque::new();
     let mut buf = vec![0u8; MAX_REQUEST];
     let refuse = |peer: SocketAddr, file: String, err: TransferError| {
@@ -256,7 +257,7 @@ pub async fn serve(
                     continue;
                 }
                 if tasks.len() >= max_transfers {
-                    if waiting.len() >= max_transfers {
+                    if waiting.len() >= max_transfers * WAITING_PER_SLOT {
                         counters.tftp_busy.fetch_add(1, Ordering::Relaxed);
                         refuse(peer, req.file, TransferError::Busy).await;
                     } else {
@@ -281,6 +282,27 @@ pub async fn serve(
     counters.tftp_waiting.store(0, Ordering::Relaxed);
     tracing::info!("TFTP server stopped");
     Ok(())
+}
+
+/// Requests that may wait per transfer slot: a waiting request costs a few
+/// hundred bytes, and a storm several times the cap should queue, not be
+/// refused.
+const WAITING_PER_SLOT: usize = 8;
+
+/// A rack's RRQs arrive within milliseconds of each other; the default
+/// buffer (about 200 KiB, some 300 requests) would drop the rest, and
+/// each drop costs that machine its firmware's retransmission delay.
+const REQUEST_BUFFER: usize = 4 << 20;
+
+fn widen_receive_buffer(socket: &std::net::UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // The FORCE variant passes net.core.rmem_max but needs CAP_NET_ADMIN;
+    // without it the kernel caps the plain one at rmem_max.
+    if setsockopt(socket, sockopt::RcvBufForce, &REQUEST_BUFFER).is_err() {
+        if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &REQUEST_BUFFER) {
+            tracing::warn!(error = %e, "TFTP socket: cannot widen the receive buffer");
+        }
+    }
 }
 
 struct Ctx {
