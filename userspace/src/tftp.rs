@@ -9,8 +9,8 @@
 //!
 //! In a storm: at most `max_transfers` run at once; a request beyond that
 //! waits (up to [`TftpOptions::busy_wait`]) for one to finish, and is
-//! refused with "server busy" only after that. Firmware retransmits its RRQ
-//! on its own clock (OVMF for about 24 s, iPXE for longer), and the
+//! refused with "server busy" only after that. Firmware retransmits an
+//! unanswered RRQ on its own clock (OVMF every 4 s, 6 times), and the
 //! retransmissions of a waiting request are ignored, so a short wait turns
 //! a burst into a queue. An ERROR, by contrast, ends the boot attempt in both
 //! OVMF and iPXE; it is kept for an overload the wait does not absorb, where
@@ -82,8 +82,8 @@ pub struct TftpOptions {
 /// The default `boot.tftp_max_transfers`: a rack booting at once, each
 /// transfer costing a socket and at most `MAX_WINDOW` blocks.
 pub const DEFAULT_MAX_TRANSFERS: usize = 1024;
-/// Shorter than the RRQ retransmissions of OVMF (4 s x 6) and iPXE, so a
-/// request that waited is still being listened for when it is answered.
+/// Well within OVMF's RRQ retransmissions (4 s x 6), so a request that
+/// waited is still being listened for when it is answered.
 pub const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(5);
 
 impl Default for TftpOptions {
