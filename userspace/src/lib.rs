@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod dataplane;
 pub mod dhcp;
 pub mod events;
+pub mod filecache;
 pub mod frame;
 pub mod hooks;
 pub mod http;

@@ -24,6 +24,16 @@ pub struct ServiceCounters {
     pub http: [AtomicU64; 4],
     pub http_bytes: AtomicU64,
     pub syslog_lines: AtomicU64,
+    /// TFTP transfers running now (a gauge).
+    pub tftp_in_flight: AtomicU64,
+    /// TFTP requests waiting for a transfer slot now (a gauge).
+    pub tftp_waiting: AtomicU64,
+    /// TFTP requests refused with "server busy": no slot freed in time.
+    pub tftp_busy: AtomicU64,
+    /// Boot file content held in memory now (`crate::filecache`).
+    pub file_cache_bytes: AtomicU64,
+    pub file_cache_hits: AtomicU64,
+    pub file_cache_misses: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -48,6 +58,12 @@ impl ServiceCounters {
             http: self.http.each_ref().map(get),
             http_bytes: get(&self.http_bytes),
             syslog_lines: get(&self.syslog_lines),
+            tftp_in_flight: get(&self.tftp_in_flight),
+            tftp_waiting: get(&self.tftp_waiting),
+            tftp_busy: get(&self.tftp_busy),
+            file_cache_bytes: get(&self.file_cache_bytes),
+            file_cache_hits: get(&self.file_cache_hits),
+            file_cache_misses: get(&self.file_cache_misses),
             // Process-wide: the TFTP server and the syslog receiver count
             // their drops where they happen, without a handle to these.
             tftp_events_dropped: crate::tftp::dropped_events(),
@@ -72,6 +88,18 @@ pub struct ServiceCounts {
     /// Syslog lines dropped because the daemon's channel was full.
     #[serde(default)]
     pub syslog_lines_dropped: u64,
+    #[serde(default)]
+    pub tftp_in_flight: u64,
+    #[serde(default)]
+    pub tftp_waiting: u64,
+    #[serde(default)]
+    pub tftp_busy: u64,
+    #[serde(default)]
+    pub file_cache_bytes: u64,
+    #[serde(default)]
+    pub file_cache_hits: u64,
+    #[serde(default)]
+    pub file_cache_misses: u64,
 }
 
 /// Observations in `PHASE_BUCKETS_S` buckets (the last slot: above them all).
@@ -192,6 +220,55 @@ pub fn prometheus(
 
     family(
         out,
+        "stormboot_tftp_transfers_in_flight",
+        "gauge",
+        "TFTP transfers running now.",
+    );
+    let _ = writeln!(
+        out,
+        "stormboot_tftp_transfers_in_flight {}",
+        s.tftp_in_flight
+    );
+    family(
+        out,
+        "stormboot_tftp_requests_waiting",
+        "gauge",
+        "TFTP requests waiting for a transfer slot (boot.tftp_max_transfers reached).",
+    );
+    let _ = writeln!(out, "stormboot_tftp_requests_waiting {}", s.tftp_waiting);
+    family(
+        out,
+        "stormboot_tftp_busy_total",
+        "counter",
+        "TFTP requests refused with \"server busy\": no transfer slot freed in time.",
+    );
+    let _ = writeln!(out, "stormboot_tftp_busy_total {}", s.tftp_busy);
+    family(
+        out,
+        "stormboot_file_cache_bytes",
+        "gauge",
+        "Boot file content held in memory for TFTP and HTTP (at most boot.file_cache_mb).",
+    );
+    let _ = writeln!(out, "stormboot_file_cache_bytes {}", s.file_cache_bytes);
+    family(
+        out,
+        "stormboot_file_cache_opens_total",
+        "counter",
+        "Boot file opens, by whether the content was already in memory.",
+    );
+    let _ = writeln!(
+        out,
+        "stormboot_file_cache_opens_total{{result=\"hit\"}} {}",
+        s.file_cache_hits
+    );
+    let _ = writeln!(
+        out,
+        "stormboot_file_cache_opens_total{{result=\"miss\"}} {}",
+        s.file_cache_misses
+    );
+
+    family(
+        out,
         "stormboot_pool_addresses",
         "gauge",
         "Pool addresses per subnet, by state (used: leased or offered).",
@@ -276,6 +353,10 @@ mod tests {
         c.http(404, 5);
         c.http(503, 0);
         c.syslog_lines.fetch_add(3, Ordering::Relaxed);
+        c.tftp_in_flight.store(7, Ordering::Relaxed);
+        c.tftp_busy.fetch_add(2, Ordering::Relaxed);
+        c.file_cache_bytes.store(4096, Ordering::Relaxed);
+        c.file_cache_hits.fetch_add(9, Ordering::Relaxed);
         let mut out = String::new();
         let pools = [PoolUsage {
             subnet: "10.50.0.0/24".into(),
@@ -292,6 +373,11 @@ mod tests {
             "stormboot_http_requests_total{code=\"5xx\"} 1",
             "stormboot_http_sent_bytes_total 15",
             "stormboot_syslog_lines_total 3",
+            "stormboot_tftp_transfers_in_flight 7",
+            "stormboot_tftp_requests_waiting 0",
+            "stormboot_tftp_busy_total 2",
+            "stormboot_file_cache_bytes 4096",
+            "stormboot_file_cache_opens_total{result=\"hit\"} 9",
             "stormboot_pool_addresses{subnet=\"10.50.0.0/24\",state=\"used\"} 2",
             "stormboot_pool_addresses{subnet=\"10.50.0.0/24\",state=\"total\"} 100",
         ] {

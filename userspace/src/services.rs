@@ -142,8 +142,16 @@ pub async fn start(
     let (web_tx, mut web_rx) = mpsc::channel::<web::WebEvent>(EVENT_QUEUE);
     let (log_tx, mut log_rx) = mpsc::channel::<syslog::LogLine>(EVENT_QUEUE);
 
+    // One copy of each hot boot file, for both servers.
+    let cache = Arc::new(crate::filecache::FileCache::new(
+        b.file_cache_mb << 20,
+        counters.clone(),
+    ));
     let opts = tftp::TftpOptions {
         root: b.tftp_root.clone(),
+        max_transfers: b.tftp_max_transfers,
+        cache: cache.clone(),
+        counters: counters.clone(),
         ..tftp::TftpOptions::default()
     };
     let token = shutdown.clone();
@@ -161,6 +169,7 @@ pub async fn start(
         lookup: Arc::new(move |l| lookup_machines.lookup(l)),
         default_profile: machines.default_profile(),
         events: web_tx,
+        cache,
     });
     tasks.spawn(web::serve(http, state, shutdown.clone()));
     tasks.spawn(syslog::serve(syslog_sock, log_tx, shutdown.clone()));

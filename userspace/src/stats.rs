@@ -363,6 +363,16 @@ impl Snapshot {
         );
         let _ = writeln!(
             s,
+            "  TFTP now {} running, {} waiting, {} refused busy; file cache {} KiB ({} hits, {} misses)",
+            v.tftp_in_flight,
+            v.tftp_waiting,
+            v.tftp_busy,
+            v.file_cache_bytes / 1024,
+            v.file_cache_hits,
+            v.file_cache_misses
+        );
+        let _ = writeln!(
+            s,
             "\nLease store: {} commits in {} transactions ({} changes)",
             self.store_commits, self.store_transactions, self.store_changes
         );

@@ -7,6 +7,17 @@
 //! on its own ephemeral socket, connected to the client, so the kernel keeps
 //! other hosts' packets away from it.
 //!
+//! In a storm: at most `max_transfers` run at once; a request beyond that
+//! waits (up to [`TftpOptions::busy_wait`]) for one to finish, and is
+//! refused with "server busy" only after that. Firmware retransmits an
+//! unanswered RRQ on its own clock (OVMF every 4 s, 6 times), and the
+//! retransmissions of a waiting request are ignored, so a short wait turns
+//! a burst into a queue. An ERROR, by contrast, ends the boot attempt in both
+//! OVMF and iPXE; it is kept for an overload the wait does not absorb, where
+//! a clear message in the console beats a silent timeout. Files come from
+//! `crate::filecache`, so a thousand transfers of `ipxe.efi` read the disk
+//! once, and a transfer holds at most one window of blocks.
+//!
 //! Why not async-tftp 0.4 (tried, and no longer a dependency): it does negotiate
 //! `windowsize`, but a transfer's result is swallowed inside the crate
 //! (`ReadRequest::handle` returns `()`), so there is no way to report bytes,
@@ -31,6 +42,9 @@ use tokio::sync::mpsc::{error::TrySendError, Sender};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::filecache::{FileCache, Source};
+use crate::metrics::ServiceCounters;
+
 #[cfg(test)]
 mod tests;
 
@@ -46,20 +60,45 @@ pub struct Transfer {
     pub outcome: Result<(), String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TftpOptions {
     /// Directory served; nothing outside it is ever read.
     pub root: PathBuf,
     /// Cap on the negotiated `blksize`: 1468 fills a 1500-byte Ethernet frame
     /// without IP fragmentation, which some firmware cannot reassemble.
     pub max_block_size: u16,
+    /// Transfers running at once (`boot.tftp_max_transfers`): each holds a
+    /// task, a socket and one window of blocks.
+    pub max_transfers: usize,
+    /// How long a request beyond `max_transfers` waits for a slot before it
+    /// is refused with "server busy".
+    pub busy_wait: Duration,
+    /// Where files are read from; shared with the HTTP server.
+    pub cache: Arc<FileCache>,
+    /// Transfers in flight, waiting and refused are counted here.
+    pub counters: Arc<ServiceCounters>,
 }
+
+/// The default `boot.tftp_max_transfers`: a rack booting at once, each
+/// transfer costing a socket and at most `MAX_WINDOW` blocks.
+pub const DEFAULT_MAX_TRANSFERS: usize = 1024;
+/// Well within OVMF's RRQ retransmissions (4 s x 6), so a request that
+/// waited is still being listened for when it is answered.
+pub const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(5);
 
 impl Default for TftpOptions {
     fn default() -> Self {
+        let counters = Arc::new(ServiceCounters::default());
         TftpOptions {
             root: PathBuf::from("/usr/lib/ipxe"),
             max_block_size: 1468,
+            max_transfers: DEFAULT_MAX_TRANSFERS,
+            busy_wait: DEFAULT_BUSY_WAIT,
+            cache: Arc::new(FileCache::new(
+                crate::filecache::DEFAULT_BUDGET_MB << 20,
+                counters.clone(),
+            )),
+            counters,
         }
     }
 }
@@ -98,8 +137,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Sends of the same window (or OACK) before giving up on a silent client;
 /// with the default timeout a vanished client holds its task about 5 s.
 const MAX_TRIES: u32 = 5;
-/// Bounds the tasks and sockets a storm of requests can create.
-const MAX_TRANSFERS: usize = 1024;
 /// Largest request accepted: RFC 1350's 512 plus generous room for options.
 const MAX_REQUEST: usize = 2048;
 
@@ -117,8 +154,8 @@ enum ErrorCode {
 /// `events` (if the channel is full the event is dropped and counted, see
 /// [`dropped_events`]: a transfer never waits for the daemon).
 ///
-/// On shutdown, transfers in flight are told so with an ERROR packet and
-/// reported before this returns.
+/// On shutdown, transfers in flight and requests waiting are told so with
+/// an ERROR packet and reported before this returns.
 pub async fn serve(
     socket: std::net::UdpSocket,
     opts: TftpOptions,
@@ -128,6 +165,7 @@ pub async fn serve(
     // Canonical once, so the per-request prefix check compares like with like.
     let root = std::fs::canonicalize(&opts.root)
         .with_context(|| format!("TFTP root {}", opts.root.display()))?;
+    widen_receive_buffer(&socket);
     socket.set_nonblocking(true).context("TFTP socket")?;
     let socket = UdpSocket::from_std(socket).context("TFTP socket")?;
     let local_ip = socket.local_addr().context("TFTP socket")?.ip();
@@ -136,7 +174,10 @@ pub async fn serve(
         max_block_size: opts.max_block_size,
         local_ip,
         events,
+        cache: opts.cache,
     });
+    let counters = opts.counters;
+    let max_transfers = opts.max_transfers.max(1);
     tracing::info!(addr = %socket.local_addr()?, root = %ctx.root.display(), "TFTP server up");
 
     let mut tasks = JoinSet::new();
@@ -144,10 +185,37 @@ pub async fn serve(
     // A client that retransmits its RRQ before our first answer arrives must
     // not start a second transfer of the same file.
     let mut busy_peers = HashSet::new();
+    // Requests beyond `max_transfers`, oldest first, with their deadline;
+    // up to `WAITING_PER_SLOT` per transfer slot.
+    let mut waiting: VecDeque<(SocketAddr, Request, tokio::time::Instant)> = VecDeque::new();
     let mut buf = vec![0u8; MAX_REQUEST];
+    let refuse = |peer: SocketAddr, file: String, err: TransferError| {
+        let socket = &socket;
+        let ctx = &ctx;
+        async move {
+            if let Some((code, msg)) = err.wire() {
+                let _ = socket.send_to(&encode_error(code, msg), peer).await;
+            }
+            finish(ctx, peer, file, 0, Instant::now(), Err(err));
+        }
+    };
     loop {
+        let gauge = |n: usize, g: &AtomicU64| g.store(n as u64, Ordering::Relaxed);
+        gauge(tasks.len(), &counters.tftp_in_flight);
+        gauge(waiting.len(), &counters.tftp_waiting);
+        let next_deadline = waiting.front().map(|w| w.2);
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if next_deadline.is_some() => {
+                let now = tokio::time::Instant::now();
+                while waiting.front().is_some_and(|w| w.2 <= now) {
+                    let Some((peer, req, _)) = waiting.pop_front() else { break };
+                    busy_peers.remove(&peer);
+                    counters.tftp_busy.fetch_add(1, Ordering::Relaxed);
+                    refuse(peer, req.file, TransferError::Busy).await;
+                }
+            }
             Some(done) = tasks.join_next_with_id() => {
                 let id = match done {
                     Ok((id, ())) => id,
@@ -158,6 +226,11 @@ pub async fn serve(
                 };
                 if let Some(peer) = task_peer.remove(&id) {
                     busy_peers.remove(&peer);
+                }
+                while tasks.len() < max_transfers {
+                    let Some((peer, req, _)) = waiting.pop_front() else { break };
+                    let handle = tasks.spawn(run_transfer(ctx.clone(), peer, req, shutdown.clone()));
+                    task_peer.insert(handle.id(), peer);
                 }
             }
             received = socket.recv_from(&mut buf) => {
@@ -183,12 +256,15 @@ pub async fn serve(
                     tracing::debug!(%peer, file = %req.file, "retransmitted TFTP request ignored");
                     continue;
                 }
-                if tasks.len() >= MAX_TRANSFERS {
-                    let err = TransferError::Busy;
-                    if let Some((code, msg)) = err.wire() {
-                        let _ = socket.send_to(&encode_error(code, msg), peer).await;
+                if tasks.len() >= max_transfers {
+                    if waiting.len() >= max_transfers * WAITING_PER_SLOT {
+                        counters.tftp_busy.fetch_add(1, Ordering::Relaxed);
+                        refuse(peer, req.file, TransferError::Busy).await;
+                    } else {
+                        tracing::debug!(%peer, file = %req.file, "TFTP request waits for a slot");
+                        waiting.push_back((peer, req, tokio::time::Instant::now() + opts.busy_wait));
+                        busy_peers.insert(peer);
                     }
-                    finish(&ctx, peer, req.file, 0, Instant::now(), Err(err));
                     continue;
                 }
                 let handle = tasks.spawn(run_transfer(ctx.clone(), peer, req, shutdown.clone()));
@@ -197,10 +273,36 @@ pub async fn serve(
             }
         }
     }
+    for (peer, req, _) in waiting.drain(..) {
+        refuse(peer, req.file, TransferError::Shutdown).await;
+    }
     // Transfers watch the same token: let them say goodbye and report.
     while tasks.join_next().await.is_some() {}
+    counters.tftp_in_flight.store(0, Ordering::Relaxed);
+    counters.tftp_waiting.store(0, Ordering::Relaxed);
     tracing::info!("TFTP server stopped");
     Ok(())
+}
+
+/// Requests that may wait per transfer slot: a waiting request costs a few
+/// hundred bytes, and a storm several times the cap should queue, not be
+/// refused.
+const WAITING_PER_SLOT: usize = 8;
+
+/// A rack's RRQs arrive within milliseconds of each other; the default
+/// buffer (about 200 KiB, some 300 requests) would drop the rest, and
+/// each drop costs that machine its firmware's retransmission delay.
+const REQUEST_BUFFER: usize = 4 << 20;
+
+fn widen_receive_buffer(socket: &std::net::UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // The FORCE variant passes net.core.rmem_max but needs CAP_NET_ADMIN;
+    // without it the kernel caps the plain one at rmem_max.
+    if setsockopt(socket, sockopt::RcvBufForce, &REQUEST_BUFFER).is_err() {
+        if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &REQUEST_BUFFER) {
+            tracing::warn!(error = %e, "TFTP socket: cannot widen the receive buffer");
+        }
+    }
 }
 
 struct Ctx {
@@ -208,6 +310,7 @@ struct Ctx {
     max_block_size: u16,
     local_ip: IpAddr,
     events: Sender<Transfer>,
+    cache: Arc<FileCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -331,19 +434,10 @@ async fn send_file(
         return Err(TransferError::Mode(req.mode.clone()));
     }
     let path = resolve(&ctx.root, &req.file).await?;
-    let file = tokio::fs::OpenOptions::new()
-        .read(true)
-        // The path was canonical when checked; refuse a symlink swapped in
-        // since then.
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .await
-        .map_err(fs_error)?;
-    let meta = file.metadata().await?;
-    if !meta.is_file() {
-        return Err(TransferError::AccessViolation("not a regular file"));
-    }
-    let neg = negotiate(&req.options, meta.len(), ctx.max_block_size);
+    // The path was canonical when checked; the cache refuses a symlink
+    // swapped in since then.
+    let file = ctx.cache.open(&path).await.map_err(fs_error)?;
+    let neg = negotiate(&req.options, file.len, ctx.max_block_size);
     let mut link = Link {
         sock,
         timeout: neg.timeout,
@@ -363,8 +457,11 @@ async fn send_file(
             Err(e) => return Err(e),
         }
     }
-    // Large reads: tokio's file reads hop to a blocking thread each time.
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut reader: Box<dyn AsyncRead + Unpin + Send> = match file.body {
+        Source::Memory(data) => Box::new(io::Cursor::new(data)),
+        // Large reads: tokio's file reads hop to a blocking thread each time.
+        Source::File(file) => Box::new(BufReader::with_capacity(64 * 1024, file)),
+    };
     let block_size = usize::from(neg.block_size);
     // Blocks sent but not yet acknowledged, oldest first; `acked` counts
     // blocks from 1 without wrapping, the wire number is its low 16 bits.
@@ -414,7 +511,12 @@ impl Link<'_> {
         let mut buf = [0u8; 1024];
         for _ in 0..MAX_TRIES {
             for p in packets {
-                self.sock.send(p).await?;
+                match self.sock.send(p).await {
+                    Err(e) if refused(&e) => {}
+                    r => {
+                        r?;
+                    }
+                }
             }
             let deadline = tokio::time::Instant::now() + self.timeout;
             loop {
@@ -422,6 +524,7 @@ impl Link<'_> {
                     _ = self.cancel.cancelled() => return Err(TransferError::Shutdown),
                     r = tokio::time::timeout_at(deadline, self.sock.recv(&mut buf)) => match r {
                         Err(_elapsed) => break,
+                        Ok(Err(e)) if refused(&e) => continue,
                         Ok(r) => r?,
                     },
                 };
@@ -440,6 +543,15 @@ impl Link<'_> {
         }
         Err(TransferError::TimedOut(MAX_TRIES))
     }
+}
+
+/// An ICMP port unreachable reported on the connected socket: the client
+/// closed its port, typically once it had the last block and a resend
+/// (answering a stale ACK) reached it late. Its final ACK may still be
+/// queued here, so this is no reason to stop listening; a client really
+/// gone is found by the retry limit.
+fn refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
 }
 
 /// Maps an ACK's 16-bit block number to the absolute block it acknowledges,
@@ -510,6 +622,7 @@ fn fs_error(e: io::Error) -> TransferError {
         _ if e.raw_os_error() == Some(libc::ELOOP) => {
             TransferError::AccessViolation("symlink swapped in")
         }
+        io::ErrorKind::InvalidInput => TransferError::AccessViolation("not a regular file"),
         _ => TransferError::Io(e),
     }
 }

@@ -121,6 +121,10 @@ async fn boot_http_refuses_oversized_requests_and_keeps_serving() {
         lookup: Arc::new(|_| None),
         default_profile: None,
         events,
+        cache: Arc::new(stormboot::filecache::FileCache::new(
+            1 << 20,
+            Arc::default(),
+        )),
     });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(web::serve(listener, state, shutdown.clone()));

@@ -76,6 +76,9 @@ const PACKAGES: &[&str] = &[
     "systemd",
     // the tests fetch scripts, files and /metrics as a machine would
     "curl",
+    // the boot HTTP port's throughput is measured beside nginx's (run
+    // on a private configuration, never as the system service)
+    "nginx",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

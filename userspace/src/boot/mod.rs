@@ -9,6 +9,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+pub mod fileserve;
 pub mod script;
 pub mod syslog;
 pub mod web;

@@ -24,10 +24,10 @@ use axum::Router;
 use futures_lite::Stream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tower_http::services::ServeFile;
 
 use super::script::{render_known, Known};
 use super::{MachineInfo, Profile};
+use crate::filecache::FileCache;
 use crate::frame::{format_mac, parse_mac};
 
 pub struct WebState {
@@ -46,6 +46,8 @@ pub struct WebState {
     /// One event per request; sent with `try_send` so a slow consumer costs
     /// events, never requests.
     pub events: mpsc::Sender<WebEvent>,
+    /// Where files are read from; shared with the TFTP server.
+    pub cache: Arc<FileCache>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,7 +290,7 @@ async fn artifact(
     UrlPath(path): UrlPath<String>,
     req: Request,
 ) -> Response {
-    serve_file(&s.artifacts_dir, &path, req).await
+    serve_file(&s, &s.artifacts_dir, &path, req).await
 }
 
 async fn binary(
@@ -300,19 +302,21 @@ async fn binary(
     if name.contains('/') {
         return StatusCode::NOT_FOUND.into_response();
     }
-    serve_file(&s.binaries_dir, &name, req).await
+    serve_file(&s, &s.binaries_dir, &name, req).await
 }
 
-async fn serve_file(root: &Path, rel: &str, req: Request) -> Response {
-    let file = match confine(root, rel) {
-        Ok(file) => file,
+async fn serve_file(s: &WebState, root: &Path, rel: &str, req: Request) -> Response {
+    let path = match confine(root, rel) {
+        Ok(path) => path,
         Err(status) => return status.into_response(),
     };
-    // ServeFile answers Range, If-*, HEAD and the content type.
-    match ServeFile::new(&file).try_call(req).await {
-        Ok(resp) => resp.map(Body::new),
+    match s.cache.open(&path).await {
+        Ok(file) => super::fileserve::respond(file, req.method(), req.headers()).await,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND.into_response(),
+        // A symlink swapped in since `confine` looked.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => StatusCode::FORBIDDEN.into_response(),
         Err(e) => {
-            tracing::warn!("serving {}: {e}", file.display());
+            tracing::warn!("serving {}: {e}", path.display());
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
@@ -411,6 +415,15 @@ mod tests {
             lookup: fn(Lookup) -> Option<MachineInfo>,
             default_profile: Option<Arc<Profile>>,
         ) -> Server {
+            Server::start_cached(lookup, default_profile, 1 << 20).await
+        }
+
+        /// `cache_budget` 0: every file is streamed from disk.
+        async fn start_cached(
+            lookup: fn(Lookup) -> Option<MachineInfo>,
+            default_profile: Option<Arc<Profile>>,
+            cache_budget: u64,
+        ) -> Server {
             let dir = tempfile::tempdir().unwrap();
             let artifacts = dir.path().join("artifacts");
             let binaries = dir.path().join("tftp");
@@ -437,6 +450,10 @@ mod tests {
                 lookup: Arc::new(lookup),
                 default_profile,
                 events: tx,
+                cache: Arc::new(FileCache::new(
+                    cache_budget,
+                    Arc::new(crate::metrics::ServiceCounters::default()),
+                )),
             });
             let shutdown = CancellationToken::new();
             let task = tokio::spawn(serve(listener, state, shutdown.clone()));
@@ -603,7 +620,14 @@ mod tests {
 
     #[tokio::test]
     async fn artifacts_with_ranges_and_head() {
-        let mut s = Server::start(lookup, None).await;
+        // From the shared in-memory copy, and streamed from disk.
+        for budget in [1 << 20, 0] {
+            artifacts_with_ranges_and_head_from(budget).await;
+        }
+    }
+
+    async fn artifacts_with_ranges_and_head_from(cache_budget: u64) {
+        let mut s = Server::start_cached(lookup, None, cache_budget).await;
         let (status, head, body) = s.curl(&["-r", "0-99"], "/artifacts/vmlinuz").await;
         assert_eq!(status, 206, "{head}");
         assert_eq!(body.len(), 100);
@@ -636,10 +660,97 @@ mod tests {
         assert_eq!((status, body.len()), (200, 4096));
         assert_eq!(s.event().await.bytes, 4096);
 
+        // The last bytes; a range past the end; several ranges (the whole
+        // file, not a multipart answer).
+        let (status, head, body) = s.curl(&["-r", "-10"], "/artifacts/vmlinuz").await;
+        assert_eq!((status, body.len()), (206, 10), "{head}");
+        assert_eq!(
+            body,
+            (4086..4096u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()
+        );
+        assert!(
+            head.contains("content-range: bytes 4086-4095/4096"),
+            "{head}"
+        );
+        let (status, head, body) = s.curl(&["-r", "4096-"], "/artifacts/vmlinuz").await;
+        assert_eq!((status, body.len()), (416, 0), "{head}");
+        assert!(head.contains("content-range: bytes */4096"), "{head}");
+        let (status, head, body) = s.curl(&["-r", "0-1,10-11"], "/artifacts/vmlinuz").await;
+        assert_eq!((status, body.len()), (200, 4096), "{head}");
+        for _ in 0..3 {
+            s.event().await;
+        }
+
         let (status, _, _) = s.curl(&[], "/artifacts/nope").await;
         assert_eq!(status, 404);
         let (status, _, _) = s.curl(&[], "/artifacts/sub").await;
         assert_eq!(status, 404);
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn conditional_requests_and_changed_files() {
+        let mut s = Server::start(lookup, None).await;
+        let (status, head, _) = s.curl(&["-I"], "/ipxe.efi").await;
+        assert_eq!(status, 200);
+        let mtime = std::fs::metadata(s.dir.path().join("tftp/ipxe.efi"))
+            .and_then(|m| m.modified())
+            .unwrap();
+        let modified = httpdate::fmt_http_date(mtime);
+        assert!(
+            head.contains(&format!("last-modified: {}", modified.to_lowercase())),
+            "{head}"
+        );
+        let since = format!("if-modified-since: {modified}");
+        let (status, _, body) = s.curl(&["-H", &since], "/ipxe.efi").await;
+        assert_eq!((status, body.len()), (304, 0));
+        let older = "if-modified-since: Thu, 01 Jan 1970 00:00:00 GMT";
+        let (status, _, body) = s.curl(&["-H", older], "/ipxe.efi").await;
+        assert_eq!((status, text(&body)), (200, "MZ-efi"));
+        let unmodified = "if-unmodified-since: Thu, 01 Jan 1970 00:00:00 GMT";
+        let (status, _, _) = s.curl(&["-H", unmodified], "/ipxe.efi").await;
+        assert_eq!(status, 412);
+
+        // Rewritten on disk (a clock tick later): the new content, though
+        // the old one is held in memory.
+        std::thread::sleep(Duration::from_millis(30));
+        std::fs::write(s.dir.path().join("tftp/ipxe.efi"), b"MZ-new").unwrap();
+        let (status, _, body) = s.curl(&[], "/ipxe.efi").await;
+        assert_eq!((status, text(&body)), (200, "MZ-new"));
+        for _ in 0..5 {
+            s.event().await;
+        }
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn connections_are_kept_alive() {
+        let s = Server::start(lookup, None).await;
+        let url = |p: &str| format!("{}{p}", s.base);
+        let out = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-v",
+                "-o",
+                "/dev/null",
+                "-o",
+                "/dev/null",
+                "-o",
+                "/dev/null",
+            ])
+            .args([
+                url("/ipxe.efi"),
+                url("/artifacts/vmlinuz"),
+                url("/ipxe.efi"),
+            ])
+            .output()
+            .await
+            .expect("curl runs");
+        assert!(out.status.success(), "{out:?}");
+        let log = String::from_utf8_lossy(&out.stderr);
+        // One connection for the three downloads.
+        assert_eq!(log.matches("Connected to").count(), 1, "{log}");
+        assert_eq!(log.matches("< HTTP/1.1 200").count(), 3, "{log}");
         s.stop().await;
     }
 

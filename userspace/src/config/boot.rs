@@ -18,6 +18,10 @@ pub const DEFAULT_BIOS_FILE: &str = "undionly.kpxe";
 pub const DEFAULT_EFI_X64_FILE: &str = "ipxe.efi";
 /// Debian ships no arm64 iPXE; the name operators usually give their build.
 pub const DEFAULT_EFI_ARM64_FILE: &str = "ipxe-arm64.efi";
+/// Bounds of `boot.tftp_max_transfers` and `boot.file_cache_mb`: beyond
+/// 65536 transfers the ephemeral ports run out; 64 GiB is no boot file set.
+const MAX_TFTP_TRANSFERS: i64 = 65536;
+const MAX_FILE_CACHE_MB: i64 = 65536;
 
 pub fn profiles(w: &[wire::Profile], src: &Source) -> Result<Vec<Profile>, ConfigError> {
     let mut out: Vec<Profile> = Vec::with_capacity(w.len());
@@ -116,6 +120,8 @@ pub fn boot(
             efi_ia32_file: None,
             ipv6_ra: false,
             ipxe_no_proxydhcp: true,
+            tftp_max_transfers: crate::tftp::DEFAULT_MAX_TRANSFERS,
+            file_cache_mb: crate::filecache::DEFAULT_BUDGET_MB,
         });
     };
     let file =
@@ -152,6 +158,33 @@ pub fn boot(
             ));
         }
     }
+    let within = |s: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>| match s
+    {
+        None => Ok(None),
+        Some(v) if range.contains(v.get_ref()) => Ok(Some(*v.get_ref())),
+        Some(v) => Err(src.invalid(
+            &v.span(),
+            key,
+            format!(
+                "{} is out of range: {} to {}",
+                v.get_ref(),
+                range.start(),
+                range.end()
+            ),
+        )),
+    };
+    let tftp_max_transfers = within(
+        &w.tftp_max_transfers,
+        "boot.tftp_max_transfers",
+        1..=MAX_TFTP_TRANSFERS,
+    )?
+    .map_or(crate::tftp::DEFAULT_MAX_TRANSFERS, |n| n as usize);
+    let file_cache_mb = within(
+        &w.file_cache_mb,
+        "boot.file_cache_mb",
+        0..=MAX_FILE_CACHE_MB,
+    )?
+    .map_or(crate::filecache::DEFAULT_BUDGET_MB, |n| n as u64);
     let default_profile = match &w.default_profile {
         None => None,
         Some(name) => Some(profile_ref(name, "boot.default_profile", profiles, src)?),
@@ -178,5 +211,7 @@ pub fn boot(
         },
         ipv6_ra: w.ipv6_ra.as_ref().is_some_and(|v| *v.get_ref()),
         ipxe_no_proxydhcp: w.ipxe_no_proxydhcp.as_ref().is_none_or(|v| *v.get_ref()),
+        tftp_max_transfers,
+        file_cache_mb,
     })
 }

@@ -179,6 +179,11 @@ pub struct Boot {
     /// Tell iPXE (option 175.176) not to wait for a ProxyDHCP offer. On by
     /// default; off only where a ProxyDHCP server must be heard.
     pub ipxe_no_proxydhcp: bool,
+    /// TFTP transfers running at once; more wait, then get "server busy".
+    pub tftp_max_transfers: usize,
+    /// Memory for boot files served from RAM over TFTP and HTTP, in MiB
+    /// (0: every transfer reads the disk).
+    pub file_cache_mb: u64,
 }
 
 /// `[[profile]]`: what a machine boots.

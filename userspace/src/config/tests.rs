@@ -163,6 +163,8 @@ fn example_parses() {
             efi_ia32_file: None,
             ipv6_ra: false,
             ipxe_no_proxydhcp: true,
+            tftp_max_transfers: 1024,
+            file_cache_mb: 256,
         },
         profiles: vec![],
         hooks: None,
@@ -1295,6 +1297,16 @@ fn boot_and_profiles() {
         (8080, 69, 514)
     );
     assert_eq!(c.boot.ipxe_user_class, "Tinkerbell");
+    assert_eq!(
+        (c.boot.tftp_max_transfers, c.boot.file_cache_mb),
+        (1024, 256)
+    );
+    let tuned = BOOT.replace(
+        "http_port = 8080",
+        "http_port = 8080\ntftp_max_transfers = 64\nfile_cache_mb = 0",
+    );
+    let t = parse(&tuned).unwrap();
+    assert_eq!((t.boot.tftp_max_transfers, t.boot.file_cache_mb), (64, 0));
     assert_eq!(c.profiles.len(), 2);
     assert_eq!(c.profiles[0].initrd.as_deref(), Some("initrd.img"));
     assert!(c.profiles[1].script.as_deref().unwrap().contains("${mac}"));
@@ -1327,6 +1339,13 @@ fn boot_errors_name_key_and_line() {
     assert_err(&bad, 10, "boot.default_profile", "no [[profile]] is named");
     let bad = BOOT.replace("http_port = 8080", "http_port = 70000");
     assert_err(&bad, 8, "boot.http_port", "not a port");
+    let bad = BOOT.replace(
+        "http_port = 8080",
+        "http_port = 8080\ntftp_max_transfers = 0",
+    );
+    assert_err(&bad, 9, "boot.tftp_max_transfers", "1 to 65536");
+    let bad = BOOT.replace("http_port = 8080", "http_port = 8080\nfile_cache_mb = -1");
+    assert_err(&bad, 9, "boot.file_cache_mb", "0 to 65536");
     let bad = BOOT.replace("name = \"rescue\"", "name = \"debian\"");
     assert_err(&bad, 19, "profile[1].name", "also profile[0].name");
     let bad = BOOT.replace("kernel = \"vmlinuz\"", "kernel = \"\"");

@@ -145,6 +145,8 @@ pub struct Boot {
     pub efi_ia32_file: Option<S<String>>,
     pub ipv6_ra: Option<S<bool>>,
     pub ipxe_no_proxydhcp: Option<S<bool>>,
+    pub tftp_max_transfers: Option<S<i64>>,
+    pub file_cache_mb: Option<S<i64>>,
 }
 
 /// `[hooks]`: what runs when a lease is committed, renewed, expires, is

@@ -30,10 +30,20 @@ struct Server {
     events: mpsc::Receiver<Transfer>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    counters: Arc<ServiceCounters>,
 }
 
 impl Server {
     async fn start(files: &[(&str, usize)], max_block_size: u16, capacity: usize) -> Server {
+        Server::start_with(files, capacity, |o| o.max_block_size = max_block_size).await
+    }
+
+    /// `tune` adjusts the options (the root is set already).
+    async fn start_with(
+        files: &[(&str, usize)],
+        capacity: usize,
+        tune: impl FnOnce(&mut TftpOptions),
+    ) -> Server {
         let root = tempfile::tempdir().unwrap();
         for (i, (name, len)) in files.iter().enumerate() {
             let path = root.path().join(name);
@@ -44,10 +54,12 @@ impl Server {
         let addr = socket.local_addr().unwrap();
         let (tx, events) = mpsc::channel(capacity);
         let shutdown = CancellationToken::new();
-        let opts = TftpOptions {
+        let mut opts = TftpOptions {
             root: root.path().to_owned(),
-            max_block_size,
+            ..TftpOptions::default()
         };
+        tune(&mut opts);
+        let counters = opts.counters.clone();
         let task = tokio::spawn(serve(socket, opts, tx, shutdown.clone()));
         Server {
             addr,
@@ -55,6 +67,7 @@ impl Server {
             events,
             shutdown,
             task,
+            counters,
         }
     }
 
@@ -674,5 +687,303 @@ async fn full_event_channel_drops_and_counts() {
     // single slot free is up to the scheduler: one is kept, the rest counted.
     let kept = server.event().await.file;
     assert!(["a", "b", "c"].contains(&kept.as_str()), "{kept}");
+    server.stop().await;
+}
+
+/// What the network does to a windowed download, client side.
+#[derive(Default)]
+struct Faults {
+    /// DATA blocks lost on the way to the client, with how many of their
+    /// arrivals are lost.
+    lose_data: Vec<(u16, u32)>,
+    /// DATA blocks delivered after the block that follows them.
+    swap_data: Vec<u16>,
+    /// ACKs (counted from 0, ACK 0 of the OACK included) lost on the way
+    /// to the server.
+    lose_acks: Vec<usize>,
+    /// Every ACK is followed by a late copy of the one before it, as if the
+    /// network had held that one back.
+    late_acks: bool,
+    /// Every ACK is sent twice.
+    dup_acks: bool,
+}
+
+/// A windowed download (RFC 7440) through `faults`: the client keeps only
+/// in-order blocks and, on a gap, acknowledges the last in-order one.
+/// Returns the file and the DATA packets that reached the client.
+async fn fetch_through(
+    addr: SocketAddr,
+    file: &str,
+    blksize: u16,
+    window: u16,
+    faults: &Faults,
+) -> (Vec<u8>, usize) {
+    let sock = client().await;
+    let (bs, w) = (blksize.to_string(), window.to_string());
+    let opts = [("blksize", bs.as_str()), ("windowsize", w.as_str())];
+    sock.send_to(&request(RRQ, file, &opts), addr)
+        .await
+        .unwrap();
+    let (oack, tid) = recv(&sock).await;
+    let agreed = oack_options(&oack);
+    assert_eq!(agreed["windowsize"], w);
+    let bs: usize = agreed["blksize"].parse().unwrap();
+    let mut acks_sent = 0;
+    let mut previous: Option<u16> = None;
+    let mut send_ack = |block: u16| {
+        let mut out = Vec::new();
+        if !faults.lose_acks.contains(&acks_sent) {
+            out.push(ack(block));
+            if faults.dup_acks {
+                out.push(ack(block));
+            }
+        }
+        if let Some(old) = previous.filter(|_| faults.late_acks) {
+            out.push(ack(old));
+        }
+        acks_sent += 1;
+        previous = Some(block);
+        out
+    };
+    for p in send_ack(0) {
+        sock.send_to(&p, tid).await.unwrap();
+    }
+    let mut arrivals: HashMap<u16, u32> = HashMap::new();
+    let mut held: Option<Vec<u8>> = None;
+    let mut data = Vec::new();
+    let mut expected: u16 = 1;
+    let mut since_ack = 0;
+    let mut received = 0;
+    loop {
+        let (p, from) = recv(&sock).await;
+        assert_eq!(from, tid);
+        if opcode(&p) == OACK && expected == 1 {
+            // Our ACK 0 was lost: the server sent the OACK again.
+            for a in send_ack(0) {
+                sock.send_to(&a, tid).await.unwrap();
+            }
+            continue;
+        }
+        assert_eq!(opcode(&p), DATA, "{p:?}");
+        let block = u16::from_be_bytes([p[2], p[3]]);
+        let seen = arrivals.entry(block).or_default();
+        *seen += 1;
+        let lost = faults
+            .lose_data
+            .iter()
+            .any(|&(b, times)| b == block && *seen <= times);
+        if lost {
+            continue;
+        }
+        let mut delivered = vec![p];
+        if faults.swap_data.contains(&block) && *seen == 1 {
+            held = delivered.pop();
+        } else if let Some(h) = held.take() {
+            delivered.push(h);
+        }
+        for p in delivered {
+            received += 1;
+            let block = u16::from_be_bytes([p[2], p[3]]);
+            let reply = if block == expected {
+                data.extend_from_slice(&p[4..]);
+                expected = expected.wrapping_add(1);
+                since_ack += 1;
+                let last = p.len() - 4 < bs;
+                if last || since_ack == window {
+                    since_ack = 0;
+                    Some((block, last))
+                } else {
+                    None
+                }
+            } else {
+                since_ack = 0;
+                Some((expected.wrapping_sub(1), false))
+            };
+            if let Some((b, last)) = reply {
+                for a in send_ack(b) {
+                    sock.send_to(&a, tid).await.unwrap();
+                }
+                if last {
+                    return (data, received);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn windowed_transfers_survive_loss_duplication_and_reordering() {
+    // 40 blocks of 512 and a short last one, in windows of 8.
+    let size = 40 * 512 + 100;
+    let mut server = Server::start(&[("ipxe.efi", size)], 1468, 64).await;
+    let cases = [
+        (
+            "data lost inside a window and at its end, one block twice",
+            Faults {
+                lose_data: vec![(3, 1), (16, 1), (30, 2)],
+                ..Faults::default()
+            },
+        ),
+        (
+            "data reordered inside a window and across two",
+            Faults {
+                swap_data: vec![5, 8, 21],
+                ..Faults::default()
+            },
+        ),
+        (
+            "ACKs lost, the OACK's among them",
+            Faults {
+                lose_acks: vec![0, 2],
+                ..Faults::default()
+            },
+        ),
+        (
+            "ACKs duplicated and stale ones arriving late",
+            Faults {
+                dup_acks: true,
+                late_acks: true,
+                ..Faults::default()
+            },
+        ),
+        (
+            "everything at once",
+            Faults {
+                lose_data: vec![(9, 1), (41, 1)],
+                swap_data: vec![12],
+                lose_acks: vec![3],
+                late_acks: true,
+                dup_acks: true,
+            },
+        ),
+    ];
+    for (what, faults) in &cases {
+        let (data, received) = fetch_through(server.addr, "ipxe.efi", 512, 8, faults).await;
+        assert!(data == server.file("ipxe.efi"), "{what}: content differs");
+        let e = server.event_for("ipxe.efi").await;
+        assert_eq!((e.bytes, &e.outcome), (size as u64, &Ok(())), "{what}");
+        // Recovery resends from the gap, not the whole file.
+        assert!(received < 41 * 3, "{what}: {received} DATA packets");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_beyond_the_cap_wait_then_are_refused_busy() {
+    let mut server = Server::start_with(&[("a.efi", 100), ("b.efi", 3000)], 64, |o| {
+        o.max_transfers = 1;
+        o.busy_wait = Duration::from_millis(700);
+    })
+    .await;
+    // A holds the only slot: one DATA block, not acknowledged yet.
+    let a = client().await;
+    a.send_to(&request(RRQ, "a.efi", &[]), server.addr)
+        .await
+        .unwrap();
+    let (p, a_tid) = recv(&a).await;
+    assert_eq!(opcode(&p), DATA);
+    assert_eq!(server.counters.tftp_in_flight.load(Ordering::Relaxed), 1);
+
+    // B waits, its retransmission is ignored, then it is refused.
+    let b = client().await;
+    let asked = Instant::now();
+    b.send_to(&request(RRQ, "b.efi", &[]), server.addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.counters.tftp_waiting.load(Ordering::Relaxed), 1);
+    b.send_to(&request(RRQ, "b.efi", &[]), server.addr)
+        .await
+        .unwrap();
+    let (p, _) = recv(&b).await;
+    assert!(asked.elapsed() >= Duration::from_millis(700));
+    assert_eq!(opcode(&p), ERROR);
+    assert_eq!(&p[4..], b"server busy\0");
+    let e = server.event_for("b.efi").await;
+    assert_eq!(e.outcome, Err("too many transfers in progress".into()));
+    assert_eq!(server.counters.tftp_busy.load(Ordering::Relaxed), 1);
+    assert_eq!(server.counters.tftp_waiting.load(Ordering::Relaxed), 0);
+    // As `/metrics` and `stormboot stats` show it.
+    let (metrics, table) = crate::stats::exported_services(server.counters.snapshot());
+    for line in [
+        "stormboot_tftp_busy_total 1",
+        "stormboot_tftp_transfers_in_flight 1",
+        "stormboot_tftp_requests_waiting 0",
+    ] {
+        assert!(
+            metrics.contains(&format!("\n{line}\n")),
+            "{line}: {metrics}"
+        );
+    }
+    assert!(
+        table.contains("TFTP now 1 running, 0 waiting, 1 refused busy"),
+        "{table}"
+    );
+
+    // C waits too, and is served as soon as A is done.
+    let c = client().await;
+    c.send_to(&request(RRQ, "b.efi", &[]), server.addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.send_to(&ack(1), a_tid).await.unwrap();
+    let e = server.event_for("a.efi").await;
+    assert_eq!((e.bytes, e.outcome), (100, Ok(())));
+    let mut data = Vec::new();
+    loop {
+        let (p, tid) = recv(&c).await;
+        assert_eq!(opcode(&p), DATA, "{p:?}");
+        data.extend_from_slice(&p[4..]);
+        c.send_to(&ack(u16::from_be_bytes([p[2], p[3]])), tid)
+            .await
+            .unwrap();
+        if p.len() - 4 < 512 {
+            break;
+        }
+    }
+    assert!(data == server.file("b.efi"));
+    let e = server.event_for("b.efi").await;
+    assert_eq!((e.bytes, e.outcome), (3000, Ok(())));
+    assert_eq!(server.counters.tftp_busy.load(Ordering::Relaxed), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_file_read_once_and_reread_when_changed() {
+    let mut server = Server::start(&[("ipxe.efi", 300_000)], 1468, 256).await;
+    let out = tempfile::tempdir().unwrap();
+    let fetches: Vec<_> = (0..40)
+        .map(|i| {
+            let dest = out.path().join(format!("{i}"));
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let code = curl(addr, "ipxe.efi", &["--tftp-blksize", "1468"], &dest).await;
+                (code, std::fs::read(&dest).unwrap_or_default())
+            })
+        })
+        .collect();
+    let want = server.file("ipxe.efi");
+    for f in fetches {
+        let (code, got) = f.await.unwrap();
+        assert_eq!(code, Some(0));
+        assert!(got == want, "content differs");
+    }
+    for _ in 0..40 {
+        assert_eq!(server.event_for("ipxe.efi").await.outcome, Ok(()));
+    }
+    let c = &server.counters;
+    assert_eq!(c.file_cache_misses.load(Ordering::Relaxed), 1, "read once");
+    assert_eq!(c.file_cache_hits.load(Ordering::Relaxed), 39);
+    assert_eq!(c.file_cache_bytes.load(Ordering::Relaxed), 300_000);
+
+    // Replaced with a same-sized file a clock tick later: served new.
+    std::thread::sleep(Duration::from_millis(30));
+    let new = content(300_000, 99);
+    std::fs::write(server.root.path().join("ipxe.efi"), &new).unwrap();
+    let dest = out.path().join("after");
+    assert_eq!(curl(server.addr, "ipxe.efi", &[], &dest).await, Some(0));
+    assert!(std::fs::read(&dest).unwrap() == new, "stale copy served");
+    assert_eq!(c.file_cache_misses.load(Ordering::Relaxed), 2);
+    assert_eq!(c.file_cache_bytes.load(Ordering::Relaxed), 300_000);
     server.stop().await;
 }
