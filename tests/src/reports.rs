@@ -92,6 +92,69 @@ impl ChainReport {
         self.machines > 0 && self.booted == self.machines
     }
 
+    /// The report as the aligned table the lab prints.
+    pub fn table(&self) -> String {
+        let r = self;
+        use std::fmt::Write as _;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "  booted {} / {} in {:.2} s (first DISCOVER to last initrd); failed {}",
+            r.booted,
+            r.machines,
+            r.elapsed_ms / 1e3,
+            r.failed
+        );
+        for k in &r.kinds {
+            let _ = writeln!(t, "    {:<10} {} / {}", k.kind, k.booted, k.machines);
+        }
+        let _ = writeln!(
+            t,
+            "  {:<14} {:>6} {:>10} {:>10} {:>10} {:>10}",
+            "phase", "done", "p50 ms", "p95 ms", "p99 ms", "max ms"
+        );
+        for p in &r.phases {
+            let _ = writeln!(
+                t,
+                "  {:<14} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                p.phase, p.done, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms
+            );
+        }
+        for f in &r.failures {
+            let _ = writeln!(
+                t,
+                "  failed in {}: {} (e.g. {})",
+                f.phase, f.machines, f.example
+            );
+        }
+        for (name, x) in [
+            ("TFTP boot files", &r.tftp),
+            ("HTTP boot files", &r.http_boot),
+            ("HTTP scripts+images", &r.artifacts),
+        ] {
+            let _ = writeln!(
+                t,
+                "  {name:<20} {:>6} files {:>12} bytes {:>8.1} MB/s",
+                x.files, x.bytes, x.mb_per_s
+            );
+        }
+        let _ = writeln!(
+            t,
+            "  retries: DHCP {}, TFTP {}",
+            r.dhcp_resent, r.tftp_retries
+        );
+        if let Some(s) = &r.server {
+            let _ = writeln!(
+                t,
+                "  server: CPU {:.2} s, RSS peak {} MB (end {} MB)",
+                s.cpu_s,
+                s.rss_peak_kb / 1024,
+                s.rss_end_kb / 1024
+            );
+        }
+        t
+    }
+
     /// The statistics of `phase`, if any machine finished it.
     pub fn phase(&self, phase: &str) -> Option<&PhaseStat> {
         self.phases.iter().find(|p| p.phase == phase)

@@ -1,7 +1,9 @@
 //! `cargo xtask lab`: a small rack in network namespaces. stormboot runs
 //! with XDP on the server side; N simulated machines with reservations boot
-//! at once from the client side, then one real dhclient; a table says who
-//! answered, what was lost and how fast it went.
+//! at once from the client side (DHCP alone), then one real dhclient, then
+//! the same machines through the whole boot chain (DHCP, the iPXE binary
+//! over TFTP or HTTP, iPXE's DHCP, its script, the kernel and the initrd);
+//! tables say who answered, what was lost and how fast each phase went.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -10,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bench::reports::{self, StormReport};
+use crate::bench::reports::{self, ChainReport, StormReport};
 use anyhow::{bail, Context, Result};
+use stormboot_testbed::bootlab::{self, BootFiles};
 use stormboot_testbed::labconfig::{LabConfig, Machines};
 use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF};
 
@@ -40,6 +43,12 @@ pub struct LabArgs {
     /// Keep the lab's files (config, logs) in this directory.
     #[arg(long, default_value = "target/lab")]
     dir: PathBuf,
+    /// Size of the kernel the boot chain downloads, MB.
+    #[arg(long, default_value_t = 8)]
+    kernel_mb: u64,
+    /// Size of the initrd the boot chain downloads, MB.
+    #[arg(long, default_value_t = 32)]
+    initrd_mb: u64,
 }
 
 pub fn run(args: &LabArgs) -> Result<()> {
@@ -66,7 +75,13 @@ pub fn run(args: &LabArgs) -> Result<()> {
     eprintln!("lab: binaries {} and {}", bin.display(), lab.display());
 
     let mut bed = Testbed::new("lab", Some(DHCLIENT_MAC))?;
-    let config = write_config(&dir, args.machines)?;
+    let files = BootFiles::prepare(
+        &dir.join("files"),
+        args.kernel_mb << 20,
+        args.initrd_mb << 20,
+    )?;
+    bed.route_machines()?;
+    let config = write_config(&dir, args.machines, &files)?;
     let rack = machines(args.machines);
     let log = std::fs::File::create(dir.join("stormboot.log"))?;
     // The pass program goes on first: a veth delivers driver-mode XDP_TX
@@ -151,9 +166,34 @@ pub fn run(args: &LabArgs) -> Result<()> {
     check(&interrupted)?;
 
     let s = stats(&bed).context("reading the daemon's counters")?;
+    let chain = if args.machines <= bootlab::MAX_MACHINES {
+        eprintln!(
+            "lab: the boot chain for {} machines ({} MB kernel, {} MB initrd)",
+            args.machines, args.kernel_mb, args.initrd_mb
+        );
+        Some(chain(&bed, &lab, &rack, daemon)?)
+    } else {
+        eprintln!(
+            "lab: no boot chain: it routes at most {} machines",
+            bootlab::MAX_MACHINES
+        );
+        None
+    };
+    check(&interrupted)?;
     let status = bed.stop(daemon)?;
     drop(bed);
-    let table = table(args, &report, &s, dh_bound, dh_time);
+    let mut table = table(args, &report, &s, dh_bound, dh_time);
+    if let Some(c) = &chain {
+        let _ = writeln!(
+            table,
+            "\nboot chain: {} machines, the same daemon, {} MB kernel and {} MB initrd \
+             over HTTP\n{}",
+            c.machines,
+            args.kernel_mb,
+            args.initrd_mb,
+            c.table()
+        );
+    }
     println!("{table}");
     std::fs::write(dir.join("report.txt"), &table)?;
     eprintln!(
@@ -162,6 +202,9 @@ pub fn run(args: &LabArgs) -> Result<()> {
     );
     if !status.success() {
         bail!("stormboot exited with {status}");
+    }
+    if chain.as_ref().is_some_and(|c| !c.all_booted()) {
+        bail!("not every machine went through the boot chain: see the table above");
     }
     if report.bound != args.machines || !dh_bound {
         bail!(
@@ -180,13 +223,34 @@ fn check(interrupted: &AtomicBool) -> Result<()> {
 }
 
 /// The lab's configuration: a /16 so thousands of reservations fit, the
-/// storm's machines in a CSV file, dhclient's inline.
-fn write_config(dir: &Path, count: u32) -> Result<PathBuf> {
-    let mut c = LabConfig::new(machines(count), "10.50.0.0/16");
+/// storm's machines in a CSV file, dhclient's inline, and the boot
+/// chain's files and profile.
+fn write_config(dir: &Path, count: u32, files: &BootFiles) -> Result<PathBuf> {
+    let mut c = LabConfig::new(machines(count), bootlab::CHAIN_SUBNET);
     c.sections = format!(
-        "[[reservation]]\nmac = \"{DHCLIENT_MAC}\"\nip = \"{DHCLIENT_IP}\"\nhostname = \"dhclient\"\n"
+        "[[reservation]]\nmac = \"{DHCLIENT_MAC}\"\nip = \"{DHCLIENT_IP}\"\nhostname = \"dhclient\"\n\n{}",
+        files.stormboot_sections()
     );
     c.write(dir)
+}
+
+/// The storm's machines through the whole boot chain, the daemon's CPU
+/// time and memory beside.
+fn chain(bed: &Testbed, lab: &Path, rack: &Machines, daemon: u32) -> Result<ChainReport> {
+    let mut c = std::process::Command::new(lab);
+    c.args(["--log", "warn", "chain", "--json", "--interface", CLIENT_IF]);
+    c.args([
+        "--count",
+        &rack.count.to_string(),
+        "--first-mac",
+        &rack.mac(0),
+    ]);
+    c.args(["--expect-first-ip", &rack.ip(0).to_string()]);
+    c.args(["--server-pid", &daemon.to_string()]);
+    let out = bed
+        .run(Side::Client, c)
+        .context("the boot-chain client failed")?;
+    reports::decode("the boot-chain client", &out.stdout)
 }
 
 fn table(

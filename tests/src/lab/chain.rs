@@ -694,68 +694,6 @@ fn summarize(machines: &[Machine], start: Instant, end: Instant) -> ChainReport 
     }
 }
 
-/// The report as the aligned table the lab prints.
-pub fn table(r: &ChainReport) -> String {
-    use std::fmt::Write as _;
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "  booted {} / {} in {:.2} s (first DISCOVER to last initrd); failed {}",
-        r.booted,
-        r.machines,
-        r.elapsed_ms / 1e3,
-        r.failed
-    );
-    for k in &r.kinds {
-        let _ = writeln!(t, "    {:<10} {} / {}", k.kind, k.booted, k.machines);
-    }
-    let _ = writeln!(
-        t,
-        "  {:<14} {:>6} {:>10} {:>10} {:>10} {:>10}",
-        "phase", "done", "p50 ms", "p95 ms", "p99 ms", "max ms"
-    );
-    for p in &r.phases {
-        let _ = writeln!(
-            t,
-            "  {:<14} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-            p.phase, p.done, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms
-        );
-    }
-    for f in &r.failures {
-        let _ = writeln!(
-            t,
-            "  failed in {}: {} (e.g. {})",
-            f.phase, f.machines, f.example
-        );
-    }
-    for (name, x) in [
-        ("TFTP boot files", &r.tftp),
-        ("HTTP boot files", &r.http_boot),
-        ("HTTP scripts+images", &r.artifacts),
-    ] {
-        let _ = writeln!(
-            t,
-            "  {name:<20} {:>6} files {:>12} bytes {:>8.1} MB/s",
-            x.files, x.bytes, x.mb_per_s
-        );
-    }
-    let _ = writeln!(
-        t,
-        "  retries: DHCP {}, TFTP {}",
-        r.dhcp_resent, r.tftp_retries
-    );
-    if let Some(s) = &r.server {
-        let _ = writeln!(
-            t,
-            "  server: CPU {:.2} s, RSS peak {} MB (end {} MB)",
-            s.cpu_s,
-            s.rss_peak_kb / 1024,
-            s.rss_end_kb / 1024
-        );
-    }
-    t
-}
-
 /// Prints the report on stdout, as a table or as JSON.
 pub fn print_report(r: &ChainReport, json: bool) {
     if json {
@@ -764,7 +702,7 @@ pub fn print_report(r: &ChainReport, json: bool) {
             Err(e) => eprintln!("cannot render report as JSON: {e}"),
         }
     } else {
-        print!("{}", table(r));
+        print!("{}", r.table());
     }
 }
 
@@ -856,6 +794,6 @@ mod tests {
         assert!(!r.all_booted());
         let http = r.kinds.iter().find(|k| k.kind == "uefi-http").unwrap();
         assert_eq!((http.machines, http.booted), (1, 0));
-        assert!(table(&r).contains("failed in boot file: 1"));
+        assert!(r.table().contains("failed in boot file: 1"));
     }
 }

@@ -3,7 +3,7 @@
 //! process's CPU time.
 
 pub use stormboot_testbed::reports::{
-    cpu_seconds, decode, ApiReport, ChainReport, OmapiReport, StormReport, XdpCase,
+    cpu_seconds, decode, ApiReport, ChainReport, OmapiReport, StormReport, XdpCase, CHAIN_PHASES,
 };
 
 /// CPU milliseconds per 1,000 exchanges; None when nothing was exchanged.
