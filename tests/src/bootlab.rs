@@ -20,12 +20,17 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::labconfig::{LabConfig, Machines};
-use crate::{wait_for, Side, Testbed, CLIENT_IF, SERVER_ADDR, SERVER_IF, SUBNET};
+use crate::{wait_for, Side, Testbed, CLIENT_IF, SERVER_ADDR, SERVER_IF};
 
-/// The machines' range: routed to sb0 on the server side and local on the
-/// client side. 1,024 addresses, which is also the kernel's default ceiling
-/// on neighbour entries (gc_thresh3) in the server namespace.
+/// The machines' range: local addresses on the client side, reached from
+/// the server through one address of the client end (`RACK_GATEWAY`), so
+/// the server keeps one neighbour entry, not one per machine: the kernel's
+/// neighbour table is shared by every namespace on the host, and its
+/// default ceiling (gc_thresh3, 1,024) would otherwise drop packets.
 pub const MACHINES_CIDR: &str = "10.50.4.0/22";
+/// The client end's own address, the next hop to every machine.
+pub const RACK_GATEWAY: &str = "10.50.0.250";
+/// The addresses in `MACHINES_CIDR`.
 pub const MAX_MACHINES: u32 = 1024;
 /// The subnet the servers hand out (the machines' range inside it).
 pub const CHAIN_SUBNET: &str = "10.50.0.0/16";
@@ -155,21 +160,32 @@ fn write_noise(path: &Path, size: u64) -> anyhow::Result<()> {
 }
 
 impl Testbed {
-    /// Routes the chain's machines: their range to sb0 on the server side,
-    /// and on the client side as local addresses (so a socket binds to any
-    /// machine's address and sbc0 answers ARP for each) with the server's
-    /// /24 on sbc0.
+    /// Routes the chain's machines: on the client side their range is
+    /// local (a socket binds to any machine's address) and sbc0 has
+    /// `RACK_GATEWAY`; the server reaches the range through it.
     pub fn route_machines(&self) -> anyhow::Result<()> {
+        let gateway = format!("{RACK_GATEWAY}/24");
         for (side, args) in [
             (
-                Side::Server,
-                vec!["route", "add", MACHINES_CIDR, "dev", SERVER_IF],
+                Side::Client,
+                vec!["addr", "add", &gateway, "dev", CLIENT_IF],
             ),
             (
                 Side::Client,
                 vec!["route", "add", "local", MACHINES_CIDR, "dev", "lo"],
             ),
-            (Side::Client, vec!["route", "add", SUBNET, "dev", CLIENT_IF]),
+            (
+                Side::Server,
+                vec![
+                    "route",
+                    "add",
+                    MACHINES_CIDR,
+                    "via",
+                    RACK_GATEWAY,
+                    "dev",
+                    SERVER_IF,
+                ],
+            ),
         ] {
             let mut ip = Command::new("ip");
             ip.args(&args);

@@ -9,7 +9,8 @@
 //! every machine's task hands its exchanges to. Once bound, a machine's
 //! TFTP and HTTP sockets are bound to its own leased address: the client
 //! namespace routes the machines' range as local (`ip route add local`),
-//! so one interface answers ARP for every machine, as a rack's NICs would.
+//! and the server reaches it through the client end's address
+//! (`bootlab::Testbed::route_machines`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -245,11 +246,7 @@ impl Shared {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job = Job {
             mac,
-            // iPXE and PXE ROMs set the broadcast flag. It matters here too:
-            // a server that unicasts an OFFER to an address the machine
-            // does not have yet writes the machine's MAC into its ARP
-            // table, and the one interface that plays every machine would
-            // then not receive its TFTP and HTTP traffic.
+            // iPXE and PXE ROMs set the broadcast flag.
             broadcast: true,
             options,
             done: tx,

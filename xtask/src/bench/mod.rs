@@ -161,7 +161,7 @@ impl Settings {
                 machines: 1000,
                 kernel_bytes: 8 << 20,
                 initrd_bytes: 32 << 20,
-                deadline_s: 170,
+                deadline_s: 600,
             },
         })
     }
