@@ -763,6 +763,10 @@ pub fn serve(
         "window and tries must be at least 1"
     );
     let sock = RawSocket::open(interface, libc::ETH_P_ALL as u16, true)?;
+    // The machines' TFTP and HTTP cross the same interface, gigabytes of
+    // it: copying every frame up to this socket would starve the engine
+    // and drop the replies it waits for.
+    sock.filter_udp_ports(CLIENT_PORT, CLIENT_PORT)?;
     let mut storm = Storm::new(sock, Vec::new(), retry, None);
     storm.drive(deadline, Some(&jobs))?;
     Ok(storm.report(Instant::now()))
