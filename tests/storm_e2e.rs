@@ -22,7 +22,6 @@ fn chain(server: BootServer) -> ChainReport {
     let files = BootFiles::prepare(&scratch.path("files"), 64 * 1024, 256 * 1024).unwrap();
     let lab = binary("stormboot-lab");
     let mut bed = Testbed::new(&format!("chain-{}", server.key()), None).unwrap();
-    bed.attach_client_pass(&lab).unwrap();
     bed.route_machines().unwrap();
     let work = scratch.path("server");
     let pids = server

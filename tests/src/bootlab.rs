@@ -284,7 +284,12 @@ impl BootServer {
                 let mut c = LabConfig::new(machines(count), CHAIN_SUBNET);
                 c.sections = files.stormboot_sections();
                 let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-                c.server = format!("bpffs_dir = \"/sys/fs/bpf/stormboot-chain{tag}\"\n");
+                // skb mode: with driver mode a veth hands every frame to a
+                // peer running XDP through a 256-frame ring, which the
+                // downloads fill, losing the DHCP and TFTP datagrams in it.
+                c.server = format!(
+                    "bpffs_dir = \"/sys/fs/bpf/stormboot-chain{tag}\"\nxdp_mode = \"skb\"\n"
+                );
                 let config = c.write(work)?;
                 let args = vec![
                     "--log".into(),

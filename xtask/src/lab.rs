@@ -89,31 +89,35 @@ pub fn run(args: &LabArgs) -> Result<()> {
     // The pass program goes on first: a veth delivers driver-mode XDP_TX
     // only to a peer that runs XDP, and the daemon, finding none, would
     // attach in skb mode.
-    bed.attach_client_pass(&lab)?;
+    let pass = bed.attach_client_pass(&lab)?;
     check(&interrupted)?;
-    let mut serve = std::process::Command::new(&bin);
-    serve
-        .args(["serve", "--xdp-mode", &args.xdp_mode, "--config"])
-        .arg(&config)
-        .stderr(log);
-    let daemon = bed.spawn(Side::Server, serve)?;
     let stats = |bed: &Testbed| -> Option<serde_json::Value> {
         let mut c = std::process::Command::new(&bin);
         c.args(["stats", "--json", "--config"]).arg(&config);
         let out = bed.run(Side::Server, c).ok()?;
         serde_json::from_slice(&out.stdout).ok()
     };
-    let up = wait_for(Duration::from_secs(15), || {
-        if interrupted.load(Ordering::SeqCst) {
-            return Some(false);
+    let serve = |bed: &mut Testbed, mode: &str, log: std::fs::File| -> Result<u32> {
+        let mut serve = std::process::Command::new(&bin);
+        serve
+            .args(["serve", "--xdp-mode", mode, "--config"])
+            .arg(&config)
+            .stderr(log);
+        let daemon = bed.spawn(Side::Server, serve)?;
+        let up = wait_for(Duration::from_secs(15), || {
+            if interrupted.load(Ordering::SeqCst) {
+                return Some(false);
+            }
+            stats(bed).map(|_| true)
+        });
+        check(&interrupted)?;
+        if up.is_none() {
+            let log = std::fs::read_to_string(dir.join("stormboot.log")).unwrap_or_default();
+            bail!("stormboot did not come up:\n{log}");
         }
-        stats(&bed).map(|_| true)
-    });
-    check(&interrupted)?;
-    if up.is_none() {
-        let log = std::fs::read_to_string(dir.join("stormboot.log")).unwrap_or_default();
-        bail!("stormboot did not come up:\n{log}");
-    }
+        Ok(daemon)
+    };
+    let daemon = serve(&mut bed, &args.xdp_mode, log)?;
 
     eprintln!("lab: storm of {} machines", args.machines);
     let mut storm = std::process::Command::new(&lab);
@@ -168,12 +172,26 @@ pub fn run(args: &LabArgs) -> Result<()> {
     check(&interrupted)?;
 
     let s = stats(&bed).context("reading the daemon's counters")?;
+    let status = bed.stop(daemon)?;
     let chain = if args.machines <= bootlab::MAX_MACHINES {
+        // The chain's downloads would overflow the 256-frame ring through
+        // which a veth hands frames to a peer running XDP, and the DHCP and
+        // TFTP datagrams in it would be lost with the TCP: the daemon runs
+        // again in skb mode (the program answers from the stack's path) and
+        // the pass-only program goes.
+        bed.stop(pass)?;
+        let log = std::fs::File::create(dir.join("stormboot-chain.log"))?;
+        let daemon = serve(&mut bed, "skb", log)?;
         eprintln!(
-            "lab: the boot chain for {} machines ({} MB kernel, {} MB initrd)",
+            "lab: the boot chain for {} machines ({} MB kernel, {} MB initrd), XDP in skb mode",
             args.machines, args.kernel_mb, args.initrd_mb
         );
-        Some(chain(&bed, &lab, &rack, daemon)?)
+        let report = chain(&bed, &lab, &rack, daemon);
+        let stopped = bed.stop(daemon)?;
+        if !stopped.success() {
+            bail!("stormboot (the chain's) exited with {stopped}");
+        }
+        Some(report?)
     } else {
         eprintln!(
             "lab: no boot chain: it routes at most {} machines",
@@ -182,14 +200,13 @@ pub fn run(args: &LabArgs) -> Result<()> {
         None
     };
     check(&interrupted)?;
-    let status = bed.stop(daemon)?;
     drop(bed);
     let mut table = table(args, &report, &s, dh_bound, dh_time);
     if let Some(c) = &chain {
         let _ = writeln!(
             table,
-            "\nboot chain: {} machines, the same daemon, {} MB kernel and {} MB initrd \
-             over HTTP\n{}",
+            "\nboot chain: {} machines, the daemon again with XDP in skb mode, {} MB kernel \
+             and {} MB initrd over HTTP\n{}",
             c.machines,
             args.kernel_mb,
             args.initrd_mb,

@@ -58,7 +58,6 @@ fn one(
     let work = dir.join(format!("e2e-{}", server.key()));
     let _ = std::fs::remove_dir_all(&work);
     let mut bed = Testbed::new("e2e", None)?;
-    bed.attach_client_pass(&bins.lab)?;
     bed.route_machines()?;
     eprintln!("bench: storm-e2e: {}: starting", server.name());
     let pids = server.start(
