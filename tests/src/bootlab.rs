@@ -5,8 +5,9 @@
 //! and its own TFTP) with nginx; Kea 2.2 with tftpd-hpa and nginx. `cargo
 //! xtask lab`, the bench's `storm-e2e` and tests/storm_e2e.rs use it.
 //!
-//! Every server gets the same reservations (machine i: MAC 02:00:00:00:00:00
-//! + i, address 10.50.4.0 + i), the same files and the same rule: BIOS PXE
+//! Every server gets the same reservations (machine i: MAC
+//! 02:00:00:00:00:00 plus i, address 10.50.4.0 plus i), the same files and
+//! the same rule: BIOS PXE
 //! gets undionly.kpxe over TFTP, UEFI PXE ipxe.efi over TFTP, UEFI HTTP boot
 //! http://10.50.0.1/ipxe.efi, and iPXE (user class "iPXE") its script,
 //! which names the kernel and the initrd under /artifacts/.

@@ -121,8 +121,9 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
         t,
         "{} machines (BIOS PXE, UEFI PXE, UEFI HTTP boot in turn), {:.0} MB kernel and \
          {:.0} MB initrd, servers on CPU {SERVER_CPU}, the chain client on CPU {CLIENT_CPU}; \
-         \"vs best peer\" is the best peer's time over this one's, or this one's \
-         throughput over the best peer's.\n",
+         \"vs best peer\" is the best peer's time over this one's (peers that booted \
+         every machine only), or this one's throughput over the best peer's. A time in \
+         parentheses is when the last machine that did boot was done.\n",
         size.machines,
         size.kernel_bytes as f64 / 1048576.0,
         size.initrd_bytes as f64 / 1048576.0
@@ -161,13 +162,19 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
                 format!("{}", s.rss_peak_kb / 1024),
             )
         });
+        // A run where some machines failed still says when its last
+        // booted machine was done, marked so; it is never a ratio.
+        let shown = time.map_or_else(
+            || format!("({:.2} for {})", r.elapsed_ms / 1e3, r.booted),
+            |s| format!("{s:.2}"),
+        );
         let _ = writeln!(
             t,
             "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.server.name(),
             r.booted,
             r.machines,
-            time.map_or("-".into(), |s| format!("{s:.2}")),
+            shown,
             vs_time,
             r.failed,
             r.dhcp_resent,
@@ -266,6 +273,6 @@ mod tests {
         assert!(line.contains("| 2.00 | 4.00x |"), "{line}");
         assert!(line.contains("| 90.0 | 3.00x |"), "{line}");
         let kea = md.lines().find(|l| l.starts_with("| Kea")).unwrap();
-        assert!(kea.contains("9 / 10 | - |"), "{kea}");
+        assert!(kea.contains("9 / 10 | (1.00 for 9) | - |"), "{kea}");
     }
 }
