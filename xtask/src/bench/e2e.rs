@@ -115,18 +115,27 @@ fn best(rows: &[Row], f: impl Fn(&ChainReport) -> Option<f64>, min: bool) -> Opt
     }
 }
 
+/// "8 MB" or "64 KB" (binary units, as the sizes are given).
+fn bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{} MB", n >> 20)
+    } else {
+        format!("{} KB", n >> 10)
+    }
+}
+
 pub fn markdown(rows: &[Row], size: &Size) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{} machines (BIOS PXE, UEFI PXE, UEFI HTTP boot in turn), {:.0} MB kernel and \
-         {:.0} MB initrd, servers on CPU {SERVER_CPU}, the chain client on CPU {CLIENT_CPU}; \
+        "{} machines (BIOS PXE, UEFI PXE, UEFI HTTP boot in turn), {} kernel and \
+         {} initrd, servers on CPU {SERVER_CPU}, the chain client on CPU {CLIENT_CPU}; \
          \"vs best peer\" is the best peer's time over this one's (peers that booted \
          every machine only), or this one's throughput over the best peer's. A time in \
          parentheses is when the last machine that did boot was done.\n",
         size.machines,
-        size.kernel_bytes as f64 / 1048576.0,
-        size.initrd_bytes as f64 / 1048576.0
+        bytes(size.kernel_bytes),
+        bytes(size.initrd_bytes)
     );
     let _ = writeln!(
         t,
@@ -269,6 +278,9 @@ mod tests {
             deadline_s: 60,
         };
         let md = markdown(&rows, &size);
+        assert!(md.starts_with("10 machines"), "{md}");
+        assert!(md.contains("1 MB kernel and 4 MB initrd"), "{md}");
+        assert_eq!(bytes(64 << 10), "64 KB");
         let line = md.lines().find(|l| l.starts_with("| stormboot")).unwrap();
         assert!(line.contains("| 2.00 | 4.00x |"), "{line}");
         assert!(line.contains("| 90.0 | 3.00x |"), "{line}");
