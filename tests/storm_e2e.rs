@@ -37,8 +37,8 @@ fn chain(server: BootServer) -> ChainReport {
         &machines.mac(0),
     ]);
     c.args(["--expect-first-ip", &machines.ip(0).to_string()]);
-    // One retransmission's worth of slack per phase at most; a working
-    // run takes a few seconds.
+    // Room for a few DHCP and TFTP retransmissions; a working run takes
+    // a few seconds.
     c.args(["--deadline-s", "60"]);
     for p in &pids {
         c.args(["--server-pid", &p.to_string()]);
@@ -60,8 +60,9 @@ fn chain(server: BootServer) -> ChainReport {
         report.machines,
         report.failures
     );
-    // Every phase was gone through by every machine, each firmware kind
-    // had its machines, and the files arrived whole.
+    // Every phase was gone through by every machine, and each firmware
+    // kind had its machines. The client checks each file against its
+    // Content-Length or tsize; here the total covers the images at least.
     for phase in reports::CHAIN_PHASES {
         let done = report.phase(phase).map_or(0, |p| p.done);
         assert_eq!(done, MACHINES, "{}: phase {phase}", server.name());
