@@ -80,6 +80,7 @@ fn chain(server: BootServer) -> ChainReport {
         "the server's CPU and memory were read"
     );
     drop(bed);
+    bootlab::remove_pin_dir();
     report
 }
 

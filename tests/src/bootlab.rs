@@ -284,12 +284,12 @@ impl BootServer {
             BootServer::Stormboot => {
                 let mut c = LabConfig::new(machines(count), CHAIN_SUBNET);
                 c.sections = files.stormboot_sections();
-                let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
                 // skb mode: with driver mode a veth hands every frame to a
                 // peer running XDP through a 256-frame ring, which the
                 // downloads fill, losing the DHCP and TFTP datagrams in it.
                 c.server = format!(
-                    "bpffs_dir = \"/sys/fs/bpf/stormboot-chain{tag}\"\nxdp_mode = \"skb\"\n"
+                    "bpffs_dir = \"{}\"\nxdp_mode = \"skb\"\n",
+                    pin_dir().display()
                 );
                 let config = c.write(work)?;
                 let args = vec![
@@ -356,6 +356,19 @@ impl BootServer {
         }
         Ok(all)
     }
+}
+
+/// Where the chain's stormboot pins its program and maps (one per
+/// STORMBOOT_NS_TAG, so two checkouts' runs never share it).
+pub fn pin_dir() -> PathBuf {
+    let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
+    PathBuf::from(format!("/sys/fs/bpf/stormboot-chain{tag}"))
+}
+
+/// Removes the pin directory once the daemon that used it is gone (it
+/// leaves it empty behind it); a directory still holding pins stays.
+pub fn remove_pin_dir() {
+    let _ = std::fs::remove_dir(pin_dir());
 }
 
 type Spawn<'a> = dyn Fn(&mut Testbed, &str, &Path, Vec<String>) -> anyhow::Result<u32> + 'a;

@@ -84,10 +84,13 @@ fn one(
     for p in &pids {
         c.args(["--server-pid", &p.to_string()]);
     }
-    let out = bed
-        .run(Side::Client, c)
-        .context("the boot-chain client failed")?;
-    reports::decode("the boot-chain client", &out.stdout)
+    let out = bed.run(Side::Client, c);
+    drop(bed);
+    bootlab::remove_pin_dir();
+    reports::decode(
+        "the boot-chain client",
+        &out.context("the boot-chain client failed")?.stdout,
+    )
 }
 
 /// `value / best peer`, or "-" without a peer figure.
