@@ -1,5 +1,6 @@
 //! The lab (`lab`: the storm client, the benchmarks, the fuzz glue and the
-//! `stormboot-lab` binary; `reports`: what they print) and the
+//! `stormboot-lab` binary; `reports`: what they print; `bootlab`: the boot
+//! chain's files and servers) and the
 //! network-namespace testbed shared by `cargo xtask lab` and the
 //! end-to-end tests: a server and a client namespace joined by one veth pair,
 //! and the processes started in them, all torn down on drop.
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod bootlab;
 pub mod daemon;
 #[cfg(feature = "lab")]
 pub mod lab;

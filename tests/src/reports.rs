@@ -41,6 +41,209 @@ impl StormReport {
     }
 }
 
+/// The boot chain's phases, in the order a machine goes through them;
+/// "whole chain" is first DISCOVER to the last file.
+pub const CHAIN_PHASES: [&str; 7] = [
+    "dhcp",
+    "boot file",
+    "dhcp (iPXE)",
+    "script",
+    "kernel",
+    "initrd",
+    "whole chain",
+];
+
+/// `stormboot-lab chain --json`: machines through the whole boot chain
+/// (firmware DHCP, the boot file, iPXE's DHCP, its script, the kernel and
+/// initrd it names).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ChainReport {
+    pub machines: u32,
+    /// Machines that received every file their script names.
+    pub booted: u32,
+    pub failed: u32,
+    /// Machines and booted machines per firmware kind.
+    pub kinds: Vec<KindCount>,
+    /// First DISCOVER to the last file received (to the end of the run
+    /// when nothing booted).
+    pub elapsed_ms: f64,
+    /// Per phase, over the machines that finished it: "dhcp", "boot file",
+    /// "dhcp (iPXE)", "script", "kernel", "initrd", and "whole chain"
+    /// (first DISCOVER to the last file).
+    pub phases: Vec<PhaseStat>,
+    /// Failed machines by the phase they failed in, with one reason.
+    pub failures: Vec<Failure>,
+    /// DHCP messages sent again (timeouts and NAK restarts).
+    pub dhcp_resent: u64,
+    /// TFTP packets sent again after a timeout.
+    pub tftp_retries: u64,
+    /// Boot files over TFTP.
+    pub tftp: Transfers,
+    /// Boot files over HTTP (UEFI HTTP boot).
+    pub http_boot: Transfers,
+    /// Scripts, kernels and initrds over HTTP.
+    pub artifacts: Transfers,
+    /// The server processes named with --server-pid, sampled during the run.
+    pub server: Option<ServerUse>,
+}
+
+impl ChainReport {
+    pub fn all_booted(&self) -> bool {
+        self.machines > 0 && self.booted == self.machines
+    }
+
+    /// The report as the aligned table the lab prints.
+    pub fn table(&self) -> String {
+        let r = self;
+        use std::fmt::Write as _;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "  booted {} / {} in {:.2} s (first DISCOVER to last initrd); failed {}",
+            r.booted,
+            r.machines,
+            r.elapsed_ms / 1e3,
+            r.failed
+        );
+        for k in &r.kinds {
+            let _ = writeln!(t, "    {:<10} {} / {}", k.kind, k.booted, k.machines);
+        }
+        let _ = writeln!(
+            t,
+            "  {:<14} {:>6} {:>10} {:>10} {:>10} {:>10}",
+            "phase", "done", "p50 ms", "p95 ms", "p99 ms", "max ms"
+        );
+        for p in &r.phases {
+            let _ = writeln!(
+                t,
+                "  {:<14} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                p.phase, p.done, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms
+            );
+        }
+        for f in &r.failures {
+            let _ = writeln!(
+                t,
+                "  failed in {}: {} (e.g. {})",
+                f.phase, f.machines, f.example
+            );
+        }
+        for (name, x) in [
+            ("TFTP boot files", &r.tftp),
+            ("HTTP boot files", &r.http_boot),
+            ("HTTP scripts+images", &r.artifacts),
+        ] {
+            let _ = writeln!(
+                t,
+                "  {name:<20} {:>6} files {:>12} bytes {:>8.1} MB/s",
+                x.files, x.bytes, x.mb_per_s
+            );
+        }
+        let _ = writeln!(
+            t,
+            "  retries: DHCP {}, TFTP {}",
+            r.dhcp_resent, r.tftp_retries
+        );
+        if let Some(s) = &r.server {
+            let _ = writeln!(
+                t,
+                "  server: CPU {:.2} s, RSS peak {} MB (end {} MB)",
+                s.cpu_s,
+                s.rss_peak_kb / 1024,
+                s.rss_end_kb / 1024
+            );
+        }
+        t
+    }
+
+    /// The statistics of `phase`, if any machine finished it.
+    pub fn phase(&self, phase: &str) -> Option<&PhaseStat> {
+        self.phases.iter().find(|p| p.phase == phase)
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct KindCount {
+    /// "bios-pxe", "uefi-pxe" or "uefi-http".
+    pub kind: String,
+    pub machines: u32,
+    pub booted: u32,
+}
+
+/// Nearest-rank percentiles of one phase, milliseconds.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct PhaseStat {
+    pub phase: String,
+    /// Machines that finished the phase.
+    pub done: u32,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Failure {
+    pub phase: String,
+    pub machines: u32,
+    /// The first machine's error.
+    pub example: String,
+}
+
+/// Completed transfers of one kind.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Transfers {
+    pub files: u32,
+    pub bytes: u64,
+    /// From the first transfer's start to the last one's end.
+    pub seconds: f64,
+    /// `bytes` over `seconds`, MB (10^6 bytes) per second.
+    pub mb_per_s: f64,
+}
+
+/// What the server processes used while the machines booted.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ServerUse {
+    /// User plus system CPU time of every process named, all threads.
+    pub cpu_s: f64,
+    /// The largest sum of their VmRSS seen (sampled every 100 ms), kB.
+    pub rss_peak_kb: u64,
+    /// Their VmRSS sum when the run ended, kB.
+    pub rss_end_kb: u64,
+}
+
+/// User plus system CPU time of process `pid` (all its threads) so far,
+/// in seconds: fields 14 and 15 of /proc/PID/stat, in clock ticks.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let ticks = stat_ticks(&text).with_context(|| format!("parsing /proc/{pid}/stat: {text}"))?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    anyhow::ensure!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
+    Ok(ticks as f64 / hz as f64)
+}
+
+/// utime + stime of a /proc/PID/stat line. The command name (field 2) is
+/// in parentheses and may hold spaces or parentheses itself, so fields are
+/// counted from the last ')'.
+fn stat_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// VmRSS of process `pid` in kB, from /proc/PID/status.
+pub fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
 /// Percentiles of one kind of change, microseconds.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct Stat {
@@ -155,6 +358,18 @@ mod tests {
         v.as_object_mut().unwrap().remove("latency_p95_ms");
         let err = decode::<StormReport>("storm", v.to_string().as_bytes()).unwrap_err();
         assert!(format!("{err:#}").contains("latency_p95_ms"), "{err:#}");
+    }
+
+    #[test]
+    fn utime_and_stime_are_read_after_the_command_name() {
+        // A name with a space and a ')' of its own, as a thread may have.
+        let line = "4242 (kea dhcp4) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    250 37 0 0 20 0 3 0 123 456 789";
+        assert_eq!(stat_ticks(line), Some(287));
+        assert_eq!(stat_ticks("garbage"), None);
+        assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
+        assert!(rss_kb(std::process::id()).unwrap() > 0);
+        assert!(rss_kb(u32::MAX).is_err());
     }
 
     #[test]

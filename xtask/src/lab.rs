@@ -1,7 +1,9 @@
 //! `cargo xtask lab`: a small rack in network namespaces. stormboot runs
 //! with XDP on the server side; N simulated machines with reservations boot
-//! at once from the client side, then one real dhclient; a table says who
-//! answered, what was lost and how fast it went.
+//! at once from the client side (DHCP alone), then one real dhclient, then
+//! the same machines through the whole boot chain (DHCP, the iPXE binary
+//! over TFTP or HTTP, iPXE's DHCP, its script, the kernel and the initrd);
+//! tables say who answered, what was lost and how fast each phase went.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -10,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bench::reports::{self, StormReport};
+use crate::bench::reports::{self, ChainReport, StormReport};
 use anyhow::{bail, Context, Result};
+use stormboot_testbed::bootlab::{self, BootFiles};
 use stormboot_testbed::labconfig::{LabConfig, Machines};
 use stormboot_testbed::{wait_for, Side, Testbed, CLIENT_IF};
 
@@ -40,6 +43,14 @@ pub struct LabArgs {
     /// Keep the lab's files (config, logs) in this directory.
     #[arg(long, default_value = "target/lab")]
     dir: PathBuf,
+    /// Size of the kernel the boot chain downloads, MB (the bench's
+    /// storm-e2e uses 8 MB and 32 MB; a thousand machines of those are
+    /// 40 GB through one veth, minutes on a small machine).
+    #[arg(long, default_value_t = 2)]
+    kernel_mb: u64,
+    /// Size of the initrd the boot chain downloads, MB.
+    #[arg(long, default_value_t = 8)]
+    initrd_mb: u64,
 }
 
 pub fn run(args: &LabArgs) -> Result<()> {
@@ -66,37 +77,47 @@ pub fn run(args: &LabArgs) -> Result<()> {
     eprintln!("lab: binaries {} and {}", bin.display(), lab.display());
 
     let mut bed = Testbed::new("lab", Some(DHCLIENT_MAC))?;
-    let config = write_config(&dir, args.machines)?;
+    let files = BootFiles::prepare(
+        &dir.join("files"),
+        args.kernel_mb << 20,
+        args.initrd_mb << 20,
+    )?;
+    bed.route_machines()?;
+    let config = write_config(&dir, args.machines, &files)?;
     let rack = machines(args.machines);
     let log = std::fs::File::create(dir.join("stormboot.log"))?;
     // The pass program goes on first: a veth delivers driver-mode XDP_TX
     // only to a peer that runs XDP, and the daemon, finding none, would
     // attach in skb mode.
-    bed.attach_client_pass(&lab)?;
+    let pass = bed.attach_client_pass(&lab)?;
     check(&interrupted)?;
-    let mut serve = std::process::Command::new(&bin);
-    serve
-        .args(["serve", "--xdp-mode", &args.xdp_mode, "--config"])
-        .arg(&config)
-        .stderr(log);
-    let daemon = bed.spawn(Side::Server, serve)?;
     let stats = |bed: &Testbed| -> Option<serde_json::Value> {
         let mut c = std::process::Command::new(&bin);
         c.args(["stats", "--json", "--config"]).arg(&config);
         let out = bed.run(Side::Server, c).ok()?;
         serde_json::from_slice(&out.stdout).ok()
     };
-    let up = wait_for(Duration::from_secs(15), || {
-        if interrupted.load(Ordering::SeqCst) {
-            return Some(false);
+    let serve = |bed: &mut Testbed, mode: &str, log: std::fs::File| -> Result<u32> {
+        let mut serve = std::process::Command::new(&bin);
+        serve
+            .args(["serve", "--xdp-mode", mode, "--config"])
+            .arg(&config)
+            .stderr(log);
+        let daemon = bed.spawn(Side::Server, serve)?;
+        let up = wait_for(Duration::from_secs(15), || {
+            if interrupted.load(Ordering::SeqCst) {
+                return Some(false);
+            }
+            stats(bed).map(|_| true)
+        });
+        check(&interrupted)?;
+        if up.is_none() {
+            let log = std::fs::read_to_string(dir.join("stormboot.log")).unwrap_or_default();
+            bail!("stormboot did not come up:\n{log}");
         }
-        stats(&bed).map(|_| true)
-    });
-    check(&interrupted)?;
-    if up.is_none() {
-        let log = std::fs::read_to_string(dir.join("stormboot.log")).unwrap_or_default();
-        bail!("stormboot did not come up:\n{log}");
-    }
+        Ok(daemon)
+    };
+    let daemon = serve(&mut bed, &args.xdp_mode, log)?;
 
     eprintln!("lab: storm of {} machines", args.machines);
     let mut storm = std::process::Command::new(&lab);
@@ -152,8 +173,46 @@ pub fn run(args: &LabArgs) -> Result<()> {
 
     let s = stats(&bed).context("reading the daemon's counters")?;
     let status = bed.stop(daemon)?;
+    let chain = if args.machines <= bootlab::MAX_MACHINES {
+        // The chain's downloads would overflow the 256-frame ring through
+        // which a veth hands frames to a peer running XDP, and the DHCP and
+        // TFTP datagrams in it would be lost with the TCP: the daemon runs
+        // again in skb mode (the program answers from the stack's path) and
+        // the pass-only program goes.
+        bed.stop(pass)?;
+        let log = std::fs::File::create(dir.join("stormboot-chain.log"))?;
+        let daemon = serve(&mut bed, "skb", log)?;
+        eprintln!(
+            "lab: the boot chain for {} machines ({} MB kernel, {} MB initrd), XDP in skb mode",
+            args.machines, args.kernel_mb, args.initrd_mb
+        );
+        let report = chain(&bed, &lab, &rack, daemon);
+        let stopped = bed.stop(daemon)?;
+        if !stopped.success() {
+            bail!("stormboot (the chain's) exited with {stopped}");
+        }
+        Some(report?)
+    } else {
+        eprintln!(
+            "lab: no boot chain: it routes at most {} machines",
+            bootlab::MAX_MACHINES
+        );
+        None
+    };
+    check(&interrupted)?;
     drop(bed);
-    let table = table(args, &report, &s, dh_bound, dh_time);
+    let mut table = table(args, &report, &s, dh_bound, dh_time);
+    if let Some(c) = &chain {
+        let _ = writeln!(
+            table,
+            "\nboot chain: {} machines, the daemon again with XDP in skb mode, {} MB kernel \
+             and {} MB initrd over HTTP\n{}",
+            c.machines,
+            args.kernel_mb,
+            args.initrd_mb,
+            c.table()
+        );
+    }
     println!("{table}");
     std::fs::write(dir.join("report.txt"), &table)?;
     eprintln!(
@@ -162,6 +221,9 @@ pub fn run(args: &LabArgs) -> Result<()> {
     );
     if !status.success() {
         bail!("stormboot exited with {status}");
+    }
+    if chain.as_ref().is_some_and(|c| !c.all_booted()) {
+        bail!("not every machine went through the boot chain: see the table above");
     }
     if report.bound != args.machines || !dh_bound {
         bail!(
@@ -180,13 +242,34 @@ fn check(interrupted: &AtomicBool) -> Result<()> {
 }
 
 /// The lab's configuration: a /16 so thousands of reservations fit, the
-/// storm's machines in a CSV file, dhclient's inline.
-fn write_config(dir: &Path, count: u32) -> Result<PathBuf> {
-    let mut c = LabConfig::new(machines(count), "10.50.0.0/16");
+/// storm's machines in a CSV file, dhclient's inline, and the boot
+/// chain's files and profile.
+fn write_config(dir: &Path, count: u32, files: &BootFiles) -> Result<PathBuf> {
+    let mut c = LabConfig::new(machines(count), bootlab::CHAIN_SUBNET);
     c.sections = format!(
-        "[[reservation]]\nmac = \"{DHCLIENT_MAC}\"\nip = \"{DHCLIENT_IP}\"\nhostname = \"dhclient\"\n"
+        "[[reservation]]\nmac = \"{DHCLIENT_MAC}\"\nip = \"{DHCLIENT_IP}\"\nhostname = \"dhclient\"\n\n{}",
+        files.stormboot_sections()
     );
     c.write(dir)
+}
+
+/// The storm's machines through the whole boot chain, the daemon's CPU
+/// time and memory beside.
+fn chain(bed: &Testbed, lab: &Path, rack: &Machines, daemon: u32) -> Result<ChainReport> {
+    let mut c = std::process::Command::new(lab);
+    c.args(["--log", "warn", "chain", "--json", "--interface", CLIENT_IF]);
+    c.args([
+        "--count",
+        &rack.count.to_string(),
+        "--first-mac",
+        &rack.mac(0),
+    ]);
+    c.args(["--expect-first-ip", &rack.ip(0).to_string()]);
+    c.args(["--server-pid", &daemon.to_string()]);
+    let out = bed
+        .run(Side::Client, c)
+        .context("the boot-chain client failed")?;
+    reports::decode("the boot-chain client", &out.stdout)
 }
 
 fn table(

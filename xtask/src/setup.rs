@@ -72,6 +72,11 @@ const PACKAGES: &[&str] = &[
     "ipxe-qemu",
     "ovmf",
     "ipxe",
+    // the boot chain's peers (storm-e2e, tests/storm_e2e.rs): nginx for
+    // HTTP beside dnsmasq and Kea, tftpd-hpa beside Kea; run in the lab's
+    // namespaces with their own configuration, never as system services
+    "nginx",
+    "tftpd-hpa",
     // systemd-analyze checks the shipped unit
     "systemd",
     // the tests fetch scripts, files and /metrics as a machine would

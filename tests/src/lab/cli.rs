@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Simulate a boot storm: N machines doing DHCP from one interface.
     Storm(super::storm::StormArgs),
+    /// Boot N machines through the whole chain: DHCP, the boot file over
+    /// TFTP or HTTP, DHCP as iPXE, its script, the kernel and initrd.
+    Chain(super::chain::ChainArgs),
     /// Measure the XDP program's cost per packet (BPF_PROG_TEST_RUN; root).
     BenchXdp {
         /// Measured runs per case.
@@ -72,7 +75,14 @@ mod tests {
         Cli::command().debug_assert();
         assert_eq!(
             command_names(),
-            ["storm", "bench-xdp", "bench-api", "bench-omapi", "xdp-pass"]
+            [
+                "storm",
+                "chain",
+                "bench-xdp",
+                "bench-api",
+                "bench-omapi",
+                "xdp-pass"
+            ]
         );
     }
 }

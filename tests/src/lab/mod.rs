@@ -7,7 +7,10 @@
 //! - `fixtures`: the fixtures' configuration and machines, the one builder
 //!   of client requests and frames, the program loaded beside the
 //!   userspace server
-//! - `storm`: the boot-storm client
+//! - `storm`: the boot-storm client (DHCP), and the engine the chain's
+//!   machines get their leases from
+//! - `chain`: the whole boot chain for many machines at once
+//! - `tftpclient`: TFTP as boot firmware reads a file
 //! - `xdpbench`: the program's cost per packet under BPF_PROG_TEST_RUN
 //! - `mutate`: the fixtures' requests and a deterministic mutator of frames
 //! - `xdpdiff`: mutated frames through the program, checked against userspace
@@ -17,11 +20,13 @@
 //! - `cli`: the `stormboot-lab` command line
 
 pub mod apibench;
+pub mod chain;
 pub mod cli;
 pub mod fixtures;
 pub mod fuzz;
 pub mod mutate;
 pub mod omapibench;
 pub mod storm;
+pub mod tftpclient;
 pub mod xdpbench;
 pub mod xdpdiff;

@@ -125,7 +125,7 @@ impl BroadcastMode {
 
 /// `base + i` with the MAC read as a 48-bit big-endian integer; None past
 /// ff:ff:ff:ff:ff:ff.
-fn mac_add(base: [u8; 6], i: u32) -> Option<[u8; 6]> {
+pub(crate) fn mac_add(base: [u8; 6], i: u32) -> Option<[u8; 6]> {
     let mut wide = [0u8; 8];
     wide[2..].copy_from_slice(&base);
     let n = u64::from_be_bytes(wide).checked_add(u64::from(i))?;
@@ -150,7 +150,7 @@ fn retransmit_delay(timeout: Duration, jitter: Duration, sends: u32, unit: f64) 
 const MAX_BACKOFF: Duration = Duration::from_secs(64);
 
 /// Nearest-rank percentile (`p` in 0..=100) of an ascending slice; 0 when empty.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -158,8 +158,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The options and flags shared by DISCOVER and REQUEST.
-fn request_base(kind: MessageType, mac: [u8; 6], xid: u32, broadcast: bool) -> Message {
+/// The options and flags shared by DISCOVER and REQUEST; `extra` (a boot
+/// client's architecture, vendor and user class, its own request list)
+/// goes in last and replaces a default option of the same code.
+fn request_base(
+    kind: MessageType,
+    mac: [u8; 6],
+    xid: u32,
+    broadcast: bool,
+    extra: &[DhcpOption],
+) -> Message {
     let u = Ipv4Addr::UNSPECIFIED;
     let mut msg = Message::new_with_id(xid, u, u, u, u, &mac);
     msg.set_opcode(Opcode::BootRequest);
@@ -176,11 +184,14 @@ fn request_base(kind: MessageType, mac: [u8; 6], xid: u32, broadcast: bool) -> M
     client_id.push(1); // htype Ethernet, as RFC 2132 section 9.14 suggests
     client_id.extend_from_slice(&mac);
     opts.insert(DhcpOption::ClientIdentifier(client_id));
+    for o in extra {
+        opts.insert(o.clone());
+    }
     msg
 }
 
-fn discover(mac: [u8; 6], xid: u32, broadcast: bool) -> Message {
-    request_base(MessageType::Discover, mac, xid, broadcast)
+fn discover(mac: [u8; 6], xid: u32, broadcast: bool, extra: &[DhcpOption]) -> Message {
+    request_base(MessageType::Discover, mac, xid, broadcast, extra)
 }
 
 /// A REQUEST in SELECTING state (RFC 2131 section 4.3.2): ciaddr zero, the
@@ -191,8 +202,9 @@ fn request(
     broadcast: bool,
     offered: Ipv4Addr,
     server_id: Ipv4Addr,
+    extra: &[DhcpOption],
 ) -> Message {
-    let mut msg = request_base(MessageType::Request, mac, xid, broadcast);
+    let mut msg = request_base(MessageType::Request, mac, xid, broadcast, extra);
     msg.opts_mut()
         .insert(DhcpOption::RequestedIpAddress(offered));
     msg.opts_mut()
@@ -253,6 +265,83 @@ struct Machine {
     started: Option<Instant>,
     /// The frame to send again on timeout; dropped when the machine is done.
     last_frame: Vec<u8>,
+    /// Options added to its requests (a job's; none in a plain storm).
+    extra: Vec<DhcpOption>,
+    /// Messages it sent again, NAK restarts included.
+    resent: u32,
+    /// Who waits for its lease (a job's submitter).
+    notify: Option<tokio::sync::oneshot::Sender<Outcome>>,
+}
+
+impl Machine {
+    fn new(mac: [u8; 6], broadcast: bool, expected: Option<Ipv4Addr>) -> Machine {
+        Machine {
+            mac,
+            broadcast,
+            expected,
+            xid: 0,
+            phase: Phase::NotStarted,
+            tries: 0,
+            naks: 0,
+            timer_gen: 0,
+            started: None,
+            last_frame: Vec::new(),
+            extra: Vec::new(),
+            resent: 0,
+            notify: None,
+        }
+    }
+}
+
+/// One DHCP exchange asked of a running engine ([`serve`]): a MAC, the
+/// options its client sends, and where the outcome goes.
+pub struct Job {
+    pub mac: [u8; 6],
+    /// Whether its requests set the BOOTP broadcast flag.
+    pub broadcast: bool,
+    pub options: Vec<DhcpOption>,
+    pub done: tokio::sync::oneshot::Sender<Outcome>,
+}
+
+/// How a job ended: its ACK's fields, or None when it was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub lease: Option<Lease>,
+    /// Messages sent again after a timeout, and DISCOVERs restarted by a NAK.
+    pub resent: u32,
+}
+
+/// What a boot client takes from its ACK.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    /// Option 54.
+    pub server_id: Ipv4Addr,
+    /// siaddr: where a TFTP boot file is (firmware reads it there).
+    pub next_server: Ipv4Addr,
+    /// Option 67, else the BOOTP file field; None when both are empty.
+    pub file: Option<String>,
+}
+
+impl Lease {
+    fn of(msg: &Message, server_id: Ipv4Addr) -> Lease {
+        let text = |b: &[u8]| {
+            let t = String::from_utf8_lossy(b);
+            let t = t.trim_end_matches('\0').trim();
+            (!t.is_empty()).then(|| t.to_string())
+        };
+        let file = match msg.opts().get(OptionCode::BootfileName) {
+            Some(DhcpOption::BootfileName(b)) => text(b),
+            _ => None,
+        }
+        .or_else(|| msg.fname().and_then(text));
+        Lease {
+            ip: msg.yiaddr(),
+            server_id,
+            next_server: msg.siaddr(),
+            file,
+        }
+    }
 }
 
 /// Timer heap entry: (deadline, machine index, generation).
@@ -302,7 +391,7 @@ impl Flood {
         self.next = (self.next + 1) % self.macs;
         self.sent += 1;
         let xid = rand::thread_rng().gen();
-        request_frame(mac, &discover(mac, xid, false))
+        request_frame(mac, &discover(mac, xid, false, &[]))
     }
 }
 
@@ -367,7 +456,7 @@ impl Storm {
         m.phase = Phase::Selecting;
         m.tries = 1;
         m.started.get_or_insert(now);
-        let frame = request_frame(m.mac, &discover(m.mac, xid, m.broadcast))?;
+        let frame = request_frame(m.mac, &discover(m.mac, xid, m.broadcast, &m.extra))?;
         m.last_frame.clone_from(&frame);
         self.first_send.get_or_insert(now);
         self.transmit(frame)?;
@@ -385,12 +474,20 @@ impl Storm {
         Ok(())
     }
 
-    fn finish(&mut self, idx: u32, phase: Phase) {
+    fn finish(&mut self, idx: u32, phase: Phase, lease: Option<Lease>) {
         let m = &mut self.machines[idx as usize];
         self.by_xid.remove(&m.xid);
         m.phase = phase;
         m.timer_gen = m.timer_gen.wrapping_add(1);
         m.last_frame = Vec::new();
+        m.extra = Vec::new();
+        if let Some(tx) = m.notify.take() {
+            // A submitter that stopped waiting has nothing left to learn.
+            let _ = tx.send(Outcome {
+                lease,
+                resent: m.resent,
+            });
+        }
         self.in_flight -= 1;
         self.done += 1;
         match phase {
@@ -403,9 +500,16 @@ impl Storm {
     fn abandon(&mut self) {
         for idx in 0..self.machines.len() as u32 {
             match self.machines[idx as usize].phase {
-                Phase::Selecting | Phase::Requesting => self.finish(idx, Phase::Lost),
+                Phase::Selecting | Phase::Requesting => self.finish(idx, Phase::Lost, None),
                 Phase::NotStarted => {
-                    self.machines[idx as usize].phase = Phase::Lost;
+                    let m = &mut self.machines[idx as usize];
+                    m.phase = Phase::Lost;
+                    if let Some(tx) = m.notify.take() {
+                        let _ = tx.send(Outcome {
+                            lease: None,
+                            resent: 0,
+                        });
+                    }
                     self.done += 1;
                     self.lost += 1;
                 }
@@ -426,10 +530,11 @@ impl Storm {
                 continue;
             }
             if m.tries >= self.tries {
-                self.finish(idx, Phase::Lost);
+                self.finish(idx, Phase::Lost, None);
                 continue;
             }
             m.tries += 1;
+            m.resent += 1;
             let frame = m.last_frame.clone();
             self.retransmits += 1;
             self.transmit(frame)?;
@@ -483,7 +588,7 @@ impl Storm {
                 };
                 let frame = request_frame(
                     m.mac,
-                    &request(m.mac, m.xid, m.broadcast, offered, server_id),
+                    &request(m.mac, m.xid, m.broadcast, offered, server_id, &m.extra),
                 )?;
                 m.phase = Phase::Requesting;
                 m.tries = 1;
@@ -499,17 +604,23 @@ impl Storm {
                     self.latencies_ms
                         .push(now.duration_since(t0).as_secs_f64() * 1e3);
                 }
+                let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
+                    Some(DhcpOption::ServerIdentifier(id)) => *id,
+                    _ => parsed.addr.ip_src,
+                };
+                let lease = m.notify.is_some().then(|| Lease::of(&msg, server_id));
                 self.last_ack = Some(now);
-                self.finish(idx, Phase::Bound);
+                self.finish(idx, Phase::Bound, lease);
             }
             (Some(MessageType::Nak), Phase::Requesting) => {
                 self.naks += 1;
                 m.naks += 1;
                 // A server that NAKs every time must not keep the run alive.
                 if m.naks >= self.tries {
-                    self.finish(idx, Phase::Lost);
+                    self.finish(idx, Phase::Lost, None);
                 } else {
                     self.retransmits += 1;
+                    m.resent += 1;
                     let old = m.xid;
                     self.by_xid.remove(&old);
                     self.send_discover(idx, now)?;
@@ -600,83 +711,168 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         None
     };
     let machines = (0..args.count)
-        .map(|i| Machine {
-            mac: mac_add(first_mac, i).expect("range checked above"),
-            broadcast: mode.for_machine(i),
-            expected: args
-                .expect_first_ip
-                .map(|ip| Ipv4Addr::from(u32::from(ip) + i)),
-            xid: 0,
-            phase: Phase::NotStarted,
-            tries: 0,
-            naks: 0,
-            timer_gen: 0,
-            started: None,
-            last_frame: Vec::new(),
+        .map(|i| {
+            Machine::new(
+                mac_add(first_mac, i).expect("range checked above"),
+                mode.for_machine(i),
+                args.expect_first_ip
+                    .map(|ip| Ipv4Addr::from(u32::from(ip) + i)),
+            )
         })
         .collect();
-    let mut storm = Storm {
-        sock: RawSocket::open(&args.interface, libc::ETH_P_ALL as u16, true)?,
-        machines,
-        by_xid: HashMap::with_capacity(args.window.min(args.count) as usize * 2),
-        timers: BinaryHeap::new(),
-        backlog: VecDeque::new(),
+    let retry = Retry {
         timeout: Duration::from_millis(args.timeout_ms),
         jitter: Duration::from_millis(args.jitter_ms),
         tries: args.tries,
         window: args.window,
-        next: 0,
-        in_flight: 0,
-        done: 0,
-        first_send: None,
-        last_ack: None,
-        latencies_ms: Vec::with_capacity(args.count as usize),
-        bound: 0,
-        lost: 0,
-        naks: 0,
-        wrong_address: 0,
-        bad_checksum: 0,
-        retransmits: 0,
-        flood,
     };
-
-    let mut buf = vec![0u8; MAX_FRAME];
+    let sock = RawSocket::open(&args.interface, libc::ETH_P_ALL as u16, true)?;
+    let mut storm = Storm::new(sock, machines, &retry, flood);
     let deadline =
         (args.deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(args.deadline_ms));
-    while storm.done < args.count {
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            storm.abandon();
-            break;
-        }
-        storm.flush_backlog()?;
-        storm.expire_timers(now)?;
-        storm.launch(now)?;
-        if storm.done == args.count {
-            break;
-        }
-        let wait = if storm.backlog.is_empty() {
-            storm
-                .timers
-                .peek()
-                .map_or(Duration::from_millis(100), |Reverse((t, ..))| {
-                    t.saturating_duration_since(now)
-                })
-        } else {
-            // Buffer space comes back as the peer drains; there is no
-            // readiness event for ENOBUFS, so retry soon.
-            Duration::from_millis(1)
-        };
-        let wait = deadline.map_or(wait, |d| wait.min(d.saturating_duration_since(now)));
-        storm.sock.poll(wait)?;
-        for _ in 0..RECV_BATCH {
-            let Some(meta) = storm.sock.recv(&mut buf)? else {
-                break;
-            };
-            storm.on_frame(&mut buf, &meta, Instant::now())?;
+    storm.drive(deadline, None)?;
+    Ok(storm.report(Instant::now()))
+}
+
+/// How the engine retransmits, and how many exchanges it keeps in flight.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    /// The first wait; doubled for each send (RFC 2131 section 4.1).
+    pub timeout: Duration,
+    /// Each wait moves by up to this much either way.
+    pub jitter: Duration,
+    /// Sends per message before the exchange is lost.
+    pub tries: u32,
+    /// Exchanges in flight at once.
+    pub window: u32,
+}
+
+/// Runs the engine on `interface` for the jobs `jobs` brings, each
+/// answered on its own channel, until the sender side is dropped and every
+/// job has ended, or until `deadline` (every job in flight is then lost,
+/// later ones are refused); the report covers them all. The boot chain's
+/// machines ask for their two leases this way, from their own tasks.
+pub fn serve(
+    interface: &str,
+    retry: &Retry,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    deadline: Option<Instant>,
+) -> anyhow::Result<StormReport> {
+    ensure!(
+        retry.window > 0 && retry.tries > 0,
+        "window and tries must be at least 1"
+    );
+    let sock = RawSocket::open(interface, libc::ETH_P_ALL as u16, true)?;
+    // The machines' TFTP and HTTP cross the same interface, gigabytes of
+    // it: copying every frame up to this socket would starve the engine
+    // and drop the replies it waits for.
+    sock.filter_udp_ports(CLIENT_PORT, CLIENT_PORT)?;
+    let mut storm = Storm::new(sock, Vec::new(), retry, None);
+    storm.drive(deadline, Some(&jobs))?;
+    Ok(storm.report(Instant::now()))
+}
+
+/// How often the engine looks for new jobs while it has nothing else to
+/// wake it: a job waits at most this long before its DISCOVER leaves.
+const JOB_POLL: Duration = Duration::from_millis(1);
+
+impl Storm {
+    fn new(sock: RawSocket, machines: Vec<Machine>, retry: &Retry, flood: Option<Flood>) -> Storm {
+        let count = machines.len();
+        Storm {
+            sock,
+            machines,
+            by_xid: HashMap::with_capacity((retry.window as usize).min(count.max(1024)) * 2),
+            timers: BinaryHeap::new(),
+            backlog: VecDeque::new(),
+            timeout: retry.timeout,
+            jitter: retry.jitter,
+            tries: retry.tries,
+            window: retry.window,
+            next: 0,
+            in_flight: 0,
+            done: 0,
+            first_send: None,
+            last_ack: None,
+            latencies_ms: Vec::with_capacity(count),
+            bound: 0,
+            lost: 0,
+            naks: 0,
+            wrong_address: 0,
+            bad_checksum: 0,
+            retransmits: 0,
+            flood,
         }
     }
-    Ok(storm.report(Instant::now()))
+
+    /// Takes the jobs waiting in `jobs` as new machines; false once the
+    /// sender is gone.
+    fn take_jobs(&mut self, jobs: &std::sync::mpsc::Receiver<Job>) -> bool {
+        loop {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    let mut m = Machine::new(job.mac, job.broadcast, None);
+                    m.extra = job.options;
+                    m.notify = Some(job.done);
+                    self.machines.push(m);
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => return true,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Sends, receives and retransmits until every machine is bound or
+    /// lost (and, with `jobs`, no more can come), or until `deadline`.
+    fn drive(
+        &mut self,
+        deadline: Option<Instant>,
+        jobs: Option<&std::sync::mpsc::Receiver<Job>>,
+    ) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; MAX_FRAME];
+        let mut open = jobs.is_some();
+        loop {
+            if let Some(rx) = jobs.filter(|_| open) {
+                open = self.take_jobs(rx);
+            }
+            let total = self.machines.len() as u32;
+            if self.done == total && !open {
+                break;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                self.abandon();
+                break;
+            }
+            self.flush_backlog()?;
+            self.expire_timers(now)?;
+            self.launch(now)?;
+            if self.done == total && !open {
+                break;
+            }
+            let wait = if self.backlog.is_empty() {
+                self.timers
+                    .peek()
+                    .map_or(Duration::from_millis(100), |Reverse((t, ..))| {
+                        t.saturating_duration_since(now)
+                    })
+            } else {
+                // Buffer space comes back as the peer drains; there is no
+                // readiness event for ENOBUFS, so retry soon.
+                Duration::from_millis(1)
+            };
+            let wait = deadline.map_or(wait, |d| wait.min(d.saturating_duration_since(now)));
+            let wait = if open { wait.min(JOB_POLL) } else { wait };
+            self.sock.poll(wait)?;
+            for _ in 0..RECV_BATCH {
+                let Some(meta) = self.sock.recv(&mut buf)? else {
+                    break;
+                };
+                self.on_frame(&mut buf, &meta, Instant::now())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Prints the report on stdout, as an aligned table or as JSON.
@@ -757,7 +953,7 @@ mod tests {
         let mac = [2, 0, 0, 0, 0x12, 0x34];
         for broadcast in [true, false] {
             let (addr, msg) =
-                decode(&request_frame(mac, &discover(mac, 0xdead_beef, broadcast)).unwrap());
+                decode(&request_frame(mac, &discover(mac, 0xdead_beef, broadcast, &[])).unwrap());
             common_checks(&addr, &msg, mac, 0xdead_beef);
             assert_eq!(msg.flags().broadcast(), broadcast);
             assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
@@ -772,7 +968,7 @@ mod tests {
         let offered = Ipv4Addr::new(10, 50, 0, 100);
         let server = Ipv4Addr::new(10, 50, 0, 1);
         for broadcast in [true, false] {
-            let msg = request(mac, 42, broadcast, offered, server);
+            let msg = request(mac, 42, broadcast, offered, server, &[]);
             let (addr, msg) = decode(&request_frame(mac, &msg).unwrap());
             common_checks(&addr, &msg, mac, 42);
             assert_eq!(msg.flags().broadcast(), broadcast);
@@ -872,7 +1068,7 @@ mod tests {
     #[test]
     fn only_udp_to_port_68_is_looked_at() {
         let mac = [2, 0, 0, 0, 0, 1];
-        let own = request_frame(mac, &discover(mac, 1, true)).unwrap();
+        let own = request_frame(mac, &discover(mac, 1, true, &[])).unwrap();
         assert_eq!(
             client_port_ip_offset(&own),
             None,

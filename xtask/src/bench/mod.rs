@@ -3,11 +3,14 @@
 //! one run, on the same lab, the same configuration and the same CPU
 //! pinning: a boot storm of known machines from the storm client, then
 //! perfdhcp ramps for reservations and for new pool leases; plus the XDP
-//! program alone (`stormboot-lab bench-xdp`) and the control plane at a million
-//! reservations. Tables and plots go to `target/bench/`.
+//! program alone (`stormboot-lab bench-xdp`), the control plane at a million
+//! reservations, and the whole boot storm end to end (`storm-e2e`: DHCP,
+//! TFTP/HTTP boot files, iPXE, kernels and initrds, beside dnsmasq + nginx
+//! and Kea + tftpd-hpa + nginx). Tables and plots go to `target/bench/`.
 
 mod apilatency;
 mod controlplane;
+mod e2e;
 mod omapi;
 mod perfdhcp;
 mod report;
@@ -50,7 +53,8 @@ pub struct BenchArgs {
     /// Only these parts, comma-separated: servers (stormboot-xdp,
     /// stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp), xdp (the
     /// program alone), control-plane, api (API to dataplane), omapi
-    /// (OMAPI creates per second and create to XDP).
+    /// (OMAPI creates per second and create to XDP), storm-e2e (the whole
+    /// boot chain beside dnsmasq + nginx and Kea + tftpd-hpa + nginx).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short run (tiny storm, one short step per scenario) that checks
@@ -84,6 +88,8 @@ struct Settings {
     api_load: u32,
     /// bench-omapi's size.
     omapi: omapi::Size,
+    /// storm-e2e's size.
+    e2e: e2e::Size,
 }
 
 #[derive(Clone, Copy)]
@@ -121,6 +127,12 @@ impl Settings {
                     hosts: 100,
                     cycles: 5,
                 },
+                e2e: e2e::Size {
+                    machines: 50,
+                    kernel_bytes: 64 << 10,
+                    initrd_bytes: 256 << 10,
+                    deadline_s: 60,
+                },
             });
         }
         Ok(Settings {
@@ -142,6 +154,14 @@ impl Settings {
                 reservations: 100_000,
                 hosts: 10_000,
                 cycles: 300,
+            },
+            // The rack: a thousand machines, an 8 MB kernel and a
+            // 32 MB initrd each.
+            e2e: e2e::Size {
+                machines: 1000,
+                kernel_bytes: 8 << 20,
+                initrd_bytes: 32 << 20,
+                deadline_s: 600,
             },
         })
     }
@@ -230,9 +250,9 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
     let part = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
     for o in &args.only {
         if !servers::ALL.iter().any(|s| s.key() == o)
-            && !["xdp", "control-plane", "api", "omapi"].contains(&o.as_str())
+            && !["xdp", "control-plane", "api", "omapi", "storm-e2e"].contains(&o.as_str())
         {
-            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi");
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e");
         }
     }
 
@@ -288,6 +308,16 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
 
+    let chain = if part("storm-e2e") {
+        eprintln!(
+            "bench: the whole boot storm, {} machines",
+            settings.e2e.machines
+        );
+        e2e::measure(&dir, bins, &settings.e2e)
+    } else {
+        Err(anyhow::anyhow!("not asked for (--only)"))
+    };
+
     let length = match settings.step {
         StepLength::Seconds(s) => format!("{s} s per rate"),
         StepLength::Exchanges(n) => format!("{n} exchanges per rate"),
@@ -311,6 +341,13 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
     let md = match &om {
         Ok(r) => format!("{md}\n## OMAPI\n\n{}", omapi::markdown(r, &settings.omapi)),
         Err(e) => format!("{md}\n## OMAPI\n\nnot measured: {e:#}\n"),
+    };
+    let md = match &chain {
+        Ok(rows) => format!(
+            "{md}\n## Boot storm, end to end\n\n{}",
+            e2e::markdown(rows, &settings.e2e)
+        ),
+        Err(e) => format!("{md}\n## Boot storm, end to end\n\nnot measured: {e:#}\n"),
     };
     println!("{md}");
     std::fs::write(dir.join("results.md"), &md)?;
@@ -363,6 +400,19 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         let r = om.context("the OMAPI benchmark")?;
         if r.visible.changes != u64::from(settings.omapi.cycles) {
             bail!("the OMAPI benchmark missed creates: {r:?}");
+        }
+        for row in chain.context("the boot storm, end to end")? {
+            match row.result {
+                Ok(r) if r.all_booted() => {}
+                Ok(r) => bail!(
+                    "storm-e2e: {}: {} of {} machines booted: {:?}",
+                    row.server.name(),
+                    r.booted,
+                    r.machines,
+                    r.failures
+                ),
+                Err(e) => bail!("storm-e2e: {}: {e}", row.server.name()),
+            }
         }
     }
     Ok(())

@@ -1,0 +1,293 @@
+//! `storm-e2e`: the whole boot storm, end to end. The same machines (BIOS
+//! PXE, UEFI PXE and UEFI HTTP boot in turn), the same files (Debian's iPXE
+//! binaries, a generated kernel and initrd) and the same lab for each
+//! server: stormboot alone, dnsmasq with nginx, Kea 2.2 with tftpd-hpa and
+//! nginx (`stormboot_testbed::bootlab` configures them). The servers run
+//! on SERVER_CPU, the chain client on CLIENT_CPU.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use stormboot_testbed::bootlab::{self, BootFiles, BootServer};
+use stormboot_testbed::{Side, Testbed, CLIENT_IF};
+
+use super::reports::{self, ChainReport};
+use super::servers::{CLIENT_CPU, SERVER_CPU};
+use super::Bins;
+
+/// How big a run is.
+pub struct Size {
+    pub machines: u32,
+    pub kernel_bytes: u64,
+    pub initrd_bytes: u64,
+    pub deadline_s: u64,
+}
+
+/// One server's run.
+pub struct Row {
+    pub server: BootServer,
+    pub result: Result<ChainReport, String>,
+}
+
+/// Every server in turn on a fresh lab.
+pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<Row>> {
+    let files = BootFiles::prepare(&dir.join("e2e-files"), size.kernel_bytes, size.initrd_bytes)?;
+    let mut rows = Vec::new();
+    for server in bootlab::ALL {
+        let result = match server.unavailable() {
+            Some(why) => Err(format!("not available: {why}")),
+            None => one(server, dir, bins, &files, size).map_err(|e| format!("{e:#}")),
+        };
+        if let Err(e) = &result {
+            eprintln!("bench: storm-e2e: {}: {e}", server.name());
+        }
+        rows.push(Row { server, result });
+    }
+    Ok(rows)
+}
+
+fn one(
+    server: BootServer,
+    dir: &Path,
+    bins: &Bins,
+    files: &BootFiles,
+    size: &Size,
+) -> Result<ChainReport> {
+    let work = dir.join(format!("e2e-{}", server.key()));
+    let _ = std::fs::remove_dir_all(&work);
+    let mut bed = Testbed::new("e2e", None)?;
+    bed.route_machines()?;
+    eprintln!("bench: storm-e2e: {}: starting", server.name());
+    let pids = server.start(
+        &mut bed,
+        &work,
+        files,
+        size.machines,
+        &bins.daemon,
+        &["taskset", "-c", SERVER_CPU],
+    )?;
+    eprintln!(
+        "bench: storm-e2e: {}: {} machines through the chain",
+        server.name(),
+        size.machines
+    );
+    let machines = bootlab::machines(size.machines);
+    let mut c = Command::new("taskset");
+    c.args(["-c", CLIENT_CPU]).arg(&bins.lab);
+    c.args(["--log", "warn", "chain", "--json", "--interface", CLIENT_IF]);
+    c.args(["--count", &size.machines.to_string()]);
+    c.args(["--first-mac", &machines.mac(0)]);
+    c.args(["--expect-first-ip", &machines.ip(0).to_string()]);
+    c.args(["--deadline-s", &size.deadline_s.to_string()]);
+    for p in &pids {
+        c.args(["--server-pid", &p.to_string()]);
+    }
+    let out = bed.run(Side::Client, c);
+    drop(bed);
+    bootlab::remove_pin_dir();
+    reports::decode(
+        "the boot-chain client",
+        &out.context("the boot-chain client failed")?.stdout,
+    )
+}
+
+/// `value / best peer`, or "-" without a peer figure.
+fn ratio(value: Option<f64>, peer: Option<f64>) -> String {
+    match (value, peer) {
+        (Some(v), Some(p)) if p > 0.0 => format!("{:.2}x", v / p),
+        _ => "-".into(),
+    }
+}
+
+/// Seconds until every machine booted; None unless all did.
+fn all_booted_s(r: &ChainReport) -> Option<f64> {
+    r.all_booted().then_some(r.elapsed_ms / 1e3)
+}
+
+fn best(rows: &[Row], f: impl Fn(&ChainReport) -> Option<f64>, min: bool) -> Option<f64> {
+    let it = rows
+        .iter()
+        .filter(|r| r.server != BootServer::Stormboot)
+        .filter_map(|r| f(r.result.as_ref().ok()?));
+    if min {
+        it.min_by(f64::total_cmp)
+    } else {
+        it.max_by(f64::total_cmp)
+    }
+}
+
+/// "8 MB" or "64 KB" (binary units, as the sizes are given).
+fn bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{} MB", n >> 20)
+    } else {
+        format!("{} KB", n >> 10)
+    }
+}
+
+pub fn markdown(rows: &[Row], size: &Size) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{} machines (BIOS PXE, UEFI PXE, UEFI HTTP boot in turn), {} kernel and \
+         {} initrd, servers on CPU {SERVER_CPU}, the chain client on CPU {CLIENT_CPU}; \
+         \"vs best peer\" is the best peer's time over this one's (peers that booted \
+         every machine only), or this one's throughput over the best peer's. A time in \
+         parentheses is when the last machine that did boot was done.\n",
+        size.machines,
+        bytes(size.kernel_bytes),
+        bytes(size.initrd_bytes)
+    );
+    let _ = writeln!(
+        t,
+        "| server | booted | all booted in (s) | vs best peer | failed | DHCP resent | TFTP retries | TFTP boot files MB/s | vs best peer | HTTP (scripts, kernels, initrds) MB/s | vs best peer | server CPU (s) | server RSS peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let peer_time = best(rows, all_booted_s, true);
+    let tftp = |r: &ChainReport| (r.tftp.files > 0).then_some(r.tftp.mb_per_s);
+    let http = |r: &ChainReport| (r.artifacts.files > 0).then_some(r.artifacts.mb_per_s);
+    let peer_tftp = best(rows, tftp, false);
+    let peer_http = best(rows, http, false);
+    for row in rows {
+        let r = match &row.result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | | | | | | | | | | | |",
+                    row.server.name(),
+                    e.lines().next().unwrap_or_default()
+                );
+                continue;
+            }
+        };
+        let mine = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        let time = all_booted_s(r);
+        let vs_time = match (time, peer_time) {
+            (Some(a), Some(p)) if a > 0.0 => format!("{:.2}x", p / a),
+            _ => "-".into(),
+        };
+        let (cpu, rss) = r.server.as_ref().map_or(("-".into(), "-".into()), |s| {
+            (
+                format!("{:.1}", s.cpu_s),
+                format!("{}", s.rss_peak_kb / 1024),
+            )
+        });
+        // A run where some machines failed still says when its last
+        // booted machine was done, marked so; it is never a ratio.
+        let shown = time.map_or_else(
+            || format!("({:.2} for {})", r.elapsed_ms / 1e3, r.booted),
+            |s| format!("{s:.2}"),
+        );
+        let _ = writeln!(
+            t,
+            "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.server.name(),
+            r.booted,
+            r.machines,
+            shown,
+            vs_time,
+            r.failed,
+            r.dhcp_resent,
+            r.tftp_retries,
+            mine(tftp(r)),
+            ratio(tftp(r), peer_tftp),
+            mine(http(r)),
+            ratio(http(r), peer_http),
+            cpu,
+            rss
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\nPer phase, milliseconds p50 / p95 / p99 (over the machines that finished it):\n"
+    );
+    let _ = write!(t, "| server |");
+    for p in reports::CHAIN_PHASES {
+        let _ = write!(t, " {p} |");
+    }
+    let _ = writeln!(t, "\n|---|{}", "---|".repeat(reports::CHAIN_PHASES.len()));
+    for row in rows {
+        let Ok(r) = &row.result else { continue };
+        let _ = write!(t, "| {} |", row.server.name());
+        for p in reports::CHAIN_PHASES {
+            match r.phase(p) {
+                Some(s) => {
+                    let _ = write!(t, " {:.0} / {:.0} / {:.0} |", s.p50_ms, s.p95_ms, s.p99_ms);
+                }
+                None => {
+                    let _ = write!(t, " - |");
+                }
+            }
+        }
+        let _ = writeln!(t);
+    }
+    for row in rows {
+        if let Ok(r) = &row.result {
+            for f in &r.failures {
+                let _ = writeln!(
+                    t,
+                    "\n{}: {} machines failed in {} (e.g. {})",
+                    row.server.name(),
+                    f.machines,
+                    f.phase,
+                    f.example
+                );
+            }
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stormboot_testbed::reports::Transfers;
+
+    #[test]
+    fn ratios_compare_with_the_best_peer_and_skip_incomplete_runs() {
+        let report = |booted, secs: f64, tftp: f64| ChainReport {
+            machines: 10,
+            booted,
+            failed: 10 - booted,
+            elapsed_ms: secs * 1e3,
+            tftp: Transfers {
+                files: 5,
+                mb_per_s: tftp,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let rows = [
+            Row {
+                server: BootServer::Stormboot,
+                result: Ok(report(10, 2.0, 90.0)),
+            },
+            Row {
+                server: BootServer::Dnsmasq,
+                result: Ok(report(10, 8.0, 30.0)),
+            },
+            // Faster, but not every machine booted: no time to compare.
+            Row {
+                server: BootServer::Kea,
+                result: Ok(report(9, 1.0, 10.0)),
+            },
+        ];
+        let size = Size {
+            machines: 10,
+            kernel_bytes: 1 << 20,
+            initrd_bytes: 4 << 20,
+            deadline_s: 60,
+        };
+        let md = markdown(&rows, &size);
+        assert!(md.starts_with("10 machines"), "{md}");
+        assert!(md.contains("1 MB kernel and 4 MB initrd"), "{md}");
+        assert_eq!(bytes(64 << 10), "64 KB");
+        let line = md.lines().find(|l| l.starts_with("| stormboot")).unwrap();
+        assert!(line.contains("| 2.00 | 4.00x |"), "{line}");
+        assert!(line.contains("| 90.0 | 3.00x |"), "{line}");
+        let kea = md.lines().find(|l| l.starts_with("| Kea")).unwrap();
+        assert!(kea.contains("9 / 10 | (1.00 for 9) | - |"), "{kea}");
+    }
+}
