@@ -292,6 +292,7 @@ mod tests {
             outcomes: &outcomes,
             xdp: &[reports::XdpCase {
                 name: "discover->offer".into(),
+                mode: "repeat=1".into(),
                 action: "XDP_TX".into(),
                 ns_per_packet: 250.0,
                 mpps_per_core: 4.0,

@@ -1,0 +1,301 @@
+//! The XDP program's cost per reply in live-frames mode
+//! (BPF_F_TEST_XDP_LIVE_FRAMES): the kernel runs it as a driver would,
+//! on a fresh page per frame, many frames per call, and really sends
+//! each XDP_TX frame out of a veth in a private network namespace.
+//!
+//! Each call is one batch of `BATCH` frames on a page pool the kernel
+//! makes for that call: a page comes back to a pool only after its batch
+//! (the far end's receive runs when the batch ends), so every frame is
+//! the request, never a reply written by an earlier frame. Longer calls
+//! would recycle pages with the program's own reply in them.
+//!
+//! The kernel's time per frame covers the page's set-up, the program, the
+//! transmit and the far end's receive (its pass-only program and the
+//! stack dropping the frame). That cost beside the program is measured by
+//! a two-instruction XDP_TX program sending the reference reply itself,
+//! so both send the same frames, in calls interleaved with the measured
+//! ones; the figure is the difference of the two medians. Every frame
+//! that reaches the far end is captured and must equal the reference
+//! reply, which is validated in full.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context};
+use aya::maps::{MapData, RingBuf};
+use stormboot::config::XdpMode as AttachMode;
+use stormboot::dataplane::{attach_pass, Dataplane};
+use stormboot::rawsock::RawSocket;
+use stormboot_common::bucket::Limit;
+use stormboot_common::counters::Counter;
+use stormboot_common::maps::Iface;
+
+use super::fixtures::{config, Loaded, Setup, CONFIG, SERVER, SERVER_MAC, XDP_TX};
+use super::testrun;
+use super::xdpbench::{scenarios, validate, Expect, Scenario};
+use crate::reports::XdpCase as Case;
+
+/// Frames per call: NAPI's poll weight, what a driver hands XDP at once
+/// (and the kernel's default batch in this mode).
+pub const BATCH: u32 = 64;
+
+/// The veth pair inside the private namespace: the program's interface,
+/// and the far end that receives its replies.
+const NEAR: &str = "sbl0";
+const FAR: &str = "sbl1";
+/// ETH_P_ALL: the far end's capture sees every frame.
+const ETH_P_ALL: u16 = 0x0003;
+
+/// Measures every reply case of `xdpbench` in live-frames mode, `frames`
+/// frames each (rounded up to whole batches), on a thread of its own in a
+/// network namespace of its own that ends with it.
+pub fn run(frames: u32) -> anyhow::Result<Vec<Case>> {
+    ensure!(frames >= 1, "live frames: at least one frame");
+    std::thread::Builder::new()
+        .name("xdplive".into())
+        .spawn(move || {
+            // SAFETY: unshare(2) of this thread's network namespace only.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("unshare(CLONE_NEWNET) (needs root)");
+            }
+            let pinned = super::xdpbench::pin_to_current_cpu();
+            Live::new()?.measure_all(frames.div_ceil(BATCH), pinned)
+        })
+        .context("starting the live-frames thread")?
+        .join()
+        .map_err(|_| anyhow!("the live-frames thread panicked"))?
+}
+
+struct Live {
+    dp: Dataplane,
+    events: RingBuf<MapData>,
+    /// The pass-only program on both ends: on the far one so that a veth
+    /// delivers XDP_TX frames at all, on the near one so that its receive
+    /// queue is registered for XDP, which this mode requires.
+    _pass: [aya::Ebpf; 2],
+    tx_only: std::os::fd::OwnedFd,
+    ifindex: u32,
+    capture: RawSocket,
+    buf: Vec<u8>,
+}
+
+impl Live {
+    fn new() -> anyhow::Result<Self> {
+        // No IPv6 in the namespace: its link-up chatter (MLD, router
+        // solicitations) would be captured beside the replies.
+        for conf in ["all", "default"] {
+            let path = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+            if std::path::Path::new(&path).exists() {
+                std::fs::write(&path, "1").with_context(|| path.clone())?;
+            }
+        }
+        for args in [
+            &["link", "add", NEAR, "type", "veth", "peer", "name", FAR][..],
+            &["link", "set", NEAR, "up"],
+            &["link", "set", FAR, "up"],
+        ] {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .context("running ip (iproute2)")?;
+            ensure!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let pass = [
+            attach_pass(FAR, AttachMode::Driver)?,
+            attach_pass(NEAR, AttachMode::Driver)?,
+        ];
+        let ifindex = nix::net::if_::if_nametoindex(NEAR).context(NEAR)?;
+        let cfg = config(CONFIG, "xdplive.toml")?;
+        let log_level = cfg.server.xdp_log_level.as_u8();
+        let Loaded { mut dp, .. } = Loaded::new(
+            cfg,
+            Setup {
+                log_level,
+                slowpath_limit: Some(Limit::new(1_000_000, 1_000_000)),
+            },
+        )?;
+        // The same interface as the fixtures' loopback, under this ifindex:
+        // the replies are the ones the repeat=1 runs validate.
+        dp.set_iface(
+            ifindex,
+            Iface {
+                ip: SERVER.octets(),
+                mac: SERVER_MAC,
+                _pad: [0; 2],
+            },
+        )?;
+        let events = dp.take_events()?;
+        Ok(Self {
+            dp,
+            events,
+            _pass: pass,
+            tx_only: testrun::load_tx_only()?,
+            ifindex,
+            capture: RawSocket::open(FAR, ETH_P_ALL, true)?,
+            buf: vec![0; 4096],
+        })
+    }
+
+    fn measure_all(&mut self, calls: u32, pinned: Option<usize>) -> anyhow::Result<Vec<Case>> {
+        scenarios()
+            .iter()
+            .filter(|s| matches!(s.expect, Expect::Reply { .. }))
+            .map(|s| self.measure(s, calls, pinned))
+            .collect()
+    }
+
+    /// Frames captured at the far end since the last call, each checked
+    /// against `reference`.
+    fn drain_capture(&mut self, name: &str, reference: &[u8]) -> anyhow::Result<u64> {
+        let mut n = 0;
+        while let Some(meta) = self.capture.recv(&mut self.buf)? {
+            let got = &self.buf[..meta.len.min(self.buf.len())];
+            if got != reference {
+                let at = got.iter().zip(reference).position(|(a, b)| a != b);
+                bail!(
+                    "{name}: a {}-byte frame captured in live-frames mode differs from the \
+                     {}-byte validated reply (first at byte {at:?})",
+                    got.len(),
+                    reference.len()
+                );
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn drain_events(&mut self) {
+        while self.events.next().is_some() {}
+    }
+
+    fn measure(&mut self, s: &Scenario, calls: u32, pinned: Option<usize>) -> anyhow::Result<Case> {
+        let prog = self.dp.program()?.fd()?.as_fd().try_clone_to_owned()?;
+        // The reference: one run as the fixtures do it, validated in full.
+        let mut out = vec![0u8; 4096];
+        let r = testrun::once(prog.as_fd(), &s.frame, self.ifindex, &mut out)?;
+        ensure!(
+            r.retval == XDP_TX,
+            "{}: the program returned {} on {NEAR}",
+            s.name,
+            super::fixtures::action_name(r.retval)
+        );
+        let reference = out[..r.data_size_out as usize].to_vec();
+        validate(&s.expect, &reference).with_context(|| format!("{}: the reply", s.name))?;
+
+        let warmup = (calls / 10).clamp(2, 20);
+        let total = warmup + calls;
+        let mut prog_ns = Vec::with_capacity(calls as usize);
+        let mut base_ns = Vec::with_capacity(calls as usize);
+        self.drain_events();
+        self.drain_capture(s.name, &reference)?;
+        let before = self.dp.counters()?;
+        let mut captured = 0u64;
+        for i in 0..total {
+            let measured = |me: &Self| testrun::live(prog.as_fd(), &s.frame, me.ifindex, BATCH);
+            let baseline =
+                |me: &Self| testrun::live(me.tx_only.as_fd(), &reference, me.ifindex, BATCH);
+            // Alternating which goes first, as the repeat=1 figures do.
+            let (p, b) = if i % 2 == 0 {
+                let p = measured(self)?;
+                (p, baseline(self)?)
+            } else {
+                let b = baseline(self)?;
+                (measured(self)?, b)
+            };
+            if i >= warmup {
+                prog_ns.push(u64::from(p.duration_ns));
+                base_ns.push(u64::from(b.duration_ns));
+            }
+            captured += self.drain_capture(s.name, &reference)?;
+            self.drain_events();
+        }
+        // The far end's receive may finish after the last call returned.
+        let sent = u64::from(total) * u64::from(BATCH) * 2;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while captured < sent && Instant::now() < deadline {
+            self.capture.poll(Duration::from_millis(20))?;
+            captured += self.drain_capture(s.name, &reference)?;
+        }
+        ensure!(
+            captured == sent,
+            "{}: {sent} frames sent in live-frames mode (half by the program, half by the \
+             baseline), {captured} reached the far end",
+            s.name
+        );
+        let after = self.dp.counters()?;
+        let delta = |c: Counter| after[c as usize] - before[c as usize];
+        let frames = u64::from(total) * u64::from(BATCH);
+        ensure!(
+            delta(Counter::Received) == frames && delta(s.expect.counter()) == frames,
+            "{}: the program counted {} frames and {} {} for {frames} live frames",
+            s.name,
+            delta(Counter::Received),
+            delta(s.expect.counter()),
+            s.expect.counter().name()
+        );
+        for c in [Counter::EventLost, Counter::TxError] {
+            ensure!(
+                delta(c) == 0,
+                "{}: {} went up by {}",
+                s.name,
+                c.name(),
+                delta(c)
+            );
+        }
+        let prog_med = median(&mut prog_ns);
+        let base_med = median(&mut base_ns);
+        let ns = prog_med - base_med;
+        if ns <= 0.0 {
+            bail!(
+                "{}: live frames: the program's median ({prog_med:.1} ns) is not above the \
+                 XDP_TX-only baseline's ({base_med:.1} ns)",
+                s.name
+            );
+        }
+        let method = format!(
+            "live frames (BPF_F_TEST_XDP_LIVE_FRAMES on a veth in a private namespace): \
+             median over {calls} calls of the kernel's time per frame, each call one batch \
+             of {BATCH} fresh frames of the {len}-byte request on a page pool of its own, \
+             minus the median over {calls} interleaved calls of a two-instruction XDP_TX \
+             program sending the reference reply the same way, after {warmup} warm-up \
+             pairs, {cpu}. Both figures include the page set-up, the veth transmit and the \
+             far end's receive; the difference is the program. The reference reply (one \
+             repeat=1 run on the same interface) validated in full; all {sent} frames \
+             captured at the far end byte-identical to it; the program's counters show \
+             {frames} x {counter} and no lost events or tx errors. Medians {prog_med:.1} ns \
+             per frame program, {base_med:.1} ns baseline",
+            len = s.frame.len(),
+            cpu = match pinned {
+                Some(cpu) => format!("on one thread pinned to CPU {cpu}"),
+                None => "on one thread (pinning it to a CPU failed)".into(),
+            },
+            counter = s.expect.counter().name(),
+        );
+        Ok(Case {
+            name: s.name.into(),
+            mode: super::xdpbench::MODE_LIVE.into(),
+            action: super::fixtures::action_name(XDP_TX).into(),
+            ns_per_packet: ns,
+            mpps_per_core: 1000.0 / ns,
+            runs: calls * BATCH,
+            method,
+        })
+    }
+}
+
+/// The median of per-call figures (each already a mean over a batch).
+fn median(v: &mut [u64]) -> f64 {
+    v.sort_unstable();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    }
+}
