@@ -1,7 +1,8 @@
 //! BPF_PROG_TEST_RUN through bpf(2) itself, for what aya's `test_run`
 //! does not expose: live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, with
-//! `batch_size` and an `xdp_md` context naming the ingress interface),
-//! and a two-instruction XDP_TX program to time that mode's own cost.
+//! `batch_size` and an `xdp_md` context naming the ingress interface);
+//! and two-instruction XDP programs (XDP_TX to time that mode's own cost,
+//! XDP_DROP to receive at the far end of the veth), attached by a link.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -11,6 +12,9 @@ use anyhow::{ensure, Context};
 /// include/uapi/linux/bpf.h
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_XDP: u32 = 37;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 /// The kernel's TEST_XDP_MAX_BATCH (net/bpf/test_run.c).
@@ -56,6 +60,16 @@ struct LoadAttr {
     prog_flags: u32,
 }
 
+/// The `link_create` member of `union bpf_attr`, as far as XDP uses it.
+#[repr(C, align(8))]
+#[derive(Default)]
+struct LinkAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
 /// `struct xdp_md` as BPF_PROG_TEST_RUN takes it for its context.
 #[repr(C)]
 #[derive(Default)]
@@ -84,11 +98,11 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     Ok(r)
 }
 
-/// Loads `r0 = XDP_TX; exit`: the program that costs nothing but what
-/// live-frames mode itself costs per frame.
-pub fn load_tx_only() -> anyhow::Result<OwnedFd> {
-    // BPF_ALU64 | BPF_MOV | BPF_K, r0, imm 3 (XDP_TX); BPF_JMP | BPF_EXIT.
-    let insns: [u64; 2] = [0xb7 | (3u64 << 32), 0x95];
+/// Loads `r0 = action; exit`: with XDP_TX, the program that costs nothing
+/// but what live-frames mode itself costs per frame.
+pub fn load_returning(action: u32) -> anyhow::Result<OwnedFd> {
+    // BPF_ALU64 | BPF_MOV | BPF_K, r0, imm; BPF_JMP | BPF_EXIT.
+    let insns: [u64; 2] = [0xb7 | (u64::from(action) << 32), 0x95];
     let license = c"GPL";
     let mut attr = LoadAttr {
         prog_type: BPF_PROG_TYPE_XDP,
@@ -97,8 +111,24 @@ pub fn load_tx_only() -> anyhow::Result<OwnedFd> {
         license: license.as_ptr() as u64,
         ..Default::default()
     };
-    let fd = bpf(BPF_PROG_LOAD, &mut attr).context("BPF_PROG_LOAD of the XDP_TX-only program")?;
+    let fd = bpf(BPF_PROG_LOAD, &mut attr)
+        .with_context(|| format!("BPF_PROG_LOAD of a program returning {action}"))?;
     // SAFETY: a new descriptor the kernel just returned, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches `prog` to `ifindex` in driver mode; detached when the returned
+/// link is closed.
+pub fn attach(prog: BorrowedFd<'_>, ifindex: u32) -> anyhow::Result<OwnedFd> {
+    let mut attr = LinkAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: BPF_XDP,
+        flags: XDP_FLAGS_DRV_MODE,
+    };
+    let fd = bpf(BPF_LINK_CREATE, &mut attr)
+        .with_context(|| format!("BPF_LINK_CREATE of an XDP program on ifindex {ifindex}"))?;
+    // SAFETY: as above.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
@@ -195,7 +225,7 @@ mod tests {
     #[test]
     fn the_tx_only_program_returns_xdp_tx_and_leaves_the_frame() {
         crate::require_root();
-        let fd = load_tx_only().expect("loads");
+        let fd = load_returning(3).expect("loads");
         let frame = [0x5au8; 64];
         let mut out = [0u8; 128];
         let r = once(std::os::fd::AsFd::as_fd(&fd), &frame, 1, &mut out).expect("runs");

@@ -9,14 +9,15 @@
 //! the request, never a reply written by an earlier frame. Longer calls
 //! would recycle pages with the program's own reply in them.
 //!
-//! The kernel's time per frame covers the page's set-up, the program, the
-//! transmit and the far end's receive (its pass-only program and the
-//! stack dropping the frame). That cost beside the program is measured by
-//! a two-instruction XDP_TX program sending the reference reply itself,
-//! so both send the same frames, in calls interleaved with the measured
-//! ones; the figure is the difference of the two medians. Every frame
-//! that reaches the far end is captured and must equal the reference
-//! reply, which is validated in full.
+//! First every case is checked: its reply, from one repeat=1 run on the
+//! interface, validated in full, then `CHECKED_CALLS` live calls with the
+//! far end passing frames up to a capture, every frame of which must equal
+//! that reply. Then the timing, with the far end dropping frames in its
+//! own XDP program, so that its receive costs little and varies less.
+//! The kernel's time per frame still covers the page's set-up, the
+//! transmit and that drop; that cost beside the program is measured by a
+//! two-instruction XDP_TX program sending the reference reply itself, in
+//! calls interleaved with the measured ones, and subtracted.
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -34,10 +35,14 @@ use super::fixtures::{config, Loaded, Setup, CONFIG, SERVER, SERVER_MAC, XDP_TX}
 use super::testrun;
 use super::xdpbench::{scenarios, validate, Expect, Scenario};
 use crate::reports::XdpCase as Case;
+use std::os::fd::OwnedFd;
 
 /// Frames per call: NAPI's poll weight, what a driver hands XDP at once
 /// (and the kernel's default batch in this mode).
 pub const BATCH: u32 = 64;
+/// Calls per case whose every frame is captured and compared.
+const CHECKED_CALLS: u32 = 8;
+const XDP_DROP: u32 = 1;
 
 /// The veth pair inside the private namespace: the program's interface,
 /// and the far end that receives its replies.
@@ -70,11 +75,13 @@ pub fn run(frames: u32) -> anyhow::Result<Vec<Case>> {
 struct Live {
     dp: Dataplane,
     events: RingBuf<MapData>,
-    /// The pass-only program on both ends: on the far one so that a veth
-    /// delivers XDP_TX frames at all, on the near one so that its receive
-    /// queue is registered for XDP, which this mode requires.
-    _pass: [aya::Ebpf; 2],
-    tx_only: std::os::fd::OwnedFd,
+    /// The pass-only program on the near end. A veth delivers XDP_TX
+    /// frames only to a peer that runs XDP; the far end runs the
+    /// pass-only program while frames are captured, then `far_drop`.
+    _near: aya::Ebpf,
+    far_pass: Option<aya::Ebpf>,
+    far_drop: Option<OwnedFd>,
+    tx_only: OwnedFd,
     ifindex: u32,
     capture: RawSocket,
     buf: Vec<u8>,
@@ -106,10 +113,8 @@ impl Live {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let pass = [
-            attach_pass(FAR, AttachMode::Driver)?,
-            attach_pass(NEAR, AttachMode::Driver)?,
-        ];
+        let near = attach_pass(NEAR, AttachMode::Driver)?;
+        let far_pass = attach_pass(FAR, AttachMode::Driver)?;
         let ifindex = nix::net::if_::if_nametoindex(NEAR).context(NEAR)?;
         let cfg = config(CONFIG, "xdplive.toml")?;
         let log_level = cfg.server.xdp_log_level.as_u8();
@@ -134,8 +139,10 @@ impl Live {
         Ok(Self {
             dp,
             events,
-            _pass: pass,
-            tx_only: testrun::load_tx_only()?,
+            _near: near,
+            far_pass: Some(far_pass),
+            far_drop: None,
+            tx_only: testrun::load_returning(XDP_TX)?,
             ifindex,
             capture: RawSocket::open(FAR, ETH_P_ALL, true)?,
             buf: vec![0; 4096],
@@ -143,11 +150,62 @@ impl Live {
     }
 
     fn measure_all(&mut self, calls: u32, pinned: Option<usize>) -> anyhow::Result<Vec<Case>> {
-        scenarios()
-            .iter()
+        let cases: Vec<Scenario> = scenarios()
+            .into_iter()
             .filter(|s| matches!(s.expect, Expect::Reply { .. }))
-            .map(|s| self.measure(s, calls, pinned))
+            .collect();
+        let prog = self.dp.program()?.fd()?.as_fd().try_clone_to_owned()?;
+        let references = cases
+            .iter()
+            .map(|s| self.check(&prog, s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // The far end now drops: the pass-only program's Ebpf detaches it
+        // when dropped.
+        self.far_pass = None;
+        let far = nix::net::if_::if_nametoindex(FAR).context(FAR)?;
+        let drop = testrun::load_returning(XDP_DROP)?;
+        self.far_drop = Some(testrun::attach(drop.as_fd(), far)?);
+        cases
+            .iter()
+            .zip(&references)
+            .map(|(s, reference)| self.measure(&prog, s, reference, calls, pinned))
             .collect()
+    }
+
+    /// The case's reply, validated in full, and `CHECKED_CALLS` live calls
+    /// of the program and of the baseline, every frame of which reached the
+    /// far end as that reply.
+    fn check(&mut self, prog: &OwnedFd, s: &Scenario) -> anyhow::Result<Vec<u8>> {
+        let mut out = vec![0u8; 4096];
+        let r = testrun::once(prog.as_fd(), &s.frame, self.ifindex, &mut out)?;
+        ensure!(
+            r.retval == XDP_TX,
+            "{}: the program returned {} on {NEAR}",
+            s.name,
+            super::fixtures::action_name(r.retval)
+        );
+        let reference = out[..r.data_size_out as usize].to_vec();
+        validate(&s.expect, &reference).with_context(|| format!("{}: the reply", s.name))?;
+        self.drain_capture(s.name, &reference)?;
+        for _ in 0..CHECKED_CALLS {
+            testrun::live(prog.as_fd(), &s.frame, self.ifindex, BATCH)?;
+            testrun::live(self.tx_only.as_fd(), &reference, self.ifindex, BATCH)?;
+        }
+        self.drain_events();
+        let sent = u64::from(CHECKED_CALLS * BATCH) * 2;
+        let mut captured = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while captured < sent && Instant::now() < deadline {
+            self.capture.poll(Duration::from_millis(20))?;
+            captured += self.drain_capture(s.name, &reference)?;
+        }
+        ensure!(
+            captured == sent,
+            "{}: {sent} frames sent in live-frames mode (half by the program, half by the \
+             baseline), {captured} reached the far end",
+            s.name
+        );
+        Ok(reference)
     }
 
     /// Frames captured at the far end since the last call, each checked
@@ -174,32 +232,24 @@ impl Live {
         while self.events.next().is_some() {}
     }
 
-    fn measure(&mut self, s: &Scenario, calls: u32, pinned: Option<usize>) -> anyhow::Result<Case> {
-        let prog = self.dp.program()?.fd()?.as_fd().try_clone_to_owned()?;
-        // The reference: one run as the fixtures do it, validated in full.
-        let mut out = vec![0u8; 4096];
-        let r = testrun::once(prog.as_fd(), &s.frame, self.ifindex, &mut out)?;
-        ensure!(
-            r.retval == XDP_TX,
-            "{}: the program returned {} on {NEAR}",
-            s.name,
-            super::fixtures::action_name(r.retval)
-        );
-        let reference = out[..r.data_size_out as usize].to_vec();
-        validate(&s.expect, &reference).with_context(|| format!("{}: the reply", s.name))?;
-
+    fn measure(
+        &mut self,
+        prog: &OwnedFd,
+        s: &Scenario,
+        reference: &[u8],
+        calls: u32,
+        pinned: Option<usize>,
+    ) -> anyhow::Result<Case> {
         let warmup = (calls / 10).clamp(2, 20);
         let total = warmup + calls;
         let mut prog_ns = Vec::with_capacity(calls as usize);
         let mut base_ns = Vec::with_capacity(calls as usize);
         self.drain_events();
-        self.drain_capture(s.name, &reference)?;
         let before = self.dp.counters()?;
-        let mut captured = 0u64;
         for i in 0..total {
             let measured = |me: &Self| testrun::live(prog.as_fd(), &s.frame, me.ifindex, BATCH);
             let baseline =
-                |me: &Self| testrun::live(me.tx_only.as_fd(), &reference, me.ifindex, BATCH);
+                |me: &Self| testrun::live(me.tx_only.as_fd(), reference, me.ifindex, BATCH);
             // Alternating which goes first, as the repeat=1 figures do.
             let (p, b) = if i % 2 == 0 {
                 let p = measured(self)?;
@@ -212,22 +262,8 @@ impl Live {
                 prog_ns.push(u64::from(p.duration_ns));
                 base_ns.push(u64::from(b.duration_ns));
             }
-            captured += self.drain_capture(s.name, &reference)?;
             self.drain_events();
         }
-        // The far end's receive may finish after the last call returned.
-        let sent = u64::from(total) * u64::from(BATCH) * 2;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while captured < sent && Instant::now() < deadline {
-            self.capture.poll(Duration::from_millis(20))?;
-            captured += self.drain_capture(s.name, &reference)?;
-        }
-        ensure!(
-            captured == sent,
-            "{}: {sent} frames sent in live-frames mode (half by the program, half by the \
-             baseline), {captured} reached the far end",
-            s.name
-        );
         let after = self.dp.counters()?;
         let delta = |c: Counter| after[c as usize] - before[c as usize];
         let frames = u64::from(total) * u64::from(BATCH);
@@ -264,12 +300,14 @@ impl Live {
              of {BATCH} fresh frames of the {len}-byte request on a page pool of its own, \
              minus the median over {calls} interleaved calls of a two-instruction XDP_TX \
              program sending the reference reply the same way, after {warmup} warm-up \
-             pairs, {cpu}. Both figures include the page set-up, the veth transmit and the \
-             far end's receive; the difference is the program. The reference reply (one \
-             repeat=1 run on the same interface) validated in full; all {sent} frames \
-             captured at the far end byte-identical to it; the program's counters show \
-             {frames} x {counter} and no lost events or tx errors. Medians {prog_med:.1} ns \
-             per frame program, {base_med:.1} ns baseline",
+             pairs, {cpu}. Both figures include the page set-up, the veth transmit and an \
+             XDP_DROP at the far end; the difference is the program. Checked first: the \
+             reference reply (one repeat=1 run on the same interface) validated in full, \
+             and all {checked} frames of {CHECKED_CALLS} calls each of the program and the \
+             baseline captured at the far end byte-identical to it. During the timing the \
+             program's counters show {frames} x {counter} and no lost events or tx errors. \
+             Medians {prog_med:.1} ns per frame program, {base_med:.1} ns baseline",
+            checked = 2 * CHECKED_CALLS * BATCH,
             len = s.frame.len(),
             cpu = match pinned {
                 Some(cpu) => format!("on one thread pinned to CPU {cpu}"),
