@@ -340,3 +340,34 @@ fn median(v: &mut [u64]) -> f64 {
         (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reply_case_is_checked_and_timed_in_live_frames_mode() {
+        crate::require_root();
+        // 20 timed calls per case: the frames of the checked calls must all
+        // arrive as the validated reply, or this fails before any timing.
+        let cases = run(20 * BATCH).expect("the live-frames run and every check pass");
+        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "discover->offer",
+                "PXE discover->offer",
+                "request->ack",
+                "relayed discover->offer"
+            ]
+        );
+        for c in &cases {
+            assert_eq!(
+                (c.mode.as_str(), c.action.as_str()),
+                (super::super::xdpbench::MODE_LIVE, "XDP_TX")
+            );
+            assert!(c.ns_per_packet > 0.0, "{}: {}", c.name, c.ns_per_packet);
+            assert_eq!(c.runs, 20 * BATCH);
+        }
+    }
+}
