@@ -43,6 +43,10 @@ use std::os::fd::OwnedFd;
 /// XDP dispatcher twice, which takes milliseconds: fewer, longer calls
 /// keep the run short.
 pub const BATCH: u32 = 128;
+/// Timed calls per case at the least, however few frames are asked for:
+/// the figure is a difference of two medians, which a handful of calls on
+/// a busy machine could turn negative.
+const MIN_CALLS: u32 = 10;
 /// Calls per case whose every frame is captured and compared.
 const CHECKED_CALLS: u32 = 8;
 const XDP_DROP: u32 = 1;
@@ -55,7 +59,8 @@ const FAR: &str = "sbl1";
 const ETH_P_ALL: u16 = 0x0003;
 
 /// Measures every reply case of `xdpbench` in live-frames mode, `frames`
-/// frames each (rounded up to whole batches), on a thread of its own in a
+/// frames each (rounded up to whole batches, `MIN_CALLS` at the least), on
+/// a thread of its own in a
 /// network namespace of its own that ends with it.
 pub fn run(frames: u32) -> anyhow::Result<Vec<Case>> {
     ensure!(frames >= 1, "live frames: at least one frame");
@@ -68,7 +73,7 @@ pub fn run(frames: u32) -> anyhow::Result<Vec<Case>> {
                     .context("unshare(CLONE_NEWNET) (needs root)");
             }
             let pinned = super::xdpbench::pin_to_current_cpu();
-            Live::new()?.measure_all(frames.div_ceil(BATCH), pinned)
+            Live::new()?.measure_all(frames.div_ceil(BATCH).max(MIN_CALLS), pinned)
         })
         .context("starting the live-frames thread")?
         .join()
