@@ -309,6 +309,10 @@ pub struct OmapiReport {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct XdpCase {
     pub name: String,
+    /// How it was run: "repeat=1" (one BPF_PROG_TEST_RUN call per frame)
+    /// or "live frames" (BPF_F_TEST_XDP_LIVE_FRAMES, a batch per call).
+    #[serde(default)]
+    pub mode: String,
     /// The action every run returned: "XDP_TX" or "XDP_PASS".
     pub action: String,
     /// Cost of one program run, the timing overhead subtracted.

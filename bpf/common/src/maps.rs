@@ -160,12 +160,6 @@ pub struct Scratch {
     /// Option 82 copied out of the request before the reply overwrites it;
     /// four spare bytes stay zero for the checksum.
     pub bytes: [u8; crate::layout::MAX_ECHO_LEN + 4],
-    /// The request's UDP datagram, copied out to verify its checksum, then
-    /// zeros to a whole 32-bit word and the pseudo-header (2048 bytes in
-    /// all). The spare 516 bytes let the verifier accept a last chunk of
-    /// up to 1020 bytes (what it can prove of a masked length) at any
-    /// 512-byte offset.
-    pub dgram: [u8; 2048 + 516],
 }
 
 /// The options the fast path reads; zero when absent.

@@ -35,8 +35,9 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
     // From here the frame is a DHCP request: passed up, it costs its
     // client a token. Keyed by chaddr once known (a relay forwards many
     // clients from one Ethernet address), else by the Ethernet source.
-    let parsed =
-        parse::request(&ctx, &boot).and_then(|()| parse::current().ok_or(Counter::TxError));
+    let parsed = parse::request(&ctx, &boot)
+        .and_then(|()| parse::udp_checksum(&ctx, &boot))
+        .and_then(|()| parse::current().ok_or(Counter::TxError));
     let (why, mac) = match parsed {
         Ok(req) => match reply::answer(&ctx, req) {
             Ok(action) => return action,

@@ -239,106 +239,120 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
     if relay_len != 0 {
         link_selection(ctx, relay_off, relay_len)?;
     }
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
-    // SAFETY: the address of a field of the per-CPU map value.
-    let dgram = unsafe { core::ptr::addr_of_mut!((*scratch).dgram) } as *mut u8;
-    udp_checksum(ctx, dgram, l3, opts_end - (l3 + IP_LEN))?;
     Ok(())
 }
 
-/// Verifies the UDP checksum of the datagram after the IPv4 header at
-/// `l3` (zero means the sender did not compute one). The datagram is copied into the scratch
-/// map and summed there by the kernel's checksum helper, 512 bytes at a
-/// time (its limit), in whole 32-bit words after zero padding. A function
-/// of its own: inlined, its locals would push the program's stack over
-/// the limit.
+/// Verifies the UDP checksum of the `udp_len`-byte datagram after the
+/// IPv4 header at `l3` (zero means the sender did not compute one).
+///
+/// Summed on the frame itself by the kernel's checksum helper, in whole
+/// 32-bit words: pieces of 512 bytes (its limit), then one each of 256,
+/// 128 ... 4 bytes as the length needs, every piece behind a bounds check
+/// of constant size, which is what lets the helper read the frame; the
+/// last 1-3 bytes are added by hand. (Copying the datagram out to sum it
+/// in a map cost more than the sum.) A function of its own: inlined, its
+/// locals would push the program's stack over the limit. Called after
+/// `request`, which checks that the whole datagram is in the frame, and
+/// not from it: the two frames together would not fit the stack either.
 #[inline(never)]
-fn udp_checksum(ctx: &XdpContext, buf: *mut u8, l3: usize, udp_len: usize) -> Result<(), Counter> {
+pub fn udp_checksum(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
+    let l3 = b.l3;
     let udp = l3 + IP_LEN;
-    if load_be16(ctx, udp + 6)? == 0 {
+    let udp_len = b.opts_end as usize - udp;
+    let field = load_be16(ctx, udp + 6)?;
+    if field == 0 {
         return Ok(());
     }
-    // SAFETY: `buf` is the scratch map's `dgram`; XDP does not nest on
-    // one CPU. The helpers check the frame's bounds; the lengths are
-    // bounded by the buffer's size below.
-    unsafe {
-        let len = udp_len & 0xfff;
-        if len == 0 || len > MAX_DGRAM_LEN {
-            return Err(Counter::PassUnsupported);
+    let len = udp_len & 0xfff;
+    if len == 0 || len > MAX_DGRAM_LEN {
+        return Err(Counter::PassUnsupported);
+    }
+    let words_end = udp + (len & !3);
+    let mut at = udp;
+    let mut sum: u64 = 0;
+    let mut k = 0;
+    while k < MAX_DGRAM_LEN / CSUM_CHUNK {
+        k += 1;
+        if at + CSUM_CHUNK > words_end {
+            break;
         }
-        if bpf_xdp_load_bytes(ctx.ctx, udp as u32, buf as *mut c_void, len as u32) != 0 {
+        sum += csum_piece::<CSUM_CHUNK>(ctx, at)?;
+        at += CSUM_CHUNK;
+    }
+    macro_rules! piece {
+        ($n:expr) => {
+            if at + $n <= words_end {
+                sum += csum_piece::<$n>(ctx, at)?;
+                at += $n;
+            }
+        };
+    }
+    piece!(256);
+    piece!(128);
+    piece!(64);
+    piece!(32);
+    piece!(16);
+    piece!(8);
+    piece!(4);
+    let rest = len & 3;
+    if rest != 0 {
+        // As the helper reads a word: in memory order, zero padded.
+        let mut last = [0u8; 4];
+        // SAFETY: the helper checks offset and length against the frame;
+        // `last` holds up to four bytes.
+        let r = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.ctx,
+                (at & 0xfff) as u32,
+                last.as_mut_ptr() as *mut c_void,
+                rest as u32,
+            )
+        };
+        if r != 0 {
             return Err(Counter::Malformed);
         }
-        // Zeros up to the next word (they add nothing), then the
-        // pseudo-header (RFC 768) as twelve more bytes: one sum over the
-        // buffer covers both, and nothing else has to stay live across
-        // the helper calls (the stack this function may use is what the
-        // caller leaves of 512 bytes).
-        *buf.add(len) = 0;
-        *buf.add(len + 1) = 0;
-        *buf.add(len + 2) = 0;
-        // Masked again: the verifier must see the bound on this value.
-        let words = ((len + 3) & !3) & 0x7fc;
-        let p = buf.add(words);
-        // Source and destination straight from the frame.
-        if bpf_xdp_load_bytes(ctx.ctx, (l3 + 12) as u32, p as *mut c_void, 8) != 0 {
-            return Err(Counter::Malformed);
-        }
-        *p.add(8) = 0;
-        *p.add(9) = IPPROTO_UDP;
-        *p.add(10) = (len >> 8) as u8;
-        *p.add(11) = len as u8;
-        let total = words + 12;
-        let mut sum: u64 = 0;
-        let mut k = 0;
-        while k < CSUM_SPAN / CSUM_CHUNK {
-            let off = k * CSUM_CHUNK;
-            k += 1;
-            if off >= total {
-                break;
-            }
-            let mut n = total - off;
-            if n > CSUM_CHUNK {
-                n = CSUM_CHUNK;
-            }
-            // The mask keeps the bound the verifier needs (whole words,
-            // under twice the chunk: the buffer has that much spare).
-            let part = bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                buf.add(off) as *mut u32,
-                (n & (2 * CSUM_CHUNK - 4)) as u32,
-                0,
-            );
-            if part < 0 {
-                return Err(Counter::PassUnsupported);
-            }
-            sum += part as u64 & 0xffff_ffff;
-        }
-        // The helper sums native (little-endian) words: the big-endian
-        // sum byte-swapped, and all ones either way round.
-        if csum::fold(((sum >> 32) + (sum & 0xffff_ffff)) as u32) == 0xffff {
-            return Ok(());
-        }
-        // A frame sent by this host's own stack through a veth may still
-        // carry the partial checksum of an offload (the pseudo-header's
-        // sum, to be completed by hardware that never sees it). The
-        // kernel flags such frames to the packet socket, and the slow path
-        // takes them as sent without a checksum; the program cannot see
-        // the flag, so it takes that exact value the same way.
-        let pseudo = bpf_csum_diff(
-            core::ptr::null_mut(),
-            0,
-            buf.add((total - 12) & 0x7fc) as *mut u32,
-            12,
-            0,
-        );
-        let field = u16::from_be_bytes([*buf.add(6), *buf.add(7)]);
-        if pseudo >= 0 && csum::fold(pseudo as u32).swap_bytes() == field {
-            return Ok(());
-        }
+        sum += u32::from_le_bytes(last) as u64;
+    }
+    // The helper sums native (little-endian) words: the big-endian sum
+    // byte-swapped. The pseudo-header (RFC 768) is added big-endian.
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let data = csum::fold(sum as u32).swap_bytes();
+    let src = load_be32(ctx, l3 + 12)?;
+    let dst = load_be32(ctx, l3 + 16)?;
+    let pseudo = csum::pseudo_header(src, dst, len as u16);
+    if csum::fold(csum::add16(pseudo, data)) == 0xffff {
+        return Ok(());
+    }
+    // A frame sent by this host's own stack through a veth may still
+    // carry the partial checksum of an offload (the pseudo-header's sum,
+    // to be completed by hardware that never sees it). The kernel flags
+    // such frames to the packet socket, and the slow path takes them as
+    // sent without a checksum; the program cannot see the flag, so it
+    // takes that exact value the same way.
+    if csum::fold(pseudo) == field {
+        return Ok(());
     }
     Err(Counter::Malformed)
+}
+
+/// The checksum helper's sum of the `N` bytes at frame offset `at`.
+#[inline(always)]
+fn csum_piece<const N: usize>(ctx: &XdpContext, at: usize) -> Result<u64, Counter> {
+    if at > CSUM_MAX_OFFSET {
+        return Err(Counter::Malformed);
+    }
+    let p = ctx.data() + at;
+    if p + N > ctx.data_end() {
+        return Err(Counter::Malformed);
+    }
+    // SAFETY: N bytes at p are in the frame (checked above); the helper
+    // only reads them.
+    let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, N as u32, 0) };
+    if r < 0 {
+        return Err(Counter::PassUnsupported);
+    }
+    Ok(r as u64 & 0xffff_ffff)
 }
 
 /// Sub-options of option 82 looked through; a longer list is passed up.
@@ -372,11 +386,11 @@ fn link_selection(ctx: &XdpContext, off: usize, len: usize) -> Result<(), Counte
     Err(Counter::PassUnsupported)
 }
 
-/// What one pass of checksum calls covers: the longest datagram, its
-/// padding and the pseudo-header.
-const CSUM_SPAN: usize = 2048;
 /// Bytes the checksum helper sums in one call (its limit).
 const CSUM_CHUNK: usize = 512;
+/// Where the last checksum piece may start: after the longest headers
+/// and datagram, with room to spare (a bound for the verifier).
+const CSUM_MAX_OFFSET: usize = 4096;
 
 /// Walks the options from `off` to `end` and returns where it left the ones
 /// the fast path reads: in the SCRATCH map, written with volatile accesses

@@ -30,8 +30,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             chain::print_report(&report, args.json);
             Ok(())
         }
-        Command::BenchXdp { runs, json } => {
-            let cases = xdpbench::run(&xdpbench::Options { runs })?;
+        Command::BenchXdp {
+            runs,
+            json,
+            no_live,
+        } => {
+            let cases = xdpbench::run(&xdpbench::Options {
+                runs,
+                live: !no_live,
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&cases)?);
             } else {

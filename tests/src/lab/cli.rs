@@ -34,6 +34,9 @@ pub enum Command {
         /// Print JSON.
         #[arg(long, env = "STORMBOOT_JSON")]
         json: bool,
+        /// Only the one-run-per-call figures, not the live-frames ones.
+        #[arg(long)]
+        no_live: bool,
     },
     /// Measure how soon an API change is answered by the XDP program.
     BenchApi(super::apibench::Args),

@@ -13,6 +13,8 @@
 //! - `tftpclient`: TFTP as boot firmware reads a file
 //! - `xdpbench`: the program's cost per packet under BPF_PROG_TEST_RUN
 //! - `mutate`: the fixtures' requests and a deterministic mutator of frames
+//! - `xdplive`: the same in live-frames mode, on a veth of its own
+//! - `testrun`: BPF_PROG_TEST_RUN through bpf(2), for live-frames mode
 //! - `xdpdiff`: mutated frames through the program, checked against userspace
 //! - `fuzz`: what the cargo-fuzz targets (fuzz/) call, with their checks
 //! - `apibench`: from sending an API change to a different answer
@@ -27,6 +29,8 @@ pub mod fuzz;
 pub mod mutate;
 pub mod omapibench;
 pub mod storm;
+pub mod testrun;
 pub mod tftpclient;
 pub mod xdpbench;
 pub mod xdpdiff;
+pub mod xdplive;
