@@ -17,6 +17,7 @@
 pub mod conformance;
 mod counters;
 pub mod postgres;
+mod queue;
 pub mod sqlite;
 
 use std::future::Future;
