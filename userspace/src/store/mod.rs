@@ -17,6 +17,7 @@
 pub mod conformance;
 mod counters;
 pub mod postgres;
+mod queue;
 pub mod sqlite;
 
 use std::future::Future;
@@ -308,5 +309,40 @@ pub async fn open(cfg: &config::Store) -> Result<Stores, StoreError> {
                 reservations: store,
             })
         }
+    }
+}
+
+/// A lease row's columns as a backend reads them, before they are trusted.
+pub struct LeaseColumns {
+    pub ip: std::net::Ipv4Addr,
+    pub client_id: Vec<u8>,
+    pub mac: Vec<u8>,
+    pub state: String,
+    pub expires: i64,
+    pub updated: i64,
+    pub hostname: Option<String>,
+}
+
+impl LeaseColumns {
+    /// The lease, refusing (rather than guessing at) values no backend
+    /// writes.
+    pub fn lease(self) -> Result<Lease, String> {
+        let ip = self.ip;
+        let mac = <[u8; 6]>::try_from(self.mac.as_slice())
+            .map_err(|_| format!("lease {ip}: mac has {} bytes, not 6", self.mac.len()))?;
+        let state = crate::leases::LeaseState::parse(&self.state)
+            .ok_or_else(|| format!("lease {ip}: unknown state {:?}", self.state))?;
+        let time = |t: i64, what| -> Result<u64, String> {
+            u64::try_from(t).map_err(|_| format!("lease {ip}: {what} = {t} is before 1970"))
+        };
+        Ok(Lease {
+            ip,
+            client_id: self.client_id,
+            mac,
+            state,
+            expires: time(self.expires, "expires")?,
+            updated: time(self.updated, "updated")?,
+            hostname: self.hostname,
+        })
     }
 }

@@ -44,16 +44,17 @@ mod schema;
 
 pub use schema::SCHEMA_VERSION;
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use super::counters::{Kind, PerKind};
+use super::queue::{Calls, Job};
 use super::{
     CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
     StoreStats, StoredReservation,
@@ -83,20 +84,9 @@ pub struct PostgresStore {
     /// The server and database, without the password.
     name: String,
     pool: Pool,
-    /// The writer's queue; `None` once closed.
-    queue: RwLock<Option<mpsc::UnboundedSender<Job>>>,
-    /// Changes (to closed) when the writer task has exited.
-    exited: watch::Receiver<()>,
+    /// The writer's queue.
+    calls: Calls<mpsc::UnboundedSender<Job<Op>>>,
     counters: Arc<PerKind>,
-}
-
-/// One `commit` or `apply` call on its way to the writer.
-struct Job {
-    kind: Kind,
-    ops: Vec<Op>,
-    done: oneshot::Sender<Result<(), StoreError>>,
-    /// When it was called: its latency is measured from here.
-    called: Instant,
 }
 
 /// Parses `store.url` as the store will use it: a libpq connection string
@@ -298,10 +288,9 @@ impl PostgresStore {
             }
         });
         Ok(PostgresStore {
+            calls: Calls::new(name.clone(), "task", queue, exited),
             name,
             pool,
-            queue: RwLock::new(Some(queue)),
-            exited,
             counters,
         })
     }
@@ -311,76 +300,9 @@ impl PostgresStore {
         &self.name
     }
 
-    fn stop(&self) {
-        drop(
-            self.queue
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-    }
-
-    fn close_future(&self) -> StoreFuture<()> {
-        self.stop();
-        let mut exited = self.exited.clone();
-        Box::pin(async move {
-            // Nothing is ever sent: `changed` fails once the writer has
-            // dropped its sender, that is, once it has exited.
-            while exited.changed().await.is_ok() {}
-            Ok(())
-        })
-    }
-
-    fn is_closed(&self) -> bool {
-        self.queue
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
-    }
-
-    fn backend(&self, message: String) -> StoreError {
-        StoreError::Backend {
-            store: self.name.clone(),
-            message,
-        }
-    }
-
-    /// Queues one call's encoded changes; the future resolves when the
-    /// writer has committed them.
-    fn submit(&self, kind: Kind, ops: Result<Vec<Op>, String>, called: Instant) -> CommitFuture {
-        let ops = match ops {
-            Ok(ops) => ops,
-            Err(message) => return Box::pin(std::future::ready(Err(self.backend(message)))),
-        };
-        let (done, completion) = oneshot::channel();
-        let queued = match &*self.queue.read().unwrap_or_else(PoisonError::into_inner) {
-            Some(queue) => queue
-                .send(Job {
-                    kind,
-                    ops,
-                    done,
-                    called,
-                })
-                .is_ok(),
-            None => return Box::pin(std::future::ready(Err(StoreError::Closed))),
-        };
-        let lost_error =
-            self.backend("the writer task stopped before this commit was durable".into());
-        Box::pin(async move {
-            // The writer only stops on close (which first takes the queue)
-            // or with its runtime: either way this commit is not known to
-            // be durable.
-            let lost = || Err(lost_error);
-            if !queued {
-                return lost();
-            }
-            completion.await.unwrap_or_else(|_| lost())
-        })
-    }
-
     /// Runs `read` on a connection of the pool, beside the writer.
     fn read<T: Send + 'static>(&self, what: &'static str, read: rows::Read<T>) -> StoreFuture<T> {
-        if self.is_closed() {
+        if self.calls.is_closed() {
             return Box::pin(std::future::ready(Err(StoreError::Closed)));
         }
         let (pool, name) = (self.pool.clone(), self.name.clone());
@@ -401,7 +323,7 @@ impl Drop for PostgresStore {
     /// Stops accepting calls; the writer still commits what was queued,
     /// if its runtime lives on (see the module documentation).
     fn drop(&mut self) {
-        self.stop();
+        self.calls.stop();
     }
 }
 
@@ -412,7 +334,8 @@ impl LeaseStore for PostgresStore {
 
     fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
         let called = Instant::now();
-        self.submit(Kind::Leases, rows::encode_leases(changes), called)
+        self.calls
+            .submit(Kind::Leases, rows::encode_leases(changes), called)
     }
 
     fn stats(&self) -> StoreStats {
@@ -420,7 +343,7 @@ impl LeaseStore for PostgresStore {
     }
 
     fn close(&self) -> StoreFuture<()> {
-        self.close_future()
+        self.calls.close()
     }
 }
 
@@ -431,7 +354,7 @@ impl ReservationStore for PostgresStore {
 
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {
         let called = Instant::now();
-        self.submit(
+        self.calls.submit(
             Kind::Reservations,
             rows::encode_reservations(changes),
             called,
@@ -443,18 +366,18 @@ impl ReservationStore for PostgresStore {
     }
 
     fn close(&self) -> StoreFuture<()> {
-        self.close_future()
+        self.calls.close()
     }
 }
 
 /// The writer task: batch, apply, complete, until closed.
 async fn run_writer(
     pool: &Pool,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut jobs: mpsc::UnboundedReceiver<Job<Op>>,
     name: &str,
     counters: &PerKind,
 ) {
-    let mut batch: Vec<Job> = Vec::new();
+    let mut batch: Vec<Job<Op>> = Vec::new();
     // `recv` returns None only once the sender is gone *and* the queue is
     // empty, so what was queued before close is still committed.
     while let Some(first) = jobs.recv().await {
@@ -491,7 +414,7 @@ async fn run_writer(
 
 /// Sends a batch as one pipelined transaction, in queue order (see the
 /// module documentation).
-async fn apply(pool: &Pool, name: &str, batch: &[Job]) -> Result<(), StoreError> {
+async fn apply(pool: &Pool, name: &str, batch: &[Job<Op>]) -> Result<(), StoreError> {
     let what = format!("committing {} change set(s)", batch.len());
     let client = pool.get().await.map_err(|e| pool_failure(name, &what, e))?;
     let result = rows::apply(&client, batch.iter().flat_map(|job| &job.ops)).await;

@@ -39,7 +39,7 @@ pub use schema::SCHEMA_VERSION;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::{oneshot, watch};
 
 use super::counters::{Kind, PerKind};
+use super::queue::{Calls, Job};
 use super::{
     CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
     StoreStats, StoredReservation,
@@ -69,26 +70,12 @@ pub struct SqliteStore {
     path: PathBuf,
     /// `path` as errors print it.
     name: String,
-    /// The writer's queue; `None` once closed. A `RwLock` so concurrent
-    /// commits send side by side (`mpsc::Sender` is `Sync`) and only close
-    /// takes it alone. Unbounded: the server caps in-flight requests
+    /// The writer's queue. Unbounded: the server caps in-flight requests
     /// upstream, which bounds it, and a full queue would only move the
     /// waiting from the `.await` to the send.
-    queue: RwLock<Option<mpsc::Sender<Job>>>,
+    calls: Calls<mpsc::Sender<Job<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Changes (to closed) when the writer thread has exited: its sender
-    /// is dropped then, whether it finished or panicked.
-    exited: watch::Receiver<()>,
     counters: Arc<PerKind>,
-}
-
-/// One `commit` or `apply` call on its way to the writer.
-struct Job {
-    kind: Kind,
-    ops: Vec<Op>,
-    done: oneshot::Sender<Result<(), StoreError>>,
-    /// When `commit` was called: its latency is measured from here.
-    called: Instant,
 }
 
 /// Turns an SQLite failure into the store's error: a lock another
@@ -149,10 +136,9 @@ impl SqliteStore {
 
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            calls: Calls::new(name.clone(), "thread", queue, exited),
             name,
-            queue: RwLock::new(Some(queue)),
             writer: Mutex::new(Some(writer)),
-            exited,
             counters,
         })
     }
@@ -161,87 +147,13 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Stops accepting calls; the writer drains what was queued, then
-    /// exits.
-    fn stop(&self) {
-        // Dropping the only sender ends the writer's loop once it has
-        // drained the queue.
-        drop(
-            self.queue
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-    }
-
-    /// `stop`, and a future that resolves once the writer has exited.
-    fn close_future(&self) -> StoreFuture<()> {
-        self.stop();
-        let mut exited = self.exited.clone();
-        Box::pin(async move {
-            // Nothing is ever sent: `changed` fails once the writer has
-            // dropped its sender, that is, once it has exited.
-            while exited.changed().await.is_ok() {}
-            Ok(())
-        })
-    }
-
-    fn is_closed(&self) -> bool {
-        self.queue
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
-    }
-
-    fn backend(&self, message: String) -> StoreError {
-        StoreError::Backend {
-            store: self.name.clone(),
-            message,
-        }
-    }
-
-    /// Queues one call's encoded changes; the future resolves when the
-    /// writer has committed them.
-    fn submit(&self, kind: Kind, ops: Result<Vec<Op>, String>, called: Instant) -> CommitFuture {
-        let ops = match ops {
-            Ok(ops) => ops,
-            Err(message) => return Box::pin(std::future::ready(Err(self.backend(message)))),
-        };
-        let (done, completion) = oneshot::channel();
-        let queued = match &*self.queue.read().unwrap_or_else(PoisonError::into_inner) {
-            Some(queue) => queue
-                .send(Job {
-                    kind,
-                    ops,
-                    done,
-                    called,
-                })
-                .is_ok(),
-            None => return Box::pin(std::future::ready(Err(StoreError::Closed))),
-        };
-        // The future owns what it needs, so the caller can await it on
-        // another task (see `LeaseStore::commit`).
-        let lost_error =
-            self.backend("the writer thread stopped before this commit was durable".into());
-        Box::pin(async move {
-            // A failed send or a dropped completion both mean the writer
-            // thread died (it only stops on close, which first takes the
-            // queue), so this commit is not known to be durable.
-            let lost = || Err(lost_error);
-            if !queued {
-                return lost();
-            }
-            completion.await.unwrap_or_else(|_| lost())
-        })
-    }
-
     /// Runs `read` on a thread of its own (see the module documentation).
     fn read<T: Send + 'static>(
         &self,
         what: &str,
         read: impl FnOnce(&Path) -> Result<T, String> + Send + 'static,
     ) -> StoreFuture<T> {
-        if self.is_closed() {
+        if self.calls.is_closed() {
             return Box::pin(std::future::ready(Err(StoreError::Closed)));
         }
         let (tx, rx) = oneshot::channel();
@@ -276,7 +188,7 @@ impl Drop for SqliteStore {
     /// path) still makes durable what it was asked to. It blocks for the
     /// last transaction, a few milliseconds even on a runtime thread.
     fn drop(&mut self) {
-        self.stop();
+        self.calls.stop();
         let writer = self
             .writer
             .lock()
@@ -297,7 +209,8 @@ impl LeaseStore for SqliteStore {
 
     fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
         let called = Instant::now();
-        self.submit(Kind::Leases, rows::encode_leases(changes), called)
+        self.calls
+            .submit(Kind::Leases, rows::encode_leases(changes), called)
     }
 
     fn stats(&self) -> StoreStats {
@@ -305,7 +218,7 @@ impl LeaseStore for SqliteStore {
     }
 
     fn close(&self) -> StoreFuture<()> {
-        self.close_future()
+        self.calls.close()
     }
 }
 
@@ -318,7 +231,7 @@ impl ReservationStore for SqliteStore {
 
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {
         let called = Instant::now();
-        self.submit(
+        self.calls.submit(
             Kind::Reservations,
             rows::encode_reservations(changes),
             called,
@@ -330,7 +243,7 @@ impl ReservationStore for SqliteStore {
     }
 
     fn close(&self) -> StoreFuture<()> {
-        self.close_future()
+        self.calls.close()
     }
 }
 
@@ -355,8 +268,13 @@ fn configure(conn: &Connection) -> Result<(), String> {
 }
 
 /// The writer thread: batch, apply, complete, until closed.
-fn run_writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, name: &str, counters: &PerKind) {
-    let mut batch: Vec<Job> = Vec::new();
+fn run_writer(
+    mut conn: Connection,
+    jobs: &mpsc::Receiver<Job<Op>>,
+    name: &str,
+    counters: &PerKind,
+) {
+    let mut batch: Vec<Job<Op>> = Vec::new();
     // `recv` fails only once the sender is gone *and* the queue is empty, so
     // what was queued before close is still committed.
     while let Ok(first) = jobs.recv() {
@@ -400,7 +318,7 @@ fn run_writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, name: &str, coun
 }
 
 /// Applies a batch in one transaction, in queue order.
-fn apply(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
+fn apply(conn: &mut Connection, batch: &[Job<Op>]) -> rusqlite::Result<()> {
     // IMMEDIATE takes the write lock up front, so a concurrent writer (an
     // operator's shell) makes this wait for busy_timeout rather than fail
     // at COMMIT after all the work.

@@ -12,8 +12,8 @@ use tokio_postgres::{Client, Error, Row};
 
 use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
-use crate::leases::{Lease, LeaseChange, LeaseState};
-use crate::store::{ReservationChange, StoredReservation};
+use crate::leases::{Lease, LeaseChange};
+use crate::store::{LeaseColumns, ReservationChange, StoredReservation};
 
 const UPSERT_LEASE: &str = "
     INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
@@ -245,25 +245,16 @@ fn decode_lease(row: &Row) -> Result<Lease, String> {
         IpAddr::V4(ip) => ip,
         IpAddr::V6(ip) => return Err(format!("lease row with ip {ip}: not an IPv4 address")),
     };
-    let mac: Vec<u8> = get(row, 2, "lease's mac")?;
-    let mac = <[u8; 6]>::try_from(mac.as_slice())
-        .map_err(|_| format!("lease {ip}: mac has {} bytes, not 6", mac.len()))?;
-    let state: String = get(row, 3, "lease's state")?;
-    let state =
-        LeaseState::parse(&state).ok_or_else(|| format!("lease {ip}: unknown state {state:?}"))?;
-    let time = |index, what| -> Result<u64, String> {
-        let t: i64 = get(row, index, what)?;
-        u64::try_from(t).map_err(|_| format!("lease {ip}: {what} = {t} is before 1970"))
-    };
-    Ok(Lease {
+    LeaseColumns {
         ip,
         client_id: get(row, 1, "lease's client_id")?,
-        mac,
-        state,
-        expires: time(4, "expires")?,
-        updated: time(5, "updated")?,
+        mac: get(row, 2, "lease's mac")?,
+        state: get(row, 3, "lease's state")?,
+        expires: get(row, 4, "expires")?,
+        updated: get(row, 5, "updated")?,
         hostname: get(row, 6, "lease's hostname")?,
-    })
+    }
+    .lease()
 }
 
 /// Every stored reservation, in MAC order; a row that does not decode is

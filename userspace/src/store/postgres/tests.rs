@@ -4,7 +4,7 @@
 //! whole batch, and recovery after the server restarts.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::{Mutex, PoisonError, Weak};
 
 use stormboot_testbed::postgres::{Postgres, SUPERUSER};
 

@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OpenFlags, Row, Transaction};
 
 use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
-use crate::leases::{Lease, LeaseChange, LeaseState};
-use crate::store::{ReservationChange, StoredReservation};
+use crate::leases::{Lease, LeaseChange};
+use crate::store::{LeaseColumns, ReservationChange, StoredReservation};
 
 const UPSERT_LEASE: &str = "
     INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
@@ -186,25 +186,16 @@ fn decode_lease(row: &Row<'_>) -> Result<Lease, String> {
     let ip = u32::try_from(raw_ip)
         .map(Ipv4Addr::from)
         .map_err(|_| format!("lease row with ip {raw_ip}: not an IPv4 address"))?;
-    let mac: Vec<u8> = get(row, 2, "mac")?;
-    let mac = <[u8; 6]>::try_from(mac.as_slice())
-        .map_err(|_| format!("lease {ip}: mac has {} bytes, not 6", mac.len()))?;
-    let state: String = get(row, 3, "state")?;
-    let state =
-        LeaseState::parse(&state).ok_or_else(|| format!("lease {ip}: unknown state {state:?}"))?;
-    let time = |index, what| -> Result<u64, String> {
-        let t: i64 = get(row, index, what)?;
-        u64::try_from(t).map_err(|_| format!("lease {ip}: {what} = {t} is before 1970"))
-    };
-    Ok(Lease {
+    LeaseColumns {
         ip,
         client_id: get(row, 1, "client_id")?,
-        mac,
-        state,
-        expires: time(4, "expires")?,
-        updated: time(5, "updated")?,
+        mac: get(row, 2, "mac")?,
+        state: get(row, 3, "state")?,
+        expires: get(row, 4, "expires")?,
+        updated: get(row, 5, "updated")?,
         hostname: get(row, 6, "hostname")?,
-    })
+    }
+    .lease()
 }
 
 /// Every stored reservation, in MAC order; a row that does not decode is
