@@ -73,7 +73,8 @@ const PACKAGES: &[&str] = &[
     "ovmf",
     "ipxe",
     // the boot chain's peers (storm-e2e, tests/storm_e2e.rs): nginx for
-    // HTTP beside dnsmasq and Kea, tftpd-hpa beside Kea; run in the lab's
+    // HTTP beside dnsmasq and Kea (and the yardstick of the boot HTTP
+    // port's throughput), tftpd-hpa beside Kea; run in the lab's
     // namespaces with their own configuration, never as system services
     "nginx",
     "tftpd-hpa",
@@ -81,9 +82,6 @@ const PACKAGES: &[&str] = &[
     "systemd",
     // the tests fetch scripts, files and /metrics as a machine would
     "curl",
-    // the boot HTTP port's throughput is measured beside nginx's (run
-    // on a private configuration, never as the system service)
-    "nginx",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
