@@ -179,6 +179,37 @@ fn measure_all(runs: u32) -> anyhow::Result<Vec<Case>> {
 
 /// Pins the calling thread to the CPU it is on; None if that failed (the
 /// numbers are then noisier, not wrong, and the method says so).
+/// Checks the program's counters between `before` and `after`: every one
+/// of `n` frames received and answered as `s` expects, no event lost, no
+/// send failed.
+pub(super) fn counted_once_each(
+    s: &Scenario,
+    before: &[u64],
+    after: &[u64],
+    n: u64,
+    what: &str,
+) -> anyhow::Result<()> {
+    let delta = |c: Counter| after[c as usize] - before[c as usize];
+    ensure!(
+        delta(Counter::Received) == n && delta(s.expect.counter()) == n,
+        "{}: the program counted {} frames and {} {} for {n} {what}",
+        s.name,
+        delta(Counter::Received),
+        delta(s.expect.counter()),
+        s.expect.counter().name()
+    );
+    for c in [Counter::EventLost, Counter::TxError] {
+        ensure!(
+            delta(c) == 0,
+            "{}: {} went up by {} during the {what}",
+            s.name,
+            c.name(),
+            delta(c)
+        );
+    }
+    Ok(())
+}
+
 pub(super) fn pin_to_current_cpu() -> Option<usize> {
     use nix::sched::{sched_getcpu, sched_setaffinity, CpuSet};
     let cpu = sched_getcpu().ok()?;
@@ -263,25 +294,7 @@ impl Bench {
         }
         self.drain_events();
         let after = self.dp.counters()?;
-        let delta = |c: Counter| after[c as usize] - before[c as usize];
-        let total = u64::from(total);
-        ensure!(
-            delta(Counter::Received) == total && delta(s.expect.counter()) == total,
-            "{}: the program counted {} frames and {} {} for {total} runs",
-            s.name,
-            delta(Counter::Received),
-            delta(s.expect.counter()),
-            s.expect.counter().name()
-        );
-        for c in [Counter::EventLost, Counter::TxError] {
-            ensure!(
-                delta(c) == 0,
-                "{}: {} went up by {} during the runs",
-                s.name,
-                c.name(),
-                delta(c)
-            );
-        }
+        counted_once_each(s, &before, &after, u64::from(total), "runs")?;
 
         let step = clock_step(&[prog_ns.as_slice(), base_ns.as_slice()].concat());
         let prog = binned_median(&prog_ns, step);

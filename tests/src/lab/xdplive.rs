@@ -28,12 +28,11 @@ use stormboot::config::XdpMode as AttachMode;
 use stormboot::dataplane::{attach_pass, Dataplane};
 use stormboot::rawsock::RawSocket;
 use stormboot_common::bucket::Limit;
-use stormboot_common::counters::Counter;
 use stormboot_common::maps::Iface;
 
 use super::fixtures::{config, Loaded, Setup, CONFIG, SERVER, SERVER_MAC, XDP_TX};
 use super::testrun;
-use super::xdpbench::{scenarios, validate, Expect, Scenario};
+use super::xdpbench::{counted_once_each, scenarios, validate, Expect, Scenario};
 use crate::reports::XdpCase as Case;
 use std::os::fd::OwnedFd;
 
@@ -273,25 +272,8 @@ impl Live {
             self.drain_events();
         }
         let after = self.dp.counters()?;
-        let delta = |c: Counter| after[c as usize] - before[c as usize];
         let frames = u64::from(total) * u64::from(BATCH);
-        ensure!(
-            delta(Counter::Received) == frames && delta(s.expect.counter()) == frames,
-            "{}: the program counted {} frames and {} {} for {frames} live frames",
-            s.name,
-            delta(Counter::Received),
-            delta(s.expect.counter()),
-            s.expect.counter().name()
-        );
-        for c in [Counter::EventLost, Counter::TxError] {
-            ensure!(
-                delta(c) == 0,
-                "{}: {} went up by {}",
-                s.name,
-                c.name(),
-                delta(c)
-            );
-        }
+        counted_once_each(s, &before, &after, frames, "live frames")?;
         let prog_med = median(&mut prog_ns);
         let base_med = median(&mut base_ns);
         let ns = prog_med - base_med;
