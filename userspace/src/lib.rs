@@ -6,6 +6,7 @@ pub mod boot;
 pub mod bootfile;
 pub mod cli;
 pub mod clidocs;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod dataplane;

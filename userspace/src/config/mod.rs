@@ -3,6 +3,7 @@
 //! runtime [`Config`] with errors of the form `file:line: key: message`.
 
 mod boot;
+mod cluster;
 mod csv;
 mod duration;
 mod hooks;
@@ -44,6 +45,8 @@ pub struct Config {
     pub dashboard: Dashboard,
     /// `[store]` (or the deprecated `server.lease_db`).
     pub store: Store,
+    /// `[cluster]`, when this node shares its store with others.
+    pub cluster: Option<Cluster>,
     /// Keys that work but should change (deprecated ones), for the daemon
     /// to log once at start and `check-config` to print.
     pub warnings: Vec<Warning>,
@@ -72,6 +75,33 @@ pub struct Postgres {
     /// STORMBOOT_PG_PASSWORD, read when the store opens, overrides it,
     /// and PGPASSWORD stands in for both.
     pub password: Option<Secret>,
+}
+
+/// `[cluster]`: this node among the nodes sharing one PostgreSQL store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `cluster.node`: this node's name among them (default: the host
+    /// name); unique per cluster.
+    pub node: String,
+    /// `cluster.heartbeat`: how often the node records that it is alive.
+    pub heartbeat: Duration,
+    /// `cluster.dead_after`: a node silent this long is dead, and its
+    /// share of new clients goes to the others.
+    pub dead_after: Duration,
+    /// `cluster.load_balance`: new clients are shared out by the RFC 3074
+    /// hash of their client id over the live nodes (else every node
+    /// answers every new client).
+    pub load_balance: bool,
+    /// `cluster.lb_max_secs`: a DISCOVER whose `secs` is at least this is
+    /// answered whoever's share it is (its node may be alive but mute).
+    pub lb_max_secs: u16,
+    /// `cluster.grace`: how long past its expiry an address another node
+    /// leased stays out of reach, covering that node's bounded renewals
+    /// while it cannot reach the database.
+    pub grace: Duration,
+    /// `cluster.sync_interval`: how often reservation changes are looked
+    /// for even without a notification.
+    pub sync_interval: Duration,
 }
 
 /// A password or other secret: compared like its text, printed as

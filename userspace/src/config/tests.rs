@@ -173,6 +173,7 @@ fn example_parses() {
         store: Store::Sqlite {
             path: PathBuf::from("/var/lib/stormboot/leases.db"),
         },
+        cluster: None,
         warnings: vec![],
     };
     assert_eq!(c, want);

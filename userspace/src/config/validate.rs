@@ -117,6 +117,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         read,
         &mut warnings,
     )?;
+    let cluster = super::cluster::cluster(w.cluster.as_ref(), &store, src)?;
     // duration_value refuses zero: every machine would be stuck.
     let dashboard = match w.dashboard.as_ref().and_then(|d| d.stuck_after.as_ref()) {
         None => super::Dashboard::default(),
@@ -135,6 +136,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         hooks,
         dashboard,
         store,
+        cluster,
         warnings,
     })
 }

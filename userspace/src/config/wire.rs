@@ -22,6 +22,7 @@ pub struct File {
     pub omapi: Option<S<super::omapi::Wire>>,
     pub dashboard: Option<Dashboard>,
     pub store: Option<super::store::Wire>,
+    pub cluster: Option<S<super::cluster::Wire>>,
     #[serde(default)]
     pub profile: Vec<Profile>,
     #[serde(default)]

@@ -16,7 +16,7 @@ use crate::store::unknown_schema;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[i]` takes a database from version `i` to `i + 1` (0: empty).
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1.
 ///
@@ -53,6 +53,76 @@ const V1: &str = "
         updated       bigint NOT NULL
     );
     CREATE INDEX reservations_by_change ON reservations (change_number);
+";
+
+/// Version 2: what several nodes on one database need.
+///
+/// - `change_counter`: reservation change numbers in commit order. Each
+///   change takes its number by updating this one row, whose lock it then
+///   holds until its transaction ends, so numbers are handed out in the
+///   order transactions commit. (A sequence's numbers can commit out of
+///   order: a node that has applied up to 10 would never see a 9 committed
+///   after it looked.) It starts past every number the sequence gave.
+/// - `nodes`: one row per node, written by its heartbeat: liveness by the
+///   database's clock, the last reservation change it applied, and a hash
+///   of its configuration so differing files are seen.
+/// - `leases.node` and `leases.stored`: which node wrote a lease and when
+///   by the database's clock, so a node can refresh its cache with what
+///   the others wrote since it last looked.
+/// - `address_history`: every change of an address's holder or state,
+///   written by a trigger on `leases`, so whichever node or tool wrote the
+///   lease, the history is the database's.
+const V2: &str = "
+    CREATE TABLE change_counter (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        value    bigint NOT NULL
+    );
+    INSERT INTO change_counter (value)
+        SELECT greatest((SELECT coalesce(max(change_number), 0) FROM reservations),
+                        (SELECT last_value FROM reservation_changes));
+    CREATE TABLE nodes (
+        node           text PRIMARY KEY,
+        addresses      text NOT NULL,
+        version        text NOT NULL,
+        config_hash    text NOT NULL,
+        started        timestamptz NOT NULL,
+        last_seen      timestamptz NOT NULL,
+        applied_change bigint NOT NULL
+    );
+    ALTER TABLE leases
+        ADD COLUMN node   text,
+        ADD COLUMN stored timestamptz NOT NULL DEFAULT now();
+    CREATE INDEX leases_by_stored ON leases (stored);
+    CREATE INDEX leases_by_mac ON leases (mac);
+    CREATE TABLE address_history (
+        id        bigserial PRIMARY KEY,
+        ip        inet NOT NULL,
+        event     text NOT NULL CHECK (event IN ('offered', 'bound', 'declined', 'freed')),
+        mac       bytea NOT NULL,
+        client_id bytea NOT NULL,
+        hostname  text,
+        node      text,
+        expires   bigint NOT NULL,
+        at        timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX address_history_by_ip ON address_history (ip, id);
+    CREATE FUNCTION record_address_history() RETURNS trigger AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO address_history (ip, event, mac, client_id, hostname, node, expires)
+            VALUES (OLD.ip, 'freed', OLD.mac, OLD.client_id, OLD.hostname, OLD.node, OLD.expires);
+            RETURN OLD;
+        END IF;
+        IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state
+           OR OLD.mac IS DISTINCT FROM NEW.mac OR OLD.client_id IS DISTINCT FROM NEW.client_id THEN
+            INSERT INTO address_history (ip, event, mac, client_id, hostname, node, expires)
+            VALUES (NEW.ip, NEW.state, NEW.mac, NEW.client_id, NEW.hostname, NEW.node, NEW.expires);
+        END IF;
+        RETURN NEW;
+    END
+    $$ LANGUAGE plpgsql;
+    CREATE TRIGGER leases_history AFTER INSERT OR UPDATE OR DELETE ON leases
+        FOR EACH ROW EXECUTE FUNCTION record_address_history();
 ";
 
 /// Held for the migration's transaction: two nodes opening one new
