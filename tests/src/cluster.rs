@@ -37,6 +37,8 @@ const SEGMENT_BRIDGE: &str = "sbbr0";
 const DB_BRIDGE: &str = "sbdb";
 /// The database, as every node's config names it.
 pub const DATABASE: &str = "stormboot";
+/// Every node's `api.token`; `Pair::api` sends it.
+pub const TOKEN: &str = "cluster-token-5c1e";
 
 /// One of the two nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,12 +224,14 @@ impl Pair {
         self.scratch.path(&format!("{}.toml", node.name()))
     }
 
-    /// Node `node`'s whole configuration: its `[server]`, then `body`
-    /// (subnets, reservations, and any other section), then the shared
-    /// store and its `[cluster]` with `cluster_keys`.
-    pub fn config(node: Node, body: &str, cluster_keys: &str) -> String {
+    /// Node `node`'s whole configuration: its `[server]` (with
+    /// `server_keys`), the API's token, then `body` (subnets,
+    /// reservations, other sections), then the shared store and its
+    /// `[cluster]` with `cluster_keys`.
+    pub fn config(node: Node, server_keys: &str, body: &str, cluster_keys: &str) -> String {
         format!(
-            "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"{}\"\n\n{body}\n\
+            "[server]\ninterface = \"{SERVER_IF}\"\naddress = \"{}\"\n{server_keys}\n\
+             [api]\ntoken = \"{TOKEN}\"\n\n{body}\n\
              [store]\nbackend = \"postgres\"\nurl = \"{}\"\n\n\
              [cluster]\nnode = \"{}\"\n{cluster_keys}\n",
             node.address(),
@@ -243,9 +247,10 @@ impl Pair {
 
     /// Writes `node`'s configuration (`Pair::config`), starts its daemon
     /// and waits until its API answers. Its PID.
-    pub fn start(&mut self, node: Node, body: &str, cluster_keys: &str) -> u32 {
+    pub fn start(&mut self, node: Node, server_keys: &str, body: &str, cluster_keys: &str) -> u32 {
         let path = self.config_path(node);
-        std::fs::write(&path, Pair::config(node, body, cluster_keys)).expect("writing config");
+        let text = Pair::config(node, server_keys, body, cluster_keys);
+        std::fs::write(&path, text).expect("writing config");
         self.respawn(node)
     }
 
@@ -344,6 +349,8 @@ impl Pair {
             "\n%{http_code}",
             "-X",
             method,
+            "-H",
+            &format!("authorization: Bearer {TOKEN}"),
         ]);
         if let Some(b) = body {
             curl.args(["-H", "content-type: application/json", "--data-binary", b]);

@@ -32,7 +32,9 @@ pub mod lab;
 pub mod labconfig;
 pub mod postgres;
 pub mod reports;
-pub use daemon::{env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START};
+pub use daemon::{
+    env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START, DHCLIENT_SCRIPT,
+};
 
 pub const SERVER_IF: &str = "sb0";
 pub const CLIENT_IF: &str = "sbc0";
