@@ -97,6 +97,8 @@ pub struct Pair {
     client_ns: String,
     node_ns: [String; 2],
     daemons: [Option<u32>; 2],
+    /// The daemons' log filter (`STORMBOOT_LOG`).
+    log: String,
 }
 
 fn netns(ns: &str) -> PathBuf {
@@ -194,6 +196,7 @@ impl Pair {
             client_ns: cli,
             node_ns: nodes,
             daemons: [None, None],
+            log: "info".into(),
         };
         for node in Node::BOTH {
             pair.attach_pass(&format!("p{}", node.name()))?;
@@ -220,8 +223,15 @@ impl Pair {
         format!("host={DB_ADDR} user=postgres dbname={DATABASE} connect_timeout=3")
     }
 
-    fn config_path(&self, node: Node) -> PathBuf {
+    /// Where `node`'s configuration is written.
+    pub fn config_path(&self, node: Node) -> PathBuf {
         self.scratch.path(&format!("{}.toml", node.name()))
+    }
+
+    /// The daemons started from now on log with this filter (default
+    /// "info"): a benchmark keeps per-lease lines out of its figures.
+    pub fn set_log(&mut self, filter: &str) {
+        filter.clone_into(&mut self.log);
     }
 
     /// Node `node`'s whole configuration: its `[server]` (with
@@ -254,12 +264,19 @@ impl Pair {
         self.respawn(node)
     }
 
+    /// Starts `node`'s daemon on a whole configuration of the caller's
+    /// (a node on its own store, outside any cluster), as `start` does.
+    pub fn start_with(&mut self, node: Node, config: &str) -> u32 {
+        std::fs::write(self.config_path(node), config).expect("writing config");
+        self.respawn(node)
+    }
+
     /// Starts `node`'s daemon again on the configuration already written.
     pub fn respawn(&mut self, node: Node) -> u32 {
         let mut serve = self.command(node, &binary("stormboot").to_string_lossy());
         serve
             .env("NO_COLOR", "1")
-            .env("STORMBOOT_LOG", "info")
+            .env("STORMBOOT_LOG", &self.log)
             .env_remove("STORMBOOT_API_TOKEN")
             .args(["serve", "--config"])
             .arg(self.config_path(node))
@@ -387,6 +404,31 @@ impl Pair {
         let out = run_in(&self.client_ns, &netns(&self.client_ns), storm)
             .unwrap_or_else(|e| panic!("storm failed: {e:#}{}", self.logs()));
         reports::decode("storm", &out.stdout).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// The path of `node`'s network namespace.
+    pub fn node_netns(&self, node: Node) -> PathBuf {
+        netns(&self.node_ns[node.index()])
+    }
+
+    /// The path of the client's network namespace.
+    pub fn client_netns(&self) -> PathBuf {
+        netns(&self.client_ns)
+    }
+
+    /// Spawns `cmd` (another server than stormboot, say) in `node`'s
+    /// namespace, stopped on drop; its PID.
+    pub fn spawn_in(&mut self, node: Node, cmd: Command) -> anyhow::Result<u32> {
+        self.children.spawn(&self.node_netns(node), cmd)
+    }
+
+    /// SIGKILL to a child spawned with `spawn_in` or `spawn_client`, at
+    /// once, and reaped: a crash.
+    pub fn kill_child(&mut self, pid: u32) -> anyhow::Result<()> {
+        let mut child = self.children.take(pid)?;
+        let killed = child.kill();
+        child.wait().with_context(|| format!("reaping pid {pid}"))?;
+        killed.with_context(|| format!("killing pid {pid}"))
     }
 
     /// A command run inside the client's namespace.

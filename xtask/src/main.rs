@@ -61,7 +61,9 @@ fn main() -> Result<()> {
             }
             // The lab measures, in release: a debug storm client would
             // measure itself.
-            build_lab(true)?;
+            if args.measures_with_this_lab() {
+                build_lab(true)?;
+            }
             bench::run(&args)
         }
         Cmd::Fuzz(args) => {

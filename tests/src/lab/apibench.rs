@@ -18,12 +18,17 @@
 //! The API and the client side are usually in different network
 //! namespaces (the API on the server's loopback): `--netns` opens the
 //! probe socket inside the client's namespace, the rest stays here.
+//!
+//! Between two nodes of a cluster, the change goes to one node's API and
+//! `--server-id` names the other: only OFFERs carrying that server
+//! identifier count, so the latency is the change's way to the other
+//! node's XDP program (`--server-mac` sends the DISCOVERs to it alone).
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use dhcproto::v4::{Message, MessageType};
+use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder};
 
 use stormboot::api::client::Client;
@@ -70,6 +75,14 @@ pub struct Args {
     /// seen as a probe that goes unanswered this long.
     #[arg(long, env = "STORMBOOT_BENCH_PROBE_US", default_value_t = 5000)]
     pub probe_us: u64,
+    /// Count only OFFERs with this server identifier (option 54): another
+    /// node of a cluster than the one whose API takes the changes.
+    #[arg(long, env = "STORMBOOT_BENCH_SERVER_ID")]
+    pub server_id: Option<Ipv4Addr>,
+    /// Send the DISCOVERs to this Ethernet address instead of broadcast
+    /// (the node named by --server-id, so the other is not asked).
+    #[arg(long, env = "STORMBOOT_BENCH_SERVER_MAC")]
+    pub server_mac: Option<String>,
     /// Print JSON.
     #[arg(long, env = "STORMBOOT_JSON")]
     pub json: bool,
@@ -106,23 +119,34 @@ pub(crate) fn open_socket(interface: &str, netns: Option<&str>) -> anyhow::Resul
     sock
 }
 
-/// A DISCOVER from `mac`, padded to BOOTP's 300 bytes, broadcast.
-fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
+/// A DISCOVER from `mac`, padded to BOOTP's 300 bytes, to the IPv4
+/// broadcast address in an Ethernet frame to `eth_dst`.
+fn discover(mac: [u8; 6], xid: u32, eth_dst: [u8; 6]) -> Vec<u8> {
     let mut m = super::fixtures::request(mac, MessageType::Discover);
     m.set_xid(xid);
     let mut payload = super::fixtures::encode(&m);
     payload.resize(payload.len().max(300), 0);
-    super::fixtures::client_frame(mac, None, &payload)
+    let mut f = super::fixtures::client_frame(mac, None, &payload);
+    f[..6].copy_from_slice(&eth_dst);
+    f
 }
 
-/// The OFFER to `xid`, if `f` is one: its yiaddr.
-fn offer_of(f: &[u8], xid: u32) -> Option<Ipv4Addr> {
+/// The OFFER to `xid`, if `f` is one (from `server`, when given): its
+/// yiaddr.
+fn offer_of(f: &[u8], xid: u32, server: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
     let p = frame::parse(f).ok()?;
     if p.addr.dport != 68 {
         return None;
     }
     let m = Message::decode(&mut Decoder::new(p.payload)).ok()?;
-    (m.xid() == xid && m.opts().msg_type() == Some(MessageType::Offer)).then(|| m.yiaddr())
+    let from = || match m.opts().get(OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(id)) => Some(*id),
+        _ => None,
+    };
+    (m.xid() == xid
+        && m.opts().msg_type() == Some(MessageType::Offer)
+        && (server.is_none() || from() == server))
+        .then(|| m.yiaddr())
 }
 
 pub(crate) struct Prober {
@@ -131,6 +155,10 @@ pub(crate) struct Prober {
     pub(crate) xid: u32,
     pub(crate) wait: Duration,
     pub(crate) buf: Vec<u8>,
+    /// Only OFFERs with this server identifier count.
+    pub(crate) server: Option<Ipv4Addr>,
+    /// Where the DISCOVERs go on the link (broadcast by default).
+    pub(crate) eth_dst: [u8; 6],
 }
 
 impl Prober {
@@ -139,7 +167,7 @@ impl Prober {
         // Drop whatever is left over from earlier probes.
         while self.sock.recv(&mut self.buf)?.is_some() {}
         self.xid = self.xid.wrapping_add(1);
-        let f = discover(self.mac, self.xid);
+        let f = discover(self.mac, self.xid, self.eth_dst);
         let sent = Instant::now();
         self.sock.send(&f)?;
         let deadline = sent + self.wait;
@@ -151,7 +179,7 @@ impl Prober {
             self.sock.poll(deadline - now)?;
             while let Some(meta) = self.sock.recv(&mut self.buf)? {
                 let n = meta.len.min(self.buf.len());
-                if let Some(ip) = offer_of(&self.buf[..n], self.xid) {
+                if let Some(ip) = offer_of(&self.buf[..n], self.xid, self.server) {
                     return Ok((sent, Some(ip)));
                 }
             }
@@ -286,6 +314,11 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         xid: rand::random(),
         wait: Duration::from_micros(args.probe_us),
         buf: vec![0; 2048],
+        server: args.server_id,
+        eth_dst: match &args.server_mac {
+            Some(m) => frame::parse_mac(m).context("--server-mac is not a MAC address")?,
+            None => frame::BROADCAST_MAC,
+        },
     };
     prober.sock.filter_udp_ports(68, 68)?;
     let timeout = Duration::from_millis(args.timeout_ms);
@@ -393,12 +426,47 @@ mod tests {
     #[test]
     fn probes_are_discovers_and_offers_are_matched_by_xid() {
         let mac = [2, 0, 0, 0, 0, 9];
-        let f = discover(mac, 7);
+        let f = discover(mac, 7, frame::BROADCAST_MAC);
         let p = frame::parse(&f).unwrap();
         let m = Message::decode(&mut Decoder::new(p.payload)).unwrap();
         assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
         assert_eq!(p.addr.dport, 67);
         // A DISCOVER is not an OFFER.
-        assert_eq!(offer_of(&f, 7), None);
+        assert_eq!(offer_of(&f, 7, None), None);
+        // Sent to one node: its Ethernet address, still IPv4 broadcast.
+        let node = [2, 0, 0, 0, 0, 0xb];
+        let f = discover(mac, 7, node);
+        assert_eq!(f[..6], node);
+        assert_eq!(frame::parse(&f).unwrap().addr.ip_dst, Ipv4Addr::BROADCAST);
+    }
+
+    #[test]
+    fn offers_from_another_server_than_the_one_named_do_not_count() {
+        let (a, b) = (Ipv4Addr::new(10, 50, 0, 1), Ipv4Addr::new(10, 50, 0, 2));
+        let offer = |server: Ipv4Addr| {
+            let mut m = super::super::fixtures::request([2, 0, 0, 0, 0, 9], MessageType::Offer);
+            m.set_xid(7)
+                .set_opcode(dhcproto::v4::Opcode::BootReply)
+                .set_yiaddr(Ipv4Addr::new(10, 50, 0, 9));
+            m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+            let payload = super::super::fixtures::encode(&m);
+            frame::build(
+                &frame::Addressing {
+                    eth_dst: frame::BROADCAST_MAC,
+                    eth_src: [2, 0, 0, 0, 0, 1],
+                    vlan: None,
+                    ip_src: server,
+                    ip_dst: Ipv4Addr::BROADCAST,
+                    sport: 67,
+                    dport: 68,
+                },
+                &payload,
+            )
+        };
+        let ip = Some(Ipv4Addr::new(10, 50, 0, 9));
+        assert_eq!(offer_of(&offer(a), 7, None), ip);
+        assert_eq!(offer_of(&offer(b), 7, Some(b)), ip);
+        assert_eq!(offer_of(&offer(a), 7, Some(b)), None);
+        assert_eq!(offer_of(&offer(b), 8, Some(b)), None);
     }
 }

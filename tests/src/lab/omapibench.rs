@@ -116,6 +116,8 @@ pub fn measure(args: &Args) -> anyhow::Result<Report> {
         xid: rand::random(),
         wait: Duration::from_micros(args.probe_us),
         buf: vec![0; 2048],
+        server: None,
+        eth_dst: stormboot::frame::BROADCAST_MAC,
     };
     prober.sock.filter_udp_ports(68, 68)?;
     let timeout = Duration::from_millis(args.timeout_ms);

@@ -6,9 +6,12 @@
 //! program alone (`stormboot-lab bench-xdp`), the control plane at a million
 //! reservations, and the whole boot storm end to end (`storm-e2e`: DHCP,
 //! TFTP/HTTP boot files, iPXE, kernels and initrds, beside dnsmasq + nginx
-//! and Kea + tftpd-hpa + nginx). Tables and plots go to `target/bench/`.
+//! and Kea + tftpd-hpa + nginx), and two nodes sharing PostgreSQL beside a
+//! Kea HA pair and one node on SQLite (`cluster`). Tables and plots go to
+//! `target/bench/`.
 
 mod apilatency;
+mod cluster;
 mod controlplane;
 mod e2e;
 mod omapi;
@@ -35,6 +38,10 @@ const RESERVATION_RATES: &[u32] = &[
 ];
 /// Rates of the pool ramp.
 const POOL_RATES: &[u32] = &[1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000];
+/// Rates of the cluster's ramp of new clients: lower first, for a pair
+/// whose every lease crosses a network to the database (and, for Kea, to
+/// the partner).
+const CLUSTER_RATES: &[u32] = &[250, 500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000];
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -54,7 +61,9 @@ pub struct BenchArgs {
     /// stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp), xdp (the
     /// program alone), control-plane, api (API to dataplane), omapi
     /// (OMAPI creates per second and create to XDP), storm-e2e (the whole
-    /// boot chain beside dnsmasq + nginx and Kea + tftpd-hpa + nginx).
+    /// boot chain beside dnsmasq + nginx and Kea + tftpd-hpa + nginx),
+    /// cluster (two stormboot nodes on PostgreSQL beside a Kea HA pair and
+    /// one node on SQLite: new leases, failover, reservation propagation).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short run (tiny storm, one short step per scenario) that checks
@@ -68,6 +77,11 @@ pub struct BenchArgs {
     /// build, which `cargo xtask bench` builds first).
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// The lab binary that measures (storm client, bench-api, xdp-pass;
+    /// default: this checkout's release build, which `cargo xtask bench`
+    /// builds first).
+    #[arg(long)]
+    lab: Option<PathBuf>,
 }
 
 /// How one run is sized.
@@ -90,6 +104,8 @@ struct Settings {
     omapi: omapi::Size,
     /// storm-e2e's size.
     e2e: e2e::Size,
+    /// The cluster part's size.
+    cluster: cluster::Size,
 }
 
 #[derive(Clone, Copy)]
@@ -133,6 +149,15 @@ impl Settings {
                     initrd_bytes: 256 << 10,
                     deadline_s: 60,
                 },
+                cluster: cluster::Size {
+                    rates: vec![200],
+                    step: StepLength::Exchanges(100),
+                    machines: 50,
+                    window: 64,
+                    probe_machines: 8,
+                    failover_deadline: None,
+                    propagation_changes: 0,
+                },
             });
         }
         Ok(Settings {
@@ -163,6 +188,15 @@ impl Settings {
                 initrd_bytes: 32 << 20,
                 deadline_s: 600,
             },
+            cluster: cluster::Size {
+                rates: CLUSTER_RATES.to_vec(),
+                step: StepLength::Seconds(args.period),
+                machines: args.machines,
+                window: args.window,
+                probe_machines: 16,
+                failover_deadline: Some(Duration::from_secs(30)),
+                propagation_changes: 201,
+            },
         })
     }
 }
@@ -188,6 +222,12 @@ impl BenchArgs {
     pub fn measures_this_checkout(&self) -> bool {
         self.bin.is_none()
     }
+
+    /// Whether the lab that measures is this checkout's release build (no
+    /// `--lab`), which must then be built first.
+    pub fn measures_with_this_lab(&self) -> bool {
+        self.lab.is_none()
+    }
 }
 
 /// The binaries a run uses: the daemon measured, and the lab (the storm
@@ -198,13 +238,12 @@ pub struct Bins {
 }
 
 impl Bins {
-    /// This checkout's release builds, or `daemon` measured by this
-    /// checkout's release lab.
-    fn release(daemon: Option<PathBuf>) -> Bins {
+    /// This checkout's release builds, or the binaries given instead.
+    fn release(daemon: Option<PathBuf>, lab: Option<PathBuf>) -> Bins {
         let dir = target_dir().join("release");
         Bins {
             daemon: daemon.unwrap_or_else(|| dir.join("stormboot")),
-            lab: dir.join("stormboot-lab"),
+            lab: lab.unwrap_or_else(|| dir.join("stormboot-lab")),
         }
     }
 
@@ -220,7 +259,7 @@ impl Bins {
 
 /// `cargo xtask bench`, with the release binaries.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    run_with(args, &Bins::release(args.bin.clone()))
+    run_with(args, &Bins::release(args.bin.clone(), args.lab.clone()))
 }
 
 /// The smoke run `cargo xtask test` ends with, with the binaries it built.
@@ -234,6 +273,7 @@ pub fn smoke(bins: &Bins) -> Result<()> {
         smoke: true,
         dir: PathBuf::from("target/bench-smoke"),
         bin: Some(bins.daemon.clone()),
+        lab: Some(bins.lab.clone()),
     };
     run_with(&args, bins)
 }
@@ -250,9 +290,17 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
     let part = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
     for o in &args.only {
         if !servers::ALL.iter().any(|s| s.key() == o)
-            && !["xdp", "control-plane", "api", "omapi", "storm-e2e"].contains(&o.as_str())
+            && ![
+                "xdp",
+                "control-plane",
+                "api",
+                "omapi",
+                "storm-e2e",
+                "cluster",
+            ]
+            .contains(&o.as_str())
         {
-            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e");
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e, cluster");
         }
     }
 
@@ -318,6 +366,11 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
 
+    let pair = part("cluster").then(|| {
+        eprintln!("bench: two nodes sharing PostgreSQL, beside a Kea HA pair");
+        cluster::measure(&dir, bins, &settings.cluster)
+    });
+
     let length = match settings.step {
         StepLength::Seconds(s) => format!("{s} s per rate"),
         StepLength::Exchanges(n) => format!("{n} exchanges per rate"),
@@ -348,6 +401,15 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
             e2e::markdown(rows, &settings.e2e)
         ),
         Err(e) => format!("{md}\n## Boot storm, end to end\n\nnot measured: {e:#}\n"),
+    };
+    let md = match &pair {
+        Some(r) => format!(
+            "{md}\n## Two nodes sharing PostgreSQL\n\n{}",
+            cluster::markdown(r, &settings.cluster)
+        ),
+        None => format!(
+            "{md}\n## Two nodes sharing PostgreSQL\n\nnot measured: not asked for (--only)\n"
+        ),
     };
     println!("{md}");
     std::fs::write(dir.join("results.md"), &md)?;
@@ -384,34 +446,48 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
     );
 
     if args.smoke {
-        smoke_verdict(&outcomes, &settings, cp.as_ref().err())?;
-        let r = api.context("the API benchmark")?;
-        if r.visible.changes != 3 * u64::from(settings.api_cycles)
-            || r.reservations != u64::from(settings.api_load)
-        {
-            bail!(
-                "the API benchmark saw {} of {} changes with {} of {} reservations loaded: {r:?}",
-                r.visible.changes,
-                3 * settings.api_cycles,
-                r.reservations,
-                settings.api_load
-            );
+        // A smoke run with --only checks the parts asked for.
+        smoke_verdict(
+            &outcomes,
+            &settings,
+            cp.as_ref().err().filter(|_| part("control-plane")),
+        )?;
+        if part("api") {
+            let r = api.context("the API benchmark")?;
+            if r.visible.changes != 3 * u64::from(settings.api_cycles)
+                || r.reservations != u64::from(settings.api_load)
+            {
+                bail!(
+                    "the API benchmark saw {} of {} changes with {} of {} reservations loaded: {r:?}",
+                    r.visible.changes,
+                    3 * settings.api_cycles,
+                    r.reservations,
+                    settings.api_load
+                );
+            }
         }
-        let r = om.context("the OMAPI benchmark")?;
-        if r.visible.changes != u64::from(settings.omapi.cycles) {
-            bail!("the OMAPI benchmark missed creates: {r:?}");
+        if part("omapi") {
+            let r = om.context("the OMAPI benchmark")?;
+            if r.visible.changes != u64::from(settings.omapi.cycles) {
+                bail!("the OMAPI benchmark missed creates: {r:?}");
+            }
         }
-        for row in chain.context("the boot storm, end to end")? {
-            match row.result {
-                Ok(r) if r.all_booted() => {}
-                Ok(r) => bail!(
-                    "storm-e2e: {}: {} of {} machines booted: {:?}",
-                    row.server.name(),
-                    r.booted,
-                    r.machines,
-                    r.failures
-                ),
-                Err(e) => bail!("storm-e2e: {}: {e}", row.server.name()),
+        if let Some(r) = &pair {
+            cluster::smoke_verdict(r)?;
+        }
+        if part("storm-e2e") {
+            for row in chain.context("the boot storm, end to end")? {
+                match row.result {
+                    Ok(r) if r.all_booted() => {}
+                    Ok(r) => bail!(
+                        "storm-e2e: {}: {} of {} machines booted: {:?}",
+                        row.server.name(),
+                        r.booted,
+                        r.machines,
+                        r.failures
+                    ),
+                    Err(e) => bail!("storm-e2e: {}: {e}", row.server.name()),
+                }
             }
         }
     }
@@ -533,26 +609,28 @@ fn measure(server: Server, dir: &Path, bins: &Bins, s: &Settings) -> Result<Meas
             .then(|| stormboot_replies(&bed, &bins.daemon))
             .flatten()
     };
+    let client = |program: &str| bed.command(Side::Client, program);
     let reservations = ramp(
-        &bed,
-        server,
+        &client,
+        server.name(),
         &s.reservation_rates,
         s.step,
         &replies,
         |c, _| {
-            c.arg("-M").arg(&macs);
+            c.arg("-M").arg(&macs).arg(servers::SERVER_ADDR.to_string());
         },
     )?;
-    let pool = ramp(&bed, server, &s.pool_rates, s.step, &replies, |c, i| {
-        // New clients at every step: MACs no earlier step (and no
-        // reservation) used.
-        c.args([
-            "-R",
-            "1000000",
-            "-b",
-            &format!("mac=02:{:02x}:00:00:00:00", i + 1),
-        ]);
-    })?;
+    let pool = ramp(
+        &client,
+        server.name(),
+        &s.pool_rates,
+        s.step,
+        &replies,
+        |c, i| {
+            new_clients(c, i);
+            c.arg(servers::SERVER_ADDR.to_string());
+        },
+    )?;
 
     if let Some(status) = bed.wait(pid, Duration::ZERO)? {
         bail!(
@@ -708,12 +786,27 @@ fn stormboot_replies(bed: &Testbed, bin: &Path) -> Option<u64> {
     Some(xdp + user)
 }
 
+/// A command run in the client namespace (where the load generators
+/// run): the testbed's or the cluster's.
+type ClientCommand<'a> = &'a dyn Fn(&str) -> Command;
+
+/// perfdhcp's arguments for step `step` of a ramp of new clients: MACs no
+/// earlier step (and no reservation) used.
+fn new_clients(c: &mut Command, step: usize) {
+    c.args([
+        "-R",
+        "1000000",
+        "-b",
+        &format!("mac=02:{:02x}:00:00:00:00", step + 1),
+    ]);
+}
+
 /// The client namespace's Udp RcvbufErrors counter (/proc/net/snmp shows
 /// the reader's namespace).
-fn rcvbuf_errors(bed: &Testbed) -> Option<u64> {
-    let mut c = Command::new("cat");
+fn rcvbuf_errors(client: ClientCommand) -> Option<u64> {
+    let mut c = client("cat");
     c.arg("/proc/net/snmp");
-    let out = bed.run(Side::Client, c).ok()?;
+    let out = c.output().ok().filter(|o| o.status.success())?;
     snmp_counter(
         &String::from_utf8_lossy(&out.stdout),
         "Udp:",
@@ -730,12 +823,13 @@ fn snmp_counter(text: &str, proto: &str, name: &str) -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
-/// perfdhcp on CLIENT_CPU at each rate until a step drops more than 1% or
-/// perfdhcp cannot keep up; `extra` adds the scenario's arguments for
-/// step i.
+/// perfdhcp on CLIENT_CPU in the client namespace at each rate until a
+/// step drops more than 1% or perfdhcp cannot keep up; `extra` adds the
+/// scenario's arguments for step i, the server's address last (none:
+/// broadcast).
 fn ramp(
-    bed: &Testbed,
-    server: Server,
+    client: ClientCommand,
+    name: &str,
     rates: &[u32],
     length: StepLength,
     replies: &dyn Fn() -> Option<u64>,
@@ -743,7 +837,7 @@ fn ramp(
 ) -> Result<(Vec<Step>, RampEnd)> {
     let mut steps = Vec::new();
     for (i, &rate) in rates.iter().enumerate() {
-        let mut cmd = bed.command(Side::Client, "taskset");
+        let mut cmd = client("taskset");
         cmd.args(["-c", CLIENT_CPU, "perfdhcp", "-4", "-l", CLIENT_IF]);
         cmd.args(["-r", &rate.to_string()]);
         // Replies to the last requests still count (microseconds).
@@ -759,18 +853,17 @@ fn ramp(
             }
         };
         extra(&mut cmd, i);
-        cmd.arg(servers::SERVER_ADDR.to_string());
-        eprintln!("bench: {}: perfdhcp at {rate}/s", server.name());
+        eprintln!("bench: {name}: perfdhcp at {rate}/s");
         // perfdhcp exits non-zero when anything dropped: its report is
         // what counts, so read it whatever the status.
-        let before = (replies(), rcvbuf_errors(bed));
+        let before = (replies(), rcvbuf_errors(client));
         let out = cmd.output().context("running perfdhcp")?;
         let mut step = perfdhcp::parse(rate, period, &String::from_utf8_lossy(&out.stdout))
             .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
         step.server_replies = before.0.zip(replies()).map(|(a, b)| b.saturating_sub(a));
         step.client_rcvbuf_drops = before
             .1
-            .zip(rcvbuf_errors(bed))
+            .zip(rcvbuf_errors(client))
             .map(|(a, b)| b.saturating_sub(a));
         let end = perfdhcp::ramp_end(&step);
         steps.push(step);
@@ -806,6 +899,7 @@ mod tests {
             smoke: true,
             dir: PathBuf::new(),
             bin: None,
+            lab: None,
         };
         let settings = Settings::new(&args).unwrap();
         let step = |acks| Step {

@@ -10,7 +10,7 @@ pub const MAX_DROPS_PERCENT: f64 = 1.0;
 const GENERATOR_SHARE: f64 = 0.9;
 
 /// One perfdhcp run at one rate.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Step {
     /// Rate asked for (DORA exchanges per second).
     pub rate: u32,
@@ -68,7 +68,7 @@ impl Step {
 }
 
 /// Why a ramp ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum RampEnd {
     /// Every rate asked for was clean.
     Exhausted,

@@ -233,7 +233,8 @@ fn failure(o: &Outcome) -> String {
     }
 }
 
-fn ended(steps: &[Step], end: RampEnd) -> String {
+/// Why a ramp ended, and at which rate.
+pub(super) fn ended(steps: &[Step], end: RampEnd) -> String {
     match (end, steps.last()) {
         (RampEnd::Exhausted, _) | (_, None) => end.describe().into(),
         (_, Some(last)) => format!("{} at {}/s", end.describe(), last.rate),
