@@ -41,7 +41,9 @@ const POOL_RATES: &[u32] = &[1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000];
 /// Rates of the cluster's ramp of new clients: lower first, for a pair
 /// whose every lease crosses a network to the database (and, for Kea, to
 /// the partner).
-const CLUSTER_RATES: &[u32] = &[250, 500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000];
+const CLUSTER_RATES: &[u32] = &[
+    100, 200, 300, 400, 600, 800, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 24000,
+];
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
