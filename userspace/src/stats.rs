@@ -91,6 +91,10 @@ pub struct Snapshot {
     /// the kernel dropped the program's replies there.
     #[serde(default)]
     pub xdp_mode_fallbacks: u64,
+    /// With `[cluster]`: the reservation changes served from the store's
+    /// log, those skipped, the full resyncs and the applied change number.
+    #[serde(default)]
+    pub cluster_sync: Option<crate::cluster::sync::SyncStats>,
 }
 
 /// How the program is attached to one interface.
@@ -156,6 +160,7 @@ impl Snapshot {
             hooks: Default::default(),
             xdp_attachments: Vec::new(),
             xdp_mode_fallbacks: 0,
+            cluster_sync: None,
         }
     }
 
@@ -236,6 +241,7 @@ impl Snapshot {
         );
         let _ = writeln!(s, "stormboot_lease_store_commit_seconds_count {count}");
         self.hooks_prometheus(&mut s);
+        self.sync_prometheus(&mut s);
         s.push_str("# HELP stormboot_xdp_attached The XDP attach mode of each interface (1 for the mode in use); reason says why it is not server.xdp_mode.\n");
         s.push_str("# TYPE stormboot_xdp_attached gauge\n");
         for a in &self.xdp_attachments {
@@ -266,6 +272,43 @@ impl Snapshot {
             &self.pools,
         );
         s
+    }
+
+    /// The reservation sync's counters, when `[cluster]` is configured.
+    fn sync_prometheus(&self, s: &mut String) {
+        let Some(c) = &self.cluster_sync else {
+            return;
+        };
+        for (name, kind, help, value) in [
+            (
+                "stormboot_cluster_changes_applied_total",
+                "counter",
+                "Reservation changes from the store's log that changed this node's book (other nodes' changes).",
+                c.changes_applied as i64,
+            ),
+            (
+                "stormboot_cluster_changes_skipped_total",
+                "counter",
+                "Reservation changes from the store's log not served here (the config file wins, or the reservation rule refuses them).",
+                c.changes_skipped as i64,
+            ),
+            (
+                "stormboot_cluster_full_resyncs_total",
+                "counter",
+                "Times every reservation was read again because the log was pruned past this node.",
+                c.full_resyncs as i64,
+            ),
+            (
+                "stormboot_cluster_applied_change",
+                "gauge",
+                "The last reservation change number this node applied.",
+                c.applied_change,
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+            let _ = writeln!(s, "{name} {value}");
+        }
     }
 
     /// The hooks' counters, when `[hooks]` is configured.
@@ -379,6 +422,13 @@ impl Snapshot {
         let q = |q| crate::store::commit_quantile(&self.store_commit_latency, q);
         if let (Some(p50), Some(p95)) = (q(0.5), q(0.95)) {
             let _ = writeln!(s, "  commit latency: p50 {p50}, p95 {p95}");
+        }
+        if let Some(c) = &self.cluster_sync {
+            let _ = writeln!(
+                s,
+                "Cluster: reservation changes applied through {}; {} from other nodes, {} skipped, {} full resyncs",
+                c.applied_change, c.changes_applied, c.changes_skipped, c.full_resyncs
+            );
         }
         let h = &self.hooks;
         if h.enabled {

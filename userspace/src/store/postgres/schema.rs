@@ -62,7 +62,11 @@ const V1: &str = "
 ///   holds until its transaction ends, so numbers are handed out in the
 ///   order transactions commit. (A sequence's numbers can commit out of
 ///   order: a node that has applied up to 10 would never see a 9 committed
-///   after it looked.) It starts past every number the sequence gave.
+///   after it looked.) It starts past every number the sequence gave (an
+///   unused sequence's `last_value` is 1 with `is_called` false: none).
+///   `pruned_through` is the highest number of a removal's tombstone
+///   pruned so far: a node whose last applied change is below it may have
+///   missed a removal, and loads everything again.
 /// - `nodes`: one row per node, written by its heartbeat: liveness by the
 ///   database's clock, the last reservation change it applied, and a hash
 ///   of its configuration so differing files are seen.
@@ -75,11 +79,13 @@ const V1: &str = "
 const V2: &str = "
     CREATE TABLE change_counter (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-        value    bigint NOT NULL
+        value    bigint NOT NULL,
+        pruned_through bigint NOT NULL DEFAULT 0
     );
     INSERT INTO change_counter (value)
         SELECT greatest((SELECT coalesce(max(change_number), 0) FROM reservations),
-                        (SELECT last_value FROM reservation_changes));
+                        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END
+                         FROM reservation_changes));
     CREATE TABLE nodes (
         node           text PRIMARY KEY,
         addresses      text NOT NULL,

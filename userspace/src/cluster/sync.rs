@@ -1,0 +1,315 @@
+//! The reservation sync: a reservation change made on any node of a
+//! cluster reaches every node, without a restart.
+//!
+//! Every change a node makes through its API or OMAPI is stored first,
+//! with the next change number, and its transaction notifies
+//! `stormboot_reservations` (`store::postgres`). This task keeps one
+//! connection of its own LISTENing on that channel and, on each
+//! notification, on every (re)connect, at start-up and every
+//! `cluster.sync_interval` (a notification sent while the connection was
+//! down is never replayed), reads the store's change log after the last
+//! number this node applied and serves those changes through the apply
+//! path (`Live::follow_locked`): checked by the reservation rule, written
+//! into the maps, handed to the DHCP server and published, not stored
+//! again. The node's own changes come back the same way and change
+//! nothing.
+//!
+//! When the log was pruned past the applied number (`ChangesAfter::Pruned`:
+//! a removal this node never saw may be gone), every reservation is read
+//! again from one snapshot and the book is made equal to it, writing only
+//! the MACs that differ (`Live::resync_locked`).
+//!
+//! The log is read while the registry is held, so no change of this node's
+//! API falls between the read and its application: a read never brings
+//! back an older state of a MAC this node changed meanwhile.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Notify};
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use super::Applied;
+use crate::api::live::Live;
+use crate::store::postgres::{describe, CHANNEL};
+use crate::store::{ChangesAfter, ReservationStore, StoreError};
+
+/// Changes read in one query: bounds a catch-up's memory and the time the
+/// registry is held, while a backlog still goes in few round trips.
+const PAGE: usize = 4096;
+
+/// The first wait before connecting again, doubled after each failure up
+/// to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the sync did since start-up, for `/metrics` and `stormboot stats`.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    /// Changes this node served from the log that changed its book: the
+    /// other nodes' (its own come back unchanged).
+    pub applied: AtomicU64,
+    /// Changes not served here (the config file wins, the rule refuses
+    /// them, the row does not decode).
+    pub skipped: AtomicU64,
+    /// Whole reloads because the log was pruned past the applied number.
+    pub full_resyncs: AtomicU64,
+}
+
+/// The counters and the applied change number, as the stats show them.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct SyncStats {
+    pub changes_applied: u64,
+    pub changes_skipped: u64,
+    pub full_resyncs: u64,
+    /// The last change number this node applied.
+    pub applied_change: i64,
+}
+
+impl SyncCounters {
+    pub fn stats(&self, applied: &Applied) -> SyncStats {
+        SyncStats {
+            changes_applied: self.applied.load(Ordering::Relaxed),
+            changes_skipped: self.skipped.load(Ordering::Relaxed),
+            full_resyncs: self.full_resyncs.load(Ordering::Relaxed),
+            applied_change: applied.get(),
+        }
+    }
+}
+
+/// The sync task's parts.
+pub struct Sync {
+    /// The store the API writes to, whose log it follows.
+    pub store: Arc<dyn ReservationStore>,
+    pub live: Arc<Live>,
+    /// Set at start-up to the number the book was loaded at.
+    pub applied: Arc<Applied>,
+    pub counters: Arc<SyncCounters>,
+    /// How the listening connection is made (the store's own settings).
+    pub listen: tokio_postgres::Config,
+    /// `cluster.sync_interval`.
+    pub interval: Duration,
+}
+
+impl Sync {
+    /// Follows the log until shut down. Failures (the database away) are
+    /// logged once per outage and retried; they never end the task.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(
+            self.listen.clone(),
+            wake.clone(),
+            self.interval,
+            shutdown.clone(),
+        ));
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            // The first tick is at once: the catch-up at start-up.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+                () = wake.notified() => {}
+            }
+            match self.catch_up().await {
+                Ok(()) if failing => {
+                    tracing::info!("reading reservation changes again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    tracing::warn!(
+                        "reading reservation changes failed, trying again every {:?}: {e}",
+                        self.interval
+                    );
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+        let _ = listener.await;
+        Ok(())
+    }
+
+    /// Serves every change after the applied number, page by page, or
+    /// everything again if the log was pruned past it.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        let mut reg = self.live.registry().lock().await;
+        loop {
+            let after = self.applied.get();
+            let changes = match self.store.changes_after(after, PAGE).await? {
+                ChangesAfter::Changes(c) => c,
+                ChangesAfter::Pruned { through } => {
+                    let snapshot = self.store.load().await?;
+                    match self
+                        .live
+                        .resync_locked(&mut reg, snapshot.reservations)
+                        .await
+                    {
+                        Ok(differed) => {
+                            self.counters.full_resyncs.fetch_add(1, Ordering::Relaxed);
+                            self.applied.set(snapshot.last_change);
+                            tracing::warn!(
+                                applied = after,
+                                pruned_through = through,
+                                now_at = snapshot.last_change,
+                                differed,
+                                "reservation removals this node had not applied were pruned: \
+                                 every reservation read again"
+                            );
+                        }
+                        Err(e) => tracing::error!(
+                            "serving the reservations read again failed, trying again: {}",
+                            e.message
+                        ),
+                    }
+                    return Ok(());
+                }
+            };
+            let full = changes.len() == PAGE;
+            let followed = self.live.follow_locked(&mut reg, &changes).await;
+            self.counters
+                .applied
+                .fetch_add(followed.applied, Ordering::Relaxed);
+            self.counters
+                .skipped
+                .fetch_add(followed.skipped, Ordering::Relaxed);
+            if followed.through > after {
+                self.applied.set(followed.through);
+            }
+            if let Some(e) = followed.failed {
+                tracing::error!(
+                    "serving reservation changes stopped after change {}, trying again: {}",
+                    followed.through,
+                    e.message
+                );
+                return Ok(());
+            }
+            if followed.applied > 0 {
+                tracing::debug!(
+                    applied = followed.applied,
+                    skipped = followed.skipped,
+                    through = followed.through,
+                    "reservation changes from the store served"
+                );
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Keeps one connection LISTENing on the reservations' channel and wakes
+/// the sync on each notification and on each (re)connect; reconnects with
+/// backoff, logging once per outage.
+async fn listen(
+    cfg: tokio_postgres::Config,
+    wake: Arc<Notify>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut down_since: Option<Instant> = None;
+    let outage = |why: String, down_since: &mut Option<Instant>| {
+        if down_since.is_none() {
+            tracing::warn!(
+                "not listening for reservation changes ({why}); reading them every \
+                 {interval:?} meanwhile, reconnecting"
+            );
+            *down_since = Some(Instant::now());
+        }
+    };
+    loop {
+        let session = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            s = session(&cfg) => s,
+        };
+        match session {
+            Err(why) => {
+                outage(why, &mut down_since);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Ok(mut session) => {
+                if let Some(since) = down_since.take() {
+                    tracing::info!(
+                        "listening for reservation changes again, after {:?}",
+                        since.elapsed()
+                    );
+                }
+                backoff = FIRST_BACKOFF;
+                // Whatever was notified while the connection was down.
+                wake.notify_one();
+                let why = loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        n = session.notifications.recv() => match n {
+                            Some(()) => wake.notify_one(),
+                            None => break session.ended().await,
+                        },
+                    }
+                };
+                outage(why, &mut down_since);
+            }
+        }
+    }
+}
+
+/// A LISTENing connection: its notifications, and the task that drives it.
+struct Session {
+    notifications: mpsc::UnboundedReceiver<()>,
+    driver: tokio::task::JoinHandle<String>,
+    /// Kept so the connection stays open.
+    _client: tokio_postgres::Client,
+}
+
+impl Session {
+    /// Why the connection ended.
+    async fn ended(self) -> String {
+        self.driver
+            .await
+            .unwrap_or_else(|e| format!("its task failed: {e}"))
+    }
+}
+
+/// Connects and LISTENs; the connection's messages are read by a task of
+/// its own, which forwards notifications and ends with the connection.
+async fn session(cfg: &tokio_postgres::Config) -> Result<Session, String> {
+    let (client, mut connection) = cfg.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let (tx, notifications) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    // The payload (the last number) is not needed: the
+                    // sync reads after what it applied, whatever woke it.
+                    if tx.send(()).is_err() {
+                        return "stopped".to_owned();
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return describe(&e),
+                None => return "the server closed the connection".to_owned(),
+            }
+        }
+    });
+    let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+    if let Err(e) = listening {
+        driver.abort();
+        return Err(describe(&e));
+    }
+    Ok(Session {
+        notifications,
+        driver,
+        _client: client,
+    })
+}
