@@ -529,3 +529,6 @@ async fn leases_and_api_reservations_are_kept_in_postgresql() {
     assert_eq!(d.dora(POOL_CLIENT).await, (acked, acked));
     d.stop().await.unwrap();
 }
+
+#[path = "daemon/cluster.rs"]
+mod cluster;
