@@ -313,3 +313,183 @@ async fn session(cfg: &tokio_postgres::Config) -> Result<Session, String> {
         _client: client,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::api::live::{self, Control, Live};
+    use crate::api::registry::Mode;
+    use crate::api::types::ReservationSpec;
+    use crate::config::Config;
+    use crate::store::{ReservationChange, SqliteStore};
+
+    const FILE: &str = r#"
+        [server]
+        interface = "x"
+        address = "10.0.0.1"
+        [[subnet]]
+        cidr = "10.0.0.0/24"
+        [[reservation]]
+        mac = "02:00:00:00:00:01"
+        ip = "10.0.0.10"
+    "#;
+
+    fn mac(i: u8) -> [u8; 6] {
+        [2, 0, 0, 0, 0, i]
+    }
+
+    fn spec(i: u8, ip: &str) -> ReservationSpec {
+        ReservationSpec {
+            mac: crate::frame::format_mac(&mac(i)),
+            ip: ip.into(),
+            ..Default::default()
+        }
+    }
+
+    fn put(i: u8, ip: &str) -> ReservationChange {
+        ReservationChange::Put {
+            mac: mac(i),
+            spec: Box::new(spec(i, ip)),
+        }
+    }
+
+    /// A node on `store` (another node writes to the same store through
+    /// `store` directly), with a userspace server that takes every book.
+    async fn node(store: &Arc<SqliteStore>) -> Sync {
+        let cfg = Config::from_str(FILE, Path::new("t.toml")).expect("config");
+        let (registry, last) = live::load(cfg, store.as_ref()).await.expect("load");
+        let (control, mut server) = mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Some(c) = server.recv().await {
+                if let Control::Book(_, _, done) = c {
+                    let _ = done.send(());
+                }
+            }
+        });
+        let stored: Arc<dyn ReservationStore> = store.clone();
+        let applied = Arc::new(Applied::default());
+        applied.set(last);
+        Sync {
+            live: Arc::new(Live::new(registry, stored.clone(), None, control)),
+            store: stored,
+            applied,
+            counters: Arc::default(),
+            listen: tokio_postgres::Config::new(),
+            interval: Duration::from_secs(3600),
+        }
+    }
+
+    /// The addresses the node serves, by the MAC's last octet.
+    fn served(s: &Sync) -> Vec<(u8, String)> {
+        s.live
+            .published()
+            .load()
+            .reservations()
+            .map(|r| (r.mac[5], r.ip.to_string()))
+            .collect()
+    }
+
+    async fn last_change(store: &SqliteStore) -> i64 {
+        ReservationStore::load(store)
+            .await
+            .expect("load")
+            .last_change
+    }
+
+    /// Another node's changes are served and counted; one the file
+    /// overrides and one the rule refuses here are skipped and counted;
+    /// this node's own change comes back and changes nothing; the applied
+    /// number follows the log.
+    #[tokio::test]
+    async fn changes_in_the_log_are_served_skipped_or_recognised_as_ours() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("open"));
+        let s = node(&store).await;
+        store
+            .apply(vec![
+                put(2, "10.0.0.20"),
+                // The file's MAC, and the file's address.
+                put(1, "10.0.0.30"),
+                put(3, "10.0.0.10"),
+            ])
+            .await
+            .expect("another node's changes");
+        s.catch_up().await.expect("catch up");
+        assert_eq!(
+            served(&s),
+            vec![(1, "10.0.0.10".into()), (2, "10.0.0.20".into())]
+        );
+        let stats = s.counters.stats(&s.applied);
+        assert_eq!((stats.changes_applied, stats.changes_skipped), (1, 2));
+        assert_eq!(stats.applied_change, last_change(&store).await);
+
+        s.live
+            .put(&spec(4, "10.0.0.40"), Mode::Create, None)
+            .await
+            .expect("this node's change");
+        store
+            .apply(vec![ReservationChange::Remove { mac: mac(2) }])
+            .await
+            .expect("another node's removal");
+        s.catch_up().await.expect("catch up");
+        assert_eq!(
+            served(&s),
+            vec![(1, "10.0.0.10".into()), (4, "10.0.0.40".into())]
+        );
+        let stats = s.counters.stats(&s.applied);
+        assert_eq!(
+            (stats.changes_applied, stats.changes_skipped),
+            (2, 2),
+            "its own change is not counted as applied"
+        );
+        assert_eq!(stats.applied_change, last_change(&store).await);
+        assert_eq!(stats.full_resyncs, 0);
+    }
+
+    /// A removal this node had not applied was pruned: it reads every
+    /// reservation again, serves exactly those, and goes on from the
+    /// number that read was at.
+    #[tokio::test]
+    async fn a_log_pruned_past_the_applied_number_reloads_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("open"));
+        store
+            .apply(vec![put(2, "10.0.0.20"), put(3, "10.0.0.30")])
+            .await
+            .expect("apply");
+        let s = node(&store).await;
+        store
+            .apply(vec![
+                ReservationChange::Remove { mac: mac(3) },
+                put(4, "10.0.0.40"),
+                put(2, "10.0.0.22"),
+            ])
+            .await
+            .expect("changes while this node was behind");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        assert_eq!(store.prune_removals(now + 1).await.expect("prune"), 1);
+
+        s.catch_up().await.expect("catch up");
+        assert_eq!(
+            served(&s),
+            vec![
+                (1, "10.0.0.10".into()),
+                (2, "10.0.0.22".into()),
+                (4, "10.0.0.40".into())
+            ]
+        );
+        let stats = s.counters.stats(&s.applied);
+        assert_eq!(stats.full_resyncs, 1);
+        assert_eq!(stats.applied_change, last_change(&store).await);
+
+        store.apply(vec![put(5, "10.0.0.50")]).await.expect("apply");
+        s.catch_up().await.expect("catch up");
+        assert_eq!(served(&s).len(), 4, "following the log again");
+        assert_eq!(s.counters.stats(&s.applied).full_resyncs, 1);
+    }
+}
