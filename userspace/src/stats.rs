@@ -494,6 +494,34 @@ mod tests {
     }
 
     #[test]
+    fn sync_metrics_only_with_a_cluster() {
+        let xdp = [0u64; Counter::COUNT as usize];
+        let mut snap = Snapshot::new(&xdp, &UserCounters::default(), 0, "sb0", "xdp");
+        assert!(!snap.prometheus().contains("stormboot_cluster_"));
+        snap.cluster_sync = Some(crate::cluster::sync::SyncStats {
+            changes_applied: 7,
+            changes_skipped: 2,
+            full_resyncs: 1,
+            applied_change: 42,
+        });
+        let text = snap.prometheus();
+        for line in [
+            "stormboot_cluster_changes_applied_total 7\n",
+            "stormboot_cluster_changes_skipped_total 2\n",
+            "stormboot_cluster_full_resyncs_total 1\n",
+            "# TYPE stormboot_cluster_applied_change gauge\n",
+            "stormboot_cluster_applied_change 42\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+        assert!(snap
+            .table()
+            .contains("applied through 42; 7 from other nodes, 2 skipped"));
+        let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+        assert_eq!(back, snap);
+    }
+
+    #[test]
     fn hook_metrics_when_hooks_are_configured() {
         let xdp = [0u64; Counter::COUNT as usize];
         let mut snap = Snapshot::new(&xdp, &UserCounters::default(), 0, "sb0", "xdp");
