@@ -295,7 +295,7 @@ impl Snapshot {
             (
                 "stormboot_cluster_full_resyncs_total",
                 "counter",
-                "Times every reservation was read again because the log was pruned past this node.",
+                "Times every reservation was read again: the log was pruned past this node, or two nodes' changes clashed.",
                 c.full_resyncs as i64,
             ),
             (

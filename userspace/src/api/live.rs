@@ -52,6 +52,12 @@ pub struct Followed {
     pub unchanged: u64,
     /// Changes not served here, each with a warning.
     pub skipped: u64,
+    /// A change clashed with a reservation made through the API or OMAPI
+    /// (here or on another node) rather than with the file: two nodes
+    /// gave one address or name at once. Every node must then read all
+    /// reservations again, in change order, so all keep the one stored
+    /// first.
+    pub clashed: bool,
     /// The number of the last change dealt with (0: none).
     pub through: i64,
     /// Why it stopped before the end, if it did.
@@ -460,6 +466,19 @@ impl Live {
                             journal.push(JournalChange::Put(c.mac));
                             out.applied += 1;
                         }
+                        Err(e) if clashes(reg, spec, &e) => {
+                            tracing::warn!(
+                                mac,
+                                change = c.number,
+                                field = e.field.as_deref().unwrap_or(""),
+                                error = %e.message,
+                                "stored reservation change clashes with another made at the \
+                                 same time: reading every reservation again, the one stored \
+                                 first wins"
+                            );
+                            out.skipped += 1;
+                            out.clashed = true;
+                        }
                         Err(e) => {
                             tracing::warn!(
                                 mac,
@@ -606,6 +625,25 @@ impl Live {
             })?;
         durable.await.map_err(|e| internal(e.to_string()))?;
         Ok(lease)
+    }
+}
+
+/// Whether a stored change was refused for clashing with an entry of the
+/// API or OMAPI (an address or an OMAPI name), not with the file.
+fn clashes(reg: &Registry, spec: &ReservationSpec, e: &FieldError) -> bool {
+    if e.kind != ErrorKind::Conflict {
+        return false;
+    }
+    match e.field.as_deref() {
+        Some("ip") => spec
+            .ip
+            .trim()
+            .parse()
+            .ok()
+            .and_then(|ip| reg.by_ip(ip))
+            .is_some_and(|holder| holder.source != Source::Config),
+        Some("omapi_name") => true,
+        _ => false,
     }
 }
 

@@ -17,7 +17,12 @@
 //! When the log was pruned past the applied number (`ChangesAfter::Pruned`:
 //! a removal this node never saw may be gone), every reservation is read
 //! again from one snapshot and the book is made equal to it, writing only
-//! the MACs that differ (`Live::resync_locked`).
+//! the MACs that differ (`Live::resync_locked`). The same happens when a
+//! change clashes with a reservation of the API rather than of the file
+//! (two nodes gave one address to two MACs at once, each checked against
+//! a book without the other's): a load lists reservations in change
+//! order, so every node keeps the one stored first and refuses the other,
+//! as at start-up.
 //!
 //! The log is read while the registry is held, so no change of this node's
 //! API falls between the read and its application: a read never brings
@@ -33,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Applied;
 use crate::api::live::Live;
+use crate::api::registry::Registry;
 use crate::store::postgres::{describe, CHANNEL};
 use crate::store::{ChangesAfter, ReservationStore, StoreError};
 
@@ -54,7 +60,8 @@ pub struct SyncCounters {
     /// Changes not served here (the config file wins, the rule refuses
     /// them, the row does not decode).
     pub skipped: AtomicU64,
-    /// Whole reloads because the log was pruned past the applied number.
+    /// Whole reloads: the log was pruned past the applied number, or two
+    /// nodes' changes clashed.
     pub full_resyncs: AtomicU64,
 }
 
@@ -137,7 +144,8 @@ impl Sync {
     }
 
     /// Serves every change after the applied number, page by page, or
-    /// everything again if the log was pruned past it.
+    /// everything again if the log was pruned past it or a change clashed
+    /// with one made at the same time.
     async fn catch_up(&self) -> Result<(), StoreError> {
         let mut reg = self.live.registry().lock().await;
         loop {
@@ -145,30 +153,13 @@ impl Sync {
             let changes = match self.store.changes_after(after, PAGE).await? {
                 ChangesAfter::Changes(c) => c,
                 ChangesAfter::Pruned { through } => {
-                    let snapshot = self.store.load().await?;
-                    match self
-                        .live
-                        .resync_locked(&mut reg, snapshot.reservations)
-                        .await
-                    {
-                        Ok(differed) => {
-                            self.counters.full_resyncs.fetch_add(1, Ordering::Relaxed);
-                            self.applied.set(snapshot.last_change);
-                            tracing::warn!(
-                                applied = after,
-                                pruned_through = through,
-                                now_at = snapshot.last_change,
-                                differed,
-                                "reservation removals this node had not applied were pruned: \
-                                 every reservation read again"
-                            );
-                        }
-                        Err(e) => tracing::error!(
-                            "serving the reservations read again failed, trying again: {}",
-                            e.message
-                        ),
-                    }
-                    return Ok(());
+                    tracing::warn!(
+                        applied = after,
+                        pruned_through = through,
+                        "reservation removals this node had not applied were pruned: \
+                         reading every reservation again"
+                    );
+                    return self.resync(&mut reg).await;
                 }
             };
             let full = changes.len() == PAGE;
@@ -181,6 +172,9 @@ impl Sync {
                 .fetch_add(followed.skipped, Ordering::Relaxed);
             if followed.through > after {
                 self.applied.set(followed.through);
+            }
+            if followed.clashed {
+                return self.resync(&mut reg).await;
             }
             if let Some(e) = followed.failed {
                 tracing::error!(
@@ -202,6 +196,28 @@ impl Sync {
                 return Ok(());
             }
         }
+    }
+
+    /// Reads every reservation again and serves exactly those (beside the
+    /// file's), going on from the number that read was at.
+    async fn resync(&self, reg: &mut Registry) -> Result<(), StoreError> {
+        let snapshot = self.store.load().await?;
+        match self.live.resync_locked(reg, snapshot.reservations).await {
+            Ok(differed) => {
+                self.counters.full_resyncs.fetch_add(1, Ordering::Relaxed);
+                self.applied.set(snapshot.last_change);
+                tracing::info!(
+                    at = snapshot.last_change,
+                    differed,
+                    "every reservation read again"
+                );
+            }
+            Err(e) => tracing::error!(
+                "serving the reservations read again failed, trying again: {}",
+                e.message
+            ),
+        }
+        Ok(())
     }
 }
 
@@ -379,6 +395,37 @@ mod tests {
             listen: tokio_postgres::Config::new(),
             interval: Duration::from_secs(3600),
         }
+    }
+
+    /// Two nodes each give 10.0.0.50 to a different MAC through their
+    /// API, each before it has seen the other's change: once both have
+    /// read the log, both serve the one stored first and not the other.
+    #[tokio::test]
+    async fn two_nodes_giving_one_address_at_once_end_with_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("open"));
+        let (a, b) = (node(&store).await, node(&store).await);
+        a.live
+            .put(&spec(2, "10.0.0.50"), Mode::Create, None)
+            .await
+            .expect("A's change");
+        b.live
+            .put(&spec(3, "10.0.0.50"), Mode::Create, None)
+            .await
+            .expect("B's change, checked before B saw A's");
+        for n in [&b, &a] {
+            n.catch_up().await.expect("catch up");
+        }
+        let first = vec![(1, "10.0.0.10".into()), (2, "10.0.0.50".into())];
+        assert_eq!(served(&a), first, "A");
+        assert_eq!(served(&b), first, "B");
+        for n in [&a, &b] {
+            let stats = n.counters.stats(&n.applied);
+            assert_eq!(stats.full_resyncs, 1, "{stats:?}");
+            assert_eq!(stats.applied_change, last_change(&store).await);
+        }
+        // A node started now keeps the same one.
+        assert_eq!(served(&node(&store).await), first, "at start-up");
     }
 
     /// The addresses the node serves, by the MAC's last octet.

@@ -148,15 +148,21 @@ async fn leases(s: &Stores) -> Vec<Lease> {
     s.leases.load().await.expect("loading leases")
 }
 
+/// The stored reservations, in MAC order (a load gives them in change
+/// order, which `the_log_holds_each_macs_last_change_in_number_order`
+/// checks).
 async fn reservations(s: &Stores) -> Vec<ReservationSpec> {
-    s.reservations
+    let mut specs: Vec<ReservationSpec> = s
+        .reservations
         .load()
         .await
         .expect("loading reservations")
         .reservations
         .into_iter()
         .map(|r: StoredReservation| r.expect("a stored reservation"))
-        .collect()
+        .collect();
+    specs.sort_by_key(|s| crate::frame::parse_mac(&s.mac));
+    specs
 }
 
 async fn within<T>(what: &str, f: StoreFuture<T>) -> Result<T, StoreError> {
@@ -451,8 +457,9 @@ fn logged_put(i: u32, v: u32) -> Logged {
 }
 
 /// The log holds each MAC's last change, removals included, in number
-/// order; a load's number is the last change it includes, so the log after
-/// it holds exactly what came later; a page holds the first changes.
+/// order; a load gives the reservations in that order, and its number is
+/// the last change it includes, so the log after it holds exactly what
+/// came later; a page holds the first changes.
 pub async fn the_log_holds_each_macs_last_change_in_number_order<B: Backend>(b: &B) {
     let place = b.fresh();
     let s = opened(&place.config).await;
@@ -492,6 +499,18 @@ pub async fn the_log_holds_each_macs_last_change_in_number_order<B: Backend>(b: 
         entries(&log[1..])
     );
     assert_eq!(entries(&log_after(&s, 0, 2).await), entries(&log[..2]));
+
+    // Loaded in change order, not MAC order.
+    s.reservations.apply(vec![put(0, 0)]).await.expect("apply");
+    let after_0 = log_after(&s, loaded.last_change, 100).await;
+    let loaded = within("load", s.reservations.load()).await.expect("load");
+    let order: Vec<_> = loaded
+        .reservations
+        .into_iter()
+        .map(|r| r.expect("a stored reservation"))
+        .collect();
+    assert_eq!(order, vec![spec(1, 5), spec(3, 0), spec(0, 0)]);
+    assert_eq!(loaded.last_change, after_0[0].number);
 
     s.reservations.apply(vec![put(4, 0)]).await.expect("apply");
     let later = log_after(&s, loaded.last_change, 100).await;
@@ -568,12 +587,7 @@ pub async fn a_follower_misses_no_change_of_concurrent_writers<B: Backend>(b: &B
         .filter(|i| i % 3 != 0)
         .map(|i| spec(i, 2))
         .collect();
-    let stored: Vec<_> = loaded
-        .reservations
-        .into_iter()
-        .map(|r| r.expect("a stored reservation"))
-        .collect();
-    assert_eq!(stored, want);
+    assert_eq!(reservations(&reader).await, want);
     assert_eq!(followed, want, "the follower's view");
     assert_eq!(applied, loaded.last_change);
 }

@@ -257,7 +257,10 @@ pub type StoredReservation = Result<ReservationSpec, String>;
 /// `changes_after(last_change)` misses nothing and sees nothing twice.
 #[derive(Debug)]
 pub struct ReservationSnapshot {
-    /// Every stored reservation, in MAC order.
+    /// Every stored reservation, in the order of their change numbers:
+    /// where stored reservations clash (two nodes gave one address to two
+    /// MACs at once), every node that merges them in this order keeps the
+    /// one stored first.
     pub reservations: Vec<StoredReservation>,
     /// The number of the last change included (0: none yet).
     pub last_change: i64,

@@ -76,7 +76,7 @@ const SELECT_RESERVATIONS: &str = "
     SELECT c.value, r.mac, r.spec
     FROM change_counter c
     LEFT JOIN reservations r ON r.spec IS NOT NULL
-    ORDER BY r.mac
+    ORDER BY r.change_number
 ";
 
 /// One statement, so the pruning mark and the rows are of one snapshot.
@@ -320,7 +320,7 @@ fn decode_spec(mac: &[u8], spec: &str) -> StoredReservation {
         .map_err(|e| format!("stored reservation {}: {e}", format_hex_mac(mac)))
 }
 
-/// Every stored reservation, in MAC order, and the last change number, of
+/// Every stored reservation, in change order, and the last change number, of
 /// one snapshot; a row that does not decode is reported by its MAC, in
 /// its place.
 pub fn read_reservations(c: &Client) -> Reading<'_, ReservationSnapshot> {

@@ -54,7 +54,7 @@ const REMOVE_RESERVATION: &str = "
 ";
 
 const SELECT_RESERVATIONS: &str =
-    "SELECT mac, spec FROM reservations WHERE spec IS NOT NULL ORDER BY mac";
+    "SELECT mac, spec FROM reservations WHERE spec IS NOT NULL ORDER BY change_number";
 
 const SELECT_CHANGES_AFTER: &str = "
     SELECT change_number, mac, spec FROM reservations
@@ -238,7 +238,7 @@ fn decode_spec(mac: &[u8], spec: &str) -> StoredReservation {
     })
 }
 
-/// Every stored reservation, in MAC order, and the last change number,
+/// Every stored reservation, in change order, and the last change number,
 /// read in one transaction (one snapshot); a row that does not decode is
 /// reported by its MAC, in its place.
 pub fn read_reservations(
