@@ -549,6 +549,16 @@ impl Live {
             }
             Ok(())
         })?;
+        let journal: Vec<JournalChange> = gone
+            .iter()
+            .map(|mac| {
+                let name = reg.get(*mac).and_then(Entry::omapi_name);
+                JournalChange::Removed(
+                    name.map_or_else(|| crate::omapi::export::export_name(*mac), str::to_owned),
+                )
+            })
+            .chain(put.iter().map(|e| JournalChange::Put(e.reservation.mac)))
+            .collect();
         let changed: Vec<[u8; 6]> = gone
             .iter()
             .copied()
@@ -556,6 +566,11 @@ impl Live {
             .collect();
         *reg = fresh;
         self.hand_over(reg, changed.clone()).await?;
+        if let Some(j) = self.journal.get() {
+            for change in journal {
+                j(reg, change);
+            }
+        }
         Ok(changed.len())
     }
 

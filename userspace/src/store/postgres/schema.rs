@@ -28,9 +28,10 @@ const MIGRATIONS: &[&str] = &[V1, V2];
 ///
 /// `reservations` holds the API's reservations as the client wrote them
 /// (the API's JSON, checked again at every start like any other change).
-/// Each change takes the next `reservation_changes` number, and a removal
-/// keeps its row with spec NULL, so a node can catch up on everything
-/// after the last number it saw, removals included.
+/// Each change takes a new number (from the `reservation_changes`
+/// sequence in this version; from `change_counter` since version 2), and
+/// a removal keeps its row with spec NULL, so a node can catch up on
+/// everything after the last number it saw, removals included.
 const V1: &str = "
     CREATE TABLE schema_version (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
