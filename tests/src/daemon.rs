@@ -28,7 +28,7 @@ pub const DAEMON_START: Duration = Duration::from_secs(10);
 /// What dhclient-script does with the address, and nothing else (the real
 /// one rewrites the host's resolv.conf). The address matters: dhclient
 /// renews and releases from it, unicast.
-const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
+pub const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
 case "$reason" in
 BOUND|RENEW|REBIND|REBOOT)
     ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;

@@ -6,7 +6,8 @@
 //! and the processes started in them, all torn down on drop.
 //! [`Testbed::with_relay`] puts a third namespace between the two, a router
 //! for tests of DHCP relays. [`postgres`] runs a private PostgreSQL server
-//! for the store's tests.
+//! for the store's tests; [`cluster`] puts two nodes on one segment around
+//! one.
 //!
 //! It shells out to iproute2 and util-linux rather than speaking netlink so
 //! that every step can be replayed by hand from a failing test's message.
@@ -24,13 +25,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod bootlab;
+pub mod cluster;
 pub mod daemon;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod labconfig;
 pub mod postgres;
 pub mod reports;
-pub use daemon::{env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START};
+pub use daemon::{
+    env_lines, slow_path, slow_path_total, xdp_counter, xdp_on, Lab, DAEMON_START, DHCLIENT_SCRIPT,
+};
 
 pub const SERVER_IF: &str = "sb0";
 pub const CLIENT_IF: &str = "sbc0";

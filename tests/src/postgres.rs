@@ -42,6 +42,9 @@ pub struct Postgres {
     /// The system user it runs as, when the tests run as root.
     owner: Option<(u32, u32)>,
     server: Option<Child>,
+    /// Where it also listens on TCP: a network namespace and an address
+    /// in it (see `start_listening`).
+    tcp: Option<(PathBuf, String)>,
 }
 
 fn program(name: &str) -> anyhow::Result<PathBuf> {
@@ -75,6 +78,26 @@ impl Postgres {
     /// Initializes a cluster in a new scratch directory and starts it.
     /// `name` tells concurrent servers' directories apart.
     pub fn start(name: &str) -> anyhow::Result<Postgres> {
+        Postgres::start_with(name, None)
+    }
+
+    /// As `start`, but the server runs inside the network namespace
+    /// `netns` (a path under /run/netns) and also listens on `address`
+    /// there, trusting the superuser from `clients` (a CIDR): nodes in
+    /// other namespaces reach it over links a test can cut.
+    pub fn start_listening(
+        name: &str,
+        netns: &Path,
+        address: &str,
+        clients: &str,
+    ) -> anyhow::Result<Postgres> {
+        Postgres::start_with(
+            name,
+            Some((netns.to_path_buf(), address.to_owned(), clients.to_owned())),
+        )
+    }
+
+    fn start_with(name: &str, tcp: Option<(PathBuf, String, String)>) -> anyhow::Result<Postgres> {
         let initdb = program("initdb")?;
         program("postgres")?;
         let dir = Scratch::new(&format!("pg-{name}"));
@@ -91,13 +114,18 @@ impl Postgres {
             dir,
             owner,
             server: None,
+            tcp: tcp.as_ref().map(|(ns, addr, _)| (ns.clone(), addr.clone())),
         };
         let mut init = pg.command(&initdb);
         init.args(["--no-sync", "--locale=C", "--encoding=UTF8", "--auth=trust"])
             .args(["--username", SUPERUSER, "--pgdata"])
             .arg(pg.data());
         pg.run(init, "initdb")?;
-        fs::write(pg.data().join("pg_hba.conf"), HBA).context("writing pg_hba.conf")?;
+        let mut hba = HBA.to_owned();
+        if let Some((_, _, clients)) = &tcp {
+            hba += &format!("host all postgres {clients} trust\n");
+        }
+        fs::write(pg.data().join("pg_hba.conf"), hba).context("writing pg_hba.conf")?;
         pg.start_again()?;
         Ok(pg)
     }
@@ -191,13 +219,31 @@ impl Postgres {
             bail!("the server is already running");
         }
         let log = self.dir.append_file("postgres.log");
-        let mut cmd = self.command(&program("postgres")?);
+        let postgres = program("postgres")?;
+        let mut cmd = match &self.tcp {
+            // nsenter joins the namespace before it drops to the owner:
+            // joining needs the privileges the owner does not have.
+            Some((netns, _)) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.current_dir(self.dir.dir())
+                    .arg(format!("--net={}", netns.display()));
+                if let Some((uid, gid)) = self.owner {
+                    cmd.args(["-S", &uid.to_string(), "-G", &gid.to_string()]);
+                }
+                cmd.arg("--").arg(&postgres);
+                cmd
+            }
+            None => self.command(&postgres),
+        };
+        // Without a namespace, no TCP at all: the socket in the scratch
+        // directory only.
+        let listen = self.tcp.as_ref().map_or("", |(_, addr)| addr.as_str());
         cmd.arg("-D")
             .arg(self.data())
             .arg("-k")
             .arg(self.socket_dir())
-            // No TCP at all: the socket in the scratch directory only.
-            .args(["-c", "listen_addresses="])
+            .arg("-c")
+            .arg(format!("listen_addresses={listen}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -33,6 +33,20 @@ pub struct StormReport {
     pub latency_max_ms: f64,
     /// Flood frames sent (`--flood-per-request`).
     pub flood_sent: u64,
+    /// Every machine bound, with the address and the server that ACKed
+    /// it, when asked for (`--bindings`); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bindings: Vec<Binding>,
+}
+
+/// One machine's ACK as the storm client saw it on the wire.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// Lower-case, colon-separated.
+    pub mac: String,
+    pub ip: std::net::Ipv4Addr,
+    /// Option 54 of the ACK (its source address when it had none).
+    pub server: std::net::Ipv4Addr,
 }
 
 impl StormReport {

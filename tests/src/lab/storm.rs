@@ -77,6 +77,9 @@ pub struct StormArgs {
     /// Print the report as JSON instead of text
     #[arg(long, env = "STORMBOOT_JSON")]
     pub json: bool,
+    /// List every binding (MAC, address, ACKing server) in the report.
+    #[arg(long)]
+    pub bindings: bool,
     /// Flood frames sent for each request the machines send (0: no flood):
     /// DISCOVERs nobody waits for, from the flood's MACs, interleaved with
     /// the machines' exchanges until the last machine is done
@@ -373,6 +376,8 @@ struct Storm {
     bad_checksum: u64,
     retransmits: u64,
     flood: Option<Flood>,
+    /// The ACKs seen, when the report lists them.
+    bindings: Option<Vec<crate::reports::Binding>>,
 }
 
 /// The flood beside the machines: `per_request` DISCOVERs for each
@@ -609,6 +614,13 @@ impl Storm {
                     _ => parsed.addr.ip_src,
                 };
                 let lease = m.notify.is_some().then(|| Lease::of(&msg, server_id));
+                if let Some(list) = &mut self.bindings {
+                    list.push(crate::reports::Binding {
+                        mac: frame::format_mac(&m.mac),
+                        ip: msg.yiaddr(),
+                        server: server_id,
+                    });
+                }
                 self.last_ack = Some(now);
                 self.finish(idx, Phase::Bound, lease);
             }
@@ -659,6 +671,7 @@ impl Storm {
             latency_p99_ms: percentile(&self.latencies_ms, 99.0),
             latency_max_ms: self.latencies_ms.last().copied().unwrap_or(0.0),
             flood_sent: self.flood.as_ref().map_or(0, |f| f.sent),
+            bindings: self.bindings.take().unwrap_or_default(),
         }
     }
 }
@@ -728,6 +741,9 @@ pub fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     };
     let sock = RawSocket::open(&args.interface, libc::ETH_P_ALL as u16, true)?;
     let mut storm = Storm::new(sock, machines, &retry, flood);
+    if args.bindings {
+        storm.bindings = Some(Vec::new());
+    }
     let deadline =
         (args.deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(args.deadline_ms));
     storm.drive(deadline, None)?;
@@ -802,6 +818,7 @@ impl Storm {
             bad_checksum: 0,
             retransmits: 0,
             flood,
+            bindings: None,
         }
     }
 
@@ -1045,6 +1062,7 @@ mod tests {
             latency_p99_ms: 4001.0,
             latency_max_ms: 4010.0,
             flood_sent: 0,
+            bindings: Vec::new(),
         };
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains("\"latency_p95_ms\":2.5"), "{text}");
@@ -1144,6 +1162,7 @@ mod tests {
                 tries,
                 broadcast: "mixed".into(),
                 json: false,
+                bindings: false,
                 flood_per_request: 0,
                 flood_macs: 1,
                 flood_first_mac: "0a:00:00:00:00:00".into(),

@@ -78,6 +78,15 @@ const MAX_BATCH: usize = 4096;
 /// good as down for a DHCP client waiting on its ACK.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long sent data may stay unacknowledged before the connection is
+/// given up (Linux's TCP_USER_TIMEOUT), when the URL sets none.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// tokio-postgres's (and libpq's) idle time before keepalives: two hours,
+/// far too long to notice that a quiet connection (one that only listens)
+/// is gone. Replaced by 5 s unless the URL sets another.
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
 /// How long a call waits for a free connection of the pool.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
@@ -121,6 +130,17 @@ pub fn connection(url: &str) -> Result<tokio_postgres::Config, String> {
     }
     if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
         cfg.host_path(DEFAULT_SOCKET_DIR);
+    }
+    // A server behind a cut link never answers and never resets: without
+    // these, a call would wait on TCP's retransmissions for many minutes
+    // instead of failing as unavailable within seconds.
+    if cfg.get_tcp_user_timeout().is_none() {
+        cfg.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    if cfg.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+        cfg.keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3);
     }
     Ok(cfg)
 }
