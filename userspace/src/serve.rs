@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::live::Live;
 use crate::api::registry::Registry;
-use crate::cluster::sync::{Sync, SyncCounters};
+use crate::cluster::sync::{ReservationSync, SyncCounters};
 use crate::cluster::Applied;
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
 use crate::dataplane::{ifaces, Dataplane};
@@ -288,7 +288,7 @@ fn start_sync(
     let applied = Arc::new(Applied::default());
     applied.set(last_change);
     let counters = Arc::new(SyncCounters::default());
-    let sync = Sync {
+    let sync = ReservationSync {
         store: store.clone(),
         live: live.clone(),
         applied: applied.clone(),

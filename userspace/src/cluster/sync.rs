@@ -89,7 +89,7 @@ impl SyncCounters {
 }
 
 /// The sync task's parts.
-pub struct Sync {
+pub struct ReservationSync {
     /// The store the API writes to, whose log it follows.
     pub store: Arc<dyn ReservationStore>,
     pub live: Arc<Live>,
@@ -102,7 +102,7 @@ pub struct Sync {
     pub interval: Duration,
 }
 
-impl Sync {
+impl ReservationSync {
     /// Follows the log until shut down. Failures (the database away) are
     /// logged once per outage and retried; they never end the task.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
@@ -373,7 +373,7 @@ mod tests {
 
     /// A node on `store` (another node writes to the same store through
     /// `store` directly), with a userspace server that takes every book.
-    async fn node(store: &Arc<SqliteStore>) -> Sync {
+    async fn node(store: &Arc<SqliteStore>) -> ReservationSync {
         let cfg = Config::from_str(FILE, Path::new("t.toml")).expect("config");
         let (registry, last) = live::load(cfg, store.as_ref()).await.expect("load");
         let (control, mut server) = mpsc::channel(8);
@@ -387,7 +387,7 @@ mod tests {
         let stored: Arc<dyn ReservationStore> = store.clone();
         let applied = Arc::new(Applied::default());
         applied.set(last);
-        Sync {
+        ReservationSync {
             live: Arc::new(Live::new(registry, stored.clone(), None, control)),
             store: stored,
             applied,
@@ -429,7 +429,7 @@ mod tests {
     }
 
     /// The addresses the node serves, by the MAC's last octet.
-    fn served(s: &Sync) -> Vec<(u8, String)> {
+    fn served(s: &ReservationSync) -> Vec<(u8, String)> {
         s.live
             .published()
             .load()
