@@ -341,9 +341,9 @@ async fn concurrent_writers_on_two_nodes_end_with_the_same_book() {
 /// A's answer to B's API showing it (polled every 0.2 ms): 100 creations,
 /// then their 100 removals.
 ///
-/// `cargo test --release -p stormboot --test daemon propagation_time -- --ignored --nocapture`
+/// `cargo test -p stormboot --test daemon propagation_time -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "measurement; run in release with --nocapture"]
+#[ignore = "measurement; run with --nocapture"]
 async fn propagation_time() {
     const MACHINES: u32 = 100;
     let pg = database("cluster-propagation");
