@@ -103,7 +103,7 @@ impl Io {
             io.links
                 .push(crate::packetlink::open(ep, dhcp::server_ports(cfg))?);
         }
-        io.stores = Some(crate::store::open(&cfg.store).await?);
+        io.stores = Some(crate::store::open_for(&cfg.store, cfg.cluster.as_ref()).await?);
         if let Some(o) = &cfg.omapi {
             io.omapi = Some(
                 TcpListener::bind(o.listen)

@@ -38,7 +38,7 @@ impl Server {
     pub fn remove_lease(&mut self, ip: Ipv4Addr) -> Option<(Lease, LeaseChange)> {
         let lease = self.table.remove(ip)?;
         self.pools.put(ip);
-        Some((lease, LeaseChange::Remove(ip)))
+        Some((lease.clone(), LeaseChange::Remove(lease)))
     }
 
     /// The lease of `ip`, if any.

@@ -289,7 +289,7 @@ impl Server {
         let mut changes = std::mem::take(&mut self.pending);
         while let Some(l) = self.table.pop_expired(now) {
             self.pools.put(l.ip);
-            changes.push(LeaseChange::Remove(l.ip));
+            changes.push(LeaseChange::Remove(l.clone()));
             // Offers and quarantines end too, but only a binding expires.
             if l.state == LeaseState::Bound {
                 self.event(LeaseAction::Expiry, l);
@@ -350,7 +350,7 @@ impl Server {
         self.event(action, lease.clone());
         for old in self.table.insert(lease.clone()) {
             self.pools.put(old.ip);
-            changes.push(LeaseChange::Remove(old.ip));
+            changes.push(LeaseChange::Remove(old));
         }
         self.pools.take(ip);
         changes.push(LeaseChange::Upsert(lease));
@@ -518,7 +518,7 @@ impl Server {
         }
         for old in self.table.insert(lease.clone()) {
             self.pools.put(old.ip);
-            changes.push(LeaseChange::Remove(old.ip));
+            changes.push(LeaseChange::Remove(old));
         }
         self.pools.take(ip);
         changes.push(LeaseChange::Upsert(lease));
@@ -531,10 +531,9 @@ impl Server {
             .of_client(&c.client_id)
             .filter(|l| l.state == LeaseState::Offered)
             .map(|l| l.ip);
-        if let Some(ip) = offered {
-            self.table.remove(ip);
-            self.pools.put(ip);
-            changes.push(LeaseChange::Remove(ip));
+        if let Some(l) = offered.and_then(|ip| self.table.remove(ip)) {
+            self.pools.put(l.ip);
+            changes.push(LeaseChange::Remove(l));
         }
     }
 
@@ -921,11 +920,11 @@ impl Server {
         if let Some(l) = self.table.remove(ip) {
             // Releasing an offer gives nothing back that was announced.
             if l.state == LeaseState::Bound {
-                self.event(LeaseAction::Release, l);
+                self.event(LeaseAction::Release, l.clone());
             }
+            changes.push(LeaseChange::Remove(l));
         }
         self.pools.put(ip);
-        changes.push(LeaseChange::Remove(ip));
         (None, "released")
     }
 }

@@ -22,9 +22,14 @@
 //!   failed (the safe direction: rows nobody was promised), and every
 //!   change is an idempotent upsert or removal, so trying again is safe.
 //! - Leases are keyed by address (`inet`) with the holder's MAC, client id
-//!   and expiry beside it, so arbitration between nodes can later be one
-//!   conditional `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE` on the
-//!   holder or the expiry. Reservations carry a change number from a
+//!   and expiry beside it, so arbitration between nodes is one conditional
+//!   `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE` on the holder or
+//!   the expiry (`rows::UPSERT_LEASE`), and a removal is conditional on
+//!   the holder and the expiry it knew. A conditional write that changes
+//!   no row lost its race; it does not abort the batch. After the COMMIT
+//!   one query reads the rows that beat the batch's losers, and each
+//!   caller is told its lost races (`Lost`). Without a cluster the store
+//!   is the only writer and writes unconditionally. Reservations carry a change number from a
 //!   sequence, and a removal keeps its row (spec NULL) with a new number:
 //!   a node can catch up on every change after the last number it saw.
 //! - Versioned schema (`schema`): created or migrated at open under an
@@ -44,6 +49,7 @@ mod schema;
 
 pub use schema::SCHEMA_VERSION;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,12 +62,12 @@ use tokio_postgres::NoTls;
 use super::counters::{Kind, PerKind};
 use super::queue::{Calls, Job};
 use super::{
-    CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
-    StoreStats, StoredReservation,
+    CommitFuture, LeaseCommit, LeaseStore, Lost, ReservationChange, ReservationStore, StoreError,
+    StoreFuture, StoreStats, StoredReservation,
 };
 use crate::config::{self, Secret};
 use crate::leases::{Lease, LeaseChange};
-use rows::Op;
+use rows::{Op, Writer};
 
 /// Most calls in one transaction, as SQLite's writer: bounds a
 /// transaction's size while sharing one round trip among thousands.
@@ -87,6 +93,7 @@ pub struct PostgresStore {
     /// The writer's queue.
     calls: Calls<mpsc::UnboundedSender<Job<Op>>>,
     counters: Arc<PerKind>,
+    writer: Writer,
 }
 
 /// Parses `store.url` as the store will use it: a libpq connection string
@@ -219,11 +226,31 @@ fn pool_failure(store: &str, what: &str, e: PoolError) -> StoreError {
     }
 }
 
+/// A read failed: the query, or a row this code would not have written.
+fn read_failure(store: &str, what: &str, e: rows::ReadError) -> StoreError {
+    match e {
+        rows::ReadError::Sql(e) => failure(store, what, &e),
+        rows::ReadError::Row(message) => StoreError::Backend {
+            store: store.to_owned(),
+            message: format!("{what}: {message}"),
+        },
+    }
+}
+
 impl PostgresStore {
     /// Connects, creates or migrates the schema (refusing a newer one or a
     /// database that is not a stormboot store, untouched), and starts the
     /// writer on the current runtime.
-    pub async fn open(cfg: &config::Postgres) -> Result<PostgresStore, StoreError> {
+    pub async fn open(
+        cfg: &config::Postgres,
+        cluster: Option<&config::Cluster>,
+    ) -> Result<PostgresStore, StoreError> {
+        let writer = Writer {
+            node: cluster.map(|c| c.node.clone()),
+            grace: cluster.map_or(0, |c| {
+                i64::try_from(c.grace.as_secs()).unwrap_or(i64::MAX / 2)
+            }),
+        };
         let mut pg = connection(&cfg.url).map_err(|message| StoreError::Backend {
             store: "postgres".into(),
             message: format!("store.url: {message}"),
@@ -281,8 +308,9 @@ impl PostgresStore {
         let counters = Arc::new(PerKind::default());
         tokio::spawn({
             let (pool, name, counters) = (pool.clone(), name.clone(), Arc::clone(&counters));
+            let writer = writer.clone();
             async move {
-                run_writer(&pool, jobs, &name, &counters).await;
+                run_writer(&pool, jobs, &name, &counters, &writer).await;
                 pool.close();
                 drop(exit);
             }
@@ -292,6 +320,7 @@ impl PostgresStore {
             name,
             pool,
             counters,
+            writer,
         })
     }
 
@@ -308,13 +337,9 @@ impl PostgresStore {
         let (pool, name) = (self.pool.clone(), self.name.clone());
         Box::pin(async move {
             let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
-            read(&client).await.map_err(|e| match e {
-                rows::ReadError::Sql(e) => failure(&name, what, &e),
-                rows::ReadError::Row(message) => StoreError::Backend {
-                    store: name.clone(),
-                    message: format!("{what}: {message}"),
-                },
-            })
+            read(&client)
+                .await
+                .map_err(|e| read_failure(&name, what, e))
         })
     }
 }
@@ -332,10 +357,25 @@ impl LeaseStore for PostgresStore {
         self.read("reading leases", rows::read_leases)
     }
 
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
+    fn commit(&self, changes: Vec<LeaseChange>) -> LeaseCommit {
         let called = Instant::now();
         self.calls
             .submit(Kind::Leases, rows::encode_leases(changes), called)
+    }
+
+    fn written_since(&self, since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
+        if self.calls.is_closed() {
+            return Some(Box::pin(std::future::ready(Err(StoreError::Closed))));
+        }
+        let (pool, name) = (self.pool.clone(), self.name.clone());
+        let node = self.writer.node.clone();
+        let what = "reading leases other nodes wrote";
+        Some(Box::pin(async move {
+            let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
+            rows::written_since(&client, since, &node)
+                .await
+                .map_err(|e| read_failure(&name, what, e))
+        }))
     }
 
     fn stats(&self) -> StoreStats {
@@ -354,11 +394,13 @@ impl ReservationStore for PostgresStore {
 
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {
         let called = Instant::now();
-        self.calls.submit(
+        let durable = self.calls.submit(
             Kind::Reservations,
             rows::encode_reservations(changes),
             called,
-        )
+        );
+        // Reservations are keyed by MAC and never raced for.
+        Box::pin(async move { durable.await.map(drop) })
     }
 
     fn stats(&self) -> StoreStats {
@@ -376,6 +418,7 @@ async fn run_writer(
     mut jobs: mpsc::UnboundedReceiver<Job<Op>>,
     name: &str,
     counters: &PerKind,
+    writer: &Writer,
 ) {
     let mut batch: Vec<Job<Op>> = Vec::new();
     // `recv` returns None only once the sender is gone *and* the queue is
@@ -388,16 +431,16 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        match apply(pool, name, &batch).await {
-            Ok(()) => {
+        match apply(pool, name, &batch, writer).await {
+            Ok(lost) => {
                 // Counted before completing, so a caller that has awaited
                 // its commit sees it in `stats`.
                 counters.record(
                     Instant::now(),
                     batch.iter().map(|j| (j.kind, j.ops.len(), j.called)),
                 );
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Ok(()));
+                for (job, lost) in batch.drain(..).zip(lost) {
+                    let _ = job.done.send(Ok(lost));
                 }
             }
             Err(e) => {
@@ -413,16 +456,73 @@ async fn run_writer(
 }
 
 /// Sends a batch as one pipelined transaction, in queue order (see the
-/// module documentation).
-async fn apply(pool: &Pool, name: &str, batch: &[Job<Op>]) -> Result<(), StoreError> {
+/// module documentation), and returns each job's lost races.
+async fn apply(
+    pool: &Pool,
+    name: &str,
+    batch: &[Job<Op>],
+    writer: &Writer,
+) -> Result<Vec<Vec<Lost>>, StoreError> {
     let what = format!("committing {} change set(s)", batch.len());
     let client = pool.get().await.map_err(|e| pool_failure(name, &what, e))?;
-    let result = rows::apply(&client, batch.iter().flat_map(|job| &job.ops)).await;
-    result.map_err(|e| {
-        // It may still be inside the failed transaction: never reuse it.
-        drop(deadpool_postgres::Object::take(client));
-        failure(name, &what, &e)
-    })
+    let counts = match rows::apply(&client, batch.iter().flat_map(|job| &job.ops), writer).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            // It may still be inside the failed transaction: never reuse it.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(failure(name, &what, &e));
+        }
+    };
+    // Each job's writes that changed no row: an upsert that did lost its
+    // race; a removal did if a row still holds the address (else it was
+    // gone already, which is what the removal wanted).
+    let mut counts = counts.into_iter();
+    let missed: Vec<Vec<(IpAddr, bool)>> = batch
+        .iter()
+        .map(|job| {
+            job.ops
+                .iter()
+                .zip(counts.by_ref())
+                .filter(|&(_, n)| n == 0 && writer.node.is_some())
+                .filter_map(|(op, _)| match op {
+                    Op::UpsertLease { ip, .. } => Some((*ip, true)),
+                    Op::RemoveLease { ip, .. } => Some((*ip, false)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let ips: Vec<IpAddr> = missed.iter().flatten().map(|&(ip, _)| ip).collect();
+    if ips.is_empty() {
+        return Ok(vec![Vec::new(); batch.len()]);
+    }
+    let holders: std::collections::HashMap<IpAddr, Lease> = match rows::holders(&client, &ips).await
+    {
+        Ok(rows) => rows.into_iter().map(|l| (IpAddr::V4(l.ip), l)).collect(),
+        Err(e) => {
+            // The batch is durable; the losers are still told they
+            // lost, without the winner's row.
+            tracing::error!(
+                "{}",
+                read_failure(name, "reading the rows of lost races", e)
+            );
+            Default::default()
+        }
+    };
+    Ok(missed
+        .into_iter()
+        .map(|missed| {
+            let mut lost: Vec<Lost> = Vec::new();
+            for (ip, upsert) in missed {
+                let IpAddr::V4(v4) = ip else { continue };
+                let holder = holders.get(&ip).cloned();
+                if (upsert || holder.is_some()) && !lost.iter().any(|l| l.ip == v4) {
+                    lost.push(Lost { ip: v4, holder });
+                }
+            }
+            lost
+        })
+        .collect())
 }
 
 #[cfg(test)]
