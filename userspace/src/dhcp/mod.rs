@@ -36,7 +36,10 @@ mod pool;
 pub mod proxy;
 mod reserved;
 mod select;
+mod share;
 mod table;
+
+pub use share::Share;
 
 #[cfg(test)]
 mod tests;
@@ -107,7 +110,7 @@ pub struct Outcome {
 }
 
 /// Every `Outcome::note`.
-pub const NOTES: [&str; 26] = [
+pub const NOTES: [&str; 28] = [
     "offer",
     "ack",
     "inform",
@@ -134,6 +137,10 @@ pub const NOTES: [&str; 26] = [
     "proxy-request-on-67",
     "proxy-pxe-not-allowed",
     "ignored-boot-server-port",
+    "ignored-other-node",
+    // Not the server's: the slow path's, for a reply withheld because
+    // the store gave the address to another node's client.
+    "lost-race",
 ];
 
 /// The UDP ports the server answers on: 67, and in proxy mode also the
@@ -162,6 +169,9 @@ pub struct Server {
     /// Lease events since the last `take_events`; recorded only when the
     /// configuration has `[hooks]`, so nobody else pays for them.
     events: Option<Vec<LeaseEvent>>,
+    /// This node's share of a cluster's clients and addresses; None
+    /// without a cluster, where the server answers every client alone.
+    cluster: Option<Share>,
 }
 
 /// What the handler reads from a request.
@@ -224,6 +234,7 @@ impl Server {
             naks,
             pending: Vec::new(),
             events: record_events.then(Vec::new),
+            cluster: None,
         };
         server.pending = server.expire(now);
         server
@@ -607,12 +618,22 @@ impl Server {
             .current(c, subnet)
             .filter(|l| self.pools.allocatable(subnet, l.ip))
             .map(|l| (l.ip, l.state == LeaseState::Bound));
+        if let Some(share) = &self.cluster {
+            // A new client (nothing of it in the table) goes to the node
+            // its bucket belongs to; one that has waited long enough, to
+            // anyone.
+            let known = self.table.of_client(&c.client_id).is_some();
+            if !known && !share.answers(share::bucket(c.msg), c.msg.secs()) {
+                return (None, "ignored-other-node");
+            }
+        }
+        let slice = self.cluster.as_ref().map_or((0, 1), |s| s.slice);
         let chosen = current.or_else(|| {
             [self.table.previous(&c.client_id), c.requested]
                 .into_iter()
                 .flatten()
                 .find(|&ip| self.pools.is_free(subnet, ip))
-                .or_else(|| self.pools.lowest_free(subnet))
+                .or_else(|| self.pools.free_in_slice(subnet, slice))
                 .map(|ip| (ip, false))
         });
         let Some((ip, bound)) = chosen else {
@@ -692,7 +713,10 @@ impl Server {
             }
             return self.nak(c, subnet, "nak-address-in-use");
         }
-        if self.current(c, subnet).is_some() {
+        // Known to hold another address. In a cluster this table is a
+        // cache another node's write may have overtaken: the store
+        // arbitrates the ACK instead (and frees the other address).
+        if self.cluster.is_none() && self.current(c, subnet).is_some() {
             return self.nak(c, subnet, "nak-wrong-address");
         }
         if self.pools.is_free(subnet, ip) {

@@ -1517,3 +1517,5 @@ fn booting_machines_get_the_boot_lease() {
         );
     }
 }
+
+mod cluster;

@@ -10,7 +10,8 @@
 //! - Group commit, as SQLite's: `commit` and `apply` encode their changes
 //!   on the caller's thread and queue them, in call order, to one writer
 //!   task, which takes everything queued (up to `MAX_BATCH` calls) and sends
-//!   it as one transaction in one pipeline: BEGIN, every statement, COMMIT
+//!   it, lease rows in address order (so two nodes' batches never
+//!   deadlock), as one transaction in one pipeline: BEGIN, every statement, COMMIT
 //!   written together and answered together, one round trip per batch
 //!   (once a connection has prepared its statements). There is no
 //!   deliberate delay: while one batch is in flight the next one queues.
@@ -465,8 +466,25 @@ async fn apply(
 ) -> Result<Vec<Vec<Lost>>, StoreError> {
     let what = format!("committing {} change set(s)", batch.len());
     let client = pool.get().await.map_err(|e| pool_failure(name, &what, e))?;
-    let counts = match rows::apply(&client, batch.iter().flat_map(|job| &job.ops), writer).await {
-        Ok(counts) => counts,
+    // Lease rows are written in address order, whichever node writes:
+    // two nodes' batches over the same addresses then queue behind each
+    // other's row locks instead of deadlocking. The sort is stable, so
+    // each address's changes keep their call order, and changes to
+    // different rows commute.
+    let ops: Vec<&Op> = batch.iter().flat_map(|job| &job.ops).collect();
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| match ops[i] {
+        Op::UpsertLease { ip, .. } | Op::RemoveLease { ip, .. } => Some(*ip),
+        Op::PutReservation { .. } | Op::RemoveReservation { .. } => None,
+    });
+    let counts = match rows::apply(&client, order.iter().map(|&i| ops[i]), writer).await {
+        Ok(sorted) => {
+            let mut counts = vec![0; ops.len()];
+            for (&i, n) in order.iter().zip(sorted) {
+                counts[i] = n;
+            }
+            counts
+        }
         Err(e) => {
             // It may still be inside the failed transaction: never reuse it.
             drop(deadpool_postgres::Object::take(client));
