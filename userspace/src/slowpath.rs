@@ -445,8 +445,7 @@ impl SlowPath {
             return;
         };
         tracing::info!(node = %m.me, alive = ?m.alive, "cluster membership");
-        self.server
-            .set_share(Some(dhcp::Share::new(m, c.load_balance, c.lb_max_secs)));
+        self.server.set_share(Some(dhcp::Share::new(m, &c)));
     }
 
     /// One change from the API; the answer goes back on its channel.

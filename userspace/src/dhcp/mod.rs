@@ -28,6 +28,14 @@
 //! - Each `handle` first expires what is due, so replies never depend on
 //!   how often the daemon calls `expire`; the removals are among its
 //!   changes.
+//! - As a node of a cluster (`set_share`) the table is a cache of the
+//!   shared store, which arbitrates every write: the server learns what
+//!   the store holds (`learn`), NAKs only when the table names another
+//!   holder (or the address is reserved or off the subnet), and ACKs a
+//!   client it thinks holds another address rather than NAK it on a
+//!   possibly stale word. New clients' DISCOVERs are answered by the node
+//!   their RFC 3074 bucket belongs to (`share`), and each node searches
+//!   for free addresses from its own slice of the pools.
 
 pub mod decode;
 mod live;

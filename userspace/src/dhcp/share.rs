@@ -15,6 +15,7 @@
 use dhcproto::v4::{DhcpOption, Message, OptionCode};
 
 use crate::cluster::Membership;
+use crate::config::Cluster;
 
 /// RFC 3074 section 6: the mixing table of the load-balancing hash, 256
 /// distinct values that every implementation must use.
@@ -101,12 +102,12 @@ pub struct Share {
 }
 
 impl Share {
-    /// The share of `m.me` among `m.alive`. A node missing from the list
-    /// (it does not reach the database) owns no bucket, and searches from
-    /// the start of the pools.
-    pub fn new(m: &Membership, load_balance: bool, lb_max_secs: u16) -> Share {
+    /// The share of `m.me` among `m.alive`, as `cluster` configures it.
+    /// A node missing from the list (it does not reach the database) owns
+    /// no bucket, and searches from the start of the pools.
+    pub fn new(m: &Membership, cluster: &Cluster) -> Share {
         let rank = m.alive.iter().position(|n| *n == m.me);
-        let mine = load_balance.then(|| {
+        let mine = cluster.load_balance.then(|| {
             let mut mine = Box::new([false; 256]);
             if let Some(rank) = rank {
                 for (b, owner) in owners(&m.alive).into_iter().enumerate() {
@@ -117,10 +118,10 @@ impl Share {
         });
         Share {
             mine,
-            lb_max_secs,
+            lb_max_secs: cluster.lb_max_secs,
             slice: match rank {
-                Some(r) => (r, m.alive.len()),
-                None => (0, 1),
+                Some(r) if cluster.slices => (r, m.alive.len()),
+                _ => (0, 1),
             },
         }
     }
@@ -144,6 +145,13 @@ mod tests {
             me: me.into(),
             alive: alive.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// `me`'s share among `alive`, with `[cluster]` set by `tweak`.
+    fn share(me: &str, alive: &[&str], tweak: impl Fn(&mut Cluster)) -> Share {
+        let mut c = Cluster::named(me.into());
+        tweak(&mut c);
+        Share::new(&members(me, alive), &c)
     }
 
     #[test]
@@ -213,10 +221,7 @@ mod tests {
     #[test]
     fn every_bucket_has_one_answering_node() {
         let alive = ["n1", "n2", "n3", "n4"];
-        let shares: Vec<Share> = alive
-            .iter()
-            .map(|me| Share::new(&members(me, &alive), true, 3))
-            .collect();
+        let shares: Vec<Share> = alive.iter().map(|me| share(me, &alive, |_| {})).collect();
         for b in 0..=255u8 {
             let answering = shares.iter().filter(|s| s.answers(b, 0)).count();
             assert_eq!(answering, 1, "bucket {b}");
@@ -228,9 +233,11 @@ mod tests {
         let slices: Vec<_> = shares.iter().map(|s| s.slice).collect();
         assert_eq!(slices, [(0, 4), (1, 4), (2, 4), (3, 4)]);
         // Without load balancing everyone answers everything.
-        assert!(Share::new(&members("n1", &alive), false, 3).answers(0, 0));
+        assert!(share("n1", &alive, |c| c.load_balance = false).answers(0, 0));
+        // Without slices every node searches from the start.
+        assert_eq!(share("n3", &alive, |c| c.slices = false).slice, (0, 1));
         // A node cut from the database owns nothing until clients wait.
-        let cut = Share::new(&members("n5", &alive), true, 3);
+        let cut = share("n5", &alive, |_| {});
         assert!((0..=255).all(|b| !cut.answers(b, 2) && cut.answers(b, 3)));
         assert_eq!(cut.slice, (0, 1));
     }

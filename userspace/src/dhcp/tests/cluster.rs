@@ -12,7 +12,9 @@ fn node(me: &str, alive: &[&str], lb: bool) -> Server {
         me: me.into(),
         alive: alive.iter().map(|n| n.to_string()).collect(),
     };
-    s.set_share(Some(Share::new(&m, lb, 3)));
+    let mut c = crate::config::Cluster::named(me.into());
+    c.load_balance = lb;
+    s.set_share(Some(Share::new(&m, &c)));
     s
 }
 
