@@ -399,7 +399,7 @@ impl SlowPath {
                     }
                 }
                 Some(cmd) = async { match control.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    self.control(cmd);
+                    self.control(cmd, &learned);
                 }
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
@@ -449,7 +449,7 @@ impl SlowPath {
     }
 
     /// One change from the API; the answer goes back on its channel.
-    fn control(&mut self, cmd: crate::api::live::Control) {
+    fn control(&mut self, cmd: crate::api::live::Control, learned: &Learned) {
         use crate::api::live::Control;
         match cmd {
             Control::Book(book, changed, done) => {
@@ -476,7 +476,16 @@ impl SlowPath {
                 let removed = self.server.remove_lease(ip).map(|(lease, change)| {
                     let changes = vec![change];
                     self.index.apply(&changes);
-                    (lease, self.store.commit(changes))
+                    let durable = self.store.commit(changes);
+                    let (learned, counters) = (learned.clone(), self.counters.clone());
+                    // The API says whether the removal lost; the table
+                    // learns who has the address instead.
+                    let told: crate::store::LeaseCommit = Box::pin(async move {
+                        let lost = durable.await?;
+                        lost_races(&lost, None, &learned, &counters);
+                        Ok(lost)
+                    });
+                    (lease, told)
                 });
                 let _ = done.send(removed);
             }

@@ -547,7 +547,8 @@ async fn leases_and_api_reservations_are_kept_in_postgresql() {
 /// node has not heard of is never offered: the node's write loses, its
 /// OFFER is withheld (no NAK), and the client's retransmission is offered
 /// another address, while a REQUEST for the lost one is NAKed. An address
-/// neither the node nor the database knows is not NAKed.
+/// neither the node nor the database knows is not NAKed. An operator's
+/// removal of a lease another node has renewed since is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_database_never_give_one_address_twice() {
     use stormboot_testbed::postgres::{Postgres, SUPERUSER};
@@ -631,6 +632,42 @@ async fn two_nodes_on_one_database_never_give_one_address_twice() {
     assert_eq!(stats["lease_conflicts"], 1, "{stats}");
     assert_eq!(stats["slow_path_outcomes"]["lost-race"], 1, "{stats}");
 
+    // Another node renews BOUND_BY_A's lease behind b's back (too long
+    // ago for b's next look): an operator's removal through b then leaves
+    // the row (409), and b takes the renewed lease back into its table
+    // from the lost race.
+    psql(&format!(
+        "UPDATE leases SET expires = expires + 7200, node = 'c',
+                           stored = now() - interval '1 hour'
+         WHERE ip = '{held}'"
+    ));
+    let (status, body) = b
+        .api(
+            "DELETE",
+            &format!("/api/v1/leases/{held}"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.to_string().contains("changed on another node"),
+        "{body}"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while b
+        .api("GET", &format!("/api/v1/leases/{held}"), None, None)
+        .await
+        .0
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never learned the row back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Nobody's address, as far as b and the database know.
     let free = Ipv4Addr::new(10, 50, 0, 109);
     let mut init_reboot = b.message(STRANGER, MessageType::Request);
@@ -646,7 +683,7 @@ async fn two_nodes_on_one_database_never_give_one_address_twice() {
     assert_eq!(
         rows.trim(),
         format!(
-            "{held}|525400000101|b\n{taken}|525400000109|c\n{}|525400000102|b\n\
+            "{held}|525400000101|c\n{taken}|525400000109|c\n{}|525400000102|b\n\
              {free}|525400000103|b",
             offer.yiaddr()
         ),
