@@ -564,10 +564,24 @@ async fn nodes_write_and_remove_only_what_is_theirs() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "measurement; run in release with --nocapture"]
 async fn throughput() {
+    measure(None).await;
+}
+
+/// The same, as a node of a cluster: every write conditional on the
+/// holder and the expiry, the node and the time recorded.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement; run in release with --nocapture"]
+async fn throughput_as_a_cluster_node() {
+    measure(Some(config::Cluster::named("node-a".into()))).await;
+}
+
+async fn measure(cluster: Option<config::Cluster>) {
     const LEASES: u32 = 50_000;
     const TASKS: u32 = 64;
     let db = Database::new();
-    let s = open(&db.config(SUPERUSER, None)).await.expect("open");
+    let s = crate::store::open_for(&db.config(SUPERUSER, None), cluster.as_ref())
+        .await
+        .expect("open");
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
