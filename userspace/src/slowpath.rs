@@ -285,12 +285,21 @@ pub struct SlowPath {
 /// the winners of races its commits lost, and what other nodes wrote.
 type Learned = tokio::sync::mpsc::UnboundedSender<Vec<Lease>>;
 
+/// What the shared store tells the slow path besides a commit's result.
+#[derive(Clone)]
+struct Feedback {
+    learned: Learned,
+    /// False while the refresh cannot read the store: the table then ages
+    /// unchecked, and a NAK on its word alone is withheld.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Reads what other nodes wrote, every `REFRESH`, into `learned`, until
 /// shutdown. The first read takes every row of theirs: the table was
 /// loaded a moment ago, but a row may have come since.
 async fn refresh(
     store: Arc<dyn LeaseStore>,
-    learned: Learned,
+    feedback: Feedback,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tick = tokio::time::interval(REFRESH);
@@ -305,20 +314,22 @@ async fn refresh(
         let Some(read) = store.written_since(since) else {
             return Ok(());
         };
-        match read.await {
+        let read = read.await;
+        feedback.reachable.store(read.is_ok(), Ordering::Relaxed);
+        match read {
             Ok((leases, clock)) => {
                 if failing {
                     tracing::info!("reading other nodes' leases again");
                     failing = false;
                 }
                 since = clock - REFRESH_OVERLAP;
-                if !leases.is_empty() && learned.send(leases).is_err() {
+                if !leases.is_empty() && feedback.learned.send(leases).is_err() {
                     return Ok(());
                 }
             }
             // Said once per outage, not once a second.
             Err(e) if !failing => {
-                tracing::warn!(error = %e, "cannot read other nodes' leases; the table may be stale");
+                tracing::warn!(error = %e, "cannot read other nodes' leases; the table may be stale, NAKs are withheld");
                 failing = true;
             }
             Err(_) => {}
@@ -367,13 +378,17 @@ impl SlowPath {
         let mut fast_acks = self.fast_acks.take();
         let mut control = self.control.take();
         let (learned, mut learn) = tokio::sync::mpsc::unbounded_channel();
+        let feedback = Feedback {
+            learned,
+            reachable: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
         let mut membership = self.membership.take();
         if let Some(m) = membership.as_mut() {
             let m = m.borrow_and_update().clone();
             self.share(&m);
             tasks.spawn(refresh(
                 self.store.clone(),
-                learned.clone(),
+                feedback.clone(),
                 shutdown.clone(),
             ));
         }
@@ -399,19 +414,19 @@ impl SlowPath {
                     }
                 }
                 Some(cmd) = async { match control.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    self.control(cmd, &learned);
+                    self.control(cmd, &feedback);
                 }
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     let changes = self.server.record_fast_path_ack(ev.mac, Ipv4Addr::from(ev.ip), unix_now());
                     let via = self.endpoints.iter().position(|e| e.ingress.ifindex == ev.ifindex);
                     self.announce(crate::hooks::Path::Xdp, via);
-                    self.commit_in_background(changes, &learned);
+                    self.commit_in_background(changes, &feedback);
                 }
                 _ = expiry.tick() => {
                     let changes = self.server.expire(unix_now());
                     self.announce(crate::hooks::Path::Timer, None);
-                    self.commit_in_background(changes, &learned);
+                    self.commit_in_background(changes, &feedback);
                     let usage = self
                         .server
                         .pool_usage()
@@ -431,7 +446,7 @@ impl SlowPath {
             }
             for rx in self.queue.take() {
                 let send = senders[rx.via].clone();
-                self.handle(&rx, send, &learned);
+                self.handle(&rx, send, &feedback);
             }
         }
         shutdown.cancel();
@@ -449,7 +464,7 @@ impl SlowPath {
     }
 
     /// One change from the API; the answer goes back on its channel.
-    fn control(&mut self, cmd: crate::api::live::Control, learned: &Learned) {
+    fn control(&mut self, cmd: crate::api::live::Control, feedback: &Feedback) {
         use crate::api::live::Control;
         match cmd {
             Control::Book(book, changed, done) => {
@@ -477,7 +492,7 @@ impl SlowPath {
                     let changes = vec![change];
                     self.index.apply(&changes);
                     let durable = self.store.commit(changes);
-                    let (learned, counters) = (learned.clone(), self.counters.clone());
+                    let (learned, counters) = (feedback.learned.clone(), self.counters.clone());
                     // The API says whether the removal lost; the table
                     // learns who has the address instead.
                     let told: crate::store::LeaseCommit = Box::pin(async move {
@@ -494,14 +509,14 @@ impl SlowPath {
 
     /// Stores changes nobody waits for (expiries, the fast path's ACKs,
     /// which were already sent).
-    fn commit_in_background(&self, changes: Vec<LeaseChange>, learned: &Learned) {
+    fn commit_in_background(&self, changes: Vec<LeaseChange>, feedback: &Feedback) {
         if changes.is_empty() {
             return;
         }
         self.index.apply(&changes);
         // Queued here, in decision order; only the wait is left to the task.
         let durable = self.store.commit(changes);
-        let (learned, counters) = (learned.clone(), self.counters.clone());
+        let (learned, counters) = (feedback.learned.clone(), self.counters.clone());
         tokio::spawn(async move {
             match durable.await {
                 Ok(lost) => {
@@ -558,7 +573,7 @@ impl SlowPath {
         }
     }
 
-    fn handle(&mut self, rx: &Received, send: mpsc::Sender<Vec<u8>>, learned: &Learned) {
+    fn handle(&mut self, rx: &Received, send: mpsc::Sender<Vec<u8>>, feedback: &Feedback) {
         let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
         self.announce(crate::hooks::Path::Userspace, Some(rx.via));
         let mut chaddr = [0u8; 6];
@@ -602,8 +617,25 @@ impl SlowPath {
             .as_ref()
             .map(|r| r.yiaddr)
             .filter(|ip| !ip.is_unspecified() && !self.server.is_reserved(*ip));
-        let (learned, counters) = (learned.clone(), self.counters.clone());
+        let (learned, counters) = (feedback.learned.clone(), self.counters.clone());
         let xid = rx.msg.xid();
+        // In a cluster a NAK rests on the table, a cache of the store:
+        // while the store cannot be read, it is withheld (the client
+        // retries, or moves on to another node).
+        let frame = match &outcome.reply {
+            Some(r)
+                if r.msg_type == stormboot_common::layout::msg::NAK
+                    && self.server.share().is_some()
+                    && !feedback.reachable.load(Ordering::Relaxed) =>
+            {
+                if let Ok(mut m) = self.counters.slow_path_outcomes.lock() {
+                    *m.entry("nak-withheld").or_default() += 1;
+                }
+                tracing::info!(%mac, "NAK withheld: the lease store cannot be read");
+                None
+            }
+            _ => frame,
+        };
         tokio::spawn(async move {
             if let Some(durable) = durable {
                 let lost = match durable.await {

@@ -548,14 +548,15 @@ async fn leases_and_api_reservations_are_kept_in_postgresql() {
 /// OFFER is withheld (no NAK), and the client's retransmission is offered
 /// another address, while a REQUEST for the lost one is NAKed. An address
 /// neither the node nor the database knows is not NAKed. An operator's
-/// removal of a lease another node has renewed since is refused.
+/// removal of a lease another node has renewed since is refused. Without
+/// the database, no NAK at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_database_never_give_one_address_twice() {
     use stormboot_testbed::postgres::{Postgres, SUPERUSER};
     const BOUND_BY_A: [u8; 6] = [0x52, 0x54, 0, 0, 1, 1];
     const NEWCOMER: [u8; 6] = [0x52, 0x54, 0, 0, 1, 2];
     const STRANGER: [u8; 6] = [0x52, 0x54, 0, 0, 1, 3];
-    let pg = Postgres::start("cluster").unwrap_or_else(|e| panic!("{e:#}"));
+    let mut pg = Postgres::start("cluster").unwrap_or_else(|e| panic!("{e:#}"));
     pg.create_database("stormboot")
         .unwrap_or_else(|e| panic!("{e:#}"));
     let psql = |sql: &str| {
@@ -677,7 +678,6 @@ async fn two_nodes_on_one_database_never_give_one_address_twice() {
     let (_, ack) = b.ask(STRANGER, init_reboot).await.expect("an answer");
     assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
     assert_eq!(ack.yiaddr(), free);
-    b.stop().await.unwrap();
 
     let rows = psql("SELECT ip, encode(mac, 'hex'), node FROM leases ORDER BY ip");
     assert_eq!(
@@ -689,4 +689,22 @@ async fn two_nodes_on_one_database_never_give_one_address_twice() {
         ),
         "one holder per address, each row naming the node that wrote it"
     );
+
+    // The database goes away: b's table still says `taken` is another
+    // client's, but without the database to confirm it b says nothing.
+    pg.stop().unwrap_or_else(|e| panic!("{e:#}"));
+    // Its next look (every second) fails.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut init_reboot = b.message(NEWCOMER, MessageType::Request);
+    init_reboot
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(taken));
+    b.send(unaddressed(NEWCOMER, 67), &init_reboot).await;
+    assert!(
+        b.silent_for(Duration::from_secs(2)).await,
+        "a NAK without the database"
+    );
+    let (_, stats) = b.api("GET", "/api/v1/stats", None, None).await;
+    assert_eq!(stats["slow_path_outcomes"]["nak-withheld"], 1, "{stats}");
+    b.stop().await.unwrap();
 }

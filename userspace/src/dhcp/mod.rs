@@ -118,7 +118,7 @@ pub struct Outcome {
 }
 
 /// Every `Outcome::note`.
-pub const NOTES: [&str; 28] = [
+pub const NOTES: [&str; 29] = [
     "offer",
     "ack",
     "inform",
@@ -147,8 +147,10 @@ pub const NOTES: [&str; 28] = [
     "ignored-boot-server-port",
     "ignored-other-node",
     // Not the server's: the slow path's, for a reply withheld because
-    // the store gave the address to another node's client.
+    // the store gave the address to another node's client, and for a
+    // cluster node's NAK withheld while it cannot read the store.
     "lost-race",
+    "nak-withheld",
 ];
 
 /// The UDP ports the server answers on: 67, and in proxy mode also the
