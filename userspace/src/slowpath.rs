@@ -459,7 +459,7 @@ impl SlowPath {
         let Some(c) = self.server.config().cluster.clone() else {
             return;
         };
-        tracing::info!(node = %m.me, alive = ?m.alive, "cluster membership");
+        tracing::debug!(node = %m.me, alive = ?m.alive, "serving this share of the cluster");
         self.server.set_share(Some(dhcp::Share::new(m, &c)));
     }
 
