@@ -491,26 +491,22 @@ async fn apply(
             return Err(failure(name, &what, &e));
         }
     };
-    // Each job's writes that changed no row: an upsert that did lost its
-    // race; a removal did if a row still holds the address (else it was
-    // gone already, which is what the removal wanted).
+    // Each job's lease writes that changed no row lost their race.
     let mut counts = counts.into_iter();
-    let missed: Vec<Vec<(IpAddr, bool)>> = batch
+    let missed: Vec<Vec<IpAddr>> = batch
         .iter()
         .map(|job| {
             job.ops
                 .iter()
                 .zip(counts.by_ref())
-                .filter(|&(_, n)| n == 0 && writer.node.is_some())
-                .filter_map(|(op, _)| match op {
-                    Op::UpsertLease { ip, .. } => Some((*ip, true)),
-                    Op::RemoveLease { ip, .. } => Some((*ip, false)),
+                .filter_map(|(op, n)| match op {
+                    Op::UpsertLease { ip, .. } | Op::RemoveLease { ip, .. } if n == 0 => Some(*ip),
                     _ => None,
                 })
                 .collect()
         })
         .collect();
-    let ips: Vec<IpAddr> = missed.iter().flatten().map(|&(ip, _)| ip).collect();
+    let ips: Vec<IpAddr> = missed.iter().flatten().copied().collect();
     if ips.is_empty() {
         return Ok(vec![Vec::new(); batch.len()]);
     }
@@ -531,11 +527,13 @@ async fn apply(
         .into_iter()
         .map(|missed| {
             let mut lost: Vec<Lost> = Vec::new();
-            for (ip, upsert) in missed {
+            for ip in missed {
                 let IpAddr::V4(v4) = ip else { continue };
-                let holder = holders.get(&ip).cloned();
-                if (upsert || holder.is_some()) && !lost.iter().any(|l| l.ip == v4) {
-                    lost.push(Lost { ip: v4, holder });
+                if !lost.iter().any(|l| l.ip == v4) {
+                    lost.push(Lost {
+                        ip: v4,
+                        holder: holders.get(&ip).cloned(),
+                    });
                 }
             }
             lost

@@ -41,10 +41,20 @@ const UPSERT_LEASE: &str = "
 
 /// Removes the lease only while it is the one that ended: the same
 /// holder ($2, $3), not extended past the expiry this node knew ($4) by
-/// another node. $5: unconditionally (no cluster).
+/// another node. $5: unconditionally (no cluster). Like the upsert it
+/// reports 0 rows only for a lost race: one row when it removed the
+/// lease, and one when there was none to remove (the outer query's
+/// snapshot does not see the CTE's deletion, so a removed row does not
+/// count twice).
 const REMOVE_LEASE: &str = "
-    DELETE FROM leases
-    WHERE ip = $1 AND ($5 OR ((mac = $2 OR client_id = $3) AND expires <= $4))
+    WITH gone AS (
+        DELETE FROM leases
+        WHERE ip = $1 AND ($5 OR ((mac = $2 OR client_id = $3) AND expires <= $4))
+        RETURNING ip
+    )
+    SELECT 1 FROM gone
+    UNION ALL
+    SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM leases WHERE ip = $1)
 ";
 
 const SELECT_HOLDERS: &str = "
