@@ -81,6 +81,7 @@ impl Server {
             self.pools.put(old.ip);
         }
         self.pools.take(ip);
+        self.learned.insert(ip);
     }
 }
 

@@ -182,6 +182,9 @@ pub struct Server {
     /// This node's share of a cluster's clients and addresses; None
     /// without a cluster, where the server answers every client alone.
     cluster: Option<Share>,
+    /// Addresses whose lease in the table another node wrote (`learn`):
+    /// their expiry is announced by that node, not again by this one.
+    learned: std::collections::HashSet<Ipv4Addr>,
 }
 
 /// What the handler reads from a request.
@@ -245,6 +248,7 @@ impl Server {
             pending: Vec::new(),
             events: record_events.then(Vec::new),
             cluster: None,
+            learned: Default::default(),
         };
         server.pending = server.expire(now);
         server
@@ -312,7 +316,8 @@ impl Server {
             self.pools.put(l.ip);
             changes.push(LeaseChange::Remove(l.clone()));
             // Offers and quarantines end too, but only a binding expires.
-            if l.state == LeaseState::Bound {
+            let theirs = self.learned.remove(&l.ip);
+            if l.state == LeaseState::Bound && !theirs {
                 self.event(LeaseAction::Expiry, l);
             }
         }
@@ -369,6 +374,7 @@ impl Server {
         };
         let action = LeaseAction::of_binding(self.table.get(ip), &lease);
         self.event(action, lease.clone());
+        self.learned.remove(&ip);
         for old in self.table.insert(lease.clone()) {
             self.pools.put(old.ip);
             changes.push(LeaseChange::Remove(old));
@@ -518,6 +524,7 @@ impl Server {
         now: u64,
         changes: &mut Vec<LeaseChange>,
     ) {
+        self.learned.remove(&ip);
         let hostname = c.hostname.clone().or_else(|| {
             self.table
                 .get(ip)
@@ -927,6 +934,7 @@ impl Server {
                 .filter(|l| l.client_id == c.client_id)
                 .and_then(|l| l.hostname.clone())
         });
+        self.learned.remove(&ip);
         self.table.insert(lease.clone());
         self.pools.take(ip);
         self.event(

@@ -162,3 +162,34 @@ fn nodes_search_their_own_slices_of_the_pools() {
         ip(10, 50, 0, 100)
     );
 }
+
+/// A binding another node made and this node learned expires on both;
+/// only the node that made it announces the expiry. Once this node
+/// renews it, it is this node's to announce.
+#[test]
+fn only_the_node_that_bound_a_lease_announces_its_expiry() {
+    let mut writer = server_with_hooks();
+    let p = dora(&mut writer, mac(6), T0);
+    let bound = writer.lease(p).cloned().unwrap();
+    let mut learner = server_with_hooks();
+    learner.set_share(node("a", &["a"], false).share().cloned());
+    learner.learn(bound.clone());
+    let end = bound.expires;
+    assert_eq!(events(&mut writer), [("commit", p, mac(6))]);
+    writer.expire(end);
+    assert_eq!(events(&mut writer), [("expiry", p, mac(6))]);
+    assert_eq!(
+        removed(&learner.expire(end)),
+        [p],
+        "the learner frees it too"
+    );
+    assert_eq!(events(&mut learner), [], "but does not announce it");
+
+    learner.learn(bound);
+    let o = handle(&mut learner, &renew(mac(6), p), T0 + 10);
+    assert_eq!(o.note, "ack");
+    let renewed = upserts(&o)[0].expires;
+    assert_eq!(events(&mut learner), [("renew", p, mac(6))]);
+    learner.expire(renewed);
+    assert_eq!(events(&mut learner), [("expiry", p, mac(6))]);
+}
