@@ -105,7 +105,7 @@ impl Io {
             io.links
                 .push(crate::packetlink::open(ep, dhcp::server_ports(cfg))?);
         }
-        io.stores = Some(crate::store::open(&cfg.store).await?);
+        io.stores = Some(crate::store::open_for(&cfg.store, cfg.cluster.as_ref()).await?);
         if let Some(o) = &cfg.omapi {
             io.omapi = Some(
                 TcpListener::bind(o.listen)
@@ -446,6 +446,16 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         ));
     }
 
+    // A node alone until the heartbeat publishes who else is alive: it
+    // answers every client, its writes arbitrated by the store all the
+    // same. `_heartbeat` stands in for the heartbeat's end of the channel.
+    let (_heartbeat, membership) = match &cfg.cluster {
+        Some(c) => {
+            let (tx, rx) = tokio::sync::watch::channel(crate::cluster::Membership::alone(&c.node));
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let server = dhcp::Server::with_book(book.load_full(), stored.leases, slowpath::unix_now());
     let slow = SlowPath {
         endpoints,
@@ -460,6 +470,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         pools,
         hooks,
         control: Some(control_rx),
+        membership,
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
