@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::live::Live;
 use crate::api::registry::Registry;
+use crate::cluster::sync::{ReservationSync, SyncCounters};
+use crate::cluster::Applied;
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
 use crate::dataplane::{ifaces, Dataplane};
 use crate::dhcp::{self, Ingress};
@@ -103,7 +105,7 @@ impl Io {
             io.links
                 .push(crate::packetlink::open(ep, dhcp::server_ports(cfg))?);
         }
-        io.stores = Some(crate::store::open(&cfg.store).await?);
+        io.stores = Some(crate::store::open_for(&cfg.store, cfg.cluster.as_ref()).await?);
         if let Some(o) = &cfg.omapi {
             io.omapi = Some(
                 TcpListener::bind(o.listen)
@@ -162,6 +164,8 @@ struct Stored {
     store: Arc<dyn LeaseStore>,
     leases: Vec<Lease>,
     registry: Registry,
+    /// The last reservation change number the registry includes.
+    last_change: i64,
     reservations: Arc<dyn ReservationStore>,
     /// Who holds which address, for the boot services.
     index: Arc<Index>,
@@ -172,7 +176,7 @@ struct Stored {
 /// move into the book, so a million of them are held once.
 async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
     let leases = stores.leases.load().await?;
-    let registry = crate::api::live::load(cfg, stores.reservations.as_ref()).await?;
+    let (registry, last_change) = crate::api::live::load(cfg, stores.reservations.as_ref()).await?;
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -186,6 +190,7 @@ async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
         store: stores.leases,
         leases,
         registry,
+        last_change,
         reservations: stores.reservations,
         index,
     })
@@ -206,6 +211,8 @@ struct StatsSources {
     hooks: Option<Arc<crate::hooks::HookCounters>>,
     attachments: Arc<Mutex<Vec<Attachment>>>,
     fallbacks: Arc<AtomicU64>,
+    /// With `[cluster]`: the reservation sync's counters.
+    sync: Option<(Arc<SyncCounters>, Arc<Applied>)>,
 }
 
 /// The snapshot behind `/api/v1/stats`, `/metrics` and the dashboard.
@@ -235,6 +242,7 @@ fn stats(src: StatsSources) -> http::SnapshotFn {
             .map(|a| a.clone())
             .unwrap_or_default();
         s.xdp_mode_fallbacks = src.fallbacks.load(Relaxed);
+        s.cluster_sync = src.sync.as_ref().map(|(c, a)| c.stats(a));
         s
     })
 }
@@ -259,6 +267,37 @@ async fn start_omapi(
     tracing::info!(listen = %o.listen, keys = o.keys.len(), "OMAPI listening");
     tasks.spawn(omapi.run(l, shutdown.clone()));
     Ok(())
+}
+
+/// With `[cluster]`, starts following the store's reservation change log
+/// from `last_change` (where the book was loaded), so a change made on
+/// another node is served here too.
+fn start_sync(
+    tasks: &mut Tasks,
+    cfg: &Config,
+    live: &Arc<Live>,
+    store: &Arc<dyn ReservationStore>,
+    last_change: i64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Arc<SyncCounters>, Arc<Applied>)>> {
+    let (Some(cluster), crate::config::Store::Postgres(pg)) = (&cfg.cluster, &cfg.store) else {
+        return Ok(None);
+    };
+    let (listen, _) =
+        crate::store::postgres::client_config(pg, &format!("stormboot-sync {}", cluster.node))?;
+    let applied = Arc::new(Applied::default());
+    applied.set(last_change);
+    let counters = Arc::new(SyncCounters::default());
+    let sync = ReservationSync {
+        store: store.clone(),
+        live: live.clone(),
+        applied: applied.clone(),
+        counters: counters.clone(),
+        listen,
+        interval: cluster.sync_interval,
+    };
+    tasks.spawn(sync.run(shutdown.clone()));
+    Ok(Some((counters, applied)))
 }
 
 /// Waits for shutdown or the first task to end; a task that fails takes
@@ -342,11 +381,19 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let (control_tx, control_rx) = mpsc::channel(64);
     let live = Arc::new(Live::new(
         stored.registry,
-        stored.reservations,
+        stored.reservations.clone(),
         dp.clone(),
         control_tx,
     ));
     let book = live.published().clone();
+    let sync = start_sync(
+        &mut tasks,
+        &cfg,
+        &live,
+        &stored.reservations,
+        stored.last_change,
+        &shutdown,
+    )?;
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let pools = Arc::new(Mutex::new(Vec::new()));
     let snapshot = stats(StatsSources {
@@ -363,6 +410,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         hooks: hook_counters,
         attachments,
         fallbacks,
+        sync,
     });
     let machines = services::Machines::new(book.clone(), stored.index.clone());
     let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
@@ -398,6 +446,16 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         ));
     }
 
+    // A node alone until the heartbeat publishes who else is alive: it
+    // answers every client, its writes arbitrated by the store all the
+    // same. `_heartbeat` stands in for the heartbeat's end of the channel.
+    let (_heartbeat, membership) = match &cfg.cluster {
+        Some(c) => {
+            let (tx, rx) = tokio::sync::watch::channel(crate::cluster::Membership::alone(&c.node));
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let server = dhcp::Server::with_book(book.load_full(), stored.leases, slowpath::unix_now());
     let slow = SlowPath {
         endpoints,
@@ -412,6 +470,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         pools,
         hooks,
         control: Some(control_rx),
+        membership,
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });

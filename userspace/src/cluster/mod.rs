@@ -5,6 +5,8 @@
 //! server shares new clients out by it. The reservation sync publishes the
 //! last change number it applied; the heartbeat reports it to the others.
 
+pub mod sync;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The nodes alive as this node last saw them in the database.

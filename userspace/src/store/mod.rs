@@ -210,8 +210,24 @@ impl StoreError {
 /// goes on.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
 
-/// The future of a `LeaseStore::commit` or a `ReservationStore::apply`.
+/// The future of a `ReservationStore::apply`.
 pub type CommitFuture = StoreFuture<()>;
+
+/// The future of a `LeaseStore::commit`: once durable, the races it lost.
+pub type LeaseCommit = StoreFuture<Vec<Lost>>;
+
+/// A change a shared store did not make because another node's write
+/// holds the address: an upsert that found the address held by another
+/// client (unexpired, or within `cluster.grace` of its expiry), or a
+/// removal that found the row given to someone else or extended since.
+/// The rest of the commit is made all the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    pub ip: std::net::Ipv4Addr,
+    /// The row that holds the address, as the database has it just after
+    /// the commit; None if it was removed in between.
+    pub holder: Option<Lease>,
+}
 
 /// Where leases are made durable. Implementations batch concurrent commits
 /// into one transaction and one sync (group commit), so durability does not
@@ -225,7 +241,19 @@ pub trait LeaseStore: Send + Sync {
     /// store in the order the DHCP logic made them, whichever is awaited
     /// first. A queued commit is made durable even if its future is
     /// dropped.
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture;
+    ///
+    /// It resolves to the races the commit lost (`Lost`), in change
+    /// order: a shared store writes a lease only where no other client
+    /// holds the address, so the database, not any node's memory, decides
+    /// who has it. A store with one writer (SQLite) never loses one.
+    fn commit(&self, changes: Vec<LeaseChange>) -> LeaseCommit;
+    /// Leases other nodes wrote at or after `since` (seconds since the
+    /// epoch by the store's clock), and the store's clock when it read
+    /// them, the `since` of the next call less some overlap. None: the
+    /// store has one writer (SQLite), there is nothing to learn.
+    fn written_since(&self, _since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
+        None
+    }
     /// This trait's work so far.
     fn stats(&self) -> StoreStats;
     /// Stops accepting calls (from this call on, every call of either trait
@@ -252,17 +280,78 @@ pub enum ReservationChange {
 /// fatal.
 pub type StoredReservation = Result<ReservationSpec, String>;
 
+/// The stored reservations as of one moment, with the number of the last
+/// change that moment includes: a node that loads this and then follows
+/// `changes_after(last_change)` misses nothing and sees nothing twice.
+#[derive(Debug)]
+pub struct ReservationSnapshot {
+    /// Every stored reservation, in the order of their change numbers:
+    /// where stored reservations clash (two nodes gave one address to two
+    /// MACs at once), every node that merges them in this order keeps the
+    /// one stored first.
+    pub reservations: Vec<StoredReservation>,
+    /// The number of the last change included (0: none yet).
+    pub last_change: i64,
+}
+
+/// A MAC's reservation as the change log holds it: its latest change only
+/// (a MAC changed twice since a reader looked shows the second change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Logged {
+    Put(Box<ReservationSpec>),
+    Removed,
+    /// The row does not decode (named by its MAC): reported, not fatal.
+    Unreadable(String),
+}
+
+/// One entry of the change log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedChange {
+    /// Its change number: numbers increase in the order changes were made
+    /// durable, across every writer of the store.
+    pub number: i64,
+    pub mac: [u8; 6],
+    pub what: Logged,
+}
+
+/// What `changes_after` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangesAfter {
+    /// The changes after the number asked for, in number order, at most
+    /// the limit asked for: fewer means these are all of them.
+    Changes(Vec<LoggedChange>),
+    /// Removals numbered up to `through` were pruned, and the number asked
+    /// for is below it: a reader that far behind may have missed a removal
+    /// and must load everything again.
+    Pruned { through: i64 },
+}
+
 /// Where the reservations made through the API (and OMAPI) are made
 /// durable, so they survive restarts. The same contract as `LeaseStore`:
 /// changes are queued in call order when `apply` is called, concurrent
 /// applies may share a transaction, and a future resolves once durable.
+///
+/// Every change takes the next change number, in commit order across all
+/// writers (several nodes on one database), and a removal is kept as a
+/// tombstone with its number, so a reader can follow the log
+/// (`changes_after`) from the number its `load` gave. Old tombstones are
+/// pruned (`prune_removals`), which the store records, so a reader left
+/// behind the pruning is told to load again rather than miss a removal.
 pub trait ReservationStore: Send + Sync {
-    /// Every stored reservation, in MAC order.
-    fn load(&self) -> StoreFuture<Vec<StoredReservation>>;
+    /// Every stored reservation and the last change number, from one
+    /// consistent snapshot.
+    fn load(&self) -> StoreFuture<ReservationSnapshot>;
     /// Queues `changes` (applied in the order given: the last change to a
     /// MAC wins) and resolves when all of them are durable, in one
     /// transaction: all or none.
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture;
+    /// The changes numbered after `number`, in number order, at most
+    /// `limit` of them, read from one snapshot.
+    fn changes_after(&self, number: i64, limit: usize) -> StoreFuture<ChangesAfter>;
+    /// Deletes the tombstones of removals made durable before `before`
+    /// (Unix seconds) and records the highest number deleted; resolves to
+    /// how many were deleted.
+    fn prune_removals(&self, before: u64) -> StoreFuture<u64>;
     /// This trait's work so far.
     fn stats(&self) -> StoreStats;
     /// As `LeaseStore::close`.
@@ -290,6 +379,16 @@ impl Stores {
 /// schema, and refuses one newer than this build knows
 /// (`StoreError::Schema`).
 pub async fn open(cfg: &config::Store) -> Result<Stores, StoreError> {
+    open_for(cfg, None).await
+}
+
+/// `open`, for a node of `cluster` when there is one: a shared store then
+/// names the node in the rows it writes and arbitrates every lease write
+/// (see `LeaseStore::commit`).
+pub async fn open_for(
+    cfg: &config::Store,
+    cluster: Option<&config::Cluster>,
+) -> Result<Stores, StoreError> {
     match cfg {
         config::Store::Sqlite { path } => {
             // A few milliseconds of file work, once, before serving: not
@@ -302,7 +401,7 @@ pub async fn open(cfg: &config::Store) -> Result<Stores, StoreError> {
             })
         }
         config::Store::Postgres(cfg) => {
-            let store = Arc::new(PostgresStore::open(cfg).await?);
+            let store = Arc::new(PostgresStore::open(cfg, cluster).await?);
             Ok(Stores {
                 leases: store.clone(),
                 name: store.name().to_owned(),

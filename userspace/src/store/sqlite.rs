@@ -28,6 +28,9 @@
 //!   has resolved.
 //! - Close (explicit, or on drop) drops the queue's only sender; the writer
 //!   drains and commits what was queued, then exits.
+//! - Reservations keep the shared store's change log (numbers, removals as
+//!   tombstones, a pruning mark), so `ReservationStore` is one trait and
+//!   one conformance suite; the one writer numbers changes in call order.
 //! - A file of a newer schema is refused before anything is written to it
 //!   (`schema::check` runs before the switch to WAL, which writes the
 //!   header).
@@ -49,8 +52,8 @@ use tokio::sync::{oneshot, watch};
 use super::counters::{Kind, PerKind};
 use super::queue::{Calls, Job};
 use super::{
-    CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
-    StoreStats, StoredReservation,
+    ChangesAfter, CommitFuture, LeaseCommit, LeaseStore, ReservationChange, ReservationSnapshot,
+    ReservationStore, StoreError, StoreFuture, StoreStats,
 };
 use crate::leases::{Lease, LeaseChange};
 use rows::Op;
@@ -207,7 +210,7 @@ impl LeaseStore for SqliteStore {
         self.read("load-leases", |path| rows::read_leases(path, BUSY_TIMEOUT))
     }
 
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
+    fn commit(&self, changes: Vec<LeaseChange>) -> LeaseCommit {
         let called = Instant::now();
         self.calls
             .submit(Kind::Leases, rows::encode_leases(changes), called)
@@ -223,19 +226,35 @@ impl LeaseStore for SqliteStore {
 }
 
 impl ReservationStore for SqliteStore {
-    fn load(&self) -> StoreFuture<Vec<StoredReservation>> {
+    fn load(&self) -> StoreFuture<ReservationSnapshot> {
         self.read("load-reservations", |path| {
             rows::read_reservations(path, BUSY_TIMEOUT)
         })
     }
 
+    fn changes_after(&self, number: i64, limit: usize) -> StoreFuture<ChangesAfter> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("reservation-changes", move |path| {
+            rows::read_changes_after(path, BUSY_TIMEOUT, number, limit)
+        })
+    }
+
+    fn prune_removals(&self, before: u64) -> StoreFuture<u64> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        self.read("prune-removals", move |path| {
+            rows::prune_removals(path, BUSY_TIMEOUT, before)
+        })
+    }
+
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {
         let called = Instant::now();
-        self.calls.submit(
+        let durable = self.calls.submit(
             Kind::Reservations,
             rows::encode_reservations(changes),
             called,
-        )
+        );
+        // Reservations are keyed by MAC and never raced for.
+        Box::pin(async move { durable.await.map(drop) })
     }
 
     fn stats(&self) -> StoreStats {
@@ -296,7 +315,7 @@ fn run_writer(
                 for job in batch.drain(..) {
                     // A caller that stopped waiting needs no answer; its
                     // changes are durable all the same.
-                    let _ = job.done.send(Ok(()));
+                    let _ = job.done.send(Ok(Vec::new()));
                 }
             }
             Err(e) => {

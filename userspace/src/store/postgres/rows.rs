@@ -13,30 +13,77 @@ use tokio_postgres::{Client, Error, Row};
 use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
 use crate::leases::{Lease, LeaseChange};
-use crate::store::{LeaseColumns, ReservationChange, StoredReservation};
+use crate::store::{
+    ChangesAfter, LeaseColumns, Logged, LoggedChange, ReservationChange, ReservationSnapshot,
+    StoredReservation,
+};
 
+/// Writes a lease where no other client holds the address: the row is
+/// absent, or the same client's (by MAC or client id), or expired by the
+/// database's clock more than the grace ($9 seconds) ago. $10 (a store
+/// without a cluster, the only writer) writes unconditionally. A row
+/// held by another client is left alone and the statement reports 0
+/// rows: a race this node lost.
 const UPSERT_LEASE: &str = "
-    INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname, node, stored)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
     ON CONFLICT (ip) DO UPDATE SET
         client_id = excluded.client_id,
         mac = excluded.mac,
         state = excluded.state,
         expires = excluded.expires,
         updated = excluded.updated,
-        hostname = excluded.hostname
+        hostname = excluded.hostname,
+        node = excluded.node,
+        stored = now()
+    WHERE $10
+       OR leases.mac = excluded.mac
+       OR leases.client_id = excluded.client_id
+       OR leases.expires + $9 < extract(epoch FROM now())
 ";
 
-const REMOVE_LEASE: &str = "DELETE FROM leases WHERE ip = $1";
+/// Removes the lease only while it is the one that ended: the same
+/// holder ($2, $3), not extended past the expiry this node knew ($4) by
+/// another node. $5: unconditionally (no cluster). Like the upsert it
+/// reports 0 rows only for a lost race: one row when it removed the
+/// lease, and one when there was none to remove (the outer query's
+/// snapshot does not see the CTE's deletion, so a removed row does not
+/// count twice).
+const REMOVE_LEASE: &str = "
+    WITH gone AS (
+        DELETE FROM leases
+        WHERE ip = $1 AND ($5 OR ((mac = $2 OR client_id = $3) AND expires <= $4))
+        RETURNING ip
+    )
+    SELECT 1 FROM gone
+    UNION ALL
+    SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM leases WHERE ip = $1)
+";
+
+const SELECT_HOLDERS: &str = "
+    SELECT ip, client_id, mac, state, expires, updated, hostname
+    FROM leases WHERE ip = ANY($1)
+";
+
+/// What other nodes wrote since a time: `stored` is set by the database
+/// on every write, so one clock orders them all.
+const SELECT_WRITTEN_SINCE: &str = "
+    SELECT ip, client_id, mac, state, expires, updated, hostname
+    FROM leases WHERE stored >= to_timestamp($1) AND node IS DISTINCT FROM $2
+";
 
 const SELECT_LEASES: &str = "
     SELECT ip, client_id, mac, state, expires, updated, hostname
     FROM leases ORDER BY ip
 ";
 
-const PUT_RESERVATION: &str = "
+/// A change's number: the next value of the counter row, whose lock the
+/// transaction then holds until it ends, so numbers are given out in
+/// commit order across every node (see the schema).
+pub const PUT_RESERVATION: &str = "
+    WITH n AS (UPDATE change_counter SET value = value + 1 RETURNING value)
     INSERT INTO reservations (mac, spec, change_number, updated)
-    VALUES ($1, $2, nextval('reservation_changes'), $3)
+    SELECT $1, $2, n.value, $3 FROM n
     ON CONFLICT (mac) DO UPDATE SET
         spec = excluded.spec,
         change_number = excluded.change_number,
@@ -44,15 +91,54 @@ const PUT_RESERVATION: &str = "
 ";
 
 /// A removal keeps the row, spec NULL, under a new change number: a node
-/// catching up by change number sees it (see the schema).
+/// catching up by change number sees it (see the schema). Removing what
+/// is not stored takes a number that no row keeps: a gap, which readers
+/// do not mind.
 const REMOVE_RESERVATION: &str = "
+    WITH n AS (UPDATE change_counter SET value = value + 1 RETURNING value)
     UPDATE reservations
-    SET spec = NULL, change_number = nextval('reservation_changes'), updated = $2
+    SET spec = NULL, change_number = n.value, updated = $2
+    FROM n
     WHERE mac = $1 AND spec IS NOT NULL
 ";
 
-const SELECT_RESERVATIONS: &str =
-    "SELECT mac, spec FROM reservations WHERE spec IS NOT NULL ORDER BY mac";
+/// Sent once per transaction that changed reservations, last: delivered
+/// to the listening nodes when it commits, with the last number it took.
+const NOTIFY_RESERVATIONS: &str =
+    "SELECT pg_notify('stormboot_reservations', value::text) FROM change_counter";
+
+/// The channel `NOTIFY_RESERVATIONS` notifies.
+pub const CHANNEL: &str = "stormboot_reservations";
+
+/// One statement, so one snapshot: the reservations and the counter they
+/// reached (one row of NULLs beside the counter when there are none).
+const SELECT_RESERVATIONS: &str = "
+    SELECT c.value, r.mac, r.spec
+    FROM change_counter c
+    LEFT JOIN reservations r ON r.spec IS NOT NULL
+    ORDER BY r.change_number
+";
+
+/// One statement, so the pruning mark and the rows are of one snapshot.
+const SELECT_CHANGES_AFTER: &str = "
+    SELECT c.pruned_through, r.change_number, r.mac, r.spec
+    FROM change_counter c
+    LEFT JOIN LATERAL (
+        SELECT change_number, mac, spec FROM reservations
+        WHERE change_number > $1 ORDER BY change_number LIMIT $2
+    ) r ON true
+    ORDER BY r.change_number
+";
+
+const PRUNE_REMOVALS: &str = "
+    WITH gone AS (
+        DELETE FROM reservations WHERE spec IS NULL AND updated < $1
+        RETURNING change_number
+    )
+    UPDATE change_counter
+    SET pruned_through = greatest(pruned_through, (SELECT max(change_number) FROM gone))
+    RETURNING (SELECT count(*) FROM gone)
+";
 
 /// A change already turned into parameters on the caller's thread, so a
 /// value the table cannot hold fails that caller alone, not a batch.
@@ -68,6 +154,9 @@ pub enum Op {
     },
     RemoveLease {
         ip: IpAddr,
+        client_id: Vec<u8>,
+        mac: Vec<u8>,
+        expires: i64,
     },
     PutReservation {
         mac: Vec<u8>,
@@ -105,7 +194,14 @@ pub fn encode_leases(changes: Vec<LeaseChange>) -> Result<Vec<Op>, String> {
                 state: lease.state.as_str(),
                 hostname: lease.hostname,
             }),
-            LeaseChange::Remove(ip) => Ok(Op::RemoveLease { ip: IpAddr::V4(ip) }),
+            LeaseChange::Remove(lease) => Ok(Op::RemoveLease {
+                ip: IpAddr::V4(lease.ip),
+                // A lease "forever" is extended by nothing: any expiry is
+                // within it.
+                expires: i64::try_from(lease.expires).unwrap_or(i64::MAX),
+                client_id: lease.client_id,
+                mac: lease.mac.to_vec(),
+            }),
         })
         .collect()
 }
@@ -132,28 +228,49 @@ pub fn encode_reservations(changes: Vec<ReservationChange>) -> Result<Vec<Op>, S
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
-type Step<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+type Step<'a> = Pin<Box<dyn Future<Output = Result<u64, Error>> + Send + 'a>>;
+
+/// How a store writes leases: as one node of a cluster, or alone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    /// `cluster.node`, recorded in every row it writes; None without a
+    /// cluster, where this store is the only writer and writes
+    /// unconditionally, as before clusters.
+    pub node: Option<String>,
+    /// `cluster.grace` in seconds: how long past its expiry another
+    /// node's lease still holds its address.
+    pub grace: i64,
+}
 
 /// Applies `ops` in one transaction, in order, as one pipeline: BEGIN,
 /// every statement and COMMIT are sent before any answer is awaited. A
 /// statement that fails aborts the transaction, which makes the COMMIT a
 /// rollback; the first failure is returned. On failure the connection may
-/// still be in the transaction: the caller must not reuse it.
+/// still be in the transaction: the caller must not reuse it. On success,
+/// the rows each op changed, op for op: a conditional write that changed
+/// none lost its race, and that does not abort the others.
 pub async fn apply<'a>(
     client: &ClientWrapper,
     ops: impl Iterator<Item = &'a Op>,
-) -> Result<(), Error> {
+    writer: &'a Writer,
+) -> Result<Vec<u64>, Error> {
     // Prepared once per connection, then cached by the pool's wrapper.
     let upsert = client.prepare_cached(UPSERT_LEASE).await?;
     let remove = client.prepare_cached(REMOVE_LEASE).await?;
     let put = client.prepare_cached(PUT_RESERVATION).await?;
     let unput = client.prepare_cached(REMOVE_RESERVATION).await?;
     let pg: &Client = client;
+    // Promoted constants: they outlive the pipeline.
+    let alone: &'static bool = if writer.node.is_none() { &true } else { &false };
     let execute = |statement, params: Vec<Param<'a>>| -> Step<'_> {
-        Box::pin(async move { pg.execute(statement, &params).await.map(drop) })
+        Box::pin(async move { pg.execute(statement, &params).await })
     };
-    let mut steps: Vec<Step<'_>> = vec![Box::pin(pg.batch_execute("BEGIN"))];
+    let batch =
+        |sql| -> Step<'_> { Box::pin(async move { pg.batch_execute(sql).await.map(|()| 0) }) };
+    let mut steps: Vec<Step<'_>> = vec![batch("BEGIN")];
+    let mut reservations = false;
     for op in ops {
+        reservations |= matches!(op, Op::PutReservation { .. } | Op::RemoveReservation { .. });
         steps.push(match op {
             Op::UpsertLease {
                 ip,
@@ -173,18 +290,76 @@ pub async fn apply<'a>(
                     expires,
                     updated,
                     hostname,
+                    &writer.node,
+                    &writer.grace,
+                    alone,
                 ],
             ),
-            Op::RemoveLease { ip } => execute(&remove, vec![ip as Param]),
+            Op::RemoveLease {
+                ip,
+                client_id,
+                mac,
+                expires,
+            } => execute(&remove, vec![ip as Param, mac, client_id, expires, alone]),
             Op::PutReservation { mac, spec, updated } => {
                 execute(&put, vec![mac as Param, spec, updated])
             }
             Op::RemoveReservation { mac, updated } => execute(&unput, vec![mac as Param, updated]),
         });
     }
-    steps.push(Box::pin(pg.batch_execute("COMMIT")));
+    if reservations {
+        steps.push(Box::pin(async move {
+            pg.execute(NOTIFY_RESERVATIONS, &[]).await
+        }));
+    }
+    steps.push(batch("COMMIT"));
     let results = pipeline(steps).await;
-    results.into_iter().collect()
+    let mut counts = results.into_iter().collect::<Result<Vec<u64>, Error>>()?;
+    // BEGIN's, COMMIT's and the notification's.
+    counts.pop();
+    if reservations {
+        counts.pop();
+    }
+    counts.remove(0);
+    Ok(counts)
+}
+
+/// The rows holding `ips` now, by address.
+pub async fn holders(c: &Client, ips: &[IpAddr]) -> Result<Vec<Lease>, ReadError> {
+    let rows = c
+        .query(SELECT_HOLDERS, &[&ips])
+        .await
+        .map_err(ReadError::Sql)?;
+    rows.iter()
+        .map(decode_lease)
+        .collect::<Result<_, _>>()
+        .map_err(ReadError::Row)
+}
+
+/// The leases nodes other than `node` wrote at or after `since` (seconds
+/// since the epoch, the database's clock), and the database's clock
+/// before it looked.
+pub async fn written_since(
+    c: &Client,
+    since: f64,
+    node: &Option<String>,
+) -> Result<(Vec<Lease>, f64), ReadError> {
+    // The clock first: a row stored after it is seen next time.
+    let now: f64 = c
+        .query_one("SELECT extract(epoch FROM now())::float8", &[])
+        .await
+        .map_err(ReadError::Sql)?
+        .get(0);
+    let rows = c
+        .query(SELECT_WRITTEN_SINCE, &[&since, node])
+        .await
+        .map_err(ReadError::Sql)?;
+    let leases = rows
+        .iter()
+        .map(decode_lease)
+        .collect::<Result<_, _>>()
+        .map_err(ReadError::Row)?;
+    Ok((leases, now))
 }
 
 /// Runs `steps`, each sent when first polled: polls every one once, in
@@ -217,18 +392,15 @@ pub enum ReadError {
     Row(String),
 }
 
-/// How the store reads: one query on a pool connection.
-pub type Read<T> =
-    for<'c> fn(&'c Client) -> Pin<Box<dyn Future<Output = Result<T, ReadError>> + Send + 'c>>;
+/// A read on a pool connection, borrowing it.
+pub type Reading<'c, T> = Pin<Box<dyn Future<Output = Result<T, ReadError>> + Send + 'c>>;
 
 fn get<T: FromSqlOwned>(row: &Row, index: usize, what: &str) -> Result<T, String> {
     row.try_get(index)
         .map_err(|e| format!("reading a {what}: {e}"))
 }
 
-pub fn read_leases(
-    c: &Client,
-) -> Pin<Box<dyn Future<Output = Result<Vec<Lease>, ReadError>> + Send + '_>> {
+pub fn read_leases(c: &Client) -> Reading<'_, Vec<Lease>> {
     Box::pin(async move {
         let rows = c.query(SELECT_LEASES, &[]).await.map_err(ReadError::Sql)?;
         rows.iter()
@@ -257,30 +429,90 @@ fn decode_lease(row: &Row) -> Result<Lease, String> {
     .lease()
 }
 
-/// Every stored reservation, in MAC order; a row that does not decode is
-/// reported by its MAC, in its place.
-pub fn read_reservations(
-    c: &Client,
-) -> Pin<Box<dyn Future<Output = Result<Vec<StoredReservation>, ReadError>> + Send + '_>> {
+fn format_hex_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A stored spec back into the API's type; an error names the MAC.
+fn decode_spec(mac: &[u8], spec: &str) -> StoredReservation {
+    serde_json::from_str::<ReservationSpec>(spec)
+        .map_err(|e| format!("stored reservation {}: {e}", format_hex_mac(mac)))
+}
+
+/// Every stored reservation, in change order, and the last change number, of
+/// one snapshot; a row that does not decode is reported by its MAC, in
+/// its place.
+pub fn read_reservations(c: &Client) -> Reading<'_, ReservationSnapshot> {
     Box::pin(async move {
         let rows = c
             .query(SELECT_RESERVATIONS, &[])
             .await
             .map_err(ReadError::Sql)?;
-        rows.iter()
-            .map(|row| {
-                let mac: Vec<u8> = get(row, 0, "reservation's mac")?;
-                let spec: String = get(row, 1, "reservation's spec")?;
-                Ok(serde_json::from_str::<ReservationSpec>(&spec).map_err(|e| {
-                    let mac = mac
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":");
-                    format!("stored reservation {mac}: {e}")
-                }))
-            })
-            .collect::<Result<_, String>>()
-            .map_err(ReadError::Row)
+        let mut snapshot = ReservationSnapshot {
+            reservations: Vec::with_capacity(rows.len()),
+            last_change: 0,
+        };
+        for row in &rows {
+            snapshot.last_change = get(row, 0, "change counter").map_err(ReadError::Row)?;
+            let mac: Option<Vec<u8>> = get(row, 1, "reservation's mac").map_err(ReadError::Row)?;
+            let Some(mac) = mac else {
+                continue;
+            };
+            let spec: String = get(row, 2, "reservation's spec").map_err(ReadError::Row)?;
+            snapshot.reservations.push(decode_spec(&mac, &spec));
+        }
+        Ok(snapshot)
+    })
+}
+
+/// The change log after `after`, at most `limit` entries, or the mark of
+/// a pruning that passed it.
+pub fn read_changes_after(c: &Client, after: i64, limit: i64) -> Reading<'_, ChangesAfter> {
+    Box::pin(async move {
+        let rows = c
+            .query(SELECT_CHANGES_AFTER, &[&after, &limit])
+            .await
+            .map_err(ReadError::Sql)?;
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let through: i64 = get(row, 0, "pruning mark").map_err(ReadError::Row)?;
+            if after < through {
+                return Ok(ChangesAfter::Pruned { through });
+            }
+            let number: Option<i64> = get(row, 1, "change number").map_err(ReadError::Row)?;
+            let Some(number) = number else {
+                continue;
+            };
+            let raw: Vec<u8> = get(row, 2, "reservation's mac").map_err(ReadError::Row)?;
+            let mac = <[u8; 6]>::try_from(raw.as_slice()).map_err(|_| {
+                ReadError::Row(format!("change {number}: mac has {} bytes", raw.len()))
+            })?;
+            let spec: Option<String> = get(row, 3, "reservation's spec").map_err(ReadError::Row)?;
+            let what = match spec {
+                None => Logged::Removed,
+                Some(spec) => match decode_spec(&raw, &spec) {
+                    Ok(spec) => Logged::Put(Box::new(spec)),
+                    Err(why) => Logged::Unreadable(why),
+                },
+            };
+            changes.push(LoggedChange { number, mac, what });
+        }
+        Ok(ChangesAfter::Changes(changes))
+    })
+}
+
+/// Deletes the tombstones older than `before` and raises the pruning
+/// mark; how many were deleted.
+pub fn prune_removals(c: &Client, before: i64) -> Reading<'_, u64> {
+    Box::pin(async move {
+        let row = c
+            .query_one(PRUNE_REMOVALS, &[&before])
+            .await
+            .map_err(ReadError::Sql)?;
+        let n: i64 = get(&row, 0, "pruned count").map_err(ReadError::Row)?;
+        Ok(n as u64)
     })
 }
