@@ -56,8 +56,8 @@ use tokio_postgres::NoTls;
 use super::counters::{Kind, PerKind};
 use super::queue::{Calls, Job};
 use super::{
-    CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
-    StoreStats, StoredReservation,
+    AddressRecord, CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError,
+    StoreFuture, StoreStats, StoredReservation,
 };
 use crate::config::{self, Secret};
 use crate::leases::{Lease, LeaseChange};
@@ -321,14 +321,19 @@ impl PostgresStore {
     }
 
     /// Runs `read` on a connection of the pool, beside the writer.
-    fn read<T: Send + 'static>(&self, what: &'static str, read: rows::Read<T>) -> StoreFuture<T> {
+    fn read<T, F, R>(&self, what: &'static str, read: R) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, rows::ReadError>> + Send,
+        R: FnOnce(deadpool_postgres::Object) -> F + Send + 'static,
+    {
         if self.calls.is_closed() {
             return Box::pin(std::future::ready(Err(StoreError::Closed)));
         }
         let (pool, name) = (self.pool.clone(), self.name.clone());
         Box::pin(async move {
             let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
-            read(&client).await.map_err(|e| match e {
+            read(client).await.map_err(|e| match e {
                 rows::ReadError::Sql(e) => failure(&name, what, &e),
                 rows::ReadError::Row(message) => StoreError::Backend {
                     store: name.clone(),
@@ -349,13 +354,22 @@ impl Drop for PostgresStore {
 
 impl LeaseStore for PostgresStore {
     fn load(&self) -> StoreFuture<Vec<Lease>> {
-        self.read("reading leases", rows::read_leases)
+        self.read(
+            "reading leases",
+            |c| async move { rows::read_leases(&c).await },
+        )
     }
 
     fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
         let called = Instant::now();
         self.calls
             .submit(Kind::Leases, rows::encode_leases(changes), called)
+    }
+
+    fn history(&self, ip: std::net::Ipv4Addr, limit: usize) -> StoreFuture<Vec<AddressRecord>> {
+        self.read("reading the address history", move |c| async move {
+            rows::read_history(&c, ip, limit).await
+        })
     }
 
     fn stats(&self) -> StoreStats {
@@ -369,7 +383,9 @@ impl LeaseStore for PostgresStore {
 
 impl ReservationStore for PostgresStore {
     fn load(&self) -> StoreFuture<Vec<StoredReservation>> {
-        self.read("reading reservations", rows::read_reservations)
+        self.read("reading reservations", |c| async move {
+            rows::read_reservations(&c).await
+        })
     }
 
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {

@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Error, Row};
 use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
 use crate::leases::{Lease, LeaseChange};
+use crate::store::history::{self, AddressRecord, HistoryColumns};
 use crate::store::{LeaseColumns, ReservationChange, StoredReservation};
 
 const UPSERT_LEASE: &str = "
@@ -32,6 +33,11 @@ const REMOVE_LEASE: &str = "DELETE FROM leases WHERE ip = $1";
 const SELECT_LEASES: &str = "
     SELECT ip, client_id, mac, state, expires, updated, hostname
     FROM leases ORDER BY ip
+";
+
+const SELECT_HISTORY: &str = "
+    SELECT event, mac, client_id, hostname, node, expires, extract(epoch FROM at)::bigint
+    FROM address_history WHERE ip = $1 ORDER BY id DESC LIMIT $2
 ";
 
 const PUT_RESERVATION: &str = "
@@ -217,10 +223,6 @@ pub enum ReadError {
     Row(String),
 }
 
-/// How the store reads: one query on a pool connection.
-pub type Read<T> =
-    for<'c> fn(&'c Client) -> Pin<Box<dyn Future<Output = Result<T, ReadError>> + Send + 'c>>;
-
 fn get<T: FromSqlOwned>(row: &Row, index: usize, what: &str) -> Result<T, String> {
     row.try_get(index)
         .map_err(|e| format!("reading a {what}: {e}"))
@@ -283,4 +285,33 @@ pub fn read_reservations(
             .collect::<Result<_, String>>()
             .map_err(ReadError::Row)
     })
+}
+
+/// The last `limit` entries of `ip`'s history, newest first.
+pub async fn read_history(
+    c: &Client,
+    ip: Ipv4Addr,
+    limit: usize,
+) -> Result<Vec<AddressRecord>, ReadError> {
+    let rows = c
+        .query(SELECT_HISTORY, &[&IpAddr::V4(ip), &history::bounded(limit)])
+        .await
+        .map_err(ReadError::Sql)?;
+    let decode = |row: &Row| -> Result<AddressRecord, String> {
+        HistoryColumns {
+            ip,
+            event: get(row, 0, "history event")?,
+            mac: get(row, 1, "history mac")?,
+            client_id: get(row, 2, "history client_id")?,
+            hostname: get(row, 3, "history hostname")?,
+            node: get(row, 4, "history node")?,
+            expires: get(row, 5, "history expires")?,
+            at: get(row, 6, "history time")?,
+        }
+        .record()
+    };
+    rows.iter()
+        .map(decode)
+        .collect::<Result<_, _>>()
+        .map_err(ReadError::Row)
 }
