@@ -5,6 +5,10 @@
 //! server shares new clients out by it. The reservation sync publishes the
 //! last change number it applied; the heartbeat reports it to the others.
 
+pub mod heartbeat;
+pub mod identity;
+pub mod leader;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The nodes alive as this node last saw them in the database.
@@ -41,3 +45,6 @@ impl Applied {
         self.0.store(number, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests;

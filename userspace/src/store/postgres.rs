@@ -205,7 +205,7 @@ fn transient(e: &tokio_postgres::Error) -> bool {
 
 /// tokio-postgres's error with its cause: its own `Display` is only the
 /// kind ("db error"), the server's message is the source.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
@@ -239,25 +239,36 @@ fn pool_failure(store: &str, what: &str, e: PoolError) -> StoreError {
     }
 }
 
+/// How every connection to `[store]`'s server is made (the pool's, and
+/// a cluster's heartbeat session): the parsed URL with the password, a
+/// connect timeout and an application name unless the URL sets them; and
+/// the store's name for logs.
+pub fn client_config(
+    cfg: &config::Postgres,
+) -> Result<(tokio_postgres::Config, String), StoreError> {
+    let mut pg = connection(&cfg.url).map_err(|message| StoreError::Backend {
+        store: "postgres".into(),
+        message: format!("store.url: {message}"),
+    })?;
+    let name = display_name(&pg);
+    if let Some(Secret(p)) = password(cfg.password.as_ref(), |v| std::env::var(v).ok()) {
+        pg.password(p);
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("stormboot");
+    }
+    Ok((pg, name))
+}
+
 impl PostgresStore {
     /// Connects, creates or migrates the schema (refusing a newer one or a
     /// database that is not a stormboot store, untouched), and starts the
     /// writer on the current runtime.
     pub async fn open(cfg: &config::Postgres) -> Result<PostgresStore, StoreError> {
-        let mut pg = connection(&cfg.url).map_err(|message| StoreError::Backend {
-            store: "postgres".into(),
-            message: format!("store.url: {message}"),
-        })?;
-        let name = display_name(&pg);
-        if let Some(Secret(p)) = password(cfg.password.as_ref(), |v| std::env::var(v).ok()) {
-            pg.password(p);
-        }
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if pg.get_application_name().is_none() {
-            pg.application_name("stormboot");
-        }
+        let (pg, name) = client_config(cfg)?;
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -462,4 +473,4 @@ async fn apply(pool: &Pool, name: &str, batch: &[Job<Op>]) -> Result<(), StoreEr
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

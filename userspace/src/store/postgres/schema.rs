@@ -16,7 +16,7 @@ use crate::store::unknown_schema;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[i]` takes a database from version `i` to `i + 1` (0: empty).
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1.
 ///
@@ -123,6 +123,15 @@ const V2: &str = "
     $$ LANGUAGE plpgsql;
     CREATE TRIGGER leases_history AFTER INSERT OR UPDATE OR DELETE ON leases
         FOR EACH ROW EXECUTE FUNCTION record_address_history();
+";
+
+/// Version 3: `change_counter.pruned_through`, the highest change number
+/// of a removal (a reservation row with spec NULL) the cluster's leader
+/// has deleted (`cluster::leader`). A node whose last applied change is
+/// below it may have missed a removal that no row shows any more: it must
+/// reload every reservation rather than catch up by change number.
+const V3: &str = "
+    ALTER TABLE change_counter ADD COLUMN pruned_through bigint NOT NULL DEFAULT 0;
 ";
 
 /// Held for the migration's transaction: two nodes opening one new

@@ -35,14 +35,15 @@ fn server() -> Arc<Postgres> {
     started
 }
 
-/// A database of the shared server, dropped with this.
-struct Database {
-    server: Arc<Postgres>,
-    name: String,
+/// A database of the shared server, dropped with this (also the cluster's
+/// tests' fixture).
+pub(crate) struct Database {
+    pub(crate) server: Arc<Postgres>,
+    pub(crate) name: String,
 }
 
 impl Database {
-    fn new() -> Database {
+    pub(crate) fn new() -> Database {
         let server = server();
         let name = format!("store_{}", next());
         server
@@ -51,7 +52,7 @@ impl Database {
         Database { server, name }
     }
 
-    fn config(&self, user: &str, password: Option<&str>) -> config::Store {
+    pub(crate) fn config(&self, user: &str, password: Option<&str>) -> config::Store {
         config::Store::Postgres(config::Postgres {
             url: self.server.url(&self.name, user),
             pool_size: 4,
@@ -59,7 +60,7 @@ impl Database {
         })
     }
 
-    fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         self.server
             .psql(&self.name, sql)
             .unwrap_or_else(|e| panic!("{e:#}"))

@@ -1,0 +1,116 @@
+//! The chores one node does for the whole cluster, and how that node is
+//! chosen: whichever holds a session advisory lock (`LOCK`) on its
+//! heartbeat's connection. PostgreSQL releases the lock when that session
+//! ends (the node stops, is killed, or loses its connection), and the next
+//! node to ask on its heartbeat takes it over: no election of our own.
+//!
+//! The chores, each one statement (see `Ages` for the defaults):
+//! - reservation removals (rows with spec NULL) older than
+//!   `tombstones` are deleted, and the highest change number deleted is
+//!   kept in `change_counter.pruned_through`, so a node that had not
+//!   applied it knows it must reload every reservation;
+//! - address history older than `history` is deleted;
+//! - leases that expired more than `cluster.grace` ago are deleted (the
+//!   history records them as `freed`); nodes drop expired leases from
+//!   their own tables, so this frees what a dead node left behind;
+//! - rows of nodes silent for longer than `nodes` are deleted (a node
+//!   that stops deletes its own; a killed one's stays, shown dead, for
+//!   that long).
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, Error};
+
+/// The leader's advisory lock: "sbleader" in ASCII.
+pub const LOCK: i64 = 0x7362_6c65_6164_6572;
+
+/// How often the leader does its chores.
+pub const CHORES_EVERY: Duration = Duration::from_secs(60);
+
+/// How old what the chores delete must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ages {
+    /// Reservation removals: long enough for a node that was down for
+    /// maintenance to catch up by change number.
+    pub tombstones: Duration,
+    /// Address history.
+    pub history: Duration,
+    /// Leases, past their expiry (`cluster.grace`).
+    pub leases: Duration,
+    /// Rows of silent nodes.
+    pub nodes: Duration,
+}
+
+impl Ages {
+    /// The defaults, with `cluster.grace` for leases.
+    pub fn with_grace(grace: Duration) -> Ages {
+        Ages {
+            tombstones: Duration::from_secs(7 * 24 * 3600),
+            history: crate::store::history::RETENTION,
+            leases: grace,
+            nodes: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What one round of chores deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub tombstones: u64,
+    /// The highest change number deleted in this round (0: none).
+    pub pruned_through: i64,
+    pub history: u64,
+    pub leases: u64,
+    pub nodes: u64,
+}
+
+/// Both halves of one change of `change_counter.pruned_through` in one
+/// statement, so the marker never lags the deletion it describes.
+const PRUNE_TOMBSTONES: &str = "
+    WITH pruned AS (
+        DELETE FROM reservations
+        WHERE spec IS NULL AND updated < extract(epoch FROM now())::bigint - $1
+        RETURNING change_number
+    ), marked AS (
+        UPDATE change_counter
+        SET pruned_through = greatest(pruned_through, (SELECT max(change_number) FROM pruned))
+        WHERE EXISTS (SELECT 1 FROM pruned)
+    )
+    SELECT count(*), coalesce(max(change_number), 0) FROM pruned
+";
+
+const PRUNE_HISTORY: &str =
+    "DELETE FROM address_history WHERE at < now() - make_interval(secs => $1)";
+
+const PRUNE_LEASES: &str =
+    "DELETE FROM leases WHERE expires < extract(epoch FROM now())::bigint - $1";
+
+const PRUNE_NODES: &str = "DELETE FROM nodes WHERE last_seen < now() - make_interval(secs => $1)";
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// One round of chores on the leader's connection, each in its own
+/// statement (and transaction): one that fails leaves the others done.
+pub async fn chores(c: &Client, ages: &Ages) -> Result<Pruned, Error> {
+    let row = c
+        .query_one(PRUNE_TOMBSTONES, &[&secs(ages.tombstones)])
+        .await?;
+    let tombstones: i64 = row.get(0);
+    let pruned_through: i64 = row.get(1);
+    let history = c
+        .execute(PRUNE_HISTORY, &[&(ages.history.as_secs_f64())])
+        .await?;
+    let leases = c.execute(PRUNE_LEASES, &[&secs(ages.leases)]).await?;
+    let nodes = c
+        .execute(PRUNE_NODES, &[&(ages.nodes.as_secs_f64())])
+        .await?;
+    Ok(Pruned {
+        tombstones: tombstones as u64,
+        pruned_through,
+        history,
+        leases,
+        nodes,
+    })
+}
