@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use stormboot_common::counters::Counter;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -206,6 +206,7 @@ struct StatsSources {
     hooks: Option<Arc<crate::hooks::HookCounters>>,
     attachments: Arc<Mutex<Vec<Attachment>>>,
     fallbacks: Arc<AtomicU64>,
+    cluster: Option<watch::Receiver<crate::cluster::heartbeat::Status>>,
 }
 
 /// The snapshot behind `/api/v1/stats`, `/metrics` and the dashboard.
@@ -235,6 +236,14 @@ fn stats(src: StatsSources) -> http::SnapshotFn {
             .map(|a| a.clone())
             .unwrap_or_default();
         s.xdp_mode_fallbacks = src.fallbacks.load(Relaxed);
+        s.cluster = src.cluster.as_ref().map(|c| {
+            let c = c.borrow();
+            crate::stats::ClusterGauges {
+                store_reachable: c.reachable,
+                nodes_alive: c.alive() as u64,
+                leader: c.leader,
+            }
+        });
         s
     })
 }
@@ -259,6 +268,29 @@ async fn start_omapi(
     tracing::info!(listen = %o.listen, keys = o.keys.len(), "OMAPI listening");
     tasks.spawn(omapi.run(l, shutdown.clone()));
     Ok(())
+}
+
+/// Starts this node's heartbeat when it is in a cluster (`[cluster]`,
+/// on the PostgreSQL store): what it publishes, for the API, the metrics
+/// and the server's sharing of new clients. `applied` is what the
+/// reservation sync reports as applied.
+fn start_cluster(
+    tasks: &mut Tasks,
+    cfg: &Config,
+    endpoints: &[Endpoint],
+    applied: Arc<crate::cluster::Applied>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<crate::cluster::heartbeat::Handle>> {
+    use crate::cluster::{heartbeat::Heartbeat, identity::Identity};
+    let (Some(cluster), crate::config::Store::Postgres(pg)) = (&cfg.cluster, &cfg.store) else {
+        return Ok(None);
+    };
+    let addresses: Vec<Ipv4Addr> = endpoints.iter().map(|e| e.server_ip).collect();
+    let me = Identity::of(cfg, &addresses).context("[cluster] without its node")?;
+    tracing::info!(node = %me.node, config_hash = %me.config_hash, "cluster: joining");
+    let (beat, handle) = Heartbeat::new(cluster, pg, me, applied)?;
+    tasks.spawn(beat.run(shutdown.clone()));
+    Ok(Some(handle))
 }
 
 /// Waits for shutdown or the first task to end; a task that fails takes
@@ -339,6 +371,9 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         None => (None, Default::default()),
     };
 
+    let applied = Arc::new(crate::cluster::Applied::default());
+    let cluster = start_cluster(&mut tasks, &cfg, &endpoints, applied, &shutdown)?;
+
     let (control_tx, control_rx) = mpsc::channel(64);
     let live = Arc::new(Live::new(
         stored.registry,
@@ -363,6 +398,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         hooks: hook_counters,
         attachments,
         fallbacks,
+        cluster: cluster.as_ref().map(|c| c.status.clone()),
     });
     let machines = services::Machines::new(book.clone(), stored.index.clone());
     let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
@@ -372,7 +408,9 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         snapshot.clone(),
         timeline.clone(),
         dashboard,
-    );
+    )
+    .with_history(stored.store.clone())
+    .with_cluster(cluster.as_ref().map(|c| c.status.clone()));
     let app = crate::api::router(state, policy);
     tasks.spawn(http::serve_router(api, app, shutdown.clone()));
     start_omapi(&mut tasks, &cfg, omapi, &live, &shutdown).await?;
