@@ -29,8 +29,10 @@ impl Identity {
     /// `addresses`. None without `[cluster]`.
     pub fn of(cfg: &Config, addresses: &[std::net::Ipv4Addr]) -> Option<Identity> {
         let cluster = cfg.cluster.as_ref()?;
-        let mut addrs: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        let mut addrs = addresses.to_vec();
+        addrs.sort();
         addrs.dedup();
+        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         Some(Identity {
             node: cluster.node.clone(),
             addresses: addrs.join(","),
