@@ -222,6 +222,24 @@ impl Daemon {
         .unwrap()
     }
 
+    /// Runs the `stormboot` binary against this daemon's API: its exit
+    /// status and what it printed.
+    async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let api = format!("http://{}", self.api);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stormboot"));
+        cmd.args(args)
+            .args(["--api", &api, "--config", "/nonexistent/stormboot.toml"])
+            .env_remove("STORMBOOT_LOG");
+        tokio::task::spawn_blocking(move || {
+            let out = cmd.output().expect("running stormboot");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), text)
+        })
+        .await
+        .unwrap()
+    }
+
     /// Stops the daemon and returns how it ended.
     async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
@@ -587,6 +605,17 @@ async fn an_address_history_lists_what_happened_newest_first() {
         "{body}"
     );
 
+    let (ok, text) = d
+        .cli(&["history", &acked.to_string(), "--limit", "2"])
+        .await;
+    assert!(ok, "{text}");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].contains(" freed ") && rows[1].contains(" bound "),
+        "{text}"
+    );
+
     let (status, body) = d.api("GET", "/api/v1/cluster", None, None).await;
     assert_eq!(status, 404, "{body}");
     assert!(
@@ -595,6 +624,8 @@ async fn an_address_history_lists_what_happened_newest_first() {
             .is_some_and(|e| e.contains("not in a cluster")),
         "{body}"
     );
+    let (ok, text) = d.cli(&["cluster"]).await;
+    assert!(ok && text.starts_with("not in a cluster"), "{text}");
     d.stop().await.unwrap();
 }
 
@@ -682,6 +713,23 @@ async fn two_cluster_nodes_see_each_other_and_share_the_history() {
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     assert_eq!(events, ["bound", "offered"], "{body}");
+
+    let (ok, text) = b.cli(&["cluster"]).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.starts_with("this node: b; database reachable"),
+        "{text}"
+    );
+    for node in ["a", "b"] {
+        assert!(
+            text.lines().any(|l| l
+                .get(2..)
+                .is_some_and(|r| r.starts_with(&format!("{node} ")))
+                && l.contains(" alive ")
+                && l.contains(" yes ")),
+            "{node} is not listed alive and agreeing:\n{text}"
+        );
+    }
 
     b.stop().await.unwrap();
     let stopped = tokio::time::Instant::now();
