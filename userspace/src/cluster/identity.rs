@@ -62,16 +62,26 @@ impl std::fmt::Write for Hasher {
 /// The parsed configuration rather than the file's bytes: the files of
 /// two nodes that answer alike still differ in their comments, their
 /// order and their own keys. Those own keys are left out: the node's
-/// name, its interfaces and address, its API, store and boot paths, and
+/// name, its interfaces and address (and the interface each subnet is
+/// served on), its API, store and boot paths, and
 /// where each reservation was written (`origin`: a line moved by a
 /// comment changes no answer).
 pub fn config_hash(cfg: &Config) -> String {
     let mut h = Hasher(Sha256::new());
     let s = &cfg.server;
+    // Which of its interfaces a node serves a subnet on is its own.
+    let subnets: Vec<_> = cfg
+        .subnets
+        .iter()
+        .map(|s| crate::config::Subnet {
+            interface: None,
+            ..s.clone()
+        })
+        .collect();
     let _ = write!(
         h,
         "{:?}{:?}{:?}{:?}{:?}",
-        s.mode, s.offer_hold, s.decline_quarantine, cfg.subnets, cfg.profiles
+        s.mode, s.offer_hold, s.decline_quarantine, subnets, cfg.profiles
     );
     for r in &cfg.reservations {
         let _ = write!(
@@ -129,7 +139,8 @@ mod tests {
     fn node(name: &str, address: &str, extra: &str) -> String {
         format!(
             "# node {name}\n[server]\ninterface = \"sb-{name}\"\naddress = \"{address}\"\n\n\
-             [[subnet]]\ncidr = \"10.50.0.0/24\"\npool = [\"10.50.0.100-10.50.0.200\"]\n\n\
+             [[subnet]]\ncidr = \"10.50.0.0/24\"\npool = [\"10.50.0.100-10.50.0.200\"]\n\
+             interface = \"sb-{name}\"\n\n\
              [[reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.50.0.20\"\n{extra}\n\
              [store]\nbackend = \"postgres\"\nurl = \"host=/run/pg dbname=sb\"\n\n\
              [cluster]\nnode = \"{name}\"\n"
