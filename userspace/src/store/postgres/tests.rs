@@ -275,6 +275,48 @@ async fn a_refused_statement_fails_its_whole_batch() {
     s.close().await.expect("close");
 }
 
+/// A version 1 database (before clusters) migrates to the current one:
+/// its rows kept, the change counter past every change number it gave,
+/// nothing marked as pruned, and the history recording from then on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_database_migrates_with_its_rows() {
+    let db = Database::new();
+    db.psql(schema::MIGRATIONS[0]);
+    db.psql(
+        "INSERT INTO schema_version (version) VALUES (1);
+         INSERT INTO leases VALUES ('10.0.0.1', '\\x01', '\\x020000000001', 'bound', 10, 1, NULL);
+         INSERT INTO reservations VALUES ('\\x020000000002', NULL, nextval('reservation_changes'), 1);
+         INSERT INTO reservations VALUES ('\\x020000000003', NULL, nextval('reservation_changes'), 1);",
+    );
+    let s = within(open(&db.config(SUPERUSER, None)))
+        .await
+        .expect("open");
+    assert_eq!(
+        db.psql("SELECT version FROM schema_version").trim(),
+        SCHEMA_VERSION.to_string()
+    );
+    assert_eq!(
+        db.psql("SELECT value, pruned_through FROM change_counter")
+            .trim(),
+        "2|0"
+    );
+    let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
+    assert_eq!(within(s.leases.load()).await.expect("load").len(), 1);
+    assert_eq!(
+        within(s.leases.history(ip, 10)).await.expect("history"),
+        vec![]
+    );
+    within(s.leases.commit(vec![LeaseChange::Remove(ip)]))
+        .await
+        .expect("commit");
+    let h = within(s.leases.history(ip, 10)).await.expect("history");
+    assert_eq!(
+        h.iter().map(|r| r.event).collect::<Vec<_>>(),
+        [crate::store::AddressEvent::Freed]
+    );
+    s.close().await.expect("close");
+}
+
 /// A database holding someone else's tables is refused, and nothing of
 /// ours is created in it.
 #[tokio::test(flavor = "multi_thread")]
