@@ -56,7 +56,13 @@ const SELECT_NODES: &str = "
     FROM nodes ORDER BY node
 ";
 
-const SELECT_CHANGES: &str = "SELECT value, pruned_through FROM change_counter";
+/// The latest change number: the counter's, or a higher one a writer took
+/// from the older `reservation_changes` sequence.
+const SELECT_CHANGES: &str = "
+    SELECT greatest(value, (SELECT coalesce(max(change_number), 0) FROM reservations)),
+           pruned_through
+    FROM change_counter
+";
 
 /// The session holding the leader's lock, by the name it gave.
 const SELECT_LEADER: &str = "

@@ -24,8 +24,11 @@ use tokio_postgres::{Client, Error};
 /// The leader's advisory lock: "sbleader" in ASCII.
 pub const LOCK: i64 = 0x7362_6c65_6164_6572;
 
-/// How often the leader does its chores.
-pub const CHORES_EVERY: Duration = Duration::from_secs(60);
+/// How often the leader does its chores: what they delete is days old
+/// (or, for leases, at least `cluster.grace` past expiry), so minutes
+/// late costs nothing, and expired leases are found by reading the whole
+/// table (no index on expiry slows every lease write).
+pub const CHORES_EVERY: Duration = Duration::from_secs(300);
 
 /// How old what the chores delete must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

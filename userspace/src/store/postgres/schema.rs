@@ -125,13 +125,19 @@ const V2: &str = "
         FOR EACH ROW EXECUTE FUNCTION record_address_history();
 ";
 
-/// Version 3: `change_counter.pruned_through`, the highest change number
-/// of a removal (a reservation row with spec NULL) the cluster's leader
-/// has deleted (`cluster::leader`). A node whose last applied change is
-/// below it may have missed a removal that no row shows any more: it must
-/// reload every reservation rather than catch up by change number.
+/// Version 3: what the cluster's leader prunes by (`cluster::leader`).
+///
+/// - `change_counter.pruned_through`: the highest change number of a
+///   removal (a reservation row with spec NULL) the leader has deleted. A
+///   node whose last applied change is below it may have missed a removal
+///   that no row shows any more: it must reload every reservation rather
+///   than catch up by change number.
+/// - Indexes for the leader's deletions of old removals and old history,
+///   so they do not read whole tables: the first holds removals only.
 const V3: &str = "
     ALTER TABLE change_counter ADD COLUMN pruned_through bigint NOT NULL DEFAULT 0;
+    CREATE INDEX reservations_removed ON reservations (updated) WHERE spec IS NULL;
+    CREATE INDEX address_history_by_at ON address_history (at);
 ";
 
 /// Held for the migration's transaction: two nodes opening one new
