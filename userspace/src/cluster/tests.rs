@@ -144,6 +144,9 @@ async fn nodes_see_each_other_and_a_silent_node_dies_after_dead_after() {
     let killed = Instant::now();
     membership_is(&b, &["b"]).await;
     let took = killed.elapsed();
+    println!(
+        "a killed: dead to b after {took:?} (heartbeat {HEARTBEAT:?}, dead_after {DEAD_AFTER:?})"
+    );
     // Its last heartbeat was at most one period before the abort.
     assert!(
         took + HEARTBEAT >= DEAD_AFTER,
@@ -178,6 +181,7 @@ async fn a_node_that_stops_is_gone_at_once_and_a_differing_config_shows() {
     let stopped = Instant::now();
     a.task.await.expect("a's task").expect("a's heartbeat");
     membership_is(&b, &["b"]).await;
+    println!("a stopped: gone for b after {:?}", stopped.elapsed());
     assert!(
         stopped.elapsed() < DEAD_AFTER,
         "a stopped, yet b saw it gone only after {:?}",
@@ -205,10 +209,15 @@ async fn the_leader_lock_moves_when_the_leaders_session_dies() {
          WHERE application_name = 'a'",
     );
     assert_eq!(killed.trim(), "1", "a's heartbeat session");
+    let terminated = Instant::now();
     until(&b.handle.status, "b leads", |s: &Status| {
         s.leader && s.view(Instant::now()).leader.as_deref() == Some("b")
     })
     .await;
+    println!(
+        "a's session ended: b leads after {:?}",
+        terminated.elapsed()
+    );
     // a reconnects by itself, and follows.
     until(&a.handle.status, "a back, following b", |s: &Status| {
         s.reachable && !s.leader && s.view(Instant::now()).leader.as_deref() == Some("b")
