@@ -320,6 +320,19 @@ impl Heartbeat {
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        // The server's side of the session: a node cut off by the network
+        // sends no FIN, and with the system's keepalives (two hours) the
+        // server would keep its session, and the leader's lock, that long.
+        // Probing the idle session releases it about as soon as the others
+        // count the node dead. (Ignored on a Unix socket.)
+        let idle = self.cluster.dead_after.as_secs().max(1);
+        client
+            .batch_execute(&format!(
+                "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = 1; \
+                 SET tcp_keepalives_count = 3"
+            ))
+            .await
+            .map_err(|e| failed("setting the session's keepalives", &e))?;
         Ok(Session {
             client,
             leader: false,
