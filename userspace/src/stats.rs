@@ -366,6 +366,19 @@ impl Snapshot {
                 self.xdp_mode_fallbacks
             );
         }
+        if let Some(c) = &self.cluster {
+            let _ = writeln!(
+                s,
+                "Cluster: database {}, {} node(s) alive{}",
+                if c.store_reachable {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                },
+                c.nodes_alive,
+                if c.leader { ", this node leads" } else { "" }
+            );
+        }
         let _ = writeln!(s, "\nXDP program");
         for (k, v) in &self.xdp {
             let _ = writeln!(s, "  {k:<22} {v:>12}");
@@ -480,6 +493,11 @@ mod tests {
         });
         let text = clustered.prometheus();
         assert!(text.contains("stormboot_store_reachable 0\n"), "{text}");
+        let table = clustered.table();
+        assert!(
+            table.contains("Cluster: database UNREACHABLE, 2 node(s) alive, this node leads"),
+            "{table}"
+        );
         assert!(text.contains("stormboot_cluster_nodes_alive 2\n"));
         assert!(text.contains("stormboot_cluster_leader 1\n"));
         assert_eq!(snap.slow_path_total(), 2);
