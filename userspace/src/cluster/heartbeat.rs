@@ -252,12 +252,6 @@ impl Heartbeat {
         ))
     }
 
-    /// Other ages for the leader's chores (tests).
-    pub fn with_ages(mut self, ages: Ages) -> Heartbeat {
-        self.ages = ages;
-        self
-    }
-
     /// Beats until `shutdown`, then deletes this node's row.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let mut session: Option<Session> = None;
