@@ -428,6 +428,8 @@ impl Heartbeat {
         })
     }
 
+    /// The status first, then the membership: whoever wakes on a new
+    /// membership finds the status that goes with it.
     fn publish(&self, reading: Reading, leader: bool) {
         let mut alive: Vec<String> = reading
             .nodes
@@ -440,6 +442,12 @@ impl Heartbeat {
             me: self.me.node.clone(),
             alive,
         };
+        self.status.send_modify(|s| {
+            s.reachable = true;
+            s.error = None;
+            s.leader = leader;
+            s.reading = Some(reading);
+        });
         self.membership.send_if_modified(|m| {
             let changed = *m != membership;
             if changed {
@@ -447,12 +455,6 @@ impl Heartbeat {
                 *m = membership;
             }
             changed
-        });
-        self.status.send_modify(|s| {
-            s.reachable = true;
-            s.error = None;
-            s.leader = leader;
-            s.reading = Some(reading);
         });
     }
 
