@@ -405,7 +405,7 @@ fn a_node_cut_from_the_database_keeps_answering_reservations_and_catches_up() {
     let (code, body) = put_reservation(&pair, Node::A, "02:00:00:00:20:01", "10.50.0.90");
     assert_eq!(code, 503, "A's API while cut: {body}");
     let (code, body) = put_reservation(&pair, Node::B, "02:00:00:00:20:02", "10.50.0.91");
-    assert_eq!(code, 200, "B's API: {body}{}", pair.logs());
+    assert_eq!(code, 201, "B's API: {body}{}", pair.logs());
 
     pair.set_database_link(Node::A, true);
     let took = until_served(&pair, Node::A, "02:00:00:00:20:02", Duration::from_secs(30));
@@ -476,7 +476,7 @@ fn both_nodes_ride_out_a_database_restart() {
     pair.pg.start_again().expect("restarting PostgreSQL");
     let ok = wait_for(Duration::from_secs(30), || {
         let (code, _) = put_reservation(&pair, Node::A, "02:00:00:00:30:01", "10.50.0.92");
-        (code == 200).then_some(())
+        (code == 201).then_some(())
     });
     assert!(ok.is_some(), "A's API never came back{}", pair.logs());
     until_served(&pair, Node::B, "02:00:00:00:30:01", Duration::from_secs(15));
@@ -501,7 +501,7 @@ fn a_reservation_made_on_one_node_is_answered_by_the_other() {
     for i in 0..CHANGES {
         let mac = format!("02:00:00:00:40:{i:02x}");
         let (code, body) = put_reservation(&pair, Node::A, &mac, &format!("10.50.0.{}", 20 + i));
-        assert_eq!(code, 200, "{body}{}", pair.logs());
+        assert_eq!(code, 201, "{body}{}", pair.logs());
         took.push(until_served(&pair, Node::B, &mac, Duration::from_secs(15)));
     }
     took.sort();

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::live::Live;
 use crate::api::registry::Registry;
+use crate::cluster::sync::{ReservationSync, SyncCounters};
+use crate::cluster::Applied;
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, XdpMode};
 use crate::dataplane::{ifaces, Dataplane};
 use crate::dhcp::{self, Ingress};
@@ -162,6 +164,8 @@ struct Stored {
     store: Arc<dyn LeaseStore>,
     leases: Vec<Lease>,
     registry: Registry,
+    /// The last reservation change number the registry includes.
+    last_change: i64,
     reservations: Arc<dyn ReservationStore>,
     /// Who holds which address, for the boot services.
     index: Arc<Index>,
@@ -172,7 +176,7 @@ struct Stored {
 /// move into the book, so a million of them are held once.
 async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
     let leases = stores.leases.load().await?;
-    let registry = crate::api::live::load(cfg, stores.reservations.as_ref()).await?;
+    let (registry, last_change) = crate::api::live::load(cfg, stores.reservations.as_ref()).await?;
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -186,6 +190,7 @@ async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
         store: stores.leases,
         leases,
         registry,
+        last_change,
         reservations: stores.reservations,
         index,
     })
@@ -207,6 +212,8 @@ struct StatsSources {
     attachments: Arc<Mutex<Vec<Attachment>>>,
     fallbacks: Arc<AtomicU64>,
     cluster: Option<watch::Receiver<crate::cluster::heartbeat::Status>>,
+    /// With `[cluster]`: the reservation sync's counters.
+    sync: Option<(Arc<SyncCounters>, Arc<Applied>)>,
 }
 
 /// The snapshot behind `/api/v1/stats`, `/metrics` and the dashboard.
@@ -244,6 +251,7 @@ fn stats(src: StatsSources) -> http::SnapshotFn {
                 leader: c.leader,
             }
         });
+        s.cluster_sync = src.sync.as_ref().map(|(c, a)| c.stats(a));
         s
     })
 }
@@ -273,12 +281,14 @@ async fn start_omapi(
 /// Starts this node's heartbeat when it is in a cluster (`[cluster]`,
 /// on the PostgreSQL store): what it publishes, for the API, the metrics
 /// and the server's sharing of new clients. `applied` is what the
-/// reservation sync reports as applied.
+/// reservation sync reports as applied; `reservations` is where the
+/// leader prunes old removals.
 fn start_cluster(
     tasks: &mut Tasks,
     cfg: &Config,
     endpoints: &[Endpoint],
     applied: Arc<crate::cluster::Applied>,
+    reservations: &Arc<dyn ReservationStore>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<crate::cluster::heartbeat::Handle>> {
     use crate::cluster::{heartbeat::Heartbeat, identity::Identity};
@@ -288,9 +298,40 @@ fn start_cluster(
     let addresses: Vec<Ipv4Addr> = endpoints.iter().map(|e| e.server_ip).collect();
     let me = Identity::of(cfg, &addresses).context("[cluster] without its node")?;
     tracing::info!(node = %me.node, config_hash = %me.config_hash, "cluster: joining");
-    let (beat, handle) = Heartbeat::new(cluster, pg, me, applied)?;
+    let (beat, handle) = Heartbeat::new(cluster, pg, me, applied, reservations.clone())?;
     tasks.spawn(beat.run(shutdown.clone()));
     Ok(Some(handle))
+}
+
+/// With `[cluster]`, starts following the store's reservation change log
+/// from `last_change` (where the book was loaded), so a change made on
+/// another node is served here too.
+fn start_sync(
+    tasks: &mut Tasks,
+    cfg: &Config,
+    live: &Arc<Live>,
+    store: &Arc<dyn ReservationStore>,
+    last_change: i64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Arc<SyncCounters>, Arc<Applied>)>> {
+    let (Some(cluster), crate::config::Store::Postgres(pg)) = (&cfg.cluster, &cfg.store) else {
+        return Ok(None);
+    };
+    let (listen, _) =
+        crate::store::postgres::client_config(pg, &format!("stormboot-sync {}", cluster.node))?;
+    let applied = Arc::new(Applied::default());
+    applied.set(last_change);
+    let counters = Arc::new(SyncCounters::default());
+    let sync = ReservationSync {
+        store: store.clone(),
+        live: live.clone(),
+        applied: applied.clone(),
+        counters: counters.clone(),
+        listen,
+        interval: cluster.sync_interval,
+    };
+    tasks.spawn(sync.run(shutdown.clone()));
+    Ok(Some((counters, applied)))
 }
 
 /// Waits for shutdown or the first task to end; a task that fails takes
@@ -371,17 +412,31 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         None => (None, Default::default()),
     };
 
-    let applied = Arc::new(crate::cluster::Applied::default());
-    let cluster = start_cluster(&mut tasks, &cfg, &endpoints, applied, &shutdown)?;
-
     let (control_tx, control_rx) = mpsc::channel(64);
     let live = Arc::new(Live::new(
         stored.registry,
-        stored.reservations,
+        stored.reservations.clone(),
         dp.clone(),
         control_tx,
     ));
     let book = live.published().clone();
+    let sync = start_sync(
+        &mut tasks,
+        &cfg,
+        &live,
+        &stored.reservations,
+        stored.last_change,
+        &shutdown,
+    )?;
+    let applied = sync.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
+    let cluster = start_cluster(
+        &mut tasks,
+        &cfg,
+        &endpoints,
+        applied,
+        &stored.reservations,
+        &shutdown,
+    )?;
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let pools = Arc::new(Mutex::new(Vec::new()));
     let snapshot = stats(StatsSources {
@@ -399,6 +454,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         attachments,
         fallbacks,
         cluster: cluster.as_ref().map(|c| c.status.clone()),
+        sync,
     });
     let machines = services::Machines::new(book.clone(), stored.index.clone());
     let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);

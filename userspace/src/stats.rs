@@ -91,6 +91,10 @@ pub struct Snapshot {
     /// the kernel dropped the program's replies there.
     #[serde(default)]
     pub xdp_mode_fallbacks: u64,
+    /// With `[cluster]`: the reservation changes served from the store's
+    /// log, those skipped, the full resyncs and the applied change number.
+    #[serde(default)]
+    pub cluster_sync: Option<crate::cluster::sync::SyncStats>,
     /// This node's part in a cluster (`[cluster]`); None without one.
     #[serde(default)]
     pub cluster: Option<ClusterGauges>,
@@ -171,6 +175,7 @@ impl Snapshot {
             xdp_attachments: Vec::new(),
             xdp_mode_fallbacks: 0,
             cluster: None,
+            cluster_sync: None,
         }
     }
 
@@ -251,6 +256,7 @@ impl Snapshot {
         );
         let _ = writeln!(s, "stormboot_lease_store_commit_seconds_count {count}");
         self.hooks_prometheus(&mut s);
+        self.sync_prometheus(&mut s);
         s.push_str("# HELP stormboot_xdp_attached The XDP attach mode of each interface (1 for the mode in use); reason says why it is not server.xdp_mode.\n");
         s.push_str("# TYPE stormboot_xdp_attached gauge\n");
         for a in &self.xdp_attachments {
@@ -296,6 +302,43 @@ impl Snapshot {
             &self.pools,
         );
         s
+    }
+
+    /// The reservation sync's counters, when `[cluster]` is configured.
+    fn sync_prometheus(&self, s: &mut String) {
+        let Some(c) = &self.cluster_sync else {
+            return;
+        };
+        for (name, kind, help, value) in [
+            (
+                "stormboot_cluster_changes_applied_total",
+                "counter",
+                "Reservation changes from the store's log that changed this node's book (other nodes' changes).",
+                c.changes_applied as i64,
+            ),
+            (
+                "stormboot_cluster_changes_skipped_total",
+                "counter",
+                "Reservation changes from the store's log not served here (the config file wins, or the reservation rule refuses them).",
+                c.changes_skipped as i64,
+            ),
+            (
+                "stormboot_cluster_full_resyncs_total",
+                "counter",
+                "Times every reservation was read again: the log was pruned past this node, or two nodes' changes clashed.",
+                c.full_resyncs as i64,
+            ),
+            (
+                "stormboot_cluster_applied_change",
+                "gauge",
+                "The last reservation change number this node applied.",
+                c.applied_change,
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+            let _ = writeln!(s, "{name} {value}");
+        }
     }
 
     /// The hooks' counters, when `[hooks]` is configured.
@@ -423,6 +466,13 @@ impl Snapshot {
         if let (Some(p50), Some(p95)) = (q(0.5), q(0.95)) {
             let _ = writeln!(s, "  commit latency: p50 {p50}, p95 {p95}");
         }
+        if let Some(c) = &self.cluster_sync {
+            let _ = writeln!(
+                s,
+                "Cluster: reservation changes applied through {}; {} from other nodes, {} skipped, {} full resyncs",
+                c.applied_change, c.changes_applied, c.changes_skipped, c.full_resyncs
+            );
+        }
         let h = &self.hooks;
         if h.enabled {
             let get = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
@@ -501,6 +551,34 @@ mod tests {
         assert!(text.contains("stormboot_cluster_nodes_alive 2\n"));
         assert!(text.contains("stormboot_cluster_leader 1\n"));
         assert_eq!(snap.slow_path_total(), 2);
+        let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+        assert_eq!(back, snap);
+    }
+
+    #[test]
+    fn sync_metrics_only_with_a_cluster() {
+        let xdp = [0u64; Counter::COUNT as usize];
+        let mut snap = Snapshot::new(&xdp, &UserCounters::default(), 0, "sb0", "xdp");
+        assert!(!snap.prometheus().contains("stormboot_cluster_"));
+        snap.cluster_sync = Some(crate::cluster::sync::SyncStats {
+            changes_applied: 7,
+            changes_skipped: 2,
+            full_resyncs: 1,
+            applied_change: 42,
+        });
+        let text = snap.prometheus();
+        for line in [
+            "stormboot_cluster_changes_applied_total 7\n",
+            "stormboot_cluster_changes_skipped_total 2\n",
+            "stormboot_cluster_full_resyncs_total 1\n",
+            "# TYPE stormboot_cluster_applied_change gauge\n",
+            "stormboot_cluster_applied_change 42\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+        assert!(snap
+            .table()
+            .contains("applied through 42; 7 from other nodes, 2 skipped"));
         let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
         assert_eq!(back, snap);
     }

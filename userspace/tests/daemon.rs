@@ -750,3 +750,6 @@ async fn two_cluster_nodes_see_each_other_and_share_the_history() {
     }
     a.stop().await.unwrap();
 }
+
+#[path = "daemon/cluster.rs"]
+mod cluster;

@@ -36,6 +36,7 @@ impl IntoResponse for Failure {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = ApiError {
             error: match &self.0.field {
@@ -231,6 +232,7 @@ pub async fn get_reservation(Dhcp(live): Dhcp, Path(mac): Path<String>) -> Respo
         (status = 401, description = "No or a wrong bearer token", body = ApiError),
         (status = 409, description = "The MAC or IP is reserved already", body = ApiError),
         (status = 422, description = "A field is not acceptable", body = ApiError),
+        (status = 503, description = "The reservation store cannot be reached; nothing was changed, try again", body = ApiError),
     )
 )]
 pub async fn create_reservation(Dhcp(live): Dhcp, body: Bytes) -> Response {
@@ -253,6 +255,7 @@ pub async fn create_reservation(Dhcp(live): Dhcp, body: Bytes) -> Response {
         (status = 404, description = "No reservation for this MAC", body = ApiError),
         (status = 409, description = "A config-file reservation, or the IP is taken", body = ApiError),
         (status = 422, description = "A field is not acceptable", body = ApiError),
+        (status = 503, description = "The reservation store cannot be reached; nothing was changed, try again", body = ApiError),
     )
 )]
 pub async fn replace_reservation(
@@ -280,6 +283,7 @@ pub async fn replace_reservation(
         (status = 401, description = "No or a wrong bearer token", body = ApiError),
         (status = 404, description = "No reservation for this MAC", body = ApiError),
         (status = 409, description = "A config-file reservation", body = ApiError),
+        (status = 503, description = "The reservation store cannot be reached; nothing was changed, try again", body = ApiError),
     )
 )]
 pub async fn delete_reservation(Dhcp(live): Dhcp, Path(mac): Path<String>) -> Response {
@@ -303,6 +307,7 @@ pub async fn delete_reservation(Dhcp(live): Dhcp, Path(mac): Path<String>) -> Re
         (status = 401, description = "No or a wrong bearer token", body = ApiError),
         (status = 409, description = "An entry clashes; its index is in the field", body = ApiError),
         (status = 422, description = "An entry's field is not acceptable; `[i].field`", body = ApiError),
+        (status = 503, description = "The reservation store cannot be reached; nothing was changed, try again", body = ApiError),
     )
 )]
 pub async fn bulk_reservations(Dhcp(live): Dhcp, body: Bytes) -> Response {

@@ -14,14 +14,18 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::registry::Entry;
 use super::registry::{Checked, ErrorKind, FieldError, Mode, Registry, Writer};
+use super::types::Source;
 use super::types::{BulkResult, ReservationSpec, ReservationView};
 use crate::config::Config;
 use crate::dataplane::Dataplane;
 use crate::frame::format_mac;
 use crate::leases::Lease;
 use crate::reservation::book::{Book, Published};
-use crate::store::{CommitFuture, ReservationChange, ReservationStore, StoredReservation};
+use crate::store::{
+    CommitFuture, Logged, LoggedChange, ReservationChange, ReservationStore, StoredReservation,
+};
 
 /// What the API asks of the userspace server, which lives on the slow
 /// path's task.
@@ -36,6 +40,28 @@ pub enum Control {
     /// A whole new configuration and its book (SIGHUP), already in the
     /// maps.
     Reload(Arc<Book>, oneshot::Sender<()>),
+}
+
+/// What serving changes from the store's log did (`Live::follow_locked`).
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Changes now served.
+    pub applied: u64,
+    /// Changes that were served already (this node's own) or removed
+    /// what was not served.
+    pub unchanged: u64,
+    /// Changes not served here, each with a warning.
+    pub skipped: u64,
+    /// A change clashed with a reservation made through the API or OMAPI
+    /// (here or on another node) rather than with the file: two nodes
+    /// gave one address or name at once. Every node must then read all
+    /// reservations again, in change order, so all keep the one stored
+    /// first.
+    pub clashed: bool,
+    /// The number of the last change dealt with (0: none).
+    pub through: i64,
+    /// Why it stopped before the end, if it did.
+    pub failed: Option<FieldError>,
 }
 
 /// A reservation change, for the dhcpd.leases export.
@@ -75,9 +101,12 @@ fn internal(message: String) -> FieldError {
 /// Reads the stored reservations at start and merges them with the
 /// config's. The config file wins: a stored entry whose MAC or IP the file
 /// now reserves, or that no longer validates (its subnet or profile gone),
-/// is not served, with a warning, and stays stored.
-pub async fn load(cfg: Config, stored: &dyn ReservationStore) -> anyhow::Result<Registry> {
-    Ok(merge(cfg, stored.load().await?))
+/// is not served, with a warning, and stays stored. Also returns the last
+/// change number the read included, where following the store's change
+/// log starts.
+pub async fn load(cfg: Config, stored: &dyn ReservationStore) -> anyhow::Result<(Registry, i64)> {
+    let snapshot = stored.load().await?;
+    Ok((merge(cfg, snapshot.reservations), snapshot.last_change))
 }
 
 /// The file's reservations with the stored ones that still validate
@@ -85,7 +114,12 @@ pub async fn load(cfg: Config, stored: &dyn ReservationStore) -> anyhow::Result<
 fn merge(cfg: Config, rows: Vec<StoredReservation>) -> Registry {
     let mut cfg = cfg;
     let file_reservations = std::mem::take(&mut cfg.reservations);
-    let mut registry = Registry::new(Arc::new(cfg), file_reservations);
+    add_stored(Registry::new(Arc::new(cfg), file_reservations), rows)
+}
+
+/// `registry` (the file's reservations) with the stored ones that still
+/// validate added.
+fn add_stored(mut registry: Registry, rows: Vec<StoredReservation>) -> Registry {
     let mut loaded = 0usize;
     for row in rows {
         let spec = match row {
@@ -149,7 +183,7 @@ impl Live {
     /// writing them puts the previous book back.
     pub async fn reload(&self, file: Config) -> anyhow::Result<Arc<Book>> {
         let mut reg = self.registry.lock().await;
-        let rows = self.stored.load().await?;
+        let rows = self.stored.load().await?.reservations;
         let registry = merge(file, rows);
         let book = registry.book();
         crate::render::tables::subnet_entries(book.config())?;
@@ -193,10 +227,20 @@ impl Live {
                     .map(|mac| ReservationChange::Remove { mac }),
             )
             .collect();
-        self.stored
-            .apply(changes)
-            .await
-            .map_err(|e| internal(e.to_string()))
+        self.stored.apply(changes).await.map_err(|e| {
+            if e.is_transient() {
+                FieldError {
+                    kind: ErrorKind::Unavailable,
+                    field: None,
+                    message: format!(
+                        "the reservation store cannot be reached, nothing was changed \
+                         (try again): {e}"
+                    ),
+                }
+            } else {
+                internal(e.to_string())
+            }
+        })
     }
 
     fn maps(
@@ -357,6 +401,179 @@ impl Live {
         Ok(())
     }
 
+    /// Serves changes that are already durable (read back from the
+    /// store's change log, in number order, by `cluster::sync`): each is
+    /// checked by the reservation rule against the book, written into the
+    /// maps, and the book, changed at every MAC that changed, is handed to
+    /// the userspace server and published; nothing is stored again. The
+    /// caller holds the registry, so no change of this node's API runs
+    /// between its read of the log and this.
+    ///
+    /// A change equal to what is served already (this node's own, coming
+    /// back) changes nothing. One the config file overrides, that the rule
+    /// refuses here (another node's file differs) or whose row does not
+    /// decode is skipped with a warning. A failure to write the maps stops
+    /// at that change: what came before it is served, and
+    /// `Followed::through` says how far it got.
+    pub async fn follow_locked(&self, reg: &mut Registry, changes: &[LoggedChange]) -> Followed {
+        let mut out = Followed::default();
+        let mut changed = Vec::new();
+        let mut journal = Vec::new();
+        for c in changes {
+            let mac = format_mac(&c.mac);
+            match &c.what {
+                Logged::Unreadable(why) => {
+                    tracing::warn!(mac, change = c.number, error = %why,
+                        "stored reservation change not served");
+                    out.skipped += 1;
+                }
+                Logged::Removed => match reg.get(c.mac) {
+                    Some(e) if e.source != Source::Config => {
+                        let name = e
+                            .omapi_name()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| crate::omapi::export::export_name(c.mac));
+                        if let Err(e) = self.maps(|dp| dp.remove_reservation(c.mac)) {
+                            out.failed = Some(e);
+                            break;
+                        }
+                        reg.remove(c.mac);
+                        changed.push(c.mac);
+                        journal.push(JournalChange::Removed(name));
+                        out.applied += 1;
+                    }
+                    // Not served here, or the file's (which the stored one
+                    // never overrode): nothing to remove.
+                    _ => out.unchanged += 1,
+                },
+                Logged::Put(spec) => {
+                    let served = reg.get(c.mac).filter(|e| e.source != Source::Config);
+                    if served.and_then(|e| e.spec.as_deref()) == Some(&**spec) {
+                        out.unchanged += 1;
+                        out.through = c.number;
+                        continue;
+                    }
+                    match reg.check_as(spec, Mode::Upsert, Some(c.mac), Writer::Omapi) {
+                        Ok(checked) => {
+                            let written =
+                                self.maps(|dp| dp.put_reservation(c.mac, &checked.map_entries));
+                            if let Err(e) = written {
+                                out.failed = Some(e);
+                                break;
+                            }
+                            reg.insert(checked.entry);
+                            changed.push(c.mac);
+                            journal.push(JournalChange::Put(c.mac));
+                            out.applied += 1;
+                        }
+                        Err(e) if clashes(reg, spec, &e) => {
+                            tracing::warn!(
+                                mac,
+                                change = c.number,
+                                field = e.field.as_deref().unwrap_or(""),
+                                error = %e.message,
+                                "stored reservation change clashes with another made at the \
+                                 same time: reading every reservation again, the one stored \
+                                 first wins"
+                            );
+                            out.skipped += 1;
+                            out.clashed = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                mac,
+                                change = c.number,
+                                field = e.field.as_deref().unwrap_or(""),
+                                error = %e.message,
+                                "stored reservation change not served here \
+                                 (the config file wins, or this node's configuration differs)"
+                            );
+                            out.skipped += 1;
+                        }
+                    }
+                }
+            }
+            out.through = c.number;
+        }
+        if !changed.is_empty() {
+            if let Err(e) = self.hand_over(reg, changed).await {
+                out.failed.get_or_insert(e);
+            }
+            if let Some(j) = self.journal.get() {
+                for change in journal {
+                    j(reg, change);
+                }
+            }
+        }
+        out
+    }
+
+    /// Serves `rows` (every stored reservation, read again because the
+    /// change log was pruned past what this node applied) beside the
+    /// file's reservations, in place of the API's entries the book holds:
+    /// as at start, but only the MACs whose entry differs are written into
+    /// the maps. Returns how many differed.
+    pub async fn resync_locked(
+        &self,
+        reg: &mut Registry,
+        rows: Vec<StoredReservation>,
+    ) -> Result<usize, FieldError> {
+        let file: Vec<_> = reg
+            .entries()
+            .filter(|e| e.source == Source::Config)
+            .map(|e| e.reservation.clone())
+            .collect();
+        let fresh = add_stored(Registry::new(reg.config().clone(), file), rows);
+        let same = |a: &Entry, b: &Entry| {
+            a.source == b.source && a.reservation == b.reservation && a.spec == b.spec
+        };
+        let gone: Vec<[u8; 6]> = reg
+            .entries()
+            .filter(|e| e.source != Source::Config)
+            .map(|e| e.reservation.mac)
+            .filter(|mac| fresh.get(*mac).is_none())
+            .collect();
+        let put: Vec<&Entry> = fresh
+            .entries()
+            .filter(|e| e.source != Source::Config)
+            .filter(|e| reg.get(e.reservation.mac).is_none_or(|old| !same(old, e)))
+            .collect();
+        let cfg = fresh.config().clone();
+        self.maps(|dp| {
+            for mac in &gone {
+                dp.remove_reservation(*mac)?;
+            }
+            for e in &put {
+                let entries = crate::render::tables::reservation_entries(&cfg, &e.reservation)?;
+                dp.put_reservation(e.reservation.mac, &entries)?;
+            }
+            Ok(())
+        })?;
+        let journal: Vec<JournalChange> = gone
+            .iter()
+            .map(|mac| {
+                let name = reg.get(*mac).and_then(Entry::omapi_name);
+                JournalChange::Removed(
+                    name.map_or_else(|| crate::omapi::export::export_name(*mac), str::to_owned),
+                )
+            })
+            .chain(put.iter().map(|e| JournalChange::Put(e.reservation.mac)))
+            .collect();
+        let changed: Vec<[u8; 6]> = gone
+            .iter()
+            .copied()
+            .chain(put.iter().map(|e| e.reservation.mac))
+            .collect();
+        *reg = fresh;
+        self.hand_over(reg, changed.clone()).await?;
+        if let Some(j) = self.journal.get() {
+            for change in journal {
+                j(reg, change);
+            }
+        }
+        Ok(changed.len())
+    }
+
     /// The configured subnets, with their pools' use.
     pub async fn subnets(&self) -> Result<Vec<super::types::SubnetView>, FieldError> {
         let (tx, rx) = oneshot::channel();
@@ -423,6 +640,25 @@ impl Live {
             })?;
         durable.await.map_err(|e| internal(e.to_string()))?;
         Ok(lease)
+    }
+}
+
+/// Whether a stored change was refused for clashing with an entry of the
+/// API or OMAPI (an address or an OMAPI name), not with the file.
+fn clashes(reg: &Registry, spec: &ReservationSpec, e: &FieldError) -> bool {
+    if e.kind != ErrorKind::Conflict {
+        return false;
+    }
+    match e.field.as_deref() {
+        Some("ip") => spec
+            .ip
+            .trim()
+            .parse()
+            .ok()
+            .and_then(|ip| reg.by_ip(ip))
+            .is_some_and(|holder| holder.source != Source::Config),
+        Some("omapi_name") => true,
+        _ => false,
     }
 }
 

@@ -46,6 +46,9 @@ pub enum ErrorKind {
     Conflict,
     /// 500: the daemon could not apply a valid change.
     Internal,
+    /// 503: the store cannot be reached for now; nothing was changed, and
+    /// the same request may succeed later.
+    Unavailable,
 }
 
 impl FieldError {

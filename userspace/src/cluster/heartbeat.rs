@@ -30,7 +30,7 @@ use super::{Applied, Membership};
 use crate::api::types::{ClusterView, NodeView};
 use crate::config;
 use crate::store::postgres::client_config;
-use crate::store::StoreError;
+use crate::store::{ReservationStore, StoreError};
 
 /// How long leaving (deleting this node's row) may take at shutdown.
 const LEAVE_WITHIN: Duration = Duration::from_secs(2);
@@ -197,6 +197,8 @@ pub struct Heartbeat {
     store: String,
     me: Identity,
     applied: Arc<Applied>,
+    /// Where the leader prunes old removals.
+    reservations: Arc<dyn ReservationStore>,
     ages: Ages,
     membership: watch::Sender<Membership>,
     status: watch::Sender<Status>,
@@ -222,8 +224,11 @@ impl Heartbeat {
         store: &config::Postgres,
         me: Identity,
         applied: Arc<Applied>,
+        reservations: Arc<dyn ReservationStore>,
     ) -> Result<(Heartbeat, Handle), StoreError> {
-        let (mut pg, name) = client_config(store)?;
+        // The node's name even where the URL names the application: it is
+        // how the others name the leader.
+        let (mut pg, name) = client_config(store, &me.node)?;
         pg.application_name(&me.node);
         let (membership, membership_rx) = watch::channel(Membership::alone(&me.node));
         let (status, status_rx) = watch::channel(Status {
@@ -242,6 +247,7 @@ impl Heartbeat {
                 store: name,
                 me,
                 applied,
+                reservations,
                 membership,
                 status,
             },
@@ -250,6 +256,13 @@ impl Heartbeat {
                 status: status_rx,
             },
         ))
+    }
+
+    /// Other ages for the leader's chores (tests).
+    #[cfg(test)]
+    pub fn with_ages(mut self, ages: Ages) -> Heartbeat {
+        self.ages = ages;
+        self
     }
 
     /// Beats until `shutdown`, then deletes this node's row.
@@ -373,10 +386,9 @@ impl Heartbeat {
         }
         if s.leader && Instant::now() >= s.chores_due {
             s.chores_due = Instant::now() + leader::CHORES_EVERY;
-            match leader::chores(&s.client, &self.ages).await {
+            match leader::chores(&s.client, self.reservations.as_ref(), &self.ages).await {
                 Ok(p) if p != leader::Pruned::default() => tracing::info!(
                     tombstones = p.tombstones,
-                    pruned_through = p.pruned_through,
                     history = p.history,
                     leases = p.leases,
                     nodes = p.nodes,
@@ -385,7 +397,7 @@ impl Heartbeat {
                 Ok(_) => {}
                 // A chore that fails (a lock timeout, a permission) is
                 // not an outage; the next round tries again.
-                Err(e) => tracing::warn!("cluster: {}", failed("pruning", &e)),
+                Err(e) => tracing::warn!("cluster: {e}"),
             }
         }
         self.read(&s.client).await

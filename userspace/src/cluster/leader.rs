@@ -5,10 +5,10 @@
 //! node to ask on its heartbeat takes it over: no election of our own.
 //!
 //! The chores, each one statement (see `Ages` for the defaults):
-//! - reservation removals (rows with spec NULL) older than
-//!   `tombstones` are deleted, and the highest change number deleted is
-//!   kept in `change_counter.pruned_through`, so a node that had not
-//!   applied it knows it must reload every reservation;
+//! - reservation removals (tombstones) older than `tombstones` are
+//!   deleted through the store (`ReservationStore::prune_removals`, which
+//!   records the highest change number deleted, so a node that had not
+//!   applied it reloads every reservation);
 //! - address history older than `history` is deleted;
 //! - leases that expired more than `cluster.grace` ago are deleted (the
 //!   history records them as `freed`); nodes drop expired leases from
@@ -20,6 +20,8 @@
 use std::time::Duration;
 
 use tokio_postgres::{Client, Error};
+
+use crate::store::ReservationStore;
 
 /// The leader's advisory lock: "sbleader" in ASCII.
 pub const LOCK: i64 = 0x7362_6c65_6164_6572;
@@ -60,27 +62,10 @@ impl Ages {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub tombstones: u64,
-    /// The highest change number deleted in this round (0: none).
-    pub pruned_through: i64,
     pub history: u64,
     pub leases: u64,
     pub nodes: u64,
 }
-
-/// Both halves of one change of `change_counter.pruned_through` in one
-/// statement, so the marker never lags the deletion it describes.
-const PRUNE_TOMBSTONES: &str = "
-    WITH pruned AS (
-        DELETE FROM reservations
-        WHERE spec IS NULL AND updated < extract(epoch FROM now())::bigint - $1
-        RETURNING change_number
-    ), marked AS (
-        UPDATE change_counter
-        SET pruned_through = greatest(pruned_through, (SELECT max(change_number) FROM pruned))
-        WHERE EXISTS (SELECT 1 FROM pruned)
-    )
-    SELECT count(*), coalesce(max(change_number), 0) FROM pruned
-";
 
 const PRUNE_HISTORY: &str =
     "DELETE FROM address_history WHERE at < now() - make_interval(secs => $1)";
@@ -94,24 +79,37 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// One round of chores on the leader's connection, each in its own
-/// statement (and transaction): one that fails leaves the others done.
-pub async fn chores(c: &Client, ages: &Ages) -> Result<Pruned, Error> {
-    let row = c
-        .query_one(PRUNE_TOMBSTONES, &[&secs(ages.tombstones)])
-        .await?;
-    let tombstones: i64 = row.get(0);
-    let pruned_through: i64 = row.get(1);
+/// One round of chores: the removals through `reservations`, the rest
+/// on the leader's connection, each in its own statement (and
+/// transaction): one that fails leaves the others done.
+pub async fn chores(
+    c: &Client,
+    reservations: &dyn ReservationStore,
+    ages: &Ages,
+) -> Result<Pruned, String> {
+    let sql = |what: &str| {
+        let what = what.to_owned();
+        move |e: Error| format!("{what}: {}", crate::store::postgres::describe(&e))
+    };
+    let before = crate::slowpath::unix_now().saturating_sub(ages.tombstones.as_secs());
+    let tombstones = reservations
+        .prune_removals(before)
+        .await
+        .map_err(|e| format!("pruning removals: {e}"))?;
     let history = c
         .execute(PRUNE_HISTORY, &[&(ages.history.as_secs_f64())])
-        .await?;
-    let leases = c.execute(PRUNE_LEASES, &[&secs(ages.leases)]).await?;
+        .await
+        .map_err(sql("pruning the address history"))?;
+    let leases = c
+        .execute(PRUNE_LEASES, &[&secs(ages.leases)])
+        .await
+        .map_err(sql("pruning expired leases"))?;
     let nodes = c
         .execute(PRUNE_NODES, &[&(ages.nodes.as_secs_f64())])
-        .await?;
+        .await
+        .map_err(sql("pruning silent nodes"))?;
     Ok(Pruned {
-        tombstones: tombstones as u64,
-        pruned_through,
+        tombstones,
         history,
         leases,
         nodes,

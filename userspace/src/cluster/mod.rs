@@ -8,6 +8,7 @@
 pub mod heartbeat;
 pub mod identity;
 pub mod leader;
+pub mod sync;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -51,13 +51,21 @@ struct Node {
     applied: Arc<Applied>,
 }
 
-fn start(store: &config::Store, node: &str, hash: &str) -> Node {
+async fn start(store: &config::Store, node: &str, hash: &str) -> Node {
     let config::Store::Postgres(pg) = store else {
         panic!("not PostgreSQL: {store:?}");
     };
+    // The node's store, where its leader chores prune removals.
+    let stores = crate::store::open(store).await.expect("the node's store");
     let applied = Arc::new(Applied::default());
-    let (beat, handle) =
-        Heartbeat::new(&cluster(node), pg, identity(node, hash), applied.clone()).expect("new");
+    let (beat, handle) = Heartbeat::new(
+        &cluster(node),
+        pg,
+        identity(node, hash),
+        applied.clone(),
+        stores.reservations,
+    )
+    .expect("new");
     let stop = CancellationToken::new();
     let task = tokio::spawn(beat.run(stop.clone()));
     Node {
@@ -115,8 +123,8 @@ async fn membership_is(n: &Node, names: &[&str]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_see_each_other_and_a_silent_node_dies_after_dead_after() {
     let (_db, store) = database().await;
-    let a = start(&store, "a", "same");
-    let b = start(&store, "b", "same");
+    let a = start(&store, "a", "same").await;
+    let b = start(&store, "b", "same").await;
     b.applied.set(7);
     membership_is(&a, &["a", "b"]).await;
     membership_is(&b, &["a", "b"]).await;
@@ -166,8 +174,8 @@ async fn nodes_see_each_other_and_a_silent_node_dies_after_dead_after() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_stops_is_gone_at_once_and_a_differing_config_shows() {
     let (db, store) = database().await;
-    let a = start(&store, "a", "one");
-    let b = start(&store, "b", "other");
+    let a = start(&store, "a", "one").await;
+    let b = start(&store, "b", "other").await;
     membership_is(&b, &["a", "b"]).await;
     let view = b.handle.status.borrow().view(Instant::now());
     let agrees: Vec<(String, bool)> = view
@@ -195,9 +203,9 @@ async fn a_node_that_stops_is_gone_at_once_and_a_differing_config_shows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_leader_lock_moves_when_the_leaders_session_dies() {
     let (db, store) = database().await;
-    let a = start(&store, "a", "h");
+    let a = start(&store, "a", "h").await;
     until(&a.handle.status, "a leads", |s: &Status| s.leader).await;
-    let b = start(&store, "b", "h");
+    let b = start(&store, "b", "h").await;
     until(&b.handle.status, "b sees a lead", |s: &Status| {
         s.view(Instant::now()).leader.as_deref() == Some("a") && s.alive() == 2
     })
@@ -231,7 +239,8 @@ async fn the_leader_lock_moves_when_the_leaders_session_dies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chores_prune_old_removals_history_leases_and_nodes_and_mark_the_removals() {
-    let (db, _) = database().await;
+    let (db, store) = database().await;
+    let stores = crate::store::open(&store).await.expect("open");
     let now = crate::slowpath::unix_now() as i64;
     db.psql(&format!(
         "INSERT INTO reservations (mac, spec, change_number, updated) VALUES
@@ -264,12 +273,14 @@ async fn the_chores_prune_old_removals_history_leases_and_nodes_and_mark_the_rem
         leases: hour,
         nodes: hour,
     };
-    let pruned = leader::chores(&client, &ages).await.expect("chores");
+    let reservations = stores.reservations.as_ref();
+    let pruned = leader::chores(&client, reservations, &ages)
+        .await
+        .expect("chores");
     assert_eq!(
         pruned,
         leader::Pruned {
             tombstones: 1,
-            pruned_through: 5,
             // The two-hour-old entry; the expired lease's `freed` is new.
             history: 1,
             leases: 1,
@@ -289,7 +300,9 @@ async fn the_chores_prune_old_removals_history_leases_and_nodes_and_mark_the_rem
     );
     assert_eq!(q("SELECT node FROM nodes"), "here");
     // Nothing left to prune: the marker stays.
-    let again = leader::chores(&client, &ages).await.expect("chores");
+    let again = leader::chores(&client, reservations, &ages)
+        .await
+        .expect("chores");
     assert_eq!(again, leader::Pruned::default());
     assert_eq!(q("SELECT pruned_through FROM change_counter"), "5");
 }
@@ -305,8 +318,8 @@ async fn an_outage_freezes_the_membership_and_shows_until_the_database_is_back()
         password: None,
     });
     schema(&store).await;
-    let a = start(&store, "a", "h");
-    let b = start(&store, "b", "h");
+    let a = start(&store, "a", "h").await;
+    let b = start(&store, "b", "h").await;
     membership_is(&a, &["a", "b"]).await;
     until(&a.handle.status, "a reachable", |s: &Status| s.reachable).await;
 

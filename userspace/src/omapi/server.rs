@@ -153,7 +153,7 @@ fn refused(e: &FieldError, what: &str) -> Message {
         (ErrorKind::Conflict, _) => r::EXISTS,
         (ErrorKind::NotFound, _) => r::NOTFOUND,
         (ErrorKind::Invalid, _) => r::INVALIDARG,
-        (ErrorKind::Internal, _) => 34, // ISC_R_UNEXPECTED
+        (ErrorKind::Internal | ErrorKind::Unavailable, _) => 34, // ISC_R_UNEXPECTED
     };
     tracing::info!(field = e.field.as_deref().unwrap_or(""), error = %e.message, "omapi: {what} refused");
     status(code, Some(what))

@@ -258,17 +258,78 @@ pub enum ReservationChange {
 /// fatal.
 pub type StoredReservation = Result<ReservationSpec, String>;
 
+/// The stored reservations as of one moment, with the number of the last
+/// change that moment includes: a node that loads this and then follows
+/// `changes_after(last_change)` misses nothing and sees nothing twice.
+#[derive(Debug)]
+pub struct ReservationSnapshot {
+    /// Every stored reservation, in the order of their change numbers:
+    /// where stored reservations clash (two nodes gave one address to two
+    /// MACs at once), every node that merges them in this order keeps the
+    /// one stored first.
+    pub reservations: Vec<StoredReservation>,
+    /// The number of the last change included (0: none yet).
+    pub last_change: i64,
+}
+
+/// A MAC's reservation as the change log holds it: its latest change only
+/// (a MAC changed twice since a reader looked shows the second change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Logged {
+    Put(Box<ReservationSpec>),
+    Removed,
+    /// The row does not decode (named by its MAC): reported, not fatal.
+    Unreadable(String),
+}
+
+/// One entry of the change log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedChange {
+    /// Its change number: numbers increase in the order changes were made
+    /// durable, across every writer of the store.
+    pub number: i64,
+    pub mac: [u8; 6],
+    pub what: Logged,
+}
+
+/// What `changes_after` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangesAfter {
+    /// The changes after the number asked for, in number order, at most
+    /// the limit asked for: fewer means these are all of them.
+    Changes(Vec<LoggedChange>),
+    /// Removals numbered up to `through` were pruned, and the number asked
+    /// for is below it: a reader that far behind may have missed a removal
+    /// and must load everything again.
+    Pruned { through: i64 },
+}
+
 /// Where the reservations made through the API (and OMAPI) are made
 /// durable, so they survive restarts. The same contract as `LeaseStore`:
 /// changes are queued in call order when `apply` is called, concurrent
 /// applies may share a transaction, and a future resolves once durable.
+///
+/// Every change takes the next change number, in commit order across all
+/// writers (several nodes on one database), and a removal is kept as a
+/// tombstone with its number, so a reader can follow the log
+/// (`changes_after`) from the number its `load` gave. Old tombstones are
+/// pruned (`prune_removals`), which the store records, so a reader left
+/// behind the pruning is told to load again rather than miss a removal.
 pub trait ReservationStore: Send + Sync {
-    /// Every stored reservation, in MAC order.
-    fn load(&self) -> StoreFuture<Vec<StoredReservation>>;
+    /// Every stored reservation and the last change number, from one
+    /// consistent snapshot.
+    fn load(&self) -> StoreFuture<ReservationSnapshot>;
     /// Queues `changes` (applied in the order given: the last change to a
     /// MAC wins) and resolves when all of them are durable, in one
     /// transaction: all or none.
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture;
+    /// The changes numbered after `number`, in number order, at most
+    /// `limit` of them, read from one snapshot.
+    fn changes_after(&self, number: i64, limit: usize) -> StoreFuture<ChangesAfter>;
+    /// Deletes the tombstones of removals made durable before `before`
+    /// (Unix seconds) and records the highest number deleted; resolves to
+    /// how many were deleted.
+    fn prune_removals(&self, before: u64) -> StoreFuture<u64>;
     /// This trait's work so far.
     fn stats(&self) -> StoreStats;
     /// As `LeaseStore::close`.

@@ -24,9 +24,14 @@
 //! - Leases are keyed by address (`inet`) with the holder's MAC, client id
 //!   and expiry beside it, so arbitration between nodes can later be one
 //!   conditional `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE` on the
-//!   holder or the expiry. Reservations carry a change number from a
-//!   sequence, and a removal keeps its row (spec NULL) with a new number:
-//!   a node can catch up on every change after the last number it saw.
+//!   holder or the expiry. Reservations carry a change number taken from
+//!   the one-row `change_counter` inside the change's own transaction (its
+//!   row lock orders writers across nodes, so numbers follow commit
+//!   order), and a removal keeps its row (spec NULL) with a new number: a
+//!   node can catch up on every change after the last number it saw. A
+//!   transaction that changed reservations ends with
+//!   `pg_notify('stormboot_reservations', <last number>)`, which the
+//!   listening nodes receive when it commits (`cluster::sync`).
 //! - Versioned schema (`schema`): created or migrated at open under an
 //!   advisory lock, so two nodes starting together do not both migrate; a
 //!   database of a newer version is refused before anything is written.
@@ -42,6 +47,7 @@
 mod rows;
 mod schema;
 
+pub use rows::CHANNEL;
 pub use schema::SCHEMA_VERSION;
 
 use std::sync::Arc;
@@ -56,8 +62,8 @@ use tokio_postgres::NoTls;
 use super::counters::{Kind, PerKind};
 use super::queue::{Calls, Job};
 use super::{
-    AddressRecord, CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError,
-    StoreFuture, StoreStats, StoredReservation,
+    AddressRecord, ChangesAfter, CommitFuture, LeaseStore, ReservationChange, ReservationSnapshot,
+    ReservationStore, StoreError, StoreFuture, StoreStats,
 };
 use crate::config::{self, Secret};
 use crate::leases::{Lease, LeaseChange};
@@ -176,9 +182,35 @@ pub fn display_name(cfg: &tokio_postgres::Config) -> String {
     )
 }
 
+/// How the store's connections are made (`store.url`, the password, the
+/// connect timeout), named `application` on the server unless the URL
+/// names it; and the store's name for logs. Every connection to the
+/// store's database is made from this: the pool's, and the cluster's
+/// listening one.
+pub fn client_config(
+    cfg: &config::Postgres,
+    application: &str,
+) -> Result<(tokio_postgres::Config, String), StoreError> {
+    let mut pg = connection(&cfg.url).map_err(|message| StoreError::Backend {
+        store: "postgres".into(),
+        message: format!("store.url: {message}"),
+    })?;
+    let name = display_name(&pg);
+    if let Some(Secret(p)) = password(cfg.password.as_ref(), |v| std::env::var(v).ok()) {
+        pg.password(p);
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name(application);
+    }
+    Ok((pg, name))
+}
+
 /// Whether a failure may pass: the server away, restarting, overloaded, or
 /// a transaction that lost a race; not a refusal of the data or the login.
-fn transient(e: &tokio_postgres::Error) -> bool {
+pub fn transient(e: &tokio_postgres::Error) -> bool {
     match e.code() {
         Some(code) => {
             let c = code.code();
@@ -239,36 +271,12 @@ fn pool_failure(store: &str, what: &str, e: PoolError) -> StoreError {
     }
 }
 
-/// How every connection to `[store]`'s server is made (the pool's, and
-/// a cluster's heartbeat session): the parsed URL with the password, a
-/// connect timeout and an application name unless the URL sets them; and
-/// the store's name for logs.
-pub fn client_config(
-    cfg: &config::Postgres,
-) -> Result<(tokio_postgres::Config, String), StoreError> {
-    let mut pg = connection(&cfg.url).map_err(|message| StoreError::Backend {
-        store: "postgres".into(),
-        message: format!("store.url: {message}"),
-    })?;
-    let name = display_name(&pg);
-    if let Some(Secret(p)) = password(cfg.password.as_ref(), |v| std::env::var(v).ok()) {
-        pg.password(p);
-    }
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if pg.get_application_name().is_none() {
-        pg.application_name("stormboot");
-    }
-    Ok((pg, name))
-}
-
 impl PostgresStore {
     /// Connects, creates or migrates the schema (refusing a newer one or a
     /// database that is not a stormboot store, untouched), and starts the
     /// writer on the current runtime.
     pub async fn open(cfg: &config::Postgres) -> Result<PostgresStore, StoreError> {
-        let (pg, name) = client_config(cfg)?;
+        let (pg, name) = client_config(cfg, "stormboot")?;
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -332,11 +340,10 @@ impl PostgresStore {
     }
 
     /// Runs `read` on a connection of the pool, beside the writer.
-    fn read<T, F, R>(&self, what: &'static str, read: R) -> StoreFuture<T>
+    fn read<T, F>(&self, what: &'static str, read: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: std::future::Future<Output = Result<T, rows::ReadError>> + Send,
-        R: FnOnce(deadpool_postgres::Object) -> F + Send + 'static,
+        F: for<'c> FnOnce(&'c tokio_postgres::Client) -> rows::Reading<'c, T> + Send + 'static,
     {
         if self.calls.is_closed() {
             return Box::pin(std::future::ready(Err(StoreError::Closed)));
@@ -344,7 +351,7 @@ impl PostgresStore {
         let (pool, name) = (self.pool.clone(), self.name.clone());
         Box::pin(async move {
             let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
-            read(client).await.map_err(|e| match e {
+            read(&client).await.map_err(|e| match e {
                 rows::ReadError::Sql(e) => failure(&name, what, &e),
                 rows::ReadError::Row(message) => StoreError::Backend {
                     store: name.clone(),
@@ -365,10 +372,7 @@ impl Drop for PostgresStore {
 
 impl LeaseStore for PostgresStore {
     fn load(&self) -> StoreFuture<Vec<Lease>> {
-        self.read(
-            "reading leases",
-            |c| async move { rows::read_leases(&c).await },
-        )
+        self.read("reading leases", rows::read_leases)
     }
 
     fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
@@ -378,8 +382,8 @@ impl LeaseStore for PostgresStore {
     }
 
     fn history(&self, ip: std::net::Ipv4Addr, limit: usize) -> StoreFuture<Vec<AddressRecord>> {
-        self.read("reading the address history", move |c| async move {
-            rows::read_history(&c, ip, limit).await
+        self.read("reading the address history", move |c| {
+            Box::pin(rows::read_history(c, ip, limit))
         })
     }
 
@@ -393,9 +397,21 @@ impl LeaseStore for PostgresStore {
 }
 
 impl ReservationStore for PostgresStore {
-    fn load(&self) -> StoreFuture<Vec<StoredReservation>> {
-        self.read("reading reservations", |c| async move {
-            rows::read_reservations(&c).await
+    fn load(&self) -> StoreFuture<ReservationSnapshot> {
+        self.read("reading reservations", rows::read_reservations)
+    }
+
+    fn changes_after(&self, number: i64, limit: usize) -> StoreFuture<ChangesAfter> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("reading reservation changes", move |c| {
+            rows::read_changes_after(c, number, limit)
+        })
+    }
+
+    fn prune_removals(&self, before: u64) -> StoreFuture<u64> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        self.read("pruning removed reservations", move |c| {
+            rows::prune_removals(c, before)
         })
     }
 

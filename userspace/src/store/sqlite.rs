@@ -28,6 +28,9 @@
 //!   has resolved.
 //! - Close (explicit, or on drop) drops the queue's only sender; the writer
 //!   drains and commits what was queued, then exits.
+//! - Reservations keep the shared store's change log (numbers, removals as
+//!   tombstones, a pruning mark), so `ReservationStore` is one trait and
+//!   one conformance suite; the one writer numbers changes in call order.
 //! - A file of a newer schema is refused before anything is written to it
 //!   (`schema::check` runs before the switch to WAL, which writes the
 //!   header).
@@ -50,8 +53,8 @@ use super::counters::{Kind, PerKind};
 use super::history::{self, AddressRecord};
 use super::queue::{Calls, Job};
 use super::{
-    CommitFuture, LeaseStore, ReservationChange, ReservationStore, StoreError, StoreFuture,
-    StoreStats, StoredReservation,
+    ChangesAfter, CommitFuture, LeaseStore, ReservationChange, ReservationSnapshot,
+    ReservationStore, StoreError, StoreFuture, StoreStats,
 };
 use crate::leases::{Lease, LeaseChange};
 use rows::Op;
@@ -230,9 +233,23 @@ impl LeaseStore for SqliteStore {
 }
 
 impl ReservationStore for SqliteStore {
-    fn load(&self) -> StoreFuture<Vec<StoredReservation>> {
+    fn load(&self) -> StoreFuture<ReservationSnapshot> {
         self.read("load-reservations", |path| {
             rows::read_reservations(path, BUSY_TIMEOUT)
+        })
+    }
+
+    fn changes_after(&self, number: i64, limit: usize) -> StoreFuture<ChangesAfter> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("reservation-changes", move |path| {
+            rows::read_changes_after(path, BUSY_TIMEOUT, number, limit)
+        })
+    }
+
+    fn prune_removals(&self, before: u64) -> StoreFuture<u64> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        self.read("prune-removals", move |path| {
+            rows::prune_removals(path, BUSY_TIMEOUT, before)
         })
     }
 

@@ -14,7 +14,10 @@ use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
 use crate::leases::{Lease, LeaseChange};
 use crate::store::history::{self, AddressRecord, HistoryColumns};
-use crate::store::{LeaseColumns, ReservationChange, StoredReservation};
+use crate::store::{
+    ChangesAfter, LeaseColumns, Logged, LoggedChange, ReservationChange, ReservationSnapshot,
+    StoredReservation,
+};
 
 const UPSERT_LEASE: &str = "
     INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
@@ -40,9 +43,13 @@ const SELECT_HISTORY: &str = "
     FROM address_history WHERE ip = $1 ORDER BY id DESC LIMIT $2
 ";
 
-const PUT_RESERVATION: &str = "
+/// A change's number: the next value of the counter row, whose lock the
+/// transaction then holds until it ends, so numbers are given out in
+/// commit order across every node (see the schema).
+pub const PUT_RESERVATION: &str = "
+    WITH n AS (UPDATE change_counter SET value = value + 1 RETURNING value)
     INSERT INTO reservations (mac, spec, change_number, updated)
-    VALUES ($1, $2, nextval('reservation_changes'), $3)
+    SELECT $1, $2, n.value, $3 FROM n
     ON CONFLICT (mac) DO UPDATE SET
         spec = excluded.spec,
         change_number = excluded.change_number,
@@ -50,15 +57,54 @@ const PUT_RESERVATION: &str = "
 ";
 
 /// A removal keeps the row, spec NULL, under a new change number: a node
-/// catching up by change number sees it (see the schema).
+/// catching up by change number sees it (see the schema). Removing what
+/// is not stored takes a number that no row keeps: a gap, which readers
+/// do not mind.
 const REMOVE_RESERVATION: &str = "
+    WITH n AS (UPDATE change_counter SET value = value + 1 RETURNING value)
     UPDATE reservations
-    SET spec = NULL, change_number = nextval('reservation_changes'), updated = $2
+    SET spec = NULL, change_number = n.value, updated = $2
+    FROM n
     WHERE mac = $1 AND spec IS NOT NULL
 ";
 
-const SELECT_RESERVATIONS: &str =
-    "SELECT mac, spec FROM reservations WHERE spec IS NOT NULL ORDER BY mac";
+/// Sent once per transaction that changed reservations, last: delivered
+/// to the listening nodes when it commits, with the last number it took.
+const NOTIFY_RESERVATIONS: &str =
+    "SELECT pg_notify('stormboot_reservations', value::text) FROM change_counter";
+
+/// The channel `NOTIFY_RESERVATIONS` notifies.
+pub const CHANNEL: &str = "stormboot_reservations";
+
+/// One statement, so one snapshot: the reservations and the counter they
+/// reached (one row of NULLs beside the counter when there are none).
+const SELECT_RESERVATIONS: &str = "
+    SELECT c.value, r.mac, r.spec
+    FROM change_counter c
+    LEFT JOIN reservations r ON r.spec IS NOT NULL
+    ORDER BY r.change_number
+";
+
+/// One statement, so the pruning mark and the rows are of one snapshot.
+const SELECT_CHANGES_AFTER: &str = "
+    SELECT c.pruned_through, r.change_number, r.mac, r.spec
+    FROM change_counter c
+    LEFT JOIN LATERAL (
+        SELECT change_number, mac, spec FROM reservations
+        WHERE change_number > $1 ORDER BY change_number LIMIT $2
+    ) r ON true
+    ORDER BY r.change_number
+";
+
+const PRUNE_REMOVALS: &str = "
+    WITH gone AS (
+        DELETE FROM reservations WHERE spec IS NULL AND updated < $1
+        RETURNING change_number
+    )
+    UPDATE change_counter
+    SET pruned_through = greatest(pruned_through, (SELECT max(change_number) FROM gone))
+    RETURNING (SELECT count(*) FROM gone)
+";
 
 /// A change already turned into parameters on the caller's thread, so a
 /// value the table cannot hold fails that caller alone, not a batch.
@@ -159,7 +205,9 @@ pub async fn apply<'a>(
         Box::pin(async move { pg.execute(statement, &params).await.map(drop) })
     };
     let mut steps: Vec<Step<'_>> = vec![Box::pin(pg.batch_execute("BEGIN"))];
+    let mut reservations = false;
     for op in ops {
+        reservations |= matches!(op, Op::PutReservation { .. } | Op::RemoveReservation { .. });
         steps.push(match op {
             Op::UpsertLease {
                 ip,
@@ -187,6 +235,11 @@ pub async fn apply<'a>(
             }
             Op::RemoveReservation { mac, updated } => execute(&unput, vec![mac as Param, updated]),
         });
+    }
+    if reservations {
+        steps.push(Box::pin(async move {
+            pg.execute(NOTIFY_RESERVATIONS, &[]).await.map(drop)
+        }));
     }
     steps.push(Box::pin(pg.batch_execute("COMMIT")));
     let results = pipeline(steps).await;
@@ -223,14 +276,15 @@ pub enum ReadError {
     Row(String),
 }
 
+/// A read on a pool connection, borrowing it.
+pub type Reading<'c, T> = Pin<Box<dyn Future<Output = Result<T, ReadError>> + Send + 'c>>;
+
 fn get<T: FromSqlOwned>(row: &Row, index: usize, what: &str) -> Result<T, String> {
     row.try_get(index)
         .map_err(|e| format!("reading a {what}: {e}"))
 }
 
-pub fn read_leases(
-    c: &Client,
-) -> Pin<Box<dyn Future<Output = Result<Vec<Lease>, ReadError>> + Send + '_>> {
+pub fn read_leases(c: &Client) -> Reading<'_, Vec<Lease>> {
     Box::pin(async move {
         let rows = c.query(SELECT_LEASES, &[]).await.map_err(ReadError::Sql)?;
         rows.iter()
@@ -259,31 +313,91 @@ fn decode_lease(row: &Row) -> Result<Lease, String> {
     .lease()
 }
 
-/// Every stored reservation, in MAC order; a row that does not decode is
-/// reported by its MAC, in its place.
-pub fn read_reservations(
-    c: &Client,
-) -> Pin<Box<dyn Future<Output = Result<Vec<StoredReservation>, ReadError>> + Send + '_>> {
+fn format_hex_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A stored spec back into the API's type; an error names the MAC.
+fn decode_spec(mac: &[u8], spec: &str) -> StoredReservation {
+    serde_json::from_str::<ReservationSpec>(spec)
+        .map_err(|e| format!("stored reservation {}: {e}", format_hex_mac(mac)))
+}
+
+/// Every stored reservation, in change order, and the last change number, of
+/// one snapshot; a row that does not decode is reported by its MAC, in
+/// its place.
+pub fn read_reservations(c: &Client) -> Reading<'_, ReservationSnapshot> {
     Box::pin(async move {
         let rows = c
             .query(SELECT_RESERVATIONS, &[])
             .await
             .map_err(ReadError::Sql)?;
-        rows.iter()
-            .map(|row| {
-                let mac: Vec<u8> = get(row, 0, "reservation's mac")?;
-                let spec: String = get(row, 1, "reservation's spec")?;
-                Ok(serde_json::from_str::<ReservationSpec>(&spec).map_err(|e| {
-                    let mac = mac
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":");
-                    format!("stored reservation {mac}: {e}")
-                }))
-            })
-            .collect::<Result<_, String>>()
-            .map_err(ReadError::Row)
+        let mut snapshot = ReservationSnapshot {
+            reservations: Vec::with_capacity(rows.len()),
+            last_change: 0,
+        };
+        for row in &rows {
+            snapshot.last_change = get(row, 0, "change counter").map_err(ReadError::Row)?;
+            let mac: Option<Vec<u8>> = get(row, 1, "reservation's mac").map_err(ReadError::Row)?;
+            let Some(mac) = mac else {
+                continue;
+            };
+            let spec: String = get(row, 2, "reservation's spec").map_err(ReadError::Row)?;
+            snapshot.reservations.push(decode_spec(&mac, &spec));
+        }
+        Ok(snapshot)
+    })
+}
+
+/// The change log after `after`, at most `limit` entries, or the mark of
+/// a pruning that passed it.
+pub fn read_changes_after(c: &Client, after: i64, limit: i64) -> Reading<'_, ChangesAfter> {
+    Box::pin(async move {
+        let rows = c
+            .query(SELECT_CHANGES_AFTER, &[&after, &limit])
+            .await
+            .map_err(ReadError::Sql)?;
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let through: i64 = get(row, 0, "pruning mark").map_err(ReadError::Row)?;
+            if after < through {
+                return Ok(ChangesAfter::Pruned { through });
+            }
+            let number: Option<i64> = get(row, 1, "change number").map_err(ReadError::Row)?;
+            let Some(number) = number else {
+                continue;
+            };
+            let raw: Vec<u8> = get(row, 2, "reservation's mac").map_err(ReadError::Row)?;
+            let mac = <[u8; 6]>::try_from(raw.as_slice()).map_err(|_| {
+                ReadError::Row(format!("change {number}: mac has {} bytes", raw.len()))
+            })?;
+            let spec: Option<String> = get(row, 3, "reservation's spec").map_err(ReadError::Row)?;
+            let what = match spec {
+                None => Logged::Removed,
+                Some(spec) => match decode_spec(&raw, &spec) {
+                    Ok(spec) => Logged::Put(Box::new(spec)),
+                    Err(why) => Logged::Unreadable(why),
+                },
+            };
+            changes.push(LoggedChange { number, mac, what });
+        }
+        Ok(ChangesAfter::Changes(changes))
+    })
+}
+
+/// Deletes the tombstones older than `before` and raises the pruning
+/// mark; how many were deleted.
+pub fn prune_removals(c: &Client, before: i64) -> Reading<'_, u64> {
+    Box::pin(async move {
+        let row = c
+            .query_one(PRUNE_REMOVALS, &[&before])
+            .await
+            .map_err(ReadError::Sql)?;
+        let n: i64 = get(&row, 0, "pruned count").map_err(ReadError::Row)?;
+        Ok(n as u64)
     })
 }
 

@@ -28,9 +28,10 @@ pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 ///
 /// `reservations` holds the API's reservations as the client wrote them
 /// (the API's JSON, checked again at every start like any other change).
-/// Each change takes the next `reservation_changes` number, and a removal
-/// keeps its row with spec NULL, so a node can catch up on everything
-/// after the last number it saw, removals included.
+/// Each change takes a new number (from the `reservation_changes`
+/// sequence in this version; from `change_counter` since version 2), and
+/// a removal keeps its row with spec NULL, so a node can catch up on
+/// everything after the last number it saw, removals included.
 const V1: &str = "
     CREATE TABLE schema_version (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
@@ -62,7 +63,11 @@ const V1: &str = "
 ///   holds until its transaction ends, so numbers are handed out in the
 ///   order transactions commit. (A sequence's numbers can commit out of
 ///   order: a node that has applied up to 10 would never see a 9 committed
-///   after it looked.) It starts past every number the sequence gave.
+///   after it looked.) It starts past every number the sequence gave (an
+///   unused sequence's `last_value` is 1 with `is_called` false: none).
+///   `pruned_through` is the highest number of a removal's tombstone
+///   pruned so far: a node whose last applied change is below it may have
+///   missed a removal, and loads everything again.
 /// - `nodes`: one row per node, written by its heartbeat: liveness by the
 ///   database's clock, the last reservation change it applied, and a hash
 ///   of its configuration so differing files are seen.
@@ -75,11 +80,13 @@ const V1: &str = "
 const V2: &str = "
     CREATE TABLE change_counter (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-        value    bigint NOT NULL
+        value    bigint NOT NULL,
+        pruned_through bigint NOT NULL DEFAULT 0
     );
     INSERT INTO change_counter (value)
         SELECT greatest((SELECT coalesce(max(change_number), 0) FROM reservations),
-                        (SELECT last_value FROM reservation_changes));
+                        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END
+                         FROM reservation_changes));
     CREATE TABLE nodes (
         node           text PRIMARY KEY,
         addresses      text NOT NULL,
@@ -125,17 +132,10 @@ const V2: &str = "
         FOR EACH ROW EXECUTE FUNCTION record_address_history();
 ";
 
-/// Version 3: what the cluster's leader prunes by (`cluster::leader`).
-///
-/// - `change_counter.pruned_through`: the highest change number of a
-///   removal (a reservation row with spec NULL) the leader has deleted. A
-///   node whose last applied change is below it may have missed a removal
-///   that no row shows any more: it must reload every reservation rather
-///   than catch up by change number.
-/// - Indexes for the leader's deletions of old removals and old history,
-///   so they do not read whole tables: the first holds removals only.
+/// Version 3: indexes for the cluster's leader (`cluster::leader`), so
+/// its deletions of old removals and old history do not read whole
+/// tables; the first holds removals (tombstones) only.
 const V3: &str = "
-    ALTER TABLE change_counter ADD COLUMN pruned_through bigint NOT NULL DEFAULT 0;
     CREATE INDEX reservations_removed ON reservations (updated) WHERE spec IS NULL;
     CREATE INDEX address_history_by_at ON address_history (at);
 ";

@@ -11,7 +11,7 @@ use stormboot_testbed::postgres::{Postgres, SUPERUSER};
 use super::*;
 use crate::config::{self, Secret};
 use crate::store::conformance::{self, lease, Backend, Place};
-use crate::store::open;
+use crate::store::{open, ChangesAfter, ReservationChange};
 
 /// One server for the tests that run at once: started by the first,
 /// stopped when the last one's guard drops.
@@ -405,6 +405,79 @@ async fn the_store_recovers_after_the_server_restarts() {
         within(s.leases.load()).await.expect("load"),
         vec![lease(1), lease(3)]
     );
+    s.close().await.expect("close");
+}
+
+/// A change number is visible only after every lower one: while another
+/// writer's transaction holds number 1 uncommitted, the store's next
+/// change waits for it, so a reader never sees number 2 without 1 and
+/// never passes a change that commits later. (Numbers from a sequence
+/// would let 2 commit first, and a reader that moved on to 2 would never
+/// see 1.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_number_is_visible_only_after_every_lower_one() {
+    let db = Database::new();
+    let cfg = db.config(SUPERUSER, None);
+    let s = within(open(&cfg)).await.expect("open");
+    let config::Store::Postgres(pg) = &cfg else {
+        unreachable!()
+    };
+    let (client, connection) = connection(&pg.url)
+        .expect("url")
+        .connect(NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let (x, y) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    client.batch_execute("BEGIN").await.expect("begin");
+    let ops = rows::encode_reservations(vec![ReservationChange::Put {
+        mac: x,
+        spec: Box::new(crate::api::types::ReservationSpec {
+            mac: "02:00:00:00:00:01".into(),
+            ip: "10.1.0.1".into(),
+            ..Default::default()
+        }),
+    }])
+    .expect("encode");
+    let Op::PutReservation { mac, spec, updated } = &ops[0] else {
+        unreachable!()
+    };
+    client
+        .execute(rows::PUT_RESERVATION, &[mac, spec, updated])
+        .await
+        .expect("an uncommitted change");
+
+    let later = tokio::spawn(s.reservations.apply(vec![ReservationChange::Put {
+        mac: y,
+        spec: Box::new(crate::api::types::ReservationSpec {
+            mac: "02:00:00:00:00:02".into(),
+            ip: "10.1.0.2".into(),
+            ..Default::default()
+        }),
+    }]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = within(s.reservations.changes_after(0, 10))
+        .await
+        .expect("read");
+    assert_eq!(
+        seen,
+        ChangesAfter::Changes(vec![]),
+        "a change is visible while a lower number is uncommitted"
+    );
+
+    client.batch_execute("COMMIT").await.expect("commit");
+    within(later)
+        .await
+        .expect("task")
+        .expect("the later change");
+    let ChangesAfter::Changes(log) = within(s.reservations.changes_after(0, 10))
+        .await
+        .expect("read")
+    else {
+        panic!("pruned");
+    };
+    let order: Vec<_> = log.iter().map(|c| (c.mac, c.number)).collect();
+    assert_eq!(order, vec![(x, 1), (y, 2)]);
     s.close().await.expect("close");
 }
 

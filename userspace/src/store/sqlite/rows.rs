@@ -6,13 +6,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::types::FromSql;
-use rusqlite::{params, Connection, OpenFlags, Row, Transaction};
+use rusqlite::{params, Connection, OpenFlags, Row, Transaction, TransactionBehavior};
 
 use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
 use crate::leases::{Lease, LeaseChange};
 use crate::store::history::{self, AddressRecord, HistoryColumns};
-use crate::store::{LeaseColumns, ReservationChange, StoredReservation};
+use crate::store::{
+    ChangesAfter, LeaseColumns, Logged, LoggedChange, ReservationChange, ReservationSnapshot,
+    StoredReservation,
+};
 
 const UPSERT_LEASE: &str = "
     INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
@@ -40,14 +43,35 @@ const SELECT_HISTORY: &str = "
 
 const PRUNE_HISTORY: &str = "DELETE FROM address_history WHERE at < unixepoch() - ?1";
 
+/// The next change number (see the schema).
+const NEXT_CHANGE: &str =
+    "UPDATE meta SET value = value + 1 WHERE key = 'reservation_change' RETURNING value";
+
 const PUT_RESERVATION: &str = "
-    INSERT INTO reservations (mac, spec, updated) VALUES (?1, ?2, ?3)
-    ON CONFLICT (mac) DO UPDATE SET spec = excluded.spec, updated = excluded.updated
+    INSERT INTO reservations (mac, spec, change_number, updated) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (mac) DO UPDATE SET
+        spec = excluded.spec,
+        change_number = excluded.change_number,
+        updated = excluded.updated
 ";
 
-const REMOVE_RESERVATION: &str = "DELETE FROM reservations WHERE mac = ?1";
+/// A removal keeps the row, spec NULL, under its new number.
+const REMOVE_RESERVATION: &str = "
+    UPDATE reservations SET spec = NULL, change_number = ?2, updated = ?3
+    WHERE mac = ?1 AND spec IS NOT NULL
+";
 
-const SELECT_RESERVATIONS: &str = "SELECT mac, spec FROM reservations ORDER BY mac";
+const SELECT_RESERVATIONS: &str =
+    "SELECT mac, spec FROM reservations WHERE spec IS NOT NULL ORDER BY change_number";
+
+const SELECT_CHANGES_AFTER: &str = "
+    SELECT change_number, mac, spec FROM reservations
+    WHERE change_number > ?1 ORDER BY change_number LIMIT ?2
+";
+
+fn meta(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+}
 
 /// A change already turned into SQL values on the caller's thread. This
 /// keeps the writer's loop to binding and stepping, and rejects a value
@@ -72,6 +96,7 @@ pub enum Op {
     },
     RemoveReservation {
         mac: [u8; 6],
+        updated: i64,
     },
 }
 
@@ -118,7 +143,7 @@ pub fn encode_reservations(changes: Vec<ReservationChange>) -> Result<Vec<Op>, S
                 })?,
                 updated: now,
             }),
-            ReservationChange::Remove { mac } => Ok(Op::RemoveReservation { mac }),
+            ReservationChange::Remove { mac } => Ok(Op::RemoveReservation { mac, updated: now }),
         })
         .collect()
 }
@@ -127,8 +152,10 @@ pub fn encode_reservations(changes: Vec<ReservationChange>) -> Result<Vec<Op>, S
 pub fn apply<'a>(tx: &Transaction<'_>, ops: impl Iterator<Item = &'a Op>) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(UPSERT_LEASE)?;
     let mut remove = tx.prepare_cached(REMOVE_LEASE)?;
+    let mut next_change = tx.prepare_cached(NEXT_CHANGE)?;
     let mut put_reservation = tx.prepare_cached(PUT_RESERVATION)?;
     let mut remove_reservation = tx.prepare_cached(REMOVE_RESERVATION)?;
+    let mut number = || next_change.query_row([], |r| r.get::<_, i64>(0));
     for op in ops {
         match op {
             Op::UpsertLease {
@@ -150,9 +177,11 @@ pub fn apply<'a>(tx: &Transaction<'_>, ops: impl Iterator<Item = &'a Op>) -> rus
             ])?,
             Op::RemoveLease { ip } => remove.execute([ip])?,
             Op::PutReservation { mac, spec, updated } => {
-                put_reservation.execute(params![&mac[..], spec, updated])?
+                put_reservation.execute(params![&mac[..], spec, number()?, updated])?
             }
-            Op::RemoveReservation { mac } => remove_reservation.execute([&mac[..]])?,
+            Op::RemoveReservation { mac, updated } => {
+                remove_reservation.execute(params![&mac[..], number()?, updated])?
+            }
         };
     }
     Ok(())
@@ -206,33 +235,123 @@ fn decode_lease(row: &Row<'_>) -> Result<Lease, String> {
     .lease()
 }
 
-/// Every stored reservation, in MAC order; a row that does not decode is
+fn decode_spec(mac: &[u8], spec: &str) -> StoredReservation {
+    serde_json::from_str::<ReservationSpec>(spec).map_err(|e| {
+        let mac = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        format!("stored reservation {mac}: {e}")
+    })
+}
+
+/// Every stored reservation, in change order, and the last change number,
+/// read in one transaction (one snapshot); a row that does not decode is
 /// reported by its MAC, in its place.
 pub fn read_reservations(
     path: &Path,
     busy_timeout: Duration,
-) -> Result<Vec<StoredReservation>, String> {
-    let conn = reader(path, busy_timeout)?;
+) -> Result<ReservationSnapshot, String> {
+    let mut conn = reader(path, busy_timeout)?;
     let fail = |e| format!("reading reservations: {e}");
-    let mut select = conn.prepare(SELECT_RESERVATIONS).map_err(fail)?;
+    let tx = conn.transaction().map_err(fail)?;
+    let last_change = meta(&tx, "reservation_change").map_err(fail)?;
+    let mut select = tx.prepare(SELECT_RESERVATIONS).map_err(fail)?;
     let rows = select
         .query_map([], |row| {
             Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?))
         })
         .map_err(fail)?;
-    let mut out = Vec::new();
+    let mut reservations = Vec::new();
     for row in rows {
         let (mac, spec) = row.map_err(fail)?;
-        out.push(serde_json::from_str::<ReservationSpec>(&spec).map_err(|e| {
-            let mac = mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":");
-            format!("stored reservation {mac}: {e}")
-        }));
+        reservations.push(decode_spec(&mac, &spec));
     }
-    Ok(out)
+    Ok(ReservationSnapshot {
+        reservations,
+        last_change,
+    })
+}
+
+/// The change log after `after`, at most `limit` entries, or the mark of
+/// a pruning that passed it; one transaction.
+pub fn read_changes_after(
+    path: &Path,
+    busy_timeout: Duration,
+    after: i64,
+    limit: i64,
+) -> Result<ChangesAfter, String> {
+    let mut conn = reader(path, busy_timeout)?;
+    let fail = |e| format!("reading reservation changes: {e}");
+    let tx = conn.transaction().map_err(fail)?;
+    let through = meta(&tx, "pruned_through").map_err(fail)?;
+    if after < through {
+        return Ok(ChangesAfter::Pruned { through });
+    }
+    let mut select = tx.prepare(SELECT_CHANGES_AFTER).map_err(fail)?;
+    let rows = select
+        .query_map(params![after, limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .map_err(fail)?;
+    let mut changes = Vec::new();
+    for row in rows {
+        let (number, raw, spec) = row.map_err(fail)?;
+        let mac = <[u8; 6]>::try_from(raw.as_slice())
+            .map_err(|_| format!("change {number}: mac has {} bytes", raw.len()))?;
+        let what = match spec {
+            None => Logged::Removed,
+            Some(spec) => match decode_spec(&raw, &spec) {
+                Ok(spec) => Logged::Put(Box::new(spec)),
+                Err(why) => Logged::Unreadable(why),
+            },
+        };
+        changes.push(LoggedChange { number, mac, what });
+    }
+    Ok(ChangesAfter::Changes(changes))
+}
+
+/// Deletes the tombstones older than `before` and raises the pruning mark,
+/// in one transaction of its own connection (the writer's lock is taken
+/// as any other writer's, waiting up to `busy_timeout`).
+pub fn prune_removals(path: &Path, busy_timeout: Duration, before: i64) -> Result<u64, String> {
+    let fail = |e| format!("pruning removed reservations: {e}");
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fail)?;
+    conn.busy_timeout(busy_timeout).map_err(fail)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    let (count, highest): (i64, Option<i64>) = tx
+        .query_row(
+            "SELECT count(*), max(change_number) FROM reservations
+             WHERE spec IS NULL AND updated < ?1",
+            [before],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(fail)?;
+    if let Some(highest) = highest {
+        tx.execute(
+            "DELETE FROM reservations WHERE spec IS NULL AND updated < ?1",
+            [before],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "UPDATE meta SET value = max(value, ?1) WHERE key = 'pruned_through'",
+            [highest],
+        )
+        .map_err(fail)?;
+    }
+    tx.commit().map_err(fail)?;
+    Ok(count as u64)
 }
 
 /// The last `limit` entries of `ip`'s history, newest first.

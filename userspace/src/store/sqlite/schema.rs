@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[i]` takes a file from version `i` to `i + 1` (0: empty).
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 // `ip` is the address as the number `u32::from(Ipv4Addr)` gives (10.0.0.1 =
 // 0x0a000001): an INTEGER PRIMARY KEY is the rowid itself, so an upsert
@@ -43,13 +43,36 @@ const SCHEMA_V2: &str = "
     );
 ";
 
-/// Version 3: `address_history`, every change of an address's holder or
+/// Version 3: the change log, as the shared store keeps it, so one trait
+/// serves both: every change takes the next number of the
+/// `reservation_change` counter (one writer: commit order is call order),
+/// a removal keeps its row with spec NULL, and `pruned_through` marks the
+/// highest removal pruned. The table is rebuilt (SQLite cannot drop a NOT
+/// NULL); the rows a version 2 file holds are numbered in MAC order.
+const SCHEMA_V3: &str = "
+    CREATE TABLE reservations_v3 (
+        mac           BLOB PRIMARY KEY CHECK (length(mac) = 6),
+        spec          TEXT,
+        change_number INTEGER NOT NULL,
+        updated       INTEGER NOT NULL
+    );
+    INSERT INTO reservations_v3 (mac, spec, change_number, updated)
+        SELECT mac, spec, row_number() OVER (ORDER BY mac), updated FROM reservations;
+    DROP TABLE reservations;
+    ALTER TABLE reservations_v3 RENAME TO reservations;
+    CREATE INDEX reservations_by_change ON reservations (change_number);
+    INSERT INTO meta (key, value)
+        VALUES ('reservation_change', (SELECT count(*) FROM reservations)),
+               ('pruned_through', 0);
+";
+
+/// Version 4: `address_history`, every change of an address's holder or
 /// state, written by triggers on `leases` in the words and shape of
 /// PostgreSQL's (see `store::history`): an insert records the new state,
 /// an update only when the state or the holder changes (not a renewal),
 /// a removal records `freed`. `at` is Unix seconds by this machine's
 /// clock; the writer prunes rows past `history::RETENTION` by it.
-const SCHEMA_V3: &str = "
+const SCHEMA_V4: &str = "
     CREATE TABLE address_history (
         id        INTEGER PRIMARY KEY,
         ip        INTEGER NOT NULL,
@@ -206,9 +229,47 @@ mod tests {
             .expect("leases");
         assert_eq!(leases, 1, "the migration kept the lease");
         c.execute(
-            "INSERT INTO reservations VALUES (x'020000000001', '{}', 1)",
+            "INSERT INTO reservations VALUES (x'020000000001', NULL, 1, 1)",
             [],
         )
-        .expect("the reservations table exists");
+        .expect("the reservations table keeps tombstones");
+    }
+
+    #[test]
+    fn a_version_2_file_numbers_its_reservations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Connection::open(dir.path().join("leases.db")).expect("open");
+        c.execute_batch(SCHEMA_V1).expect("v1");
+        c.execute_batch(SCHEMA_V2).expect("v2");
+        c.execute("INSERT INTO meta VALUES ('schema_version', 2)", [])
+            .expect("version");
+        c.execute_batch(
+            "INSERT INTO reservations VALUES (x'020000000002', '{\"b\":1}', 7);
+             INSERT INTO reservations VALUES (x'020000000001', '{\"a\":1}', 8);",
+        )
+        .expect("reservations");
+        assert!(prepare(&mut c).is_ok());
+        let rows: Vec<(Vec<u8>, String, i64)> = c
+            .prepare("SELECT mac, spec, change_number FROM reservations ORDER BY change_number")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                (vec![2, 0, 0, 0, 0, 1], "{\"a\":1}".to_owned(), 1),
+                (vec![2, 0, 0, 0, 0, 2], "{\"b\":1}".to_owned(), 2)
+            ]
+        );
+        let counter: i64 = c
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'reservation_change'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("counter");
+        assert_eq!(counter, 2, "the next change takes 3");
     }
 }

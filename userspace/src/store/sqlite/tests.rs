@@ -223,10 +223,10 @@ async fn the_writer_prunes_history_past_the_retention() {
     assert_eq!(s.history(lease(1).ip, 10).await.expect("history").len(), 1);
 }
 
-/// A version 2 file keeps its leases and gains an empty history, which
+/// A version 3 file keeps its leases and gains an empty history, which
 /// the next change starts.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_version_2_file_gains_the_history() {
+async fn a_version_3_file_gains_the_history() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
     drop(SqliteStore::open(&path).expect("open"));
@@ -237,14 +237,14 @@ async fn a_version_2_file_gains_the_history() {
              DROP TRIGGER leases_history_update;
              DROP TRIGGER leases_history_delete;
              DROP TABLE address_history;
-             UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+             UPDATE meta SET value = 3 WHERE key = 'schema_version';",
         )
-        .expect("back to version 2");
+        .expect("back to version 3");
         c.execute(
             "INSERT INTO leases VALUES (?1, x'01', x'020000000001', 'bound', 10, 1, NULL)",
             [i64::from(u32::from(lease(1).ip))],
         )
-        .expect("a version 2 lease");
+        .expect("a version 3 lease");
     }
     let s = SqliteStore::open(&path).expect("migrate");
     assert_eq!(LeaseStore::load(&s).await.expect("load").len(), 1);
