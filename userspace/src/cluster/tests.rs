@@ -52,6 +52,11 @@ struct Node {
 }
 
 async fn start(store: &config::Store, node: &str, hash: &str) -> Node {
+    start_with(store, node, hash, None).await
+}
+
+/// `start`, with other ages for the leader's chores.
+async fn start_with(store: &config::Store, node: &str, hash: &str, ages: Option<Ages>) -> Node {
     let config::Store::Postgres(pg) = store else {
         panic!("not PostgreSQL: {store:?}");
     };
@@ -66,6 +71,10 @@ async fn start(store: &config::Store, node: &str, hash: &str) -> Node {
         stores.reservations,
     )
     .expect("new");
+    let beat = match ages {
+        Some(a) => beat.with_ages(a),
+        None => beat,
+    };
     let stop = CancellationToken::new();
     let task = tokio::spawn(beat.run(stop.clone()));
     Node {
@@ -305,6 +314,34 @@ async fn the_chores_prune_old_removals_history_leases_and_nodes_and_mark_the_rem
         .expect("chores");
     assert_eq!(again, leader::Pruned::default());
     assert_eq!(q("SELECT pruned_through FROM change_counter"), "5");
+}
+
+/// The leader does its chores as it takes the lock: an old removal goes
+/// through the store, which marks it pruned for the sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leader_prunes_old_removals_through_the_store() {
+    let (db, store) = database().await;
+    let old = crate::slowpath::unix_now() - 7200;
+    db.psql(&format!(
+        "INSERT INTO reservations (mac, spec, change_number, updated) VALUES
+            ('\\x020000000001', NULL, 5, {old});
+         UPDATE change_counter SET value = 5;"
+    ));
+    let hour = Duration::from_secs(3600);
+    let ages = Ages {
+        tombstones: hour,
+        ..Ages::with_grace(hour)
+    };
+    let a = start_with(&store, "a", "h", Some(ages)).await;
+    until(&a.handle.status, "a leads", |s: &Status| s.leader).await;
+    let deadline = Instant::now() + PATIENCE;
+    while db.psql("SELECT pruned_through FROM change_counter").trim() != "5" {
+        assert!(Instant::now() < deadline, "the removal was never pruned");
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+    assert_eq!(db.psql("SELECT count(*) FROM reservations").trim(), "0");
+    a.stop.cancel();
+    a.task.await.expect("task").expect("heartbeat");
 }
 
 #[tokio::test(flavor = "multi_thread")]
