@@ -105,7 +105,7 @@ impl Io {
             io.links
                 .push(crate::packetlink::open(ep, dhcp::server_ports(cfg))?);
         }
-        io.stores = Some(crate::store::open(&cfg.store).await?);
+        io.stores = Some(crate::store::open_for(&cfg.store, cfg.cluster.as_ref()).await?);
         if let Some(o) = &cfg.omapi {
             io.omapi = Some(
                 TcpListener::bind(o.listen)
@@ -492,6 +492,10 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         ));
     }
 
+    // The heartbeat's membership: a node alone until its first heartbeat
+    // reads the others, answering every client meanwhile, its writes
+    // arbitrated by the store all the same.
+    let membership = cluster.as_ref().map(|c| c.membership.clone());
     let server = dhcp::Server::with_book(book.load_full(), stored.leases, slowpath::unix_now());
     let slow = SlowPath {
         endpoints,
@@ -506,6 +510,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         pools,
         hooks,
         control: Some(control_rx),
+        membership,
     };
     let slow_token = shutdown.clone();
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });

@@ -20,11 +20,21 @@ use stormboot_common::rules::EthDest;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Membership;
 use crate::dhcp::{self, Ingress};
 use crate::frame::{self, format_mac, Addressing, BROADCAST_MAC};
+use crate::leases::{Lease, LeaseChange};
 use crate::link::Frames;
 use crate::stats::UserCounters;
-use crate::store::LeaseStore;
+use crate::store::{LeaseStore, Lost};
+
+/// How often a node of a cluster reads the leases the others wrote.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// How far back each read reaches before the last one's clock: a row is
+/// stamped when its transaction starts, so one that committed just after
+/// a read may carry a time before it. Reads are idempotent.
+const REFRESH_OVERLAP: f64 = 3.0;
 
 /// The interface the slow path serves and who we are on it.
 #[derive(Clone, Debug)]
@@ -266,6 +276,84 @@ pub struct SlowPath {
     /// The API's changes to reservations and leases, and SIGHUP's new
     /// configurations.
     pub control: Option<tokio::sync::mpsc::Receiver<crate::api::live::Control>>,
+    /// The alive nodes of the cluster, as the heartbeat last saw them;
+    /// None without a cluster, where the server answers everyone alone.
+    pub membership: Option<tokio::sync::watch::Receiver<Membership>>,
+}
+
+/// Leases the shared store holds that this node's table must take in:
+/// the winners of races its commits lost, and what other nodes wrote.
+type Learned = tokio::sync::mpsc::UnboundedSender<Vec<Lease>>;
+
+/// What the shared store tells the slow path besides a commit's result.
+#[derive(Clone)]
+struct Feedback {
+    learned: Learned,
+    /// False while the refresh cannot read the store: the table then ages
+    /// unchecked, and a NAK on its word alone is withheld.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Reads what other nodes wrote, every `REFRESH`, into `learned`, until
+/// shutdown. The first read takes every row of theirs: the table was
+/// loaded a moment ago, but a row may have come since.
+async fn refresh(
+    store: Arc<dyn LeaseStore>,
+    feedback: Feedback,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut tick = tokio::time::interval(REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = 0.0;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let Some(read) = store.written_since(since) else {
+            return Ok(());
+        };
+        let read = read.await;
+        feedback.reachable.store(read.is_ok(), Ordering::Relaxed);
+        match read {
+            Ok((leases, clock)) => {
+                if failing {
+                    tracing::info!("reading other nodes' leases again");
+                    failing = false;
+                }
+                since = clock - REFRESH_OVERLAP;
+                if !leases.is_empty() && feedback.learned.send(leases).is_err() {
+                    return Ok(());
+                }
+            }
+            // Said once per outage, not once a second.
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "cannot read other nodes' leases; the table may be stale, NAKs are withheld");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// What a commit's lost races mean for the reply waiting on it: the
+/// winners go to the table, the conflicts are counted, and true when the
+/// reply's own address was lost (it must not be sent).
+fn lost_races(
+    lost: &[Lost],
+    reply: Option<Ipv4Addr>,
+    learned: &Learned,
+    counters: &UserCounters,
+) -> bool {
+    if lost.is_empty() {
+        return false;
+    }
+    counters
+        .lease_conflicts
+        .fetch_add(lost.len() as u64, Ordering::Relaxed);
+    let _ = learned.send(lost.iter().filter_map(|l| l.holder.clone()).collect());
+    reply.is_some_and(|ip| lost.iter().any(|l| l.ip == ip))
 }
 
 impl SlowPath {
@@ -289,23 +377,56 @@ impl SlowPath {
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         let mut fast_acks = self.fast_acks.take();
         let mut control = self.control.take();
+        let (learned, mut learn) = tokio::sync::mpsc::unbounded_channel();
+        let feedback = Feedback {
+            learned,
+            reachable: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        let mut membership = self.membership.take();
+        if let Some(m) = membership.as_mut() {
+            let m = m.borrow_and_update().clone();
+            self.share(&m);
+            tasks.spawn(refresh(
+                self.store.clone(),
+                feedback.clone(),
+                shutdown.clone(),
+            ));
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(leases) = learn.recv() => {
+                    let upserts: Vec<LeaseChange> =
+                        leases.iter().cloned().map(LeaseChange::Upsert).collect();
+                    for l in leases {
+                        self.server.learn(l);
+                    }
+                    self.index.apply(&upserts);
+                }
+                changed = async { match membership.as_mut() { Some(m) => m.changed().await, None => std::future::pending().await } } => {
+                    match (changed, membership.as_mut()) {
+                        (Ok(()), Some(m)) => {
+                            let m = m.borrow_and_update().clone();
+                            self.share(&m);
+                        }
+                        // The heartbeat stopped: keep the last share.
+                        _ => membership = None,
+                    }
+                }
                 Some(cmd) = async { match control.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    self.control(cmd);
+                    self.control(cmd, &feedback);
                 }
                 _ = self.queue.ready.notified() => {}
                 Some(ev) = async { match fast_acks.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     let changes = self.server.record_fast_path_ack(ev.mac, Ipv4Addr::from(ev.ip), unix_now());
                     let via = self.endpoints.iter().position(|e| e.ingress.ifindex == ev.ifindex);
                     self.announce(crate::hooks::Path::Xdp, via);
-                    self.commit_in_background(changes);
+                    self.commit_in_background(changes, &feedback);
                 }
                 _ = expiry.tick() => {
                     let changes = self.server.expire(unix_now());
                     self.announce(crate::hooks::Path::Timer, None);
-                    self.commit_in_background(changes);
+                    self.commit_in_background(changes, &feedback);
                     let usage = self
                         .server
                         .pool_usage()
@@ -325,7 +446,7 @@ impl SlowPath {
             }
             for rx in self.queue.take() {
                 let send = senders[rx.via].clone();
-                self.handle(&rx, send);
+                self.handle(&rx, send, &feedback);
             }
         }
         shutdown.cancel();
@@ -333,8 +454,17 @@ impl SlowPath {
         Ok(())
     }
 
+    /// Serves this node's share of the cluster as `m` has it.
+    fn share(&mut self, m: &Membership) {
+        let Some(c) = self.server.config().cluster.clone() else {
+            return;
+        };
+        tracing::debug!(node = %m.me, alive = ?m.alive, "serving this share of the cluster");
+        self.server.set_share(Some(dhcp::Share::new(m, &c)));
+    }
+
     /// One change from the API; the answer goes back on its channel.
-    fn control(&mut self, cmd: crate::api::live::Control) {
+    fn control(&mut self, cmd: crate::api::live::Control, feedback: &Feedback) {
         use crate::api::live::Control;
         match cmd {
             Control::Book(book, changed, done) => {
@@ -352,14 +482,25 @@ impl SlowPath {
                 // Leases carry over; pools, reservations and options are
                 // the new configuration's from the next request on.
                 let leases = self.server.leases().cloned().collect();
+                let share = self.server.share().cloned();
                 self.server = dhcp::Server::with_book(book, leases, unix_now());
+                self.server.set_share(share);
                 let _ = done.send(());
             }
             Control::RemoveLease(ip, done) => {
                 let removed = self.server.remove_lease(ip).map(|(lease, change)| {
                     let changes = vec![change];
                     self.index.apply(&changes);
-                    (lease, self.store.commit(changes))
+                    let durable = self.store.commit(changes);
+                    let (learned, counters) = (feedback.learned.clone(), self.counters.clone());
+                    // The API says whether the removal lost; the table
+                    // learns who has the address instead.
+                    let told: crate::store::LeaseCommit = Box::pin(async move {
+                        let lost = durable.await?;
+                        lost_races(&lost, None, &learned, &counters);
+                        Ok(lost)
+                    });
+                    (lease, told)
                 });
                 let _ = done.send(removed);
             }
@@ -368,16 +509,20 @@ impl SlowPath {
 
     /// Stores changes nobody waits for (expiries, the fast path's ACKs,
     /// which were already sent).
-    fn commit_in_background(&self, changes: Vec<crate::leases::LeaseChange>) {
+    fn commit_in_background(&self, changes: Vec<LeaseChange>, feedback: &Feedback) {
         if changes.is_empty() {
             return;
         }
         self.index.apply(&changes);
         // Queued here, in decision order; only the wait is left to the task.
         let durable = self.store.commit(changes);
+        let (learned, counters) = (feedback.learned.clone(), self.counters.clone());
         tokio::spawn(async move {
-            if let Err(e) = durable.await {
-                tracing::error!(error = %e, "storing lease changes failed");
+            match durable.await {
+                Ok(lost) => {
+                    lost_races(&lost, None, &learned, &counters);
+                }
+                Err(e) => tracing::error!(error = %e, "storing lease changes failed"),
             }
         });
     }
@@ -428,7 +573,7 @@ impl SlowPath {
         }
     }
 
-    fn handle(&mut self, rx: &Received, send: mpsc::Sender<Vec<u8>>) {
+    fn handle(&mut self, rx: &Received, send: mpsc::Sender<Vec<u8>>, feedback: &Feedback) {
         let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
         self.announce(crate::hooks::Path::Userspace, Some(rx.via));
         let mut chaddr = [0u8; 6];
@@ -464,11 +609,52 @@ impl SlowPath {
         // sending happen off the handler's path, so concurrent requests
         // share one transaction (group commit) instead of waiting in line.
         let durable = (!outcome.changes.is_empty()).then(|| self.store.commit(outcome.changes));
+        // The address the reply gives, unless a reservation does: a
+        // reserved machine is answered whatever a stale lease of another
+        // client says (that client is NAKed at its next request).
+        let given = outcome
+            .reply
+            .as_ref()
+            .map(|r| r.yiaddr)
+            .filter(|ip| !ip.is_unspecified() && !self.server.is_reserved(*ip));
+        let (learned, counters) = (feedback.learned.clone(), self.counters.clone());
+        let xid = rx.msg.xid();
+        // In a cluster a NAK rests on the table, a cache of the store:
+        // while the store cannot be read, it is withheld (the client
+        // retries, or moves on to another node).
+        let frame = match &outcome.reply {
+            Some(r)
+                if r.msg_type == stormboot_common::layout::msg::NAK
+                    && self.server.share().is_some()
+                    && !feedback.reachable.load(Ordering::Relaxed) =>
+            {
+                if let Ok(mut m) = self.counters.slow_path_outcomes.lock() {
+                    *m.entry("nak-withheld").or_default() += 1;
+                }
+                tracing::info!(%mac, "NAK withheld: the lease store cannot be read");
+                None
+            }
+            _ => frame,
+        };
         tokio::spawn(async move {
             if let Some(durable) = durable {
-                if let Err(e) = durable.await {
-                    // No reply without a durable lease: the client retries.
-                    tracing::error!(error = %e, %mac, "lease not stored; reply withheld");
+                let lost = match durable.await {
+                    Ok(lost) => lost,
+                    Err(e) => {
+                        // No reply without a durable lease: the client retries.
+                        tracing::error!(error = %e, %mac, "lease not stored; reply withheld");
+                        return;
+                    }
+                };
+                if lost_races(&lost, given, &learned, &counters) {
+                    // Another node's client has the address: no OFFER or
+                    // ACK, and no NAK either. The table now knows the
+                    // winner, so the retransmission gets another address,
+                    // or a NAK for this one.
+                    if let Ok(mut m) = counters.slow_path_outcomes.lock() {
+                        *m.entry("lost-race").or_default() += 1;
+                    }
+                    tracing::info!(%mac, ip = %given.unwrap_or(Ipv4Addr::UNSPECIFIED), xid = format_args!("{xid:#010x}"), path = "userspace", note = "lost-race", "reply withheld");
                     return;
                 }
             }
@@ -494,6 +680,45 @@ mod tests {
         // Truncated option: not found, no panic.
         let cut = &p[..p.len() - 3];
         assert_eq!(raw_option(cut, 82), None);
+    }
+
+    /// A commit that lost the reply's own address withholds the reply; one
+    /// that lost another address (an expiry sweep's, say) does not. Either
+    /// way the winners go to the table and the conflicts are counted.
+    #[test]
+    fn only_losing_the_replys_address_withholds_the_reply() {
+        let (learned, mut learn) = tokio::sync::mpsc::unbounded_channel();
+        let counters = UserCounters::default();
+        let winner = Lease {
+            ip: Ipv4Addr::new(10, 0, 0, 5),
+            client_id: vec![1, 2, 0, 0, 0, 0, 9],
+            mac: [2, 0, 0, 0, 0, 9],
+            state: crate::leases::LeaseState::Offered,
+            expires: 100,
+            updated: 70,
+            hostname: None,
+        };
+        let lost = [
+            Lost {
+                ip: winner.ip,
+                holder: Some(winner.clone()),
+            },
+            Lost {
+                ip: Ipv4Addr::new(10, 0, 0, 6),
+                holder: None,
+            },
+        ];
+        assert!(lost_races(&lost, Some(winner.ip), &learned, &counters));
+        assert_eq!(learn.try_recv().unwrap(), std::slice::from_ref(&winner));
+        assert!(!lost_races(
+            &lost,
+            Some(Ipv4Addr::new(10, 0, 0, 7)),
+            &learned,
+            &counters
+        ));
+        assert!(!lost_races(&lost, None, &learned, &counters));
+        assert!(!lost_races(&[], Some(winner.ip), &learned, &counters));
+        assert_eq!(counters.lease_conflicts.load(Ordering::Relaxed), 6);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct UserCounters {
     /// ("offer", "ack-renew", "ignored-not-ours", ...): a fixed set of
     /// static strings, so the map stays small.
     pub slow_path_outcomes: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+    /// Lease writes the shared store refused because another node's
+    /// client holds the address (races lost; 0 without a cluster).
+    pub lease_conflicts: AtomicU64,
 }
 
 impl UserCounters {
@@ -55,6 +58,9 @@ pub struct Snapshot {
     /// Requests dropped from the full slow-path queue (the oldest first).
     #[serde(default)]
     pub queue_dropped: u64,
+    /// Lease writes another node's client beat (cluster mode).
+    #[serde(default)]
+    pub lease_conflicts: u64,
     /// Lease store work: transactions made durable, commits and lease
     /// changes in them (commits per transaction is the group-commit factor).
     #[serde(default)]
@@ -160,6 +166,7 @@ impl Snapshot {
                 .map(|m| m.iter().map(|(k, v)| (k.to_string(), *v)).collect())
                 .unwrap_or_default(),
             queue_dropped: 0,
+            lease_conflicts: user.lease_conflicts.load(Ordering::Relaxed),
             store_transactions: 0,
             store_commits: 0,
             store_changes: 0,
@@ -218,6 +225,13 @@ impl Snapshot {
             s,
             "stormboot_slow_path_queue_dropped_total {}",
             self.queue_dropped
+        );
+        s.push_str("# HELP stormboot_lease_conflicts_total Lease writes the shared store refused: another node's client holds the address.\n");
+        s.push_str("# TYPE stormboot_lease_conflicts_total counter\n");
+        let _ = writeln!(
+            s,
+            "stormboot_lease_conflicts_total {}",
+            self.lease_conflicts
         );
         s.push_str("# HELP stormboot_lease_store_transactions_total Lease store transactions made durable.\n");
         s.push_str("# TYPE stormboot_lease_store_transactions_total counter\n");

@@ -1,6 +1,6 @@
 //! The whole daemon in this process, on channels instead of packet
 //! sockets, with no dataplane, a loopback API listener and a lease
-//! database in a temporary directory (or, in one test, a private
+//! database in a temporary directory (or, in two tests, a private
 //! PostgreSQL server): exchanges through the daemon as a client sees them,
 //! without root or namespaces. What needs the kernel (XDP, packet sockets,
 //! the veth) stays in the testbed's tests.
@@ -116,7 +116,11 @@ impl Daemon {
             links: if boot_only { Vec::new() } else { vec![link] },
             stores: match boot_only {
                 true => None,
-                false => Some(stormboot::store::open(&cfg.store).await.unwrap()),
+                false => Some(
+                    stormboot::store::open_for(&cfg.store, cfg.cluster.as_ref())
+                        .await
+                        .unwrap(),
+                ),
             },
             xdp: None,
             reloads: Some(reloads),
@@ -165,6 +169,13 @@ impl Daemon {
         let p = frame::parse(&f).expect("the daemon sends well-formed frames");
         let m = Message::decode(&mut Decoder::new(p.payload)).unwrap();
         Some((p.addr, m))
+    }
+
+    /// Whether the daemon sends nothing for `wait`.
+    async fn silent_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.wire.sent.recv())
+            .await
+            .is_err()
     }
 
     fn message(&mut self, mac: [u8; 6], t: MessageType) -> Message {
@@ -636,7 +647,7 @@ async fn an_address_history_lists_what_happened_newest_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cluster_nodes_see_each_other_and_share_the_history() {
     use stormboot_testbed::postgres::{Postgres, SUPERUSER};
-    let pg = Postgres::start("cluster").unwrap_or_else(|e| panic!("{e:#}"));
+    let pg = Postgres::start("membership").unwrap_or_else(|e| panic!("{e:#}"));
     pg.create_database("stormboot")
         .unwrap_or_else(|e| panic!("{e:#}"));
     let start = |node: &'static str| {
@@ -753,3 +764,185 @@ async fn two_cluster_nodes_see_each_other_and_share_the_history() {
 
 #[path = "daemon/cluster.rs"]
 mod cluster;
+
+/// Two nodes of a cluster on one PostgreSQL database. A client bound by
+/// one rebinds to the other, which has read its lease from the database
+/// and extends it. An address the database gives to a client the second
+/// node has not heard of is never offered: the node's write loses, its
+/// OFFER is withheld (no NAK), and the client's retransmission is offered
+/// another address, while a REQUEST for the lost one is NAKed. An address
+/// neither the node nor the database knows is not NAKed. An operator's
+/// removal of a lease another node has renewed since is refused. Without
+/// the database, no NAK at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_never_give_one_address_twice() {
+    use stormboot_testbed::postgres::{Postgres, SUPERUSER};
+    const BOUND_BY_A: [u8; 6] = [0x52, 0x54, 0, 0, 1, 1];
+    const NEWCOMER: [u8; 6] = [0x52, 0x54, 0, 0, 1, 2];
+    const STRANGER: [u8; 6] = [0x52, 0x54, 0, 0, 1, 3];
+    let mut pg = Postgres::start("cluster").unwrap_or_else(|e| panic!("{e:#}"));
+    pg.create_database("stormboot")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let psql = |sql: &str| {
+        pg.psql("stormboot", sql)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let url = pg.url("stormboot", SUPERUSER);
+    let start = |node: &'static str| {
+        let url = url.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("stormboot.toml");
+            let store = format!(
+                "\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n\n\
+             [cluster]\nnode = \"{node}\"\nload_balance = false\n"
+            );
+            std::fs::write(&config, format!("{CONFIG}{store}")).unwrap();
+            let cfg = Config::load(&config).unwrap();
+            Daemon::start_with(cfg, config, dir).await
+        }
+    };
+    let mut a = start("a").await;
+    let mut b = start("b").await;
+
+    let (_, held) = a.dora(BOUND_BY_A).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while b
+        .api("GET", &format!("/api/v1/leases/{held}"), None, None)
+        .await
+        .0
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never read a's lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.stop().await.unwrap();
+    // b alone from here: the addresses it picks are its own slice's, and
+    // with a gone its slice is the whole pool.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, view) = b.api("GET", "/api/v1/cluster", None, None).await;
+        if view["nodes"].as_array().is_some_and(|n| n.len() == 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never saw a leave: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut rebind = b.message(BOUND_BY_A, MessageType::Request);
+    rebind.set_ciaddr(held);
+    rebind.set_flags(dhcproto::v4::Flags::default().set_broadcast());
+    let (_, ack) = b
+        .ask(BOUND_BY_A, rebind)
+        .await
+        .expect("an answer to REBINDING");
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr(), held, "the survivor extends the lease");
+
+    // The next free address as b sees it, given meanwhile by a node b
+    // has not heard from, with a time before b's last look.
+    let taken = Ipv4Addr::from(u32::from(held) + 1);
+    psql(&format!(
+        "INSERT INTO leases (ip, client_id, mac, state, expires, updated, node, stored)
+         VALUES ('{taken}', '\\x01525400000109', '\\x525400000109', 'bound',
+                 extract(epoch FROM now())::bigint + 3600, extract(epoch FROM now())::bigint,
+                 'c', now() - interval '1 hour')"
+    ));
+    let discover = b.message(NEWCOMER, MessageType::Discover);
+    b.send(unaddressed(NEWCOMER, 67), &discover).await;
+    assert!(
+        b.silent_for(Duration::from_secs(2)).await,
+        "an OFFER of an address the database gives to another client"
+    );
+    let (_, offer) = b.discover(NEWCOMER).await;
+    assert_ne!(offer.yiaddr(), taken);
+    let mut init_reboot = b.message(NEWCOMER, MessageType::Request);
+    init_reboot
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(taken));
+    let (_, nak) = b.ask(NEWCOMER, init_reboot).await.expect("an answer");
+    assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
+    let (_, stats) = b.api("GET", "/api/v1/stats", None, None).await;
+    assert_eq!(stats["lease_conflicts"], 1, "{stats}");
+    assert_eq!(stats["slow_path_outcomes"]["lost-race"], 1, "{stats}");
+
+    // Another node renews BOUND_BY_A's lease behind b's back (too long
+    // ago for b's next look): an operator's removal through b then leaves
+    // the row (409), and b takes the renewed lease back into its table
+    // from the lost race.
+    psql(&format!(
+        "UPDATE leases SET expires = expires + 7200, node = 'c',
+                           stored = now() - interval '1 hour'
+         WHERE ip = '{held}'"
+    ));
+    let (status, body) = b
+        .api(
+            "DELETE",
+            &format!("/api/v1/leases/{held}"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.to_string().contains("changed on another node"),
+        "{body}"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while b
+        .api("GET", &format!("/api/v1/leases/{held}"), None, None)
+        .await
+        .0
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never learned the row back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Nobody's address, as far as b and the database know.
+    let free = Ipv4Addr::new(10, 50, 0, 109);
+    let mut init_reboot = b.message(STRANGER, MessageType::Request);
+    init_reboot
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(free));
+    let (_, ack) = b.ask(STRANGER, init_reboot).await.expect("an answer");
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr(), free);
+
+    let rows = psql("SELECT ip, encode(mac, 'hex'), node FROM leases ORDER BY ip");
+    assert_eq!(
+        rows.trim(),
+        format!(
+            "{held}|525400000101|c\n{taken}|525400000109|c\n{}|525400000102|b\n\
+             {free}|525400000103|b",
+            offer.yiaddr()
+        ),
+        "one holder per address, each row naming the node that wrote it"
+    );
+
+    // The database goes away: b's table still says `taken` is another
+    // client's, but without the database to confirm it b says nothing.
+    pg.stop().unwrap_or_else(|e| panic!("{e:#}"));
+    // Its next look (every second) fails.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut init_reboot = b.message(NEWCOMER, MessageType::Request);
+    init_reboot
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(taken));
+    b.send(unaddressed(NEWCOMER, 67), &init_reboot).await;
+    assert!(
+        b.silent_for(Duration::from_secs(2)).await,
+        "a NAK without the database"
+    );
+    let (_, stats) = b.api("GET", "/api/v1/stats", None, None).await;
+    assert_eq!(stats["slow_path_outcomes"]["nak-withheld"], 1, "{stats}");
+    b.stop().await.unwrap();
+}

@@ -24,7 +24,7 @@ use crate::frame::format_mac;
 use crate::leases::Lease;
 use crate::reservation::book::{Book, Published};
 use crate::store::{
-    CommitFuture, Logged, LoggedChange, ReservationChange, ReservationStore, StoredReservation,
+    LeaseCommit, Logged, LoggedChange, ReservationChange, ReservationStore, StoredReservation,
 };
 
 /// What the API asks of the userspace server, which lives on the slow
@@ -36,7 +36,7 @@ pub enum Control {
     /// (addresses held, addresses the pools can give) per subnet.
     PoolUsage(oneshot::Sender<Vec<(usize, usize)>>),
     /// The removed lease and its removal's durability.
-    RemoveLease(Ipv4Addr, oneshot::Sender<Option<(Lease, CommitFuture)>>),
+    RemoveLease(Ipv4Addr, oneshot::Sender<Option<(Lease, LeaseCommit)>>),
     /// A whole new configuration and its book (SIGHUP), already in the
     /// maps.
     Reload(Arc<Book>, oneshot::Sender<()>),
@@ -638,7 +638,20 @@ impl Live {
                 field: Some("ip".into()),
                 message: format!("{ip} has no lease"),
             })?;
-        durable.await.map_err(|e| internal(e.to_string()))?;
+        let lost = durable.await.map_err(|e| internal(e.to_string()))?;
+        if let Some(holder) = lost.into_iter().find_map(|l| l.holder) {
+            // Another node renewed it, or gave the address to another
+            // client, since this node last looked: the row stays.
+            return Err(FieldError {
+                kind: ErrorKind::Conflict,
+                field: Some("ip".into()),
+                message: format!(
+                    "{ip} changed on another node: now held by {} until {}; not removed",
+                    crate::frame::format_mac(&holder.mac),
+                    holder.expires
+                ),
+            });
+        }
         Ok(lease)
     }
 }

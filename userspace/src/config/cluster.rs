@@ -27,6 +27,7 @@ pub struct Wire {
     pub lb_max_secs: Option<S<i64>>,
     pub grace: Option<S<wire::Duration>>,
     pub sync_interval: Option<S<wire::Duration>>,
+    pub slices: Option<S<bool>>,
 }
 
 impl Cluster {
@@ -40,6 +41,7 @@ impl Cluster {
             lb_max_secs: 3,
             grace: Duration::from_secs(60),
             sync_interval: Duration::from_secs(5),
+            slices: true,
         }
     }
 }
@@ -135,6 +137,9 @@ pub fn cluster(
     if let Some(d) = &w.sync_interval {
         c.sync_interval = duration_value(d, "cluster.sync_interval", src)?;
     }
+    if let Some(b) = &w.slices {
+        c.slices = *b.get_ref();
+    }
     Ok(Some(c))
 }
 
@@ -161,7 +166,8 @@ mod tests {
     fn a_cluster_takes_its_keys_over_the_defaults() {
         let c = parse(&format!(
             "{HEAD}{PG}[cluster]\nnode = \"rack-a\"\nheartbeat = \"2s\"\ndead_after = \"5s\"\n\
-             load_balance = false\nlb_max_secs = 4\ngrace = \"2m\"\nsync_interval = \"10s\"\n"
+             load_balance = false\nlb_max_secs = 4\ngrace = \"2m\"\nsync_interval = \"10s\"\n\
+             slices = false\n"
         ))
         .unwrap();
         assert_eq!(
@@ -174,6 +180,7 @@ mod tests {
                 lb_max_secs: 4,
                 grace: Duration::from_secs(120),
                 sync_interval: Duration::from_secs(10),
+                slices: false,
             })
         );
         let d = parse(&format!("{HEAD}{PG}[cluster]\nnode = \"b\"\n")).unwrap();

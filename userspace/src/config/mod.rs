@@ -102,6 +102,11 @@ pub struct Cluster {
     /// `cluster.sync_interval`: how often reservation changes are looked
     /// for even without a notification.
     pub sync_interval: Duration,
+    /// `cluster.slices`: each node searches for free addresses from its
+    /// own slice of the pools (default). False sends every node to the
+    /// same addresses, all arbitrated by the store: for testing that
+    /// arbitration under contention.
+    pub slices: bool,
 }
 
 /// A password or other secret: compared like its text, printed as

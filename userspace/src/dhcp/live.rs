@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::leases::{Lease, LeaseChange};
 use crate::reservation::book::Book;
 
-use super::Server;
+use super::{Server, Share};
 
 impl Server {
     /// Serves `book` from now on; `changed` are the MACs whose reservation
@@ -38,12 +38,50 @@ impl Server {
     pub fn remove_lease(&mut self, ip: Ipv4Addr) -> Option<(Lease, LeaseChange)> {
         let lease = self.table.remove(ip)?;
         self.pools.put(ip);
-        Some((lease, LeaseChange::Remove(ip)))
+        Some((lease.clone(), LeaseChange::Remove(lease)))
     }
 
     /// The lease of `ip`, if any.
     pub fn lease(&self, ip: Ipv4Addr) -> Option<&Lease> {
         self.table.get(ip)
+    }
+
+    /// Serves as a node of a cluster with `share` of its clients and
+    /// addresses from now on; None: alone, as without a cluster.
+    pub fn set_share(&mut self, share: Option<Share>) {
+        self.cluster = share;
+    }
+
+    /// Whether `ip` is reserved for a machine.
+    pub fn is_reserved(&self, ip: Ipv4Addr) -> bool {
+        self.pools.is_reserved(ip)
+    }
+
+    pub fn share(&self) -> Option<&Share> {
+        self.cluster.as_ref()
+    }
+
+    /// Takes in a lease the shared store holds that this node did not
+    /// write (another node's, or the one that beat this node's write):
+    /// the address is held, and what this node thought of it, or of the
+    /// client's other address, gives way. Nothing is written back: the
+    /// store has it already. A version this node wrote later (the same
+    /// holder, a newer update, no shorter) is kept.
+    pub fn learn(&mut self, lease: Lease) {
+        if let Some(mine) = self.table.get(lease.ip) {
+            let same_holder = mine.mac == lease.mac || mine.client_id == lease.client_id;
+            if *mine == lease
+                || (same_holder && mine.updated > lease.updated && mine.expires >= lease.expires)
+            {
+                return;
+            }
+        }
+        let ip = lease.ip;
+        for old in self.table.insert(lease) {
+            self.pools.put(old.ip);
+        }
+        self.pools.take(ip);
+        self.learned.insert(ip);
     }
 }
 

@@ -28,6 +28,14 @@
 //! - Each `handle` first expires what is due, so replies never depend on
 //!   how often the daemon calls `expire`; the removals are among its
 //!   changes.
+//! - As a node of a cluster (`set_share`) the table is a cache of the
+//!   shared store, which arbitrates every write: the server learns what
+//!   the store holds (`learn`), NAKs only when the table names another
+//!   holder (or the address is reserved or off the subnet), and ACKs a
+//!   client it thinks holds another address rather than NAK it on a
+//!   possibly stale word. New clients' DISCOVERs are answered by the node
+//!   their RFC 3074 bucket belongs to (`share`), and each node searches
+//!   for free addresses from its own slice of the pools.
 
 pub mod decode;
 mod live;
@@ -36,7 +44,10 @@ mod pool;
 pub mod proxy;
 mod reserved;
 mod select;
+mod share;
 mod table;
+
+pub use share::Share;
 
 #[cfg(test)]
 mod tests;
@@ -107,7 +118,7 @@ pub struct Outcome {
 }
 
 /// Every `Outcome::note`.
-pub const NOTES: [&str; 26] = [
+pub const NOTES: [&str; 29] = [
     "offer",
     "ack",
     "inform",
@@ -134,6 +145,12 @@ pub const NOTES: [&str; 26] = [
     "proxy-request-on-67",
     "proxy-pxe-not-allowed",
     "ignored-boot-server-port",
+    "ignored-other-node",
+    // Not the server's: the slow path's, for a reply withheld because
+    // the store gave the address to another node's client, and for a
+    // cluster node's NAK withheld while it cannot read the store.
+    "lost-race",
+    "nak-withheld",
 ];
 
 /// The UDP ports the server answers on: 67, and in proxy mode also the
@@ -162,6 +179,12 @@ pub struct Server {
     /// Lease events since the last `take_events`; recorded only when the
     /// configuration has `[hooks]`, so nobody else pays for them.
     events: Option<Vec<LeaseEvent>>,
+    /// This node's share of a cluster's clients and addresses; None
+    /// without a cluster, where the server answers every client alone.
+    cluster: Option<Share>,
+    /// Addresses whose lease in the table another node wrote (`learn`):
+    /// their expiry is announced by that node, not again by this one.
+    learned: std::collections::HashSet<Ipv4Addr>,
 }
 
 /// What the handler reads from a request.
@@ -224,6 +247,8 @@ impl Server {
             naks,
             pending: Vec::new(),
             events: record_events.then(Vec::new),
+            cluster: None,
+            learned: Default::default(),
         };
         server.pending = server.expire(now);
         server
@@ -289,9 +314,10 @@ impl Server {
         let mut changes = std::mem::take(&mut self.pending);
         while let Some(l) = self.table.pop_expired(now) {
             self.pools.put(l.ip);
-            changes.push(LeaseChange::Remove(l.ip));
+            changes.push(LeaseChange::Remove(l.clone()));
             // Offers and quarantines end too, but only a binding expires.
-            if l.state == LeaseState::Bound {
+            let theirs = self.learned.remove(&l.ip);
+            if l.state == LeaseState::Bound && !theirs {
                 self.event(LeaseAction::Expiry, l);
             }
         }
@@ -348,9 +374,10 @@ impl Server {
         };
         let action = LeaseAction::of_binding(self.table.get(ip), &lease);
         self.event(action, lease.clone());
+        self.learned.remove(&ip);
         for old in self.table.insert(lease.clone()) {
             self.pools.put(old.ip);
-            changes.push(LeaseChange::Remove(old.ip));
+            changes.push(LeaseChange::Remove(old));
         }
         self.pools.take(ip);
         changes.push(LeaseChange::Upsert(lease));
@@ -497,6 +524,7 @@ impl Server {
         now: u64,
         changes: &mut Vec<LeaseChange>,
     ) {
+        self.learned.remove(&ip);
         let hostname = c.hostname.clone().or_else(|| {
             self.table
                 .get(ip)
@@ -518,7 +546,7 @@ impl Server {
         }
         for old in self.table.insert(lease.clone()) {
             self.pools.put(old.ip);
-            changes.push(LeaseChange::Remove(old.ip));
+            changes.push(LeaseChange::Remove(old));
         }
         self.pools.take(ip);
         changes.push(LeaseChange::Upsert(lease));
@@ -531,10 +559,9 @@ impl Server {
             .of_client(&c.client_id)
             .filter(|l| l.state == LeaseState::Offered)
             .map(|l| l.ip);
-        if let Some(ip) = offered {
-            self.table.remove(ip);
-            self.pools.put(ip);
-            changes.push(LeaseChange::Remove(ip));
+        if let Some(l) = offered.and_then(|ip| self.table.remove(ip)) {
+            self.pools.put(l.ip);
+            changes.push(LeaseChange::Remove(l));
         }
     }
 
@@ -608,12 +635,22 @@ impl Server {
             .current(c, subnet)
             .filter(|l| self.pools.allocatable(subnet, l.ip))
             .map(|l| (l.ip, l.state == LeaseState::Bound));
+        if let Some(share) = &self.cluster {
+            // A new client (nothing of it in the table) goes to the node
+            // its bucket belongs to; one that has waited long enough, to
+            // anyone.
+            let known = self.table.of_client(&c.client_id).is_some();
+            if !known && !share.answers(share::bucket(c.msg), c.msg.secs()) {
+                return (None, "ignored-other-node");
+            }
+        }
+        let slice = self.cluster.as_ref().map_or((0, 1), |s| s.slice);
         let chosen = current.or_else(|| {
             [self.table.previous(&c.client_id), c.requested]
                 .into_iter()
                 .flatten()
                 .find(|&ip| self.pools.is_free(subnet, ip))
-                .or_else(|| self.pools.lowest_free(subnet))
+                .or_else(|| self.pools.free_in_slice(subnet, slice))
                 .map(|ip| (ip, false))
         });
         let Some((ip, bound)) = chosen else {
@@ -693,7 +730,10 @@ impl Server {
             }
             return self.nak(c, subnet, "nak-address-in-use");
         }
-        if self.current(c, subnet).is_some() {
+        // Known to hold another address. In a cluster this table is a
+        // cache another node's write may have overtaken: the store
+        // arbitrates the ACK instead (and frees the other address).
+        if self.cluster.is_none() && self.current(c, subnet).is_some() {
             return self.nak(c, subnet, "nak-wrong-address");
         }
         if self.pools.is_free(subnet, ip) {
@@ -894,6 +934,7 @@ impl Server {
                 .filter(|l| l.client_id == c.client_id)
                 .and_then(|l| l.hostname.clone())
         });
+        self.learned.remove(&ip);
         self.table.insert(lease.clone());
         self.pools.take(ip);
         self.event(
@@ -921,11 +962,11 @@ impl Server {
         if let Some(l) = self.table.remove(ip) {
             // Releasing an offer gives nothing back that was announced.
             if l.state == LeaseState::Bound {
-                self.event(LeaseAction::Release, l);
+                self.event(LeaseAction::Release, l.clone());
             }
+            changes.push(LeaseChange::Remove(l));
         }
         self.pools.put(ip);
-        changes.push(LeaseChange::Remove(ip));
         (None, "released")
     }
 }

@@ -101,6 +101,17 @@ impl FreeSet {
     pub fn first(&self) -> Option<u32> {
         self.intervals.keys().next().copied()
     }
+
+    /// The lowest free address at or above `x`.
+    pub fn first_from(&self, x: u32) -> Option<u32> {
+        if self.contains(x) {
+            return Some(x);
+        }
+        self.intervals
+            .range((std::ops::Bound::Excluded(x), std::ops::Bound::Unbounded))
+            .next()
+            .map(|(&s, _)| s)
+    }
 }
 
 /// One subnet's pools.
@@ -223,9 +234,29 @@ impl Pools {
             .is_some_and(|p| p.free.contains(u32::from(ip)))
     }
 
-    /// The lowest free address of `subnet`.
-    pub fn lowest_free(&self, subnet: usize) -> Option<Ipv4Addr> {
-        self.subnets.get(subnet)?.free.first().map(Ipv4Addr::from)
+    /// The first free address of `subnet` from the start of slice `k` of
+    /// `n` equal slices of its pool ranges, wrapping round to the lowest:
+    /// nodes of a cluster, each searching from its own slice, do not reach
+    /// for the same address while their slices last.
+    pub fn free_in_slice(&self, subnet: usize, (k, n): (usize, usize)) -> Option<Ipv4Addr> {
+        let p = self.subnets.get(subnet)?;
+        let total: u64 = p.ranges.iter().map(|&(a, b)| u64::from(b - a) + 1).sum();
+        // Within the ranges' addresses, excluded and reserved ones counted
+        // too: slices are positions, not free counts.
+        let mut offset = total * k.min(n) as u64 / n.max(1) as u64;
+        let start = p.ranges.iter().find_map(|&(a, b)| {
+            let len = u64::from(b - a) + 1;
+            if offset < len {
+                Some(a + offset as u32)
+            } else {
+                offset -= len;
+                None
+            }
+        });
+        start
+            .and_then(|x| p.free.first_from(x))
+            .or_else(|| p.free.first())
+            .map(Ipv4Addr::from)
     }
 
     /// Marks `ip` held (by a lease); no effect outside the pools.
@@ -364,15 +395,41 @@ mod tests {
         assert!(!p.allocatable(0, ip(13)), "excluded");
         assert!(!p.allocatable(0, ip(50)), "outside the pools");
         assert!(p.is_reserved(ip(50)));
-        assert_eq!(p.lowest_free(0), Some(ip(10)));
+        assert_eq!(p.free_in_slice(0, (0, 1)), Some(ip(10)));
         p.take(ip(10));
         p.take(ip(17)); // not allocatable: no effect
-        assert_eq!(p.lowest_free(0), Some(ip(11)));
+        assert_eq!(p.free_in_slice(0, (0, 1)), Some(ip(11)));
         assert_eq!(p.usage(), [(1, 6)]);
         p.put(ip(17));
         p.put(ip(10));
         assert!(!p.is_free(0, ip(17)));
         assert_eq!(p.usage(), [(0, 6)]);
+    }
+
+    #[test]
+    fn each_slice_starts_its_own_part_of_the_pools_and_wraps_when_full() {
+        // 20 addresses in two ranges, less an exclusion.
+        let c = cfg(
+            "pool = [\"10.50.0.10-10.50.0.19\", \"10.50.0.100-10.50.0.109\"]\n\
+             exclude = [\"10.50.0.15\"]\n",
+        );
+        let mut p = Pools::new(&c, &Book::of_config(&c));
+        let ip = |d| Ipv4Addr::new(10, 50, 0, d);
+        let first = |p: &Pools, k| p.free_in_slice(0, (k, 4));
+        assert_eq!(
+            [0, 1, 2, 3].map(|k| first(&p, k)),
+            // Slice 1 starts at the excluded .15: its next free address.
+            [Some(ip(10)), Some(ip(16)), Some(ip(100)), Some(ip(105))]
+        );
+        // Slice 3 full: it wraps round to the lowest free address.
+        for d in 105..=109 {
+            p.take(ip(d));
+        }
+        assert_eq!(first(&p, 3), Some(ip(10)));
+        for d in (10..=19).chain(100..=104) {
+            p.take(ip(d));
+        }
+        assert_eq!(first(&p, 3), None);
     }
 
     #[test]
@@ -384,10 +441,10 @@ mod tests {
         let size = 0x00ff_ffff - 0x0001_0000;
         assert_eq!(p.usage(), [(0, size)]);
         for _ in 0..65_536 {
-            let ip = p.lowest_free(0).unwrap();
+            let ip = p.free_in_slice(0, (0, 1)).unwrap();
             p.take(ip);
         }
-        assert_eq!(p.lowest_free(0), Some(Ipv4Addr::new(10, 2, 0, 0)));
+        assert_eq!(p.free_in_slice(0, (0, 1)), Some(Ipv4Addr::new(10, 2, 0, 0)));
         assert_eq!(p.subnets[0].free.intervals.len(), 1);
     }
 }

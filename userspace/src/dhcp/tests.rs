@@ -246,8 +246,19 @@ fn removes(o: &Outcome) -> Vec<Ipv4Addr> {
     o.changes
         .iter()
         .filter_map(|c| match c {
-            LeaseChange::Remove(ip) => Some(*ip),
+            LeaseChange::Remove(l) => Some(l.ip),
             LeaseChange::Upsert(_) => None,
+        })
+        .collect()
+}
+
+/// The addresses `changes` free; every change must be a removal.
+fn removed(changes: &[LeaseChange]) -> Vec<Ipv4Addr> {
+    changes
+        .iter()
+        .map(|c| match c {
+            LeaseChange::Remove(l) => l.ip,
+            LeaseChange::Upsert(l) => panic!("not a removal: {l:?}"),
         })
         .collect()
 }
@@ -624,7 +635,7 @@ fn offer_hold_expiry_frees_the_address() {
     let o = handle(&mut s, &discover(mac(2)), T0 + 29);
     assert_ne!(o.reply.unwrap().yiaddr, a, "held for 30s");
     assert!(s.expire(T0 + 29).is_empty());
-    assert_eq!(s.expire(T0 + 30), [LeaseChange::Remove(a)]);
+    assert_eq!(removed(&s.expire(T0 + 30)), [a]);
     let o = handle(&mut s, &discover(mac(3)), T0 + 31);
     assert_eq!(o.reply.unwrap().yiaddr, a);
 
@@ -698,7 +709,7 @@ fn release_frees() {
     m.set_ciaddr(a);
     let o = handle(&mut s, &m, T0 + 1);
     assert_eq!((o.note, o.reply.is_none()), ("released", true));
-    assert_eq!(o.changes, [LeaseChange::Remove(a)]);
+    assert_eq!(removed(&o.changes), [a]);
     assert_eq!(s.leases().count(), 0);
     assert_eq!(s.pool_usage()[0].1, 0);
 }
@@ -873,7 +884,7 @@ fn selecting_another_server_releases_the_hold() {
     let a = o.reply.unwrap().yiaddr;
     let o = handle(&mut s, &select(mac(1), a, ip(10, 50, 0, 9)), T0 + 1);
     assert_eq!((o.note, o.reply.is_none()), ("other-server", true));
-    assert_eq!(o.changes, [LeaseChange::Remove(a)]);
+    assert_eq!(removed(&o.changes), [a]);
     let o = handle(&mut s, &discover(mac(2)), T0 + 2);
     assert_eq!(o.reply.unwrap().yiaddr, a, "free at once");
     // A bound lease is not dropped that way.
@@ -1190,7 +1201,7 @@ fn stale_leases_expire_on_start() {
     };
     let mut s = Server::new(cfg(), vec![old.clone(), live], T0);
     assert_eq!(s.pool_usage()[0].1, 1);
-    assert_eq!(s.expire(T0), [LeaseChange::Remove(old.ip)]);
+    assert_eq!(s.expire(T0), [LeaseChange::Remove(old.clone())]);
     assert!(s.expire(T0).is_empty(), "handed out once");
     // The expired client comes back to its old address.
     let o = handle(&mut s, &discover(mac(1)), T0 + 1);
@@ -1506,3 +1517,5 @@ fn booting_machines_get_the_boot_lease() {
         );
     }
 }
+
+mod cluster;

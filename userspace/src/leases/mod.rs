@@ -68,8 +68,11 @@ pub struct Lease {
 pub enum LeaseChange {
     /// Insert or replace the lease of `lease.ip`.
     Upsert(Lease),
-    /// The address is free again (released or expired).
-    Remove(Ipv4Addr),
+    /// The lease ended (released, expired, displaced, removed by an
+    /// operator): its address is free again. The whole lease rides along
+    /// so a shared store removes the row only while it is still this
+    /// lease's: same holder, not extended since by another node.
+    Remove(Lease),
 }
 
 /// Who holds which address, for readers outside the DHCP logic (the boot
@@ -104,9 +107,9 @@ impl Index {
                     }
                     m.by_mac.insert(l.mac, l.ip);
                 }
-                LeaseChange::Remove(ip) => {
-                    if let Some(mac) = m.by_ip.remove(ip) {
-                        if m.by_mac.get(&mac) == Some(ip) {
+                LeaseChange::Remove(l) => {
+                    if let Some(mac) = m.by_ip.remove(&l.ip) {
+                        if m.by_mac.get(&mac) == Some(&l.ip) {
                             m.by_mac.remove(&mac);
                         }
                     }
@@ -202,7 +205,11 @@ mod tests {
             LeaseState::Offered,
         ))]);
         assert_eq!(i.ip_of([2, 0, 0, 0, 0, 1]), None);
-        i.apply(&[LeaseChange::Remove(Ipv4Addr::new(10, 0, 0, 5))]);
+        i.apply(&[LeaseChange::Remove(lease(
+            [10, 0, 0, 5],
+            2,
+            LeaseState::Offered,
+        ))]);
         assert_eq!(i.mac_of(Ipv4Addr::new(10, 0, 0, 5)), None);
         i.apply(&[LeaseChange::Upsert(lease(
             [10, 0, 0, 6],

@@ -212,8 +212,24 @@ impl StoreError {
 /// goes on.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
 
-/// The future of a `LeaseStore::commit` or a `ReservationStore::apply`.
+/// The future of a `ReservationStore::apply`.
 pub type CommitFuture = StoreFuture<()>;
+
+/// The future of a `LeaseStore::commit`: once durable, the races it lost.
+pub type LeaseCommit = StoreFuture<Vec<Lost>>;
+
+/// A change a shared store did not make because another node's write
+/// holds the address: an upsert that found the address held by another
+/// client (unexpired, or within `cluster.grace` of its expiry), or a
+/// removal that found the row given to someone else or extended since.
+/// The rest of the commit is made all the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    pub ip: std::net::Ipv4Addr,
+    /// The row that holds the address, as the database has it just after
+    /// the commit; None if it was removed in between.
+    pub holder: Option<Lease>,
+}
 
 /// Where leases are made durable. Implementations batch concurrent commits
 /// into one transaction and one sync (group commit), so durability does not
@@ -227,7 +243,19 @@ pub trait LeaseStore: Send + Sync {
     /// store in the order the DHCP logic made them, whichever is awaited
     /// first. A queued commit is made durable even if its future is
     /// dropped.
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture;
+    ///
+    /// It resolves to the races the commit lost (`Lost`), in change
+    /// order: a shared store writes a lease only where no other client
+    /// holds the address, so the database, not any node's memory, decides
+    /// who has it. A store with one writer (SQLite) never loses one.
+    fn commit(&self, changes: Vec<LeaseChange>) -> LeaseCommit;
+    /// Leases other nodes wrote at or after `since` (seconds since the
+    /// epoch by the store's clock), and the store's clock when it read
+    /// them, the `since` of the next call less some overlap. None: the
+    /// store has one writer (SQLite), there is nothing to learn.
+    fn written_since(&self, _since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
+        None
+    }
     /// The last `limit` (1 to `history::MAX_LIMIT`) entries of `ip`'s
     /// history, newest first: what was committed to the store, whoever
     /// committed it (see `history`).
@@ -357,6 +385,16 @@ impl Stores {
 /// schema, and refuses one newer than this build knows
 /// (`StoreError::Schema`).
 pub async fn open(cfg: &config::Store) -> Result<Stores, StoreError> {
+    open_for(cfg, None).await
+}
+
+/// `open`, for a node of `cluster` when there is one: a shared store then
+/// names the node in the rows it writes and arbitrates every lease write
+/// (see `LeaseStore::commit`).
+pub async fn open_for(
+    cfg: &config::Store,
+    cluster: Option<&config::Cluster>,
+) -> Result<Stores, StoreError> {
     match cfg {
         config::Store::Sqlite { path } => {
             // A few milliseconds of file work, once, before serving: not
@@ -369,7 +407,7 @@ pub async fn open(cfg: &config::Store) -> Result<Stores, StoreError> {
             })
         }
         config::Store::Postgres(cfg) => {
-            let store = Arc::new(PostgresStore::open(cfg).await?);
+            let store = Arc::new(PostgresStore::open(cfg, cluster).await?);
             Ok(Stores {
                 leases: store.clone(),
                 name: store.name().to_owned(),

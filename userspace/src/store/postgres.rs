@@ -10,7 +10,8 @@
 //! - Group commit, as SQLite's: `commit` and `apply` encode their changes
 //!   on the caller's thread and queue them, in call order, to one writer
 //!   task, which takes everything queued (up to `MAX_BATCH` calls) and sends
-//!   it as one transaction in one pipeline: BEGIN, every statement, COMMIT
+//!   it, lease rows in address order (so two nodes' batches never
+//!   deadlock), as one transaction in one pipeline: BEGIN, every statement, COMMIT
 //!   written together and answered together, one round trip per batch
 //!   (once a connection has prepared its statements). There is no
 //!   deliberate delay: while one batch is in flight the next one queues.
@@ -22,14 +23,20 @@
 //!   failed (the safe direction: rows nobody was promised), and every
 //!   change is an idempotent upsert or removal, so trying again is safe.
 //! - Leases are keyed by address (`inet`) with the holder's MAC, client id
-//!   and expiry beside it, so arbitration between nodes can later be one
-//!   conditional `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE` on the
-//!   holder or the expiry. Reservations carry a change number taken from
-//!   the one-row `change_counter` inside the change's own transaction (its
-//!   row lock orders writers across nodes, so numbers follow commit
-//!   order), and a removal keeps its row (spec NULL) with a new number: a
-//!   node can catch up on every change after the last number it saw. A
-//!   transaction that changed reservations ends with
+//!   and expiry beside it, so arbitration between nodes is one conditional
+//!   `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE` on the holder or
+//!   the expiry (`rows::UPSERT_LEASE`), and a removal is conditional on
+//!   the holder and the expiry it knew. A conditional write that changes
+//!   no row lost its race; it does not abort the batch. After the COMMIT
+//!   one query reads the rows that beat the batch's losers, and each
+//!   caller is told its lost races (`Lost`). Without a cluster the store
+//!   is the only writer and writes unconditionally.
+//! - Reservations carry a change number taken from the one-row
+//!   `change_counter` inside the change's own transaction (its row lock
+//!   orders writers across nodes, so numbers follow commit order), and a
+//!   removal keeps its row (spec NULL) with a new number: a node can catch
+//!   up on every change after the last number it saw. A transaction that
+//!   changed reservations ends with
 //!   `pg_notify('stormboot_reservations', <last number>)`, which the
 //!   listening nodes receive when it commits (`cluster::sync`).
 //! - Versioned schema (`schema`): created or migrated at open under an
@@ -50,6 +57,7 @@ mod schema;
 pub use rows::CHANNEL;
 pub use schema::SCHEMA_VERSION;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,12 +70,12 @@ use tokio_postgres::NoTls;
 use super::counters::{Kind, PerKind};
 use super::queue::{Calls, Job};
 use super::{
-    AddressRecord, ChangesAfter, CommitFuture, LeaseStore, ReservationChange, ReservationSnapshot,
-    ReservationStore, StoreError, StoreFuture, StoreStats,
+    AddressRecord, ChangesAfter, CommitFuture, LeaseCommit, LeaseStore, Lost, ReservationChange,
+    ReservationSnapshot, ReservationStore, StoreError, StoreFuture, StoreStats,
 };
 use crate::config::{self, Secret};
 use crate::leases::{Lease, LeaseChange};
-use rows::Op;
+use rows::{Op, Writer};
 
 /// Most calls in one transaction, as SQLite's writer: bounds a
 /// transaction's size while sharing one round trip among thousands.
@@ -102,6 +110,7 @@ pub struct PostgresStore {
     /// The writer's queue.
     calls: Calls<mpsc::UnboundedSender<Job<Op>>>,
     counters: Arc<PerKind>,
+    writer: Writer,
 }
 
 /// Parses `store.url` as the store will use it: a libpq connection string
@@ -271,11 +280,31 @@ fn pool_failure(store: &str, what: &str, e: PoolError) -> StoreError {
     }
 }
 
+/// A read failed: the query, or a row this code would not have written.
+fn read_failure(store: &str, what: &str, e: rows::ReadError) -> StoreError {
+    match e {
+        rows::ReadError::Sql(e) => failure(store, what, &e),
+        rows::ReadError::Row(message) => StoreError::Backend {
+            store: store.to_owned(),
+            message: format!("{what}: {message}"),
+        },
+    }
+}
+
 impl PostgresStore {
     /// Connects, creates or migrates the schema (refusing a newer one or a
     /// database that is not a stormboot store, untouched), and starts the
     /// writer on the current runtime.
-    pub async fn open(cfg: &config::Postgres) -> Result<PostgresStore, StoreError> {
+    pub async fn open(
+        cfg: &config::Postgres,
+        cluster: Option<&config::Cluster>,
+    ) -> Result<PostgresStore, StoreError> {
+        let writer = Writer {
+            node: cluster.map(|c| c.node.clone()),
+            grace: cluster.map_or(0, |c| {
+                i64::try_from(c.grace.as_secs()).unwrap_or(i64::MAX / 2)
+            }),
+        };
         let (pg, name) = client_config(cfg, "stormboot")?;
         let manager = Manager::from_config(
             pg,
@@ -320,8 +349,9 @@ impl PostgresStore {
         let counters = Arc::new(PerKind::default());
         tokio::spawn({
             let (pool, name, counters) = (pool.clone(), name.clone(), Arc::clone(&counters));
+            let writer = writer.clone();
             async move {
-                run_writer(&pool, jobs, &name, &counters).await;
+                run_writer(&pool, jobs, &name, &counters, &writer).await;
                 pool.close();
                 drop(exit);
             }
@@ -331,6 +361,7 @@ impl PostgresStore {
             name,
             pool,
             counters,
+            writer,
         })
     }
 
@@ -351,13 +382,9 @@ impl PostgresStore {
         let (pool, name) = (self.pool.clone(), self.name.clone());
         Box::pin(async move {
             let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
-            read(&client).await.map_err(|e| match e {
-                rows::ReadError::Sql(e) => failure(&name, what, &e),
-                rows::ReadError::Row(message) => StoreError::Backend {
-                    store: name.clone(),
-                    message: format!("{what}: {message}"),
-                },
-            })
+            read(&client)
+                .await
+                .map_err(|e| read_failure(&name, what, e))
         })
     }
 }
@@ -375,7 +402,7 @@ impl LeaseStore for PostgresStore {
         self.read("reading leases", rows::read_leases)
     }
 
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
+    fn commit(&self, changes: Vec<LeaseChange>) -> LeaseCommit {
         let called = Instant::now();
         self.calls
             .submit(Kind::Leases, rows::encode_leases(changes), called)
@@ -385,6 +412,21 @@ impl LeaseStore for PostgresStore {
         self.read("reading the address history", move |c| {
             Box::pin(rows::read_history(c, ip, limit))
         })
+    }
+
+    fn written_since(&self, since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
+        if self.calls.is_closed() {
+            return Some(Box::pin(std::future::ready(Err(StoreError::Closed))));
+        }
+        let (pool, name) = (self.pool.clone(), self.name.clone());
+        let node = self.writer.node.clone();
+        let what = "reading leases other nodes wrote";
+        Some(Box::pin(async move {
+            let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
+            rows::written_since(&client, since, &node)
+                .await
+                .map_err(|e| read_failure(&name, what, e))
+        }))
     }
 
     fn stats(&self) -> StoreStats {
@@ -417,11 +459,13 @@ impl ReservationStore for PostgresStore {
 
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {
         let called = Instant::now();
-        self.calls.submit(
+        let durable = self.calls.submit(
             Kind::Reservations,
             rows::encode_reservations(changes),
             called,
-        )
+        );
+        // Reservations are keyed by MAC and never raced for.
+        Box::pin(async move { durable.await.map(drop) })
     }
 
     fn stats(&self) -> StoreStats {
@@ -439,6 +483,7 @@ async fn run_writer(
     mut jobs: mpsc::UnboundedReceiver<Job<Op>>,
     name: &str,
     counters: &PerKind,
+    writer: &Writer,
 ) {
     let mut batch: Vec<Job<Op>> = Vec::new();
     // `recv` returns None only once the sender is gone *and* the queue is
@@ -451,16 +496,16 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        match apply(pool, name, &batch).await {
-            Ok(()) => {
+        match apply(pool, name, &batch, writer).await {
+            Ok(lost) => {
                 // Counted before completing, so a caller that has awaited
                 // its commit sees it in `stats`.
                 counters.record(
                     Instant::now(),
                     batch.iter().map(|j| (j.kind, j.ops.len(), j.called)),
                 );
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Ok(()));
+                for (job, lost) in batch.drain(..).zip(lost) {
+                    let _ = job.done.send(Ok(lost));
                 }
             }
             Err(e) => {
@@ -476,16 +521,88 @@ async fn run_writer(
 }
 
 /// Sends a batch as one pipelined transaction, in queue order (see the
-/// module documentation).
-async fn apply(pool: &Pool, name: &str, batch: &[Job<Op>]) -> Result<(), StoreError> {
+/// module documentation), and returns each job's lost races.
+async fn apply(
+    pool: &Pool,
+    name: &str,
+    batch: &[Job<Op>],
+    writer: &Writer,
+) -> Result<Vec<Vec<Lost>>, StoreError> {
     let what = format!("committing {} change set(s)", batch.len());
     let client = pool.get().await.map_err(|e| pool_failure(name, &what, e))?;
-    let result = rows::apply(&client, batch.iter().flat_map(|job| &job.ops)).await;
-    result.map_err(|e| {
-        // It may still be inside the failed transaction: never reuse it.
-        drop(deadpool_postgres::Object::take(client));
-        failure(name, &what, &e)
-    })
+    // Lease rows are written in address order, whichever node writes:
+    // two nodes' batches over the same addresses then queue behind each
+    // other's row locks instead of deadlocking. The sort is stable, so
+    // each address's changes keep their call order, and changes to
+    // different rows commute.
+    let ops: Vec<&Op> = batch.iter().flat_map(|job| &job.ops).collect();
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| match ops[i] {
+        Op::UpsertLease { ip, .. } | Op::RemoveLease { ip, .. } => Some(*ip),
+        Op::PutReservation { .. } | Op::RemoveReservation { .. } => None,
+    });
+    let counts = match rows::apply(&client, order.iter().map(|&i| ops[i]), writer).await {
+        Ok(sorted) => {
+            let mut counts = vec![0; ops.len()];
+            for (&i, n) in order.iter().zip(sorted) {
+                counts[i] = n;
+            }
+            counts
+        }
+        Err(e) => {
+            // It may still be inside the failed transaction: never reuse it.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(failure(name, &what, &e));
+        }
+    };
+    // Each job's lease writes that changed no row lost their race.
+    let mut counts = counts.into_iter();
+    let missed: Vec<Vec<IpAddr>> = batch
+        .iter()
+        .map(|job| {
+            job.ops
+                .iter()
+                .zip(counts.by_ref())
+                .filter_map(|(op, n)| match op {
+                    Op::UpsertLease { ip, .. } | Op::RemoveLease { ip, .. } if n == 0 => Some(*ip),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let ips: Vec<IpAddr> = missed.iter().flatten().copied().collect();
+    if ips.is_empty() {
+        return Ok(vec![Vec::new(); batch.len()]);
+    }
+    let holders: std::collections::HashMap<IpAddr, Lease> = match rows::holders(&client, &ips).await
+    {
+        Ok(rows) => rows.into_iter().map(|l| (IpAddr::V4(l.ip), l)).collect(),
+        Err(e) => {
+            // The batch is durable; the losers are still told they
+            // lost, without the winner's row.
+            tracing::error!(
+                "{}",
+                read_failure(name, "reading the rows of lost races", e)
+            );
+            Default::default()
+        }
+    };
+    Ok(missed
+        .into_iter()
+        .map(|missed| {
+            let mut lost: Vec<Lost> = Vec::new();
+            for ip in missed {
+                let IpAddr::V4(v4) = ip else { continue };
+                if !lost.iter().any(|l| l.ip == v4) {
+                    lost.push(Lost {
+                        ip: v4,
+                        holder: holders.get(&ip).cloned(),
+                    });
+                }
+            }
+            lost
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -9,13 +9,15 @@ use std::time::Instant;
 use tokio::sync::{oneshot, watch};
 
 use super::counters::Kind;
-use super::{CommitFuture, StoreError, StoreFuture};
+use super::{LeaseCommit, Lost, StoreError, StoreFuture};
 
 /// One `commit` or `apply` call on its way to the writer.
 pub struct Job<Op> {
     pub kind: Kind,
     pub ops: Vec<Op>,
-    pub done: oneshot::Sender<Result<(), StoreError>>,
+    /// Resolved with the races the job's changes lost (always none for
+    /// reservations, and for a store with one writer).
+    pub done: oneshot::Sender<Result<Vec<Lost>, StoreError>>,
     /// When it was called: its latency is measured from here.
     pub called: Instant,
 }
@@ -107,7 +109,7 @@ impl<S> Calls<S> {
         kind: Kind,
         ops: Result<Vec<Op>, String>,
         called: Instant,
-    ) -> CommitFuture
+    ) -> LeaseCommit
     where
         S: Sender<Job<Op>>,
     {

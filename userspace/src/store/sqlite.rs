@@ -53,7 +53,7 @@ use super::counters::{Kind, PerKind};
 use super::history::{self, AddressRecord};
 use super::queue::{Calls, Job};
 use super::{
-    ChangesAfter, CommitFuture, LeaseStore, ReservationChange, ReservationSnapshot,
+    ChangesAfter, CommitFuture, LeaseCommit, LeaseStore, ReservationChange, ReservationSnapshot,
     ReservationStore, StoreError, StoreFuture, StoreStats,
 };
 use crate::leases::{Lease, LeaseChange};
@@ -211,7 +211,7 @@ impl LeaseStore for SqliteStore {
         self.read("load-leases", |path| rows::read_leases(path, BUSY_TIMEOUT))
     }
 
-    fn commit(&self, changes: Vec<LeaseChange>) -> CommitFuture {
+    fn commit(&self, changes: Vec<LeaseChange>) -> LeaseCommit {
         let called = Instant::now();
         self.calls
             .submit(Kind::Leases, rows::encode_leases(changes), called)
@@ -255,11 +255,13 @@ impl ReservationStore for SqliteStore {
 
     fn apply(&self, changes: Vec<ReservationChange>) -> CommitFuture {
         let called = Instant::now();
-        self.calls.submit(
+        let durable = self.calls.submit(
             Kind::Reservations,
             rows::encode_reservations(changes),
             called,
-        )
+        );
+        // Reservations are keyed by MAC and never raced for.
+        Box::pin(async move { durable.await.map(drop) })
     }
 
     fn stats(&self) -> StoreStats {
@@ -321,7 +323,7 @@ fn run_writer(
                 for job in batch.drain(..) {
                     // A caller that stopped waiting needs no answer; its
                     // changes are durable all the same.
-                    let _ = job.done.send(Ok(()));
+                    let _ = job.done.send(Ok(Vec::new()));
                 }
                 // After the waiters are answered, so the prune delays
                 // nobody's ACK; only a store that is written to grows.

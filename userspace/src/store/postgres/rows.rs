@@ -19,19 +19,59 @@ use crate::store::{
     StoredReservation,
 };
 
+/// Writes a lease where no other client holds the address: the row is
+/// absent, or the same client's (by MAC or client id), or expired by the
+/// database's clock more than the grace ($9 seconds) ago. $10 (a store
+/// without a cluster, the only writer) writes unconditionally. A row
+/// held by another client is left alone and the statement reports 0
+/// rows: a race this node lost.
 const UPSERT_LEASE: &str = "
-    INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname, node, stored)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
     ON CONFLICT (ip) DO UPDATE SET
         client_id = excluded.client_id,
         mac = excluded.mac,
         state = excluded.state,
         expires = excluded.expires,
         updated = excluded.updated,
-        hostname = excluded.hostname
+        hostname = excluded.hostname,
+        node = excluded.node,
+        stored = now()
+    WHERE $10
+       OR leases.mac = excluded.mac
+       OR leases.client_id = excluded.client_id
+       OR leases.expires + $9 < extract(epoch FROM now())
 ";
 
-const REMOVE_LEASE: &str = "DELETE FROM leases WHERE ip = $1";
+/// Removes the lease only while it is the one that ended: the same
+/// holder ($2, $3), not extended past the expiry this node knew ($4) by
+/// another node. $5: unconditionally (no cluster). Like the upsert it
+/// reports 0 rows only for a lost race: one row when it removed the
+/// lease, and one when there was none to remove (the outer query's
+/// snapshot does not see the CTE's deletion, so a removed row does not
+/// count twice).
+const REMOVE_LEASE: &str = "
+    WITH gone AS (
+        DELETE FROM leases
+        WHERE ip = $1 AND ($5 OR ((mac = $2 OR client_id = $3) AND expires <= $4))
+        RETURNING ip
+    )
+    SELECT 1 FROM gone
+    UNION ALL
+    SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM leases WHERE ip = $1)
+";
+
+const SELECT_HOLDERS: &str = "
+    SELECT ip, client_id, mac, state, expires, updated, hostname
+    FROM leases WHERE ip = ANY($1)
+";
+
+/// What other nodes wrote since a time: `stored` is set by the database
+/// on every write, so one clock orders them all.
+const SELECT_WRITTEN_SINCE: &str = "
+    SELECT ip, client_id, mac, state, expires, updated, hostname
+    FROM leases WHERE stored >= to_timestamp($1) AND node IS DISTINCT FROM $2
+";
 
 const SELECT_LEASES: &str = "
     SELECT ip, client_id, mac, state, expires, updated, hostname
@@ -120,6 +160,9 @@ pub enum Op {
     },
     RemoveLease {
         ip: IpAddr,
+        client_id: Vec<u8>,
+        mac: Vec<u8>,
+        expires: i64,
     },
     PutReservation {
         mac: Vec<u8>,
@@ -157,7 +200,14 @@ pub fn encode_leases(changes: Vec<LeaseChange>) -> Result<Vec<Op>, String> {
                 state: lease.state.as_str(),
                 hostname: lease.hostname,
             }),
-            LeaseChange::Remove(ip) => Ok(Op::RemoveLease { ip: IpAddr::V4(ip) }),
+            LeaseChange::Remove(lease) => Ok(Op::RemoveLease {
+                ip: IpAddr::V4(lease.ip),
+                // A lease "forever" is extended by nothing: any expiry is
+                // within it.
+                expires: i64::try_from(lease.expires).unwrap_or(i64::MAX),
+                client_id: lease.client_id,
+                mac: lease.mac.to_vec(),
+            }),
         })
         .collect()
 }
@@ -184,27 +234,46 @@ pub fn encode_reservations(changes: Vec<ReservationChange>) -> Result<Vec<Op>, S
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
-type Step<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+type Step<'a> = Pin<Box<dyn Future<Output = Result<u64, Error>> + Send + 'a>>;
+
+/// How a store writes leases: as one node of a cluster, or alone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    /// `cluster.node`, recorded in every row it writes; None without a
+    /// cluster, where this store is the only writer and writes
+    /// unconditionally, as before clusters.
+    pub node: Option<String>,
+    /// `cluster.grace` in seconds: how long past its expiry another
+    /// node's lease still holds its address.
+    pub grace: i64,
+}
 
 /// Applies `ops` in one transaction, in order, as one pipeline: BEGIN,
 /// every statement and COMMIT are sent before any answer is awaited. A
 /// statement that fails aborts the transaction, which makes the COMMIT a
 /// rollback; the first failure is returned. On failure the connection may
-/// still be in the transaction: the caller must not reuse it.
+/// still be in the transaction: the caller must not reuse it. On success,
+/// the rows each op changed, op for op: a conditional write that changed
+/// none lost its race, and that does not abort the others.
 pub async fn apply<'a>(
     client: &ClientWrapper,
     ops: impl Iterator<Item = &'a Op>,
-) -> Result<(), Error> {
+    writer: &'a Writer,
+) -> Result<Vec<u64>, Error> {
     // Prepared once per connection, then cached by the pool's wrapper.
     let upsert = client.prepare_cached(UPSERT_LEASE).await?;
     let remove = client.prepare_cached(REMOVE_LEASE).await?;
     let put = client.prepare_cached(PUT_RESERVATION).await?;
     let unput = client.prepare_cached(REMOVE_RESERVATION).await?;
     let pg: &Client = client;
+    // Promoted constants: they outlive the pipeline.
+    let alone: &'static bool = if writer.node.is_none() { &true } else { &false };
     let execute = |statement, params: Vec<Param<'a>>| -> Step<'_> {
-        Box::pin(async move { pg.execute(statement, &params).await.map(drop) })
+        Box::pin(async move { pg.execute(statement, &params).await })
     };
-    let mut steps: Vec<Step<'_>> = vec![Box::pin(pg.batch_execute("BEGIN"))];
+    let batch =
+        |sql| -> Step<'_> { Box::pin(async move { pg.batch_execute(sql).await.map(|()| 0) }) };
+    let mut steps: Vec<Step<'_>> = vec![batch("BEGIN")];
     let mut reservations = false;
     for op in ops {
         reservations |= matches!(op, Op::PutReservation { .. } | Op::RemoveReservation { .. });
@@ -227,9 +296,17 @@ pub async fn apply<'a>(
                     expires,
                     updated,
                     hostname,
+                    &writer.node,
+                    &writer.grace,
+                    alone,
                 ],
             ),
-            Op::RemoveLease { ip } => execute(&remove, vec![ip as Param]),
+            Op::RemoveLease {
+                ip,
+                client_id,
+                mac,
+                expires,
+            } => execute(&remove, vec![ip as Param, mac, client_id, expires, alone]),
             Op::PutReservation { mac, spec, updated } => {
                 execute(&put, vec![mac as Param, spec, updated])
             }
@@ -238,12 +315,57 @@ pub async fn apply<'a>(
     }
     if reservations {
         steps.push(Box::pin(async move {
-            pg.execute(NOTIFY_RESERVATIONS, &[]).await.map(drop)
+            pg.execute(NOTIFY_RESERVATIONS, &[]).await
         }));
     }
-    steps.push(Box::pin(pg.batch_execute("COMMIT")));
+    steps.push(batch("COMMIT"));
     let results = pipeline(steps).await;
-    results.into_iter().collect()
+    let mut counts = results.into_iter().collect::<Result<Vec<u64>, Error>>()?;
+    // BEGIN's, COMMIT's and the notification's.
+    counts.pop();
+    if reservations {
+        counts.pop();
+    }
+    counts.remove(0);
+    Ok(counts)
+}
+
+/// The rows holding `ips` now, by address.
+pub async fn holders(c: &Client, ips: &[IpAddr]) -> Result<Vec<Lease>, ReadError> {
+    let rows = c
+        .query(SELECT_HOLDERS, &[&ips])
+        .await
+        .map_err(ReadError::Sql)?;
+    rows.iter()
+        .map(decode_lease)
+        .collect::<Result<_, _>>()
+        .map_err(ReadError::Row)
+}
+
+/// The leases nodes other than `node` wrote at or after `since` (seconds
+/// since the epoch, the database's clock), and the database's clock
+/// before it looked.
+pub async fn written_since(
+    c: &Client,
+    since: f64,
+    node: &Option<String>,
+) -> Result<(Vec<Lease>, f64), ReadError> {
+    // The clock first: a row stored after it is seen next time.
+    let now: f64 = c
+        .query_one("SELECT extract(epoch FROM now())::float8", &[])
+        .await
+        .map_err(ReadError::Sql)?
+        .get(0);
+    let rows = c
+        .query(SELECT_WRITTEN_SINCE, &[&since, node])
+        .await
+        .map_err(ReadError::Sql)?;
+    let leases = rows
+        .iter()
+        .map(decode_lease)
+        .collect::<Result<_, _>>()
+        .map_err(ReadError::Row)?;
+    Ok((leases, now))
 }
 
 /// Runs `steps`, each sent when first polled: polls every one once, in

@@ -10,6 +10,7 @@ use stormboot_testbed::postgres::{Postgres, SUPERUSER};
 
 use super::*;
 use crate::config::{self, Secret};
+use crate::leases::LeaseState;
 use crate::store::conformance::{self, lease, Backend, Place};
 use crate::store::{open, ChangesAfter, ReservationChange};
 
@@ -306,7 +307,17 @@ async fn a_version_1_database_migrates_with_its_rows() {
         within(s.leases.history(ip, 10)).await.expect("history"),
         vec![]
     );
-    within(s.leases.commit(vec![LeaseChange::Remove(ip)]))
+    // The row as the version 1 database held it.
+    let stored = Lease {
+        ip,
+        client_id: vec![1],
+        mac: [2, 0, 0, 0, 0, 1],
+        state: crate::leases::LeaseState::Bound,
+        expires: 10,
+        updated: 1,
+        hostname: None,
+    };
+    within(s.leases.commit(vec![LeaseChange::Remove(stored)]))
         .await
         .expect("commit");
     let h = within(s.leases.history(ip, 10)).await.expect("history");
@@ -481,14 +492,222 @@ async fn a_change_number_is_visible_only_after_every_lower_one() {
     s.close().await.expect("close");
 }
 
+/// Two nodes' stores on one database.
+async fn two_nodes(db: &Database) -> (crate::store::Stores, crate::store::Stores) {
+    let cfg = db.config(SUPERUSER, None);
+    let a = config::Cluster::named("node-a".into());
+    let b = config::Cluster::named("node-b".into());
+    let a = within(crate::store::open_for(&cfg, Some(&a)))
+        .await
+        .expect("open a");
+    let b = within(crate::store::open_for(&cfg, Some(&b)))
+        .await
+        .expect("open b");
+    (a, b)
+}
+
+fn unix_now() -> u64 {
+    crate::slowpath::unix_now()
+}
+
+/// The lease of address `10.0.0.ip` to the client `mac`, ending at
+/// `expires`.
+fn held(ip: u32, mac: u8, expires: u64) -> Lease {
+    let mut l = lease(ip);
+    l.mac = [2, 0, 0, 0, 0xaa, mac];
+    l.client_id = [&[1u8][..], &l.mac].concat();
+    l.state = LeaseState::Bound;
+    l.expires = expires;
+    l
+}
+
+/// Two nodes race for the same addresses from many tasks at once, each
+/// for a client of its own: every address ends with exactly one holder,
+/// exactly one of the two writes won it, and the loser is told the
+/// winner's row, as the database holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_racing_for_addresses_never_share_one() {
+    const ADDRESSES: u32 = 300;
+    let db = Database::new();
+    let (a, b) = two_nodes(&db).await;
+    const TASKS: u32 = 16;
+    let expires = unix_now() + 3600;
+    // Each node's tasks commit one address after another, waiting for
+    // each; a walks the addresses up and b down, so their batches
+    // interleave and they collide all along the way.
+    let mut tasks = Vec::new();
+    for (store, client) in [(&a, 1u8), (&b, 2)] {
+        for t in 0..TASKS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut results = Vec::new();
+                for i in (t..ADDRESSES).step_by(TASKS as usize) {
+                    let ip = if client == 1 { i } else { ADDRESSES - 1 - i };
+                    let mine = held(ip, client, expires);
+                    let commit = store.leases.commit(vec![LeaseChange::Upsert(mine.clone())]);
+                    results.push((mine, within(commit).await.expect("commit")));
+                }
+                results
+            }));
+        }
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.extend(t.await.expect("task"));
+    }
+    let stored = within(a.leases.load()).await.expect("load");
+    assert_eq!(stored.len(), ADDRESSES as usize);
+    let mut lost_by_a = 0;
+    for row in &stored {
+        let tries: Vec<_> = results.iter().filter(|(l, _)| l.ip == row.ip).collect();
+        assert_eq!(tries.len(), 2);
+        let won: Vec<_> = tries.iter().filter(|(_, lost)| lost.is_empty()).collect();
+        assert_eq!(won.len(), 1, "{}: {tries:?}", row.ip);
+        assert_eq!(&won[0].0, row, "the winner's lease is the row");
+        let loser = tries.iter().find(|(_, lost)| !lost.is_empty()).unwrap();
+        assert_eq!(
+            loser.1,
+            [Lost {
+                ip: row.ip,
+                holder: Some(row.clone())
+            }],
+            "the loser is told who holds {}",
+            row.ip
+        );
+        lost_by_a += usize::from(loser.0.mac[5] == 1);
+    }
+    println!("node a lost {lost_by_a} of {ADDRESSES} races");
+    assert!(
+        lost_by_a > 0 && lost_by_a < ADDRESSES as usize,
+        "each node won some races and lost others ({lost_by_a} lost by a)"
+    );
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+}
+
+/// Another client takes an address only once its lease is past expiry
+/// plus the grace; the same client may move between nodes; a removal
+/// leaves a row another node has given away or extended; and each node
+/// reads what the other wrote, not what it wrote itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_write_and_remove_only_what_is_theirs() {
+    let db = Database::new();
+    let (a, b) = two_nodes(&db).await;
+    let now = unix_now();
+    let commit = |s: &crate::store::Stores, change| within(s.leases.commit(vec![change]));
+    // Expired two minutes ago, past the grace (60 s): free for anyone.
+    let old = held(1, 1, now - 120);
+    assert_eq!(
+        commit(&a, LeaseChange::Upsert(old.clone())).await.unwrap(),
+        []
+    );
+    let taken = held(1, 2, now + 600);
+    assert_eq!(
+        commit(&b, LeaseChange::Upsert(taken.clone()))
+            .await
+            .unwrap(),
+        []
+    );
+    // a's expiry sweep of the old lease must not free b's.
+    assert_eq!(
+        commit(&a, LeaseChange::Remove(old)).await.unwrap(),
+        [Lost {
+            ip: taken.ip,
+            holder: Some(taken.clone())
+        }]
+    );
+    // Expired ten seconds ago: within the grace, still its holder's.
+    let recent = held(2, 1, now - 10);
+    assert_eq!(
+        commit(&a, LeaseChange::Upsert(recent.clone()))
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        commit(&b, LeaseChange::Upsert(held(2, 2, now + 600)))
+            .await
+            .unwrap(),
+        [Lost {
+            ip: recent.ip,
+            holder: Some(recent.clone())
+        }]
+    );
+    // The same client renews through b: that is its lease, extended.
+    let renewed = held(2, 1, now + 900);
+    assert_eq!(
+        commit(&b, LeaseChange::Upsert(renewed.clone()))
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        commit(&a, LeaseChange::Remove(recent)).await.unwrap(),
+        [Lost {
+            ip: renewed.ip,
+            holder: Some(renewed.clone())
+        }],
+        "a removal of the lease as it was before b extended it"
+    );
+    // A removal of what is still the row's lease, and of a row that is
+    // gone already, loses nothing.
+    assert_eq!(
+        commit(&b, LeaseChange::Remove(renewed.clone()))
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(commit(&a, LeaseChange::Remove(renewed)).await.unwrap(), []);
+
+    let seen =
+        |s: &crate::store::Stores| within(s.leases.written_since(0.0).expect("a shared store"));
+    let (by_b, clock) = seen(&a).await.expect("a reads");
+    assert_eq!(by_b, [taken], "a reads b's rows, not its own");
+    assert!(
+        (clock - now as f64).abs() < 60.0,
+        "the database's clock: {clock}"
+    );
+    let (by_a, _) = seen(&b).await.expect("b reads");
+    assert_eq!(by_a, [], "a's only row is gone");
+    let (later, _) = within(a.leases.written_since(clock + 1.0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(later, [], "nothing written since the last look");
+    assert_eq!(
+        psql(
+            &db.config(SUPERUSER, None),
+            "SELECT string_agg(node, ',') FROM leases"
+        )
+        .trim(),
+        "node-b",
+        "each row names the node that wrote it"
+    );
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+}
+
 /// `cargo test --release -p stormboot --lib store::postgres::tests::throughput -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "measurement; run in release with --nocapture"]
 async fn throughput() {
+    measure(None).await;
+}
+
+/// The same, as a node of a cluster: every write conditional on the
+/// holder and the expiry, the node and the time recorded.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement; run in release with --nocapture"]
+async fn throughput_as_a_cluster_node() {
+    measure(Some(config::Cluster::named("node-a".into()))).await;
+}
+
+async fn measure(cluster: Option<config::Cluster>) {
     const LEASES: u32 = 50_000;
     const TASKS: u32 = 64;
     let db = Database::new();
-    let s = open(&db.config(SUPERUSER, None)).await.expect("open");
+    let s = crate::store::open_for(&db.config(SUPERUSER, None), cluster.as_ref())
+        .await
+        .expect("open");
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {

@@ -124,7 +124,7 @@ pub fn encode_leases(changes: Vec<LeaseChange>) -> Result<Vec<Op>, String> {
                 state: lease.state.as_str(),
                 hostname: lease.hostname,
             }),
-            LeaseChange::Remove(ip) => Ok(Op::RemoveLease { ip: ip_key(ip) }),
+            LeaseChange::Remove(l) => Ok(Op::RemoveLease { ip: ip_key(l.ip) }),
         })
         .collect()
 }

@@ -247,9 +247,10 @@ async fn a_version_3_file_gains_the_history() {
         .expect("a version 3 lease");
     }
     let s = SqliteStore::open(&path).expect("migrate");
-    assert_eq!(LeaseStore::load(&s).await.expect("load").len(), 1);
+    let stored = LeaseStore::load(&s).await.expect("load");
+    assert_eq!(stored.len(), 1);
     assert_eq!(s.history(lease(1).ip, 10).await.expect("history"), vec![]);
-    s.commit(vec![LeaseChange::Remove(lease(1).ip)])
+    s.commit(vec![LeaseChange::Remove(stored[0].clone())])
         .await
         .expect("commit");
     let h = s.history(lease(1).ip, 10).await.expect("history");
