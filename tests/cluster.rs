@@ -186,9 +186,10 @@ fn new_clients_are_shared_and_the_survivor_takes_over_a_killed_node() {
     let _alone = alone();
     const MACHINES: u32 = 100;
     let mut pair = Pair::new("cl-kill").unwrap_or_else(|e| panic!("{e:#}"));
-    // Short leases, so a client of the dead node rebinds within the test
-    // (T2 at 17.5 s).
-    let body = "[[subnet]]\ncidr = \"10.50.0.0/24\"\nlease_time = \"20s\"\n\
+    // Short renewal times, so a client of the dead node rebinds within
+    // the test (T2 at 15 s).
+    let body = "[[subnet]]\ncidr = \"10.50.0.0/24\"\nlease_time = \"1m\"\n\
+                renew_time = \"10s\"\nrebind_time = \"15s\"\n\
                 pool = [\"10.50.0.20-10.50.0.250\"]\n";
     let keys = "heartbeat = \"1s\"\ndead_after = \"3s\"";
     for node in Node::BOTH {
