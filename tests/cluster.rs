@@ -385,8 +385,22 @@ fn a_node_cut_from_the_database_keeps_answering_reservations_and_catches_up() {
         pair.start(node, "", &reserved_body(), "");
     }
     pair.set_database_link(Node::A, false);
-    // Long enough for B to see A's heartbeat stop.
-    std::thread::sleep(Duration::from_secs(5));
+    // A says so on /metrics once a heartbeat has failed; by then B has
+    // seen A's heartbeats stop too.
+    let reachable = |node| metric_sum(&pair, node, "stormboot_store_reachable");
+    let said = wait_for(Duration::from_secs(20), || {
+        (reachable(Node::A) == 0.0).then_some(())
+    });
+    assert!(
+        said.is_some(),
+        "A never reported the database unreachable{}",
+        pair.logs()
+    );
+    let alive = |node| metric_sum(&pair, node, "stormboot_cluster_nodes_alive");
+    let seen = wait_for(Duration::from_secs(10), || {
+        (alive(Node::B) == 1.0).then_some(())
+    });
+    assert!(seen.is_some(), "B still counts A alive{}", pair.logs());
 
     let offered = reserved_storm(&pair, Node::A);
     assert!(
@@ -412,6 +426,14 @@ fn a_node_cut_from_the_database_keeps_answering_reservations_and_catches_up() {
     assert_eq!(code, 201, "B's API: {body}{}", pair.logs());
 
     pair.set_database_link(Node::A, true);
+    let back = wait_for(Duration::from_secs(30), || {
+        (reachable(Node::A) == 1.0).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "A never reported the database back{}",
+        pair.logs()
+    );
     let took = until_served(&pair, Node::A, "02:00:00:00:20:02", Duration::from_secs(30));
     eprintln!("A caught up on B's reservation {took:?} after healing");
     let (code, body) = pair.api(
