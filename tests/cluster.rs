@@ -169,7 +169,10 @@ fn contention_never_gives_one_address_to_two_clients() {
         .iter()
         .map(|&n| metric_sum(&pair, n, "stormboot_lease_conflicts_total"))
         .sum();
-    eprintln!("{MACHINES} machines, {conflicts} lost races, {report:?}");
+    eprintln!(
+        "{MACHINES} machines bound in {:.0} ms, {conflicts} lost races, {} retransmits",
+        report.elapsed_ms, report.retransmits
+    );
     assert!(
         conflicts > 0.0,
         "the nodes never raced: the test did not test contention{}",
@@ -183,9 +186,10 @@ fn new_clients_are_shared_and_the_survivor_takes_over_a_killed_node() {
     let _alone = alone();
     const MACHINES: u32 = 100;
     let mut pair = Pair::new("cl-kill").unwrap_or_else(|e| panic!("{e:#}"));
-    // Short leases, so a client of the dead node rebinds within the test
-    // (T2 at 17.5 s).
-    let body = "[[subnet]]\ncidr = \"10.50.0.0/24\"\nlease_time = \"20s\"\n\
+    // Short renewal times, so a client of the dead node rebinds within
+    // the test (T2 at 15 s).
+    let body = "[[subnet]]\ncidr = \"10.50.0.0/24\"\nlease_time = \"1m\"\n\
+                renew_time = \"10s\"\nrebind_time = \"15s\"\n\
                 pool = [\"10.50.0.20-10.50.0.250\"]\n";
     let keys = "heartbeat = \"1s\"\ndead_after = \"3s\"";
     for node in Node::BOTH {
@@ -381,8 +385,22 @@ fn a_node_cut_from_the_database_keeps_answering_reservations_and_catches_up() {
         pair.start(node, "", &reserved_body(), "");
     }
     pair.set_database_link(Node::A, false);
-    // Long enough for B to see A's heartbeat stop.
-    std::thread::sleep(Duration::from_secs(5));
+    // A says so on /metrics once a heartbeat has failed; by then B has
+    // seen A's heartbeats stop too.
+    let reachable = |node| metric_sum(&pair, node, "stormboot_store_reachable");
+    let said = wait_for(Duration::from_secs(20), || {
+        (reachable(Node::A) == 0.0).then_some(())
+    });
+    assert!(
+        said.is_some(),
+        "A never reported the database unreachable{}",
+        pair.logs()
+    );
+    let alive = |node| metric_sum(&pair, node, "stormboot_cluster_nodes_alive");
+    let seen = wait_for(Duration::from_secs(10), || {
+        (alive(Node::B) == 1.0).then_some(())
+    });
+    assert!(seen.is_some(), "B still counts A alive{}", pair.logs());
 
     let offered = reserved_storm(&pair, Node::A);
     assert!(
@@ -408,6 +426,14 @@ fn a_node_cut_from_the_database_keeps_answering_reservations_and_catches_up() {
     assert_eq!(code, 201, "B's API: {body}{}", pair.logs());
 
     pair.set_database_link(Node::A, true);
+    let back = wait_for(Duration::from_secs(30), || {
+        (reachable(Node::A) == 1.0).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "A never reported the database back{}",
+        pair.logs()
+    );
     let took = until_served(&pair, Node::A, "02:00:00:00:20:02", Duration::from_secs(30));
     eprintln!("A caught up on B's reservation {took:?} after healing");
     let (code, body) = pair.api(

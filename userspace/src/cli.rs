@@ -62,6 +62,30 @@ pub enum Command {
     Reservation(crate::api::cmd::ReservationArgs),
     /// List and remove leases of a running daemon.
     Lease(crate::api::cmd::LeaseArgs),
+    /// Show what happened to an address (offered, bound, declined, freed),
+    /// newest first, from the daemon's store.
+    History {
+        /// The address.
+        ip: String,
+        /// At most this many entries, the newest (1 to 1000).
+        #[arg(long, env = "STORMBOOT_LIMIT", default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Print JSON.
+        #[arg(long, env = "STORMBOOT_JSON")]
+        json: bool,
+    },
+    /// Show the nodes of the daemon's cluster: alive or dead, how far
+    /// behind on reservation changes, whether their configuration agrees,
+    /// which one leads.
+    Cluster {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Print JSON.
+        #[arg(long, env = "STORMBOOT_JSON")]
+        json: bool,
+    },
     /// Print the configuration another DHCP server needs to send its
     /// machines' boot here (stormboot in `mode = "boot-only"`).
     PrintConfig {

@@ -187,6 +187,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reservation(args) => stormboot::api::cmd::reservation(args),
         Command::Lease(args) => stormboot::api::cmd::lease(args),
+        Command::History {
+            ip,
+            limit,
+            daemon,
+            json,
+        } => stormboot::api::cmd::history(&daemon, &ip, limit, json),
+        Command::Cluster { daemon, json } => stormboot::api::cmd::cluster(&daemon, json),
         Command::Import(args) => stormboot::import::run(&args),
         Command::Completions { shell } => {
             use std::io::Write;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use stormboot_common::counters::Counter;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -211,6 +211,7 @@ struct StatsSources {
     hooks: Option<Arc<crate::hooks::HookCounters>>,
     attachments: Arc<Mutex<Vec<Attachment>>>,
     fallbacks: Arc<AtomicU64>,
+    cluster: Option<watch::Receiver<crate::cluster::heartbeat::Status>>,
     /// With `[cluster]`: the reservation sync's counters.
     sync: Option<(Arc<SyncCounters>, Arc<Applied>)>,
 }
@@ -242,6 +243,14 @@ fn stats(src: StatsSources) -> http::SnapshotFn {
             .map(|a| a.clone())
             .unwrap_or_default();
         s.xdp_mode_fallbacks = src.fallbacks.load(Relaxed);
+        s.cluster = src.cluster.as_ref().map(|c| {
+            let c = c.borrow();
+            crate::stats::ClusterGauges {
+                store_reachable: c.reachable,
+                nodes_alive: c.alive() as u64,
+                leader: c.leader,
+            }
+        });
         s.cluster_sync = src.sync.as_ref().map(|(c, a)| c.stats(a));
         s
     })
@@ -267,6 +276,31 @@ async fn start_omapi(
     tracing::info!(listen = %o.listen, keys = o.keys.len(), "OMAPI listening");
     tasks.spawn(omapi.run(l, shutdown.clone()));
     Ok(())
+}
+
+/// Starts this node's heartbeat when it is in a cluster (`[cluster]`,
+/// on the PostgreSQL store): what it publishes, for the API, the metrics
+/// and the server's sharing of new clients. `applied` is what the
+/// reservation sync reports as applied; `reservations` is where the
+/// leader prunes old removals.
+fn start_cluster(
+    tasks: &mut Tasks,
+    cfg: &Config,
+    endpoints: &[Endpoint],
+    applied: Arc<crate::cluster::Applied>,
+    reservations: &Arc<dyn ReservationStore>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<crate::cluster::heartbeat::Handle>> {
+    use crate::cluster::{heartbeat::Heartbeat, identity::Identity};
+    let (Some(cluster), crate::config::Store::Postgres(pg)) = (&cfg.cluster, &cfg.store) else {
+        return Ok(None);
+    };
+    let addresses: Vec<Ipv4Addr> = endpoints.iter().map(|e| e.server_ip).collect();
+    let me = Identity::of(cfg, &addresses).context("[cluster] without its node")?;
+    tracing::info!(node = %me.node, config_hash = %me.config_hash, "cluster: joining");
+    let (beat, handle) = Heartbeat::new(cluster, pg, me, applied, reservations.clone())?;
+    tasks.spawn(beat.run(shutdown.clone()));
+    Ok(Some(handle))
 }
 
 /// With `[cluster]`, starts following the store's reservation change log
@@ -394,6 +428,15 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         stored.last_change,
         &shutdown,
     )?;
+    let applied = sync.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
+    let cluster = start_cluster(
+        &mut tasks,
+        &cfg,
+        &endpoints,
+        applied,
+        &stored.reservations,
+        &shutdown,
+    )?;
     let service_counters = Arc::new(crate::metrics::ServiceCounters::default());
     let pools = Arc::new(Mutex::new(Vec::new()));
     let snapshot = stats(StatsSources {
@@ -410,6 +453,7 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         hooks: hook_counters,
         attachments,
         fallbacks,
+        cluster: cluster.as_ref().map(|c| c.status.clone()),
         sync,
     });
     let machines = services::Machines::new(book.clone(), stored.index.clone());
@@ -420,7 +464,9 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         snapshot.clone(),
         timeline.clone(),
         dashboard,
-    );
+    )
+    .with_history(stored.store.clone())
+    .with_cluster(cluster.as_ref().map(|c| c.status.clone()));
     let app = crate::api::router(state, policy);
     tasks.spawn(http::serve_router(api, app, shutdown.clone()));
     start_omapi(&mut tasks, &cfg, omapi, &live, &shutdown).await?;
@@ -446,16 +492,10 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         ));
     }
 
-    // A node alone until the heartbeat publishes who else is alive: it
-    // answers every client, its writes arbitrated by the store all the
-    // same. `_heartbeat` stands in for the heartbeat's end of the channel.
-    let (_heartbeat, membership) = match &cfg.cluster {
-        Some(c) => {
-            let (tx, rx) = tokio::sync::watch::channel(crate::cluster::Membership::alone(&c.node));
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
+    // The heartbeat's membership: a node alone until its first heartbeat
+    // reads the others, answering every client meanwhile, its writes
+    // arbitrated by the store all the same.
+    let membership = cluster.as_ref().map(|c| c.membership.clone());
     let server = dhcp::Server::with_book(book.load_full(), stored.leases, slowpath::unix_now());
     let slow = SlowPath {
         endpoints,

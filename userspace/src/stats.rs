@@ -101,6 +101,20 @@ pub struct Snapshot {
     /// log, those skipped, the full resyncs and the applied change number.
     #[serde(default)]
     pub cluster_sync: Option<crate::cluster::sync::SyncStats>,
+    /// This node's part in a cluster (`[cluster]`); None without one.
+    #[serde(default)]
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// What `/metrics` says of a cluster node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClusterGauges {
+    /// The node's last heartbeat reached the database.
+    pub store_reachable: bool,
+    /// Nodes alive at its last successful heartbeat, itself included.
+    pub nodes_alive: u64,
+    /// It holds the leader's lock.
+    pub leader: bool,
 }
 
 /// How the program is attached to one interface.
@@ -167,6 +181,7 @@ impl Snapshot {
             hooks: Default::default(),
             xdp_attachments: Vec::new(),
             xdp_mode_fallbacks: 0,
+            cluster: None,
             cluster_sync: None,
         }
     }
@@ -276,6 +291,21 @@ impl Snapshot {
             "stormboot_xdp_mode_fallbacks_total {}",
             self.xdp_mode_fallbacks
         );
+        if let Some(c) = &self.cluster {
+            s.push_str("# HELP stormboot_store_reachable Whether this node's last heartbeat reached the shared database (1) or not (0).\n");
+            s.push_str("# TYPE stormboot_store_reachable gauge\n");
+            let _ = writeln!(
+                s,
+                "stormboot_store_reachable {}",
+                u8::from(c.store_reachable)
+            );
+            s.push_str("# HELP stormboot_cluster_nodes_alive Nodes alive at this node's last successful heartbeat, itself included.\n");
+            s.push_str("# TYPE stormboot_cluster_nodes_alive gauge\n");
+            let _ = writeln!(s, "stormboot_cluster_nodes_alive {}", c.nodes_alive);
+            s.push_str("# HELP stormboot_cluster_leader Whether this node holds the leader's lock and does the cluster's chores.\n");
+            s.push_str("# TYPE stormboot_cluster_leader gauge\n");
+            let _ = writeln!(s, "stormboot_cluster_leader {}", u8::from(c.leader));
+        }
         s.push_str("# HELP stormboot_reservations Reservations loaded into the dataplane.\n");
         s.push_str("# TYPE stormboot_reservations gauge\n");
         let _ = writeln!(s, "stormboot_reservations {}", self.reservations);
@@ -393,6 +423,19 @@ impl Snapshot {
                 self.xdp_mode_fallbacks
             );
         }
+        if let Some(c) = &self.cluster {
+            let _ = writeln!(
+                s,
+                "Cluster: database {}, {} node(s) alive{}",
+                if c.store_reachable {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                },
+                c.nodes_alive,
+                if c.leader { ", this node leads" } else { "" }
+            );
+        }
         let _ = writeln!(s, "\nXDP program");
         for (k, v) in &self.xdp {
             let _ = writeln!(s, "  {k:<22} {v:>12}");
@@ -502,6 +545,25 @@ mod tests {
             !text.contains("stormboot_hook_"),
             "no hook metrics without [hooks]"
         );
+        assert!(
+            !text.contains("stormboot_store_reachable"),
+            "no cluster metrics without [cluster]"
+        );
+        let mut clustered = snap.clone();
+        clustered.cluster = Some(ClusterGauges {
+            store_reachable: false,
+            nodes_alive: 2,
+            leader: true,
+        });
+        let text = clustered.prometheus();
+        assert!(text.contains("stormboot_store_reachable 0\n"), "{text}");
+        let table = clustered.table();
+        assert!(
+            table.contains("Cluster: database UNREACHABLE, 2 node(s) alive, this node leads"),
+            "{table}"
+        );
+        assert!(text.contains("stormboot_cluster_nodes_alive 2\n"));
+        assert!(text.contains("stormboot_cluster_leader 1\n"));
         assert_eq!(snap.slow_path_total(), 2);
         let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
         assert_eq!(back, snap);

@@ -233,6 +233,24 @@ impl Daemon {
         .unwrap()
     }
 
+    /// Runs the `stormboot` binary against this daemon's API: its exit
+    /// status and what it printed.
+    async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let api = format!("http://{}", self.api);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stormboot"));
+        cmd.args(args)
+            .args(["--api", &api, "--config", "/nonexistent/stormboot.toml"])
+            .env_remove("STORMBOOT_LOG");
+        tokio::task::spawn_blocking(move || {
+            let out = cmd.output().expect("running stormboot");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), text)
+        })
+        .await
+        .unwrap()
+    }
+
     /// Stops the daemon and returns how it ended.
     async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
@@ -541,6 +559,209 @@ async fn leases_and_api_reservations_are_kept_in_postgresql() {
     d.stop().await.unwrap();
 }
 
+/// An address's history through the API: the pool client's offer and
+/// bind, newest first, then the release an operator forced; `limit`
+/// keeps the newest; a bad address or limit names its field. Alone, the
+/// daemon says it is in no cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_history_lists_what_happened_newest_first() {
+    let mut d = Daemon::start(CONFIG).await;
+    let (_, acked) = d.dora(POOL_CLIENT).await;
+    let (status, body) = d
+        .api(
+            "DELETE",
+            &format!("/api/v1/leases/{acked}"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let history = format!("/api/v1/addresses/{acked}/history");
+    let (status, body) = d.api("GET", &history, None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ip"], acked.to_string());
+    let events: Vec<(&str, &str)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["mac"].as_str().unwrap()))
+        .collect();
+    let mac = "52:54:00:00:00:42";
+    assert_eq!(
+        events,
+        [("freed", mac), ("bound", mac), ("offered", mac)],
+        "{body}"
+    );
+    let (_, newest) = d
+        .api("GET", &format!("{history}?limit=1"), None, None)
+        .await;
+    assert_eq!(newest["items"].as_array().unwrap().len(), 1, "{newest}");
+    assert_eq!(newest["items"][0]["event"], "freed");
+
+    let (status, body) = d
+        .api("GET", &format!("{history}?limit=0"), None, None)
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("limit")),
+        "{body}"
+    );
+    let (status, body) = d
+        .api("GET", "/api/v1/addresses/10.50.0.999/history", None, None)
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("ip")),
+        "{body}"
+    );
+
+    let (ok, text) = d
+        .cli(&["history", &acked.to_string(), "--limit", "2"])
+        .await;
+    assert!(ok, "{text}");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].contains(" freed ") && rows[1].contains(" bound "),
+        "{text}"
+    );
+
+    let (status, body) = d.api("GET", "/api/v1/cluster", None, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not in a cluster")),
+        "{body}"
+    );
+    let (ok, text) = d.cli(&["cluster"]).await;
+    assert!(ok && text.starts_with("not in a cluster"), "{text}");
+    d.stop().await.unwrap();
+}
+
+/// Two daemons with `[cluster]` on one PostgreSQL database: each lists
+/// both alive with agreeing configurations and one leader, the metrics
+/// say so, an address's history written through one is read through the
+/// other, and a node that stops is gone from the other's view at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_cluster_nodes_see_each_other_and_share_the_history() {
+    use stormboot_testbed::postgres::{Postgres, SUPERUSER};
+    let pg = Postgres::start("membership").unwrap_or_else(|e| panic!("{e:#}"));
+    pg.create_database("stormboot")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let start = |node: &'static str| {
+        let url = pg.url("stormboot", SUPERUSER);
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("stormboot.toml");
+            let tail = format!(
+                "\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n\n[cluster]\nnode = \"{node}\"\n"
+            );
+            std::fs::write(&config, format!("{CONFIG}{tail}")).unwrap();
+            let mut cfg = Config::load(&config).unwrap();
+            let cluster = cfg.cluster.as_mut().unwrap();
+            // Faster than the file's whole seconds allow, for the test.
+            (cluster.heartbeat, cluster.dead_after) =
+                (Duration::from_millis(100), Duration::from_secs(5));
+            Daemon::start_with(cfg, config, dir).await
+        }
+    };
+    let mut a = start("a").await;
+    let b = start("b").await;
+
+    // Until both rows are read by a and a leader is named.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let view = loop {
+        let (status, view) = a.api("GET", "/api/v1/cluster", None, None).await;
+        assert_eq!(status, 200, "{view}");
+        let nodes = view["nodes"].as_array().unwrap();
+        if nodes.len() == 2 && view["leader"].is_string() {
+            break view;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(view["node"], "a");
+    assert_eq!(view["store_reachable"], true, "{view}");
+    for n in view["nodes"].as_array().unwrap() {
+        assert_eq!(n["alive"], true, "{view}");
+        assert_eq!(n["config_agrees"], true, "{view}");
+        assert_eq!(n["addresses"], json!(["10.50.0.1"]), "{view}");
+    }
+    let leaders = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["leader"] == true)
+        .count();
+    assert_eq!(leaders, 1, "{view}");
+    let (_, text) = {
+        let addr = a.api;
+        tokio::task::spawn_blocking(move || {
+            stormboot::http::request(addr, "GET", "/metrics", &[], b"").unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(text.contains("stormboot_store_reachable 1\n"), "{text}");
+    assert!(text.contains("stormboot_cluster_nodes_alive 2\n"), "{text}");
+
+    let (_, acked) = a.dora(POOL_CLIENT).await;
+    let (status, body) = b
+        .api(
+            "GET",
+            &format!("/api/v1/addresses/{acked}/history"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["bound", "offered"], "{body}");
+
+    let (ok, text) = b.cli(&["cluster"]).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.starts_with("this node: b; database reachable"),
+        "{text}"
+    );
+    for node in ["a", "b"] {
+        assert!(
+            text.lines().any(|l| l
+                .get(2..)
+                .is_some_and(|r| r.starts_with(&format!("{node} ")))
+                && l.contains(" alive ")
+                && l.contains(" yes ")),
+            "{node} is not listed alive and agreeing:\n{text}"
+        );
+    }
+
+    b.stop().await.unwrap();
+    let stopped = tokio::time::Instant::now();
+    loop {
+        let (_, view) = a.api("GET", "/api/v1/cluster", None, None).await;
+        let names: Vec<&str> = view["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node"].as_str().unwrap())
+            .collect();
+        if names == ["a"] {
+            break;
+        }
+        // Well before dead_after (5 s): b deleted its row as it stopped.
+        assert!(stopped.elapsed() < Duration::from_secs(4), "{view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await.unwrap();
+}
+
 #[path = "daemon/cluster.rs"]
 mod cluster;
 
@@ -599,6 +820,20 @@ async fn two_nodes_on_one_database_never_give_one_address_twice() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     a.stop().await.unwrap();
+    // b alone from here: the addresses it picks are its own slice's, and
+    // with a gone its slice is the whole pool.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, view) = b.api("GET", "/api/v1/cluster", None, None).await;
+        if view["nodes"].as_array().is_some_and(|n| n.len() == 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never saw a leave: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut rebind = b.message(BOUND_BY_A, MessageType::Request);
     rebind.set_ciaddr(held);
     rebind.set_flags(dhcproto::v4::Flags::default().set_broadcast());

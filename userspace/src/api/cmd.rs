@@ -1,13 +1,14 @@
 //! The CLI commands that talk to a running daemon through the API:
-//! `stormboot reservation add|rm|list|show|bulk` and
-//! `stormboot lease list|rm`.
+//! `stormboot reservation add|rm|list|show|bulk`,
+//! `stormboot lease list|rm`, `stormboot history` and `stormboot cluster`.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::client::Client;
 use super::types::{
-    BulkResult, LeasePage, LeaseView, OptionSpec, ReservationPage, ReservationSpec, ReservationView,
+    AddressHistory, BulkResult, ClusterView, LeasePage, LeaseView, OptionSpec, ReservationPage,
+    ReservationSpec, ReservationView,
 };
 use crate::cli::DaemonArgs;
 
@@ -349,6 +350,119 @@ pub fn lease(args: LeaseArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `stormboot history IP`.
+pub fn history(daemon: &DaemonArgs, ip: &str, limit: usize, json: bool) -> anyhow::Result<()> {
+    let q = query(&[("limit", Some(limit.to_string()))]);
+    let body = daemon
+        .client()?
+        .get(&format!("/api/v1/addresses/{ip}/history{q}"))?;
+    if json {
+        println!("{body}");
+        return Ok(());
+    }
+    let h: AddressHistory =
+        serde_json::from_str(&body).context("decoding the address's history")?;
+    print!("{}", history_table(&h, crate::slowpath::unix_now()));
+    Ok(())
+}
+
+/// An address's history as the CLI prints it, `now` being Unix seconds.
+fn history_table(h: &AddressHistory, now: u64) -> String {
+    use std::fmt::Write as _;
+    if h.items.is_empty() {
+        return format!("{}: no history\n", h.ip);
+    }
+    let mut out = format!(
+        "{:<9} {:>10}  {:<8} {:<18} {:<12} {:<20} CLIENT ID\n",
+        "AGO (s)", "EXPIRES", "EVENT", "MAC", "NODE", "HOSTNAME"
+    );
+    for e in &h.items {
+        let _ = writeln!(
+            out,
+            "{:<9} {:>10}  {:<8} {:<18} {:<12} {:<20} {}",
+            now.saturating_sub(e.at),
+            e.expires,
+            e.event,
+            e.mac,
+            e.node.as_deref().unwrap_or("-"),
+            e.hostname.as_deref().unwrap_or("-"),
+            e.client_id
+        );
+    }
+    out
+}
+
+/// `stormboot cluster`.
+pub fn cluster(daemon: &DaemonArgs, json: bool) -> anyhow::Result<()> {
+    let answer = daemon.client()?.request("GET", "/api/v1/cluster", None)?;
+    if answer.status == 404 {
+        // An answer, not a failure: this daemon runs alone.
+        let why = serde_json::from_str::<super::types::ApiError>(&answer.body)
+            .map_or_else(|_| "not in a cluster".to_owned(), |e| e.error);
+        println!("{why}");
+        return Ok(());
+    }
+    let body = answer.ok()?;
+    if json {
+        println!("{body}");
+        return Ok(());
+    }
+    let view: ClusterView = serde_json::from_str(&body).context("decoding the cluster")?;
+    print!("{}", cluster_table(&view));
+    Ok(())
+}
+
+/// The cluster as the CLI prints it.
+fn cluster_table(v: &ClusterView) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let reach = match (v.store_reachable, &v.store_error) {
+        (true, _) => "reachable".to_owned(),
+        (false, Some(e)) => format!("UNREACHABLE ({e})"),
+        (false, None) => "not reached yet".to_owned(),
+    };
+    let _ = writeln!(out, "this node: {}; database {reach}", v.node);
+    if let Some(ago) = v.read_secs_ago {
+        let _ = writeln!(out, "as read {ago:.1} s ago");
+    }
+    let _ = writeln!(
+        out,
+        "leader: {}; latest change {}; removals pruned through {}; dead after {} s",
+        v.leader.as_deref().unwrap_or("none"),
+        v.latest_change,
+        v.pruned_through,
+        v.dead_after_secs
+    );
+    let _ = writeln!(
+        out,
+        "{:<2}{:<16} {:<5} {:>9} {:>8} {:>7} {:<12} {:<6} {:<10} ADDRESSES",
+        "", "NODE", "STATE", "SEEN (s)", "APPLIED", "BEHIND", "CONFIG", "AGREES", "VERSION"
+    );
+    for n in &v.nodes {
+        let mark = match (n.this_node, n.leader) {
+            (true, true) => "*L",
+            (true, false) => "* ",
+            (false, true) => " L",
+            (false, false) => "  ",
+        };
+        let _ = writeln!(
+            out,
+            "{mark}{:<16} {:<5} {:>9.1} {:>8} {:>7} {:<12} {:<6} {:<10} {}",
+            n.node,
+            if n.alive { "alive" } else { "DEAD" },
+            n.last_seen_secs_ago,
+            n.applied_change,
+            n.changes_behind,
+            n.config_hash.get(..12).unwrap_or(&n.config_hash),
+            if n.config_agrees { "yes" } else { "NO" },
+            n.version,
+            n.addresses.join(",")
+        );
+    }
+    let _ = writeln!(out, "(* this node, L leader)");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +481,89 @@ mod tests {
             query(&[("subnet", Some("10.0.0.0/24".into())), ("x", None)]),
             "?subnet=10.0.0.0%2F24"
         );
+    }
+
+    #[test]
+    fn the_cluster_table_marks_this_node_the_leader_the_dead_and_disagreement() {
+        use super::super::types::NodeView;
+        let node = |name: &str, alive, hash: &str, leader, this| NodeView {
+            node: name.into(),
+            alive,
+            last_seen_secs_ago: if alive { 0.4 } else { 12.0 },
+            addresses: vec!["10.50.0.1".into()],
+            version: "0.1.0".into(),
+            started: 1_700_000_000,
+            applied_change: 40,
+            changes_behind: 2,
+            config_hash: hash.into(),
+            config_agrees: hash == "aaaaaaaaaaaaaaaa",
+            leader,
+            this_node: this,
+        };
+        let v = ClusterView {
+            node: "a".into(),
+            store_reachable: false,
+            store_error: Some("connecting: refused".into()),
+            read_secs_ago: Some(3.0),
+            leader: Some("b".into()),
+            latest_change: 42,
+            pruned_through: 0,
+            dead_after_secs: 3.0,
+            config_hash: "aaaaaaaaaaaaaaaa".into(),
+            nodes: vec![
+                node("a", true, "aaaaaaaaaaaaaaaa", false, true),
+                node("b", true, "bbbbbbbbbbbbbbbb", true, false),
+                node("c", false, "aaaaaaaaaaaaaaaa", false, false),
+            ],
+        };
+        let t = cluster_table(&v);
+        assert!(
+            t.contains("database UNREACHABLE (connecting: refused)"),
+            "{t}"
+        );
+        let line = |name: &str| {
+            t.lines()
+                .find(|l| {
+                    l.get(2..)
+                        .is_some_and(|r| r.starts_with(&format!("{name} ")))
+                })
+                .unwrap_or_else(|| panic!("no line for {name}:\n{t}"))
+                .to_owned()
+        };
+        assert!(line("a").starts_with("* "), "{t}");
+        assert!(
+            line("b").starts_with(" L") && line("b").contains(" NO "),
+            "{t}"
+        );
+        assert!(
+            line("c").contains("DEAD") && line("c").contains(" yes "),
+            "{t}"
+        );
+        assert!(line("a").contains("aaaaaaaaaaaa "), "{t}");
+    }
+
+    #[test]
+    fn the_history_table_lists_entries_with_their_age() {
+        let h = AddressHistory {
+            ip: "10.0.0.5".into(),
+            items: vec![super::super::types::AddressEventView {
+                event: "freed".into(),
+                mac: "52:54:00:00:00:01".into(),
+                client_id: "01525400000001".into(),
+                hostname: None,
+                node: Some("rack-a".into()),
+                expires: 1_700_000_600,
+                at: 1_700_000_000,
+            }],
+        };
+        let t = history_table(&h, 1_700_000_090);
+        let row = t.lines().nth(1).expect("a row");
+        assert!(row.starts_with("90 "), "{t}");
+        assert!(row.contains("freed") && row.contains("rack-a"), "{t}");
+        let empty = AddressHistory {
+            ip: "10.0.0.6".into(),
+            items: vec![],
+        };
+        assert_eq!(history_table(&empty, 0), "10.0.0.6: no history\n");
     }
 }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::registry::{limit, parse_mac_field, ErrorKind, FieldError, Mode};
 use super::types::*;
-use super::Dhcp;
+use super::{Cluster, Dhcp, History};
 use crate::frame::format_mac;
 use crate::leases::Lease;
 
@@ -445,6 +445,82 @@ pub async fn delete_lease(Dhcp(live): Dhcp, Path(ip): Path<String>) -> Response 
         live.remove_lease(ip).await.map(|l| lease_view(&l)),
         StatusCode::OK,
     )
+}
+
+/// The default number of history entries: a screenful.
+const HISTORY_DEFAULT: usize = 50;
+
+#[utoipa::path(
+    get, path = "/api/v1/addresses/{ip}/history", tag = "leases",
+    params(("ip" = String, Path, description = "The address"), HistoryQuery),
+    responses(
+        (status = 200, description = "What happened to the address, newest first: offered, bound, declined, freed", body = AddressHistory),
+        (status = 400, description = "A query parameter is malformed", body = ApiError),
+        (status = 422, description = "Not an address, or a limit out of range", body = ApiError),
+        (status = 500, description = "The store could not be read", body = ApiError),
+    )
+)]
+pub async fn address_history(
+    History(store): History,
+    Path(ip): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let ip = match path_ip(&ip) {
+        Ok(i) => i,
+        Err(f) => return f.into_response(),
+    };
+    let q: HistoryQuery = try_decode!(decode_query(q));
+    let limit = q.limit.unwrap_or(HISTORY_DEFAULT);
+    if !(1..=crate::store::history::MAX_LIMIT).contains(&limit) {
+        return Failure(FieldError::invalid(
+            "limit",
+            format!(
+                "{limit} is not between 1 and {}",
+                crate::store::history::MAX_LIMIT
+            ),
+        ))
+        .into_response();
+    }
+    let records = match store.history(ip, limit).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Failure(FieldError {
+                kind: ErrorKind::Internal,
+                field: None,
+                message: e.to_string(),
+            })
+            .into_response()
+        }
+    };
+    let items = records
+        .into_iter()
+        .map(|r| AddressEventView {
+            event: r.event.as_str().into(),
+            mac: format_mac(&r.mac),
+            client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+            hostname: r.hostname,
+            node: r.node,
+            expires: r.expires,
+            at: r.at,
+        })
+        .collect();
+    let body = AddressHistory {
+        ip: ip.to_string(),
+        items,
+    };
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/cluster", tag = "cluster",
+    responses(
+        (status = 200, description = "The nodes as this node last read them in the database, and its own state", body = ClusterView),
+        (status = 404, description = "This daemon is in no cluster", body = ApiError),
+    )
+)]
+pub async fn cluster(Cluster(status): Cluster) -> Response {
+    let view = status.borrow().view(std::time::Instant::now());
+    (StatusCode::OK, Json(view)).into_response()
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The control-plane REST API under `/api/v1/`: subnets, reservations,
-//! leases, machines and stats, with the OpenAPI document generated from
+//! leases, addresses' history, the cluster, machines and stats, with the OpenAPI document generated from
 //! the handlers' annotations at `/openapi.json`.
 //!
 //! - `types`: the JSON shapes, in one module for every client.
@@ -30,6 +30,7 @@ use axum::{
     routing::{get, MethodRouter},
     Json, Router,
 };
+use tokio::sync::watch;
 use utoipa::OpenApi;
 
 use crate::http;
@@ -42,6 +43,10 @@ pub struct AppState {
     pub live: Option<Arc<live::Live>>,
     pub(crate) http: http::Api,
     pub(crate) dashboard: Arc<crate::dashboard::Hub>,
+    /// The lease store, for addresses' history; None in boot-only mode.
+    pub(crate) history: Option<Arc<dyn crate::store::LeaseStore>>,
+    /// This node's view of its cluster; None without `[cluster]`.
+    pub(crate) cluster: Option<watch::Receiver<crate::cluster::heartbeat::Status>>,
 }
 
 impl FromRef<AppState> for Arc<crate::dashboard::Hub> {
@@ -62,7 +67,64 @@ impl AppState {
             live,
             http: http::Api::new(snapshot, timeline),
             dashboard,
+            history: None,
+            cluster: None,
         }
+    }
+
+    /// Answers addresses' history from `store`.
+    pub fn with_history(mut self, store: Arc<dyn crate::store::LeaseStore>) -> AppState {
+        self.history = Some(store);
+        self
+    }
+
+    /// Answers `/api/v1/cluster` from the heartbeat's status.
+    pub fn with_cluster(
+        mut self,
+        status: Option<watch::Receiver<crate::cluster::heartbeat::Status>>,
+    ) -> AppState {
+        self.cluster = status;
+        self
+    }
+}
+
+/// 404 with the API's error shape.
+fn not_found(error: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(types::ApiError { error, field: None }),
+    )
+        .into_response()
+}
+
+/// The lease store, for the history handler; boot-only mode has none.
+pub struct History(pub Arc<dyn crate::store::LeaseStore>);
+
+impl FromRequestParts<AppState> for History {
+    type Rejection = Response;
+
+    async fn from_request_parts(_: &mut Parts, s: &AppState) -> Result<Self, Response> {
+        s.history.clone().map(History).ok_or_else(|| {
+            not_found(
+                "server.mode = \"boot-only\": this daemon gives no addresses, so it keeps no address history"
+                    .into(),
+            )
+        })
+    }
+}
+
+/// This node's cluster status; 404 when it is in no cluster.
+pub struct Cluster(pub watch::Receiver<crate::cluster::heartbeat::Status>);
+
+impl FromRequestParts<AppState> for Cluster {
+    type Rejection = Response;
+
+    async fn from_request_parts(_: &mut Parts, s: &AppState) -> Result<Self, Response> {
+        s.cluster.clone().map(Cluster).ok_or_else(|| {
+            not_found(
+                "not in a cluster: this daemon's configuration has no [cluster] section".into(),
+            )
+        })
     }
 }
 
@@ -75,14 +137,7 @@ impl FromRequestParts<AppState> for Dhcp {
 
     async fn from_request_parts(_: &mut Parts, s: &AppState) -> Result<Self, Response> {
         s.live.clone().map(Dhcp).ok_or_else(|| {
-            (
-                StatusCode::NOT_FOUND,
-                Json(types::ApiError {
-                    error: "server.mode = \"boot-only\": this daemon gives no addresses, so it has no subnets, reservations or leases (the DHCP server beside it has them)".into(),
-                    field: None,
-                }),
-            )
-                .into_response()
+            not_found("server.mode = \"boot-only\": this daemon gives no addresses, so it has no subnets, reservations or leases (the DHCP server beside it has them)".into())
         })
     }
 }
@@ -120,12 +175,15 @@ impl FromRef<AppState> for http::Api {
         handlers::list_leases,
         handlers::get_lease,
         handlers::delete_lease,
+        handlers::address_history,
+        handlers::cluster,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "reservations", description = "Known machines, answered by the XDP program"),
         (name = "leases", description = "Addresses the server has given"),
         (name = "subnets", description = "The configured networks"),
+        (name = "cluster", description = "The nodes sharing this node's database"),
         (name = "machines", description = "Boot timelines"),
         (name = "daemon", description = "Health, counters and this document"),
         (name = "dashboard", description = "The live storm page and its event stream"),
@@ -227,6 +285,12 @@ fn table() -> Table {
             &["get", "delete"],
             get(h::get_lease).merge(delete(h::delete_lease)),
         )
+        .add(
+            "/api/v1/addresses/{ip}/history",
+            &["get"],
+            get(h::address_history),
+        )
+        .add("/api/v1/cluster", &["get"], get(h::cluster))
 }
 
 /// Every route the daemon's router serves.

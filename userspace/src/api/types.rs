@@ -214,3 +214,100 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+/// `GET /api/v1/cluster`: the nodes sharing this node's database, as this
+/// node last read them there, and this node's own state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    /// This node's name (`cluster.node`).
+    pub node: String,
+    /// Whether this node's last heartbeat reached the database. While it
+    /// does not, the nodes below are as last read, aged by this node's
+    /// clock, and the membership it shares new clients by stays as it was.
+    pub store_reachable: bool,
+    /// Why the last heartbeat failed, while the database is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
+    /// Seconds since the database was last reached; absent before the
+    /// first heartbeat got through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_secs_ago: Option<f64>,
+    /// The node holding the leader's lock (it prunes for everyone), when
+    /// one does and its session shows its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The latest reservation change number in the database.
+    pub latest_change: i64,
+    /// Removals up to this change number may have been pruned: a node that
+    /// applied less must reload every reservation.
+    pub pruned_through: i64,
+    /// How long a node may be silent before it counts as dead (seconds).
+    pub dead_after_secs: f64,
+    /// Hash of this node's shared configuration (`config_hash` below).
+    pub config_hash: String,
+    /// Every node with a row, alive or dead, by name.
+    pub nodes: Vec<NodeView>,
+}
+
+/// One node of `ClusterView`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub node: String,
+    /// Its heartbeat is recent (by the database's clock when read).
+    pub alive: bool,
+    /// Seconds since its last heartbeat.
+    pub last_seen_secs_ago: f64,
+    /// Its server identifiers (option 54).
+    pub addresses: Vec<String>,
+    pub version: String,
+    /// Unix seconds.
+    pub started: u64,
+    /// The last reservation change it applied.
+    pub applied_change: i64,
+    /// `latest_change - applied_change`.
+    pub changes_behind: i64,
+    /// SHA-256 of the settings every node must share (subnets, profiles,
+    /// the file's reservations, offer and decline times, cluster timings).
+    pub config_hash: String,
+    /// Its hash is this node's.
+    pub config_agrees: bool,
+    /// It holds the leader's lock.
+    pub leader: bool,
+    /// It is the node answering this request.
+    pub this_node: bool,
+}
+
+/// `GET /api/v1/addresses/{ip}/history`: what happened to an address,
+/// newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AddressHistory {
+    pub ip: String,
+    pub items: Vec<AddressEventView>,
+}
+
+/// One entry of an address's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AddressEventView {
+    /// offered, bound, declined or freed (released, expired or removed).
+    pub event: String,
+    pub mac: String,
+    /// The client identifier, hex.
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The node that wrote the lease, in a cluster that records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The lease's expiry, Unix seconds.
+    pub expires: u64,
+    /// When it happened, Unix seconds (the store's clock).
+    pub at: u64,
+}
+
+/// Paging of `GET /api/v1/addresses/{ip}/history`.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// At most this many entries, the newest (default 50, at most 1000).
+    pub limit: Option<usize>,
+}

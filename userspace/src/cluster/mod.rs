@@ -5,6 +5,9 @@
 //! server shares new clients out by it. The reservation sync publishes the
 //! last change number it applied; the heartbeat reports it to the others.
 
+pub mod heartbeat;
+pub mod identity;
+pub mod leader;
 pub mod sync;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -43,3 +46,6 @@ impl Applied {
         self.0.store(number, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,9 +5,11 @@
 //! close), batching (concurrent calls share transactions, and all resolve),
 //! refusal after close (every call fails at once, none hangs), schema
 //! refusal (stored data of a newer or unknown schema version is refused and
-//! left as it was), and the reservations' change log (numbers in commit
+//! left as it was), the reservations' change log (numbers in commit
 //! order across writers, removals kept, a load's number where following
-//! starts, pruning reported rather than hidden).
+//! starts, pruning reported rather than hidden), and each address's
+//! history (recorded from the lease changes, newest first, in the same
+//! words on every backend).
 //!
 //! A backend runs the suite by implementing [`Backend`] (a fresh, empty
 //! store of its own per test, its schema version read and set, a
@@ -41,8 +43,8 @@ use crate::api::types::ReservationSpec;
 use crate::config;
 use crate::leases::{Lease, LeaseChange, LeaseState};
 use crate::store::{
-    open, ChangesAfter, Logged, LoggedChange, ReservationChange, StoreError, StoreFuture,
-    StoreStats, StoredReservation, Stores,
+    open, AddressEvent, ChangesAfter, Logged, LoggedChange, ReservationChange, StoreError,
+    StoreFuture, StoreStats, StoredReservation, Stores,
 };
 
 /// What the suite needs from a backend besides the traits.
@@ -84,6 +86,7 @@ macro_rules! suite {
             the_log_holds_each_macs_last_change_in_number_order,
             a_follower_misses_no_change_of_concurrent_writers,
             a_reader_behind_pruned_removals_is_told_to_load_again,
+            an_address_history_lists_holders_newest_first,
         );
     };
     (@tests $backend:expr; $($name:ident,)*) => {
@@ -437,6 +440,98 @@ pub async fn an_unknown_schema_version_is_refused_untouched<B: Backend>(b: &B) {
     let s = opened(&place.config).await;
     assert_eq!(leases(&s).await, vec![lease(1)]);
     assert_eq!(reservations(&s).await, vec![spec(1, 0)]);
+}
+
+/// An address's life (offered, bound, renewed, freed, offered to another
+/// client, declined) comes back from `history` newest first: one entry per
+/// change of state or holder (a renewal is none), each with its holder,
+/// and `limit` keeps the newest. Other addresses have their own history.
+pub async fn an_address_history_lists_holders_newest_first<B: Backend>(b: &B) {
+    let place = b.fresh();
+    let s = opened(&place.config).await;
+    let mut offered = lease(7);
+    offered.state = LeaseState::Offered;
+    offered.expires = 1_700_000_030;
+    let mut bound = offered.clone();
+    bound.state = LeaseState::Bound;
+    bound.expires = 1_700_003_600;
+    let mut renewed = bound.clone();
+    renewed.expires = 1_700_007_200;
+    renewed.hostname = Some("renamed".into());
+    // Another client, at the same address.
+    let mut other = lease(8);
+    other.ip = offered.ip;
+    other.state = LeaseState::Offered;
+    let mut declined = other.clone();
+    declined.state = LeaseState::Declined;
+    let neighbour = lease(9);
+    let start = crate::slowpath::unix_now();
+    for changes in [
+        vec![LeaseChange::Upsert(offered.clone())],
+        vec![LeaseChange::Upsert(bound.clone())],
+        vec![LeaseChange::Upsert(renewed.clone())],
+        vec![
+            LeaseChange::Remove(renewed.clone()),
+            LeaseChange::Upsert(neighbour.clone()),
+        ],
+        vec![LeaseChange::Upsert(other.clone())],
+        vec![LeaseChange::Upsert(declined.clone())],
+    ] {
+        s.leases.commit(changes).await.expect("commit");
+    }
+    let end = crate::slowpath::unix_now();
+
+    let history = within("history", s.leases.history(offered.ip, 100))
+        .await
+        .expect("history");
+    let seen: Vec<(AddressEvent, [u8; 6], u64)> = history
+        .iter()
+        .map(|r| (r.event, r.mac, r.expires))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (AddressEvent::Declined, declined.mac, declined.expires),
+            (AddressEvent::Offered, other.mac, other.expires),
+            (AddressEvent::Freed, renewed.mac, renewed.expires),
+            (AddressEvent::Bound, bound.mac, bound.expires),
+            (AddressEvent::Offered, offered.mac, offered.expires),
+        ],
+        "{history:#?}"
+    );
+    let freed = &history[2];
+    assert_eq!(
+        (freed.client_id.as_slice(), freed.hostname.as_deref()),
+        (renewed.client_id.as_slice(), Some("renamed")),
+        "a freed entry describes the lease that ended"
+    );
+    assert_eq!(freed.node, None, "nothing names a node outside a cluster");
+    for r in &history {
+        // Stored with whole seconds: allow the second the run began in.
+        assert!(
+            (start.saturating_sub(1)..=end + 1).contains(&r.at),
+            "recorded at {}, not between {start} and {end}",
+            r.at
+        );
+    }
+
+    let newest = within("history", s.leases.history(offered.ip, 2))
+        .await
+        .expect("history");
+    assert_eq!(newest, history[..2].to_vec(), "limit keeps the newest");
+    let next_door = within("history", s.leases.history(neighbour.ip, 100))
+        .await
+        .expect("history");
+    assert_eq!(
+        next_door.iter().map(|r| r.event).collect::<Vec<_>>(),
+        vec![AddressEvent::Offered],
+        "lease(9) is an offer"
+    );
+    let nothing = within("history", s.leases.history(Ipv4Addr::new(10, 9, 9, 9), 100))
+        .await
+        .expect("history");
+    assert!(nothing.is_empty(), "{nothing:?}");
+    s.close().await.expect("close");
 }
 
 async fn log_after(s: &Stores, number: i64, limit: usize) -> Vec<LoggedChange> {

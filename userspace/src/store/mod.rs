@@ -16,6 +16,7 @@
 #[cfg(test)]
 pub mod conformance;
 mod counters;
+pub mod history;
 pub mod postgres;
 mod queue;
 pub mod sqlite;
@@ -24,6 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use history::{AddressEvent, AddressRecord};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -254,6 +256,10 @@ pub trait LeaseStore: Send + Sync {
     fn written_since(&self, _since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
         None
     }
+    /// The last `limit` (1 to `history::MAX_LIMIT`) entries of `ip`'s
+    /// history, newest first: what was committed to the store, whoever
+    /// committed it (see `history`).
+    fn history(&self, ip: std::net::Ipv4Addr, limit: usize) -> StoreFuture<Vec<AddressRecord>>;
     /// This trait's work so far.
     fn stats(&self) -> StoreStats;
     /// Stops accepting calls (from this call on, every call of either trait

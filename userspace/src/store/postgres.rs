@@ -70,7 +70,7 @@ use tokio_postgres::NoTls;
 use super::counters::{Kind, PerKind};
 use super::queue::{Calls, Job};
 use super::{
-    ChangesAfter, CommitFuture, LeaseCommit, LeaseStore, Lost, ReservationChange,
+    AddressRecord, ChangesAfter, CommitFuture, LeaseCommit, LeaseStore, Lost, ReservationChange,
     ReservationSnapshot, ReservationStore, StoreError, StoreFuture, StoreStats,
 };
 use crate::config::{self, Secret};
@@ -408,6 +408,12 @@ impl LeaseStore for PostgresStore {
             .submit(Kind::Leases, rows::encode_leases(changes), called)
     }
 
+    fn history(&self, ip: std::net::Ipv4Addr, limit: usize) -> StoreFuture<Vec<AddressRecord>> {
+        self.read("reading the address history", move |c| {
+            Box::pin(rows::read_history(c, ip, limit))
+        })
+    }
+
     fn written_since(&self, since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
         if self.calls.is_closed() {
             return Some(Box::pin(std::future::ready(Err(StoreError::Closed))));
@@ -600,4 +606,4 @@ async fn apply(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

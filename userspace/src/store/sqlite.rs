@@ -50,6 +50,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::{oneshot, watch};
 
 use super::counters::{Kind, PerKind};
+use super::history::{self, AddressRecord};
 use super::queue::{Calls, Job};
 use super::{
     ChangesAfter, CommitFuture, LeaseCommit, LeaseStore, ReservationChange, ReservationSnapshot,
@@ -216,6 +217,12 @@ impl LeaseStore for SqliteStore {
             .submit(Kind::Leases, rows::encode_leases(changes), called)
     }
 
+    fn history(&self, ip: std::net::Ipv4Addr, limit: usize) -> StoreFuture<Vec<AddressRecord>> {
+        self.read("history", move |path| {
+            rows::read_history(path, BUSY_TIMEOUT, ip, limit)
+        })
+    }
+
     fn stats(&self) -> StoreStats {
         self.counters.leases.read()
     }
@@ -294,6 +301,7 @@ fn run_writer(
     counters: &PerKind,
 ) {
     let mut batch: Vec<Job<Op>> = Vec::new();
+    let mut pruned: Option<Instant> = None;
     // `recv` fails only once the sender is gone *and* the queue is empty, so
     // what was queued before close is still committed.
     while let Ok(first) = jobs.recv() {
@@ -316,6 +324,14 @@ fn run_writer(
                     // A caller that stopped waiting needs no answer; its
                     // changes are durable all the same.
                     let _ = job.done.send(Ok(Vec::new()));
+                }
+                // After the waiters are answered, so the prune delays
+                // nobody's ACK; only a store that is written to grows.
+                if pruned.is_none_or(|t| t.elapsed() >= history::PRUNE_EVERY) {
+                    pruned = Some(Instant::now());
+                    if let Err(e) = rows::prune_history(&conn) {
+                        tracing::warn!(path = %name, "pruning the address history: {e}");
+                    }
                 }
             }
             Err(e) => {

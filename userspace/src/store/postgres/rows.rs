@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Error, Row};
 use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
 use crate::leases::{Lease, LeaseChange};
+use crate::store::history::{self, AddressRecord, HistoryColumns};
 use crate::store::{
     ChangesAfter, LeaseColumns, Logged, LoggedChange, ReservationChange, ReservationSnapshot,
     StoredReservation,
@@ -75,6 +76,11 @@ const SELECT_WRITTEN_SINCE: &str = "
 const SELECT_LEASES: &str = "
     SELECT ip, client_id, mac, state, expires, updated, hostname
     FROM leases ORDER BY ip
+";
+
+const SELECT_HISTORY: &str = "
+    SELECT event, mac, client_id, hostname, node, expires, extract(epoch FROM at)::bigint
+    FROM address_history WHERE ip = $1 ORDER BY id DESC LIMIT $2
 ";
 
 /// A change's number: the next value of the counter row, whose lock the
@@ -515,4 +521,33 @@ pub fn prune_removals(c: &Client, before: i64) -> Reading<'_, u64> {
         let n: i64 = get(&row, 0, "pruned count").map_err(ReadError::Row)?;
         Ok(n as u64)
     })
+}
+
+/// The last `limit` entries of `ip`'s history, newest first.
+pub async fn read_history(
+    c: &Client,
+    ip: Ipv4Addr,
+    limit: usize,
+) -> Result<Vec<AddressRecord>, ReadError> {
+    let rows = c
+        .query(SELECT_HISTORY, &[&IpAddr::V4(ip), &history::bounded(limit)])
+        .await
+        .map_err(ReadError::Sql)?;
+    let decode = |row: &Row| -> Result<AddressRecord, String> {
+        HistoryColumns {
+            ip,
+            event: get(row, 0, "history event")?,
+            mac: get(row, 1, "history mac")?,
+            client_id: get(row, 2, "history client_id")?,
+            hostname: get(row, 3, "history hostname")?,
+            node: get(row, 4, "history node")?,
+            expires: get(row, 5, "history expires")?,
+            at: get(row, 6, "history time")?,
+        }
+        .record()
+    };
+    rows.iter()
+        .map(decode)
+        .collect::<Result<_, _>>()
+        .map_err(ReadError::Row)
 }

@@ -16,7 +16,7 @@ use crate::store::unknown_schema;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[i]` takes a database from version `i` to `i + 1` (0: empty).
-const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1.
 ///
@@ -130,6 +130,14 @@ const V2: &str = "
     $$ LANGUAGE plpgsql;
     CREATE TRIGGER leases_history AFTER INSERT OR UPDATE OR DELETE ON leases
         FOR EACH ROW EXECUTE FUNCTION record_address_history();
+";
+
+/// Version 3: indexes for the cluster's leader (`cluster::leader`), so
+/// its deletions of old removals and old history do not read whole
+/// tables; the first holds removals (tombstones) only.
+const V3: &str = "
+    CREATE INDEX reservations_removed ON reservations (updated) WHERE spec IS NULL;
+    CREATE INDEX address_history_by_at ON address_history (at);
 ";
 
 /// Held for the migration's transaction: two nodes opening one new

@@ -36,14 +36,15 @@ fn server() -> Arc<Postgres> {
     started
 }
 
-/// A database of the shared server, dropped with this.
-struct Database {
-    server: Arc<Postgres>,
-    name: String,
+/// A database of the shared server, dropped with this (also the cluster's
+/// tests' fixture).
+pub(crate) struct Database {
+    pub(crate) server: Arc<Postgres>,
+    pub(crate) name: String,
 }
 
 impl Database {
-    fn new() -> Database {
+    pub(crate) fn new() -> Database {
         let server = server();
         let name = format!("store_{}", next());
         server
@@ -52,7 +53,7 @@ impl Database {
         Database { server, name }
     }
 
-    fn config(&self, user: &str, password: Option<&str>) -> config::Store {
+    pub(crate) fn config(&self, user: &str, password: Option<&str>) -> config::Store {
         config::Store::Postgres(config::Postgres {
             url: self.server.url(&self.name, user),
             pool_size: 4,
@@ -60,7 +61,7 @@ impl Database {
         })
     }
 
-    fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         self.server
             .psql(&self.name, sql)
             .unwrap_or_else(|e| panic!("{e:#}"))
@@ -272,6 +273,58 @@ async fn a_refused_statement_fails_its_whole_batch() {
         .await
         .expect("the next commit");
     assert_eq!(within(s.leases.load()).await.expect("load"), vec![lease(3)]);
+    s.close().await.expect("close");
+}
+
+/// A version 1 database (before clusters) migrates to the current one:
+/// its rows kept, the change counter past every change number it gave,
+/// nothing marked as pruned, and the history recording from then on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_database_migrates_with_its_rows() {
+    let db = Database::new();
+    db.psql(schema::MIGRATIONS[0]);
+    db.psql(
+        "INSERT INTO schema_version (version) VALUES (1);
+         INSERT INTO leases VALUES ('10.0.0.1', '\\x01', '\\x020000000001', 'bound', 10, 1, NULL);
+         INSERT INTO reservations VALUES ('\\x020000000002', NULL, nextval('reservation_changes'), 1);
+         INSERT INTO reservations VALUES ('\\x020000000003', NULL, nextval('reservation_changes'), 1);",
+    );
+    let s = within(open(&db.config(SUPERUSER, None)))
+        .await
+        .expect("open");
+    assert_eq!(
+        db.psql("SELECT version FROM schema_version").trim(),
+        SCHEMA_VERSION.to_string()
+    );
+    assert_eq!(
+        db.psql("SELECT value, pruned_through FROM change_counter")
+            .trim(),
+        "2|0"
+    );
+    let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
+    assert_eq!(within(s.leases.load()).await.expect("load").len(), 1);
+    assert_eq!(
+        within(s.leases.history(ip, 10)).await.expect("history"),
+        vec![]
+    );
+    // The row as the version 1 database held it.
+    let stored = Lease {
+        ip,
+        client_id: vec![1],
+        mac: [2, 0, 0, 0, 0, 1],
+        state: crate::leases::LeaseState::Bound,
+        expires: 10,
+        updated: 1,
+        hostname: None,
+    };
+    within(s.leases.commit(vec![LeaseChange::Remove(stored)]))
+        .await
+        .expect("commit");
+    let h = within(s.leases.history(ip, 10)).await.expect("history");
+    assert_eq!(
+        h.iter().map(|r| r.event).collect::<Vec<_>>(),
+        [crate::store::AddressEvent::Freed]
+    );
     s.close().await.expect("close");
 }
 

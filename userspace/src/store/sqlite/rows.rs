@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OpenFlags, Row, Transaction, TransactionBehav
 use crate::api::types::ReservationSpec;
 use crate::frame::format_mac;
 use crate::leases::{Lease, LeaseChange};
+use crate::store::history::{self, AddressRecord, HistoryColumns};
 use crate::store::{
     ChangesAfter, LeaseColumns, Logged, LoggedChange, ReservationChange, ReservationSnapshot,
     StoredReservation,
@@ -34,6 +35,13 @@ const SELECT_LEASES: &str = "
     SELECT ip, client_id, mac, state, expires, updated, hostname
     FROM leases ORDER BY ip
 ";
+
+const SELECT_HISTORY: &str = "
+    SELECT event, mac, client_id, hostname, expires, at
+    FROM address_history WHERE ip = ?1 ORDER BY id DESC LIMIT ?2
+";
+
+const PRUNE_HISTORY: &str = "DELETE FROM address_history WHERE at < unixepoch() - ?1";
 
 /// The next change number (see the schema).
 const NEXT_CHANGE: &str =
@@ -344,4 +352,40 @@ pub fn prune_removals(path: &Path, busy_timeout: Duration, before: i64) -> Resul
     }
     tx.commit().map_err(fail)?;
     Ok(count as u64)
+}
+
+/// The last `limit` entries of `ip`'s history, newest first.
+pub fn read_history(
+    path: &Path,
+    busy_timeout: Duration,
+    ip: Ipv4Addr,
+    limit: usize,
+) -> Result<Vec<AddressRecord>, String> {
+    let conn = reader(path, busy_timeout)?;
+    let fail = |e| format!("reading the history of {ip}: {e}");
+    let mut select = conn.prepare(SELECT_HISTORY).map_err(fail)?;
+    let rows = select
+        .query_map(params![ip_key(ip), history::bounded(limit)], |row| {
+            Ok(HistoryColumns {
+                ip,
+                event: row.get(0)?,
+                mac: row.get(1)?,
+                client_id: row.get(2)?,
+                hostname: row.get(3)?,
+                node: None,
+                expires: row.get(4)?,
+                at: row.get(5)?,
+            })
+        })
+        .map_err(fail)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(fail)?.record()?);
+    }
+    Ok(out)
+}
+
+/// Removes history entries older than `history::RETENTION`; how many.
+pub fn prune_history(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(PRUNE_HISTORY, [history::RETENTION.as_secs() as i64])
 }

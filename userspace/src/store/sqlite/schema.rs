@@ -4,10 +4,13 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-/// The schema this code reads and writes. A change to it bumps this and adds
-/// a migration in `prepare`; a binary refuses files newer than it knows
-/// rather than misread or damage them.
-pub const SCHEMA_VERSION: i64 = 3;
+/// The schema this code reads and writes: the number of `MIGRATIONS`. A
+/// change to it adds a migration; a binary refuses files newer than it
+/// knows rather than misread or damage them.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// `MIGRATIONS[i]` takes a file from version `i` to `i + 1` (0: empty).
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 // `ip` is the address as the number `u32::from(Ipv4Addr)` gives (10.0.0.1 =
 // 0x0a000001): an INTEGER PRIMARY KEY is the rowid itself, so an upsert
@@ -61,6 +64,41 @@ const SCHEMA_V3: &str = "
     INSERT INTO meta (key, value)
         VALUES ('reservation_change', (SELECT count(*) FROM reservations)),
                ('pruned_through', 0);
+";
+
+/// Version 4: `address_history`, every change of an address's holder or
+/// state, written by triggers on `leases` in the words and shape of
+/// PostgreSQL's (see `store::history`): an insert records the new state,
+/// an update only when the state or the holder changes (not a renewal),
+/// a removal records `freed`. `at` is Unix seconds by this machine's
+/// clock; the writer prunes rows past `history::RETENTION` by it.
+const SCHEMA_V4: &str = "
+    CREATE TABLE address_history (
+        id        INTEGER PRIMARY KEY,
+        ip        INTEGER NOT NULL,
+        event     TEXT NOT NULL CHECK (event IN ('offered', 'bound', 'declined', 'freed')),
+        mac       BLOB NOT NULL,
+        client_id BLOB NOT NULL,
+        hostname  TEXT,
+        expires   INTEGER NOT NULL,
+        at        INTEGER NOT NULL DEFAULT (unixepoch())
+    );
+    CREATE INDEX address_history_by_ip ON address_history (ip, id);
+    CREATE INDEX address_history_by_at ON address_history (at);
+    CREATE TRIGGER leases_history_insert AFTER INSERT ON leases BEGIN
+        INSERT INTO address_history (ip, event, mac, client_id, hostname, expires)
+        VALUES (NEW.ip, NEW.state, NEW.mac, NEW.client_id, NEW.hostname, NEW.expires);
+    END;
+    CREATE TRIGGER leases_history_update AFTER UPDATE ON leases
+    WHEN OLD.state IS NOT NEW.state OR OLD.mac IS NOT NEW.mac
+         OR OLD.client_id IS NOT NEW.client_id BEGIN
+        INSERT INTO address_history (ip, event, mac, client_id, hostname, expires)
+        VALUES (NEW.ip, NEW.state, NEW.mac, NEW.client_id, NEW.hostname, NEW.expires);
+    END;
+    CREATE TRIGGER leases_history_delete AFTER DELETE ON leases BEGIN
+        INSERT INTO address_history (ip, event, mac, client_id, hostname, expires)
+        VALUES (OLD.ip, 'freed', OLD.mac, OLD.client_id, OLD.hostname, OLD.expires);
+    END;
 ";
 
 /// Why a file cannot be used.
@@ -136,31 +174,26 @@ pub fn prepare(conn: &mut Connection) -> Result<(), Refused> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql("starting the schema transaction"))?;
-    match inspect(&tx)? {
-        Found::Empty => {
-            for v in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3] {
-                tx.execute_batch(v).map_err(sql("creating the schema"))?;
-            }
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                [SCHEMA_VERSION],
-            )
-            .map_err(sql("recording the schema version"))?;
-        }
-        Found::Version(v) if v < SCHEMA_VERSION => {
-            if v < 2 {
-                tx.execute_batch(SCHEMA_V2)
-                    .map_err(sql("adding the reservations table"))?;
-            }
-            tx.execute_batch(SCHEMA_V3)
-                .map_err(sql("adding the reservation change log"))?;
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                [SCHEMA_VERSION],
-            )
-            .map_err(sql("recording the schema version"))?;
-        }
-        Found::Version(_) => {}
+    let found = match inspect(&tx)? {
+        Found::Empty => 0,
+        Found::Version(v) => v,
+    };
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(migration)
+            .map_err(|e| Refused::Sql(format!("migrating from version {from}"), e))?;
+    }
+    if found == 0 {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION],
+        )
+        .map_err(sql("recording the schema version"))?;
+    } else if found < SCHEMA_VERSION {
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [SCHEMA_VERSION],
+        )
+        .map_err(sql("recording the schema version"))?;
     }
     tx.commit().map_err(sql("committing the schema"))
 }

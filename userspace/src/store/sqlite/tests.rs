@@ -190,6 +190,76 @@ fn a_lock_held_elsewhere_is_transient() {
 }
 
 /// `cargo test --release -p stormboot --lib store::sqlite::tests::throughput -- --ignored --nocapture`
+/// History older than the retention is deleted by the writer as it
+/// commits; newer history stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_writer_prunes_history_past_the_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let s = SqliteStore::open(&path).expect("open");
+    s.commit(vec![LeaseChange::Upsert(lease(1))])
+        .await
+        .expect("commit");
+    let retention = history::RETENTION.as_secs() as i64;
+    Connection::open(&path)
+        .expect("raw open")
+        .execute(
+            "INSERT INTO address_history (ip, event, mac, client_id, expires, at)
+             VALUES (?1, 'bound', x'020000000009', x'01', 0, unixepoch() - ?2 - 60)",
+            rusqlite::params![i64::from(u32::from(lease(2).ip)), retention],
+        )
+        .expect("an old entry");
+    drop(s);
+    // A new store's writer prunes after its first transaction (once its
+    // waiters have their answer: close waits for the writer to finish).
+    let s = SqliteStore::open(&path).expect("reopen");
+    s.commit(vec![LeaseChange::Upsert(lease(3))])
+        .await
+        .expect("commit");
+    LeaseStore::close(&s).await.expect("close");
+    drop(s);
+    let s = SqliteStore::open(&path).expect("reopen to read");
+    assert_eq!(s.history(lease(2).ip, 10).await.expect("history"), vec![]);
+    assert_eq!(s.history(lease(1).ip, 10).await.expect("history").len(), 1);
+}
+
+/// A version 3 file keeps its leases and gains an empty history, which
+/// the next change starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_3_file_gains_the_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    drop(SqliteStore::open(&path).expect("open"));
+    {
+        let c = Connection::open(&path).expect("raw open");
+        c.execute_batch(
+            "DROP TRIGGER leases_history_insert;
+             DROP TRIGGER leases_history_update;
+             DROP TRIGGER leases_history_delete;
+             DROP TABLE address_history;
+             UPDATE meta SET value = 3 WHERE key = 'schema_version';",
+        )
+        .expect("back to version 3");
+        c.execute(
+            "INSERT INTO leases VALUES (?1, x'01', x'020000000001', 'bound', 10, 1, NULL)",
+            [i64::from(u32::from(lease(1).ip))],
+        )
+        .expect("a version 3 lease");
+    }
+    let s = SqliteStore::open(&path).expect("migrate");
+    let stored = LeaseStore::load(&s).await.expect("load");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(s.history(lease(1).ip, 10).await.expect("history"), vec![]);
+    s.commit(vec![LeaseChange::Remove(stored[0].clone())])
+        .await
+        .expect("commit");
+    let h = s.history(lease(1).ip, 10).await.expect("history");
+    assert_eq!(
+        h.iter().map(|r| r.event).collect::<Vec<_>>(),
+        [crate::store::AddressEvent::Freed]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "measurement; run in release with --nocapture"]
 async fn throughput() {
