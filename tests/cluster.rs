@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stormboot_testbed::cluster::{Node, Pair};
+use stormboot_testbed::perfdhcp;
 use stormboot_testbed::reports::StormReport;
 use stormboot_testbed::{
     parse_dhclient_lease, require_root, wait_for, xdp_counter, CLIENT_IF, DHCLIENT_SCRIPT,
@@ -135,26 +136,60 @@ fn contention_never_gives_one_address_to_two_clients() {
     require_root();
     let _alone = alone();
     const MACHINES: u32 = 150;
+    // perfdhcp, as a relay at 10.50.0.3, at node B alone: 30/s for 2 s.
+    const PERF_CLIENTS: u32 = 60;
     let mut pair = Pair::new("cl-race").unwrap_or_else(|e| panic!("{e:#}"));
     // Both nodes answer every client (no sharing), and the pool is too
     // small for both to offer each client an address of their own slice:
-    // they reach into each other's and race for the same addresses.
+    // they reach into each other's and race for the same addresses, and
+    // B also serves perfdhcp's clients from the same pool.
     let body = "[[subnet]]\ncidr = \"10.50.0.0/24\"\nlease_time = \"1h\"\n\
-                pool = [\"10.50.0.20-10.50.0.219\"]\n";
+                pool = [\"10.50.0.20-10.50.0.249\"]\n";
     for node in Node::BOTH {
         pair.start(node, "offer_hold = \"5s\"", body, "load_balance = false");
     }
+    let mut addr = pair.client_command("ip");
+    addr.args(["addr", "add", "10.50.0.3/24", "dev", CLIENT_IF]);
+    pair.run_client(addr).expect("addressing sbc0 for perfdhcp");
+    let mut perf = pair.client_command("perfdhcp");
+    perf.args(["-4", "-l", CLIENT_IF, "-u", "-x", "l", "-W", "1000000"])
+        .args(["-r", "30", "-p", "2", "-R", &PERF_CLIENTS.to_string()])
+        .args(["-b", "mac=02:5c:00:00:00:00", Node::B.address()]);
+    let perf = std::thread::spawn(move || perf.output());
     let report = storm(&pair, MACHINES, "02:00:00:20:00:00", 6);
+    let perf = perf
+        .join()
+        .expect("perfdhcp's thread")
+        .expect("running perfdhcp (Debian package kea-admin)");
+    let perf_text = String::from_utf8_lossy(&perf.stdout);
+    let perf_report = perfdhcp::parse(&perf_text);
     assert!(report.all_bound(), "{report:?}{}", pair.logs());
     assert_unique(&report, &pair);
+    // perfdhcp's ACKs too: no address twice among everything ACKed.
+    let mut acked: Vec<Ipv4Addr> = report.bindings.iter().map(|b| b.ip).collect();
+    acked.extend(&perf_report.acked);
+    let distinct: BTreeSet<Ipv4Addr> = acked.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        acked.len(),
+        "an address was ACKed twice between the storm and perfdhcp:\n{}",
+        perfdhcp::summary(&perf_text)
+    );
+    assert!(
+        !perf_report.acked.is_empty() && perf_report.request_ack.non_unique == 0,
+        "perfdhcp:\n{}{}",
+        perfdhcp::summary(&perf_text),
+        pair.logs()
+    );
     // The database agrees: one bound lease per address, one per machine.
+    let bound = MACHINES as usize + perf_report.acked.len();
     let rows = pair.sql(
         "SELECT count(*), count(DISTINCT ip), count(DISTINCT mac) FROM leases \
          WHERE state = 'bound'",
     );
     assert_eq!(
         rows.trim(),
-        format!("{MACHINES}|{MACHINES}|{MACHINES}"),
+        format!("{bound}|{bound}|{bound}"),
         "bound leases in the database{}",
         pair.logs()
     );
@@ -170,8 +205,11 @@ fn contention_never_gives_one_address_to_two_clients() {
         .map(|&n| metric_sum(&pair, n, "stormboot_lease_conflicts_total"))
         .sum();
     eprintln!(
-        "{MACHINES} machines bound in {:.0} ms, {conflicts} lost races, {} retransmits",
-        report.elapsed_ms, report.retransmits
+        "{MACHINES} machines bound in {:.0} ms, {} retransmits; perfdhcp: {} ACKed; \
+         {conflicts} lost races",
+        report.elapsed_ms,
+        report.retransmits,
+        perf_report.acked.len()
     );
     assert!(
         conflicts > 0.0,

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use dhcproto::v4::{Message, Opcode};
 use dhcproto::{Decodable, Decoder};
 use serde_json::Value;
+use stormboot_testbed::perfdhcp::{parse as parse_perfdhcp, summary as perfdhcp_summary};
 use stormboot_testbed::{
     env_lines, require_root, slow_path, udp_frames, wait_for, Lab, Side, CLIENT_IF,
     RELAY_DOWNSTREAM_ADDR, RELAY_DOWNSTREAM_IF, RELAY_UPSTREAM_IF, SERVER_ADDR,
@@ -883,77 +884,6 @@ fn decline_quarantines_and_inform_gets_options() {
     }
 }
 
-/// perfdhcp's counts for one kind of exchange.
-#[derive(Debug, Default, Clone, Copy)]
-struct Exchanges {
-    sent: u64,
-    received: u64,
-    drops: u64,
-    non_unique: u64,
-}
-
-/// What perfdhcp reported: the two exchanges of DORA, the rate it
-/// states, and (with `-x l`) the addresses it was acknowledged.
-#[derive(Debug, Default)]
-struct PerfReport {
-    rate: String,
-    discover_offer: Exchanges,
-    request_ack: Exchanges,
-    acked: Vec<Ipv4Addr>,
-}
-
-fn parse_perfdhcp(text: &str) -> PerfReport {
-    #[derive(PartialEq)]
-    enum In {
-        Nothing,
-        DiscoverOffer,
-        RequestAck,
-        AckLeases,
-    }
-    let mut report = PerfReport::default();
-    let mut section = In::Nothing;
-    for line in text.lines() {
-        if line.starts_with("***") {
-            section = match line {
-                l if l.contains("Statistics for: DISCOVER-OFFER") => In::DiscoverOffer,
-                l if l.contains("Statistics for: REQUEST-ACK") => In::RequestAck,
-                l if l.contains("Leases for REQUEST-ACK") => In::AckLeases,
-                _ => In::Nothing,
-            };
-            continue;
-        }
-        if let Some(rate) = line.strip_prefix("Rate: ") {
-            report.rate = rate.to_owned();
-        }
-        if section == In::AckLeases {
-            // "client_id,address,prefix", client_id and prefix empty in v4.
-            if let Some(ip) = line.split(',').nth(1).and_then(|a| a.parse().ok()) {
-                report.acked.push(ip);
-            }
-            continue;
-        }
-        let counts = match section {
-            In::DiscoverOffer => &mut report.discover_offer,
-            In::RequestAck => &mut report.request_ack,
-            _ => continue,
-        };
-        let Some((key, value)) = line.split_once(": ") else {
-            continue;
-        };
-        let Ok(n) = value.trim().parse::<u64>() else {
-            continue;
-        };
-        match key {
-            "sent packets" => counts.sent = n,
-            "received packets" => counts.received = n,
-            "drops" => counts.drops = n,
-            "non unique addresses" => counts.non_unique = n,
-            _ => {}
-        }
-    }
-    report
-}
-
 /// A perfdhcp storm of full DORA exchanges from sbc0 at `rate` per second
 /// for `seconds`, `clients` distinct MACs from `base_mac` on, each used
 /// once; waits a second after the last for late replies. `-u` counts an
@@ -965,15 +895,6 @@ fn perfdhcp(lab: &Lab, rate: u32, seconds: u32, clients: u32, base_mac: &str) ->
         .args(["-R", &clients.to_string(), "-b", &format!("mac={base_mac}")])
         .arg(SERVER_ADDR);
     cmd
-}
-
-/// perfdhcp's report without the lease lists, for the test's output.
-fn perfdhcp_summary(text: &str) -> String {
-    text.lines()
-        .take_while(|l| !l.starts_with("***Leases"))
-        .filter(|l| !l.trim().is_empty() && *l != "Interrupted")
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub mod daemon;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod labconfig;
+pub mod perfdhcp;
 pub mod postgres;
 pub mod reports;
 pub use daemon::{
