@@ -1,15 +1,20 @@
-//! Kea's perfdhcp as the tests run it: its report read back (the counts of
-//! each DORA exchange and, with `-x l`, the addresses it was given).
+//! Kea's perfdhcp's report read back, for the tests and the benchmarks: the
+//! counts, drop ratio and delay of each DORA exchange and, with `-x l`, the
+//! addresses it was given.
 
 use std::net::Ipv4Addr;
 
-/// perfdhcp's counts for one kind of exchange.
+/// perfdhcp's figures for one kind of exchange.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Exchanges {
     pub sent: u64,
     pub received: u64,
     pub drops: u64,
     pub non_unique: u64,
+    /// "drops ratio"; 100 when perfdhcp prints "nan %" (nothing sent).
+    pub drops_percent: f64,
+    /// "avg delay", in milliseconds; 0 when perfdhcp prints none.
+    pub avg_delay_ms: f64,
 }
 
 /// What perfdhcp reported: the two exchanges of DORA, the rate it
@@ -20,8 +25,12 @@ pub struct PerfReport {
     pub discover_offer: Exchanges,
     pub request_ack: Exchanges,
     pub acked: Vec<Ipv4Addr>,
+    /// Whether the report had REQUEST-ACK statistics at all: perfdhcp
+    /// prints none when it failed before its run.
+    pub has_request_ack: bool,
 }
 
+/// Reads perfdhcp's standard output.
 pub fn parse(text: &str) -> PerfReport {
     #[derive(PartialEq)]
     enum In {
@@ -36,7 +45,10 @@ pub fn parse(text: &str) -> PerfReport {
         if line.starts_with("***") {
             section = match line {
                 l if l.contains("Statistics for: DISCOVER-OFFER") => In::DiscoverOffer,
-                l if l.contains("Statistics for: REQUEST-ACK") => In::RequestAck,
+                l if l.contains("Statistics for: REQUEST-ACK") => {
+                    report.has_request_ack = true;
+                    In::RequestAck
+                }
                 l if l.contains("Leases for REQUEST-ACK") => In::AckLeases,
                 _ => In::Nothing,
             };
@@ -57,10 +69,22 @@ pub fn parse(text: &str) -> PerfReport {
             In::RequestAck => &mut report.request_ack,
             _ => continue,
         };
-        let Some((key, value)) = line.split_once(": ") else {
+        let Some((key, value)) = line.trim().split_once(':') else {
             continue;
         };
-        let Ok(n) = value.trim().parse::<u64>() else {
+        let value = value.trim();
+        // "0.025 %", "1.155 ms"; perfdhcp prints "nan" for nothing.
+        let measure = |unit: &str| value.trim_end_matches(unit).trim().parse::<f64>().ok();
+        match key {
+            "drops ratio" => {
+                counts.drops_percent = measure("%").filter(|p| !p.is_nan()).unwrap_or(100.0)
+            }
+            "avg delay" => {
+                counts.avg_delay_ms = measure("ms").filter(|d| !d.is_nan()).unwrap_or(0.0)
+            }
+            _ => {}
+        }
+        let Ok(n) = value.parse::<u64>() else {
             continue;
         };
         match key {

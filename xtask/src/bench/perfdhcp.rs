@@ -109,58 +109,22 @@ pub fn best(steps: &[Step]) -> Option<&Step> {
 
 /// The numbers of perfdhcp's report for a run of `period` seconds at `rate`.
 pub fn parse(rate: u32, period: f64, out: &str) -> Result<Step> {
-    let mut s = Step {
-        rate,
-        period,
-        ..Step::default()
-    };
-    let mut section = "";
-    let number = |v: &str, unit: &str| -> f64 {
-        v.trim()
-            .trim_end_matches(unit)
-            .trim()
-            .parse()
-            .unwrap_or(f64::NAN)
-    };
-    for line in out.lines() {
-        let line = line.trim();
-        if line.starts_with("***Statistics for: DISCOVER-OFFER") {
-            section = "do";
-        } else if line.starts_with("***Statistics for: REQUEST-ACK") {
-            section = "ra";
-        } else if let Some(v) = line.strip_prefix("sent packets:") {
-            match section {
-                "do" => s.sent = v.trim().parse().unwrap_or(0),
-                "ra" => s.requests = v.trim().parse().unwrap_or(0),
-                _ => {}
-            }
-        } else if let Some(v) = line.strip_prefix("drops ratio:") {
-            // perfdhcp prints "nan %" when nothing was sent.
-            let pct = number(v, "%");
-            let pct = if pct.is_nan() { 100.0 } else { pct };
-            match section {
-                "do" => s.do_drops_percent = pct,
-                "ra" => s.ra_drops_percent = pct,
-                _ => {}
-            }
-        } else if let Some(v) = line.strip_prefix("received packets:") {
-            if section == "ra" {
-                s.acks = v.trim().parse().unwrap_or(0);
-            }
-        } else if let Some(v) = line.strip_prefix("avg delay:") {
-            let ms = number(v, "ms");
-            let ms = if ms.is_nan() { 0.0 } else { ms };
-            match section {
-                "do" => s.do_avg_delay_ms = ms,
-                "ra" => s.ra_avg_delay_ms = ms,
-                _ => {}
-            }
-        }
-    }
-    if !out.contains("***Statistics for: REQUEST-ACK") {
+    let r = stormboot_testbed::perfdhcp::parse(out);
+    if !r.has_request_ack {
         bail!("perfdhcp printed no REQUEST-ACK statistics:\n{out}");
     }
-    Ok(s)
+    Ok(Step {
+        rate,
+        period,
+        sent: r.discover_offer.sent,
+        requests: r.request_ack.sent,
+        acks: r.request_ack.received,
+        do_drops_percent: r.discover_offer.drops_percent,
+        ra_drops_percent: r.request_ack.drops_percent,
+        do_avg_delay_ms: r.discover_offer.avg_delay_ms,
+        ra_avg_delay_ms: r.request_ack.avg_delay_ms,
+        ..Step::default()
+    })
 }
 
 #[cfg(test)]
