@@ -26,8 +26,8 @@ use serde_json::Value;
 use crate::postgres::Postgres;
 use crate::reports::{self, StormReport};
 use crate::{
-    binary, ip, ns_command, ns_name, remove_daemon_pins, run_in, wait_for, xdp_on, Children,
-    Scratch, CLIENT_IF, DAEMON_START, SERVER_IF,
+    add_bridge, binary, ip, ns_command, ns_name, remove_daemon_pins, run_in, wait_for, xdp_on,
+    Children, Scratch, CLIENT_IF, DAEMON_START, SERVER_IF,
 };
 
 /// The database's address on its own bridge, and who may connect.
@@ -122,19 +122,7 @@ impl Pair {
             ])
         };
         for bridge in [SEGMENT_BRIDGE, DB_BRIDGE] {
-            ip(&[
-                "-n",
-                &sw,
-                "link",
-                "add",
-                bridge,
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-                "forward_delay",
-                "0",
-            ])?;
+            add_bridge(&sw, bridge)?;
         }
         ip(&[
             "-n",

@@ -718,19 +718,7 @@ impl Testbed {
     /// forwards them. Without it the daemon attaches in skb mode.
     pub fn bridge_client_tap(&self, tap: &str) -> anyhow::Result<()> {
         let cli = self.client_ns.as_str();
-        ip(&[
-            "-n",
-            cli,
-            "link",
-            "add",
-            CLIENT_BRIDGE,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ])?;
+        add_bridge(cli, CLIENT_BRIDGE)?;
         ip(&["-n", cli, "tuntap", "add", "dev", tap, "mode", "tap"])?;
         for port in [CLIENT_IF, tap] {
             ip(&["-n", cli, "link", "set", port, "master", CLIENT_BRIDGE])?;
@@ -740,6 +728,24 @@ impl Testbed {
         }
         Ok(())
     }
+}
+
+/// Creates bridge `name` in namespace `ns`, without STP, so its ports
+/// forward as soon as they are up.
+fn add_bridge(ns: &str, name: &str) -> anyhow::Result<Output> {
+    ip(&[
+        "-n",
+        ns,
+        "link",
+        "add",
+        name,
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+        "forward_delay",
+        "0",
+    ])
 }
 
 /// A directory under the system temp dir for one test's files (configs,
