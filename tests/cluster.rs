@@ -249,38 +249,7 @@ fn new_clients_are_shared_and_the_survivor_takes_over_a_killed_node() {
     }
 
     // A real client bound to one of them.
-    let leases = pair.scratch.path("dhclient.leases");
-    let conf = pair
-        .scratch
-        .write("dhclient.conf", "request subnet-mask, routers;\n");
-    let script = pair.scratch.write_script("dhclient.sh", DHCLIENT_SCRIPT);
-    let mut dhclient = pair.client_command("dhclient");
-    dhclient
-        .args(["-d", "-v", "-cf"])
-        .arg(&conf)
-        .arg("-lf")
-        .arg(&leases)
-        .arg("-pf")
-        .arg(pair.scratch.path("dhclient.pid"))
-        .arg("-sf")
-        .arg(&script)
-        .arg(CLIENT_IF)
-        .stdout(Stdio::null())
-        .stderr(pair.scratch.log_file("dhclient.log"));
-    let dhclient = pair.spawn_client(dhclient).expect("spawning dhclient");
-    let first = wait_for(Duration::from_secs(20), || {
-        let text = std::fs::read_to_string(&leases).ok()?;
-        text.trim_end()
-            .ends_with('}')
-            .then(|| parse_dhclient_lease(&text))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "dhclient got no lease:\n{}{}",
-            pair.scratch.read("dhclient.log"),
-            pair.logs()
-        )
-    });
+    let (dhclient, leases, first) = bind_dhclient(&mut pair);
     let address = first["fixed-address"].clone();
     let server = first["option dhcp-server-identifier"].clone();
 
@@ -366,6 +335,161 @@ fn new_clients_are_shared_and_the_survivor_takes_over_a_killed_node() {
     assert_eq!(rebound["fixed-address"], address, "{rebound:?}");
     let log = pair.scratch.read("dhclient.log");
     assert!(!log.contains("DHCPNAK"), "dhclient was NAKed:\n{log}");
+    pair.stop_child(dhclient);
+}
+
+/// Starts ISC dhclient on the client's link (in the foreground, renewing
+/// as a real client does) and waits for its first lease: its PID, its
+/// lease file, and that lease.
+fn bind_dhclient(pair: &mut Pair) -> (u32, std::path::PathBuf, BTreeMap<String, String>) {
+    let leases = pair.scratch.path("dhclient.leases");
+    let conf = pair
+        .scratch
+        .write("dhclient.conf", "request subnet-mask, routers;\n");
+    let script = pair.scratch.write_script("dhclient.sh", DHCLIENT_SCRIPT);
+    let mut dhclient = pair.client_command("dhclient");
+    dhclient
+        .args(["-d", "-v", "-cf"])
+        .arg(&conf)
+        .arg("-lf")
+        .arg(&leases)
+        .arg("-pf")
+        .arg(pair.scratch.path("dhclient.pid"))
+        .arg("-sf")
+        .arg(&script)
+        .arg(CLIENT_IF)
+        .stdout(Stdio::null())
+        .stderr(pair.scratch.log_file("dhclient.log"));
+    let pid = pair.spawn_client(dhclient).expect("spawning dhclient");
+    let first = wait_for(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&leases).ok()?;
+        text.trim_end()
+            .ends_with('}')
+            .then(|| parse_dhclient_lease(&text))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "dhclient got no lease:\n{}{}",
+            pair.scratch.read("dhclient.log"),
+            pair.logs()
+        )
+    });
+    (pid, leases, first)
+}
+
+#[test]
+fn a_node_cut_from_the_database_renews_its_clients_for_a_bounded_time() {
+    require_root();
+    let _alone = alone();
+    let mut pair = Pair::new("cl-renew").unwrap_or_else(|e| panic!("{e:#}"));
+    // Renewals at 10 s; rebinding late, so the client keeps asking node a.
+    let body = "[[subnet]]\ncidr = \"10.50.0.0/24\"\nlease_time = \"1m\"\n\
+                renew_time = \"10s\"\nrebind_time = \"55s\"\n\
+                pool = [\"10.50.0.20-10.50.0.250\"]\n";
+    pair.start(Node::A, "", body, "grace = \"5s\"");
+    let (dhclient, leases, first) = bind_dhclient(&mut pair);
+    let address = first["fixed-address"].clone();
+    let recorded = |pair: &Pair| -> u64 {
+        pair.sql(&format!(
+            "SELECT expires FROM leases WHERE ip = '{address}'"
+        ))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+    };
+    let stored = recorded(&pair);
+    assert!(
+        stored > 0,
+        "the binding is not in the database{}",
+        pair.logs()
+    );
+
+    pair.set_database_link(Node::A, false);
+    // The renewal at T1 cannot be stored: it is ACKed anyway, cut to end
+    // `grace` after the expiry the database holds.
+    // dhclient rewrites its lease file now and then, so the renewal is
+    // told by its lease time, which the first lease has whole.
+    let renewed = wait_for(Duration::from_secs(40), || {
+        let text = std::fs::read_to_string(&leases).ok()?;
+        let lease = parse_dhclient_lease(&text);
+        (text.trim_end().ends_with('}')
+            && lease.get("option dhcp-lease-time").map(String::as_str) != Some("60"))
+        .then_some(lease)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "dhclient's renewal was not answered while node a was cut:\n{}{}",
+            pair.scratch.read("dhclient.log"),
+            pair.logs()
+        )
+    });
+    assert_eq!(renewed["fixed-address"], address, "{renewed:?}");
+    assert_eq!(renewed["option dhcp-server-identifier"], Node::A.address());
+    let lease_time: u64 = renewed["option dhcp-lease-time"].parse().unwrap();
+    assert!(
+        lease_time > 0 && lease_time < 60,
+        "a renewal without the database must end by its recorded expiry + 5 s, \
+         not get the full minute: {lease_time} s{}",
+        pair.logs()
+    );
+    // The next renewal, still cut off, ends at the same moment: the bound
+    // is the database's expiry, not the last bounded renewal's.
+    let again = wait_for(Duration::from_secs(40), || {
+        let text = std::fs::read_to_string(&leases).ok()?;
+        let lease = parse_dhclient_lease(&text);
+        (text.trim_end().ends_with('}')
+            && lease.get("option dhcp-lease-time") != renewed.get("option dhcp-lease-time"))
+        .then_some(lease)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "dhclient's second renewal was not answered:\n{}{}",
+            pair.scratch.read("dhclient.log"),
+            pair.logs()
+        )
+    });
+    // dhclient reckons expiry from its own send times; node a's log says
+    // what it gave: the same end each time, the database's plus grace.
+    let given: Vec<u64> = pair
+        .scratch
+        .read("a.log")
+        .lines()
+        .filter(|l| l.contains("renewal ACKed up to its recorded expiry"))
+        .filter_map(|l| {
+            l.split("expires=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        given.len() >= 2 && given.iter().all(|&e| e == stored + 5),
+        "bounded renewals gave {given:?}, not {} each time; dhclient saw {renewed:?} then {again:?}",
+        stored + 5
+    );
+    let log = pair.scratch.read("dhclient.log");
+    assert!(!log.contains("DHCPNAK"), "dhclient was NAKed:\n{log}");
+    assert_eq!(
+        recorded(&pair),
+        stored,
+        "the database changed while cut off"
+    );
+
+    // Healed, the journal is written: the database holds the renewal,
+    // exactly the bounded expiry.
+    pair.set_database_link(Node::A, true);
+    let replayed = wait_for(Duration::from_secs(30), || {
+        (recorded(&pair) == stored + 5).then_some(())
+    });
+    assert!(
+        replayed.is_some(),
+        "the journalled renewal never reached the database (expires {} -> {}){}",
+        stored,
+        recorded(&pair),
+        pair.logs()
+    );
     pair.stop_child(dhclient);
 }
 

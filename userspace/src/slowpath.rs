@@ -289,6 +289,12 @@ type Learned = tokio::sync::mpsc::UnboundedSender<Vec<Lease>>;
 #[derive(Clone)]
 struct Feedback {
     learned: Learned,
+    /// Renewals ACKed while the store could not be reached, to be written
+    /// once it can (see `dhcp::bounded`), each with the expiry the store
+    /// still holds for it.
+    journal: tokio::sync::mpsc::UnboundedSender<(Lease, u64)>,
+    /// Addresses whose journalled renewals the store now has.
+    recorded: tokio::sync::mpsc::UnboundedSender<Vec<Ipv4Addr>>,
     /// False while the refresh cannot read the store: the table then ages
     /// unchecked, and a NAK on its word alone is withheld.
     reachable: Arc<std::sync::atomic::AtomicBool>,
@@ -378,10 +384,18 @@ impl SlowPath {
         let mut fast_acks = self.fast_acks.take();
         let mut control = self.control.take();
         let (learned, mut learn) = tokio::sync::mpsc::unbounded_channel();
+        let (journal, mut journalled) = tokio::sync::mpsc::unbounded_channel();
+        let (recorded, mut stored) = tokio::sync::mpsc::unbounded_channel();
         let feedback = Feedback {
             learned,
+            journal,
+            recorded,
             reachable: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
+        // Bounded renewals not yet in the store, oldest first.
+        let mut pending: Vec<(Lease, u64)> = Vec::new();
+        // The expiry the store holds for each address renewed meanwhile.
+        let mut unrecorded: std::collections::HashMap<Ipv4Addr, u64> = Default::default();
         let mut membership = self.membership.take();
         if let Some(m) = membership.as_mut() {
             let m = m.borrow_and_update().clone();
@@ -402,6 +416,18 @@ impl SlowPath {
                         self.server.learn(l);
                     }
                     self.index.apply(&upserts);
+                }
+                Some(ips) = stored.recv() => {
+                    for ip in ips {
+                        unrecorded.remove(&ip);
+                    }
+                }
+                Some((lease, recorded)) = journalled.recv() => {
+                    self.server.cap(lease.clone());
+                    // The store's expiry bounds every later renewal too,
+                    // until the store has the renewal.
+                    unrecorded.entry(lease.ip).or_insert(recorded);
+                    pending.push((lease, recorded));
                 }
                 changed = async { match membership.as_mut() { Some(m) => m.changed().await, None => std::future::pending().await } } => {
                     match (changed, membership.as_mut()) {
@@ -424,6 +450,9 @@ impl SlowPath {
                     self.commit_in_background(changes, &feedback);
                 }
                 _ = expiry.tick() => {
+                    if !pending.is_empty() && feedback.reachable.load(Ordering::Relaxed) {
+                        self.replay(std::mem::take(&mut pending), &feedback);
+                    }
                     let changes = self.server.expire(unix_now());
                     self.announce(crate::hooks::Path::Timer, None);
                     self.commit_in_background(changes, &feedback);
@@ -446,12 +475,76 @@ impl SlowPath {
             }
             for rx in self.queue.take() {
                 let send = senders[rx.via].clone();
-                self.handle(&rx, send, &feedback);
+                self.handle(&rx, send, &feedback, &unrecorded);
             }
         }
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// Writes the journalled renewals now that the store answers again,
+    /// through the same conditional write as any lease: they are the
+    /// holder's, within the grace no other node takes, so they win. Any
+    /// that fail wait for the next try.
+    fn replay(&self, leases: Vec<(Lease, u64)>, feedback: &Feedback) {
+        tracing::info!(
+            renewals = leases.len(),
+            "lease store back: writing the renewals given while it was away"
+        );
+        let durable = self.store.commit(
+            leases
+                .iter()
+                .map(|(l, _)| LeaseChange::Upsert(l.clone()))
+                .collect(),
+        );
+        let (journal, learned, counters, recorded) = (
+            feedback.journal.clone(),
+            feedback.learned.clone(),
+            self.counters.clone(),
+            feedback.recorded.clone(),
+        );
+        tokio::spawn(async move {
+            match durable.await {
+                Ok(lost) => {
+                    lost_races(&lost, None, &learned, &counters);
+                    let _ = recorded.send(leases.iter().map(|(l, _)| l.ip).collect());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "journalled renewals not stored yet; kept");
+                    for l in leases {
+                        let _ = journal.send(l);
+                    }
+                }
+            }
+        });
+    }
+
+    /// In a cluster, the lease a REQUEST may renew, as the table has it
+    /// before the request is handled.
+    fn renewal_prior(
+        &self,
+        rx: &Received,
+        unrecorded: &std::collections::HashMap<Ipv4Addr, u64>,
+    ) -> Option<Lease> {
+        self.server.share()?;
+        if rx.msg.opts().msg_type() != Some(dhcproto::v4::MessageType::Request) {
+            return None;
+        }
+        let requested = match rx
+            .msg
+            .opts()
+            .get(dhcproto::v4::OptionCode::RequestedIpAddress)
+        {
+            Some(dhcproto::v4::DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
+            _ => None,
+        };
+        let ip = dhcp::bounded::renewed_address(rx.msg.ciaddr(), requested)?;
+        let mut prior = self.server.lease(ip).cloned()?;
+        if let Some(&recorded) = unrecorded.get(&ip) {
+            prior.expires = prior.expires.min(recorded);
+        }
+        Some(prior)
     }
 
     /// Serves this node's share of the cluster as `m` has it.
@@ -573,8 +666,16 @@ impl SlowPath {
         }
     }
 
-    fn handle(&mut self, rx: &Received, send: mpsc::Sender<Vec<u8>>, feedback: &Feedback) {
-        let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], unix_now());
+    fn handle(
+        &mut self,
+        rx: &Received,
+        send: mpsc::Sender<Vec<u8>>,
+        feedback: &Feedback,
+        unrecorded: &std::collections::HashMap<Ipv4Addr, u64>,
+    ) {
+        let prior = self.renewal_prior(rx, unrecorded);
+        let now = unix_now();
+        let (frame, outcome) = respond(&mut self.server, rx, &self.endpoints[rx.via], now);
         self.announce(crate::hooks::Path::Userspace, Some(rx.via));
         let mut chaddr = [0u8; 6];
         if let Some(c) = rx.msg.chaddr().get(..6) {
@@ -608,6 +709,24 @@ impl SlowPath {
         // the store in that order); waiting for them to be durable and
         // sending happen off the handler's path, so concurrent requests
         // share one transaction (group commit) instead of waiting in line.
+        // A renewal the store cannot take is still answered, for a bounded
+        // time: prepared now, sent only if the commit fails for that.
+        let grace = self
+            .server
+            .config()
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.grace.as_secs());
+        let recorded = prior.as_ref().map_or(0, |p| p.expires);
+        let bounded = prior
+            .as_ref()
+            .zip(outcome.reply.as_ref())
+            .and_then(|(p, r)| dhcp::bounded::renewal(p, r, &outcome.changes, grace, now))
+            .map(|(reply, lease)| {
+                let frame = reply_frame(&reply, &rx.addr, &self.endpoints[rx.via], chaddr);
+                (frame, lease)
+            });
+        let journal = feedback.journal.clone();
         let durable = (!outcome.changes.is_empty()).then(|| self.store.commit(outcome.changes));
         // The address the reply gives, unless a reservation does: a
         // reserved machine is answered whatever a stale lease of another
@@ -641,6 +760,15 @@ impl SlowPath {
                 let lost = match durable.await {
                     Ok(lost) => lost,
                     Err(e) => {
+                        if let (true, Some((frame, lease))) = (e.is_transient(), bounded) {
+                            tracing::warn!(%mac, ip = %lease.ip, expires = lease.expires, "lease store unreachable: renewal ACKed up to its recorded expiry plus the grace, and journalled");
+                            if let Ok(mut m) = counters.slow_path_outcomes.lock() {
+                                *m.entry("renewal-bounded").or_default() += 1;
+                            }
+                            let _ = journal.send((lease, recorded));
+                            let _ = send.send(frame).await;
+                            return;
+                        }
                         // No reply without a durable lease: the client retries.
                         tracing::error!(error = %e, %mac, "lease not stored; reply withheld");
                         return;

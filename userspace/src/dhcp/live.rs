@@ -52,6 +52,18 @@ impl Server {
         self.cluster = share;
     }
 
+    /// Holds a renewal ACKed while the store was away at the expiry it
+    /// was given (`bounded`), if the table still has that client there.
+    pub fn cap(&mut self, lease: Lease) {
+        if self
+            .table
+            .get(lease.ip)
+            .is_some_and(|l| l.mac == lease.mac && l.client_id == lease.client_id)
+        {
+            self.table.insert(lease);
+        }
+    }
+
     /// Whether `ip` is reserved for a machine.
     pub fn is_reserved(&self, ip: Ipv4Addr) -> bool {
         self.pools.is_reserved(ip)

@@ -37,6 +37,7 @@
 //!   their RFC 3074 bucket belongs to (`share`), and each node searches
 //!   for free addresses from its own slice of the pools.
 
+pub mod bounded;
 pub mod decode;
 mod live;
 mod options;
