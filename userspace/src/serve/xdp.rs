@@ -81,17 +81,6 @@ fn pins(cfg: &Config) -> Option<Pins> {
 
 fn start_xdp(book: &Book, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
     let cfg: &Config = book.config();
-    let n = book.len();
-    // The headroom takes reservations added through the API. A booting
-    // reservation holds one entry per boot variant; the map allocates
-    // entries as they are written (NO_PREALLOC), so room for them costs
-    // only the bucket array.
-    let per = if cfg.boot.enabled {
-        stormboot_common::maps::variant::ALL.len()
-    } else {
-        1
-    };
-    let capacity = u32::try_from((n + n / 4 + 8192) * per).unwrap_or(u32::MAX);
     let pins = pins(cfg);
     // Taken before loading, so this daemon's own pins can take the names.
     let predecessor = pins
@@ -99,16 +88,12 @@ fn start_xdp(book: &Book, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, 
         .map(Pins::take_predecessor)
         .unwrap_or_default();
     let t = std::time::Instant::now();
-    let mut dp = Dataplane::load_pinned(
-        LoadOptions {
-            reservations_capacity: capacity,
-            log_level: cfg.server.xdp_log_level.as_u8(),
-        },
-        pins.as_ref(),
-    )?;
+    let opts = LoadOptions::sized(book.reservations(), cfg.server.xdp_log_level.as_u8());
+    let mut dp = Dataplane::load_pinned(opts, pins.as_ref())?;
     tracing::info!(
         ms = t.elapsed().as_millis() as u64,
-        capacity,
+        capacity = opts.reservations_capacity,
+        templates = opts.templates_capacity,
         "XDP program loaded and verified"
     );
     dp.install_book(book)?;
@@ -275,7 +260,7 @@ pub(super) fn start(
     let Some(mode) = mode else {
         crate::render::tables::subnet_entries(cfg)?;
         for r in book.reservations() {
-            crate::render::tables::reservation_entry(cfg, r)?;
+            crate::render::tables::reservation_entries(cfg, r)?;
         }
         return Ok(None);
     };

@@ -111,7 +111,7 @@ fn the_config_validators_rules_name_the_field() {
     assert_eq!(c.entry.reservation.profile, Some(0));
     assert_eq!(c.entry.reservation.options[0].data, b"tftp");
     // A profile gives one reply per boot variant.
-    assert!(c.map_entries.len() > 1);
+    assert!(c.rendered.templates.blocks.len() > 1);
     assert_eq!(r.spec(&c.entry).mac, "02:00:00:00:00:02");
 }
 
