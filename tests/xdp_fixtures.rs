@@ -1401,3 +1401,68 @@ fn machines_sharing_templates_get_their_own_address_name_and_url() {
         }
     }
 }
+
+/// Changes while running (the API's path): a machine added beside others of
+/// its kind takes no new template set, one with options of its own brings
+/// its set and takes it away when removed, and a changed host name is
+/// answered at once from the same set.
+#[test]
+fn a_set_comes_and_goes_with_its_machines() {
+    let mut f = fixture();
+    let cfg = f.cfg.clone();
+    assert_eq!(f.dp.template_sets(), 2, "node1's and remote1's");
+    let node1 = cfg.reservations.iter().find(|r| r.mac == NODE1).unwrap();
+    let put = |dp: &mut Dataplane, r: &stormboot::config::Reservation| {
+        let rendered = tables::reservation_entries(&cfg, r).expect("renders");
+        dp.put_reservation(r.mac, &rendered)
+            .expect("the maps take it");
+    };
+
+    let mut twin = node1.clone();
+    twin.mac = [0x02, 0xcc, 0, 0, 0, 1];
+    twin.ip = Ipv4Addr::new(10, 50, 0, 201);
+    put(&mut f.dp, &twin);
+    assert_eq!(f.dp.template_sets(), 2, "node1's set serves its twin");
+    assert_eq!(offered_mac(&f.dp, twin.mac), Some(twin.ip));
+
+    let mut own = twin.clone();
+    own.mac = [0x02, 0xcc, 0, 0, 0, 2];
+    own.ip = Ipv4Addr::new(10, 50, 0, 202);
+    own.options = vec![stormboot::config::CustomOption {
+        code: 150,
+        data: vec![10, 50, 0, 4],
+    }];
+    put(&mut f.dp, &own);
+    assert_eq!(f.dp.template_sets(), 3);
+    assert_eq!(offered_mac(&f.dp, own.mac), Some(own.ip));
+    f.dp.remove_reservation(own.mac).expect("removed");
+    assert_eq!(f.dp.template_sets(), 2, "its set went with it");
+    assert_eq!(offered_mac(&f.dp, own.mac), None, "passed up");
+
+    let mut renamed = node1.clone();
+    renamed.hostname = Some("renamed-node".into());
+    put(&mut f.dp, &renamed);
+    assert_eq!(f.dp.template_sets(), 2);
+    // The fixture's configuration still says node1: decoded, not compared.
+    let (action, out) = run(&f, &broadcast_frame(&request(NODE1, MessageType::Discover)));
+    assert_eq!(action, XDP_TX);
+    let p = frame::parse(&out).expect("a valid reply frame, checksums included");
+    let m = Message::decode(&mut Decoder::new(p.payload)).expect("a DHCP reply");
+    assert!(
+        matches!(m.opts().get(OptionCode::Hostname), Some(DhcpOption::Hostname(h)) if h == "renamed-node")
+    );
+    // Moving the twin to the options' set and back frees nothing in use.
+    put(
+        &mut f.dp,
+        &stormboot::config::Reservation {
+            mac: twin.mac,
+            ip: twin.ip,
+            ..own.clone()
+        },
+    );
+    assert_eq!(f.dp.template_sets(), 3);
+    put(&mut f.dp, &twin);
+    assert_eq!(f.dp.template_sets(), 2);
+    assert_eq!(offered_mac(&f.dp, twin.mac), Some(twin.ip));
+    assert_eq!(offered_mac(&f.dp, NODE1), Some(NODE1_IP));
+}
