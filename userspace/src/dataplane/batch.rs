@@ -2,7 +2,7 @@
 //! thousands of entries, where `HashMap::insert` makes one per entry (aya
 //! has no wrapper for the batch commands).
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// `enum bpf_cmd` value of BPF_MAP_UPDATE_BATCH (include/uapi/linux/bpf.h).
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
@@ -66,4 +66,60 @@ pub fn update<K: aya::Pod, V: aya::Pod>(
         done += attr.count as usize;
     }
     Ok(())
+}
+
+/// Batches written by several threads at once: the kernel allocates and
+/// links each entry of a hash map that is not preallocated, and takes only
+/// a bucket's lock to do it, so writers on different CPUs do not wait for
+/// each other.
+pub struct Writers<K, V> {
+    tx: Option<std::sync::mpsc::SyncSender<(Vec<K>, Vec<V>)>>,
+    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl<K: aya::Pod + Send + 'static, V: aya::Pod + Send + 'static> Writers<K, V> {
+    /// `threads` writers into the map behind `fd`.
+    pub fn start(fd: std::os::fd::OwnedFd, threads: usize) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<K>, Vec<V>)>(threads * 2);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let mut handles = Vec::with_capacity(threads);
+        for _ in 0..threads.max(1) {
+            let fd = fd.try_clone()?;
+            let rx = rx.clone();
+            handles.push(std::thread::spawn(move || loop {
+                let next = rx.lock().expect("no writer panics holding it").recv();
+                let Ok((keys, values)) = next else {
+                    return Ok(());
+                };
+                update(fd.as_fd(), &keys, &values)?;
+            }));
+        }
+        Ok(Writers {
+            tx: Some(tx),
+            threads: handles,
+        })
+    }
+
+    /// Queues one batch; waits while every writer is busy and the queue
+    /// is full, so memory stays bounded.
+    pub fn send(&self, keys: Vec<K>, values: Vec<V>) -> std::io::Result<()> {
+        let tx = self.tx.as_ref().expect("not finished");
+        tx.send((keys, values))
+            .map_err(|_| std::io::Error::other("a map writer stopped"))
+    }
+
+    /// Waits for every batch to be written; the first writer's error.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        drop(self.tx.take());
+        let mut first = Ok(());
+        for h in self.threads.drain(..) {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a map writer panicked")));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
 }

@@ -287,6 +287,10 @@ impl Dataplane {
         let mut keys = Vec::with_capacity(WRITE_CHUNK);
         let mut values = Vec::with_capacity(WRITE_CHUNK);
         let mut written = 0usize;
+        // After the first batch, which shows whether the kernel takes
+        // batches at all, batches go to writers on every CPU.
+        let mut writers: Option<batch::Writers<[u8; 6], Machine>> = None;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         for r in book.reservations() {
             let t = Instant::now();
             let key = tables::set_key(r);
@@ -311,17 +315,37 @@ impl Dataplane {
             render += t.elapsed();
             if keys.len() == WRITE_CHUNK {
                 let t = Instant::now();
-                self.write_reservations(&keys, &values)?;
-                write += t.elapsed();
                 written += keys.len();
-                keys.clear();
-                values.clear();
+                match &writers {
+                    Some(w) => w
+                        .send(
+                            std::mem::replace(&mut keys, Vec::with_capacity(WRITE_CHUNK)),
+                            std::mem::replace(&mut values, Vec::with_capacity(WRITE_CHUNK)),
+                        )
+                        .map_err(DataplaneError::Batch)?,
+                    None => {
+                        self.write_reservations(&keys, &values)?;
+                        keys.clear();
+                        values.clear();
+                        if self.batch_writes && threads > 1 {
+                            let fd = self.reservations.map().fd().as_fd().try_clone_to_owned();
+                            writers = Some(
+                                fd.and_then(|fd| batch::Writers::start(fd, threads))
+                                    .map_err(DataplaneError::Batch)?,
+                            );
+                        }
+                    }
+                }
+                write += t.elapsed();
             }
         }
         let t = Instant::now();
         self.write_reservations(&keys, &values)?;
-        write += t.elapsed();
         written += keys.len();
+        if let Some(w) = writers {
+            w.finish().map_err(DataplaneError::Batch)?;
+        }
+        write += t.elapsed();
         // The validator refuses longer markers; a config built in code
         // that skips it gets an error, never a cut marker.
         let marker = Marker::new(cfg.boot.ipxe_user_class.as_bytes()).ok_or(

@@ -24,7 +24,8 @@ pub struct ControlPlane {
     pub rss_at_phase: Vec<u64>,
     pub rss_kb: u64,
     pub hwm_kb: u64,
-    /// The RESERVATIONS map: max_entries and the kernel memory it holds.
+    /// The reservation map's max_entries, and the kernel memory all the
+    /// program's maps hold.
     pub map: Option<(u64, u64)>,
 }
 
@@ -56,7 +57,7 @@ impl ControlPlane {
         if let Some((entries, memlock)) = self.map {
             let _ = writeln!(
                 t,
-                "| RESERVATIONS map (kernel memory, not in RSS) | {entries} entries, {:.0} MB |",
+                "| the program's maps (kernel memory, not in RSS) | {:.0} MB (RESERVATIONS sized for {entries}) |",
                 memlock as f64 / 1048576.0
             );
         }
@@ -129,9 +130,11 @@ fn status_kb(pid: u32, key: &str) -> Result<u64> {
         .with_context(|| format!("no {key} in /proc/{pid}/status"))
 }
 
-/// (max_entries, memlock) of the process's largest hash map.
+/// max_entries of the process's largest hash map (the reservations), and
+/// the memlock of all its maps together.
 fn reservation_map(pid: u32) -> Option<(u64, u64)> {
-    let mut best = None;
+    let mut best: Option<u64> = None;
+    let mut total = 0;
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
         let link = std::fs::read_link(fd.path()).ok()?;
         if link.to_string_lossy() != "anon_inode:bpf-map" {
@@ -147,16 +150,17 @@ fn reservation_map(pid: u32) -> Option<(u64, u64)> {
                 .find_map(|l| l.strip_prefix(k))
                 .and_then(|v| v.trim().parse().ok())
         };
+        total += field("memlock:")?;
         // BPF_MAP_TYPE_HASH is 1.
         if field("map_type:") != Some(1) {
             continue;
         }
-        let (entries, memlock) = (field("max_entries:")?, field("memlock:")?);
-        if best.is_none_or(|(e, _)| entries > e) {
-            best = Some((entries, memlock));
+        let entries = field("max_entries:")?;
+        if best.is_none_or(|e| entries > e) {
+            best = Some(entries);
         }
     }
-    best
+    best.map(|e| (e, total))
 }
 
 pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
