@@ -263,16 +263,14 @@ pub fn complete(block: &Block, t: &Transaction<'_>) -> Result<Vec<u8>, RenderErr
 pub fn assemble(template: &Block, m: &Machine) -> Result<Block, RenderError> {
     let mut b = *template;
     b.bytes[OFF_YIADDR..OFF_YIADDR + 4].copy_from_slice(&m.ip);
-    let n = m.name_len as usize;
+    let n = m.name_opt_len as usize;
     if n != 0 {
         let at = b.end_off as usize;
-        if at + 2 + n >= BLOCK_LEN {
-            return Err(RenderError::TooLong(at + 2 + n + 1));
+        if at + n >= BLOCK_LEN {
+            return Err(RenderError::TooLong(at + n + 1));
         }
-        b.bytes[at] = opt::HOSTNAME;
-        b.bytes[at + 1] = m.name_len;
-        b.bytes[at + 2..at + 2 + n].copy_from_slice(&m.name[..n]);
-        b.end_off += 2 + m.name_len as u16;
+        b.bytes[at..at + n].copy_from_slice(&m.name_opt[..n]);
+        b.end_off += n as u16;
     }
     b.csum = csum::sum_bytes(&b.bytes);
     Ok(b)

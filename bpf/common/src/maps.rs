@@ -147,17 +147,16 @@ pub struct Machine {
     /// Index into SUBNETS: the network a request must come from, our
     /// server identifier there, and the NAK block.
     pub subnet: u16,
-    /// Length of `name`; 0: no host name of its own.
-    pub name_len: u8,
+    /// One's-complement sum of `name_opt` as if it started at an even
+    /// offset, folded.
+    pub name_sum: u16,
+    /// Length of `name_opt`; 0: no host name of its own.
+    pub name_opt_len: u8,
     /// Reserved; zero.
     pub flags: u8,
-    /// One's-complement sum of `name` as if it started at an even offset,
-    /// folded.
-    pub name_sum: u16,
-    pub _pad: u16,
-    /// Its host name (option 12), inserted at its template's `end_off`;
-    /// zero after `name_len`.
-    pub name: [u8; NAME_MAX],
+    /// Its host name as a whole option 12 (code, length, name), written at
+    /// its template's `end_off` in one copy; zero after `name_opt_len`.
+    pub name_opt: [u8; NAME_MAX + 2],
 }
 
 /// Value of the subnet array map.
@@ -323,7 +322,7 @@ mod tests {
     fn no_implicit_padding() {
         assert_eq!(size_of::<TemplateKey>(), 8);
         assert_eq!(size_of::<Block>(), BLOCK_LEN + 12);
-        assert_eq!(size_of::<Machine>(), 16 + NAME_MAX);
+        assert_eq!(size_of::<Machine>(), 48);
         assert_eq!(size_of::<Subnet>(), 16 + size_of::<Block>());
         assert_eq!(size_of::<Iface>(), 12);
         assert_eq!(

@@ -205,14 +205,13 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
 
     // The machine's host name, as option 12, goes where the template's
     // options end.
-    let name_len = match named {
-        Some(m) if m.name_len != 0 => m.name_len as usize,
-        _ => 0,
+    let name_opt = match named {
+        Some(m) => m.name_opt_len as usize,
+        None => 0,
     };
-    if name_len > NAME_MAX {
+    if name_opt > NAME_MAX + 2 {
         return Err(Counter::TxError);
     }
-    let name_opt = if name_len == 0 { 0 } else { name_len + 2 };
     let echo_at = end_off + name_opt;
 
     // The echoed option is copied out before the reply overwrites the request.
@@ -275,7 +274,7 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
     }
     // From here the request is gone: a failure drops the frame.
     let tail = Tail {
-        name_len,
+        name_opt,
         echo_at,
         echo_len,
         end_pos,
@@ -326,8 +325,9 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
 /// The part of a reply after the rendered options: the host name, the
 /// echoed option 82, END, and the reply's length.
 struct Tail {
-    /// Length of the host name (0: none), written at the block's end_off.
-    name_len: usize,
+    /// Length of the host name's option (0: none), written at the
+    /// block's end_off.
+    name_opt: usize,
     /// Where the echoed option goes.
     echo_at: usize,
     echo_len: usize,
@@ -351,7 +351,7 @@ fn write(ctx: &XdpContext, req: &Request, d: &Decision<'_>, tail: &Tail) -> Resu
         ..
     } = *d;
     let Tail {
-        name_len,
+        name_opt,
         echo_at,
         echo_len,
         end_pos,
@@ -388,27 +388,23 @@ fn write(ctx: &XdpContext, req: &Request, d: &Decision<'_>, tail: &Tail) -> Resu
     store_byte(ctx, payload + end_pos, opt::END)?;
     store(ctx, payload + OFF_YIADDR, yiaddr.to_be_bytes())?;
     let mut own = csum::add32(0, yiaddr);
-    if let (Some(m), true) = (named, name_len != 0) {
-        store_byte(ctx, payload + end_off, opt::HOSTNAME)?;
-        store_byte(ctx, payload + end_off + 1, name_len as u8)?;
+    if let (Some(m), true) = (named, name_opt != 0) {
         // Masked so the verifier sees the bound checked in emit.
-        let n = (name_len & (2 * NAME_MAX - 1)).min(NAME_MAX);
+        let n = (name_opt & 0x3f).min(NAME_MAX + 2);
         // SAFETY: the helper checks the frame side; the source is the map
-        // value's name field, NAME_MAX bytes long.
+        // value's option field, NAME_MAX + 2 bytes long.
         if unsafe {
             bpf_xdp_store_bytes(
                 ctx.ctx,
-                (payload + end_off + 2) as u32,
-                m.name.as_ptr() as *mut c_void,
+                (payload + end_off) as u32,
+                m.name_opt.as_ptr() as *mut c_void,
                 n as u32,
             )
         } != 0
         {
             return Err(Counter::TxError);
         }
-        own = csum::add_byte(own, opt::HOSTNAME, end_off);
-        own = csum::add_byte(own, name_len as u8, end_off + 1);
-        own += csum::at_offset(m.name_sum, end_off + 2);
+        own += csum::at_offset(m.name_sum, end_off);
     }
     if block.mac_off[0] != 0 {
         own += mac_slots(ctx, req, block, payload, scratch)?;

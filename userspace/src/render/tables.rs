@@ -211,17 +211,19 @@ pub fn machine(r: &config::Reservation, set: u32) -> Machine {
         ip: r.ip.octets(),
         set,
         subnet: r.subnet as u16,
-        name_len: 0,
-        flags: 0,
         name_sum: 0,
-        _pad: 0,
-        name: [0; NAME_MAX],
+        name_opt_len: 0,
+        flags: 0,
+        name_opt: [0; NAME_MAX + 2],
     };
     if let Some(h) = r.hostname.as_deref().filter(|h| h.len() <= NAME_MAX) {
         if !h.is_empty() {
-            m.name[..h.len()].copy_from_slice(h.as_bytes());
-            m.name_len = h.len() as u8;
-            m.name_sum = stormboot_common::csum::fold(stormboot_common::csum::sum_bytes(&m.name));
+            m.name_opt[0] = stormboot_common::layout::opt::HOSTNAME;
+            m.name_opt[1] = h.len() as u8;
+            m.name_opt[2..2 + h.len()].copy_from_slice(h.as_bytes());
+            m.name_opt_len = 2 + h.len() as u8;
+            m.name_sum =
+                stormboot_common::csum::fold(stormboot_common::csum::sum_bytes(&m.name_opt));
         }
     }
     m
@@ -230,12 +232,7 @@ pub fn machine(r: &config::Reservation, set: u32) -> Machine {
 /// An error naming `r` when its host name does not fit beside the longest
 /// of its templates, as a whole reply that long would not.
 pub fn check_fits(r: &config::Reservation, m: &Machine, max_end: usize) -> Result<(), TablesError> {
-    let end = max_end
-        + if m.name_len == 0 {
-            0
-        } else {
-            2 + m.name_len as usize
-        };
+    let end = max_end + m.name_opt_len as usize;
     if end >= stormboot_common::layout::BLOCK_LEN {
         return Err(TablesError {
             origin: r.origin.to_string(),
@@ -472,6 +469,6 @@ mod tests {
             set_key(b),
             "a long name is in the templates"
         );
-        assert_eq!(machine(&long, 1).name_len, 0);
+        assert_eq!(machine(&long, 1).name_opt_len, 0);
     }
 }
