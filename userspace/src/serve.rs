@@ -173,10 +173,19 @@ struct Stored {
 
 /// Reads the stores: the leases, and the API's reservations, which join
 /// the file's (the file wins a clash). The configuration's reservations
-/// move into the book, so a million of them are held once.
-async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
+/// move into the book, so a million of them are held once. With `xdp`,
+/// the program is loaded and verified meanwhile, once the stores have
+/// been read: its reservation map is sized for what they hold.
+async fn read_stores(
+    cfg: Config,
+    stores: Stores,
+    xdp: Option<XdpMode>,
+) -> anyhow::Result<(Stored, Option<xdp::Loading>)> {
     let leases = stores.leases.load().await?;
-    let (registry, last_change) = crate::api::live::load(cfg, stores.reservations.as_ref()).await?;
+    let snapshot = stores.reservations.load().await?;
+    let n = cfg.reservations.len() + snapshot.reservations.len();
+    let loading = xdp.map(|mode| xdp::load(&cfg, n, mode));
+    let registry = crate::api::live::merge(cfg, snapshot.reservations);
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -186,14 +195,15 @@ async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
             .map(LeaseChange::Upsert)
             .collect::<Vec<_>>(),
     );
-    Ok(Stored {
+    let stored = Stored {
         store: stores.leases,
         leases,
         registry,
-        last_change,
+        last_change: snapshot.last_change,
         reservations: stores.reservations,
         index,
-    })
+    };
+    Ok((stored, loading))
 }
 
 /// What the stats read.
@@ -365,10 +375,11 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let iface_name = cfg.server.interfaces.join(",");
     let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
         links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
-    let stored = read_stores(cfg, stores.context("a DHCP daemon needs its stores")?).await?;
+    let (stored, loading) =
+        read_stores(cfg, stores.context("a DHCP daemon needs its stores")?, xdp).await?;
     let cfg = stored.registry.config().clone();
     let policy = api_policy(&cfg)?;
-    let xdp = xdp::start(stored.registry.book(), &endpoints, xdp)?;
+    let xdp = xdp::start(stored.registry.book(), &endpoints, loading)?;
     release_startup_memory();
     let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
     tracing::info!(

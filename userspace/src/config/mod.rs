@@ -496,6 +496,11 @@ impl Origin {
             line: u32::try_from(line).unwrap_or(u32::MAX),
         }
     }
+
+    /// The line, 0 for a name.
+    pub fn line(&self) -> usize {
+        self.line as usize
+    }
 }
 
 impl From<&str> for Origin {

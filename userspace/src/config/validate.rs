@@ -993,7 +993,7 @@ impl ReservationSet {
     }
 
     /// `name`, shared with the reservations before it from that file.
-    fn file_name(&mut self, name: &str) -> std::sync::Arc<str> {
+    pub(super) fn file_name(&mut self, name: &str) -> std::sync::Arc<str> {
         match &self.file {
             Some(f) if **f == *name => f.clone(),
             _ => self.file.insert(name.into()).clone(),
@@ -1008,50 +1008,105 @@ impl ReservationSet {
 
     /// Parses `w` and adds it if the reservation rule accepts it.
     pub fn add(&mut self, w: &Written, place: &Place) -> Result<(), ConfigError> {
-        let mac = parse_mac(w.mac).ok_or_else(|| {
-            place.err(
-                place.mac_line,
-                "mac",
-                format!(
-                    "{:?} is not a MAC address (six hex octets separated by ':' or '-')",
-                    w.mac
-                ),
-            )
-        })?;
-        let ip: Ipv4Addr = w.ip.parse().map_err(|_| {
-            place.err(
-                place.ip_line,
-                "ip",
-                format!("{:?} is not an IPv4 address", w.ip),
-            )
-        })?;
-        let candidate = Candidate {
-            mac,
-            ip,
-            hostname: w.hostname,
-            profile: w.profile,
-            options: w.options,
-        };
-        let ok = rule::check(&candidate, &self.network, self).map_err(|r| place.refused(r))?;
-        let index = self.list.len();
-        self.by_mac.insert(mac, index);
-        self.by_ip.insert(ip, index);
-        let origin = Origin::at(self.file_name(place.file), place.mac_line);
-        self.list.push(Reservation {
-            profile: ok.profile,
-            allow_pxe: true,
-            boot_file: None,
-            next_server: None,
-            label: None,
-            mac,
-            ip,
-            hostname: w.hostname.map(str::to_owned),
-            subnet: ok
-                .subnet
-                .expect("a configuration's network holds every subnet"),
-            origin,
-            options: ok.options,
-        });
+        let file = self.file_name(place.file);
+        let r = accept(&self.network, &*self, w, place, file)?;
+        self.push(r);
         Ok(())
     }
+
+    /// Adds `r`, accepted by the rule against the rest of the set.
+    pub(super) fn push(&mut self, r: Reservation) {
+        let index = self.list.len();
+        self.by_mac.insert(r.mac, index);
+        self.by_ip.insert(r.ip, index);
+        self.list.push(r);
+    }
+
+    /// Adds `r`, accepted by the rule against nothing, unless the set
+    /// already holds its MAC or its address (what the rule would then
+    /// refuse it for); the error is `r`'s line.
+    pub(super) fn push_new(&mut self, r: Reservation) -> Result<(), usize> {
+        let index = self.list.len();
+        if let Some(held) = self.by_mac.insert(r.mac, index) {
+            self.by_mac.insert(r.mac, held);
+            return Err(r.origin.line());
+        }
+        if let Some(held) = self.by_ip.insert(r.ip, index) {
+            self.by_ip.insert(r.ip, held);
+            self.by_mac.remove(&r.mac);
+            return Err(r.origin.line());
+        }
+        self.list.push(r);
+        Ok(())
+    }
+
+    /// The server, subnets and profiles reservations are checked on.
+    pub(super) fn network(&self) -> &Network {
+        &self.network
+    }
+}
+
+/// Nothing: what a reservation is checked against when only its own
+/// fields are checked.
+pub(super) struct Alone;
+
+impl Rest for Alone {
+    fn origin_of(&self, _: &[u8; 6]) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    fn holder_of(&self, _: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
+        None
+    }
+}
+
+/// Parses `w` and checks it by the reservation rule on `network` beside
+/// `rest`; `file` is its origin's file name.
+pub(super) fn accept(
+    network: &Network,
+    rest: &dyn Rest,
+    w: &Written,
+    place: &Place,
+    file: std::sync::Arc<str>,
+) -> Result<Reservation, ConfigError> {
+    let mac = parse_mac(w.mac).ok_or_else(|| {
+        place.err(
+            place.mac_line,
+            "mac",
+            format!(
+                "{:?} is not a MAC address (six hex octets separated by ':' or '-')",
+                w.mac
+            ),
+        )
+    })?;
+    let ip: Ipv4Addr = w.ip.parse().map_err(|_| {
+        place.err(
+            place.ip_line,
+            "ip",
+            format!("{:?} is not an IPv4 address", w.ip),
+        )
+    })?;
+    let candidate = Candidate {
+        mac,
+        ip,
+        hostname: w.hostname,
+        profile: w.profile,
+        options: w.options,
+    };
+    let ok = rule::check(&candidate, network, rest).map_err(|r| place.refused(r))?;
+    Ok(Reservation {
+        profile: ok.profile,
+        allow_pxe: true,
+        boot_file: None,
+        next_server: None,
+        label: None,
+        mac,
+        ip,
+        hostname: w.hostname.map(str::to_owned),
+        subnet: ok
+            .subnet
+            .expect("a configuration's network holds every subnet"),
+        origin: Origin::at(file, place.mac_line),
+        options: ok.options,
+    })
 }
