@@ -1,10 +1,8 @@
 //! The reservations file: one `mac,ip[,hostname[,label]]` per line, for
 //! sites with more machines than are pleasant to list in TOML.
 
-use std::sync::Arc;
-
 use super::validate::{accept, Alone, Place, ReservationSet, Written};
-use super::{ConfigError, Location, Reservation};
+use super::{ConfigError, Location, OriginName, Reservation};
 
 /// Files smaller than this are checked on one thread: starting threads
 /// would cost more than it saves.
@@ -56,7 +54,7 @@ fn parse_split(
     let (body, first_line) = after_header(text);
     let chunks = split(body, first_line, chunk);
     let name = set.file_name(file);
-    let checked = crate::parallel::map(&chunks, threads, |c| check_alone(c, set, &name, file));
+    let checked = crate::parallel::map(&chunks, threads, |c| check_alone(c, set, name, file));
     for (chunk, checked) in chunks.iter().zip(checked) {
         let mut from = checked.failed;
         for r in checked.accepted {
@@ -143,7 +141,7 @@ fn rest_from<'t>(chunk: &Chunk<'t>, line: usize) -> &'t str {
 
 /// The records of `chunk`, each checked by the rule against nothing, up
 /// to the first line refused.
-fn check_alone(chunk: &Chunk, set: &ReservationSet, name: &Arc<str>, file: &str) -> Checked {
+fn check_alone(chunk: &Chunk, set: &ReservationSet, name: OriginName, file: &str) -> Checked {
     let mut out = Checked {
         accepted: Vec::with_capacity(chunk.text.len() / 32),
         failed: None,
@@ -155,7 +153,7 @@ fn check_alone(chunk: &Chunk, set: &ReservationSet, name: &Arc<str>, file: &str)
         }
         let line = chunk.first_line + i;
         match parse_record(record, line, file, |w, p| {
-            accept(set.network(), &Alone, w, p, name.clone())
+            accept(set.network(), &Alone, w, p, name)
         }) {
             Ok(r) => out.accepted.push(r),
             Err(_) => {
@@ -191,7 +189,7 @@ fn parse_lines(
         }
         seen_record = true;
         let r = parse_record(record, line, file, |w, p| {
-            accept(set.network(), &*set, w, p, name.clone())
+            accept(set.network(), &*set, w, p, name)
         })?;
         set.push(r);
     }

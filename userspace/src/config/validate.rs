@@ -15,7 +15,7 @@ use super::boot;
 use super::location::Source;
 use super::{
     csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
-    LogLevel, Mode, Origin, Profile, Reservation, Route, Server, Subnet, XdpMode,
+    LogLevel, Mode, Origin, OriginName, Profile, Reservation, Route, Server, Subnet, XdpMode,
 };
 use crate::frame::parse_mac;
 use crate::reservation::rule::{
@@ -966,7 +966,7 @@ pub struct ReservationSet {
     by_ip: HashMap<Ipv4Addr, usize>,
     pub list: Vec<Reservation>,
     /// The file the last reservation came from, shared by its origins.
-    file: Option<std::sync::Arc<str>>,
+    file: Option<(String, OriginName)>,
 }
 
 impl Rest for ReservationSet {
@@ -992,11 +992,11 @@ impl ReservationSet {
         }
     }
 
-    /// `name`, shared with the reservations before it from that file.
-    pub(super) fn file_name(&mut self, name: &str) -> std::sync::Arc<str> {
+    /// `name` in the origins' table, looked up once per file.
+    pub(super) fn file_name(&mut self, name: &str) -> OriginName {
         match &self.file {
-            Some(f) if **f == *name => f.clone(),
-            _ => self.file.insert(name.into()).clone(),
+            Some((f, n)) if f == name => *n,
+            _ => self.file.insert((name.to_owned(), OriginName::of(name))).1,
         }
     }
 
@@ -1067,7 +1067,7 @@ pub(super) fn accept(
     rest: &dyn Rest,
     w: &Written,
     place: &Place,
-    file: std::sync::Arc<str>,
+    file: OriginName,
 ) -> Result<Reservation, ConfigError> {
     let mac = parse_mac(w.mac).ok_or_else(|| {
         place.err(

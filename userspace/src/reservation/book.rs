@@ -10,7 +10,7 @@
 //! One copy of each reservation lives here (`Arc<Entry>`), shared by every
 //! snapshot that holds it.
 //!
-//! Lookups by MAC and by address walk a B-tree of 64-wide nodes: four node
+//! Lookups by MAC and by address walk a B-tree of 16-wide nodes: five node
 //! visits at a million reservations, against the linear scans this
 //! replaced.
 
@@ -78,6 +78,28 @@ fn entries(mut list: Vec<config::Reservation>, source: Source) -> Vec<Arc<Entry>
     out
 }
 
+/// The map of `pair` of every entry, filled so that its leaves are full.
+///
+/// A B-tree leaf that overflows is split in two halves, so keys inserted
+/// in order leave every leaf half full: at a million reservations that is
+/// about 20 MB more for the two maps. Inserting every other key in order
+/// first (leaves of half of them) and then the keys between fills each
+/// leaf with its own missing half.
+fn packed<K: Ord + Clone, V: Clone>(
+    entries: &[Arc<Entry>],
+    pair: impl Fn(&Arc<Entry>) -> (K, V),
+) -> OrdMap<K, V> {
+    let mut pairs: Vec<(K, V)> = entries.iter().map(pair).collect();
+    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut map = OrdMap::new();
+    for half in [0, 1] {
+        for (k, v) in pairs.iter().skip(half).step_by(2) {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    map
+}
+
 /// The book every reader sees; replaced whole by the apply path.
 pub type Published = Arc<arc_swap::ArcSwap<Book>>;
 
@@ -97,18 +119,9 @@ impl Book {
                 *c += 1;
             }
         }
-        let by_ip = |entries: &[Arc<Entry>]| -> OrdMap<Ipv4Addr, [u8; 6]> {
-            entries
-                .iter()
-                .map(|e| (e.reservation.ip, e.reservation.mac))
-                .collect()
-        };
-        let by_mac = |entries: &[Arc<Entry>]| -> OrdMap<[u8; 6], Arc<Entry>> {
-            entries
-                .iter()
-                .map(|e| (e.reservation.mac, e.clone()))
-                .collect()
-        };
+        let by_ip =
+            |entries: &[Arc<Entry>]| packed(entries, |e| (e.reservation.ip, e.reservation.mac));
+        let by_mac = |entries: &[Arc<Entry>]| packed(entries, |e| (e.reservation.mac, e.clone()));
         let (by_mac, by_ip) = if entries.len() < PARALLEL_FROM {
             (by_mac(&entries), by_ip(&entries))
         } else {
