@@ -52,7 +52,7 @@ fn expected_reply(f: &Fixture, mac: [u8; 6], t: &Transaction<'_>, addr: Addressi
         tables::subnet_entries(&f.cfg).unwrap()[0].nak
     } else {
         let r = f.cfg.reservations.iter().find(|r| r.mac == mac).unwrap();
-        tables::reservation_entry(&f.cfg, r).unwrap().1.reply
+        tables::reservation_block(&f.cfg, r, stormboot_common::maps::variant::PLAIN).unwrap()
     };
     frame::build(&addr, &render::complete(&block, t).unwrap())
 }
@@ -1300,4 +1300,169 @@ fn frames_userspace_refuses_are_passed_up_not_answered() {
         p.splice(end..end, extra.iter().copied());
         passes(&f, &edited(&p, |_| {}), Counter::Malformed);
     }
+}
+
+/// Machines that share one template set (same subnet, profile and
+/// options) each get their own address, host name and boot URL from it,
+/// byte for byte what the userspace dataplane sends: host names of every
+/// length around the record's limit, one too long for the record (its
+/// templates are its own), one with options of its own (likewise); on the
+/// link asked plainly, as PXE firmware and as iPXE, and behind a relay,
+/// where the echoed option 82 follows host names of either parity.
+#[test]
+fn machines_sharing_templates_get_their_own_address_name_and_url() {
+    stormboot_testbed::require_root();
+    let names: [Option<String>; 7] = [
+        None,
+        Some("a".into()),
+        Some("ab".into()),
+        Some("n".repeat(31)),
+        Some("m".repeat(32)),
+        Some("l".repeat(33)),
+        Some("opts".into()),
+    ];
+    // Group 0 on the link's subnet, group 1 behind the relay.
+    let mac = |g: usize, i: usize| [0x02, 0xbb, 0, 0, g as u8, i as u8 + 1];
+    let ip = |g: usize, i: usize| Ipv4Addr::new(10, 50 + g as u8, 0, 100 + i as u8);
+    let mut text = CONFIG.to_string();
+    for g in 0..2 {
+        for (i, name) in names.iter().enumerate() {
+            text.push_str(&format!(
+                "\n[[reservation]]\nmac = \"{}\"\nip = \"{}\"\nprofile = \"debian\"\n",
+                frame::format_mac(&mac(g, i)),
+                ip(g, i)
+            ));
+            if let Some(n) = name {
+                text.push_str(&format!("hostname = \"{n}\"\n"));
+            }
+            if name.as_deref() == Some("opts") {
+                text.push_str(
+                    "[[reservation.option]]\ncode = 150\ntype = \"ipv4\"\nvalue = \"10.51.0.4\"\n",
+                );
+            }
+        }
+    }
+    let f = fixture_from(&text, "shared.toml");
+    // Per group: one set shared by five machines (and, in group 0, by
+    // CONFIG's node1), and one each for the long name and the options;
+    // CONFIG's remote1 has its own.
+    assert_eq!(f.dp.template_sets(), 2 * 3 + 1, "template sets in the map");
+    let vendor = b"PXEClient:Arch:00000:UNDI:002001";
+    for g in 0..2 {
+        for (i, name) in names.iter().enumerate() {
+            let (m, addr) = (mac(g, i), ip(g, i));
+            let url = format!("http://10.50.0.1:8080/{}/auto.ipxe", frame::format_mac(&m));
+            let inputs = if g == 0 {
+                let mut ipxe = firmware(m, MessageType::Request, vendor, 0, Some(b"iPXE"));
+                ipxe.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+                ipxe.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
+                vec![
+                    ("plain", broadcast_frame(&request(m, MessageType::Discover))),
+                    (
+                        "pxe",
+                        broadcast_frame(&firmware(m, MessageType::Discover, vendor, 0, None)),
+                    ),
+                    ("ipxe", broadcast_frame(&ipxe)),
+                ]
+            } else {
+                let mut req = request(m, MessageType::Discover);
+                req.set_giaddr(RELAY);
+                let mut ipxe = firmware(m, MessageType::Discover, vendor, 0, Some(b"iPXE"));
+                ipxe.set_giaddr(RELAY);
+                vec![
+                    ("relayed", relayed_frame(&req)),
+                    ("relayed ipxe", relayed_frame(&ipxe)),
+                ]
+            };
+            for (what, input) in inputs {
+                let (action, out) = run(&f, &input);
+                assert_eq!(action, XDP_TX, "machine {g}/{i} {what}");
+                assert_eq!(
+                    Some(&out),
+                    userspace(&f, &input).as_ref(),
+                    "machine {g}/{i} {what}: the program's reply is the userspace one"
+                );
+                let p = frame::parse(&out).expect("a valid reply frame, checksums included");
+                let reply = Message::decode(&mut Decoder::new(p.payload)).expect("a DHCP reply");
+                assert_eq!(reply.yiaddr(), addr, "machine {g}/{i} {what}");
+                let hostname = match reply.opts().get(OptionCode::Hostname) {
+                    Some(DhcpOption::Hostname(h)) => Some(h.clone()),
+                    _ => None,
+                };
+                assert_eq!(&hostname, name, "machine {g}/{i} {what}");
+                if what.contains("ipxe") {
+                    assert_eq!(file_of(&reply), url, "machine {g}/{i} {what}");
+                    assert_eq!(
+                        bytes_opt(&reply, OptionCode::BootfileName).as_deref(),
+                        Some(url.as_bytes())
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Changes while running (the API's path): a machine added beside others of
+/// its kind takes no new template set, one with options of its own brings
+/// its set and takes it away when removed, and a changed host name is
+/// answered at once from the same set.
+#[test]
+fn a_set_comes_and_goes_with_its_machines() {
+    let mut f = fixture();
+    let cfg = f.cfg.clone();
+    assert_eq!(f.dp.template_sets(), 2, "node1's and remote1's");
+    let node1 = cfg.reservations.iter().find(|r| r.mac == NODE1).unwrap();
+    let put = |dp: &mut Dataplane, r: &stormboot::config::Reservation| {
+        let rendered = tables::reservation_entries(&cfg, r).expect("renders");
+        dp.put_reservation(r.mac, &rendered)
+            .expect("the maps take it");
+    };
+
+    let mut twin = node1.clone();
+    twin.mac = [0x02, 0xcc, 0, 0, 0, 1];
+    twin.ip = Ipv4Addr::new(10, 50, 0, 201);
+    put(&mut f.dp, &twin);
+    assert_eq!(f.dp.template_sets(), 2, "node1's set serves its twin");
+    assert_eq!(offered_mac(&f.dp, twin.mac), Some(twin.ip));
+
+    let mut own = twin.clone();
+    own.mac = [0x02, 0xcc, 0, 0, 0, 2];
+    own.ip = Ipv4Addr::new(10, 50, 0, 202);
+    own.options = vec![stormboot::config::CustomOption {
+        code: 150,
+        data: vec![10, 50, 0, 4],
+    }];
+    put(&mut f.dp, &own);
+    assert_eq!(f.dp.template_sets(), 3);
+    assert_eq!(offered_mac(&f.dp, own.mac), Some(own.ip));
+    f.dp.remove_reservation(own.mac).expect("removed");
+    assert_eq!(f.dp.template_sets(), 2, "its set went with it");
+    assert_eq!(offered_mac(&f.dp, own.mac), None, "passed up");
+
+    let mut renamed = node1.clone();
+    renamed.hostname = Some("renamed-node".into());
+    put(&mut f.dp, &renamed);
+    assert_eq!(f.dp.template_sets(), 2);
+    // The fixture's configuration still says node1: decoded, not compared.
+    let (action, out) = run(&f, &broadcast_frame(&request(NODE1, MessageType::Discover)));
+    assert_eq!(action, XDP_TX);
+    let p = frame::parse(&out).expect("a valid reply frame, checksums included");
+    let m = Message::decode(&mut Decoder::new(p.payload)).expect("a DHCP reply");
+    assert!(
+        matches!(m.opts().get(OptionCode::Hostname), Some(DhcpOption::Hostname(h)) if h == "renamed-node")
+    );
+    // Moving the twin to the options' set and back frees nothing in use.
+    put(
+        &mut f.dp,
+        &stormboot::config::Reservation {
+            mac: twin.mac,
+            ip: twin.ip,
+            ..own.clone()
+        },
+    );
+    assert_eq!(f.dp.template_sets(), 3);
+    put(&mut f.dp, &twin);
+    assert_eq!(f.dp.template_sets(), 2);
+    assert_eq!(offered_mac(&f.dp, twin.mac), Some(twin.ip));
+    assert_eq!(offered_mac(&f.dp, NODE1), Some(NODE1_IP));
 }

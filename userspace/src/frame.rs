@@ -185,8 +185,8 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// Formats a MAC as lower-case colon-separated hex.
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+    // The spelling the XDP program writes into per-machine boot URLs.
+    String::from_utf8_lossy(&stormboot_common::maps::mac_text(mac)).into_owned()
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Renders replies: the one encoder behind both dataplanes.
 //!
-//! `reply_block`/`nak_block` produce the blocks the XDP program replays;
-//! `complete` fills a block's per-transaction fields exactly as the program
-//! does, so the userspace dataplane sends byte-identical frames.
+//! `reply_block`/`nak_block` produce the blocks the XDP program replays
+//! (`tables` makes the shared templates of them); `assemble` writes what is
+//! one machine's own into a template and `complete` fills the
+//! per-transaction fields, each exactly as the program does, so the
+//! userspace dataplane sends byte-identical frames.
 
 pub mod tables;
 
@@ -15,9 +17,9 @@ use stormboot_common::{
     csum,
     layout::{
         msg, opt, reply_len, BLOCK_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID,
-        OPTIONS_OFF,
+        OFF_YIADDR, OPTIONS_OFF,
     },
-    maps::Block,
+    maps::{mac_text, Block, Machine, MAC_TEXT_LEN},
 };
 
 /// What an OFFER/ACK for one client says, besides per-transaction fields.
@@ -239,6 +241,10 @@ pub fn complete(block: &Block, t: &Transaction<'_>) -> Result<Vec<u8>, RenderErr
         return Err(RenderError::TooLong(end + 1));
     }
     let mut p = block.bytes[..reply_len(end)].to_vec();
+    for off in block.mac_off.into_iter().filter(|o| *o != 0) {
+        let off = off as usize;
+        p[off..off + MAC_TEXT_LEN].copy_from_slice(&mac_text(&t.chaddr));
+    }
     p[OFF_XID..OFF_XID + 4].copy_from_slice(&t.xid.to_be_bytes());
     p[OFF_FLAGS..OFF_FLAGS + 2].copy_from_slice(&t.flags.to_be_bytes());
     p[OFF_CIADDR..OFF_CIADDR + 4].copy_from_slice(&t.ciaddr.octets());
@@ -248,6 +254,28 @@ pub fn complete(block: &Block, t: &Transaction<'_>) -> Result<Vec<u8>, RenderErr
     p[block.end_off as usize..end].copy_from_slice(t.relay_info);
     p[end] = opt::END;
     Ok(p)
+}
+
+/// One machine's OFFER/ACK block made from its template: its address in
+/// yiaddr and its host name as option 12 where the template's options
+/// end, as the program writes them. A name that leaves no room for END is
+/// refused, as a whole reply that long would be.
+pub fn assemble(template: &Block, m: &Machine) -> Result<Block, RenderError> {
+    let mut b = *template;
+    b.bytes[OFF_YIADDR..OFF_YIADDR + 4].copy_from_slice(&m.ip);
+    let n = m.name_len as usize;
+    if n != 0 {
+        let at = b.end_off as usize;
+        if at + 2 + n >= BLOCK_LEN {
+            return Err(RenderError::TooLong(at + 2 + n + 1));
+        }
+        b.bytes[at] = opt::HOSTNAME;
+        b.bytes[at + 1] = m.name_len;
+        b.bytes[at + 2..at + 2 + n].copy_from_slice(&m.name[..n]);
+        b.end_off += 2 + m.name_len as u16;
+    }
+    b.csum = csum::sum_bytes(&b.bytes);
+    Ok(b)
 }
 
 /// Human name of a message type, for logs.

@@ -174,8 +174,8 @@ struct Stored {
 /// Reads the stores: the leases, and the API's reservations, which join
 /// the file's (the file wins a clash). The configuration's reservations
 /// move into the book, so a million of them are held once. With `xdp`,
-/// the program is loaded and verified meanwhile, once the stores have
-/// been read: its reservation map is sized for what they hold.
+/// the program starts loading (on a thread of its own) once the
+/// reservations the book will hold are known.
 async fn read_stores(
     cfg: Config,
     stores: Stores,
@@ -183,9 +183,15 @@ async fn read_stores(
 ) -> anyhow::Result<(Stored, Option<xdp::Loading>)> {
     let leases = stores.leases.load().await?;
     let snapshot = stores.reservations.load().await?;
-    let n = cfg.reservations.len() + snapshot.reservations.len();
-    let loading = xdp.map(|mode| xdp::load(&cfg, n, mode));
+    // Without stored reservations the book holds the file's alone, which
+    // size the maps before it is built. Stored ones are checked as they
+    // join it (some may not), so the program waits for the book then.
+    let early = xdp
+        .filter(|_| snapshot.reservations.is_empty())
+        .map(|mode| xdp::load(&cfg, cfg.reservations.iter(), mode));
     let registry = crate::api::live::merge(cfg, snapshot.reservations);
+    let loading = early
+        .or_else(|| xdp.map(|mode| xdp::load(registry.config(), registry.reservations(), mode)));
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(

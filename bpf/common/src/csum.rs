@@ -27,6 +27,18 @@ pub const fn add_byte(sum: u32, byte: u8, offset: usize) -> u32 {
     }
 }
 
+/// The share of data whose folded sum `folded` was taken as if it started
+/// at an even offset, when it starts at `offset`: a one's-complement sum
+/// of data moved by one byte is the same sum byte-swapped (RFC 1071 2(B)).
+#[inline(always)]
+pub const fn at_offset(folded: u16, offset: usize) -> u32 {
+    if offset.is_multiple_of(2) {
+        folded as u32
+    } else {
+        folded.swap_bytes() as u32
+    }
+}
+
 /// Folds the carries back in: the 16-bit one's-complement sum.
 #[inline(always)]
 pub const fn fold(mut sum: u32) -> u16 {
@@ -109,6 +121,18 @@ mod tests {
         partial[8] = 0; // even offset
         let s = add_byte(add_byte(sum_bytes(&partial), data[7], 7), data[8], 8);
         assert_eq!(fold(s), whole);
+    }
+
+    #[test]
+    fn data_summed_at_even_counts_byte_swapped_at_odd() {
+        let data = [0x12u8, 0x34, 0x56, 0x78, 0x9a];
+        let mut frame = [0u8; 8];
+        frame[3..8].copy_from_slice(&data);
+        let alone = fold(sum_bytes(&data));
+        assert_eq!(fold(at_offset(alone, 3)), fold(sum_bytes(&frame)));
+        frame = [0u8; 8];
+        frame[2..7].copy_from_slice(&data);
+        assert_eq!(fold(at_offset(alone, 2)), fold(sum_bytes(&frame)));
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub mod msg {
 /// Option codes the fast path reads.
 pub mod opt {
     pub const PAD: u8 = 0;
+    pub const HOSTNAME: u8 = 12;
     pub const REQUESTED_IP: u8 = 50;
     pub const MESSAGE_TYPE: u8 = 53;
     pub const SERVER_ID: u8 = 54;

@@ -6,6 +6,7 @@ use crate::layout::BLOCK_LEN;
 /// Names of the maps in the object file; the daemon looks them up by these.
 pub mod names {
     pub const RESERVATIONS: &str = "RESERVATIONS";
+    pub const TEMPLATES: &str = "TEMPLATES";
     pub const SUBNETS: &str = "SUBNETS";
     pub const IFACES: &str = "IFACES";
     pub const COUNTERS: &str = "COUNTERS";
@@ -23,14 +24,26 @@ pub const PROGRAM_DHCP: &str = "stormboot";
 /// of a veth so that frames sent there with XDP_TX are delivered at all.
 pub const PROGRAM_PASS: &str = "stormboot_pass";
 
-/// Key of the reservation map: the client's hardware address and the boot
-/// variant its request asks for (0: plain DHCP).
+/// Key of the template map: a template set (the replies every machine
+/// with the same subnet, boot profile and options shares) and the boot
+/// variant a request asks for (0: plain DHCP).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ReservationKey {
-    pub mac: [u8; 6],
-    /// A `variant` value; u16 so the key has no padding.
+pub struct TemplateKey {
+    pub set: u32,
+    /// A `variant` value.
     pub variant: u16,
+    pub _pad: u16,
+}
+
+impl TemplateKey {
+    pub const fn new(set: u32, variant: u16) -> Self {
+        Self {
+            set,
+            variant,
+            _pad: 0,
+        }
+    }
 }
 
 /// Boot variants a reservation can have a rendered reply for; the request
@@ -77,8 +90,13 @@ pub mod mode {
 /// A rendered reply: the UDP payload with every per-transaction field zero.
 ///
 /// Zero in the block (and so excluded from `csum`): xid, flags, ciaddr,
-/// giaddr, chaddr, the value byte of option 53 at `type_off`, and the END
-/// byte at `end_off`. The program writes them and adds their share.
+/// giaddr, chaddr, the value byte of option 53 at `type_off`, the END
+/// byte at `end_off`, and the client's MAC address as text at each
+/// nonzero `mac_off`. The program writes them and adds their share.
+///
+/// A template (the TEMPLATES map) is a block shared by many machines: its
+/// yiaddr is zero too, and the machine's host name goes at `end_off`
+/// (`Machine`). A subnet's NAK block is sent as it is.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Block {
@@ -90,7 +108,14 @@ pub struct Block {
     /// Offset in `bytes` where the END option goes (an echoed option 82 is
     /// written here first and END after it, as RFC 3046 asks: last).
     pub end_off: u16,
+    /// Where the client's MAC address goes as `MAC_TEXT_LEN` bytes of text
+    /// (a per-machine boot URL, in the file field and in option 67); zero:
+    /// nowhere.
+    pub mac_off: [u16; 2],
 }
+
+/// Length of a MAC address as text: `52:54:00:00:00:09`.
+pub const MAC_TEXT_LEN: usize = 17;
 
 impl Block {
     pub const fn zeroed() -> Self {
@@ -99,27 +124,40 @@ impl Block {
             csum: 0,
             type_off: 0,
             end_off: 0,
+            mac_off: [0; 2],
         }
     }
 }
 
-/// Value of the reservation map.
+/// The longest host name a `Machine` holds; a longer one is part of its
+/// machine's templates instead.
+pub const NAME_MAX: usize = 32;
+
+/// Value of the reservation map (key: the client's hardware address): what
+/// one machine's replies have of their own. Everything else is in its
+/// template set's blocks, which every machine of the same subnet, boot
+/// profile and options shares.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Reservation {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
     /// The reserved address (yiaddr of OFFER and ACK).
     pub ip: [u8; 4],
-    /// Our server identifier (option 54), also the source address of replies.
-    pub server_id: [u8; 4],
-    /// The reservation's subnet, to check that the request came from there.
-    pub net: [u8; 4],
-    pub mask: [u8; 4],
-    /// Index into SUBNETS, whose NAK block answers a wrong request.
-    pub subnet: u32,
-    /// Reserved for flags; zero today.
-    pub flags: u32,
-    /// OFFER and ACK share this block; only the type byte differs.
-    pub reply: Block,
+    /// Its template set (`TemplateKey::set`).
+    pub set: u32,
+    /// Index into SUBNETS: the network a request must come from, our
+    /// server identifier there, and the NAK block.
+    pub subnet: u16,
+    /// Length of `name`; 0: no host name of its own.
+    pub name_len: u8,
+    /// Reserved; zero.
+    pub flags: u8,
+    /// One's-complement sum of `name` as if it started at an even offset,
+    /// folded.
+    pub name_sum: u16,
+    pub _pad: u16,
+    /// Its host name (option 12), inserted at its template's `end_off`;
+    /// zero after `name_len`.
+    pub name: [u8; NAME_MAX],
 }
 
 /// Value of the subnet array map.
@@ -160,6 +198,34 @@ pub struct Scratch {
     /// Option 82 copied out of the request before the reply overwrites it;
     /// four spare bytes stay zero for the checksum.
     pub bytes: [u8; crate::layout::MAX_ECHO_LEN + 4],
+    /// The client's MAC address as text, for a template's `mac_off`; the
+    /// spare bytes keep the struct free of padding.
+    pub mac_text: [u8; MAC_TEXT_LEN + 3],
+}
+
+/// `mac` as text, lower-case hex digits joined by colons: the one
+/// spelling of a MAC address in replies, so both dataplanes write the
+/// same bytes.
+#[inline(always)]
+pub const fn mac_text(mac: &[u8; 6]) -> [u8; MAC_TEXT_LEN] {
+    let mut out = [b':'; MAC_TEXT_LEN];
+    let mut i = 0;
+    while i < 6 {
+        out[i * 3] = hex_digit(mac[i] >> 4);
+        out[i * 3 + 1] = hex_digit(mac[i] & 0xf);
+        i += 1;
+    }
+    out
+}
+
+/// The lower-case hex digit of `n` (0..=15), without a table lookup.
+#[inline(always)]
+pub const fn hex_digit(n: u8) -> u8 {
+    if n < 10 {
+        b'0' + n
+    } else {
+        b'a' + n - 10
+    }
 }
 
 /// The options the fast path reads; zero when absent.
@@ -230,8 +296,9 @@ impl Marker {
 mod pod {
     // SAFETY: all of these are repr(C), Copy, and have no padding bytes
     // (checked by the size assertions in the tests below).
-    unsafe impl aya::Pod for super::ReservationKey {}
-    unsafe impl aya::Pod for super::Reservation {}
+    unsafe impl aya::Pod for super::TemplateKey {}
+    unsafe impl aya::Pod for super::Machine {}
+    unsafe impl aya::Pod for super::Block {}
     unsafe impl aya::Pod for super::Subnet {}
     unsafe impl aya::Pod for super::Iface {}
     unsafe impl aya::Pod for super::Scratch {}
@@ -245,11 +312,23 @@ mod tests {
     use core::mem::size_of;
 
     #[test]
+    fn mac_text_is_lower_case_hex_with_colons() {
+        assert_eq!(
+            &mac_text(&[0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]),
+            b"52:54:00:ab:cd:ef"
+        );
+    }
+
+    #[test]
     fn no_implicit_padding() {
-        assert_eq!(size_of::<ReservationKey>(), 8);
-        assert_eq!(size_of::<Block>(), BLOCK_LEN + 8);
-        assert_eq!(size_of::<Reservation>(), 24 + size_of::<Block>());
+        assert_eq!(size_of::<TemplateKey>(), 8);
+        assert_eq!(size_of::<Block>(), BLOCK_LEN + 12);
+        assert_eq!(size_of::<Machine>(), 16 + NAME_MAX);
         assert_eq!(size_of::<Subnet>(), 16 + size_of::<Block>());
         assert_eq!(size_of::<Iface>(), 12);
+        assert_eq!(
+            size_of::<Scratch>(),
+            size_of::<FoundOptions>() + crate::layout::MAX_ECHO_LEN + 4 + MAC_TEXT_LEN + 3
+        );
     }
 }

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use stormboot_common::{
     bucket::Limit,
     counters::Counter,
-    maps::{Iface, Marker, Reservation, ReservationKey, Scratch, Subnet},
+    maps::{Block, Iface, Machine, Marker, Scratch, Subnet, TemplateKey},
 };
 
 /// BPF_F_NO_PREALLOC (include/uapi/linux/bpf.h).
@@ -19,8 +19,11 @@ const NO_PREALLOC: u32 = 1;
 /// capacity (headroom included) when the map is created, which at a
 /// million reservations is most of the start-up's kernel time.
 #[map(name = "RESERVATIONS")]
-pub static RESERVATIONS: HashMap<ReservationKey, Reservation> =
-    HashMap::with_max_entries(1024, NO_PREALLOC);
+pub static RESERVATIONS: HashMap<[u8; 6], Machine> = HashMap::with_max_entries(1024, NO_PREALLOC);
+
+/// The replies machines share, by template set and boot variant.
+#[map(name = "TEMPLATES")]
+pub static TEMPLATES: HashMap<TemplateKey, Block> = HashMap::with_max_entries(1024, NO_PREALLOC);
 
 #[map(name = "SUBNETS")]
 pub static SUBNETS: Array<Subnet> = Array::with_max_entries(256, 0);

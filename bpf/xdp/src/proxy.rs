@@ -10,11 +10,11 @@ use aya_ebpf::programs::XdpContext;
 use stormboot_common::{
     counters::Counter,
     layout::{msg, FLAG_BROADCAST},
-    maps::{variant, Reservation, ReservationKey},
+    maps::variant,
     rules::{self, Destination, EthDest},
 };
 
-use crate::{maps::RESERVATIONS, parse::Request, reply::Decision};
+use crate::{parse::Request, reply::Decision};
 
 #[inline(always)]
 pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> {
@@ -26,15 +26,11 @@ pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Count
     if req.variant == variant::PLAIN {
         return Err(Counter::PassNotBooting);
     }
-    // Only the variant's own block: a proxy has nothing to say to a
+    let (m, subnet) = crate::reply::machine(req)?;
+    // Only the variant's own template: a proxy has nothing to say to a
     // machine with no boot file for what it asks.
-    let key = ReservationKey {
-        mac: req.chaddr,
-        variant: req.variant,
-    };
-    // SAFETY: the value is only read; userspace replaces whole entries.
-    let res: &Reservation = unsafe { &*RESERVATIONS.get_ptr(key).ok_or(Counter::PassUnknownMac)? };
-    let iface = crate::reply::on_network(ctx, req, res)?;
+    let block = crate::reply::template(m.set, req.variant).ok_or(Counter::PassUnknownMac)?;
+    let iface = crate::reply::on_network(ctx, req, subnet)?;
 
     let ciaddr = rules::reply_ciaddr(reply_type, req.fields.ciaddr);
     let dest = if req.to_boot_port {
@@ -57,10 +53,11 @@ pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Count
     };
     Ok(Decision {
         reply_type,
-        block: &res.reply,
+        block,
         yiaddr: 0,
+        named: None,
         dest,
-        ours: u32::from_be_bytes(res.server_id),
+        ours: u32::from_be_bytes(subnet.server_id),
         src_mac: iface.mac,
         // PXE clients match replies by their UUID: option 97 is echoed.
         echo_off: req.uuid_off as usize,

@@ -1,6 +1,7 @@
 //! Turns a parsed request into its reply in place: decides by the shared
-//! rules, copies the rendered block, patches the per-transaction fields,
-//! addresses the frame and finishes both checksums from partial sums.
+//! rules, copies the machine's template, writes what is its own (address,
+//! host name, MAC as text) and the per-transaction fields, addresses the
+//! frame and finishes both checksums from partial sums.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -21,15 +22,15 @@ use stormboot_common::{
     events::ReplyEvent,
     layout::{
         msg, opt, reply_len, BLOCK_LEN, ETH_LEN, ETH_P_8021Q, ETH_P_IP, IPPROTO_UDP, IP_LEN,
-        MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, REPLY_TTL,
-        SERVER_PORT, UDP_LEN, VLAN_LEN,
+        MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, OFF_YIADDR,
+        REPLY_TTL, SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
-    maps::{variant, Block, Iface, Reservation, ReservationKey},
+    maps::{mac_text, variant, Block, Iface, Machine, Subnet, TemplateKey, MAC_TEXT_LEN, NAME_MAX},
     rules::{self, EthDest, Verdict},
 };
 
 use crate::{
-    maps::{count, proxy_mode, EVENTS, IFACES, RESERVATIONS, SCRATCH, SUBNETS},
+    maps::{count, proxy_mode, EVENTS, IFACES, RESERVATIONS, SCRATCH, SUBNETS, TEMPLATES},
     packet::{store, store_byte},
     parse::Request,
 };
@@ -38,8 +39,11 @@ use crate::{
 pub struct Decision<'a> {
     pub reply_type: u8,
     pub block: &'a Block,
-    /// yiaddr, for the event (the block already carries it).
+    /// yiaddr, written into the reply (a template's is zero).
     pub yiaddr: u32,
+    /// The machine whose host name goes at the block's `end_off`; None
+    /// for a NAK and a proxy's reply, which carry none.
+    pub named: Option<&'a Machine>,
     pub dest: rules::Destination,
     /// Our address: server identifier and source of the reply.
     pub ours: u32,
@@ -81,20 +85,52 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     }
 }
 
-/// The reservation's entry for the request, if the request came from the
-/// reservation's network (the relay's, or the receiving interface's), and
-/// the interface it came in on.
+/// The reserved machine of the request's chaddr and its subnet; passed up
+/// when there is none.
+// Keys by reference: by value each is copied to a stack slot of its own,
+// and the call chain then exceeds the verifier's 512 bytes of stack.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(always)]
+pub fn machine(req: &Request) -> Result<(&'static Machine, &'static Subnet), Counter> {
+    // SAFETY: the value is only read; userspace replaces whole entries.
+    let m: &Machine = unsafe {
+        &*RESERVATIONS
+            .get_ptr(&req.chaddr)
+            .ok_or(Counter::PassUnknownMac)?
+    };
+    let subnet = SUBNETS
+        .get(m.subnet as u32)
+        .ok_or(Counter::PassUnsupported)?;
+    if subnet.valid != 1 {
+        return Err(Counter::PassUnsupported);
+    }
+    Ok((m, subnet))
+}
+
+/// The template of `set` for boot variant `v`.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(always)]
+pub fn template(set: u32, v: u16) -> Option<&'static Block> {
+    // SAFETY: read-only use of a map value; userspace writes a set's
+    // templates before any machine names the set.
+    TEMPLATES
+        .get_ptr(&TemplateKey::new(set, v))
+        .map(|p| unsafe { &*p })
+}
+
+/// The interface the request came in on, if the request came from the
+/// reservation's network (the relay's, or the receiving interface's).
 #[inline(always)]
 pub fn on_network(
     ctx: &XdpContext,
     req: &Request,
-    res: &Reservation,
+    subnet: &Subnet,
 ) -> Result<&'static Iface, Counter> {
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: read-only use of a map value.
     let iface = unsafe { &*IFACES.get_ptr(ifindex).ok_or(Counter::PassWrongNetwork)? };
-    let net = u32::from_be_bytes(res.net);
-    let mask = u32::from_be_bytes(res.mask);
+    let net = u32::from_be_bytes(subnet.net);
+    let mask = u32::from_be_bytes(subnet.mask);
     let on_link = if req.giaddr != 0 {
         req.giaddr
     } else {
@@ -109,44 +145,37 @@ pub fn on_network(
 /// The authoritative server's decision (RFC 2131, `rules::verdict`).
 #[inline(always)]
 fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> {
-    // The reply rendered for the boot variant the request asks for, else
-    // the machine's plain one (no profile, or an architecture it has no
-    // boot file for: plain DHCP).
-    let wanted = ReservationKey {
-        mac: req.chaddr,
-        variant: req.variant,
-    };
-    let plain = ReservationKey {
-        mac: req.chaddr,
-        variant: variant::PLAIN,
-    };
-    let found = RESERVATIONS
-        .get_ptr(wanted)
-        .or_else(|| RESERVATIONS.get_ptr(plain));
-    // SAFETY: the value is only read; userspace replaces whole entries.
-    let res: &Reservation = unsafe { &*found.ok_or(Counter::PassUnknownMac)? };
-    let iface = on_network(ctx, req, res)?;
+    let (m, subnet) = machine(req)?;
+    let iface = on_network(ctx, req, subnet)?;
 
-    let reserved = u32::from_be_bytes(res.ip);
-    let ours = u32::from_be_bytes(res.server_id);
-    let (reply_type, block): (u8, &Block) = match rules::verdict(&req.fields, reserved, ours) {
-        Verdict::Offer => (msg::OFFER, &res.reply),
-        Verdict::Ack => (msg::ACK, &res.reply),
-        Verdict::Nak => {
-            let subnet = SUBNETS.get(res.subnet).ok_or(Counter::PassUnsupported)?;
-            if subnet.valid != 1 {
-                return Err(Counter::PassUnsupported);
+    let reserved = u32::from_be_bytes(m.ip);
+    let ours = u32::from_be_bytes(subnet.server_id);
+    let (reply_type, block, named): (u8, &Block, Option<&Machine>) =
+        match rules::verdict(&req.fields, reserved, ours) {
+            v @ (Verdict::Offer | Verdict::Ack) => {
+                // The template for the boot variant the request asks for,
+                // else the machine's plain one (no profile, or an
+                // architecture it has no boot file for: plain DHCP).
+                let t = template(m.set, req.variant)
+                    .or_else(|| template(m.set, variant::PLAIN))
+                    .ok_or(Counter::PassUnsupported)?;
+                let ty = if matches!(v, Verdict::Offer) {
+                    msg::OFFER
+                } else {
+                    msg::ACK
+                };
+                (ty, t, Some(m))
             }
-            (msg::NAK, &subnet.nak)
-        }
-        Verdict::DropOtherServer => return Err(Counter::DropOtherServer),
-        Verdict::Pass => return Err(Counter::PassOtherDhcp),
-    };
+            Verdict::Nak => (msg::NAK, &subnet.nak, None),
+            Verdict::DropOtherServer => return Err(Counter::DropOtherServer),
+            Verdict::Pass => return Err(Counter::PassOtherDhcp),
+        };
     let yiaddr = if reply_type == msg::NAK { 0 } else { reserved };
     Ok(Decision {
         reply_type,
         block,
         yiaddr,
+        named,
         dest: rules::destination(reply_type, req.giaddr, req.fields.ciaddr, req.flags, yiaddr),
         ours,
         src_mac: iface.mac,
@@ -162,11 +191,10 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
         reply_type,
         block,
         yiaddr,
-        ref dest,
-        ours,
-        src_mac,
+        named,
         echo_off,
         echo_len,
+        ..
     } = *d;
     let ifindex = ctx.ingress_ifindex() as u32;
     let type_off = block.type_off as usize;
@@ -175,11 +203,23 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
         return Err(Counter::TxError);
     }
 
+    // The machine's host name, as option 12, goes where the template's
+    // options end.
+    let name_len = match named {
+        Some(m) if m.name_len != 0 => m.name_len as usize,
+        _ => 0,
+    };
+    if name_len > NAME_MAX {
+        return Err(Counter::TxError);
+    }
+    let name_opt = if name_len == 0 { 0 } else { name_len + 2 };
+    let echo_at = end_off + name_opt;
+
     // The echoed option is copied out before the reply overwrites the request.
     let mut echo_sum = 0u32;
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
     if echo_len != 0 {
-        if echo_len > MAX_ECHO_LEN || end_off + echo_len + 1 > BLOCK_LEN {
+        if echo_len > MAX_ECHO_LEN || echo_at + echo_len + 1 > BLOCK_LEN {
             return Err(Counter::PassUnsupported);
         }
         // SAFETY: scratch is a per-CPU map value of MAX_ECHO_LEN + 4 bytes.
@@ -204,14 +244,13 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
             // big-endian words, the same sum byte-swapped, unless the data
             // starts at an odd offset, which swaps it back.
             let folded = csum::fold(sum as u32);
-            echo_sum = if end_off.is_multiple_of(2) {
-                folded.swap_bytes()
-            } else {
-                folded
-            } as u32;
+            echo_sum = csum::at_offset(folded.swap_bytes(), echo_at);
         }
     }
-    let end_pos = end_off + echo_len;
+    let end_pos = echo_at + echo_len;
+    if end_pos >= BLOCK_LEN {
+        return Err(Counter::PassUnsupported);
+    }
     // Masked so the verifier sees the bound it already has from the checks
     // above: end_pos < BLOCK_LEN.
     let len = reply_len(end_pos) & 0x3ff;
@@ -236,13 +275,15 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
     }
     // From here the request is gone: a failure drops the frame.
     let tail = Tail {
+        name_len,
+        echo_at,
         echo_len,
         end_pos,
         echo_sum,
         len,
         scratch,
     };
-    match write(ctx, req, block, reply_type, dest, src_mac, ours, &tail) {
+    match write(ctx, req, d, &tail) {
         Ok(()) => {}
         Err(_) => {
             count(Counter::TxError);
@@ -282,9 +323,13 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
     Ok(xdp_action::XDP_TX)
 }
 
-/// The part of a reply after the rendered options: the echoed option 82,
-/// END, and the reply's length.
+/// The part of a reply after the rendered options: the host name, the
+/// echoed option 82, END, and the reply's length.
 struct Tail {
+    /// Length of the host name (0: none), written at the block's end_off.
+    name_len: usize,
+    /// Where the echoed option goes.
+    echo_at: usize,
     echo_len: usize,
     end_pos: usize,
     echo_sum: u32,
@@ -294,18 +339,20 @@ struct Tail {
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn write(
-    ctx: &XdpContext,
-    req: &Request,
-    block: &Block,
-    reply_type: u8,
-    dest: &rules::Destination,
-    src_mac: [u8; 6],
-    ours: u32,
-    tail: &Tail,
-) -> Result<(), Counter> {
+fn write(ctx: &XdpContext, req: &Request, d: &Decision<'_>, tail: &Tail) -> Result<(), Counter> {
+    let Decision {
+        reply_type,
+        block,
+        yiaddr,
+        named,
+        ref dest,
+        ours,
+        src_mac,
+        ..
+    } = *d;
     let Tail {
+        name_len,
+        echo_at,
         echo_len,
         end_pos,
         echo_sum,
@@ -330,20 +377,42 @@ fn write(
         }
         if echo_len != 0 {
             let buf = (*scratch).bytes.as_mut_ptr() as *mut c_void;
-            if bpf_xdp_store_bytes(
-                ctx.ctx,
-                (payload + block.end_off as usize) as u32,
-                buf,
-                echo_len as u32,
-            ) != 0
-            {
+            if bpf_xdp_store_bytes(ctx.ctx, (payload + echo_at) as u32, buf, echo_len as u32) != 0 {
                 return Err(Counter::TxError);
             }
         }
     }
     let type_off = block.type_off as usize;
+    let end_off = block.end_off as usize;
     store_byte(ctx, payload + type_off, reply_type)?;
     store_byte(ctx, payload + end_pos, opt::END)?;
+    store(ctx, payload + OFF_YIADDR, yiaddr.to_be_bytes())?;
+    let mut own = csum::add32(0, yiaddr);
+    if let (Some(m), true) = (named, name_len != 0) {
+        store_byte(ctx, payload + end_off, opt::HOSTNAME)?;
+        store_byte(ctx, payload + end_off + 1, name_len as u8)?;
+        // Masked so the verifier sees the bound checked in emit.
+        let n = (name_len & (2 * NAME_MAX - 1)).min(NAME_MAX);
+        // SAFETY: the helper checks the frame side; the source is the map
+        // value's name field, NAME_MAX bytes long.
+        if unsafe {
+            bpf_xdp_store_bytes(
+                ctx.ctx,
+                (payload + end_off + 2) as u32,
+                m.name.as_ptr() as *mut c_void,
+                n as u32,
+            )
+        } != 0
+        {
+            return Err(Counter::TxError);
+        }
+        own = csum::add_byte(own, opt::HOSTNAME, end_off);
+        own = csum::add_byte(own, name_len as u8, end_off + 1);
+        own += csum::at_offset(m.name_sum, end_off + 2);
+    }
+    if block.mac_off[0] != 0 {
+        own += mac_slots(ctx, req, block, payload, scratch)?;
+    }
 
     let ciaddr = rules::reply_ciaddr(reply_type, req.fields.ciaddr);
     store(ctx, payload + OFF_XID, req.xid.to_be_bytes())?;
@@ -391,7 +460,7 @@ fn write(
     store(ctx, l3 + 16, dest.ip.to_be_bytes())?;
 
     let [m0, m1, m2, m3, m4, m5] = req.chaddr;
-    let mut sum = block.csum;
+    let mut sum = block.csum + own;
     sum = csum::add32(sum, req.xid);
     sum = csum::add16(sum, dest.flags);
     sum = csum::add32(sum, ciaddr);
@@ -413,4 +482,48 @@ fn write(
     let [k0, k1] = udp_csum.to_be_bytes();
     store(ctx, udp, [p0, p1, q0, q1, u0, u1, k0, k1])?;
     Ok(())
+}
+
+/// Writes the client's MAC address as text at each of the template's
+/// `mac_off` (a per-machine boot URL) and returns its share of the sum.
+#[inline(always)]
+fn mac_slots(
+    ctx: &XdpContext,
+    req: &Request,
+    block: &Block,
+    payload: usize,
+    scratch: *mut stormboot_common::maps::Scratch,
+) -> Result<u32, Counter> {
+    let text = mac_text(&req.chaddr);
+    let mut text_sum = 0u32;
+    let mut i = 0;
+    while i < MAC_TEXT_LEN {
+        text_sum = csum::add_byte(text_sum, text[i], i);
+        i += 1;
+    }
+    let folded = csum::fold(text_sum);
+    // SAFETY: scratch is a per-CPU map value with room for the text.
+    let buf = unsafe {
+        let out = &mut (*scratch).mac_text;
+        out[..MAC_TEXT_LEN].copy_from_slice(&text);
+        out.as_mut_ptr() as *mut c_void
+    };
+    let mut sum = 0u32;
+    for off in block.mac_off {
+        let off = off as usize;
+        if off == 0 {
+            continue;
+        }
+        if off + MAC_TEXT_LEN > BLOCK_LEN {
+            return Err(Counter::TxError);
+        }
+        // SAFETY: the helper checks offset and length against the frame.
+        if unsafe { bpf_xdp_store_bytes(ctx.ctx, (payload + off) as u32, buf, MAC_TEXT_LEN as u32) }
+            != 0
+        {
+            return Err(Counter::TxError);
+        }
+        sum += csum::at_offset(folded, off);
+    }
+    Ok(sum)
 }

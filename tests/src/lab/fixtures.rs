@@ -220,14 +220,8 @@ pub struct Loaded {
 impl Loaded {
     /// Loads the program (root), installs `cfg` and the loopback interface.
     pub fn new(cfg: Config, setup: Setup) -> anyhow::Result<Loaded> {
-        // Room for every boot variant of every reservation: the map
-        // allocates entries only as they are written.
-        let entries = cfg.reservations.len() * stormboot_common::maps::variant::ALL.len();
-        let mut dp = Dataplane::load(LoadOptions {
-            reservations_capacity: u32::try_from(entries).unwrap_or(u32::MAX).max(64),
-            log_level: setup.log_level,
-        })
-        .context("loading the XDP program (needs root)")?;
+        let mut dp = Dataplane::load(LoadOptions::sized(cfg.reservations.iter(), setup.log_level))
+            .context("loading the XDP program (needs root)")?;
         dp.install(&cfg).context("installing the configuration")?;
         if let Some(limit) = setup.slowpath_limit {
             dp.set_slowpath_limit(limit)?;

@@ -322,7 +322,7 @@ impl Live {
         self.store(put, vec![]).await?;
         let written = self.maps(|dp| {
             for c in &checked {
-                dp.put_reservation(c.entry.reservation.mac, &c.map_entries)?;
+                dp.put_reservation(c.entry.reservation.mac, &c.rendered)?;
             }
             Ok(())
         });
@@ -455,7 +455,7 @@ impl Live {
                     match reg.check_as(spec, Mode::Upsert, Some(c.mac), Writer::Omapi) {
                         Ok(checked) => {
                             let written =
-                                self.maps(|dp| dp.put_reservation(c.mac, &checked.map_entries));
+                                self.maps(|dp| dp.put_reservation(c.mac, &checked.rendered));
                             if let Err(e) = written {
                                 out.failed = Some(e);
                                 break;

@@ -12,8 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use stormboot_common::maps::{Reservation as MapEntry, ReservationKey};
-
 use super::types::{OptionSpec, ReservationPage, ReservationQuery, ReservationSpec};
 use super::types::{ReservationView, Source};
 use crate::config::{self, Config};
@@ -106,7 +104,7 @@ pub use crate::reservation::book::Entry;
 pub struct Checked {
     pub entry: Entry,
     /// The XDP map entries, one per boot variant it has.
-    pub map_entries: Vec<(ReservationKey, MapEntry)>,
+    pub rendered: tables::Rendered,
     /// The entry it replaces, if any.
     pub replaces: Option<Entry>,
 }
@@ -115,7 +113,7 @@ impl std::fmt::Debug for Checked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checked")
             .field("entry", &self.entry)
-            .field("map_entries", &self.map_entries.len())
+            .field("templates", &self.rendered.templates.blocks.len())
             .field("replaces", &self.replaces)
             .finish()
     }
@@ -390,7 +388,7 @@ impl Registry {
         };
         // Rendering is the last check: a reply too long for a DHCP packet
         // is refused here, not discovered by a booting machine.
-        let map_entries = tables::reservation_entries(cfg, &reservation)
+        let rendered = tables::reservation_entries(cfg, &reservation)
             .map_err(|e| FieldError::invalid("options", e.source.to_string()))?;
         let normalized = ReservationSpec {
             mac: format_mac(&mac),
@@ -410,7 +408,7 @@ impl Registry {
                 source,
                 spec: Some(Box::new(normalized)),
             },
-            map_entries,
+            rendered,
             replaces: existing.cloned(),
         })
     }

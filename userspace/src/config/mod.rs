@@ -399,7 +399,7 @@ pub struct Route {
 
 /// An option sent as is: its code and its encoded value (at most 255
 /// bytes, so it never needs RFC 3396 splitting).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CustomOption {
     pub code: u8,
     pub data: Vec<u8>,

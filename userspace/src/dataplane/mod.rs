@@ -5,6 +5,7 @@ mod batch;
 pub mod delivery;
 pub mod ifaces;
 pub mod pins;
+pub mod sets;
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use stormboot_common::{
     bucket::Limit,
     counters::Counter,
     maps::{
-        mode as map_mode, names, Iface, Marker, Reservation, ReservationKey, Subnet, PROGRAM_DHCP,
+        mode as map_mode, names, Block, Iface, Machine, Marker, Subnet, TemplateKey, PROGRAM_DHCP,
         PROGRAM_PASS,
     },
 };
@@ -60,6 +61,10 @@ pub enum DataplaneError {
     TestRun(ProgramError),
     #[error("map RESERVATIONS: batch update: {0}")]
     Batch(std::io::Error),
+    #[error(
+        "map TEMPLATES is full ({0} replies): more distinct reply templates than it was sized for"
+    )]
+    TemplatesFull(u32),
     #[error("boot.ipxe_user_class is {0} bytes; the marker map holds {max}", max = stormboot_common::maps::MARKER_MAX)]
     MarkerTooLong(usize),
     #[error("pinning {path}: {reason}")]
@@ -92,8 +97,8 @@ enum Held {
     Pinned(PinnedLink),
 }
 
-/// Entries rendered and written per batch: a few MB of rendered replies,
-/// so memory stays flat however many reservations there are.
+/// Machines written per batch, so memory stays flat however many
+/// reservations there are.
 const WRITE_CHUNK: usize = 4096;
 
 use crate::config::XdpMode as AttachMode;
@@ -116,11 +121,45 @@ fn aya_mode(mode: AttachMode) -> XdpMode {
 /// Sizes and settings fixed at load time.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
-    /// Entries the reservation map can hold.
+    /// Machines the reservation map can hold.
     pub reservations_capacity: u32,
+    /// Reply templates the template map can hold (sets times variants).
+    pub templates_capacity: u32,
     /// aya-log level inside the program (0 off .. 5 trace); lines above it
     /// are not even formatted in the kernel.
     pub log_level: u8,
+}
+
+impl LoadOptions {
+    /// Room for `reservations` and their template sets, with headroom for
+    /// the API's additions. Map entries are allocated as they are written
+    /// (NO_PREALLOC), so room costs only the maps' bucket arrays. Machines
+    /// with options, a boot file or a host name of their own may each need
+    /// a set; the rest share a few.
+    pub fn sized<'a>(
+        reservations: impl Iterator<Item = &'a crate::config::Reservation>,
+        log_level: u8,
+    ) -> Self {
+        let (mut n, mut own) = (0usize, 0usize);
+        for r in reservations {
+            n += 1;
+            let named = r
+                .hostname
+                .as_ref()
+                .is_some_and(|h| h.len() > stormboot_common::maps::NAME_MAX);
+            if named || !r.options.is_empty() || r.boot_file.is_some() || r.next_server.is_some() {
+                own += 1;
+            }
+        }
+        let cap = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        LoadOptions {
+            reservations_capacity: cap(n + n / 4 + 8192),
+            templates_capacity: cap(
+                (own + own / 4 + 4096) * stormboot_common::maps::variant::ALL.len()
+            ),
+            log_level,
+        }
+    }
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
@@ -130,7 +169,14 @@ fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneEr
 /// A loaded (verified) program with its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
-    reservations: HashMap<MapData, ReservationKey, Reservation>,
+    reservations: HashMap<MapData, [u8; 6], Machine>,
+    templates: HashMap<MapData, TemplateKey, Block>,
+    templates_capacity: u32,
+    /// The template sets in TEMPLATES, and the next set's id (never reused
+    /// while this program runs, so an old set and its successor never
+    /// share keys).
+    sets: sets::Sets,
+    next_set: u32,
     subnets: Array<MapData, Subnet>,
     ifaces: HashMap<MapData, u32, Iface>,
     counters: PerCpuArray<MapData, u64>,
@@ -161,6 +207,7 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
+            .map_max_entries(names::TEMPLATES, opts.templates_capacity.max(64))
             .load(EBPF_OBJECT)?;
         let prog: &mut Xdp = program(&mut ebpf, PROGRAM_DHCP)?;
         prog.load().map_err(|source| DataplaneError::Verify {
@@ -177,6 +224,8 @@ impl Dataplane {
             |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
         let reservations =
             HashMap::try_from(take(names::RESERVATIONS)?).map_err(map_err(names::RESERVATIONS))?;
+        let templates =
+            HashMap::try_from(take(names::TEMPLATES)?).map_err(map_err(names::TEMPLATES))?;
         let subnets = Array::try_from(take(names::SUBNETS)?).map_err(map_err(names::SUBNETS))?;
         let ifaces = HashMap::try_from(take(names::IFACES)?).map_err(map_err(names::IFACES))?;
         let counters =
@@ -191,6 +240,10 @@ impl Dataplane {
         Ok(Self {
             ebpf,
             reservations,
+            templates,
+            templates_capacity: opts.templates_capacity.max(64),
+            sets: sets::Sets::default(),
+            next_set: 1,
             subnets,
             ifaces,
             counters,
@@ -227,32 +280,48 @@ impl Dataplane {
         // Only a map that held entries before can have stale ones; the set
         // of keys to keep (and the walk over the map) is for that case.
         let mut keep = (!self.fresh).then(|| std::collections::HashSet::with_capacity(book.len()));
+        // A new generation of template sets: the old ones go once no
+        // machine names them.
+        let old_sets = std::mem::take(&mut self.sets);
         let (mut render, mut write) = (Duration::ZERO, Duration::ZERO);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut keys = Vec::with_capacity(WRITE_CHUNK * 2);
-        let mut values = Vec::with_capacity(WRITE_CHUNK * 2);
+        let mut keys = Vec::with_capacity(WRITE_CHUNK);
+        let mut values = Vec::with_capacity(WRITE_CHUNK);
         let mut written = 0usize;
-        let mut all = book.reservations().peekable();
-        let mut chunk = Vec::with_capacity(WRITE_CHUNK);
-        while all.peek().is_some() {
-            chunk.clear();
-            chunk.extend(all.by_ref().take(WRITE_CHUNK));
+        for r in book.reservations() {
             let t = Instant::now();
-            for (k, v) in render_parallel(cfg, &chunk, threads)? {
-                if let Some(keep) = keep.as_mut() {
-                    keep.insert(k);
+            let key = tables::set_key(r);
+            let (id, max_end) = match self.sets.get(&key) {
+                Some(h) => (h.id, h.max_end),
+                None => {
+                    let rendered = tables::templates(cfg, r)?;
+                    match self.sets.get(&rendered.key) {
+                        Some(h) => (h.id, h.max_end),
+                        None => self.add_set(&rendered)?,
+                    }
                 }
-                keys.push(k);
-                values.push(v);
+            };
+            let m = tables::machine(r, id);
+            tables::check_fits(r, &m, max_end)?;
+            self.sets.hold(id);
+            if let Some(keep) = keep.as_mut() {
+                keep.insert(r.mac);
             }
+            keys.push(r.mac);
+            values.push(m);
             render += t.elapsed();
-            let t = Instant::now();
-            self.write_reservations(&keys, &values)?;
-            write += t.elapsed();
-            written += keys.len();
-            keys.clear();
-            values.clear();
+            if keys.len() == WRITE_CHUNK {
+                let t = Instant::now();
+                self.write_reservations(&keys, &values)?;
+                write += t.elapsed();
+                written += keys.len();
+                keys.clear();
+                values.clear();
+            }
         }
+        let t = Instant::now();
+        self.write_reservations(&keys, &values)?;
+        write += t.elapsed();
+        written += keys.len();
         // The validator refuses longer markers; a config built in code
         // that skips it gets an error, never a cut marker.
         let marker = Marker::new(cfg.boot.ipxe_user_class.as_bytes()).ok_or(
@@ -272,7 +341,7 @@ impl Dataplane {
         ))?;
         let t = Instant::now();
         if let Some(keep) = keep {
-            let stale: Vec<ReservationKey> = self
+            let stale: Vec<[u8; 6]> = self
                 .reservations
                 .keys()
                 .filter_map(Result::ok)
@@ -284,9 +353,14 @@ impl Dataplane {
                     .map_err(map_err(names::RESERVATIONS))?;
             }
         }
+        // No machine names an old set any more.
+        for k in old_sets.keys() {
+            self.remove_template(k)?;
+        }
         self.fresh = false;
         tracing::info!(
             entries = written,
+            template_sets = self.sets.len(),
             render_ms = render.as_millis() as u64,
             write_ms = write.as_millis() as u64,
             stale_ms = t.elapsed().as_millis() as u64,
@@ -296,13 +370,61 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Writes entries into RESERVATIONS: in batches where the kernel has
+    /// Writes a set rendered for the first time into TEMPLATES, under a
+    /// fresh id: its id and longest template.
+    fn add_set(&mut self, t: &tables::Templates) -> Result<(u32, usize), DataplaneError> {
+        let id = self.next_set;
+        self.next_set = self.next_set.wrapping_add(1).max(1);
+        for (v, block) in &t.blocks {
+            match self.templates.insert(TemplateKey::new(id, *v), block, 0) {
+                Ok(()) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::E2BIG) =>
+                {
+                    return Err(DataplaneError::TemplatesFull(self.templates_capacity))
+                }
+                Err(source) => {
+                    return Err(DataplaneError::Map {
+                        map: names::TEMPLATES,
+                        source,
+                    })
+                }
+            }
+        }
+        let h = self.sets.add(id, t);
+        Ok((h.id, h.max_end))
+    }
+
+    fn remove_template(&mut self, k: TemplateKey) -> Result<(), DataplaneError> {
+        match self.templates.remove(&k) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(DataplaneError::Map {
+                map: names::TEMPLATES,
+                source,
+            }),
+        }
+    }
+
+    /// The template sets in the map.
+    pub fn template_sets(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Writes machines into RESERVATIONS: in batches where the kernel has
     /// BPF_MAP_UPDATE_BATCH, else one by one.
     fn write_reservations(
         &mut self,
-        keys: &[ReservationKey],
-        values: &[Reservation],
+        keys: &[[u8; 6]],
+        values: &[Machine],
     ) -> Result<(), DataplaneError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         if self.batch_writes {
             let fd = self.reservations.map().fd().as_fd();
             match batch::update(fd, keys, values) {
@@ -351,44 +473,66 @@ impl Dataplane {
             .map_err(map_err(names::SLOWPATH_BUCKETS))
     }
 
-    /// Writes one machine's entries (one per boot variant it has) in place,
-    /// then removes the variants it no longer has: the program sees the
-    /// old reply or the new one for each key, never none.
+    /// Writes one machine in place, its template set first when the map
+    /// does not hold it yet: the program sees the old reply or the new
+    /// one, never none. The set it named before goes with its last machine.
     pub fn put_reservation(
         &mut self,
         mac: [u8; 6],
-        entries: &[(ReservationKey, Reservation)],
+        rendered: &tables::Rendered,
     ) -> Result<(), DataplaneError> {
-        for (k, v) in entries {
-            self.reservations
-                .insert(k, v, 0)
-                .map_err(map_err(names::RESERVATIONS))?;
-        }
-        for v in stormboot_common::maps::variant::ALL {
-            if !entries.iter().any(|(k, _)| k.variant == v) {
-                self.remove_key(ReservationKey { mac, variant: v })?;
+        let id = match self.sets.get(&rendered.templates.key) {
+            Some(h) => h.id,
+            None => self.add_set(&rendered.templates)?.0,
+        };
+        let before = self.machine(mac)?;
+        let m = Machine {
+            set: id,
+            ..rendered.machine
+        };
+        self.reservations
+            .insert(mac, m, 0)
+            .map_err(map_err(names::RESERVATIONS))?;
+        self.sets.hold(id);
+        if let Some(old) = before {
+            for k in self.sets.release(old.set) {
+                self.remove_template(k)?;
             }
         }
         Ok(())
     }
 
-    /// Removes every entry of one machine: its requests are passed up.
+    /// Removes one machine: its requests are passed up.
     pub fn remove_reservation(&mut self, mac: [u8; 6]) -> Result<(), DataplaneError> {
-        for v in stormboot_common::maps::variant::ALL {
-            self.remove_key(ReservationKey { mac, variant: v })?;
+        let Some(old) = self.machine(mac)? else {
+            return Ok(());
+        };
+        match self.reservations.remove(&mac) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(source) => {
+                return Err(DataplaneError::Map {
+                    map: names::RESERVATIONS,
+                    source,
+                })
+            }
+        }
+        for k in self.sets.release(old.set) {
+            self.remove_template(k)?;
         }
         Ok(())
     }
 
-    fn remove_key(&mut self, k: ReservationKey) -> Result<(), DataplaneError> {
-        match self.reservations.remove(&k) {
-            Ok(()) => Ok(()),
-            // Absent already: nothing to remove.
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+    /// The machine the map holds for `mac`.
+    pub fn machine(&self, mac: [u8; 6]) -> Result<Option<Machine>, DataplaneError> {
+        match self.reservations.get(&mac, 0) {
+            Ok(m) => Ok(Some(m)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
             {
-                Ok(())
+                Ok(None)
             }
             Err(source) => Err(DataplaneError::Map {
                 map: names::RESERVATIONS,
@@ -658,36 +802,4 @@ pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneE
             source,
         })?;
     Ok(ebpf)
-}
-
-/// Every entry of `chunk`'s reservations, in order, rendered on up to
-/// `threads` threads: rendering is a large share of the time a large
-/// configuration takes to install.
-fn render_parallel(
-    cfg: &crate::config::Config,
-    chunk: &[&crate::config::Reservation],
-    threads: usize,
-) -> Result<Vec<(ReservationKey, Reservation)>, tables::TablesError> {
-    let render = |part: &[&crate::config::Reservation]| {
-        let mut out = Vec::with_capacity(part.len());
-        for r in part {
-            out.extend(tables::reservation_entries(cfg, r)?);
-        }
-        Ok(out)
-    };
-    if threads <= 1 || chunk.len() < 256 {
-        return render(chunk);
-    }
-    let per = chunk.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunk
-            .chunks(per)
-            .map(|part| scope.spawn(move || render(part)))
-            .collect();
-        let mut all = Vec::with_capacity(chunk.len());
-        for h in handles {
-            all.extend(h.join().expect("rendering does not panic")?);
-        }
-        Ok(all)
-    })
 }

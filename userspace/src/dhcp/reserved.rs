@@ -90,16 +90,8 @@ pub fn reply(
         render::complete(block, &t)
     } else {
         // The variant's reply, else the plain one: the program's lookup.
-        let entry =
-            match tables::reservation_variant(cfg, r, f.variant).map_err(|e| e.to_string())? {
-                Some((_, e)) => e,
-                None => {
-                    tables::reservation_entry(cfg, r)
-                        .map_err(|e| e.to_string())?
-                        .1
-                }
-            };
-        render::complete(&entry.reply, &t)
+        let block = tables::reservation_block(cfg, r, f.variant).map_err(|e| e.to_string())?;
+        render::complete(&block, &t)
     }
     .map_err(|e| e.to_string())?;
     Ok(Reply {

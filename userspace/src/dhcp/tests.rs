@@ -1024,7 +1024,7 @@ fn program_reply(c: &Config, m: &Message, reply_type: u8, relay_info: &[u8]) -> 
     let block = if reply_type == msg::NAK {
         tables::subnet_entries(c).unwrap()[r.subnet].nak
     } else {
-        tables::reservation_entry(c, r).unwrap().1.reply
+        tables::reservation_block(c, r, stormboot_common::maps::variant::PLAIN).unwrap()
     };
     let yiaddr = if reply_type == msg::NAK {
         0

@@ -78,8 +78,8 @@ fn pins(bpffs_dir: &std::path::Path, interfaces: &[String]) -> Option<Pins> {
     }
 }
 
-/// The program loading on a thread of its own: the kernel verifies it
-/// while the daemon builds its book.
+/// The program loading on a thread of its own, so the kernel can verify
+/// it while the daemon builds its book.
 pub(super) struct Loading {
     mode: XdpMode,
     thread: std::thread::JoinHandle<Result<Loaded, DataplaneError>>,
@@ -92,22 +92,15 @@ struct Loaded {
     predecessor: Predecessor,
 }
 
-/// Starts loading the program for `cfg`, to be attached in `mode`, with
-/// its reservation map sized for `n` reservations (the most the book read
-/// from the stores can hold: the file's and every stored one).
-pub(super) fn load(cfg: &Config, n: usize, mode: XdpMode) -> Loading {
-    // The headroom takes reservations added through the API. A booting
-    // reservation holds one entry per boot variant; the map allocates
-    // entries as they are written (NO_PREALLOC), so room for them costs
-    // only the bucket array.
-    let per = if cfg.boot.enabled {
-        stormboot_common::maps::variant::ALL.len()
-    } else {
-        1
-    };
-    let capacity = u32::try_from((n + n / 4 + 8192) * per).unwrap_or(u32::MAX);
+/// Starts loading the program for `cfg`, to be attached in `mode`, its
+/// maps sized for `reservations` (every one the book will hold).
+pub(super) fn load<'a>(
+    cfg: &Config,
+    reservations: impl Iterator<Item = &'a crate::config::Reservation>,
+    mode: XdpMode,
+) -> Loading {
+    let opts = LoadOptions::sized(reservations, cfg.server.xdp_log_level.as_u8());
     let (dir, interfaces) = (cfg.server.bpffs_dir.clone(), cfg.server.interfaces.clone());
-    let log_level = cfg.server.xdp_log_level.as_u8();
     let thread = std::thread::spawn(move || {
         let pins = pins(&dir, &interfaces);
         // Taken before loading, so this daemon's own pins can take the names.
@@ -116,16 +109,11 @@ pub(super) fn load(cfg: &Config, n: usize, mode: XdpMode) -> Loading {
             .map(Pins::take_predecessor)
             .unwrap_or_default();
         let t = std::time::Instant::now();
-        let dp = Dataplane::load_pinned(
-            LoadOptions {
-                reservations_capacity: capacity,
-                log_level,
-            },
-            pins.as_ref(),
-        )?;
+        let dp = Dataplane::load_pinned(opts, pins.as_ref())?;
         tracing::info!(
             ms = t.elapsed().as_millis() as u64,
-            capacity,
+            capacity = opts.reservations_capacity,
+            templates = opts.templates_capacity,
             "XDP program loaded and verified"
         );
         Ok(Loaded {
@@ -311,7 +299,7 @@ pub(super) fn start(
     let Some(loading) = loading else {
         crate::render::tables::subnet_entries(cfg)?;
         for r in book.reservations() {
-            crate::render::tables::reservation_entry(cfg, r)?;
+            crate::render::tables::reservation_entries(cfg, r)?;
         }
         return Ok(None);
     };

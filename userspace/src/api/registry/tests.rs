@@ -111,7 +111,7 @@ fn the_config_validators_rules_name_the_field() {
     assert_eq!(c.entry.reservation.profile, Some(0));
     assert_eq!(c.entry.reservation.options[0].data, b"tftp");
     // A profile gives one reply per boot variant.
-    assert!(c.map_entries.len() > 1);
+    assert!(c.rendered.templates.blocks.len() > 1);
     assert_eq!(r.spec(&c.entry).mac, "02:00:00:00:00:02");
 }
 
@@ -250,7 +250,12 @@ fn a_parallel_bulk_check_is_the_one_thread_check() {
         let [one, many] = [1, 3].map(|threads| {
             r.check_bulk_on(specs, threads, 16).map(|c| {
                 c.iter()
-                    .map(|c| (c.entry.reservation.clone(), c.map_entries.len()))
+                    .map(|c| {
+                        (
+                            c.entry.reservation.clone(),
+                            c.rendered.templates.blocks.len(),
+                        )
+                    })
                     .collect::<Vec<_>>()
             })
         });
