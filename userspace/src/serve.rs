@@ -381,10 +381,12 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let iface_name = cfg.server.interfaces.join(",");
     let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
         links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
+    // Checked before the program starts loading, which takes over the
+    // previous daemon's pins: a daemon that stops here leaves them alone.
+    let policy = api_policy(&cfg)?;
     let (stored, loading) =
         read_stores(cfg, stores.context("a DHCP daemon needs its stores")?, xdp).await?;
     let cfg = stored.registry.config().clone();
-    let policy = api_policy(&cfg)?;
     let xdp = xdp::start(stored.registry.book(), &endpoints, loading)?;
     release_startup_memory();
     let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
