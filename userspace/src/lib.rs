@@ -24,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod omapi;
 pub mod packetlink;
+pub mod parallel;
 pub mod peerconfig;
 pub mod ra;
 pub mod rawsock;

@@ -173,10 +173,25 @@ struct Stored {
 
 /// Reads the stores: the leases, and the API's reservations, which join
 /// the file's (the file wins a clash). The configuration's reservations
-/// move into the book, so a million of them are held once.
-async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
+/// move into the book, so a million of them are held once. With `xdp`,
+/// the program starts loading (on a thread of its own) once the
+/// reservations the book will hold are known.
+async fn read_stores(
+    cfg: Config,
+    stores: Stores,
+    xdp: Option<XdpMode>,
+) -> anyhow::Result<(Stored, Option<xdp::Loading>)> {
     let leases = stores.leases.load().await?;
-    let (registry, last_change) = crate::api::live::load(cfg, stores.reservations.as_ref()).await?;
+    let snapshot = stores.reservations.load().await?;
+    // Without stored reservations the book holds the file's alone, which
+    // size the maps before it is built. Stored ones are checked as they
+    // join it (some may not), so the program waits for the book then.
+    let early = xdp
+        .filter(|_| snapshot.reservations.is_empty())
+        .map(|mode| xdp::load(&cfg, cfg.reservations.iter(), mode));
+    let registry = crate::api::live::merge(cfg, snapshot.reservations);
+    let loading = early
+        .or_else(|| xdp.map(|mode| xdp::load(registry.config(), registry.reservations(), mode)));
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -186,14 +201,15 @@ async fn read_stores(cfg: Config, stores: Stores) -> anyhow::Result<Stored> {
             .map(LeaseChange::Upsert)
             .collect::<Vec<_>>(),
     );
-    Ok(Stored {
+    let stored = Stored {
         store: stores.leases,
         leases,
         registry,
-        last_change,
+        last_change: snapshot.last_change,
         reservations: stores.reservations,
         index,
-    })
+    };
+    Ok((stored, loading))
 }
 
 /// What the stats read.
@@ -365,10 +381,13 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let iface_name = cfg.server.interfaces.join(",");
     let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
         links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
-    let stored = read_stores(cfg, stores.context("a DHCP daemon needs its stores")?).await?;
-    let cfg = stored.registry.config().clone();
+    // Checked before the program starts loading, which takes over the
+    // previous daemon's pins: a daemon that stops here leaves them alone.
     let policy = api_policy(&cfg)?;
-    let xdp = xdp::start(stored.registry.book(), &endpoints, xdp)?;
+    let (stored, loading) =
+        read_stores(cfg, stores.context("a DHCP daemon needs its stores")?, xdp).await?;
+    let cfg = stored.registry.config().clone();
+    let xdp = xdp::start(stored.registry.book(), &endpoints, loading)?;
     release_startup_memory();
     let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
     tracing::info!(

@@ -99,19 +99,18 @@ fn internal(message: String) -> FieldError {
 }
 
 /// Reads the stored reservations at start and merges them with the
-/// config's. The config file wins: a stored entry whose MAC or IP the file
-/// now reserves, or that no longer validates (its subnet or profile gone),
-/// is not served, with a warning, and stays stored. Also returns the last
-/// change number the read included, where following the store's change
-/// log starts.
+/// config's (`merge`). Also returns the last change number the read
+/// included, where following the store's change log starts.
 pub async fn load(cfg: Config, stored: &dyn ReservationStore) -> anyhow::Result<(Registry, i64)> {
     let snapshot = stored.load().await?;
     Ok((merge(cfg, snapshot.reservations), snapshot.last_change))
 }
 
 /// The file's reservations with the stored ones that still validate
-/// beside them.
-fn merge(cfg: Config, rows: Vec<StoredReservation>) -> Registry {
+/// beside them. The config file wins: a stored entry whose MAC or IP the
+/// file now reserves, or that no longer validates (its subnet or profile
+/// gone), is not served, with a warning, and stays stored.
+pub fn merge(cfg: Config, rows: Vec<StoredReservation>) -> Registry {
     let mut cfg = cfg;
     let file_reservations = std::mem::take(&mut cfg.reservations);
     add_stored(Registry::new(Arc::new(cfg), file_reservations), rows)

@@ -20,6 +20,11 @@ use crate::render::tables;
 use crate::reservation::book::Book;
 use crate::reservation::rule::{self, Candidate, Network, OptionText, Refusal, Rest};
 
+/// Bulk requests of at least this many entries are checked in parallel.
+const PARALLEL_BULK: usize = 256;
+/// Entries a thread checks at a time.
+const BULK_CHUNK: usize = 256;
+
 /// Default and largest page.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
@@ -411,28 +416,80 @@ impl Registry {
     /// Checks a bulk import as a whole: each entry as an upsert, and no two
     /// of them with one MAC or one IP. Errors name the entry (`[3].ip`).
     pub fn check_bulk(&self, specs: &[ReservationSpec]) -> Result<Vec<Checked>, FieldError> {
+        let threads = if specs.len() < PARALLEL_BULK {
+            1
+        } else {
+            crate::parallel::threads()
+        };
+        self.check_bulk_on(specs, threads, BULK_CHUNK)
+    }
+
+    /// `check_bulk` on `threads` threads, `chunk` entries at a time. Each entry is first checked on
+    /// its own (against the registry less the MACs the request rewrites:
+    /// the rule, and rendering its replies, the costly part), chunk by
+    /// chunk in parallel; then, in order, against the entries before it.
+    /// An entry refused on its own or clashing with an earlier one is
+    /// checked again as one thread checks it, so the error is the one a
+    /// check from the first entry stops at.
+    fn check_bulk_on(
+        &self,
+        specs: &[ReservationSpec],
+        threads: usize,
+        chunk: usize,
+    ) -> Result<Vec<Checked>, FieldError> {
         // MACs this import rewrites: their current addresses are released.
         let mut rewritten = HashSet::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
             rewritten.insert(parse_mac_field(s.mac.trim()).map_err(|e| e.at(i))?);
         }
+        let none = (HashMap::new(), HashMap::new());
+        let alone = BulkRest {
+            registry: self,
+            rewritten: &rewritten,
+            earlier_macs: &none.0,
+            earlier_ips: &none.1,
+        };
+        let chunks: Vec<std::ops::Range<usize>> = (0..specs.len())
+            .step_by(chunk)
+            .map(|a| a..(a + chunk).min(specs.len()))
+            .collect();
+        let checked_alone = crate::parallel::map(&chunks, threads, |range| {
+            range
+                .clone()
+                .map_while(|i| {
+                    self.check_against(&specs[i], Mode::Upsert, None, Writer::Rest, Some(&alone))
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        });
         let mut macs: HashMap<[u8; 6], usize> = HashMap::with_capacity(specs.len());
         let mut ips: HashMap<Ipv4Addr, ([u8; 6], usize)> = HashMap::with_capacity(specs.len());
         let mut out = Vec::with_capacity(specs.len());
-        for (i, s) in specs.iter().enumerate() {
-            let rest = BulkRest {
-                registry: self,
-                rewritten: &rewritten,
-                earlier_macs: &macs,
-                earlier_ips: &ips,
-            };
-            let c = self
-                .check_against(s, Mode::Upsert, None, Writer::Rest, Some(&rest))
-                .map_err(|e| e.at(i))?;
-            let r = &c.entry.reservation;
-            macs.insert(r.mac, i);
-            ips.insert(r.ip, (r.mac, i));
-            out.push(c);
+        for (range, checked) in chunks.into_iter().zip(checked_alone) {
+            let mut checked = checked.into_iter();
+            for i in range {
+                let clear = |c: &Checked| {
+                    let r = &c.entry.reservation;
+                    !macs.contains_key(&r.mac) && !ips.contains_key(&r.ip)
+                };
+                let c = match checked.next().filter(clear) {
+                    Some(c) => c,
+                    None => {
+                        let rest = BulkRest {
+                            registry: self,
+                            rewritten: &rewritten,
+                            earlier_macs: &macs,
+                            earlier_ips: &ips,
+                        };
+                        self.check_against(&specs[i], Mode::Upsert, None, Writer::Rest, Some(&rest))
+                            .map_err(|e| e.at(i))?
+                    }
+                };
+                let r = &c.entry.reservation;
+                macs.insert(r.mac, i);
+                ips.insert(r.ip, (r.mac, i));
+                out.push(c);
+            }
         }
         Ok(out)
     }

@@ -1,19 +1,184 @@
 //! The reservations file: one `mac,ip[,hostname[,label]]` per line, for
 //! sites with more machines than are pleasant to list in TOML.
 
-use super::validate::{Place, ReservationSet, Written};
-use super::{ConfigError, Location};
+use super::validate::{accept, Alone, Place, ReservationSet, Written};
+use super::{ConfigError, Location, OriginName, Reservation};
+
+/// Files smaller than this are checked on one thread: starting threads
+/// would cost more than it saves.
+const PARALLEL_FROM: usize = 1 << 20;
+
+/// About how much of the file one thread checks at a time. Small enough
+/// that the records checked but not yet in the set (all of them, until
+/// the threads are done) are held twice only a chunk at a time.
+const CHUNK_BYTES: usize = 1 << 21;
 
 /// Adds every record of `text` to `set`. Blank lines and `#` comments are
 /// skipped, and a `mac,ip[,hostname[,label]]` header is allowed before the first
 /// record because spreadsheets export one.
+///
+/// A large file is checked in two passes. Threads check each line on its
+/// own (its fields, and the reservation rule against nothing else),
+/// chunk by chunk; then the records are added in file order, each looked
+/// up by MAC and by address among those before it. A line either pass
+/// refuses is checked again as the one-thread parse checks it, with the
+/// set as it is at that line, so the error, and the line it names, is
+/// the one a parse from the top would stop at.
 pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), ConfigError> {
+    parse_split(
+        text,
+        file,
+        set,
+        crate::parallel::threads(),
+        PARALLEL_FROM,
+        CHUNK_BYTES,
+    )
+}
+
+/// `parse` on `threads` threads for files of `from` bytes and more, in
+/// chunks of about `chunk` bytes.
+fn parse_split(
+    text: &str,
+    file: &str,
+    set: &mut ReservationSet,
+    threads: usize,
+    from: usize,
+    chunk: usize,
+) -> Result<(), ConfigError> {
     // Spreadsheet exports often start with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     set.reserve(text.bytes().filter(|&b| b == b'\n').count() + 1);
-    let mut seen_record = false;
+    if text.len() < from || threads == 1 {
+        return parse_lines(text, 1, file, set, true);
+    }
+    let (body, first_line) = after_header(text);
+    let chunks = split(body, first_line, chunk);
+    let name = set.file_name(file);
+    let checked = crate::parallel::map(&chunks, threads, |c| check_alone(c, set, name, file));
+    for (chunk, checked) in chunks.iter().zip(checked) {
+        let mut from = checked.failed;
+        for r in checked.accepted {
+            if let Err(line) = set.push_new(r) {
+                // The rule refuses it for a MAC or address taken above.
+                from = Some(line);
+                break;
+            }
+        }
+        if let Some(line) = from {
+            // The rest of the chunk is the one-thread parse's: it stops
+            // at the same line with the same message.
+            parse_lines(rest_from(chunk, line), line, file, set, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// A run of whole lines of the file, and the number of its first line.
+struct Chunk<'t> {
+    text: &'t str,
+    first_line: usize,
+}
+
+/// What a thread made of one chunk: the records it accepted, in order, up
+/// to the first line it refused (if any).
+struct Checked {
+    accepted: Vec<Reservation>,
+    failed: Option<usize>,
+}
+
+/// The file after its header (if its first record is one), and the
+/// number of the line that starts there.
+fn after_header(text: &str) -> (&str, usize) {
+    let mut at = 0;
     for (i, raw) in text.split('\n').enumerate() {
-        let line = i + 1;
+        let record = raw.trim();
+        if record.is_empty() || record.starts_with('#') {
+            at += raw.len() + 1;
+            continue;
+        }
+        if is_header(record) {
+            let next = (at + raw.len() + 1).min(text.len());
+            return (&text[next..], i + 2);
+        }
+        return (&text[at..], i + 1);
+    }
+    ("", 1)
+}
+
+/// `text` cut at line ends into chunks of about `size` bytes.
+fn split(text: &str, first_line: usize, size: usize) -> Vec<Chunk<'_>> {
+    let mut chunks = Vec::with_capacity(text.len() / size + 1);
+    let (mut rest, mut line) = (text, first_line);
+    while !rest.is_empty() {
+        let cut = match rest.get(size..).and_then(|t| t.find('\n')) {
+            Some(nl) => size + nl + 1,
+            None => rest.len(),
+        };
+        let (head, tail) = rest.split_at(cut);
+        chunks.push(Chunk {
+            text: head,
+            first_line: line,
+        });
+        line += head.bytes().filter(|&b| b == b'\n').count();
+        rest = tail;
+    }
+    chunks
+}
+
+/// The text of `chunk` from line `line` on.
+fn rest_from<'t>(chunk: &Chunk<'t>, line: usize) -> &'t str {
+    let skip = line - chunk.first_line;
+    let start = match skip {
+        0 => 0,
+        n => chunk
+            .text
+            .match_indices('\n')
+            .nth(n - 1)
+            .map_or(chunk.text.len(), |(i, _)| i + 1),
+    };
+    &chunk.text[start..]
+}
+
+/// The records of `chunk`, each checked by the rule against nothing, up
+/// to the first line refused.
+fn check_alone(chunk: &Chunk, set: &ReservationSet, name: OriginName, file: &str) -> Checked {
+    let mut out = Checked {
+        accepted: Vec::with_capacity(chunk.text.len() / 32),
+        failed: None,
+    };
+    for (i, raw) in chunk.text.split('\n').enumerate() {
+        let record = raw.trim();
+        if record.is_empty() || record.starts_with('#') {
+            continue;
+        }
+        let line = chunk.first_line + i;
+        match parse_record(record, line, file, |w, p| {
+            accept(set.network(), &Alone, w, p, name)
+        }) {
+            Ok(r) => out.accepted.push(r),
+            Err(_) => {
+                out.failed = Some(line);
+                break;
+            }
+        }
+    }
+    out.accepted.shrink_to_fit();
+    out
+}
+
+/// Adds the records of `text`, whose first line is `first_line`, one by
+/// one; `header`: the first record may be the header.
+fn parse_lines(
+    text: &str,
+    first_line: usize,
+    file: &str,
+    set: &mut ReservationSet,
+    header: bool,
+) -> Result<(), ConfigError> {
+    let name = set.file_name(file);
+    let mut seen_record = !header;
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = first_line + i;
         let record = raw.trim();
         if record.is_empty() || record.starts_with('#') {
             continue;
@@ -23,49 +188,61 @@ pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), Con
             continue;
         }
         seen_record = true;
-
-        let mut fields = record.split(',').map(str::trim);
-        let (Some(mac), Some(ip)) = (fields.next(), fields.next()) else {
-            return Err(count_error(file, line, 1));
-        };
-        let hostname = fields.next().filter(|h| !h.is_empty());
-        let label = fields.next().filter(|l| !l.is_empty());
-        if fields.next().is_some() {
-            return Err(count_error(file, line, record.split(',').count()));
-        }
-        let place = Place {
-            file,
-            key_prefix: "",
-            mac_line: line,
-            ip_line: line,
-            hostname_line: line,
-            profile_line: line,
-            option_lines: Vec::new(),
-        };
-        let written = Written {
-            mac,
-            ip,
-            hostname,
-            profile: None,
-            options: &[],
-        };
-        set.add(&written, &place)?;
-        if let Some(l) = label {
-            let l =
-                super::validate::reservation_label(l).map_err(|message| ConfigError::Invalid {
-                    at: Location {
-                        file: file.to_owned(),
-                        line: Some(line),
-                    },
-                    key: "label".into(),
-                    message,
-                })?;
-            if let Some(r) = set.list.last_mut() {
-                r.label = Some(l);
-            }
-        }
+        let r = parse_record(record, line, file, |w, p| {
+            accept(set.network(), &*set, w, p, name)
+        })?;
+        set.push(r);
     }
     Ok(())
+}
+
+/// One record, `mac,ip[,hostname[,label]]`, as a reservation `check`
+/// accepts.
+fn parse_record(
+    record: &str,
+    line: usize,
+    file: &str,
+    check: impl FnOnce(&Written, &Place) -> Result<Reservation, ConfigError>,
+) -> Result<Reservation, ConfigError> {
+    let mut fields = record.split(',').map(str::trim);
+    let (Some(mac), Some(ip)) = (fields.next(), fields.next()) else {
+        return Err(count_error(file, line, 1));
+    };
+    let hostname = fields.next().filter(|h| !h.is_empty());
+    let label = fields.next().filter(|l| !l.is_empty());
+    if fields.next().is_some() {
+        return Err(count_error(file, line, record.split(',').count()));
+    }
+    let place = Place {
+        file,
+        key_prefix: "",
+        mac_line: line,
+        ip_line: line,
+        hostname_line: line,
+        profile_line: line,
+        option_lines: Vec::new(),
+    };
+    let written = Written {
+        mac,
+        ip,
+        hostname,
+        profile: None,
+        options: &[],
+    };
+    let mut r = check(&written, &place)?;
+    if let Some(l) = label {
+        r.label = Some(super::validate::reservation_label(l).map_err(|message| {
+            ConfigError::Invalid {
+                at: Location {
+                    file: file.to_owned(),
+                    line: Some(line),
+                },
+                key: "label".into(),
+                message,
+            }
+        })?);
+    }
+    Ok(r)
 }
 
 fn is_header(record: &str) -> bool {
@@ -224,6 +401,111 @@ mod tests {
             e,
             "hosts.csv:2: ip: duplicate IP 10.50.0.11 (also hosts.csv:1)"
         );
+    }
+
+    /// A change to line `i` of `big`.
+    type Edit = dyn Fn(u32, String) -> String;
+
+    /// A file of `n` records numbered from 1 (a header, comments and blank
+    /// lines among them), with `edit` applied to the lines.
+    fn big(n: u32, edit: impl Fn(u32, String) -> String) -> String {
+        let mut text = String::from("\u{feff}# machines\n\nmac,ip,hostname,label\n");
+        for i in 1..=n {
+            let [_, a, b, c] = i.to_be_bytes();
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 1)) + i);
+            let line = format!("52:54:00:{a:02x}:{b:02x}:{c:02x},{ip},n{i},r{}", i % 7);
+            text.push_str(&edit(i, line));
+            text.push_str(if i % 100 == 0 { "\r\n# rack\n\n" } else { "\n" });
+        }
+        text
+    }
+
+    /// The line of record `i` of `big`.
+    fn line_of(i: u32) -> usize {
+        (3 + i + 2 * ((i - 1) / 100)) as usize
+    }
+
+    /// The records, or the error, of `text` parsed on one thread and in
+    /// parallel in small chunks.
+    fn both(text: &str) -> [Result<Vec<Reservation>, String>; 2] {
+        let subnets = subnets("10.0.0.0/16");
+        [(1, usize::MAX), (3, 0)].map(|(threads, from)| {
+            let mut set = ReservationSet::new(&subnets, Ipv4Addr::new(10, 0, 255, 254), &[]);
+            parse_split(text, "hosts.csv", &mut set, threads, from, 997)
+                .map(|()| set.list)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    #[test]
+    fn a_parallel_parse_reads_what_one_thread_reads() {
+        let [one, many] = both(&big(3000, |_, l| l));
+        let one = one.unwrap();
+        assert_eq!(one.len(), 3000);
+        assert_eq!(one[2999].origin.line(), line_of(3000));
+        assert_eq!(one[2999].label.as_deref(), Some("r4"));
+        assert_eq!(many.unwrap(), one);
+    }
+
+    #[test]
+    fn a_parallel_parse_stops_where_one_thread_stops() {
+        let dup_mac = |i: u32, l: String| match i {
+            2500 => l.replacen("52:54:00:00:09:c4", "52:54:00:00:00:07", 1),
+            _ => l,
+        };
+        // A later chunk's own error comes after an earlier line's clash
+        // with a record in yet another chunk.
+        let clash_first = |i: u32, l: String| match i {
+            1200 => l.replacen(",n1200", ",n_bad", 1),
+            1100 => l.replacen("10.0.4.77", "10.0.0.9", 1),
+            _ => l,
+        };
+        // The same line's clash is named before its bad host name.
+        let clash_and_bad = |i: u32, l: String| match i {
+            2000 => l
+                .replacen("10.0.7.209", "10.0.0.30", 1)
+                .replacen(",n2000", ",-x", 1),
+            _ => l,
+        };
+        let too_many = |i: u32, l: String| if i == 2999 { l + ",x" } else { l };
+        let cases: [(&Edit, String); 4] = [
+            (
+                &dup_mac,
+                format!(
+                    "hosts.csv:{}: mac: duplicate MAC 52:54:00:00:00:07 (also hosts.csv:{})",
+                    line_of(2500),
+                    line_of(7)
+                ),
+            ),
+            (
+                &clash_first,
+                format!(
+                    "hosts.csv:{}: ip: duplicate IP 10.0.0.9 (also hosts.csv:{})",
+                    line_of(1100),
+                    line_of(8)
+                ),
+            ),
+            (
+                &clash_and_bad,
+                format!(
+                    "hosts.csv:{}: ip: duplicate IP 10.0.0.30 (also hosts.csv:{})",
+                    line_of(2000),
+                    line_of(29)
+                ),
+            ),
+            (
+                &too_many,
+                format!(
+                    "hosts.csv:{}: record: expected mac,ip[,hostname[,label]], found 5 field(s)",
+                    line_of(2999)
+                ),
+            ),
+        ];
+        for (edit, want) in cases {
+            let [one, many] = both(&big(3000, edit));
+            assert_eq!(one.as_ref().unwrap_err(), &want);
+            assert_eq!(many, one);
+        }
     }
 
     /// A million records: run with `cargo test --release -- --ignored` to

@@ -479,29 +479,70 @@ impl Subnet {
 }
 
 /// Where a reservation was written: a file and the line of its MAC
-/// ("stormboot.toml:20", "hosts.csv:3"), or a name ("api"). The file's
-/// name is shared by all of its reservations: a string each would cost a
-/// million-line file 32 MB.
-#[derive(Debug, Clone, Eq)]
+/// ("stormboot.toml:20", "hosts.csv:3"), or a name ("api"). Eight bytes:
+/// the file's name is kept once, in a table of the names the process has
+/// seen, and the origin holds its number; a pointer to it in each of a
+/// million reservations would cost 16 MB, a string each 32 MB.
+#[derive(Debug, Clone, Copy, Eq)]
 pub struct Origin {
-    file: std::sync::Arc<str>,
+    file: OriginName,
     /// 0: a name, no line.
     line: u32,
 }
 
+/// A file's name (or a name) in the origins' table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginName(u32);
+
+/// The names origins were given. Few: the configuration files, "api",
+/// "omapi"; each is kept for the life of the process.
+static ORIGIN_NAMES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+
+impl OriginName {
+    /// `name`'s number, the same for every origin of that name.
+    pub fn of(name: &str) -> OriginName {
+        let find = |names: &[&str]| names.iter().position(|n| *n == name);
+        let known = ORIGIN_NAMES.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = find(&known) {
+            return OriginName(i as u32);
+        }
+        drop(known);
+        let mut names = ORIGIN_NAMES.write().unwrap_or_else(|e| e.into_inner());
+        let i = find(&names).unwrap_or_else(|| {
+            names.push(Box::leak(name.into()));
+            names.len() - 1
+        });
+        OriginName(i as u32)
+    }
+
+    fn as_str(self) -> &'static str {
+        ORIGIN_NAMES
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(self.0 as usize)
+            .copied()
+            .unwrap_or("?")
+    }
+}
+
 impl Origin {
-    pub fn at(file: std::sync::Arc<str>, line: usize) -> Origin {
+    pub fn at(file: OriginName, line: usize) -> Origin {
         Origin {
             file,
             line: u32::try_from(line).unwrap_or(u32::MAX),
         }
+    }
+
+    /// The line, 0 for a name.
+    pub fn line(&self) -> usize {
+        self.line as usize
     }
 }
 
 impl From<&str> for Origin {
     fn from(name: &str) -> Origin {
         Origin {
-            file: name.into(),
+            file: OriginName::of(name),
             line: 0,
         }
     }
@@ -510,8 +551,8 @@ impl From<&str> for Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            0 => f.write_str(&self.file),
-            n => write!(f, "{}:{n}", self.file),
+            0 => f.write_str(self.file.as_str()),
+            n => write!(f, "{}:{n}", self.file.as_str()),
         }
     }
 }
@@ -521,18 +562,19 @@ impl PartialEq for Origin {
     fn eq(&self, other: &Origin) -> bool {
         match (self.line, other.line) {
             (0, 0) | (1.., 1..) => self.line == other.line && self.file == other.file,
-            (0, _) => *other == *self.file,
-            (_, _) => *self == *other.file,
+            (0, _) => *other == *self.file.as_str(),
+            (_, _) => *self == *other.file.as_str(),
         }
     }
 }
 
 impl PartialEq<str> for Origin {
     fn eq(&self, other: &str) -> bool {
+        let file = self.file.as_str();
         match self.line {
-            0 => *self.file == *other,
+            0 => file == other,
             n => other
-                .strip_prefix(&*self.file)
+                .strip_prefix(file)
                 .and_then(|rest| rest.strip_prefix(':'))
                 .is_some_and(|l| l == n.to_string()),
         }

@@ -62,9 +62,8 @@ fn choose_mode(ep: &Endpoint, asked: XdpMode) -> (XdpMode, Option<String>, bool)
 
 /// The pin directory of this daemon, or None (with a warning: a restart
 /// then leaves known machines unanswered until the new program is attached).
-fn pins(cfg: &Config) -> Option<Pins> {
-    let made = Pins::for_instance(&cfg.server.bpffs_dir, &cfg.server.interfaces)
-        .and_then(|p| p.create().map(|()| p));
+fn pins(bpffs_dir: &std::path::Path, interfaces: &[String]) -> Option<Pins> {
+    let made = Pins::for_instance(bpffs_dir, interfaces).and_then(|p| p.create().map(|()| p));
     match made {
         Ok(p) => {
             if let Some(why) = p.dies_with_daemon() {
@@ -79,23 +78,63 @@ fn pins(cfg: &Config) -> Option<Pins> {
     }
 }
 
-fn start_xdp(book: &Book, endpoints: &[Endpoint], mode: XdpMode) -> Result<Xdp, DataplaneError> {
-    let cfg: &Config = book.config();
-    let pins = pins(cfg);
-    // Taken before loading, so this daemon's own pins can take the names.
-    let predecessor = pins
-        .as_ref()
-        .map(Pins::take_predecessor)
-        .unwrap_or_default();
-    let t = std::time::Instant::now();
-    let opts = LoadOptions::sized(book.reservations(), cfg.server.xdp_log_level.as_u8());
-    let mut dp = Dataplane::load_pinned(opts, pins.as_ref())?;
-    tracing::info!(
-        ms = t.elapsed().as_millis() as u64,
-        capacity = opts.reservations_capacity,
-        templates = opts.templates_capacity,
-        "XDP program loaded and verified"
-    );
+/// The program loading on a thread of its own, so the kernel can verify
+/// it while the daemon builds its book.
+pub(super) struct Loading {
+    mode: XdpMode,
+    thread: std::thread::JoinHandle<Result<Loaded, DataplaneError>>,
+}
+
+/// The program loaded and verified, its maps empty.
+struct Loaded {
+    dp: Dataplane,
+    pins: Option<Pins>,
+    predecessor: Predecessor,
+}
+
+/// Starts loading the program for `cfg`, to be attached in `mode`, its
+/// maps sized for `reservations` (every one the book will hold).
+pub(super) fn load<'a>(
+    cfg: &Config,
+    reservations: impl Iterator<Item = &'a crate::config::Reservation>,
+    mode: XdpMode,
+) -> Loading {
+    let opts = LoadOptions::sized(reservations, cfg.server.xdp_log_level.as_u8());
+    let (dir, interfaces) = (cfg.server.bpffs_dir.clone(), cfg.server.interfaces.clone());
+    let thread = std::thread::spawn(move || {
+        let pins = pins(&dir, &interfaces);
+        // Taken before loading, so this daemon's own pins can take the names.
+        let predecessor = pins
+            .as_ref()
+            .map(Pins::take_predecessor)
+            .unwrap_or_default();
+        let t = std::time::Instant::now();
+        let dp = Dataplane::load_pinned(opts, pins.as_ref())?;
+        tracing::info!(
+            ms = t.elapsed().as_millis() as u64,
+            capacity = opts.reservations_capacity,
+            templates = opts.templates_capacity,
+            "XDP program loaded and verified"
+        );
+        Ok(Loaded {
+            dp,
+            pins,
+            predecessor,
+        })
+    });
+    Loading { mode, thread }
+}
+
+fn start_xdp(book: &Book, endpoints: &[Endpoint], loading: Loading) -> Result<Xdp, DataplaneError> {
+    let mode = loading.mode;
+    let Loaded {
+        mut dp,
+        pins,
+        predecessor,
+    } = loading
+        .thread
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
     dp.install_book(book)?;
     for ep in endpoints {
         dp.set_iface(
@@ -254,17 +293,17 @@ fn mode_name(mode: XdpMode) -> &'static str {
 pub(super) fn start(
     book: &Book,
     endpoints: &[Endpoint],
-    mode: Option<XdpMode>,
+    loading: Option<Loading>,
 ) -> anyhow::Result<Option<Xdp>> {
     let cfg: &Config = book.config();
-    let Some(mode) = mode else {
+    let Some(loading) = loading else {
         crate::render::tables::subnet_entries(cfg)?;
         for r in book.reservations() {
             crate::render::tables::reservation_entries(cfg, r)?;
         }
         return Ok(None);
     };
-    match start_xdp(book, endpoints, mode) {
+    match start_xdp(book, endpoints, loading) {
         Ok(x) => Ok(Some(x)),
         // A reply that cannot be rendered is the configuration's fault,
         // not the kernel's: refuse to start.

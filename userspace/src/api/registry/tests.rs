@@ -231,6 +231,66 @@ fn bulk_is_checked_as_a_whole_and_errors_carry_the_index() {
     assert!(swapped.iter().all(|c| c.replaces.is_some()));
 }
 
+/// A bulk checked in parallel, in small chunks, accepts what one thread
+/// accepts and stops at the entry one thread stops at, with its error.
+#[test]
+fn a_parallel_bulk_check_is_the_one_thread_check() {
+    let r = registry();
+    let specs: Vec<ReservationSpec> = (0..2000u32)
+        .map(|i| {
+            let mut s = spec(
+                &format!("02:01:00:00:{:02x}:{:02x}", i >> 8, i & 255),
+                &format!("10.1.0.{}", 1 + i % 250),
+            );
+            s.hostname = Some(format!("n{i}"));
+            s
+        })
+        .collect();
+    let both = |specs: &[ReservationSpec]| {
+        let [one, many] = [1, 3].map(|threads| {
+            r.check_bulk_on(specs, threads, 16).map(|c| {
+                c.iter()
+                    .map(|c| {
+                        (
+                            c.entry.reservation.clone(),
+                            c.rendered.templates.blocks.len(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        assert_eq!(many, one);
+        one
+    };
+    let fine = &specs[..250];
+    assert_eq!(both(fine).unwrap().len(), 250);
+    // Entry 250 takes entry 0's address (and entry 1500 is refused alone).
+    let mut bad = specs.clone();
+    bad[1500].hostname = Some("no_such_name".into());
+    let e = both(&bad).unwrap_err();
+    assert_eq!(
+        (e.field.as_deref(), e.kind),
+        (Some("[250].ip"), ErrorKind::Conflict)
+    );
+    assert_eq!(
+        e.message,
+        "10.1.0.1 is reserved for 02:01:00:00:00:00 (entry [0])"
+    );
+    let mut late = specs[..250].to_vec();
+    late.extend(specs[1400..1600].iter().cloned());
+    late[249].mac = late[10].mac.clone();
+    let e = both(&late).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("[249].mac"));
+    let mut own = specs[..250].to_vec();
+    own[200].hostname = Some("no_such_name".into());
+    own[230].ip = own[3].ip.clone();
+    let e = both(&own).unwrap_err();
+    assert_eq!(
+        (e.field.as_deref(), e.kind),
+        (Some("[200].hostname"), ErrorKind::Invalid)
+    );
+}
+
 #[test]
 fn pages_follow_the_cursor_and_filters() {
     let mut r = registry();
