@@ -161,8 +161,10 @@ enum ErrorCode {
 /// `events` (if the channel is full the event is dropped and counted, see
 /// [`dropped_events`]: a transfer never waits for the daemon).
 ///
-/// On shutdown, transfers in flight and requests waiting are told so with
-/// an ERROR packet and reported before this returns.
+/// The server starts on its own thread when this is called (see the
+/// module's doc); the future returned ends with it. On shutdown, transfers
+/// in flight and requests waiting are told so with an ERROR packet and
+/// reported before the future completes.
 pub fn serve(
     socket: std::net::UdpSocket,
     opts: TftpOptions,
