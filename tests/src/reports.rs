@@ -81,6 +81,10 @@ pub struct ChainReport {
     /// First DISCOVER to the last file received (to the end of the run
     /// when nothing booted).
     pub elapsed_ms: f64,
+    /// First DISCOVER to each booted machine's last file, earliest first:
+    /// how long this server took to boot its first N machines.
+    #[serde(default)]
+    pub booted_ms: Vec<f64>,
     /// Per phase, over the machines that finished it: "dhcp", "boot file",
     /// "dhcp (iPXE)", "script", "kernel", "initrd", and "whole chain"
     /// (first DISCOVER to the last file).
@@ -104,6 +108,12 @@ pub struct ChainReport {
 impl ChainReport {
     pub fn all_booted(&self) -> bool {
         self.machines > 0 && self.booted == self.machines
+    }
+
+    /// Seconds until `n` machines had booted (n from 1); None if fewer did.
+    pub fn booted_s(&self, n: u32) -> Option<f64> {
+        let i = usize::try_from(n).ok()?.checked_sub(1)?;
+        self.booted_ms.get(i).map(|ms| ms / 1e3)
     }
 
     /// The report as the aligned table the lab prints.

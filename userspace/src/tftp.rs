@@ -5,7 +5,12 @@
 //! capped by [`TftpOptions::max_block_size`]), `tsize` and `timeout`
 //! (RFC 2349) and `windowsize` (RFC 7440). Each transfer runs in its own task
 //! on its own ephemeral socket, connected to the client, so the kernel keeps
-//! other hosts' packets away from it.
+//! other hosts' packets away from it. The server and its transfers run on a
+//! thread of their own (a single-threaded runtime), not among the daemon's
+//! other tasks: a transfer waits for the server at every window, and behind
+//! a thousand HTTP downloads each of those waits would be the length of the
+//! runtime's queue. A window goes out in one sendmmsg(2), its blocks sliced
+//! from the shared copy of the file.
 //!
 //! In a storm: at most `max_transfers` run at once; a request beyond that
 //! waits (up to [`TftpOptions::busy_wait`]) for one to finish, and is
@@ -30,13 +35,15 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, BufReader, Interest};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{error::TrySendError, Sender};
 use tokio::task::JoinSet;
@@ -154,9 +161,43 @@ enum ErrorCode {
 /// `events` (if the channel is full the event is dropped and counted, see
 /// [`dropped_events`]: a transfer never waits for the daemon).
 ///
-/// On shutdown, transfers in flight and requests waiting are told so with
-/// an ERROR packet and reported before this returns.
-pub async fn serve(
+/// The server starts on its own thread when this is called (see the
+/// module's doc); the future returned ends with it. On shutdown, transfers
+/// in flight and requests waiting are told so with an ERROR packet and
+/// reported before the future completes.
+pub fn serve(
+    socket: std::net::UdpSocket,
+    opts: TftpOptions,
+    events: Sender<Transfer>,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+    // Started now, not when the future is first polled: the server must
+    // not wait for the caller's runtime even once.
+    let stop = shutdown.child_token();
+    let stop_on_drop = stop.clone().drop_guard();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("tftp".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("TFTP runtime")
+                .and_then(|rt| rt.block_on(serve_here(socket, opts, events, stop)));
+            let _ = done_tx.send(result);
+        });
+    async move {
+        // Dropping this future (the caller's task aborted) stops the thread.
+        let _stop_on_drop = stop_on_drop;
+        spawned.context("TFTP thread")?;
+        done_rx
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the TFTP thread ended without a result")))
+    }
+}
+
+/// The server itself, on the current (dedicated) thread's runtime.
+async fn serve_here(
     socket: std::net::UdpSocket,
     opts: TftpOptions,
     events: Sender<Transfer>,
@@ -447,7 +488,7 @@ async fn send_file(
         let oack = encode_oack(&neg.oack);
         let probe = neg.oack.iter().any(|(name, _)| *name == "tsize");
         match link
-            .send_until_ack(&[oack], |ack| (ack == 0).then_some(()))
+            .send_until_ack(&[(&oack, &[])], |ack| (ack == 0).then_some(()))
             .await
         {
             Ok(()) => {}
@@ -457,38 +498,86 @@ async fn send_file(
             Err(e) => return Err(e),
         }
     }
-    let mut reader: Box<dyn AsyncRead + Unpin + Send> = match file.body {
-        Source::Memory(data) => Box::new(io::Cursor::new(data)),
+    let mut blocks = match file.body {
+        Source::Memory(data) => Blocks::Memory(data),
         // Large reads: tokio's file reads hop to a blocking thread each time.
-        Source::File(file) => Box::new(BufReader::with_capacity(64 * 1024, file)),
+        Source::File(file) => Blocks::File(BufReader::with_capacity(64 * 1024, file)),
     };
     let block_size = usize::from(neg.block_size);
-    // Blocks sent but not yet acknowledged, oldest first; `acked` counts
+    // Payloads sent but not yet acknowledged, oldest first; `acked` counts
     // blocks from 1 without wrapping, the wire number is its low 16 bits.
-    let mut window: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut window: VecDeque<Bytes> = VecDeque::new();
     let mut acked: u64 = 0;
     let mut eof = false;
     loop {
         while !eof && window.len() < usize::from(neg.window) {
             let block = acked + window.len() as u64 + 1;
-            let packet = read_block(&mut reader, block, block_size).await?;
+            let payload = blocks.read(block, block_size).await?;
             // A short block, possibly empty, ends the transfer (RFC 1350).
-            eof = packet.len() - 4 < block_size;
-            window.push_back(packet);
+            eof = payload.len() < block_size;
+            window.push_back(payload);
         }
         let sent = acked + window.len() as u64;
-        let packets = window.make_contiguous();
+        let heads: Vec<[u8; 4]> = (acked + 1..=sent).map(data_header).collect();
+        let packets: Vec<(&[u8], &[u8])> = heads
+            .iter()
+            .zip(&window)
+            .map(|(h, p)| (&h[..], &p[..]))
+            .collect();
         let newly = link
-            .send_until_ack(packets, |ack| ack_to_block(ack, acked, sent))
+            .send_until_ack(&packets, |ack| ack_to_block(ack, acked, sent))
             .await?;
-        for packet in window.drain(..(newly - acked) as usize) {
-            *bytes += (packet.len() - 4) as u64;
+        for payload in window.drain(..(newly - acked) as usize) {
+            *bytes += payload.len() as u64;
         }
         acked = newly;
         if eof && window.is_empty() {
             return Ok(());
         }
     }
+}
+
+/// Where a transfer's blocks come from.
+enum Blocks {
+    /// The shared in-memory copy: a block is a slice of it, not a copy.
+    Memory(Bytes),
+    /// Too large for the cache: read in order as the transfer goes.
+    File(BufReader<tokio::fs::File>),
+}
+
+impl Blocks {
+    /// The payload of absolute block `block` (from 1): `block_size` bytes,
+    /// fewer (possibly none) at the end. Blocks are asked for in order.
+    async fn read(&mut self, block: u64, block_size: usize) -> io::Result<Bytes> {
+        match self {
+            Blocks::Memory(data) => {
+                let len = data.len() as u64;
+                let start = ((block - 1) * block_size as u64).min(len) as usize;
+                let end = (start + block_size).min(data.len());
+                Ok(data.slice(start..end))
+            }
+            Blocks::File(reader) => {
+                let mut payload = vec![0; block_size];
+                let mut filled = 0;
+                while filled < block_size {
+                    match reader.read(&mut payload[filled..]).await? {
+                        0 => break,
+                        n => filled += n,
+                    }
+                }
+                payload.truncate(filled);
+                Ok(Bytes::from(payload))
+            }
+        }
+    }
+}
+
+/// The header of absolute block `block`'s DATA packet; its wire number
+/// wraps to 0 after 65535, as tftp-hpa, curl and iPXE expect.
+fn data_header(block: u64) -> [u8; 4] {
+    let [a, b] = DATA.to_be_bytes();
+    let [c, d] = (block as u16).to_be_bytes();
+    [a, b, c, d]
 }
 
 /// One transfer's connected socket with its retransmission policy.
@@ -505,19 +594,12 @@ impl Link<'_> {
     /// bug of RFC 1350.
     async fn send_until_ack<T>(
         &mut self,
-        packets: &[Vec<u8>],
+        packets: &[(&[u8], &[u8])],
         accept: impl Fn(u16) -> Option<T>,
     ) -> Result<T, TransferError> {
         let mut buf = [0u8; 1024];
         for _ in 0..MAX_TRIES {
-            for p in packets {
-                match self.sock.send(p).await {
-                    Err(e) if refused(&e) => {}
-                    r => {
-                        r?;
-                    }
-                }
-            }
+            send_batch(self.sock, packets).await?;
             let deadline = tokio::time::Instant::now() + self.timeout;
             loop {
                 let len = tokio::select! {
@@ -545,6 +627,72 @@ impl Link<'_> {
     }
 }
 
+/// Sends each `(header, payload)` as one datagram on the connected
+/// `sock`, a whole window per sendmmsg(2) call: one system call where a
+/// `send` per block would take four (OVMF's window), and the payload goes
+/// from the shared copy to the kernel without being joined to its header
+/// first.
+async fn send_batch(sock: &UdpSocket, packets: &[(&[u8], &[u8])]) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    let mut done = 0;
+    while done < packets.len() {
+        let rest = &packets[done..];
+        let sent = sock
+            .async_io(Interest::WRITABLE, || {
+                let mut iovs: Vec<[libc::iovec; 2]> = rest
+                    .iter()
+                    .map(|(head, payload)| {
+                        [
+                            libc::iovec {
+                                iov_base: head.as_ptr() as *mut libc::c_void,
+                                iov_len: head.len(),
+                            },
+                            libc::iovec {
+                                iov_base: payload.as_ptr() as *mut libc::c_void,
+                                iov_len: payload.len(),
+                            },
+                        ]
+                    })
+                    .collect();
+                let mut msgs: Vec<libc::mmsghdr> = iovs
+                    .iter_mut()
+                    .map(|iov| {
+                        // SAFETY: an all-zero msghdr is valid (no address,
+                        // no control data); the iovec fields are set next.
+                        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                        hdr.msg_iov = iov.as_mut_ptr();
+                        hdr.msg_iovlen = iov.len() as _;
+                        libc::mmsghdr {
+                            msg_hdr: hdr,
+                            msg_len: 0,
+                        }
+                    })
+                    .collect();
+                // SAFETY: `msgs` and the iovecs and buffers they point to
+                // live until the call returns, and the kernel only reads
+                // them; the count is `msgs`' length.
+                let n =
+                    unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as libc::c_uint, 0) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            })
+            .await;
+        match sent {
+            // Never 0 for a non-empty batch; counted as one all the
+            // same, so a surprise cannot spin.
+            Ok(n) => done += n.max(1),
+            // The datagram the error was reported on is lost like any
+            // other: the retransmission covers it.
+            Err(e) if refused(&e) => done += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// An ICMP port unreachable reported on the connected socket: the client
 /// closed its port, typically once it had the last block and a resend
 /// (answering a stale ACK) reached it late. Its final ACK may still be
@@ -560,28 +708,6 @@ fn refused(e: &io::Error) -> bool {
 fn ack_to_block(ack: u16, acked: u64, sent: u64) -> Option<u64> {
     let ahead = u64::from(ack.wrapping_sub(acked as u16));
     (ahead >= 1 && ahead <= sent - acked).then_some(acked + ahead)
-}
-
-/// A DATA packet for absolute block `block`; its wire number wraps to 0
-/// after 65535, as tftp-hpa, curl and iPXE expect.
-async fn read_block(
-    reader: &mut (impl AsyncRead + Unpin),
-    block: u64,
-    block_size: usize,
-) -> io::Result<Vec<u8>> {
-    let mut packet = Vec::with_capacity(4 + block_size);
-    packet.extend_from_slice(&DATA.to_be_bytes());
-    packet.extend_from_slice(&(block as u16).to_be_bytes());
-    packet.resize(4 + block_size, 0);
-    let mut filled = 4;
-    while filled < packet.len() {
-        match reader.read(&mut packet[filled..]).await? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    packet.truncate(filled);
-    Ok(packet)
 }
 
 /// The client's name as a path relative to the root. A leading `/` (PXE

@@ -667,6 +667,11 @@ fn summarize(machines: &[Machine], start: Instant, end: Instant) -> ChainReport 
     }
     let last = machines.iter().filter_map(|m| m.end).max();
     let elapsed = last.unwrap_or(end).duration_since(start);
+    let mut booted_ms: Vec<f64> = machines
+        .iter()
+        .filter_map(|m| Some(m.end?.duration_since(start).as_secs_f64() * 1e3))
+        .collect();
+    booted_ms.sort_by(f64::total_cmp);
     ChainReport {
         machines: machines.len() as u32,
         booted,
@@ -680,6 +685,7 @@ fn summarize(machines: &[Machine], start: Instant, end: Instant) -> ChainReport 
             })
             .collect(),
         elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        booted_ms,
         phases,
         failures,
         dhcp_resent: machines.iter().map(|m| u64::from(m.dhcp_resent)).sum(),
@@ -779,7 +785,9 @@ mod tests {
         bad.failed = Some(("boot file", "GET x: 404".into()));
         bad.phases.truncate(1);
         bad.end = None;
-        let r = summarize(&[ok(1), ok(3), bad], now, now + Duration::from_secs(9));
+        let mut early = ok(3);
+        early.end = Some(now + Duration::from_millis(500));
+        let r = summarize(&[ok(1), early, bad], now, now + Duration::from_secs(9));
         assert_eq!((r.machines, r.booted, r.failed), (3, 2, 1));
         assert_eq!(r.failures.len(), 1);
         assert_eq!(r.failures[0].phase, "boot file");
@@ -788,6 +796,15 @@ mod tests {
         assert_eq!(r.tftp.bytes, 6_000_000);
         assert_eq!(r.tftp.mb_per_s, 6.0);
         assert_eq!(r.elapsed_ms, 2000.0);
+        assert_eq!(
+            r.booted_ms,
+            [500.0, 2000.0],
+            "the failed machine has no time"
+        );
+        assert_eq!(
+            (r.booted_s(1), r.booted_s(2), r.booted_s(3)),
+            (Some(0.5), Some(2.0), None)
+        );
         assert!(!r.all_booted());
         let http = r.kinds.iter().find(|k| k.kind == "uefi-http").unwrap();
         assert_eq!((http.machines, http.booted), (1, 0));

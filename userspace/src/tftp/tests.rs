@@ -335,16 +335,31 @@ fn ack_numbers_map_across_block_wrap() {
     assert_eq!(ack_to_block(0, 0, 1), None, "ACK 0 is the OACK's");
 }
 
+#[test]
+fn data_block_numbers_wrap_to_zero() {
+    assert_eq!(data_header(1), [0, 3, 0, 1]);
+    assert_eq!(data_header(65535), [0, 3, 0xff, 0xff]);
+    assert_eq!(data_header(65536), [0, 3, 0, 0]);
+    assert_eq!(data_header(65535 + 65536 + 2), [0, 3, 0, 1]);
+}
+
 #[tokio::test]
-async fn data_block_numbers_wrap_to_zero() {
-    let data = [7u8; 10];
-    let p = read_block(&mut &data[..], 65536, 512).await.unwrap();
-    assert_eq!(&p[..4], &[0, 3, 0, 0]);
-    assert_eq!(p.len(), 14);
-    let p = read_block(&mut &data[..], 65535 + 65536 + 2, 4)
-        .await
-        .unwrap();
-    assert_eq!(&p[..], &[0, 3, 0, 1, 7, 7, 7, 7]);
+async fn blocks_are_slices_of_the_shared_copy_or_read_in_order() {
+    let data = Bytes::from(content(1000, 5));
+    let mut memory = Blocks::Memory(data.clone());
+    let path = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(path.path(), &data).unwrap();
+    let file = tokio::fs::File::open(path.path()).await.unwrap();
+    let mut disk = Blocks::File(BufReader::new(file));
+    // 400 + 400 + 200, then nothing: the sizes that end a transfer.
+    for (block, want) in [(1, 0..400), (2, 400..800), (3, 800..1000), (4, 1000..1000)] {
+        let m = memory.read(block, 400).await.unwrap();
+        assert_eq!(m, data.slice(want.clone()), "block {block}");
+        // The same memory, not a copy per transfer.
+        assert_eq!(m.as_ptr(), data[want.start..].as_ptr());
+        let d = disk.read(block, 400).await.unwrap();
+        assert_eq!(d, data.slice(want), "block {block} from disk");
+    }
 }
 
 #[test]
@@ -985,5 +1000,41 @@ async fn hot_file_read_once_and_reread_when_changed() {
     assert!(std::fs::read(&dest).unwrap() == new, "stale copy served");
     assert_eq!(c.file_cache_misses.load(Ordering::Relaxed), 2);
     assert_eq!(c.file_cache_bytes.load(Ordering::Relaxed), 300_000);
+    server.stop().await;
+}
+
+/// In the daemon the HTTP downloads keep the main runtime busy; a transfer
+/// in lockstep waits for the server at every block, so the server must not
+/// queue behind them. Here the caller's (only) runtime thread is blocked
+/// outright while a client downloads, block by block.
+#[tokio::test(flavor = "current_thread")]
+async fn transfers_run_while_the_callers_runtime_is_blocked() {
+    let size = 100 * 512 + 7;
+    let mut server = Server::start(&[("undionly.kpxe", size)], 1468, 16).await;
+    let addr = server.addr;
+    let client = std::thread::spawn(move || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send_to(&request(RRQ, "undionly.kpxe", &[]), addr)
+            .unwrap();
+        let mut buf = [0u8; 600];
+        let mut data = Vec::new();
+        loop {
+            let (n, tid) = sock.recv_from(&mut buf).expect("a block within 2 s");
+            assert_eq!(opcode(&buf[..n]), DATA);
+            data.extend_from_slice(&buf[4..n]);
+            sock.send_to(&ack(u16::from_be_bytes([buf[2], buf[3]])), tid)
+                .unwrap();
+            if n - 4 < 512 {
+                return data;
+            }
+        }
+    });
+    // Blocks this runtime's only thread for longer than the client waits.
+    std::thread::sleep(Duration::from_secs(3));
+    let data = client.join().expect("the download stalled");
+    assert!(data == server.file("undionly.kpxe"));
+    let e = server.event_for("undionly.kpxe").await;
+    assert_eq!((e.bytes, e.outcome), (size as u64, Ok(())));
     server.stop().await;
 }

@@ -106,6 +106,17 @@ fn all_booted_s(r: &ChainReport) -> Option<f64> {
     r.all_booted().then_some(r.elapsed_ms / 1e3)
 }
 
+/// The peer that booted the most machines (the sooner done on a tie):
+/// how many, and the seconds until its last one was done.
+fn most_booted_peer(rows: &[Row]) -> Option<(u32, f64)> {
+    rows.iter()
+        .filter(|r| r.server != BootServer::Stormboot)
+        .filter_map(|r| r.result.as_ref().ok())
+        .filter(|r| r.booted > 0)
+        .map(|r| (r.booted, r.elapsed_ms / 1e3))
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+}
+
 fn best(rows: &[Row], f: impl Fn(&ChainReport) -> Option<f64>, min: bool) -> Option<f64> {
     let it = rows
         .iter()
@@ -135,16 +146,21 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
          {} initrd, servers on CPU {SERVER_CPU}, the chain client on CPU {CLIENT_CPU}; \
          \"vs best peer\" is the best peer's time over this one's (peers that booted \
          every machine only), or this one's throughput over the best peer's. A time in \
-         parentheses is when the last machine that did boot was done.\n",
+         parentheses is when the last machine that did boot was done. \"N booted in\" \
+         is the time until as many machines had booted as the peer that booted the most \
+         (N, its time for them beside this one's time for its first N), so a run where \
+         a peer failed machines still has a side-by-side figure.\n",
         size.machines,
         bytes(size.kernel_bytes),
         bytes(size.initrd_bytes)
     );
     let _ = writeln!(
         t,
-        "| server | booted | all booted in (s) | vs best peer | failed | DHCP resent | TFTP retries | TFTP boot files MB/s | vs best peer | HTTP (scripts, kernels, initrds) MB/s | vs best peer | server CPU (s) | server RSS peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| server | booted | all booted in (s) | vs best peer | {} booted in (s) | vs best peer | failed | DHCP resent | TFTP retries | TFTP boot files MB/s | vs best peer | HTTP (scripts, kernels, initrds) MB/s | vs best peer | server CPU (s) | server RSS peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        most_booted_peer(rows).map_or("N".into(), |(n, _)| n.to_string())
     );
     let peer_time = best(rows, all_booted_s, true);
+    let peer_n = most_booted_peer(rows);
     let tftp = |r: &ChainReport| (r.tftp.files > 0).then_some(r.tftp.mb_per_s);
     let http = |r: &ChainReport| (r.artifacts.files > 0).then_some(r.artifacts.mb_per_s);
     let peer_tftp = best(rows, tftp, false);
@@ -155,7 +171,7 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
             Err(e) => {
                 let _ = writeln!(
                     t,
-                    "| {} | {} | | | | | | | | | | | |",
+                    "| {} | {} | | | | | | | | | | | | | |",
                     row.server.name(),
                     e.lines().next().unwrap_or_default()
                 );
@@ -166,6 +182,11 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
         let time = all_booted_s(r);
         let vs_time = match (time, peer_time) {
             (Some(a), Some(p)) if a > 0.0 => format!("{:.2}x", p / a),
+            _ => "-".into(),
+        };
+        let n_time = peer_n.and_then(|(n, _)| r.booted_s(n));
+        let vs_n = match (n_time, peer_n) {
+            (Some(a), Some((_, p))) if a > 0.0 => format!("{:.2}x", p / a),
             _ => "-".into(),
         };
         let (cpu, rss) = r.server.as_ref().map_or(("-".into(), "-".into()), |s| {
@@ -182,12 +203,14 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
         );
         let _ = writeln!(
             t,
-            "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.server.name(),
             r.booted,
             r.machines,
             shown,
             vs_time,
+            n_time.map_or("-".into(), |s| format!("{s:.2}")),
+            vs_n,
             r.failed,
             r.dhcp_resent,
             r.tftp_retries,
@@ -247,11 +270,15 @@ mod tests {
 
     #[test]
     fn ratios_compare_with_the_best_peer_and_skip_incomplete_runs() {
-        let report = |booted, secs: f64, tftp: f64| ChainReport {
+        // Machine i booted at (i + 1) / booted of the run's time.
+        let report = |booted: u32, secs: f64, tftp: f64| ChainReport {
             machines: 10,
             booted,
             failed: 10 - booted,
             elapsed_ms: secs * 1e3,
+            booted_ms: (1..=booted)
+                .map(|i| secs * 1e3 * f64::from(i) / f64::from(booted))
+                .collect(),
             tftp: Transfers {
                 files: 5,
                 mb_per_s: tftp,
@@ -285,9 +312,53 @@ mod tests {
         assert!(md.contains("1 MB kernel and 4 MB initrd"), "{md}");
         assert_eq!(bytes(64 << 10), "64 KB");
         let line = md.lines().find(|l| l.starts_with("| stormboot")).unwrap();
-        assert!(line.contains("| 2.00 | 4.00x |"), "{line}");
+        // dnsmasq booted the most (all 10): both figures compare with it.
+        assert!(line.contains("| 2.00 | 4.00x | 2.00 | 4.00x |"), "{line}");
         assert!(line.contains("| 90.0 | 3.00x |"), "{line}");
         let kea = md.lines().find(|l| l.starts_with("| Kea")).unwrap();
-        assert!(kea.contains("9 / 10 | (1.00 for 9) | - |"), "{kea}");
+        assert!(kea.contains("9 / 10 | (1.00 for 9) | - | - | - |"), "{kea}");
+    }
+
+    #[test]
+    fn without_a_complete_peer_the_time_for_its_count_still_compares() {
+        let report = |booted: u32, done_ms: Vec<f64>| ChainReport {
+            machines: 10,
+            booted,
+            failed: 10 - booted,
+            elapsed_ms: done_ms.last().copied().unwrap_or(0.0),
+            booted_ms: done_ms,
+            ..Default::default()
+        };
+        let ms = |n: u32, each: f64| (1..=n).map(|i| f64::from(i) * each).collect::<Vec<_>>();
+        let rows = [
+            Row {
+                server: BootServer::Stormboot,
+                // Its 9th machine at 1.8 s, its last at 2.0 s.
+                result: Ok(report(10, ms(10, 200.0))),
+            },
+            Row {
+                server: BootServer::Dnsmasq,
+                result: Ok(report(5, ms(5, 100.0))),
+            },
+            // The most booted: 9, the last at 5.4 s.
+            Row {
+                server: BootServer::Kea,
+                result: Ok(report(9, ms(9, 600.0))),
+            },
+        ];
+        let size = Size {
+            machines: 10,
+            kernel_bytes: 1 << 20,
+            initrd_bytes: 4 << 20,
+            deadline_s: 60,
+        };
+        let md = markdown(&rows, &size);
+        assert!(md.contains("| 9 booted in (s) |"), "{md}");
+        let line = md.lines().find(|l| l.starts_with("| stormboot")).unwrap();
+        assert!(line.contains("| 2.00 | - | 1.80 | 3.00x |"), "{line}");
+        let kea = md.lines().find(|l| l.starts_with("| Kea")).unwrap();
+        assert!(kea.contains("(5.40 for 9) | - | 5.40 | 1.00x |"), "{kea}");
+        let dnsmasq = md.lines().find(|l| l.starts_with("| dnsmasq")).unwrap();
+        assert!(dnsmasq.contains("(0.50 for 5) | - | - | - |"), "{dnsmasq}");
     }
 }
