@@ -290,7 +290,7 @@ impl Dataplane {
         // After the first batch, which shows whether the kernel takes
         // batches at all, batches go to writers on every CPU.
         let mut writers: Option<batch::Writers<[u8; 6], Machine>> = None;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::parallel::threads();
         for r in book.reservations() {
             let t = Instant::now();
             let key = tables::set_key(r);
