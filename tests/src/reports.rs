@@ -70,7 +70,8 @@ pub struct RateReport {
     /// Requests the generator let pass because it was late by more than
     /// its catch-up window: it could not offer the rate.
     pub behind: u64,
-    /// Requests the kernel had no room for.
+    /// Times a request found the socket's buffer full and waited for
+    /// the next tick (then sent, or counted in `behind`).
     pub refused: u64,
     /// Matching OFFERs and ACKs (xid, chaddr and message type).
     pub answered: u64,
