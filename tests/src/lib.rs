@@ -182,6 +182,69 @@ impl Testbed {
         Ok(pid)
     }
 
+    /// Moves the receive processing (NAPI) of the interface at `side` into
+    /// kernel threads of its own, pinned to `cpu`; their PIDs. A veth
+    /// otherwise processes what it receives in the softirq of whichever
+    /// CPU sent it, so a server's receive path (its XDP program included)
+    /// would run on the load generator's core; a NIC's runs where its
+    /// interrupt is, on the server's side. The interface must have NAPI:
+    /// a veth has it while it runs an XDP program in driver mode.
+    pub fn napi_threads(&self, side: Side, cpu: &str) -> anyhow::Result<Vec<u32>> {
+        let ifname = match side {
+            Side::Server => SERVER_IF,
+            Side::Client => CLIENT_IF,
+        };
+        let prefix = format!("napi/{ifname}-");
+        let threads = || -> BTreeMap<u32, ()> {
+            let Ok(dir) = fs::read_dir("/proc") else {
+                return BTreeMap::new();
+            };
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim_end().starts_with(&prefix))
+                })
+                .map(|pid| (pid, ()))
+                .collect()
+        };
+        // Off and on again: the threads created by this write are this
+        // interface's, whatever other namespaces' interfaces are called.
+        // `ip netns exec` mounts the namespace's own /sys for the write.
+        let write = |v: &str| {
+            ip(&[
+                "netns",
+                "exec",
+                self.ns(side),
+                "sh",
+                "-c",
+                &format!("echo {v} > /sys/class/net/{ifname}/threaded"),
+            ])
+        };
+        write("0")?;
+        let before = threads();
+        write("1").with_context(|| format!("threaded NAPI on {ifname} (is XDP attached?)"))?;
+        let pids: Vec<u32> = threads()
+            .into_keys()
+            .filter(|p| !before.contains_key(p))
+            .collect();
+        if pids.is_empty() {
+            bail!("no NAPI thread appeared for {ifname} in {}", self.ns(side));
+        }
+        for pid in &pids {
+            let out = Command::new("taskset")
+                .args(["-pc", cpu, &pid.to_string()])
+                .output()
+                .context("running taskset")?;
+            if !out.status.success() {
+                bail!(
+                    "taskset -pc {cpu} {pid}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        Ok(pids)
+    }
+
     /// Stops a child started by [`Testbed::spawn`]: SIGTERM, up to 5 s to
     /// exit, then SIGKILL.
     pub fn stop(&mut self, pid: u32) -> anyhow::Result<ExitStatus> {

@@ -55,6 +55,76 @@ impl StormReport {
     }
 }
 
+/// `stormboot-lab rate --json`: known machines' DISCOVERs and REQUESTs
+/// offered at a fixed rate for a fixed time, and the replies counted.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct RateReport {
+    /// Requests per second asked for (DISCOVERs and REQUESTs together).
+    pub rate: u64,
+    pub threads: u32,
+    pub machines: u32,
+    /// Requests the schedule called for: rate times the duration.
+    pub offered: u64,
+    /// Requests the kernel took.
+    pub sent: u64,
+    /// Requests the generator let pass because it was late by more than
+    /// its catch-up window: it could not offer the rate.
+    pub behind: u64,
+    /// Times a request found the socket's buffer full and waited for
+    /// the next tick (then sent, or counted in `behind`).
+    pub refused: u64,
+    /// Matching OFFERs and ACKs (xid, chaddr and message type).
+    pub answered: u64,
+    pub offers: u64,
+    pub acks: u64,
+    pub naks: u64,
+    /// Answers whose address was not the machine's reserved one.
+    pub wrong_address: u64,
+    pub bad_checksum: u64,
+    /// First send to last send, ms.
+    pub send_ms: f64,
+    /// Requests sent and answered in each second from the first send.
+    pub per_second: Vec<RateSecond>,
+}
+
+/// One second of a rate run.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateSecond {
+    pub sent: u64,
+    pub answered: u64,
+}
+
+impl RateReport {
+    /// Requests sent that got no answer, in percent of those sent.
+    pub fn drops_pct(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        self.sent.saturating_sub(self.answered) as f64 * 100.0 / self.sent as f64
+    }
+
+    /// Whether the generator offered the whole schedule (within 0.1%).
+    pub fn offered_all(&self) -> bool {
+        self.sent as f64 >= self.offered as f64 * 0.999
+    }
+
+    /// Answers per second over the send time.
+    pub fn answered_per_sec(&self) -> f64 {
+        if self.send_ms <= 0.0 {
+            return 0.0;
+        }
+        self.answered as f64 * 1e3 / self.send_ms
+    }
+
+    /// Requests sent per second over the send time.
+    pub fn sent_per_sec(&self) -> f64 {
+        if self.send_ms <= 0.0 {
+            return 0.0;
+        }
+        self.sent as f64 * 1e3 / self.send_ms
+    }
+}
+
 /// The boot chain's phases, in the order a machine goes through them;
 /// "whole chain" is first DISCOVER to the last file.
 pub const CHAIN_PHASES: [&str; 7] = [
@@ -258,6 +328,34 @@ fn stat_ticks(text: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Time CPU `cpu` spent on anything but idling, seconds, from /proc/stat:
+/// user, nice, system, irq and softirq (whatever ran there: processes,
+/// kernel threads, interrupts), not idle, iowait or steal.
+pub fn core_busy_seconds(cpu: u32) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let ticks =
+        core_busy_ticks(&text, cpu).with_context(|| format!("no cpu{cpu} in /proc/stat"))?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    anyhow::ensure!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
+    Ok(ticks as f64 / hz as f64)
+}
+
+/// user + nice + system + irq + softirq of the `cpuN` line of /proc/stat.
+fn core_busy_ticks(text: &str, cpu: u32) -> Option<u64> {
+    let name = format!("cpu{cpu}");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    Some(f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?)
+}
+
 /// VmRSS of process `pid` in kB, from /proc/PID/status.
 pub fn rss_kb(pid: u32) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -398,6 +496,19 @@ mod tests {
         assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
         assert!(rss_kb(std::process::id()).unwrap() > 0);
         assert!(rss_kb(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn a_core_is_busy_with_everything_but_idle_iowait_and_steal() {
+        let text = "cpu  9 9 9 9 9 9 9 9 0 0\n\
+                    cpu0 100 2 30 500 7 4 5 11 0 0\n\
+                    cpu1 1 1 1 1 1 1 1 1 0 0\n\
+                    cpu10 1000 0 0 0 0 0 0 0 0 0\n";
+        assert_eq!(core_busy_ticks(text, 0), Some(100 + 2 + 30 + 4 + 5));
+        assert_eq!(core_busy_ticks(text, 1), Some(5));
+        assert_eq!(core_busy_ticks(text, 10), Some(1000));
+        assert_eq!(core_busy_ticks(text, 2), None);
+        assert!(core_busy_seconds(0).unwrap() > 0.0);
     }
 
     #[test]

@@ -187,22 +187,7 @@ impl RawSocket {
                 _ => Err(err).context("recvmsg on AF_PACKET socket"),
             };
         }
-        let mut csum_not_ready = false;
-        // SAFETY: the CMSG_* helpers walk the control buffer the kernel just
-        // filled, within msg_controllen; the auxdata payload is read unaligned.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_PACKET
-                    && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
-                {
-                    let aux: libc::tpacket_auxdata =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                    csum_not_ready = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
-                }
-                cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
-            }
-        }
+        let csum_not_ready = csum_not_ready(&hdr);
         Ok(Some(RecvMeta {
             len: n as usize,
             pkttype: sll.sll_pkttype,
@@ -225,6 +210,142 @@ impl RawSocket {
             if err.raw_os_error() != Some(libc::EINTR) {
                 return Err(err).context("poll");
             }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the kernel's PACKET_AUXDATA in a received message's control
+/// buffer says the transport checksum is not filled in yet.
+fn csum_not_ready(hdr: &libc::msghdr) -> bool {
+    let mut not_ready = false;
+    // SAFETY: the CMSG_* helpers walk the control buffer the kernel just
+    // filled, within msg_controllen; the auxdata payload is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_PACKET && (*cmsg).cmsg_type == libc::PACKET_AUXDATA {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                not_ready = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    not_ready
+}
+
+/// Frames one `send_many` or `recv_many` call moves at most (the kernel's
+/// UIO_MAXIOV).
+pub const MAX_BATCH: usize = 1024;
+
+impl RawSocket {
+    /// Sends frames straight to the device's driver, past the queueing
+    /// discipline (PACKET_QDISC_BYPASS): a load generator wants its frames
+    /// on the wire, not queued behind its own.
+    pub fn bypass_qdisc(&self) -> anyhow::Result<()> {
+        let on: libc::c_int = 1;
+        setsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &on)
+            .context("PACKET_QDISC_BYPASS")
+    }
+
+    /// Sends up to [`MAX_BATCH`] of `frames` in one sendmmsg(2); how many
+    /// the kernel took (0 when it has no room right now; a frame a veth
+    /// peer refused counts as taken, as in [`RawSocket::send`]).
+    pub fn send_many(&self, frames: &[&[u8]]) -> anyhow::Result<usize> {
+        let n = frames.len().min(MAX_BATCH);
+        let mut iov: Vec<libc::iovec> = frames[..n]
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: all-zero is a valid msghdr; the iovec is set below.
+                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                hdr.msg_iov = v;
+                hdr.msg_iovlen = 1;
+                libc::mmsghdr {
+                    msg_hdr: hdr,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        loop {
+            // SAFETY: every header points at one live iovec over a live frame.
+            let rc = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };
+            if rc >= 0 {
+                return Ok(rc as usize);
+            }
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EAGAIN | libc::ENOBUFS) => Ok(0),
+                Some(libc::ENETDOWN) if self.is_up()? => Ok(1),
+                Some(libc::EINTR) => continue,
+                _ => Err(err).context("sendmmsg on AF_PACKET socket"),
+            };
+        }
+    }
+
+    /// Receives up to `bufs.len()` (at most [`MAX_BATCH`]) frames in one
+    /// recvmmsg(2), frame i into `bufs[i]`; their metadata replaces
+    /// `metas`' contents (empty when nothing is queued).
+    pub fn recv_many(&self, bufs: &mut [Vec<u8>], metas: &mut Vec<RecvMeta>) -> anyhow::Result<()> {
+        metas.clear();
+        let n = bufs.len().min(MAX_BATCH);
+        // SAFETY: all-zero is valid for these plain C structs.
+        let mut sll: Vec<libc::sockaddr_ll> = vec![unsafe { std::mem::zeroed() }; n];
+        let mut control = vec![[0u64; 8]; n];
+        let mut iov: Vec<libc::iovec> = bufs[..n]
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..n)
+            .map(|i| {
+                // SAFETY: all-zero is a valid msghdr; the pointers are set below.
+                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                hdr.msg_name = (&mut sll[i] as *mut libc::sockaddr_ll).cast();
+                hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                hdr.msg_iov = &mut iov[i];
+                hdr.msg_iovlen = 1;
+                hdr.msg_control = control[i].as_mut_ptr().cast();
+                hdr.msg_controllen = size_of_val(&control[i]);
+                libc::mmsghdr {
+                    msg_hdr: hdr,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        // SAFETY: every header's pointers refer to live buffers of the
+        // stated lengths, which outlive the call.
+        let rc = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => Ok(()),
+                _ => Err(err).context("recvmmsg on AF_PACKET socket"),
+            };
+        }
+        for (m, addr) in msgs.iter().zip(&sll).take(rc as usize) {
+            metas.push(RecvMeta {
+                len: m.msg_len as usize,
+                pkttype: addr.sll_pkttype,
+                csum_not_ready: csum_not_ready(&m.msg_hdr),
+            });
         }
         Ok(())
     }

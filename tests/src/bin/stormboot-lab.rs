@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use stormboot_testbed::lab::cli::{Cli, Command};
-use stormboot_testbed::lab::{apibench, chain, omapibench, storm, xdpbench};
+use stormboot_testbed::lab::{apibench, chain, omapibench, rate, storm, xdpbench};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -23,6 +23,11 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Storm(args) => {
             let report = storm::run(&args)?;
             storm::print_report(&report, args.json);
+            Ok(())
+        }
+        Command::Rate(args) => {
+            let report = rate::run(&args)?;
+            rate::print_report(&report, args.json);
             Ok(())
         }
         Command::Chain(args) => {

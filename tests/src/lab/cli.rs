@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Simulate a boot storm: N machines doing DHCP from one interface.
     Storm(super::storm::StormArgs),
+    /// Offer known machines' DISCOVERs and REQUESTs at a fixed rate for a
+    /// fixed time from several threads, and count every answer.
+    Rate(super::rate::RateArgs),
     /// Boot N machines through the whole chain: DHCP, the boot file over
     /// TFTP or HTTP, DHCP as iPXE, its script, the kernel and initrd.
     Chain(super::chain::ChainArgs),
@@ -80,6 +83,7 @@ mod tests {
             command_names(),
             [
                 "storm",
+                "rate",
                 "chain",
                 "bench-xdp",
                 "bench-api",

@@ -9,6 +9,8 @@
 //!   userspace server
 //! - `storm`: the boot-storm client (DHCP), and the engine the chain's
 //!   machines get their leases from
+//! - `rate`: known machines' requests offered at a fixed rate, every
+//!   reply counted (the wire benchmark's generator)
 //! - `chain`: the whole boot chain for many machines at once
 //! - `tftpclient`: TFTP as boot firmware reads a file
 //! - `xdpbench`: the program's cost per packet under BPF_PROG_TEST_RUN
@@ -28,6 +30,7 @@ pub mod fixtures;
 pub mod fuzz;
 pub mod mutate;
 pub mod omapibench;
+pub mod rate;
 pub mod storm;
 pub mod testrun;
 pub mod tftpclient;

@@ -100,7 +100,7 @@ pub struct StormArgs {
 
 /// How the BOOTP broadcast flag is set in the requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BroadcastMode {
+pub(crate) enum BroadcastMode {
     Always,
     Never,
     /// Even machines set it, so one storm exercises both reply paths.
@@ -108,7 +108,7 @@ enum BroadcastMode {
 }
 
 impl BroadcastMode {
-    fn parse(s: &str) -> anyhow::Result<Self> {
+    pub(crate) fn parse(s: &str) -> anyhow::Result<Self> {
         match s {
             "always" => Ok(Self::Always),
             "never" => Ok(Self::Never),
@@ -117,7 +117,7 @@ impl BroadcastMode {
         }
     }
 
-    fn for_machine(self, i: u32) -> bool {
+    pub(crate) fn for_machine(self, i: u32) -> bool {
         match self {
             Self::Always => true,
             Self::Never => false,
@@ -193,13 +193,13 @@ fn request_base(
     msg
 }
 
-fn discover(mac: [u8; 6], xid: u32, broadcast: bool, extra: &[DhcpOption]) -> Message {
+pub(crate) fn discover(mac: [u8; 6], xid: u32, broadcast: bool, extra: &[DhcpOption]) -> Message {
     request_base(MessageType::Discover, mac, xid, broadcast, extra)
 }
 
 /// A REQUEST in SELECTING state (RFC 2131 section 4.3.2): ciaddr zero, the
 /// offered address in option 50 and the chosen server in option 54.
-fn request(
+pub(crate) fn request(
     mac: [u8; 6],
     xid: u32,
     broadcast: bool,
@@ -216,7 +216,7 @@ fn request(
 }
 
 /// Encodes `msg` into the broadcast frame a client without an address sends.
-fn request_frame(mac: [u8; 6], msg: &Message) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn request_frame(mac: [u8; 6], msg: &Message) -> anyhow::Result<Vec<u8>> {
     let mut payload = Vec::with_capacity(MIN_PAYLOAD);
     msg.encode(&mut Encoder::new(&mut payload))
         .context("encoding a DHCP request")?;
@@ -228,7 +228,7 @@ fn request_frame(mac: [u8; 6], msg: &Message) -> anyhow::Result<Vec<u8>> {
 
 /// Offset of the IPv4 header when `f` is UDP/IPv4 to the client port, so the
 /// checksum check (and its counter) only applies to frames meant for us.
-fn client_port_ip_offset(f: &[u8]) -> Option<usize> {
+pub(crate) fn client_port_ip_offset(f: &[u8]) -> Option<usize> {
     let be16 = |i: usize| Some(u16::from_be_bytes([*f.get(i)?, *f.get(i + 1)?]));
     let mut off = ETH_LEN - 2;
     let mut ethertype = be16(off)?;

@@ -7,8 +7,9 @@
 //! reservations, and the whole boot storm end to end (`storm-e2e`: DHCP,
 //! TFTP/HTTP boot files, iPXE, kernels and initrds, beside dnsmasq + nginx
 //! and Kea + tftpd-hpa + nginx), and two nodes sharing PostgreSQL beside a
-//! Kea HA pair and one node on SQLite (`cluster`). Tables and plots go to
-//! `target/bench/`.
+//! Kea HA pair and one node on SQLite (`cluster`), and known machines'
+//! requests offered at equal rates up to the generator's ceiling (`wire`).
+//! Tables and plots go to `target/bench/`.
 
 mod apilatency;
 mod cluster;
@@ -20,6 +21,7 @@ mod report;
 pub mod reports;
 mod servers;
 mod svg;
+mod wire;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -65,7 +67,9 @@ pub struct BenchArgs {
     /// (OMAPI creates per second and create to XDP), storm-e2e (the whole
     /// boot chain beside dnsmasq + nginx and Kea + tftpd-hpa + nginx),
     /// cluster (two stormboot nodes on PostgreSQL beside a Kea HA pair and
-    /// one node on SQLite: new leases, failover, reservation propagation).
+    /// one node on SQLite: new leases, failover, reservation propagation),
+    /// wire (known machines' requests at equal offered rates, for the
+    /// servers named, or every server when none is).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short run (tiny storm, one short step per scenario) that checks
@@ -108,6 +112,8 @@ struct Settings {
     e2e: e2e::Size,
     /// The cluster part's size.
     cluster: cluster::Size,
+    /// The wire part's size.
+    wire: wire::Size,
 }
 
 #[derive(Clone, Copy)]
@@ -160,6 +166,11 @@ impl Settings {
                     failover_deadline: None,
                     propagation_changes: 0,
                 },
+                wire: wire::Size {
+                    rates: vec![2000],
+                    duration_ms: 500,
+                    threads: 1,
+                },
             });
         }
         Ok(Settings {
@@ -198,6 +209,11 @@ impl Settings {
                 probe_machines: 16,
                 failover_deadline: Some(Duration::from_secs(30)),
                 propagation_changes: 201,
+            },
+            wire: wire::Size {
+                rates: wire::RATES.to_vec(),
+                duration_ms: u64::from(args.period) * 1000,
+                threads: 1,
             },
         })
     }
@@ -289,6 +305,15 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|k| k == s.key()))
         .collect();
+    // With `wire` in --only, the servers named are the wire part's (every
+    // server when none is), and their other scenarios do not run.
+    let wire_asked = args.only.iter().any(|o| o == "wire");
+    let wire_servers = if servers.is_empty() {
+        servers::ALL.to_vec()
+    } else {
+        servers.clone()
+    };
+    let servers = if wire_asked { Vec::new() } else { servers };
     let part = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
     for o in &args.only {
         if !servers::ALL.iter().any(|s| s.key() == o)
@@ -299,10 +324,11 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
                 "omapi",
                 "storm-e2e",
                 "cluster",
+                "wire",
             ]
             .contains(&o.as_str())
         {
-            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e, cluster");
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e, cluster, wire");
         }
     }
 
@@ -373,6 +399,14 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         cluster::measure(&dir, bins, &settings.cluster)
     });
 
+    let wire_rows = part("wire").then(|| {
+        eprintln!(
+            "bench: known machines at equal offered rates ({:?}/s)",
+            settings.wire.rates
+        );
+        wire::measure(&dir, bins, &settings.plan, &settings.wire, &wire_servers)
+    });
+
     let length = match settings.step {
         StepLength::Seconds(s) => format!("{s} s per rate"),
         StepLength::Exchanges(n) => format!("{n} exchanges per rate"),
@@ -411,6 +445,15 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         ),
         None => format!(
             "{md}\n## Two nodes sharing PostgreSQL\n\nnot measured: not asked for (--only)\n"
+        ),
+    };
+    let md = match &wire_rows {
+        Some(rows) => format!(
+            "{md}\n## Known machines at equal offered rates\n\n{}",
+            wire::markdown(rows, &settings.wire, settings.plan.machines)
+        ),
+        None => format!(
+            "{md}\n## Known machines at equal offered rates\n\nnot measured: not asked for (--only)\n"
         ),
     };
     println!("{md}");
@@ -476,6 +519,9 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         }
         if let Some(r) = &pair {
             cluster::smoke_verdict(r)?;
+        }
+        if let Some(rows) = &wire_rows {
+            wire::smoke_verdict(rows)?;
         }
         if part("storm-e2e") {
             for row in chain.context("the boot storm, end to end")? {

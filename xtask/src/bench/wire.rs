@@ -1,0 +1,543 @@
+//! `wire`: known machines' DISCOVERs and REQUESTs offered by
+//! `stormboot-lab rate` at the same rates to nobody (the generator's own
+//! ceiling: the server end drops everything) and to each server, started as
+//! the other scenarios start them. Per server and rate: answers per
+//! second, drops, and the server core's CPU time per 1,000 answers.
+//!
+//! The server core's time is CPU 0's busy time in /proc/stat, not the
+//! server process's: XDP answers in the kernel's receive path, which no
+//! process is charged for. Both veth ends process what they receive in NAPI
+//! threads (the server's pinned to the server's CPU, the client's to the
+//! generator's), so every server's receive path, its program or its
+//! sockets', runs on the server core, as a NIC's interrupt would put it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use stormboot_testbed::{wait_for, xdp_on, Side, Testbed, CLIENT_IF, SERVER_IF};
+
+use super::reports::{self, RateReport};
+use super::servers::{Plan, Server, CLIENT_CPU, SERVER_ADDR, SERVER_CPU};
+use super::Bins;
+
+/// The rates of the full run (requests per second).
+pub const RATES: &[u64] = &[10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000];
+/// The server core.
+const SERVER_CORE: u32 = 0;
+/// Drops, in percent, at which a step is clean.
+const CLEAN_PCT: f64 = 0.1;
+
+/// How a run is sized.
+pub struct Size {
+    pub rates: Vec<u64>,
+    pub duration_ms: u64,
+    /// Sender threads of the generator.
+    pub threads: u32,
+}
+
+/// What the run's rows are measured against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The server end drops everything: what the generator alone offers.
+    Nobody,
+    Server(Server),
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Nobody => "nobody (the server end drops every request)",
+            Target::Server(s) => s.name(),
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Target::Nobody => "nobody",
+            Target::Server(s) => s.key(),
+        }
+    }
+}
+
+/// One rate against one target.
+pub struct Step {
+    pub report: RateReport,
+    /// The server core's busy time during the step, s.
+    pub core_s: f64,
+    /// The server process's time plus its interface's NAPI threads', s.
+    pub server_s: Option<f64>,
+    /// Replies the server end's veth dropped because the generator's
+    /// receive ring was full (its tx_dropped): lost on the generator's
+    /// side, not the server's.
+    pub ring_drops: Option<u64>,
+}
+
+impl Step {
+    /// Whether the generator offered the rate and at most 0.1% was lost.
+    pub fn clean(&self) -> bool {
+        self.report.offered_all() && self.report.drops_pct() <= CLEAN_PCT
+    }
+
+    fn core_per_thousand(&self) -> Option<f64> {
+        reports::per_thousand_ms(self.core_s, self.report.answered)
+    }
+
+    fn server_per_thousand(&self) -> Option<f64> {
+        self.server_s
+            .and_then(|s| reports::per_thousand_ms(s, self.report.answered))
+    }
+}
+
+pub struct Row {
+    pub target: Target,
+    pub result: Result<Vec<Step>, String>,
+}
+
+/// Nobody first, then every server asked for, each on a fresh lab.
+pub fn measure(dir: &Path, bins: &Bins, plan: &Plan, size: &Size, servers: &[Server]) -> Vec<Row> {
+    let targets = std::iter::once(Target::Nobody).chain(servers.iter().map(|&s| Target::Server(s)));
+    targets
+        .map(|target| {
+            let result = match target {
+                Target::Server(s) => s.unavailable().map(|why| format!("not available: {why}")),
+                Target::Nobody => None,
+            }
+            .map_or_else(
+                || one(target, dir, bins, plan, size).map_err(|e| format!("{e:#}")),
+                Err,
+            );
+            if let Err(e) = &result {
+                eprintln!("bench: wire: {}: {e}", target.name());
+            }
+            Row { target, result }
+        })
+        .collect()
+}
+
+/// Starts the pass-only program on the server end: a veth has NAPI (and so
+/// a receive thread to pin) only while it runs a driver-mode program, and
+/// stormboot's XDP dataplane runs its own.
+fn attach_server_pass(bed: &mut Testbed, lab: &Path) -> Result<u32> {
+    let mut pass = Command::new(lab);
+    pass.args(["--log", "warn", "xdp-pass", "--interface", SERVER_IF])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let pid = bed.spawn(Side::Server, pass)?;
+    let ns = bed.server_ns.clone();
+    wait_for(Duration::from_secs(10), || {
+        xdp_on(&ns, SERVER_IF).then_some(())
+    })
+    .with_context(|| format!("xdp-pass did not attach to {SERVER_IF} in {ns}"))?;
+    Ok(pid)
+}
+
+fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Result<Vec<Step>> {
+    let work = dir.join(format!("wire-{}", target.key()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let mut bed = Testbed::new("wire", None)?;
+    super::widen_addresses(&bed)?;
+    bed.attach_client_pass(&bins.lab)?;
+    if target != Target::Server(Server::StormbootXdp) {
+        attach_server_pass(&mut bed, &bins.lab)?;
+    }
+    eprintln!("bench: wire: {}: starting", target.name());
+    let pid = match target {
+        Target::Nobody => None,
+        Target::Server(server) => {
+            let pid = server.start(&mut bed, &work, plan, &bins.daemon)?;
+            if !super::probe(&mut bed, &bins.lab, pid)? {
+                bail!(
+                    "did not answer the probe within 30 s; its output: {}",
+                    std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
+                );
+            }
+            Some(pid)
+        }
+    };
+    let napi = bed.napi_threads(Side::Server, SERVER_CPU)?;
+    bed.napi_threads(Side::Client, CLIENT_CPU)?;
+    let server_cpu = || -> Option<f64> {
+        let mut total = 0.0;
+        for p in pid.iter().chain(&napi) {
+            total += reports::cpu_seconds(*p).ok()?;
+        }
+        Some(total)
+    };
+
+    let mut steps = Vec::new();
+    for &rate in &size.rates {
+        eprintln!("bench: wire: {}: {rate}/s", target.name());
+        let core0 = reports::core_busy_seconds(SERVER_CORE)?;
+        let server0 = server_cpu();
+        let dropped0 = tx_dropped(&bed);
+        let report = offer(&bed, &bins.lab, plan, size, rate)?;
+        let core_s = reports::core_busy_seconds(SERVER_CORE)? - core0;
+        let server_s = server0.zip(server_cpu()).map(|(a, b)| b - a);
+        let ring_drops = dropped0
+            .zip(tx_dropped(&bed))
+            .map(|(a, b)| b.saturating_sub(a));
+        let offered_all = report.offered_all();
+        steps.push(Step {
+            report,
+            core_s,
+            server_s,
+            ring_drops,
+        });
+        // Past the generator's reach, every higher rate reads the same.
+        if !offered_all {
+            break;
+        }
+    }
+    if let (Target::Server(server), Some(pid)) = (target, pid) {
+        if !server.is_peer() {
+            // The daemon's counters (XDP actions, mode fallbacks, slow
+            // path), for reading a row's drops afterwards.
+            let mut c = Command::new(&bins.daemon);
+            c.args([
+                "--log",
+                "warn",
+                "stats",
+                "--json",
+                "--api",
+                "127.0.0.1:8067",
+            ]);
+            if let Ok(out) = bed.run(Side::Server, c) {
+                std::fs::write(work.join("stats.json"), out.stdout)?;
+            }
+        }
+        if let Some(status) = bed.wait(pid, Duration::ZERO)? {
+            bail!(
+                "exited ({status}) during the run: {}",
+                std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
+            );
+        }
+        let status = bed.stop(pid)?;
+        if !server.is_peer() && !status.success() {
+            bail!("stormboot exited with {status}");
+        }
+    }
+    Ok(steps)
+}
+
+/// The server end's tx_dropped: frames its veth could not hand to the
+/// client end's receive ring.
+fn tx_dropped(bed: &Testbed) -> Option<u64> {
+    let mut ip = Command::new("ip");
+    ip.args(["-j", "-s", "link", "show", SERVER_IF]);
+    let out = bed.run(Side::Server, ip).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v[0]["stats64"]["tx"]["dropped"].as_u64()
+}
+
+/// `stormboot-lab rate` on CLIENT_CPU: the plan's machines at `rate`.
+fn offer(bed: &Testbed, lab: &Path, plan: &Plan, size: &Size, rate: u64) -> Result<RateReport> {
+    let mut c = Command::new("taskset");
+    c.args(["-c", CLIENT_CPU]).arg(lab);
+    c.args(["--log", "warn", "rate", "--json", "--interface", CLIENT_IF]);
+    c.args(["--count", &plan.machines.to_string()]);
+    c.args(["--first-mac", &plan.mac(0)]);
+    c.args(["--first-ip", &plan.ip(0).to_string()]);
+    c.args(["--server-id", &SERVER_ADDR.to_string()]);
+    c.args(["--rate", &rate.to_string()]);
+    c.args(["--duration-ms", &size.duration_ms.to_string()]);
+    c.args(["--threads", &size.threads.to_string()]);
+    let out = bed
+        .run(Side::Client, c)
+        .context("the rate generator failed")?;
+    reports::decode("the rate generator", &out.stdout)
+}
+
+/// The best clean answer rate of a row (None: never clean), and whether it
+/// was clean at the highest rate the generator offered (then it is a floor).
+fn best_clean(steps: &[Step]) -> Option<(f64, bool)> {
+    let best = steps
+        .iter()
+        .filter(|s| s.clean())
+        .map(|s| s.report.answered_per_sec())
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))?;
+    let top = steps.iter().rev().find(|s| s.report.offered_all());
+    Some((best, top.is_some_and(Step::clean)))
+}
+
+fn is_stormboot(t: Target) -> bool {
+    matches!(t, Target::Server(s) if !s.is_peer())
+}
+
+fn is_peer(t: Target) -> bool {
+    matches!(t, Target::Server(s) if s.is_peer())
+}
+
+/// The tables for results.md.
+pub fn markdown(rows: &[Row], size: &Size, machines: u32) -> String {
+    let mut md = format!(
+        "`stormboot-lab rate` on CPU {CLIENT_CPU} ({} sender thread(s), sendmmsg on packet \
+         sockets, one receive thread with recvmmsg): the {machines} reserved machines' DISCOVERs \
+         and REQUESTs (each REQUEST selecting the machine's reserved address, without waiting \
+         for an OFFER), {} s per rate, no retransmissions; answers counted by xid, chaddr and \
+         message type up to 200 ms after the last send. Drops: requests sent and not answered. \
+         Server core: CPU {SERVER_CORE}'s busy time (user, system, irq, softirq) in /proc/stat, \
+         whatever ran there, because XDP answers in the receive path, which no process is \
+         charged for; both veth ends receive in NAPI threads, the server's pinned to CPU \
+         {SERVER_CORE}. Server threads: the server's processes and its interface's NAPI \
+         threads only (the same work without other load on the core).\n\n",
+        size.threads,
+        size.duration_ms as f64 / 1e3
+    );
+    md.push_str(
+        "| server | offered/s | sent/s | answered/s | drops | of which at the generator's receive ring | server core CPU per 1,000 answered (ms) | server threads CPU per 1,000 (ms) |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    for row in rows {
+        match &row.result {
+            Err(e) => {
+                let _ = writeln!(md, "| {} | not measured: {e} ||||||", row.target.name());
+            }
+            Ok(steps) => {
+                for s in steps {
+                    let r = &s.report;
+                    let short = if r.offered_all() {
+                        String::new()
+                    } else {
+                        format!(" (generator short: {} not sent)", r.behind)
+                    };
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {:.0}{short} | {:.0} | {:.3}% | {} | {} | {} |",
+                        row.target.name(),
+                        r.rate,
+                        r.sent_per_sec(),
+                        r.answered_per_sec(),
+                        r.drops_pct(),
+                        s.ring_drops.map_or("-".into(), |d| d.to_string()),
+                        ms(s.core_per_thousand()),
+                        ms(s.server_per_thousand()),
+                    );
+                }
+            }
+        }
+    }
+    md.push('\n');
+    md.push_str(&summary(rows));
+    md
+}
+
+/// stormboot against the best peer: answers at <= 0.1% drops, and the
+/// server core's CPU per 1,000 answers at the highest rate a peer answered
+/// cleanly.
+fn summary(rows: &[Row]) -> String {
+    let measured = |pick: fn(Target) -> bool| {
+        rows.iter()
+            .filter(move |r| pick(r.target))
+            .filter_map(|r| Some((r.target, r.result.as_ref().ok()?)))
+    };
+    let mut md = String::new();
+    let best_peer = measured(is_peer)
+        .filter_map(|(t, steps)| Some((t, best_clean(steps)?.0)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((peer, peer_rate)) = best_peer else {
+        md.push_str("No peer answered cleanly at any rate: no ratio.\n");
+        return md;
+    };
+    // The highest offered rate at which some peer was clean: there every
+    // clean server did the same work.
+    let common = measured(is_peer)
+        .flat_map(|(_, steps)| steps.iter().filter(|s| s.clean()).map(|s| s.report.rate))
+        .max();
+    let _ = writeln!(
+        md,
+        "Best peer: {} at {peer_rate:.0} answered/s with at most {CLEAN_PCT}% drops.\n",
+        peer.name()
+    );
+    md.push_str("| server | answered/s at <= 0.1% drops | vs best peer | server core CPU per 1,000 at the common rate (ms) | vs best peer | server threads CPU per 1,000 at the common rate (ms) | vs best peer |\n|---|---|---|---|---|---|---|\n");
+    let at = |steps: &[Step], rate, pick: fn(&Step) -> Option<f64>| {
+        steps
+            .iter()
+            .find(|s| s.report.rate == rate && s.clean())
+            .and_then(pick)
+    };
+    let peer_cpu = |pick: fn(&Step) -> Option<f64>| {
+        common.and_then(|rate| {
+            measured(is_peer)
+                .filter_map(|(_, steps)| at(steps, rate, pick))
+                .min_by(f64::total_cmp)
+        })
+    };
+    let (peer_core, peer_threads) = (
+        peer_cpu(Step::core_per_thousand),
+        peer_cpu(Step::server_per_thousand),
+    );
+    for (t, steps) in measured(|t| is_stormboot(t) || is_peer(t)) {
+        let (clean, ratio) = match best_clean(steps) {
+            Some((v, floor)) => (
+                format!("{}{v:.0}", if floor { ">= " } else { "" }),
+                format!("{}{:.1}x", if floor { ">= " } else { "" }, v / peer_rate),
+            ),
+            None => ("never clean".into(), "-".into()),
+        };
+        let cpu = |pick, peer: Option<f64>| {
+            let own = common.and_then(|rate| at(steps, rate, pick));
+            let ratio = own
+                .zip(peer)
+                .map_or("-".into(), |(c, p)| format!("{:.1}x less", p / c));
+            (own.map_or("-".into(), |c| format!("{c:.1}")), ratio)
+        };
+        let (core, core_ratio) = cpu(Step::core_per_thousand, peer_core);
+        let (threads, threads_ratio) = cpu(Step::server_per_thousand, peer_threads);
+        let _ = writeln!(
+            md,
+            "| {} | {clean} | {ratio} | {core} | {core_ratio} | {threads} | {threads_ratio} |",
+            t.name(),
+        );
+    }
+    if let Some(rate) = common {
+        let _ = writeln!(md, "\nCommon rate: {rate}/s offered.");
+    }
+    md
+}
+
+/// The smoke run fails unless the generator heard nothing from nobody and
+/// every server answered, with the reserved addresses.
+pub fn smoke_verdict(rows: &[Row]) -> Result<()> {
+    let mut failures = Vec::new();
+    for row in rows {
+        match &row.result {
+            Err(e) => failures.push(format!("{}: {e}", row.target.name())),
+            Ok(steps) => {
+                for s in steps {
+                    let r = &s.report;
+                    let bad = match row.target {
+                        Target::Nobody => r.answered > 0 || r.sent == 0,
+                        Target::Server(_) => r.answered == 0 || r.wrong_address > 0,
+                    };
+                    if bad {
+                        failures.push(format!(
+                            "{}: at {}/s sent {}, answered {} ({} with a wrong address)",
+                            row.target.name(),
+                            r.rate,
+                            r.sent,
+                            r.answered,
+                            r.wrong_address
+                        ));
+                    }
+                }
+                if steps.is_empty() {
+                    failures.push(format!("{}: no step ran", row.target.name()));
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("wire: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(rate: u64, sent: u64, answered: u64, core_s: f64) -> Step {
+        Step {
+            report: RateReport {
+                rate,
+                offered: rate,
+                sent,
+                answered,
+                send_ms: 1000.0,
+                ..RateReport::default()
+            },
+            core_s,
+            server_s: Some(core_s / 2.0),
+            ring_drops: None,
+        }
+    }
+
+    #[test]
+    fn the_smoke_run_fails_when_a_server_does_not_answer() {
+        let ok = Row {
+            target: Target::Server(Server::Kea),
+            result: Ok(vec![step(1000, 1000, 1000, 0.1)]),
+        };
+        let nobody = Row {
+            target: Target::Nobody,
+            result: Ok(vec![step(1000, 1000, 0, 0.0)]),
+        };
+        assert!(smoke_verdict(&[nobody, ok]).is_ok());
+        for bad in [
+            Row {
+                target: Target::Server(Server::Dnsmasq),
+                result: Ok(vec![step(1000, 1000, 0, 0.1)]),
+            },
+            Row {
+                target: Target::Server(Server::Dnsmasq),
+                result: Err("did not answer the probe".into()),
+            },
+            Row {
+                target: Target::Server(Server::Dnsmasq),
+                result: Ok(vec![]),
+            },
+        ] {
+            let err = smoke_verdict(&[bad]).unwrap_err().to_string();
+            assert!(err.contains("dnsmasq"), "{err}");
+        }
+        let heard = Row {
+            target: Target::Nobody,
+            result: Ok(vec![step(1000, 1000, 5, 0.0)]),
+        };
+        assert!(smoke_verdict(&[heard]).is_err(), "nobody cannot answer");
+    }
+
+    #[test]
+    fn stormboot_is_compared_with_the_best_clean_peer_at_a_common_rate() {
+        let rows = [
+            Row {
+                target: Target::Server(Server::StormbootXdp),
+                // Clean at every rate the generator offered: a floor.
+                result: Ok(vec![
+                    step(10_000, 10_000, 10_000, 0.1),
+                    step(100_000, 100_000, 100_000, 0.2),
+                ]),
+            },
+            Row {
+                target: Target::Server(Server::Kea),
+                // Clean at 10k (2.0 s of core per 10,000: 200 ms per 1,000),
+                // 40% dropped at 100k.
+                result: Ok(vec![
+                    step(10_000, 10_000, 10_000, 2.0),
+                    step(100_000, 100_000, 60_000, 1.0),
+                ]),
+            },
+            Row {
+                target: Target::Server(Server::Dhcpd),
+                result: Ok(vec![step(10_000, 10_000, 9_000, 1.0)]),
+            },
+        ];
+        let md = summary(&rows);
+        assert!(md.contains("Best peer: Kea 2.2 (memfile) at 10000"), "{md}");
+        // 100,000 against 10,000 answered cleanly; at 10k: 10 ms against 200.
+        assert!(
+            md.contains("| >= 100000 | >= 10.0x | 10.0 | 20.0x less | 5.0 | 20.0x less |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ISC dhcpd 4.4 | never clean | - | - | - | - | - |"),
+            "{md}"
+        );
+        assert!(md.contains("Common rate: 10000/s"), "{md}");
+    }
+
+    #[test]
+    fn a_step_the_generator_could_not_offer_is_not_clean() {
+        let mut s = step(1000, 990, 990, 0.0);
+        assert!(!s.clean());
+        s.report.sent = 1000;
+        s.report.answered = 999;
+        assert!(s.clean());
+        s.report.answered = 998;
+        assert!(!s.clean());
+    }
+}
