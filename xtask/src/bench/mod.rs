@@ -680,16 +680,7 @@ fn measure(server: Server, dir: &Path, bins: &Bins, s: &Settings) -> Result<Meas
         },
     )?;
 
-    if let Some(status) = bed.wait(pid, Duration::ZERO)? {
-        bail!(
-            "exited ({status}) during the run: {}",
-            std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
-        );
-    }
-    let status = bed.stop(pid)?;
-    if !server.is_peer() && !status.success() {
-        bail!("stormboot exited with {status}");
-    }
+    stop_server(&mut bed, pid, server, &work)?;
     Ok(Measured {
         storm,
         storm_cpu_s,
@@ -731,6 +722,22 @@ fn start_stormboot(
 
 /// The lab's /24 becomes the plan's /12 on both ends; perfdhcp relays from
 /// the client end's address.
+/// Stops the server measured in `work`: an error if it exited during the
+/// run (with its stderr), or, for stormboot, if it did not stop cleanly.
+pub(crate) fn stop_server(bed: &mut Testbed, pid: u32, server: Server, work: &Path) -> Result<()> {
+    if let Some(status) = bed.wait(pid, Duration::ZERO)? {
+        bail!(
+            "exited ({status}) during the run: {}",
+            std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
+        );
+    }
+    let status = bed.stop(pid)?;
+    if !server.is_peer() && !status.success() {
+        bail!("stormboot exited with {status}");
+    }
+    Ok(())
+}
+
 fn widen_addresses(bed: &Testbed) -> Result<()> {
     let p = servers::PREFIX_LEN;
     for (side, args) in [

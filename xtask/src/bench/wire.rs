@@ -209,16 +209,7 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
                 std::fs::write(work.join("stats.json"), out.stdout)?;
             }
         }
-        if let Some(status) = bed.wait(pid, Duration::ZERO)? {
-            bail!(
-                "exited ({status}) during the run: {}",
-                std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
-            );
-        }
-        let status = bed.stop(pid)?;
-        if !server.is_peer() && !status.success() {
-            bail!("stormboot exited with {status}");
-        }
+        super::stop_server(&mut bed, pid, server, &work)?;
     }
     Ok(steps)
 }
