@@ -225,7 +225,12 @@ async fn the_leader_lock_moves_when_the_leaders_session_dies() {
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE application_name = 'a'",
     );
-    assert_eq!(killed.trim(), "1", "a's heartbeat session");
+    // Every session of a's is ended: on a loaded machine the list can
+    // still show one a has just left while it reconnected.
+    assert!(
+        killed.trim().parse::<u32>().is_ok_and(|n| n >= 1),
+        "a's heartbeat session: {killed}"
+    );
     let terminated = Instant::now();
     until(&b.handle.status, "b leads", |s: &Status| {
         s.leader && s.view(Instant::now()).leader.as_deref() == Some("b")
