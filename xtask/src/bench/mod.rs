@@ -816,9 +816,9 @@ fn storm(bed: &Testbed, lab: &Path, s: &Settings) -> Result<reports::StormReport
     reports::decode("the storm client", &out.stdout)
 }
 
-/// Every reply stormboot counts as sent: the XDP program's and the
-/// userspace dataplane's.
-fn stormboot_replies(bed: &Testbed, bin: &Path) -> Option<u64> {
+/// `stormboot stats --json` of the daemon measured (its API on the bench's
+/// address); None when it does not answer.
+pub(crate) fn stormboot_stats(bed: &Testbed, bin: &Path) -> Option<Vec<u8>> {
     let mut c = Command::new(bin);
     c.args([
         "--log",
@@ -828,8 +828,13 @@ fn stormboot_replies(bed: &Testbed, bin: &Path) -> Option<u64> {
         "--api",
         "127.0.0.1:8067",
     ]);
-    let out = bed.run(Side::Server, c).ok()?;
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    bed.run(Side::Server, c).ok().map(|out| out.stdout)
+}
+
+/// Every reply stormboot counts as sent: the XDP program's and the
+/// userspace dataplane's.
+fn stormboot_replies(bed: &Testbed, bin: &Path) -> Option<u64> {
+    let s: serde_json::Value = serde_json::from_slice(&stormboot_stats(bed, bin)?).ok()?;
     let xdp: u64 = ["offer", "ack", "nak"]
         .iter()
         .map(|k| s["xdp"][k].as_u64().unwrap_or(0))

@@ -196,17 +196,8 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
         if !server.is_peer() {
             // The daemon's counters (XDP actions, mode fallbacks, slow
             // path), for reading a row's drops afterwards.
-            let mut c = Command::new(&bins.daemon);
-            c.args([
-                "--log",
-                "warn",
-                "stats",
-                "--json",
-                "--api",
-                "127.0.0.1:8067",
-            ]);
-            if let Ok(out) = bed.run(Side::Server, c) {
-                std::fs::write(work.join("stats.json"), out.stdout)?;
+            if let Some(stats) = super::stormboot_stats(&bed, &bins.daemon) {
+                std::fs::write(work.join("stats.json"), stats)?;
             }
         }
         super::stop_server(&mut bed, pid, server, &work)?;
