@@ -13,6 +13,7 @@ pub mod events;
 pub mod layout;
 pub mod maps;
 pub mod rules;
+pub mod tally;
 
 /// Bumped whenever a map layout, counter index or event changes, so a daemon
 /// never drives a program (or pinned maps) built against another contract.

@@ -10,6 +10,7 @@ use stormboot_common::{
     bucket::Limit,
     counters::Counter,
     maps::{Block, Iface, Machine, Marker, Scratch, Subnet, TemplateKey},
+    tally::{self, Run},
 };
 
 /// BPF_F_NO_PREALLOC (include/uapi/linux/bpf.h).
@@ -64,6 +65,14 @@ pub static SLOWPATH_LIMIT: Array<Limit> = Array::with_max_entries(1, 0);
 /// One entry: `maps::mode`, written by userspace before attaching.
 #[map(name = "MODE")]
 pub static MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// One entry: the run `stormboot_tally` counts (the lab's generator only).
+#[map(name = "TALLY_RUN")]
+pub static TALLY_RUN: Array<Run> = Array::with_max_entries(1, 0);
+
+/// `tally::slot`'s counters, per CPU.
+#[map(name = "TALLY_COUNTS")]
+pub static TALLY_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(tally::slot::COUNT, 0);
 
 /// Whether the program answers as a proxyDHCP server.
 #[inline(always)]

@@ -76,6 +76,14 @@ pub struct BootRequest {
     opts_end: u16,
 }
 
+impl BootRequest {
+    /// The UDP datagram's length.
+    #[inline(always)]
+    pub fn udp_len(&self) -> usize {
+        self.opts_end as usize - self.l3 - IP_LEN
+    }
+}
+
 /// Finds a BOOTREQUEST to port 67. An error here means the frame is no
 /// DHCP request at all (or one the program cannot even locate) and goes
 /// up uncounted by the slow-path bucket.
@@ -143,7 +151,7 @@ pub fn bootrequest(ctx: &XdpContext) -> Result<BootRequest, Counter> {
 /// Whether the IPv4 header at `l3` has a right checksum and a total length
 /// that holds the `udp_len`-byte datagram and fits the frame.
 #[inline(always)]
-fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
+pub fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
     // Word by word from the frame: a copy of the header would take stack
     // the rest of the program needs.
     let mut ip_sum = 0u32;
@@ -243,7 +251,8 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
 }
 
 /// Verifies the UDP checksum of the `udp_len`-byte datagram after the
-/// IPv4 header at `l3` (zero means the sender did not compute one).
+/// IPv4 header at `l3` (zero means the sender did not compute one). The
+/// caller has checked that the datagram is in the frame (`ip_header_holds`).
 ///
 /// Summed on the frame itself by the kernel's checksum helper, in whole
 /// 32-bit words: pieces of 512 bytes (its limit), then one each of 256,
@@ -255,10 +264,8 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
 /// `request`, which checks that the whole datagram is in the frame, and
 /// not from it: the two frames together would not fit the stack either.
 #[inline(never)]
-pub fn udp_checksum(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
-    let l3 = b.l3;
+pub fn udp_checksum(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(), Counter> {
     let udp = l3 + IP_LEN;
-    let udp_len = b.opts_end as usize - udp;
     let field = load_be16(ctx, udp + 6)?;
     if field == 0 {
         return Ok(());

@@ -32,6 +32,7 @@ pub mod mutate;
 pub mod omapibench;
 pub mod rate;
 pub mod storm;
+pub mod tally;
 pub mod testrun;
 pub mod tftpclient;
 pub mod xdpbench;

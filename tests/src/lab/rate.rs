@@ -24,7 +24,10 @@ use stormboot_common::layout::{
     msg, opt, CLIENT_PORT, COOKIE, OFF_CHADDR, OFF_HLEN, OFF_OP, OFF_XID, OFF_YIADDR, OPTIONS_OFF,
 };
 
+use stormboot_common::tally::{slot, xid, xid_parts, Run, INDEX_MASK};
+
 use super::storm::{self, mac_add, BroadcastMode};
+use super::tally::Tally;
 pub use crate::reports::{RateReport, RateSecond};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -59,6 +62,13 @@ pub struct RateArgs {
     /// Broadcast flag in requests: always | never | mixed (even machines set it)
     #[arg(long, default_value = "mixed")]
     pub broadcast: String,
+    /// Count the answers in the kernel, with the counting program that
+    /// `stormboot-lab xdp-pass --tally DIR` runs on the interface, instead
+    /// of receiving them on a socket: a core passes a few tens of thousands
+    /// of frames a second through the stack to a socket, and the program
+    /// counts millions
+    #[arg(long)]
+    pub tally: Option<std::path::PathBuf>,
     /// Print the report as JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -75,22 +85,8 @@ const RECV_BATCH: usize = 64;
 /// A received frame's buffer: any DHCP reply on a 1500-byte MTU.
 const RECV_FRAME: usize = 2048;
 
-/// The transaction id's layout: a run's nonce in the top byte (replies to
-/// an earlier run never count), the message (REQUEST) bit, the machine's
-/// index in the low 23 bits.
-const REQUEST_BIT: u32 = 1 << 23;
-const INDEX_MASK: u32 = REQUEST_BIT - 1;
 /// Machines a run can name in its transaction ids.
 pub const MAX_MACHINES: u32 = INDEX_MASK + 1;
-
-fn xid(nonce: u8, request: bool, index: u32) -> u32 {
-    (u32::from(nonce) << 24) | if request { REQUEST_BIT } else { 0 } | (index & INDEX_MASK)
-}
-
-/// (is a REQUEST's, machine index) of a transaction id of this run.
-fn xid_parts(xid: u32, nonce: u8) -> Option<(bool, u32)> {
-    ((xid >> 24) as u8 == nonce).then_some((xid & REQUEST_BIT != 0, xid & INDEX_MASK))
-}
 
 /// Frames due by `elapsed` at `rate` per second, at most `total`.
 fn due(rate: u64, elapsed: Duration, total: u64) -> u64 {
@@ -264,6 +260,12 @@ fn send(
     Ok(out)
 }
 
+/// Where answers are counted.
+enum Receiver {
+    Socket(RawSocket),
+    Kernel(Box<Tally>),
+}
+
 /// What the receive thread counted.
 #[derive(Default)]
 struct Received {
@@ -343,6 +345,37 @@ fn receive(
     Ok(out)
 }
 
+/// How often the kernel's counts are read for the per-second series.
+const TALLY_READ: Duration = Duration::from_millis(10);
+
+/// What `receive` counts, read from the kernel's tally until `stop`.
+fn receive_counted(
+    tally: &Tally,
+    start: Instant,
+    stop: &AtomicBool,
+    counts: &Counts,
+) -> anyhow::Result<Received> {
+    let answers = |t: &super::tally::Totals| t[slot::OFFERS as usize] + t[slot::ACKS as usize];
+    let mut seen = 0;
+    loop {
+        // The last read comes after `stop`, so the drain is counted.
+        let done = stop.load(Ordering::Relaxed);
+        let t = tally.totals()?;
+        Counts::add(&counts.answered, start, Instant::now(), answers(&t) - seen);
+        seen = answers(&t);
+        if done {
+            return Ok(Received {
+                offers: t[slot::OFFERS as usize],
+                acks: t[slot::ACKS as usize],
+                naks: t[slot::NAKS as usize],
+                wrong_address: t[slot::WRONG_ADDRESS as usize],
+                bad_checksum: t[slot::BAD_CHECKSUM as usize],
+            });
+        }
+        std::thread::sleep(TALLY_READ);
+    }
+}
+
 /// The requests one sender thread sends in turn: for each of its machines
 /// (every `threads`-th from `thread`), a DISCOVER then a REQUEST.
 fn frames_of(
@@ -414,8 +447,25 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
             total,
         ));
     }
-    let rx = RawSocket::open(&args.interface, libc::ETH_P_IP as u16, true)?;
-    rx.filter_udp_ports(CLIENT_PORT, CLIENT_PORT)?;
+    let receiver = match &args.tally {
+        Some(dir) => {
+            let mut tally = Tally::open(dir)?;
+            tally.start(Run {
+                active: 1,
+                count: args.count,
+                first_mac,
+                nonce,
+                _pad: 0,
+                first_ip: u32::from(args.first_ip),
+            })?;
+            Receiver::Kernel(Box::new(tally))
+        }
+        None => {
+            let rx = RawSocket::open(&args.interface, libc::ETH_P_IP as u16, true)?;
+            rx.filter_udp_ports(CLIENT_PORT, CLIENT_PORT)?;
+            Receiver::Socket(rx)
+        }
+    };
 
     let seconds = (args.duration_ms + args.drain_ms).div_ceil(1000) as usize + 1;
     let counts = Arc::new(Counts::new(seconds));
@@ -443,7 +493,13 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
     start_at.set(start).expect("set once");
     let receiver = {
         let (counts, stop) = (counts.clone(), stop.clone());
-        std::thread::spawn(move || receive(&rx, nonce, machines, start, &stop, &counts))
+        std::thread::spawn(move || {
+            let got = match &receiver {
+                Receiver::Socket(rx) => receive(rx, nonce, machines, start, &stop, &counts),
+                Receiver::Kernel(tally) => receive_counted(tally, start, &stop, &counts),
+            };
+            (got, receiver)
+        })
     };
     ready.wait();
 
@@ -462,7 +518,11 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
     }
     std::thread::sleep(Duration::from_millis(args.drain_ms));
     stop.store(true, Ordering::Relaxed);
-    let got = receiver.join().expect("the receive thread panicked")?;
+    let (got, receiver) = receiver.join().expect("the receive thread panicked");
+    if let Receiver::Kernel(mut tally) = receiver {
+        tally.stop()?;
+    }
+    let got = got?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -546,16 +606,6 @@ mod tests {
     use dhcproto::{Encodable, Encoder};
 
     const FIRST: [u8; 6] = [2, 0, 0, 0, 0, 0];
-
-    #[test]
-    fn transaction_ids_name_the_run_the_message_and_the_machine() {
-        for (request, index) in [(false, 0), (true, 0), (false, 130_000), (true, INDEX_MASK)] {
-            let x = xid(0xa5, request, index);
-            assert_eq!(xid_parts(x, 0xa5), Some((request, index)));
-            assert_eq!(xid_parts(x, 0xa4), None, "another run's reply");
-        }
-        assert_ne!(xid(1, false, 7), xid(1, true, 7));
-    }
 
     #[test]
     fn the_schedule_is_the_rate_times_the_time_and_stops_at_the_total() {
@@ -657,6 +707,7 @@ mod tests {
             threads: 2,
             drain_ms: 0,
             broadcast: "mixed".into(),
+            tally: None,
             json: false,
         };
         let frames = frames_of(&args, BroadcastMode::Mixed, FIRST, 3, 1).unwrap();
