@@ -10,6 +10,7 @@ pub mod bucket;
 pub mod counters;
 pub mod csum;
 pub mod events;
+pub mod generate;
 pub mod layout;
 pub mod maps;
 pub mod rules;

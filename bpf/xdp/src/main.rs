@@ -8,6 +8,7 @@
 #![no_main]
 
 mod boot;
+mod generate;
 mod maps;
 mod packet;
 mod parse;
@@ -68,6 +69,13 @@ pub fn stormboot_pass(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn stormboot_tally(ctx: XdpContext) -> u32 {
     tally::tally(&ctx)
+}
+
+/// The lab's wire generator: in live-frames mode, sends the next request
+/// of the run with every repetition (`generate`). Never attached.
+#[xdp]
+pub fn stormboot_generate(ctx: XdpContext) -> u32 {
+    generate::generate(&ctx)
 }
 
 #[cfg(not(test))]

@@ -9,6 +9,7 @@ use aya_ebpf::{
 use stormboot_common::{
     bucket::Limit,
     counters::Counter,
+    generate,
     maps::{Block, Iface, Machine, Marker, Scratch, Subnet, TemplateKey},
     tally::{self, Run},
 };
@@ -73,6 +74,19 @@ pub static TALLY_RUN: Array<Run> = Array::with_max_entries(1, 0);
 /// `tally::slot`'s counters, per CPU.
 #[map(name = "TALLY_COUNTS")]
 pub static TALLY_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(tally::slot::COUNT, 0);
+
+/// One entry: the run `stormboot_generate` sends (the lab's generator only).
+#[map(name = "GEN_RUN")]
+pub static GEN_RUN: Array<generate::Run> = Array::with_max_entries(1, 0);
+
+/// The run's machine-0 DISCOVER and REQUEST frames (`generate::DISCOVER`,
+/// `generate::REQUEST`).
+#[map(name = "GEN_FRAMES")]
+pub static GEN_FRAMES: Array<generate::Frame> = Array::with_max_entries(2, 0);
+
+/// Where the run is, per CPU.
+#[map(name = "GEN_STATE")]
+pub static GEN_STATE: PerCpuArray<generate::State> = PerCpuArray::with_max_entries(1, 0);
 
 /// Whether the program answers as a proxyDHCP server.
 #[inline(always)]

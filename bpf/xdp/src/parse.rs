@@ -265,11 +265,32 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
 /// not from it: the two frames together would not fit the stack either.
 #[inline(never)]
 pub fn udp_checksum(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(), Counter> {
-    let udp = l3 + IP_LEN;
-    let field = load_be16(ctx, udp + 6)?;
+    let field = load_be16(ctx, l3 + IP_LEN + 6)?;
     if field == 0 {
         return Ok(());
     }
+    let (pseudo, data) = udp_sums(ctx, l3, udp_len)?;
+    if csum::fold(csum::add16(pseudo, data)) == 0xffff {
+        return Ok(());
+    }
+    // A frame sent by this host's own stack through a veth may still
+    // carry the partial checksum of an offload (the pseudo-header's sum,
+    // to be completed by hardware that never sees it). The kernel flags
+    // such frames to the packet socket, and the slow path takes them as
+    // sent without a checksum; the program cannot see the flag, so it
+    // takes that exact value the same way.
+    if csum::fold(pseudo) == field {
+        return Ok(());
+    }
+    Err(Counter::Malformed)
+}
+
+/// The sums of the RFC 768 pseudo-header and of the `udp_len`-byte
+/// datagram after the IPv4 header at `l3`, as it is in the frame (its
+/// checksum field included): the first unfolded, the second folded.
+#[inline(always)]
+pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16), Counter> {
+    let udp = l3 + IP_LEN;
     let len = udp_len & 0xfff;
     if len == 0 || len > MAX_DGRAM_LEN {
         return Err(Counter::PassUnsupported);
@@ -327,20 +348,7 @@ pub fn udp_checksum(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(), C
     let data = csum::fold(sum as u32).swap_bytes();
     let src = load_be32(ctx, l3 + 12)?;
     let dst = load_be32(ctx, l3 + 16)?;
-    let pseudo = csum::pseudo_header(src, dst, len as u16);
-    if csum::fold(csum::add16(pseudo, data)) == 0xffff {
-        return Ok(());
-    }
-    // A frame sent by this host's own stack through a veth may still
-    // carry the partial checksum of an offload (the pseudo-header's sum,
-    // to be completed by hardware that never sees it). The kernel flags
-    // such frames to the packet socket, and the slow path takes them as
-    // sent without a checksum; the program cannot see the flag, so it
-    // takes that exact value the same way.
-    if csum::fold(pseudo) == field {
-        return Ok(());
-    }
-    Err(Counter::Malformed)
+    Ok((csum::pseudo_header(src, dst, len as u16), data))
 }
 
 /// The checksum helper's sum of the `N` bytes at frame offset `at`.

@@ -28,6 +28,7 @@ pub mod chain;
 pub mod cli;
 pub mod fixtures;
 pub mod fuzz;
+pub mod generate;
 pub mod mutate;
 pub mod omapibench;
 pub mod rate;
