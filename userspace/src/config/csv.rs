@@ -231,16 +231,18 @@ fn parse_record(
     };
     let mut r = check(&written, &place)?;
     if let Some(l) = label {
-        r.label = Some(super::validate::reservation_label(l).map_err(|message| {
-            ConfigError::Invalid {
-                at: Location {
-                    file: file.to_owned(),
-                    line: Some(line),
-                },
-                key: "label".into(),
-                message,
-            }
-        })?);
+        r.label = Some(
+            super::validate::reservation_label(l)
+                .map(Into::into)
+                .map_err(|message| ConfigError::Invalid {
+                    at: Location {
+                        file: file.to_owned(),
+                        line: Some(line),
+                    },
+                    key: "label".into(),
+                    message,
+                })?,
+        );
     }
     Ok(r)
 }

@@ -19,6 +19,8 @@ pub use options::TYPES as OPTION_TYPES;
 pub use validate::{dns_name, reservation_label};
 
 use std::fmt;
+
+use crate::compact::{List, Name, Text};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -597,30 +599,32 @@ impl PartialEq<String> for Origin {
 pub struct Reservation {
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
-    pub hostname: Option<String>,
-    /// Index into [`Config::subnets`] of the subnet containing `ip`.
-    pub subnet: usize,
+    /// Inline when short: one of a million (see `compact`).
+    pub hostname: Option<Name>,
+    /// Index into [`Config::subnets`] of the subnet containing `ip` (the
+    /// program's maps number subnets in 16 bits too).
+    pub subnet: u16,
     /// "stormboot.toml:20" or "hosts.csv:3" (the line of the MAC), so later
     /// messages about this reservation can point at where it was written.
     pub origin: Origin,
     /// Custom options of this machine, sorted by code; they win over the
     /// subnet's options (and its 26/42/119/121 keys) of the same code.
-    pub options: Vec<CustomOption>,
+    pub options: List<CustomOption>,
     /// Index into [`Config::profiles`]: what this machine boots.
-    pub profile: Option<usize>,
+    pub profile: Option<u16>,
     /// false: plain DHCP only, never boot information, whatever the
     /// profiles say (`allow_pxe = false`, as Tinkerbell's allowPXE).
     pub allow_pxe: bool,
     /// A boot file given for this machine alone (OMAPI's `filename`, the
     /// API's `boot_file`): every request gets it, whatever its
     /// architecture, as ISC dhcpd's host `filename` does.
-    pub boot_file: Option<String>,
+    pub boot_file: Option<Text>,
     /// The next server (siaddr, option 66) that goes with it; the server's
     /// own address when unset.
     pub next_server: Option<Ipv4Addr>,
     /// What the dashboard can group machines by besides their subnet
     /// (a rack, a row, a role).
-    pub label: Option<String>,
+    pub label: Option<Text>,
 }
 
 /// A file and, when the problem has one, a line.

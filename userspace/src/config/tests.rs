@@ -144,7 +144,7 @@ fn example_parses() {
             hostname: Some("node1".into()),
             subnet: 0,
             origin: "stormboot.toml:22".into(),
-            options: vec![],
+            options: Default::default(),
             profile: None,
             label: Some("rack 1".into()),
         }],
@@ -1204,7 +1204,7 @@ fn reservation_options() {
     let c = parse(&t).unwrap();
     let r = &c.reservations[0];
     assert_eq!(
-        r.options,
+        *r.options,
         [
             CustomOption {
                 code: 26,
@@ -1217,7 +1217,7 @@ fn reservation_options() {
         ]
     );
     let extra = c.subnets[0].extra_options(Some(r));
-    assert_eq!(extra, r.options, "the reservation's 26 replaces mtu");
+    assert_eq!(extra, *r.options, "the reservation's 26 replaces mtu");
     assert_eq!(c.subnets[0].extra_options(None)[0].data, [0x23, 0x28]);
 
     // The reservation's keys: mac on 10, then its option table on 13..16.

@@ -17,6 +17,7 @@ use super::{
     csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
     LogLevel, Mode, Origin, OriginName, Profile, Reservation, Route, Server, Subnet, XdpMode,
 };
+use crate::compact::{Name, Text};
 use crate::frame::parse_mac;
 use crate::reservation::rule::{
     self, Candidate, Field, Network, OptionPart, OptionReason, OptionRefusal, OptionText, Refusal,
@@ -37,6 +38,13 @@ pub const MAX_LEASE: Duration = Duration::from_secs(u32::MAX as u64 - 1);
 /// Linux IFNAMSIZ, less the terminating NUL.
 const MAX_IFNAME: usize = 15;
 
+/// How many subnets, and how many profiles, a configuration may have.
+const INDEX_LIMIT: usize = u16::MAX as usize + 1;
+
+fn too_many(what: &str) -> String {
+    format!("more than {INDEX_LIMIT} {what}")
+}
+
 /// Reads the reservations file; a parameter so tests need no files.
 pub type ReadFile<'r> = &'r mut dyn FnMut(&Path) -> std::io::Result<String>;
 
@@ -46,6 +54,14 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
     let subnets = subnets(&w.subnet, src, server.address)?;
 
     let profiles = boot::profiles(&w.profile, src)?;
+    // Reservations name their subnet and profile in 16 bits, as the
+    // program's maps do.
+    if let Some(s) = w.subnet.get(INDEX_LIMIT) {
+        return Err(src.invalid(&s.cidr.span(), "subnet", too_many("subnets")));
+    }
+    if let Some(p) = w.profile.get(INDEX_LIMIT) {
+        return Err(src.invalid(&p.name.span(), "profile", too_many("profiles")));
+    }
     let boot = boot::boot(w.boot.as_ref(), &profiles, src)?;
     let mut subnets = subnets;
     for (i, s) in w.subnet.iter().enumerate() {
@@ -90,6 +106,7 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         if let Some(l) = &r.label {
             set.list[i].label = Some(
                 reservation_label(l.get_ref())
+                    .map(Text::from)
                     .map_err(|m| src.invalid(&l.span(), format!("{prefix}label"), m))?,
             );
         }
@@ -1124,19 +1141,19 @@ pub(super) fn accept(
         options: w.options,
     };
     let ok = rule::check(&candidate, network, rest).map_err(|r| place.refused(r))?;
+    // A configuration's network holds every subnet, at most INDEX_LIMIT.
+    let subnet = ok.subnet.unwrap_or_default();
     Ok(Reservation {
-        profile: ok.profile,
+        profile: ok.profile.map(|p| p as u16),
         allow_pxe: true,
         boot_file: None,
         next_server: None,
         label: None,
         mac,
         ip,
-        hostname: w.hostname.map(str::to_owned),
-        subnet: ok
-            .subnet
-            .expect("a configuration's network holds every subnet"),
+        hostname: w.hostname.map(Name::from),
+        subnet: subnet as u16,
         origin: Origin::at(file, place.mac_line),
-        options: ok.options,
+        options: ok.options.into(),
     })
 }
