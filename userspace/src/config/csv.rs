@@ -35,6 +35,11 @@ pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), Con
     )
 }
 
+/// How many lines `text` has: at least as many as its records.
+pub fn lines(text: &str) -> usize {
+    text.bytes().filter(|&b| b == b'\n').count() + 1
+}
+
 /// `parse` on `threads` threads for files of `from` bytes and more, in
 /// chunks of about `chunk` bytes.
 fn parse_split(
@@ -47,7 +52,7 @@ fn parse_split(
 ) -> Result<(), ConfigError> {
     // Spreadsheet exports often start with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    set.reserve(text.bytes().filter(|&b| b == b'\n').count() + 1);
+    set.reserve(lines(text));
     if text.len() < from || threads == 1 {
         return parse_lines(text, 1, file, set, true);
     }

@@ -16,7 +16,7 @@ mod validate;
 mod wire;
 
 pub use options::TYPES as OPTION_TYPES;
-pub use validate::{dns_name, reservation_label};
+pub use validate::{dns_name, reservation_label, OnOutline, Outline};
 
 use std::fmt;
 
@@ -682,17 +682,28 @@ impl ConfigError {
 impl Config {
     /// Reads and validates the config file and its reservations file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_outlined(path, &mut |_| {})
+    }
+
+    /// `load`, calling `outline` once the configuration is known but for
+    /// its reservations file, before that file is parsed.
+    pub fn load_outlined(path: &Path, outline: OnOutline) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
         })?;
-        Config::from_str(&text, path)
+        Config::parse(
+            text.as_str(),
+            path,
+            &mut |p| std::fs::read_to_string(p),
+            outline,
+        )
     }
 
     /// Validates `text` as if read from `path`, which names the file in
     /// messages and anchors a relative `reservations_file` (which is read).
     pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        Config::parse(text, path, &mut |p| std::fs::read_to_string(p))
+        Config::parse(text, path, &mut |p| std::fs::read_to_string(p), &mut |_| {})
     }
 
     /// `from_str` with `read` in place of the file system, for the files
@@ -702,13 +713,18 @@ impl Config {
         path: &Path,
         read: validate::ReadFile,
     ) -> Result<Config, ConfigError> {
-        Config::parse(text, path, read)
+        Config::parse(text, path, read, &mut |_| {})
     }
 
-    fn parse(text: &str, path: &Path, read: validate::ReadFile) -> Result<Config, ConfigError> {
+    fn parse(
+        text: &str,
+        path: &Path,
+        read: validate::ReadFile,
+        outline: OnOutline,
+    ) -> Result<Config, ConfigError> {
         let src = Source::new(text, path);
         let wire: wire::File = toml::from_str(text).map_err(|e| src.toml_error(e))?;
-        validate::validate(wire, &src, read)
+        validate::validate(wire, &src, read, outline)
     }
 }
 

@@ -48,7 +48,27 @@ fn too_many(what: &str) -> String {
 /// Reads the reservations file; a parameter so tests need no files.
 pub type ReadFile<'r> = &'r mut dyn FnMut(&Path) -> std::io::Result<String>;
 
-pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, ConfigError> {
+/// What is known of a configuration before its reservations file is
+/// parsed: enough to size and start loading the XDP program beside the
+/// parse.
+pub struct Outline<'a> {
+    pub server: &'a Server,
+    /// The reservations the configuration file itself holds.
+    pub reservations: &'a [Reservation],
+    /// The reservations file's lines: at least as many as its records.
+    pub file_lines: usize,
+}
+
+/// Called once with the configuration's outline, before the reservations
+/// file is parsed.
+pub type OnOutline<'o> = &'o mut dyn FnMut(Outline);
+
+pub fn validate(
+    w: wire::File,
+    src: &Source,
+    read: ReadFile,
+    outline: OnOutline,
+) -> Result<Config, ConfigError> {
     let server = server(&w.server, src)?;
     let api = api(w.api.as_ref(), src)?;
     let subnets = subnets(&w.subnet, src, server.address)?;
@@ -112,14 +132,25 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         }
     }
 
-    if let (Some(path), Some(spanned)) = (&server.reservations_file, &w.server.reservations_file) {
-        let text = read(path).map_err(|e| {
-            src.invalid(
-                &spanned.span(),
-                "server.reservations_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+    let file = match (&server.reservations_file, &w.server.reservations_file) {
+        (Some(path), Some(spanned)) => {
+            let text = read(path).map_err(|e| {
+                src.invalid(
+                    &spanned.span(),
+                    "server.reservations_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Some((path, text))
+        }
+        _ => None,
+    };
+    outline(Outline {
+        server: &server,
+        reservations: &set.list,
+        file_lines: file.as_ref().map_or(0, |(_, text)| csv::lines(text)),
+    });
+    if let Some((path, text)) = file {
         csv::parse(&text, &path.display().to_string(), &mut set)?;
     }
     let reservations = set.list;

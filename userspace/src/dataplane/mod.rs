@@ -143,14 +143,25 @@ impl LoadOptions {
         let (mut n, mut own) = (0usize, 0usize);
         for r in reservations {
             n += 1;
-            let named = r
-                .hostname
-                .as_ref()
-                .is_some_and(|h| h.len() > stormboot_common::maps::NAME_MAX);
-            if named || !r.options.is_empty() || r.boot_file.is_some() || r.next_server.is_some() {
-                own += 1;
-            }
+            own += usize::from(has_own_set(r));
         }
+        Self::for_counts(n, own, log_level)
+    }
+
+    /// `sized` before the reservations file is parsed: its `file_lines`
+    /// count as machines, none with a set of its own (a line has no
+    /// options, boot file or next server; only a host name too long to
+    /// write per machine would need one), beside the `written` ones.
+    pub fn estimated(
+        written: &[crate::config::Reservation],
+        file_lines: usize,
+        log_level: u8,
+    ) -> Self {
+        let own = written.iter().filter(|r| has_own_set(r)).count();
+        Self::for_counts(written.len() + file_lines, own, log_level)
+    }
+
+    fn for_counts(n: usize, own: usize, log_level: u8) -> Self {
         let cap = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
         LoadOptions {
             reservations_capacity: cap(n + n / 4 + 8192),
@@ -160,6 +171,22 @@ impl LoadOptions {
             log_level,
         }
     }
+
+    /// Whether maps sized by `self` have the room `need` asks for.
+    pub fn holds(&self, need: &LoadOptions) -> bool {
+        self.reservations_capacity >= need.reservations_capacity
+            && self.templates_capacity >= need.templates_capacity
+            && self.log_level == need.log_level
+    }
+}
+
+/// Whether `r` may need a template set of its own.
+fn has_own_set(r: &crate::config::Reservation) -> bool {
+    let named = r
+        .hostname
+        .as_ref()
+        .is_some_and(|h| h.len() > stormboot_common::maps::NAME_MAX);
+    named || !r.options.is_empty() || r.boot_file.is_some() || r.next_server.is_some()
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
@@ -198,12 +225,6 @@ impl Dataplane {
     /// Loads the object and the DHCP program into the kernel (this is where
     /// the verifier runs), without attaching it anywhere.
     pub fn load(opts: LoadOptions) -> Result<Self, DataplaneError> {
-        Self::load_pinned(opts, None)
-    }
-
-    /// Like `load`, and pins the reply ring and the counters under `pins`,
-    /// where a successor finds them if this daemon dies.
-    pub fn load_pinned(opts: LoadOptions, pins: Option<&Pins>) -> Result<Self, DataplaneError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
@@ -214,12 +235,6 @@ impl Dataplane {
             name: PROGRAM_DHCP,
             source,
         })?;
-        if let Some(p) = pins {
-            for (name, path) in [(names::EVENTS, p.events()), (names::COUNTERS, p.counters())] {
-                let map = ebpf.map(name).ok_or(DataplaneError::Missing(name))?;
-                map.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
-            }
-        }
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
         let reservations =
@@ -252,10 +267,41 @@ impl Dataplane {
             slowpath_limit,
             mode,
             links: Vec::new(),
-            pins: pins.cloned(),
+            pins: None,
             fresh: true,
             batch_writes: true,
         })
+    }
+
+    /// `load`, and `pin` under `pins`.
+    pub fn load_pinned(opts: LoadOptions, pins: Option<&Pins>) -> Result<Self, DataplaneError> {
+        let mut dp = Self::load(opts)?;
+        if let Some(p) = pins {
+            dp.pin(p)?;
+        }
+        Ok(dp)
+    }
+
+    /// Pins the reply ring and the counters under `pins`, where a successor
+    /// finds them if this daemon dies, and keeps `pins` for the links.
+    /// Apart from loading, so that a program loaded early takes no pins
+    /// from a running predecessor until the daemon is sure to start.
+    pub fn pin(&mut self, pins: &Pins) -> Result<(), DataplaneError> {
+        let events = self
+            .ebpf
+            .map(names::EVENTS)
+            .ok_or(DataplaneError::Missing(names::EVENTS))?;
+        let path = pins.events();
+        events
+            .pin(&path)
+            .map_err(|e| pin_err(&path)(e.to_string()))?;
+        let path = pins.counters();
+        self.counters
+            .map()
+            .pin(&path)
+            .map_err(|e| pin_err(&path)(e.to_string()))?;
+        self.pins = Some(pins.clone());
+        Ok(())
     }
 
     /// `install_book` for a configuration built in code, its reservations
@@ -283,7 +329,7 @@ impl Dataplane {
         // A new generation of template sets: the old ones go once no
         // machine names them.
         let old_sets = std::mem::take(&mut self.sets);
-        let (mut render, mut write) = (Duration::ZERO, Duration::ZERO);
+        let mut write = Duration::ZERO;
         let mut keys = Vec::with_capacity(WRITE_CHUNK);
         let mut values = Vec::with_capacity(WRITE_CHUNK);
         let mut written = 0usize;
@@ -291,28 +337,43 @@ impl Dataplane {
         // batches at all, batches go to writers on every CPU.
         let mut writers: Option<batch::Writers<[u8; 6], Machine>> = None;
         let threads = crate::parallel::threads();
+        // Machines next to each other mostly share a set: the last one's
+        // key is compared before any is hashed, and its holders counted
+        // here until the set changes.
+        let mut last: Option<(tables::SetKey, u32, usize)> = None;
+        let mut holders = 0u64;
+        let started = Instant::now();
         for r in book.reservations() {
-            let t = Instant::now();
             let key = tables::set_key(r);
-            let (id, max_end) = match self.sets.get(&key) {
-                Some(h) => (h.id, h.max_end),
-                None => {
-                    let rendered = tables::templates(cfg, r)?;
-                    match self.sets.get(&rendered.key) {
-                        Some(h) => (h.id, h.max_end),
-                        None => self.add_set(&rendered)?,
+            let (id, max_end) = match &last {
+                Some((k, id, end)) if *k == key => (*id, *end),
+                _ => {
+                    if let Some((_, id, _)) = &last {
+                        self.sets.hold(*id, holders);
                     }
+                    holders = 0;
+                    let (id, end) = match self.sets.get(&key) {
+                        Some(h) => (h.id, h.max_end),
+                        None => {
+                            let rendered = tables::templates(cfg, r)?;
+                            match self.sets.get(&rendered.key) {
+                                Some(h) => (h.id, h.max_end),
+                                None => self.add_set(&rendered)?,
+                            }
+                        }
+                    };
+                    last = Some((key, id, end));
+                    (id, end)
                 }
             };
             let m = tables::machine(r, id);
             tables::check_fits(r, &m, max_end)?;
-            self.sets.hold(id);
+            holders += 1;
             if let Some(keep) = keep.as_mut() {
                 keep.insert(r.mac);
             }
             keys.push(r.mac);
             values.push(m);
-            render += t.elapsed();
             if keys.len() == WRITE_CHUNK {
                 let t = Instant::now();
                 written += keys.len();
@@ -339,9 +400,13 @@ impl Dataplane {
                 write += t.elapsed();
             }
         }
+        if let Some((_, id, _)) = &last {
+            self.sets.hold(*id, holders);
+        }
         let t = Instant::now();
         self.write_reservations(&keys, &values)?;
         written += keys.len();
+        let render = t.duration_since(started).saturating_sub(write);
         if let Some(w) = writers {
             w.finish().map_err(DataplaneError::Batch)?;
         }
@@ -517,7 +582,7 @@ impl Dataplane {
         self.reservations
             .insert(mac, m, 0)
             .map_err(map_err(names::RESERVATIONS))?;
-        self.sets.hold(id);
+        self.sets.hold(id, 1);
         if let Some(old) = before {
             for k in self.sets.release(old.set) {
                 self.remove_template(k)?;
@@ -826,4 +891,42 @@ pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneE
             source,
         })?;
     Ok(ebpf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadOptions;
+    use crate::config::Config;
+
+    #[test]
+    fn an_estimate_from_the_files_lines_holds_the_parsed_book_unless_more_join() {
+        let csv: String = (0..100)
+            .map(|i| format!("02:00:00:00:01:{i:02x},10.50.0.{},n{i}\n", i + 20))
+            .collect();
+        let text = "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\n\
+                    reservations_file = \"hosts.csv\"\n\n\
+                    [[subnet]]\ncidr = \"10.50.0.0/24\"\n\n\
+                    [[reservation]]\nmac = \"52:54:00:00:00:09\"\nip = \"10.50.0.9\"\n\
+                    [[reservation.option]]\ncode = 150\ntype = \"ipv4\"\nvalue = \"10.50.0.4\"\n";
+        let cfg = Config::from_str_with(text, std::path::Path::new("stormboot.toml"), &mut |_| {
+            Ok(csv.clone())
+        })
+        .unwrap();
+        // What the outline gives: the file's own reservation (the first),
+        // and the reservations file's lines (one more than its newlines).
+        let estimate = LoadOptions::estimated(&cfg.reservations[..1], 101, 0);
+        let need = LoadOptions::sized(cfg.reservations.iter(), 0);
+        assert!(estimate.holds(&need), "{estimate:?} for {need:?}");
+
+        // Twice as many (stored ones joining) need more room.
+        let more: Vec<_> = (0..12_000u32)
+            .map(|i| {
+                let mut r = cfg.reservations[1].clone();
+                r.mac = [2, 1, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+                r
+            })
+            .collect();
+        let need = LoadOptions::sized(cfg.reservations.iter().chain(&more), 0);
+        assert!(!estimate.holds(&need));
+    }
 }
