@@ -1040,8 +1040,10 @@ impl std::hash::Hasher for KeyHasher {
 /// reservations file is checked for duplicates in linear time.
 pub struct ReservationSet {
     network: Network,
-    by_mac: HashMap<[u8; 6], usize, KeyHash>,
-    by_ip: HashMap<Ipv4Addr, usize, KeyHash>,
+    /// Indexes into `list`, 32 bits (a million-line file's two maps are
+    /// 24 MB smaller than with `usize`).
+    by_mac: HashMap<[u8; 6], u32, KeyHash>,
+    by_ip: HashMap<Ipv4Addr, u32, KeyHash>,
     pub list: Vec<Reservation>,
     /// The file the last reservation came from, shared by its origins.
     file: Option<(String, OriginName)>,
@@ -1049,12 +1051,12 @@ pub struct ReservationSet {
 
 impl Rest for ReservationSet {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
-        let &i = self.by_mac.get(mac)?;
+        let i = *self.by_mac.get(mac)? as usize;
         Some(Cow::Owned(self.list[i].origin.to_string()))
     }
 
     fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
-        let r = &self.list[*self.by_ip.get(&ip)?];
+        let r = &self.list[*self.by_ip.get(&ip)? as usize];
         Some((r.mac, Cow::Owned(r.origin.to_string())))
     }
 }
@@ -1094,7 +1096,7 @@ impl ReservationSet {
 
     /// Adds `r`, accepted by the rule against the rest of the set.
     pub(super) fn push(&mut self, r: Reservation) {
-        let index = self.list.len();
+        let index = self.list.len() as u32;
         self.by_mac.insert(r.mac, index);
         self.by_ip.insert(r.ip, index);
         self.list.push(r);
@@ -1104,7 +1106,7 @@ impl ReservationSet {
     /// already holds its MAC or its address (what the rule would then
     /// refuse it for); the error is `r`'s line.
     pub(super) fn push_new(&mut self, r: Reservation) -> Result<(), usize> {
-        let index = self.list.len();
+        let index = self.list.len() as u32;
         if let Some(held) = self.by_mac.insert(r.mac, index) {
             self.by_mac.insert(r.mac, held);
             return Err(r.origin.line());
