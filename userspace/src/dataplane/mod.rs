@@ -140,12 +140,7 @@ impl LoadOptions {
         reservations: impl Iterator<Item = &'a crate::config::Reservation>,
         log_level: u8,
     ) -> Self {
-        let (mut n, mut own) = (0usize, 0usize);
-        for r in reservations {
-            n += 1;
-            own += usize::from(has_own_set(r));
-        }
-        Self::for_counts(n, own, log_level)
+        Self::for_count(Count::of(reservations), log_level)
     }
 
     /// `sized` before the reservations file is parsed: its `file_lines`
@@ -157,26 +152,61 @@ impl LoadOptions {
         file_lines: usize,
         log_level: u8,
     ) -> Self {
-        let own = written.iter().filter(|r| has_own_set(r)).count();
-        Self::for_counts(written.len() + file_lines, own, log_level)
+        let c = Count::of(written.iter());
+        Self::for_count(
+            Count {
+                machines: c.machines + file_lines,
+                ..c
+            },
+            log_level,
+        )
     }
 
-    fn for_counts(n: usize, own: usize, log_level: u8) -> Self {
+    pub fn for_count(c: Count, log_level: u8) -> Self {
         let cap = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
         LoadOptions {
-            reservations_capacity: cap(n + n / 4 + 8192),
-            templates_capacity: cap(
-                (own + own / 4 + 4096) * stormboot_common::maps::variant::ALL.len()
-            ),
+            reservations_capacity: cap(c.machines + c.machines / 4 + SPARE_MACHINES),
+            templates_capacity: cap((c.own_sets + c.own_sets / 4 + SPARE_SETS) * VARIANTS),
             log_level,
         }
     }
 
-    /// Whether maps sized by `self` have the room `need` asks for.
-    pub fn holds(&self, need: &LoadOptions) -> bool {
-        self.reservations_capacity >= need.reservations_capacity
-            && self.templates_capacity >= need.templates_capacity
-            && self.log_level == need.log_level
+    /// Whether maps sized by `self` hold the machines of `c` with at least
+    /// the fixed spare room besides (a quarter more is what `sized` gives,
+    /// but a program loaded for a file's lines is kept for a few stored
+    /// reservations more: loading it again costs the start a second).
+    pub fn holds(&self, c: Count, log_level: u8) -> bool {
+        self.reservations_capacity as usize >= c.machines + SPARE_MACHINES
+            && self.templates_capacity as usize >= (c.own_sets + SPARE_SETS) * VARIANTS
+            && self.log_level == log_level
+    }
+}
+
+/// Machines the API can add, at the least, before RESERVATIONS is full.
+const SPARE_MACHINES: usize = 8192;
+/// Template sets the API can add, at the least, before TEMPLATES is full.
+const SPARE_SETS: usize = 4096;
+const VARIANTS: usize = stormboot_common::maps::variant::ALL.len();
+
+/// What the maps are sized for: machines, and how many of them may need
+/// a template set of their own (the rest share a few).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub machines: usize,
+    pub own_sets: usize,
+}
+
+impl Count {
+    pub fn of<'a>(reservations: impl Iterator<Item = &'a crate::config::Reservation>) -> Count {
+        let mut c = Count {
+            machines: 0,
+            own_sets: 0,
+        };
+        for r in reservations {
+            c.machines += 1;
+            c.own_sets += usize::from(has_own_set(r));
+        }
+        c
     }
 }
 
@@ -895,11 +925,11 @@ pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneE
 
 #[cfg(test)]
 mod tests {
-    use super::LoadOptions;
+    use super::{Count, LoadOptions};
     use crate::config::Config;
 
     #[test]
-    fn an_estimate_from_the_files_lines_holds_the_parsed_book_unless_more_join() {
+    fn an_estimate_from_the_files_lines_holds_the_parsed_book_and_a_few_stored_more() {
         let csv: String = (0..100)
             .map(|i| format!("02:00:00:00:01:{i:02x},10.50.0.{},n{i}\n", i + 20))
             .collect();
@@ -915,10 +945,18 @@ mod tests {
         // What the outline gives: the file's own reservation (the first),
         // and the reservations file's lines (one more than its newlines).
         let estimate = LoadOptions::estimated(&cfg.reservations[..1], 101, 0);
-        let need = LoadOptions::sized(cfg.reservations.iter(), 0);
-        assert!(estimate.holds(&need), "{estimate:?} for {need:?}");
+        let parsed = Count::of(cfg.reservations.iter());
+        assert_eq!(
+            parsed,
+            Count {
+                machines: 101,
+                own_sets: 1
+            }
+        );
+        assert!(estimate.holds(parsed, 0), "{estimate:?}");
+        assert!(!estimate.holds(parsed, 1), "another log level");
 
-        // Twice as many (stored ones joining) need more room.
+        // Thousands more stored ones joining need more room.
         let more: Vec<_> = (0..12_000u32)
             .map(|i| {
                 let mut r = cfg.reservations[1].clone();
@@ -926,7 +964,14 @@ mod tests {
                 r
             })
             .collect();
-        let need = LoadOptions::sized(cfg.reservations.iter().chain(&more), 0);
-        assert!(!estimate.holds(&need));
+        let all = Count::of(cfg.reservations.iter().chain(&more));
+        assert!(!estimate.holds(all, 0));
+        // A hundred beside a million lines fit in the room left.
+        let big = LoadOptions::estimated(&[], 1_000_001, 0);
+        let book = Count {
+            machines: 1_000_100,
+            own_sets: 0,
+        };
+        assert!(big.holds(book, 0));
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Dataplane as DataplaneKind, Mode, Outline, XdpMode};
 use crate::dataplane::pins::Predecessor;
-use crate::dataplane::{delivery, Attached, Dataplane, DataplaneError, LoadOptions, Pins};
+use crate::dataplane::{delivery, Attached, Count, Dataplane, DataplaneError, LoadOptions, Pins};
 use crate::events;
 use crate::reservation::book::Book;
 use crate::slowpath::Endpoint;
@@ -125,20 +125,18 @@ pub fn preload(outline: &Outline, mode: Option<XdpMode>) -> Option<Loading> {
 /// the book needs, else one loaded now (stored reservations beyond the
 /// room the file's lines left).
 pub(super) fn for_book(book: &Book, mode: XdpMode, early: Option<Loading>) -> Loading {
-    let need = LoadOptions::sized(
-        book.reservations(),
-        book.config().server.xdp_log_level.as_u8(),
-    );
+    let count = Count::of(book.reservations());
+    let log_level = book.config().server.xdp_log_level.as_u8();
     match early {
-        Some(l) if l.opts.holds(&need) && l.mode == mode => l,
+        Some(l) if l.opts.holds(count, log_level) && l.mode == mode => l,
         Some(_) => {
             tracing::info!(
                 reservations = book.len(),
                 "the XDP program is loaded again: the book needs more room than the file's lines gave"
             );
-            load(need, mode)
+            load(LoadOptions::for_count(count, log_level), mode)
         }
-        None => load(need, mode),
+        None => load(LoadOptions::for_count(count, log_level), mode),
     }
 }
 
