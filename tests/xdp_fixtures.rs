@@ -1466,3 +1466,153 @@ fn a_set_comes_and_goes_with_its_machines() {
     assert_eq!(offered_mac(&f.dp, twin.mac), Some(twin.ip));
     assert_eq!(offered_mac(&f.dp, NODE1), Some(NODE1_IP));
 }
+
+/// The lab generator's counting program (`stormboot_tally`, what
+/// `stormboot-lab rate --tally` reads): it counts and drops exactly the
+/// answers the generator's receive thread would count, and passes the rest.
+#[test]
+fn the_generators_tally_counts_its_runs_answers_and_passes_the_rest() {
+    use aya::maps::{Array, PerCpuArray};
+    use aya::programs::Xdp;
+    use std::os::fd::AsFd;
+    use stormboot_common::layout::{CLIENT_PORT, SERVER_PORT};
+    use stormboot_common::maps::{names, PROGRAM_TALLY};
+    use stormboot_common::tally::{mac_add, slot, xid, Run};
+    use stormboot_testbed::lab::testrun;
+
+    let mut ebpf = aya::EbpfLoader::new()
+        .load(stormboot::dataplane::EBPF_OBJECT)
+        .expect("loading the eBPF object (needs root)");
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_TALLY)
+        .expect("the object has the tally program")
+        .try_into()
+        .unwrap();
+    prog.load().expect("the tally program verifies");
+    let fd = prog.fd().unwrap().as_fd().try_clone_to_owned().unwrap();
+    let mut run_map: Array<_, Run> =
+        Array::try_from(ebpf.take_map(names::TALLY_RUN).unwrap()).unwrap();
+    let counts: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.take_map(names::TALLY_COUNTS).unwrap()).unwrap();
+    let count = |s: u32| -> u64 { counts.get(&s, 0).unwrap().iter().sum() };
+
+    let first_mac = [2, 0, 0, 0, 0, 0xfe];
+    let first_ip = Ipv4Addr::new(10, 50, 4, 250);
+    let nonce = 0x5a;
+    let reply_to = |kind: MessageType, xid: u32, mac: [u8; 6], yiaddr: Ipv4Addr| {
+        let u = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(xid, u, yiaddr, SERVER, u, &mac);
+        m.set_opcode(Opcode::BootReply);
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        let mut payload = encode(&m);
+        payload.resize(payload.len().max(300), 0);
+        frame::build(
+            &Addressing {
+                eth_dst: mac,
+                eth_src: SERVER_MAC,
+                vlan: None,
+                ip_src: SERVER,
+                ip_dst: yiaddr,
+                sport: SERVER_PORT,
+                dport: CLIENT_PORT,
+            },
+            &payload,
+        )
+    };
+    let reply = |kind: MessageType, xid: u32, index: u32, yiaddr: Ipv4Addr| {
+        reply_to(kind, xid, mac_add(first_mac, index).unwrap(), yiaddr)
+    };
+    let ip_of = |i: u32| Ipv4Addr::from(u32::from(first_ip) + i);
+    let mut out = vec![0u8; 4096];
+    let mut action = |f: &[u8]| testrun::once(fd.as_fd(), f, 1, &mut out).unwrap().retval;
+
+    // Machine 3's OFFER: its index carries it across a byte of the MAC.
+    let offer = reply(MessageType::Offer, xid(nonce, false, 3), 3, ip_of(3));
+    assert_eq!(
+        action(&offer),
+        XDP_PASS,
+        "no run announced: everything passes"
+    );
+    assert_eq!(count(slot::OFFERS), 0);
+
+    run_map
+        .set(
+            0,
+            Run {
+                active: 1,
+                count: 10,
+                first_mac,
+                nonce,
+                _pad: 0,
+                first_ip: u32::from(first_ip),
+            },
+            0,
+        )
+        .unwrap();
+    let counted = [
+        (offer.clone(), slot::OFFERS),
+        (
+            reply(MessageType::Ack, xid(nonce, true, 3), 3, ip_of(3)),
+            slot::ACKS,
+        ),
+        (
+            reply(
+                MessageType::Nak,
+                xid(nonce, true, 9),
+                9,
+                Ipv4Addr::UNSPECIFIED,
+            ),
+            slot::NAKS,
+        ),
+    ];
+    for (f, s) in &counted {
+        assert_eq!(action(f), XDP_DROP, "slot {s}");
+        assert_eq!(count(*s), 1, "slot {s}");
+    }
+    // An ACK with another machine's address: an answer, and a wrong one.
+    let wrong = reply(MessageType::Ack, xid(nonce, true, 4), 4, ip_of(5));
+    assert_eq!(action(&wrong), XDP_DROP);
+    assert_eq!((count(slot::ACKS), count(slot::WRONG_ADDRESS)), (2, 1));
+    // A reply to the run that is not the answer its request wanted:
+    // dropped, counted nowhere.
+    let ack_to_discover = reply(MessageType::Ack, xid(nonce, false, 2), 2, ip_of(2));
+    assert_eq!(action(&ack_to_discover), XDP_DROP);
+    // A damaged one: counted as such, never as an answer.
+    let mut damaged = offer.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x40;
+    assert_eq!(action(&damaged), XDP_DROP);
+    assert_eq!(count(slot::BAD_CHECKSUM), 1);
+    // Not the run's: another run's nonce, a machine past the count, a
+    // chaddr that is not the index's machine. They pass to the stack.
+    for f in [
+        reply(MessageType::Offer, xid(nonce + 1, false, 3), 3, ip_of(3)),
+        reply(MessageType::Offer, xid(nonce, false, 10), 10, ip_of(10)),
+        reply_to(
+            MessageType::Offer,
+            xid(nonce, false, 3),
+            mac_add(first_mac, 4).unwrap(),
+            ip_of(3),
+        ),
+        client_frame(
+            first_mac,
+            None,
+            &encode(&request(first_mac, MessageType::Discover)),
+        ),
+    ] {
+        assert_eq!(action(&f), XDP_PASS);
+    }
+    assert_eq!(
+        [
+            slot::OFFERS,
+            slot::ACKS,
+            slot::NAKS,
+            slot::WRONG_ADDRESS,
+            slot::BAD_CHECKSUM
+        ]
+        .map(count),
+        [1, 2, 1, 1, 1],
+        "nothing else was counted"
+    );
+}

@@ -69,6 +69,8 @@ pub struct LabConfig {
     pub subnet: String,
     /// Its dynamic pool, "first-last", if any.
     pub pool: Option<String>,
+    /// More `[[subnet]]` lines.
+    pub subnet_lines: String,
     /// More `[server]` lines (dataplane, bpffs_dir, limits).
     pub server: String,
     /// More sections after the subnet (`[api]`, `[omapi]`, inline
@@ -84,6 +86,7 @@ impl LabConfig {
             more_csv: String::new(),
             subnet: subnet.to_string(),
             pool: None,
+            subnet_lines: String::new(),
             server: String::new(),
             sections: String::new(),
         }
@@ -101,6 +104,7 @@ impl LabConfig {
         if let Some(pool) = &self.pool {
             let _ = writeln!(t, "pool = [\"{pool}\"]");
         }
+        t.push_str(&self.subnet_lines);
         if !self.sections.is_empty() {
             t.push('\n');
             t.push_str(&self.sections);

@@ -169,9 +169,28 @@ impl Testbed {
     /// driver-mode XDP_TX only to a peer that runs XDP, and a daemon started
     /// before it would attach in skb mode. Its PID.
     pub fn attach_client_pass(&mut self, lab: &Path) -> anyhow::Result<u32> {
+        self.attach_client_program(lab, None)
+    }
+
+    /// Like `attach_client_pass`, with the counting program (`xdp-pass
+    /// --tally`) whose maps `stormboot-lab rate --tally DIR` reads, DIR
+    /// being the second value.
+    pub fn attach_client_tally(&mut self, lab: &Path) -> anyhow::Result<(u32, PathBuf)> {
+        let dir = PathBuf::from(format!("/sys/fs/bpf/stormboot-tally-{}", self.client_ns));
+        let pid = self.attach_client_program(lab, Some(&dir))?;
+        let counts = dir.join("counts");
+        wait_for(Duration::from_secs(10), || counts.exists().then_some(()))
+            .with_context(|| format!("xdp-pass --tally did not pin {}", counts.display()))?;
+        Ok((pid, dir))
+    }
+
+    fn attach_client_program(&mut self, lab: &Path, tally: Option<&Path>) -> anyhow::Result<u32> {
         let mut pass = Command::new(lab);
-        pass.args(["--log", "warn", "xdp-pass", "--interface", CLIENT_IF])
-            .stdout(std::process::Stdio::null())
+        pass.args(["--log", "warn", "xdp-pass", "--interface", CLIENT_IF]);
+        if let Some(dir) = tally {
+            pass.arg("--tally").arg(dir);
+        }
+        pass.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let pid = self.spawn(Side::Client, pass)?;
         let ns = self.client_ns.clone();

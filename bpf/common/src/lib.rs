@@ -10,9 +10,11 @@ pub mod bucket;
 pub mod counters;
 pub mod csum;
 pub mod events;
+pub mod generate;
 pub mod layout;
 pub mod maps;
 pub mod rules;
+pub mod tally;
 
 /// Bumped whenever a map layout, counter index or event changes, so a daemon
 /// never drives a program (or pinned maps) built against another contract.

@@ -16,6 +16,11 @@ pub mod names {
     pub const SLOWPATH_BUCKETS: &str = "SLOWPATH_BUCKETS";
     pub const SLOWPATH_LIMIT: &str = "SLOWPATH_LIMIT";
     pub const MODE: &str = "MODE";
+    pub const TALLY_RUN: &str = "TALLY_RUN";
+    pub const TALLY_COUNTS: &str = "TALLY_COUNTS";
+    pub const GEN_RUN: &str = "GEN_RUN";
+    pub const GEN_FRAMES: &str = "GEN_FRAMES";
+    pub const GEN_STATE: &str = "GEN_STATE";
 }
 
 /// Name of the XDP program that answers DHCP.
@@ -23,6 +28,11 @@ pub const PROGRAM_DHCP: &str = "stormboot";
 /// Name of the XDP program that only returns XDP_PASS. Attached to the peer
 /// of a veth so that frames sent there with XDP_TX are delivered at all.
 pub const PROGRAM_PASS: &str = "stormboot_pass";
+/// Name of the lab's counting program (`tally`): the pass-only program
+/// that also counts and drops the replies to a generator's run.
+pub const PROGRAM_TALLY: &str = "stormboot_tally";
+/// Name of the lab's wire generator (`generate`), run in live-frames mode.
+pub const PROGRAM_GENERATE: &str = "stormboot_generate";
 
 /// Key of the template map: a template set (the replies every machine
 /// with the same subnet, boot profile and options shares) and the boot

@@ -8,12 +8,14 @@
 #![no_main]
 
 mod boot;
+mod generate;
 mod maps;
 mod packet;
 mod parse;
 mod proxy;
 mod reply;
 mod slowpath;
+mod tally;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use stormboot_common::counters::Counter;
@@ -36,7 +38,7 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
     // client a token. Keyed by chaddr once known (a relay forwards many
     // clients from one Ethernet address), else by the Ethernet source.
     let parsed = parse::request(&ctx, &boot)
-        .and_then(|()| parse::udp_checksum(&ctx, &boot))
+        .and_then(|()| parse::udp_checksum(&ctx, boot.l3, boot.udp_len()))
         .and_then(|()| parse::current().ok_or(Counter::TxError));
     let (why, mac) = match parsed {
         Ok(req) => match reply::answer(&ctx, req) {
@@ -59,6 +61,21 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn stormboot_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Counts the replies to the lab generator's run and drops them; passes
+/// everything else (`tally`). Attached by `stormboot-lab xdp-pass --tally`
+/// to the generator's end of a link, never by the daemon.
+#[xdp]
+pub fn stormboot_tally(ctx: XdpContext) -> u32 {
+    tally::tally(&ctx)
+}
+
+/// The lab's wire generator: in live-frames mode, sends the next request
+/// of the run with every repetition (`generate`). Never attached.
+#[xdp]
+pub fn stormboot_generate(ctx: XdpContext) -> u32 {
+    generate::generate(&ctx)
 }
 
 #[cfg(not(test))]

@@ -9,7 +9,9 @@ use aya_ebpf::{
 use stormboot_common::{
     bucket::Limit,
     counters::Counter,
+    generate,
     maps::{Block, Iface, Machine, Marker, Scratch, Subnet, TemplateKey},
+    tally::{self, Run},
 };
 
 /// BPF_F_NO_PREALLOC (include/uapi/linux/bpf.h).
@@ -64,6 +66,27 @@ pub static SLOWPATH_LIMIT: Array<Limit> = Array::with_max_entries(1, 0);
 /// One entry: `maps::mode`, written by userspace before attaching.
 #[map(name = "MODE")]
 pub static MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// One entry: the run `stormboot_tally` counts (the lab's generator only).
+#[map(name = "TALLY_RUN")]
+pub static TALLY_RUN: Array<Run> = Array::with_max_entries(1, 0);
+
+/// `tally::slot`'s counters, per CPU.
+#[map(name = "TALLY_COUNTS")]
+pub static TALLY_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(tally::slot::COUNT, 0);
+
+/// One entry: the run `stormboot_generate` sends (the lab's generator only).
+#[map(name = "GEN_RUN")]
+pub static GEN_RUN: Array<generate::Run> = Array::with_max_entries(1, 0);
+
+/// The run's machine-0 DISCOVER and REQUEST frames (`generate::DISCOVER`,
+/// `generate::REQUEST`).
+#[map(name = "GEN_FRAMES")]
+pub static GEN_FRAMES: Array<generate::Frame> = Array::with_max_entries(2, 0);
+
+/// Where the run is, per CPU.
+#[map(name = "GEN_STATE")]
+pub static GEN_STATE: PerCpuArray<generate::State> = PerCpuArray::with_max_entries(1, 0);
 
 /// Whether the program answers as a proxyDHCP server.
 #[inline(always)]

@@ -76,6 +76,14 @@ pub struct BootRequest {
     opts_end: u16,
 }
 
+impl BootRequest {
+    /// The UDP datagram's length.
+    #[inline(always)]
+    pub fn udp_len(&self) -> usize {
+        self.opts_end as usize - self.l3 - IP_LEN
+    }
+}
+
 /// Finds a BOOTREQUEST to port 67. An error here means the frame is no
 /// DHCP request at all (or one the program cannot even locate) and goes
 /// up uncounted by the slow-path bucket.
@@ -143,7 +151,7 @@ pub fn bootrequest(ctx: &XdpContext) -> Result<BootRequest, Counter> {
 /// Whether the IPv4 header at `l3` has a right checksum and a total length
 /// that holds the `udp_len`-byte datagram and fits the frame.
 #[inline(always)]
-fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
+pub fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
     // Word by word from the frame: a copy of the header would take stack
     // the rest of the program needs.
     let mut ip_sum = 0u32;
@@ -243,7 +251,8 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
 }
 
 /// Verifies the UDP checksum of the `udp_len`-byte datagram after the
-/// IPv4 header at `l3` (zero means the sender did not compute one).
+/// IPv4 header at `l3` (zero means the sender did not compute one). The
+/// caller has checked that the datagram is in the frame (`ip_header_holds`).
 ///
 /// Summed on the frame itself by the kernel's checksum helper, in whole
 /// 32-bit words: pieces of 512 bytes (its limit), then one each of 256,
@@ -255,14 +264,33 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
 /// `request`, which checks that the whole datagram is in the frame, and
 /// not from it: the two frames together would not fit the stack either.
 #[inline(never)]
-pub fn udp_checksum(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
-    let l3 = b.l3;
-    let udp = l3 + IP_LEN;
-    let udp_len = b.opts_end as usize - udp;
-    let field = load_be16(ctx, udp + 6)?;
+pub fn udp_checksum(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(), Counter> {
+    let field = load_be16(ctx, l3 + IP_LEN + 6)?;
     if field == 0 {
         return Ok(());
     }
+    let (pseudo, data) = udp_sums(ctx, l3, udp_len)?;
+    if csum::fold(csum::add16(pseudo, data)) == 0xffff {
+        return Ok(());
+    }
+    // A frame sent by this host's own stack through a veth may still
+    // carry the partial checksum of an offload (the pseudo-header's sum,
+    // to be completed by hardware that never sees it). The kernel flags
+    // such frames to the packet socket, and the slow path takes them as
+    // sent without a checksum; the program cannot see the flag, so it
+    // takes that exact value the same way.
+    if csum::fold(pseudo) == field {
+        return Ok(());
+    }
+    Err(Counter::Malformed)
+}
+
+/// The sums of the RFC 768 pseudo-header and of the `udp_len`-byte
+/// datagram after the IPv4 header at `l3`, as it is in the frame (its
+/// checksum field included): the first unfolded, the second folded.
+#[inline(always)]
+pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16), Counter> {
+    let udp = l3 + IP_LEN;
     let len = udp_len & 0xfff;
     if len == 0 || len > MAX_DGRAM_LEN {
         return Err(Counter::PassUnsupported);
@@ -320,20 +348,7 @@ pub fn udp_checksum(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
     let data = csum::fold(sum as u32).swap_bytes();
     let src = load_be32(ctx, l3 + 12)?;
     let dst = load_be32(ctx, l3 + 16)?;
-    let pseudo = csum::pseudo_header(src, dst, len as u16);
-    if csum::fold(csum::add16(pseudo, data)) == 0xffff {
-        return Ok(());
-    }
-    // A frame sent by this host's own stack through a veth may still
-    // carry the partial checksum of an offload (the pseudo-header's sum,
-    // to be completed by hardware that never sees it). The kernel flags
-    // such frames to the packet socket, and the slow path takes them as
-    // sent without a checksum; the program cannot see the flag, so it
-    // takes that exact value the same way.
-    if csum::fold(pseudo) == field {
-        return Ok(());
-    }
-    Err(Counter::Malformed)
+    Ok((csum::pseudo_header(src, dst, len as u16), data))
 }
 
 /// The checksum helper's sum of the `N` bytes at frame offset `at`.

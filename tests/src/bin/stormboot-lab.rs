@@ -53,12 +53,21 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::BenchApi(args) => apibench::run(&args),
         Command::BenchOmapi(args) => omapibench::run(&args),
-        Command::XdpPass { interface, mode } => xdp_pass(&interface, mode),
+        Command::XdpPass {
+            interface,
+            mode,
+            tally,
+        } => xdp_pass(&interface, mode, tally.as_deref()),
     }
 }
 
-/// Holds the pass-only program on `interface` until SIGTERM or SIGINT.
-fn xdp_pass(interface: &str, mode: stormboot::cli::ModeArg) -> anyhow::Result<()> {
+/// Holds the pass-only program (or, with `tally`, the counting one) on
+/// `interface` until SIGTERM or SIGINT.
+fn xdp_pass(
+    interface: &str,
+    mode: stormboot::cli::ModeArg,
+    tally: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     // Blocked before attaching, so a signal that comes early waits for
     // `wait` instead of killing the process with the program attached.
@@ -66,9 +75,15 @@ fn xdp_pass(interface: &str, mode: stormboot::cli::ModeArg) -> anyhow::Result<()
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
     signals.thread_block()?;
-    let _attached = stormboot::dataplane::attach_pass(interface, mode.into())?;
-    tracing::info!(%interface, "pass-only XDP program attached");
+    let _attached = match tally {
+        Some(dir) => stormboot::dataplane::attach_tally(interface, mode.into(), dir)?,
+        None => stormboot::dataplane::attach_pass(interface, mode.into())?,
+    };
+    tracing::info!(%interface, counting = tally.is_some(), "pass-only XDP program attached");
     let signal = signals.wait()?;
+    if let Some(dir) = tally {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     tracing::info!(%interface, ?signal, "pass-only XDP program detached");
     Ok(())
 }

@@ -59,6 +59,11 @@ pub enum Command {
             default_value = "driver"
         )]
         mode: ModeArg,
+        /// Attach the counting program instead, which also counts and drops
+        /// the replies to a `rate --tally` run, its maps pinned in this bpffs
+        /// directory (removed on exit)
+        #[arg(long)]
+        tally: Option<std::path::PathBuf>,
     },
 }
 

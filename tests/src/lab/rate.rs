@@ -24,7 +24,11 @@ use stormboot_common::layout::{
     msg, opt, CLIENT_PORT, COOKIE, OFF_CHADDR, OFF_HLEN, OFF_OP, OFF_XID, OFF_YIADDR, OPTIONS_OFF,
 };
 
+use stormboot_common::tally::{slot, xid, xid_parts, Run, INDEX_MASK};
+
+use super::generate::{self, Generator};
 use super::storm::{self, mac_add, BroadcastMode};
+use super::tally::Tally;
 pub use crate::reports::{RateReport, RateSecond};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -59,6 +63,18 @@ pub struct RateArgs {
     /// Broadcast flag in requests: always | never | mixed (even machines set it)
     #[arg(long, default_value = "mixed")]
     pub broadcast: String,
+    /// Count the answers in the kernel, with the counting program that
+    /// `stormboot-lab xdp-pass --tally DIR` runs on the interface, instead
+    /// of receiving them on a socket: a core passes a few tens of thousands
+    /// of frames a second through the stack to a socket, and the program
+    /// counts millions
+    #[arg(long)]
+    pub tally: Option<std::path::PathBuf>,
+    /// Send with the kernel's live-frames generator (`stormboot_generate`,
+    /// one thread) instead of packet sockets: each request leaves as an
+    /// XDP_TX frame, as a driver sends one, at several times a socket's rate
+    #[arg(long)]
+    pub in_kernel: bool,
     /// Print the report as JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -75,22 +91,8 @@ const RECV_BATCH: usize = 64;
 /// A received frame's buffer: any DHCP reply on a 1500-byte MTU.
 const RECV_FRAME: usize = 2048;
 
-/// The transaction id's layout: a run's nonce in the top byte (replies to
-/// an earlier run never count), the message (REQUEST) bit, the machine's
-/// index in the low 23 bits.
-const REQUEST_BIT: u32 = 1 << 23;
-const INDEX_MASK: u32 = REQUEST_BIT - 1;
 /// Machines a run can name in its transaction ids.
 pub const MAX_MACHINES: u32 = INDEX_MASK + 1;
-
-fn xid(nonce: u8, request: bool, index: u32) -> u32 {
-    (u32::from(nonce) << 24) | if request { REQUEST_BIT } else { 0 } | (index & INDEX_MASK)
-}
-
-/// (is a REQUEST's, machine index) of a transaction id of this run.
-fn xid_parts(xid: u32, nonce: u8) -> Option<(bool, u32)> {
-    ((xid >> 24) as u8 == nonce).then_some((xid & REQUEST_BIT != 0, xid & INDEX_MASK))
-}
 
 /// Frames due by `elapsed` at `rate` per second, at most `total`.
 fn due(rate: u64, elapsed: Duration, total: u64) -> u64 {
@@ -264,6 +266,81 @@ fn send(
     Ok(out)
 }
 
+/// Where answers are counted.
+enum Receiver {
+    Socket(RawSocket),
+    Kernel(Box<Tally>),
+}
+
+/// How requests leave.
+enum Sender {
+    /// A packet socket and the frames it sends in turn.
+    Socket(RawSocket, Vec<Vec<u8>>),
+    /// The kernel's live-frames generator.
+    Kernel(Arc<Generator>),
+}
+
+/// How often the in-kernel sender's progress is read.
+const KERNEL_READ: Duration = Duration::from_millis(10);
+
+/// Follows the in-kernel sender on `thread` until its run is sent or its
+/// time (and the catch-up window) is up, counting what it sent each
+/// second, then stops it.
+fn follow_in_kernel(
+    gen: &Generator,
+    thread: libc::pthread_t,
+    total: u64,
+    duration: Duration,
+    start: Instant,
+    counts: &Counts,
+) -> anyhow::Result<Sent> {
+    let mut seen = 0;
+    let mut last = None;
+    loop {
+        std::thread::sleep(KERNEL_READ);
+        let s = gen.state()?;
+        let now = Instant::now();
+        if s.sent > seen {
+            Counts::add(&counts.sent, start, now, s.sent - seen);
+            seen = s.sent;
+            last = Some(now);
+        }
+        // The schedule runs from the program's first repetition, on the
+        // clock bpf_ktime_get_ns() reads; a call that started late is not
+        // cut short (but a call that never starts is, a second later).
+        let window = (duration + CATCH_UP).as_nanos() as u64;
+        let over = if s.start_ns == 0 {
+            now - start > duration + CATCH_UP + Duration::from_secs(1)
+        } else {
+            monotonic_ns().saturating_sub(s.start_ns) > window
+        };
+        if s.sent + s.behind >= total || over {
+            generate::stop(thread)?;
+            return Ok(Sent {
+                sent: s.sent,
+                behind: total - s.sent,
+                refused: 0,
+                last,
+            });
+        }
+    }
+}
+
+/// Keeps the calling thread on the CPU it runs on: the generator counts
+/// its requests per CPU, one sequence per run.
+fn pin_to_this_cpu() {
+    // SAFETY: sched_getcpu takes nothing; the set is a local value the
+    // kernel only reads.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu >= 0 {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
 /// What the receive thread counted.
 #[derive(Default)]
 struct Received {
@@ -343,6 +420,37 @@ fn receive(
     Ok(out)
 }
 
+/// How often the kernel's counts are read for the per-second series.
+const TALLY_READ: Duration = Duration::from_millis(10);
+
+/// What `receive` counts, read from the kernel's tally until `stop`.
+fn receive_counted(
+    tally: &Tally,
+    start: Instant,
+    stop: &AtomicBool,
+    counts: &Counts,
+) -> anyhow::Result<Received> {
+    let answers = |t: &super::tally::Totals| t[slot::OFFERS as usize] + t[slot::ACKS as usize];
+    let mut seen = 0;
+    loop {
+        // The last read comes after `stop`, so the drain is counted.
+        let done = stop.load(Ordering::Relaxed);
+        let t = tally.totals()?;
+        Counts::add(&counts.answered, start, Instant::now(), answers(&t) - seen);
+        seen = answers(&t);
+        if done {
+            return Ok(Received {
+                offers: t[slot::OFFERS as usize],
+                acks: t[slot::ACKS as usize],
+                naks: t[slot::NAKS as usize],
+                wrong_address: t[slot::WRONG_ADDRESS as usize],
+                bad_checksum: t[slot::BAD_CHECKSUM as usize],
+            });
+        }
+        std::thread::sleep(TALLY_READ);
+    }
+}
+
 /// The requests one sender thread sends in turn: for each of its machines
 /// (every `threads`-th from `thread`), a DISCOVER then a REQUEST.
 fn frames_of(
@@ -400,22 +508,57 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
     let duration = Duration::from_millis(args.duration_ms);
     let offered = due(args.rate, duration, u64::MAX);
     let mut shares = Vec::new();
+    if args.in_kernel {
+        ensure!(
+            args.threads == 1,
+            "--in-kernel sends from one thread (--threads 1)"
+        );
+        let (mut run, pair) = generate::frames(
+            first_mac,
+            args.first_ip,
+            args.server_id,
+            nonce,
+            args.count,
+            mode,
+        )?;
+        run.total = offered;
+        run.rate = args.rate;
+        run.catch_up = due(args.rate, CATCH_UP, u64::MAX);
+        let gen = Generator::load(&args.interface, run, pair)?;
+        shares.push((Sender::Kernel(Arc::new(gen)), args.rate, offered));
+    }
     for t in 0..args.threads {
+        if args.in_kernel {
+            break;
+        }
         // Thread t sends rate/threads, the first ones one more each when
         // it does not divide, so the shares add up to the rate.
         let rate = args.rate / threads + u64::from(u64::from(t) < args.rate % threads);
         let total = offered / threads + u64::from(u64::from(t) < offered % threads);
         let sock = RawSocket::open(&args.interface, 0, false)?;
         sock.bypass_qdisc()?;
-        shares.push((
-            sock,
-            frames_of(args, mode, first_mac, nonce, t)?,
-            rate,
-            total,
-        ));
+        let frames = frames_of(args, mode, first_mac, nonce, t)?;
+        shares.push((Sender::Socket(sock, frames), rate, total));
     }
-    let rx = RawSocket::open(&args.interface, libc::ETH_P_IP as u16, true)?;
-    rx.filter_udp_ports(CLIENT_PORT, CLIENT_PORT)?;
+    let receiver = match &args.tally {
+        Some(dir) => {
+            let mut tally = Tally::open(dir)?;
+            tally.start(Run {
+                active: 1,
+                count: args.count,
+                first_mac,
+                nonce,
+                _pad: 0,
+                first_ip: u32::from(args.first_ip),
+            })?;
+            Receiver::Kernel(Box::new(tally))
+        }
+        None => {
+            let rx = RawSocket::open(&args.interface, libc::ETH_P_IP as u16, true)?;
+            rx.filter_udp_ports(CLIENT_PORT, CLIENT_PORT)?;
+            Receiver::Socket(rx)
+        }
+    };
 
     let seconds = (args.duration_ms + args.drain_ms).div_ceil(1000) as usize + 1;
     let counts = Arc::new(Counts::new(seconds));
@@ -427,15 +570,27 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
     };
     let ready = Arc::new(Barrier::new(shares.len() + 1));
     let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let kernel = shares.iter().find_map(|(s, _, _)| match s {
+        Sender::Kernel(g) => Some(g.clone()),
+        Sender::Socket(..) => None,
+    });
     let senders: Vec<_> = shares
         .into_iter()
-        .map(|(sock, frames, rate, total)| {
+        .map(|(sender, rate, total)| {
             let (counts, ready, start_at) = (counts.clone(), ready.clone(), start_at.clone());
             std::thread::spawn(move || {
                 fine_timer_slack();
                 ready.wait();
                 let start = *start_at.get().expect("set before the barrier opens");
-                send(&sock, &frames, rate, total, start, &counts)
+                match sender {
+                    Sender::Socket(sock, frames) => {
+                        send(&sock, &frames, rate, total, start, &counts)
+                    }
+                    Sender::Kernel(gen) => {
+                        pin_to_this_cpu();
+                        gen.run().map(|()| Sent::default())
+                    }
+                }
             })
         })
         .collect();
@@ -443,12 +598,25 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
     start_at.set(start).expect("set once");
     let receiver = {
         let (counts, stop) = (counts.clone(), stop.clone());
-        std::thread::spawn(move || receive(&rx, nonce, machines, start, &stop, &counts))
+        std::thread::spawn(move || {
+            let got = match &receiver {
+                Receiver::Socket(rx) => receive(rx, nonce, machines, start, &stop, &counts),
+                Receiver::Kernel(tally) => receive_counted(tally, start, &stop, &counts),
+            };
+            (got, receiver)
+        })
     };
     ready.wait();
 
     let mut sent = Sent::default();
     let mut failure = None;
+    if let (Some(gen), Some(h)) = (&kernel, senders.first()) {
+        use std::os::unix::thread::JoinHandleExt;
+        match follow_in_kernel(gen, h.as_pthread_t(), offered, duration, start, &counts) {
+            Ok(s) => sent = s,
+            Err(e) => failure = Some(e),
+        }
+    }
     for h in senders {
         match h.join().expect("a sender thread panicked") {
             Ok(s) => {
@@ -462,7 +630,11 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
     }
     std::thread::sleep(Duration::from_millis(args.drain_ms));
     stop.store(true, Ordering::Relaxed);
-    let got = receiver.join().expect("the receive thread panicked")?;
+    let (got, receiver) = receiver.join().expect("the receive thread panicked");
+    if let Receiver::Kernel(mut tally) = receiver {
+        tally.stop()?;
+    }
+    let got = got?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -539,6 +711,17 @@ pub fn print_report(r: &RateReport, json: bool) {
     }
 }
 
+/// CLOCK_MONOTONIC, the clock bpf_ktime_get_ns() reads.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the kernel to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,16 +729,6 @@ mod tests {
     use dhcproto::{Encodable, Encoder};
 
     const FIRST: [u8; 6] = [2, 0, 0, 0, 0, 0];
-
-    #[test]
-    fn transaction_ids_name_the_run_the_message_and_the_machine() {
-        for (request, index) in [(false, 0), (true, 0), (false, 130_000), (true, INDEX_MASK)] {
-            let x = xid(0xa5, request, index);
-            assert_eq!(xid_parts(x, 0xa5), Some((request, index)));
-            assert_eq!(xid_parts(x, 0xa4), None, "another run's reply");
-        }
-        assert_ne!(xid(1, false, 7), xid(1, true, 7));
-    }
 
     #[test]
     fn the_schedule_is_the_rate_times_the_time_and_stops_at_the_total() {
@@ -657,6 +830,8 @@ mod tests {
             threads: 2,
             drain_ms: 0,
             broadcast: "mixed".into(),
+            tally: None,
+            in_kernel: false,
             json: false,
         };
         let frames = frames_of(&args, BroadcastMode::Mixed, FIRST, 3, 1).unwrap();
@@ -687,6 +862,59 @@ mod tests {
                 .get(dhcproto::v4::OptionCode::RequestedIpAddress),
             Some(&DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 50, 4, 3)))
         );
+    }
+
+    #[test]
+    fn the_in_kernel_generator_sends_what_the_socket_sender_sends() {
+        crate::require_root();
+        let args = RateArgs {
+            interface: "lo".into(),
+            count: 3,
+            first_mac: "02:00:00:00:00:fe".into(),
+            first_ip: Ipv4Addr::new(10, 50, 4, 255),
+            server_id: Ipv4Addr::new(10, 50, 0, 1),
+            rate: 1,
+            duration_ms: 1,
+            threads: 1,
+            drain_ms: 0,
+            broadcast: "mixed".into(),
+            tally: None,
+            in_kernel: true,
+            json: false,
+        };
+        let first = [2, 0, 0, 0, 0, 0xfe];
+        let by_socket = frames_of(&args, BroadcastMode::Mixed, first, 9, 0).unwrap();
+        let (mut run, pair) = generate::frames(
+            first,
+            args.first_ip,
+            args.server_id,
+            9,
+            args.count,
+            BroadcastMode::Mixed,
+        )
+        .unwrap();
+        // Eight requests: all of machine 0..2's, then machine 0's again.
+        run.total = 8;
+        run.rate = 1_000_000;
+        run.catch_up = 1_000_000;
+        let gen = Generator::load("lo", run, pair).expect("loads (needs root)");
+        let mut out = vec![0u8; 2048];
+        // The first repetition starts the schedule: nothing is due yet.
+        assert_eq!(gen.once(&mut out).unwrap().0, 1, "XDP_DROP");
+        std::thread::sleep(Duration::from_millis(2));
+        for i in 0..8 {
+            let (action, len) = gen.once(&mut out).unwrap();
+            assert_eq!(action, 3, "request {i}: XDP_TX");
+            assert_eq!(
+                &out[..len],
+                &by_socket[i % by_socket.len()][..],
+                "request {i} differs from the socket sender's"
+            );
+        }
+        // The run is sent: nothing more.
+        assert_eq!(gen.once(&mut out).unwrap().0, 1, "XDP_DROP");
+        let s = gen.state().unwrap();
+        assert_eq!((s.sent, s.behind), (8, 0));
     }
 
     #[test]

@@ -126,19 +126,7 @@ impl BroadcastMode {
     }
 }
 
-/// `base + i` with the MAC read as a 48-bit big-endian integer; None past
-/// ff:ff:ff:ff:ff:ff.
-pub(crate) fn mac_add(base: [u8; 6], i: u32) -> Option<[u8; 6]> {
-    let mut wide = [0u8; 8];
-    wide[2..].copy_from_slice(&base);
-    let n = u64::from_be_bytes(wide).checked_add(u64::from(i))?;
-    if n >> 48 != 0 {
-        return None;
-    }
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&n.to_be_bytes()[2..]);
-    Some(mac)
-}
+pub(crate) use stormboot_common::tally::mac_add;
 
 /// RFC 2131 section 4.1's wait before retransmitting: `timeout` doubled
 /// for each send so far (the first send waits `timeout`), capped at 64 s,

@@ -180,13 +180,31 @@ pub fn live(prog: BorrowedFd<'_>, frame: &[u8], ifindex: u32, frames: u32) -> an
         (1..=MAX_BATCH).contains(&frames),
         "live frames: {frames} per call, the kernel takes 1 to {MAX_BATCH} in one batch"
     );
+    live_batches(prog, frame, ifindex, frames, frames)
+}
+
+/// Runs `prog` `frames` times in live-frames mode, in batches of `batch`
+/// (at most MAX_BATCH): pages come back to the pool between batches, and
+/// a recycled page holds what the program last left in it, not `frame`,
+/// so the program must write every byte it sends.
+pub fn live_batches(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ifindex: u32,
+    frames: u32,
+    batch: u32,
+) -> anyhow::Result<Run> {
+    ensure!(
+        (1..=MAX_BATCH).contains(&batch),
+        "live frames: batches of {batch}, the kernel takes 1 to {MAX_BATCH}"
+    );
     let mut ctx = xdp_md(frame, ifindex);
     let mut attr = TestAttr {
         prog_fd: prog.as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
         data_in: frame.as_ptr() as u64,
         repeat: frames,
-        batch_size: frames,
+        batch_size: batch,
         flags: BPF_F_TEST_XDP_LIVE_FRAMES,
         ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
         ctx_in: &mut ctx as *mut XdpMd as u64,

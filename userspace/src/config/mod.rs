@@ -364,6 +364,11 @@ pub struct Subnet {
     /// boot file): shorter, so an installer's address comes back soon
     /// after the machine moves on. None: `lease_time`.
     pub boot_lease_time: Option<Duration>,
+    /// A reserved machine's lease that the XDP program renews less than
+    /// this long after it was last written is not written again
+    /// (`Lease::renewal_cached`; `cache_threshold` times `lease_time`).
+    /// Zero: every renewal is written.
+    pub renewal_cache: Duration,
     /// Inclusive ranges handed out dynamically, sorted and disjoint, inside
     /// `net` and free of its network, broadcast, router and server
     /// addresses. Reserved addresses may lie inside; the pool skips them.

@@ -124,6 +124,7 @@ fn example_parses() {
             renew_time: Duration::from_secs(1800),
             rebind_time: Duration::from_secs(3150),
             boot_lease_time: None,
+            renewal_cache: Duration::ZERO,
             pools: vec![],
             exclude: vec![],
             authoritative: true,

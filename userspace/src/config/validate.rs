@@ -479,6 +479,26 @@ fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Sub
         };
 
         let (lease_time, renew_time, rebind_time) = times(s, &key, src)?;
+        // Below the part of the lease left after T1, so a lease not
+        // rewritten still outlasts the holder's next renewal.
+        let cache_max = 1.0 - renew_time.as_secs_f64() / lease_time.as_secs_f64();
+        let renewal_cache = match &s.cache_threshold {
+            None => Duration::ZERO,
+            Some(t) if *t.get_ref() >= 0.0 && *t.get_ref() < cache_max => {
+                Duration::from_secs((t.get_ref() * lease_time.as_secs_f64()) as u64)
+            }
+            Some(t) => {
+                return Err(src.invalid(
+                    &t.span(),
+                    key("cache_threshold"),
+                    format!(
+                        "{} is not a fraction of lease_time from 0 (off) to below \
+                         1 - renew_time / lease_time = {cache_max:.3}",
+                        t.get_ref()
+                    ),
+                ))
+            }
+        };
         let boot_lease_time = match &s.boot_lease_time {
             None => None,
             Some(d) => {
@@ -637,6 +657,7 @@ fn subnets(w: &[wire::Subnet], src: &Source, server: Ipv4Addr) -> Result<Vec<Sub
             renew_time,
             rebind_time,
             boot_lease_time,
+            renewal_cache,
             pools: pools.into_iter().map(addr).collect(),
             exclude: exclude.into_iter().map(addr).collect(),
             authoritative,

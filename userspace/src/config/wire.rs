@@ -77,6 +77,7 @@ pub struct Subnet {
     pub renew_time: Option<S<Duration>>,
     pub rebind_time: Option<S<Duration>>,
     pub boot_lease_time: Option<S<Duration>>,
+    pub cache_threshold: Option<S<f64>>,
     /// "first-last" ranges (or single addresses) handed out dynamically.
     #[serde(default)]
     pub pool: Vec<S<String>>,

@@ -25,7 +25,7 @@ use stormboot_common::{
     counters::Counter,
     maps::{
         mode as map_mode, names, Block, Iface, Machine, Marker, Subnet, TemplateKey, PROGRAM_DHCP,
-        PROGRAM_PASS,
+        PROGRAM_PASS, PROGRAM_TALLY,
     },
 };
 
@@ -908,12 +908,48 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, Da
 /// Attaches the pass-only program to `interface` (the far end of a veth,
 /// so XDP_TX frames reach it). Detached when the returned value drops.
 pub fn attach_pass(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneError> {
-    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
-    let prog: &mut Xdp = program(&mut ebpf, PROGRAM_PASS)?;
-    prog.load().map_err(|source| DataplaneError::Verify {
-        name: PROGRAM_PASS,
-        source,
+    attach_lab_program(interface, mode, PROGRAM_PASS)
+}
+
+/// Attaches the lab's counting program (`stormboot_common::tally`) to
+/// `interface` and pins its two maps in `pin_dir` (a bpffs directory,
+/// created) as `run` and `counts`, where `stormboot-lab rate --tally`
+/// finds them. Detached when the returned value drops; the pins stay
+/// until the caller removes them.
+pub fn attach_tally(
+    interface: &str,
+    mode: AttachMode,
+    pin_dir: &std::path::Path,
+) -> Result<Ebpf, DataplaneError> {
+    let ebpf = attach_lab_program(interface, mode, PROGRAM_TALLY)?;
+    std::fs::create_dir_all(pin_dir).map_err(|e| DataplaneError::Pin {
+        path: pin_dir.to_path_buf(),
+        reason: e.to_string(),
     })?;
+    for (name, file) in [(names::TALLY_RUN, "run"), (names::TALLY_COUNTS, "counts")] {
+        let path = pin_dir.join(file);
+        // A pin left by an earlier run that was killed.
+        let _ = std::fs::remove_file(&path);
+        ebpf.map(name)
+            .ok_or(DataplaneError::Missing(name))?
+            .pin(&path)
+            .map_err(|e| DataplaneError::Pin {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(ebpf)
+}
+
+fn attach_lab_program(
+    interface: &str,
+    mode: AttachMode,
+    name: &'static str,
+) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
+    let prog: &mut Xdp = program(&mut ebpf, name)?;
+    prog.load()
+        .map_err(|source| DataplaneError::Verify { name, source })?;
     prog.attach(interface, aya_mode(mode))
         .map_err(|source| DataplaneError::Attach {
             mode: mode_name(mode),

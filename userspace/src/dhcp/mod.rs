@@ -357,9 +357,14 @@ impl Server {
         if r.ip != ip {
             return changes;
         }
+        let subnet = &self.cfg.subnets[usize::from(r.subnet)];
+        let held = self.table.get(ip);
+        if held.is_some_and(|l| l.renewal_cached(mac, now, subnet.renewal_cache)) {
+            return changes;
+        }
         // The program does not read option 61; keep the identity a
         // userspace exchange recorded for this machine, else derive it.
-        let known = self.table.get(ip).filter(|l| l.mac == mac).cloned();
+        let known = held.filter(|l| l.mac == mac).cloned();
         let lease = Lease {
             ip,
             client_id: known
@@ -367,7 +372,7 @@ impl Server {
                 .map_or_else(|| [&[1u8][..], &mac].concat(), |l| l.client_id.clone()),
             mac,
             state: LeaseState::Bound,
-            expires: after(now, self.cfg.subnets[usize::from(r.subnet)].lease_time),
+            expires: after(now, subnet.lease_time),
             updated: now,
             hostname: known
                 .and_then(|l| l.hostname)

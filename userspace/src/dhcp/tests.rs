@@ -1278,6 +1278,78 @@ fn fast_path_acks_become_bound_leases() {
         .is_empty());
 }
 
+#[test]
+fn fast_path_renewals_within_the_cache_threshold_are_not_written_again() {
+    // Default lease 1 h (T1 30 min): a quarter of it is 900 s.
+    let text = CONFIG.replace(
+        "pool = [\"10.50.0.100-10.50.0.199\"]",
+        "pool = [\"10.50.0.100-10.50.0.199\"]\ncache_threshold = 0.25",
+    );
+    let c = Config::from_str(&text, Path::new("stormboot.toml")).unwrap();
+    assert_eq!(
+        c.subnets[0].renewal_cache,
+        std::time::Duration::from_secs(900)
+    );
+    let mut s = Server::new(Arc::new(c), Vec::new(), T0);
+    let r = ip(10, 50, 0, 11);
+    let written = |changes: &[LeaseChange]| match changes {
+        [LeaseChange::Upsert(l)] => Some(l.updated),
+        [] => None,
+        other => panic!("one upsert or nothing expected: {other:?}"),
+    };
+    assert_eq!(written(&s.record_fast_path_ack(RESERVED, r, T0)), Some(T0));
+    // Renewed 10 s and 899 s later: the lease written at T0 stands.
+    assert_eq!(written(&s.record_fast_path_ack(RESERVED, r, T0 + 10)), None);
+    assert_eq!(
+        written(&s.record_fast_path_ack(RESERVED, r, T0 + 899)),
+        None
+    );
+    let held = s.leases().find(|l| l.ip == r).unwrap();
+    assert_eq!((held.updated, held.expires), (T0, T0 + 3600));
+    // 900 s after the write: written again, and cached from then on.
+    assert_eq!(
+        written(&s.record_fast_path_ack(RESERVED, r, T0 + 900)),
+        Some(T0 + 900)
+    );
+    assert_eq!(
+        written(&s.record_fast_path_ack(RESERVED, r, T0 + 901)),
+        None
+    );
+    // Without the key every renewal is written (the server() default).
+    let mut plain = server();
+    for t in [T0, T0 + 1, T0 + 2] {
+        assert_eq!(
+            written(&plain.record_fast_path_ack(RESERVED, r, t)),
+            Some(t)
+        );
+    }
+}
+
+#[test]
+fn a_cache_threshold_past_what_t1_leaves_is_refused_by_name() {
+    for (value, ok) in [
+        ("0.0", true),
+        ("0.49", true),
+        ("0.5", false),
+        ("-0.1", false),
+    ] {
+        let text = CONFIG.replace(
+            "pool = [\"10.50.0.100-10.50.0.199\"]",
+            &format!("pool = [\"10.50.0.100-10.50.0.199\"]\ncache_threshold = {value}"),
+        );
+        let got = Config::from_str(&text, Path::new("stormboot.toml"));
+        match (ok, got) {
+            (true, Ok(_)) => {}
+            (false, Err(e)) => {
+                let e = e.to_string();
+                assert!(e.contains("subnet[0].cache_threshold"), "{e}");
+                assert!(e.contains("0.500"), "names the bound: {e}");
+            }
+            (ok, got) => panic!("cache_threshold = {value}: expected ok={ok}, got {got:?}"),
+        }
+    }
+}
+
 /// CONFIG with `[hooks]`, which makes the server record lease events.
 fn server_with_hooks() -> Server {
     let text = format!("{CONFIG}\n[hooks]\ncommand = \"/bin/sh\"\n");

@@ -63,6 +63,22 @@ pub struct Lease {
     pub hostname: Option<String>,
 }
 
+impl Lease {
+    /// Whether renewing this lease for `mac` at `now` needs no write: it is
+    /// bound to `mac`, unexpired, and was written less than `cache` ago
+    /// (zero: never). The written lease then ends at most `cache` before
+    /// the one the client was given, and the configuration keeps `cache`
+    /// below the part of the lease left after T1, so it still outlasts the
+    /// client's next renewal.
+    pub fn renewal_cached(&self, mac: [u8; 6], now: UnixTime, cache: std::time::Duration) -> bool {
+        self.state == LeaseState::Bound
+            && self.mac == mac
+            && self.expires > now
+            && self.updated <= now
+            && now - self.updated < cache.as_secs()
+    }
+}
+
 /// A change the DHCP logic made; the store applies them in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaseChange {

@@ -169,7 +169,6 @@ impl Settings {
                 wire: wire::Size {
                     rates: vec![2000],
                     duration_ms: 500,
-                    threads: 1,
                 },
             });
         }
@@ -213,7 +212,6 @@ impl Settings {
             wire: wire::Size {
                 rates: wire::RATES.to_vec(),
                 duration_ms: u64::from(args.period) * 1000,
-                threads: 1,
             },
         })
     }

@@ -10,6 +10,10 @@
 //! threads (the server's pinned to the server's CPU, the client's to the
 //! generator's), so every server's receive path, its program or its
 //! sockets', runs on the server core, as a NIC's interrupt would put it.
+//! The generator counts the answers where its end of the link receives
+//! them, in its XDP program (`stormboot-lab xdp-pass --tally`): passed up
+//! to a socket, more than about 50,000 a second overflowed that end's
+//! receive ring on the generator's core.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -27,6 +31,8 @@ use super::Bins;
 pub const RATES: &[u64] = &[10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000];
 /// The server core.
 const SERVER_CORE: u32 = 0;
+/// The rate at which every machine is bound before the steps.
+const WARM_RATE: u64 = 10_000;
 /// Drops, in percent, at which a step is clean.
 const CLEAN_PCT: f64 = 0.1;
 
@@ -34,8 +40,6 @@ const CLEAN_PCT: f64 = 0.1;
 pub struct Size {
     pub rates: Vec<u64>,
     pub duration_ms: u64,
-    /// Sender threads of the generator.
-    pub threads: u32,
 }
 
 /// What the run's rows are measured against.
@@ -73,6 +77,10 @@ pub struct Step {
     /// receive ring was full (its tx_dropped): lost on the generator's
     /// side, not the server's.
     pub ring_drops: Option<u64>,
+    /// Requests the generator's end could not hand to the server end's
+    /// receive ring (the client end's tx_dropped): lost before the server
+    /// saw them, because it did not take them in time.
+    pub server_ring_drops: Option<u64>,
 }
 
 impl Step {
@@ -140,7 +148,7 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
     std::fs::create_dir_all(&work)?;
     let mut bed = Testbed::new("wire", None)?;
     super::widen_addresses(&bed)?;
-    bed.attach_client_pass(&bins.lab)?;
+    let (_, tally) = bed.attach_client_tally(&bins.lab)?;
     if target != Target::Server(Server::StormbootXdp) {
         attach_server_pass(&mut bed, &bins.lab)?;
     }
@@ -159,7 +167,16 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
         }
     };
     let napi = bed.napi_threads(Side::Server, SERVER_CPU)?;
-    bed.napi_threads(Side::Client, CLIENT_CPU)?;
+    let client_napi = bed.napi_threads(Side::Client, CLIENT_CPU)?;
+    for pid in napi.iter().chain(&client_napi) {
+        // As ordinary threads, each end's NAPI waits behind whatever else
+        // runs on its core (a sender's burst, a build) until the 256-frame
+        // ring in front of it overflows. Real-time priority runs it as soon
+        // as frames arrive, as a NIC's interrupt would.
+        let mut chrt = Command::new("chrt");
+        chrt.args(["--fifo", "--pid", "10", &pid.to_string()]);
+        crate::sh::run(&mut chrt)?;
+    }
     let server_cpu = || -> Option<f64> {
         let mut total = 0.0;
         for p in pid.iter().chain(&napi) {
@@ -168,17 +185,33 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
         Some(total)
     };
 
+    if target != Target::Nobody {
+        // Every machine bound once before the steps, so that they measure
+        // known machines coming back (a rack rebooting), as they would for
+        // every step after the first anyway; the first bindings' writes
+        // are the storm's and the pool's figures.
+        eprintln!(
+            "bench: wire: {}: binding every machine first",
+            target.name()
+        );
+        let duration_ms = u64::from(plan.machines) * 2 * 1000 / WARM_RATE + 1;
+        offer(&bed, &bins.lab, &tally, plan, WARM_RATE, duration_ms, &work)?;
+    }
     let mut steps = Vec::new();
     for &rate in &size.rates {
         eprintln!("bench: wire: {}: {rate}/s", target.name());
         let core0 = reports::core_busy_seconds(SERVER_CORE)?;
         let server0 = server_cpu();
-        let dropped0 = tx_dropped(&bed);
-        let report = offer(&bed, &bins.lab, plan, size, rate)?;
+        let dropped0 = tx_dropped(&bed, Side::Server);
+        let sent_dropped0 = tx_dropped(&bed, Side::Client);
+        let report = offer(&bed, &bins.lab, &tally, plan, rate, size.duration_ms, &work)?;
         let core_s = reports::core_busy_seconds(SERVER_CORE)? - core0;
         let server_s = server0.zip(server_cpu()).map(|(a, b)| b - a);
         let ring_drops = dropped0
-            .zip(tx_dropped(&bed))
+            .zip(tx_dropped(&bed, Side::Server))
+            .map(|(a, b)| b.saturating_sub(a));
+        let server_ring_drops = sent_dropped0
+            .zip(tx_dropped(&bed, Side::Client))
             .map(|(a, b)| b.saturating_sub(a));
         let offered_all = report.offered_all();
         steps.push(Step {
@@ -186,6 +219,7 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
             core_s,
             server_s,
             ring_drops,
+            server_ring_drops,
         });
         // Past the generator's reach, every higher rate reads the same.
         if !offered_all {
@@ -205,18 +239,30 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
     Ok(steps)
 }
 
-/// The server end's tx_dropped: frames its veth could not hand to the
-/// client end's receive ring.
-fn tx_dropped(bed: &Testbed) -> Option<u64> {
+/// The tx_dropped of the veth end at `side`: frames it could not hand to
+/// the other end's receive ring.
+fn tx_dropped(bed: &Testbed, side: Side) -> Option<u64> {
     let mut ip = Command::new("ip");
-    ip.args(["-j", "-s", "link", "show", SERVER_IF]);
-    let out = bed.run(Side::Server, ip).ok()?;
+    let ifname = match side {
+        Side::Server => SERVER_IF,
+        Side::Client => CLIENT_IF,
+    };
+    ip.args(["-j", "-s", "link", "show", ifname]);
+    let out = bed.run(side, ip).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v[0]["stats64"]["tx"]["dropped"].as_u64()
 }
 
 /// `stormboot-lab rate` on CLIENT_CPU: the plan's machines at `rate`.
-fn offer(bed: &Testbed, lab: &Path, plan: &Plan, size: &Size, rate: u64) -> Result<RateReport> {
+fn offer(
+    bed: &Testbed,
+    lab: &Path,
+    tally: &Path,
+    plan: &Plan,
+    rate: u64,
+    duration_ms: u64,
+    work: &Path,
+) -> Result<RateReport> {
     let mut c = Command::new("taskset");
     c.args(["-c", CLIENT_CPU]).arg(lab);
     c.args(["--log", "warn", "rate", "--json", "--interface", CLIENT_IF]);
@@ -225,11 +271,14 @@ fn offer(bed: &Testbed, lab: &Path, plan: &Plan, size: &Size, rate: u64) -> Resu
     c.args(["--first-ip", &plan.ip(0).to_string()]);
     c.args(["--server-id", &SERVER_ADDR.to_string()]);
     c.args(["--rate", &rate.to_string()]);
-    c.args(["--duration-ms", &size.duration_ms.to_string()]);
-    c.args(["--threads", &size.threads.to_string()]);
+    c.args(["--duration-ms", &duration_ms.to_string()]);
+    c.arg("--in-kernel").arg("--tally").arg(tally);
     let out = bed
         .run(Side::Client, c)
         .context("the rate generator failed")?;
+    // Every count of the step (NAKs, wrong addresses, bad checksums, the
+    // per-second series), for reading a row afterwards.
+    std::fs::write(work.join(format!("rate-{rate}.json")), &out.stdout)?;
     reports::decode("the rate generator", &out.stdout)
 }
 
@@ -256,27 +305,30 @@ fn is_peer(t: Target) -> bool {
 /// The tables for results.md.
 pub fn markdown(rows: &[Row], size: &Size, machines: u32) -> String {
     let mut md = format!(
-        "`stormboot-lab rate` on CPU {CLIENT_CPU} ({} sender thread(s), sendmmsg on packet \
-         sockets, one receive thread with recvmmsg): the {machines} reserved machines' DISCOVERs \
+        "`stormboot-lab rate --in-kernel` on CPU {CLIENT_CPU} (one thread running the \
+         generator's XDP program in live-frames mode, every request an XDP_TX frame on the \
+         generator's end of the link, in bursts of at most 32): the {machines} reserved \
+         machines' DISCOVERs \
          and REQUESTs (each REQUEST selecting the machine's reserved address, without waiting \
-         for an OFFER), {} s per rate, no retransmissions; answers counted by xid, chaddr and \
-         message type up to 200 ms after the last send. Drops: requests sent and not answered. \
+         for an OFFER), {} s per rate, no retransmissions; answers counted as the generator's \
+         end of the link receives them, by its XDP program (`xdp-pass --tally`: checksums, \
+         xid, chaddr, message type and address checked, then dropped), up to 200 ms after the \
+         last send. Drops: requests sent and not answered. \
          Server core: CPU {SERVER_CORE}'s busy time (user, system, irq, softirq) in /proc/stat, \
          whatever ran there, because XDP answers in the receive path, which no process is \
          charged for; both veth ends receive in NAPI threads, the server's pinned to CPU \
          {SERVER_CORE}. Server threads: the server's processes and its interface's NAPI \
          threads only (the same work without other load on the core).\n\n",
-        size.threads,
         size.duration_ms as f64 / 1e3
     );
     md.push_str(
-        "| server | offered/s | sent/s | answered/s | drops | of which at the generator's receive ring | server core CPU per 1,000 answered (ms) | server threads CPU per 1,000 (ms) |\n|---|---|---|---|---|---|---|---|\n",
+        "| server | offered/s | sent/s | answered/s | drops | of which at the server's receive ring | of which at the generator's receive ring | server core CPU per 1,000 answered (ms) | server threads CPU per 1,000 (ms) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
     for row in rows {
         match &row.result {
             Err(e) => {
-                let _ = writeln!(md, "| {} | not measured: {e} ||||||", row.target.name());
+                let _ = writeln!(md, "| {} | not measured: {e} |||||||", row.target.name());
             }
             Ok(steps) => {
                 for s in steps {
@@ -288,12 +340,13 @@ pub fn markdown(rows: &[Row], size: &Size, machines: u32) -> String {
                     };
                     let _ = writeln!(
                         md,
-                        "| {} | {} | {:.0}{short} | {:.0} | {:.3}% | {} | {} | {} |",
+                        "| {} | {} | {:.0}{short} | {:.0} | {:.3}% | {} | {} | {} | {} |",
                         row.target.name(),
                         r.rate,
                         r.sent_per_sec(),
                         r.answered_per_sec(),
                         r.drops_pct(),
+                        s.server_ring_drops.map_or("-".into(), |d| d.to_string()),
                         s.ring_drops.map_or("-".into(), |d| d.to_string()),
                         ms(s.core_per_thousand()),
                         ms(s.server_per_thousand()),
@@ -435,6 +488,7 @@ mod tests {
             core_s,
             server_s: Some(core_s / 2.0),
             ring_drops: None,
+            server_ring_drops: None,
         }
     }
 
