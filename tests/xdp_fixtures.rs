@@ -1428,10 +1428,10 @@ fn a_set_comes_and_goes_with_its_machines() {
     let mut own = twin.clone();
     own.mac = [0x02, 0xcc, 0, 0, 0, 2];
     own.ip = Ipv4Addr::new(10, 50, 0, 202);
-    own.options = vec![stormboot::config::CustomOption {
+    own.options = stormboot::compact::List::from(vec![stormboot::config::CustomOption {
         code: 150,
         data: vec![10, 50, 0, 4],
-    }];
+    }]);
     put(&mut f.dp, &own);
     assert_eq!(f.dp.template_sets(), 3);
     assert_eq!(offered_mac(&f.dp, own.mac), Some(own.ip));

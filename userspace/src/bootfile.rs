@@ -53,7 +53,7 @@ pub fn reservation_profile(cfg: &Config, r: &config::Reservation) -> Option<usiz
     if !r.allow_pxe {
         return None;
     }
-    r.profile.or(cfg.boot.default_profile)
+    r.profile.map(usize::from).or(cfg.boot.default_profile)
 }
 
 /// The profile of a pool client of `subnet`: the subnet's, else the default.

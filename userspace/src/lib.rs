@@ -7,6 +7,7 @@ pub mod bootfile;
 pub mod cli;
 pub mod clidocs;
 pub mod cluster;
+pub mod compact;
 pub mod config;
 pub mod dashboard;
 pub mod dataplane;

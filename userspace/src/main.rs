@@ -50,7 +50,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, xdp_mode } => {
             let t = std::time::Instant::now();
-            let cfg = Config::load(&config)?;
+            let xdp_mode = xdp_mode.map(Into::into);
+            // The program loads (the kernel verifies it) while the
+            // reservations file is parsed.
+            let mut preloaded = None;
+            let cfg = Config::load_outlined(&config, &mut |o| {
+                preloaded = stormboot::serve::preload(&o, xdp_mode)
+            })?;
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
@@ -60,14 +66,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "configuration loaded"
             );
             let opts = stormboot::serve::ServeOptions {
-                xdp_mode: xdp_mode.map(Into::into),
+                xdp_mode,
                 handover: Default::default(),
                 config_path: Some(config.clone()),
             };
             runtime()?.block_on(async move {
                 let token = CancellationToken::new();
                 tokio::spawn(on_signal(token.clone(), opts.handover.clone()));
-                let io = stormboot::serve::Io::open(&cfg, &opts, token).await?;
+                let mut io = stormboot::serve::Io::open(&cfg, &opts, token).await?;
+                io.preloaded = preloaded;
                 stormboot::serve::run(cfg, opts, io).await
             })
         }

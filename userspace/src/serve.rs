@@ -7,6 +7,8 @@
 
 mod xdp;
 
+pub use xdp::{preload, Loading};
+
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -68,9 +70,11 @@ pub struct Io {
     pub stores: Option<Stores>,
     /// Load the XDP program and attach it in this mode; None: the
     /// userspace server answers everything (`dataplane = "userspace"`).
-    /// The daemon loads the program itself, after reading the stores: the
-    /// reservation map is sized for the reservations they hold.
     pub xdp: Option<XdpMode>,
+    /// The program, loading since the configuration's outline was known
+    /// (`xdp::preload`); used if its maps have room for the book the
+    /// stores complete, else the daemon loads it again, sized for it.
+    pub preloaded: Option<xdp::Loading>,
     /// Each message reads `ServeOptions::config_path` again (SIGHUP in
     /// production); None: nothing reloads.
     pub reloads: Option<mpsc::Receiver<()>>,
@@ -95,6 +99,7 @@ impl Io {
             links: Vec::new(),
             stores: None,
             xdp: None,
+            preloaded: None,
             reloads: None,
             shutdown,
         };
@@ -174,24 +179,17 @@ struct Stored {
 /// Reads the stores: the leases, and the API's reservations, which join
 /// the file's (the file wins a clash). The configuration's reservations
 /// move into the book, so a million of them are held once. With `xdp`,
-/// the program starts loading (on a thread of its own) once the
-/// reservations the book will hold are known.
+/// the program for the book: `preloaded` if it has the room.
 async fn read_stores(
     cfg: Config,
     stores: Stores,
     xdp: Option<XdpMode>,
+    preloaded: Option<xdp::Loading>,
 ) -> anyhow::Result<(Stored, Option<xdp::Loading>)> {
     let leases = stores.leases.load().await?;
     let snapshot = stores.reservations.load().await?;
-    // Without stored reservations the book holds the file's alone, which
-    // size the maps before it is built. Stored ones are checked as they
-    // join it (some may not), so the program waits for the book then.
-    let early = xdp
-        .filter(|_| snapshot.reservations.is_empty())
-        .map(|mode| xdp::load(&cfg, cfg.reservations.iter(), mode));
     let registry = crate::api::live::merge(cfg, snapshot.reservations);
-    let loading = early
-        .or_else(|| xdp.map(|mode| xdp::load(registry.config(), registry.reservations(), mode)));
+    let loading = xdp.map(|mode| xdp::for_book(registry.book(), mode, preloaded));
     tracing::info!(path = %stores.name, leases = leases.len(), "lease store opened");
     let index = Arc::new(Index::default());
     index.apply(
@@ -375,17 +373,23 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         links,
         stores,
         xdp,
+        preloaded,
         reloads,
         shutdown,
     } = io;
     let iface_name = cfg.server.interfaces.join(",");
     let (endpoints, frames): (Vec<Endpoint>, Vec<Frames>) =
         links.into_iter().map(|l| (l.endpoint, l.frames)).unzip();
-    // Checked before the program starts loading, which takes over the
-    // previous daemon's pins: a daemon that stops here leaves them alone.
+    // Checked before the program takes over the previous daemon's pins
+    // (xdp::start): a daemon that stops here leaves them alone.
     let policy = api_policy(&cfg)?;
-    let (stored, loading) =
-        read_stores(cfg, stores.context("a DHCP daemon needs its stores")?, xdp).await?;
+    let (stored, loading) = read_stores(
+        cfg,
+        stores.context("a DHCP daemon needs its stores")?,
+        xdp,
+        preloaded,
+    )
+    .await?;
     let cfg = stored.registry.config().clone();
     let xdp = xdp::start(stored.registry.book(), &endpoints, loading)?;
     release_startup_memory();

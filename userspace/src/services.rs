@@ -80,9 +80,9 @@ impl Machines {
             return Some(boot::MachineInfo {
                 mac,
                 ip: Some(r.ip),
-                hostname: r.hostname.clone(),
+                hostname: r.hostname.as_deref().map(str::to_owned),
                 profile: bootfile::reservation_profile(cfg, r).map(|i| profile(cfg, i)),
-                label: r.label.clone(),
+                label: r.label.as_deref().map(str::to_owned),
             });
         }
         // A pool client: the profile of the subnet its lease is in.

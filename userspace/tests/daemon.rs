@@ -123,6 +123,7 @@ impl Daemon {
                 ),
             },
             xdp: None,
+            preloaded: None,
             reloads: Some(reloads),
             shutdown: shutdown.clone(),
         };

@@ -376,15 +376,17 @@ impl Registry {
         let reservation = config::Reservation {
             mac,
             ip,
-            hostname: hostname.clone(),
-            subnet,
+            hostname: hostname.as_deref().map(Into::into),
+            // The network's subnets and profiles are the configuration's,
+            // which has at most 2^16 of each.
+            subnet: subnet as u16,
             origin: API_ORIGIN.into(),
-            options,
-            profile,
+            options: options.into(),
+            profile: profile.map(|p| p as u16),
             allow_pxe: spec.allow_pxe.unwrap_or(true),
-            boot_file: boot_file.clone(),
+            boot_file: boot_file.as_deref().map(Into::into),
             next_server,
-            label: label.clone(),
+            label: label.as_deref().map(Into::into),
         };
         // Rendering is the last check: a reply too long for a DHCP packet
         // is refused here, not discovered by a booting machine.
@@ -518,7 +520,7 @@ impl Registry {
         }
     }
 
-    pub fn remove(&mut self, mac: [u8; 6]) -> Option<Arc<Entry>> {
+    pub fn remove(&mut self, mac: [u8; 6]) -> Option<Entry> {
         self.book.remove(&mac)
     }
 
@@ -537,7 +539,9 @@ pub fn view(book: &Book, e: &Entry) -> ReservationView {
     let cfg = book.config();
     ReservationView {
         spec: spec_of_entry(cfg, e),
-        subnet: cfg.subnets[e.reservation.subnet].net.to_string(),
+        subnet: cfg.subnets[usize::from(e.reservation.subnet)]
+            .net
+            .to_string(),
         source: e.source,
         origin: e.reservation.origin.to_string(),
     }
@@ -583,12 +587,12 @@ pub fn page(book: &Book, q: &ReservationQuery) -> Result<ReservationPage, FieldE
         }
     };
     let keep = |e: &&Entry| {
-        subnet.is_none_or(|s| e.reservation.subnet == s)
+        subnet.is_none_or(|s| usize::from(e.reservation.subnet) == s)
             && source.is_none_or(|s| e.source == s)
             && q.profile.as_deref().is_none_or(|p| {
                 e.reservation
                     .profile
-                    .map(|i| book.config().profiles[i].name.as_str())
+                    .map(|i| book.config().profiles[usize::from(i)].name.as_str())
                     == Some(p)
             })
             && q.hostname.as_deref().is_none_or(|h| {
@@ -748,8 +752,8 @@ fn spec_of(cfg: &Config, r: &config::Reservation) -> ReservationSpec {
     ReservationSpec {
         mac: format_mac(&r.mac),
         ip: r.ip.to_string(),
-        hostname: r.hostname.clone(),
-        profile: r.profile.map(|p| cfg.profiles[p].name.clone()),
+        hostname: r.hostname.as_deref().map(str::to_owned),
+        profile: r.profile.map(|p| cfg.profiles[usize::from(p)].name.clone()),
         options: r
             .options
             .iter()
@@ -760,10 +764,10 @@ fn spec_of(cfg: &Config, r: &config::Reservation) -> ReservationSpec {
             })
             .collect(),
         allow_pxe: (!r.allow_pxe).then_some(false),
-        boot_file: r.boot_file.clone(),
+        boot_file: r.boot_file.as_deref().map(str::to_owned),
         next_server: r.next_server.map(|n| n.to_string()),
         omapi_name: None,
-        label: r.label.clone(),
+        label: r.label.as_deref().map(str::to_owned),
     }
 }
 

@@ -35,6 +35,11 @@ pub fn parse(text: &str, file: &str, set: &mut ReservationSet) -> Result<(), Con
     )
 }
 
+/// How many lines `text` has: at least as many as its records.
+pub fn lines(text: &str) -> usize {
+    text.bytes().filter(|&b| b == b'\n').count() + 1
+}
+
 /// `parse` on `threads` threads for files of `from` bytes and more, in
 /// chunks of about `chunk` bytes.
 fn parse_split(
@@ -47,7 +52,7 @@ fn parse_split(
 ) -> Result<(), ConfigError> {
     // Spreadsheet exports often start with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    set.reserve(text.bytes().filter(|&b| b == b'\n').count() + 1);
+    set.reserve(lines(text));
     if text.len() < from || threads == 1 {
         return parse_lines(text, 1, file, set, true);
     }
@@ -231,16 +236,18 @@ fn parse_record(
     };
     let mut r = check(&written, &place)?;
     if let Some(l) = label {
-        r.label = Some(super::validate::reservation_label(l).map_err(|message| {
-            ConfigError::Invalid {
-                at: Location {
-                    file: file.to_owned(),
-                    line: Some(line),
-                },
-                key: "label".into(),
-                message,
-            }
-        })?);
+        r.label = Some(
+            super::validate::reservation_label(l)
+                .map(Into::into)
+                .map_err(|message| ConfigError::Invalid {
+                    at: Location {
+                        file: file.to_owned(),
+                        line: Some(line),
+                    },
+                    key: "label".into(),
+                    message,
+                })?,
+        );
     }
     Ok(r)
 }

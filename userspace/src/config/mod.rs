@@ -16,9 +16,11 @@ mod validate;
 mod wire;
 
 pub use options::TYPES as OPTION_TYPES;
-pub use validate::{dns_name, reservation_label};
+pub use validate::{dns_name, reservation_label, OnOutline, Outline};
 
 use std::fmt;
+
+use crate::compact::{List, Name, Text};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -602,30 +604,32 @@ impl PartialEq<String> for Origin {
 pub struct Reservation {
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
-    pub hostname: Option<String>,
-    /// Index into [`Config::subnets`] of the subnet containing `ip`.
-    pub subnet: usize,
+    /// Inline when short: one of a million (see `compact`).
+    pub hostname: Option<Name>,
+    /// Index into [`Config::subnets`] of the subnet containing `ip` (the
+    /// program's maps number subnets in 16 bits too).
+    pub subnet: u16,
     /// "stormboot.toml:20" or "hosts.csv:3" (the line of the MAC), so later
     /// messages about this reservation can point at where it was written.
     pub origin: Origin,
     /// Custom options of this machine, sorted by code; they win over the
     /// subnet's options (and its 26/42/119/121 keys) of the same code.
-    pub options: Vec<CustomOption>,
+    pub options: List<CustomOption>,
     /// Index into [`Config::profiles`]: what this machine boots.
-    pub profile: Option<usize>,
+    pub profile: Option<u16>,
     /// false: plain DHCP only, never boot information, whatever the
     /// profiles say (`allow_pxe = false`, as Tinkerbell's allowPXE).
     pub allow_pxe: bool,
     /// A boot file given for this machine alone (OMAPI's `filename`, the
     /// API's `boot_file`): every request gets it, whatever its
     /// architecture, as ISC dhcpd's host `filename` does.
-    pub boot_file: Option<String>,
+    pub boot_file: Option<Text>,
     /// The next server (siaddr, option 66) that goes with it; the server's
     /// own address when unset.
     pub next_server: Option<Ipv4Addr>,
     /// What the dashboard can group machines by besides their subnet
     /// (a rack, a row, a role).
-    pub label: Option<String>,
+    pub label: Option<Text>,
 }
 
 /// A file and, when the problem has one, a line.
@@ -683,17 +687,28 @@ impl ConfigError {
 impl Config {
     /// Reads and validates the config file and its reservations file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_outlined(path, &mut |_| {})
+    }
+
+    /// `load`, calling `outline` once the configuration is known but for
+    /// its reservations file, before that file is parsed.
+    pub fn load_outlined(path: &Path, outline: OnOutline) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
         })?;
-        Config::from_str(&text, path)
+        Config::parse(
+            text.as_str(),
+            path,
+            &mut |p| std::fs::read_to_string(p),
+            outline,
+        )
     }
 
     /// Validates `text` as if read from `path`, which names the file in
     /// messages and anchors a relative `reservations_file` (which is read).
     pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        Config::parse(text, path, &mut |p| std::fs::read_to_string(p))
+        Config::parse(text, path, &mut |p| std::fs::read_to_string(p), &mut |_| {})
     }
 
     /// `from_str` with `read` in place of the file system, for the files
@@ -703,13 +718,18 @@ impl Config {
         path: &Path,
         read: validate::ReadFile,
     ) -> Result<Config, ConfigError> {
-        Config::parse(text, path, read)
+        Config::parse(text, path, read, &mut |_| {})
     }
 
-    fn parse(text: &str, path: &Path, read: validate::ReadFile) -> Result<Config, ConfigError> {
+    fn parse(
+        text: &str,
+        path: &Path,
+        read: validate::ReadFile,
+        outline: OnOutline,
+    ) -> Result<Config, ConfigError> {
         let src = Source::new(text, path);
         let wire: wire::File = toml::from_str(text).map_err(|e| src.toml_error(e))?;
-        validate::validate(wire, &src, read)
+        validate::validate(wire, &src, read, outline)
     }
 }
 

@@ -54,7 +54,7 @@ fn parse_with(text: &str, csv: Option<&str>) -> Result<Config, ConfigError> {
         csv.map(str::to_owned)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
     };
-    Config::parse(text, Path::new("stormboot.toml"), &mut read)
+    Config::parse(text, Path::new("stormboot.toml"), &mut read, &mut |_| {})
 }
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -145,7 +145,7 @@ fn example_parses() {
             hostname: Some("node1".into()),
             subnet: 0,
             origin: "stormboot.toml:22".into(),
-            options: vec![],
+            options: Default::default(),
             profile: None,
             label: Some("rack 1".into()),
         }],
@@ -710,6 +710,33 @@ fn csv_reservations_follow_inline_ones() {
 }
 
 #[test]
+fn the_outline_comes_before_the_file_is_parsed() {
+    // A bad last line: the outline is given all the same, sized by the
+    // file's lines, with the configuration file's own reservation.
+    let csv = "mac,ip\n52:54:00:00:00:02,10.50.0.12\nnot a record\n";
+    let mut read = |_: &Path| Ok(csv.to_owned());
+    let mut seen = Vec::new();
+    let e = Config::parse(WITH_CSV, Path::new("stormboot.toml"), &mut read, &mut |o| {
+        seen.push((
+            o.reservations.len(),
+            o.file_lines,
+            o.server.interfaces.clone(),
+        ))
+    });
+    assert!(e.is_err());
+    assert_eq!(seen, [(1, 4, vec!["sb0".to_string()])]);
+
+    let mut seen = 0;
+    parse_with(MINIMAL, None).unwrap();
+    Config::parse(MINIMAL, Path::new("stormboot.toml"), &mut read, &mut |o| {
+        assert_eq!((o.reservations.len(), o.file_lines), (0, 0));
+        seen += 1;
+    })
+    .unwrap();
+    assert_eq!(seen, 1, "once, without a reservations file too");
+}
+
+#[test]
 fn duplicate_between_inline_and_csv_names_both() {
     let csv = "mac,ip,hostname\n\n52:54:00:00:00:01,10.50.0.12\n";
     assert_eq!(
@@ -806,6 +833,7 @@ fn server_dataplane_and_times() {
         &t,
         Path::new("/etc/stormboot/stormboot.toml"),
         &mut |_| unreachable!(),
+        &mut |_| {},
     )
     .unwrap();
     assert_eq!(c.server.dataplane, Dataplane::Userspace);
@@ -1205,7 +1233,7 @@ fn reservation_options() {
     let c = parse(&t).unwrap();
     let r = &c.reservations[0];
     assert_eq!(
-        r.options,
+        *r.options,
         [
             CustomOption {
                 code: 26,
@@ -1218,7 +1246,7 @@ fn reservation_options() {
         ]
     );
     let extra = c.subnets[0].extra_options(Some(r));
-    assert_eq!(extra, r.options, "the reservation's 26 replaces mtu");
+    assert_eq!(extra, *r.options, "the reservation's 26 replaces mtu");
     assert_eq!(c.subnets[0].extra_options(None)[0].data, [0x23, 0x28]);
 
     // The reservation's keys: mac on 10, then its option table on 13..16.

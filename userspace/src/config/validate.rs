@@ -17,6 +17,7 @@ use super::{
     csv, duration, options, wire, Api, Config, ConfigError, CustomOption, Dataplane, Location,
     LogLevel, Mode, Origin, OriginName, Profile, Reservation, Route, Server, Subnet, XdpMode,
 };
+use crate::compact::{Name, Text};
 use crate::frame::parse_mac;
 use crate::reservation::rule::{
     self, Candidate, Field, Network, OptionPart, OptionReason, OptionRefusal, OptionText, Refusal,
@@ -37,15 +38,50 @@ pub const MAX_LEASE: Duration = Duration::from_secs(u32::MAX as u64 - 1);
 /// Linux IFNAMSIZ, less the terminating NUL.
 const MAX_IFNAME: usize = 15;
 
+/// How many subnets, and how many profiles, a configuration may have.
+const INDEX_LIMIT: usize = u16::MAX as usize + 1;
+
+fn too_many(what: &str) -> String {
+    format!("more than {INDEX_LIMIT} {what}")
+}
+
 /// Reads the reservations file; a parameter so tests need no files.
 pub type ReadFile<'r> = &'r mut dyn FnMut(&Path) -> std::io::Result<String>;
 
-pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, ConfigError> {
+/// What is known of a configuration before its reservations file is
+/// parsed: enough to size and start loading the XDP program beside the
+/// parse.
+pub struct Outline<'a> {
+    pub server: &'a Server,
+    /// The reservations the configuration file itself holds.
+    pub reservations: &'a [Reservation],
+    /// The reservations file's lines: at least as many as its records.
+    pub file_lines: usize,
+}
+
+/// Called once with the configuration's outline, before the reservations
+/// file is parsed.
+pub type OnOutline<'o> = &'o mut dyn FnMut(Outline);
+
+pub fn validate(
+    w: wire::File,
+    src: &Source,
+    read: ReadFile,
+    outline: OnOutline,
+) -> Result<Config, ConfigError> {
     let server = server(&w.server, src)?;
     let api = api(w.api.as_ref(), src)?;
     let subnets = subnets(&w.subnet, src, server.address)?;
 
     let profiles = boot::profiles(&w.profile, src)?;
+    // Reservations name their subnet and profile in 16 bits, as the
+    // program's maps do.
+    if let Some(s) = w.subnet.get(INDEX_LIMIT) {
+        return Err(src.invalid(&s.cidr.span(), "subnet", too_many("subnets")));
+    }
+    if let Some(p) = w.profile.get(INDEX_LIMIT) {
+        return Err(src.invalid(&p.name.span(), "profile", too_many("profiles")));
+    }
     let boot = boot::boot(w.boot.as_ref(), &profiles, src)?;
     let mut subnets = subnets;
     for (i, s) in w.subnet.iter().enumerate() {
@@ -90,19 +126,31 @@ pub fn validate(w: wire::File, src: &Source, read: ReadFile) -> Result<Config, C
         if let Some(l) = &r.label {
             set.list[i].label = Some(
                 reservation_label(l.get_ref())
+                    .map(Text::from)
                     .map_err(|m| src.invalid(&l.span(), format!("{prefix}label"), m))?,
             );
         }
     }
 
-    if let (Some(path), Some(spanned)) = (&server.reservations_file, &w.server.reservations_file) {
-        let text = read(path).map_err(|e| {
-            src.invalid(
-                &spanned.span(),
-                "server.reservations_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+    let file = match (&server.reservations_file, &w.server.reservations_file) {
+        (Some(path), Some(spanned)) => {
+            let text = read(path).map_err(|e| {
+                src.invalid(
+                    &spanned.span(),
+                    "server.reservations_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Some((path, text))
+        }
+        _ => None,
+    };
+    outline(Outline {
+        server: &server,
+        reservations: &set.list,
+        file_lines: file.as_ref().map_or(0, |(_, text)| csv::lines(text)),
+    });
+    if let Some((path, text)) = file {
         csv::parse(&text, &path.display().to_string(), &mut set)?;
     }
     let reservations = set.list;
@@ -1013,8 +1061,10 @@ impl std::hash::Hasher for KeyHasher {
 /// reservations file is checked for duplicates in linear time.
 pub struct ReservationSet {
     network: Network,
-    by_mac: HashMap<[u8; 6], usize, KeyHash>,
-    by_ip: HashMap<Ipv4Addr, usize, KeyHash>,
+    /// Indexes into `list`, 32 bits (a million-line file's two maps are
+    /// 24 MB smaller than with `usize`).
+    by_mac: HashMap<[u8; 6], u32, KeyHash>,
+    by_ip: HashMap<Ipv4Addr, u32, KeyHash>,
     pub list: Vec<Reservation>,
     /// The file the last reservation came from, shared by its origins.
     file: Option<(String, OriginName)>,
@@ -1022,12 +1072,12 @@ pub struct ReservationSet {
 
 impl Rest for ReservationSet {
     fn origin_of(&self, mac: &[u8; 6]) -> Option<Cow<'_, str>> {
-        let &i = self.by_mac.get(mac)?;
+        let i = *self.by_mac.get(mac)? as usize;
         Some(Cow::Owned(self.list[i].origin.to_string()))
     }
 
     fn holder_of(&self, ip: Ipv4Addr) -> Option<([u8; 6], Cow<'_, str>)> {
-        let r = &self.list[*self.by_ip.get(&ip)?];
+        let r = &self.list[*self.by_ip.get(&ip)? as usize];
         Some((r.mac, Cow::Owned(r.origin.to_string())))
     }
 }
@@ -1067,7 +1117,7 @@ impl ReservationSet {
 
     /// Adds `r`, accepted by the rule against the rest of the set.
     pub(super) fn push(&mut self, r: Reservation) {
-        let index = self.list.len();
+        let index = self.list.len() as u32;
         self.by_mac.insert(r.mac, index);
         self.by_ip.insert(r.ip, index);
         self.list.push(r);
@@ -1077,7 +1127,7 @@ impl ReservationSet {
     /// already holds its MAC or its address (what the rule would then
     /// refuse it for); the error is `r`'s line.
     pub(super) fn push_new(&mut self, r: Reservation) -> Result<(), usize> {
-        let index = self.list.len();
+        let index = self.list.len() as u32;
         if let Some(held) = self.by_mac.insert(r.mac, index) {
             self.by_mac.insert(r.mac, held);
             return Err(r.origin.line());
@@ -1145,19 +1195,19 @@ pub(super) fn accept(
         options: w.options,
     };
     let ok = rule::check(&candidate, network, rest).map_err(|r| place.refused(r))?;
+    // A configuration's network holds every subnet, at most INDEX_LIMIT.
+    let subnet = ok.subnet.unwrap_or_default();
     Ok(Reservation {
-        profile: ok.profile,
+        profile: ok.profile.map(|p| p as u16),
         allow_pxe: true,
         boot_file: None,
         next_server: None,
         label: None,
         mac,
         ip,
-        hostname: w.hostname.map(str::to_owned),
-        subnet: ok
-            .subnet
-            .expect("a configuration's network holds every subnet"),
+        hostname: w.hostname.map(Name::from),
+        subnet: subnet as u16,
         origin: Origin::at(file, place.mac_line),
-        options: ok.options,
+        options: ok.options.into(),
     })
 }

@@ -140,26 +140,83 @@ impl LoadOptions {
         reservations: impl Iterator<Item = &'a crate::config::Reservation>,
         log_level: u8,
     ) -> Self {
-        let (mut n, mut own) = (0usize, 0usize);
-        for r in reservations {
-            n += 1;
-            let named = r
-                .hostname
-                .as_ref()
-                .is_some_and(|h| h.len() > stormboot_common::maps::NAME_MAX);
-            if named || !r.options.is_empty() || r.boot_file.is_some() || r.next_server.is_some() {
-                own += 1;
-            }
-        }
+        Self::for_count(Count::of(reservations), log_level)
+    }
+
+    /// `sized` before the reservations file is parsed: its `file_lines`
+    /// count as machines, none with a set of its own (a line has no
+    /// options, boot file or next server; only a host name too long to
+    /// write per machine would need one), beside the `written` ones.
+    pub fn estimated(
+        written: &[crate::config::Reservation],
+        file_lines: usize,
+        log_level: u8,
+    ) -> Self {
+        let c = Count::of(written.iter());
+        Self::for_count(
+            Count {
+                machines: c.machines + file_lines,
+                ..c
+            },
+            log_level,
+        )
+    }
+
+    pub fn for_count(c: Count, log_level: u8) -> Self {
         let cap = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
         LoadOptions {
-            reservations_capacity: cap(n + n / 4 + 8192),
-            templates_capacity: cap(
-                (own + own / 4 + 4096) * stormboot_common::maps::variant::ALL.len()
-            ),
+            reservations_capacity: cap(c.machines + c.machines / 4 + SPARE_MACHINES),
+            templates_capacity: cap((c.own_sets + c.own_sets / 4 + SPARE_SETS) * VARIANTS),
             log_level,
         }
     }
+
+    /// Whether maps sized by `self` hold the machines of `c` with at least
+    /// the fixed spare room besides (a quarter more is what `sized` gives,
+    /// but a program loaded for a file's lines is kept for a few stored
+    /// reservations more: loading it again costs the start a second).
+    pub fn holds(&self, c: Count, log_level: u8) -> bool {
+        self.reservations_capacity as usize >= c.machines + SPARE_MACHINES
+            && self.templates_capacity as usize >= (c.own_sets + SPARE_SETS) * VARIANTS
+            && self.log_level == log_level
+    }
+}
+
+/// Machines the API can add, at the least, before RESERVATIONS is full.
+const SPARE_MACHINES: usize = 8192;
+/// Template sets the API can add, at the least, before TEMPLATES is full.
+const SPARE_SETS: usize = 4096;
+const VARIANTS: usize = stormboot_common::maps::variant::ALL.len();
+
+/// What the maps are sized for: machines, and how many of them may need
+/// a template set of their own (the rest share a few).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub machines: usize,
+    pub own_sets: usize,
+}
+
+impl Count {
+    pub fn of<'a>(reservations: impl Iterator<Item = &'a crate::config::Reservation>) -> Count {
+        let mut c = Count {
+            machines: 0,
+            own_sets: 0,
+        };
+        for r in reservations {
+            c.machines += 1;
+            c.own_sets += usize::from(has_own_set(r));
+        }
+        c
+    }
+}
+
+/// Whether `r` may need a template set of its own.
+fn has_own_set(r: &crate::config::Reservation) -> bool {
+    let named = r
+        .hostname
+        .as_ref()
+        .is_some_and(|h| h.len() > stormboot_common::maps::NAME_MAX);
+    named || !r.options.is_empty() || r.boot_file.is_some() || r.next_server.is_some()
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
@@ -198,12 +255,6 @@ impl Dataplane {
     /// Loads the object and the DHCP program into the kernel (this is where
     /// the verifier runs), without attaching it anywhere.
     pub fn load(opts: LoadOptions) -> Result<Self, DataplaneError> {
-        Self::load_pinned(opts, None)
-    }
-
-    /// Like `load`, and pins the reply ring and the counters under `pins`,
-    /// where a successor finds them if this daemon dies.
-    pub fn load_pinned(opts: LoadOptions, pins: Option<&Pins>) -> Result<Self, DataplaneError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
@@ -214,12 +265,6 @@ impl Dataplane {
             name: PROGRAM_DHCP,
             source,
         })?;
-        if let Some(p) = pins {
-            for (name, path) in [(names::EVENTS, p.events()), (names::COUNTERS, p.counters())] {
-                let map = ebpf.map(name).ok_or(DataplaneError::Missing(name))?;
-                map.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
-            }
-        }
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
         let reservations =
@@ -252,10 +297,41 @@ impl Dataplane {
             slowpath_limit,
             mode,
             links: Vec::new(),
-            pins: pins.cloned(),
+            pins: None,
             fresh: true,
             batch_writes: true,
         })
+    }
+
+    /// `load`, and `pin` under `pins`.
+    pub fn load_pinned(opts: LoadOptions, pins: Option<&Pins>) -> Result<Self, DataplaneError> {
+        let mut dp = Self::load(opts)?;
+        if let Some(p) = pins {
+            dp.pin(p)?;
+        }
+        Ok(dp)
+    }
+
+    /// Pins the reply ring and the counters under `pins`, where a successor
+    /// finds them if this daemon dies, and keeps `pins` for the links.
+    /// Apart from loading, so that a program loaded early takes no pins
+    /// from a running predecessor until the daemon is sure to start.
+    pub fn pin(&mut self, pins: &Pins) -> Result<(), DataplaneError> {
+        let events = self
+            .ebpf
+            .map(names::EVENTS)
+            .ok_or(DataplaneError::Missing(names::EVENTS))?;
+        let path = pins.events();
+        events
+            .pin(&path)
+            .map_err(|e| pin_err(&path)(e.to_string()))?;
+        let path = pins.counters();
+        self.counters
+            .map()
+            .pin(&path)
+            .map_err(|e| pin_err(&path)(e.to_string()))?;
+        self.pins = Some(pins.clone());
+        Ok(())
     }
 
     /// `install_book` for a configuration built in code, its reservations
@@ -283,7 +359,7 @@ impl Dataplane {
         // A new generation of template sets: the old ones go once no
         // machine names them.
         let old_sets = std::mem::take(&mut self.sets);
-        let (mut render, mut write) = (Duration::ZERO, Duration::ZERO);
+        let mut write = Duration::ZERO;
         let mut keys = Vec::with_capacity(WRITE_CHUNK);
         let mut values = Vec::with_capacity(WRITE_CHUNK);
         let mut written = 0usize;
@@ -291,28 +367,43 @@ impl Dataplane {
         // batches at all, batches go to writers on every CPU.
         let mut writers: Option<batch::Writers<[u8; 6], Machine>> = None;
         let threads = crate::parallel::threads();
+        // Machines next to each other mostly share a set: the last one's
+        // key is compared before any is hashed, and its holders counted
+        // here until the set changes.
+        let mut last: Option<(tables::SetKey, u32, usize)> = None;
+        let mut holders = 0u64;
+        let started = Instant::now();
         for r in book.reservations() {
-            let t = Instant::now();
             let key = tables::set_key(r);
-            let (id, max_end) = match self.sets.get(&key) {
-                Some(h) => (h.id, h.max_end),
-                None => {
-                    let rendered = tables::templates(cfg, r)?;
-                    match self.sets.get(&rendered.key) {
-                        Some(h) => (h.id, h.max_end),
-                        None => self.add_set(&rendered)?,
+            let (id, max_end) = match &last {
+                Some((k, id, end)) if *k == key => (*id, *end),
+                _ => {
+                    if let Some((_, id, _)) = &last {
+                        self.sets.hold(*id, holders);
                     }
+                    holders = 0;
+                    let (id, end) = match self.sets.get(&key) {
+                        Some(h) => (h.id, h.max_end),
+                        None => {
+                            let rendered = tables::templates(cfg, r)?;
+                            match self.sets.get(&rendered.key) {
+                                Some(h) => (h.id, h.max_end),
+                                None => self.add_set(&rendered)?,
+                            }
+                        }
+                    };
+                    last = Some((key, id, end));
+                    (id, end)
                 }
             };
             let m = tables::machine(r, id);
             tables::check_fits(r, &m, max_end)?;
-            self.sets.hold(id);
+            holders += 1;
             if let Some(keep) = keep.as_mut() {
                 keep.insert(r.mac);
             }
             keys.push(r.mac);
             values.push(m);
-            render += t.elapsed();
             if keys.len() == WRITE_CHUNK {
                 let t = Instant::now();
                 written += keys.len();
@@ -339,9 +430,13 @@ impl Dataplane {
                 write += t.elapsed();
             }
         }
+        if let Some((_, id, _)) = &last {
+            self.sets.hold(*id, holders);
+        }
         let t = Instant::now();
         self.write_reservations(&keys, &values)?;
         written += keys.len();
+        let render = t.duration_since(started).saturating_sub(write);
         if let Some(w) = writers {
             w.finish().map_err(DataplaneError::Batch)?;
         }
@@ -517,7 +612,7 @@ impl Dataplane {
         self.reservations
             .insert(mac, m, 0)
             .map_err(map_err(names::RESERVATIONS))?;
-        self.sets.hold(id);
+        self.sets.hold(id, 1);
         if let Some(old) = before {
             for k in self.sets.release(old.set) {
                 self.remove_template(k)?;
@@ -862,4 +957,57 @@ fn attach_lab_program(
             source,
         })?;
     Ok(ebpf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Count, LoadOptions};
+    use crate::config::Config;
+
+    #[test]
+    fn an_estimate_from_the_files_lines_holds_the_parsed_book_and_a_few_stored_more() {
+        let csv: String = (0..100)
+            .map(|i| format!("02:00:00:00:01:{i:02x},10.50.0.{},n{i}\n", i + 20))
+            .collect();
+        let text = "[server]\ninterface = \"sb0\"\naddress = \"10.50.0.1\"\n\
+                    reservations_file = \"hosts.csv\"\n\n\
+                    [[subnet]]\ncidr = \"10.50.0.0/24\"\n\n\
+                    [[reservation]]\nmac = \"52:54:00:00:00:09\"\nip = \"10.50.0.9\"\n\
+                    [[reservation.option]]\ncode = 150\ntype = \"ipv4\"\nvalue = \"10.50.0.4\"\n";
+        let cfg = Config::from_str_with(text, std::path::Path::new("stormboot.toml"), &mut |_| {
+            Ok(csv.clone())
+        })
+        .unwrap();
+        // What the outline gives: the file's own reservation (the first),
+        // and the reservations file's lines (one more than its newlines).
+        let estimate = LoadOptions::estimated(&cfg.reservations[..1], 101, 0);
+        let parsed = Count::of(cfg.reservations.iter());
+        assert_eq!(
+            parsed,
+            Count {
+                machines: 101,
+                own_sets: 1
+            }
+        );
+        assert!(estimate.holds(parsed, 0), "{estimate:?}");
+        assert!(!estimate.holds(parsed, 1), "another log level");
+
+        // Thousands more stored ones joining need more room.
+        let more: Vec<_> = (0..12_000u32)
+            .map(|i| {
+                let mut r = cfg.reservations[1].clone();
+                r.mac = [2, 1, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+                r
+            })
+            .collect();
+        let all = Count::of(cfg.reservations.iter().chain(&more));
+        assert!(!estimate.holds(all, 0));
+        // A hundred beside a million lines fit in the room left.
+        let big = LoadOptions::estimated(&[], 1_000_001, 0);
+        let book = Count {
+            machines: 1_000_100,
+            own_sets: 0,
+        };
+        assert!(big.holds(book, 0));
+    }
 }

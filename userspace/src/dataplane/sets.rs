@@ -43,10 +43,10 @@ impl Sets {
         })
     }
 
-    /// One more machine names set `id`.
-    pub fn hold(&mut self, id: u32) {
+    /// `n` more machines name set `id`.
+    pub fn hold(&mut self, id: u32, n: u64) {
         if let Some(h) = self.by_id.get(&id).and_then(|k| self.by_key.get_mut(k)) {
-            h.machines += 1;
+            h.machines += n;
         }
     }
 
@@ -107,8 +107,7 @@ mod tests {
         let t = crate::render::tables::templates(&cfg, &cfg.reservations[0]).unwrap();
         let mut sets = Sets::default();
         assert_eq!(sets.add(7, &t).id, 7);
-        sets.hold(7);
-        sets.hold(7);
+        sets.hold(7, 2);
         assert!(sets.release(7).is_empty(), "one machine still names it");
         assert_eq!(sets.release(7), vec![TemplateKey::new(7, 0)]);
         assert!(sets.is_empty());

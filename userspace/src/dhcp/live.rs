@@ -134,7 +134,7 @@ ip = "10.0.0.50"
             hostname: None,
             subnet: 0,
             origin: "api".into(),
-            options: vec![],
+            options: Default::default(),
             profile: None,
             allow_pxe: true,
             boot_file: None,

@@ -350,14 +350,14 @@ impl Server {
         now: u64,
     ) -> Vec<LeaseChange> {
         let mut changes = Vec::new();
-        let Some(entry) = self.book.shared(&mac) else {
+        let Some(entry) = self.book.owned(&mac) else {
             return changes;
         };
         let r = &entry.reservation;
         if r.ip != ip {
             return changes;
         }
-        let subnet = &self.cfg.subnets[r.subnet];
+        let subnet = &self.cfg.subnets[usize::from(r.subnet)];
         let held = self.table.get(ip);
         if held.is_some_and(|l| l.renewal_cached(mac, now, subnet.renewal_cache)) {
             return changes;
@@ -376,7 +376,7 @@ impl Server {
             updated: now,
             hostname: known
                 .and_then(|l| l.hostname)
-                .or_else(|| r.hostname.clone()),
+                .or_else(|| r.hostname.as_deref().map(str::to_owned)),
         };
         let action = LeaseAction::of_binding(self.table.get(ip), &lease);
         self.event(action, lease.clone());
@@ -495,10 +495,10 @@ impl Server {
     }
 
     /// The reservation of `mac` if it is on `subnet`.
-    fn reservation(&self, mac: [u8; 6], subnet: usize) -> Option<Arc<Entry>> {
+    fn reservation(&self, mac: [u8; 6], subnet: usize) -> Option<Entry> {
         self.book
-            .shared(&mac)
-            .filter(|e| e.reservation.subnet == subnet)
+            .owned(&mac)
+            .filter(|e| usize::from(e.reservation.subnet) == subnet)
     }
 
     fn ours(&self) -> Ipv4Addr {
@@ -574,7 +574,7 @@ impl Server {
     fn reserved(
         &mut self,
         c: &Ctx<'_>,
-        entry: Arc<Entry>,
+        entry: Entry,
         now: u64,
         changes: &mut Vec<LeaseChange>,
     ) -> Answer {
@@ -602,14 +602,23 @@ impl Server {
             }
             Verdict::Pass => return (None, "ignored-malformed"),
         };
-        let Ok(reply) = reserved::reply(&cfg, r, self.naks.get(r.subnet), &f, reply_type) else {
+        let Ok(reply) = reserved::reply(
+            &cfg,
+            r,
+            self.naks.get(usize::from(r.subnet)),
+            &f,
+            reply_type,
+        ) else {
             return (None, "render-error");
         };
         if reply_type == msg::ACK {
             let booting = tables::reservation_boots(&cfg, r, f.variant);
-            let (lease_time, _, _) = cfg.subnets[r.subnet].lease_times(booting);
+            let (lease_time, _, _) = cfg.subnets[usize::from(r.subnet)].lease_times(booting);
             let c = Ctx {
-                hostname: c.hostname.clone().or_else(|| r.hostname.clone()),
+                hostname: c
+                    .hostname
+                    .clone()
+                    .or_else(|| r.hostname.as_deref().map(str::to_owned)),
                 client_id: c.client_id.clone(),
                 relay_info: c.relay_info,
                 ..*c
@@ -889,7 +898,7 @@ impl Server {
     fn inform(&self, c: &Ctx<'_>, subnet: usize) -> Answer {
         let cfg = Arc::clone(&self.cfg);
         let entry = self.reservation(c.mac, subnet);
-        let reservation: Option<&Reservation> = entry.as_deref().map(|e| &e.reservation);
+        let reservation: Option<&Reservation> = entry.as_ref().map(|e| &e.reservation);
         let spec = options::Spec {
             cfg: &cfg,
             subnet: &cfg.subnets[subnet],

@@ -156,7 +156,7 @@ impl Pools {
         let mut reserved = HashSet::with_capacity(book.len());
         for r in book.reservations() {
             reserved.insert(u32::from(r.ip));
-            if let Some(v) = reserved_by_subnet.get_mut(r.subnet) {
+            if let Some(v) = reserved_by_subnet.get_mut(usize::from(r.subnet)) {
                 v.push(u32::from(r.ip));
             }
         }

@@ -1022,7 +1022,7 @@ fn option_82_is_echoed_last() {
 fn program_reply(c: &Config, m: &Message, reply_type: u8, relay_info: &[u8]) -> Vec<u8> {
     let r = &c.reservations[0];
     let block = if reply_type == msg::NAK {
-        tables::subnet_entries(c).unwrap()[r.subnet].nak
+        tables::subnet_entries(c).unwrap()[usize::from(r.subnet)].nak
     } else {
         tables::reservation_block(c, r, stormboot_common::maps::variant::PLAIN).unwrap()
     };

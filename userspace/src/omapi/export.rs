@@ -79,9 +79,9 @@ pub fn host_block(reg: &Registry, e: &Entry) -> String {
         r.ip
     );
     let s = Statements {
-        filename: r.boot_file.clone(),
+        filename: r.boot_file.as_deref().map(str::to_owned),
         next_server: r.next_server,
-        hostname: r.hostname.clone(),
+        hostname: r.hostname.as_deref().map(str::to_owned),
     };
     for line in statements::render(&s) {
         let _ = writeln!(out, "        {line}");

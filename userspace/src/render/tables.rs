@@ -16,6 +16,7 @@ use stormboot_common::maps::{mac_text, variant, Block, Machine, Subnet, MAC_TEXT
 
 use super::{RenderError, ReplySpec};
 use crate::bootfile;
+use crate::compact::{List, Text};
 use crate::config::{self, Config};
 use crate::render;
 
@@ -31,7 +32,7 @@ pub struct TablesError {
 pub fn reply_spec<'a>(cfg: &'a Config, r: &'a config::Reservation) -> ReplySpec<'a> {
     ReplySpec::new(
         cfg,
-        &cfg.subnets[r.subnet],
+        &cfg.subnets[usize::from(r.subnet)],
         Some(r),
         r.ip,
         r.hostname.as_deref(),
@@ -62,11 +63,11 @@ pub fn subnet_entries(cfg: &Config) -> Result<Vec<Subnet>, TablesError> {
 /// configuration: machines with equal keys share one template set.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SetKey {
-    subnet: usize,
-    profile: Option<usize>,
+    subnet: u16,
+    profile: Option<u16>,
     allow_pxe: bool,
-    options: Vec<config::CustomOption>,
-    boot_file: Option<String>,
+    options: List<config::CustomOption>,
+    boot_file: Option<Text>,
     next_server: Option<Ipv4Addr>,
     /// A host name too long for `Machine::name`, rendered into the templates.
     long_name: Option<String>,
@@ -210,7 +211,7 @@ pub fn machine(r: &config::Reservation, set: u32) -> Machine {
     let mut m = Machine {
         ip: r.ip.octets(),
         set,
-        subnet: r.subnet as u16,
+        subnet: r.subnet,
         name_sum: 0,
         name_opt_len: 0,
         flags: 0,
@@ -267,7 +268,7 @@ fn reservation_boot_for(
         }
         Some(bootfile::BootSpec {
             next_server: r.next_server.unwrap_or(cfg.server.address),
-            file: r.boot_file.clone().unwrap_or_default(),
+            file: r.boot_file.as_deref().unwrap_or_default().to_owned(),
             vendor_class: None,
             pxe_discovery_control: false,
             ipxe_no_proxydhcp: false,
@@ -314,7 +315,7 @@ fn variant_block(
         // A proxy tells booting machines where to boot, nothing else.
         return render::proxy_block(cfg, mac, v).map_err(err);
     }
-    let s = &cfg.subnets[r.subnet];
+    let s = &cfg.subnets[usize::from(r.subnet)];
     let spec = ReplySpec::new(cfg, s, Some(r), Ipv4Addr::UNSPECIFIED, name).with_boot(s, boot);
     render::reply_block(&spec).map(Some).map_err(err)
 }
@@ -463,7 +464,7 @@ mod tests {
         assert_eq!(render::assemble(ipxe, &m).unwrap().end_off, whole.end_off);
 
         let mut long = b.clone();
-        long.hostname = Some("x".repeat(NAME_MAX + 1));
+        long.hostname = Some("x".repeat(NAME_MAX + 1).into());
         assert_ne!(
             set_key(&long),
             set_key(b),

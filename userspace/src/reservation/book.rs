@@ -7,8 +7,10 @@
 //! (`api::live`) changes its own copy and publishes it whole through
 //! [`Published`]; the DHCP server, the boot services, the API and the
 //! metrics read a snapshot that never changes under them, without a lock.
-//! One copy of each reservation lives here (`Arc<Entry>`), shared by every
-//! snapshot that holds it.
+//! Each reservation is held once, in place in the map by MAC's nodes
+//! (about 100 bytes a machine, see `compact`): a pointer to a shared copy
+//! of its own would cost a header, an allocation and the pointer, a
+//! third again at a million machines.
 //!
 //! Lookups by MAC and by address walk a B-tree of 16-wide nodes: five node
 //! visits at a million reservations, against the linear scans this
@@ -46,7 +48,7 @@ impl Entry {
 #[derive(Clone)]
 pub struct Book {
     cfg: Arc<Config>,
-    by_mac: OrdMap<[u8; 6], Arc<Entry>>,
+    by_mac: OrdMap<[u8; 6], Entry>,
     by_ip: OrdMap<Ipv4Addr, [u8; 6]>,
     /// OMAPI host names, unique as dhcpd's host names are.
     by_name: OrdMap<String, [u8; 6]>,
@@ -57,46 +59,32 @@ pub struct Book {
 /// Below this many reservations a book is built on one thread.
 const PARALLEL_FROM: usize = 10_000;
 
-/// The entries of `list` (from `source`, as written: no client spec), in
-/// its order. The list is taken from its end and shrunk as it goes, so
-/// its memory is handed back while the entries take theirs.
-fn entries(mut list: Vec<config::Reservation>, source: Source) -> Vec<Arc<Entry>> {
-    const STEP: usize = 1 << 16;
-    let mut out = Vec::with_capacity(list.len());
-    while !list.is_empty() {
-        let from = list.len().saturating_sub(STEP);
-        out.extend(list.drain(from..).rev().map(|reservation| {
-            Arc::new(Entry {
-                reservation,
-                source,
-                spec: None,
-            })
-        }));
-        list.shrink_to_fit();
-    }
-    out.reverse();
-    out
-}
-
-/// The map of `pair` of every entry, filled so that its leaves are full.
+/// Inserts every other item of `items` (sorted by key), from the first,
+/// as `pair` makes it.
 ///
 /// A B-tree leaf that overflows is split in two halves, so keys inserted
 /// in order leave every leaf half full: at a million reservations that is
-/// about 20 MB more for the two maps. Inserting every other key in order
-/// first (leaves of half of them) and then the keys between fills each
-/// leaf with its own missing half.
-fn packed<K: Ord + Clone, V: Clone>(
-    entries: &[Arc<Entry>],
-    pair: impl Fn(&Arc<Entry>) -> (K, V),
-) -> OrdMap<K, V> {
-    let mut pairs: Vec<(K, V)> = entries.iter().map(pair).collect();
-    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut map = OrdMap::new();
-    for half in [0, 1] {
-        for (k, v) in pairs.iter().skip(half).step_by(2) {
-            map.insert(k.clone(), v.clone());
-        }
+/// about 20 MB more for the map by address and 50 MB for the one by MAC.
+/// Inserting every other key in order first (leaves of half of them) and
+/// then the keys between fills each leaf with its own missing half.
+fn insert_every_other<T, K: Ord + Clone, V: Clone>(
+    map: &mut OrdMap<K, V>,
+    items: impl Iterator<Item = T>,
+    pair: impl Fn(T) -> (K, V),
+) {
+    for t in items.step_by(2) {
+        let (k, v) = pair(t);
+        map.insert(k, v);
     }
+}
+
+/// The map from address to MAC of `list`, its leaves full.
+fn ip_index(list: &[config::Reservation]) -> OrdMap<Ipv4Addr, [u8; 6]> {
+    let mut pairs: Vec<_> = list.iter().map(|r| (r.ip, r.mac)).collect();
+    pairs.sort_unstable_by_key(|p| p.0);
+    let mut map = OrdMap::new();
+    insert_every_other(&mut map, pairs.iter(), |p| *p);
+    insert_every_other(&mut map, pairs.into_iter().skip(1), |p| p);
     map
 }
 
@@ -108,32 +96,44 @@ impl Book {
     /// an address) from `source`, against `cfg`; `cfg.reservations` is not
     /// read.
     ///
-    /// The list is freed as its entries are made, so a million
-    /// reservations are not held twice, and the maps by MAC and by
-    /// address are filled on two threads.
-    pub fn new(cfg: Arc<Config>, reservations: Vec<config::Reservation>, source: Source) -> Book {
+    /// The list is sorted in place and its reservations move into the map
+    /// by MAC (half of them cloned first, see `insert_every_other`), so a million are
+    /// held twice only until the list is dropped; the map by address is
+    /// filled on another thread meanwhile.
+    pub fn new(
+        cfg: Arc<Config>,
+        mut reservations: Vec<config::Reservation>,
+        source: Source,
+    ) -> Book {
         let mut per_subnet = vec![0; cfg.subnets.len()];
-        let entries = entries(reservations, source);
-        for e in &entries {
-            if let Some(c) = per_subnet.get_mut(e.reservation.subnet) {
+        for r in &reservations {
+            if let Some(c) = per_subnet.get_mut(usize::from(r.subnet)) {
                 *c += 1;
             }
         }
-        let by_ip =
-            |entries: &[Arc<Entry>]| packed(entries, |e| (e.reservation.ip, e.reservation.mac));
-        let by_mac = |entries: &[Arc<Entry>]| packed(entries, |e| (e.reservation.mac, e.clone()));
-        let (by_mac, by_ip) = if entries.len() < PARALLEL_FROM {
-            (by_mac(&entries), by_ip(&entries))
+        reservations.sort_unstable_by_key(|r| r.mac);
+        let entry = |reservation| Entry {
+            reservation,
+            source,
+            spec: None,
+        };
+        let mut by_mac = OrdMap::new();
+        let first_half = |map: &mut OrdMap<_, _>, list: &[config::Reservation]| {
+            insert_every_other(map, list.iter(), |r| (r.mac, entry(r.clone())))
+        };
+        let by_ip = if reservations.len() < PARALLEL_FROM {
+            first_half(&mut by_mac, &reservations);
+            ip_index(&reservations)
         } else {
             std::thread::scope(|s| {
-                let ips = s.spawn(|| by_ip(&entries));
-                let macs = by_mac(&entries);
-                (
-                    macs,
-                    ips.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                )
+                let ips = s.spawn(|| ip_index(&reservations));
+                first_half(&mut by_mac, &reservations);
+                ips.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
             })
         };
+        insert_every_other(&mut by_mac, reservations.into_iter().skip(1), |r| {
+            (r.mac, entry(r))
+        });
         Book {
             per_subnet,
             cfg,
@@ -169,11 +169,11 @@ impl Book {
     }
 
     pub fn get(&self, mac: &[u8; 6]) -> Option<&Entry> {
-        self.by_mac.get(mac).map(|e| &**e)
+        self.by_mac.get(mac)
     }
 
-    /// The entry of `mac`, to keep beyond the book's borrow.
-    pub fn shared(&self, mac: &[u8; 6]) -> Option<Arc<Entry>> {
+    /// A copy of the entry of `mac`, to keep beyond the book's borrow.
+    pub fn owned(&self, mac: &[u8; 6]) -> Option<Entry> {
         self.by_mac.get(mac).cloned()
     }
 
@@ -198,14 +198,14 @@ impl Book {
 
     /// Every entry in MAC order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.by_mac.values().map(|e| &**e)
+        self.by_mac.values()
     }
 
     /// The entries after `mac` (all of them for None), in MAC order.
     pub fn after(&self, mac: Option<[u8; 6]>) -> impl Iterator<Item = &Entry> {
         use std::ops::Bound::{Excluded, Unbounded};
         let from = mac.map_or(Unbounded, Excluded);
-        self.by_mac.range((from, Unbounded)).map(|(_, e)| &**e)
+        self.by_mac.range((from, Unbounded)).map(|(_, e)| e)
     }
 
     /// Every reservation in MAC order.
@@ -227,13 +227,16 @@ impl Book {
             self.by_name.insert(n.to_owned(), mac);
         }
         self.by_ip.insert(entry.reservation.ip, mac);
-        if let Some(c) = self.per_subnet.get_mut(entry.reservation.subnet) {
+        if let Some(c) = self
+            .per_subnet
+            .get_mut(usize::from(entry.reservation.subnet))
+        {
             *c += 1;
         }
-        self.by_mac.insert(mac, Arc::new(entry));
+        self.by_mac.insert(mac, entry);
     }
 
-    pub fn remove(&mut self, mac: &[u8; 6]) -> Option<Arc<Entry>> {
+    pub fn remove(&mut self, mac: &[u8; 6]) -> Option<Entry> {
         let e = self.by_mac.remove(mac)?;
         if self.by_ip.get(&e.reservation.ip) == Some(mac) {
             self.by_ip.remove(&e.reservation.ip);
@@ -243,7 +246,7 @@ impl Book {
                 self.by_name.remove(n);
             }
         }
-        if let Some(c) = self.per_subnet.get_mut(e.reservation.subnet) {
+        if let Some(c) = self.per_subnet.get_mut(usize::from(e.reservation.subnet)) {
             *c -= 1;
         }
         Some(e)
@@ -311,7 +314,7 @@ mod tests {
                 let mut r = template.clone();
                 r.mac = [2, 1, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
                 r.ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 1)) + i);
-                r.subnet = (i % 2) as usize;
+                r.subnet = (i % 2) as u16;
                 r
             })
             .collect();
@@ -323,6 +326,17 @@ mod tests {
         }
         let n = cfg.reservations.len();
         assert_eq!((book.in_subnet(0), book.in_subnet(1)), (n - n / 2, n / 2));
+    }
+
+    #[test]
+    fn an_entry_stays_small() {
+        // A million are held in place: each 8 bytes more is 8 MB of the
+        // daemon's memory (README, the control plane at a million).
+        assert!(
+            std::mem::size_of::<Entry>() <= 88,
+            "{} bytes",
+            std::mem::size_of::<Entry>()
+        );
     }
 
     #[test]

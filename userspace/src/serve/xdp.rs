@@ -11,9 +11,9 @@ use stormboot_common::counters::Counter;
 use stormboot_common::maps::Iface;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, XdpMode};
+use crate::config::{Config, Dataplane as DataplaneKind, Mode, Outline, XdpMode};
 use crate::dataplane::pins::Predecessor;
-use crate::dataplane::{delivery, Attached, Dataplane, DataplaneError, LoadOptions, Pins};
+use crate::dataplane::{delivery, Attached, Count, Dataplane, DataplaneError, LoadOptions, Pins};
 use crate::events;
 use crate::reservation::book::Book;
 use crate::slowpath::Endpoint;
@@ -79,62 +79,83 @@ fn pins(bpffs_dir: &std::path::Path, interfaces: &[String]) -> Option<Pins> {
 }
 
 /// The program loading on a thread of its own, so the kernel can verify
-/// it while the daemon builds its book.
-pub(super) struct Loading {
+/// it while the daemon reads its reservations and builds its book. It
+/// takes no pins: a daemon that stops before serving leaves a running
+/// predecessor's alone.
+pub struct Loading {
     mode: XdpMode,
-    thread: std::thread::JoinHandle<Result<Loaded, DataplaneError>>,
+    opts: LoadOptions,
+    thread: std::thread::JoinHandle<Result<Dataplane, DataplaneError>>,
 }
 
-/// The program loaded and verified, its maps empty.
-struct Loaded {
-    dp: Dataplane,
-    pins: Option<Pins>,
-    predecessor: Predecessor,
-}
-
-/// Starts loading the program for `cfg`, to be attached in `mode`, its
-/// maps sized for `reservations` (every one the book will hold).
-pub(super) fn load<'a>(
-    cfg: &Config,
-    reservations: impl Iterator<Item = &'a crate::config::Reservation>,
-    mode: XdpMode,
-) -> Loading {
-    let opts = LoadOptions::sized(reservations, cfg.server.xdp_log_level.as_u8());
-    let (dir, interfaces) = (cfg.server.bpffs_dir.clone(), cfg.server.interfaces.clone());
+/// Starts loading the program with maps sized by `opts`, to be attached
+/// in `mode`.
+pub(super) fn load(opts: LoadOptions, mode: XdpMode) -> Loading {
     let thread = std::thread::spawn(move || {
-        let pins = pins(&dir, &interfaces);
-        // Taken before loading, so this daemon's own pins can take the names.
-        let predecessor = pins
-            .as_ref()
-            .map(Pins::take_predecessor)
-            .unwrap_or_default();
         let t = std::time::Instant::now();
-        let dp = Dataplane::load_pinned(opts, pins.as_ref())?;
+        let dp = Dataplane::load(opts)?;
         tracing::info!(
             ms = t.elapsed().as_millis() as u64,
             capacity = opts.reservations_capacity,
             templates = opts.templates_capacity,
             "XDP program loaded and verified"
         );
-        Ok(Loaded {
-            dp,
-            pins,
-            predecessor,
-        })
+        Ok(dp)
     });
-    Loading { mode, thread }
+    Loading { mode, opts, thread }
+}
+
+/// Starts loading the program from a configuration's outline, before its
+/// reservations file is parsed (sized by the file's line count), when it
+/// serves with XDP; `mode` overrides the file's `xdp_mode`.
+pub fn preload(outline: &Outline, mode: Option<XdpMode>) -> Option<Loading> {
+    let server = outline.server;
+    if server.mode == Mode::BootOnly || server.dataplane != DataplaneKind::Xdp {
+        return None;
+    }
+    let opts = LoadOptions::estimated(
+        outline.reservations,
+        outline.file_lines,
+        server.xdp_log_level.as_u8(),
+    );
+    Some(load(opts, mode.unwrap_or(server.xdp_mode)))
+}
+
+/// The program for `book` in `mode`: `early` if its maps have the room
+/// the book needs, else one loaded now (stored reservations beyond the
+/// room the file's lines left).
+pub(super) fn for_book(book: &Book, mode: XdpMode, early: Option<Loading>) -> Loading {
+    let count = Count::of(book.reservations());
+    let log_level = book.config().server.xdp_log_level.as_u8();
+    match early {
+        Some(l) if l.opts.holds(count, log_level) && l.mode == mode => l,
+        Some(_) => {
+            tracing::info!(
+                reservations = book.len(),
+                "the XDP program is loaded again: the book needs more room than the file's lines gave"
+            );
+            load(LoadOptions::for_count(count, log_level), mode)
+        }
+        None => load(LoadOptions::for_count(count, log_level), mode),
+    }
 }
 
 fn start_xdp(book: &Book, endpoints: &[Endpoint], loading: Loading) -> Result<Xdp, DataplaneError> {
     let mode = loading.mode;
-    let Loaded {
-        mut dp,
-        pins,
-        predecessor,
-    } = loading
+    let mut dp = loading
         .thread
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+    let cfg = book.config();
+    let pins = pins(&cfg.server.bpffs_dir, &cfg.server.interfaces);
+    // Taken before pinning, so this daemon's own pins can take the names.
+    let predecessor = pins
+        .as_ref()
+        .map(Pins::take_predecessor)
+        .unwrap_or_default();
+    if let Some(p) = &pins {
+        dp.pin(p)?;
+    }
     dp.install_book(book)?;
     for ep in endpoints {
         dp.set_iface(

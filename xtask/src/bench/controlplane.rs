@@ -24,6 +24,10 @@ pub struct ControlPlane {
     pub rss_at_phase: Vec<u64>,
     pub rss_kb: u64,
     pub hwm_kb: u64,
+    /// CPU time the daemon (every thread, user and system: the verifier
+    /// and the map writes are system time) spent until serving: what the
+    /// start-up costs however loaded the machine is.
+    pub cpu_s: Option<f64>,
     /// The reservation map's max_entries, and the kernel memory all the
     /// program's maps hold.
     pub map: Option<(u64, u64)>,
@@ -44,6 +48,12 @@ impl ControlPlane {
             "| process start to serving (XDP attached) | {:.2} s |",
             self.ready_s
         );
+        if let Some(cpu) = self.cpu_s {
+            let _ = writeln!(
+                t,
+                "| daemon CPU time until serving (user + system, every thread) | {cpu:.2} s |"
+            );
+        }
         let _ = writeln!(
             t,
             "| daemon RSS when serving (VmRSS) | {:.0} MB |",
@@ -218,6 +228,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         .map(|(at, _)| *at)
         .context("no serving line")?;
     let (rss_kb, hwm_kb) = (status_kb(pid, "VmRSS:")?, status_kb(pid, "VmHWM:")?);
+    let cpu_s = stormboot_testbed::reports::cpu_seconds(pid).ok();
     let map = reservation_map(pid);
     bed.stop(pid)?;
     // The daemon leaves its (by then empty) pin directory behind.
@@ -230,6 +241,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         rss_at_phase,
         rss_kb,
         hwm_kb,
+        cpu_s,
         map,
     })
 }
