@@ -84,6 +84,9 @@ pub struct Opened {
     pub len: u64,
     pub modified: Option<SystemTime>,
     pub body: Source,
+    /// The open file itself, whichever the source: what the kernel sends
+    /// from with sendfile(2), straight from the page cache.
+    pub file: Arc<std::fs::File>,
 }
 
 pub enum Source {
@@ -128,13 +131,19 @@ impl FileCache {
             ));
         }
         let stamp = Stamp::of(&meta);
+        let file = Arc::new(file);
         let opened = |body| Opened {
             len: stamp.len,
             modified: meta.modified().ok(),
             body,
+            file: file.clone(),
         };
+        // tokio's file owns its descriptor, so the stream gets a duplicate;
+        // the offset they share is never used by sendfile, which passes its own.
+        let streamed =
+            || io::Result::Ok(Source::File(tokio::fs::File::from_std(file.try_clone()?)));
         if stamp.len > self.budget {
-            return Ok(opened(Source::File(tokio::fs::File::from_std(file))));
+            return Ok(opened(streamed()?));
         }
         let slot = self.slot(path);
         let mut held = slot.held.lock().await;
@@ -156,11 +165,13 @@ impl FileCache {
         }
         if !self.reserve(stamp.len, &slot) {
             // The rest of the budget is being read into by other files.
-            return Ok(opened(Source::File(tokio::fs::File::from_std(file))));
+            return Ok(opened(streamed()?));
         }
+        let reading = file.clone();
         let read = tokio::task::spawn_blocking(move || {
+            let file = &*reading;
             let mut data = Vec::with_capacity(stamp.len as usize);
-            (&file).take(stamp.len).read_to_end(&mut data)?;
+            file.take(stamp.len).read_to_end(&mut data)?;
             // Written to while read: serve what was read, keep none of it.
             let still = Stamp::of(&file.metadata()?) == stamp && data.len() as u64 == stamp.len;
             io::Result::Ok((Bytes::from(data), still))

@@ -4,11 +4,16 @@
 //! `crate::filecache` (a shared in-memory copy for hot files, read from disk
 //! in large chunks otherwise).
 //!
+//! A GET's response also offers the file's range to the connection
+//! (`super::http1::SendFile`), which sends it from the page cache with
+//! sendfile(2) instead of the body.
+//!
 //! A request for several ranges gets the whole file (200), as RFC 9110
 //! allows: boot clients never ask for several, and a multipart answer would
 //! be the one copy of the file made per request.
 
 use std::io::SeekFrom;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
@@ -16,6 +21,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use super::http1::SendFile;
 use crate::filecache::{Opened, Source};
 
 /// Slices handed to the connection: large enough that per-chunk costs
@@ -147,6 +153,12 @@ pub async fn respond(file: Opened, method: &Method, headers: &HeaderMap) -> Resp
     if method == Method::HEAD {
         return (status, head, Body::empty()).into_response();
     }
+    let offer = SendFile {
+        file: file.file,
+        offset: start,
+        len: end - start,
+        sent: Arc::default(),
+    };
     let body = match file.body {
         Source::Memory(data) => memory_body(data.slice(start as usize..end as usize)),
         Source::File(f) => match file_body(f, start, end - start).await {
@@ -157,7 +169,9 @@ pub async fn respond(file: Opened, method: &Method, headers: &HeaderMap) -> Resp
             }
         },
     };
-    (status, head, body).into_response()
+    let mut resp = (status, head, body).into_response();
+    resp.extensions_mut().insert(offer);
+    resp
 }
 
 fn value(s: String) -> HeaderValue {

@@ -1,6 +1,6 @@
 //! The boot HTTP port: per-machine iPXE scripts, the iPXE binaries and the
 //! artifacts directory (kernels, initrds), with one `WebEvent` per request for
-//! the boot timeline.
+//! the boot timeline. Connections are `super::http1`'s.
 //!
 //! Routes:
 //! - `GET /auto.ipxe`: the script of the machine at the TCP peer's address;
@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -25,6 +26,7 @@ use futures_lite::Stream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::http1::SendFile;
 use super::script::{render_known, Known};
 use super::{MachineInfo, Profile};
 use crate::filecache::FileCache;
@@ -92,10 +94,7 @@ pub async fn serve(
     state: Arc<WebState>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    super::http1::serve(listener, router(state), shutdown).await
 }
 
 /// The machine a response was about, for the event; set by handlers that
@@ -139,12 +138,20 @@ async fn record(State(s): State<Arc<WebState>>, req: Request, next: Next) -> Res
         emit(&s.events, event);
         return resp;
     }
-    // A file: count what is streamed and report when the body is done with,
-    // so an aborted download shows as such. Content-Length stays in the
+    // A file: count what is sent and report when the body is done with, so
+    // an aborted download shows as such. Sent by sendfile, the connection
+    // counts into the offer's counter and drops the body after; streamed,
+    // this body counts into the same one. Content-Length stays in the
     // headers, so the framing does not change.
+    let sent = resp
+        .extensions()
+        .get::<SendFile>()
+        .map(|f| f.sent.clone())
+        .unwrap_or_default();
     let (parts, body) = resp.into_parts();
     let counted = Counted {
         inner: body.into_data_stream(),
+        sent,
         event: Some(event),
         events: s.events.clone(),
     };
@@ -159,6 +166,7 @@ fn emit(events: &mpsc::Sender<WebEvent>, event: WebEvent) {
 
 struct Counted {
     inner: BodyDataStream,
+    sent: Arc<AtomicU64>,
     event: Option<WebEvent>,
     events: mpsc::Sender<WebEvent>,
 }
@@ -169,9 +177,7 @@ impl Stream for Counted {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = Pin::new(&mut self.inner).poll_next(cx);
         if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            if let Some(e) = &mut self.event {
-                e.bytes += chunk.len() as u64;
-            }
+            self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         polled
     }
@@ -179,7 +185,8 @@ impl Stream for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some(event) = self.event.take() {
+        if let Some(mut event) = self.event.take() {
+            event.bytes = self.sent.load(Ordering::Relaxed);
             emit(&self.events, event);
         }
     }
