@@ -490,3 +490,273 @@ async fn linger(stream: &mut TcpStream) {
     let drain = async { while let Ok(1..) = stream.read(&mut sink).await {} };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+
+    /// What the test file holds, and the body its offer carries instead: a
+    /// client that gets the first was sent the file by sendfile.
+    const IN_FILE: &[u8] = b"sendfile-bytes!";
+    const IN_BODY: &[u8] = b"streamed-bytes!";
+
+    struct Server {
+        addr: SocketAddr,
+        /// Every offer's counter.
+        sent: Arc<AtomicU64>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<io::Result<()>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Server {
+        async fn start() -> Server {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f");
+            std::fs::write(&path, IN_FILE).unwrap();
+            let file = Arc::new(std::fs::File::open(&path).unwrap());
+            let sent = Arc::<AtomicU64>::default();
+            let offer = SendFile {
+                file,
+                offset: 0,
+                len: IN_FILE.len() as u64,
+                sent: sent.clone(),
+            };
+            let app = Router::new()
+                .route(
+                    "/file",
+                    get(move || {
+                        let offer = offer.clone();
+                        async move {
+                            let mut r = Response::new(Body::from(IN_BODY));
+                            r.headers_mut()
+                                .insert(header::CONTENT_LENGTH, IN_BODY.len().into());
+                            r.extensions_mut().insert(offer);
+                            r
+                        }
+                    }),
+                )
+                .route("/text", get(|| async { "hello" }))
+                .route("/echo", post(|body: bytes::Bytes| async move { body }));
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(serve(listener, app, shutdown.clone()));
+            Server {
+                addr,
+                sent,
+                shutdown,
+                task,
+                _dir: dir,
+            }
+        }
+
+        /// Sends `request` on a new connection and reads until the server
+        /// closes it.
+        async fn talk(&self, request: &[u8]) -> Vec<u8> {
+            let mut c = TcpStream::connect(self.addr).await.unwrap();
+            c.write_all(request).await.unwrap();
+            let mut raw = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut raw))
+                .await
+                .expect("the server closes the connection")
+                .unwrap();
+            raw
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("stops in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    #[derive(Debug)]
+    struct Answer {
+        status: u16,
+        /// Lowercased `name: value` lines.
+        head: String,
+        body: Vec<u8>,
+    }
+
+    /// Splits `raw` into one answer per request (`true`: a HEAD, without
+    /// body), insisting that nothing is left over.
+    fn answers(mut raw: &[u8], heads: &[bool]) -> Vec<Answer> {
+        let mut out = Vec::new();
+        for &is_head in heads {
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let mut r = httparse::Response::new(&mut fields);
+            let Ok(httparse::Status::Complete(n)) = r.parse(raw) else {
+                panic!("no answer in {:?}", String::from_utf8_lossy(raw));
+            };
+            let mut head = String::new();
+            let mut len = 0;
+            for f in r.headers.iter() {
+                let line = format!("{}: {}\n", f.name, String::from_utf8_lossy(f.value));
+                head.push_str(&line.to_lowercase());
+                if f.name.eq_ignore_ascii_case("content-length") {
+                    len = std::str::from_utf8(f.value).unwrap().parse().unwrap();
+                }
+            }
+            let len = if is_head { 0 } else { len };
+            out.push(Answer {
+                status: r.code.unwrap(),
+                head,
+                body: raw[n..n + len].to_vec(),
+            });
+            raw = &raw[n + len..];
+        }
+        assert!(
+            raw.is_empty(),
+            "left over: {:?}",
+            String::from_utf8_lossy(raw)
+        );
+        out
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+        let s = Server::start().await;
+        let raw = s
+            .talk(
+                b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n\
+                  HEAD /file HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /text HTTP/1.1\r\nHost: t\r\n\r\n\
+                  POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\
+                  GET /file HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+        let a = answers(&raw, &[false, true, false, false, false]);
+        assert!(a.iter().all(|a| a.status == 200), "{a:?}");
+        assert_eq!(a[0].body, IN_FILE);
+        assert!(a[1].head.contains("content-length: 15"), "{a:?}");
+        assert_eq!(a[2].body, b"hello");
+        assert_eq!(a[3].body, b"abc");
+        assert_eq!(a[4].body, IN_FILE);
+        assert!(a[4].head.contains("connection: close"), "{a:?}");
+        assert!(a[..4].iter().all(|a| !a.head.contains("connection:")));
+        // Two GETs sent the file; HEAD sent nothing.
+        assert_eq!(s.sent.load(Ordering::Relaxed), 2 * IN_FILE.len() as u64);
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn http10_is_kept_alive_only_when_asked() {
+        let s = Server::start().await;
+        let a = answers(&s.talk(b"GET /file HTTP/1.0\r\n\r\n").await, &[false]);
+        assert_eq!((a[0].status, &a[0].body[..]), (200, IN_FILE));
+        assert!(a[0].head.contains("connection: close"), "{a:?}");
+
+        // Asked: the connection stays for a second request.
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let ask = b"GET /text HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        let mut raw = vec![0u8; 4096];
+        for _ in 0..2 {
+            c.write_all(ask).await.unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut raw))
+                .await
+                .unwrap()
+                .unwrap();
+            let a = answers(&raw[..n], &[false]);
+            assert_eq!((a[0].status, &a[0].body[..]), (200, &b"hello"[..]));
+            assert!(a[0].head.contains("connection: keep-alive"), "{a:?}");
+        }
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_after_100_continue() {
+        let s = Server::start().await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\
+              Expect: 100-continue\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut interim = [0u8; 25];
+        c.read_exact(&mut interim).await.unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        c.write_all(b"body").await.unwrap();
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).await.unwrap();
+        assert_eq!(answers(&raw, &[false])[0].body, b"body");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn malformed_heads_are_refused_and_others_still_served() {
+        let s = Server::start().await;
+        // Half a head, never finished: it holds no one else up.
+        let mut stalled = TcpStream::connect(s.addr).await.unwrap();
+        stalled.write_all(b"GET /text HT").await.unwrap();
+        let oversize = format!(
+            "GET /text HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(HEAD_LIMIT)
+        );
+        let many = format!(
+            "GET /text HTTP/1.1\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        for (request, status) in [
+            (&b"\x16\x03\x01\x02\x00garbage\r\n\r\n"[..], 400),
+            (b"GET /text HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
+            (
+                b"GET /text HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+                400,
+            ),
+            (b"GET /text HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+            (
+                b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+                411,
+            ),
+            (oversize.as_bytes(), 431),
+            (many.as_bytes(), 431),
+        ] {
+            let raw = s.talk(request).await;
+            let a = answers(&raw, &[false]);
+            assert_eq!(
+                a[0].status,
+                status,
+                "{:?}: {a:?}",
+                String::from_utf8_lossy(request)
+            );
+            assert!(a[0].head.contains("connection: close"), "{a:?}");
+            let ok = s
+                .talk(b"GET /text HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .await;
+            assert_eq!(answers(&ok, &[false])[0].body, b"hello");
+        }
+        // The stalled request is still answered when it completes.
+        stalled
+            .write_all(b"TP/1.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        stalled.read_to_end(&mut raw).await.unwrap();
+        assert_eq!(answers(&raw, &[false])[0].body, b"hello");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections() {
+        let s = Server::start().await;
+        let mut idle = TcpStream::connect(s.addr).await.unwrap();
+        idle.write_all(b"GET /text HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut raw = vec![0u8; 4096];
+        let n = idle.read(&mut raw).await.unwrap();
+        assert_eq!(answers(&raw[..n], &[false])[0].body, b"hello");
+        // Kept alive, idle: stopping the server ends it.
+        s.stop().await;
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+            .await
+            .expect("closed by the server")
+            .unwrap();
+        assert!(rest.is_empty());
+    }
+}
