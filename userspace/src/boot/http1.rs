@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::http::{Uri, Version};
@@ -348,26 +348,26 @@ async fn write_response(
         drop(body);
         return sent;
     }
-    let Some(announced) = parts.headers.get(header::CONTENT_LENGTH) else {
-        // Scripts and errors: small, whole in memory already.
+    let in_memory = body.size_hint().exact().is_some_and(|n| n <= 64 * 1024);
+    let announced = match parts.headers.get(header::CONTENT_LENGTH) {
+        Some(v) if !in_memory => v.to_str().ok().and_then(|s| s.parse::<u64>().ok()),
+        _ => None,
+    };
+    let Some(announced) = announced else {
+        // Scripts and errors: small, and whole in memory already, so head
+        // and body leave in one write.
         let data = axum::body::to_bytes(body, usize::MAX)
             .await
             .map_err(io::Error::other)?;
-        push_header(
-            &mut out,
-            "content-length",
-            data.len().to_string().as_bytes(),
-        );
+        if !parts.headers.contains_key(header::CONTENT_LENGTH) {
+            let len = data.len().to_string();
+            push_header(&mut out, "content-length", len.as_bytes());
+        }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&data);
         return send_all(stream, &out, false).await;
     };
-    // A stream with its length announced: written as it comes.
-    let announced: u64 = announced
-        .to_str()
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other("the response's Content-Length is not a number"))?;
+    // A long stream with its length announced: written as it comes.
     out.extend_from_slice(b"\r\n");
     send_all(stream, &out, false).await?;
     let mut written = 0u64;
