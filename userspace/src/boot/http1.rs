@@ -34,8 +34,10 @@ use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
 /// Longest request head read; boot clients send a few hundred bytes.
-pub const HEAD_LIMIT: usize = 16 * 1024;
+const HEAD_LIMIT: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
+/// What one sendfile call moves at most before the connection yields.
+const SLICE: u64 = 512 * 1024;
 
 /// Offered, as a response extension, by a response whose body is bytes of a
 /// file: the connection sends them with sendfile(2) and drops the body
@@ -435,9 +437,10 @@ async fn send_file(stream: &TcpStream, f: &SendFile) -> io::Result<()> {
     let end = f.offset + f.len;
     let mut offset = f.offset as libc::off_t;
     while (offset as u64) < end {
-        // A nonblocking socket takes what fits in its buffer per call; the
-        // cap only keeps the count within what one call may move.
-        let want = (end - offset as u64).min(1 << 30) as usize;
+        // One turn moves at most a slice, then lets the other connections
+        // (and the accept loop) run: a call may otherwise refill a whole
+        // socket buffer, megabytes, while a new machine waits for its script.
+        let want = (end - offset as u64).min(SLICE) as usize;
         stream.writable().await?;
         let sent = stream.try_io(Interest::WRITABLE, || {
             // SAFETY: both descriptors are open for the call (the stream
@@ -464,8 +467,7 @@ async fn send_file(stream: &TcpStream, f: &SendFile) -> io::Result<()> {
             Err(e) if retry(&e) => {}
             Err(e) => return Err(e),
         }
-        // A fast reader must not keep this task from yielding to others.
-        tokio::task::coop::consume_budget().await;
+        tokio::task::yield_now().await;
     }
     Ok(())
 }
