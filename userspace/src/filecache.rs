@@ -1,7 +1,9 @@
-//! Hot boot files held in memory, shared by the TFTP and HTTP servers: in a
-//! boot storm every machine fetches the same iPXE binary, kernel and initrd,
-//! so each is read from disk once and every transfer after that serves the
-//! same `Bytes` (a reference count, no copy per request).
+//! Hot boot files held in memory for the TFTP server: in a boot storm every
+//! machine fetches the same iPXE binary, kernel and initrd, so each is read
+//! from disk once and every transfer after that serves the same `Bytes` (a
+//! reference count, no copy per request). The HTTP server opens its files
+//! here too (`open_unread`, the same rules) but has the kernel send them
+//! from the page cache.
 //!
 //! Bounded: the files held never add up to more than the budget (least
 //! recently used first out). A file is served from memory only while its
@@ -113,23 +115,7 @@ impl FileCache {
     /// since must not lead out). A directory or device is refused with
     /// `InvalidInput`.
     pub async fn open(&self, path: &Path) -> io::Result<Opened> {
-        let owned = path.to_owned();
-        let (file, meta) = tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(owned)?;
-            let meta = file.metadata()?;
-            io::Result::Ok((file, meta))
-        })
-        .await
-        .map_err(io::Error::other)??;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
+        let (file, meta) = open_regular(path).await?;
         let stamp = Stamp::of(&meta);
         let file = Arc::new(file);
         let opened = |body| Opened {
@@ -196,6 +182,21 @@ impl FileCache {
         Ok(opened(Source::Memory(data)))
     }
 
+    /// Opens `path` as `open` does, but never reads it into memory: for a
+    /// server that has the kernel send from the page cache (HTTP, by
+    /// sendfile), to which a copy here would cost a read and budget for
+    /// nothing.
+    pub async fn open_unread(&self, path: &Path) -> io::Result<Opened> {
+        let (file, meta) = open_regular(path).await?;
+        let streamed = tokio::fs::File::from_std(file.try_clone()?);
+        Ok(Opened {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            body: Source::File(streamed),
+            file: Arc::new(file),
+        })
+    }
+
     /// Bytes of file content held now.
     pub fn used(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).used
@@ -242,6 +243,29 @@ impl FileCache {
             .file_cache_bytes
             .store(inner.used, Ordering::Relaxed);
     }
+}
+
+/// Opens `path` without following a symlink at its last component,
+/// refusing what is not a regular file.
+async fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    let owned = path.to_owned();
+    let (file, meta) = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(owned)?;
+        let meta = file.metadata()?;
+        io::Result::Ok((file, meta))
+    })
+    .await
+    .map_err(io::Error::other)??;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta))
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! One file's HTTP answer for the boot port: `Last-Modified` with
 //! `If-Modified-Since` / `If-Unmodified-Since` / `If-Range`, a single byte
-//! `Range` (206, or 416 when it lies past the end), HEAD, and the body from
-//! `crate::filecache` (a shared in-memory copy for hot files, read from disk
-//! in large chunks otherwise).
+//! `Range` (206, or 416 when it lies past the end), HEAD, and the body.
 //!
-//! A GET's response also offers the file's range to the connection
+//! A GET's response offers the file's range to the connection
 //! (`super::http1::SendFile`), which sends it from the page cache with
-//! sendfile(2) instead of the body.
+//! sendfile(2); the body, the same bytes read from the file in large
+//! chunks, is for any other server.
 //!
 //! A request for several ranges gets the whole file (200), as RFC 9110
 //! allows: boot clients never ask for several, and a multipart answer would

@@ -48,7 +48,7 @@ pub struct WebState {
     /// One event per request; sent with `try_send` so a slow consumer costs
     /// events, never requests.
     pub events: mpsc::Sender<WebEvent>,
-    /// Where files are read from; shared with the TFTP server.
+    /// Where files are opened (by the rules the TFTP server's are).
     pub cache: Arc<FileCache>,
 }
 
@@ -317,7 +317,8 @@ async fn serve_file(s: &WebState, root: &Path, rel: &str, req: Request) -> Respo
         Ok(path) => path,
         Err(status) => return status.into_response(),
     };
-    match s.cache.open(&path).await {
+    // Sent by sendfile from the page cache: a copy in memory would be idle.
+    match s.cache.open_unread(&path).await {
         Ok(file) => super::fileserve::respond(file, req.method(), req.headers()).await,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND.into_response(),
         // A symlink swapped in since `confine` looked.
@@ -416,21 +417,13 @@ mod tests {
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<std::io::Result<()>>,
         dir: tempfile::TempDir,
+        cache: Arc<FileCache>,
     }
 
     impl Server {
         async fn start(
             lookup: fn(Lookup) -> Option<MachineInfo>,
             default_profile: Option<Arc<Profile>>,
-        ) -> Server {
-            Server::start_cached(lookup, default_profile, 1 << 20).await
-        }
-
-        /// `cache_budget` 0: every file is streamed from disk.
-        async fn start_cached(
-            lookup: fn(Lookup) -> Option<MachineInfo>,
-            default_profile: Option<Arc<Profile>>,
-            cache_budget: u64,
         ) -> Server {
             let dir = tempfile::tempdir().unwrap();
             let artifacts = dir.path().join("artifacts");
@@ -451,6 +444,10 @@ mod tests {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
             let (tx, events) = mpsc::channel(64);
+            let cache = Arc::new(FileCache::new(
+                64 << 20,
+                Arc::new(crate::metrics::ServiceCounters::default()),
+            ));
             let state = Arc::new(WebState {
                 artifacts_dir: artifacts,
                 binaries_dir: binaries,
@@ -458,10 +455,7 @@ mod tests {
                 lookup: Arc::new(lookup),
                 default_profile,
                 events: tx,
-                cache: Arc::new(FileCache::new(
-                    cache_budget,
-                    Arc::new(crate::metrics::ServiceCounters::default()),
-                )),
+                cache: cache.clone(),
             });
             let shutdown = CancellationToken::new();
             let task = tokio::spawn(serve(listener, state, shutdown.clone()));
@@ -471,6 +465,7 @@ mod tests {
                 shutdown,
                 task,
                 dir,
+                cache,
             }
         }
 
@@ -628,14 +623,7 @@ mod tests {
 
     #[tokio::test]
     async fn artifacts_with_ranges_and_head() {
-        // From the shared in-memory copy, and streamed from disk.
-        for budget in [1 << 20, 0] {
-            artifacts_with_ranges_and_head_from(budget).await;
-        }
-    }
-
-    async fn artifacts_with_ranges_and_head_from(cache_budget: u64) {
-        let mut s = Server::start_cached(lookup, None, cache_budget).await;
+        let mut s = Server::start(lookup, None).await;
         let (status, head, body) = s.curl(&["-r", "0-99"], "/artifacts/vmlinuz").await;
         assert_eq!(status, 206, "{head}");
         assert_eq!(body.len(), 100);
@@ -708,31 +696,30 @@ mod tests {
 
     #[tokio::test]
     async fn large_downloads_are_byte_identical() {
-        // Held in memory, and too large for it: both sent from the page
-        // cache by sendfile.
-        for budget in [64 << 20, 1 << 20] {
-            let mut s = Server::start_cached(lookup, None, budget).await;
-            let data = big_artifact(&s, 24 << 20);
-            let (status, head, body) = s.curl(&[], "/artifacts/big").await;
-            assert_eq!(status, 200, "{head}");
-            assert!(body == data, "{} bytes differ from the file", body.len());
-            assert_eq!(s.event().await.bytes, data.len() as u64);
+        let mut s = Server::start(lookup, None).await;
+        let data = big_artifact(&s, 24 << 20);
+        let (status, head, body) = s.curl(&[], "/artifacts/big").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(body == data, "{} bytes differ from the file", body.len());
+        assert_eq!(s.event().await.bytes, data.len() as u64);
 
-            let (status, head, body) = s.curl(&["-r", "1000000-9999999"], "/artifacts/big").await;
-            assert_eq!(status, 206, "{head}");
-            assert!(body == data[1_000_000..10_000_000], "{} bytes", body.len());
-            assert_eq!(s.event().await.bytes, 9_000_000);
+        let (status, head, body) = s.curl(&["-r", "1000000-9999999"], "/artifacts/big").await;
+        assert_eq!(status, 206, "{head}");
+        assert!(body == data[1_000_000..10_000_000], "{} bytes", body.len());
+        assert_eq!(s.event().await.bytes, 9_000_000);
 
-            let (status, head, body) = s.curl(&["-I"], "/artifacts/big").await;
-            assert_eq!(status, 200);
-            assert!(
-                head.contains(&format!("content-length: {}", 24 << 20)),
-                "{head}"
-            );
-            assert!(body.is_empty());
-            assert_eq!(s.event().await.bytes, 0);
-            s.stop().await;
-        }
+        let (status, head, body) = s.curl(&["-I"], "/artifacts/big").await;
+        assert_eq!(status, 200);
+        assert!(
+            head.contains(&format!("content-length: {}", 24 << 20)),
+            "{head}"
+        );
+        assert!(body.is_empty());
+        assert_eq!(s.event().await.bytes, 0);
+        // Sent from the page cache: no copy was made in memory, though
+        // the file fits the budget.
+        assert_eq!(s.cache.used(), 0);
+        s.stop().await;
     }
 
     #[tokio::test]
@@ -790,8 +777,7 @@ mod tests {
         let (status, _, _) = s.curl(&["-H", unmodified], "/ipxe.efi").await;
         assert_eq!(status, 412);
 
-        // Rewritten on disk (a clock tick later): the new content, though
-        // the old one is held in memory.
+        // Rewritten on disk (a clock tick later): the new content.
         std::thread::sleep(Duration::from_millis(30));
         std::fs::write(s.dir.path().join("tftp/ipxe.efi"), b"MZ-new").unwrap();
         let (status, _, body) = s.curl(&[], "/ipxe.efi").await;
