@@ -197,6 +197,31 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[tokio::test]
+    async fn the_body_is_the_offered_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        // From memory and from disk, as the cache hands them out.
+        let cache = crate::filecache::FileCache::new(2 << 20, Arc::default());
+        for opened in [
+            cache.open(&path).await.unwrap(),
+            cache.open_unread(&path).await.unwrap(),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::RANGE, HeaderValue::from_static("bytes=1000-599999"));
+            let resp = respond(opened, &Method::GET, &h).await;
+            assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+            let offer = resp.extensions().get::<SendFile>().unwrap().clone();
+            assert_eq!((offer.offset, offer.len), (1000, 599_000));
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert!(body == data[1000..600_000], "{} bytes", body.len());
+        }
+    }
+
     fn range(v: &str, len: u64) -> Answer {
         let mut h = HeaderMap::new();
         h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
