@@ -1,7 +1,9 @@
-//! Hot boot files held in memory, shared by the TFTP and HTTP servers: in a
-//! boot storm every machine fetches the same iPXE binary, kernel and initrd,
-//! so each is read from disk once and every transfer after that serves the
-//! same `Bytes` (a reference count, no copy per request).
+//! Hot boot files held in memory for the TFTP server: in a boot storm every
+//! machine fetches the same iPXE binary, kernel and initrd, so each is read
+//! from disk once and every transfer after that serves the same `Bytes` (a
+//! reference count, no copy per request). The HTTP server opens its files
+//! here too (`open_unread`, the same rules) but has the kernel send them
+//! from the page cache.
 //!
 //! Bounded: the files held never add up to more than the budget (least
 //! recently used first out). A file is served from memory only while its
@@ -84,6 +86,9 @@ pub struct Opened {
     pub len: u64,
     pub modified: Option<SystemTime>,
     pub body: Source,
+    /// The open file itself, whichever the source: what the kernel sends
+    /// from with sendfile(2), straight from the page cache.
+    pub file: Arc<std::fs::File>,
 }
 
 pub enum Source {
@@ -110,31 +115,21 @@ impl FileCache {
     /// since must not lead out). A directory or device is refused with
     /// `InvalidInput`.
     pub async fn open(&self, path: &Path) -> io::Result<Opened> {
-        let owned = path.to_owned();
-        let (file, meta) = tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(owned)?;
-            let meta = file.metadata()?;
-            io::Result::Ok((file, meta))
-        })
-        .await
-        .map_err(io::Error::other)??;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
+        let (file, meta) = open_regular(path).await?;
         let stamp = Stamp::of(&meta);
+        let file = Arc::new(file);
         let opened = |body| Opened {
             len: stamp.len,
             modified: meta.modified().ok(),
             body,
+            file: file.clone(),
         };
+        // tokio's file owns its descriptor, so the stream gets a duplicate;
+        // the offset they share is never used by sendfile, which passes its own.
+        let streamed =
+            || io::Result::Ok(Source::File(tokio::fs::File::from_std(file.try_clone()?)));
         if stamp.len > self.budget {
-            return Ok(opened(Source::File(tokio::fs::File::from_std(file))));
+            return Ok(opened(streamed()?));
         }
         let slot = self.slot(path);
         let mut held = slot.held.lock().await;
@@ -156,11 +151,13 @@ impl FileCache {
         }
         if !self.reserve(stamp.len, &slot) {
             // The rest of the budget is being read into by other files.
-            return Ok(opened(Source::File(tokio::fs::File::from_std(file))));
+            return Ok(opened(streamed()?));
         }
+        let reading = file.clone();
         let read = tokio::task::spawn_blocking(move || {
+            let file = &*reading;
             let mut data = Vec::with_capacity(stamp.len as usize);
-            (&file).take(stamp.len).read_to_end(&mut data)?;
+            file.take(stamp.len).read_to_end(&mut data)?;
             // Written to while read: serve what was read, keep none of it.
             let still = Stamp::of(&file.metadata()?) == stamp && data.len() as u64 == stamp.len;
             io::Result::Ok((Bytes::from(data), still))
@@ -183,6 +180,21 @@ impl FileCache {
             self.release(stamp.len);
         }
         Ok(opened(Source::Memory(data)))
+    }
+
+    /// Opens `path` as `open` does, but never reads it into memory: for a
+    /// server that has the kernel send from the page cache (HTTP, by
+    /// sendfile), to which a copy here would cost a read and budget for
+    /// nothing.
+    pub async fn open_unread(&self, path: &Path) -> io::Result<Opened> {
+        let (file, meta) = open_regular(path).await?;
+        let streamed = tokio::fs::File::from_std(file.try_clone()?);
+        Ok(Opened {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            body: Source::File(streamed),
+            file: Arc::new(file),
+        })
     }
 
     /// Bytes of file content held now.
@@ -231,6 +243,29 @@ impl FileCache {
             .file_cache_bytes
             .store(inner.used, Ordering::Relaxed);
     }
+}
+
+/// Opens `path` without following a symlink at its last component,
+/// refusing what is not a regular file.
+async fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    let owned = path.to_owned();
+    let (file, meta) = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(owned)?;
+        let meta = file.metadata()?;
+        io::Result::Ok((file, meta))
+    })
+    .await
+    .map_err(io::Error::other)??;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta))
 }
 
 #[cfg(test)]

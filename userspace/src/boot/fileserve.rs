@@ -1,14 +1,18 @@
 //! One file's HTTP answer for the boot port: `Last-Modified` with
 //! `If-Modified-Since` / `If-Unmodified-Since` / `If-Range`, a single byte
-//! `Range` (206, or 416 when it lies past the end), HEAD, and the body from
-//! `crate::filecache` (a shared in-memory copy for hot files, read from disk
-//! in large chunks otherwise).
+//! `Range` (206, or 416 when it lies past the end), HEAD, and the body.
+//!
+//! A GET's response offers the file's range to the connection
+//! (`super::http1::SendFile`), which sends it from the page cache with
+//! sendfile(2); the body, the same bytes read from the file in large
+//! chunks, is for any other server.
 //!
 //! A request for several ranges gets the whole file (200), as RFC 9110
 //! allows: boot clients never ask for several, and a multipart answer would
 //! be the one copy of the file made per request.
 
 use std::io::SeekFrom;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
@@ -16,6 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use super::http1::SendFile;
 use crate::filecache::{Opened, Source};
 
 /// Slices handed to the connection: large enough that per-chunk costs
@@ -147,6 +152,12 @@ pub async fn respond(file: Opened, method: &Method, headers: &HeaderMap) -> Resp
     if method == Method::HEAD {
         return (status, head, Body::empty()).into_response();
     }
+    let offer = SendFile {
+        file: file.file,
+        offset: start,
+        len: end - start,
+        sent: Arc::default(),
+    };
     let body = match file.body {
         Source::Memory(data) => memory_body(data.slice(start as usize..end as usize)),
         Source::File(f) => match file_body(f, start, end - start).await {
@@ -157,7 +168,9 @@ pub async fn respond(file: Opened, method: &Method, headers: &HeaderMap) -> Resp
             }
         },
     };
-    (status, head, body).into_response()
+    let mut resp = (status, head, body).into_response();
+    resp.extensions_mut().insert(offer);
+    resp
 }
 
 fn value(s: String) -> HeaderValue {
@@ -183,6 +196,31 @@ async fn file_body(mut f: tokio::fs::File, start: u64, len: u64) -> std::io::Res
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_body_is_the_offered_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        // From memory and from disk, as the cache hands them out.
+        let cache = crate::filecache::FileCache::new(2 << 20, Arc::default());
+        for opened in [
+            cache.open(&path).await.unwrap(),
+            cache.open_unread(&path).await.unwrap(),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::RANGE, HeaderValue::from_static("bytes=1000-599999"));
+            let resp = respond(opened, &Method::GET, &h).await;
+            assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+            let offer = resp.extensions().get::<SendFile>().unwrap().clone();
+            assert_eq!((offer.offset, offer.len), (1000, 599_000));
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert!(body == data[1000..600_000], "{} bytes", body.len());
+        }
+    }
 
     fn range(v: &str, len: u64) -> Answer {
         let mut h = HeaderMap::new();

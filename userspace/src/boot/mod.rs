@@ -1,7 +1,8 @@
 //! Network boot, second stage: what a machine fetches once iPXE runs.
 //!
 //! `script` renders the per-machine iPXE script, `web` serves it together
-//! with the iPXE binaries and the artifacts directory over HTTP, and `syslog`
+//! with the iPXE binaries and the artifacts directory over HTTP (`fileserve`
+//! answers for one file, `http1` runs the connections), and `syslog`
 //! receives the log lines booting machines send back. The types here are the
 //! inputs the daemon hands in; they are converted from `crate::config` so this
 //! module does not depend on how the config file spells them.
@@ -10,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 pub mod fileserve;
+pub mod http1;
 pub mod script;
 pub mod syslog;
 pub mod web;

@@ -1,6 +1,6 @@
 //! The boot HTTP port: per-machine iPXE scripts, the iPXE binaries and the
 //! artifacts directory (kernels, initrds), with one `WebEvent` per request for
-//! the boot timeline.
+//! the boot timeline. Connections are `super::http1`'s.
 //!
 //! Routes:
 //! - `GET /auto.ipxe`: the script of the machine at the TCP peer's address;
@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -25,6 +26,7 @@ use futures_lite::Stream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::http1::SendFile;
 use super::script::{render_known, Known};
 use super::{MachineInfo, Profile};
 use crate::filecache::FileCache;
@@ -46,7 +48,7 @@ pub struct WebState {
     /// One event per request; sent with `try_send` so a slow consumer costs
     /// events, never requests.
     pub events: mpsc::Sender<WebEvent>,
-    /// Where files are read from; shared with the TFTP server.
+    /// Where files are opened (by the rules the TFTP server's are).
     pub cache: Arc<FileCache>,
 }
 
@@ -92,10 +94,7 @@ pub async fn serve(
     state: Arc<WebState>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    super::http1::serve(listener, router(state), shutdown).await
 }
 
 /// The machine a response was about, for the event; set by handlers that
@@ -139,12 +138,20 @@ async fn record(State(s): State<Arc<WebState>>, req: Request, next: Next) -> Res
         emit(&s.events, event);
         return resp;
     }
-    // A file: count what is streamed and report when the body is done with,
-    // so an aborted download shows as such. Content-Length stays in the
+    // A file: count what is sent and report when the body is done with, so
+    // an aborted download shows as such. Sent by sendfile, the connection
+    // counts into the offer's counter and drops the body after; streamed,
+    // this body counts into the same one. Content-Length stays in the
     // headers, so the framing does not change.
+    let sent = resp
+        .extensions()
+        .get::<SendFile>()
+        .map(|f| f.sent.clone())
+        .unwrap_or_default();
     let (parts, body) = resp.into_parts();
     let counted = Counted {
         inner: body.into_data_stream(),
+        sent,
         event: Some(event),
         events: s.events.clone(),
     };
@@ -159,6 +166,7 @@ fn emit(events: &mpsc::Sender<WebEvent>, event: WebEvent) {
 
 struct Counted {
     inner: BodyDataStream,
+    sent: Arc<AtomicU64>,
     event: Option<WebEvent>,
     events: mpsc::Sender<WebEvent>,
 }
@@ -169,9 +177,7 @@ impl Stream for Counted {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = Pin::new(&mut self.inner).poll_next(cx);
         if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            if let Some(e) = &mut self.event {
-                e.bytes += chunk.len() as u64;
-            }
+            self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         polled
     }
@@ -179,7 +185,8 @@ impl Stream for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some(event) = self.event.take() {
+        if let Some(mut event) = self.event.take() {
+            event.bytes = self.sent.load(Ordering::Relaxed);
             emit(&self.events, event);
         }
     }
@@ -310,7 +317,8 @@ async fn serve_file(s: &WebState, root: &Path, rel: &str, req: Request) -> Respo
         Ok(path) => path,
         Err(status) => return status.into_response(),
     };
-    match s.cache.open(&path).await {
+    // Sent by sendfile from the page cache: a copy in memory would be idle.
+    match s.cache.open_unread(&path).await {
         Ok(file) => super::fileserve::respond(file, req.method(), req.headers()).await,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND.into_response(),
         // A symlink swapped in since `confine` looked.
@@ -355,6 +363,7 @@ fn confine(root: &Path, rel: &str) -> Result<PathBuf, StatusCode> {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     const KNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
     const NO_PROFILE: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -408,21 +417,13 @@ mod tests {
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<std::io::Result<()>>,
         dir: tempfile::TempDir,
+        cache: Arc<FileCache>,
     }
 
     impl Server {
         async fn start(
             lookup: fn(Lookup) -> Option<MachineInfo>,
             default_profile: Option<Arc<Profile>>,
-        ) -> Server {
-            Server::start_cached(lookup, default_profile, 1 << 20).await
-        }
-
-        /// `cache_budget` 0: every file is streamed from disk.
-        async fn start_cached(
-            lookup: fn(Lookup) -> Option<MachineInfo>,
-            default_profile: Option<Arc<Profile>>,
-            cache_budget: u64,
         ) -> Server {
             let dir = tempfile::tempdir().unwrap();
             let artifacts = dir.path().join("artifacts");
@@ -443,6 +444,10 @@ mod tests {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
             let (tx, events) = mpsc::channel(64);
+            let cache = Arc::new(FileCache::new(
+                64 << 20,
+                Arc::new(crate::metrics::ServiceCounters::default()),
+            ));
             let state = Arc::new(WebState {
                 artifacts_dir: artifacts,
                 binaries_dir: binaries,
@@ -450,10 +455,7 @@ mod tests {
                 lookup: Arc::new(lookup),
                 default_profile,
                 events: tx,
-                cache: Arc::new(FileCache::new(
-                    cache_budget,
-                    Arc::new(crate::metrics::ServiceCounters::default()),
-                )),
+                cache: cache.clone(),
             });
             let shutdown = CancellationToken::new();
             let task = tokio::spawn(serve(listener, state, shutdown.clone()));
@@ -463,6 +465,7 @@ mod tests {
                 shutdown,
                 task,
                 dir,
+                cache,
             }
         }
 
@@ -620,14 +623,7 @@ mod tests {
 
     #[tokio::test]
     async fn artifacts_with_ranges_and_head() {
-        // From the shared in-memory copy, and streamed from disk.
-        for budget in [1 << 20, 0] {
-            artifacts_with_ranges_and_head_from(budget).await;
-        }
-    }
-
-    async fn artifacts_with_ranges_and_head_from(cache_budget: u64) {
-        let mut s = Server::start_cached(lookup, None, cache_budget).await;
+        let mut s = Server::start(lookup, None).await;
         let (status, head, body) = s.curl(&["-r", "0-99"], "/artifacts/vmlinuz").await;
         assert_eq!(status, 206, "{head}");
         assert_eq!(body.len(), 100);
@@ -688,6 +684,76 @@ mod tests {
         s.stop().await;
     }
 
+    /// A file under `artifacts/` larger than the socket buffers, so it
+    /// takes many sendfile calls; returns its content.
+    fn big_artifact(s: &Server, len: usize) -> Vec<u8> {
+        let data: Vec<u8> = (0..len)
+            .map(|i| (i % 251) as u8 ^ (i >> 20) as u8)
+            .collect();
+        std::fs::write(s.dir.path().join("artifacts/big"), &data).unwrap();
+        data
+    }
+
+    #[tokio::test]
+    async fn large_downloads_are_byte_identical() {
+        let mut s = Server::start(lookup, None).await;
+        let data = big_artifact(&s, 24 << 20);
+        let (status, head, body) = s.curl(&[], "/artifacts/big").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(body == data, "{} bytes differ from the file", body.len());
+        assert_eq!(s.event().await.bytes, data.len() as u64);
+
+        let (status, head, body) = s.curl(&["-r", "1000000-9999999"], "/artifacts/big").await;
+        assert_eq!(status, 206, "{head}");
+        assert!(body == data[1_000_000..10_000_000], "{} bytes", body.len());
+        assert_eq!(s.event().await.bytes, 9_000_000);
+
+        let (status, head, body) = s.curl(&["-I"], "/artifacts/big").await;
+        assert_eq!(status, 200);
+        assert!(
+            head.contains(&format!("content-length: {}", 24 << 20)),
+            "{head}"
+        );
+        assert!(body.is_empty());
+        assert_eq!(s.event().await.bytes, 0);
+        // Sent from the page cache: no copy was made in memory, though
+        // the file fits the budget.
+        assert_eq!(s.cache.used(), 0);
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_aborted_download_counts_what_was_sent() {
+        let mut s = Server::start(lookup, None).await;
+        let len = 64 << 20;
+        big_artifact(&s, len);
+        let addr = s.base.strip_prefix("http://").unwrap().parse().unwrap();
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(64 * 1024).unwrap();
+        let mut c = sock.connect(addr).await.unwrap();
+        c.write_all(b"GET /artifacts/big HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while got < 1 << 20 {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {got} bytes");
+            got += n;
+        }
+        drop(c);
+        let e = s.event().await;
+        assert_eq!((e.status, e.path.as_str()), (200, "/artifacts/big"));
+        // What the client read, and at most what both sockets' buffers
+        // held besides (about 4 MB here): far from the whole file.
+        assert!(
+            e.bytes >= got as u64 && e.bytes < len as u64 / 4,
+            "{} of {len} bytes counted, {got} read",
+            e.bytes
+        );
+        s.stop().await;
+    }
+
     #[tokio::test]
     async fn conditional_requests_and_changed_files() {
         let mut s = Server::start(lookup, None).await;
@@ -711,8 +777,7 @@ mod tests {
         let (status, _, _) = s.curl(&["-H", unmodified], "/ipxe.efi").await;
         assert_eq!(status, 412);
 
-        // Rewritten on disk (a clock tick later): the new content, though
-        // the old one is held in memory.
+        // Rewritten on disk (a clock tick later): the new content.
         std::thread::sleep(Duration::from_millis(30));
         std::fs::write(s.dir.path().join("tftp/ipxe.efi"), b"MZ-new").unwrap();
         let (status, _, body) = s.curl(&[], "/ipxe.efi").await;

@@ -218,8 +218,8 @@ pub struct Boot {
     pub ipxe_no_proxydhcp: bool,
     /// TFTP transfers running at once; more wait, then get "server busy".
     pub tftp_max_transfers: usize,
-    /// Memory for boot files served from RAM over TFTP and HTTP, in MiB
-    /// (0: every transfer reads the disk).
+    /// Memory for boot files served from RAM over TFTP, in MiB (0: every
+    /// transfer reads the disk; HTTP sends from the page cache either way).
     pub file_cache_mb: u64,
 }
 
