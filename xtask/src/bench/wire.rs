@@ -28,7 +28,9 @@ use super::servers::{Plan, Server, CLIENT_CPU, SERVER_ADDR, SERVER_CPU};
 use super::Bins;
 
 /// The rates of the full run (requests per second).
-pub const RATES: &[u64] = &[10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000];
+pub const RATES: &[u64] = &[
+    1_000, 2_000, 5_000, 10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
+];
 /// The server core.
 const SERVER_CORE: u32 = 0;
 /// The rate at which every machine is bound before the steps.
