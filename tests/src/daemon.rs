@@ -415,11 +415,7 @@ impl Lab {
 
     /// Whether the veth end at `side` has an XDP program attached.
     pub fn xdp_attached(&self, side: Side) -> bool {
-        let ifname = match side {
-            Side::Server => SERVER_IF,
-            Side::Client => CLIENT_IF,
-        };
-        xdp_on(self.bed.ns(side), ifname)
+        xdp_on(self.bed.ns(side), side.interface())
     }
 
     /// Runs `busybox udhcpc` once on sbc0 (`-n`: fail rather than

@@ -62,6 +62,16 @@ pub enum Side {
     Client,
 }
 
+impl Side {
+    /// The veth end in this side's namespace.
+    pub fn interface(self) -> &'static str {
+        match self {
+            Side::Server => SERVER_IF,
+            Side::Client => CLIENT_IF,
+        }
+    }
+}
+
 /// Two network namespaces, `sb-<name>-srv` holding `sb0` (10.50.0.1/24) and
 /// `sb-<name>-cli` holding `sbc0` (no address), and the children spawned in
 /// them.
@@ -169,7 +179,14 @@ impl Testbed {
     /// driver-mode XDP_TX only to a peer that runs XDP, and a daemon started
     /// before it would attach in skb mode. Its PID.
     pub fn attach_client_pass(&mut self, lab: &Path) -> anyhow::Result<u32> {
-        self.attach_client_program(lab, None)
+        self.attach_pass(Side::Client, lab, None)
+    }
+
+    /// `xdp-pass` on sb0: a veth has NAPI (and so a receive thread to pin,
+    /// `napi_threads`) only while it runs a driver-mode program, and only
+    /// stormboot's XDP dataplane runs one of its own there. Its PID.
+    pub fn attach_server_pass(&mut self, lab: &Path) -> anyhow::Result<u32> {
+        self.attach_pass(Side::Server, lab, None)
     }
 
     /// Like `attach_client_pass`, with the counting program (`xdp-pass
@@ -177,27 +194,28 @@ impl Testbed {
     /// being the second value.
     pub fn attach_client_tally(&mut self, lab: &Path) -> anyhow::Result<(u32, PathBuf)> {
         let dir = PathBuf::from(format!("/sys/fs/bpf/stormboot-tally-{}", self.client_ns));
-        let pid = self.attach_client_program(lab, Some(&dir))?;
+        let pid = self.attach_pass(Side::Client, lab, Some(&dir))?;
         let counts = dir.join("counts");
         wait_for(Duration::from_secs(10), || counts.exists().then_some(()))
             .with_context(|| format!("xdp-pass --tally did not pin {}", counts.display()))?;
         Ok((pid, dir))
     }
 
-    fn attach_client_program(&mut self, lab: &Path, tally: Option<&Path>) -> anyhow::Result<u32> {
+    fn attach_pass(&mut self, side: Side, lab: &Path, tally: Option<&Path>) -> anyhow::Result<u32> {
+        let ifname = side.interface();
         let mut pass = Command::new(lab);
-        pass.args(["--log", "warn", "xdp-pass", "--interface", CLIENT_IF]);
+        pass.args(["--log", "warn", "xdp-pass", "--interface", ifname]);
         if let Some(dir) = tally {
             pass.arg("--tally").arg(dir);
         }
         pass.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        let pid = self.spawn(Side::Client, pass)?;
-        let ns = self.client_ns.clone();
+        let pid = self.spawn(side, pass)?;
+        let ns = self.ns(side).to_string();
         wait_for(Duration::from_secs(10), || {
-            xdp_on(&ns, CLIENT_IF).then_some(())
+            xdp_on(&ns, ifname).then_some(())
         })
-        .with_context(|| format!("xdp-pass did not attach to {CLIENT_IF} in {ns}"))?;
+        .with_context(|| format!("xdp-pass did not attach to {ifname} in {ns}"))?;
         Ok(pid)
     }
 
@@ -209,10 +227,7 @@ impl Testbed {
     /// interrupt is, on the server's side. The interface must have NAPI:
     /// a veth has it while it runs an XDP program in driver mode.
     pub fn napi_threads(&self, side: Side, cpu: &str) -> anyhow::Result<Vec<u32>> {
-        let ifname = match side {
-            Side::Server => SERVER_IF,
-            Side::Client => CLIENT_IF,
-        };
+        let ifname = side.interface();
         let prefix = format!("napi/{ifname}-");
         let threads = || -> BTreeMap<u32, ()> {
             let Ok(dir) = fs::read_dir("/proc") else {

@@ -12,6 +12,11 @@
 
 /// The largest frame the program sends.
 pub const FRAME_MAX: usize = 512;
+/// The shortest: Ethernet, IPv4 and UDP headers, BOOTP and the cookie.
+pub const FRAME_MIN: usize = crate::layout::ETH_LEN
+    + crate::layout::IP_LEN
+    + crate::layout::UDP_LEN
+    + crate::layout::OPTIONS_OFF;
 
 /// FRAMES' entries.
 pub const DISCOVER: u32 = 0;

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use stormboot_common::{
     csum,
-    generate::{broadcast, nth, pace, FRAME_MAX},
+    generate::{broadcast, nth, pace, FRAME_MAX, FRAME_MIN},
     layout::{ETH_LEN, FLAG_BROADCAST, IP_LEN, OFF_CHADDR, OFF_FLAGS, OFF_XID, UDP_LEN},
     tally,
 };
@@ -21,8 +21,6 @@ use crate::parse;
 
 const UDP: usize = ETH_LEN + IP_LEN;
 const BOOTP: usize = UDP + UDP_LEN;
-/// The shortest frame it sends: a BOOTP header's worth.
-const FRAME_MIN: usize = BOOTP + 240;
 
 pub fn generate(ctx: &XdpContext) -> u32 {
     match next(ctx) {

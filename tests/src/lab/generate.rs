@@ -12,8 +12,8 @@ use anyhow::{ensure, Context};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader};
-use stormboot_common::generate::{self, broadcast, Frame, Run, State, FRAME_MAX};
-use stormboot_common::layout::{opt, BOOTP_LEN, ETH_LEN, IP_LEN, OPTIONS_OFF, UDP_LEN};
+use stormboot_common::generate::{self, broadcast, Frame, Run, State, FRAME_MAX, FRAME_MIN};
+use stormboot_common::layout::{opt, ETH_LEN, IP_LEN, OPTIONS_OFF, UDP_LEN};
 use stormboot_common::maps::{names, PROGRAM_GENERATE};
 use stormboot_common::tally::xid;
 
@@ -97,8 +97,8 @@ pub(crate) fn frames(
     let pair = [build(d), build(r)];
     let frame_len = pair[0].len();
     ensure!(
-        frame_len == pair[1].len() && frame_len <= FRAME_MAX && len >= BOOTP_LEN + 4,
-        "the generator's frames are {} and {} bytes; it sends up to {FRAME_MAX}",
+        frame_len == pair[1].len() && (FRAME_MIN..=FRAME_MAX).contains(&frame_len),
+        "the generator's frames are {} and {} bytes; it sends {FRAME_MIN} to {FRAME_MAX}",
         pair[0].len(),
         pair[1].len()
     );

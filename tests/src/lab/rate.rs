@@ -150,7 +150,7 @@ fn classify(payload: &[u8], nonce: u8, count: u32, first_mac: [u8; 6]) -> Reply 
         return Reply::Other;
     };
     let wanted = if request { msg::ACK } else { msg::OFFER };
-    match option_53(&payload[OPTIONS_OFF..]) {
+    match option_53(payload) {
         Some(t) if t == wanted => Reply::Answer {
             request,
             index,
@@ -161,22 +161,11 @@ fn classify(payload: &[u8], nonce: u8, count: u32, first_mac: [u8; 6]) -> Reply 
     }
 }
 
-/// Option 53's value in an option area, if it is there whole.
-fn option_53(mut opts: &[u8]) -> Option<u8> {
-    loop {
-        match *opts.first()? {
-            opt::END => return None,
-            opt::PAD => opts = &opts[1..],
-            code => {
-                let len = usize::from(*opts.get(1)?);
-                let value = opts.get(2..2 + len)?;
-                if code == opt::MESSAGE_TYPE && len == 1 {
-                    return Some(value[0]);
-                }
-                opts = &opts[2 + len..];
-            }
-        }
-    }
+/// Option 53's value in a DHCP payload, if it is there whole with length 1.
+fn option_53(payload: &[u8]) -> Option<u8> {
+    let at = generate::option_at(payload, opt::MESSAGE_TYPE)?;
+    // `option_at` found the whole value; its length is the byte before.
+    (payload[at - 1] == 1).then(|| payload[at])
 }
 
 /// Counts shared by the threads, per second from the start for the series.
@@ -527,10 +516,8 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
         let gen = Generator::load(&args.interface, run, pair)?;
         shares.push((Sender::Kernel(Arc::new(gen)), args.rate, offered));
     }
-    for t in 0..args.threads {
-        if args.in_kernel {
-            break;
-        }
+    let socket_threads = if args.in_kernel { 0 } else { args.threads };
+    for t in 0..socket_threads {
         // Thread t sends rate/threads, the first ones one more each when
         // it does not divide, so the shares add up to the rate.
         let rate = args.rate / threads + u64::from(u64::from(t) < args.rate % threads);
@@ -807,14 +794,15 @@ mod tests {
 
     #[test]
     fn option_53_is_found_past_pads_and_other_options() {
+        let with = |opts: &[u8]| [&[0u8; OPTIONS_OFF][..], opts].concat();
         assert_eq!(
-            option_53(&[0, 0, 54, 4, 1, 2, 3, 4, 53, 1, 5, 255]),
+            option_53(&with(&[0, 0, 54, 4, 1, 2, 3, 4, 53, 1, 5, 255])),
             Some(5)
         );
-        assert_eq!(option_53(&[54, 4, 1, 2, 3, 4, 255, 53, 1, 5]), None);
-        assert_eq!(option_53(&[53, 1]), None, "value cut off");
-        assert_eq!(option_53(&[53, 2, 5, 5, 255]), None, "wrong length");
-        assert_eq!(option_53(&[]), None);
+        assert_eq!(option_53(&with(&[54, 4, 1, 2, 3, 4, 255, 53, 1, 5])), None);
+        assert_eq!(option_53(&with(&[53, 1])), None, "value cut off");
+        assert_eq!(option_53(&with(&[53, 2, 5, 5, 255])), None, "wrong length");
+        assert_eq!(option_53(&with(&[])), None);
     }
 
     #[test]

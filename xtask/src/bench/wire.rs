@@ -18,10 +18,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use stormboot_testbed::{wait_for, xdp_on, Side, Testbed, CLIENT_IF, SERVER_IF};
+use stormboot_testbed::{Side, Testbed, CLIENT_IF};
 
 use super::reports::{self, RateReport};
 use super::servers::{Plan, Server, CLIENT_CPU, SERVER_ADDR, SERVER_CPU};
@@ -127,23 +126,6 @@ pub fn measure(dir: &Path, bins: &Bins, plan: &Plan, size: &Size, servers: &[Ser
         .collect()
 }
 
-/// Starts the pass-only program on the server end: a veth has NAPI (and so
-/// a receive thread to pin) only while it runs a driver-mode program, and
-/// stormboot's XDP dataplane runs its own.
-fn attach_server_pass(bed: &mut Testbed, lab: &Path) -> Result<u32> {
-    let mut pass = Command::new(lab);
-    pass.args(["--log", "warn", "xdp-pass", "--interface", SERVER_IF])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let pid = bed.spawn(Side::Server, pass)?;
-    let ns = bed.server_ns.clone();
-    wait_for(Duration::from_secs(10), || {
-        xdp_on(&ns, SERVER_IF).then_some(())
-    })
-    .with_context(|| format!("xdp-pass did not attach to {SERVER_IF} in {ns}"))?;
-    Ok(pid)
-}
-
 fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Result<Vec<Step>> {
     let work = dir.join(format!("wire-{}", target.key()));
     let _ = std::fs::remove_dir_all(&work);
@@ -152,7 +134,7 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
     super::widen_addresses(&bed)?;
     let (_, tally) = bed.attach_client_tally(&bins.lab)?;
     if target != Target::Server(Server::StormbootXdp) {
-        attach_server_pass(&mut bed, &bins.lab)?;
+        bed.attach_server_pass(&bins.lab)?;
     }
     eprintln!("bench: wire: {}: starting", target.name());
     let pid = match target {
@@ -245,11 +227,7 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
 /// the other end's receive ring.
 fn tx_dropped(bed: &Testbed, side: Side) -> Option<u64> {
     let mut ip = Command::new("ip");
-    let ifname = match side {
-        Side::Server => SERVER_IF,
-        Side::Client => CLIENT_IF,
-    };
-    ip.args(["-j", "-s", "link", "show", ifname]);
+    ip.args(["-j", "-s", "link", "show", side.interface()]);
     let out = bed.run(side, ip).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v[0]["stats64"]["tx"]["dropped"].as_u64()
@@ -309,17 +287,18 @@ pub fn markdown(rows: &[Row], size: &Size, machines: u32) -> String {
     let mut md = format!(
         "`stormboot-lab rate --in-kernel` on CPU {CLIENT_CPU} (one thread running the \
          generator's XDP program in live-frames mode, every request an XDP_TX frame on the \
-         generator's end of the link, in bursts of at most 32): the {machines} reserved \
+         generator's end of the link, paced by the kernel's clock): the {machines} reserved \
          machines' DISCOVERs \
          and REQUESTs (each REQUEST selecting the machine's reserved address, without waiting \
-         for an OFFER), {} s per rate, no retransmissions; answers counted as the generator's \
+         for an OFFER), {} s per rate after every machine was bound once at {WARM_RATE}/s, \
+         no retransmissions; answers counted as the generator's \
          end of the link receives them, by its XDP program (`xdp-pass --tally`: checksums, \
          xid, chaddr, message type and address checked, then dropped), up to 200 ms after the \
          last send. Drops: requests sent and not answered. \
          Server core: CPU {SERVER_CORE}'s busy time (user, system, irq, softirq) in /proc/stat, \
          whatever ran there, because XDP answers in the receive path, which no process is \
-         charged for; both veth ends receive in NAPI threads, the server's pinned to CPU \
-         {SERVER_CORE}. Server threads: the server's processes and its interface's NAPI \
+         charged for; both veth ends receive in NAPI threads at real-time priority, the \
+         server's pinned to CPU {SERVER_CORE}. Server threads: the server's processes and its interface's NAPI \
          threads only (the same work without other load on the core).\n\n",
         size.duration_ms as f64 / 1e3
     );
