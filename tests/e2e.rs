@@ -837,6 +837,91 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
     );
 }
 
+/// Started with a soft limit on open files far below a storm's (systemd
+/// gives 1,024; 256 here keeps the test small), the daemon raises it to the
+/// hard limit and holds more downloads at once than it was started with:
+/// 600 machines, each on a connection of its own kept open until every
+/// one has its kernel. At the old limit accept(2) fails past about 200 and
+/// the rest never get an answer.
+#[test]
+fn more_downloads_at_once_than_the_open_file_limit_it_was_started_with() {
+    require_root();
+    const MACHINES: usize = 600;
+    const SOFT: u64 = 256;
+    // The test's own end holds a connection per machine too.
+    stormboot::limits::raise_open_files().expect("raising the test's own limit");
+    let mut lab = Lab::new("e2e-nofile", None);
+    let tftp_root = lab.scratch.path("ipxe");
+    let artifacts = lab.scratch.path("artifacts");
+    fs::create_dir_all(&tftp_root).unwrap();
+    fs::create_dir_all(&artifacts).unwrap();
+    let kernel: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    fs::write(artifacts.join("vmlinuz"), &kernel).unwrap();
+    let config = SMALL_CONFIG.to_string()
+        + &format!(
+            "\n[boot]\ntftp_root = \"{}\"\nartifacts_dir = \"{}\"\n",
+            tftp_root.display(),
+            artifacts.display()
+        );
+    lab.open_files = Some(SOFT);
+    lab.start(&config);
+    let pid = lab.daemon.expect("daemon started");
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft_now: u64 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no open files line in\n{limits}"));
+    assert!(
+        soft_now > MACHINES as u64 * 2,
+        "the daemon runs with a soft limit of {soft_now}{}",
+        lab.log()
+    );
+
+    let want = kernel.len();
+    let got = lab
+        .bed
+        .in_ns(Side::Server, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // A client each: a connection each, all kept until the end.
+                let clients: Vec<reqwest::Client> =
+                    (0..MACHINES).map(|_| reqwest::Client::new()).collect();
+                let mut gets = tokio::task::JoinSet::new();
+                for c in &clients {
+                    let c = c.clone();
+                    gets.spawn(async move {
+                        let r = c
+                            .get("http://127.0.0.1/artifacts/vmlinuz")
+                            .timeout(Duration::from_secs(20))
+                            .send()
+                            .await?
+                            .error_for_status()?;
+                        r.bytes().await.map(|b| b.len())
+                    });
+                }
+                let mut done = Vec::new();
+                while let Some(r) = gets.join_next().await {
+                    done.push(r.unwrap().map_err(|e| format!("{e:#}")));
+                }
+                drop(clients);
+                done
+            })
+        })
+        .unwrap();
+    let complete = got.iter().filter(|r| r.as_ref() == Ok(&want)).count();
+    let first_error = got.iter().find(|r| r.as_ref() != Ok(&want));
+    assert_eq!(
+        complete,
+        MACHINES,
+        "downloads complete; first other: {first_error:?}{}",
+        lab.log()
+    );
+}
+
 #[test]
 fn boot_only_beside_dnsmasq_configured_by_print_config() {
     require_root();

@@ -8,10 +8,8 @@
 //! Needs root, omshell and dhcpd (isc-dhcp-server), python3-pypureomapi,
 //! and `cargo build -p stormboot` first.
 
-use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -395,28 +393,20 @@ fn pypureomapi_adds_looks_up_updates_and_deletes_hosts() {
     assert!(reserved(&lab, "52:54:00:aa:00:04").is_some(), "{out}");
 }
 
-/// Connects to `addr` from inside the namespace at `ns`.
-fn connect_in(ns: &Path, addr: &str) -> TcpStream {
-    let ns = fs::File::open(ns).unwrap();
-    let addr = addr.to_string();
-    let s = std::thread::spawn(move || {
-        // SAFETY: setns on a namespace file descriptor; it changes only
-        // this thread, which ends after connecting.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        TcpStream::connect(addr)
-    })
-    .join()
-    .unwrap()
-    .expect("connecting to OMAPI");
+/// Connects to `addr` from inside the server's namespace.
+fn connect_in(lab: &Lab, addr: &'static str) -> TcpStream {
+    let s = lab
+        .bed
+        .in_ns(Side::Server, move || TcpStream::connect(addr))
+        .unwrap()
+        .expect("connecting to OMAPI");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
 
 /// A raw OMAPI client: startup done.
 fn raw(lab: &Lab) -> TcpStream {
-    let mut s = connect_in(&lab.bed.ns_path(Side::Server), "127.0.0.1:7911");
+    let mut s = connect_in(lab, "127.0.0.1:7911");
     s.write_all(&wire::STARTUP).unwrap();
     let mut b = [0u8; 8];
     s.read_exact(&mut b).unwrap();
@@ -568,7 +558,7 @@ fn bad_clients_are_refused_nothing_is_stored_and_the_next_client_is_served() {
     assert!(r.as_ref().is_none_or(|r| result(r) != 0), "{r:?}");
     assert!(closed(&mut s), "oversized message not refused");
     // A bad startup.
-    let mut s = connect_in(&lab.bed.ns_path(Side::Server), "127.0.0.1:7911");
+    let mut s = connect_in(&lab, "127.0.0.1:7911");
     s.write_all(&[0, 0, 0, 99, 0, 0, 0, 24]).unwrap();
     let mut b = [0u8; 8];
     s.read_exact(&mut b).unwrap();

@@ -164,7 +164,18 @@ impl Testbed {
     /// Routes the chain's machines: on the client side their range is
     /// local (a socket binds to any machine's address) and sbc0 has
     /// `RACK_GATEWAY`; the server reaches the range through it.
+    ///
+    /// Their TCP receive window is iPXE's, at most 256 KiB (its
+    /// TCP_MAX_WINDOW_SIZE): a receive buffer of twice that, which the
+    /// kernel halves for the window. Left to the default, each connection
+    /// grows its buffer to 32 MiB, and a thousand machines on one host use
+    /// up the host's TCP memory (`tcp_mem`), where a rack's machines each
+    /// have their own: segments are dropped on arrival and a connection's
+    /// retransmissions back off for tens of seconds.
     pub fn route_machines(&self) -> anyhow::Result<()> {
+        let mut sysctl = Command::new("sysctl");
+        sysctl.args(["-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288"]);
+        self.run(Side::Client, sysctl)?;
         let gateway = format!("{RACK_GATEWAY}/24");
         for (side, args) in [
             (

@@ -75,6 +75,9 @@ pub struct Lab {
     pub pass_on_peer: bool,
     /// The PID of the pass-only program's process, while it runs.
     pub pass_pid: Option<u32>,
+    /// The soft limit on open files `serve` starts the daemon with (the
+    /// hard one stays), as systemd's 1,024 does.
+    pub open_files: Option<u64>,
 }
 
 impl Lab {
@@ -112,6 +115,7 @@ impl Lab {
             also_log: Vec::new(),
             pass_on_peer: true,
             pass_pid: None,
+            open_files: None,
         }
     }
 
@@ -231,6 +235,26 @@ impl Lab {
             .arg(&self.config)
             .stdout(Stdio::null())
             .stderr(self.scratch.append_file("daemon.log"));
+        if let Some(soft) = self.open_files {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: only getrlimit/setrlimit run between fork and exec.
+            unsafe {
+                serve.pre_exec(move || {
+                    let mut l = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    l.rlim_cur = soft.min(l.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
         let pid = self
             .bed
             .spawn(Side::Server, serve)

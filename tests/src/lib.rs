@@ -155,6 +155,28 @@ impl Testbed {
         Path::new("/run/netns").join(self.ns(side))
     }
 
+    /// Runs `f` on a thread of its own inside the namespace at `side`: the
+    /// sockets it makes are that namespace's, and this thread's namespace
+    /// stays as it was.
+    pub fn in_ns<T: Send + 'static>(
+        &self,
+        side: Side,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let path = self.ns_path(side);
+        let ns = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        std::thread::spawn(move || {
+            // SAFETY: setns on a namespace descriptor; it changes only this
+            // thread, which ends with `f`.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in {} panicked", path.display()))?
+    }
+
     /// A Command that runs `program` inside the namespace at `side` (with
     /// nsenter: see `ns_command`).
     pub fn command(&self, side: Side, program: &str) -> Command {

@@ -20,6 +20,7 @@ pub mod http;
 pub mod httpclient;
 pub mod import;
 pub mod leases;
+pub mod limits;
 pub mod link;
 pub mod logging;
 pub mod metrics;

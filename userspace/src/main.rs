@@ -6,6 +6,10 @@ use stormboot::cli::{Cli, Command};
 use stormboot::config::Config;
 use tokio_util::sync::CancellationToken;
 
+/// Open files below which the daemon warns: each download in flight holds
+/// two (its connection and its file), and a rack boots thousands at once.
+const MIN_OPEN_FILES: u64 = 8192;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     stormboot::logging::init(&cli.log);
@@ -59,6 +63,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
+            }
+            match stormboot::limits::raise_open_files() {
+                Ok(l) if l.now < MIN_OPEN_FILES => tracing::warn!(
+                    "open files: the hard limit is {}; downloads past about half of it \
+                     wait for a descriptor (raise LimitNOFILE= or ulimit -Hn)",
+                    l.now
+                ),
+                Ok(l) => tracing::debug!(from = l.before, to = l.now, "open files limit"),
+                Err(e) => tracing::warn!("open files: cannot raise the limit: {e}"),
             }
             tracing::info!(
                 reservations = cfg.reservations.len(),

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::boot::{self, syslog, web};
+use crate::boot::{self, http1, syslog, web};
 use crate::bootfile;
 use crate::config::Config;
 use crate::frame::format_mac;
@@ -131,8 +131,7 @@ pub async fn start(
     let b = &cfg.boot;
     let tftp_sock = std::net::UdpSocket::bind((any, b.tftp_port))
         .with_context(|| format!("boot.tftp_port: cannot bind UDP {}", b.tftp_port))?;
-    let http = tokio::net::TcpListener::bind((any, b.http_port))
-        .await
+    let http = http1::listen((any, b.http_port).into(), b.http_backlog)
         .with_context(|| format!("boot.http_port: cannot bind TCP {}", b.http_port))?;
     let syslog_sock = tokio::net::UdpSocket::bind((any, b.syslog_port))
         .await

@@ -38,6 +38,34 @@ const HEAD_LIMIT: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// What one sendfile call moves at most before the connection yields.
 const SLICE: u64 = 512 * 1024;
+/// The default `boot.http_backlog`: a rack's machines connecting at once
+/// wait in the kernel's queue, not for a SYN retransmission. The kernel caps
+/// it at net.core.somaxconn (4096 by default since Linux 5.4).
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` whose kernel queue holds `backlog` connections not
+/// yet accepted. The usual bind takes 128: when more machines connect
+/// within one turn of the accept loop, the rest have their SYN dropped and
+/// come back after 1 s, or 3, 7, 15 and 31 s when that one is dropped too.
+pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // A restarted daemon binds again while its old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if let Some(cap) = somaxconn.filter(|&cap| cap < backlog) {
+        tracing::warn!(
+            "boot.http_backlog = {backlog}, but net.core.somaxconn = {cap} caps it: \
+             raise the sysctl for a storm of more than {cap} machines"
+        );
+    }
+    socket.listen(backlog)
+}
 
 /// Offered, as a response extension, by a response whose body is bytes of a
 /// file: the connection sends them with sendfile(2) and drops the body
@@ -742,6 +770,37 @@ mod tests {
         stalled.read_to_end(&mut raw).await.unwrap();
         assert_eq!(answers(&raw, &[false])[0].body, b"hello");
         s.stop().await;
+    }
+
+    /// A rack's machines connecting before the daemon accepts any wait in
+    /// the kernel's queue; past the queue a SYN is dropped and its machine
+    /// is back only after the retransmission a second later.
+    #[tokio::test]
+    async fn machines_connecting_at_once_wait_in_the_queue_not_for_a_retransmission() {
+        const MACHINES: usize = 400;
+        let listener = listen("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts: every connection has to be complete in the queue
+        // well before the first SYN retransmission (1 s).
+        let mut connects = tokio::task::JoinSet::new();
+        for _ in 0..MACHINES {
+            connects.spawn(tokio::time::timeout(
+                Duration::from_millis(800),
+                TcpStream::connect(addr),
+            ));
+        }
+        let mut held = Vec::new();
+        while let Some(r) = connects.join_next().await {
+            if let Ok(Ok(stream)) = r.unwrap() {
+                held.push(stream);
+            }
+        }
+        assert_eq!(
+            held.len(),
+            MACHINES,
+            "connections waiting for a SYN retransmission"
+        );
+        drop(listener);
     }
 
     #[tokio::test]

@@ -22,6 +22,8 @@ pub const DEFAULT_EFI_ARM64_FILE: &str = "ipxe-arm64.efi";
 /// 65536 transfers the ephemeral ports run out; 64 GiB is no boot file set.
 const MAX_TFTP_TRANSFERS: i64 = 65536;
 const MAX_FILE_CACHE_MB: i64 = 65536;
+/// listen(2) takes an int; the kernel caps it at net.core.somaxconn.
+const MAX_HTTP_BACKLOG: i64 = 65535;
 
 pub fn profiles(w: &[wire::Profile], src: &Source) -> Result<Vec<Profile>, ConfigError> {
     let mut out: Vec<Profile> = Vec::with_capacity(w.len());
@@ -110,6 +112,7 @@ pub fn boot(
             tftp_root: PathBuf::from(DEFAULT_TFTP_ROOT),
             artifacts_dir: PathBuf::from(DEFAULT_ARTIFACTS_DIR),
             http_port: 80,
+            http_backlog: crate::boot::http1::DEFAULT_BACKLOG,
             tftp_port: 69,
             syslog_port: 514,
             ipxe_user_class: "iPXE".into(),
@@ -179,6 +182,8 @@ pub fn boot(
         1..=MAX_TFTP_TRANSFERS,
     )?
     .map_or(crate::tftp::DEFAULT_MAX_TRANSFERS, |n| n as usize);
+    let http_backlog = within(&w.http_backlog, "boot.http_backlog", 1..=MAX_HTTP_BACKLOG)?
+        .map_or(crate::boot::http1::DEFAULT_BACKLOG, |n| n as u32);
     let file_cache_mb = within(
         &w.file_cache_mb,
         "boot.file_cache_mb",
@@ -194,6 +199,7 @@ pub fn boot(
         tftp_root: dir(&w.tftp_root, DEFAULT_TFTP_ROOT),
         artifacts_dir: dir(&w.artifacts_dir, DEFAULT_ARTIFACTS_DIR),
         http_port: port(&w.http_port, "boot.http_port", 80)?,
+        http_backlog,
         tftp_port: port(&w.tftp_port, "boot.tftp_port", 69)?,
         syslog_port: port(&w.syslog_port, "boot.syslog_port", 514)?,
         ipxe_user_class: marker.to_string(),

@@ -196,6 +196,10 @@ pub struct Boot {
     /// Kernels and initrds, served over HTTP under /artifacts/.
     pub artifacts_dir: PathBuf,
     pub http_port: u16,
+    /// Connections the boot HTTP port's kernel queue holds before the
+    /// daemon accepts them: past it a machine's SYN is dropped and it waits
+    /// for its retransmission (1 s, then 3, 7, 15 ...).
+    pub http_backlog: u32,
     pub tftp_port: u16,
     pub syslog_port: u16,
     /// User class (option 77) that marks iPXE's own requests: they get the

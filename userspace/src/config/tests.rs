@@ -154,6 +154,7 @@ fn example_parses() {
             tftp_root: PathBuf::from("/usr/lib/ipxe"),
             artifacts_dir: PathBuf::from("/srv/stormboot"),
             http_port: 80,
+            http_backlog: 4096,
             tftp_port: 69,
             syslog_port: 514,
             ipxe_user_class: "iPXE".into(),
@@ -1328,15 +1329,26 @@ fn boot_and_profiles() {
     );
     assert_eq!(c.boot.ipxe_user_class, "Tinkerbell");
     assert_eq!(
-        (c.boot.tftp_max_transfers, c.boot.file_cache_mb),
-        (1024, 256)
+        (
+            c.boot.tftp_max_transfers,
+            c.boot.file_cache_mb,
+            c.boot.http_backlog
+        ),
+        (1024, 256, 4096)
     );
     let tuned = BOOT.replace(
         "http_port = 8080",
-        "http_port = 8080\ntftp_max_transfers = 64\nfile_cache_mb = 0",
+        "http_port = 8080\ntftp_max_transfers = 64\nfile_cache_mb = 0\nhttp_backlog = 512",
     );
     let t = parse(&tuned).unwrap();
-    assert_eq!((t.boot.tftp_max_transfers, t.boot.file_cache_mb), (64, 0));
+    assert_eq!(
+        (
+            t.boot.tftp_max_transfers,
+            t.boot.file_cache_mb,
+            t.boot.http_backlog
+        ),
+        (64, 0, 512)
+    );
     assert_eq!(c.profiles.len(), 2);
     assert_eq!(c.profiles[0].initrd.as_deref(), Some("initrd.img"));
     assert!(c.profiles[1].script.as_deref().unwrap().contains("${mac}"));
@@ -1376,6 +1388,8 @@ fn boot_errors_name_key_and_line() {
     assert_err(&bad, 9, "boot.tftp_max_transfers", "1 to 65536");
     let bad = BOOT.replace("http_port = 8080", "http_port = 8080\nfile_cache_mb = -1");
     assert_err(&bad, 9, "boot.file_cache_mb", "0 to 65536");
+    let bad = BOOT.replace("http_port = 8080", "http_port = 8080\nhttp_backlog = 0");
+    assert_err(&bad, 9, "boot.http_backlog", "1 to 65535");
     let bad = BOOT.replace("name = \"rescue\"", "name = \"debian\"");
     assert_err(&bad, 19, "profile[1].name", "also profile[0].name");
     let bad = BOOT.replace("kernel = \"vmlinuz\"", "kernel = \"\"");

@@ -137,6 +137,7 @@ pub struct Boot {
     pub tftp_root: Option<S<String>>,
     pub artifacts_dir: Option<S<String>>,
     pub http_port: Option<S<i64>>,
+    pub http_backlog: Option<S<i64>>,
     pub tftp_port: Option<S<i64>>,
     pub syslog_port: Option<S<i64>>,
     pub ipxe_user_class: Option<S<String>>,

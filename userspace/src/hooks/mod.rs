@@ -292,6 +292,8 @@ async fn run_command(
         .stdout(std::process::Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: only getrlimit/setrlimit run between fork and exec.
+    unsafe { cmd.pre_exec(crate::limits::restore_for_child) };
     let mut child = cmd
         .spawn()
         .map_err(|e| Failure::Error(format!("{}: {e}", path.display())))?;
