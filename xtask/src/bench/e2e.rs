@@ -23,29 +23,86 @@ pub struct Size {
     pub kernel_bytes: u64,
     pub initrd_bytes: u64,
     pub deadline_s: u64,
+    /// Runs of every server, taken in turn; each server's median run is
+    /// the one compared.
+    pub runs: u32,
 }
 
-/// One server's run.
+/// One server's median run, and how long each of its runs took.
 pub struct Row {
     pub server: BootServer,
     pub result: Result<ChainReport, String>,
+    /// Each run's time, in the order they ran, as the time column shows it.
+    pub runs: Vec<String>,
 }
 
-/// Every server in turn on a fresh lab.
+/// Every server in turn on a fresh lab, `size.runs` rounds: one slow
+/// moment of the shared machine (or of a peer) then moves one run, not the
+/// comparison.
 pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<Row>> {
     let files = BootFiles::prepare(&dir.join("e2e-files"), size.kernel_bytes, size.initrd_bytes)?;
-    let mut rows = Vec::new();
-    for server in bootlab::ALL {
-        let result = match server.unavailable() {
-            Some(why) => Err(format!("not available: {why}")),
-            None => one(server, dir, bins, &files, size).map_err(|e| format!("{e:#}")),
-        };
-        if let Err(e) = &result {
-            eprintln!("bench: storm-e2e: {}: {e}", server.name());
+    let mut all: Vec<(BootServer, Vec<Result<ChainReport, String>>)> =
+        bootlab::ALL.iter().map(|&s| (s, Vec::new())).collect();
+    for round in 1..=size.runs {
+        for (server, results) in &mut all {
+            if size.runs > 1 {
+                eprintln!("bench: storm-e2e: run {round} of {}", size.runs);
+            }
+            let result = match server.unavailable() {
+                Some(why) => Err(format!("not available: {why}")),
+                None => one(*server, dir, bins, &files, size).map_err(|e| format!("{e:#}")),
+            };
+            if let Err(e) = &result {
+                eprintln!("bench: storm-e2e: {}: {e}", server.name());
+            }
+            results.push(result);
         }
-        rows.push(Row { server, result });
     }
-    Ok(rows)
+    Ok(all
+        .into_iter()
+        .map(|(server, results)| median(server, results))
+        .collect())
+}
+
+/// The run in the middle when the runs are ordered best first: more
+/// machines booted, then sooner done; a run that failed outright last.
+fn median(server: BootServer, results: Vec<Result<ChainReport, String>>) -> Row {
+    let runs = results
+        .iter()
+        .map(|r| match r {
+            Ok(r) => shown_time(r),
+            Err(_) => "failed".into(),
+        })
+        .collect();
+    let mut ranked = results;
+    ranked.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => b
+            .booted
+            .cmp(&a.booted)
+            .then(a.elapsed_ms.total_cmp(&b.elapsed_ms)),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => std::cmp::Ordering::Equal,
+    });
+    let mid = ranked.len() / 2;
+    let result = ranked
+        .into_iter()
+        .nth(mid)
+        .unwrap_or_else(|| Err("no run".into()));
+    Row {
+        server,
+        result,
+        runs,
+    }
+}
+
+/// Seconds until every machine booted, or, when some failed, when the
+/// last one that did was done, marked so: never a ratio.
+fn shown_time(r: &ChainReport) -> String {
+    all_booted_s(r).map_or_else(
+        || format!("({:.2} for {})", r.elapsed_ms / 1e3, r.booted),
+        |s| format!("{s:.2}"),
+    )
 }
 
 fn one(
@@ -149,14 +206,17 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
          parentheses is when the last machine that did boot was done. \"N booted in\" \
          is the time until as many machines had booted as the peer that booted the most \
          (N, its time for them beside this one's time for its first N), so a run where \
-         a peer failed machines still has a side-by-side figure.\n",
+         a peer failed machines still has a side-by-side figure. With several runs (each \
+         run (s), in the order they ran, the servers taking turns) every figure is from \
+         each server's median run: the middle one when its runs are ordered by machines \
+         booted, then by time.\n",
         size.machines,
         bytes(size.kernel_bytes),
         bytes(size.initrd_bytes)
     );
     let _ = writeln!(
         t,
-        "| server | booted | all booted in (s) | vs best peer | {} booted in (s) | vs best peer | failed | DHCP resent | TFTP retries | TFTP boot files MB/s | vs best peer | HTTP (scripts, kernels, initrds) MB/s | vs best peer | server CPU (s) | server RSS peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server | booted | all booted in (s) | vs best peer | each run (s) | {} booted in (s) | vs best peer | failed | DHCP resent | TFTP retries | TFTP boot files MB/s | vs best peer | HTTP (scripts, kernels, initrds) MB/s | vs best peer | server CPU (s) | server RSS peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         most_booted_peer(rows).map_or("N".into(), |(n, _)| n.to_string())
     );
     let peer_time = best(rows, all_booted_s, true);
@@ -171,9 +231,10 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
             Err(e) => {
                 let _ = writeln!(
                     t,
-                    "| {} | {} | | | | | | | | | | | | | |",
+                    "| {} | {} | | | {} | | | | | | | | | | | |",
                     row.server.name(),
-                    e.lines().next().unwrap_or_default()
+                    e.lines().next().unwrap_or_default(),
+                    row.runs.join(", ")
                 );
                 continue;
             }
@@ -195,20 +256,15 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
                 format!("{}", s.rss_peak_kb / 1024),
             )
         });
-        // A run where some machines failed still says when its last
-        // booted machine was done, marked so; it is never a ratio.
-        let shown = time.map_or_else(
-            || format!("({:.2} for {})", r.elapsed_ms / 1e3, r.booted),
-            |s| format!("{s:.2}"),
-        );
         let _ = writeln!(
             t,
-            "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.server.name(),
             r.booted,
             r.machines,
-            shown,
+            shown_time(r),
             vs_time,
+            row.runs.join(", "),
             n_time.map_or("-".into(), |s| format!("{s:.2}")),
             vs_n,
             r.failed,
@@ -290,15 +346,18 @@ mod tests {
             Row {
                 server: BootServer::Stormboot,
                 result: Ok(report(10, 2.0, 90.0)),
+                runs: vec!["r".into()],
             },
             Row {
                 server: BootServer::Dnsmasq,
                 result: Ok(report(10, 8.0, 30.0)),
+                runs: vec!["r".into()],
             },
             // Faster, but not every machine booted: no time to compare.
             Row {
                 server: BootServer::Kea,
                 result: Ok(report(9, 1.0, 10.0)),
+                runs: vec!["r".into()],
             },
         ];
         let size = Size {
@@ -306,6 +365,7 @@ mod tests {
             kernel_bytes: 1 << 20,
             initrd_bytes: 4 << 20,
             deadline_s: 60,
+            runs: 1,
         };
         let md = markdown(&rows, &size);
         assert!(md.starts_with("10 machines"), "{md}");
@@ -313,10 +373,16 @@ mod tests {
         assert_eq!(bytes(64 << 10), "64 KB");
         let line = md.lines().find(|l| l.starts_with("| stormboot")).unwrap();
         // dnsmasq booted the most (all 10): both figures compare with it.
-        assert!(line.contains("| 2.00 | 4.00x | 2.00 | 4.00x |"), "{line}");
+        assert!(
+            line.contains("| 2.00 | 4.00x | r | 2.00 | 4.00x |"),
+            "{line}"
+        );
         assert!(line.contains("| 90.0 | 3.00x |"), "{line}");
         let kea = md.lines().find(|l| l.starts_with("| Kea")).unwrap();
-        assert!(kea.contains("9 / 10 | (1.00 for 9) | - | - | - |"), "{kea}");
+        assert!(
+            kea.contains("9 / 10 | (1.00 for 9) | - | r | - | - |"),
+            "{kea}"
+        );
     }
 
     #[test]
@@ -335,15 +401,18 @@ mod tests {
                 server: BootServer::Stormboot,
                 // Its 9th machine at 1.8 s, its last at 2.0 s.
                 result: Ok(report(10, ms(10, 200.0))),
+                runs: vec!["r".into()],
             },
             Row {
                 server: BootServer::Dnsmasq,
                 result: Ok(report(5, ms(5, 100.0))),
+                runs: vec!["r".into()],
             },
             // The most booted: 9, the last at 5.4 s.
             Row {
                 server: BootServer::Kea,
                 result: Ok(report(9, ms(9, 600.0))),
+                runs: vec!["r".into()],
             },
         ];
         let size = Size {
@@ -351,14 +420,53 @@ mod tests {
             kernel_bytes: 1 << 20,
             initrd_bytes: 4 << 20,
             deadline_s: 60,
+            runs: 1,
         };
         let md = markdown(&rows, &size);
         assert!(md.contains("| 9 booted in (s) |"), "{md}");
         let line = md.lines().find(|l| l.starts_with("| stormboot")).unwrap();
-        assert!(line.contains("| 2.00 | - | 1.80 | 3.00x |"), "{line}");
+        assert!(line.contains("| 2.00 | - | r | 1.80 | 3.00x |"), "{line}");
         let kea = md.lines().find(|l| l.starts_with("| Kea")).unwrap();
-        assert!(kea.contains("(5.40 for 9) | - | 5.40 | 1.00x |"), "{kea}");
+        assert!(
+            kea.contains("(5.40 for 9) | - | r | 5.40 | 1.00x |"),
+            "{kea}"
+        );
         let dnsmasq = md.lines().find(|l| l.starts_with("| dnsmasq")).unwrap();
-        assert!(dnsmasq.contains("(0.50 for 5) | - | - | - |"), "{dnsmasq}");
+        assert!(
+            dnsmasq.contains("(0.50 for 5) | - | r | - | - |"),
+            "{dnsmasq}"
+        );
+    }
+
+    #[test]
+    fn the_median_run_is_compared_and_every_run_is_shown_in_order() {
+        let report = |booted: u32, secs: f64| ChainReport {
+            machines: 10,
+            booted,
+            failed: 10 - booted,
+            elapsed_ms: secs * 1e3,
+            ..Default::default()
+        };
+        let row = median(
+            BootServer::Kea,
+            vec![
+                Ok(report(10, 30.0)),
+                Ok(report(9, 5.0)),
+                Err("timed out".into()),
+                Ok(report(10, 20.0)),
+                Ok(report(10, 90.0)),
+            ],
+        );
+        // Best first: 20, 30, 90 s (all booted), 5 s for 9, the failure.
+        assert_eq!(row.result.unwrap().elapsed_ms, 90e3);
+        assert_eq!(
+            row.runs,
+            ["30.00", "(5.00 for 9)", "failed", "20.00", "90.00"]
+        );
+        let row = median(
+            BootServer::Kea,
+            vec![Ok(report(10, 30.0)), Ok(report(10, 20.0))],
+        );
+        assert_eq!(row.result.unwrap().elapsed_ms, 30e3);
     }
 }

@@ -72,6 +72,10 @@ pub struct BenchArgs {
     /// servers named, or every server when none is).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// storm-e2e: runs of every server, taken in turn; each server's
+    /// median run is compared.
+    #[arg(long, default_value_t = 3)]
+    e2e_runs: u32,
     /// A short run (tiny storm, one short step per scenario) that checks
     /// every server answers; fails if one does not.
     #[arg(long)]
@@ -156,6 +160,7 @@ impl Settings {
                     kernel_bytes: 64 << 10,
                     initrd_bytes: 256 << 10,
                     deadline_s: 60,
+                    runs: 1,
                 },
                 cluster: cluster::Size {
                     rates: vec![200],
@@ -199,6 +204,7 @@ impl Settings {
                 kernel_bytes: 8 << 20,
                 initrd_bytes: 32 << 20,
                 deadline_s: 600,
+                runs: args.e2e_runs,
             },
             cluster: cluster::Size {
                 rates: CLUSTER_RATES.to_vec(),
@@ -286,6 +292,7 @@ pub fn smoke(bins: &Bins) -> Result<()> {
         window: 64,
         control_plane: 1000,
         only: Vec::new(),
+        e2e_runs: 1,
         smoke: true,
         dir: PathBuf::from("target/bench-smoke"),
         bin: Some(bins.daemon.clone()),
@@ -954,6 +961,7 @@ mod tests {
             window: 64,
             control_plane: 1000,
             only: Vec::new(),
+            e2e_runs: 1,
             smoke: true,
             dir: PathBuf::new(),
             bin: None,
