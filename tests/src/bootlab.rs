@@ -173,9 +173,10 @@ impl Testbed {
     /// have their own: segments are dropped on arrival and a connection's
     /// retransmissions back off for tens of seconds.
     pub fn route_machines(&self) -> anyhow::Result<()> {
-        let mut sysctl = Command::new("sysctl");
-        sysctl.args(["-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288"]);
-        self.run(Side::Client, sysctl)?;
+        let rmem = "/proc/sys/net/ipv4/tcp_rmem";
+        self.in_ns(Side::Client, move || {
+            std::fs::write(rmem, "4096 131072 524288").with_context(|| format!("writing {rmem}"))
+        })??;
         let gateway = format!("{RACK_GATEWAY}/24");
         for (side, args) in [
             (
