@@ -6,8 +6,8 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::{
-        bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -296,15 +296,12 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
         _ => Counter::Nak,
     });
     let event = ReplyEvent {
-        // SAFETY: plain helper call.
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
         mac: req.chaddr,
         msg_type: reply_type,
         _pad: 0,
         ip: yiaddr.to_be_bytes(),
         xid: req.xid.to_be_bytes(),
         ifindex,
-        _pad2: 0,
     };
     // No wakeup: the daemon drains the ring on a 10 ms timer, so its
     // wakeups stay at 100 a second whatever the storm's rate, instead of
