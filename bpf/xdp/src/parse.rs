@@ -285,12 +285,12 @@ pub fn udp_checksum(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(), C
 /// checksum field included): the first unfolded, the second folded.
 ///
 /// The helper reads packet memory only behind a bounds check of constant
-/// size, so the datagram's whole words go in pieces of 512 bytes (its
-/// limit) while they last, then one of 256, then what is left (under 256
-/// bytes) in one call (`csum_tail`); the last 1-3 bytes come from one
-/// load of the datagram's last word. A DHCP request (248 to 511 bytes)
-/// thus takes one or two calls; every call costs about as much as
-/// summing a few hundred bytes.
+/// size, and every call costs about as much as summing a few hundred
+/// bytes, so the datagram's whole words take as few calls as that
+/// allows: a DHCP request's (225 to 480 bytes) one (`csum_window`);
+/// longer ones pieces of 512 bytes while they last, then one of 256,
+/// then what is left in one more. The last 1-3 bytes come from one load
+/// of the datagram's last word.
 #[inline(always)]
 pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16), Counter> {
     let udp = l3 + IP_LEN;
@@ -298,24 +298,29 @@ pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16
     if len == 0 || len > MAX_DGRAM_LEN {
         return Err(Counter::PassUnsupported);
     }
-    let words_end = udp + (len & !3);
-    let mut at = udp;
+    let words = len & !3;
+    let words_end = udp + words;
     let mut sum: u64 = 0;
-    let mut k = 0;
-    while k < MAX_DGRAM_LEN / CSUM_CHUNK {
-        k += 1;
-        if at + CSUM_CHUNK > words_end {
-            break;
+    if words > CSUM_TAIL - CSUM_STEP && words <= CSUM_ONCE_MAX {
+        sum = csum_once(ctx, words_end, words)?;
+    } else {
+        let mut at = udp;
+        let mut k = 0;
+        while k < MAX_DGRAM_LEN / CSUM_CHUNK {
+            k += 1;
+            if at + CSUM_CHUNK > words_end {
+                break;
+            }
+            sum += csum_piece::<CSUM_CHUNK>(ctx, at)?;
+            at += CSUM_CHUNK;
         }
-        sum += csum_piece::<CSUM_CHUNK>(ctx, at)?;
-        at += CSUM_CHUNK;
-    }
-    if at + CSUM_TAIL <= words_end {
-        sum += csum_piece::<CSUM_TAIL>(ctx, at)?;
-        at += CSUM_TAIL;
-    }
-    if at < words_end {
-        sum += csum_tail(ctx, words_end, words_end - at)?;
+        if at + CSUM_TAIL <= words_end {
+            sum += csum_piece::<CSUM_TAIL>(ctx, at)?;
+            at += CSUM_TAIL;
+        }
+        if at < words_end {
+            sum += csum_window::<CSUM_TAIL, { CSUM_TAIL - 1 }>(ctx, words_end, words_end - at)?;
+        }
     }
     let rest = len & 3;
     if rest != 0 {
@@ -365,40 +370,54 @@ fn csum_piece<const N: usize>(ctx: &XdpContext, at: usize) -> Result<u64, Counte
     Ok(r as u64 & 0xffff_ffff)
 }
 
-/// The sum of the last `n` bytes (a multiple of 4, under `CSUM_TAIL`)
-/// before frame offset `end`, in one call of the helper: the
-/// `CSUM_TAIL` bytes before `end` (a constant size behind a constant
-/// bounds check) less the ones before the `n`, which the helper
-/// subtracts itself when given them as its "from" words. The window may
-/// reach back into headers already summed or not summed at all; only
-/// its last `n` bytes count.
+/// The sum of the `n` bytes (a multiple of 4, at most `csum_window`'s
+/// window) before `words_end`, in one of the window sizes the datagram
+/// fits (`csum_window`). The caller has checked that `n` is over
+/// `CSUM_TAIL - CSUM_STEP` and at most `CSUM_ONCE_MAX`.
 #[inline(always)]
-fn csum_tail(ctx: &XdpContext, end: usize, n: usize) -> Result<u64, Counter> {
-    if end < CSUM_TAIL || n >= CSUM_TAIL {
+fn csum_once(ctx: &XdpContext, words_end: usize, n: usize) -> Result<u64, Counter> {
+    const M: usize = CSUM_STEP - 1;
+    macro_rules! window {
+        ($($w:expr),*) => {
+            $(if n <= $w {
+                return csum_window::<$w, M>(ctx, words_end, n);
+            })*
+        };
+    }
+    window!(256, 288, 320, 352, 384, 416, 448, 480);
+    Err(Counter::PassUnsupported)
+}
+
+/// The sum of the last `n` bytes (a multiple of 4, at most `W`) before
+/// frame offset `end`, in one call of the helper: the `W` bytes before
+/// `end` (a constant size behind a constant bounds check) less the
+/// `W - n` before the `n`, which the helper subtracts itself when given
+/// them as its "from" words. The window may reach back into headers
+/// already summed or not summed at all; only its last `n` bytes count.
+/// `W - n` must be at most `M`, a mask that tells the verifier so.
+#[inline(always)]
+fn csum_window<const W: usize, const M: usize>(
+    ctx: &XdpContext,
+    end: usize,
+    n: usize,
+) -> Result<u64, Counter> {
+    if end < W || n > W || W - n > M {
         return Err(Counter::PassUnsupported);
     }
     // Masked (a no-op) so that LLVM cannot cancel the subtraction against
     // the bounds check's addition (as in `udp_sums`).
-    let start = (end - CSUM_TAIL) & 0x1fff;
+    let start = (end - W) & 0x1fff;
     if start > CSUM_MAX_OFFSET {
         return Err(Counter::Malformed);
     }
     let p = ctx.data() + start;
-    if p + CSUM_TAIL > ctx.data_end() {
+    if p + W > ctx.data_end() {
         return Err(Counter::Malformed);
     }
-    let before = (CSUM_TAIL - n) & (CSUM_TAIL - 1);
-    // SAFETY: CSUM_TAIL bytes at p are in the frame (checked above), and
-    // the helper reads no more than that from either pointer.
-    let r = unsafe {
-        bpf_csum_diff(
-            p as *mut u32,
-            before as u32,
-            p as *mut u32,
-            CSUM_TAIL as u32,
-            0,
-        )
-    };
+    let before = (W - n) & M;
+    // SAFETY: W bytes at p are in the frame (checked above), and the
+    // helper reads no more than that from either pointer.
+    let r = unsafe { bpf_csum_diff(p as *mut u32, before as u32, p as *mut u32, W as u32, 0) };
     if r < 0 {
         return Err(Counter::PassUnsupported);
     }
@@ -438,8 +457,15 @@ fn link_selection(ctx: &XdpContext, off: usize, len: usize) -> Result<(), Counte
 
 /// Bytes the checksum helper sums in one call (its limit).
 const CSUM_CHUNK: usize = 512;
-/// The window of the last piece of a datagram's checksum (`csum_tail`).
+/// The window of the last piece of a long datagram's checksum.
 const CSUM_TAIL: usize = 256;
+/// The step between `csum_once`'s window sizes, and so the most of a
+/// window that is not the datagram's.
+const CSUM_STEP: usize = 32;
+/// The longest run of whole words summed in one call: with the up to
+/// `CSUM_STEP - 4` bytes the helper subtracts, what it reads stays within
+/// the 512 bytes older kernels take in one call.
+const CSUM_ONCE_MAX: usize = 480;
 /// Where the last checksum piece may start: after the longest headers
 /// and datagram, with room to spare (a bound for the verifier).
 const CSUM_MAX_OFFSET: usize = 4096;
