@@ -23,10 +23,11 @@ use stormboot_common::bucket::Limit;
 use stormboot_common::counters::Counter;
 use stormboot_common::layout::msg;
 
+use stormboot_common::maps::Iface;
 use stormboot_testbed::lab::fixtures::{
     broadcast_frame, client_frame, config, encode, relayed_frame, request, Loaded, Setup, CONFIG,
-    NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER, SERVER_MAC, UNKNOWN,
-    XDP_DROP, XDP_PASS, XDP_TX,
+    NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER, SERVER_MAC,
+    TEST_RUN_IFINDEX, UNKNOWN, XDP_DROP, XDP_PASS, XDP_TX,
 };
 
 /// The program loaded with a configuration, beside that configuration.
@@ -434,6 +435,55 @@ fn reservation_on_another_network_is_passed_up() {
         &broadcast_frame(&request(REMOTE, MessageType::Discover)),
         Counter::PassWrongNetwork,
     );
+}
+
+/// The program keeps a per-CPU copy of the receiving interface's entry:
+/// a rewritten entry must still count from the very next request on the
+/// CPU that holds the old copy.
+#[test]
+fn a_rewritten_interface_entry_counts_from_the_next_request() {
+    let mut f = fixture();
+    // One CPU for every run, so that the runs after the rewrite meet the
+    // copy the first one left.
+    // SAFETY: plain libc calls on this thread's own affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(libc::sched_getcpu() as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pinning the test to its CPU"
+        );
+    }
+    let discover = broadcast_frame(&request(NODE1, MessageType::Discover));
+    let (_, a, _) = reply(&f, &discover);
+    assert_eq!(a.eth_src, SERVER_MAC);
+    // The interface now on the relay's network: NODE1 is not on it.
+    f.dp.set_iface(
+        TEST_RUN_IFINDEX,
+        Iface {
+            ip: RELAY.octets(),
+            mac: SERVER_MAC,
+            _pad: [0; 2],
+        },
+    )
+    .unwrap();
+    passes(&f, &discover, Counter::PassWrongNetwork);
+    // Back on NODE1's network, with another MAC address: the reply is sent
+    // from it.
+    let new_mac = [0x02, 0x5b, 0, 0, 0, 0x77];
+    f.dp.set_iface(
+        TEST_RUN_IFINDEX,
+        Iface {
+            ip: SERVER.octets(),
+            mac: new_mac,
+            _pad: [0; 2],
+        },
+    )
+    .unwrap();
+    let (action, out) = run(&f, &discover);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(frame::parse(&out).unwrap().addr.eth_src, new_mac);
 }
 
 #[test]

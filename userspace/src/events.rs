@@ -121,8 +121,9 @@ pub async fn forward_logs(
 mod tests {
     #[test]
     fn decodes_only_whole_events() {
-        assert!(super::decode(&[0u8; 31]).is_none());
-        let e = super::decode(&[0u8; 32]).unwrap();
+        assert!(super::decode(&[0u8; 19]).is_none());
+        assert!(super::decode(&[0u8; 32]).is_none());
+        let e = super::decode(&[0u8; 20]).unwrap();
         assert_eq!(e.msg_type, 0);
     }
 }

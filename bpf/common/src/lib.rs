@@ -18,4 +18,4 @@ pub mod tally;
 
 /// Bumped whenever a map layout, counter index or event changes, so a daemon
 /// never drives a program (or pinned maps) built against another contract.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;

@@ -34,6 +34,11 @@ pub static SUBNETS: Array<Subnet> = Array::with_max_entries(256, 0);
 #[map(name = "IFACES")]
 pub static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(64, 0);
 
+/// One entry: bumped by userspace after every write to IFACES, so that a
+/// CPU's copy of an entry (`Scratch::iface`) is read again.
+#[map(name = "IFACES_VERSION")]
+pub static IFACES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
+
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 

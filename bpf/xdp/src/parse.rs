@@ -18,8 +18,7 @@ use stormboot_common::maps::FoundOptions;
 
 use crate::maps::{proxy_mode, SCRATCH};
 use crate::packet::{load, load_be16, load_be32, MAX_OFFSET};
-use aya_ebpf::helpers::generated::{bpf_csum_diff, bpf_xdp_load_bytes};
-use core::ffi::c_void;
+use aya_ebpf::helpers::generated::bpf_csum_diff;
 
 /// Options walked before giving up; real clients send 8 to 20.
 const MAX_OPTIONS: u32 = 64;
@@ -255,14 +254,10 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
 /// caller has checked that the datagram is in the frame (`ip_header_holds`).
 ///
 /// Summed on the frame itself by the kernel's checksum helper, in whole
-/// 32-bit words: pieces of 512 bytes (its limit), then one each of 256,
-/// 128 ... 4 bytes as the length needs, every piece behind a bounds check
-/// of constant size, which is what lets the helper read the frame; the
-/// last 1-3 bytes are added by hand. (Copying the datagram out to sum it
-/// in a map cost more than the sum.) A function of its own: inlined, its
-/// locals would push the program's stack over the limit. Called after
-/// `request`, which checks that the whole datagram is in the frame, and
-/// not from it: the two frames together would not fit the stack either.
+/// 32-bit words (`udp_sums`). A function of its own: inlined, its locals
+/// would push the program's stack over the limit. Called after `request`,
+/// which checks that the whole datagram is in the frame, and not from it:
+/// the two frames together would not fit the stack either.
 #[inline(never)]
 pub fn udp_checksum(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(), Counter> {
     let field = load_be16(ctx, l3 + IP_LEN + 6)?;
@@ -288,6 +283,14 @@ pub fn udp_checksum(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(), C
 /// The sums of the RFC 768 pseudo-header and of the `udp_len`-byte
 /// datagram after the IPv4 header at `l3`, as it is in the frame (its
 /// checksum field included): the first unfolded, the second folded.
+///
+/// The helper reads packet memory only behind a bounds check of constant
+/// size, and every call costs about as much as summing a few hundred
+/// bytes, so the datagram's whole words take as few calls as that
+/// allows: a DHCP request's (225 to 480 bytes) one (`csum_window`);
+/// longer ones pieces of 512 bytes while they last, then one of 256,
+/// then what is left in one more. The last 1-3 bytes come from one load
+/// of the datagram's last word.
 #[inline(always)]
 pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16), Counter> {
     let udp = l3 + IP_LEN;
@@ -295,51 +298,48 @@ pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16
     if len == 0 || len > MAX_DGRAM_LEN {
         return Err(Counter::PassUnsupported);
     }
-    let words_end = udp + (len & !3);
-    let mut at = udp;
+    let words = len & !3;
+    let words_end = udp + words;
     let mut sum: u64 = 0;
-    let mut k = 0;
-    while k < MAX_DGRAM_LEN / CSUM_CHUNK {
-        k += 1;
-        if at + CSUM_CHUNK > words_end {
-            break;
-        }
-        sum += csum_piece::<CSUM_CHUNK>(ctx, at)?;
-        at += CSUM_CHUNK;
-    }
-    macro_rules! piece {
-        ($n:expr) => {
-            if at + $n <= words_end {
-                sum += csum_piece::<$n>(ctx, at)?;
-                at += $n;
+    if words > CSUM_TAIL - CSUM_STEP && words <= CSUM_ONCE_MAX {
+        sum = csum_once(ctx, words_end, words)?;
+    } else {
+        let mut at = udp;
+        let mut k = 0;
+        while k < MAX_DGRAM_LEN / CSUM_CHUNK {
+            k += 1;
+            if at + CSUM_CHUNK > words_end {
+                break;
             }
-        };
+            sum += csum_piece::<CSUM_CHUNK>(ctx, at)?;
+            at += CSUM_CHUNK;
+        }
+        if at + CSUM_TAIL <= words_end {
+            sum += csum_piece::<CSUM_TAIL>(ctx, at)?;
+            at += CSUM_TAIL;
+        }
+        if at < words_end {
+            sum += csum_window::<CSUM_TAIL, { CSUM_TAIL - 1 }>(ctx, words_end, words_end - at)?;
+        }
     }
-    piece!(256);
-    piece!(128);
-    piece!(64);
-    piece!(32);
-    piece!(16);
-    piece!(8);
-    piece!(4);
     let rest = len & 3;
     if rest != 0 {
-        // As the helper reads a word: in memory order, zero padded.
-        let mut last = [0u8; 4];
-        // SAFETY: the helper checks offset and length against the frame;
-        // `last` holds up to four bytes.
-        let r = unsafe {
-            bpf_xdp_load_bytes(
-                ctx.ctx,
-                (at & 0xfff) as u32,
-                last.as_mut_ptr() as *mut c_void,
-                rest as u32,
-            )
-        };
-        if r != 0 {
+        // The datagram's last word, of which the last `rest` bytes are
+        // the ones left: as the helper reads a word, in memory order and
+        // zero padded, they are its high bytes shifted down.
+        // Masked (a no-op) so that LLVM cannot cancel the -4 against the
+        // bounds check's +4 and read behind a check the verifier refuses.
+        let last = (udp + len - 4) & 0x1fff;
+        if last > CSUM_MAX_OFFSET {
             return Err(Counter::Malformed);
         }
-        sum += u32::from_le_bytes(last) as u64;
+        let p = ctx.data() + last;
+        if p + 4 > ctx.data_end() {
+            return Err(Counter::Malformed);
+        }
+        // SAFETY: four bytes at p are in the frame (checked above).
+        let w = unsafe { core::ptr::read_unaligned(p as *const u32) };
+        sum += (w >> (8 * (4 - rest))) as u64;
     }
     // The helper sums native (little-endian) words: the big-endian sum
     // byte-swapped. The pseudo-header (RFC 768) is added big-endian.
@@ -364,6 +364,60 @@ fn csum_piece<const N: usize>(ctx: &XdpContext, at: usize) -> Result<u64, Counte
     // SAFETY: N bytes at p are in the frame (checked above); the helper
     // only reads them.
     let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, N as u32, 0) };
+    if r < 0 {
+        return Err(Counter::PassUnsupported);
+    }
+    Ok(r as u64 & 0xffff_ffff)
+}
+
+/// The sum of the `n` bytes (a multiple of 4, at most `csum_window`'s
+/// window) before `words_end`, in one of the window sizes the datagram
+/// fits (`csum_window`). The caller has checked that `n` is over
+/// `CSUM_TAIL - CSUM_STEP` and at most `CSUM_ONCE_MAX`.
+#[inline(always)]
+fn csum_once(ctx: &XdpContext, words_end: usize, n: usize) -> Result<u64, Counter> {
+    const M: usize = CSUM_STEP - 1;
+    macro_rules! window {
+        ($($w:expr),*) => {
+            $(if n <= $w {
+                return csum_window::<$w, M>(ctx, words_end, n);
+            })*
+        };
+    }
+    window!(256, 288, 320, 352, 384, 416, 448, 480);
+    Err(Counter::PassUnsupported)
+}
+
+/// The sum of the last `n` bytes (a multiple of 4, at most `W`) before
+/// frame offset `end`, in one call of the helper: the `W` bytes before
+/// `end` (a constant size behind a constant bounds check) less the
+/// `W - n` before the `n`, which the helper subtracts itself when given
+/// them as its "from" words. The window may reach back into headers
+/// already summed or not summed at all; only its last `n` bytes count.
+/// `W - n` must be at most `M`, a mask that tells the verifier so.
+#[inline(always)]
+fn csum_window<const W: usize, const M: usize>(
+    ctx: &XdpContext,
+    end: usize,
+    n: usize,
+) -> Result<u64, Counter> {
+    if end < W || n > W || W - n > M {
+        return Err(Counter::PassUnsupported);
+    }
+    // Masked (a no-op) so that LLVM cannot cancel the subtraction against
+    // the bounds check's addition (as in `udp_sums`).
+    let start = (end - W) & 0x1fff;
+    if start > CSUM_MAX_OFFSET {
+        return Err(Counter::Malformed);
+    }
+    let p = ctx.data() + start;
+    if p + W > ctx.data_end() {
+        return Err(Counter::Malformed);
+    }
+    let before = (W - n) & M;
+    // SAFETY: W bytes at p are in the frame (checked above), and the
+    // helper reads no more than that from either pointer.
+    let r = unsafe { bpf_csum_diff(p as *mut u32, before as u32, p as *mut u32, W as u32, 0) };
     if r < 0 {
         return Err(Counter::PassUnsupported);
     }
@@ -403,6 +457,15 @@ fn link_selection(ctx: &XdpContext, off: usize, len: usize) -> Result<(), Counte
 
 /// Bytes the checksum helper sums in one call (its limit).
 const CSUM_CHUNK: usize = 512;
+/// The window of the last piece of a long datagram's checksum.
+const CSUM_TAIL: usize = 256;
+/// The step between `csum_once`'s window sizes, and so the most of a
+/// window that is not the datagram's.
+const CSUM_STEP: usize = 32;
+/// The longest run of whole words summed in one call: with the up to
+/// `CSUM_STEP - 4` bytes the helper subtracts, what it reads stays within
+/// the 512 bytes older kernels take in one call.
+const CSUM_ONCE_MAX: usize = 480;
 /// Where the last checksum piece may start: after the longest headers
 /// and datagram, with room to spare (a bound for the verifier).
 const CSUM_MAX_OFFSET: usize = 4096;

@@ -6,8 +6,8 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::{
-        bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -25,12 +25,18 @@ use stormboot_common::{
         MAX_ECHO_LEN, OFF_CHADDR, OFF_CIADDR, OFF_FLAGS, OFF_GIADDR, OFF_XID, OFF_YIADDR,
         REPLY_TTL, SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
-    maps::{mac_text, variant, Block, Iface, Machine, Subnet, TemplateKey, MAC_TEXT_LEN, NAME_MAX},
+    maps::{
+        mac_text, variant, Block, CachedIface, Iface, Machine, Subnet, TemplateKey, MAC_TEXT_LEN,
+        NAME_MAX,
+    },
     rules::{self, EthDest, Verdict},
 };
 
 use crate::{
-    maps::{count, proxy_mode, EVENTS, IFACES, RESERVATIONS, SCRATCH, SUBNETS, TEMPLATES},
+    maps::{
+        count, proxy_mode, EVENTS, IFACES, IFACES_VERSION, RESERVATIONS, SCRATCH, SUBNETS,
+        TEMPLATES,
+    },
     packet::{store, store_byte},
     parse::Request,
 };
@@ -126,9 +132,7 @@ pub fn on_network(
     req: &Request,
     subnet: &Subnet,
 ) -> Result<&'static Iface, Counter> {
-    let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: read-only use of a map value.
-    let iface = unsafe { &*IFACES.get_ptr(ifindex).ok_or(Counter::PassWrongNetwork)? };
+    let iface = iface(ctx.ingress_ifindex() as u32)?;
     let net = u32::from_be_bytes(subnet.net);
     let mask = u32::from_be_bytes(subnet.mask);
     let on_link = if req.giaddr != 0 {
@@ -140,6 +144,29 @@ pub fn on_network(
         return Err(Counter::PassWrongNetwork);
     }
     Ok(iface)
+}
+
+/// The IFACES entry of `ifindex`: this CPU's copy while IFACES has not
+/// been written since it was taken (`CachedIface`), else looked up and
+/// copied.
+#[inline(always)]
+fn iface(ifindex: u32) -> Result<&'static Iface, Counter> {
+    // Read before the lookup: an entry written after it comes with a
+    // version this copy does not have.
+    let version = IFACES_VERSION.get(0).copied().unwrap_or(0);
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
+    // SAFETY: a per-CPU map value; XDP does not nest on one CPU.
+    let cached = unsafe { &mut (*scratch).iface };
+    if cached.ifindex != ifindex || cached.version != version || version == 0 {
+        // SAFETY: read-only use of a map value.
+        let found = unsafe { &*IFACES.get_ptr(ifindex).ok_or(Counter::PassWrongNetwork)? };
+        *cached = CachedIface {
+            ifindex,
+            version,
+            iface: *found,
+        };
+    }
+    Ok(&cached.iface)
 }
 
 /// The authoritative server's decision (RFC 2131, `rules::verdict`).
@@ -296,15 +323,12 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
         _ => Counter::Nak,
     });
     let event = ReplyEvent {
-        // SAFETY: plain helper call.
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
         mac: req.chaddr,
         msg_type: reply_type,
         _pad: 0,
         ip: yiaddr.to_be_bytes(),
         xid: req.xid.to_be_bytes(),
         ifindex,
-        _pad2: 0,
     };
     // No wakeup: the daemon drains the ring on a 10 ms timer, so its
     // wakeups stay at 100 a second whatever the storm's rate, instead of

@@ -236,6 +236,9 @@ pub struct Dataplane {
     next_set: u32,
     subnets: Array<MapData, Subnet>,
     ifaces: HashMap<MapData, u32, Iface>,
+    /// Bumped after every write to `ifaces` (the program's copies of its
+    /// entries are valid while it is unchanged).
+    ifaces_version: Array<MapData, u32>,
     counters: PerCpuArray<MapData, u64>,
     boot_marker: Array<MapData, Marker>,
     slowpath_buckets: HashMap<MapData, [u8; 6], u64>,
@@ -273,6 +276,8 @@ impl Dataplane {
             HashMap::try_from(take(names::TEMPLATES)?).map_err(map_err(names::TEMPLATES))?;
         let subnets = Array::try_from(take(names::SUBNETS)?).map_err(map_err(names::SUBNETS))?;
         let ifaces = HashMap::try_from(take(names::IFACES)?).map_err(map_err(names::IFACES))?;
+        let ifaces_version = Array::try_from(take(names::IFACES_VERSION)?)
+            .map_err(map_err(names::IFACES_VERSION))?;
         let counters =
             PerCpuArray::try_from(take(names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
         let boot_marker =
@@ -291,6 +296,7 @@ impl Dataplane {
             next_set: 1,
             subnets,
             ifaces,
+            ifaces_version,
             counters,
             boot_marker,
             slowpath_buckets,
@@ -660,11 +666,22 @@ impl Dataplane {
         }
     }
 
-    /// Tells the program about an interface it receives on.
+    /// Tells the program about an interface it receives on. The version
+    /// is bumped after the entry is written, so that no CPU keeps using a
+    /// copy of the old entry (`CachedIface`).
     pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<(), DataplaneError> {
         self.ifaces
             .insert(ifindex, iface, 0)
-            .map_err(map_err(names::IFACES))
+            .map_err(map_err(names::IFACES))?;
+        let version = self
+            .ifaces_version
+            .get(&0, 0)
+            .map_err(map_err(names::IFACES_VERSION))?;
+        // Never zero, which means "no copy".
+        let next = version.wrapping_add(1).max(1);
+        self.ifaces_version
+            .set(0, next, 0)
+            .map_err(map_err(names::IFACES_VERSION))
     }
 
     /// Attaches to one more interface; the program serves all it is
