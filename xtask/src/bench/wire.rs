@@ -232,7 +232,7 @@ pub(super) fn napi_threads(bed: &Testbed) -> Result<Vec<u32>> {
 
 /// The tx_dropped of the veth end at `side`: frames it could not hand to
 /// the other end's receive ring.
-fn tx_dropped(bed: &Testbed, side: Side) -> Option<u64> {
+pub(super) fn tx_dropped(bed: &Testbed, side: Side) -> Option<u64> {
     let mut ip = Command::new("ip");
     ip.args(["-j", "-s", "link", "show", side.interface()]);
     let out = bed.run(side, ip).ok()?;
