@@ -95,20 +95,23 @@ impl Step {
     }
 }
 
-/// Whether the ramp goes on after `step`, and if not, why. Drops end it
-/// unless what the generator itself lost (replies it did not read,
-/// REQUESTs it did not send) explains them; a clean step the generator
-/// could not offer whole ends it too, its figure a floor.
+/// Whether the ramp goes on after `step`, and if not, why. Drops end it,
+/// as the server's unless what the generator itself lost (replies it did
+/// not read, REQUESTs it did not send) explains them. A clean step goes
+/// on even when the sender fell a little behind (its core taken for a
+/// moment): the server answered everything it was offered, and the table
+/// shows the shortfall.
 fn ramp_end(step: &Step) -> Option<End> {
+    if step.clean() {
+        return None;
+    }
     let r = &step.report;
     let own = r.receive_dropped + r.requests_unsent + step.client_ring_drops.unwrap_or(0);
     let server_drops = r.drops().saturating_sub(own) as f64 * 100.0 / r.sent.max(1) as f64;
-    if !step.clean() && server_drops > MAX_DROPS_PERCENT {
+    if server_drops > MAX_DROPS_PERCENT {
         Some(End::Drops)
-    } else if !step.clean() || r.generator_short().is_some() {
-        Some(End::Generator)
     } else {
-        None
+        Some(End::Generator)
     }
 }
 
@@ -272,8 +275,9 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
          server) as it arrives; an exchange completes at its ACK. {} s per rate, no \
          retransmissions, replies counted up to {DRAIN_MS} ms after the last DISCOVER. Drops: \
          DISCOVERs without an ACK. A ramp ends at the first step with more than \
-         {MAX_DROPS_PERCENT}% dropped or where the generator could not keep up (DISCOVERs not \
-         sent on time, REQUESTs not sent, replies its socket dropped). Server core: CPU \
+         {MAX_DROPS_PERCENT}% dropped, as the generator's when what it lost itself (replies its \
+         socket or its end's ring dropped, REQUESTs not sent) explains the drops; \
+         \"generator short\" says what it could not keep up with on any step. Server core: CPU \
          {SERVER_CORE}'s busy time in /proc/stat. Ring drops: frames a veth end's 256-frame \
          receive ring could not take (the other end's tx_dropped).\n\n",
         size.duration_ms as f64 / 1e3
@@ -333,6 +337,8 @@ fn summary(rows: &[Row]) -> String {
         let Ok((steps, end)) = &row.result else {
             continue;
         };
+        // Ended by the generator, the pool's size or the last rate: the
+        // server was never seen to drop, so its figure is a floor.
         let floor = matches!(end, End::Generator | End::PoolFull | End::Exhausted);
         let mark = if floor { ">= " } else { "" };
         let (rate, ratio) = match best(steps) {
@@ -399,12 +405,16 @@ mod tests {
         assert_eq!(ramp_end(&step(1000, 1000, 990)), None);
         assert_eq!(ramp_end(&step(1000, 1000, 989)), Some(End::Drops));
         assert_eq!(ramp_end(&step(1000, 1000, 0)), Some(End::Drops));
-        let mut short = step(1000, 1000, 1000);
-        short.report.receive_dropped = 3;
+        // 2% lost, all of it replies the generator's socket dropped.
+        let mut short = step(1000, 1000, 980);
+        short.report.receive_dropped = 20;
         assert_eq!(ramp_end(&short), Some(End::Generator));
-        let mut unsent = step(1000, 1000, 1000);
-        unsent.report.offered = 2000;
-        assert_eq!(ramp_end(&unsent), Some(End::Generator));
+        // A sender that fell behind, with every DISCOVER it sent answered:
+        // the ramp goes on.
+        let mut unsent = step(1000, 955, 955);
+        unsent.report.offered = 1000;
+        assert!(unsent.report.generator_short().is_some());
+        assert_eq!(ramp_end(&unsent), None);
         // 5% lost, of which the generator's end dropped 45 replies at its
         // ring: 0.5% is the server's, so the step measured the generator.
         let mut ring = step(1000, 1000, 950);
