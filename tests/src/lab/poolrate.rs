@@ -317,31 +317,7 @@ fn socket_drops(sock: &RawSocket) -> anyhow::Result<u64> {
 fn quiet_relay_port(relay: Ipv4Addr) -> anyhow::Result<UdpSocket> {
     let sock = UdpSocket::bind((relay, SERVER_PORT))
         .with_context(|| format!("binding {relay}:{SERVER_PORT} (is --relay on --interface?)"))?;
-    let drop_all = [libc::sock_filter {
-        code: 0x06, // ret #0
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
-    let prog = libc::sock_fprog {
-        len: 1,
-        filter: drop_all.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: `prog` points at a live one-instruction filter.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&prog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    ensure!(
-        rc == 0,
-        "SO_ATTACH_FILTER: {}",
-        std::io::Error::last_os_error()
-    );
+    rawsock::drop_everything(&sock)?;
     Ok(sock)
 }
 
