@@ -136,11 +136,11 @@ impl Settings {
             bail!("--machines must be 1..=130000 (their addresses run from 10.50.4.0 to 10.51.255.255)");
         }
         if args.smoke {
+            let plan = Plan {
+                machines: 50,
+                pool_last: Ipv4Addr::new(10, 52, 3, 254),
+            };
             return Ok(Settings {
-                plan: Plan {
-                    machines: 50,
-                    pool_last: Ipv4Addr::new(10, 52, 3, 254),
-                },
                 window: 64,
                 // Room for two RFC 2131 retransmissions (4 s and 8 s, +-1 s):
                 // a slow server is slow, not silent. A working run takes
@@ -180,7 +180,10 @@ impl Settings {
                 pool_wire: poolwire::Size {
                     rates: vec![200],
                     duration_ms: 500,
+                    // 1,023 addresses, for 100 new leases.
+                    pool_last: plan.pool_last,
                 },
+                plan,
             });
         }
         Ok(Settings {
@@ -227,6 +230,7 @@ impl Settings {
             pool_wire: poolwire::Size {
                 rates: poolwire::RATES.to_vec(),
                 duration_ms: u64::from(args.period) * 1000,
+                pool_last: poolwire::POOL_LAST,
             },
         })
     }

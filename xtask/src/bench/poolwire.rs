@@ -35,8 +35,9 @@ pub const RATES: &[u64] = &[
     1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000, 8_000, 9_000, 10_000, 11_000, 12_000, 13_000,
     14_000, 15_000, 16_000, 18_000, 20_000, 22_000, 24_000, 28_000, 32_000, 40_000, 48_000, 64_000,
 ];
-/// The pool's last address: the rest of the lab's /12 after POOL_FIRST.
-const POOL_LAST: Ipv4Addr = Ipv4Addr::new(10, 63, 255, 254);
+/// The full run's last pool address: the rest of the lab's /12 after
+/// POOL_FIRST.
+pub const POOL_LAST: Ipv4Addr = Ipv4Addr::new(10, 63, 255, 254);
 /// Replies still counted after the last DISCOVER: an exchange is two round
 /// trips and a lease write.
 const DRAIN_MS: u64 = 500;
@@ -48,6 +49,9 @@ const FIRST_MAC: &str = "0e:00:00:00:00:00";
 pub struct Size {
     pub rates: Vec<u64>,
     pub duration_ms: u64,
+    /// The pool's last address (from POOL_FIRST): room for every step's
+    /// new leases.
+    pub pool_last: Ipv4Addr,
 }
 
 /// Why a ramp ended.
@@ -138,8 +142,8 @@ pub fn measure(dir: &Path, bins: &Bins, plan: &Plan, size: &Size, servers: &[Ser
 }
 
 /// Addresses in the pool-wire run's pool.
-fn pool_size() -> u64 {
-    u64::from(u32::from(POOL_LAST) - u32::from(POOL_FIRST) + 1)
+fn pool_size(last: Ipv4Addr) -> u64 {
+    u64::from(u32::from(last) - u32::from(POOL_FIRST) + 1)
 }
 
 fn one(
@@ -153,7 +157,7 @@ fn one(
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let plan = Plan {
-        pool_last: POOL_LAST,
+        pool_last: size.pool_last,
         ..plan.clone()
     };
     let mut bed = Testbed::new("poolwire", None)?;
@@ -177,7 +181,7 @@ fn one(
     let mut leased = 0u64;
     let mut end = End::Exhausted;
     for &rate in &size.rates {
-        if leased + rate * size.duration_ms / 1000 > pool_size() {
+        if leased + rate * size.duration_ms / 1000 > pool_size(size.pool_last) {
             end = End::PoolFull;
             break;
         }
@@ -471,6 +475,7 @@ mod tests {
     fn the_pool_holds_a_full_ramp_of_a_fast_server() {
         // A server clean up to 24,000/s at 3 s per step leases this many.
         let leased: u64 = RATES.iter().take_while(|&&r| r <= 24_000).sum::<u64>() * 3;
-        assert!(pool_size() >= leased, "{} < {leased}", pool_size());
+        let size = pool_size(POOL_LAST);
+        assert!(size >= leased, "{size} < {leased}");
     }
 }
