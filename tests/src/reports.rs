@@ -125,6 +125,104 @@ impl RateReport {
     }
 }
 
+/// `stormboot-lab rate --pool --json`: new machines' DISCOVERs offered at a
+/// fixed rate, each OFFER answered with its REQUEST, the ACKs counted.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct PoolRateReport {
+    /// DISCOVERs per second asked for, each from a new machine.
+    pub rate: u64,
+    pub threads: u32,
+    /// DISCOVERs the schedule called for: rate times the duration.
+    pub offered: u64,
+    /// DISCOVERs the kernel took.
+    pub sent: u64,
+    /// DISCOVERs let pass because the sender was late by more than its
+    /// catch-up window.
+    pub behind: u64,
+    /// Times a DISCOVER found the socket's buffer full.
+    pub refused: u64,
+    /// First OFFERs to the run's DISCOVERs.
+    pub offers: u64,
+    /// REQUESTs sent, one for each first OFFER.
+    pub requests: u64,
+    /// OFFERs whose REQUEST was still waiting for room in the socket when
+    /// the run ended.
+    pub requests_unsent: u64,
+    /// Times a batch of REQUESTs found the socket's buffer full.
+    pub requests_refused: u64,
+    /// Completed exchanges: first ACKs to the run's REQUESTs.
+    pub acks: u64,
+    pub naks: u64,
+    /// A second OFFER or ACK for one machine (not counted again).
+    pub duplicates: u64,
+    pub bad_checksum: u64,
+    /// Frames the generator's receive socket dropped because it did not
+    /// read them in time (PACKET_STATISTICS).
+    pub receive_dropped: u64,
+    /// First send to last DISCOVER sent, ms.
+    pub send_ms: f64,
+    /// Replies still counted this long after the last DISCOVER, ms.
+    pub drain_ms: u64,
+    /// Each second from the first send.
+    pub per_second: Vec<PoolRateSecond>,
+}
+
+/// One second of a pool run.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolRateSecond {
+    pub discovers: u64,
+    pub offers: u64,
+    pub requests: u64,
+    pub acks: u64,
+}
+
+impl PoolRateReport {
+    /// DISCOVERs sent that ended without an ACK.
+    pub fn drops(&self) -> u64 {
+        self.sent.saturating_sub(self.acks)
+    }
+
+    /// [`PoolRateReport::drops`] in percent of the DISCOVERs sent.
+    pub fn drops_pct(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        self.drops() as f64 * 100.0 / self.sent as f64
+    }
+
+    /// Completed exchanges per second over the send time.
+    pub fn exchanges_per_sec(&self) -> f64 {
+        if self.send_ms <= 0.0 {
+            return 0.0;
+        }
+        self.acks as f64 * 1e3 / self.send_ms
+    }
+
+    /// DISCOVERs sent per second over the send time.
+    pub fn sent_per_sec(&self) -> f64 {
+        if self.send_ms <= 0.0 {
+            return 0.0;
+        }
+        self.sent as f64 * 1e3 / self.send_ms
+    }
+
+    /// What the generator could not keep up with, if anything: then the
+    /// run measured the generator, not only the server.
+    pub fn generator_short(&self) -> Option<String> {
+        let mut short = Vec::new();
+        if (self.sent as f64) < self.offered as f64 * 0.999 {
+            short.push(format!("{} DISCOVERs not sent", self.offered - self.sent));
+        }
+        if self.requests_unsent > 0 {
+            short.push(format!("{} REQUESTs not sent", self.requests_unsent));
+        }
+        if self.receive_dropped > 0 {
+            short.push(format!("{} replies not read", self.receive_dropped));
+        }
+        (!short.is_empty()).then(|| short.join(", "))
+    }
+}
+
 /// The boot chain's phases, in the order a machine goes through them;
 /// "whole chain" is first DISCOVER to the last file.
 pub const CHAIN_PHASES: [&str; 7] = [
@@ -484,6 +582,34 @@ mod tests {
         v.as_object_mut().unwrap().remove("latency_p95_ms");
         let err = decode::<StormReport>("storm", v.to_string().as_bytes()).unwrap_err();
         assert!(format!("{err:#}").contains("latency_p95_ms"), "{err:#}");
+    }
+
+    #[test]
+    fn a_pool_run_drops_what_got_no_ack_and_names_what_the_generator_missed() {
+        let r = PoolRateReport {
+            offered: 1000,
+            sent: 1000,
+            offers: 995,
+            requests: 995,
+            acks: 990,
+            send_ms: 500.0,
+            ..Default::default()
+        };
+        assert_eq!(r.drops(), 10);
+        assert!((r.drops_pct() - 1.0).abs() < 1e-9);
+        assert_eq!(r.exchanges_per_sec(), 1980.0);
+        assert_eq!(r.generator_short(), None);
+        let short = PoolRateReport {
+            sent: 900,
+            requests_unsent: 4,
+            receive_dropped: 7,
+            ..r.clone()
+        };
+        assert_eq!(
+            short.generator_short().as_deref(),
+            Some("100 DISCOVERs not sent, 4 REQUESTs not sent, 7 replies not read")
+        );
+        assert_eq!(PoolRateReport::default().drops_pct(), 0.0);
     }
 
     #[test]

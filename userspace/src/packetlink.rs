@@ -4,7 +4,9 @@
 //! (replies reach clients that have no address yet, RFC 2131 4.1, and equal
 //! the XDP program's byte for byte). A UDP socket bound to each port on the
 //! interface only keeps the kernel from answering unicast requests with
-//! ICMP port-unreachable.
+//! ICMP port-unreachable; a filter drops everything it would receive, so a
+//! request costs no second copy and no second read. Replies leave in
+//! batches: whatever the daemon has queued goes out in one sendmmsg(2).
 //!
 //! The link's task ends when the daemon drops its ends, or on an error,
 //! which it logs; the daemon then sees the link's frames end.
@@ -38,7 +40,8 @@ pub fn open(endpoint: Endpoint, ports: &[u16]) -> anyhow::Result<Link> {
     for &port in ports {
         udp.push(
             bind_udp(&name, port)
-                .map_err(|e| anyhow::anyhow!("binding UDP port {port} on {name}: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("binding UDP port {port} on {name}: {e}"))
+                .and_then(|u| rawsock::drop_everything(&u).map(|()| u))?,
         );
     }
     let (link, wire) = link::pair(endpoint);
@@ -54,34 +57,36 @@ pub fn open(endpoint: Endpoint, ports: &[u16]) -> anyhow::Result<Link> {
 /// its ends or the socket fails.
 async fn run(
     sock: &AsyncFd<RawSocket>,
-    udp: Vec<tokio::net::UdpSocket>,
+    udp: Vec<std::net::UdpSocket>,
     wire: Wire,
 ) -> std::io::Result<()> {
     let Wire { arrive, mut sent } = wire;
     let sending = async {
+        let mut batch = Vec::with_capacity(SEND_BATCH);
         while let Some(f) = sent.recv().await {
-            send(sock, &f).await;
+            batch.push(f);
+            while batch.len() < SEND_BATCH {
+                match sent.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
+                }
+            }
+            send(sock, &batch).await;
+            batch.clear();
         }
         Ok(())
     };
-    // Dropped (and so aborted) when this returns.
-    let mut drains = tokio::task::JoinSet::new();
-    for u in udp {
-        drains.spawn(drain_udp(u));
-    }
-    let draining = async {
-        match drains.join_next().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => Err(std::io::Error::other(e)),
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
+    let r = tokio::select! {
         r = receive(sock, &arrive) => r,
         r = sending => r,
-        r = draining => r,
-    }
+    };
+    // Held open until here: their ports stay taken while the link runs.
+    drop(udp);
+    r
 }
+
+/// Replies sent in one sendmmsg(2) at most.
+const SEND_BATCH: usize = 64;
 
 /// Reads frames into the daemon's channel.
 async fn receive(sock: &AsyncFd<RawSocket>, arrive: &mpsc::Sender<Vec<u8>>) -> std::io::Result<()> {
@@ -110,32 +115,41 @@ async fn receive(sock: &AsyncFd<RawSocket>, arrive: &mpsc::Sender<Vec<u8>>) -> s
     }
 }
 
-async fn send(sock: &AsyncFd<RawSocket>, f: &[u8]) {
-    for _ in 0..3 {
-        match sock.get_ref().send(f) {
-            Ok(true) => return,
-            // The kernel's queue is full: give it a moment.
-            Ok(false) => tokio::time::sleep(Duration::from_millis(1)).await,
+/// Sends `frames` in order, as many in each sendmmsg(2) as the kernel
+/// takes; when its queue is full, waits a moment, three times at most
+/// before the rest is dropped.
+async fn send(sock: &AsyncFd<RawSocket>, frames: &[Vec<u8>]) {
+    let mut at = 0;
+    let mut waits = 0;
+    while at < frames.len() {
+        let batch: Vec<&[u8]> = frames[at..].iter().map(Vec::as_slice).collect();
+        match sock.get_ref().send_many(&batch) {
+            Ok(0) if waits < 3 => {
+                waits += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(0) => {
+                tracing::warn!(
+                    replies = frames.len() - at,
+                    "replies dropped: the interface's send queue stayed full"
+                );
+                return;
+            }
+            Ok(n) => {
+                at += n;
+                waits = 0;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "sending a reply failed");
+                tracing::warn!(error = %e, replies = frames.len() - at, "sending replies failed");
                 return;
             }
         }
-    }
-    tracing::warn!("reply dropped: the interface's send queue stayed full");
-}
-
-/// Reads and discards what reaches the UDP socket.
-async fn drain_udp(sock: tokio::net::UdpSocket) -> std::io::Result<()> {
-    let mut buf = [0u8; 2048];
-    loop {
-        sock.recv_from(&mut buf).await?;
     }
 }
 
 /// Binds 0.0.0.0:`port` on the interface. Bound to the interface, so
 /// several daemons (or tests) can serve different interfaces of one host.
-pub fn bind_udp(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
+pub fn bind_udp(interface: &str, port: u16) -> std::io::Result<std::net::UdpSocket> {
     let fd = socket::socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -153,6 +167,5 @@ pub fn bind_udp(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSo
         &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
     )?;
     // SAFETY: we own the descriptor and hand it over.
-    let std = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
-    tokio::net::UdpSocket::from_std(std)
+    Ok(unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) })
 }

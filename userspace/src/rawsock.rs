@@ -394,6 +394,38 @@ impl AsRawFd for RawSocket {
     }
 }
 
+/// Makes `socket` read nothing: a filter that drops every datagram before
+/// it is queued. A UDP socket bound only so that the kernel finds a socket
+/// for a port (and sends no ICMP port-unreachable) then costs no queueing,
+/// no wakeup and no read per datagram.
+pub fn drop_everything(socket: &impl AsRawFd) -> anyhow::Result<()> {
+    let prog = [libc::sock_filter {
+        code: 0x06, // ret #0: keep nothing
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at a live one-instruction program for the
+    // length given; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).context("SO_ATTACH_FILTER");
+    }
+    Ok(())
+}
+
 /// Makes a received frame checkable: a locally generated frame crossing a
 /// veth may carry only a partial UDP checksum (`csum_not_ready`); zero means
 /// "no checksum" to `frame::parse`, which is the truth for such a frame.
@@ -409,5 +441,43 @@ pub fn clear_partial_checksum(f: &mut [u8], meta: &RecvMeta) {
     let udp_csum = ip + usize::from(ver_ihl & 0x0f) * 4 + 6;
     if let Some(c) = f.get_mut(udp_csum..udp_csum + 2) {
         c.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn a_socket_that_drops_everything_reads_nothing_and_its_port_stays_quiet() {
+        let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+        drop_everything(&quiet).unwrap();
+        quiet.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(quiet.local_addr().unwrap()).unwrap();
+        for _ in 0..3 {
+            client.send(b"request").unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = [0u8; 64];
+        let err = quiet.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        // A port without a socket answers with ICMP port-unreachable, which
+        // a connected UDP socket reports as ECONNREFUSED on its next call.
+        client.send(b"again").unwrap();
+        client.set_nonblocking(true).unwrap();
+        let err = client.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        // The same with the socket gone: refused, so the check above can fail.
+        let addr = quiet.local_addr().unwrap();
+        drop(quiet);
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        gone.connect(addr).unwrap();
+        gone.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        gone.send(b"request").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let err = gone.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
     }
 }

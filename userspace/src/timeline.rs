@@ -6,9 +6,11 @@
 //! they show how the boot began, and the latest ones replace the rest), at
 //! most `MAX_DETAIL` bytes of detail per event (a syslog line may be 2 KiB;
 //! the daemon's log keeps it whole) and at most `MAX_MACHINES` machines
-//! (the least recently heard from go).
+//! (the least recently heard from go, found in an index by time, not by a
+//! scan: a pool of new machines arrives at thousands a second, each one
+//! past the bound evicting another).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -88,9 +90,17 @@ pub struct Progress {
     pub reached_ms: [u64; PHASES],
 }
 
+/// The machines, and when each was last heard from, in order.
+#[derive(Default)]
+struct Machines {
+    by_mac: HashMap<[u8; 6], Entry>,
+    /// (last_ms, MAC) of every entry of `by_mac`.
+    by_last: BTreeSet<(u64, [u8; 6])>,
+}
+
 #[derive(Default)]
 pub struct Timeline {
-    machines: Mutex<HashMap<[u8; 6], Entry>>,
+    machines: Mutex<Machines>,
     /// Per phase: time from the machine's first event to reaching it.
     phase_ms: Mutex<std::collections::BTreeMap<Phase, crate::metrics::Histogram>>,
     /// Machines that reached a new phase since the dashboard last looked
@@ -125,18 +135,23 @@ impl Timeline {
             }
             detail.truncate(end);
         }
-        let mut m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-        if !m.contains_key(&mac) && m.len() >= MAX_MACHINES {
+        let mut guard = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        let m = &mut *guard;
+        let known = m.by_mac.contains_key(&mac);
+        if !known && m.by_mac.len() >= MAX_MACHINES {
             // Forget the machine heard from least recently.
-            if let Some(oldest) = m.iter().min_by_key(|(_, e)| e.last_ms).map(|(k, _)| *k) {
-                m.remove(&oldest);
+            if let Some((_, oldest)) = m.by_last.pop_first() {
+                m.by_mac.remove(&oldest);
             }
         }
-        let e = m.entry(mac).or_default();
-        if e.events.is_empty() {
+        let e = m.by_mac.entry(mac).or_default();
+        if known {
+            m.by_last.remove(&(e.last_ms, mac));
+        } else {
             e.first_ms = at_ms;
         }
         e.last_ms = at_ms;
+        m.by_last.insert((at_ms, mac));
         e.furthest = e.furthest.max(Some(phase));
         let bit = 1u16 << phase as u16;
         if e.reached & bit == 0 {
@@ -189,7 +204,7 @@ impl Timeline {
         let m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         macs.into_iter()
             .filter_map(|mac| {
-                let e = m.get(&mac)?;
+                let e = m.by_mac.get(&mac)?;
                 Some(Progress {
                     mac,
                     phase: e.furthest?,
@@ -202,13 +217,17 @@ impl Timeline {
 
     pub fn machine(&self, mac: [u8; 6]) -> Option<Machine> {
         let m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&mac).map(|e| summary(mac, e, true))
+        m.by_mac.get(&mac).map(|e| summary(mac, e, true))
     }
 
     /// Every machine, without events, most recently heard from first.
     pub fn machines(&self) -> Vec<Machine> {
         let m = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<Machine> = m.iter().map(|(mac, e)| summary(*mac, e, false)).collect();
+        let mut v: Vec<Machine> = m
+            .by_mac
+            .iter()
+            .map(|(mac, e)| summary(*mac, e, false))
+            .collect();
         v.sort_by_key(|m| std::cmp::Reverse(m.last_ms));
         v
     }
@@ -258,6 +277,42 @@ mod tests {
         // The least recently heard from went first.
         assert!(t.machine([2, 0, 0, 0, 0, 1]).is_none());
         assert_eq!(all[0].last_ms, 10 + MAX_MACHINES as u64 + 9);
+    }
+
+    #[test]
+    fn a_machine_heard_from_again_is_not_the_next_to_go() {
+        let t = Timeline::default();
+        let mac = |i: u64| {
+            let [_, _, a, b, c, d, e, f] = i.to_be_bytes();
+            [a | 0x10, b, c, d, e, f]
+        };
+        for i in 0..MAX_MACHINES as u64 {
+            t.record_at(mac(i), Phase::Discover, "userspace", String::new(), 10 + i);
+        }
+        // Machine 0, the oldest, asks again; machine 1 is now the oldest.
+        let later = 10 + MAX_MACHINES as u64;
+        t.record_at(mac(0), Phase::Offer, "userspace", String::new(), later);
+        t.record_at(
+            mac(1 << 40),
+            Phase::Discover,
+            "userspace",
+            String::new(),
+            later + 1,
+        );
+        t.record_at(
+            mac(2 << 40),
+            Phase::Discover,
+            "userspace",
+            String::new(),
+            later + 2,
+        );
+        let kept = t.machine(mac(0)).expect("heard from again, kept");
+        assert_eq!((kept.first_ms, kept.last_ms), (10, later));
+        assert_eq!(kept.events.len(), 2);
+        assert!(t.machine(mac(1)).is_none());
+        assert!(t.machine(mac(2)).is_none());
+        assert!(t.machine(mac(3)).is_some());
+        assert_eq!(t.machines().len(), MAX_MACHINES);
     }
 
     #[test]

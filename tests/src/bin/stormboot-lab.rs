@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use stormboot_testbed::lab::cli::{Cli, Command};
-use stormboot_testbed::lab::{apibench, chain, omapibench, rate, storm, xdpbench};
+use stormboot_testbed::lab::{apibench, chain, omapibench, poolrate, rate, storm, xdpbench};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -23,6 +23,11 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Storm(args) => {
             let report = storm::run(&args)?;
             storm::print_report(&report, args.json);
+            Ok(())
+        }
+        Command::Rate(args) if args.pool => {
+            let report = poolrate::run(&args)?;
+            poolrate::print_report(&report, args.json);
             Ok(())
         }
         Command::Rate(args) => {

@@ -24,7 +24,9 @@ pub enum Command {
     /// Simulate a boot storm: N machines doing DHCP from one interface.
     Storm(super::storm::StormArgs),
     /// Offer known machines' DISCOVERs and REQUESTs at a fixed rate for a
-    /// fixed time from several threads, and count every answer.
+    /// fixed time from several threads, and count every answer; with
+    /// --pool, new machines' DISCOVERs, each OFFER answered with its
+    /// REQUEST, every ACK counted.
     Rate(super::rate::RateArgs),
     /// Boot N machines through the whole chain: DHCP, the boot file over
     /// TFTP or HTTP, DHCP as iPXE, its script, the kernel and initrd.

@@ -161,17 +161,39 @@ pub fn relayed_frame(msg: &Message) -> Vec<u8> {
     let mut bytes = encode(msg);
     let end = bytes.len() - 1;
     bytes.splice(end..end, OPTION_82);
+    let relay = Relay {
+        mac: RELAY_MAC,
+        ip: RELAY,
+        server_mac: SERVER_MAC,
+        server: SERVER,
+    };
+    relay_frame(&relay, &bytes)
+}
+
+/// A relay agent and the server it forwards to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relay {
+    pub mac: [u8; 6],
+    /// Its address: the giaddr of what it forwards, where replies go.
+    pub ip: Ipv4Addr,
+    pub server_mac: [u8; 6],
+    pub server: Ipv4Addr,
+}
+
+/// `payload` as `relay` sends it: unicast from its address, port 67 to
+/// the server's port 67.
+pub fn relay_frame(relay: &Relay, payload: &[u8]) -> Vec<u8> {
     frame::build(
         &Addressing {
-            eth_dst: SERVER_MAC,
-            eth_src: RELAY_MAC,
+            eth_dst: relay.server_mac,
+            eth_src: relay.mac,
             vlan: None,
-            ip_src: RELAY,
-            ip_dst: SERVER,
+            ip_src: relay.ip,
+            ip_dst: relay.server,
             sport: SERVER_PORT,
             dport: SERVER_PORT,
         },
-        &bytes,
+        payload,
     )
 }
 

@@ -11,6 +11,8 @@
 //!   machines get their leases from
 //! - `rate`: known machines' requests offered at a fixed rate, every
 //!   reply counted (the wire benchmark's generator)
+//! - `poolrate`: `rate --pool`, new machines' DISCOVERs offered at a fixed
+//!   rate, each OFFER answered with its REQUEST, the ACKs counted
 //! - `chain`: the whole boot chain for many machines at once
 //! - `tftpclient`: TFTP as boot firmware reads a file
 //! - `xdpbench`: the program's cost per packet under BPF_PROG_TEST_RUN
@@ -31,6 +33,7 @@ pub mod fuzz;
 pub mod generate;
 pub mod mutate;
 pub mod omapibench;
+pub mod poolrate;
 pub mod rate;
 pub mod storm;
 pub mod tally;

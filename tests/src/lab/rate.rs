@@ -43,8 +43,8 @@ pub struct RateArgs {
     pub first_mac: String,
     /// Machine 0's reserved address: its REQUESTs ask for it, and answers
     /// carrying another count as wrong
-    #[arg(long)]
-    pub first_ip: Ipv4Addr,
+    #[arg(long, required_unless_present = "pool")]
+    pub first_ip: Option<Ipv4Addr>,
     /// The server its REQUESTs select (option 54)
     #[arg(long, default_value = "10.50.0.1")]
     pub server_id: Ipv4Addr,
@@ -75,27 +75,41 @@ pub struct RateArgs {
     /// XDP_TX frame, as a driver sends one, at several times a socket's rate
     #[arg(long)]
     pub in_kernel: bool,
+    /// New pool leases instead of known machines: every DISCOVER from a
+    /// machine the server has never seen (MACs from --first-mac's first
+    /// byte and a random run id), relayed from --relay; each OFFER is
+    /// answered with its REQUEST, and an exchange completes at its ACK.
+    /// --count, --first-ip, --broadcast, --tally and --in-kernel do not apply
+    #[arg(long, requires_all = ["relay", "server_mac"])]
+    pub pool: bool,
+    /// With --pool: the relay's address on --interface (giaddr, the
+    /// requests' source, where the replies come back)
+    #[arg(long)]
+    pub relay: Option<Ipv4Addr>,
+    /// With --pool: the server's MAC, where the relay sends
+    #[arg(long)]
+    pub server_mac: Option<String>,
     /// Print the report as JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
 
 /// How often a sender wakes to send what has become due.
-const TICK: Duration = Duration::from_millis(1);
+pub(super) const TICK: Duration = Duration::from_millis(1);
 /// A sender late by more than this much of its schedule lets the excess
 /// pass (counted as `behind`) instead of bursting it: the rate offered is
 /// the rate asked for, or the report says it was not.
-const CATCH_UP: Duration = Duration::from_millis(20);
+pub(super) const CATCH_UP: Duration = Duration::from_millis(20);
 /// Frames a receive call takes at most.
-const RECV_BATCH: usize = 64;
+pub(super) const RECV_BATCH: usize = 64;
 /// A received frame's buffer: any DHCP reply on a 1500-byte MTU.
-const RECV_FRAME: usize = 2048;
+pub(super) const RECV_FRAME: usize = 2048;
 
 /// Machines a run can name in its transaction ids.
 pub const MAX_MACHINES: u32 = INDEX_MASK + 1;
 
 /// Frames due by `elapsed` at `rate` per second, at most `total`.
-fn due(rate: u64, elapsed: Duration, total: u64) -> u64 {
+pub(super) fn due(rate: u64, elapsed: Duration, total: u64) -> u64 {
     let n = (u128::from(rate) * elapsed.as_nanos() / 1_000_000_000) as u64;
     n.min(total)
 }
@@ -111,7 +125,7 @@ fn plan(issued: u64, due: u64, catch_up: u64) -> (u64, u64) {
 
 /// A reply to this run, read from a DHCP payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reply {
+pub(super) enum Reply {
     /// The answer its request wanted: an OFFER to a DISCOVER, an ACK to a
     /// REQUEST; `yiaddr` is the address it carries.
     Answer {
@@ -127,7 +141,7 @@ enum Reply {
 /// Reads a BOOTREPLY for machine `first_mac + index` of this run: the
 /// fixed header by the contract's offsets, option 53 by a walk of the
 /// options (no decoder: the receive thread reads a million a second).
-fn classify(payload: &[u8], nonce: u8, count: u32, first_mac: [u8; 6]) -> Reply {
+pub(super) fn classify(payload: &[u8], nonce: u8, count: u32, first_mac: [u8; 6]) -> Reply {
     let be32 = |i: usize| payload.get(i..i + 4).map(|b| [b[0], b[1], b[2], b[3]]);
     if payload.get(OFF_OP) != Some(&2)
         || payload.get(OFF_HLEN) != Some(&6)
@@ -169,13 +183,13 @@ fn option_53(payload: &[u8]) -> Option<u8> {
 }
 
 /// Counts shared by the threads, per second from the start for the series.
-struct Counts {
-    sent: Vec<AtomicU64>,
-    answered: Vec<AtomicU64>,
+pub(super) struct Counts {
+    pub(super) sent: Vec<AtomicU64>,
+    pub(super) answered: Vec<AtomicU64>,
 }
 
 impl Counts {
-    fn new(seconds: usize) -> Counts {
+    pub(super) fn new(seconds: usize) -> Counts {
         let zeros = || (0..seconds).map(|_| AtomicU64::new(0)).collect();
         Counts {
             sent: zeros(),
@@ -183,7 +197,7 @@ impl Counts {
         }
     }
 
-    fn add(slots: &[AtomicU64], start: Instant, now: Instant, n: u64) {
+    pub(super) fn add(slots: &[AtomicU64], start: Instant, now: Instant, n: u64) {
         let i = (now.saturating_duration_since(start).as_secs() as usize).min(slots.len() - 1);
         slots[i].fetch_add(n, Ordering::Relaxed);
     }
@@ -191,16 +205,16 @@ impl Counts {
 
 /// What one sender did.
 #[derive(Default)]
-struct Sent {
-    sent: u64,
-    behind: u64,
-    refused: u64,
-    last: Option<Instant>,
+pub(super) struct Sent {
+    pub(super) sent: u64,
+    pub(super) behind: u64,
+    pub(super) refused: u64,
+    pub(super) last: Option<Instant>,
 }
 
 /// Sends `frames` in turn (wrapping) at `rate` per second until `total`
 /// are issued, from `start`.
-fn send(
+pub(super) fn send(
     sock: &RawSocket,
     frames: &[Vec<u8>],
     rate: u64,
@@ -445,14 +459,14 @@ fn receive_counted(
 fn frames_of(
     args: &RateArgs,
     mode: BroadcastMode,
-    first_mac: [u8; 6],
+    (first_mac, first_ip): ([u8; 6], Ipv4Addr),
     nonce: u8,
     thread: u32,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut frames = Vec::new();
     for i in (thread..args.count).step_by(args.threads as usize) {
         let mac = mac_add(first_mac, i).expect("range checked by run");
-        let ip = Ipv4Addr::from(u32::from(args.first_ip) + i);
+        let ip = Ipv4Addr::from(u32::from(first_ip) + i);
         let bcast = mode.for_machine(i);
         let d = storm::discover(mac, xid(nonce, false, i), bcast, &[]);
         frames.push(storm::request_frame(mac, &d)?);
@@ -476,6 +490,9 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
         args.threads
     );
     let mode = BroadcastMode::parse(&args.broadcast)?;
+    let first_ip = args
+        .first_ip
+        .context("--first-ip is required (unless --pool)")?;
     let first_mac = frame::parse_mac(&args.first_mac)
         .with_context(|| format!("--first-mac {:?} is not a MAC address", args.first_mac))?;
     ensure!(
@@ -485,11 +502,9 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
         args.count
     );
     ensure!(
-        u32::from(args.first_ip)
-            .checked_add(args.count - 1)
-            .is_some(),
+        u32::from(first_ip).checked_add(args.count - 1).is_some(),
         "--first-ip {} + {} machines passes 255.255.255.255",
-        args.first_ip,
+        first_ip,
         args.count
     );
     let nonce: u8 = rand::random();
@@ -502,14 +517,8 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
             args.threads == 1,
             "--in-kernel sends from one thread (--threads 1)"
         );
-        let (mut run, pair) = generate::frames(
-            first_mac,
-            args.first_ip,
-            args.server_id,
-            nonce,
-            args.count,
-            mode,
-        )?;
+        let (mut run, pair) =
+            generate::frames(first_mac, first_ip, args.server_id, nonce, args.count, mode)?;
         run.total = offered;
         run.rate = args.rate;
         run.catch_up = due(args.rate, CATCH_UP, u64::MAX);
@@ -524,7 +533,7 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
         let total = offered / threads + u64::from(u64::from(t) < offered % threads);
         let sock = RawSocket::open(&args.interface, 0, false)?;
         sock.bypass_qdisc()?;
-        let frames = frames_of(args, mode, first_mac, nonce, t)?;
+        let frames = frames_of(args, mode, (first_mac, first_ip), nonce, t)?;
         shares.push((Sender::Socket(sock, frames), rate, total));
     }
     let receiver = match &args.tally {
@@ -536,7 +545,7 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
                 first_mac,
                 nonce,
                 _pad: 0,
-                first_ip: u32::from(args.first_ip),
+                first_ip: u32::from(first_ip),
             })?;
             Receiver::Kernel(Box::new(tally))
         }
@@ -553,7 +562,7 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
     let machines = Machines {
         count: args.count,
         first_mac,
-        first_ip: args.first_ip,
+        first_ip,
     };
     let ready = Arc::new(Barrier::new(shares.len() + 1));
     let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
@@ -657,7 +666,7 @@ pub fn run(args: &RateArgs) -> anyhow::Result<RateReport> {
 
 /// Sleeps of a tick wake within microseconds, not the default 50 µs of
 /// slack: at a million frames a second, 50 µs is 50 frames late.
-fn fine_timer_slack() {
+pub(super) fn fine_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only
     // the calling thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
@@ -811,7 +820,7 @@ mod tests {
             interface: "lo".into(),
             count: 5,
             first_mac: "02:00:00:00:00:00".into(),
-            first_ip: Ipv4Addr::new(10, 50, 4, 0),
+            first_ip: Some(Ipv4Addr::new(10, 50, 4, 0)),
             server_id: Ipv4Addr::new(10, 50, 0, 1),
             rate: 1,
             duration_ms: 1,
@@ -820,9 +829,19 @@ mod tests {
             broadcast: "mixed".into(),
             tally: None,
             in_kernel: false,
+            pool: false,
+            relay: None,
+            server_mac: None,
             json: false,
         };
-        let frames = frames_of(&args, BroadcastMode::Mixed, FIRST, 3, 1).unwrap();
+        let frames = frames_of(
+            &args,
+            BroadcastMode::Mixed,
+            (FIRST, Ipv4Addr::new(10, 50, 4, 0)),
+            3,
+            1,
+        )
+        .unwrap();
         // Thread 1 of 2 has machines 1 and 3.
         assert_eq!(frames.len(), 4);
         let msgs: Vec<Message> = frames
@@ -859,7 +878,7 @@ mod tests {
             interface: "lo".into(),
             count: 3,
             first_mac: "02:00:00:00:00:fe".into(),
-            first_ip: Ipv4Addr::new(10, 50, 4, 255),
+            first_ip: Some(Ipv4Addr::new(10, 50, 4, 255)),
             server_id: Ipv4Addr::new(10, 50, 0, 1),
             rate: 1,
             duration_ms: 1,
@@ -868,13 +887,23 @@ mod tests {
             broadcast: "mixed".into(),
             tally: None,
             in_kernel: true,
+            pool: false,
+            relay: None,
+            server_mac: None,
             json: false,
         };
         let first = [2, 0, 0, 0, 0, 0xfe];
-        let by_socket = frames_of(&args, BroadcastMode::Mixed, first, 9, 0).unwrap();
+        let by_socket = frames_of(
+            &args,
+            BroadcastMode::Mixed,
+            (first, Ipv4Addr::new(10, 50, 4, 255)),
+            9,
+            0,
+        )
+        .unwrap();
         let (mut run, pair) = generate::frames(
             first,
-            args.first_ip,
+            Ipv4Addr::new(10, 50, 4, 255),
             args.server_id,
             9,
             args.count,

@@ -205,13 +205,27 @@ pub(crate) fn request(
 
 /// Encodes `msg` into the broadcast frame a client without an address sends.
 pub(crate) fn request_frame(mac: [u8; 6], msg: &Message) -> anyhow::Result<Vec<u8>> {
+    Ok(super::fixtures::client_frame(mac, None, &padded(msg)?))
+}
+
+/// Encodes `msg` (its giaddr the relay's) into the frame `relay` forwards
+/// it to the server in.
+pub(crate) fn relayed_request_frame(
+    relay: &super::fixtures::Relay,
+    msg: &Message,
+) -> anyhow::Result<Vec<u8>> {
+    Ok(super::fixtures::relay_frame(relay, &padded(msg)?))
+}
+
+/// `msg`'s bytes, padded to BOOTP's minimum length.
+fn padded(msg: &Message) -> anyhow::Result<Vec<u8>> {
     let mut payload = Vec::with_capacity(MIN_PAYLOAD);
     msg.encode(&mut Encoder::new(&mut payload))
         .context("encoding a DHCP request")?;
     if payload.len() < MIN_PAYLOAD {
         payload.resize(MIN_PAYLOAD, 0); // pad options after END
     }
-    Ok(super::fixtures::client_frame(mac, None, &payload))
+    Ok(payload)
 }
 
 /// Offset of the IPv4 header when `f` is UDP/IPv4 to the client port, so the

@@ -7,8 +7,10 @@
 //! reservations, and the whole boot storm end to end (`storm-e2e`: DHCP,
 //! TFTP/HTTP boot files, iPXE, kernels and initrds, beside dnsmasq + nginx
 //! and Kea + tftpd-hpa + nginx), and two nodes sharing PostgreSQL beside a
-//! Kea HA pair and one node on SQLite (`cluster`), and known machines'
-//! requests offered at equal rates up to the generator's ceiling (`wire`).
+//! Kea HA pair and one node on SQLite (`cluster`), known machines'
+//! requests offered at equal rates up to the generator's ceiling (`wire`),
+//! and new pool leases offered at equal rates by the lab's own generator,
+//! past perfdhcp's ceiling (`pool-wire`).
 //! Tables and plots go to `target/bench/`.
 
 mod apilatency;
@@ -17,6 +19,7 @@ mod controlplane;
 mod e2e;
 mod omapi;
 mod perfdhcp;
+mod poolwire;
 mod report;
 pub mod reports;
 mod servers;
@@ -69,7 +72,9 @@ pub struct BenchArgs {
     /// cluster (two stormboot nodes on PostgreSQL beside a Kea HA pair and
     /// one node on SQLite: new leases, failover, reservation propagation),
     /// wire (known machines' requests at equal offered rates, for the
-    /// servers named, or every server when none is).
+    /// servers named, or every server when none is), pool-wire (new pool
+    /// leases at equal offered rates, for the servers named, or every
+    /// server when none is).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// storm-e2e: runs of every server, taken in turn; each server's
@@ -118,6 +123,8 @@ struct Settings {
     cluster: cluster::Size,
     /// The wire part's size.
     wire: wire::Size,
+    /// The pool-wire part's size.
+    pool_wire: poolwire::Size,
 }
 
 #[derive(Clone, Copy)]
@@ -133,11 +140,11 @@ impl Settings {
             bail!("--machines must be 1..=130000 (their addresses run from 10.50.4.0 to 10.51.255.255)");
         }
         if args.smoke {
+            let plan = Plan {
+                machines: 50,
+                pool_last: Ipv4Addr::new(10, 52, 3, 254),
+            };
             return Ok(Settings {
-                plan: Plan {
-                    machines: 50,
-                    pool_last: Ipv4Addr::new(10, 52, 3, 254),
-                },
                 window: 64,
                 // Room for two RFC 2131 retransmissions (4 s and 8 s, +-1 s):
                 // a slow server is slow, not silent. A working run takes
@@ -175,6 +182,13 @@ impl Settings {
                     rates: vec![2000],
                     duration_ms: 500,
                 },
+                pool_wire: poolwire::Size {
+                    rates: vec![200],
+                    duration_ms: 500,
+                    // 1,023 addresses, for 100 new leases.
+                    pool_last: plan.pool_last,
+                },
+                plan,
             });
         }
         Ok(Settings {
@@ -218,6 +232,11 @@ impl Settings {
             wire: wire::Size {
                 rates: wire::RATES.to_vec(),
                 duration_ms: u64::from(args.period) * 1000,
+            },
+            pool_wire: poolwire::Size {
+                rates: poolwire::RATES.to_vec(),
+                duration_ms: u64::from(args.period) * 1000,
+                pool_last: poolwire::POOL_LAST,
             },
         })
     }
@@ -310,9 +329,10 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|k| k == s.key()))
         .collect();
-    // With `wire` in --only, the servers named are the wire part's (every
-    // server when none is), and their other scenarios do not run.
-    let wire_asked = args.only.iter().any(|o| o == "wire");
+    // With `wire` or `pool-wire` in --only, the servers named are those
+    // parts' (every server when none is), and their other scenarios do not
+    // run.
+    let wire_asked = args.only.iter().any(|o| o == "wire" || o == "pool-wire");
     let wire_servers = if servers.is_empty() {
         servers::ALL.to_vec()
     } else {
@@ -330,10 +350,11 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
                 "storm-e2e",
                 "cluster",
                 "wire",
+                "pool-wire",
             ]
             .contains(&o.as_str())
         {
-            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e, cluster, wire");
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e, cluster, wire, pool-wire");
         }
     }
 
@@ -412,6 +433,20 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         wire::measure(&dir, bins, &settings.plan, &settings.wire, &wire_servers)
     });
 
+    let pool_rows = part("pool-wire").then(|| {
+        eprintln!(
+            "bench: new pool leases at equal offered rates ({:?}/s)",
+            settings.pool_wire.rates
+        );
+        poolwire::measure(
+            &dir,
+            bins,
+            &settings.plan,
+            &settings.pool_wire,
+            &wire_servers,
+        )
+    });
+
     let length = match settings.step {
         StepLength::Seconds(s) => format!("{s} s per rate"),
         StepLength::Exchanges(n) => format!("{n} exchanges per rate"),
@@ -459,6 +494,15 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         ),
         None => format!(
             "{md}\n## Known machines at equal offered rates\n\nnot measured: not asked for (--only)\n"
+        ),
+    };
+    let md = match &pool_rows {
+        Some(rows) => format!(
+            "{md}\n## New pool leases at equal offered rates\n\n{}",
+            poolwire::markdown(rows, &settings.pool_wire)
+        ),
+        None => format!(
+            "{md}\n## New pool leases at equal offered rates\n\nnot measured: not asked for (--only)\n"
         ),
     };
     println!("{md}");
@@ -527,6 +571,9 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         }
         if let Some(rows) = &wire_rows {
             wire::smoke_verdict(rows)?;
+        }
+        if let Some(rows) = &pool_rows {
+            poolwire::smoke_verdict(rows)?;
         }
         if part("storm-e2e") {
             for row in chain.context("the boot storm, end to end")? {

@@ -31,7 +31,7 @@ pub const RATES: &[u64] = &[
     1_000, 2_000, 5_000, 10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
 ];
 /// The server core.
-const SERVER_CORE: u32 = 0;
+pub(super) const SERVER_CORE: u32 = 0;
 /// The rate at which every machine is bound before the steps.
 const WARM_RATE: u64 = 10_000;
 /// Drops, in percent, at which a step is clean.
@@ -150,17 +150,7 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
             Some(pid)
         }
     };
-    let napi = bed.napi_threads(Side::Server, SERVER_CPU)?;
-    let client_napi = bed.napi_threads(Side::Client, CLIENT_CPU)?;
-    for pid in napi.iter().chain(&client_napi) {
-        // As ordinary threads, each end's NAPI waits behind whatever else
-        // runs on its core (a sender's burst, a build) until the 256-frame
-        // ring in front of it overflows. Real-time priority runs it as soon
-        // as frames arrive, as a NIC's interrupt would.
-        let mut chrt = Command::new("chrt");
-        chrt.args(["--fifo", "--pid", "10", &pid.to_string()]);
-        crate::sh::run(&mut chrt)?;
-    }
+    let napi = napi_threads(&bed)?;
     let server_cpu = || -> Option<f64> {
         let mut total = 0.0;
         for p in pid.iter().chain(&napi) {
@@ -223,9 +213,26 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
     Ok(steps)
 }
 
+/// Both veth ends' NAPI threads, each pinned to its end's CPU at
+/// real-time priority; the server end's PIDs.
+pub(super) fn napi_threads(bed: &Testbed) -> Result<Vec<u32>> {
+    let napi = bed.napi_threads(Side::Server, SERVER_CPU)?;
+    let client_napi = bed.napi_threads(Side::Client, CLIENT_CPU)?;
+    for pid in napi.iter().chain(&client_napi) {
+        // As ordinary threads, each end's NAPI waits behind whatever else
+        // runs on its core (a sender's burst, a build) until the 256-frame
+        // ring in front of it overflows. Real-time priority runs it as soon
+        // as frames arrive, as a NIC's interrupt would.
+        let mut chrt = Command::new("chrt");
+        chrt.args(["--fifo", "--pid", "10", &pid.to_string()]);
+        crate::sh::run(&mut chrt)?;
+    }
+    Ok(napi)
+}
+
 /// The tx_dropped of the veth end at `side`: frames it could not hand to
 /// the other end's receive ring.
-fn tx_dropped(bed: &Testbed, side: Side) -> Option<u64> {
+pub(super) fn tx_dropped(bed: &Testbed, side: Side) -> Option<u64> {
     let mut ip = Command::new("ip");
     ip.args(["-j", "-s", "link", "show", side.interface()]);
     let out = bed.run(side, ip).ok()?;
