@@ -238,6 +238,12 @@ struct Machine {
 /// What every machine's task shares.
 struct Shared {
     jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    /// The runtime the TFTP downloads run on, a thread of its own: a
+    /// lock-step transfer waits for the client at every block, and queued
+    /// behind a thousand machines' HTTP reads each of those waits would be
+    /// the length of that queue, a delay of the lab's one client core that a
+    /// rack of separate machines does not have.
+    tftp: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -393,9 +399,15 @@ async fn chain(
                 first.next_server
             };
             let to = SocketAddrV4::new(server, 69);
+            let (ip, ask) = (first.ip, kind.tftp_ask());
+            let download = shared
+                .tftp
+                .spawn(async move { tftpclient::get(ip, to, &file, &ask).await });
             let got = at(
                 phase,
-                tftpclient::get(first.ip, to, &file, &kind.tftp_ask()).await,
+                download
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("the TFTP task ended: {e}"))),
             )?;
             m.tftp_retries += got.retries;
             m.tftp.push(Transfer {
@@ -543,8 +555,20 @@ pub fn run(args: &ChainArgs) -> anyhow::Result<ChainReport> {
     let engine = std::thread::spawn(move || {
         storm::serve(&interface, &retry, rx, Some(Instant::now() + deadline))
     });
+    let tftp = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the TFTP downloads' runtime")?;
+    let tftp_handle = tftp.handle().clone();
+    let (tftp_stop, tftp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let tftp_thread = std::thread::spawn(move || {
+        tftp.block_on(async {
+            let _ = tftp_stopped.await;
+        })
+    });
     let shared = Arc::new(Shared {
         jobs: std::sync::Mutex::new(Some(tx)),
+        tftp: tftp_handle,
     });
     let sampler = Sampler::start(args.server_pid.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -587,6 +611,10 @@ pub fn run(args: &ChainArgs) -> anyhow::Result<ChainReport> {
         out
     });
     let end = Instant::now();
+    let _ = tftp_stop.send(());
+    tftp_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the TFTP runtime panicked"))?;
     // The engine ends once no machine can ask it for more.
     if let Ok(mut jobs) = shared.jobs.lock() {
         jobs.take();
