@@ -477,10 +477,17 @@ async fn send_file(stream: &TcpStream, f: &SendFile) -> io::Result<()> {
                 libc::sendfile(stream.as_raw_fd(), f.file.as_raw_fd(), &mut offset, want)
             };
             if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as u64)
+                return Err(io::Error::last_os_error());
             }
+            if n > 0 && (n as usize) < want {
+                // Fewer bytes than asked: the socket's buffer is full. Wait
+                // for room as EAGAIN would say, without another call (and
+                // another pass over the ACKs queued meanwhile) only to hear
+                // it: the bytes that went are counted here.
+                f.sent.fetch_add(n as u64, Ordering::Relaxed);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n as u64)
         });
         match sent {
             Ok(0) => {
@@ -542,26 +549,33 @@ mod tests {
 
     impl Server {
         async fn start() -> Server {
+            Server::serving(IN_FILE, IN_BODY.to_vec()).await
+        }
+
+        /// /file offers `in_file` to sendfile, with `in_body` as its body.
+        async fn serving(in_file: &[u8], in_body: Vec<u8>) -> Server {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("f");
-            std::fs::write(&path, IN_FILE).unwrap();
+            std::fs::write(&path, in_file).unwrap();
             let file = Arc::new(std::fs::File::open(&path).unwrap());
             let sent = Arc::<AtomicU64>::default();
             let offer = SendFile {
                 file,
                 offset: 0,
-                len: IN_FILE.len() as u64,
+                len: in_file.len() as u64,
                 sent: sent.clone(),
             };
+            let in_body = bytes::Bytes::from(in_body);
             let app = Router::new()
                 .route(
                     "/file",
                     get(move || {
                         let offer = offer.clone();
+                        let in_body = in_body.clone();
                         async move {
-                            let mut r = Response::new(Body::from(IN_BODY));
-                            r.headers_mut()
-                                .insert(header::CONTENT_LENGTH, IN_BODY.len().into());
+                            let len = in_body.len();
+                            let mut r = Response::new(Body::from(in_body));
+                            r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
                             r.extensions_mut().insert(offer);
                             r
                         }
@@ -801,6 +815,36 @@ mod tests {
             "connections waiting for a SYN retransmission"
         );
         drop(listener);
+    }
+
+    /// Far more than a socket's buffer, to a reader that pauses: sendfile
+    /// fills the buffer, the connection waits for room, and every byte
+    /// arrives once, counted once.
+    #[tokio::test]
+    async fn a_file_larger_than_the_socket_buffer_reaches_a_slow_reader_whole() {
+        let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+        // The same bytes as the body: the counter says sendfile sent them.
+        let server = Server::serving(&data, data.clone()).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /file HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let body = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+        assert_eq!(got.len() - body, data.len());
+        assert!(got[body..] == data[..], "the body differs from the file");
+        assert_eq!(server.sent.load(Ordering::Relaxed), data.len() as u64);
+        server.stop().await;
     }
 
     #[tokio::test]
