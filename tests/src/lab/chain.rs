@@ -728,10 +728,7 @@ fn summarize(machines: &[Machine], start: Instant, end: Instant) -> ChainReport 
 /// Prints the report on stdout, as a table or as JSON.
 pub fn print_report(r: &ChainReport, json: bool) {
     if json {
-        match serde_json::to_string_pretty(r) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot render report as JSON: {e}"),
-        }
+        super::print_json(r);
     } else {
         print!("{}", r.table());
     }

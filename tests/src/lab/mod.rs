@@ -42,3 +42,11 @@ pub mod tftpclient;
 pub mod xdpbench;
 pub mod xdpdiff;
 pub mod xdplive;
+
+/// A report as JSON on stdout, what `--json` asks of every lab command.
+fn print_json<T: serde::Serialize>(report: &T) {
+    match serde_json::to_string_pretty(report) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("cannot render report as JSON: {e}"),
+    }
+}

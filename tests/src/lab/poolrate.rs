@@ -498,11 +498,7 @@ pub fn run(args: &RateArgs) -> anyhow::Result<PoolRateReport> {
 /// Prints the report on stdout, as an aligned table or as JSON.
 pub fn print_report(r: &PoolRateReport, json: bool) {
     if json {
-        match serde_json::to_string_pretty(r) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot render report as JSON: {e}"),
-        }
-        return;
+        return super::print_json(r);
     }
     let rows: [(&str, String); 13] = [
         ("rate", format!("{} DISCOVERs/s", r.rate)),

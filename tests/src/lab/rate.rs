@@ -675,11 +675,7 @@ pub(super) fn fine_timer_slack() {
 /// Prints the report on stdout, as an aligned table or as JSON.
 pub fn print_report(r: &RateReport, json: bool) {
     if json {
-        match serde_json::to_string_pretty(r) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot render report as JSON: {e}"),
-        }
-        return;
+        return super::print_json(r);
     }
     let rows: [(&str, String); 12] = [
         ("rate", format!("{}/s", r.rate)),

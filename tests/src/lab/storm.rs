@@ -897,11 +897,7 @@ impl Storm {
 /// Prints the report on stdout, as an aligned table or as JSON.
 pub fn print_report(report: &StormReport, json: bool) {
     if json {
-        match serde_json::to_string_pretty(report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot render report as JSON: {e}"),
-        }
-        return;
+        return super::print_json(report);
     }
     let r = report;
     let rows: [(&str, String); 14] = [
