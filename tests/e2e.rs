@@ -841,8 +841,8 @@ fn a_booting_machine_gets_its_script_files_and_timeline() {
 /// gives 1,024; 256 here keeps the test small), the daemon raises it to the
 /// hard limit and holds more downloads at once than it was started with:
 /// 600 machines, each on a connection of its own kept open until every
-/// one has its kernel. At the old limit accept(2) fails past about 200 and
-/// the rest never get an answer.
+/// one has its kernel. At the old limit accept(2) and the file's open fail
+/// past about 200: the rest get a 500 or no answer.
 #[test]
 fn more_downloads_at_once_than_the_open_file_limit_it_was_started_with() {
     require_root();
