@@ -192,6 +192,9 @@ async fn api_changes_answer_503_while_the_database_is_down() {
     let mut pg = database("cluster-down");
     let a = node(&pg, "a", "1h").await;
     let b = node(&pg, "b", "1h").await;
+    // Both have loaded their book (they listen once they have): a node
+    // still starting when the database stops fails to start instead.
+    until_listening(&pg, "a");
     until_listening(&pg, "b");
     pg.stop().unwrap_or_else(|e| panic!("{e:#}"));
 
