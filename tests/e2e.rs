@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stormboot_testbed::lab::chain;
 use stormboot_testbed::reports::{self, StormReport};
 use stormboot_testbed::{
     binary, require_root, slow_path, slow_path_total, wait_for, xdp_counter, Lab, Scratch, Side,
@@ -888,19 +889,18 @@ fn more_downloads_at_once_than_the_open_file_limit_it_was_started_with() {
                 .unwrap();
             rt.block_on(async move {
                 // A client each: a connection each, all kept until the end.
-                let clients: Vec<reqwest::Client> =
-                    (0..MACHINES).map(|_| reqwest::Client::new()).collect();
+                let clients: Vec<_> = (0..MACHINES)
+                    .map(|_| chain::machine_http(std::net::Ipv4Addr::LOCALHOST))
+                    .collect();
                 let mut gets = tokio::task::JoinSet::new();
                 for c in &clients {
                     let c = c.clone();
                     gets.spawn(async move {
-                        let r = c
-                            .get("http://127.0.0.1/artifacts/vmlinuz")
-                            .timeout(Duration::from_secs(20))
-                            .send()
-                            .await?
-                            .error_for_status()?;
-                        r.bytes().await.map(|b| b.len())
+                        let get = chain::http_get(&c, "http://127.0.0.1/artifacts/vmlinuz");
+                        match tokio::time::timeout(Duration::from_secs(20), get).await {
+                            Ok(r) => r.map(|(len, _)| len as usize),
+                            Err(_) => Err(anyhow::anyhow!("no whole answer within 20 s")),
+                        }
                     });
                 }
                 let mut done = Vec::new();

@@ -270,26 +270,59 @@ impl Shared {
     }
 }
 
-async fn http_get(client: &reqwest::Client, url: &str) -> anyhow::Result<(u64, Vec<u8>)> {
-    let mut resp = client
-        .get(url)
-        .send()
+/// A machine's HTTP client: keep-alive, from its own address, and each
+/// read takes up to a whole receive window, as firmware drains its ring.
+/// hyper's default grows and shrinks its reads with what the last ones
+/// got: on a client core that falls behind, a thousand connections then
+/// each read a few kilobytes at a time, every read reopens the window by
+/// that much, the server fills it with a segment as small, and the core
+/// spends itself on packets instead of bytes.
+pub type Http = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// iPXE's largest TCP window (its TCP_MAX_WINDOW_SIZE); `route_machines`
+/// caps the namespace's receive buffers at it too.
+const READ_SIZE: usize = 256 * 1024;
+
+pub fn machine_http(ip: Ipv4Addr) -> Http {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(Some(IpAddr::V4(ip)));
+    connector.set_connect_timeout(Some(Duration::from_secs(30)));
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http1_read_buf_exact_size(READ_SIZE)
+        .build(connector)
+}
+
+/// GET `url`: the body's length and its first 64 KiB.
+pub async fn http_get(client: &Http, url: &str) -> anyhow::Result<(u64, Vec<u8>)> {
+    use http_body_util::BodyExt as _;
+    let uri: hyper::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let resp = client
+        .get(uri)
         .await
         .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     if !status.is_success() {
         bail!("GET {url}: {status}");
     }
-    let length = resp.content_length();
+    let length = resp
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = resp.into_body();
     let mut bytes = 0u64;
     // The start of the body is kept (a script is read whole); the rest is
     // counted and dropped, so a thousand initrds need no memory.
     let mut head = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .with_context(|| format!("GET {url}: body"))?
-    {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.with_context(|| format!("GET {url}: body"))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
         bytes += chunk.len() as u64;
         if head.len() < 64 * 1024 {
             head.extend_from_slice(&chunk[..chunk.len().min(64 * 1024 - head.len())]);
@@ -382,14 +415,7 @@ async fn chain(
             anyhow::anyhow!("{} firmware was given {file:?}", kind.name()),
         ));
     }
-    let client = at(
-        phase,
-        reqwest::Client::builder()
-            .local_address(IpAddr::V4(first.ip))
-            .connect_timeout(Duration::from_secs(30))
-            .build()
-            .context("building the machine's HTTP client"),
-    )?;
+    let client = machine_http(first.ip);
     let t = Instant::now();
     match kind {
         Kind::BiosPxe | Kind::UefiPxe => {
@@ -737,6 +763,50 @@ pub fn print_report(r: &ChainReport, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What has arrived is read at once, up to a window: a body waiting
+    /// whole in the socket comes out in one piece, where hyper's default
+    /// reads would cut it at 8 KiB and grow from there.
+    #[tokio::test]
+    async fn a_machine_reads_what_has_arrived_in_one_piece() {
+        use http_body_util::BodyExt as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        const BODY: usize = 48 * 1024;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = vec![0u8; 4096];
+            let mut got = 0;
+            while !req[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                got += s.read(&mut req[got..]).await.unwrap();
+            }
+            s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {BODY}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            // The head alone first, so the body is not read with it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.write_all(&[7u8; BODY]).await.unwrap();
+            let _ = s.read(&mut req).await;
+        });
+        let client = machine_http(Ipv4Addr::LOCALHOST);
+        let resp = client
+            .get(format!("http://{addr}/initrd").parse().unwrap())
+            .await
+            .unwrap();
+        // The whole body is in the socket by the first read.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut body = resp.into_body();
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                pieces.push(data.len());
+            }
+        }
+        assert_eq!(pieces, vec![BODY]);
+        drop(client);
+        server.await.unwrap();
+    }
 
     #[test]
     fn scripts_name_their_kernel_and_initrd() {
