@@ -381,6 +381,18 @@ pub struct Failure {
     pub example: String,
 }
 
+/// `stormboot-lab downloads`: N machines fetching one file at once.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct DownloadReport {
+    pub machines: u32,
+    pub failed: u32,
+    /// One failure's error, when any failed.
+    pub example_failure: Option<String>,
+    /// The completed downloads.
+    pub transfers: Transfers,
+    pub server: Option<ServerUse>,
+}
+
 /// Completed transfers of one kind.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct Transfers {

@@ -40,6 +40,11 @@ fn run(command: Command) -> anyhow::Result<()> {
             chain::print_report(&report, args.json);
             Ok(())
         }
+        Command::Downloads(args) => {
+            let report = chain::downloads(&args)?;
+            chain::print_downloads(&report, args.json);
+            Ok(())
+        }
         Command::BenchXdp {
             runs,
             json,

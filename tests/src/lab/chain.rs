@@ -23,7 +23,9 @@ use dhcproto::v4::{Architecture, DhcpOption, OptionCode};
 
 use super::storm::{self, Job, Lease, Retry};
 use super::tftpclient::{self, Ask};
-use crate::reports::{self, ChainReport, Failure, KindCount, PhaseStat, ServerUse, Transfers};
+use crate::reports::{
+    self, ChainReport, DownloadReport, Failure, KindCount, PhaseStat, ServerUse, Transfers,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChainArgs {
@@ -748,6 +750,107 @@ fn summarize(machines: &[Machine], start: Instant, end: Instant) -> ChainReport 
         http_boot: transfers(machines.iter().flat_map(|m| m.http_boot.iter().copied())),
         artifacts: transfers(machines.iter().flat_map(|m| m.artifacts.iter().copied())),
         server: None,
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DownloadArgs {
+    /// What every machine downloads.
+    #[arg(long)]
+    pub url: String,
+    /// Machines, each from its own address, all at once.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u32,
+    /// The first machine's address; the others follow it. The client's
+    /// namespace must hold the range as local (`route_machines`).
+    #[arg(long)]
+    pub first_ip: Ipv4Addr,
+    /// Runtime threads for the machines.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// A machine whose download has not ended by then fails.
+    #[arg(long, default_value_t = 170)]
+    pub deadline_s: u64,
+    /// Server processes whose CPU time and memory are reported.
+    #[arg(long)]
+    pub server_pid: Vec<u32>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Every machine downloads `args.url` at once, with the chain's HTTP
+/// client: the HTTP path alone, with no DHCP or TFTP deciding when each
+/// machine starts.
+pub fn downloads(args: &DownloadArgs) -> anyhow::Result<DownloadReport> {
+    ensure!(args.count > 0, "--count must be at least 1");
+    ensure!(args.threads > 0, "--threads must be at least 1");
+    let deadline = Duration::from_secs(args.deadline_s);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+        .context("starting the machines' runtime")?;
+    let sampler = Sampler::start(args.server_pid.clone());
+    let results: Vec<anyhow::Result<Transfer>> = runtime.block_on(async {
+        let tasks: Vec<_> = (0..args.count)
+            .map(|i| {
+                let ip = Ipv4Addr::from(u32::from(args.first_ip).wrapping_add(i));
+                let url = args.url.clone();
+                tokio::spawn(async move {
+                    let client = machine_http(ip);
+                    let start = Instant::now();
+                    let (bytes, _) = tokio::time::timeout(deadline, http_get(&client, &url))
+                        .await
+                        .map_err(|_| anyhow::anyhow!("{ip}: not done after {deadline:?}"))?
+                        .with_context(|| format!("{ip}"))?;
+                    Ok(Transfer {
+                        start,
+                        end: Instant::now(),
+                        bytes,
+                    })
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(
+                t.await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("a machine's task: {e}"))),
+            );
+        }
+        out
+    });
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    Ok(DownloadReport {
+        machines: args.count,
+        failed: failures.len() as u32,
+        example_failure: failures.into_iter().next(),
+        transfers: transfers(results.into_iter().filter_map(Result::ok)),
+        server: sampler.finish(),
+    })
+}
+
+pub fn print_downloads(r: &DownloadReport, json: bool) {
+    if json {
+        super::print_json(r);
+    } else {
+        println!(
+            "{} of {} downloads, {} bytes in {:.2} s: {:.1} MB/s{}",
+            r.transfers.files,
+            r.machines,
+            r.transfers.bytes,
+            r.transfers.seconds,
+            r.transfers.mb_per_s,
+            r.example_failure
+                .as_ref()
+                .map_or(String::new(), |e| format!(
+                    "; {} failed, e.g. {e}",
+                    r.failed
+                ))
+        );
     }
 }
 

@@ -2,8 +2,9 @@
 //! PXE, UEFI PXE and UEFI HTTP boot in turn), the same files (Debian's iPXE
 //! binaries, a generated kernel and initrd) and the same lab for each
 //! server: stormboot alone, dnsmasq with nginx, Kea 2.2 with tftpd-hpa and
-//! nginx (`stormboot_testbed::bootlab` configures them). The servers run
-//! on SERVER_CPU, the chain client on CLIENT_CPU.
+//! nginx (`stormboot_testbed::bootlab` configures them). Then the HTTP path
+//! alone: every machine downloads the initrd at once, from stormboot and
+//! from nginx. The servers run on SERVER_CPU, the client on CLIENT_CPU.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,9 +12,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 use stormboot_testbed::bootlab::{self, BootFiles, BootServer};
-use stormboot_testbed::{Side, Testbed, CLIENT_IF};
+use stormboot_testbed::{Side, Testbed, CLIENT_IF, SERVER_ADDR};
 
-use super::reports::{self, ChainReport};
+use super::reports::{self, ChainReport, DownloadReport};
 use super::servers::{CLIENT_CPU, SERVER_CPU};
 use super::Bins;
 
@@ -148,6 +149,176 @@ fn one(
         "the boot-chain client",
         &out.context("the boot-chain client failed")?.stdout,
     )
+}
+
+/// One server's runs of the HTTP path alone: its median run, and every
+/// run's throughput in the order they ran.
+pub struct HttpRow {
+    pub server: BootServer,
+    pub result: Result<DownloadReport, String>,
+    pub runs: Vec<String>,
+}
+
+/// The servers whose HTTP is compared alone: stormboot, and nginx as the
+/// Kea set runs it (dnsmasq's set runs the same nginx).
+const HTTP_SERVERS: [BootServer; 2] = [BootServer::Stormboot, BootServer::Kea];
+
+/// The HTTP path alone: every machine downloads the initrd at the same
+/// moment, from stormboot and from nginx, `size.runs` rounds taking turns,
+/// on a fresh lab each time. In the chain, when each machine starts its
+/// downloads depends on the DHCP and TFTP before them; here it does not.
+pub fn measure_http(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<HttpRow>> {
+    let files = BootFiles::prepare(&dir.join("e2e-files"), size.kernel_bytes, size.initrd_bytes)?;
+    let mut all: Vec<(BootServer, Vec<Result<DownloadReport, String>>)> =
+        HTTP_SERVERS.iter().map(|&s| (s, Vec::new())).collect();
+    for _ in 0..size.runs {
+        for (server, results) in &mut all {
+            eprintln!("bench: storm-e2e: {}: HTTP alone", server.name());
+            results.push(downloads(*server, dir, bins, &files, size).map_err(|e| format!("{e:#}")));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .map(|(server, results)| {
+            let (result, runs) = median_download(results);
+            HttpRow {
+                server,
+                result,
+                runs,
+            }
+        })
+        .collect())
+}
+
+/// The middle run by downloads completed, then throughput, and every
+/// run's figure in the order they ran.
+fn median_download(
+    results: Vec<Result<DownloadReport, String>>,
+) -> (Result<DownloadReport, String>, Vec<String>) {
+    let runs = results
+        .iter()
+        .map(|r| match r {
+            Ok(d) if d.failed == 0 => format!("{:.0}", d.transfers.mb_per_s),
+            Ok(d) => format!("({:.0}, {} failed)", d.transfers.mb_per_s, d.failed),
+            Err(_) => "failed".into(),
+        })
+        .collect();
+    let mut ordered = results;
+    ordered.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => a
+            .transfers
+            .files
+            .cmp(&b.transfers.files)
+            .then(a.transfers.mb_per_s.total_cmp(&b.transfers.mb_per_s)),
+        (Err(_), Ok(_)) => std::cmp::Ordering::Less,
+        (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => std::cmp::Ordering::Equal,
+    });
+    let mid = ordered.len() / 2;
+    (ordered.swap_remove(mid), runs)
+}
+
+fn downloads(
+    server: BootServer,
+    dir: &Path,
+    bins: &Bins,
+    files: &BootFiles,
+    size: &Size,
+) -> Result<DownloadReport> {
+    let work = dir.join(format!("http-{}", server.key()));
+    let _ = std::fs::remove_dir_all(&work);
+    let mut bed = Testbed::new("e2e", None)?;
+    bed.route_machines()?;
+    let pids = server.start(
+        &mut bed,
+        &work,
+        files,
+        size.machines,
+        &bins.daemon,
+        &["taskset", "-c", SERVER_CPU],
+    )?;
+    let machines = bootlab::machines(size.machines);
+    let mut c = Command::new("taskset");
+    c.args(["-c", CLIENT_CPU]).arg(&bins.lab);
+    c.args(["--log", "warn", "downloads", "--json"]);
+    c.args([
+        "--url",
+        &format!("http://{SERVER_ADDR}/artifacts/{}", bootlab::INITRD),
+    ]);
+    c.args(["--count", &size.machines.to_string()]);
+    c.args(["--first-ip", &machines.ip(0).to_string()]);
+    c.args(["--deadline-s", &size.deadline_s.to_string()]);
+    for p in &pids {
+        c.args(["--server-pid", &p.to_string()]);
+    }
+    let out = bed.run(Side::Client, c);
+    drop(bed);
+    bootlab::remove_pin_dir();
+    reports::decode(
+        "the download client",
+        &out.context("the download client failed")?.stdout,
+    )
+}
+
+/// The HTTP-alone table.
+pub fn http_markdown(rows: &[HttpRow], size: &Size) -> String {
+    let nginx = rows
+        .iter()
+        .find(|r| r.server != BootServer::Stormboot)
+        .and_then(|r| r.result.as_ref().ok())
+        .filter(|d| d.failed == 0)
+        .map(|d| d.transfers.mb_per_s);
+    let mut t = format!(
+        "{} machines download the {} initrd at the same moment, each from its own \
+         address with the chain's HTTP client (`stormboot-lab downloads`), from stormboot \
+         and from nginx (started as in the Kea set, whose CPU and memory the nginx row's \
+         figures are), servers on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU}. MB/s is the bytes over the time from the first download's \
+         start to the last one's end; each server's median run.\n\n\
+         | server | downloads | failed | MB/s | vs nginx | each run (MB/s) | server CPU (s) | server RSS peak (MB) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        size.machines,
+        bytes(size.initrd_bytes)
+    );
+    for r in rows {
+        let name = match r.server {
+            BootServer::Stormboot => "stormboot".to_string(),
+            _ => "nginx".to_string(),
+        };
+        match &r.result {
+            Ok(d) => {
+                let (cpu, rss) = d.server.as_ref().map_or(("-".into(), "-".into()), |s| {
+                    (
+                        format!("{:.1}", s.cpu_s),
+                        format!("{}", s.rss_peak_kb / 1024),
+                    )
+                });
+                let _ = writeln!(
+                    t,
+                    "| {name} | {} / {} | {} | {:.1} | {} | {} | {cpu} | {rss} |",
+                    d.transfers.files,
+                    d.machines,
+                    d.failed,
+                    d.transfers.mb_per_s,
+                    ratio(Some(d.transfers.mb_per_s), nginx),
+                    r.runs.join(", ")
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(t, "| {name} | failed: {e} | | | | | | |");
+            }
+        }
+    }
+    for r in rows {
+        if let Ok(DownloadReport {
+            failed: 1..,
+            example_failure: Some(e),
+            ..
+        }) = &r.result
+        {
+            let _ = writeln!(t, "\n{}: {e}", r.server.name());
+        }
+    }
+    t
 }
 
 /// `value / best peer`, or "-" without a peer figure.
@@ -322,6 +493,32 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_download_run_counts_failures_first_and_every_run_is_shown() {
+        let run = |files: u32, failed: u32, mb_per_s: f64| {
+            Ok(DownloadReport {
+                machines: files + failed,
+                failed,
+                transfers: reports::Transfers {
+                    files,
+                    mb_per_s,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        let (mid, runs) = median_download(vec![
+            run(1000, 0, 300.0),
+            run(990, 10, 500.0),
+            run(1000, 0, 100.0),
+        ]);
+        assert_eq!(mid.unwrap().transfers.mb_per_s, 100.0);
+        assert_eq!(runs, ["300", "(500, 10 failed)", "100"]);
+        let (mid, runs) = median_download(vec![Err("no lab".into()), run(1000, 0, 200.0)]);
+        assert_eq!(mid.unwrap().transfers.mb_per_s, 200.0);
+        assert_eq!(runs, ["failed", "200"]);
+    }
     use stormboot_testbed::reports::Transfers;
 
     #[test]

@@ -68,7 +68,8 @@ pub struct BenchArgs {
     /// stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp), xdp (the
     /// program alone), control-plane, api (API to dataplane), omapi
     /// (OMAPI creates per second and create to XDP), storm-e2e (the whole
-    /// boot chain beside dnsmasq + nginx and Kea + tftpd-hpa + nginx),
+    /// boot chain beside dnsmasq + nginx and Kea + tftpd-hpa + nginx, then
+    /// the HTTP path alone beside nginx),
     /// cluster (two stormboot nodes on PostgreSQL beside a Kea HA pair and
     /// one node on SQLite: new leases, failover, reservation propagation),
     /// wire (known machines' requests at equal offered rates, for the
@@ -419,6 +420,15 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
     } else {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
+    let downloads = if part("storm-e2e") {
+        eprintln!(
+            "bench: HTTP alone, {} downloads at once",
+            settings.e2e.machines
+        );
+        e2e::measure_http(&dir, bins, &settings.e2e)
+    } else {
+        Err(anyhow::anyhow!("not asked for (--only)"))
+    };
 
     let pair = part("cluster").then(|| {
         eprintln!("bench: two nodes sharing PostgreSQL, beside a Kea HA pair");
@@ -477,6 +487,13 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
             e2e::markdown(rows, &settings.e2e)
         ),
         Err(e) => format!("{md}\n## Boot storm, end to end\n\nnot measured: {e:#}\n"),
+    };
+    let md = match &downloads {
+        Ok(rows) => format!(
+            "{md}\n## HTTP alone\n\n{}",
+            e2e::http_markdown(rows, &settings.e2e)
+        ),
+        Err(e) => format!("{md}\n## HTTP alone\n\nnot measured: {e:#}\n"),
     };
     let md = match &pair {
         Some(r) => format!(
@@ -587,6 +604,19 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
                         r.failures
                     ),
                     Err(e) => bail!("storm-e2e: {}: {e}", row.server.name()),
+                }
+            }
+            for row in downloads.context("HTTP alone")? {
+                match row.result {
+                    Ok(d) if d.failed == 0 && d.transfers.files == d.machines => {}
+                    Ok(d) => bail!(
+                        "HTTP alone: {}: {} of {} downloads, e.g. {:?}",
+                        row.server.name(),
+                        d.transfers.files,
+                        d.machines,
+                        d.example_failure
+                    ),
+                    Err(e) => bail!("HTTP alone: {}: {e}", row.server.name()),
                 }
             }
         }

@@ -3,8 +3,8 @@
 //! process's CPU time.
 
 pub use stormboot_testbed::reports::{
-    core_busy_seconds, cpu_seconds, decode, ApiReport, ChainReport, OmapiReport, RateReport,
-    StormReport, XdpCase, CHAIN_PHASES,
+    core_busy_seconds, cpu_seconds, decode, ApiReport, ChainReport, DownloadReport, OmapiReport,
+    RateReport, StormReport, Transfers, XdpCase, CHAIN_PHASES,
 };
 
 /// CPU milliseconds per 1,000 exchanges; None when nothing was exchanged.
