@@ -500,7 +500,7 @@ mod tests {
             Ok(DownloadReport {
                 machines: files + failed,
                 failed,
-                transfers: reports::Transfers {
+                transfers: stormboot_testbed::reports::Transfers {
                     files,
                     mb_per_s,
                     ..Default::default()

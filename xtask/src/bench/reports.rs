@@ -4,7 +4,7 @@
 
 pub use stormboot_testbed::reports::{
     core_busy_seconds, cpu_seconds, decode, ApiReport, ChainReport, DownloadReport, OmapiReport,
-    RateReport, StormReport, Transfers, XdpCase, CHAIN_PHASES,
+    RateReport, StormReport, XdpCase, CHAIN_PHASES,
 };
 
 /// CPU milliseconds per 1,000 exchanges; None when nothing was exchanged.
