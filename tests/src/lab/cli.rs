@@ -95,6 +95,7 @@ mod tests {
                 "storm",
                 "rate",
                 "chain",
+                "downloads",
                 "bench-xdp",
                 "bench-api",
                 "bench-omapi",

@@ -113,32 +113,60 @@ fn one(
     files: &BootFiles,
     size: &Size,
 ) -> Result<ChainReport> {
-    let work = dir.join(format!("e2e-{}", server.key()));
-    let _ = std::fs::remove_dir_all(&work);
+    eprintln!("bench: storm-e2e: {}: starting", server.name());
+    let machines = bootlab::machines(size.machines);
+    let args = [
+        "chain",
+        "--json",
+        "--interface",
+        CLIENT_IF,
+        "--count",
+        &size.machines.to_string(),
+        "--first-mac",
+        &machines.mac(0),
+        "--expect-first-ip",
+        &machines.ip(0).to_string(),
+        "--deadline-s",
+        &size.deadline_s.to_string(),
+    ]
+    .map(String::from);
+    on_fresh_lab(
+        server,
+        &dir.join(format!("e2e-{}", server.key())),
+        bins,
+        files,
+        size,
+        "the boot-chain client",
+        &args,
+    )
+}
+
+/// Starts `server` on a fresh lab (its files in `work`), runs the lab
+/// binary with `args` on CLIENT_CPU in the client namespace, told the
+/// server's PIDs, and decodes the JSON report it prints.
+fn on_fresh_lab<T: serde::de::DeserializeOwned>(
+    server: BootServer,
+    work: &Path,
+    bins: &Bins,
+    files: &BootFiles,
+    size: &Size,
+    client: &str,
+    args: &[String],
+) -> Result<T> {
+    let _ = std::fs::remove_dir_all(work);
     let mut bed = Testbed::new("e2e", None)?;
     bed.route_machines()?;
-    eprintln!("bench: storm-e2e: {}: starting", server.name());
     let pids = server.start(
         &mut bed,
-        &work,
+        work,
         files,
         size.machines,
         &bins.daemon,
         &["taskset", "-c", SERVER_CPU],
     )?;
-    eprintln!(
-        "bench: storm-e2e: {}: {} machines through the chain",
-        server.name(),
-        size.machines
-    );
-    let machines = bootlab::machines(size.machines);
     let mut c = Command::new("taskset");
     c.args(["-c", CLIENT_CPU]).arg(&bins.lab);
-    c.args(["--log", "warn", "chain", "--json", "--interface", CLIENT_IF]);
-    c.args(["--count", &size.machines.to_string()]);
-    c.args(["--first-mac", &machines.mac(0)]);
-    c.args(["--expect-first-ip", &machines.ip(0).to_string()]);
-    c.args(["--deadline-s", &size.deadline_s.to_string()]);
+    c.args(["--log", "warn"]).args(args);
     for p in &pids {
         c.args(["--server-pid", &p.to_string()]);
     }
@@ -146,8 +174,8 @@ fn one(
     drop(bed);
     bootlab::remove_pin_dir();
     reports::decode(
-        "the boot-chain client",
-        &out.context("the boot-chain client failed")?.stdout,
+        client,
+        &out.with_context(|| format!("{client} failed"))?.stdout,
     )
 }
 
@@ -225,38 +253,28 @@ fn downloads(
     files: &BootFiles,
     size: &Size,
 ) -> Result<DownloadReport> {
-    let work = dir.join(format!("http-{}", server.key()));
-    let _ = std::fs::remove_dir_all(&work);
-    let mut bed = Testbed::new("e2e", None)?;
-    bed.route_machines()?;
-    let pids = server.start(
-        &mut bed,
-        &work,
-        files,
-        size.machines,
-        &bins.daemon,
-        &["taskset", "-c", SERVER_CPU],
-    )?;
     let machines = bootlab::machines(size.machines);
-    let mut c = Command::new("taskset");
-    c.args(["-c", CLIENT_CPU]).arg(&bins.lab);
-    c.args(["--log", "warn", "downloads", "--json"]);
-    c.args([
+    let args = [
+        "downloads",
+        "--json",
         "--url",
         &format!("http://{SERVER_ADDR}/artifacts/{}", bootlab::INITRD),
-    ]);
-    c.args(["--count", &size.machines.to_string()]);
-    c.args(["--first-ip", &machines.ip(0).to_string()]);
-    c.args(["--deadline-s", &size.deadline_s.to_string()]);
-    for p in &pids {
-        c.args(["--server-pid", &p.to_string()]);
-    }
-    let out = bed.run(Side::Client, c);
-    drop(bed);
-    bootlab::remove_pin_dir();
-    reports::decode(
+        "--count",
+        &size.machines.to_string(),
+        "--first-ip",
+        &machines.ip(0).to_string(),
+        "--deadline-s",
+        &size.deadline_s.to_string(),
+    ]
+    .map(String::from);
+    on_fresh_lab(
+        server,
+        &dir.join(format!("http-{}", server.key())),
+        bins,
+        files,
+        size,
         "the download client",
-        &out.context("the download client failed")?.stdout,
+        &args,
     )
 }
 
