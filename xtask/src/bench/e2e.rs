@@ -116,18 +116,12 @@ fn one(
     eprintln!("bench: storm-e2e: {}: starting", server.name());
     let machines = bootlab::machines(size.machines);
     let args = [
-        "chain",
-        "--json",
         "--interface",
         CLIENT_IF,
-        "--count",
-        &size.machines.to_string(),
         "--first-mac",
         &machines.mac(0),
         "--expect-first-ip",
         &machines.ip(0).to_string(),
-        "--deadline-s",
-        &size.deadline_s.to_string(),
     ]
     .map(String::from);
     on_fresh_lab(
@@ -136,13 +130,14 @@ fn one(
         bins,
         files,
         size,
-        "the boot-chain client",
+        ("the boot-chain client", "chain"),
         &args,
     )
 }
 
-/// Starts `server` on a fresh lab (its files in `work`), runs the lab
-/// binary with `args` on CLIENT_CPU in the client namespace, told the
+/// Starts `server` on a fresh lab (its files in `work`), runs the lab's
+/// `client` command (a name for errors, the subcommand) for `size`'s
+/// machines with `args` on CLIENT_CPU in the client namespace, told the
 /// server's PIDs, and decodes the JSON report it prints.
 fn on_fresh_lab<T: serde::de::DeserializeOwned>(
     server: BootServer,
@@ -150,7 +145,7 @@ fn on_fresh_lab<T: serde::de::DeserializeOwned>(
     bins: &Bins,
     files: &BootFiles,
     size: &Size,
-    client: &str,
+    (client, command): (&str, &str),
     args: &[String],
 ) -> Result<T> {
     let _ = std::fs::remove_dir_all(work);
@@ -166,7 +161,9 @@ fn on_fresh_lab<T: serde::de::DeserializeOwned>(
     )?;
     let mut c = Command::new("taskset");
     c.args(["-c", CLIENT_CPU]).arg(&bins.lab);
-    c.args(["--log", "warn"]).args(args);
+    c.args(["--log", "warn", command, "--json"]).args(args);
+    c.args(["--count", &size.machines.to_string()]);
+    c.args(["--deadline-s", &size.deadline_s.to_string()]);
     for p in &pids {
         c.args(["--server-pid", &p.to_string()]);
     }
@@ -254,26 +251,15 @@ fn downloads(
     size: &Size,
 ) -> Result<DownloadReport> {
     let machines = bootlab::machines(size.machines);
-    let args = [
-        "downloads",
-        "--json",
-        "--url",
-        &format!("http://{SERVER_ADDR}/artifacts/{}", bootlab::INITRD),
-        "--count",
-        &size.machines.to_string(),
-        "--first-ip",
-        &machines.ip(0).to_string(),
-        "--deadline-s",
-        &size.deadline_s.to_string(),
-    ]
-    .map(String::from);
+    let url = format!("http://{SERVER_ADDR}/artifacts/{}", bootlab::INITRD);
+    let args = ["--url", &url, "--first-ip", &machines.ip(0).to_string()].map(String::from);
     on_fresh_lab(
         server,
         &dir.join(format!("http-{}", server.key())),
         bins,
         files,
         size,
-        "the download client",
+        ("the download client", "downloads"),
         &args,
     )
 }
