@@ -882,7 +882,9 @@ mod tests {
             let mut req = vec![0u8; 4096];
             let mut got = 0;
             while !req[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                got += s.read(&mut req[got..]).await.unwrap();
+                let n = s.read(&mut req[got..]).await.unwrap();
+                assert!(n > 0, "the client closed before its request's end");
+                got += n;
             }
             s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {BODY}\r\n\r\n").as_bytes())
                 .await

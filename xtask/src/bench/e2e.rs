@@ -29,58 +29,107 @@ pub struct Size {
     pub runs: u32,
 }
 
-/// One server's median run, and how long each of its runs took.
-pub struct Row {
+/// One server's median run, and each of its runs' figure.
+pub struct Row<T = ChainReport> {
     pub server: BootServer,
-    pub result: Result<ChainReport, String>,
-    /// Each run's time, in the order they ran, as the time column shows it.
+    pub result: Result<T, String>,
+    /// Each run's figure, in the order they ran, as its column shows it.
     pub runs: Vec<String>,
 }
 
-/// Every server in turn on a fresh lab, `size.runs` rounds: one slow
-/// moment of the shared machine (or of a peer) then moves one run, not the
-/// comparison.
-pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<Row>> {
-    let files = BootFiles::prepare(&dir.join("e2e-files"), size.kernel_bytes, size.initrd_bytes)?;
-    let mut all: Vec<(BootServer, Vec<Result<ChainReport, String>>)> =
-        bootlab::ALL.iter().map(|&s| (s, Vec::new())).collect();
-    for round in 1..=size.runs {
+/// A run's report, as the median picks it and the runs column shows it.
+trait Ranked {
+    /// The run's figure in the runs column.
+    fn shown(&self) -> String;
+    /// `Less` when this run is the better one.
+    fn rank(&self, other: &Self) -> std::cmp::Ordering;
+}
+
+impl Ranked for ChainReport {
+    fn shown(&self) -> String {
+        shown_time(self)
+    }
+    /// More machines booted, then sooner done.
+    fn rank(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .booted
+            .cmp(&self.booted)
+            .then(self.elapsed_ms.total_cmp(&other.elapsed_ms))
+    }
+}
+
+impl Ranked for DownloadReport {
+    fn shown(&self) -> String {
+        match self.failed {
+            0 => format!("{:.0}", self.transfers.mb_per_s),
+            n => format!("({:.0}, {n} failed)", self.transfers.mb_per_s),
+        }
+    }
+    /// More downloads completed, then more bytes a second.
+    fn rank(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .transfers
+            .files
+            .cmp(&self.transfers.files)
+            .then(other.transfers.mb_per_s.total_cmp(&self.transfers.mb_per_s))
+    }
+}
+
+/// `servers` in turn, `runs` rounds, each run by `one` on a fresh lab: one
+/// slow moment of the shared machine (or of a peer) then moves one run,
+/// not the comparison. Each server's median run.
+fn take_turns<T: Ranked>(
+    servers: &[BootServer],
+    runs: u32,
+    what: &str,
+    mut one: impl FnMut(BootServer) -> Result<T>,
+) -> Vec<Row<T>> {
+    let mut all: Vec<(BootServer, Vec<Result<T, String>>)> =
+        servers.iter().map(|&s| (s, Vec::new())).collect();
+    for round in 1..=runs {
         for (server, results) in &mut all {
-            if size.runs > 1 {
-                eprintln!("bench: storm-e2e: run {round} of {}", size.runs);
+            if runs > 1 {
+                eprintln!("bench: {what}: run {round} of {runs}");
             }
             let result = match server.unavailable() {
                 Some(why) => Err(format!("not available: {why}")),
-                None => one(*server, dir, bins, &files, size).map_err(|e| format!("{e:#}")),
+                None => one(*server).map_err(|e| format!("{e:#}")),
             };
             if let Err(e) = &result {
-                eprintln!("bench: storm-e2e: {}: {e}", server.name());
+                eprintln!("bench: {what}: {}: {e}", server.name());
             }
             results.push(result);
         }
     }
-    Ok(all
-        .into_iter()
+    all.into_iter()
         .map(|(server, results)| median(server, results))
-        .collect())
+        .collect()
 }
 
-/// The run in the middle when the runs are ordered best first: more
-/// machines booted, then sooner done; a run that failed outright last.
-fn median(server: BootServer, results: Vec<Result<ChainReport, String>>) -> Row {
+/// Every server through the whole chain, `size.runs` rounds in turn.
+pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<Row>> {
+    let files = BootFiles::prepare(&dir.join("e2e-files"), size.kernel_bytes, size.initrd_bytes)?;
+    Ok(take_turns(
+        &bootlab::ALL,
+        size.runs,
+        "storm-e2e",
+        |server| one(server, dir, bins, &files, size),
+    ))
+}
+
+/// The run in the middle when the runs are ordered best first; a run that
+/// failed outright last.
+fn median<T: Ranked>(server: BootServer, results: Vec<Result<T, String>>) -> Row<T> {
     let runs = results
         .iter()
         .map(|r| match r {
-            Ok(r) => shown_time(r),
+            Ok(r) => r.shown(),
             Err(_) => "failed".into(),
         })
         .collect();
     let mut ranked = results;
     ranked.sort_by(|a, b| match (a, b) {
-        (Ok(a), Ok(b)) => b
-            .booted
-            .cmp(&a.booted)
-            .then(a.elapsed_ms.total_cmp(&b.elapsed_ms)),
+        (Ok(a), Ok(b)) => a.rank(b),
         (Ok(_), Err(_)) => std::cmp::Ordering::Less,
         (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
         (Err(_), Err(_)) => std::cmp::Ordering::Equal,
@@ -176,71 +225,22 @@ fn on_fresh_lab<T: serde::de::DeserializeOwned>(
     )
 }
 
-/// One server's runs of the HTTP path alone: its median run, and every
-/// run's throughput in the order they ran.
-pub struct HttpRow {
-    pub server: BootServer,
-    pub result: Result<DownloadReport, String>,
-    pub runs: Vec<String>,
-}
-
 /// The servers whose HTTP is compared alone: stormboot, and nginx as the
 /// Kea set runs it (dnsmasq's set runs the same nginx).
 const HTTP_SERVERS: [BootServer; 2] = [BootServer::Stormboot, BootServer::Kea];
 
 /// The HTTP path alone: every machine downloads the initrd at the same
-/// moment, from stormboot and from nginx, `size.runs` rounds taking turns,
-/// on a fresh lab each time. In the chain, when each machine starts its
-/// downloads depends on the DHCP and TFTP before them; here it does not.
-pub fn measure_http(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<HttpRow>> {
+/// moment, from stormboot and from nginx, `size.runs` rounds in turn. In
+/// the chain, when each machine starts its downloads depends on the DHCP
+/// and TFTP before them; here it does not.
+pub fn measure_http(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<Row<DownloadReport>>> {
     let files = BootFiles::prepare(&dir.join("e2e-files"), size.kernel_bytes, size.initrd_bytes)?;
-    let mut all: Vec<(BootServer, Vec<Result<DownloadReport, String>>)> =
-        HTTP_SERVERS.iter().map(|&s| (s, Vec::new())).collect();
-    for _ in 0..size.runs {
-        for (server, results) in &mut all {
-            eprintln!("bench: storm-e2e: {}: HTTP alone", server.name());
-            results.push(downloads(*server, dir, bins, &files, size).map_err(|e| format!("{e:#}")));
-        }
-    }
-    Ok(all
-        .into_iter()
-        .map(|(server, results)| {
-            let (result, runs) = median_download(results);
-            HttpRow {
-                server,
-                result,
-                runs,
-            }
-        })
-        .collect())
-}
-
-/// The middle run by downloads completed, then throughput, and every
-/// run's figure in the order they ran.
-fn median_download(
-    results: Vec<Result<DownloadReport, String>>,
-) -> (Result<DownloadReport, String>, Vec<String>) {
-    let runs = results
-        .iter()
-        .map(|r| match r {
-            Ok(d) if d.failed == 0 => format!("{:.0}", d.transfers.mb_per_s),
-            Ok(d) => format!("({:.0}, {} failed)", d.transfers.mb_per_s, d.failed),
-            Err(_) => "failed".into(),
-        })
-        .collect();
-    let mut ordered = results;
-    ordered.sort_by(|a, b| match (a, b) {
-        (Ok(a), Ok(b)) => a
-            .transfers
-            .files
-            .cmp(&b.transfers.files)
-            .then(a.transfers.mb_per_s.total_cmp(&b.transfers.mb_per_s)),
-        (Err(_), Ok(_)) => std::cmp::Ordering::Less,
-        (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
-        (Err(_), Err(_)) => std::cmp::Ordering::Equal,
-    });
-    let mid = ordered.len() / 2;
-    (ordered.swap_remove(mid), runs)
+    Ok(take_turns(
+        &HTTP_SERVERS,
+        size.runs,
+        "storm-e2e, HTTP alone",
+        |server| downloads(server, dir, bins, &files, size),
+    ))
 }
 
 fn downloads(
@@ -265,7 +265,7 @@ fn downloads(
 }
 
 /// The HTTP-alone table.
-pub fn http_markdown(rows: &[HttpRow], size: &Size) -> String {
+pub fn http_markdown(rows: &[Row<DownloadReport>], size: &Size) -> String {
     let nginx = rows
         .iter()
         .find(|r| r.server != BootServer::Stormboot)
@@ -498,13 +498,15 @@ pub fn markdown(rows: &[Row], size: &Size) -> String {
 mod tests {
     use super::*;
 
+    use stormboot_testbed::reports::Transfers;
+
     #[test]
-    fn the_median_download_run_counts_failures_first_and_every_run_is_shown() {
+    fn the_median_download_run_has_the_most_downloads_then_the_most_bytes() {
         let run = |files: u32, failed: u32, mb_per_s: f64| {
             Ok(DownloadReport {
                 machines: files + failed,
                 failed,
-                transfers: stormboot_testbed::reports::Transfers {
+                transfers: Transfers {
                     files,
                     mb_per_s,
                     ..Default::default()
@@ -512,18 +514,24 @@ mod tests {
                 ..Default::default()
             })
         };
-        let (mid, runs) = median_download(vec![
-            run(1000, 0, 300.0),
-            run(990, 10, 500.0),
-            run(1000, 0, 100.0),
-        ]);
-        assert_eq!(mid.unwrap().transfers.mb_per_s, 100.0);
-        assert_eq!(runs, ["300", "(500, 10 failed)", "100"]);
-        let (mid, runs) = median_download(vec![Err("no lab".into()), run(1000, 0, 200.0)]);
-        assert_eq!(mid.unwrap().transfers.mb_per_s, 200.0);
-        assert_eq!(runs, ["failed", "200"]);
+        let row = median(
+            BootServer::Stormboot,
+            vec![
+                run(1000, 0, 300.0),
+                run(990, 10, 500.0),
+                run(1000, 0, 100.0),
+            ],
+        );
+        // Best first: 300, 100 (all downloaded), 500 for 990.
+        assert_eq!(row.result.unwrap().transfers.mb_per_s, 100.0);
+        assert_eq!(row.runs, ["300", "(500, 10 failed)", "100"]);
+        let row = median(
+            BootServer::Stormboot,
+            vec![Err("no lab".into()), run(1000, 0, 200.0)],
+        );
+        assert!(row.result.is_err());
+        assert_eq!(row.runs, ["failed", "200"]);
     }
-    use stormboot_testbed::reports::Transfers;
 
     #[test]
     fn ratios_compare_with_the_best_peer_and_skip_incomplete_runs() {
