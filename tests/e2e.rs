@@ -475,7 +475,7 @@ fn replies_and_program_log_lines_reach_the_daemon_log() {
     );
     lab.start_logging(&config, "debug");
     storm(&lab, 1, RESERVED_MAC, None);
-    // The ACK comes back through the ring buffer: the daemon logs it with
+    // The ACK comes back through the reply ring: the daemon logs it with
     // the client, the address and the path that answered.
     let ack = wait_for(Duration::from_secs(5), || {
         let log = lab.scratch.read("daemon.log");

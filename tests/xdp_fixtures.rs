@@ -158,6 +158,52 @@ fn discover_gets_offer_unicast_to_chaddr() {
     assert_eq!(counter(&f, Counter::Offer), 1);
 }
 
+/// Every reply the program sends is reported to the daemon (the lease it
+/// records, the boot timeline) through the reply ring, and a ring the
+/// daemon has not drained costs events, counted, never a reply.
+#[test]
+fn every_reply_is_reported_and_a_full_ring_loses_events_not_replies() {
+    use stormboot_common::events::{ReplyEvent, RING_SLOTS};
+    let mut f = fixture();
+    let mut ring = f.dp.take_events().expect("the reply ring maps");
+    assert!(ring.next().is_none(), "a fresh ring is empty");
+    let mut req = request(NODE1, MessageType::Request);
+    req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+    req.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(NODE1_IP));
+    let input = broadcast_frame(&req);
+    let (action, _) = run(&f, &input);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(
+        ring.next(),
+        Some(ReplyEvent {
+            mac: NODE1,
+            msg_type: msg::ACK,
+            _pad: 0,
+            ip: NODE1_IP.octets(),
+            xid: 0x1234_5678u32.to_be_bytes(),
+            ifindex: TEST_RUN_IFINDEX,
+        })
+    );
+    assert!(ring.next().is_none(), "one reply, one event");
+
+    // Every test run on one CPU, so that they fill its region.
+    stormboot_testbed::lab::xdpbench::pin_to_current_cpu().expect("pinning the test thread");
+    let lost = counter(&f, Counter::EventLost);
+    for _ in 0..RING_SLOTS + 3 {
+        assert_eq!(run(&f, &input).0, XDP_TX, "a full ring still answers");
+    }
+    assert_eq!(counter(&f, Counter::EventLost) - lost, 3);
+    let mut read = 0;
+    for ev in ring.by_ref() {
+        assert_eq!((ev.mac, ev.msg_type), (NODE1, msg::ACK));
+        read += 1;
+    }
+    assert_eq!(read, RING_SLOTS);
+    run(&f, &input);
+    assert!(ring.next().is_some(), "a drained ring takes events again");
+}
+
 #[test]
 fn broadcast_flag_gets_broadcast_reply() {
     let f = fixture();

@@ -1,23 +1,16 @@
-//! Reads the XDP program's ring buffers: reply events, so the daemon logs
-//! every lease the kernel handed out without being in its way, and aya-log
-//! lines, which go to tracing.
+//! Reads what the XDP program reports: reply events (the reply ring), so
+//! the daemon logs every lease the kernel handed out without being in its
+//! way, and aya-log lines, which go to tracing.
 
 use std::sync::Arc;
 
-use aya::maps::{MapData, RingBuf};
 use stormboot_common::{events::ReplyEvent, layout::msg};
 use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 
+use crate::dataplane::ReplyRing;
 use crate::frame::format_mac;
 use crate::stats::UserCounters;
-
-/// Decodes one ring-buffer record; None if it has the wrong size.
-pub fn decode(bytes: &[u8]) -> Option<ReplyEvent> {
-    (bytes.len() == size_of::<ReplyEvent>())
-        // SAFETY: size checked; ReplyEvent is plain old data.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const ReplyEvent) })
-}
 
 /// How often the reply ring is drained. The program sends its events
 /// without waking us, so the daemon's wakeups do not grow with the storm;
@@ -25,7 +18,7 @@ pub fn decode(bytes: &[u8]) -> Option<ReplyEvent> {
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub async fn run(
-    mut ring: RingBuf<MapData>,
+    mut ring: ReplyRing,
     counters: Arc<UserCounters>,
     acks: tokio::sync::mpsc::Sender<ReplyEvent>,
     timeline: Arc<crate::timeline::Timeline>,
@@ -48,18 +41,14 @@ pub async fn run(
 /// Logs and counts every queued event, and hands ACKs to the slow path,
 /// which records them as leases. Returns how many it read.
 pub fn drain(
-    ring: &mut RingBuf<MapData>,
+    ring: &mut ReplyRing,
     counters: &UserCounters,
     acks: &tokio::sync::mpsc::Sender<ReplyEvent>,
     timeline: &crate::timeline::Timeline,
 ) -> usize {
     let mut n = 0;
-    while let Some(item) = ring.next() {
+    for ev in ring.by_ref() {
         n += 1;
-        let Some(ev) = decode(&item) else {
-            tracing::warn!(len = item.len(), "reply event of unexpected size");
-            continue;
-        };
         UserCounters::bump(&counters.xdp_replies, ev.msg_type);
         let phase = match ev.msg_type {
             msg::OFFER => crate::timeline::Phase::Offer,
@@ -94,7 +83,7 @@ pub fn drain(
     n
 }
 
-/// Registers a ring buffer with the reactor.
+/// Registers a descriptor (the aya-log ring buffer) with the reactor.
 fn register<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
     // SAFETY: the AsyncFd owns `inner`, so its descriptor stays open for as
     // long as it is registered.
@@ -114,16 +103,5 @@ pub async fn forward_logs(
         };
         guard.get_inner_mut().flush();
         guard.clear_ready();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn decodes_only_whole_events() {
-        assert!(super::decode(&[0u8; 19]).is_none());
-        assert!(super::decode(&[0u8; 32]).is_none());
-        let e = super::decode(&[0u8; 20]).unwrap();
-        assert_eq!(e.msg_type, 0);
     }
 }

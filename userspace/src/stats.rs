@@ -47,7 +47,7 @@ pub struct Snapshot {
     pub xdp: BTreeMap<String, u64>,
     /// Requests that reached the userspace socket, by message type name.
     pub slow_path: BTreeMap<String, u64>,
-    /// Replies reported by the XDP program on the ring buffer, by type name.
+    /// Replies reported by the XDP program on the reply ring, by type name.
     pub xdp_replies: BTreeMap<String, u64>,
     /// Replies the userspace dataplane sent, by type name.
     #[serde(default)]

@@ -29,7 +29,7 @@ pub enum Counter {
     DropOtherServer,
     /// A reply could not be built (tail adjustment or store failed); passed.
     TxError,
-    /// ACK events lost because the ring buffer was full.
+    /// Reply events lost because this CPU's region of the reply ring was full.
     EventLost,
     /// Passed up: the reply is longer than the request and the buffer had
     /// room at neither end to grow into.

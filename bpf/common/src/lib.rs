@@ -1,7 +1,7 @@
 //! stormboot-common: the contract between the XDP program and the daemon.
 //!
 //! Everything that crosses the kernel/user boundary is defined here once:
-//! map keys and values, counter indices, ring-buffer events, the fixed
+//! map keys and values, counter indices, reply events and their ring, the fixed
 //! layout of a rendered reply, and the pure RFC 2131 rules both sides apply.
 //! All types are `#[repr(C)]`, `Copy` and free of implicit padding.
 #![no_std]
@@ -18,4 +18,4 @@ pub mod tally;
 
 /// Bumped whenever a map layout, counter index or event changes, so a daemon
 /// never drives a program (or pinned maps) built against another contract.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;

@@ -11,7 +11,7 @@ pub mod names {
     pub const IFACES: &str = "IFACES";
     pub const IFACES_VERSION: &str = "IFACES_VERSION";
     pub const COUNTERS: &str = "COUNTERS";
-    pub const EVENTS: &str = "EVENTS";
+    pub const REPLY_RING: &str = "REPLY_RING";
     pub const SCRATCH: &str = "SCRATCH";
     pub const BOOT_MARKER: &str = "BOOT_MARKER";
     pub const SLOWPATH_BUCKETS: &str = "SLOWPATH_BUCKETS";

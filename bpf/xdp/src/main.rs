@@ -6,6 +6,8 @@
 //! crate only parses, looks up, copies and patches.
 #![no_std]
 #![no_main]
+// The reply ring's atomic add (`ring`) is written in assembly.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod boot;
 mod generate;
@@ -14,6 +16,7 @@ mod packet;
 mod parse;
 mod proxy;
 mod reply;
+mod ring;
 mod slowpath;
 mod tally;
 

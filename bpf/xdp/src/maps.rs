@@ -4,11 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use stormboot_common::{
     bucket::Limit,
     counters::Counter,
+    events::RingEntry,
     generate,
     maps::{Block, Iface, Machine, Marker, Scratch, Subnet, TemplateKey},
     tally::{self, Run},
@@ -42,8 +43,13 @@ pub static IFACES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 
-#[map(name = "EVENTS")]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+/// BPF_F_MMAPABLE (include/uapi/linux/bpf.h).
+const MMAPABLE: u32 = 1 << 10;
+
+/// The reply ring (`events`): one region per possible CPU, sized by
+/// userspace at load time; the daemon reads it through a shared mapping.
+#[map(name = "REPLY_RING")]
+pub static REPLY_RING: Array<RingEntry> = Array::with_max_entries(1, MMAPABLE);
 
 /// One entry: the user-class marker of iPXE requests.
 #[map(name = "BOOT_MARKER")]

@@ -13,8 +13,6 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 
-/// BPF_RB_NO_WAKEUP from the kernel's bpf.h.
-const BPF_RB_NO_WAKEUP: u64 = 1;
 use core::ffi::c_void;
 use stormboot_common::{
     counters::Counter,
@@ -33,10 +31,7 @@ use stormboot_common::{
 };
 
 use crate::{
-    maps::{
-        count, proxy_mode, EVENTS, IFACES, IFACES_VERSION, RESERVATIONS, SCRATCH, SUBNETS,
-        TEMPLATES,
-    },
+    maps::{count, proxy_mode, IFACES, IFACES_VERSION, RESERVATIONS, SCRATCH, SUBNETS, TEMPLATES},
     packet::{store, store_byte},
     parse::Request,
 };
@@ -330,13 +325,9 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
         xid: req.xid.to_be_bytes(),
         ifindex,
     };
-    // No wakeup: the daemon drains the ring on a 10 ms timer, so its
-    // wakeups stay at 100 a second whatever the storm's rate, instead of
-    // one per reply that finds it idle.
-    if EVENTS
-        .output::<ReplyEvent>(&event, BPF_RB_NO_WAKEUP)
-        .is_err()
-    {
+    // The daemon drains the ring on a 10 ms timer, so its wakeups stay
+    // at 100 a second whatever the storm's rate.
+    if !crate::ring::report(&event) {
         count(Counter::EventLost);
     }
     debug!(

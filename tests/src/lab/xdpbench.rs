@@ -33,7 +33,6 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{anyhow, bail, ensure, Context};
-use aya::maps::{MapData, RingBuf};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
@@ -74,7 +73,7 @@ pub const MODE_ONE_RUN: &str = "repeat=1";
 /// `XdpCase::mode` of the figures from `xdplive`.
 pub const MODE_LIVE: &str = "live frames";
 
-/// Drain the reply-event ring buffer this often (in runs), as the daemon
+/// Drain the reply ring this often (in runs), as the daemon
 /// would, so that the program takes its normal "event written" path; a full
 /// buffer would make replies cheaper than they are in service.
 const DRAIN_EVERY: u32 = 1024;
@@ -210,7 +209,9 @@ pub(super) fn counted_once_each(
     Ok(())
 }
 
-pub(super) fn pin_to_current_cpu() -> Option<usize> {
+/// Keeps the calling thread on the CPU it is on (which it returns), so
+/// that every test run of the program lands on one CPU.
+pub fn pin_to_current_cpu() -> Option<usize> {
     use nix::sched::{sched_getcpu, sched_setaffinity, CpuSet};
     let cpu = sched_getcpu().ok()?;
     let mut set = CpuSet::new();
@@ -222,7 +223,7 @@ pub(super) fn pin_to_current_cpu() -> Option<usize> {
 /// The program under test, its event buffer, and the pass-only baseline.
 struct Bench {
     dp: Dataplane,
-    events: RingBuf<MapData>,
+    events: stormboot::dataplane::ReplyRing,
     /// Holds the pass-only program (and the object's other maps, unused).
     baseline: Ebpf,
     out: Vec<u8>,
@@ -263,7 +264,7 @@ impl Bench {
     }
 
     fn drain_events(&mut self) {
-        while self.events.next().is_some() {}
+        self.events.by_ref().for_each(drop);
     }
 
     fn measure(&mut self, s: &Scenario, runs: u32, pinned: Option<usize>) -> anyhow::Result<Case> {

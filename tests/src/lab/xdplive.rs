@@ -23,7 +23,6 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
-use aya::maps::{MapData, RingBuf};
 use stormboot::config::XdpMode as AttachMode;
 use stormboot::dataplane::{attach_pass, Dataplane};
 use stormboot::rawsock::RawSocket;
@@ -81,7 +80,7 @@ pub fn run(frames: u32) -> anyhow::Result<Vec<Case>> {
 
 struct Live {
     dp: Dataplane,
-    events: RingBuf<MapData>,
+    events: stormboot::dataplane::ReplyRing,
     /// The pass-only program on the near end. A veth delivers XDP_TX
     /// frames only to a peer that runs XDP; the far end runs the
     /// pass-only program while frames are captured, then `far_drop`.
@@ -236,7 +235,7 @@ impl Live {
     }
 
     fn drain_events(&mut self) {
-        while self.events.next().is_some() {}
+        self.events.by_ref().for_each(drop);
     }
 
     fn measure(

@@ -5,6 +5,7 @@ mod batch;
 pub mod delivery;
 pub mod ifaces;
 pub mod pins;
+pub mod ring;
 pub mod sets;
 
 use std::os::fd::AsFd;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::render::tables;
 use aya::{
-    maps::{Array, HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, IterableMap, MapData, PerCpuArray},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpLinkId},
@@ -59,6 +60,8 @@ pub enum DataplaneError {
     Render(#[from] tables::TablesError),
     #[error("test run: {0}")]
     TestRun(ProgramError),
+    #[error("map REPLY_RING: {0}")]
+    Ring(std::io::Error),
     #[error("map RESERVATIONS: batch update: {0}")]
     Batch(std::io::Error),
     #[error(
@@ -103,6 +106,17 @@ const WRITE_CHUNK: usize = 4096;
 
 use crate::config::XdpMode as AttachMode;
 pub use pins::Pins;
+pub use ring::ReplyRing;
+
+/// REPLY_RING's entries: a region for every CPU the program may run on.
+fn ring_entries() -> Result<u32, DataplaneError> {
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(what, e)| DataplaneError::Ring(std::io::Error::other(format!("{what}: {e}"))))?;
+    u32::try_from(cpus)
+        .ok()
+        .and_then(|c| c.checked_mul(stormboot_common::events::RING_REGION))
+        .ok_or_else(|| DataplaneError::Ring(std::io::Error::other(format!("{cpus} CPUs"))))
+}
 
 fn mode_name(mode: AttachMode) -> &'static str {
     match mode {
@@ -262,6 +276,7 @@ impl Dataplane {
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
             .map_max_entries(names::TEMPLATES, opts.templates_capacity.max(64))
+            .map_max_entries(names::REPLY_RING, ring_entries()?)
             .load(EBPF_OBJECT)?;
         let prog: &mut Xdp = program(&mut ebpf, PROGRAM_DHCP)?;
         prog.load().map_err(|source| DataplaneError::Verify {
@@ -325,8 +340,8 @@ impl Dataplane {
     pub fn pin(&mut self, pins: &Pins) -> Result<(), DataplaneError> {
         let events = self
             .ebpf
-            .map(names::EVENTS)
-            .ok_or(DataplaneError::Missing(names::EVENTS))?;
+            .map(names::REPLY_RING)
+            .ok_or(DataplaneError::Missing(names::REPLY_RING))?;
         let path = pins.events();
         events
             .pin(&path)
@@ -820,13 +835,13 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// The reply-event ring buffer; can be taken once.
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, DataplaneError> {
+    /// The reply ring, mapped; can be taken once.
+    pub fn take_events(&mut self) -> Result<ReplyRing, DataplaneError> {
         let map = self
             .ebpf
-            .take_map(names::EVENTS)
-            .ok_or(DataplaneError::Missing(names::EVENTS))?;
-        RingBuf::try_from(map).map_err(map_err(names::EVENTS))
+            .take_map(names::REPLY_RING)
+            .ok_or(DataplaneError::Missing(names::REPLY_RING))?;
+        ReplyRing::new(map).map_err(DataplaneError::Ring)
     }
 
     /// Forwards the program's aya-log lines to the `log` facade.

@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Map, MapData, PerCpuArray};
 use stormboot_common::{counters::Counter, LAYOUT_VERSION};
 
 /// `statfs` magic of a BPF filesystem.
@@ -53,7 +53,7 @@ pub struct Pins {
 #[derive(Default)]
 pub struct Predecessor {
     /// Its reply ring: ACKs sent while no daemon ran wait here.
-    pub events: Option<RingBuf<MapData>>,
+    pub events: Option<super::ReplyRing>,
     /// How many reply events its program could not queue (ring full).
     pub events_lost: u64,
     /// Pins of another layout version, removed unread.
@@ -138,7 +138,7 @@ impl Pins {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             if path == self.events() {
-                p.events = open(&path).and_then(|m| RingBuf::try_from(m).ok());
+                p.events = open(&path).and_then(|m| super::ReplyRing::new(m).ok());
             } else if path == self.counters() {
                 p.events_lost = open(&path)
                     .and_then(|m| PerCpuArray::<MapData, u64>::try_from(m).ok())

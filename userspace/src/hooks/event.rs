@@ -16,7 +16,7 @@ use crate::leases::{LeaseAction, LeaseEvent, UnixTime};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Path {
-    /// The XDP program answered (its ACK, reported on the ring buffer).
+    /// The XDP program answered (its ACK, reported on the reply ring).
     Xdp,
     /// The userspace server answered, or handled the RELEASE or DECLINE.
     Userspace,

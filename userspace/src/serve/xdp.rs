@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
 use stormboot_common::counters::Counter;
 use stormboot_common::maps::Iface;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +22,7 @@ use crate::timeline::Timeline;
 /// The attached XDP dataplane and what the daemon reads from it.
 pub(super) struct Xdp {
     dp: Dataplane,
-    ring: RingBuf<MapData>,
+    ring: crate::dataplane::ReplyRing,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     predecessor: Predecessor,
     /// The mode of each interface, and why when it is not the one asked for.
