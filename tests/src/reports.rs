@@ -391,6 +391,12 @@ pub struct DownloadReport {
     /// The completed downloads.
     pub transfers: Transfers,
     pub server: Option<ServerUse>,
+    /// CPU time the client process used over the downloads (user + system,
+    /// every thread): with the server's, it shows how the kernel's TCP work
+    /// was split between the two cores (a veth runs the receiver's softirq
+    /// on the sending CPU).
+    #[serde(default)]
+    pub client_cpu_s: Option<f64>,
 }
 
 /// Completed transfers of one kind.

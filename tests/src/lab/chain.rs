@@ -791,6 +791,8 @@ pub fn downloads(args: &DownloadArgs) -> anyhow::Result<DownloadReport> {
         .build()
         .context("starting the machines' runtime")?;
     let sampler = Sampler::start(args.server_pid.clone());
+    let own_cpu = || reports::cpu_seconds(std::process::id()).ok();
+    let client_before = own_cpu();
     let results: Vec<anyhow::Result<Transfer>> = runtime.block_on(async {
         let tasks: Vec<_> = (0..args.count)
             .map(|i| {
@@ -830,6 +832,9 @@ pub fn downloads(args: &DownloadArgs) -> anyhow::Result<DownloadReport> {
         example_failure: failures.into_iter().next(),
         transfers: transfers(results.into_iter().filter_map(Result::ok)),
         server: sampler.finish(),
+        client_cpu_s: own_cpu()
+            .zip(client_before)
+            .map(|(after, before)| after - before),
     })
 }
 

@@ -59,10 +59,18 @@ impl Ranked for ChainReport {
 }
 
 impl Ranked for DownloadReport {
+    /// With the CPU the server and the client used, in seconds: which core
+    /// did the kernel's TCP work moves a run's figure.
     fn shown(&self) -> String {
+        let cpu = |s: Option<f64>| s.map_or("-".into(), |s| format!("{s:.1}"));
+        let split = format!(
+            "{}/{}",
+            cpu(self.server.as_ref().map(|s| s.cpu_s)),
+            cpu(self.client_cpu_s)
+        );
         match self.failed {
-            0 => format!("{:.0}", self.transfers.mb_per_s),
-            n => format!("({:.0}, {n} failed)", self.transfers.mb_per_s),
+            0 => format!("{:.0} ({split})", self.transfers.mb_per_s),
+            n => format!("({:.0}, {n} failed; {split})", self.transfers.mb_per_s),
         }
     }
     /// More downloads completed, then more bytes a second.
@@ -277,8 +285,11 @@ pub fn http_markdown(rows: &[Row<DownloadReport>], size: &Size) -> String {
          address with the chain's HTTP client (`stormboot-lab downloads`), from stormboot \
          and from nginx (started as in the Kea set, whose CPU and memory the nginx row's \
          figures are), servers on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU}. MB/s is the bytes over the time from the first download's \
-         start to the last one's end; each server's median run.\n\n\
-         | server | downloads | failed | MB/s | vs nginx | each run (MB/s) | server CPU (s) | server RSS peak (MB) |\n\
+         start to the last one's end; each server's median run. Beside each run's MB/s, the \
+         CPU seconds the server's processes and the client's used over it: a veth runs the \
+         receiving end's softirq on the sending CPU, so how the kernel's TCP work split \
+         between the two cores moves the figure (the client's core is the busier).\n\n\
+         | server | downloads | failed | MB/s | vs nginx | each run: MB/s (server/client CPU s) | server CPU (s) | server RSS peak (MB) |\n\
          |---|---|---|---|---|---|---|---|\n",
         size.machines,
         bytes(size.initrd_bytes)
@@ -524,13 +535,25 @@ mod tests {
         );
         // Best first: 300, 100 (all downloaded), 500 for 990.
         assert_eq!(row.result.unwrap().transfers.mb_per_s, 100.0);
-        assert_eq!(row.runs, ["300", "(500, 10 failed)", "100"]);
+        assert_eq!(
+            row.runs,
+            ["300 (-/-)", "(500, 10 failed; -/-)", "100 (-/-)"]
+        );
         let row = median(
             BootServer::Stormboot,
             vec![Err("no lab".into()), run(1000, 0, 200.0)],
         );
         assert!(row.result.is_err());
-        assert_eq!(row.runs, ["failed", "200"]);
+        assert_eq!(row.runs, ["failed", "200 (-/-)"]);
+        let measured = DownloadReport {
+            server: Some(stormboot_testbed::reports::ServerUse {
+                cpu_s: 5.06,
+                ..Default::default()
+            }),
+            client_cpu_s: Some(9.84),
+            ..run(1000, 0, 2229.4).unwrap()
+        };
+        assert_eq!(measured.shown(), "2229 (5.1/9.8)");
     }
 
     #[test]
