@@ -38,6 +38,19 @@ const HEAD_LIMIT: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// What one sendfile call moves at most before the connection yields.
 const SLICE: u64 = 512 * 1024;
+/// Unsent bytes a connection's socket may hold (TCP_NOTSENT_LOWAT): more
+/// waits in the file, not in the kernel. Then the bytes a download's window
+/// opens for go out when the daemon's own sendfile call makes them, on its
+/// core, instead of from the queue when the client's ACK is processed, on
+/// whichever core took that ACK. On a veth both ends' receive work runs on
+/// the sending core, so without it the lab's downloads fell, run to run,
+/// into doing all the TCP work on the client's core: 1,939 MB/s in such a
+/// run against 3,209 in one that did not, and 2,884-3,153 in five of five
+/// runs with it (`cargo xtask bench --only storm-e2e`, HTTP alone). On a real
+/// link it bounds the kernel memory a thousand downloads pin in unsent
+/// queues (autotuned send buffers reach megabytes each).
+const NOTSENT_LOWAT: libc::c_int = 64 * 1024;
+
 /// The default `boot.http_backlog`: a rack's machines connecting at once
 /// wait in the kernel's queue, not for a SYN retransmission. The kernel caps
 /// it at net.core.somaxconn (4096 by default since Linux 5.4).
@@ -117,15 +130,38 @@ pub async fn serve(
     Ok(())
 }
 
+/// Socket options of a boot connection.
+fn tune(stream: &TcpStream) -> io::Result<()> {
+    // Heads and short answers go out at once; a file's head is held back
+    // for its first bytes by MSG_MORE instead.
+    stream.set_nodelay(true)?;
+    let lowat = NOTSENT_LOWAT;
+    // SAFETY: the descriptor is the stream's, open for the call; the value
+    // is a live c_int of the length given.
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&raw const lowat).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     mut app: Router,
     shutdown: CancellationToken,
 ) {
-    // Heads and short answers go out at once; a file's head is held back
-    // for its first bytes by MSG_MORE instead.
-    let _ = stream.set_nodelay(true);
+    if let Err(e) = tune(&stream) {
+        tracing::debug!(%peer, "boot HTTP connection options: {e}");
+    }
     let mut buf = BytesMut::with_capacity(4096);
     let end = loop {
         match exchange(&mut stream, peer, &mut app, &mut buf, &shutdown).await {
@@ -532,6 +568,36 @@ async fn linger(stream: &mut TcpStream) {
 mod tests {
     use super::*;
     use axum::routing::{get, post};
+
+    /// A boot connection sends at once and keeps at most NOTSENT_LOWAT
+    /// unsent bytes in its socket.
+    #[tokio::test]
+    async fn a_boot_connection_holds_few_unsent_bytes_and_does_not_wait_for_acks() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, _client) = tokio::join!(listener.accept(), client);
+        let (stream, _) = accepted.unwrap();
+        let read = |opt| {
+            let mut v: libc::c_int = -1;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: the descriptor is open; v and len are live and sized.
+            let r = unsafe {
+                libc::getsockopt(
+                    stream.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    opt,
+                    (&raw mut v).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(r, 0, "{}", io::Error::last_os_error());
+            v
+        };
+        assert_eq!(read(libc::TCP_NOTSENT_LOWAT), 0, "the kernel's default");
+        tune(&stream).unwrap();
+        assert_eq!(read(libc::TCP_NOTSENT_LOWAT), 64 * 1024);
+        assert_eq!(read(libc::TCP_NODELAY), 1);
+    }
 
     /// What the test file holds, and the body its offer carries instead: a
     /// client that gets the first was sent the file by sendfile.
