@@ -38,18 +38,17 @@ const HEAD_LIMIT: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// What one sendfile call moves at most before the connection yields.
 const SLICE: u64 = 512 * 1024;
-/// Unsent bytes a connection's socket may hold (TCP_NOTSENT_LOWAT): more
-/// waits in the file, not in the kernel. Then the bytes a download's window
-/// opens for go out when the daemon's own sendfile call makes them, on its
-/// core, instead of from the queue when the client's ACK is processed, on
-/// whichever core took that ACK. On a veth both ends' receive work runs on
-/// the sending core, so without it the lab's downloads fell, run to run,
-/// into doing all the TCP work on the client's core: 1,939 MB/s in such a
-/// run against 3,209 in one that did not, and 2,884-3,153 in five of five
-/// runs with it (`cargo xtask bench --only storm-e2e`, HTTP alone). On a real
-/// link it bounds the kernel memory a thousand downloads pin in unsent
-/// queues (autotuned send buffers reach megabytes each).
-const NOTSENT_LOWAT: libc::c_int = 64 * 1024;
+/// Unsent bytes a connection's socket may hold (TCP_NOTSENT_LOWAT), iPXE's
+/// window: more waits in the file, not in the kernel. Most bytes a
+/// download's window opens for then go out when the daemon's own sendfile
+/// call makes them, on its core, rather than from the queue when the
+/// client's ACK is processed, on whichever core took that ACK. On a veth
+/// both ends' receive work runs on the sending core, and without the limit
+/// the lab's downloads fell, some runs, into doing all the TCP work on the
+/// client's core (README, Benchmarks: HTTP alone). On a real link it bounds
+/// the kernel memory a thousand downloads pin in unsent queues (autotuned
+/// send buffers reach megabytes each).
+const NOTSENT_LOWAT: libc::c_int = 256 * 1024;
 
 /// The default `boot.http_backlog`: a rack's machines connecting at once
 /// wait in the kernel's queue, not for a SYN retransmission. The kernel caps
@@ -595,7 +594,7 @@ mod tests {
         };
         assert_eq!(read(libc::TCP_NOTSENT_LOWAT), 0, "the kernel's default");
         tune(&stream).unwrap();
-        assert_eq!(read(libc::TCP_NOTSENT_LOWAT), 64 * 1024);
+        assert_eq!(read(libc::TCP_NOTSENT_LOWAT), 256 * 1024);
         assert_eq!(read(libc::TCP_NODELAY), 1);
     }
 
