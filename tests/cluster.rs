@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use stormboot_testbed::cluster::{Node, Pair};
 use stormboot_testbed::perfdhcp;
 use stormboot_testbed::reports::StormReport;
-use stormboot_testbed::{
-    parse_dhclient_lease, require_root, wait_for, xdp_counter, CLIENT_IF, DHCLIENT_SCRIPT,
-};
+use stormboot_testbed::{require_root, wait_for, xdp_counter, CLIENT_IF, DHCLIENT_SCRIPT};
 
 /// One cluster at a time: each runs a database and two daemons, and the
 /// timings these tests provoke (heartbeats, dead nodes) must not stretch
@@ -249,7 +247,7 @@ fn new_clients_are_shared_and_the_survivor_takes_over_a_killed_node() {
     }
 
     // A real client bound to one of them.
-    let (dhclient, leases, first) = bind_dhclient(&mut pair);
+    let (dhclient, binds, first) = bind_dhclient(&mut pair);
     let address = first["fixed-address"].clone();
     let server = first["option dhcp-server-identifier"].clone();
 
@@ -315,13 +313,11 @@ fn new_clients_are_shared_and_the_survivor_takes_over_a_killed_node() {
 
     // The dhclient rebinds to the survivor at T2 and keeps its address.
     let rebound = wait_for(Duration::from_secs(40), || {
-        let text = std::fs::read_to_string(&leases).ok()?;
-        let lease = parse_dhclient_lease(&text);
-        (text.trim_end().ends_with('}')
-            && lease
-                .get("option dhcp-server-identifier")
-                .map(String::as_str)
-                == Some(survivor.address()))
+        let lease = last_bind(&binds)?;
+        (lease
+            .get("option dhcp-server-identifier")
+            .map(String::as_str)
+            == Some(survivor.address()))
         .then_some(lease)
     })
     .unwrap_or_else(|| {
@@ -338,15 +334,42 @@ fn new_clients_are_shared_and_the_survivor_takes_over_a_killed_node() {
     pair.stop_child(dhclient);
 }
 
+/// The lease dhclient took last, as its script was told it (the keys of
+/// its lease file): its script runs at every bind, where dhclient writes
+/// its lease file at most every 15 s (MIN_LEASE_WRITE), so a renewal
+/// within 15 s of the first lease never reaches that file.
+fn last_bind(binds: &std::path::Path) -> Option<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(binds).ok()?;
+    let mut fields = text.lines().last()?.split_whitespace();
+    let mut lease = BTreeMap::new();
+    for key in [
+        "fixed-address",
+        "option dhcp-lease-time",
+        "option dhcp-server-identifier",
+    ] {
+        lease.insert(key.to_string(), fields.next()?.to_string());
+    }
+    Some(lease)
+}
+
 /// Starts ISC dhclient on the client's link (in the foreground, renewing
-/// as a real client does) and waits for its first lease: its PID, its
-/// lease file, and that lease.
+/// as a real client does) and waits for its first lease: its PID, the file
+/// its script writes each lease it takes to (`last_bind`), and that lease.
 fn bind_dhclient(pair: &mut Pair) -> (u32, std::path::PathBuf, BTreeMap<String, String>) {
     let leases = pair.scratch.path("dhclient.leases");
+    let binds = pair.scratch.path("dhclient.binds");
     let conf = pair
         .scratch
         .write("dhclient.conf", "request subnet-mask, routers;\n");
-    let script = pair.scratch.write_script("dhclient.sh", DHCLIENT_SCRIPT);
+    let record = format!(
+        "case \"$reason\" in BOUND|RENEW|REBIND|REBOOT) echo \"$new_ip_address \
+         $new_dhcp_lease_time $new_dhcp_server_identifier\" >> {} ;; esac\nexit 0",
+        binds.display()
+    );
+    let script = pair.scratch.write_script(
+        "dhclient.sh",
+        &DHCLIENT_SCRIPT.replacen("exit 0", &record, 1),
+    );
     let mut dhclient = pair.client_command("dhclient");
     dhclient
         .args(["-d", "-v", "-cf"])
@@ -361,20 +384,14 @@ fn bind_dhclient(pair: &mut Pair) -> (u32, std::path::PathBuf, BTreeMap<String, 
         .stdout(Stdio::null())
         .stderr(pair.scratch.log_file("dhclient.log"));
     let pid = pair.spawn_client(dhclient).expect("spawning dhclient");
-    let first = wait_for(Duration::from_secs(20), || {
-        let text = std::fs::read_to_string(&leases).ok()?;
-        text.trim_end()
-            .ends_with('}')
-            .then(|| parse_dhclient_lease(&text))
-    })
-    .unwrap_or_else(|| {
+    let first = wait_for(Duration::from_secs(20), || last_bind(&binds)).unwrap_or_else(|| {
         panic!(
             "dhclient got no lease:\n{}{}",
             pair.scratch.read("dhclient.log"),
             pair.logs()
         )
     });
-    (pid, leases, first)
+    (pid, binds, first)
 }
 
 #[test]
@@ -387,7 +404,7 @@ fn a_node_cut_from_the_database_renews_its_clients_for_a_bounded_time() {
                 renew_time = \"10s\"\nrebind_time = \"55s\"\n\
                 pool = [\"10.50.0.20-10.50.0.250\"]\n";
     pair.start(Node::A, "", body, "grace = \"5s\"");
-    let (dhclient, leases, first) = bind_dhclient(&mut pair);
+    let (dhclient, binds, first) = bind_dhclient(&mut pair);
     let address = first["fixed-address"].clone();
     let recorded = |pair: &Pair| -> u64 {
         pair.sql(&format!(
@@ -407,14 +424,11 @@ fn a_node_cut_from_the_database_renews_its_clients_for_a_bounded_time() {
     pair.set_database_link(Node::A, false);
     // The renewal at T1 cannot be stored: it is ACKed anyway, cut to end
     // `grace` after the expiry the database holds.
-    // dhclient rewrites its lease file now and then, so the renewal is
-    // told by its lease time, which the first lease has whole.
+    // The renewal is told by its lease time, which the first lease has
+    // whole.
     let renewed = wait_for(Duration::from_secs(40), || {
-        let text = std::fs::read_to_string(&leases).ok()?;
-        let lease = parse_dhclient_lease(&text);
-        (text.trim_end().ends_with('}')
-            && lease.get("option dhcp-lease-time").map(String::as_str) != Some("60"))
-        .then_some(lease)
+        let lease = last_bind(&binds)?;
+        (lease.get("option dhcp-lease-time").map(String::as_str) != Some("60")).then_some(lease)
     })
     .unwrap_or_else(|| {
         panic!(
@@ -435,11 +449,9 @@ fn a_node_cut_from_the_database_renews_its_clients_for_a_bounded_time() {
     // The next renewal, still cut off, ends at the same moment: the bound
     // is the database's expiry, not the last bounded renewal's.
     let again = wait_for(Duration::from_secs(40), || {
-        let text = std::fs::read_to_string(&leases).ok()?;
-        let lease = parse_dhclient_lease(&text);
-        (text.trim_end().ends_with('}')
-            && lease.get("option dhcp-lease-time") != renewed.get("option dhcp-lease-time"))
-        .then_some(lease)
+        let lease = last_bind(&binds)?;
+        (lease.get("option dhcp-lease-time") != renewed.get("option dhcp-lease-time"))
+            .then_some(lease)
     })
     .unwrap_or_else(|| {
         panic!(
