@@ -883,6 +883,12 @@ fn more_downloads_at_once_than_the_open_file_limit_it_was_started_with() {
     let got = lab
         .bed
         .in_ns(Side::Server, move || {
+            // The boot services start just after the daemon says it serves:
+            // a download sent in between would be refused.
+            wait_for(Duration::from_secs(10), || {
+                std::net::TcpStream::connect("127.0.0.1:80").ok()
+            })
+            .expect("the boot HTTP port never listened");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
