@@ -883,12 +883,6 @@ fn more_downloads_at_once_than_the_open_file_limit_it_was_started_with() {
     let got = lab
         .bed
         .in_ns(Side::Server, move || {
-            // The boot services start just after the daemon says it serves:
-            // a download sent in between would be refused.
-            wait_for(Duration::from_secs(10), || {
-                std::net::TcpStream::connect("127.0.0.1:80").ok()
-            })
-            .expect("the boot HTTP port never listened");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -1281,7 +1275,11 @@ fn runs_with_only_the_units_capabilities_and_tells_systemd_when_ready() {
         .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
         .collect();
     let mut lab = Lab::new("e2e-unit", None);
-    lab.write_config(SMALL_CONFIG);
+    let tftp_root = fake_tftp_root(&lab);
+    lab.write_config(&format!(
+        "{SMALL_CONFIG}\n[boot]\ntftp_root = \"{}\"\n",
+        tftp_root.display()
+    ));
     // What systemd does for Type=notify: a datagram socket named by
     // $NOTIFY_SOCKET.
     let sock_path = lab.scratch.path("notify");
@@ -1317,6 +1315,21 @@ fn runs_with_only_the_units_capabilities_and_tells_systemd_when_ready() {
         lab.log()
     );
     assert!(ready.contains("xdp dataplane"), "{ready:?}{}", lab.log());
+    // And the boot services listen: a download sent on READY is served,
+    // and the log says "serving" only after them.
+    lab.bed
+        .in_ns(Side::Server, || {
+            std::net::TcpStream::connect("127.0.0.1:80")
+        })
+        .expect("entering the server's namespace")
+        .unwrap_or_else(|e| panic!("READY before the boot HTTP port ({e}){}", lab.log()));
+    let log = lab.scratch.read("daemon.log");
+    let (services, serving) = (log.find("boot services up"), log.find(" serving "));
+    assert!(
+        matches!((services, serving), (Some(a), Some(b)) if a < b),
+        "\"serving\" must follow \"boot services up\"{}",
+        lab.log()
+    );
 
     lab.attach_pass();
     let report = storm(&lab, 1, RESERVED_MAC, Some(RESERVED_IP));

@@ -394,15 +394,9 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let xdp = xdp::start(stored.registry.book(), &endpoints, loading)?;
     release_startup_memory();
     let dataplane = if xdp.is_some() { "xdp" } else { "userspace" };
-    tracing::info!(
-        interface = %iface_name,
-        dataplane,
-        mode = %xdp.as_ref().map_or("-".to_string(), |x| x.modes()),
-        reservations = stored.registry.len(),
-        subnets = cfg.subnets.len(),
-        api = %api.local_addr().map_or(cfg.api.listen, |a| a),
-        "serving"
-    );
+    let modes = xdp.as_ref().map_or("-".to_string(), |x| x.modes());
+    let reservations = stored.registry.len();
+    let api_addr = api.local_addr().map_or(cfg.api.listen, |a| a);
 
     let counters = Arc::new(UserCounters::default());
     let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
@@ -480,6 +474,19 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
         sync,
     });
     let machines = services::Machines::new(book.clone(), stored.index.clone());
+    // Bound before the API answers and before "serving": whoever waits for
+    // either finds the boot ports listening.
+    if cfg.boot.enabled {
+        services::start(
+            cfg.clone(),
+            machines.clone(),
+            timeline.clone(),
+            service_counters,
+            &mut tasks,
+            shutdown.clone(),
+        )
+        .await?;
+    }
     let dashboard = dashboard(&cfg, &machines, &timeline, &snapshot);
     tasks.spawn(dashboard.clone().run(shutdown.clone()));
     let state = crate::api::AppState::new(
@@ -494,17 +501,6 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     tasks.spawn(http::serve_router(api, app, shutdown.clone()));
     start_omapi(&mut tasks, &cfg, omapi, &live, &shutdown).await?;
     tasks.spawn(log_counters(snapshot, shutdown.clone()));
-    if cfg.boot.enabled {
-        services::start(
-            cfg.clone(),
-            machines.clone(),
-            timeline.clone(),
-            service_counters,
-            &mut tasks,
-            shutdown.clone(),
-        )
-        .await?;
-    }
     if let (Some(path), Some(reloads)) = (opts.config_path.clone(), reloads) {
         tasks.spawn(reload_on_request(
             path,
@@ -539,6 +535,15 @@ pub async fn run(cfg: Config, opts: ServeOptions, io: Io) -> anyhow::Result<()> 
     let slow_task = tokio::spawn(async move { slow.run(slow_token).await });
     xdp::take_over(predecessor, &counters, &ack_tx, &timeline);
     drop(ack_tx);
+    tracing::info!(
+        interface = %iface_name,
+        dataplane,
+        mode = %modes,
+        reservations,
+        subnets = cfg.subnets.len(),
+        api = %api_addr,
+        "serving"
+    );
     crate::sdnotify::tell(&format!(
         "READY=1\nSTATUS=serving {iface_name} ({dataplane} dataplane)"
     ));
@@ -690,8 +695,7 @@ async fn run_boot_only(cfg: Config, io: Io) -> anyhow::Result<()> {
         api_policy(&cfg)?,
     );
     let mut tasks = Tasks::new();
-    tasks.spawn(http::serve_router(api, app, shutdown.clone()));
-    tasks.spawn(dashboard.run(shutdown.clone()));
+    // As in the DHCP modes: the boot ports listen before the API answers.
     services::start(
         cfg.clone(),
         machines,
@@ -701,6 +705,8 @@ async fn run_boot_only(cfg: Config, io: Io) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    tasks.spawn(http::serve_router(api, app, shutdown.clone()));
+    tasks.spawn(dashboard.run(shutdown.clone()));
     tracing::info!("boot-only: no DHCP is answered here");
     crate::sdnotify::tell("READY=1\nSTATUS=boot-only: serving TFTP, HTTP and syslog");
     let result = wait(&mut tasks, &shutdown, "boot service").await;

@@ -15,7 +15,8 @@ use stormboot_testbed::{Side, Testbed};
 pub struct ControlPlane {
     pub reservations: u32,
     pub csv_bytes: u64,
-    /// Start of the process to its "serving" line (XDP attached).
+    /// Start of the process to its "serving" line (XDP attached, every port
+    /// listening).
     pub ready_s: f64,
     /// Each INFO line of the start-up, seconds after the process started.
     pub phases: Vec<(f64, String)>,
