@@ -298,8 +298,7 @@ pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16
         return Err(Counter::PassUnsupported);
     }
     let words = len & !3;
-    let words_end = udp + words;
-    let mut sum = sum_words(ctx, udp, words_end)?;
+    let mut sum = sum_words(ctx, udp, words)?;
     let rest = len & 3;
     if rest != 0 {
         // The datagram's last word, of which the last `rest` bytes are
@@ -333,7 +332,7 @@ pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16
 /// `end` (a multiple of 4 bytes apart): 32 bytes at a time as four 64-bit
 /// loads, each added as its two halves, then word by word.
 #[inline(always)]
-fn sum_words(ctx: &XdpContext, mut at: usize, end: usize) -> Result<u64, Counter> {
+fn sum_words(ctx: &XdpContext, mut at: usize, words: usize) -> Result<u64, Counter> {
     const STEP: usize = 32;
     // Read through the context pointer (volatile): with only plain loads
     // of it, LLVM passes the callers' data and data_end as arguments
@@ -345,13 +344,18 @@ fn sum_words(ctx: &XdpContext, mut at: usize, end: usize) -> Result<u64, Counter
             core::ptr::addr_of!((*ctx.ctx).data_end).read_volatile() as usize,
         )
     };
+    // The loops stop on counts derived from `words`, not on `words`
+    // itself: a test of the length would narrow its range differently at
+    // each exit, and the verifier would go through the rest of the program
+    // once for each (it verified twice the instructions).
+    let rounds = words / STEP;
     let mut sum: u64 = 0;
     let mut k = 0;
     while k < MAX_DGRAM_LEN / STEP {
-        k += 1;
-        if at + STEP > end {
+        if k >= rounds {
             break;
         }
+        k += 1;
         if at > CSUM_MAX_OFFSET {
             return Err(Counter::Malformed);
         }
@@ -378,12 +382,13 @@ fn sum_words(ctx: &XdpContext, mut at: usize, end: usize) -> Result<u64, Counter
         }
         at += STEP;
     }
+    let rest = (words % STEP) / 4;
     let mut j = 0;
     while j < STEP / 4 {
-        j += 1;
-        if at + 4 > end {
+        if j >= rest {
             break;
         }
+        j += 1;
         if at > CSUM_MAX_OFFSET {
             return Err(Counter::Malformed);
         }
