@@ -356,14 +356,8 @@ fn sum_words(ctx: &XdpContext, mut at: usize, words: usize) -> Result<u64, Count
             break;
         }
         k += 1;
-        if at > CSUM_MAX_OFFSET {
-            return Err(Counter::Malformed);
-        }
-        let p = data + at;
-        if p + STEP > data_end {
-            return Err(Counter::Malformed);
-        }
-        // SAFETY: STEP bytes at p are in the frame (checked above).
+        let p = frame_at(data, data_end, at, STEP)?;
+        // SAFETY: STEP bytes at p are in the frame (checked).
         unsafe {
             let (a, b, c, d) = (
                 crate::packet::ld64(p),
@@ -389,18 +383,26 @@ fn sum_words(ctx: &XdpContext, mut at: usize, words: usize) -> Result<u64, Count
             break;
         }
         j += 1;
-        if at > CSUM_MAX_OFFSET {
-            return Err(Counter::Malformed);
-        }
-        let p = data + at;
-        if p + 4 > data_end {
-            return Err(Counter::Malformed);
-        }
-        // SAFETY: four bytes at p are in the frame (checked above).
+        let p = frame_at(data, data_end, at, 4)?;
+        // SAFETY: four bytes at p are in the frame (checked).
         sum += unsafe { crate::packet::ld32(p) } as u64;
         at += 4;
     }
     Ok(sum)
+}
+
+/// The address of the `len` bytes at frame offset `at`, checked against the
+/// frame's end and kept under `CSUM_MAX_OFFSET` for the verifier.
+#[inline(always)]
+fn frame_at(data: usize, data_end: usize, at: usize, len: usize) -> Result<usize, Counter> {
+    if at > CSUM_MAX_OFFSET {
+        return Err(Counter::Malformed);
+    }
+    let p = data + at;
+    if p + len > data_end {
+        return Err(Counter::Malformed);
+    }
+    Ok(p)
 }
 
 /// Sub-options of option 82 looked through; a longer list is passed up.
