@@ -392,7 +392,9 @@ fn sum_words(ctx: &XdpContext, mut at: usize, words: usize) -> Result<u64, Count
 }
 
 /// The address of the `len` bytes at frame offset `at`, checked against the
-/// frame's end and kept under `CSUM_MAX_OFFSET` for the verifier.
+/// frame's end and kept under `CSUM_MAX_OFFSET` for the verifier. Not
+/// `packet::at`: that one reads the context again (see `sum_words`) and
+/// stops at `MAX_OFFSET`, short of the longest datagram's last words.
 #[inline(always)]
 fn frame_at(data: usize, data_end: usize, at: usize, len: usize) -> Result<usize, Counter> {
     if at > CSUM_MAX_OFFSET {
