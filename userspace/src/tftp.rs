@@ -240,8 +240,8 @@ async fn serve_here(
             finish(ctx, peer, file, 0, Instant::now(), Err(err));
         }
     };
+    let gauge = |n: usize, g: &AtomicU64| g.store(n as u64, Ordering::Relaxed);
     loop {
-        let gauge = |n: usize, g: &AtomicU64| g.store(n as u64, Ordering::Relaxed);
         gauge(tasks.len(), &counters.tftp_in_flight);
         gauge(waiting.len(), &counters.tftp_waiting);
         let next_deadline = waiting.front().map(|w| w.2);
@@ -254,6 +254,9 @@ async fn serve_here(
                     let Some((peer, req, _)) = waiting.pop_front() else { break };
                     busy_peers.remove(&peer);
                     counters.tftp_busy.fetch_add(1, Ordering::Relaxed);
+                    // Before the refusal goes out: whoever it reaches sees
+                    // the request no longer waiting.
+                    gauge(waiting.len(), &counters.tftp_waiting);
                     refuse(peer, req.file, TransferError::Busy).await;
                 }
             }
