@@ -70,6 +70,8 @@ pub enum DataplaneError {
     TemplatesFull(u32),
     #[error("boot.ipxe_user_class is {0} bytes; the marker map holds {max}", max = stormboot_common::maps::MARKER_MAX)]
     MarkerTooLong(usize),
+    #[error("the verification of program {0} did not finish (its thread stopped)")]
+    Unverified(&'static str),
     #[error("pinning {path}: {reason}")]
     Pin {
         path: std::path::PathBuf,
@@ -237,9 +239,21 @@ fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneEr
     move |source| DataplaneError::Map { map, source }
 }
 
-/// A loaded (verified) program with its maps.
+/// The object holding the DHCP program: verified, or still in the
+/// verifier on a thread of its own (`Dataplane::start`).
+enum Program {
+    Verified(Ebpf),
+    Verifying(std::thread::JoinHandle<Result<Ebpf, DataplaneError>>),
+    /// The verification failed; the error went to whoever waited for it.
+    Failed,
+}
+
+/// A loaded program with its maps. The maps can be written while the
+/// kernel still verifies the program (`start`); attaching waits for it.
 pub struct Dataplane {
-    ebpf: Ebpf,
+    program: Program,
+    /// The reply ring, until `take_events`.
+    ring: Option<aya::maps::Map>,
     reservations: HashMap<MapData, [u8; 6], Machine>,
     templates: HashMap<MapData, TemplateKey, Block>,
     templates_capacity: u32,
@@ -272,19 +286,28 @@ impl Dataplane {
     /// Loads the object and the DHCP program into the kernel (this is where
     /// the verifier runs), without attaching it anywhere.
     pub fn load(opts: LoadOptions) -> Result<Self, DataplaneError> {
+        let mut dp = Self::start(opts)?;
+        dp.verified()?;
+        Ok(dp)
+    }
+
+    /// Creates the maps and hands the DHCP program to the verifier on a
+    /// thread of its own: the maps can be filled while it runs (at a
+    /// million reservations both take about a second). Whatever needs the
+    /// program waits for it (`verified`).
+    pub fn start(opts: LoadOptions) -> Result<Self, DataplaneError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
             .map_max_entries(names::TEMPLATES, opts.templates_capacity.max(64))
             .map_max_entries(names::REPLY_RING, ring_entries()?)
             .load(EBPF_OBJECT)?;
-        let prog: &mut Xdp = program(&mut ebpf, PROGRAM_DHCP)?;
-        prog.load().map_err(|source| DataplaneError::Verify {
-            name: PROGRAM_DHCP,
-            source,
-        })?;
+        // Taken out before the program goes to its thread. The program's
+        // instructions already hold the maps' descriptors (relocated by
+        // `load` above), which stay open here.
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
+        let ring = take(names::REPLY_RING)?;
         let reservations =
             HashMap::try_from(take(names::RESERVATIONS)?).map_err(map_err(names::RESERVATIONS))?;
         let templates =
@@ -302,8 +325,25 @@ impl Dataplane {
         let slowpath_limit = Array::try_from(take(names::SLOWPATH_LIMIT)?)
             .map_err(map_err(names::SLOWPATH_LIMIT))?;
         let mode = Array::try_from(take(names::MODE)?).map_err(map_err(names::MODE))?;
+        let verifying = std::thread::spawn(move || {
+            let t = Instant::now();
+            program(&mut ebpf, PROGRAM_DHCP)?
+                .load()
+                .map_err(|source| DataplaneError::Verify {
+                    name: PROGRAM_DHCP,
+                    source,
+                })?;
+            tracing::info!(
+                ms = t.elapsed().as_millis() as u64,
+                capacity = opts.reservations_capacity,
+                templates = opts.templates_capacity,
+                "XDP program loaded and verified"
+            );
+            Ok(ebpf)
+        });
         Ok(Self {
-            ebpf,
+            program: Program::Verifying(verifying),
+            ring: Some(ring),
             reservations,
             templates,
             templates_capacity: opts.templates_capacity.max(64),
@@ -339,8 +379,8 @@ impl Dataplane {
     /// from a running predecessor until the daemon is sure to start.
     pub fn pin(&mut self, pins: &Pins) -> Result<(), DataplaneError> {
         let events = self
-            .ebpf
-            .map(names::REPLY_RING)
+            .ring
+            .as_ref()
             .ok_or(DataplaneError::Missing(names::REPLY_RING))?;
         let path = pins.events();
         events
@@ -710,7 +750,10 @@ impl Dataplane {
         mode: AttachMode,
         pins: Option<&Pins>,
     ) -> Result<Attached, DataplaneError> {
-        let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
+        let prog: &mut Xdp = {
+            self.verified()?;
+            dhcp(&mut self.program)?
+        };
         let attach_err = |source| DataplaneError::Attach {
             mode: mode_name(mode),
             interface: interface.to_string(),
@@ -755,7 +798,10 @@ impl Dataplane {
     /// two, frames go to the userspace server.
     pub fn reattach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
         let pins = self.pins.clone();
-        let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
+        let prog: &mut Xdp = {
+            self.verified()?;
+            dhcp(&mut self.program)?
+        };
         if let Some(pos) = self.links.iter().position(|(i, _)| i == interface) {
             let (_, old) = self.links.remove(pos);
             match old {
@@ -786,8 +832,11 @@ impl Dataplane {
     /// Detaches from every interface, pinned links included; known
     /// machines are then answered by nobody until the next attach.
     pub fn detach(&mut self) -> Result<(), DataplaneError> {
-        let prog: &mut Xdp = program(&mut self.ebpf, PROGRAM_DHCP)?;
+        if !self.links.is_empty() {
+            self.verified()?;
+        }
         for (_, held) in self.links.drain(..) {
+            let prog = dhcp(&mut self.program)?;
             match held {
                 Held::Managed(id) => prog.detach(id).map_err(|source| DataplaneError::Verify {
                     name: PROGRAM_DHCP,
@@ -838,28 +887,52 @@ impl Dataplane {
     /// The reply ring, mapped; can be taken once.
     pub fn take_events(&mut self) -> Result<ReplyRing, DataplaneError> {
         let map = self
-            .ebpf
-            .take_map(names::REPLY_RING)
+            .ring
+            .take()
             .ok_or(DataplaneError::Missing(names::REPLY_RING))?;
         ReplyRing::new(map).map_err(DataplaneError::Ring)
     }
 
-    /// Forwards the program's aya-log lines to the `log` facade.
-    pub fn logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>, aya_log::Error> {
-        aya_log::EbpfLogger::init(&mut self.ebpf)
+    /// Forwards the program's aya-log lines to the `log` facade; None when
+    /// the program logs nothing at its level.
+    pub fn logger(
+        &mut self,
+    ) -> Result<Option<aya_log::EbpfLogger<&'static dyn log::Log>>, DataplaneError> {
+        Ok(aya_log::EbpfLogger::init(self.verified()?).ok())
+    }
+
+    /// Waits for the verifier to finish with the program, if it has not.
+    pub fn verified(&mut self) -> Result<&mut Ebpf, DataplaneError> {
+        if let Program::Verifying(_) = self.program {
+            let Program::Verifying(thread) = std::mem::replace(&mut self.program, Program::Failed)
+            else {
+                unreachable!("matched above")
+            };
+            let ebpf = thread
+                .join()
+                .map_err(|_| DataplaneError::Unverified(PROGRAM_DHCP))??;
+            self.program = Program::Verified(ebpf);
+        }
+        match &mut self.program {
+            Program::Verified(ebpf) => Ok(ebpf),
+            _ => Err(DataplaneError::Unverified(PROGRAM_DHCP)),
+        }
+    }
+
+    /// The verified program's object, for what only reads it.
+    fn ready(&self) -> Result<&Ebpf, DataplaneError> {
+        match &self.program {
+            Program::Verified(ebpf) => Ok(ebpf),
+            _ => Err(DataplaneError::Unverified(PROGRAM_DHCP)),
+        }
     }
 
     /// Runs the program once on `frame` through BPF_PROG_TEST_RUN and
     /// returns the action and the frame as the program left it.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DataplaneError> {
         let mut out = vec![0u8; 4096];
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROGRAM_DHCP)
-            .ok_or(DataplaneError::Missing(PROGRAM_DHCP))?
-            .try_into()
-            .map_err(|_| DataplaneError::Missing(PROGRAM_DHCP))?;
-        let r = prog
+        let r = self
+            .program()?
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
@@ -872,7 +945,7 @@ impl Dataplane {
 
     /// The loaded program, for callers that time it (benchmarks).
     pub fn program(&self) -> Result<&Xdp, DataplaneError> {
-        self.ebpf
+        self.ready()?
             .program(PROGRAM_DHCP)
             .ok_or(DataplaneError::Missing(PROGRAM_DHCP))?
             .try_into()
@@ -928,6 +1001,14 @@ fn take_pinned(path: &std::path::Path) -> Result<XdpLink, String> {
     let pinned = PinnedLink::from_pin(path).map_err(|e| e.to_string())?;
     let fd = pinned.unpin().map_err(|e| e.to_string())?;
     XdpLink::try_from(fd).map_err(|e| e.to_string())
+}
+
+/// The DHCP program, once verified (`Dataplane::verified`).
+fn dhcp(program: &mut Program) -> Result<&mut Xdp, DataplaneError> {
+    match program {
+        Program::Verified(ebpf) => self::program(ebpf, PROGRAM_DHCP),
+        _ => Err(DataplaneError::Unverified(PROGRAM_DHCP)),
+    }
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {

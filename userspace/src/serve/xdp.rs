@@ -78,9 +78,9 @@ fn pins(bpffs_dir: &std::path::Path, interfaces: &[String]) -> Option<Pins> {
 }
 
 /// The program loading on a thread of its own, so the kernel can verify
-/// it while the daemon reads its reservations and builds its book. It
-/// takes no pins: a daemon that stops before serving leaves a running
-/// predecessor's alone.
+/// it while the daemon reads its reservations, builds its book and fills
+/// the maps (`Dataplane::start`). It takes no pins: a daemon that stops
+/// before serving leaves a running predecessor's alone.
 pub struct Loading {
     mode: XdpMode,
     opts: LoadOptions,
@@ -90,17 +90,7 @@ pub struct Loading {
 /// Starts loading the program with maps sized by `opts`, to be attached
 /// in `mode`.
 pub(super) fn load(opts: LoadOptions, mode: XdpMode) -> Loading {
-    let thread = std::thread::spawn(move || {
-        let t = std::time::Instant::now();
-        let dp = Dataplane::load(opts)?;
-        tracing::info!(
-            ms = t.elapsed().as_millis() as u64,
-            capacity = opts.reservations_capacity,
-            templates = opts.templates_capacity,
-            "XDP program loaded and verified"
-        );
-        Ok(dp)
-    });
+    let thread = std::thread::spawn(move || Dataplane::start(opts));
     Loading { mode, opts, thread }
 }
 
@@ -155,6 +145,7 @@ fn start_xdp(book: &Book, endpoints: &[Endpoint], loading: Loading) -> Result<Xd
     if let Some(p) = &pins {
         dp.pin(p)?;
     }
+    // Written while the verifier may still be at work on the program.
     dp.install_book(book)?;
     for ep in endpoints {
         dp.set_iface(
@@ -166,7 +157,8 @@ fn start_xdp(book: &Book, endpoints: &[Endpoint], loading: Loading) -> Result<Xd
             },
         )?;
     }
-    let logger = dp.logger().ok();
+    dp.verified()?;
+    let logger = dp.logger()?;
     let ring = dp.take_events()?;
     // Attach last: by now every map is filled, so the first frame already
     // meets the whole configuration.
