@@ -25,9 +25,9 @@ use stormboot_common::layout::msg;
 
 use stormboot_common::maps::Iface;
 use stormboot_testbed::lab::fixtures::{
-    broadcast_frame, client_frame, config, encode, relayed_frame, request, Loaded, Setup, CONFIG,
-    NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER, SERVER_MAC,
-    TEST_RUN_IFINDEX, UNKNOWN, XDP_DROP, XDP_PASS, XDP_TX,
+    broadcast_frame, client_frame, config, encode, relayed_frame, request, Loaded, Setup,
+    Templates, CONFIG, NODE1, NODE1_IP, OPTION_82, RELAY, RELAY_MAC, REMOTE, REMOTE_IP, SERVER,
+    SERVER_MAC, TEST_RUN_IFINDEX, UNKNOWN, XDP_DROP, XDP_PASS, XDP_TX,
 };
 
 /// The program loaded with a configuration, beside that configuration.
@@ -1407,6 +1407,20 @@ fn frames_userspace_refuses_are_passed_up_not_answered() {
 /// where the echoed option 82 follows host names of either parity.
 #[test]
 fn machines_sharing_templates_get_their_own_address_name_and_url() {
+    sharing_templates(None);
+}
+
+/// The same with the templates in the TEMPLATES hash map, where the daemon
+/// puts them when it sizes for more sets than TEMPLATE_SLOTS should hold.
+#[test]
+fn machines_sharing_templates_from_the_hash_map_get_the_same_replies() {
+    sharing_templates(Some(Templates {
+        slotted: false,
+        sets: 64,
+    }));
+}
+
+fn sharing_templates(templates: Option<Templates>) {
     stormboot_testbed::require_root();
     let names: [Option<String>; 7] = [
         None,
@@ -1438,7 +1452,19 @@ fn machines_sharing_templates_get_their_own_address_name_and_url() {
             }
         }
     }
-    let f = fixture_from(&text, "shared.toml");
+    let cfg = config(&text, "shared.toml").unwrap_or_else(|e| panic!("{e:#}"));
+    let f = Loaded::new(
+        cfg,
+        Setup {
+            templates,
+            ..Default::default()
+        },
+    )
+    .expect("the XDP program loads and passes the verifier");
+    assert_eq!(
+        f.dp.templates_slotted(),
+        templates.is_none_or(|t| t.slotted)
+    );
     // Per group: one set shared by five machines (and, in group 0, by
     // CONFIG's node1), and one each for the long name and the options;
     // CONFIG's remote1 has its own.
@@ -1561,6 +1587,93 @@ fn a_set_comes_and_goes_with_its_machines() {
     assert_eq!(f.dp.template_sets(), 2);
     assert_eq!(offered_mac(&f.dp, twin.mac), Some(twin.ip));
     assert_eq!(offered_mac(&f.dp, NODE1), Some(NODE1_IP));
+}
+
+/// A full TEMPLATE_SLOTS: a new set waits for a slot whose set lost its
+/// last machine until the grace period is over (a program that read the
+/// old record may still be copying its template), then takes it and is
+/// answered from it, byte for byte the userspace reply; with no slot let
+/// go of, the map says it is full.
+#[test]
+fn a_full_slot_map_reuses_a_slot_only_after_its_grace_period() {
+    use stormboot::dataplane::{DataplaneError, SLOT_GRACE};
+    stormboot_testbed::require_root();
+    // Room for 8 sets (number 0 is never used): node1's, remote1's and 5.
+    let sets = 8;
+    let cfg = config(CONFIG, "fixture.toml").unwrap_or_else(|e| panic!("{e:#}"));
+    let mut f = Loaded::new(
+        cfg,
+        Setup {
+            templates: Some(Templates {
+                slotted: true,
+                sets,
+            }),
+            ..Default::default()
+        },
+    )
+    .expect("the XDP program loads and passes the verifier");
+    let cfg = f.cfg.clone();
+    let node1 = cfg.reservations.iter().find(|r| r.mac == NODE1).unwrap();
+    let put = |dp: &mut Dataplane, r: &stormboot::config::Reservation| {
+        let rendered = tables::reservation_entries(&cfg, r).expect("renders");
+        dp.put_reservation(r.mac, &rendered)
+    };
+    // Each with an option value of its own: a set of its own.
+    let own = |i: u8| {
+        let mut r = node1.clone();
+        r.mac = [0x02, 0xdd, 0, 0, 0, i];
+        r.ip = Ipv4Addr::new(10, 50, 0, 60 + i);
+        r.hostname = None;
+        r.options = stormboot::compact::List::from(vec![stormboot::config::CustomOption {
+            code: 150,
+            data: vec![10, 50, 0, i],
+        }]);
+        r
+    };
+    // Compared with the userspace server of a configuration that has the
+    // machine (the fixture's has only node1 and remote1).
+    let answered = |f: &Fixture, r: &stormboot::config::Reservation| {
+        let input = broadcast_frame(&request(r.mac, MessageType::Discover));
+        let (action, out) = run(f, &input);
+        assert_eq!(action, XDP_TX, "{:?}", r.mac);
+        let mut with = (*f.cfg).clone();
+        with.reservations.push(r.clone());
+        let (expected, note) = stormboot_testbed::lab::fixtures::userspace(&Arc::new(with), &input);
+        assert_eq!(
+            Some(&out),
+            expected.as_ref(),
+            "{:?}: the program's reply is the userspace one ({note})",
+            r.mac
+        );
+    };
+    let machines: Vec<_> = (0..5).map(own).collect();
+    for r in &machines {
+        put(&mut f.dp, r).expect("a free slot");
+        answered(&f, r);
+    }
+    assert_eq!(f.dp.template_sets(), 7);
+    assert!(
+        matches!(
+            put(&mut f.dp, &own(5)),
+            Err(DataplaneError::TemplatesFull(_))
+        ),
+        "no slot free and none let go of: full"
+    );
+
+    f.dp.remove_reservation(machines[0].mac).expect("removed");
+    let released = std::time::Instant::now();
+    let late = own(6);
+    put(&mut f.dp, &late).expect("the slot, once its grace period is over");
+    assert!(
+        released.elapsed() >= SLOT_GRACE,
+        "taken {:?} after its set was let go of",
+        released.elapsed()
+    );
+    answered(&f, &late);
+    for r in &machines[1..] {
+        answered(&f, r);
+    }
+    assert_eq!(offered_mac(&f.dp, machines[0].mac), None, "passed up");
 }
 
 /// The lab generator's counting program (`stormboot_tally`, what

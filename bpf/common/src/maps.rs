@@ -7,6 +7,7 @@ use crate::layout::BLOCK_LEN;
 pub mod names {
     pub const RESERVATIONS: &str = "RESERVATIONS";
     pub const TEMPLATES: &str = "TEMPLATES";
+    pub const TEMPLATE_SLOTS: &str = "TEMPLATE_SLOTS";
     pub const SUBNETS: &str = "SUBNETS";
     pub const IFACES: &str = "IFACES";
     pub const IFACES_VERSION: &str = "IFACES_VERSION";
@@ -55,7 +56,29 @@ impl TemplateKey {
             _pad: 0,
         }
     }
+
+    /// Where TEMPLATE_SLOTS holds this template, when the templates are
+    /// there (`TEMPLATES_SLOTTED`): a slot per variant of every set.
+    #[inline(always)]
+    pub const fn slot(&self) -> u32 {
+        self.set
+            .wrapping_mul(VARIANT_COUNT)
+            .wrapping_add(self.variant as u32)
+    }
 }
+
+/// Boot variants a set can have (`variant::ALL`): TEMPLATE_SLOTS holds
+/// this many slots per set.
+pub const VARIANT_COUNT: u32 = variant::ALL.len() as u32;
+
+/// The program's global (`.rodata`, fixed when it is loaded) that says
+/// where the templates are: 1 in TEMPLATE_SLOTS, an array the kernel looks
+/// up without a call, 0 in TEMPLATES, a hash map (a lookup is four calls
+/// in the kernel). An array is allocated whole, a slot per variant of
+/// every set it may hold, so userspace chooses it when the sets it sizes
+/// for are few (`LoadOptions`). A constant to the verifier, which follows
+/// only the branch it selects.
+pub const GLOBAL_TEMPLATES_SLOTTED: &str = "TEMPLATES_SLOTTED";
 
 /// Boot variants a reservation can have a rendered reply for; the request
 /// picks one by `rules::boot_variant`. A machine with no reply rendered for
@@ -129,6 +152,13 @@ pub struct Block {
 pub const MAC_TEXT_LEN: usize = 17;
 
 impl Block {
+    /// A TEMPLATE_SLOTS slot no template was written to: the message
+    /// type's value is never at offset 0, which is BOOTP's op.
+    #[inline(always)]
+    pub const fn is_empty(&self) -> bool {
+        self.type_off == 0
+    }
+
     pub const fn zeroed() -> Self {
         Self {
             bytes: [0; BLOCK_LEN],

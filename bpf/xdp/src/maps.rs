@@ -24,9 +24,27 @@ const NO_PREALLOC: u32 = 1;
 #[map(name = "RESERVATIONS")]
 pub static RESERVATIONS: HashMap<[u8; 6], Machine> = HashMap::with_max_entries(1024, NO_PREALLOC);
 
-/// The replies machines share, by template set and boot variant.
+/// The replies machines share, by template set and boot variant, when
+/// they are not in TEMPLATE_SLOTS (`templates_slotted`).
 #[map(name = "TEMPLATES")]
 pub static TEMPLATES: HashMap<TemplateKey, Block> = HashMap::with_max_entries(1024, NO_PREALLOC);
+
+/// The same, at `TemplateKey::slot`, when `templates_slotted`.
+#[map(name = "TEMPLATE_SLOTS")]
+pub static TEMPLATE_SLOTS: Array<Block> = Array::with_max_entries(1024, 0);
+
+/// `stormboot_common::maps::GLOBAL_TEMPLATES_SLOTTED`, written by userspace
+/// at load.
+#[no_mangle]
+static TEMPLATES_SLOTTED: u32 = 0;
+
+/// Whether the templates are in TEMPLATE_SLOTS rather than TEMPLATES.
+#[inline(always)]
+pub fn templates_slotted() -> bool {
+    // SAFETY: a read of the program's own global; volatile, so that the
+    // compiler does not take the value it was built with.
+    unsafe { core::ptr::read_volatile(&TEMPLATES_SLOTTED) != 0 }
+}
 
 #[map(name = "SUBNETS")]
 pub static SUBNETS: Array<Subnet> = Array::with_max_entries(256, 0);

@@ -31,7 +31,10 @@ use stormboot_common::{
 };
 
 use crate::{
-    maps::{count, proxy_mode, IFACES, IFACES_VERSION, RESERVATIONS, SCRATCH, SUBNETS, TEMPLATES},
+    maps::{
+        count, proxy_mode, templates_slotted, IFACES, IFACES_VERSION, RESERVATIONS, SCRATCH,
+        SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
+    },
     packet::{
         at, ld16, ld32, ld64, st16, st32, st64, store_be16, store_be32, store_byte, store_mac,
     },
@@ -109,15 +112,20 @@ pub fn machine(req: &Request) -> Result<(&'static Machine, &'static Subnet), Cou
     Ok((m, subnet))
 }
 
-/// The template of `set` for boot variant `v`.
+/// The template of `set` for boot variant `v`, from TEMPLATE_SLOTS or
+/// TEMPLATES (`maps::templates_slotted`).
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 pub fn template(set: u32, v: u16) -> Option<&'static Block> {
-    // SAFETY: read-only use of a map value; userspace writes a set's
-    // templates before any machine names the set.
-    TEMPLATES
-        .get_ptr(&TemplateKey::new(set, v))
-        .map(|p| unsafe { &*p })
+    let key = TemplateKey::new(set, v);
+    // SAFETY: read-only use of map values; userspace writes a set's
+    // templates before any machine names the set, and reuses a slot only
+    // a grace period after the last machine that named it is gone.
+    if templates_slotted() {
+        TEMPLATE_SLOTS.get(key.slot()).filter(|b| !b.is_empty())
+    } else {
+        TEMPLATES.get_ptr(&key).map(|p| unsafe { &*p })
+    }
 }
 
 /// The interface the request came in on, if the request came from the

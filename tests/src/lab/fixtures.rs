@@ -230,6 +230,18 @@ pub struct Setup {
     pub log_level: u8,
     /// The slow-path bucket's limit; None keeps the configuration's.
     pub slowpath_limit: Option<Limit>,
+    /// Where the templates go and how many: None sizes them as the daemon
+    /// does for the configuration.
+    pub templates: Option<Templates>,
+}
+
+/// A template map as `Setup::templates` asks for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Templates {
+    /// In TEMPLATE_SLOTS (else in TEMPLATES).
+    pub slotted: bool,
+    /// Sets the map holds.
+    pub sets: u32,
 }
 
 /// The XDP program loaded with a configuration, running as if on loopback
@@ -242,8 +254,12 @@ pub struct Loaded {
 impl Loaded {
     /// Loads the program (root), installs `cfg` and the loopback interface.
     pub fn new(cfg: Config, setup: Setup) -> anyhow::Result<Loaded> {
-        let mut dp = Dataplane::load(LoadOptions::sized(cfg.reservations.iter(), setup.log_level))
-            .context("loading the XDP program (needs root)")?;
+        let mut opts = LoadOptions::sized(cfg.reservations.iter(), setup.log_level);
+        if let Some(t) = setup.templates {
+            opts.templates_slotted = t.slotted;
+            opts.templates_capacity = t.sets * stormboot_common::maps::VARIANT_COUNT;
+        }
+        let mut dp = Dataplane::load(opts).context("loading the XDP program (needs root)")?;
         dp.install(&cfg).context("installing the configuration")?;
         if let Some(limit) = setup.slowpath_limit {
             dp.set_slowpath_limit(limit)?;

@@ -243,6 +243,7 @@ impl Bench {
                 // request, as in service, but never runs dry: the benchmark times
                 // the pass, not the drop, and sends one MAC's request many times.
                 slowpath_limit: Some(Limit::new(1_000_000, 1_000_000)),
+                ..Default::default()
             },
         )?;
         let events = dp.take_events()?;

@@ -123,6 +123,7 @@ impl Bench {
             // bucket would drop most of what is passed up. What is compared
             // here is the answer, so the limit is off (its own fixtures test it).
             slowpath_limit: Some(Limit::new(0, 0)),
+            ..Default::default()
         })?;
         Ok(Bench { loaded })
     }

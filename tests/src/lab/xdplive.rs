@@ -129,6 +129,7 @@ impl Live {
             Setup {
                 log_level,
                 slowpath_limit: Some(Limit::new(1_000_000, 1_000_000)),
+                ..Default::default()
             },
         )?;
         // The same interface as the fixtures' loopback, under this ifindex:

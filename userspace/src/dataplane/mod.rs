@@ -7,6 +7,9 @@ pub mod ifaces;
 pub mod pins;
 pub mod ring;
 pub mod sets;
+mod slots;
+
+pub use slots::GRACE as SLOT_GRACE;
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -25,8 +28,8 @@ use stormboot_common::{
     bucket::Limit,
     counters::Counter,
     maps::{
-        mode as map_mode, names, Block, Iface, Machine, Marker, Subnet, TemplateKey, PROGRAM_DHCP,
-        PROGRAM_PASS, PROGRAM_TALLY,
+        mode as map_mode, names, Block, Iface, Machine, Marker, Subnet, TemplateKey,
+        GLOBAL_TEMPLATES_SLOTTED, PROGRAM_DHCP, PROGRAM_PASS, PROGRAM_TALLY,
     },
 };
 
@@ -141,6 +144,10 @@ pub struct LoadOptions {
     pub reservations_capacity: u32,
     /// Reply templates the template map can hold (sets times variants).
     pub templates_capacity: u32,
+    /// Whether the templates go to TEMPLATE_SLOTS, an array the program
+    /// reads without a call, rather than TEMPLATES, a hash map
+    /// (`stormboot_common::maps::GLOBAL_TEMPLATES_SLOTTED`).
+    pub templates_slotted: bool,
     /// aya-log level inside the program (0 off .. 5 trace); lines above it
     /// are not even formatted in the kernel.
     pub log_level: u8,
@@ -180,9 +187,20 @@ impl LoadOptions {
 
     pub fn for_count(c: Count, log_level: u8) -> Self {
         let cap = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        // An array is allocated whole: it is chosen while the sets it is
+        // sized for fit SLOTTED_BUDGET (the hash map allocates entries as
+        // they are written, and only the variants a set has).
+        let slotted = (c.own_sets + c.own_sets / 4 + SPARE_SLOTTED_SETS) * VARIANTS;
+        let (templates_capacity, templates_slotted) =
+            if slotted * std::mem::size_of::<Block>() <= SLOTTED_BUDGET {
+                (slotted, true)
+            } else {
+                ((c.own_sets + c.own_sets / 4 + SPARE_SETS) * VARIANTS, false)
+            };
         LoadOptions {
             reservations_capacity: cap(c.machines + c.machines / 4 + SPARE_MACHINES),
-            templates_capacity: cap((c.own_sets + c.own_sets / 4 + SPARE_SETS) * VARIANTS),
+            templates_capacity: cap(templates_capacity),
+            templates_slotted,
             log_level,
         }
     }
@@ -193,8 +211,35 @@ impl LoadOptions {
     /// reservations more: loading it again costs the start a second).
     pub fn holds(&self, c: Count, log_level: u8) -> bool {
         self.reservations_capacity as usize >= c.machines + SPARE_MACHINES
-            && self.templates_capacity as usize >= (c.own_sets + SPARE_SETS) * VARIANTS
+            && self.templates_capacity as usize >= (c.own_sets + self.spare_sets()) * VARIANTS
             && self.log_level == log_level
+    }
+
+    /// `n` entries for TEMPLATE_SLOTS when the templates are there, else
+    /// one (an array cannot be empty); `unslotted` the other way round.
+    fn slotted(&self, n: u32) -> u32 {
+        if self.templates_slotted {
+            n
+        } else {
+            1
+        }
+    }
+
+    fn unslotted(&self, n: u32) -> u32 {
+        if self.templates_slotted {
+            1
+        } else {
+            n
+        }
+    }
+
+    /// The sets the API can add, at the least, beyond those sized for.
+    fn spare_sets(&self) -> usize {
+        if self.templates_slotted {
+            SPARE_SLOTTED_SETS
+        } else {
+            SPARE_SETS
+        }
     }
 }
 
@@ -202,6 +247,10 @@ impl LoadOptions {
 const SPARE_MACHINES: usize = 8192;
 /// Template sets the API can add, at the least, before TEMPLATES is full.
 const SPARE_SETS: usize = 4096;
+/// The same for TEMPLATE_SLOTS: 512 sets' slots take 2.3 MB.
+const SPARE_SLOTTED_SETS: usize = 512;
+/// The most TEMPLATE_SLOTS may take: 3,744 sets of 4,480 bytes.
+const SLOTTED_BUDGET: usize = 16 << 20;
 const VARIANTS: usize = stormboot_common::maps::variant::ALL.len();
 
 /// What the maps are sized for: machines, and how many of them may need
@@ -257,9 +306,13 @@ pub struct Dataplane {
     reservations: HashMap<MapData, [u8; 6], Machine>,
     templates: HashMap<MapData, TemplateKey, Block>,
     templates_capacity: u32,
-    /// The template sets in TEMPLATES, and the next set's id (never reused
-    /// while this program runs, so an old set and its successor never
-    /// share keys).
+    template_slots: Array<MapData, Block>,
+    /// The set numbers of TEMPLATE_SLOTS that are free, when the
+    /// templates are there.
+    slot_sets: Option<slots::Slots>,
+    /// The template sets in the maps, and the next id of a set in
+    /// TEMPLATES (never reused while this program runs, so an old set and
+    /// its successor never share keys; TEMPLATE_SLOTS waits instead).
     sets: sets::Sets,
     next_set: u32,
     subnets: Array<MapData, Subnet>,
@@ -299,7 +352,19 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
-            .map_max_entries(names::TEMPLATES, opts.templates_capacity.max(64))
+            .override_global(
+                GLOBAL_TEMPLATES_SLOTTED,
+                &u32::from(opts.templates_slotted),
+                true,
+            )
+            .map_max_entries(
+                names::TEMPLATES,
+                opts.unslotted(opts.templates_capacity.max(64)),
+            )
+            .map_max_entries(
+                names::TEMPLATE_SLOTS,
+                opts.slotted(opts.templates_capacity.max(64)),
+            )
             .map_max_entries(names::REPLY_RING, ring_entries()?)
             .load(EBPF_OBJECT)?;
         // Taken out before the program goes to its thread. The program's
@@ -312,6 +377,8 @@ impl Dataplane {
             HashMap::try_from(take(names::RESERVATIONS)?).map_err(map_err(names::RESERVATIONS))?;
         let templates =
             HashMap::try_from(take(names::TEMPLATES)?).map_err(map_err(names::TEMPLATES))?;
+        let template_slots = Array::try_from(take(names::TEMPLATE_SLOTS)?)
+            .map_err(map_err(names::TEMPLATE_SLOTS))?;
         let subnets = Array::try_from(take(names::SUBNETS)?).map_err(map_err(names::SUBNETS))?;
         let ifaces = HashMap::try_from(take(names::IFACES)?).map_err(map_err(names::IFACES))?;
         let ifaces_version = Array::try_from(take(names::IFACES_VERSION)?)
@@ -347,6 +414,10 @@ impl Dataplane {
             reservations,
             templates,
             templates_capacity: opts.templates_capacity.max(64),
+            template_slots,
+            slot_sets: opts
+                .templates_slotted
+                .then(|| slots::Slots::new(opts.templates_capacity.max(64) / VARIANTS as u32)),
             sets: sets::Sets::default(),
             next_set: 1,
             subnets,
@@ -534,9 +605,7 @@ impl Dataplane {
             }
         }
         // No machine names an old set any more.
-        for k in old_sets.keys() {
-            self.remove_template(k)?;
-        }
+        self.retire(old_sets.keys())?;
         self.fresh = false;
         tracing::info!(
             entries = written,
@@ -550,9 +619,25 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Writes a set rendered for the first time into TEMPLATES, under a
-    /// fresh id: its id and longest template.
+    /// Writes a set rendered for the first time into TEMPLATE_SLOTS or
+    /// TEMPLATES, under a free or fresh id: its id and longest template.
     fn add_set(&mut self, t: &tables::Templates) -> Result<(u32, usize), DataplaneError> {
+        if let Some(slots) = self.slot_sets.as_mut() {
+            let id = slots
+                .take_or_wait()
+                .ok_or(DataplaneError::TemplatesFull(self.templates_capacity))?;
+            // Every variant's slot, the ones the set has not emptied: the
+            // slot may have held another set's.
+            let empty = Block::zeroed();
+            for v in stormboot_common::maps::variant::ALL {
+                let block = t.blocks.iter().find(|(bv, _)| *bv == v).map(|(_, b)| b);
+                self.template_slots
+                    .set(TemplateKey::new(id, v).slot(), block.unwrap_or(&empty), 0)
+                    .map_err(map_err(names::TEMPLATE_SLOTS))?;
+            }
+            let h = self.sets.add(id, t);
+            return Ok((h.id, h.max_end));
+        }
         let id = self.next_set;
         self.next_set = self.next_set.wrapping_add(1).max(1);
         for (v, block) in &t.blocks {
@@ -575,6 +660,27 @@ impl Dataplane {
         Ok((h.id, h.max_end))
     }
 
+    /// Lets go of the templates of sets no machine names: a set in
+    /// TEMPLATE_SLOTS frees its slots after a grace period (`slots`), one
+    /// in TEMPLATES is deleted.
+    fn retire(&mut self, keys: Vec<TemplateKey>) -> Result<(), DataplaneError> {
+        let Some(slots) = self.slot_sets.as_mut() else {
+            for k in keys {
+                self.remove_template(k)?;
+            }
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut released = Vec::new();
+        for k in keys {
+            if !released.contains(&k.set) {
+                released.push(k.set);
+                slots.release(k.set, now);
+            }
+        }
+        Ok(())
+    }
+
     fn remove_template(&mut self, k: TemplateKey) -> Result<(), DataplaneError> {
         match self.templates.remove(&k) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
@@ -593,6 +699,11 @@ impl Dataplane {
     /// The template sets in the map.
     pub fn template_sets(&self) -> usize {
         self.sets.len()
+    }
+
+    /// Whether the templates are in TEMPLATE_SLOTS (else in TEMPLATES).
+    pub fn templates_slotted(&self) -> bool {
+        self.slot_sets.is_some()
     }
 
     /// Writes machines into RESERVATIONS: in batches where the kernel has
@@ -675,9 +786,8 @@ impl Dataplane {
             .map_err(map_err(names::RESERVATIONS))?;
         self.sets.hold(id, 1);
         if let Some(old) = before {
-            for k in self.sets.release(old.set) {
-                self.remove_template(k)?;
-            }
+            let keys = self.sets.release(old.set);
+            self.retire(keys)?;
         }
         Ok(())
     }
@@ -698,9 +808,8 @@ impl Dataplane {
                 })
             }
         }
-        for k in self.sets.release(old.set) {
-            self.remove_template(k)?;
-        }
+        let keys = self.sets.release(old.set);
+        self.retire(keys)?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The template sets the program holds: one per distinct `tables::SetKey`,
 //! shared by every machine whose replies it renders, and counted, so that
-//! a set leaves the TEMPLATES map with its last machine.
+//! a set leaves the maps with its last machine.
 
 use std::collections::HashMap;
 
