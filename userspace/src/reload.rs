@@ -94,13 +94,15 @@ mac = "52:54:00:00:00:01"
 ip = "10.50.0.11"
 "#;
 
+    /// Loads `text` from a file of its own: tests run in parallel and
+    /// parse the same texts, and a file shared by name could be read by
+    /// one while another rewrites it.
     fn parse(text: &str) -> Config {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!("sb-reload-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!(
-            "{:x}.toml",
-            text.len() * 31 + text.bytes().map(u64::from).sum::<u64>() as usize
-        ));
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{n}.toml"));
         std::fs::write(&path, text).unwrap();
         Config::load(&path).unwrap()
     }
