@@ -498,7 +498,19 @@ fn a_storm_of_a_thousand_shows_live_with_the_stuck_machine_and_its_timeline() {
                 .unwrap();
             let open = "return document.getElementById('machine').open";
             assert_eq!(c.execute(open, vec![]).await.unwrap(), false, "Escape closes the timeline");
-            stuck.send_keys("\u{e014}").await.unwrap(); // ArrowRight
+            // Cells are in the order the page first heard of their
+            // machines, so the stuck one may be the last: then left.
+            let last = c
+                .execute(
+                    "const s = document.querySelector('#rack .c.stuck'); \
+                     const l = [...s.closest('.cells').querySelectorAll('.c')]; \
+                     return l.indexOf(s) === l.length - 1",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let arrow = if last == true { "\u{e012}" } else { "\u{e014}" }; // ArrowLeft, ArrowRight
+            stuck.send_keys(arrow).await.unwrap();
             let focused = c
                 .execute("return [document.activeElement.dataset.id, document.getElementById('machine-h').textContent]", vec![])
                 .await
