@@ -29,7 +29,7 @@ use stormboot_common::{
     counters::Counter,
     maps::{
         mode as map_mode, names, Block, Iface, Machine, Marker, Subnet, TemplateKey,
-        GLOBAL_TEMPLATES_SLOTTED, PROGRAM_DHCP, PROGRAM_PASS, PROGRAM_TALLY,
+        GLOBAL_TEMPLATES_SLOTTED, PROGRAM_DHCP, PROGRAM_PASS, PROGRAM_TALLY, VARIANT_COUNT,
     },
 };
 
@@ -215,24 +215,6 @@ impl LoadOptions {
             && self.log_level == log_level
     }
 
-    /// `n` entries for TEMPLATE_SLOTS when the templates are there, else
-    /// one (an array cannot be empty); `unslotted` the other way round.
-    fn slotted(&self, n: u32) -> u32 {
-        if self.templates_slotted {
-            n
-        } else {
-            1
-        }
-    }
-
-    fn unslotted(&self, n: u32) -> u32 {
-        if self.templates_slotted {
-            1
-        } else {
-            n
-        }
-    }
-
     /// The sets the API can add, at the least, beyond those sized for.
     fn spare_sets(&self) -> usize {
         if self.templates_slotted {
@@ -251,7 +233,7 @@ const SPARE_SETS: usize = 4096;
 const SPARE_SLOTTED_SETS: usize = 512;
 /// The most TEMPLATE_SLOTS may take: 3,744 sets of 4,480 bytes.
 const SLOTTED_BUDGET: usize = 16 << 20;
-const VARIANTS: usize = stormboot_common::maps::variant::ALL.len();
+const VARIANTS: usize = VARIANT_COUNT as usize;
 
 /// What the maps are sized for: machines, and how many of them may need
 /// a template set of their own (the rest share a few).
@@ -349,6 +331,14 @@ impl Dataplane {
     /// million reservations both take about a second). Whatever needs the
     /// program waits for it (`verified`).
     pub fn start(opts: LoadOptions) -> Result<Self, DataplaneError> {
+        // The map the templates do not go to keeps one entry (an array
+        // cannot be empty).
+        let capacity = opts.templates_capacity.max(64);
+        let (slots, hashed) = if opts.templates_slotted {
+            (capacity, 1)
+        } else {
+            (1, capacity)
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
             .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
@@ -357,14 +347,8 @@ impl Dataplane {
                 &u32::from(opts.templates_slotted),
                 true,
             )
-            .map_max_entries(
-                names::TEMPLATES,
-                opts.unslotted(opts.templates_capacity.max(64)),
-            )
-            .map_max_entries(
-                names::TEMPLATE_SLOTS,
-                opts.slotted(opts.templates_capacity.max(64)),
-            )
+            .map_max_entries(names::TEMPLATES, hashed)
+            .map_max_entries(names::TEMPLATE_SLOTS, slots)
             .map_max_entries(names::REPLY_RING, ring_entries()?)
             .load(EBPF_OBJECT)?;
         // Taken out before the program goes to its thread. The program's
@@ -413,11 +397,11 @@ impl Dataplane {
             ring: Some(ring),
             reservations,
             templates,
-            templates_capacity: opts.templates_capacity.max(64),
+            templates_capacity: capacity,
             template_slots,
             slot_sets: opts
                 .templates_slotted
-                .then(|| slots::Slots::new(opts.templates_capacity.max(64) / VARIANTS as u32)),
+                .then(|| slots::Slots::new(capacity / VARIANT_COUNT)),
             sets: sets::Sets::default(),
             next_set: 1,
             subnets,
