@@ -1825,3 +1825,58 @@ fn the_generators_tally_counts_its_runs_answers_and_passes_the_rest() {
         "nothing else was counted"
     );
 }
+
+/// Machines whose MACs share a home slot in the reservation table: each is
+/// found past the others and past a removed one, and one beyond the probe
+/// limit is left to the daemon (passed up) until a slot frees.
+#[test]
+fn machines_sharing_a_home_slot_are_found_past_each_other_and_removals() {
+    use stormboot_common::table::{home, PROBES};
+    let mut f = fixture();
+    let cfg = f.cfg.clone();
+    let bits = f.dp.table_bits();
+    let node1 = cfg.reservations.iter().find(|r| r.mac == NODE1).unwrap();
+    let target = home(&[0x02, 0xdd, 0, 0, 0, 0], bits);
+    let same: Vec<[u8; 6]> = (0u32..)
+        .map(|i| {
+            let b = i.to_be_bytes();
+            [0x02, 0xdd, b[0], b[1], b[2], b[3]]
+        })
+        .filter(|m| home(m, bits) == target)
+        .take(PROBES as usize + 1)
+        .collect();
+    let ip = |i: usize| Ipv4Addr::new(10, 50, 0, 100 + i as u8);
+    for (i, mac) in same.iter().enumerate() {
+        let mut r = node1.clone();
+        r.mac = *mac;
+        r.ip = ip(i);
+        r.hostname = None;
+        let rendered = tables::reservation_entries(&cfg, &r).expect("renders");
+        f.dp.put_reservation(r.mac, &rendered)
+            .expect("the maps take it");
+    }
+    assert_eq!(f.dp.unplaced(), 1, "one past the probe limit");
+    let answered = |dp: &Dataplane| -> Vec<Option<Ipv4Addr>> {
+        same.iter().map(|m| offered_mac(dp, *m)).collect()
+    };
+    let mut want: Vec<Option<Ipv4Addr>> = (0..same.len()).map(|i| Some(ip(i))).collect();
+    want[PROBES as usize] = None;
+    assert_eq!(answered(&f.dp), want, "the last is passed up");
+    assert!(f.dp.machine(same[PROBES as usize]).unwrap().is_some());
+
+    f.dp.remove_reservation(same[3]).expect("removed");
+    want[3] = None;
+    assert_eq!(answered(&f.dp), want, "found past the removed one");
+
+    let mut r = node1.clone();
+    r.mac = same[PROBES as usize];
+    r.ip = ip(PROBES as usize);
+    r.hostname = None;
+    let rendered = tables::reservation_entries(&cfg, &r).expect("renders");
+    f.dp.put_reservation(r.mac, &rendered)
+        .expect("the maps take it");
+    assert_eq!(f.dp.unplaced(), 0, "the removed one's slot took it");
+    want[PROBES as usize] = Some(ip(PROBES as usize));
+    assert_eq!(answered(&f.dp), want);
+    assert_eq!(offered_mac(&f.dp, NODE1), Some(NODE1_IP));
+}

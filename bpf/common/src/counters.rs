@@ -40,10 +40,13 @@ pub enum Counter {
     /// Passed up in proxy mode: a DHCP request that is no boot request
     /// (no PXE, HTTP boot or iPXE variant); the other DHCP server's.
     PassNotBooting,
+    /// Passed up: the machine's slot was being written as the program read
+    /// it (`table`); the daemon answers instead.
+    PassSlotBusy,
 }
 
 impl Counter {
-    pub const COUNT: u32 = Counter::PassNotBooting as u32 + 1;
+    pub const COUNT: u32 = Counter::PassSlotBusy as u32 + 1;
 
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::Received,
@@ -63,6 +66,7 @@ impl Counter {
         Counter::PassNoRoom,
         Counter::DropSlowpathRate,
         Counter::PassNotBooting,
+        Counter::PassSlotBusy,
     ];
 
     /// Stable snake_case name, used by `stormboot stats` and in metrics.
@@ -85,6 +89,7 @@ impl Counter {
             Counter::PassNoRoom => "pass_no_room",
             Counter::DropSlowpathRate => "drop_slowpath_rate",
             Counter::PassNotBooting => "pass_not_booting",
+            Counter::PassSlotBusy => "pass_slot_busy",
         }
     }
 }

@@ -14,8 +14,9 @@ pub mod generate;
 pub mod layout;
 pub mod maps;
 pub mod rules;
+pub mod table;
 pub mod tally;
 
 /// Bumped whenever a map layout, counter index or event changes, so a daemon
 /// never drives a program (or pinned maps) built against another contract.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;

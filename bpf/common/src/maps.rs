@@ -234,6 +234,10 @@ pub struct Iface {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Scratch {
+    /// The request's machine, copied out of its RESERVATIONS slot and
+    /// checked against the slot's sequence count (`table`). First, so that
+    /// it is copied a word at a time to aligned words.
+    pub machine: Machine,
     pub options: FoundOptions,
     /// Option 82 copied out of the request before the reply overwrites it;
     /// four spare bytes stay zero for the checksum.
@@ -354,6 +358,7 @@ mod pod {
     // (checked by the size assertions in the tests below).
     unsafe impl aya::Pod for super::TemplateKey {}
     unsafe impl aya::Pod for super::Machine {}
+    unsafe impl aya::Pod for crate::table::Slot {}
     unsafe impl aya::Pod for super::Block {}
     unsafe impl aya::Pod for super::Subnet {}
     unsafe impl aya::Pod for super::Iface {}
@@ -385,7 +390,8 @@ mod tests {
         assert_eq!(size_of::<CachedIface>(), 8 + size_of::<Iface>());
         assert_eq!(
             size_of::<Scratch>(),
-            size_of::<FoundOptions>()
+            size_of::<Machine>()
+                + size_of::<FoundOptions>()
                 + crate::layout::MAX_ECHO_LEN
                 + 4
                 + MAC_TEXT_LEN

@@ -11,18 +11,34 @@ use stormboot_common::{
     counters::Counter,
     events::RingEntry,
     generate,
-    maps::{Block, Iface, Machine, Marker, Scratch, Subnet, TemplateKey},
+    maps::{Block, Iface, Marker, Scratch, Subnet, TemplateKey},
+    table::Slot,
     tally::{self, Run},
 };
 
 /// BPF_F_NO_PREALLOC (include/uapi/linux/bpf.h).
 const NO_PREALLOC: u32 = 1;
 
-/// Not preallocated: the kernel would otherwise zero every entry of the
-/// capacity (headroom included) when the map is created, which at a
-/// million reservations is most of the start-up's kernel time.
+/// BPF_F_MMAPABLE (include/uapi/linux/bpf.h).
+const MMAPABLE: u32 = 1 << 10;
+
+/// The machines, in an open-addressed table the program probes itself
+/// (`stormboot_common::table`); userspace writes it through a shared
+/// mapping.
 #[map(name = "RESERVATIONS")]
-pub static RESERVATIONS: HashMap<[u8; 6], Machine> = HashMap::with_max_entries(1024, NO_PREALLOC);
+pub static RESERVATIONS: Array<Slot> = Array::with_max_entries(1024, MMAPABLE);
+
+/// `stormboot_common::table::GLOBAL_TABLE_BITS`, written by userspace at
+/// load: RESERVATIONS has `1 << TABLE_BITS` slots.
+#[no_mangle]
+static TABLE_BITS: u32 = 10;
+
+/// RESERVATIONS' size as a power of two.
+#[inline(always)]
+pub fn table_bits() -> u32 {
+    // SAFETY: as `templates_slotted`.
+    unsafe { core::ptr::read_volatile(&TABLE_BITS) }
+}
 
 /// The replies machines share, by template set and boot variant, when
 /// they are not in TEMPLATE_SLOTS (`templates_slotted`).
@@ -60,9 +76,6 @@ pub static IFACES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
-
-/// BPF_F_MMAPABLE (include/uapi/linux/bpf.h).
-const MMAPABLE: u32 = 1 << 10;
 
 /// The reply ring (`events`): one region per possible CPU, sized by
 /// userspace at load time; the daemon reads it through a shared mapping.

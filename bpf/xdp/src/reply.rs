@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 
-use core::ffi::c_void;
+use core::{ffi::c_void, ptr::read_volatile};
 use stormboot_common::{
     counters::Counter,
     csum,
@@ -28,12 +28,13 @@ use stormboot_common::{
         NAME_MAX,
     },
     rules::{self, EthDest, Verdict},
+    table,
 };
 
 use crate::{
     maps::{
-        count, proxy_mode, templates_slotted, IFACES, IFACES_VERSION, RESERVATIONS, SCRATCH,
-        SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
+        count, proxy_mode, table_bits, templates_slotted, IFACES, IFACES_VERSION, RESERVATIONS,
+        SCRATCH, SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
     },
     packet::{
         at, ld16, ld32, ld64, st16, st32, st64, store_be16, store_be32, store_byte, store_mac,
@@ -92,17 +93,9 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
 
 /// The reserved machine of the request's chaddr and its subnet; passed up
 /// when there is none.
-// Keys by reference: by value each is copied to a stack slot of its own,
-// and the call chain then exceeds the verifier's 512 bytes of stack.
-#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 pub fn machine(req: &Request) -> Result<(&'static Machine, &'static Subnet), Counter> {
-    // SAFETY: the value is only read; userspace replaces whole entries.
-    let m: &Machine = unsafe {
-        &*RESERVATIONS
-            .get_ptr(&req.chaddr)
-            .ok_or(Counter::PassUnknownMac)?
-    };
+    let m = reservation(&req.chaddr)?;
     let subnet = SUBNETS
         .get(m.subnet as u32)
         .ok_or(Counter::PassUnsupported)?;
@@ -110,6 +103,49 @@ pub fn machine(req: &Request) -> Result<(&'static Machine, &'static Subnet), Cou
         return Err(Counter::PassUnsupported);
     }
     Ok((m, subnet))
+}
+
+/// The machine of `mac` from RESERVATIONS (`stormboot_common::table`),
+/// copied into SCRATCH between two reads of its slot's sequence count.
+/// A slot being written is passed up rather than waited for.
+#[inline(always)]
+fn reservation(mac: &[u8; 6]) -> Result<&'static Machine, Counter> {
+    let bits = table_bits();
+    let want = table::live_word(mac);
+    let home = table::home(mac, bits);
+    let mask = (1u32 << bits).wrapping_sub(1);
+    for i in 0..table::PROBES {
+        let slot = RESERVATIONS
+            .get_ptr(home.wrapping_add(i) & mask)
+            .ok_or(Counter::PassUnknownMac)? as *const u64;
+        // Volatile reads, in this order: the sequence count, the key, the
+        // machine, the count again. The compiler keeps volatile accesses
+        // in order and x86-64 does not reorder loads with loads, which is
+        // what a sequence count's reader needs.
+        // SAFETY: the slot is a map value of 64 aligned bytes (`Slot`).
+        let seq = unsafe { read_volatile(slot.add(1)) };
+        let head = unsafe { read_volatile(slot) };
+        if head == want {
+            let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
+            // SAFETY: a per-CPU map value; `machine` is its first field,
+            // 48 bytes at offset 0, and the slot's machine is its words
+            // 2..8. XDP does not nest on one CPU.
+            unsafe {
+                let to = scratch as *mut u64;
+                for w in 0..6 {
+                    *to.add(w) = read_volatile(slot.add(2 + w));
+                }
+                if read_volatile(slot.add(1)) != seq || seq & 1 != 0 {
+                    return Err(Counter::PassSlotBusy);
+                }
+                return Ok(&(*scratch).machine);
+            }
+        }
+        if table::state_of(head) == table::EMPTY {
+            break;
+        }
+    }
+    Err(Counter::PassUnknownMac)
 }
 
 /// The template of `set` for boot variant `v`, from TEMPLATE_SLOTS or

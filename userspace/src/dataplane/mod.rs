@@ -1,18 +1,18 @@
 //! The XDP dataplane: loads the embedded program, fills its maps, attaches
 //! it to an interface, and reads its counters and reply events.
 
-mod batch;
 pub mod delivery;
 pub mod ifaces;
+mod mapping;
 pub mod pins;
 pub mod ring;
 pub mod sets;
 mod slots;
+mod table;
 
 pub use slots::GRACE as SLOT_GRACE;
 
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::render::tables;
 use aya::{
@@ -31,6 +31,7 @@ use stormboot_common::{
         mode as map_mode, names, Block, Iface, Machine, Marker, Subnet, TemplateKey,
         GLOBAL_TEMPLATES_SLOTTED, PROGRAM_DHCP, PROGRAM_PASS, PROGRAM_TALLY, VARIANT_COUNT,
     },
+    table::GLOBAL_TABLE_BITS,
 };
 
 /// The XDP program, built by build.rs from bpf/xdp.
@@ -65,8 +66,8 @@ pub enum DataplaneError {
     TestRun(ProgramError),
     #[error("map REPLY_RING: {0}")]
     Ring(std::io::Error),
-    #[error("map RESERVATIONS: batch update: {0}")]
-    Batch(std::io::Error),
+    #[error("map RESERVATIONS: {0}")]
+    Table(std::io::Error),
     #[error(
         "map TEMPLATES is full ({0} replies): more distinct reply templates than it was sized for"
     )]
@@ -105,10 +106,6 @@ enum Held {
     Pinned(PinnedLink),
 }
 
-/// Machines written per batch, so memory stays flat however many
-/// reservations there are.
-const WRITE_CHUNK: usize = 4096;
-
 use crate::config::XdpMode as AttachMode;
 pub use pins::Pins;
 pub use ring::ReplyRing;
@@ -140,7 +137,7 @@ fn aya_mode(mode: AttachMode) -> XdpMode {
 /// Sizes and settings fixed at load time.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
-    /// Machines the reservation map can hold.
+    /// Machines the reservation table is sized for (`table::bits_for`).
     pub reservations_capacity: u32,
     /// Reply templates the template map can hold (sets times variants).
     pub templates_capacity: u32,
@@ -155,8 +152,9 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     /// Room for `reservations` and their template sets, with headroom for
-    /// the API's additions. Map entries are allocated as they are written
-    /// (NO_PREALLOC), so room costs only the maps' bucket arrays. Machines
+    /// the API's additions. The reservation table is allocated whole, 64
+    /// bytes a slot; the template hash map allocates entries as they are
+    /// written (NO_PREALLOC). Machines
     /// with options, a boot file or a host name of their own may each need
     /// a set; the rest share a few.
     pub fn sized<'a>(
@@ -285,7 +283,8 @@ pub struct Dataplane {
     program: Program,
     /// The reply ring, until `take_events`.
     ring: Option<aya::maps::Map>,
-    reservations: HashMap<MapData, [u8; 6], Machine>,
+    /// RESERVATIONS, written through a shared mapping.
+    table: table::Table,
     templates: HashMap<MapData, TemplateKey, Block>,
     templates_capacity: u32,
     template_slots: Array<MapData, Block>,
@@ -313,8 +312,6 @@ pub struct Dataplane {
     pins: Option<Pins>,
     /// Nothing was installed yet: RESERVATIONS is as the kernel made it, empty.
     fresh: bool,
-    /// BPF_MAP_UPDATE_BATCH works (until the kernel says otherwise).
-    batch_writes: bool,
 }
 
 impl Dataplane {
@@ -339,9 +336,11 @@ impl Dataplane {
         } else {
             (1, capacity)
         };
+        let bits = table::bits_for(opts.reservations_capacity);
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &opts.log_level, false)
-            .map_max_entries(names::RESERVATIONS, opts.reservations_capacity.max(16))
+            .map_max_entries(names::RESERVATIONS, 1 << bits)
+            .override_global(GLOBAL_TABLE_BITS, &bits, true)
             .override_global(
                 GLOBAL_TEMPLATES_SLOTTED,
                 &u32::from(opts.templates_slotted),
@@ -357,8 +356,10 @@ impl Dataplane {
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::Missing(name));
         let ring = take(names::REPLY_RING)?;
-        let reservations =
-            HashMap::try_from(take(names::RESERVATIONS)?).map_err(map_err(names::RESERVATIONS))?;
+        let aya::maps::Map::Array(reservations) = take(names::RESERVATIONS)? else {
+            return Err(DataplaneError::Missing(names::RESERVATIONS));
+        };
+        let table = table::Table::new(reservations, bits).map_err(DataplaneError::Table)?;
         let templates =
             HashMap::try_from(take(names::TEMPLATES)?).map_err(map_err(names::TEMPLATES))?;
         let template_slots = Array::try_from(take(names::TEMPLATE_SLOTS)?)
@@ -395,7 +396,7 @@ impl Dataplane {
         Ok(Self {
             program: Program::Verifying(verifying),
             ring: Some(ring),
-            reservations,
+            table,
             templates,
             templates_capacity: capacity,
             template_slots,
@@ -415,7 +416,6 @@ impl Dataplane {
             links: Vec::new(),
             pins: None,
             fresh: true,
-            batch_writes: true,
         })
     }
 
@@ -475,14 +475,6 @@ impl Dataplane {
         // A new generation of template sets: the old ones go once no
         // machine names them.
         let old_sets = std::mem::take(&mut self.sets);
-        let mut write = Duration::ZERO;
-        let mut keys = Vec::with_capacity(WRITE_CHUNK);
-        let mut values = Vec::with_capacity(WRITE_CHUNK);
-        let mut written = 0usize;
-        // After the first batch, which shows whether the kernel takes
-        // batches at all, batches go to writers on every CPU.
-        let mut writers: Option<batch::Writers<[u8; 6], Machine>> = None;
-        let threads = crate::parallel::threads();
         // Machines next to each other mostly share a set: the last one's
         // key is compared before any is hashed, and its holders counted
         // here until the set changes.
@@ -518,45 +510,12 @@ impl Dataplane {
             if let Some(keep) = keep.as_mut() {
                 keep.insert(r.mac);
             }
-            keys.push(r.mac);
-            values.push(m);
-            if keys.len() == WRITE_CHUNK {
-                let t = Instant::now();
-                written += keys.len();
-                match &writers {
-                    Some(w) => w
-                        .send(
-                            std::mem::replace(&mut keys, Vec::with_capacity(WRITE_CHUNK)),
-                            std::mem::replace(&mut values, Vec::with_capacity(WRITE_CHUNK)),
-                        )
-                        .map_err(DataplaneError::Batch)?,
-                    None => {
-                        self.write_reservations(&keys, &values)?;
-                        keys.clear();
-                        values.clear();
-                        if self.batch_writes && threads > 1 {
-                            let fd = self.reservations.map().fd().as_fd().try_clone_to_owned();
-                            writers = Some(
-                                fd.and_then(|fd| batch::Writers::start(fd, threads))
-                                    .map_err(DataplaneError::Batch)?,
-                            );
-                        }
-                    }
-                }
-                write += t.elapsed();
-            }
+            self.table.put(r.mac, &m);
         }
         if let Some((_, id, _)) = &last {
             self.sets.hold(*id, holders);
         }
-        let t = Instant::now();
-        self.write_reservations(&keys, &values)?;
-        written += keys.len();
-        let render = t.duration_since(started).saturating_sub(write);
-        if let Some(w) = writers {
-            w.finish().map_err(DataplaneError::Batch)?;
-        }
-        write += t.elapsed();
+        let written = started.elapsed();
         // The validator refuses longer markers; a config built in code
         // that skips it gets an error, never a cut marker.
         let marker = Marker::new(cfg.boot.ipxe_user_class.as_bytes()).ok_or(
@@ -576,29 +535,29 @@ impl Dataplane {
         ))?;
         let t = Instant::now();
         if let Some(keep) = keep {
-            let stale: Vec<[u8; 6]> = self
-                .reservations
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| !keep.contains(k))
-                .collect();
-            for k in stale {
-                self.reservations
-                    .remove(&k)
-                    .map_err(map_err(names::RESERVATIONS))?;
+            for k in self.table.macs() {
+                if !keep.contains(&k) {
+                    self.table.remove(&k);
+                }
             }
         }
         // No machine names an old set any more.
         self.retire(old_sets.keys())?;
         self.fresh = false;
+        if self.table.unplaced() > 0 {
+            tracing::warn!(
+                unplaced = self.table.unplaced(),
+                slots = self.table.len(),
+                "machines with no free slot near their home in the reservation table: \
+                 the daemon answers them"
+            );
+        }
         tracing::info!(
-            entries = written,
+            entries = self.table.machines(),
             template_sets = self.sets.len(),
-            render_ms = render.as_millis() as u64,
-            write_ms = write.as_millis() as u64,
+            write_ms = written.as_millis() as u64,
             stale_ms = t.elapsed().as_millis() as u64,
-            batched = self.batch_writes,
-            "reservation map written"
+            "reservation table written"
         );
         Ok(())
     }
@@ -690,35 +649,6 @@ impl Dataplane {
         self.slot_sets.is_some()
     }
 
-    /// Writes machines into RESERVATIONS: in batches where the kernel has
-    /// BPF_MAP_UPDATE_BATCH, else one by one.
-    fn write_reservations(
-        &mut self,
-        keys: &[[u8; 6]],
-        values: &[Machine],
-    ) -> Result<(), DataplaneError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        if self.batch_writes {
-            let fd = self.reservations.map().fd().as_fd();
-            match batch::update(fd, keys, values) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    tracing::debug!(error = %e, "no BPF_MAP_UPDATE_BATCH here: writing one by one");
-                    self.batch_writes = false;
-                }
-                Err(e) => return Err(DataplaneError::Batch(e)),
-            }
-        }
-        for (k, v) in keys.iter().zip(values) {
-            self.reservations
-                .insert(k, v, 0)
-                .map_err(map_err(names::RESERVATIONS))?;
-        }
-        Ok(())
-    }
-
     /// How fast one MAC's DHCP requests may go up to the slow path.
     pub fn set_slowpath_limit(&mut self, limit: Limit) -> Result<(), DataplaneError> {
         self.slowpath_limit
@@ -765,9 +695,7 @@ impl Dataplane {
             set: id,
             ..rendered.machine
         };
-        self.reservations
-            .insert(mac, m, 0)
-            .map_err(map_err(names::RESERVATIONS))?;
+        self.table.put(mac, &m);
         self.sets.hold(id, 1);
         if let Some(old) = before {
             let keys = self.sets.release(old.set);
@@ -778,40 +706,28 @@ impl Dataplane {
 
     /// Removes one machine: its requests are passed up.
     pub fn remove_reservation(&mut self, mac: [u8; 6]) -> Result<(), DataplaneError> {
-        let Some(old) = self.machine(mac)? else {
+        let Some(old) = self.table.remove(&mac) else {
             return Ok(());
         };
-        match self.reservations.remove(&mac) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(source) => {
-                return Err(DataplaneError::Map {
-                    map: names::RESERVATIONS,
-                    source,
-                })
-            }
-        }
         let keys = self.sets.release(old.set);
         self.retire(keys)?;
         Ok(())
     }
 
-    /// The machine the map holds for `mac`.
+    /// The machine the table holds for `mac`.
     pub fn machine(&self, mac: [u8; 6]) -> Result<Option<Machine>, DataplaneError> {
-        match self.reservations.get(&mac, 0) {
-            Ok(m) => Ok(Some(m)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(None)
-            }
-            Err(source) => Err(DataplaneError::Map {
-                map: names::RESERVATIONS,
-                source,
-            }),
-        }
+        Ok(self.table.get(&mac))
+    }
+
+    /// Machines the table holds where the program does not look (no free
+    /// slot near their home): the daemon answers them.
+    pub fn unplaced(&self) -> usize {
+        self.table.unplaced()
+    }
+
+    /// The reservation table's size: `1 << table_bits()` slots.
+    pub fn table_bits(&self) -> u32 {
+        self.table.bits()
     }
 
     /// Tells the program about an interface it receives on. The version

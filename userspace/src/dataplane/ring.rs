@@ -3,18 +3,16 @@
 //! at a time.
 
 use std::io;
-use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aya::maps::{Map, MapData};
+use aya::maps::Map;
 use stormboot_common::events::{slot_index, ReplyEvent, RingEntry, RingHeader, RING_REGION};
 
 /// A mapped reply ring.
 pub struct ReplyRing {
-    /// Holds the map's descriptor for as long as it is mapped.
-    _map: MapData,
+    /// Unmapped when the ring goes.
+    _mapping: super::mapping::Mapping,
     entries: *mut RingEntry,
-    bytes: usize,
     cpus: u32,
     /// The region `next` reads next.
     cpu: u32,
@@ -43,28 +41,10 @@ impl ReplyRing {
                 size_of::<RingEntry>()
             )));
         }
-        // SAFETY: the page size is always readable.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let bytes = (entries as usize * size_of::<RingEntry>()).next_multiple_of(page);
-        // SAFETY: a shared mapping of the map's values (BPF_F_MMAPABLE),
-        // whose length the kernel checks against the map.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let mapping = super::mapping::Mapping::new(map, entries as usize * size_of::<RingEntry>())?;
         Ok(Self {
-            _map: map,
-            entries: p as *mut RingEntry,
-            bytes,
+            entries: mapping.ptr() as *mut RingEntry,
+            _mapping: mapping,
             cpus: entries / RING_REGION,
             cpu: 0,
         })
@@ -109,12 +89,5 @@ impl Iterator for ReplyRing {
             self.cpu += 1;
         }
         None
-    }
-}
-
-impl Drop for ReplyRing {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.entries as *mut libc::c_void, self.bytes) };
     }
 }

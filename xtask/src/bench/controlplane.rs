@@ -1,7 +1,7 @@
 //! The control plane at scale: how long the daemon takes from start to
 //! serving with N reservations from a CSV file (config parse, rendering,
 //! map updates, verifier, attach), how much memory it keeps, and how much
-//! kernel memory the reservation map takes.
+//! kernel memory the program's maps take.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -25,12 +25,16 @@ pub struct ControlPlane {
     pub rss_at_phase: Vec<u64>,
     pub rss_kb: u64,
     pub hwm_kb: u64,
+    /// Of `rss_kb`, the pages of the program's maps the daemon has mapped
+    /// (the reservation table, the reply ring): kernel memory, counted in
+    /// `map` too.
+    pub mapped_kb: u64,
     /// CPU time the daemon (every thread, user and system: the verifier
     /// and the map writes are system time) spent until serving: what the
     /// start-up costs however loaded the machine is.
     pub cpu_s: Option<f64>,
-    /// The reservation map's max_entries, and the kernel memory all the
-    /// program's maps hold.
+    /// The largest map's max_entries (RESERVATIONS, the table), and the
+    /// kernel memory all the program's maps hold.
     pub map: Option<(u64, u64)>,
 }
 
@@ -62,13 +66,23 @@ impl ControlPlane {
         );
         let _ = writeln!(
             t,
-            "| daemon peak RSS (VmHWM) | {:.0} MB |",
+            "| of it, the program's maps mapped into the daemon (the reservation table it writes, the reply ring it reads) | {:.0} MB |",
+            self.mapped_kb as f64 / 1024.0
+        );
+        let _ = writeln!(
+            t,
+            "| the daemon's own memory (VmRSS less the mapped maps) | {:.0} MB |",
+            self.rss_kb.saturating_sub(self.mapped_kb) as f64 / 1024.0
+        );
+        let _ = writeln!(
+            t,
+            "| daemon peak RSS (VmHWM; the mapped maps included) | {:.0} MB |",
             self.hwm_kb as f64 / 1024.0
         );
         if let Some((entries, memlock)) = self.map {
             let _ = writeln!(
                 t,
-                "| the program's maps (kernel memory, not in RSS) | {:.0} MB (RESERVATIONS sized for {entries}) |",
+                "| the program's maps (kernel memory, the mapped ones included) | {:.0} MB (RESERVATIONS: {entries} slots) |",
                 memlock as f64 / 1048576.0
             );
         }
@@ -144,7 +158,7 @@ fn status_kb(pid: u32, key: &str) -> Result<u64> {
 /// max_entries of the process's largest hash map (the reservations), and
 /// the memlock of all its maps together.
 fn reservation_map(pid: u32) -> Option<(u64, u64)> {
-    let mut best: Option<u64> = None;
+    let mut best: Option<(u64, u64)> = None;
     let mut total = 0;
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
         let link = std::fs::read_link(fd.path()).ok()?;
@@ -161,17 +175,33 @@ fn reservation_map(pid: u32) -> Option<(u64, u64)> {
                 .find_map(|l| l.strip_prefix(k))
                 .and_then(|v| v.trim().parse().ok())
         };
-        total += field("memlock:")?;
-        // BPF_MAP_TYPE_HASH is 1.
-        if field("map_type:") != Some(1) {
-            continue;
-        }
-        let entries = field("max_entries:")?;
-        if best.is_none_or(|e| entries > e) {
-            best = Some(entries);
+        let memlock = field("memlock:")?;
+        total += memlock;
+        if best.is_none_or(|(_, m)| memlock > m) {
+            best = Some((field("max_entries:")?, memlock));
         }
     }
-    best.map(|e| (e, total))
+    best.map(|(e, _)| (e, total))
+}
+
+/// Resident kB of the process's mappings of BPF maps, from
+/// /proc/PID/smaps: VmRSS counts them, though they are the maps' kernel
+/// memory.
+fn mapped_maps_kb(pid: u32) -> Result<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut in_map = false;
+    let mut kb = 0;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Rss:"), Some(v)) if in_map => kb += v.parse::<u64>()?,
+            (Some(first), _) if first.contains('-') && !first.ends_with(':') => {
+                in_map = line.ends_with("anon_inode:bpf-map")
+            }
+            _ => {}
+        }
+    }
+    Ok(kb)
 }
 
 pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
@@ -229,6 +259,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         .map(|(at, _)| *at)
         .context("no serving line")?;
     let (rss_kb, hwm_kb) = (status_kb(pid, "VmRSS:")?, status_kb(pid, "VmHWM:")?);
+    let mapped_kb = mapped_maps_kb(pid)?;
     let cpu_s = stormboot_testbed::reports::cpu_seconds(pid).ok();
     let map = reservation_map(pid);
     bed.stop(pid)?;
@@ -242,6 +273,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         rss_at_phase,
         rss_kb,
         hwm_kb,
+        mapped_kb,
         cpu_s,
         map,
     })
