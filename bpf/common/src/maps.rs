@@ -239,9 +239,9 @@ pub struct Scratch {
     /// it is copied a word at a time to aligned words.
     pub machine: Machine,
     pub options: FoundOptions,
-    /// Option 82 copied out of the request before the reply overwrites it;
-    /// four spare bytes stay zero for the checksum.
-    pub bytes: [u8; crate::layout::MAX_ECHO_LEN + 4],
+    /// Option 82 copied out of the request before the reply overwrites it,
+    /// and eight bytes zeroed after it for the checksum.
+    pub bytes: [u8; crate::layout::MAX_ECHO_LEN + 8],
     /// The client's MAC address as text, for a template's `mac_off`; the
     /// spare bytes keep the struct free of padding.
     pub mac_text: [u8; MAC_TEXT_LEN + 3],
@@ -393,7 +393,7 @@ mod tests {
             size_of::<Machine>()
                 + size_of::<FoundOptions>()
                 + crate::layout::MAX_ECHO_LEN
-                + 4
+                + 8
                 + MAC_TEXT_LEN
                 + 3
                 + size_of::<CachedIface>()

