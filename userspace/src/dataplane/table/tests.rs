@@ -25,6 +25,17 @@ fn colliding(bits: u32, count: usize) -> Vec<[u8; 6]> {
         .collect()
 }
 
+/// A table of 2^10 slots holding `count` machines (the n-th, machine(n))
+/// whose MACs share one home slot, and those MACs.
+fn crowded(count: usize) -> (Table, Vec<[u8; 6]>) {
+    let mut t = Table::private(10);
+    let same = colliding(10, count);
+    for (n, m) in same.iter().enumerate() {
+        t.put(*m, &machine(n as u32));
+    }
+    (t, same)
+}
+
 #[test]
 fn machines_written_are_read_back_and_removed_ones_are_gone() {
     let mut t = Table::private(10);
@@ -46,11 +57,7 @@ fn machines_written_are_read_back_and_removed_ones_are_gone() {
 
 #[test]
 fn a_machine_past_a_removed_one_is_still_found_and_its_slot_reused() {
-    let mut t = Table::private(10);
-    let same = colliding(10, 3);
-    for (n, m) in same.iter().enumerate() {
-        t.put(*m, &machine(n as u32));
-    }
+    let (mut t, same) = crowded(3);
     t.remove(&same[0]);
     // The first slot is a tombstone now: the probe goes on past it.
     assert_eq!(t.get(&same[2]), Some(machine(2)));
@@ -62,11 +69,7 @@ fn a_machine_past_a_removed_one_is_still_found_and_its_slot_reused() {
 
 #[test]
 fn a_run_of_tombstones_before_an_empty_slot_is_emptied() {
-    let mut t = Table::private(10);
-    let same = colliding(10, 3);
-    for (n, m) in same.iter().enumerate() {
-        t.put(*m, &machine(n as u32));
-    }
+    let (mut t, same) = crowded(3);
     let home = table::home(&same[0], 10);
     t.remove(&same[1]);
     assert_eq!(table::state_of(t.head(home + 1)), GONE);
@@ -79,11 +82,7 @@ fn a_run_of_tombstones_before_an_empty_slot_is_emptied() {
 
 #[test]
 fn a_machine_with_no_free_slot_near_home_is_held_unplaced_until_one_frees() {
-    let mut t = Table::private(10);
-    let same = colliding(10, PROBES as usize + 1);
-    for (n, m) in same.iter().enumerate() {
-        t.put(*m, &machine(n as u32));
-    }
+    let (mut t, same) = crowded(PROBES as usize + 1);
     let last = same[PROBES as usize];
     assert_eq!(t.unplaced(), 1);
     assert_eq!(t.find(&last), None, "the program would not find it");
