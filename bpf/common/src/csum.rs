@@ -47,6 +47,14 @@ pub const fn fold(mut sum: u32) -> u16 {
     sum as u16
 }
 
+/// `fold` for a sum of 32-bit words kept in 64 bits.
+#[inline(always)]
+pub const fn fold64(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    fold(sum as u32)
+}
+
 /// The checksum field value for an IPv4 header.
 #[inline(always)]
 pub const fn finish_ip(sum: u32) -> u16 {

@@ -5,6 +5,22 @@ use aya_ebpf::programs::XdpContext;
 use core::mem::size_of;
 use stormboot_common::counters::Counter;
 
+/// The frame's start and end, read through the context pointer
+/// (volatile): with plain reads LLVM may pass a caller's data and
+/// data_end along instead (the verifier refuses the zero extension it
+/// then adds), or derive a bounds check and the access it guards from
+/// two separately computed pointers, which the verifier cannot relate.
+#[inline(always)]
+pub fn frame_bounds(ctx: &XdpContext) -> (usize, usize) {
+    // SAFETY: reads of the context's own fields.
+    unsafe {
+        (
+            core::ptr::addr_of!((*ctx.ctx).data).read_volatile() as usize,
+            core::ptr::addr_of!((*ctx.ctx).data_end).read_volatile() as usize,
+        )
+    }
+}
+
 /// Largest offset the program ever looks at; keeps offsets bounded for
 /// the verifier.
 pub const MAX_OFFSET: usize = 2048;

@@ -163,12 +163,10 @@ pub fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
             s += crate::packet::ld32(p + i) as u64;
             i += 4;
         }
-        s = (s & 0xffff_ffff) + (s >> 32);
-        s = (s & 0xffff_ffff) + (s >> 32);
-        (s as u32, crate::packet::ld16(p + 2).swap_bytes())
+        (csum::fold64(s), crate::packet::ld16(p + 2).swap_bytes())
     };
     let ip_len = ip_len as usize;
-    csum::fold(ip_sum) == 0xffff
+    ip_sum == 0xffff
         && udp_len <= ip_len - IP_LEN.min(ip_len)
         && ctx.data() + l3 + ip_len <= ctx.data_end()
 }
@@ -323,9 +321,7 @@ pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16
     }
     // Summed as native (little-endian) words: the big-endian sum
     // byte-swapped. The pseudo-header (RFC 768) is added big-endian.
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let data = csum::fold(sum as u32).swap_bytes();
+    let data = csum::fold64(sum).swap_bytes();
     let src = load_be32(ctx, l3 + 12)?;
     let dst = load_be32(ctx, l3 + 16)?;
     Ok((csum::pseudo_header(src, dst, len as u16), data))
@@ -337,16 +333,7 @@ pub fn udp_sums(ctx: &XdpContext, l3: usize, udp_len: usize) -> Result<(u32, u16
 #[inline(always)]
 fn sum_words(ctx: &XdpContext, mut at: usize, words: usize) -> Result<u64, Counter> {
     const STEP: usize = 64;
-    // Read through the context pointer (volatile): with only plain loads
-    // of it, LLVM passes the callers' data and data_end as arguments
-    // instead, and the verifier refuses the zero extension it then adds.
-    // SAFETY: reads of the context's own fields.
-    let (data, data_end) = unsafe {
-        (
-            core::ptr::addr_of!((*ctx.ctx).data).read_volatile() as usize,
-            core::ptr::addr_of!((*ctx.ctx).data_end).read_volatile() as usize,
-        )
-    };
+    let (data, data_end) = crate::packet::frame_bounds(ctx);
     // The loops stop on counts derived from `words`, not on `words`
     // itself: a test of the length would narrow its range differently at
     // each exit, and the verifier would go through the rest of the program

@@ -571,7 +571,7 @@ fn echo_copy(ctx: &XdpContext, off: usize, buf: usize, n: usize, way: Way) -> Re
     if n > MAX_ECHO_LEN || off > crate::packet::MAX_OFFSET {
         return Err(refused);
     }
-    let (data, data_end) = frame_bounds(ctx);
+    let (data, data_end) = crate::packet::frame_bounds(ctx);
     // Counts derived from `n`, as in `copy_block`.
     let words = n / 8;
     let mut i = 0;
@@ -633,24 +633,7 @@ fn echo_sum_of(buf: usize, n: usize) -> u16 {
         sum += (w & 0xffff_ffff) + (w >> 32);
         i += 1;
     }
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    csum::fold(sum as u32)
-}
-
-/// The frame's start and end, read through the context pointer
-/// (volatile): with plain reads LLVM may derive the bounds check and the
-/// access from two differently computed pointers, which the verifier
-/// cannot relate (as in `parse::sum_words`).
-#[inline(always)]
-fn frame_bounds(ctx: &XdpContext) -> (usize, usize) {
-    // SAFETY: reads of the context's own fields.
-    unsafe {
-        (
-            core::ptr::addr_of!((*ctx.ctx).data).read_volatile() as usize,
-            core::ptr::addr_of!((*ctx.ctx).data_end).read_volatile() as usize,
-        )
-    }
+    csum::fold64(sum)
 }
 
 /// Writes the first `n` bytes of `m`'s host name option at frame offset

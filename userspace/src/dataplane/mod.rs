@@ -555,7 +555,7 @@ impl Dataplane {
         tracing::info!(
             entries = self.table.machines(),
             template_sets = self.sets.len(),
-            write_ms = written.as_millis() as u64,
+            ms = written.as_millis() as u64,
             stale_ms = t.elapsed().as_millis() as u64,
             "reservation table written"
         );

@@ -97,6 +97,18 @@ fn a_machine_with_no_free_slot_near_home_is_held_unplaced_until_one_frees() {
     assert_eq!(t.machines(), PROBES as usize);
 }
 
+/// `count` random MACs (xorshift from `seed`), unicast.
+fn random_macs(seed: u64, count: usize) -> impl Iterator<Item = [u8; 6]> {
+    let mut rng = seed;
+    (0..count).map(move |_| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let b = rng.to_le_bytes();
+        [b[0] & 0xfe, b[1], b[2], b[3], b[4], b[5]]
+    })
+}
+
 #[test]
 fn churn_rebuilds_the_table_and_loses_no_machine() {
     // A window of 2,500 machines slides over 40,000 random MACs: each new
@@ -104,13 +116,7 @@ fn churn_rebuilds_the_table_and_loses_no_machine() {
     let mut t = Table::private(12);
     let mut held = std::collections::HashMap::new();
     let mut macs = Vec::new();
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    for n in 0..40_000u32 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let b = rng.to_le_bytes();
-        let m = [b[0] & 0xfe, b[1], b[2], b[3], b[4], b[5]];
+    for (n, m) in (0u32..).zip(random_macs(0x2545_f491_4f6c_dd1d, 40_000)) {
         t.put(m, &machine(n));
         held.insert(m, machine(n));
         macs.push(m);
@@ -134,17 +140,13 @@ fn churn_rebuilds_the_table_and_loses_no_machine() {
 #[test]
 fn a_table_sized_for_its_machines_places_them_all() {
     // Random MACs, since consecutive ones spread evenly under the
-    // multiplicative hash and would show nothing; as many as the table is
-    // sized for, the API's headroom taken too.
+    // multiplicative hash and would show nothing; a table sized for
+    // exactly them (the daemon sizes for a quarter more and the API's
+    // headroom besides).
     let machines = 200_000u32;
     let mut t = Table::private(bits_for(machines));
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    for n in 0..machines {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let b = rng.to_le_bytes();
-        t.put([b[0] & 0xfe, b[1], b[2], b[3], b[4], b[5]], &machine(n));
+    for (n, m) in (0..machines).zip(random_macs(0x9e37_79b9_7f4a_7c15, machines as usize)) {
+        t.put(m, &machine(n));
     }
     assert_eq!(t.unplaced(), 0, "of {} in {} slots", t.machines(), t.len());
 }
