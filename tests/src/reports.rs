@@ -381,7 +381,8 @@ pub struct Failure {
     pub example: String,
 }
 
-/// `stormboot-lab downloads`: N machines fetching one file at once.
+/// `stormboot-lab downloads`: N machines fetching one file (over HTTP) or
+/// their boot file (over TFTP) at once.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct DownloadReport {
     pub machines: u32,
@@ -390,6 +391,9 @@ pub struct DownloadReport {
     pub example_failure: Option<String>,
     /// The completed downloads.
     pub transfers: Transfers,
+    /// TFTP packets sent again after a timeout (0 over HTTP).
+    #[serde(default)]
+    pub tftp_retries: u64,
     pub server: Option<ServerUse>,
     /// CPU time the client process used over the downloads (user + system,
     /// every thread): with the server's, it shows how the kernel's TCP work

@@ -754,10 +754,17 @@ fn summarize(machines: &[Machine], start: Instant, end: Instant) -> ChainReport 
 }
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["url", "tftp"])))]
 pub struct DownloadArgs {
-    /// What every machine downloads.
+    /// What every machine downloads over HTTP.
     #[arg(long)]
-    pub url: String,
+    pub url: Option<String>,
+    /// Instead of --url: every machine reads its boot file from this TFTP
+    /// server, BIOS PXE (undionly.kpxe) and UEFI PXE (ipxe.efi) in turn,
+    /// each with its firmware's options, timeouts and retries, as the
+    /// chain's boot-file phase does.
+    #[arg(long)]
+    pub tftp: Option<Ipv4Addr>,
     /// Machines, each from its own address, all at once.
     #[arg(long, default_value_t = 1000)]
     pub count: u32,
@@ -778,9 +785,28 @@ pub struct DownloadArgs {
     pub json: bool,
 }
 
+/// The firmware kinds that read their boot file over TFTP, given to the
+/// machines of `downloads --tftp` in turn.
+const TFTP_KINDS: [Kind; 2] = [Kind::BiosPxe, Kind::UefiPxe];
+
+/// One machine's download in `downloads`: the bytes and the packets it
+/// sent again.
+async fn download_one(ip: Ipv4Addr, i: u32, args: &DownloadArgs) -> anyhow::Result<(u64, u32)> {
+    if let Some(server) = args.tftp {
+        let kind = TFTP_KINDS[i as usize % TFTP_KINDS.len()];
+        let to = SocketAddrV4::new(server, 69);
+        let got = tftpclient::get(ip, to, kind.boot_file(), &kind.tftp_ask()).await?;
+        return Ok((got.bytes, got.retries));
+    }
+    let url = args.url.as_deref().context("--url or --tftp")?;
+    let (bytes, _) = http_get(&machine_http(ip), url).await?;
+    Ok((bytes, 0))
+}
+
 /// Every machine downloads `args.url` at once, with the chain's HTTP
-/// client: the HTTP path alone, with no DHCP or TFTP deciding when each
-/// machine starts.
+/// client, or its boot file from `args.tftp` with the chain's TFTP client:
+/// one path alone, with nothing before it deciding when each machine
+/// starts.
 pub fn downloads(args: &DownloadArgs) -> anyhow::Result<DownloadReport> {
     ensure!(args.count > 0, "--count must be at least 1");
     ensure!(args.threads > 0, "--threads must be at least 1");
@@ -793,18 +819,20 @@ pub fn downloads(args: &DownloadArgs) -> anyhow::Result<DownloadReport> {
     let sampler = Sampler::start(args.server_pid.clone());
     let own_cpu = || reports::cpu_seconds(std::process::id()).ok();
     let client_before = own_cpu();
+    let resent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let results: Vec<anyhow::Result<Transfer>> = runtime.block_on(async {
         let tasks: Vec<_> = (0..args.count)
             .map(|i| {
                 let ip = Ipv4Addr::from(u32::from(args.first_ip).wrapping_add(i));
-                let url = args.url.clone();
+                let (args, resent) = (args.clone(), resent.clone());
                 tokio::spawn(async move {
-                    let client = machine_http(ip);
                     let start = Instant::now();
-                    let (bytes, _) = tokio::time::timeout(deadline, http_get(&client, &url))
-                        .await
-                        .map_err(|_| anyhow::anyhow!("{ip}: not done after {deadline:?}"))?
-                        .with_context(|| format!("{ip}"))?;
+                    let (bytes, retries) =
+                        tokio::time::timeout(deadline, download_one(ip, i, &args))
+                            .await
+                            .map_err(|_| anyhow::anyhow!("{ip}: not done after {deadline:?}"))?
+                            .with_context(|| format!("{ip}"))?;
+                    resent.fetch_add(u64::from(retries), Ordering::Relaxed);
                     Ok(Transfer {
                         start,
                         end: Instant::now(),
@@ -831,6 +859,7 @@ pub fn downloads(args: &DownloadArgs) -> anyhow::Result<DownloadReport> {
         failed: failures.len() as u32,
         example_failure: failures.into_iter().next(),
         transfers: transfers(results.into_iter().filter_map(Result::ok)),
+        tftp_retries: resent.load(Ordering::Relaxed),
         server: sampler.finish(),
         client_cpu_s: own_cpu()
             .zip(client_before)
@@ -843,12 +872,13 @@ pub fn print_downloads(r: &DownloadReport, json: bool) {
         super::print_json(r);
     } else {
         println!(
-            "{} of {} downloads, {} bytes in {:.2} s: {:.1} MB/s{}",
+            "{} of {} downloads, {} bytes in {:.2} s: {:.1} MB/s, {} TFTP packets resent{}",
             r.transfers.files,
             r.machines,
             r.transfers.bytes,
             r.transfers.seconds,
             r.transfers.mb_per_s,
+            r.tftp_retries,
             r.example_failure
                 .as_ref()
                 .map_or(String::new(), |e| format!(

@@ -31,8 +31,8 @@ pub enum Command {
     /// Boot N machines through the whole chain: DHCP, the boot file over
     /// TFTP or HTTP, DHCP as iPXE, its script, the kernel and initrd.
     Chain(super::chain::ChainArgs),
-    /// N machines download one file at once, each from its own address,
-    /// with the chain's HTTP client.
+    /// N machines download one file at once over HTTP, or their boot
+    /// files over TFTP, each from its own address, with the chain's clients.
     Downloads(super::chain::DownloadArgs),
     /// Measure the XDP program's cost per packet (BPF_PROG_TEST_RUN; root).
     BenchXdp {

@@ -2,9 +2,11 @@
 //! PXE, UEFI PXE and UEFI HTTP boot in turn), the same files (Debian's iPXE
 //! binaries, a generated kernel and initrd) and the same lab for each
 //! server: stormboot alone, dnsmasq with nginx, Kea 2.2 with tftpd-hpa and
-//! nginx (`stormboot_testbed::bootlab` configures them). Then the HTTP path
-//! alone: every machine downloads the initrd at once, from stormboot and
-//! from nginx. The servers run on SERVER_CPU, the client on CLIENT_CPU.
+//! nginx (`stormboot_testbed::bootlab` configures them). Then each path
+//! alone (`Alone`): every machine downloads the initrd over HTTP at once,
+//! from stormboot and from nginx; every machine reads its boot file over
+//! TFTP at once, from stormboot, dnsmasq and tftpd-hpa. The servers run on
+//! SERVER_CPU, the client on CLIENT_CPU.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -233,72 +235,149 @@ fn on_fresh_lab<T: serde::de::DeserializeOwned>(
     )
 }
 
-/// The servers whose HTTP is compared alone: stormboot, and nginx as the
-/// Kea set runs it (dnsmasq's set runs the same nginx).
-const HTTP_SERVERS: [BootServer; 2] = [BootServer::Stormboot, BootServer::Kea];
+/// A path measured alone: every machine's download starts at the same
+/// moment. In the chain, when each machine starts its downloads depends on
+/// the DHCP and the boot file before them; here it does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alone {
+    /// Every machine downloads the initrd over HTTP.
+    Http,
+    /// Every machine reads its boot file over TFTP.
+    Tftp,
+}
 
-/// The HTTP path alone: every machine downloads the initrd at the same
-/// moment, from stormboot and from nginx, `size.runs` rounds in turn. In
-/// the chain, when each machine starts its downloads depends on the DHCP
-/// and TFTP before them; here it does not.
-pub fn measure_http(dir: &Path, bins: &Bins, size: &Size) -> Result<Vec<Row<DownloadReport>>> {
+impl Alone {
+    /// The servers compared: stormboot and nginx as the Kea set runs it
+    /// (dnsmasq's set runs the same nginx); for TFTP every set, each with
+    /// its own TFTP server.
+    fn servers(self) -> &'static [BootServer] {
+        match self {
+            Alone::Http => &[BootServer::Stormboot, BootServer::Kea],
+            Alone::Tftp => &bootlab::ALL,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Alone::Http => "HTTP alone",
+            Alone::Tftp => "TFTP alone",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Alone::Http => "http",
+            Alone::Tftp => "tftp",
+        }
+    }
+
+    /// Its name in `--only`.
+    pub fn part(self) -> &'static str {
+        match self {
+            Alone::Http => "http-alone",
+            Alone::Tftp => "tftp-alone",
+        }
+    }
+
+    /// The server of `set` that serves this path.
+    fn server_name(self, set: BootServer) -> &'static str {
+        match (self, set) {
+            (_, BootServer::Stormboot) => "stormboot",
+            (Alone::Http, _) => "nginx",
+            (Alone::Tftp, BootServer::Dnsmasq) => "dnsmasq",
+            (Alone::Tftp, BootServer::Kea) => "tftpd-hpa",
+        }
+    }
+
+    /// The client's arguments besides the machines' count.
+    fn client_args(self, first_ip: &str) -> Vec<String> {
+        let what = match self {
+            Alone::Http => [
+                "--url".to_string(),
+                format!("http://{SERVER_ADDR}/artifacts/{}", bootlab::INITRD),
+            ],
+            Alone::Tftp => ["--tftp".to_string(), SERVER_ADDR.to_string()],
+        };
+        what.into_iter()
+            .chain(["--first-ip".to_string(), first_ip.to_string()])
+            .collect()
+    }
+}
+
+/// `path` alone for every server of it, `size.runs` rounds in turn.
+pub fn measure_alone(
+    dir: &Path,
+    bins: &Bins,
+    size: &Size,
+    path: Alone,
+) -> Result<Vec<Row<DownloadReport>>> {
     let files = BootFiles::prepare(&dir.join("e2e-files"), size.kernel_bytes, size.initrd_bytes)?;
     Ok(take_turns(
-        &HTTP_SERVERS,
+        path.servers(),
         size.runs,
-        "storm-e2e, HTTP alone",
-        |server| downloads(server, dir, bins, &files, size),
+        &format!("storm-e2e, {}", path.title()),
+        |server| {
+            let machines = bootlab::machines(size.machines);
+            on_fresh_lab(
+                server,
+                &dir.join(format!("{}-{}", path.key(), server.key())),
+                bins,
+                &files,
+                size,
+                ("the download client", "downloads"),
+                &path.client_args(&machines.ip(0).to_string()),
+            )
+        },
     ))
 }
 
-fn downloads(
-    server: BootServer,
-    dir: &Path,
-    bins: &Bins,
-    files: &BootFiles,
-    size: &Size,
-) -> Result<DownloadReport> {
-    let machines = bootlab::machines(size.machines);
-    let url = format!("http://{SERVER_ADDR}/artifacts/{}", bootlab::INITRD);
-    let args = ["--url", &url, "--first-ip", &machines.ip(0).to_string()].map(String::from);
-    on_fresh_lab(
-        server,
-        &dir.join(format!("http-{}", server.key())),
-        bins,
-        files,
-        size,
-        ("the download client", "downloads"),
-        &args,
-    )
-}
-
-/// The HTTP-alone table.
-pub fn http_markdown(rows: &[Row<DownloadReport>], size: &Size) -> String {
-    let nginx = rows
+/// The table of a path alone.
+pub fn alone_markdown(rows: &[Row<DownloadReport>], size: &Size, path: Alone) -> String {
+    let peer = rows
         .iter()
-        .find(|r| r.server != BootServer::Stormboot)
-        .and_then(|r| r.result.as_ref().ok())
-        .filter(|d| d.failed == 0)
-        .map(|d| d.transfers.mb_per_s);
+        .filter(|r| r.server != BootServer::Stormboot)
+        .filter_map(|r| r.result.as_ref().ok())
+        .filter(|d| d.transfers.files > 0)
+        .map(|d| d.transfers.mb_per_s)
+        .max_by(f64::total_cmp);
+    let what = match path {
+        Alone::Http => format!(
+            "{} machines download the {} initrd at the same moment, each from its own \
+             address with the chain's HTTP client (`stormboot-lab downloads --url`), from \
+             stormboot and from nginx (started as in the Kea set, whose CPU and memory the \
+             nginx row's figures are)",
+            size.machines,
+            bytes(size.initrd_bytes)
+        ),
+        Alone::Tftp => format!(
+            "{} machines read their boot file over TFTP at the same moment, each from its \
+             own address with the chain's TFTP client (`stormboot-lab downloads --tftp`), \
+             BIOS PXE (undionly.kpxe: blksize 1432, tsize, a 1 s timeout) and UEFI PXE \
+             (ipxe.efi: a tsize probe, then blksize 1468 and windowsize 4, a 4 s timeout) \
+             in turn, 6 tries a packet; from stormboot, dnsmasq (`tftp-max` at its default \
+             of 50) and tftpd-hpa (as the Kea set runs it, `--secure`). tftpd-hpa's CPU and memory \
+             are its listening process's alone: it forks a process per transfer and \
+             does not wait for them (SA_NOCLDWAIT), so their time is counted nowhere. A peer that failed machines is compared on the transfers it \
+             completed, which flatters it",
+            size.machines
+        ),
+    };
+    // Retries are TFTP's: an HTTP download has none of its own.
+    let tftp = path == Alone::Tftp;
+    let resent = if tftp { " TFTP packets resent |" } else { "" };
     let mut t = format!(
-        "{} machines download the {} initrd at the same moment, each from its own \
-         address with the chain's HTTP client (`stormboot-lab downloads`), from stormboot \
-         and from nginx (started as in the Kea set, whose CPU and memory the nginx row's \
-         figures are), servers on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU}. MB/s is the bytes over the time from the first download's \
-         start to the last one's end; each server's median run. Beside each run's MB/s, the \
-         CPU seconds the server's processes and the client's used over it: a veth runs the \
-         receiving end's softirq on the sending CPU, so how the kernel's TCP work split \
-         between the two cores moves the figure (the client's core is the busier).\n\n\
-         | server | downloads | failed | MB/s | vs nginx | each run: MB/s (server/client CPU s) | server CPU (s) | server RSS peak (MB) |\n\
-         |---|---|---|---|---|---|---|---|\n",
-        size.machines,
-        bytes(size.initrd_bytes)
+        "{what}; servers on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU}. MB/s is the \
+         bytes over the time from the first transfer's start to the last one's end; each \
+         server's median run. Beside each run's MB/s, the CPU seconds the server's processes \
+         and the client's used over it: a veth runs the receiving end's softirq on the \
+         sending CPU, so how the kernel's work split between the two cores moves the \
+         figure.\n\n\
+         | server | transfers | failed |{resent} MB/s | vs best peer | each run: MB/s (server/client CPU s) | server CPU (s) | server RSS peak (MB) |\n\
+         |---|---|---|{}---|---|---|---|---|---|\n",
+        if tftp { "---|" } else { "" }
     );
     for r in rows {
-        let name = match r.server {
-            BootServer::Stormboot => "stormboot".to_string(),
-            _ => "nginx".to_string(),
-        };
+        let name = path.server_name(r.server);
         match &r.result {
             Ok(d) => {
                 let (cpu, rss) = d.server.as_ref().map_or(("-".into(), "-".into()), |s| {
@@ -307,19 +386,24 @@ pub fn http_markdown(rows: &[Row<DownloadReport>], size: &Size) -> String {
                         format!("{}", s.rss_peak_kb / 1024),
                     )
                 });
+                let vs = ratio(Some(d.transfers.mb_per_s), peer);
+                let resent = if tftp {
+                    format!(" {} |", d.tftp_retries)
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     t,
-                    "| {name} | {} / {} | {} | {:.1} | {} | {} | {cpu} | {rss} |",
+                    "| {name} | {} / {} | {} |{resent} {:.1} | {vs} | {} | {cpu} | {rss} |",
                     d.transfers.files,
                     d.machines,
                     d.failed,
                     d.transfers.mb_per_s,
-                    ratio(Some(d.transfers.mb_per_s), nginx),
                     r.runs.join(", ")
                 );
             }
             Err(e) => {
-                let _ = writeln!(t, "| {name} | failed: {e} | | | | | | |");
+                let _ = writeln!(t, "| {name} | failed: {e} | | | | | | | |");
             }
         }
     }
@@ -330,7 +414,7 @@ pub fn http_markdown(rows: &[Row<DownloadReport>], size: &Size) -> String {
             ..
         }) = &r.result
         {
-            let _ = writeln!(t, "\n{}: {e}", r.server.name());
+            let _ = writeln!(t, "\n{}: {e}", path.server_name(r.server));
         }
     }
     t
@@ -554,6 +638,58 @@ mod tests {
             ..run(1000, 0, 2229.4).unwrap()
         };
         assert_eq!(measured.shown(), "2229 (5.1/9.8)");
+    }
+
+    #[test]
+    fn a_path_alone_is_compared_with_its_fastest_peer_on_what_that_peer_served() {
+        let run = |files: u32, failed: u32, mb_per_s: f64| Row {
+            server: BootServer::Stormboot,
+            result: Ok(DownloadReport {
+                machines: files + failed,
+                failed,
+                transfers: Transfers {
+                    files,
+                    mb_per_s,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            runs: vec!["r".into()],
+        };
+        let size = Size {
+            machines: 10,
+            kernel_bytes: 1 << 20,
+            initrd_bytes: 4 << 20,
+            deadline_s: 60,
+            runs: 1,
+        };
+        let rows = [
+            run(10, 0, 200.0),
+            // The fastest peer failed machines: it is still the one compared.
+            Row {
+                server: BootServer::Dnsmasq,
+                ..run(8, 2, 50.0)
+            },
+            Row {
+                server: BootServer::Kea,
+                ..run(10, 0, 40.0)
+            },
+        ];
+        let t = alone_markdown(&rows, &size, Alone::Tftp);
+        assert!(
+            t.contains("| stormboot | 10 / 10 | 0 | 0 | 200.0 | 4.00x |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| dnsmasq | 8 / 10 | 2 | 0 | 50.0 | 1.00x |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tftpd-hpa | 10 / 10 | 0 | 0 | 40.0 | 0.80x |"),
+            "{t}"
+        );
+        let t = alone_markdown(&rows[..2], &size, Alone::Http);
+        assert!(t.contains("| nginx | 8 / 10 | 2 | 50.0 | 1.00x |"), "{t}");
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub struct BenchArgs {
     /// program alone), control-plane, api (API to dataplane), omapi
     /// (OMAPI creates per second and create to XDP), storm-e2e (the whole
     /// boot chain beside dnsmasq + nginx and Kea + tftpd-hpa + nginx, then
-    /// the HTTP path alone beside nginx),
+    /// http-alone and tftp-alone, each also a part of its own: the HTTP path
+    /// alone beside nginx, the TFTP path alone beside dnsmasq and tftpd-hpa),
     /// cluster (two stormboot nodes on PostgreSQL beside a Kea HA pair and
     /// one node on SQLite: new leases, failover, reservation propagation),
     /// wire (known machines' requests at equal offered rates, for the
@@ -349,13 +350,15 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
                 "api",
                 "omapi",
                 "storm-e2e",
+                "http-alone",
+                "tftp-alone",
                 "cluster",
                 "wire",
                 "pool-wire",
             ]
             .contains(&o.as_str())
         {
-            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e, cluster, wire, pool-wire");
+            bail!("--only {o}: the parts are stormboot-xdp, stormboot-userspace, kea, dnsmasq, dhcpd, coredhcp, xdp, control-plane, api, omapi, storm-e2e (with http-alone and tftp-alone, each also a part of its own), cluster, wire, pool-wire");
         }
     }
 
@@ -420,15 +423,23 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
     } else {
         Err(anyhow::anyhow!("not asked for (--only)"))
     };
-    let downloads = if part("storm-e2e") {
-        eprintln!(
-            "bench: HTTP alone, {} downloads at once",
-            settings.e2e.machines
-        );
-        e2e::measure_http(&dir, bins, &settings.e2e)
-    } else {
-        Err(anyhow::anyhow!("not asked for (--only)"))
-    };
+    let alone: Vec<(e2e::Alone, Result<Vec<e2e::Row<reports::DownloadReport>>>)> =
+        if part("storm-e2e") || part("http-alone") || part("tftp-alone") {
+            [e2e::Alone::Http, e2e::Alone::Tftp]
+                .into_iter()
+                .filter(|path| part("storm-e2e") || part(path.part()))
+                .map(|path| {
+                    eprintln!(
+                        "bench: {}, {} machines at once",
+                        path.title(),
+                        settings.e2e.machines
+                    );
+                    (path, e2e::measure_alone(&dir, bins, &settings.e2e, path))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
 
     let pair = part("cluster").then(|| {
         eprintln!("bench: two nodes sharing PostgreSQL, beside a Kea HA pair");
@@ -488,12 +499,17 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
         ),
         Err(e) => format!("{md}\n## Boot storm, end to end\n\nnot measured: {e:#}\n"),
     };
-    let md = match &downloads {
-        Ok(rows) => format!(
-            "{md}\n## HTTP alone\n\n{}",
-            e2e::http_markdown(rows, &settings.e2e)
-        ),
-        Err(e) => format!("{md}\n## HTTP alone\n\nnot measured: {e:#}\n"),
+    let md = if alone.is_empty() {
+        format!("{md}\n## HTTP and TFTP alone\n\nnot measured: not asked for (--only)\n")
+    } else {
+        alone.iter().fold(md, |md, (path, rows)| match rows {
+            Ok(rows) => format!(
+                "{md}\n## {}\n\n{}",
+                path.title(),
+                e2e::alone_markdown(rows, &settings.e2e, *path)
+            ),
+            Err(e) => format!("{md}\n## {}\n\nnot measured: {e:#}\n", path.title()),
+        })
     };
     let md = match &pair {
         Some(r) => format!(
@@ -606,17 +622,20 @@ fn run_with(args: &BenchArgs, bins: &Bins) -> Result<()> {
                     Err(e) => bail!("storm-e2e: {}: {e}", row.server.name()),
                 }
             }
-            for row in downloads.context("HTTP alone")? {
+        }
+        for (path, rows) in alone {
+            let what = path.title();
+            for row in rows.context(what)? {
                 match row.result {
                     Ok(d) if d.failed == 0 && d.transfers.files == d.machines => {}
                     Ok(d) => bail!(
-                        "HTTP alone: {}: {} of {} downloads, e.g. {:?}",
+                        "{what}: {}: {} of {} downloads, e.g. {:?}",
                         row.server.name(),
                         d.transfers.files,
                         d.machines,
                         d.example_failure
                     ),
-                    Err(e) => bail!("HTTP alone: {}: {e}", row.server.name()),
+                    Err(e) => bail!("{what}: {}: {e}", row.server.name()),
                 }
             }
         }
