@@ -29,6 +29,10 @@ pub struct ControlPlane {
     /// (the reservation table, the reply ring): kernel memory, counted in
     /// `map` too.
     pub mapped_kb: u64,
+    /// VmRSS by kind (/proc/PID/status): private memory (heap, stacks),
+    /// file-backed mappings (the binary, libraries, and the mapped maps,
+    /// whose mappings are of a file of their own) and shared memory, kB.
+    pub rss_by_kind: Option<[u64; 3]>,
     /// CPU time the daemon (every thread, user and system: the verifier
     /// and the map writes are system time) spent until serving: what the
     /// start-up costs however loaded the machine is.
@@ -74,6 +78,16 @@ impl ControlPlane {
             "| the daemon's own memory (VmRSS less the mapped maps) | {:.0} MB |",
             self.rss_kb.saturating_sub(self.mapped_kb) as f64 / 1024.0
         );
+        if let Some([anon, file, shmem]) = self.rss_by_kind {
+            let mb = |kb: u64| kb as f64 / 1024.0;
+            let _ = writeln!(
+                t,
+                "| VmRSS by kind: private (RssAnon: heap, stacks) / file-backed (RssFile: the binary, libraries, the mapped maps) / shared (RssShmem) | {:.0} / {:.0} / {:.0} MB |",
+                mb(anon),
+                mb(file),
+                mb(shmem)
+            );
+        }
         let _ = writeln!(
             t,
             "| daemon peak RSS (VmHWM; the mapped maps included) | {:.0} MB |",
@@ -260,6 +274,11 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         .context("no serving line")?;
     let (rss_kb, hwm_kb) = (status_kb(pid, "VmRSS:")?, status_kb(pid, "VmHWM:")?);
     let mapped_kb = mapped_maps_kb(pid)?;
+    let rss_by_kind = ["RssAnon:", "RssFile:", "RssShmem:"]
+        .map(|k| status_kb(pid, k).ok())
+        .into_iter()
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|v| v.try_into().ok());
     let cpu_s = stormboot_testbed::reports::cpu_seconds(pid).ok();
     let map = reservation_map(pid);
     bed.stop(pid)?;
@@ -273,6 +292,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
         rss_at_phase,
         rss_kb,
         hwm_kb,
+        rss_by_kind,
         mapped_kb,
         cpu_s,
         map,

@@ -373,7 +373,7 @@ pub fn alone_markdown(rows: &[Row<DownloadReport>], size: &Size, path: Alone) ->
          sending CPU, so how the kernel's work split between the two cores moves the \
          figure.\n\n\
          | server | transfers | failed |{resent} MB/s | vs best peer | each run: MB/s (server/client CPU s) | server CPU (s) | server RSS peak (MB) |\n\
-         |---|---|---|{}---|---|---|---|---|---|\n",
+         |---|---|---|{}---|---|---|---|---|\n",
         if tftp { "---|" } else { "" }
     );
     for r in rows {
@@ -403,7 +403,8 @@ pub fn alone_markdown(rows: &[Row<DownloadReport>], size: &Size, path: Alone) ->
                 );
             }
             Err(e) => {
-                let _ = writeln!(t, "| {name} | failed: {e} | | | | | | | |");
+                let empty = if tftp { 7 } else { 6 };
+                let _ = writeln!(t, "| {name} | failed: {e} |{}", " |".repeat(empty));
             }
         }
     }
@@ -690,6 +691,22 @@ mod tests {
         );
         let t = alone_markdown(&rows[..2], &size, Alone::Http);
         assert!(t.contains("| nginx | 8 / 10 | 2 | 50.0 | 1.00x |"), "{t}");
+        // Every line of each table has as many columns as its header, a
+        // server that did not run included.
+        let mut rows = rows;
+        rows[2].result = Err("no lab".into());
+        for path in [Alone::Http, Alone::Tftp] {
+            let t = alone_markdown(&rows, &size, path);
+            let widths: Vec<usize> = t
+                .lines()
+                .filter(|l| l.starts_with('|'))
+                .map(|l| l.matches('|').count())
+                .collect();
+            assert!(
+                widths.len() == 5 && widths.iter().all(|&w| w == widths[0]),
+                "{t}"
+            );
+        }
     }
 
     #[test]
