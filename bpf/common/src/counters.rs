@@ -1,5 +1,7 @@
-//! Per-CPU counters of the XDP program, indexed by `Counter`.
-//! Userspace sums them over CPUs and exports them under `Counter::name`.
+//! Per-CPU counters of the XDP program, indexed by `Counter`, all of a
+//! CPU's in one value (`Counts`) of the COUNTERS map's one entry, so that
+//! a frame's counts take one lookup. Userspace sums them over CPUs and
+//! exports them under `Counter::name`.
 
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +46,9 @@ pub enum Counter {
     /// it (`table`); the daemon answers instead.
     PassSlotBusy,
 }
+
+/// A CPU's counters: COUNTERS' value, indexed by `Counter`.
+pub type Counts = [u64; Counter::COUNT as usize];
 
 impl Counter {
     pub const COUNT: u32 = Counter::PassSlotBusy as u32 + 1;

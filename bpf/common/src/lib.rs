@@ -19,4 +19,4 @@ pub mod tally;
 
 /// Bumped whenever a map layout, counter index or event changes, so a daemon
 /// never drives a program (or pinned maps) built against another contract.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;

@@ -23,17 +23,18 @@ mod tally;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use stormboot_common::counters::Counter;
 
-use crate::maps::count;
+use crate::maps::count_each;
 
 /// Answers DHCP for reservations; XDP_PASS for anything else, except a
 /// DHCP request from a MAC over its slow-path rate: XDP_DROP.
 #[xdp]
 pub fn stormboot(ctx: XdpContext) -> u32 {
-    count(Counter::Received);
+    // Every frame is counted as received where its other counts are, in
+    // one lookup (`count_each`).
     let boot = match parse::bootrequest(&ctx) {
         Ok(b) => b,
         Err(why) => {
-            count(why);
+            count_each([Counter::Received, why]);
             return xdp_action::XDP_PASS;
         }
     };
@@ -43,19 +44,25 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
     let parsed = parse::request(&ctx, &boot)
         .and_then(|()| parse::udp_checksum(&ctx, boot.l3, boot.udp_len()))
         .and_then(|()| parse::current().ok_or(Counter::TxError));
-    let (why, mac) = match parsed {
+    let (why, mac, dhcp) = match parsed {
+        // `answer` counts what it answers (`reply::counted`).
         Ok(req) => match reply::answer(&ctx, req) {
             Ok(action) => return action,
-            Err(why) => (why, req.chaddr),
+            Err(why) => (why, req.chaddr, true),
         },
-        Err(why) => (why, boot.eth_src),
+        Err(why) => (why, boot.eth_src, false),
     };
     let action = slowpath::admit(&mac);
-    count(if action == xdp_action::XDP_DROP {
+    let why = if action == xdp_action::XDP_DROP {
         Counter::DropSlowpathRate
     } else {
         why
-    });
+    };
+    if dhcp {
+        count_each([Counter::Received, Counter::Dhcp, why]);
+    } else {
+        count_each([Counter::Received, why]);
+    }
     action
 }
 

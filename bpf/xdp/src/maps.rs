@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use stormboot_common::{
     bucket::Limit,
-    counters::Counter,
+    counters::{Counter, Counts},
     events::RingEntry,
     generate,
     maps::{Block, Iface, Marker, Scratch, Subnet, TemplateKey},
@@ -74,8 +74,9 @@ pub static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(64, 0);
 #[map(name = "IFACES_VERSION")]
 pub static IFACES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
 
+/// One entry: this CPU's counters, all of them (`counters::Counts`).
 #[map(name = "COUNTERS")]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+pub static COUNTERS: PerCpuArray<Counts> = PerCpuArray::with_max_entries(1, 0);
 
 /// The reply ring (`events`): one region per possible CPU, sized by
 /// userspace at load time; the daemon reads it through a shared mapping.
@@ -138,8 +139,20 @@ pub fn proxy_mode() -> bool {
 
 #[inline(always)]
 pub fn count(c: Counter) {
-    if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
-        // SAFETY: per-CPU slot, and XDP does not nest on one CPU.
-        unsafe { *p += 1 };
+    count_each([c]);
+}
+
+/// Counts one of each of `cs`, with one lookup of this CPU's counters: a
+/// lookup costs about as much as the rest of a count (`bench-xdp`: a
+/// reply's three counts in one lookup were 17-20 ns less than in three).
+#[inline(always)]
+pub fn count_each<const N: usize>(cs: [Counter; N]) {
+    if let Some(p) = COUNTERS.get_ptr_mut(0) {
+        for c in cs {
+            // SAFETY: this CPU's value, and XDP does not nest on one CPU.
+            if let Some(n) = unsafe { (*p).get_mut(c as usize) } {
+                *n += 1;
+            }
+        }
     }
 }

@@ -30,8 +30,8 @@ use stormboot_common::{
 
 use crate::{
     maps::{
-        count, proxy_mode, table_bits, templates_slotted, IFACES, IFACES_VERSION, RESERVATIONS,
-        SCRATCH, SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
+        count, count_each, proxy_mode, table_bits, templates_slotted, IFACES, IFACES_VERSION,
+        RESERVATIONS, SCRATCH, SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
     },
     packet::{
         at, ld16, ld32, ld64, st16, st32, st64, store_be16, store_be32, store_byte, store_mac,
@@ -72,7 +72,6 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
         ETH_LEN
     };
     let req = &r;
-    count(Counter::Dhcp);
     let decided = if proxy_mode() {
         crate::proxy::decide(ctx, req)
     } else {
@@ -81,11 +80,18 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     match decided {
         Ok(d) => emit(ctx, req, &d),
         Err(Counter::DropOtherServer) => {
-            count(Counter::DropOtherServer);
+            counted(Counter::DropOtherServer);
             Ok(xdp_action::XDP_DROP)
         }
         Err(why) => Err(why),
     }
+}
+
+/// Counts a DHCP request that `answer` answered or dropped itself, with
+/// `outcome`: the caller counts the others.
+#[inline(always)]
+fn counted(outcome: Counter) {
+    count_each([Counter::Received, Counter::Dhcp, outcome]);
 }
 
 /// The reserved machine of the request's chaddr and its subnet; passed up
@@ -335,12 +341,12 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
     match write(ctx, req, d, &tail) {
         Ok(()) => {}
         Err(_) => {
-            count(Counter::TxError);
+            counted(Counter::TxError);
             return Ok(xdp_action::XDP_DROP);
         }
     }
 
-    count(match reply_type {
+    counted(match reply_type {
         msg::OFFER => Counter::Offer,
         msg::ACK => Counter::Ack,
         _ => Counter::Nak,

@@ -26,7 +26,7 @@ use aya::{
 };
 use stormboot_common::{
     bucket::Limit,
-    counters::Counter,
+    counters::{Counter, Counts},
     maps::{
         mode as map_mode, names, Block, Iface, Machine, Marker, Subnet, TemplateKey,
         GLOBAL_TEMPLATES_SLOTTED, PROGRAM_DHCP, PROGRAM_PASS, PROGRAM_TALLY, VARIANT_COUNT,
@@ -301,7 +301,7 @@ pub struct Dataplane {
     /// Bumped after every write to `ifaces` (the program's copies of its
     /// entries are valid while it is unchanged).
     ifaces_version: Array<MapData, u32>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuArray<MapData, Counts>,
     boot_marker: Array<MapData, Marker>,
     slowpath_buckets: HashMap<MapData, [u8; 6], u64>,
     slowpath_limit: Array<MapData, Limit>,
@@ -881,14 +881,13 @@ impl Dataplane {
     }
 
     /// Counter values summed over CPUs, indexed by `Counter`.
-    pub fn counters(&self) -> Result<[u64; Counter::COUNT as usize], DataplaneError> {
+    pub fn counters(&self) -> Result<Counts, DataplaneError> {
+        let per_cpu = self.counters.get(&0, 0).map_err(map_err(names::COUNTERS))?;
         let mut out = [0u64; Counter::COUNT as usize];
-        for c in Counter::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(c as u32), 0)
-                .map_err(map_err(names::COUNTERS))?;
-            out[c as usize] = per_cpu.iter().sum();
+        for cpu in per_cpu.iter() {
+            for (sum, n) in out.iter_mut().zip(cpu) {
+                *sum += n;
+            }
         }
         Ok(out)
     }
