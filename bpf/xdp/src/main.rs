@@ -23,7 +23,7 @@ mod tally;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use stormboot_common::counters::Counter;
 
-use crate::maps::count_each;
+use crate::maps::{count_each, SCRATCH};
 
 /// Answers DHCP for reservations; XDP_PASS for anything else, except a
 /// DHCP request from a MAC over its slow-path rate: XDP_DROP.
@@ -41,12 +41,19 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
     // From here the frame is a DHCP request: passed up, it costs its
     // client a token. Keyed by chaddr once known (a relay forwards many
     // clients from one Ethernet address), else by the Ethernet source.
-    let parsed = parse::request(&ctx, &boot)
+    // This CPU's scratch space, looked up once for the whole frame: a
+    // lookup costs a few nanoseconds, and the parse and the reply use it
+    // four times.
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        count_each([Counter::Received, Counter::TxError]);
+        return xdp_action::XDP_PASS;
+    };
+    let parsed = parse::request(&ctx, &boot, scratch)
         .and_then(|()| parse::udp_checksum(&ctx, boot.l3, boot.udp_len()))
         .and_then(|()| parse::current().ok_or(Counter::TxError));
     let (why, mac, dhcp) = match parsed {
         // `answer` counts what it answers (`reply::counted`).
-        Ok(req) => match reply::answer(&ctx, req) {
+        Ok(req) => match reply::answer(&ctx, req, scratch) {
             Ok(action) => return action,
             Err(why) => (why, req.chaddr, true),
         },

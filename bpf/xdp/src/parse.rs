@@ -14,9 +14,9 @@ use stormboot_common::{
     rules,
 };
 
-use stormboot_common::maps::FoundOptions;
+use stormboot_common::maps::{FoundOptions, Scratch};
 
-use crate::maps::{proxy_mode, SCRATCH};
+use crate::maps::proxy_mode;
 use crate::packet::{load, load_be16, load_be32, MAX_OFFSET};
 
 /// Options walked before giving up; real clients send 8 to 20.
@@ -171,9 +171,10 @@ pub fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
         && ctx.data() + l3 + ip_len <= ctx.data_end()
 }
 
-/// Parses the rest of a BOOTREQUEST, the header fields and the options,
-/// into the REQUEST map (`current`), where the reply reads it: off the
-/// stack, which the reply needs.
+/// Parses the rest of a BOOTREQUEST, the header fields and the options
+/// (walked into `scratch`, this CPU's SCRATCH value), into the REQUEST
+/// map (`current`), where the reply reads it: off the stack, which the
+/// reply needs.
 ///
 /// Inlined, as are `udp_checksum` and `reply::answer`, and not a function
 /// of the program's own: a call to one costs about 7 ns here, its return
@@ -181,7 +182,7 @@ pub fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
 /// reply). LLVM lays the three phases' locals over each other, so they fit
 /// the verifier's 512 bytes of stack in one frame.
 #[inline(always)]
-pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
+pub fn request(ctx: &XdpContext, b: &BootRequest, scratch: *mut Scratch) -> Result<(), Counter> {
     let BootRequest {
         l3,
         vlan_tci,
@@ -199,7 +200,7 @@ pub fn request(ctx: &XdpContext, b: &BootRequest) -> Result<(), Counter> {
         return Err(Counter::PassUnsupported);
     }
 
-    let found = walk_options(ctx, bootp + OPTIONS_OFF, opts_end)?;
+    let found = walk_options(ctx, bootp + OPTIONS_OFF, opts_end, scratch)?;
     let mut fields = rules::Request {
         msg_type: read!(found, msg_type) as u8,
         ciaddr: 0,
@@ -450,8 +451,8 @@ fn walk_options(
     ctx: &XdpContext,
     start: usize,
     end: usize,
+    scratch: *mut Scratch,
 ) -> Result<*const FoundOptions, Counter> {
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
     // SAFETY (every access below): the per-CPU map value; XDP does not nest
     // on one CPU.
     let found = unsafe { core::ptr::addr_of_mut!((*scratch).options) };
@@ -563,7 +564,11 @@ fn walk_options(
     Err(Counter::PassUnsupported)
 }
 
-/// The request `request` parsed last on this CPU.
+/// The request `request` parsed last on this CPU. Looked up again, not
+/// passed along from `request`: read back through the lookup, its fields
+/// are unknown to the verifier, which otherwise follows each value the
+/// parse left in a register into the reply, a state for each, past its
+/// limit.
 #[inline(always)]
 pub fn current() -> Option<&'static Request> {
     // SAFETY: a per-CPU map value; XDP does not nest on one CPU.

@@ -10,14 +10,18 @@ use aya_ebpf::programs::XdpContext;
 use stormboot_common::{
     counters::Counter,
     layout::{msg, FLAG_BROADCAST},
-    maps::variant,
+    maps::{variant, Scratch},
     rules::{self, Destination, EthDest},
 };
 
 use crate::{parse::Request, reply::Decision};
 
 #[inline(always)]
-pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> {
+pub fn decide<'a>(
+    ctx: &XdpContext,
+    req: &Request,
+    scratch: *mut Scratch,
+) -> Result<Decision<'a>, Counter> {
     let reply_type = match (req.fields.msg_type, req.to_boot_port) {
         (msg::DISCOVER, false) => msg::OFFER,
         (msg::REQUEST, true) => msg::ACK,
@@ -26,11 +30,11 @@ pub fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Count
     if req.variant == variant::PLAIN {
         return Err(Counter::PassNotBooting);
     }
-    let (m, subnet) = crate::reply::machine(req)?;
+    let (m, subnet) = crate::reply::machine(req, scratch)?;
     // Only the variant's own template: a proxy has nothing to say to a
     // machine with no boot file for what it asks.
     let block = crate::reply::template(m.set, req.variant).ok_or(Counter::PassUnknownMac)?;
-    let iface = crate::reply::on_network(ctx, req, subnet)?;
+    let iface = crate::reply::on_network(ctx, req, subnet, scratch)?;
 
     let ciaddr = rules::reply_ciaddr(reply_type, req.fields.ciaddr);
     let dest = if req.to_boot_port {

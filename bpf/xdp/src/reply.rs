@@ -21,8 +21,8 @@ use stormboot_common::{
         REPLY_TTL, SERVER_PORT, UDP_LEN, VLAN_LEN,
     },
     maps::{
-        mac_text, variant, Block, CachedIface, Iface, Machine, Subnet, TemplateKey, MAC_TEXT_LEN,
-        NAME_MAX,
+        mac_text, variant, Block, CachedIface, Iface, Machine, Scratch, Subnet, TemplateKey,
+        MAC_TEXT_LEN, NAME_MAX,
     },
     rules::{self, EthDest, Verdict},
     table,
@@ -31,7 +31,7 @@ use stormboot_common::{
 use crate::{
     maps::{
         count, count_each, proxy_mode, table_bits, templates_slotted, IFACES, IFACES_VERSION,
-        RESERVATIONS, SCRATCH, SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
+        RESERVATIONS, SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
     },
     packet::{
         at, ld16, ld32, ld64, st16, st32, st64, store_be16, store_be32, store_byte, store_mac,
@@ -61,7 +61,7 @@ pub struct Decision<'a> {
 /// Answers `req` from its reservation, or says why not. Inlined (see
 /// `parse::request`).
 #[inline(always)]
-pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
+pub fn answer(ctx: &XdpContext, req: &Request, scratch: *mut Scratch) -> Result<u32, Counter> {
     // The request comes from a map, where the verifier no longer sees that
     // the IPv4 header is at one of two offsets: say so again, or every
     // frame offset derived from it looks unbounded.
@@ -73,12 +73,12 @@ pub fn answer(ctx: &XdpContext, req: &Request) -> Result<u32, Counter> {
     };
     let req = &r;
     let decided = if proxy_mode() {
-        crate::proxy::decide(ctx, req)
+        crate::proxy::decide(ctx, req, scratch)
     } else {
-        decide(ctx, req)
+        decide(ctx, req, scratch)
     };
     match decided {
-        Ok(d) => emit(ctx, req, &d),
+        Ok(d) => emit(ctx, req, &d, scratch),
         Err(Counter::DropOtherServer) => {
             counted(Counter::DropOtherServer);
             Ok(xdp_action::XDP_DROP)
@@ -97,8 +97,11 @@ fn counted(outcome: Counter) {
 /// The reserved machine of the request's chaddr and its subnet; passed up
 /// when there is none.
 #[inline(always)]
-pub fn machine(req: &Request) -> Result<(&'static Machine, &'static Subnet), Counter> {
-    let m = reservation(&req.chaddr)?;
+pub fn machine(
+    req: &Request,
+    scratch: *mut Scratch,
+) -> Result<(&'static Machine, &'static Subnet), Counter> {
+    let m = reservation(&req.chaddr, scratch)?;
     let subnet = SUBNETS
         .get(m.subnet as u32)
         .ok_or(Counter::PassUnsupported)?;
@@ -112,7 +115,7 @@ pub fn machine(req: &Request) -> Result<(&'static Machine, &'static Subnet), Cou
 /// copied into SCRATCH between two reads of its slot's sequence count.
 /// A slot being written is passed up rather than waited for.
 #[inline(always)]
-fn reservation(mac: &[u8; 6]) -> Result<&'static Machine, Counter> {
+fn reservation(mac: &[u8; 6], scratch: *mut Scratch) -> Result<&'static Machine, Counter> {
     let bits = table_bits();
     let want = table::live_word(mac);
     let home = table::home(mac, bits);
@@ -129,7 +132,6 @@ fn reservation(mac: &[u8; 6]) -> Result<&'static Machine, Counter> {
         let seq = unsafe { read_volatile(slot.add(1)) };
         let head = unsafe { read_volatile(slot) };
         if head == want {
-            let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
             // SAFETY: a per-CPU map value; `machine` is its first field,
             // 48 bytes at offset 0, and the slot's machine is its words
             // 2..8. XDP does not nest on one CPU.
@@ -174,8 +176,9 @@ pub fn on_network(
     ctx: &XdpContext,
     req: &Request,
     subnet: &Subnet,
+    scratch: *mut Scratch,
 ) -> Result<&'static Iface, Counter> {
-    let iface = iface(ctx.ingress_ifindex() as u32)?;
+    let iface = iface(ctx.ingress_ifindex() as u32, scratch)?;
     let net = u32::from_be_bytes(subnet.net);
     let mask = u32::from_be_bytes(subnet.mask);
     let on_link = if req.giaddr != 0 {
@@ -193,11 +196,10 @@ pub fn on_network(
 /// been written since it was taken (`CachedIface`), else looked up and
 /// copied.
 #[inline(always)]
-fn iface(ifindex: u32) -> Result<&'static Iface, Counter> {
+fn iface(ifindex: u32, scratch: *mut Scratch) -> Result<&'static Iface, Counter> {
     // Read before the lookup: an entry written after it comes with a
     // version this copy does not have.
     let version = IFACES_VERSION.get(0).copied().unwrap_or(0);
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
     // SAFETY: a per-CPU map value; XDP does not nest on one CPU.
     let cached = unsafe { &mut (*scratch).iface };
     if cached.ifindex != ifindex || cached.version != version || version == 0 {
@@ -214,9 +216,13 @@ fn iface(ifindex: u32) -> Result<&'static Iface, Counter> {
 
 /// The authoritative server's decision (RFC 2131, `rules::verdict`).
 #[inline(always)]
-fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> {
-    let (m, subnet) = machine(req)?;
-    let iface = on_network(ctx, req, subnet)?;
+fn decide<'a>(
+    ctx: &XdpContext,
+    req: &Request,
+    scratch: *mut Scratch,
+) -> Result<Decision<'a>, Counter> {
+    let (m, subnet) = machine(req, scratch)?;
+    let iface = on_network(ctx, req, subnet, scratch)?;
 
     let reserved = u32::from_be_bytes(m.ip);
     let ours = u32::from_be_bytes(subnet.server_id);
@@ -256,7 +262,12 @@ fn decide<'a>(ctx: &XdpContext, req: &Request) -> Result<Decision<'a>, Counter> 
 
 /// Resizes the frame, writes the reply, counts it and reports it.
 #[inline(always)]
-fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counter> {
+fn emit(
+    ctx: &XdpContext,
+    req: &Request,
+    d: &Decision<'_>,
+    scratch: *mut Scratch,
+) -> Result<u32, Counter> {
     let Decision {
         reply_type,
         block,
@@ -286,7 +297,6 @@ fn emit(ctx: &XdpContext, req: &Request, d: &Decision<'_>) -> Result<u32, Counte
 
     // The echoed option is copied out before the reply overwrites the request.
     let mut echo_sum = 0u32;
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::TxError)?;
     if echo_len != 0 {
         if echo_len > MAX_ECHO_LEN || echo_at + echo_len + 1 > BLOCK_LEN {
             return Err(Counter::PassUnsupported);
@@ -384,7 +394,7 @@ struct Tail {
     echo_sum: u32,
     /// UDP payload length.
     len: usize,
-    scratch: *mut stormboot_common::maps::Scratch,
+    scratch: *mut Scratch,
 }
 
 #[inline(always)]
@@ -686,7 +696,7 @@ fn mac_slots(
     req: &Request,
     block: &Block,
     payload: usize,
-    scratch: *mut stormboot_common::maps::Scratch,
+    scratch: *mut Scratch,
 ) -> Result<u32, Counter> {
     let text = mac_text(&req.chaddr);
     let mut text_sum = 0u32;
