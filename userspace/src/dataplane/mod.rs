@@ -34,6 +34,17 @@ use stormboot_common::{
     table::GLOBAL_TABLE_BITS,
 };
 
+/// The COUNTERS map's one value, each CPU's, summed per counter.
+pub(crate) fn summed(per_cpu: &aya::maps::PerCpuValues<Counts>) -> Counts {
+    let mut out = [0u64; Counter::COUNT as usize];
+    for cpu in per_cpu.iter() {
+        for (sum, n) in out.iter_mut().zip(cpu) {
+            *sum += n;
+        }
+    }
+    out
+}
+
 /// The XDP program, built by build.rs from bpf/xdp.
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/stormboot-ebpf"));
@@ -883,13 +894,7 @@ impl Dataplane {
     /// Counter values summed over CPUs, indexed by `Counter`.
     pub fn counters(&self) -> Result<Counts, DataplaneError> {
         let per_cpu = self.counters.get(&0, 0).map_err(map_err(names::COUNTERS))?;
-        let mut out = [0u64; Counter::COUNT as usize];
-        for cpu in per_cpu.iter() {
-            for (sum, n) in out.iter_mut().zip(cpu) {
-                *sum += n;
-            }
-        }
-        Ok(out)
+        Ok(summed(&per_cpu))
     }
 
     /// The reply ring, mapped; can be taken once.

@@ -13,7 +13,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Map, MapData, PerCpuArray};
-use stormboot_common::{counters::Counter, LAYOUT_VERSION};
+use stormboot_common::{
+    counters::{Counter, Counts},
+    LAYOUT_VERSION,
+};
 
 /// `statfs` magic of a BPF filesystem.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -141,9 +144,9 @@ impl Pins {
                 p.events = open(&path).and_then(|m| super::ReplyRing::new(m).ok());
             } else if path == self.counters() {
                 p.events_lost = open(&path)
-                    .and_then(|m| PerCpuArray::<MapData, u64>::try_from(m).ok())
-                    .and_then(|c| c.get(&(Counter::EventLost as u32), 0).ok())
-                    .map(|v| v.iter().sum())
+                    .and_then(|m| PerCpuArray::<MapData, Counts>::try_from(m).ok())
+                    .and_then(|c| c.get(&0, 0).ok())
+                    .map(|v| super::summed(&v)[Counter::EventLost as usize])
                     .unwrap_or(0);
             } else if name.starts_with("events-v") || name.starts_with("counters-v") {
                 p.unreadable.push(path.clone());
