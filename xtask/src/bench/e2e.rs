@@ -596,20 +596,34 @@ mod tests {
 
     use stormboot_testbed::reports::Transfers;
 
+    /// A run of `downloads`: `files` done, `failed` not, at `mb_per_s`.
+    fn download(files: u32, failed: u32, mb_per_s: f64) -> DownloadReport {
+        DownloadReport {
+            machines: files + failed,
+            failed,
+            transfers: Transfers {
+                files,
+                mb_per_s,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Ten machines, small files, one run.
+    fn small() -> Size {
+        Size {
+            machines: 10,
+            kernel_bytes: 1 << 20,
+            initrd_bytes: 4 << 20,
+            deadline_s: 60,
+            runs: 1,
+        }
+    }
+
     #[test]
     fn the_median_download_run_has_the_most_downloads_then_the_most_bytes() {
-        let run = |files: u32, failed: u32, mb_per_s: f64| {
-            Ok(DownloadReport {
-                machines: files + failed,
-                failed,
-                transfers: Transfers {
-                    files,
-                    mb_per_s,
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-        };
+        let run = |files, failed, mb_per_s| Ok(download(files, failed, mb_per_s));
         let row = median(
             BootServer::Stormboot,
             vec![
@@ -636,34 +650,19 @@ mod tests {
                 ..Default::default()
             }),
             client_cpu_s: Some(9.84),
-            ..run(1000, 0, 2229.4).unwrap()
+            ..download(1000, 0, 2229.4)
         };
         assert_eq!(measured.shown(), "2229 (5.1/9.8)");
     }
 
     #[test]
     fn a_path_alone_is_compared_with_its_fastest_peer_on_what_that_peer_served() {
-        let run = |files: u32, failed: u32, mb_per_s: f64| Row {
+        let run = |files, failed, mb_per_s| Row {
             server: BootServer::Stormboot,
-            result: Ok(DownloadReport {
-                machines: files + failed,
-                failed,
-                transfers: Transfers {
-                    files,
-                    mb_per_s,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }),
+            result: Ok(download(files, failed, mb_per_s)),
             runs: vec!["r".into()],
         };
-        let size = Size {
-            machines: 10,
-            kernel_bytes: 1 << 20,
-            initrd_bytes: 4 << 20,
-            deadline_s: 60,
-            runs: 1,
-        };
+        let size = small();
         let rows = [
             run(10, 0, 200.0),
             // The fastest peer failed machines: it is still the one compared.
@@ -745,14 +744,7 @@ mod tests {
                 runs: vec!["r".into()],
             },
         ];
-        let size = Size {
-            machines: 10,
-            kernel_bytes: 1 << 20,
-            initrd_bytes: 4 << 20,
-            deadline_s: 60,
-            runs: 1,
-        };
-        let md = markdown(&rows, &size);
+        let md = markdown(&rows, &small());
         assert!(md.starts_with("10 machines"), "{md}");
         assert!(md.contains("1 MB kernel and 4 MB initrd"), "{md}");
         assert_eq!(bytes(64 << 10), "64 KB");
@@ -800,14 +792,7 @@ mod tests {
                 runs: vec!["r".into()],
             },
         ];
-        let size = Size {
-            machines: 10,
-            kernel_bytes: 1 << 20,
-            initrd_bytes: 4 << 20,
-            deadline_s: 60,
-            runs: 1,
-        };
-        let md = markdown(&rows, &size);
+        let md = markdown(&rows, &small());
         assert!(md.contains("| 9 booted in (s) |"), "{md}");
         let line = md.lines().find(|l| l.starts_with("| stormboot")).unwrap();
         assert!(line.contains("| 2.00 | - | r | 1.80 | 3.00x |"), "{line}");
