@@ -38,9 +38,6 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
             return xdp_action::XDP_PASS;
         }
     };
-    // From here the frame is a DHCP request: passed up, it costs its
-    // client a token. Keyed by chaddr once known (a relay forwards many
-    // clients from one Ethernet address), else by the Ethernet source.
     // This CPU's scratch space, looked up once for the whole frame: a
     // lookup costs a few nanoseconds, and the parse and the reply use it
     // four times.
@@ -48,6 +45,9 @@ pub fn stormboot(ctx: XdpContext) -> u32 {
         count_each([Counter::Received, Counter::TxError]);
         return xdp_action::XDP_PASS;
     };
+    // From here the frame is a DHCP request: passed up, it costs its
+    // client a token. Keyed by chaddr once known (a relay forwards many
+    // clients from one Ethernet address), else by the Ethernet source.
     let parsed = parse::request(&ctx, &boot, scratch)
         .and_then(|()| parse::udp_checksum(&ctx, boot.l3, boot.udp_len()))
         .and_then(|()| parse::current().ok_or(Counter::TxError));
