@@ -17,10 +17,52 @@ use crate::stats::UserCounters;
 /// 10 ms keeps logs and leases current.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
-pub async fn run(
-    mut ring: ReplyRing,
+/// The running program's reply ring and where its events go: drained every
+/// `DRAIN_EVERY`, and also by the timeline before it stamps any other
+/// event (`Timeline::set_catch_up`). A reply is in the ring before the
+/// machine can act on it, so a TFTP or HTTP request it led to is then
+/// stamped after it, not up to a drain earlier.
+pub struct Reader {
+    /// None once the daemon stopped reading: what the program writes after
+    /// that is its successor's to read (a handover), not this daemon's.
+    ring: std::sync::Mutex<Option<ReplyRing>>,
     counters: Arc<UserCounters>,
     acks: tokio::sync::mpsc::Sender<ReplyEvent>,
+}
+
+impl Reader {
+    pub fn new(
+        ring: ReplyRing,
+        counters: Arc<UserCounters>,
+        acks: tokio::sync::mpsc::Sender<ReplyEvent>,
+    ) -> Self {
+        Self {
+            ring: std::sync::Mutex::new(Some(ring)),
+            counters,
+            acks,
+        }
+    }
+
+    /// Reads what is queued now; none once stopped.
+    pub fn drain(&self, timeline: &crate::timeline::Timeline) -> usize {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        match ring.as_mut() {
+            Some(r) => drain(r, &self.counters, &self.acks, timeline),
+            None => 0,
+        }
+    }
+
+    /// Reads what is queued, and nothing after.
+    fn stop(&self, timeline: &crate::timeline::Timeline) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut r) = ring.take() {
+            drain(&mut r, &self.counters, &self.acks, timeline);
+        }
+    }
+}
+
+pub async fn run(
+    reader: Arc<Reader>,
     timeline: Arc<crate::timeline::Timeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -30,11 +72,11 @@ pub async fn run(
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => {
-                drain(&mut ring, &counters, &acks, &timeline);
+                reader.stop(&timeline);
                 return Ok(());
             }
         }
-        drain(&mut ring, &counters, &acks, &timeline);
+        reader.drain(&timeline);
     }
 }
 
@@ -55,11 +97,13 @@ pub fn drain(
             msg::NAK => crate::timeline::Phase::Nak,
             _ => crate::timeline::Phase::Ack,
         };
-        timeline.record(
+        // Stamped as read: `record` would catch up, that is, drain again.
+        timeline.record_at(
             ev.mac,
             phase,
             "xdp",
             std::net::Ipv4Addr::from(ev.ip).to_string(),
+            crate::timeline::now_ms(),
         );
         if ev.msg_type == msg::ACK && acks.try_send(ev).is_err() {
             // The lease table catches up at the machine's next renewal.

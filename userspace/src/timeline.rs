@@ -106,7 +106,13 @@ pub struct Timeline {
     /// Machines that reached a new phase since the dashboard last looked
     /// (one reader; at most every machine, so bounded like the machines).
     progressed: Mutex<std::collections::HashSet<[u8; 6]>>,
+    /// Reads events that happened but are not recorded yet (the XDP
+    /// program's reply ring), before `record` stamps a new one.
+    catch_up: std::sync::OnceLock<CatchUp>,
 }
+
+/// See `Timeline::set_catch_up`.
+pub type CatchUp = Box<dyn Fn(&Timeline) + Send + Sync>;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -116,8 +122,22 @@ pub fn now_ms() -> u64 {
 }
 
 impl Timeline {
+    /// Records an event happening now, after the events that are queued
+    /// elsewhere (see `set_catch_up`), so a machine's timeline keeps the
+    /// order in which things happened to it.
     pub fn record(&self, mac: [u8; 6], phase: Phase, path: &str, detail: String) {
+        if let Some(catch_up) = self.catch_up.get() {
+            catch_up(self);
+        }
         self.record_at(mac, phase, path, detail, now_ms());
+    }
+
+    /// Sets what `record` runs first: something that records, through
+    /// `record_at`, events that already happened but were queued (the XDP
+    /// program's replies, read every few ms). Set once; later calls are
+    /// ignored.
+    pub fn set_catch_up(&self, catch_up: CatchUp) {
+        let _ = self.catch_up.set(catch_up);
     }
 
     pub fn record_at(
@@ -360,5 +380,41 @@ mod tests {
         assert_eq!(m.phase, Some(Phase::Syslog), "the furthest phase reached");
         assert_eq!((m.first_ms, m.last_ms), (1000, 5000));
         assert_eq!(t.machines()[0].events.len(), 0);
+    }
+
+    #[test]
+    fn events_queued_elsewhere_are_recorded_before_the_one_they_led_to() {
+        let t = Timeline::default();
+        let mac = [2, 0, 0, 0, 0, 1];
+        let queued = std::sync::Mutex::new(vec![Phase::Offer, Phase::Ack]);
+        let queued = std::sync::Arc::new(queued);
+        let q = queued.clone();
+        t.set_catch_up(Box::new(move |t| {
+            for phase in q.lock().unwrap().drain(..) {
+                t.record_at(mac, phase, "xdp", "10.50.0.11".into(), now_ms());
+            }
+        }));
+        t.record(mac, Phase::Tftp, "tftp", "ipxe.efi".into());
+        queued.lock().unwrap().push(Phase::Ack);
+        t.record(mac, Phase::Script, "http", "auto.ipxe".into());
+        let order: Vec<_> = t
+            .machine(mac)
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| (e.phase, e.at_ms))
+            .collect();
+        let phases: Vec<_> = order.iter().map(|e| e.0).collect();
+        assert_eq!(
+            phases,
+            [
+                Phase::Offer,
+                Phase::Ack,
+                Phase::Tftp,
+                Phase::Ack,
+                Phase::Script
+            ]
+        );
+        assert!(order.windows(2).all(|w| w[0].1 <= w[1].1), "{order:?}");
     }
 }

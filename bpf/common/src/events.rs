@@ -9,8 +9,9 @@
 
 /// One reply sent by the fast path: enough for userspace to keep the lease
 /// and the boot timeline without being in the packet's way. No timestamp:
-/// the daemon stamps what it reads (at most one drain, 10 ms, later), and
-/// reading the clock was a tenth of a reply's cost in the program.
+/// the daemon stamps what it reads, at most one drain (10 ms) later and
+/// before it stamps any other event, so a machine's timeline keeps its
+/// order; reading the clock was a tenth of a reply's cost in the program.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyEvent {

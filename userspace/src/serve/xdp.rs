@@ -352,13 +352,16 @@ impl Xdp {
         shutdown: &CancellationToken,
     ) -> (Arc<Mutex<Dataplane>>, Predecessor) {
         *attachments.lock().unwrap_or_else(|e| e.into_inner()) = self.attachments;
-        tasks.spawn(events::run(
+        let reader = Arc::new(events::Reader::new(
             self.ring,
             counters.clone(),
             acks.clone(),
-            timeline.clone(),
-            shutdown.clone(),
         ));
+        let catch_up = reader.clone();
+        timeline.set_catch_up(Box::new(move |t| {
+            catch_up.drain(t);
+        }));
+        tasks.spawn(events::run(reader, timeline.clone(), shutdown.clone()));
         if let Some(logger) = self.logger {
             tasks.spawn(events::forward_logs(logger, shutdown.clone()));
         }
