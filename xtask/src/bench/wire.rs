@@ -36,6 +36,10 @@ pub(super) const SERVER_CORE: u32 = 0;
 const WARM_RATE: u64 = 10_000;
 /// Drops, in percent, at which a step is clean.
 const CLEAN_PCT: f64 = 0.1;
+/// Rates measured between a server's last clean step and its first
+/// unclean one: the ladder's steps are up to 5x apart, and a server clean
+/// at 200,000 and not at 500,000 would otherwise read as 200,000.
+const REFINEMENTS: u32 = 2;
 
 /// How a run is sized.
 pub struct Size {
@@ -82,6 +86,9 @@ pub struct Step {
     /// receive ring (the client end's tx_dropped): lost before the server
     /// saw them, because it did not take them in time.
     pub server_ring_drops: Option<u64>,
+    /// A rate between two of the ladder's (`refinements`), not one of it:
+    /// every server has its own, so none is a common rate.
+    pub refined: bool,
 }
 
 impl Step {
@@ -171,8 +178,7 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
         let duration_ms = u64::from(plan.machines) * 2 * 1000 / WARM_RATE + 1;
         offer(&bed, &bins.lab, &tally, plan, WARM_RATE, duration_ms, &work)?;
     }
-    let mut steps = Vec::new();
-    for &rate in &size.rates {
+    let step = |rate: u64, refined: bool| -> Result<Step> {
         eprintln!("bench: wire: {}: {rate}/s", target.name());
         let core0 = reports::core_busy_seconds(SERVER_CORE)?;
         let server0 = server_cpu();
@@ -187,18 +193,35 @@ fn one(target: Target, dir: &Path, bins: &Bins, plan: &Plan, size: &Size) -> Res
         let server_ring_drops = sent_dropped0
             .zip(tx_dropped(&bed, Side::Client))
             .map(|(a, b)| b.saturating_sub(a));
-        let offered_all = report.offered_all();
-        steps.push(Step {
+        Ok(Step {
             report,
             core_s,
             server_s,
             ring_drops,
             server_ring_drops,
-        });
+            refined,
+        })
+    };
+    let mut steps = Vec::new();
+    for &rate in &size.rates {
+        let s = step(rate, false)?;
+        let offered_all = s.report.offered_all();
+        steps.push(s);
         // Past the generator's reach, every higher rate reads the same.
         if !offered_all {
             break;
         }
+    }
+    if let (Target::Server(_), Some((lo, hi))) = (target, clean_edge(&steps)) {
+        for rate in refinements(lo, hi) {
+            let s = step(rate, true)?;
+            let clean = s.clean();
+            steps.push(s);
+            if !clean {
+                break;
+            }
+        }
+        steps.sort_by_key(|s| s.report.rate);
     }
     if let (Target::Server(server), Some(pid)) = (target, pid) {
         if !server.is_peer() {
@@ -269,6 +292,33 @@ fn offer(
     reports::decode("the rate generator", &out.stdout)
 }
 
+/// Where a server's ladder stopped being clean: the last clean rate and
+/// the next, unclean but fully offered, one; None if it was clean at every
+/// rate, never clean, or the generator fell short there.
+fn clean_edge(steps: &[Step]) -> Option<(u64, u64)> {
+    let i = steps.iter().position(|s| !s.clean())?;
+    let (below, above) = (steps.get(i.checked_sub(1)?)?, &steps[i]);
+    above
+        .report
+        .offered_all()
+        .then_some((below.report.rate, above.report.rate))
+}
+
+/// `REFINEMENTS` rates evenly spaced on a log scale strictly between `lo`
+/// and `hi`, each rounded to two significant digits.
+fn refinements(lo: u64, hi: u64) -> Vec<u64> {
+    let ratio = hi as f64 / lo as f64;
+    let steps = f64::from(REFINEMENTS + 1);
+    (1..=REFINEMENTS)
+        .map(|k| {
+            let r = lo as f64 * ratio.powf(f64::from(k) / steps);
+            let unit = 10f64.powf(r.log10().floor() - 1.0);
+            ((r / unit).round() * unit) as u64
+        })
+        .filter(|&r| r > lo && r < hi)
+        .collect()
+}
+
 /// The best clean answer rate of a row (None: never clean), and whether it
 /// was clean at the highest rate the generator offered (then it is a floor).
 fn best_clean(steps: &[Step]) -> Option<(f64, bool)> {
@@ -306,7 +356,10 @@ pub fn markdown(rows: &[Row], size: &Size, machines: u32) -> String {
          whatever ran there, because XDP answers in the receive path, which no process is \
          charged for; both veth ends receive in NAPI threads at real-time priority, the \
          server's pinned to CPU {SERVER_CORE}. Server threads: the server's processes and its interface's NAPI \
-         threads only (the same work without other load on the core).\n\n",
+         threads only (the same work without other load on the core). \
+         Between a server's last clean step and its first unclean one, up to {REFINEMENTS} \
+         more rates, evenly spaced on a log scale (\"between steps\"), find where it stops \
+         being clean; the common rate is one of the ladder's.\n\n",
         size.duration_ms as f64 / 1e3
     );
     md.push_str(
@@ -326,9 +379,10 @@ pub fn markdown(rows: &[Row], size: &Size, machines: u32) -> String {
                     } else {
                         format!(" (generator short: {} not sent)", r.behind)
                     };
+                    let between = if s.refined { " (between steps)" } else { "" };
                     let _ = writeln!(
                         md,
-                        "| {} | {} | {:.0}{short} | {:.0} | {:.3}% | {} | {} | {} | {} |",
+                        "| {} | {}{between} | {:.0}{short} | {:.0} | {:.3}% | {} | {} | {} | {} |",
                         row.target.name(),
                         r.rate,
                         r.sent_per_sec(),
@@ -368,7 +422,12 @@ fn summary(rows: &[Row]) -> String {
     // The highest offered rate at which some peer was clean: there every
     // clean server did the same work.
     let common = measured(is_peer)
-        .flat_map(|(_, steps)| steps.iter().filter(|s| s.clean()).map(|s| s.report.rate))
+        .flat_map(|(_, steps)| {
+            steps
+                .iter()
+                .filter(|s| s.clean() && !s.refined)
+                .map(|s| s.report.rate)
+        })
         .max();
     let _ = writeln!(
         md,
@@ -477,6 +536,7 @@ mod tests {
             server_s: Some(core_s / 2.0),
             ring_drops: None,
             server_ring_drops: None,
+            refined: false,
         }
     }
 
@@ -563,5 +623,75 @@ mod tests {
         assert!(s.clean());
         s.report.answered = 998;
         assert!(!s.clean());
+    }
+
+    #[test]
+    fn the_rates_between_two_steps_are_log_spaced_and_round() {
+        assert_eq!(refinements(200_000, 500_000), [270_000, 370_000]);
+        assert_eq!(refinements(10_000, 50_000), [17_000, 29_000]);
+        assert_eq!(refinements(1_000, 2_000), [1_300, 1_600]);
+        // Too close for two distinct rates strictly between.
+        assert_eq!(refinements(100, 101), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_server_is_refined_only_where_it_stopped_being_clean() {
+        let clean = |r| step(r, r, r, 0.1);
+        let dropping = |r| step(r, r, r / 2, 0.1);
+        let edge = |v: Vec<Step>| clean_edge(&v);
+        assert_eq!(
+            edge(vec![
+                clean(1_000),
+                clean(10_000),
+                dropping(50_000),
+                dropping(100_000)
+            ]),
+            Some((10_000, 50_000))
+        );
+        assert_eq!(
+            edge(vec![clean(1_000), clean(10_000)]),
+            None,
+            "clean throughout"
+        );
+        assert_eq!(
+            edge(vec![dropping(1_000), dropping(10_000)]),
+            None,
+            "never clean"
+        );
+        // The generator fell short: no edge of the server's.
+        assert_eq!(
+            edge(vec![clean(10_000), step(50_000, 40_000, 40_000, 0.1)]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rate_between_steps_counts_for_its_server_but_is_no_common_rate() {
+        let mut kea_between = step(17_000, 17_000, 17_000, 1.7);
+        kea_between.refined = true;
+        let rows = [
+            Row {
+                target: Target::Server(Server::StormbootXdp),
+                result: Ok(vec![
+                    step(10_000, 10_000, 10_000, 0.1),
+                    step(50_000, 50_000, 50_000, 0.2),
+                ]),
+            },
+            Row {
+                target: Target::Server(Server::Kea),
+                result: Ok(vec![
+                    step(10_000, 10_000, 10_000, 2.0),
+                    kea_between,
+                    step(50_000, 50_000, 20_000, 1.0),
+                ]),
+            },
+        ];
+        let md = summary(&rows);
+        assert!(md.contains("Best peer: Kea 2.2 (memfile) at 17000"), "{md}");
+        assert!(md.contains("Common rate: 10000/s"), "{md}");
+        assert!(
+            md.contains("| >= 50000 | >= 2.9x | 10.0 | 20.0x less |"),
+            "{md}"
+        );
     }
 }
