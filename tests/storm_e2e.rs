@@ -3,7 +3,8 @@
 //! script, the kernel and the initrd, against stormboot and against each
 //! peer as its users configure it. Any machine that does not finish the
 //! chain fails the test; speed is the bench's business (`cargo xtask bench
-//! --only storm-e2e`), not this test's.
+//! --only storm-e2e`), not this test's. And stormboot's boot timeline keeps
+//! each machine's events in the order they happened.
 
 use std::process::Command;
 
@@ -79,9 +80,84 @@ fn chain(server: BootServer) -> ChainReport {
         report.server.is_some(),
         "the server's CPU and memory were read"
     );
+    let pins = bootlab::pin_dir(&bed);
     drop(bed);
-    bootlab::remove_pin_dir();
+    bootlab::remove_pin_dir(&pins);
     report
+}
+
+/// Machines that boot a few at a time (`ROUNDS` chains of two UEFI PXE
+/// machines, whose firmware probes the boot file's size the moment its
+/// ACK arrives, well within the 10 ms between two regular reads of the
+/// program's reply events) each have, in their timeline (`stormboot
+/// machine MAC`), the XDP ACK before the first file they fetched.
+#[test]
+fn an_xdp_ack_is_in_the_timeline_before_the_file_it_led_to() {
+    const ROUNDS: u32 = 20;
+    require_root();
+    let scratch = Scratch::new("chain-order");
+    let files = BootFiles::prepare(&scratch.path("files"), 64 * 1024, 64 * 1024).unwrap();
+    let mut bed = Testbed::new("chain-order", None).unwrap();
+    bed.route_machines().unwrap();
+    let machines = bootlab::machines(2 * ROUNDS);
+    BootServer::Stormboot
+        .start(
+            &mut bed,
+            &scratch.path("server"),
+            &files,
+            2 * ROUNDS,
+            &binary("stormboot"),
+            &[],
+        )
+        .unwrap();
+    for round in 0..ROUNDS {
+        let mut c = Command::new(binary("stormboot-lab"));
+        c.args(["--log", "warn", "chain", "--json", "--interface", CLIENT_IF]);
+        c.args(["--count", "2", "--mix", "uefi-pxe", "--deadline-s", "30"]);
+        c.args(["--first-mac", &machines.mac(2 * round)]);
+        c.args(["--expect-first-ip", &machines.ip(2 * round).to_string()]);
+        let out = bed.run(Side::Client, c).unwrap();
+        let report: ChainReport = reports::decode("the chain", &out.stdout).unwrap();
+        assert!(report.all_booted(), "round {round}: {:?}", report.failures);
+    }
+    timelines_in_order(&bed, &machines, 2 * ROUNDS);
+    let pins = bootlab::pin_dir(&bed);
+    drop(bed);
+    bootlab::remove_pin_dir(&pins);
+}
+
+/// The first `count` machines' timelines: an XDP ACK, then a file.
+fn timelines_in_order(
+    bed: &Testbed,
+    machines: &stormboot_testbed::labconfig::Machines,
+    count: u32,
+) {
+    for i in 0..count {
+        let mac = machines.mac(i);
+        let mut c = Command::new(binary("stormboot"));
+        c.args(["--log", "warn", "machine", &mac, "--json"]);
+        c.args(["--api", "127.0.0.1:8067"]);
+        let out = bed.run(Side::Server, c).unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{mac}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let events = m["events"].as_array().expect("events");
+        // Where the first event `pick` takes is in the list, and when.
+        let first = |pick: fn(&serde_json::Value) -> bool| {
+            events
+                .iter()
+                .position(pick)
+                .map(|i| (i, events[i]["at_ms"].as_u64().unwrap()))
+        };
+        let ack = first(|e| e["phase"] == "ack" && e["path"] == "xdp");
+        let file = first(|e| e["path"] == "tftp" || e["path"] == "http");
+        let (Some(ack), Some(file)) = (ack, file) else {
+            panic!("{mac}: no XDP ACK or no file in its timeline: {m}");
+        };
+        assert!(
+            ack.0 < file.0 && ack.1 <= file.1,
+            "{mac}: its first file is before its ACK: {m}"
+        );
+    }
 }
 
 #[test]

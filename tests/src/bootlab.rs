@@ -301,7 +301,7 @@ impl BootServer {
                 // downloads fill, losing the DHCP and TFTP datagrams in it.
                 c.server = format!(
                     "bpffs_dir = \"{}\"\nxdp_mode = \"skb\"\n",
-                    pin_dir().display()
+                    pin_dir(bed).display()
                 );
                 let config = c.write(work)?;
                 let args = vec![
@@ -370,17 +370,18 @@ impl BootServer {
     }
 }
 
-/// Where the chain's stormboot pins its program and maps (one per
-/// STORMBOOT_NS_TAG, so two checkouts' runs never share it).
-pub fn pin_dir() -> PathBuf {
-    let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-    PathBuf::from(format!("/sys/fs/bpf/stormboot-chain{tag}"))
+/// Where the chain's stormboot pins its program and maps: one directory
+/// per lab (its server namespace's name, which carries the bed's name and
+/// STORMBOOT_NS_TAG), so two labs' daemons never take each other's pins
+/// for a predecessor's.
+pub fn pin_dir(bed: &Testbed) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/stormboot-{}", bed.server_ns))
 }
 
-/// Removes the pin directory once the daemon that used it is gone (it
-/// leaves it empty behind it); a directory still holding pins stays.
-pub fn remove_pin_dir() {
-    let _ = std::fs::remove_dir(pin_dir());
+/// Removes a pin directory once the daemon that used it is gone (it leaves
+/// it empty behind it); a directory still holding pins stays.
+pub fn remove_pin_dir(dir: &Path) {
+    let _ = std::fs::remove_dir(dir);
 }
 
 type Spawn<'a> = dyn Fn(&mut Testbed, &str, &Path, Vec<String>) -> anyhow::Result<u32> + 'a;
