@@ -540,6 +540,14 @@ mod tests {
         }
     }
 
+    /// A server's measured steps.
+    fn row(server: Server, steps: Vec<Step>) -> Row {
+        Row {
+            target: Target::Server(server),
+            result: Ok(steps),
+        }
+    }
+
     #[test]
     fn the_smoke_run_fails_when_a_server_does_not_answer() {
         let ok = Row {
@@ -578,27 +586,24 @@ mod tests {
     #[test]
     fn stormboot_is_compared_with_the_best_clean_peer_at_a_common_rate() {
         let rows = [
-            Row {
-                target: Target::Server(Server::StormbootXdp),
-                // Clean at every rate the generator offered: a floor.
-                result: Ok(vec![
+            // Clean at every rate the generator offered: a floor.
+            row(
+                Server::StormbootXdp,
+                vec![
                     step(10_000, 10_000, 10_000, 0.1),
                     step(100_000, 100_000, 100_000, 0.2),
-                ]),
-            },
-            Row {
-                target: Target::Server(Server::Kea),
-                // Clean at 10k (2.0 s of core per 10,000: 200 ms per 1,000),
-                // 40% dropped at 100k.
-                result: Ok(vec![
+                ],
+            ),
+            // Clean at 10k (2.0 s of core per 10,000: 200 ms per 1,000),
+            // 40% dropped at 100k.
+            row(
+                Server::Kea,
+                vec![
                     step(10_000, 10_000, 10_000, 2.0),
                     step(100_000, 100_000, 60_000, 1.0),
-                ]),
-            },
-            Row {
-                target: Target::Server(Server::Dhcpd),
-                result: Ok(vec![step(10_000, 10_000, 9_000, 1.0)]),
-            },
+                ],
+            ),
+            row(Server::Dhcpd, vec![step(10_000, 10_000, 9_000, 1.0)]),
         ];
         let md = summary(&rows);
         assert!(md.contains("Best peer: Kea 2.2 (memfile) at 10000"), "{md}");
@@ -670,21 +675,21 @@ mod tests {
         let mut kea_between = step(17_000, 17_000, 17_000, 1.7);
         kea_between.refined = true;
         let rows = [
-            Row {
-                target: Target::Server(Server::StormbootXdp),
-                result: Ok(vec![
+            row(
+                Server::StormbootXdp,
+                vec![
                     step(10_000, 10_000, 10_000, 0.1),
                     step(50_000, 50_000, 50_000, 0.2),
-                ]),
-            },
-            Row {
-                target: Target::Server(Server::Kea),
-                result: Ok(vec![
+                ],
+            ),
+            row(
+                Server::Kea,
+                vec![
                     step(10_000, 10_000, 10_000, 2.0),
                     kea_between,
                     step(50_000, 50_000, 20_000, 1.0),
-                ]),
-            },
+                ],
+            ),
         ];
         let md = summary(&rows);
         assert!(md.contains("Best peer: Kea 2.2 (memfile) at 17000"), "{md}");
