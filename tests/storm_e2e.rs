@@ -80,9 +80,7 @@ fn chain(server: BootServer) -> ChainReport {
         report.server.is_some(),
         "the server's CPU and memory were read"
     );
-    let pins = bootlab::pin_dir(&bed);
     drop(bed);
-    bootlab::remove_pin_dir(&pins);
     report
 }
 
@@ -121,9 +119,7 @@ fn an_xdp_ack_is_in_the_timeline_before_the_file_it_led_to() {
         assert!(report.all_booted(), "round {round}: {:?}", report.failures);
     }
     timelines_in_order(&bed, &machines, 2 * ROUNDS);
-    let pins = bootlab::pin_dir(&bed);
     drop(bed);
-    bootlab::remove_pin_dir(&pins);
 }
 
 /// The first `count` machines' timelines: an XDP ACK, then a file.

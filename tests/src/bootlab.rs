@@ -299,10 +299,7 @@ impl BootServer {
                 // skb mode: with driver mode a veth hands every frame to a
                 // peer running XDP through a 256-frame ring, which the
                 // downloads fill, losing the DHCP and TFTP datagrams in it.
-                c.server = format!(
-                    "bpffs_dir = \"{}\"\nxdp_mode = \"skb\"\n",
-                    pin_dir(bed).display()
-                );
+                c.server = "xdp_mode = \"skb\"\n".into();
                 let config = c.write(work)?;
                 let args = vec![
                     "--log".into(),
@@ -368,20 +365,6 @@ impl BootServer {
         }
         Ok(all)
     }
-}
-
-/// Where the chain's stormboot pins its program and maps: one directory
-/// per lab (its server namespace's name, which carries the bed's name and
-/// STORMBOOT_NS_TAG), so two labs' daemons never take each other's pins
-/// for a predecessor's.
-pub fn pin_dir(bed: &Testbed) -> PathBuf {
-    PathBuf::from(format!("/sys/fs/bpf/stormboot-{}", bed.server_ns))
-}
-
-/// Removes a pin directory once the daemon that used it is gone (it leaves
-/// it empty behind it); a directory still holding pins stays.
-pub fn remove_pin_dir(dir: &Path) {
-    let _ = std::fs::remove_dir(dir);
 }
 
 type Spawn<'a> = dyn Fn(&mut Testbed, &str, &Path, Vec<String>) -> anyhow::Result<u32> + 'a;

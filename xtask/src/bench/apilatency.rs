@@ -42,10 +42,6 @@ pub fn measure(dir: &Path, bins: &Bins, load: u32, cycles: u32) -> Result<Api> {
         &format!("10.48.0.0/{PREFIX_LEN}"),
     );
     c.pool = Some(format!("{POOL_FIRST}-10.52.0.99"));
-    // Pins of its own, never the service's default directory.
-    let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-    let pins = format!("/sys/fs/bpf/stormboot-benchapi{tag}");
-    c.server = format!("bpffs_dir = \"{pins}\"\n");
     c.sections = format!("[api]\nlisten = \"127.0.0.1:8067\"\ntoken = \"{TOKEN}\"\n");
     let config = c.write(&work)?;
     let mut bed = Testbed::new("benchapi", None)?;
@@ -82,8 +78,6 @@ pub fn measure(dir: &Path, bins: &Bins, load: u32, cycles: u32) -> Result<Api> {
         .run(Side::Server, probe)
         .context("stormboot-lab bench-api")?;
     bed.stop(pid)?;
-    // The daemon leaves its (by then empty) pin directory behind.
-    let _ = std::fs::remove_dir(&pins);
     reports::decode("bench-api", &out.stdout)
 }
 

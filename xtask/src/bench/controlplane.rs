@@ -222,9 +222,7 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
     let work = dir.join("control-plane");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
     let mut c = LabConfig::new(super::omapi::big_rack(n), "10.0.0.0/8");
-    c.server = format!("bpffs_dir = \"/sys/fs/bpf/stormboot-benchcp{tag}\"\n");
     c.sections = "[api]\nlisten = \"127.0.0.1:8067\"\n".into();
     let config = c.write(&work)?;
     let csv_bytes = std::fs::metadata(work.join("hosts.csv"))?.len();
@@ -282,8 +280,6 @@ pub fn measure(dir: &Path, bin: &Path, n: u32) -> Result<ControlPlane> {
     let cpu_s = stormboot_testbed::reports::cpu_seconds(pid).ok();
     let map = reservation_map(pid);
     bed.stop(pid)?;
-    // The daemon leaves its (by then empty) pin directory behind.
-    let _ = std::fs::remove_dir(format!("/sys/fs/bpf/stormboot-benchcp{tag}"));
     Ok(ControlPlane {
         reservations: n,
         csv_bytes,

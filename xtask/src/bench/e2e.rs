@@ -227,9 +227,7 @@ fn on_fresh_lab<T: serde::de::DeserializeOwned>(
         c.args(["--server-pid", &p.to_string()]);
     }
     let out = bed.run(Side::Client, c);
-    let pins = bootlab::pin_dir(&bed);
     drop(bed);
-    bootlab::remove_pin_dir(&pins);
     reports::decode(
         client,
         &out.with_context(|| format!("{client} failed"))?.stdout,

@@ -45,9 +45,7 @@ pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<OmapiReport> {
     std::fs::create_dir_all(&work)?;
     // OMAPI hosts from 10.96.0.1, the probe at 10.120.0.1, all in the
     // rack's 10.0.0.0/8.
-    let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
     let mut c = LabConfig::new(big_rack(size.reservations), "10.0.0.0/8");
-    c.server = format!("bpffs_dir = \"/sys/fs/bpf/stormboot-benchom{tag}\"\n");
     c.sections = format!(
         "[omapi]\nleases_export = \"dhcpd.leases\"\nconf_export = \"dhcpd.conf\"\n\n\
          [[omapi.key]]\nname = \"omkey\"\nalgorithm = \"hmac-md5\"\nsecret = \"{SECRET}\"\n"
@@ -81,8 +79,6 @@ pub fn measure(dir: &Path, bins: &Bins, size: &Size) -> Result<OmapiReport> {
         .run(Side::Server, probe)
         .context("stormboot-lab bench-omapi")?;
     bed.stop(pid)?;
-    // The daemon leaves its (by then empty) pin directory behind.
-    let _ = std::fs::remove_dir(format!("/sys/fs/bpf/stormboot-benchom{tag}"));
     reports::decode("bench-omapi", &out.stdout)
 }
 

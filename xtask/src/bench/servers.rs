@@ -276,22 +276,14 @@ impl Server {
     }
 }
 
-/// Where the measured stormboot pins its program and maps (one per
-/// STORMBOOT_NS_TAG, so two checkouts' runs never share it).
-pub(super) fn pin_dir() -> PathBuf {
-    let tag = std::env::var("STORMBOOT_NS_TAG").unwrap_or_default();
-    PathBuf::from(format!("/sys/fs/bpf/stormboot-bench{tag}"))
-}
-
 fn stormboot(work: &Path, plan: &Plan, xdp: bool) -> Result<PathBuf> {
     let mut c = LabConfig::new(plan.machines(), &format!("{SUBNET}/{PREFIX_LEN}"));
     c.more_csv = format!("{PROBE_MAC},{PROBE_IP},probe\n");
     c.pool = Some(format!("{POOL_FIRST}-{}", plan.pool_last));
     c.subnet_lines = format!("cache_threshold = {CACHE_THRESHOLD}\n");
     c.server = format!(
-        "dataplane = \"{}\"\nbpffs_dir = \"{}\"\n",
-        if xdp { "xdp" } else { "userspace" },
-        pin_dir().display()
+        "dataplane = \"{}\"\n",
+        if xdp { "xdp" } else { "userspace" }
     );
     c.sections = "[api]\nlisten = \"127.0.0.1:8067\"\n".into();
     c.write(work)
