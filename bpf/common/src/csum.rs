@@ -55,6 +55,15 @@ pub const fn fold64(mut sum: u64) -> u16 {
     fold(sum as u32)
 }
 
+/// The sum of the 32-bit halves of some 64-bit words, from their wrapping
+/// sum `all` and the sum of their high halves `high`: `all` less `high`
+/// shifted up is exactly the low halves' sum, as long as that is below
+/// 2^64 (up to 2^32 words), so a word costs one add for both halves.
+#[inline(always)]
+pub const fn halves(all: u64, high: u64) -> u64 {
+    all.wrapping_sub(high << 32) + high
+}
+
 /// The checksum field value for an IPv4 header.
 #[inline(always)]
 pub const fn finish_ip(sum: u32) -> u16 {
@@ -141,6 +150,30 @@ mod tests {
         frame = [0u8; 8];
         frame[2..7].copy_from_slice(&data);
         assert_eq!(fold(at_offset(alone, 2)), fold(sum_bytes(&frame)));
+    }
+
+    #[test]
+    fn halves_sum_like_the_words_they_come_from() {
+        let cases: [&[u64]; 4] = [
+            &[u64::MAX; 64],
+            &[0xffff_ffff_0000_0000; 40],
+            &[
+                0x0000_0000_ffff_ffff,
+                0xffff_ffff_ffff_fffe,
+                1,
+                0x8000_0000_8000_0000,
+            ],
+            &[],
+        ];
+        for words in cases {
+            let (mut all, mut high) = (0u64, 0u64);
+            for &w in words {
+                all = all.wrapping_add(w);
+                high += w >> 32;
+            }
+            let direct: u64 = words.iter().map(|w| (w & 0xffff_ffff) + (w >> 32)).sum();
+            assert_eq!(halves(all, high), direct, "{words:x?}");
+        }
     }
 
     #[test]

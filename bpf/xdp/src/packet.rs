@@ -144,9 +144,12 @@ pub fn store_byte(ctx: &XdpContext, off: usize, value: u8) -> Result<(), Counter
 /// The verifier allows them there (where the architecture has efficient
 /// unaligned access, as x86-64 and arm64 do), but LLVM would split an
 /// unaligned access into single bytes: on a reply's path that was 40 ns
-/// (`bench-xdp`). In assembly, so that LLVM emits them as written.
+/// (`bench-xdp`). In assembly, so that LLVM emits them as written. The
+/// `_at` forms put a constant offset in the instruction, which LLVM cannot
+/// fold into an assembly operand: without them every word of a copy or a
+/// sum cost two more instructions to make its address.
 macro_rules! word_access {
-    ($($load:ident, $store:ident, $ty:ty, $width:literal;)*) => {$(
+    ($($load:ident, $load_at:ident, $store:ident, $store_at:ident, $ty:ty, $width:literal;)*) => {$(
         #[doc = concat!("Reads the ", $width, " at `p`.")]
         ///
         /// # Safety
@@ -154,9 +157,18 @@ macro_rules! word_access {
         /// verifier).
         #[inline(always)]
         pub unsafe fn $load(p: usize) -> $ty {
+            $load_at::<0>(p)
+        }
+
+        #[doc = concat!("Reads the ", $width, " at `p + OFF`.")]
+        ///
+        /// # Safety
+        /// As for the form without an offset, at `p + OFF`.
+        #[inline(always)]
+        pub unsafe fn $load_at<const OFF: i16>(p: usize) -> $ty {
             let v: u64;
-            core::arch::asm!(concat!("{v} = *(", $width, " *)({p} + 0)"),
-                v = out(reg) v, p = in(reg) p,
+            core::arch::asm!(concat!("{v} = *(", $width, " *)({p} + {off})"),
+                v = out(reg) v, p = in(reg) p, off = const OFF,
                 options(readonly, nostack, preserves_flags));
             v as $ty
         }
@@ -168,15 +180,24 @@ macro_rules! word_access {
         /// verifier).
         #[inline(always)]
         pub unsafe fn $store(p: usize, v: $ty) {
-            core::arch::asm!(concat!("*(", $width, " *)({p} + 0) = {v}"),
-                v = in(reg) v as u64, p = in(reg) p,
+            $store_at::<0>(p, v)
+        }
+
+        #[doc = concat!("Writes `v` as the ", $width, " at `p + OFF`.")]
+        ///
+        /// # Safety
+        /// As for the form without an offset, at `p + OFF`.
+        #[inline(always)]
+        pub unsafe fn $store_at<const OFF: i16>(p: usize, v: $ty) {
+            core::arch::asm!(concat!("*(", $width, " *)({p} + {off}) = {v}"),
+                v = in(reg) v as u64, p = in(reg) p, off = const OFF,
                 options(nostack, preserves_flags));
         }
     )*};
 }
 
 word_access! {
-    ld16, st16, u16, "u16";
-    ld32, st32, u32, "u32";
-    ld64, st64, u64, "u64";
+    ld16, ld16_at, st16, st16_at, u16, "u16";
+    ld32, ld32_at, st32, st32_at, u32, "u32";
+    ld64, ld64_at, st64, st64_at, u64, "u64";
 }

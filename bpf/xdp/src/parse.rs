@@ -156,14 +156,10 @@ pub fn ip_header_holds(ctx: &XdpContext, l3: usize, udp_len: usize) -> bool {
     // SAFETY: IP_LEN bytes at p are in the frame. Summed as native 32-bit
     // words, the sum is the big-endian one's, byte-swapped; all ones
     // either way when the checksum is right.
+    const { assert!(IP_LEN == 20) };
     let (ip_sum, ip_len) = unsafe {
-        let mut s = 0u64;
-        let mut i = 0;
-        while i < IP_LEN {
-            s += crate::packet::ld32(p + i) as u64;
-            i += 4;
-        }
-        (csum::fold64(s), crate::packet::ld16(p + 2).swap_bytes())
+        let s = sum_block::<16>(p) + crate::packet::ld32_at::<16>(p) as u64;
+        (csum::fold64(s), crate::packet::ld16_at::<2>(p).swap_bytes())
     };
     let ip_len = ip_len as usize;
     ip_sum == 0xffff
@@ -373,22 +369,27 @@ fn sum_words(ctx: &XdpContext, mut at: usize, words: usize) -> Result<u64, Count
     Ok(sum)
 }
 
-/// The sum of the `N` bytes at `p` as native 32-bit words, read as 64-bit
-/// words and added as their two halves (32-bit loads, one add each, were
-/// slower in `bench-xdp`: the loads are what costs).
+/// The sum of the `N` bytes at `p` (at most 64) as native 32-bit words,
+/// read as 64-bit words (`csum::halves`): a word costs a load, two adds
+/// and a shift.
 ///
 /// # Safety
 /// `N` bytes at `p` must be readable.
 #[inline(always)]
 unsafe fn sum_block<const N: usize>(p: usize) -> u64 {
-    let mut sum = 0u64;
-    let mut i = 0;
-    while i < N {
-        let w = crate::packet::ld64(p + i);
-        sum += (w & 0xffff_ffff) + (w >> 32);
-        i += 8;
+    const { assert!(N <= 64 && N.is_multiple_of(8)) };
+    let (mut all, mut high) = (0u64, 0u64);
+    macro_rules! words {
+        ($($off:literal)*) => {$(
+            if $off < N {
+                let w = crate::packet::ld64_at::<$off>(p);
+                all = all.wrapping_add(w);
+                high += w >> 32;
+            }
+        )*};
     }
-    sum
+    words!(0 8 16 24 32 40 48 56);
+    csum::halves(all, high)
 }
 
 /// The address of the `len` bytes at frame offset `at`, checked against the

@@ -34,7 +34,8 @@ use crate::{
         RESERVATIONS, SUBNETS, TEMPLATES, TEMPLATE_SLOTS,
     },
     packet::{
-        at, ld16, ld32, ld64, st16, st32, st64, store_be16, store_be32, store_byte, store_mac,
+        at, ld16, ld32, ld64, ld64_at, st16, st32, st64, st64_at, store_be16, store_be32,
+        store_byte, store_mac,
     },
     parse::Request,
 };
@@ -553,11 +554,11 @@ fn copy_round(ctx: &XdpContext, off: usize, src: usize, k: usize) -> Result<(), 
     // SAFETY: ROUND bytes of the frame at p (checked) and of the template
     // at s (k + ROUND <= BLOCK_LEN).
     unsafe {
-        let mut j = 0;
-        while j < ROUND {
-            st64(p + j, ld64(s + j));
-            j += 8;
+        macro_rules! words {
+            ($($off:literal)*) => {$( st64_at::<$off>(p, ld64_at::<$off>(s)); )*};
         }
+        const { assert!(ROUND == 64) };
+        words!(0 8 16 24 32 40 48 56);
     }
     Ok(())
 }
