@@ -20,6 +20,7 @@ fn main() {
         "bpf/xdp/src",
         "bpf/xdp/Cargo.toml",
         "bpf/xdp/Cargo.lock",
+        "bpf/xdp/.cargo/config.toml",
         "bpf/common/src",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());

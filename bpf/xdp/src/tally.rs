@@ -16,7 +16,7 @@ use stormboot_common::{
     tally::{self, slot, Run},
 };
 
-use crate::maps::{TALLY_COUNTS, TALLY_RUN};
+use crate::maps::{SCRATCH, TALLY_COUNTS, TALLY_RUN};
 use crate::packet::{load, load_be16, load_be32, MAX_OFFSET};
 use crate::parse;
 
@@ -134,23 +134,34 @@ fn answer(ctx: &XdpContext, run: &Run, bootp: usize, end: usize) -> Result<Optio
     Ok(Some(Seen::Counted(counted, wrong)))
 }
 
-/// Option 53's value in the options from `at` to `end`, if it is there whole.
+/// Option 53's value in the options from `start` to `end`, if it is there
+/// whole. The cursor is kept in this CPU's SCRATCH value, read and written
+/// volatile, as the DHCP program's walk keeps its own (`parse`): in a
+/// register, each path through the options was a state of its own to the
+/// verifier, and their number passed its limit.
 #[inline(always)]
-fn message_type(ctx: &XdpContext, mut at: usize, end: usize) -> Option<u8> {
+fn message_type(ctx: &XdpContext, start: usize, end: usize) -> Option<u8> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY (every access below): the per-CPU map value; XDP does not nest
+    // on one CPU.
+    let cursor = unsafe { core::ptr::addr_of_mut!((*scratch).options.cursor) };
+    unsafe { cursor.write_volatile(start as u32) };
     let mut n = 0;
     while n < MAX_OPTIONS {
         n += 1;
+        let at = unsafe { cursor.read_volatile() } as usize;
         if at >= end || at > MAX_OFFSET {
             return None;
         }
         let [code, len] = load::<[u8; 2]>(ctx, at).ok()?;
-        match code {
-            opt::PAD => at += 1,
+        let next = match code {
+            opt::PAD => at + 1,
             opt::END => return None,
             opt::MESSAGE_TYPE if len == 1 && at + 3 <= end => return load::<u8>(ctx, at + 2).ok(),
             opt::MESSAGE_TYPE => return None,
-            _ => at += 2 + len as usize,
-        }
+            _ => at + 2 + len as usize,
+        };
+        unsafe { cursor.write_volatile(next as u32) };
     }
     None
 }
