@@ -58,7 +58,8 @@ pub const fn fold64(mut sum: u64) -> u16 {
 /// The sum of the 32-bit halves of some 64-bit words, from their wrapping
 /// sum `all` and the sum of their high halves `high`: `all` less `high`
 /// shifted up is exactly the low halves' sum, as long as that is below
-/// 2^64 (up to 2^32 words), so a word costs one add for both halves.
+/// 2^64 (up to 2^32 words), so each word is added whole, its low half
+/// never masked out.
 #[inline(always)]
 pub const fn halves(all: u64, high: u64) -> u64 {
     all.wrapping_sub(high << 32) + high
