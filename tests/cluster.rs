@@ -104,6 +104,29 @@ fn assert_unique(report: &StormReport, pair: &Pair) {
     );
 }
 
+/// What the storm, the database and both nodes' logs say of `ip`: for a
+/// failing assertion's message.
+fn whose(pair: &Pair, ip: Ipv4Addr, report: &StormReport) -> String {
+    let storm: Vec<_> = report.bindings.iter().filter(|b| b.ip == ip).collect();
+    let history = pair.sql(&format!(
+        "SELECT at, event, encode(mac, 'hex'), node, expires FROM address_history \
+         WHERE ip = '{ip}' ORDER BY at, id"
+    ));
+    let mut lines = String::new();
+    for node in Node::BOTH {
+        let log = pair.node_log(node);
+        let needle = format!("ip={ip}");
+        let names = |l: &&str| {
+            l.match_indices(&needle)
+                .any(|(at, _)| !l[at + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        };
+        for line in log.lines().filter(names) {
+            lines += &format!("{}: {line}\n", node.name());
+        }
+    }
+    format!("--- {ip}: storm {storm:?}\nhistory:\n{history}\nlogs:\n{lines}")
+}
+
 /// A storm of `count` machines from `first_mac`, retransmitting after 1 s
 /// (doubling) up to `tries` times.
 fn storm(pair: &Pair, count: u32, first_mac: &str, tries: u32) -> StormReport {
@@ -166,12 +189,20 @@ fn contention_never_gives_one_address_to_two_clients() {
     // perfdhcp's ACKs too: no address twice among everything ACKed.
     let mut acked: Vec<Ipv4Addr> = report.bindings.iter().map(|b| b.ip).collect();
     acked.extend(&perf_report.acked);
-    let distinct: BTreeSet<Ipv4Addr> = acked.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        acked.len(),
-        "an address was ACKed twice between the storm and perfdhcp:\n{}",
-        perfdhcp::summary(&perf_text)
+    let mut seen = BTreeSet::new();
+    let twice: Vec<Ipv4Addr> = acked
+        .iter()
+        .copied()
+        .filter(|ip| !seen.insert(*ip))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{twice:?} ACKed twice between the storm and perfdhcp:\n{}\n{}",
+        perfdhcp::summary(&perf_text),
+        twice
+            .iter()
+            .map(|ip| whose(&pair, *ip, &report))
+            .collect::<String>()
     );
     assert!(
         !perf_report.acked.is_empty() && perf_report.request_ack.non_unique == 0,
@@ -202,12 +233,21 @@ fn contention_never_gives_one_address_to_two_clients() {
         .iter()
         .map(|&n| metric_sum(&pair, n, "stormboot_lease_conflicts_total"))
         .sum();
+    let b_decided: Vec<String> = pair
+        .metrics(Node::B)
+        .into_iter()
+        .filter_map(|(series, n)| {
+            let note = series.strip_prefix("stormboot_slow_path_outcomes_total{outcome=\"")?;
+            Some(format!("{} {n}", note.trim_end_matches("\"}")))
+        })
+        .collect();
     eprintln!(
         "{MACHINES} machines bound in {:.0} ms, {} retransmits; perfdhcp: {} ACKed; \
-         {conflicts} lost races",
+         {conflicts} lost races; node b decided: {}",
         report.elapsed_ms,
         report.retransmits,
-        perf_report.acked.len()
+        perf_report.acked.len(),
+        b_decided.join(", ")
     );
     assert!(
         conflicts > 0.0,

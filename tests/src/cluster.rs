@@ -453,10 +453,15 @@ impl Pair {
             text += &format!(
                 "\n--- node {} log ---\n{}",
                 node.name(),
-                self.scratch.read(&format!("{}.log", node.name()))
+                self.node_log(node)
             );
         }
         text
+    }
+
+    /// `node`'s log so far.
+    pub fn node_log(&self, node: Node) -> String {
+        self.scratch.read(&format!("{}.log", node.name()))
     }
 
     /// The name this pair was made with.

@@ -36,6 +36,14 @@ const REFRESH: Duration = Duration::from_secs(1);
 /// a read may carry a time before it. Reads are idempotent.
 const REFRESH_OVERLAP: f64 = 3.0;
 
+/// How many times a node answers one request again after another node's
+/// client won the address it gave, each time with the winner learned: a
+/// DISCOVER is offered another address at once, not after the client's
+/// retransmission (a second or more, and perfdhcp's clients never
+/// retransmit), and a REQUEST gets its answer (the NAK) at once. Bounded,
+/// because each try is a write that may lose again.
+const ANSWERS_AFTER_LOST_RACES: u8 = 3;
+
 /// The interface the slow path serves and who we are on it.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -46,7 +54,7 @@ pub struct Endpoint {
 }
 
 /// A DHCP request as it came off the wire.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Received {
     /// Which of the slow path's endpoints it arrived on.
     pub via: usize,
@@ -281,9 +289,23 @@ pub struct SlowPath {
     pub membership: Option<tokio::sync::watch::Receiver<Membership>>,
 }
 
-/// Leases the shared store holds that this node's table must take in:
-/// the winners of races its commits lost, and what other nodes wrote.
-type Learned = tokio::sync::mpsc::UnboundedSender<Vec<Lease>>;
+/// What the shared store tells the slow path's loop, in the order it is
+/// to be taken in.
+#[derive(Debug)]
+enum Learn {
+    /// Leases the store holds that this node's table must take in: the
+    /// winners of races its commits lost, and what other nodes wrote.
+    Leases(Vec<Lease>),
+    /// Leases the store no longer holds (another node ended an offer, a
+    /// client released through it): the table lets go of each that it
+    /// still has as it was, so the address can be given again.
+    Freed(Vec<crate::store::Freed>),
+    /// A request whose address was lost, to be answered again (its
+    /// `tries`-th answer) once the winners sent before it are learned.
+    Again { rx: Box<Received>, tries: u8 },
+}
+
+type Learned = tokio::sync::mpsc::UnboundedSender<Learn>;
 
 /// What the shared store tells the slow path besides a commit's result.
 #[derive(Clone)]
@@ -323,14 +345,23 @@ async fn refresh(
         let read = read.await;
         feedback.reachable.store(read.is_ok(), Ordering::Relaxed);
         match read {
-            Ok((leases, clock)) => {
+            Ok(written) => {
                 if failing {
                     tracing::info!("reading other nodes' leases again");
                     failing = false;
                 }
-                since = clock - REFRESH_OVERLAP;
-                if !leases.is_empty() && feedback.learned.send(leases).is_err() {
-                    return Ok(());
+                since = written.clock - REFRESH_OVERLAP;
+                // Removals first: a row written again since is then learned.
+                for learn in [
+                    (!written.freed.is_empty()).then_some(Learn::Freed(written.freed)),
+                    (!written.leases.is_empty()).then_some(Learn::Leases(written.leases)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if feedback.learned.send(learn).is_err() {
+                        return Ok(());
+                    }
                 }
             }
             // Said once per outage, not once a second.
@@ -358,7 +389,9 @@ fn lost_races(
     counters
         .lease_conflicts
         .fetch_add(lost.len() as u64, Ordering::Relaxed);
-    let _ = learned.send(lost.iter().filter_map(|l| l.holder.clone()).collect());
+    let _ = learned.send(Learn::Leases(
+        lost.iter().filter_map(|l| l.holder.clone()).collect(),
+    ));
     reply.is_some_and(|ip| lost.iter().any(|l| l.ip == ip))
 }
 
@@ -409,14 +442,28 @@ impl SlowPath {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(leases) = learn.recv() => {
-                    let upserts: Vec<LeaseChange> =
-                        leases.iter().cloned().map(LeaseChange::Upsert).collect();
-                    for l in leases {
-                        self.server.learn(l);
+                Some(learned) = learn.recv() => match learned {
+                    Learn::Leases(leases) => {
+                        let upserts: Vec<LeaseChange> =
+                            leases.iter().cloned().map(LeaseChange::Upsert).collect();
+                        for l in leases {
+                            self.server.learn(l);
+                        }
+                        self.index.apply(&upserts);
                     }
-                    self.index.apply(&upserts);
-                }
+                    Learn::Freed(freed) => {
+                        let gone: Vec<LeaseChange> = freed
+                            .iter()
+                            .filter_map(|f| self.server.forget(f))
+                            .map(LeaseChange::Remove)
+                            .collect();
+                        self.index.apply(&gone);
+                    }
+                    Learn::Again { rx, tries } => {
+                        let send = senders[rx.via].clone();
+                        self.handle(&rx, tries, send, &feedback, &unrecorded);
+                    }
+                },
                 Some(ips) = stored.recv() => {
                     for ip in ips {
                         unrecorded.remove(&ip);
@@ -475,7 +522,7 @@ impl SlowPath {
             }
             for rx in self.queue.take() {
                 let send = senders[rx.via].clone();
-                self.handle(&rx, send, &feedback, &unrecorded);
+                self.handle(&rx, 1, send, &feedback, &unrecorded);
             }
         }
         shutdown.cancel();
@@ -640,10 +687,11 @@ impl SlowPath {
         }
     }
 
-    /// The request and its answer, in the machine's boot timeline.
-    fn record(&self, mac: [u8; 6], rx: &Received, outcome: &dhcp::Outcome) {
+    /// The request (on its first answer) and its answer, in the machine's
+    /// boot timeline.
+    fn record(&self, mac: [u8; 6], rx: &Received, tries: u8, outcome: &dhcp::Outcome) {
         use crate::timeline::Phase;
-        if rx.msg.opts().msg_type() == Some(dhcproto::v4::MessageType::Discover) {
+        if tries == 1 && rx.msg.opts().msg_type() == Some(dhcproto::v4::MessageType::Discover) {
             self.timeline.record(
                 mac,
                 Phase::Discover,
@@ -666,9 +714,11 @@ impl SlowPath {
         }
     }
 
+    /// Answers `rx` for the `tries`-th time (1 as it arrives).
     fn handle(
         &mut self,
         rx: &Received,
+        tries: u8,
         send: mpsc::Sender<Vec<u8>>,
         feedback: &Feedback,
         unrecorded: &std::collections::HashMap<Ipv4Addr, u64>,
@@ -682,7 +732,7 @@ impl SlowPath {
             chaddr.copy_from_slice(c);
         }
         let mac = format_mac(&chaddr);
-        self.record(chaddr, rx, &outcome);
+        self.record(chaddr, rx, tries, &outcome);
         let kind = outcome
             .reply
             .as_ref()
@@ -738,6 +788,11 @@ impl SlowPath {
             .filter(|ip| !ip.is_unspecified() && !self.server.is_reserved(*ip));
         let (learned, counters) = (feedback.learned.clone(), self.counters.clone());
         let xid = rx.msg.xid();
+        // Only a node of a cluster loses races; the copy is made only for
+        // a reply that gives an address.
+        let again =
+            (self.server.share().is_some() && given.is_some() && tries <= ANSWERS_AFTER_LOST_RACES)
+                .then(|| Box::new(rx.clone()));
         // In a cluster a NAK rests on the table, a cache of the store:
         // while the store cannot be read, it is withheld (the client
         // retries, or moves on to another node).
@@ -775,14 +830,23 @@ impl SlowPath {
                     }
                 };
                 if lost_races(&lost, given, &learned, &counters) {
-                    // Another node's client has the address: no OFFER or
-                    // ACK, and no NAK either. The table now knows the
-                    // winner, so the retransmission gets another address,
-                    // or a NAK for this one.
+                    // Another node's client has the address: not this
+                    // OFFER or ACK. The winner goes to the table first
+                    // (same channel, in order), then the request is
+                    // answered again: another address, or a NAK for this
+                    // one. Past the bound, the client's retransmission is.
                     if let Ok(mut m) = counters.slow_path_outcomes.lock() {
                         *m.entry("lost-race").or_default() += 1;
                     }
-                    tracing::info!(%mac, ip = %given.unwrap_or(Ipv4Addr::UNSPECIFIED), xid = format_args!("{xid:#010x}"), path = "userspace", note = "lost-race", "reply withheld");
+                    let answered_again = again.is_some_and(|rx| {
+                        learned
+                            .send(Learn::Again {
+                                rx,
+                                tries: tries + 1,
+                            })
+                            .is_ok()
+                    });
+                    tracing::info!(%mac, ip = %given.unwrap_or(Ipv4Addr::UNSPECIFIED), xid = format_args!("{xid:#010x}"), path = "userspace", note = "lost-race", answered_again, "reply withheld");
                     return;
                 }
             }
@@ -837,7 +901,10 @@ mod tests {
             },
         ];
         assert!(lost_races(&lost, Some(winner.ip), &learned, &counters));
-        assert_eq!(learn.try_recv().unwrap(), std::slice::from_ref(&winner));
+        match learn.try_recv().unwrap() {
+            Learn::Leases(leases) => assert_eq!(leases, std::slice::from_ref(&winner)),
+            other => panic!("{other:?}"),
+        }
         assert!(!lost_races(
             &lost,
             Some(Ipv4Addr::new(10, 0, 0, 7)),

@@ -75,10 +75,28 @@ impl Server {
 
     /// Takes in a lease the shared store holds that this node did not
     /// write (another node's, or the one that beat this node's write):
-    /// the address is held, and what this node thought of it, or of the
-    /// client's other address, gives way. Nothing is written back: the
-    /// store has it already. A version this node wrote later (the same
-    /// holder, a newer update, no shorter) is kept.
+    /// the address is held, and what this node thought of it gives way.
+    /// The client's lease of another address stays held: the store may
+    /// hold both (two nodes' offers), and forgetting one would offer it to
+    /// the next client, only to lose it again. Nothing is written back:
+    /// the store has it already. A version this node wrote later (the
+    /// same holder, a newer update, no shorter) is kept.
+    /// Lets go of a lease the shared store no longer holds, if the table
+    /// still has it as it was removed (same holder, same expiry: not one
+    /// written since). Nothing is written back. The lease let go, if any.
+    pub fn forget(&mut self, freed: &crate::store::Freed) -> Option<Lease> {
+        let l = self.table.get(freed.ip)?;
+        let same =
+            (l.mac == freed.mac || l.client_id == freed.client_id) && l.expires == freed.expires;
+        if !same {
+            return None;
+        }
+        let l = self.table.remove(freed.ip)?;
+        self.pools.put(l.ip);
+        self.learned.remove(&l.ip);
+        Some(l)
+    }
+
     pub fn learn(&mut self, lease: Lease) {
         if let Some(mine) = self.table.get(lease.ip) {
             let same_holder = mine.mac == lease.mac || mine.client_id == lease.client_id;
@@ -89,9 +107,7 @@ impl Server {
             }
         }
         let ip = lease.ip;
-        for old in self.table.insert(lease) {
-            self.pools.put(old.ip);
-        }
+        self.table.take_stored(lease);
         self.pools.take(ip);
         self.learned.insert(ip);
     }

@@ -558,14 +558,17 @@ impl Server {
         changes.push(LeaseChange::Upsert(lease));
     }
 
-    /// Drops the client's offer: it chose another server (RFC 2131 4.3.2).
+    /// Drops this server's offers to the client: it chose another server
+    /// (RFC 2131 4.3.2). An offer of another node's that this node learned
+    /// stays: the REQUEST may be for it, and that node ends it either way.
     fn drop_offer(&mut self, c: &Ctx<'_>, changes: &mut Vec<LeaseChange>) {
-        let offered = self
+        let offered: Vec<Ipv4Addr> = self
             .table
-            .of_client(&c.client_id)
-            .filter(|l| l.state == LeaseState::Offered)
-            .map(|l| l.ip);
-        if let Some(l) = offered.and_then(|ip| self.table.remove(ip)) {
+            .all_of_client(&c.client_id)
+            .filter(|l| l.state == LeaseState::Offered && !self.learned.contains(&l.ip))
+            .map(|l| l.ip)
+            .collect();
+        for l in offered.into_iter().filter_map(|ip| self.table.remove(ip)) {
             self.pools.put(l.ip);
             changes.push(LeaseChange::Remove(l));
         }

@@ -2,9 +2,12 @@
 //! each client, leases by expiry, and the address each client last had.
 //!
 //! One lease per address (the key), and at most one offered-or-bound
-//! lease per client: binding a client to a new address displaces its old
-//! one. Declined leases belong to no client; they only keep an address out
-//! of the pool until their quarantine ends.
+//! lease per client that this node gives: binding a client to a new
+//! address displaces its old one. What is loaded or learned from the store
+//! is taken as the store holds it, where one client may hold two addresses
+//! (two nodes' offers); the newer is then the client's current one.
+//! Declined leases belong to no client; they only keep an address out of
+//! the pool until their quarantine ends.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -18,8 +21,9 @@ const MAX_PREVIOUS: usize = 1 << 20;
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     by_ip: HashMap<Ipv4Addr, Lease>,
-    /// Client id -> address of its offered or bound lease.
-    by_client: HashMap<Vec<u8>, Ipv4Addr>,
+    /// Client id -> addresses of its offered or bound leases, the
+    /// current one last. One, unless the store holds more (`take_stored`).
+    by_client: HashMap<Vec<u8>, Vec<Ipv4Addr>>,
     by_expiry: BTreeSet<(UnixTime, Ipv4Addr)>,
     /// Client id -> the address of its last lease that ended (released or
     /// expired): RFC 2131 4.3.1 offers it again when it is still free.
@@ -38,35 +42,52 @@ impl Table {
         let mut t = Table::default();
         t.by_ip.reserve(leases.len());
         for lease in leases {
-            if let Some(old) = t.by_ip.remove(&lease.ip) {
-                t.unindex(&old);
-            }
-            t.by_expiry.insert((lease.expires, lease.ip));
-            if holds(&lease) {
-                let newer = match t
-                    .by_client
-                    .get(&lease.client_id)
-                    .and_then(|ip| t.by_ip.get(ip))
-                {
-                    Some(current) => lease.updated >= current.updated,
-                    None => true,
-                };
-                if newer {
-                    t.by_client.insert(lease.client_id.clone(), lease.ip);
-                }
-            }
-            t.by_ip.insert(lease.ip, lease);
+            t.take_stored(lease);
         }
         t
+    }
+
+    /// Takes in a lease as the store holds it: it replaces what the table
+    /// had for its address, and the client's lease of any other address
+    /// stays (the store holds that one too), so the address is not offered
+    /// to anyone else. The newer of the two is the client's current lease.
+    pub fn take_stored(&mut self, lease: Lease) {
+        if let Some(old) = self.by_ip.remove(&lease.ip) {
+            self.unindex(&old);
+        }
+        self.by_expiry.insert((lease.expires, lease.ip));
+        if holds(&lease) {
+            let newer = self
+                .of_client(&lease.client_id)
+                .is_none_or(|current| lease.updated >= current.updated);
+            let held = self.by_client.entry(lease.client_id.clone()).or_default();
+            if newer {
+                held.push(lease.ip);
+            } else {
+                held.insert(held.len() - 1, lease.ip);
+            }
+            self.previous.remove(&lease.client_id);
+        }
+        self.by_ip.insert(lease.ip, lease);
     }
 
     pub fn get(&self, ip: Ipv4Addr) -> Option<&Lease> {
         self.by_ip.get(&ip)
     }
 
-    /// The client's offered or bound lease.
+    /// The client's offered or bound lease: the newest, when the store
+    /// holds more than one.
     pub fn of_client(&self, client_id: &[u8]) -> Option<&Lease> {
-        self.by_ip.get(self.by_client.get(client_id)?)
+        self.by_ip.get(self.by_client.get(client_id)?.last()?)
+    }
+
+    /// Every offered or bound lease of the client, the current one last.
+    pub fn all_of_client(&self, client_id: &[u8]) -> impl Iterator<Item = &Lease> {
+        self.by_client
+            .get(client_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| self.by_ip.get(ip))
     }
 
     /// The address of the client's last lease, if it has none now.
@@ -90,14 +111,17 @@ impl Table {
 
     fn unindex(&mut self, l: &Lease) {
         self.by_expiry.remove(&(l.expires, l.ip));
-        if self.by_client.get(&l.client_id) == Some(&l.ip) {
-            self.by_client.remove(&l.client_id);
+        if let Some(held) = self.by_client.get_mut(&l.client_id) {
+            held.retain(|&ip| ip != l.ip);
+            if held.is_empty() {
+                self.by_client.remove(&l.client_id);
+            }
         }
     }
 
     /// Inserts or replaces the lease of `lease.ip`. Returns the leases it
-    /// displaced whose addresses are now free: the client's lease of
-    /// another address. (A replaced lease of the same address is not
+    /// displaced whose addresses are now free: the client's leases of
+    /// other addresses. (A replaced lease of the same address is not
     /// returned: its address stays held.)
     pub fn insert(&mut self, lease: Lease) -> Vec<Lease> {
         let mut freed = Vec::new();
@@ -105,14 +129,17 @@ impl Table {
             self.unindex(&old);
         }
         if holds(&lease) {
-            if let Some(&other) = self.by_client.get(&lease.client_id) {
-                if other != lease.ip {
-                    if let Some(old) = self.remove(other) {
-                        freed.push(old);
-                    }
-                }
-            }
-            self.by_client.insert(lease.client_id.clone(), lease.ip);
+            let others: Vec<Ipv4Addr> = self
+                .by_client
+                .get(&lease.client_id)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&ip| ip != lease.ip)
+                .collect();
+            freed.extend(others.into_iter().filter_map(|ip| self.remove(ip)));
+            self.by_client
+                .insert(lease.client_id.clone(), vec![lease.ip]);
             self.previous.remove(&lease.client_id);
         }
         self.by_expiry.insert((lease.expires, lease.ip));
@@ -182,6 +209,42 @@ mod tests {
         // Another client takes over the address: the first loses it.
         assert!(t.insert(lease(11, 2, LeaseState::Bound, 3600)).is_empty());
         assert!(t.of_client(&[1, 0, 0, 0, 0, 0, 1]).is_none());
+    }
+
+    /// Two nodes offered one client two addresses and the store holds
+    /// both: learning the second keeps the first held, so neither is
+    /// offered to another client, and the newer is the client's current.
+    #[test]
+    fn a_stored_lease_keeps_the_clients_other_address_held() {
+        let mut t = Table::default();
+        t.insert(lease(10, 1, LeaseState::Offered, 30));
+        let theirs = Lease {
+            updated: 1,
+            ..lease(11, 1, LeaseState::Offered, 31)
+        };
+        t.take_stored(theirs);
+        assert_eq!(t.len(), 2);
+        assert!(t.get(Ipv4Addr::new(10, 50, 0, 10)).is_some());
+        assert_eq!(
+            t.of_client(&[1, 0, 0, 0, 0, 0, 1]).map(|l| l.ip),
+            Some(Ipv4Addr::new(10, 50, 0, 11))
+        );
+        // An older stored lease does not become the current one.
+        t.take_stored(lease(12, 1, LeaseState::Offered, 32));
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t.of_client(&[1, 0, 0, 0, 0, 0, 1]).map(|l| l.ip),
+            Some(Ipv4Addr::new(10, 50, 0, 11))
+        );
+        // The node's own binding of the client displaces them all.
+        let freed = t.insert(lease(13, 1, LeaseState::Bound, 3600));
+        assert_eq!(freed.len(), 3);
+        assert_eq!(t.len(), 1);
+        t.take_stored(lease(10, 1, LeaseState::Offered, 30));
+        t.take_stored(lease(11, 1, LeaseState::Offered, 31));
+        // Each ends at its own time.
+        assert_eq!(t.pop_expired(30).unwrap().ip, Ipv4Addr::new(10, 50, 0, 10));
+        assert_eq!(t.pop_expired(31).unwrap().ip, Ipv4Addr::new(10, 50, 0, 11));
     }
 
     #[test]

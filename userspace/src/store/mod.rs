@@ -249,11 +249,12 @@ pub trait LeaseStore: Send + Sync {
     /// holds the address, so the database, not any node's memory, decides
     /// who has it. A store with one writer (SQLite) never loses one.
     fn commit(&self, changes: Vec<LeaseChange>) -> LeaseCommit;
-    /// Leases other nodes wrote at or after `since` (seconds since the
-    /// epoch by the store's clock), and the store's clock when it read
-    /// them, the `since` of the next call less some overlap. None: the
-    /// store has one writer (SQLite), there is nothing to learn.
-    fn written_since(&self, _since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
+    /// What changed at or after `since` (seconds since the epoch by the
+    /// store's clock): the leases other nodes wrote, the leases anyone
+    /// removed, and the store's clock when it read them, the `since` of
+    /// the next call less some overlap. None: the store has one writer
+    /// (SQLite), there is nothing to learn.
+    fn written_since(&self, _since: f64) -> Option<StoreFuture<Written>> {
         None
     }
     /// The last `limit` (1 to `history::MAX_LIMIT`) entries of `ip`'s
@@ -415,6 +416,27 @@ pub async fn open_for(
             })
         }
     }
+}
+
+/// What a shared store says changed since a time (`written_since`).
+#[derive(Debug, Default, PartialEq)]
+pub struct Written {
+    /// Rows other nodes wrote.
+    pub leases: Vec<Lease>,
+    /// Leases removed, by any node, oldest first.
+    pub freed: Vec<Freed>,
+    /// The store's clock when it read them.
+    pub clock: f64,
+}
+
+/// A lease the store no longer holds, as it was when it was removed: a
+/// node's table drops its copy only if it is that very lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freed {
+    pub ip: std::net::Ipv4Addr,
+    pub client_id: Vec<u8>,
+    pub mac: [u8; 6],
+    pub expires: u64,
 }
 
 /// A lease row's columns as a backend reads them, before they are trusted.

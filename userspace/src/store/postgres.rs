@@ -71,7 +71,7 @@ use super::counters::{Kind, PerKind};
 use super::queue::{Calls, Job};
 use super::{
     AddressRecord, ChangesAfter, CommitFuture, LeaseCommit, LeaseStore, Lost, ReservationChange,
-    ReservationSnapshot, ReservationStore, StoreError, StoreFuture, StoreStats,
+    ReservationSnapshot, ReservationStore, StoreError, StoreFuture, StoreStats, Written,
 };
 use crate::config::{self, Secret};
 use crate::leases::{Lease, LeaseChange};
@@ -414,13 +414,13 @@ impl LeaseStore for PostgresStore {
         })
     }
 
-    fn written_since(&self, since: f64) -> Option<StoreFuture<(Vec<Lease>, f64)>> {
+    fn written_since(&self, since: f64) -> Option<StoreFuture<Written>> {
         if self.calls.is_closed() {
             return Some(Box::pin(std::future::ready(Err(StoreError::Closed))));
         }
         let (pool, name) = (self.pool.clone(), self.name.clone());
         let node = self.writer.node.clone();
-        let what = "reading leases other nodes wrote";
+        let what = "reading the leases other nodes wrote or removed";
         Some(Box::pin(async move {
             let client = pool.get().await.map_err(|e| pool_failure(&name, what, e))?;
             rows::written_since(&client, since, &node)

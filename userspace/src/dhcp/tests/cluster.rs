@@ -50,6 +50,100 @@ fn a_lost_race_is_learned_and_the_client_gets_another_address() {
     assert!(upserts(&o).is_empty(), "nothing written for a NAK");
 }
 
+/// One client holds two addresses in the store (two nodes offered it one
+/// each), and a node loses both to it, one after the other: both stay
+/// held, and the node's own client is offered a third, instead of the
+/// node going back and forth between the two and losing every time.
+#[test]
+fn a_client_holding_two_addresses_keeps_both_out_of_the_pool() {
+    let mut b = node("b", &["b"], false);
+    let held_by_1 = |ip, updated| Lease {
+        ip,
+        client_id: [&[1u8][..], &mac(1)].concat(),
+        mac: mac(1),
+        state: LeaseState::Offered,
+        expires: T0 + 5,
+        updated,
+        hostname: None,
+    };
+    let x = yiaddr(&handle(&mut b, &discover(mac(2)), T0));
+    b.learn(held_by_1(x, T0));
+    let y = yiaddr(&handle(&mut b, &discover(mac(2)), T0));
+    assert_ne!(y, x);
+    b.learn(held_by_1(y, T0 + 1));
+    let z = yiaddr(&handle(&mut b, &discover(mac(2)), T0 + 1));
+    assert!(z != x && z != y, "offered {z} after losing {x} and {y}");
+    for ip in [x, y] {
+        assert_eq!(b.lease(ip).map(|l| l.mac), Some(mac(1)), "{ip}");
+    }
+}
+
+/// Both nodes offered one client an address, and this node has learned
+/// the other's offer: when the client's REQUEST names the other node,
+/// this node ends its own offer (and writes that) and leaves the other's.
+#[test]
+fn a_request_for_another_node_ends_only_this_nodes_offer() {
+    let mut b = node("b", &["b"], false);
+    let own = yiaddr(&handle(&mut b, &discover(mac(1)), T0));
+    let theirs = Lease {
+        ip: ip(10, 50, 0, 200),
+        client_id: [&[1u8][..], &mac(1)].concat(),
+        mac: mac(1),
+        state: LeaseState::Offered,
+        expires: T0 + 6,
+        updated: T0 + 1,
+        hostname: None,
+    };
+    assert_ne!(own, theirs.ip);
+    b.learn(theirs.clone());
+    let o = handle(
+        &mut b,
+        &select(mac(1), theirs.ip, ip(10, 50, 0, 99)),
+        T0 + 1,
+    );
+    assert_eq!(o.note, "other-server");
+    assert_eq!(removes(&o), [own]);
+    assert!(b.lease(own).is_none());
+    assert_eq!(b.lease(theirs.ip), Some(&theirs));
+}
+
+/// A lease the store no longer holds (another node ended it) is let go,
+/// and its address given again; one written since, the same holder's
+/// with another expiry, is kept.
+#[test]
+fn a_lease_the_store_removed_is_let_go_unless_written_since() {
+    let x = yiaddr(&handle(
+        &mut node("b", &["b"], false),
+        &discover(mac(9)),
+        T0,
+    ));
+    let mut b = node("b", &["b"], false);
+    let theirs = |expires| Lease {
+        ip: x,
+        client_id: [&[1u8][..], &mac(1)].concat(),
+        mac: mac(1),
+        state: LeaseState::Bound,
+        expires,
+        updated: T0,
+        hostname: None,
+    };
+    let freed = |expires| crate::store::Freed {
+        ip: x,
+        client_id: [&[1u8][..], &mac(1)].concat(),
+        mac: mac(1),
+        expires,
+    };
+    b.learn(theirs(T0 + 7200));
+    assert_eq!(
+        b.forget(&freed(T0 + 3600)),
+        None,
+        "an older version's removal"
+    );
+    assert_ne!(yiaddr(&handle(&mut b, &discover(mac(2)), T0)), x);
+    assert_eq!(b.forget(&freed(T0 + 7200)), Some(theirs(T0 + 7200)));
+    assert_eq!(yiaddr(&handle(&mut b, &discover(mac(3)), T0)), x);
+}
+
 /// In a cluster a REQUEST for an address the table knows nothing about is
 /// not NAKed, even from a client the table thinks holds another address
 /// (another node may have moved it since): it is ACKed, and the store

@@ -15,8 +15,8 @@ use crate::frame::format_mac;
 use crate::leases::{Lease, LeaseChange};
 use crate::store::history::{self, AddressRecord, HistoryColumns};
 use crate::store::{
-    ChangesAfter, LeaseColumns, Logged, LoggedChange, ReservationChange, ReservationSnapshot,
-    StoredReservation,
+    ChangesAfter, Freed, LeaseColumns, Logged, LoggedChange, ReservationChange,
+    ReservationSnapshot, StoredReservation, Written,
 };
 
 /// Writes a lease where no other client holds the address: the row is
@@ -25,6 +25,13 @@ use crate::store::{
 /// without a cluster, the only writer) writes unconditionally. A row
 /// held by another client is left alone and the statement reports 0
 /// rows: a race this node lost.
+///
+/// The same client's binding is not turned back into an offer that ends
+/// sooner: a node that has not yet seen another node's ACK offers the
+/// client the address again, and its offer must not undo the binding (the
+/// removal of that offer, when the client's REQUEST names the other
+/// node, would then free an address the client holds). That write loses
+/// like any other, and the node learns the binding.
 const UPSERT_LEASE: &str = "
     INSERT INTO leases (ip, client_id, mac, state, expires, updated, hostname, node, stored)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
@@ -38,14 +45,17 @@ const UPSERT_LEASE: &str = "
         node = excluded.node,
         stored = now()
     WHERE $10
-       OR leases.mac = excluded.mac
-       OR leases.client_id = excluded.client_id
+       OR ((leases.mac = excluded.mac OR leases.client_id = excluded.client_id)
+           AND NOT (excluded.state = 'offered' AND leases.state = 'bound'
+                    AND leases.expires > excluded.expires))
        OR leases.expires + $9 < extract(epoch FROM now())
 ";
 
 /// Removes the lease only while it is the one that ended: the same
 /// holder ($2, $3), not extended past the expiry this node knew ($4) by
-/// another node. $5: unconditionally (no cluster). Like the upsert it
+/// another node, and, for an offer ($6 the state removed), still an offer
+/// (a binding that ends first is not freed with it). $5:
+/// unconditionally (no cluster). Like the upsert it
 /// reports 0 rows only for a lost race: one row when it removed the
 /// lease, and one when there was none to remove (the outer query's
 /// snapshot does not see the CTE's deletion, so a removed row does not
@@ -53,7 +63,9 @@ const UPSERT_LEASE: &str = "
 const REMOVE_LEASE: &str = "
     WITH gone AS (
         DELETE FROM leases
-        WHERE ip = $1 AND ($5 OR ((mac = $2 OR client_id = $3) AND expires <= $4))
+        WHERE ip = $1
+          AND ($5 OR ((mac = $2 OR client_id = $3) AND expires <= $4
+                      AND (state = $6 OR $6 <> 'offered')))
         RETURNING ip
     )
     SELECT 1 FROM gone
@@ -71,6 +83,14 @@ const SELECT_HOLDERS: &str = "
 const SELECT_WRITTEN_SINCE: &str = "
     SELECT ip, client_id, mac, state, expires, updated, hostname
     FROM leases WHERE stored >= to_timestamp($1) AND node IS DISTINCT FROM $2
+";
+
+/// Leases removed since $1, by any node: the history's record of each,
+/// which the trigger writes in the removing transaction.
+const SELECT_FREED_SINCE: &str = "
+    SELECT ip, client_id, mac, expires
+    FROM address_history WHERE event = 'freed' AND at >= to_timestamp($1)
+    ORDER BY id
 ";
 
 const SELECT_LEASES: &str = "
@@ -162,6 +182,7 @@ pub enum Op {
         ip: IpAddr,
         client_id: Vec<u8>,
         mac: Vec<u8>,
+        state: &'static str,
         expires: i64,
     },
     PutReservation {
@@ -207,6 +228,7 @@ pub fn encode_leases(changes: Vec<LeaseChange>) -> Result<Vec<Op>, String> {
                 expires: i64::try_from(lease.expires).unwrap_or(i64::MAX),
                 client_id: lease.client_id,
                 mac: lease.mac.to_vec(),
+                state: lease.state.as_str(),
             }),
         })
         .collect()
@@ -305,8 +327,12 @@ pub async fn apply<'a>(
                 ip,
                 client_id,
                 mac,
+                state,
                 expires,
-            } => execute(&remove, vec![ip as Param, mac, client_id, expires, alone]),
+            } => execute(
+                &remove,
+                vec![ip as Param, mac, client_id, expires, alone, state],
+            ),
             Op::PutReservation { mac, spec, updated } => {
                 execute(&put, vec![mac as Param, spec, updated])
             }
@@ -349,9 +375,9 @@ pub async fn written_since(
     c: &Client,
     since: f64,
     node: &Option<String>,
-) -> Result<(Vec<Lease>, f64), ReadError> {
+) -> Result<Written, ReadError> {
     // The clock first: a row stored after it is seen next time.
-    let now: f64 = c
+    let clock: f64 = c
         .query_one("SELECT extract(epoch FROM now())::float8", &[])
         .await
         .map_err(ReadError::Sql)?
@@ -365,7 +391,37 @@ pub async fn written_since(
         .map(decode_lease)
         .collect::<Result<_, _>>()
         .map_err(ReadError::Row)?;
-    Ok((leases, now))
+    let rows = c
+        .query(SELECT_FREED_SINCE, &[&since])
+        .await
+        .map_err(ReadError::Sql)?;
+    let freed = rows
+        .iter()
+        .map(decode_freed)
+        .collect::<Result<_, _>>()
+        .map_err(ReadError::Row)?;
+    Ok(Written {
+        leases,
+        freed,
+        clock,
+    })
+}
+
+fn decode_freed(row: &Row) -> Result<Freed, String> {
+    let ip = match get::<IpAddr>(row, 0, "freed lease's ip")? {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => return Err(format!("freed lease {ip}: not an IPv4 address")),
+    };
+    let mac: Vec<u8> = get(row, 2, "freed lease's mac")?;
+    let expires: i64 = get(row, 3, "freed lease's expires")?;
+    Ok(Freed {
+        ip,
+        client_id: get(row, 1, "freed lease's client_id")?,
+        mac: <[u8; 6]>::try_from(mac.as_slice())
+            .map_err(|_| format!("freed lease {ip}: mac has {} bytes, not 6", mac.len()))?,
+        expires: u64::try_from(expires)
+            .map_err(|_| format!("freed lease {ip}: expires = {expires} is before 1970"))?,
+    })
 }
 
 /// Runs `steps`, each sent when first polled: polls every one once, in

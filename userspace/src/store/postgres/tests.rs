@@ -588,7 +588,8 @@ async fn two_nodes_racing_for_addresses_never_share_one() {
 /// Another client takes an address only once its lease is past expiry
 /// plus the grace; the same client may move between nodes; a removal
 /// leaves a row another node has given away or extended; and each node
-/// reads what the other wrote, not what it wrote itself.
+/// reads what the other wrote, not what it wrote itself, and every
+/// removal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_write_and_remove_only_what_is_theirs() {
     let db = Database::new();
@@ -651,6 +652,12 @@ async fn nodes_write_and_remove_only_what_is_theirs() {
     );
     // A removal of what is still the row's lease, and of a row that is
     // gone already, loses nothing.
+    let freed = crate::store::Freed {
+        ip: renewed.ip,
+        client_id: renewed.client_id.clone(),
+        mac: renewed.mac,
+        expires: renewed.expires,
+    };
     assert_eq!(
         commit(&b, LeaseChange::Remove(renewed.clone()))
             .await
@@ -661,18 +668,24 @@ async fn nodes_write_and_remove_only_what_is_theirs() {
 
     let seen =
         |s: &crate::store::Stores| within(s.leases.written_since(0.0).expect("a shared store"));
-    let (by_b, clock) = seen(&a).await.expect("a reads");
-    assert_eq!(by_b, [taken], "a reads b's rows, not its own");
+    let by_b = seen(&a).await.expect("a reads");
+    assert_eq!(by_b.leases, [taken], "a reads b's rows, not its own");
+    assert_eq!(by_b.freed, [freed], "and every removal, whoever made it");
+    let clock = by_b.clock;
     assert!(
         (clock - now as f64).abs() < 60.0,
         "the database's clock: {clock}"
     );
-    let (by_a, _) = seen(&b).await.expect("b reads");
-    assert_eq!(by_a, [], "a's only row is gone");
-    let (later, _) = within(a.leases.written_since(clock + 1.0).unwrap())
+    let by_a = seen(&b).await.expect("b reads");
+    assert_eq!(by_a.leases, [], "a's only row is gone");
+    let later = within(a.leases.written_since(clock + 1.0).unwrap())
         .await
         .unwrap();
-    assert_eq!(later, [], "nothing written since the last look");
+    assert_eq!(
+        (later.leases, later.freed),
+        (vec![], vec![]),
+        "nothing written or removed since the last look"
+    );
     assert_eq!(
         psql(
             &db.config(SUPERUSER, None),
@@ -682,6 +695,75 @@ async fn nodes_write_and_remove_only_what_is_theirs() {
         "node-b",
         "each row names the node that wrote it"
     );
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+}
+
+/// A node that has not yet seen another node's ACK offers the client the
+/// address again, and drops that offer when the client's REQUEST names
+/// the other node: neither the offer nor its removal undoes the binding,
+/// and both are told who holds the address. The client's own renewal
+/// through that node still extends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_offer_of_another_node_leaves_the_binding() {
+    let db = Database::new();
+    let (a, b) = two_nodes(&db).await;
+    let now = unix_now();
+    let commit = |s: &crate::store::Stores, change| within(s.leases.commit(vec![change]));
+    let offered = |ip, expires| Lease {
+        state: LeaseState::Offered,
+        ..held(ip, 1, expires)
+    };
+    let bound = held(3, 1, now + 3600);
+    assert_eq!(
+        commit(&a, LeaseChange::Upsert(bound.clone()))
+            .await
+            .unwrap(),
+        []
+    );
+    let late = offered(3, now + 5);
+    let told = [Lost {
+        ip: bound.ip,
+        holder: Some(bound.clone()),
+    }];
+    assert_eq!(
+        commit(&b, LeaseChange::Upsert(late.clone())).await.unwrap(),
+        told,
+        "the late offer loses to the binding"
+    );
+    assert_eq!(
+        commit(&b, LeaseChange::Remove(late)).await.unwrap(),
+        told,
+        "and its removal frees nothing"
+    );
+    // A binding that ends before the offer would is not freed with it
+    // either: removing an offer removes only an offer.
+    let ending = held(4, 1, now + 2);
+    assert_eq!(
+        commit(&a, LeaseChange::Upsert(ending.clone()))
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        commit(&b, LeaseChange::Remove(offered(4, now + 5)))
+            .await
+            .unwrap(),
+        [Lost {
+            ip: ending.ip,
+            holder: Some(ending.clone())
+        }]
+    );
+    let renewed = held(3, 1, now + 7200);
+    assert_eq!(
+        commit(&b, LeaseChange::Upsert(renewed.clone()))
+            .await
+            .unwrap(),
+        []
+    );
+    let mut stored = within(a.leases.load()).await.expect("load");
+    stored.sort_by_key(|l| l.ip);
+    assert_eq!(stored, [renewed, ending]);
     a.close().await.expect("close a");
     b.close().await.expect("close b");
 }
