@@ -358,12 +358,19 @@ pub async fn apply<'a>(
 
 /// The rows holding `ips` now, by address.
 pub async fn holders(c: &Client, ips: &[IpAddr]) -> Result<Vec<Lease>, ReadError> {
-    let rows = c
-        .query(SELECT_HOLDERS, &[&ips])
-        .await
-        .map_err(ReadError::Sql)?;
+    query(c, SELECT_HOLDERS, &[&ips], decode_lease).await
+}
+
+/// Runs `sql` and decodes every row, or says which failed.
+async fn query<T>(
+    c: &Client,
+    sql: &str,
+    params: &[Param<'_>],
+    decode: impl Fn(&Row) -> Result<T, String>,
+) -> Result<Vec<T>, ReadError> {
+    let rows = c.query(sql, params).await.map_err(ReadError::Sql)?;
     rows.iter()
-        .map(decode_lease)
+        .map(decode)
         .collect::<Result<_, _>>()
         .map_err(ReadError::Row)
 }
@@ -382,27 +389,9 @@ pub async fn written_since(
         .await
         .map_err(ReadError::Sql)?
         .get(0);
-    let rows = c
-        .query(SELECT_WRITTEN_SINCE, &[&since, node])
-        .await
-        .map_err(ReadError::Sql)?;
-    let leases = rows
-        .iter()
-        .map(decode_lease)
-        .collect::<Result<_, _>>()
-        .map_err(ReadError::Row)?;
-    let rows = c
-        .query(SELECT_FREED_SINCE, &[&since])
-        .await
-        .map_err(ReadError::Sql)?;
-    let freed = rows
-        .iter()
-        .map(decode_freed)
-        .collect::<Result<_, _>>()
-        .map_err(ReadError::Row)?;
     Ok(Written {
-        leases,
-        freed,
+        leases: query(c, SELECT_WRITTEN_SINCE, &[&since, node], decode_lease).await?,
+        freed: query(c, SELECT_FREED_SINCE, &[&since], decode_freed).await?,
         clock,
     })
 }
@@ -463,13 +452,7 @@ fn get<T: FromSqlOwned>(row: &Row, index: usize, what: &str) -> Result<T, String
 }
 
 pub fn read_leases(c: &Client) -> Reading<'_, Vec<Lease>> {
-    Box::pin(async move {
-        let rows = c.query(SELECT_LEASES, &[]).await.map_err(ReadError::Sql)?;
-        rows.iter()
-            .map(decode_lease)
-            .collect::<Result<_, _>>()
-            .map_err(ReadError::Row)
-    })
+    Box::pin(query(c, SELECT_LEASES, &[], decode_lease))
 }
 
 /// One row back into a `Lease`, refusing (rather than guessing at) values
@@ -585,10 +568,6 @@ pub async fn read_history(
     ip: Ipv4Addr,
     limit: usize,
 ) -> Result<Vec<AddressRecord>, ReadError> {
-    let rows = c
-        .query(SELECT_HISTORY, &[&IpAddr::V4(ip), &history::bounded(limit)])
-        .await
-        .map_err(ReadError::Sql)?;
     let decode = |row: &Row| -> Result<AddressRecord, String> {
         HistoryColumns {
             ip,
@@ -602,8 +581,6 @@ pub async fn read_history(
         }
         .record()
     };
-    rows.iter()
-        .map(decode)
-        .collect::<Result<_, _>>()
-        .map_err(ReadError::Row)
+    let params: [Param<'_>; 2] = [&IpAddr::V4(ip), &history::bounded(limit)];
+    query(c, SELECT_HISTORY, &params, decode).await
 }
