@@ -846,6 +846,11 @@ impl SlowPath {
                             })
                             .is_ok()
                     });
+                    if answered_again {
+                        if let Ok(mut m) = counters.slow_path_outcomes.lock() {
+                            *m.entry("lost-race-answered-again").or_default() += 1;
+                        }
+                    }
                     tracing::info!(%mac, ip = %given.unwrap_or(Ipv4Addr::UNSPECIFIED), xid = format_args!("{xid:#010x}"), path = "userspace", note = "lost-race", answered_again, "reply withheld");
                     return;
                 }

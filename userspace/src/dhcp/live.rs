@@ -73,14 +73,6 @@ impl Server {
         self.cluster.as_ref()
     }
 
-    /// Takes in a lease the shared store holds that this node did not
-    /// write (another node's, or the one that beat this node's write):
-    /// the address is held, and what this node thought of it gives way.
-    /// The client's lease of another address stays held: the store may
-    /// hold both (two nodes' offers), and forgetting one would offer it to
-    /// the next client, only to lose it again. Nothing is written back:
-    /// the store has it already. A version this node wrote later (the
-    /// same holder, a newer update, no shorter) is kept.
     /// Lets go of a lease the shared store no longer holds, if the table
     /// still has it as it was removed (same holder, same expiry: not one
     /// written since). Nothing is written back. The lease let go, if any.
@@ -97,6 +89,14 @@ impl Server {
         Some(l)
     }
 
+    /// Takes in a lease the shared store holds that this node did not
+    /// write (another node's, or the one that beat this node's write):
+    /// the address is held, and what this node thought of it gives way.
+    /// The client's lease of another address stays held: the store may
+    /// hold both (two nodes' offers), and forgetting one would offer it to
+    /// the next client, only to lose it again. Nothing is written back:
+    /// the store has it already. A version this node wrote later (the
+    /// same holder, a newer update, no shorter) is kept.
     pub fn learn(&mut self, lease: Lease) {
         if let Some(mine) = self.table.get(lease.ip) {
             let same_holder = mine.mac == lease.mac || mine.client_id == lease.client_id;
