@@ -770,8 +770,8 @@ mod cluster;
 /// one rebinds to the other, which has read its lease from the database
 /// and extends it. An address the database gives to a client the second
 /// node has not heard of is never offered: the node's write loses, its
-/// OFFER is withheld (no NAK), and the client's retransmission is offered
-/// another address, while a REQUEST for the lost one is NAKed. An address
+/// OFFER is withheld (no NAK), and the same DISCOVER is answered again at
+/// once with another address, while a REQUEST for the lost one is NAKed. An address
 /// neither the node nor the database knows is not NAKed. An operator's
 /// removal of a lease another node has renewed since is refused. Without
 /// the database, no NAK at all.
@@ -854,14 +854,16 @@ async fn two_nodes_on_one_database_never_give_one_address_twice() {
                  extract(epoch FROM now())::bigint + 3600, extract(epoch FROM now())::bigint,
                  'c', now() - interval '1 hour')"
     ));
-    let discover = b.message(NEWCOMER, MessageType::Discover);
-    b.send(unaddressed(NEWCOMER, 67), &discover).await;
-    assert!(
-        b.silent_for(Duration::from_secs(2)).await,
+    let (_, offer) = b.discover(NEWCOMER).await;
+    assert_ne!(
+        offer.yiaddr(),
+        taken,
         "an OFFER of an address the database gives to another client"
     );
-    let (_, offer) = b.discover(NEWCOMER).await;
-    assert_ne!(offer.yiaddr(), taken);
+    assert!(
+        b.silent_for(Duration::from_millis(500)).await,
+        "a second answer to one DISCOVER"
+    );
     let mut init_reboot = b.message(NEWCOMER, MessageType::Request);
     init_reboot
         .opts_mut()
@@ -871,6 +873,10 @@ async fn two_nodes_on_one_database_never_give_one_address_twice() {
     let (_, stats) = b.api("GET", "/api/v1/stats", None, None).await;
     assert_eq!(stats["lease_conflicts"], 1, "{stats}");
     assert_eq!(stats["slow_path_outcomes"]["lost-race"], 1, "{stats}");
+    assert_eq!(
+        stats["slow_path_outcomes"]["lost-race-answered-again"], 1,
+        "{stats}"
+    );
 
     // Another node renews BOUND_BY_A's lease behind b's back (too long
     // ago for b's next look): an operator's removal through b then leaves
