@@ -27,9 +27,9 @@ fn yiaddr(o: &Outcome) -> Ipv4Addr {
 
 /// Two nodes offer one address to two clients at once; the store takes
 /// b's write and tells a (the slow path withholds a's OFFER). Once a has
-/// learned the winner, its client's retransmission is offered another
-/// address, and a REQUEST for the lost one is NAKed: the database says it
-/// is another client's.
+/// learned the winner, the same DISCOVER handled again (as the slow path
+/// does at once) is offered another address, and a REQUEST for the lost
+/// one is NAKed: the database says it is another client's.
 #[test]
 fn a_lost_race_is_learned_and_the_client_gets_another_address() {
     let (mut a, mut b) = (node("a", &["a"], false), node("b", &["b"], false));
