@@ -352,16 +352,12 @@ async fn refresh(
                 }
                 since = written.clock - REFRESH_OVERLAP;
                 // Removals first: a row written again since is then learned.
-                for learn in [
-                    (!written.freed.is_empty()).then_some(Learn::Freed(written.freed)),
-                    (!written.leases.is_empty()).then_some(Learn::Leases(written.leases)),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    if feedback.learned.send(learn).is_err() {
-                        return Ok(());
-                    }
+                let sent = feedback
+                    .learned
+                    .send(Learn::Freed(written.freed))
+                    .and_then(|()| feedback.learned.send(Learn::Leases(written.leases)));
+                if sent.is_err() {
+                    return Ok(());
                 }
             }
             // Said once per outage, not once a second.

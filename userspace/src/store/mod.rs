@@ -419,7 +419,7 @@ pub async fn open_for(
 }
 
 /// What a shared store says changed since a time (`written_since`).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug)]
 pub struct Written {
     /// Rows other nodes wrote.
     pub leases: Vec<Lease>,
